@@ -1,0 +1,965 @@
+//! [`CanonicalHasher`]: a serde `Serializer` that streams the canonical
+//! encoding (see [`crate::encoding`]) into a [`StableHasher`].
+
+use std::fmt;
+
+use serde::Serialize;
+use serde::ser;
+
+use crate::algorithm::StableHasher;
+use crate::bulk::{self, PrimSlice};
+use crate::digest::Digest;
+use crate::encoding::tag;
+use crate::probe;
+
+/// Capacity of the staging buffer between the encoder and the hasher.
+const STAGING: usize = 8 * 1024;
+/// Writes at least this long skip the staging buffer.
+const DIRECT: usize = 2 * 1024;
+
+/// A value could not be hashed: its `Serialize` impl failed, or it broke the
+/// serde contract (e.g. announced a wrong number of struct fields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashError(String);
+
+impl fmt::Display for HashError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot hash value: {}", self.0)
+    }
+}
+
+impl std::error::Error for HashError {}
+
+impl ser::Error for HashError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        HashError(msg.to_string())
+    }
+}
+
+/// The hasher plus the staging buffer in front of it.
+struct Staging<H> {
+    hasher: H,
+    buf: Vec<u8>,
+}
+
+impl<H: StableHasher> Staging<H> {
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        if bytes.len() < DIRECT && bytes.len() <= self.buf.capacity() - self.buf.len() {
+            self.buf.extend_from_slice(bytes);
+        } else {
+            self.put_slow(bytes);
+        }
+    }
+
+    #[inline(never)]
+    fn put_slow(&mut self, bytes: &[u8]) {
+        self.flush();
+        if bytes.len() >= DIRECT {
+            self.hasher.write(bytes);
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.buf.is_empty() {
+            self.hasher.write(&self.buf);
+            self.buf.clear();
+        }
+    }
+}
+
+/// One encoded map entry or set element in the arena.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    hash: u64,
+    start: usize,
+    end: usize,
+}
+
+/// Bookkeeping of one map or set being encoded.
+#[derive(Debug, Clone, Copy)]
+struct Unordered {
+    /// Arena offset where this collection's entries begin.
+    start: usize,
+    /// Index in `entries` where this collection's entries begin.
+    base: usize,
+}
+
+/// Streams canonical encodings of serde values into a hasher.
+///
+/// Values added one after the other are simply concatenated; the encoding is
+/// prefix-free, so the sequence of values is unambiguous. If [`add`] or
+/// [`add_args`] returns an error, the bytes already streamed stay in the
+/// hasher: discard it.
+///
+/// [`add`]: CanonicalHasher::add
+/// [`add_args`]: CanonicalHasher::add_args
+pub struct CanonicalHasher<H: StableHasher> {
+    out: Staging<H>,
+    /// Scratch space where map entries and set elements are encoded before
+    /// they are sorted.
+    arena: Vec<u8>,
+    /// Entries of all maps and sets being encoded, innermost last.
+    entries: Vec<Entry>,
+    /// Number of maps and sets being encoded; while non-zero, output goes to
+    /// the arena.
+    depth: usize,
+}
+
+impl<H: StableHasher> fmt::Debug for CanonicalHasher<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CanonicalHasher")
+            .field("staged_bytes", &self.out.buf.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: StableHasher> CanonicalHasher<H> {
+    /// A canonical hasher writing into `hasher`.
+    pub fn new(hasher: H) -> Self {
+        CanonicalHasher {
+            out: Staging {
+                hasher,
+                buf: Vec::with_capacity(STAGING),
+            },
+            arena: Vec::new(),
+            entries: Vec::new(),
+            depth: 0,
+        }
+    }
+
+    /// Appends the canonical encoding of one value.
+    pub fn add<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), HashError> {
+        let result = self.encode(value);
+        self.recover(result)
+    }
+
+    /// Appends a length-prefixed raw byte string (used for argument names and
+    /// domain tags). Its tag differs from those of `str` and `bytes` values.
+    pub fn add_raw(&mut self, bytes: &[u8]) {
+        self.put_header(tag::RAW, bytes.len());
+        self.put(bytes);
+    }
+
+    /// Like `add`, but if the value serializes as a tuple at the top level,
+    /// the elements whose index is in `skip` are left out (positional ignore
+    /// for closures taking a tuple). A non-tuple value is element 0.
+    ///
+    /// A left-out element is encoded as a "skipped" marker, so positions of
+    /// the other elements still count. With an empty `skip` this is `add`.
+    pub fn add_args<T: Serialize + ?Sized>(
+        &mut self,
+        value: &T,
+        skip: &[usize],
+    ) -> Result<(), HashError> {
+        if skip.is_empty() {
+            return self.add(value);
+        }
+        let result = if probe::is_top_level_tuple(value) {
+            value.serialize(Ser {
+                c: self,
+                type_name: "",
+                skip: Some(skip),
+            })
+        } else if skip.contains(&0) {
+            self.put(&[tag::SKIPPED]);
+            Ok(())
+        } else {
+            self.encode(value)
+        };
+        self.recover(result)
+    }
+
+    /// The digest of everything added so far (flushes the staging buffer).
+    pub fn finish(mut self) -> Digest {
+        self.out.flush();
+        self.out.hasher.finish()
+    }
+
+    /// After a failed `add`, forget any half-encoded map or set.
+    fn recover(&mut self, result: Result<(), HashError>) -> Result<(), HashError> {
+        if result.is_err() {
+            self.depth = 0;
+            self.arena.clear();
+            self.entries.clear();
+        }
+        result
+    }
+
+    #[inline(always)]
+    fn put(&mut self, bytes: &[u8]) {
+        if self.depth == 0 {
+            self.out.put(bytes);
+        } else {
+            self.arena.extend_from_slice(bytes);
+        }
+    }
+
+    /// A tag followed by a `u64` LE length or count.
+    #[inline(always)]
+    fn put_header(&mut self, tag: u8, len: usize) {
+        let mut b = [0u8; 9];
+        b[0] = tag;
+        b[1..].copy_from_slice(&(len as u64).to_le_bytes());
+        self.put(&b);
+    }
+
+    /// A tag followed by a fixed-size little-endian scalar (at most 16 bytes).
+    #[inline(always)]
+    fn put_scalar(&mut self, tag: u8, le_bytes: &[u8]) {
+        let mut b = [0u8; 17];
+        b[0] = tag;
+        b[1..=le_bytes.len()].copy_from_slice(le_bytes);
+        self.put(&b[..=le_bytes.len()]);
+    }
+
+    /// A length-prefixed name.
+    #[inline(always)]
+    fn put_name(&mut self, name: &str) {
+        self.put(&(name.len() as u64).to_le_bytes());
+        self.put(name.as_bytes());
+    }
+
+    fn put_prim(&mut self, p: PrimSlice<'_>) {
+        let mut head = [0u8; 10];
+        head[0] = tag::PRIM_ARRAY;
+        head[1] = p.code;
+        head[2..].copy_from_slice(&(p.len as u64).to_le_bytes());
+        self.put(&head);
+        #[cfg(target_endian = "little")]
+        {
+            let _ = p.elem_size;
+            self.put(p.native_bytes);
+        }
+        #[cfg(target_endian = "big")]
+        {
+            // Convert each element to little-endian, a block at a time.
+            let mut block = [0u8; 1024];
+            for chunk in p.native_bytes.chunks(block.len()) {
+                let out = &mut block[..chunk.len()];
+                for (dst, src) in out
+                    .chunks_exact_mut(p.elem_size)
+                    .zip(chunk.chunks_exact(p.elem_size))
+                {
+                    dst.copy_from_slice(src);
+                    dst.reverse();
+                }
+                self.put(out);
+            }
+        }
+    }
+
+    /// Encodes one value handed to the encoder as `&T`: bulk path for numeric
+    /// slices, otherwise serde with `T`'s type name remembered.
+    #[inline]
+    fn encode<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), HashError> {
+        if let Some(p) = bulk::prim_slice(value) {
+            self.put_prim(p);
+            return Ok(());
+        }
+        value.serialize(Ser {
+            c: self,
+            type_name: std::any::type_name::<T>(),
+            skip: None,
+        })
+    }
+
+    fn begin_unordered(&mut self) -> Unordered {
+        self.depth += 1;
+        Unordered {
+            start: self.arena.len(),
+            base: self.entries.len(),
+        }
+    }
+
+    /// Records the entry encoded in the arena from `start` to its end.
+    #[inline]
+    fn push_entry(&mut self, start: usize) {
+        let end = self.arena.len();
+        let hash = xxhash_rust::xxh3::xxh3_64(&self.arena[start..end]);
+        self.entries.push(Entry { hash, start, end });
+    }
+
+    /// Sorts the entries of a finished map or set and writes the collection.
+    fn end_unordered(&mut self, tag: u8, u: Unordered) {
+        let CanonicalHasher {
+            out,
+            arena,
+            entries,
+            depth,
+        } = self;
+        let list = &mut entries[u.base..];
+        list.sort_unstable_by(|a, b| {
+            a.hash
+                .cmp(&b.hash)
+                .then_with(|| arena[a.start..a.end].cmp(&arena[b.start..b.end]))
+        });
+        let mut head = [0u8; 9];
+        head[0] = tag;
+        head[1..].copy_from_slice(&(list.len() as u64).to_le_bytes());
+        *depth -= 1;
+        if *depth == 0 {
+            out.put(&head);
+            for e in list.iter() {
+                out.put(&arena[e.start..e.end]);
+            }
+            arena.truncate(u.start);
+        } else {
+            // Nested in another map or set: build the sorted form after the
+            // unsorted entries, then move it over them.
+            let mid = arena.len();
+            arena.extend_from_slice(&head);
+            for e in list.iter() {
+                arena.extend_from_within(e.start..e.end);
+            }
+            let sorted_len = arena.len() - mid;
+            arena.copy_within(mid.., u.start);
+            arena.truncate(u.start + sorted_len);
+        }
+        entries.truncate(u.base);
+    }
+}
+
+/// Type names (prefixes) that serialize as a seq but are sets.
+const SET_TYPES: [&str; 3] = [
+    "std::collections::hash::set::HashSet<",
+    "hashbrown::set::HashSet<",
+    "alloc::collections::btree::set::BTreeSet<",
+];
+
+/// Smart pointers whose `Serialize` forwards to the pointee.
+const WRAPPERS: [&str; 4] = [
+    "alloc::boxed::Box<",
+    "alloc::rc::Rc<",
+    "alloc::sync::Arc<",
+    "alloc::borrow::Cow<",
+];
+
+/// Whether a type name (from `std::any::type_name`) names a set, possibly
+/// behind references and smart pointers.
+fn is_set_type(mut name: &str) -> bool {
+    'strip: loop {
+        if let Some(rest) = name.strip_prefix('&') {
+            name = rest.strip_prefix("mut ").unwrap_or(rest);
+            continue;
+        }
+        // A lifetime argument, as in `Cow<'_, T>` or `&'a T`.
+        if name.starts_with('\'')
+            && let Some((_, rest)) = name.split_once([',', ' '])
+        {
+            name = rest.trim_start();
+            continue;
+        }
+        for w in WRAPPERS {
+            if let Some(rest) = name.strip_prefix(w) {
+                name = rest;
+                continue 'strip;
+            }
+        }
+        break;
+    }
+    SET_TYPES.iter().any(|p| name.starts_with(p))
+}
+
+/// The serializer for one value.
+struct Ser<'a, H: StableHasher> {
+    c: &'a mut CanonicalHasher<H>,
+    /// `type_name` of the static type handed to the encoder for this value.
+    type_name: &'static str,
+    /// Top-level tuple elements to leave out (`add_args`).
+    skip: Option<&'a [usize]>,
+}
+
+/// Tuples, structs and their variants: fixed element count.
+struct Compound<'a, H: StableHasher> {
+    c: &'a mut CanonicalHasher<H>,
+    declared: usize,
+    count: usize,
+    skip: Option<&'a [usize]>,
+    kind: &'static str,
+}
+
+impl<H: StableHasher> Compound<'_, H> {
+    fn end(self) -> Result<(), HashError> {
+        if self.count == self.declared {
+            Ok(())
+        } else {
+            Err(HashError(format!(
+                "{} announced {} fields but serialized {}",
+                self.kind, self.declared, self.count
+            )))
+        }
+    }
+
+    #[inline]
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), HashError> {
+        let index = self.count;
+        self.count += 1;
+        if self.skip.is_some_and(|s| s.contains(&index)) {
+            self.c.put(&[tag::SKIPPED]);
+            Ok(())
+        } else {
+            self.c.encode(value)
+        }
+    }
+
+    #[inline]
+    fn field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), HashError> {
+        self.count += 1;
+        self.c.put_name(key);
+        self.c.encode(value)
+    }
+}
+
+/// Sequences; sets are unordered.
+struct Seq<'a, H: StableHasher> {
+    c: &'a mut CanonicalHasher<H>,
+    set: Option<Unordered>,
+}
+
+/// Maps: entries are encoded into the arena, then sorted.
+struct Map<'a, H: StableHasher> {
+    c: &'a mut CanonicalHasher<H>,
+    u: Unordered,
+    entry_start: usize,
+}
+
+macro_rules! scalar {
+    ($($method:ident: $t:ty => $tag:expr;)*) => {$(
+        #[inline]
+        fn $method(self, v: $t) -> Result<(), HashError> {
+            self.c.put_scalar($tag, &v.to_le_bytes());
+            Ok(())
+        }
+    )*};
+}
+
+impl<'a, H: StableHasher> ser::Serializer for Ser<'a, H> {
+    type Ok = ();
+    type Error = HashError;
+    type SerializeSeq = Seq<'a, H>;
+    type SerializeTuple = Compound<'a, H>;
+    type SerializeTupleStruct = Compound<'a, H>;
+    type SerializeTupleVariant = Compound<'a, H>;
+    type SerializeMap = Map<'a, H>;
+    type SerializeStruct = Compound<'a, H>;
+    type SerializeStructVariant = Compound<'a, H>;
+
+    fn is_human_readable(&self) -> bool {
+        false
+    }
+
+    #[inline]
+    fn serialize_bool(self, v: bool) -> Result<(), HashError> {
+        self.c.put(&[tag::BOOL, u8::from(v)]);
+        Ok(())
+    }
+
+    scalar! {
+        serialize_i8: i8 => tag::I8;
+        serialize_i16: i16 => tag::I16;
+        serialize_i32: i32 => tag::I32;
+        serialize_i64: i64 => tag::I64;
+        serialize_i128: i128 => tag::I128;
+        serialize_u8: u8 => tag::U8;
+        serialize_u16: u16 => tag::U16;
+        serialize_u32: u32 => tag::U32;
+        serialize_u64: u64 => tag::U64;
+        serialize_u128: u128 => tag::U128;
+    }
+
+    #[inline]
+    fn serialize_f32(self, v: f32) -> Result<(), HashError> {
+        self.c.put_scalar(tag::F32, &v.to_bits().to_le_bytes());
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_f64(self, v: f64) -> Result<(), HashError> {
+        self.c.put_scalar(tag::F64, &v.to_bits().to_le_bytes());
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_char(self, v: char) -> Result<(), HashError> {
+        self.c.put_scalar(tag::CHAR, &u32::from(v).to_le_bytes());
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_str(self, v: &str) -> Result<(), HashError> {
+        self.c.put_header(tag::STR, v.len());
+        self.c.put(v.as_bytes());
+        Ok(())
+    }
+
+    #[inline]
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), HashError> {
+        self.c.put_header(tag::BYTES, v.len());
+        self.c.put(v);
+        Ok(())
+    }
+
+    fn serialize_none(self) -> Result<(), HashError> {
+        self.c.put(&[tag::NONE]);
+        Ok(())
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), HashError> {
+        self.c.put(&[tag::SOME]);
+        self.c.encode(value)
+    }
+
+    fn serialize_unit(self) -> Result<(), HashError> {
+        self.c.put(&[tag::UNIT]);
+        Ok(())
+    }
+
+    fn serialize_unit_struct(self, name: &'static str) -> Result<(), HashError> {
+        self.c.put(&[tag::UNIT_STRUCT]);
+        self.c.put_name(name);
+        Ok(())
+    }
+
+    fn serialize_unit_variant(
+        self,
+        name: &'static str,
+        _variant_index: u32,
+        variant: &'static str,
+    ) -> Result<(), HashError> {
+        self.c.put(&[tag::UNIT_VARIANT]);
+        self.c.put_name(name);
+        self.c.put_name(variant);
+        Ok(())
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        value: &T,
+    ) -> Result<(), HashError> {
+        self.c.put(&[tag::NEWTYPE_STRUCT]);
+        self.c.put_name(name);
+        self.c.encode(value)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        _variant_index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), HashError> {
+        self.c.put(&[tag::NEWTYPE_VARIANT]);
+        self.c.put_name(name);
+        self.c.put_name(variant);
+        self.c.encode(value)
+    }
+
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Seq<'a, H>, HashError> {
+        let set = if is_set_type(self.type_name) {
+            Some(self.c.begin_unordered())
+        } else {
+            self.c.put(&[tag::SEQ]);
+            None
+        };
+        Ok(Seq { c: self.c, set })
+    }
+
+    fn serialize_tuple(self, len: usize) -> Result<Compound<'a, H>, HashError> {
+        self.c.put_header(tag::TUPLE, len);
+        Ok(Compound {
+            c: self.c,
+            declared: len,
+            count: 0,
+            skip: self.skip,
+            kind: "tuple",
+        })
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<Compound<'a, H>, HashError> {
+        self.c.put(&[tag::TUPLE_STRUCT]);
+        self.c.put_name(name);
+        self.c.put(&(len as u64).to_le_bytes());
+        Ok(Compound {
+            c: self.c,
+            declared: len,
+            count: 0,
+            skip: None,
+            kind: name,
+        })
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        name: &'static str,
+        _variant_index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Compound<'a, H>, HashError> {
+        self.c.put(&[tag::TUPLE_VARIANT]);
+        self.c.put_name(name);
+        self.c.put_name(variant);
+        self.c.put(&(len as u64).to_le_bytes());
+        Ok(Compound {
+            c: self.c,
+            declared: len,
+            count: 0,
+            skip: None,
+            kind: variant,
+        })
+    }
+
+    fn serialize_map(self, _len: Option<usize>) -> Result<Map<'a, H>, HashError> {
+        let u = self.c.begin_unordered();
+        Ok(Map {
+            c: self.c,
+            u,
+            entry_start: u.start,
+        })
+    }
+
+    fn serialize_struct(
+        self,
+        name: &'static str,
+        len: usize,
+    ) -> Result<Compound<'a, H>, HashError> {
+        self.c.put(&[tag::STRUCT]);
+        self.c.put_name(name);
+        self.c.put(&(len as u64).to_le_bytes());
+        Ok(Compound {
+            c: self.c,
+            declared: len,
+            count: 0,
+            skip: None,
+            kind: name,
+        })
+    }
+
+    fn serialize_struct_variant(
+        self,
+        name: &'static str,
+        _variant_index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Compound<'a, H>, HashError> {
+        self.c.put(&[tag::STRUCT_VARIANT]);
+        self.c.put_name(name);
+        self.c.put_name(variant);
+        self.c.put(&(len as u64).to_le_bytes());
+        Ok(Compound {
+            c: self.c,
+            declared: len,
+            count: 0,
+            skip: None,
+            kind: variant,
+        })
+    }
+}
+
+impl<H: StableHasher> ser::SerializeSeq for Seq<'_, H> {
+    type Ok = ();
+    type Error = HashError;
+
+    #[inline]
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), HashError> {
+        if self.set.is_some() {
+            let start = self.c.arena.len();
+            self.c.encode(value)?;
+            self.c.push_entry(start);
+            Ok(())
+        } else {
+            self.c.encode(value)
+        }
+    }
+
+    fn end(self) -> Result<(), HashError> {
+        match self.set {
+            Some(u) => self.c.end_unordered(tag::SET, u),
+            None => self.c.put(&[tag::SEQ_END]),
+        }
+        Ok(())
+    }
+}
+
+impl<H: StableHasher> ser::SerializeTuple for Compound<'_, H> {
+    type Ok = ();
+    type Error = HashError;
+
+    #[inline]
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), HashError> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), HashError> {
+        Compound::end(self)
+    }
+}
+
+impl<H: StableHasher> ser::SerializeTupleStruct for Compound<'_, H> {
+    type Ok = ();
+    type Error = HashError;
+
+    #[inline]
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), HashError> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), HashError> {
+        Compound::end(self)
+    }
+}
+
+impl<H: StableHasher> ser::SerializeTupleVariant for Compound<'_, H> {
+    type Ok = ();
+    type Error = HashError;
+
+    #[inline]
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), HashError> {
+        self.element(value)
+    }
+
+    fn end(self) -> Result<(), HashError> {
+        Compound::end(self)
+    }
+}
+
+impl<H: StableHasher> ser::SerializeStruct for Compound<'_, H> {
+    type Ok = ();
+    type Error = HashError;
+
+    #[inline]
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), HashError> {
+        self.field(key, value)
+    }
+
+    fn end(self) -> Result<(), HashError> {
+        Compound::end(self)
+    }
+}
+
+impl<H: StableHasher> ser::SerializeStructVariant for Compound<'_, H> {
+    type Ok = ();
+    type Error = HashError;
+
+    #[inline]
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), HashError> {
+        self.field(key, value)
+    }
+
+    fn end(self) -> Result<(), HashError> {
+        Compound::end(self)
+    }
+}
+
+impl<H: StableHasher> ser::SerializeMap for Map<'_, H> {
+    type Ok = ();
+    type Error = HashError;
+
+    #[inline]
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), HashError> {
+        self.entry_start = self.c.arena.len();
+        self.c.encode(key)
+    }
+
+    #[inline]
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), HashError> {
+        self.c.encode(value)?;
+        self.c.push_entry(self.entry_start);
+        Ok(())
+    }
+
+    fn end(self) -> Result<(), HashError> {
+        self.c.end_unordered(tag::MAP, self.u);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap, HashSet};
+    use std::rc::Rc;
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A hasher that records the bytes, to test the encoding itself.
+    #[derive(Default)]
+    struct Recorder(Vec<u8>, usize);
+
+    impl StableHasher for Recorder {
+        fn write(&mut self, bytes: &[u8]) {
+            self.0.extend_from_slice(bytes);
+            self.1 += 1;
+        }
+
+        fn finish(&self) -> Digest {
+            Digest([0; 16])
+        }
+    }
+
+    fn encode<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
+        let mut rec = Recorder::default();
+        let mut c = CanonicalHasher::new(&mut rec);
+        c.add(v).unwrap();
+        c.finish();
+        rec.0
+    }
+
+    #[test]
+    fn scalar_bytes() {
+        assert_eq!(encode(&true), [tag::BOOL, 1]);
+        assert_eq!(encode(&5i32), [tag::I32, 5, 0, 0, 0]);
+        assert_eq!(encode(&5usize), encode(&5u64));
+        assert_eq!(encode(&-1isize), encode(&-1i64));
+        assert_eq!(
+            encode(&1.0f32),
+            [&[tag::F32][..], &1.0f32.to_bits().to_le_bytes()].concat()
+        );
+        assert_eq!(encode(&'é'), [tag::CHAR, 0xe9, 0, 0, 0]);
+        assert_eq!(encode("ab"), [tag::STR, 2, 0, 0, 0, 0, 0, 0, 0, b'a', b'b']);
+        assert_eq!(encode(&None::<u8>), [tag::NONE]);
+        assert_eq!(encode(&Some(())), [tag::SOME, tag::UNIT]);
+    }
+
+    #[test]
+    fn bulk_bytes() {
+        let v = vec![1u16, 0x0203];
+        assert_eq!(
+            encode(&v),
+            [
+                tag::PRIM_ARRAY,
+                tag::U16,
+                2,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                1,
+                0,
+                3,
+                2
+            ]
+        );
+        let w: Vec<usize> = vec![1, 2];
+        assert_eq!(encode(&w)[0], tag::SEQ);
+        assert_eq!(*encode(&w).last().unwrap(), tag::SEQ_END);
+    }
+
+    #[test]
+    fn large_writes_bypass_staging() {
+        let v = vec![7u8; 1 << 20];
+        let mut rec = Recorder::default();
+        let mut c = CanonicalHasher::new(&mut rec);
+        c.add(&v).unwrap();
+        c.finish();
+        // Header flushed, then the megabyte in one write.
+        assert_eq!(rec.1, 2);
+        assert_eq!(rec.0.len(), 10 + (1 << 20));
+    }
+
+    #[test]
+    fn many_small_writes_are_staged() {
+        let v: Vec<String> = (0..10_000).map(|i| i.to_string()).collect();
+        let mut rec = Recorder::default();
+        let mut c = CanonicalHasher::new(&mut rec);
+        c.add(&v).unwrap();
+        c.finish();
+        assert!(rec.1 < rec.0.len() / 4096 + 2, "{} writes", rec.1);
+    }
+
+    #[test]
+    fn set_type_names() {
+        assert!(is_set_type(std::any::type_name::<HashSet<i32>>()));
+        assert!(is_set_type(std::any::type_name::<&HashSet<i32>>()));
+        assert!(is_set_type(std::any::type_name::<&mut BTreeSet<i32>>()));
+        assert!(is_set_type(std::any::type_name::<Box<HashSet<i32>>>()));
+        assert!(is_set_type(std::any::type_name::<Arc<HashSet<i32>>>()));
+        assert!(is_set_type(std::any::type_name::<Rc<&BTreeSet<i32>>>()));
+        assert!(is_set_type(std::any::type_name::<
+            std::borrow::Cow<'_, BTreeSet<i32>>,
+        >()));
+        assert!(!is_set_type(std::any::type_name::<Vec<HashSet<i32>>>()));
+        assert!(!is_set_type(std::any::type_name::<HashMap<i32, i32>>()));
+        assert!(!is_set_type(std::any::type_name::<Vec<i32>>()));
+    }
+
+    #[test]
+    fn nested_maps_are_sorted_in_place() {
+        let mut a: HashMap<String, HashMap<u32, Vec<String>>> = HashMap::new();
+        let mut b = HashMap::new();
+        for i in 0..50u32 {
+            let inner: HashMap<u32, Vec<String>> =
+                (0..i).map(|j| (j, vec![format!("{i}-{j}")])).collect();
+            a.insert(format!("k{i}"), inner);
+        }
+        for i in (0..50u32).rev() {
+            let mut inner = HashMap::with_capacity(1000);
+            for j in (0..i).rev() {
+                inner.insert(j, vec![format!("{i}-{j}")]);
+            }
+            b.insert(format!("k{i}"), inner);
+        }
+        assert_eq!(encode(&a), encode(&b));
+        // Same bytes as a BTreeMap of BTreeMaps.
+        let c: std::collections::BTreeMap<_, std::collections::BTreeMap<_, _>> = a
+            .iter()
+            .map(|(k, v)| (k.clone(), v.iter().map(|(x, y)| (*x, y.clone())).collect()))
+            .collect();
+        assert_eq!(encode(&a), encode(&c));
+    }
+
+    #[test]
+    fn state_is_clean_after_error() {
+        struct Fails;
+        impl Serialize for Fails {
+            fn serialize<S: ser::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(ser::Error::custom("nope"))
+            }
+        }
+        let mut m = HashMap::new();
+        m.insert(1, Fails);
+        let mut c = CanonicalHasher::new(Recorder::default());
+        let err = c.add(&m).unwrap_err();
+        assert!(err.to_string().contains("nope"));
+        assert_eq!(c.depth, 0);
+        assert!(c.arena.is_empty());
+        c.add(&1u8).unwrap();
+    }
+
+    #[test]
+    fn wrong_field_count_is_an_error() {
+        struct Liar;
+        impl Serialize for Liar {
+            fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                use serde::ser::SerializeStruct;
+                let mut st = s.serialize_struct("Liar", 2)?;
+                st.serialize_field("a", &1u8)?;
+                st.end()
+            }
+        }
+        let mut c = CanonicalHasher::new(Recorder::default());
+        assert!(c.add(&Liar).is_err());
+    }
+}

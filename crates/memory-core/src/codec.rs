@@ -1,0 +1,134 @@
+//! Swappable serialization of outputs.
+//!
+//! A [`Codec`] turns a function's output into the payload of an entry and back. It is
+//! object-safe (through `erased-serde`), so a `Memory` can hold any codec chosen at run time. The
+//! default is MessagePack through `rmp-serde`. Decoding is data only: loading an entry never runs
+//! code.
+
+use std::fmt::Debug;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The error of a codec.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CodecError(pub String);
+
+impl CodecError {
+    fn new(e: impl std::fmt::Display) -> Self {
+        CodecError(e.to_string())
+    }
+}
+
+/// A serialization format for outputs.
+pub trait Codec: Debug + Send + Sync + 'static {
+    /// A stable id, stored in each entry's metadata (`"msgpack"`).
+    fn id(&self) -> &'static str;
+
+    /// Appends the encoding of `value` to `out`.
+    fn encode(
+        &self,
+        value: &dyn erased_serde::Serialize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError>;
+
+    /// Decodes `bytes` by handing a deserializer to `visit`.
+    fn decode<'de>(
+        &self,
+        bytes: &'de [u8],
+        visit: &mut dyn FnMut(
+            &mut dyn erased_serde::Deserializer<'de>,
+        ) -> Result<(), erased_serde::Error>,
+    ) -> Result<(), CodecError>;
+}
+
+/// Encodes a value with a codec.
+pub fn encode_value<T: Serialize + ?Sized>(
+    codec: &dyn Codec,
+    value: &T,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
+    codec.encode(&value as &dyn erased_serde::Serialize, out)
+}
+
+/// Decodes a value with a codec.
+pub fn decode_value<T: DeserializeOwned>(codec: &dyn Codec, bytes: &[u8]) -> Result<T, CodecError> {
+    let mut slot: Option<T> = None;
+    codec.decode(bytes, &mut |de| {
+        slot = Some(erased_serde::deserialize::<T>(de)?);
+        Ok(())
+    })?;
+    slot.ok_or_else(|| CodecError("the codec produced no value".into()))
+}
+
+/// MessagePack, through `rmp-serde`, with structs as maps (so that adding an optional field to
+/// an output type does not make old entries unreadable).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MessagePack;
+
+impl Codec for MessagePack {
+    fn id(&self) -> &'static str {
+        "msgpack"
+    }
+
+    fn encode(
+        &self,
+        value: &dyn erased_serde::Serialize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CodecError> {
+        let mut ser = rmp_serde::Serializer::new(out).with_struct_map();
+        value.serialize(&mut ser).map_err(CodecError::new)
+    }
+
+    fn decode<'de>(
+        &self,
+        bytes: &'de [u8],
+        visit: &mut dyn FnMut(
+            &mut dyn erased_serde::Deserializer<'de>,
+        ) -> Result<(), erased_serde::Error>,
+    ) -> Result<(), CodecError> {
+        let mut rest: &[u8] = bytes;
+        let mut de = rmp_serde::Deserializer::new(&mut rest);
+        let mut erased = <dyn erased_serde::Deserializer>::erase(&mut de);
+        visit(&mut erased).map_err(CodecError::new)?;
+        drop(de);
+        if rest.is_empty() {
+            Ok(())
+        } else {
+            Err(CodecError("trailing bytes after the value".into()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn round_trip() {
+        let value: (Vec<f64>, BTreeMap<String, Option<i64>>, String) = (
+            vec![1.0, f64::NAN.copysign(-1.0), 3.5],
+            [("a".to_owned(), Some(1)), ("b".to_owned(), None)].into(),
+            "é".into(),
+        );
+        let mut out = Vec::new();
+        encode_value(&MessagePack, &value, &mut out).unwrap();
+        let back: (Vec<f64>, BTreeMap<String, Option<i64>>, String) =
+            decode_value(&MessagePack, &out).unwrap();
+        assert_eq!(back.1, value.1);
+        assert_eq!(back.0[0], 1.0);
+        assert!(back.0[1].is_nan());
+    }
+
+    #[test]
+    fn wrong_type_is_an_error() {
+        let mut out = Vec::new();
+        encode_value(&MessagePack, &"text", &mut out).unwrap();
+        assert!(decode_value::<u64>(&MessagePack, &out).is_err());
+        assert!(decode_value::<u64>(&MessagePack, &[0xc1]).is_err());
+        out.push(0);
+        assert!(decode_value::<String>(&MessagePack, &out).is_err());
+    }
+}

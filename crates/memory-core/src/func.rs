@@ -1,0 +1,1057 @@
+//! [`MemorizedFunc`]: a memoized function, and how functions are identified.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::Location;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+use cachette_hashing::{CanonicalHasher, Digest};
+use chrono::Utc;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::backend::{BackendResult, PutOptions, StoreBackend};
+use crate::codec;
+use crate::entry::{self, Entry, HEADER_READ_HINT, Metadata};
+use crate::error::{EntryError, Error};
+use crate::key::{Key, Prefix};
+use crate::memory::{Inner, Memory};
+use crate::report::{format_time, rule_ending_with};
+use crate::result::{MemorizedResult, NotMemorizedResult, Shelved};
+use crate::validation::Validation;
+
+/// The longest readable form of one argument kept in metadata and verbose output.
+const READABLE_ARG_LEN: usize = 200;
+/// The name of the item holding a function's code identity, in its folder.
+pub(crate) const FUNC_CODE: &str = "func_code";
+
+/// The identity of a memoized function: its name (which gives its folder in the store), and
+/// what says whether its code changed: a hash of its tokens (taken by the `#[memoize]` macro)
+/// and/or an explicit version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FuncId {
+    name: String,
+    folder: String,
+    code_hash: Option<String>,
+    version: Option<String>,
+    origin: String,
+}
+
+impl FuncId {
+    /// An identity from a name such as `my_crate::module::function`.
+    pub fn new(name: impl Into<String>) -> Self {
+        let name = name.into();
+        FuncId {
+            folder: folder_of(&name),
+            origin: name.clone(),
+            name,
+            code_hash: None,
+            version: None,
+        }
+    }
+
+    /// Sets the hash of the function's code; a different hash invalidates stored results.
+    pub fn with_code_hash(mut self, hash: impl Into<String>) -> Self {
+        self.code_hash = Some(hash.into());
+        self
+    }
+
+    /// Sets an explicit version; a different version invalidates stored results.
+    pub fn with_version(mut self, version: impl Into<String>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// Sets where the function was defined, to tell two functions under one name apart.
+    pub fn with_origin(mut self, origin: impl Into<String>) -> Self {
+        self.origin = origin.into();
+        self
+    }
+
+    /// Identity of a callable passed to [`Memory::cache`]: its path for a function item; the
+    /// enclosing function plus the call site for a closure (or a function pointer or trait
+    /// object, whose type says nothing about which function it is).
+    pub(crate) fn of_callable<F>(caller: &Location<'_>) -> Self {
+        let type_name = std::any::type_name::<F>();
+        let anonymous = type_name.contains("{{closure}}")
+            || type_name.starts_with("fn(")
+            || type_name.starts_with("unsafe ")
+            || type_name.starts_with("extern ")
+            || type_name.contains("dyn ");
+        if !anonymous {
+            return FuncId::new(type_name);
+        }
+        let file = caller
+            .file()
+            .rsplit(['/', '\\'])
+            .next()
+            .unwrap_or(caller.file());
+        let base = if type_name.contains("{{closure}}") {
+            type_name.replace("::{{closure}}", "::closure")
+        } else {
+            "closure".to_owned()
+        };
+        let name = format!("{base}@{file}:{}:{}", caller.line(), caller.column());
+        let origin = format!("{type_name} at {caller}");
+        FuncId::new(name).with_origin(origin)
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The folder of the function's results in the store.
+    pub fn folder(&self) -> &str {
+        &self.folder
+    }
+
+    /// The short name: the last segment of the path.
+    pub fn short_name(&self) -> &str {
+        let base = self.name.split('@').next().unwrap_or(&self.name);
+        base.rsplit("::").next().unwrap_or(base)
+    }
+
+    /// What is stored in the function's `func_code` item.
+    fn identity(&self) -> String {
+        format!(
+            "cachette function {}\ncode: {}\nversion: {}\n",
+            self.name,
+            self.code_hash.as_deref().unwrap_or("-"),
+            self.version.as_deref().unwrap_or("-"),
+        )
+    }
+}
+
+/// Turns a function path into a single, readable folder name: `a::b::c` becomes `a.b.c`, and
+/// anything but ASCII letters, digits and `._-@+=,` becomes `_`. Long names are cut and get a
+/// hash suffix.
+fn folder_of(name: &str) -> String {
+    let dotted = name.replace("::", ".");
+    let mut folder: String = dotted
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-@+=,".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if folder.starts_with('.') {
+        folder.insert(0, '_');
+    }
+    if folder.len() > 160 {
+        let hash = xxhash_rust::xxh3::xxh3_64(name.as_bytes());
+        folder.truncate(140);
+        folder.push_str(&format!("-{hash:016x}"));
+    }
+    folder
+}
+
+/// Which functions are memoized under which identity in this process, to warn of collisions.
+fn register_identity(memory: &Inner, id: &FuncId) {
+    static SEEN: OnceLock<Mutex<HashMap<(String, String), String>>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let slot = (memory.location.clone(), id.folder.clone());
+    if let Some(previous) = seen.insert(slot, id.origin.clone())
+        && previous != id.origin
+    {
+        memory.reporter.warn(format!(
+            "Possible name collision between functions '{}' ({previous}) and '{}' ({}): they share the cache folder '{}', and will overwrite each other's results across sessions. Give one of them another name.",
+            id.name, id.name, id.origin, id.folder
+        ));
+    }
+}
+
+/// The stand-in for "no function" in a [`MemorizedFunc`] driven by [`MemorizedFunc::call_with`]
+/// (as the `#[memoize]` macro does).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoFunc;
+
+/// Says which argument type a [`MemorizedFunc`] takes, so that calls like
+/// `check_call_in_cache(&1)` infer the same type as the function's argument. Every
+/// `Fn(A) -> R` takes `A`; [`NoFunc`] takes anything.
+pub trait TakesArgs<A> {}
+
+impl<A, F, O> TakesArgs<A> for F where F: Fn(A) -> O {}
+
+impl<A> TakesArgs<A> for NoFunc {}
+
+/// A memoized function: calls with arguments already seen load the stored result instead of
+/// running the function.
+///
+/// Made by [`Memory::cache`] for closures and function items (call it with
+/// [`eval`](Self::eval)), or by the `#[memoize]` attribute macro, which drives it through
+/// [`call_with`](Self::call_with) so that the function is still called like a plain `fn`.
+///
+/// Arguments are hashed with the memory's hasher (any `Serialize` type, tuples for several
+/// arguments); outputs are stored with the memory's codec (`Serialize + DeserializeOwned`).
+/// Errors of the function (`Err` from [`call_with`](Self::call_with), or a panic) propagate and
+/// are never stored. Faults of the store never fail a call: they log a warning, and the function
+/// runs.
+pub struct MemorizedFunc<R, F = NoFunc> {
+    memory: Memory,
+    id: FuncId,
+    arg_names: Vec<String>,
+    ignore: Vec<usize>,
+    validation: Option<Validation>,
+    verbose: Option<u8>,
+    /// The memory generation + 1 at which the code identity was last checked; 0 when never.
+    checked: AtomicU64,
+    f: F,
+    _output: PhantomData<fn() -> R>,
+}
+
+impl<R, F> fmt::Debug for MemorizedFunc<R, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemorizedFunc")
+            .field("func", &self.id.name)
+            .field("location", &self.memory.location())
+            .field("ignore", &self.ignore)
+            .field("validation", &self.validation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R> MemorizedFunc<R, NoFunc> {
+    /// A memoized function with no function of its own: results come from the closures given to
+    /// [`call_with`](Self::call_with). This is what `#[memoize]` builds.
+    pub fn new(memory: &Memory, id: FuncId) -> Self {
+        MemorizedFunc::with_function(memory, id, NoFunc)
+    }
+}
+
+impl<R, F> MemorizedFunc<R, F> {
+    pub(crate) fn with_function(memory: &Memory, id: FuncId, f: F) -> Self {
+        MemorizedFunc {
+            memory: memory.clone(),
+            id,
+            arg_names: Vec::new(),
+            ignore: Vec::new(),
+            validation: None,
+            verbose: None,
+            checked: AtomicU64::new(0),
+            f,
+            _output: PhantomData,
+        }
+    }
+
+    /// Renames the function (its folder in the store). Use it to give a closure a stable
+    /// identity.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        let origin = self.id.origin.clone();
+        let (code, version) = (self.id.code_hash.take(), self.id.version.take());
+        self.id = FuncId {
+            code_hash: code,
+            version,
+            ..FuncId::new(name).with_origin(origin)
+        };
+        self
+    }
+
+    /// Sets the version of the function: stored results of other versions are discarded on
+    /// first use.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.id.version = Some(version.into());
+        self
+    }
+
+    /// Names the arguments (the elements of the argument tuple), for metadata, verbose output
+    /// and [`ignore_names`](Self::ignore_names).
+    pub fn arg_names<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.arg_names = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Leaves arguments out of the hash, by position in the argument tuple (a non-tuple
+    /// argument is position 0): calls that differ only in them share a result.
+    pub fn ignore(mut self, positions: impl IntoIterator<Item = usize>) -> Self {
+        self.ignore.extend(positions);
+        self.ignore.sort_unstable();
+        self.ignore.dedup();
+        self
+    }
+
+    /// Leaves arguments out of the hash, by name (see [`arg_names`](Self::arg_names)). An
+    /// unknown name is reported as a warning.
+    pub fn ignore_names<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for name in names {
+            let name = name.as_ref();
+            match self.arg_names.iter().position(|n| n == name) {
+                Some(i) => self = self.ignore([i]),
+                None => {
+                    if let Some(inner) = &self.memory.inner {
+                        inner.reporter.warn(format!(
+                            "cannot ignore '{name}': '{}' has no argument of that name (known: {:?})",
+                            self.id.name, self.arg_names
+                        ));
+                    }
+                }
+            }
+        }
+        self
+    }
+
+    /// Validates stored results before reusing them (joblib's `cache_validation_callback`;
+    /// see also [`expires_after`](crate::expires_after)).
+    pub fn validate(mut self, validation: impl Into<Validation>) -> Self {
+        self.validation = Some(validation.into());
+        self
+    }
+
+    /// Overrides the memory's verbosity for this function.
+    pub fn verbose(mut self, verbose: u8) -> Self {
+        self.verbose = Some(verbose);
+        self
+    }
+
+    /// The identity of the function.
+    pub fn id(&self) -> &FuncId {
+        &self.id
+    }
+
+    /// The memory this function stores its results in.
+    pub fn memory(&self) -> &Memory {
+        &self.memory
+    }
+
+    fn verbosity(&self, inner: &Inner) -> u8 {
+        self.verbose.unwrap_or(inner.verbose)
+    }
+
+    /// Deletes every stored result of this function.
+    pub fn clear(&self) -> Result<(), Error> {
+        let Some(inner) = self.memory.inner.as_deref() else {
+            return Ok(());
+        };
+        let (prefix, code_key, identity) = self.clear_plan()?;
+        inner.run(move |b| Box::pin(clear_function(b, prefix, code_key, identity)))?;
+        Ok(())
+    }
+
+    /// [`clear`](Self::clear), for async callers.
+    pub async fn clear_async(&self) -> Result<(), Error> {
+        let Some(inner) = self.memory.inner.as_deref() else {
+            return Ok(());
+        };
+        let (prefix, code_key, identity) = self.clear_plan()?;
+        inner
+            .run_async(move |b| Box::pin(clear_function(b, prefix, code_key, identity)))
+            .await?;
+        Ok(())
+    }
+
+    fn clear_plan(&self) -> Result<(Prefix, Key, Bytes), Error> {
+        Ok((
+            Prefix::new(self.id.folder.clone())?,
+            Key::new(format!("{}/{FUNC_CODE}", self.id.folder))?,
+            Bytes::from(self.id.identity()),
+        ))
+    }
+
+    /// Whether a call with these arguments would load a stored result, without running the
+    /// function or loading the output (only the entry's metadata is read, to apply the
+    /// validation). Faults of the store count as "not cached" and log a warning.
+    pub fn check_call_in_cache<A>(&self, args: &A) -> bool
+    where
+        A: Serialize,
+        F: TakesArgs<A>,
+    {
+        let Some(inner) = self.memory.inner.as_deref() else {
+            return false;
+        };
+        let Some(key) = self.key_or_warn(inner, args) else {
+            return false;
+        };
+        self.check_key(inner, key)
+    }
+
+    fn check_key(&self, inner: &Inner, key: Key) -> bool {
+        let k = key.clone();
+        let found = inner.run(move |b| Box::pin(read_metadata(b, k)));
+        self.judge_metadata(inner, &key, found)
+    }
+
+    /// [`check_call_in_cache`](Self::check_call_in_cache), for async callers.
+    pub async fn check_call_in_cache_async<A>(&self, args: &A) -> bool
+    where
+        A: Serialize,
+        F: TakesArgs<A>,
+    {
+        let Some(inner) = self.memory.inner.as_deref() else {
+            return false;
+        };
+        let Some(key) = self.key_or_warn(inner, args) else {
+            return false;
+        };
+        let k = key.clone();
+        let found = inner
+            .run_async(move |b| Box::pin(read_metadata(b, k)))
+            .await;
+        self.judge_metadata(inner, &key, found)
+    }
+
+    fn judge_metadata(
+        &self,
+        inner: &Inner,
+        key: &Key,
+        found: BackendResult<Option<Result<Metadata, EntryError>>>,
+    ) -> bool {
+        match found {
+            Ok(Some(Ok(meta))) => self.validation.as_ref().is_none_or(|v| v.is_valid(&meta)),
+            Ok(Some(Err(e))) => {
+                inner.reporter.warn(format!(
+                    "the stored result of '{}' at {key} is unusable ({e})",
+                    self.id.name
+                ));
+                false
+            }
+            Ok(None) => false,
+            Err(e) => {
+                inner
+                    .reporter
+                    .warn(format!("cannot read {key} in {}: {e}", inner.location));
+                false
+            }
+        }
+    }
+
+    fn args_digest<A: Serialize + ?Sized>(&self, inner: &Inner, args: &A) -> Result<Digest, Error> {
+        let mut hasher = CanonicalHasher::new(inner.hasher.hasher());
+        hasher.add_args(args, &self.ignore)?;
+        Ok(hasher.finish())
+    }
+
+    fn key_of(&self, digest: &Digest) -> Result<Key, Error> {
+        Ok(Key::new(format!("{}/{digest}", self.id.folder))?)
+    }
+
+    fn key_or_warn<A: Serialize + ?Sized>(&self, inner: &Inner, args: &A) -> Option<Key> {
+        match self.args_digest(inner, args).and_then(|d| self.key_of(&d)) {
+            Ok(key) => Some(key),
+            Err(e) => {
+                inner.reporter.warn(format!(
+                    "cannot hash the arguments of '{}' ({e}); calling it without the cache",
+                    self.id.name
+                ));
+                None
+            }
+        }
+    }
+
+    fn readable_args<A: Serialize + ?Sized>(&self, args: &A) -> Vec<(String, String)> {
+        let mut parts = cachette_hashing::readable_args(args, &self.ignore, READABLE_ARG_LEN);
+        if !self.arg_names.is_empty() {
+            for (name, _) in &mut parts {
+                if let Some(real) = name
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| self.arg_names.get(i))
+                {
+                    name.clone_from(real);
+                }
+            }
+        }
+        parts
+    }
+
+    /// Whether the code identity must be checked (first use, or after `Memory::clear`).
+    fn check_due(&self, inner: &Inner) -> Option<u64> {
+        let generation = inner.generation.load(Ordering::Relaxed);
+        if self.checked.load(Ordering::Relaxed) == generation + 1 {
+            return None;
+        }
+        register_identity(inner, &self.id);
+        let identity = self.id.identity();
+        let known = inner
+            .checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&self.id.folder)
+            .is_some_and(|stored| *stored == identity);
+        if known {
+            self.checked.store(generation + 1, Ordering::Relaxed);
+            return None;
+        }
+        Some(generation)
+    }
+
+    fn checked_with(&self, inner: &Inner, generation: u64, outcome: BackendResult<Option<String>>) {
+        match outcome {
+            Ok(changed) => {
+                if let Some(previous) = changed {
+                    let first = |s: &str| s.lines().nth(1).unwrap_or("").to_owned();
+                    inner.reporter.warn(format!(
+                        "the code of function '{}' has changed since its results were stored ({} -> {}, version {} -> {}): clearing its cache",
+                        self.id.name,
+                        first(&previous).trim_start_matches("code: "),
+                        self.id.code_hash.as_deref().unwrap_or("-"),
+                        previous.lines().nth(2).unwrap_or("").trim_start_matches("version: "),
+                        self.id.version.as_deref().unwrap_or("-"),
+                    ));
+                }
+                inner
+                    .checked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(self.id.folder.clone(), self.id.identity());
+                self.checked.store(generation + 1, Ordering::Relaxed);
+            }
+            Err(e) => inner.reporter.warn(format!(
+                "cannot check the stored code identity of '{}' in {}: {e}",
+                self.id.name, inner.location
+            )),
+        }
+    }
+
+    fn identity_job(&self) -> Result<(Prefix, Key, String), Error> {
+        Ok((
+            Prefix::new(self.id.folder.clone())?,
+            Key::new(format!("{}/{FUNC_CODE}", self.id.folder))?,
+            self.id.identity(),
+        ))
+    }
+
+    fn ensure_checked(&self, inner: &Inner) {
+        let Some(generation) = self.check_due(inner) else {
+            return;
+        };
+        let outcome = match self.identity_job() {
+            Ok((prefix, key, identity)) => {
+                inner.run(move |b| Box::pin(check_identity(b, prefix, key, identity)))
+            }
+            Err(e) => Err(backend_error_of(e)),
+        };
+        self.checked_with(inner, generation, outcome);
+    }
+
+    async fn ensure_checked_async(&self, inner: &Inner) {
+        let Some(generation) = self.check_due(inner) else {
+            return;
+        };
+        let outcome = match self.identity_job() {
+            Ok((prefix, key, identity)) => {
+                inner
+                    .run_async(move |b| Box::pin(check_identity(b, prefix, key, identity)))
+                    .await
+            }
+            Err(e) => Err(backend_error_of(e)),
+        };
+        self.checked_with(inner, generation, outcome);
+    }
+
+    fn print_call_header(&self, inner: &Inner, args: &[(String, String)]) {
+        let shown: Vec<&str> = args.iter().map(|(_, v)| v.as_str()).collect();
+        inner.reporter.line("_".repeat(80));
+        inner
+            .reporter
+            .line(format!("[Memory] Calling {}...", self.id.name));
+        inner
+            .reporter
+            .line(format!("{}({})", self.id.short_name(), shown.join(", ")));
+    }
+
+    fn print_call_footer(&self, inner: &Inner, duration: f64) {
+        inner.reporter.line(rule_ending_with(&format!(
+            "{} - {}",
+            self.id.short_name(),
+            format_time(duration)
+        )));
+    }
+}
+
+impl<R, F> MemorizedFunc<R, F>
+where
+    R: Serialize + DeserializeOwned,
+{
+    /// Runs `compute(args)` unless a result for `args` is stored, in which case that result is
+    /// loaded. `Err` is returned as is and never stored. This is the entry point the
+    /// `#[memoize]` macro uses.
+    pub fn call_with<A, E>(&self, args: A, compute: impl FnOnce(A) -> Result<R, E>) -> Result<R, E>
+    where
+        A: Serialize,
+    {
+        let Some(inner) = self.memory.inner.as_deref() else {
+            return compute(args);
+        };
+        let Some(key) = self.key_or_warn(inner, &args) else {
+            return compute(args);
+        };
+        self.ensure_checked(inner);
+        let started = Instant::now();
+        let k = key.clone();
+        let found = inner.run(move |b| Box::pin(async move { b.get(&k).await }));
+        if let Some(out) = self.use_stored(inner, &key, found, started) {
+            return Ok(out);
+        }
+        let readable = self.readable_args(&args);
+        let (out, meta, bytes) = self.compute(inner, &key, readable, args, compute)?;
+        if let Some(bytes) = bytes {
+            let ttl = self.ttl();
+            let outcome = inner.run(move |b| {
+                Box::pin(async move { b.put(&key, bytes, &PutOptions::with_ttl(ttl)).await })
+            });
+            self.stored(inner, &meta, outcome);
+        }
+        Ok(out)
+    }
+
+    /// [`call_with`](Self::call_with), for async functions: the store is reached without
+    /// blocking the runtime.
+    pub async fn call_with_async<A, E, Fut>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<R, E>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        let Some(inner) = self.memory.inner.as_deref() else {
+            return compute(args).await;
+        };
+        let Some(key) = self.key_or_warn(inner, &args) else {
+            return compute(args).await;
+        };
+        self.ensure_checked_async(inner).await;
+        let started = Instant::now();
+        let k = key.clone();
+        let found = inner
+            .run_async(move |b| Box::pin(async move { b.get(&k).await }))
+            .await;
+        if let Some(out) = self.use_stored(inner, &key, found, started) {
+            return Ok(out);
+        }
+        let readable = self.readable_args(&args);
+        let verbose = self.verbosity(inner);
+        if verbose > 0 {
+            self.print_call_header(inner, &readable);
+        }
+        let time = Utc::now();
+        let t0 = Instant::now();
+        let out = compute(args).await?;
+        let duration = t0.elapsed().as_secs_f64();
+        let (meta, bytes) = self.encode(inner, &key, readable, &out, duration, time);
+        if verbose > 0 {
+            self.print_call_footer(inner, duration);
+        }
+        if let Some(bytes) = bytes {
+            let ttl = self.ttl();
+            let outcome = inner
+                .run_async(move |b| {
+                    Box::pin(async move { b.put(&key, bytes, &PutOptions::with_ttl(ttl)).await })
+                })
+                .await;
+            self.stored(inner, &meta, outcome);
+        }
+        Ok(out)
+    }
+
+    /// Runs `compute(args)` whatever is stored, stores the result, and returns it with its
+    /// metadata (joblib's `MemorizedFunc.call`).
+    pub fn force_call_with<A, E>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+    ) -> Result<(R, Metadata), E>
+    where
+        A: Serialize,
+    {
+        Ok(self.force_store(args, compute)?.0)
+    }
+
+    /// Returns a reference to the stored result of `compute(args)`, computing and storing it
+    /// first if needed (joblib's `call_and_shelve`). With a disabled memory, or when the result
+    /// cannot be stored, the value itself is kept in a [`NotMemorizedResult`].
+    pub fn call_and_shelve_with<A, E>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+    ) -> Result<Shelved<R>, E>
+    where
+        A: Serialize,
+    {
+        let Some(inner) = self.memory.inner.as_deref() else {
+            return Ok(Shelved::NotMemorized(NotMemorizedResult::new(compute(
+                args,
+            )?)));
+        };
+        if let Some(key) = self.key_or_warn(inner, &args) {
+            self.ensure_checked(inner);
+            if self.check_key(inner, key.clone()) {
+                return Ok(Shelved::Memorized(self.reference(inner, &key)));
+            }
+        }
+        let ((out, _meta), key) = self.force_store(args, compute)?;
+        Ok(match key {
+            Some(key) => Shelved::Memorized(self.reference(inner, &key)),
+            None => Shelved::NotMemorized(NotMemorizedResult::new(out)),
+        })
+    }
+
+    /// Computes and stores; gives the key when the result was stored.
+    #[allow(clippy::type_complexity)] // (output, metadata) and the key of the stored entry
+    fn force_store<A, E>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+    ) -> Result<((R, Metadata), Option<Key>), E>
+    where
+        A: Serialize,
+    {
+        let Some(inner) = self.memory.inner.as_deref() else {
+            let time = Utc::now();
+            let t0 = Instant::now();
+            let out = compute(args)?;
+            let meta = Metadata::new(t0.elapsed().as_secs_f64(), time, Vec::new(), "", "", "", "");
+            return Ok(((out, meta), None));
+        };
+        let Some(key) = self.key_or_warn(inner, &args) else {
+            let time = Utc::now();
+            let t0 = Instant::now();
+            let out = compute(args)?;
+            let meta = Metadata::new(
+                t0.elapsed().as_secs_f64(),
+                time,
+                Vec::new(),
+                &self.id.folder,
+                "",
+                inner.hasher.id(),
+                inner.codec.id(),
+            );
+            return Ok(((out, meta), None));
+        };
+        self.ensure_checked(inner);
+        let readable = self.readable_args(&args);
+        let (out, meta, bytes) = self.compute(inner, &key, readable, args, compute)?;
+        let mut stored_key = None;
+        if let Some(bytes) = bytes {
+            let ttl = self.ttl();
+            let k = key.clone();
+            let outcome = inner.run(move |b| {
+                Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
+            });
+            if self.stored(inner, &meta, outcome) {
+                stored_key = Some(key);
+            }
+        }
+        Ok(((out, meta), stored_key))
+    }
+
+    fn reference(&self, inner: &Inner, key: &Key) -> MemorizedResult<R> {
+        MemorizedResult::new(
+            self.memory.clone(),
+            inner.location.clone(),
+            self.id.folder.clone(),
+            key.file_name().to_owned(),
+        )
+    }
+
+    fn ttl(&self) -> Option<std::time::Duration> {
+        self.validation.as_ref().and_then(Validation::ttl)
+    }
+
+    /// Interprets what the store gave for `key`: the output, or `None` to compute it.
+    fn use_stored(
+        &self,
+        inner: &Inner,
+        key: &Key,
+        found: BackendResult<Option<Bytes>>,
+        started: Instant,
+    ) -> Option<R> {
+        let bytes = match found {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return None,
+            Err(e) => {
+                inner.reporter.warn(format!(
+                    "cannot read the stored result of '{}' from {}: {e}; computing it",
+                    self.id.name, inner.location
+                ));
+                return None;
+            }
+        };
+        let unusable = |why: String| {
+            inner.reporter.warn(format!(
+                "the stored result of '{}' at {key} is unusable ({why}); computing it again",
+                self.id.name
+            ));
+        };
+        let entry = match Entry::parse(bytes) {
+            Ok(entry) => entry,
+            Err(e) => {
+                unusable(e.to_string());
+                return None;
+            }
+        };
+        let verbose = self.verbosity(inner);
+        if let Some(validation) = &self.validation {
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(e) => {
+                    unusable(e.to_string());
+                    return None;
+                }
+            };
+            if !validation.is_valid(&meta) {
+                if verbose > 0 {
+                    inner.reporter.line(format!(
+                        "[Memory] The stored result of {} is no longer valid: computing it again",
+                        self.id.name
+                    ));
+                }
+                return None;
+            }
+        }
+        let out = match codec::decode_value::<R>(&*inner.codec, &entry.payload()) {
+            Ok(out) => out,
+            Err(e) => {
+                unusable(format!("cannot decode the output: {e}"));
+                return None;
+            }
+        };
+        if verbose > 1 {
+            let t = started.elapsed().as_secs_f64();
+            inner.reporter.line(format!(
+                "[Memory]{:>16}: Loading {} from {}/{key}",
+                format_time(t),
+                self.id.short_name(),
+                inner.location
+            ));
+            inner.reporter.line(rule_ending_with(&format!(
+                "{} cache loaded - {}",
+                self.id.short_name(),
+                format_time(t)
+            )));
+        }
+        Some(out)
+    }
+
+    /// Runs the function, times it, and encodes the entry.
+    #[allow(clippy::type_complexity)] // output, metadata and the entry to store
+    fn compute<A, E>(
+        &self,
+        inner: &Inner,
+        key: &Key,
+        readable: Vec<(String, String)>,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+    ) -> Result<(R, Metadata, Option<Bytes>), E> {
+        let verbose = self.verbosity(inner);
+        if verbose > 0 {
+            self.print_call_header(inner, &readable);
+        }
+        let time = Utc::now();
+        let t0 = Instant::now();
+        let out = compute(args)?;
+        let duration = t0.elapsed().as_secs_f64();
+        let (meta, bytes) = self.encode(inner, key, readable, &out, duration, time);
+        if verbose > 0 {
+            self.print_call_footer(inner, duration);
+        }
+        Ok((out, meta, bytes))
+    }
+
+    fn encode(
+        &self,
+        inner: &Inner,
+        key: &Key,
+        readable: Vec<(String, String)>,
+        out: &R,
+        duration: f64,
+        time: chrono::DateTime<Utc>,
+    ) -> (Metadata, Option<Bytes>) {
+        let meta = Metadata::new(
+            duration,
+            time,
+            readable,
+            self.id.folder.clone(),
+            key.file_name(),
+            inner.hasher.id(),
+            inner.codec.id(),
+        );
+        let encoded = entry::encode::<String>(&meta, |buf| {
+            codec::encode_value(&*inner.codec, out, buf).map_err(|e| e.0)
+        });
+        match encoded {
+            Ok(bytes) => (meta, Some(Bytes::from(bytes))),
+            Err(e) => {
+                inner.reporter.warn(format!(
+                    "the output of '{}' cannot be serialized ({e}); it is returned but not stored",
+                    self.id.name
+                ));
+                (meta, None)
+            }
+        }
+    }
+
+    fn stored(&self, inner: &Inner, meta: &Metadata, outcome: BackendResult<()>) -> bool {
+        match outcome {
+            Ok(()) => true,
+            Err(e) => {
+                inner.reporter.warn(format!(
+                    "cannot store the result of '{}' (args {}) in {}: {e}; it is returned but not stored",
+                    self.id.name, meta.args_id, inner.location
+                ));
+                false
+            }
+        }
+    }
+}
+
+impl<R, F> MemorizedFunc<R, F>
+where
+    R: Serialize + DeserializeOwned,
+{
+    /// Calls the function, or loads its stored result for these arguments.
+    pub fn eval<A>(&self, args: A) -> R
+    where
+        A: Serialize,
+        F: Fn(A) -> R,
+    {
+        match self.call_with(args, |a| Ok::<R, Infallible>((self.f)(a))) {
+            Ok(out) => out,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Runs the function whatever is stored, stores the result, and returns it with its
+    /// metadata (joblib's `MemorizedFunc.call`).
+    pub fn call<A>(&self, args: A) -> (R, Metadata)
+    where
+        A: Serialize,
+        F: Fn(A) -> R,
+    {
+        match self.force_call_with(args, |a| Ok::<R, Infallible>((self.f)(a))) {
+            Ok(out) => out,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Returns a reference to the stored result, computing it if needed (joblib's
+    /// `call_and_shelve`).
+    pub fn call_and_shelve<A>(&self, args: A) -> Shelved<R>
+    where
+        A: Serialize,
+        F: Fn(A) -> R,
+    {
+        match self.call_and_shelve_with(args, |a| Ok::<R, Infallible>((self.f)(a))) {
+            Ok(out) => out,
+            Err(never) => match never {},
+        }
+    }
+}
+
+fn backend_error_of(e: Error) -> crate::error::BackendError {
+    match e {
+        Error::Backend(b) => b,
+        other => crate::error::BackendError::new(crate::error::ErrorKind::Other, other.to_string()),
+    }
+}
+
+/// Compares the stored code identity of a function with `identity`; on a difference, deletes
+/// the function's results. Gives the previous identity when it differed.
+async fn check_identity(
+    backend: &dyn StoreBackend,
+    folder: Prefix,
+    code_key: Key,
+    identity: String,
+) -> BackendResult<Option<String>> {
+    match backend.get(&code_key).await? {
+        Some(stored) if stored == identity.as_bytes() => Ok(None),
+        Some(stored) => {
+            backend.delete_prefix(&folder).await?;
+            backend
+                .put(&code_key, Bytes::from(identity), &PutOptions::default())
+                .await?;
+            Ok(Some(String::from_utf8_lossy(&stored).into_owned()))
+        }
+        None => {
+            backend
+                .put(&code_key, Bytes::from(identity), &PutOptions::default())
+                .await?;
+            Ok(None)
+        }
+    }
+}
+
+async fn clear_function(
+    backend: &dyn StoreBackend,
+    folder: Prefix,
+    code_key: Key,
+    identity: Bytes,
+) -> BackendResult<()> {
+    backend.delete_prefix(&folder).await?;
+    backend
+        .put(&code_key, identity, &PutOptions::default())
+        .await
+}
+
+/// Reads only the metadata of an entry (a ranged read of its head).
+pub(crate) async fn read_metadata(
+    backend: &dyn StoreBackend,
+    key: Key,
+) -> BackendResult<Option<Result<Metadata, EntryError>>> {
+    let Some(head) = backend.get_range(&key, 0..HEADER_READ_HINT).await? else {
+        return Ok(None);
+    };
+    let prefix = match entry::Prefix::parse(&head, None) {
+        Ok(prefix) => prefix,
+        Err(e) => return Ok(Some(Err(e))),
+    };
+    let end = prefix.metadata_end();
+    let head = if (head.len() as u64) < end {
+        match backend.get_range(&key, 0..end).await? {
+            Some(h) => h,
+            None => return Ok(None),
+        }
+    } else {
+        head
+    };
+    Ok(Some(entry::parse_metadata(&head, None)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_are_single_readable_segments() {
+        assert_eq!(folder_of("my_crate::stats::mean"), "my_crate.stats.mean");
+        assert_eq!(
+            folder_of("tour::main::closure@tour.rs:10:5"),
+            "tour.main.closure@tour.rs_10_5"
+        );
+        assert!(!folder_of("a/b\\c").contains(['/', '\\']));
+        assert_eq!(folder_of(".hidden"), "_.hidden");
+        let long = "x".repeat(500);
+        assert!(folder_of(&long).len() <= 160);
+        assert_ne!(folder_of(&long), folder_of(&"x".repeat(501)));
+    }
+
+    #[test]
+    fn short_names() {
+        assert_eq!(FuncId::new("a::b::square").short_name(), "square");
+        assert_eq!(
+            FuncId::new("a::main::closure@x.rs:1:2").short_name(),
+            "closure"
+        );
+    }
+}

@@ -1,0 +1,456 @@
+//! [`Memory`]: a context for lazy evaluation, over any backend.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use cachette_hashing::{HashAlgorithm, Xxh3};
+use chrono::{TimeDelta, Utc};
+use futures::future::BoxFuture;
+
+use crate::backend::{BackendResult, DynBackend, ItemInfo, StoreBackend};
+use crate::codec::{Codec, MessagePack};
+use crate::error::{Error, Result};
+use crate::func::{FuncId, MemorizedFunc};
+use crate::key::{Key, Prefix};
+use crate::registry;
+use crate::report::Reporter;
+use crate::rt;
+use crate::size::{ReduceReport, SizeLimits};
+
+/// A context for lazy evaluation: it memoizes functions' results in a store, so that a
+/// function never runs twice for the same arguments, in this process or any other that shares
+/// the store.
+///
+/// `Memory` is cheap to clone (clones share the backend and settings). A disabled `Memory`
+/// ([`Memory::disabled`], joblib's `Memory(None)`) runs every call straight through.
+///
+/// ```
+/// use cachette_core::Memory;
+/// let memory = Memory::from_url("memory://doc-example").unwrap();
+/// let square = memory.cache(|x: i64| x * x);
+/// assert_eq!(square.eval(4), 16); // computed
+/// assert_eq!(square.eval(4), 16); // loaded
+/// ```
+#[derive(Clone)]
+pub struct Memory {
+    pub(crate) inner: Option<Arc<Inner>>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) backend: DynBackend,
+    pub(crate) location: String,
+    pub(crate) blocking_io: bool,
+    pub(crate) verbose: u8,
+    pub(crate) codec: Arc<dyn Codec>,
+    pub(crate) hasher: Arc<dyn HashAlgorithm>,
+    pub(crate) reporter: Reporter,
+    /// Functions whose code identity was checked against the store, by folder.
+    pub(crate) checked: Mutex<HashMap<String, String>>,
+    /// Bumped by [`Memory::clear`], so that functions check their identity again.
+    pub(crate) generation: AtomicU64,
+}
+
+impl fmt::Debug for Memory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            None => f.write_str("Memory(disabled)"),
+            Some(inner) => f
+                .debug_struct("Memory")
+                .field("location", &inner.location)
+                .field("backend", &inner.backend)
+                .field("verbose", &inner.verbose)
+                .field("codec", &inner.codec.id())
+                .field("hasher", &inner.hasher.id())
+                .finish(),
+        }
+    }
+}
+
+impl Memory {
+    /// A `Memory` on the local disk at `path` (created if missing). Needs the local-disk
+    /// backend (the `fs` feature of `cachette`, on by default).
+    pub fn new(path: impl AsRef<Path>) -> Result<Memory> {
+        let path = path.as_ref();
+        let location = path.to_str().ok_or_else(|| {
+            Error::InvalidArgument(format!("the path {path:?} is not valid UTF-8"))
+        })?;
+        if registry::scheme_of(location) != "file" {
+            return Err(Error::InvalidArgument(format!(
+                "{location:?} looks like a URL: use Memory::from_url"
+            )));
+        }
+        Memory::from_url(location)
+    }
+
+    /// A `Memory` on the store a URL names: `file:///path` or a plain path, `s3://bucket/prefix`,
+    /// `redis://host:port/db`, `memory://name`, or any scheme a linked backend registers.
+    pub fn from_url(url: &str) -> Result<Memory> {
+        MemoryBuilder::new().url(url).build()
+    }
+
+    /// A `Memory` on a backend built in code.
+    pub fn with_backend(backend: DynBackend) -> Memory {
+        MemoryBuilder::new()
+            .backend(backend)
+            .build()
+            .unwrap_or_else(|_| Memory::disabled())
+    }
+
+    /// A builder, for options.
+    pub fn builder() -> MemoryBuilder {
+        MemoryBuilder::new()
+    }
+
+    /// A disabled `Memory`: every call runs the function, nothing is stored.
+    pub fn disabled() -> Memory {
+        Memory { inner: None }
+    }
+
+    /// Whether results are stored.
+    pub fn is_enabled(&self) -> bool {
+        self.inner.is_some()
+    }
+
+    /// The location of the store, as a URL (a path for the local disk); `None` when disabled.
+    pub fn location(&self) -> Option<&str> {
+        self.inner.as_ref().map(|i| i.location.as_str())
+    }
+
+    /// The backend; `None` when disabled.
+    pub fn backend(&self) -> Option<&DynBackend> {
+        self.inner.as_ref().map(|i| &i.backend)
+    }
+
+    /// The verbosity.
+    pub fn verbose(&self) -> u8 {
+        self.inner.as_ref().map_or(0, |i| i.verbose)
+    }
+
+    /// Memoizes a function or closure taking one argument (use a tuple for several). Call it
+    /// with [`MemorizedFunc::eval`].
+    ///
+    /// A function item is identified by its path (`my_crate::module::name`). A closure is
+    /// identified by its enclosing function and the place of this call in the source; give it a
+    /// stable name with [`MemorizedFunc::name`] and a [`MemorizedFunc::version`] that you change
+    /// when its body changes.
+    #[track_caller]
+    pub fn cache<A, R, F>(&self, f: F) -> MemorizedFunc<R, F>
+    where
+        F: Fn(A) -> R,
+    {
+        let id = FuncId::of_callable::<F>(std::panic::Location::caller());
+        MemorizedFunc::with_function(self, id, f)
+    }
+
+    /// Runs `f(args)` in the context of this memory: the function runs only if its result is
+    /// not stored yet (joblib's `Memory.eval`).
+    #[track_caller]
+    pub fn eval<A, R, F>(&self, f: F, args: A) -> R
+    where
+        F: Fn(A) -> R,
+        A: serde::Serialize,
+        R: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let id = FuncId::of_callable::<F>(std::panic::Location::caller());
+        MemorizedFunc::with_function(self, id, f).eval(args)
+    }
+
+    /// Deletes every stored result of every function.
+    pub fn clear(&self) -> Result<()> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        inner.reporter_line_clear();
+        inner.run(|b| Box::pin(async move { b.delete_prefix(&Prefix::root()).await }))?;
+        inner.forget_checks();
+        Ok(())
+    }
+
+    /// [`clear`](Self::clear), for async callers.
+    pub async fn clear_async(&self) -> Result<()> {
+        let Some(inner) = &self.inner else {
+            return Ok(());
+        };
+        inner.reporter_line_clear();
+        inner
+            .run_async(|b| Box::pin(async move { b.delete_prefix(&Prefix::root()).await }))
+            .await?;
+        inner.forget_checks();
+        Ok(())
+    }
+
+    /// Deletes stored results until the store is within `limits`: first entries last accessed
+    /// longer ago than the age limit, then least recently accessed entries until at most the
+    /// item and byte limits remain. Access is tracked by the library on every hit, not by the
+    /// file system's atime.
+    pub fn reduce_size(&self, limits: &SizeLimits) -> Result<ReduceReport> {
+        let Some(inner) = &self.inner else {
+            return Ok(ReduceReport::default());
+        };
+        check_limits(limits)?;
+        let items = inner.run(|b| Box::pin(async move { b.list(&Prefix::root()).await }))?;
+        let (doomed, report) = plan_reduction(items, limits);
+        if !doomed.is_empty() {
+            inner.run(move |b| Box::pin(async move { b.delete_many(&doomed).await }))?;
+        }
+        Ok(report)
+    }
+
+    /// [`reduce_size`](Self::reduce_size), for async callers.
+    pub async fn reduce_size_async(&self, limits: &SizeLimits) -> Result<ReduceReport> {
+        let Some(inner) = &self.inner else {
+            return Ok(ReduceReport::default());
+        };
+        check_limits(limits)?;
+        let items = inner
+            .run_async(|b| Box::pin(async move { b.list(&Prefix::root()).await }))
+            .await?;
+        let (doomed, report) = plan_reduction(items, limits);
+        if !doomed.is_empty() {
+            inner
+                .run_async(move |b| Box::pin(async move { b.delete_many(&doomed).await }))
+                .await?;
+        }
+        Ok(report)
+    }
+}
+
+fn check_limits(limits: &SizeLimits) -> Result<()> {
+    if limits.age_limit.is_some_and(|age| age < TimeDelta::zero()) {
+        return Err(Error::InvalidArgument(format!(
+            "age_limit must be positive or zero, got {:?}",
+            limits.age_limit
+        )));
+    }
+    Ok(())
+}
+
+/// Whether a key names a cached call's entry (`<function folder>/<32 hex digits>`).
+pub(crate) fn is_entry_key(key: &Key) -> bool {
+    let mut segments = key.segments();
+    let (Some(_), Some(last), None) = (segments.next(), segments.next(), segments.next()) else {
+        return false;
+    };
+    last.len() == 32 && last.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn plan_reduction(items: Vec<ItemInfo>, limits: &SizeLimits) -> (Vec<Key>, ReduceReport) {
+    let mut entries: Vec<ItemInfo> = items.into_iter().filter(|i| is_entry_key(&i.key)).collect();
+    entries.sort_by(|a, b| {
+        a.last_access
+            .cmp(&b.last_access)
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    let mut kept_items = entries.len();
+    let mut kept_bytes: u64 = entries.iter().map(|i| i.size).sum();
+    let cutoff = limits.age_limit.map(|age| Utc::now() - age);
+    let mut doomed = Vec::new();
+    let mut report = ReduceReport::default();
+    for item in entries {
+        let too_old = cutoff.is_some_and(|c| item.last_access <= c);
+        let too_many = limits.items_limit.is_some_and(|n| kept_items > n);
+        let too_big = limits.bytes_limit.is_some_and(|b| kept_bytes > b.0);
+        if !(too_old || too_many || too_big) {
+            continue;
+        }
+        kept_items -= 1;
+        kept_bytes -= item.size;
+        report.deleted_items += 1;
+        report.deleted_bytes += item.size;
+        doomed.push(item.key);
+    }
+    report.kept_items = kept_items;
+    report.kept_bytes = kept_bytes;
+    (doomed, report)
+}
+
+impl Inner {
+    /// Runs a backend operation from synchronous code.
+    pub(crate) fn run<T, F>(&self, op: F) -> BackendResult<T>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a dyn StoreBackend) -> BoxFuture<'a, BackendResult<T>> + Send + 'static,
+    {
+        rt::block_on(self.blocking_io, op(&*self.backend))?
+    }
+
+    /// Runs a backend operation from async code, never blocking the runtime.
+    pub(crate) async fn run_async<T, F>(&self, op: F) -> BackendResult<T>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a dyn StoreBackend) -> BoxFuture<'a, BackendResult<T>> + Send + 'static,
+    {
+        rt::offload(&self.backend, op).await?
+    }
+
+    pub(crate) fn get(&self, key: &Key) -> BackendResult<Option<Bytes>> {
+        let key = key.clone();
+        self.run(move |b| Box::pin(async move { b.get(&key).await }))
+    }
+
+    fn reporter_line_clear(&self) {
+        if self.verbose > 0 {
+            self.reporter.line(format!(
+                "[Memory(location={})]: Flushing completely the cache",
+                self.location
+            ));
+        }
+    }
+
+    fn forget_checks(&self) {
+        self.checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Options of a [`Memory`], and how it is built.
+///
+/// ```
+/// use cachette_core::Memory;
+/// let memory = Memory::builder().url("memory://builder-doc").verbose(1).build().unwrap();
+/// assert_eq!(memory.verbose(), 1);
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryBuilder {
+    backend: Option<DynBackend>,
+    url: Option<String>,
+    disabled: bool,
+    verbose: u8,
+    codec: Option<Arc<dyn Codec>>,
+    hasher: Option<Arc<dyn HashAlgorithm>>,
+    reporter: Reporter,
+}
+
+impl MemoryBuilder {
+    /// A builder with the defaults: verbosity 0, MessagePack outputs, xxh3-128 argument hashes.
+    pub fn new() -> Self {
+        MemoryBuilder::default()
+    }
+
+    /// Stores on the local disk at `path`.
+    pub fn path(self, path: impl AsRef<Path>) -> Self {
+        let location = path.as_ref().to_string_lossy().into_owned();
+        self.url(location)
+    }
+
+    /// Stores where the URL says (see [`Memory::from_url`]).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// Stores in `backend`.
+    pub fn backend(mut self, backend: DynBackend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Builds a disabled `Memory` (joblib's `Memory(None)`).
+    pub fn disabled(mut self) -> Self {
+        self.disabled = true;
+        self
+    }
+
+    /// Verbosity: 0 is silent, 1 prints joblib's lines for each computation, 2 and more also
+    /// for each load.
+    pub fn verbose(mut self, verbose: u8) -> Self {
+        self.verbose = verbose;
+        self
+    }
+
+    /// The codec of outputs.
+    pub fn codec(mut self, codec: Arc<dyn Codec>) -> Self {
+        self.codec = Some(codec);
+        self
+    }
+
+    /// The hash algorithm of arguments.
+    pub fn hasher(mut self, hasher: Arc<dyn HashAlgorithm>) -> Self {
+        self.hasher = Some(hasher);
+        self
+    }
+
+    /// Where verbose lines and warnings go.
+    pub fn reporter(mut self, reporter: Reporter) -> Self {
+        self.reporter = reporter;
+        self
+    }
+
+    /// Builds the `Memory`, creating the backend if a URL or path was given.
+    pub fn build(self) -> Result<Memory> {
+        if self.disabled {
+            return Ok(Memory::disabled());
+        }
+        let backend = match (self.backend, self.url) {
+            (Some(b), _) => b,
+            (None, Some(url)) => registry::backend_from_url(&url)?,
+            (None, None) => {
+                return Err(Error::InvalidArgument(
+                    "a Memory needs a location: give a path, a URL or a backend, or build a disabled Memory".into(),
+                ));
+            }
+        };
+        let location = backend.location();
+        let blocking_io = backend.capabilities().blocking_io;
+        Ok(Memory {
+            inner: Some(Arc::new(Inner {
+                backend,
+                location,
+                blocking_io,
+                verbose: self.verbose,
+                codec: self.codec.unwrap_or_else(|| Arc::new(MessagePack)),
+                hasher: self.hasher.unwrap_or_else(|| Arc::new(Xxh3)),
+                reporter: self.reporter,
+                checked: Mutex::default(),
+                generation: AtomicU64::new(0),
+            })),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::DateTime;
+
+    fn info(key: &str, size: u64, t: i64) -> ItemInfo {
+        ItemInfo {
+            key: Key::new(key).unwrap(),
+            size,
+            last_access: DateTime::from_timestamp(t, 0).unwrap(),
+        }
+    }
+
+    const H1: &str = "00000000000000000000000000000001";
+    const H2: &str = "00000000000000000000000000000002";
+    const H3: &str = "00000000000000000000000000000003";
+
+    #[test]
+    fn least_recently_accessed_go_first() {
+        let items = vec![
+            info(&format!("f/{H1}"), 10, 300),
+            info(&format!("f/{H2}"), 10, 100),
+            info(&format!("g/{H3}"), 10, 200),
+            info("f/func_code", 5, 0),
+        ];
+        let (doomed, report) = plan_reduction(items.clone(), &SizeLimits::default().items_limit(1));
+        let names: Vec<_> = doomed.iter().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(names, [format!("f/{H2}"), format!("g/{H3}")]);
+        assert_eq!(report.kept_items, 1);
+        let (doomed, _) = plan_reduction(
+            items.clone(),
+            &SizeLimits::default().bytes_limit("15").unwrap(),
+        );
+        assert_eq!(doomed.len(), 2);
+        let (doomed, _) =
+            plan_reduction(items, &SizeLimits::default().age_limit(TimeDelta::zero()));
+        assert_eq!(doomed.len(), 3, "age zero deletes every entry");
+    }
+}

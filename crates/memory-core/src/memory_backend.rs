@@ -1,0 +1,220 @@
+//! An in-memory backend: the reference implementation of the contract, and `memory://`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Instant;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::backend::{BackendResult, Capabilities, ItemInfo, PutOptions, PutOutcome, StoreBackend};
+use crate::key::{Key, Prefix};
+
+/// The scheme of the in-memory backend.
+pub const SCHEME: &str = "memory";
+
+#[derive(Debug)]
+struct Item {
+    value: Bytes,
+    /// Microseconds since the Unix epoch.
+    last_access: AtomicI64,
+    expires_at: Option<Instant>,
+}
+
+impl Item {
+    fn live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|t| t > now)
+    }
+}
+
+type Items = Arc<RwLock<BTreeMap<String, Item>>>;
+
+/// Items kept in this process's memory. Clones share the items; [`InMemoryBackend::named`]
+/// gives the same items for the same name anywhere in the process (that is what `memory://name`
+/// URLs resolve to). Expiry is enforced on read.
+#[derive(Debug, Clone)]
+pub struct InMemoryBackend {
+    name: String,
+    items: Items,
+}
+
+impl Default for InMemoryBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl InMemoryBackend {
+    /// A new, private, empty store.
+    pub fn new() -> Self {
+        static NEXT: AtomicI64 = AtomicI64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        InMemoryBackend {
+            name: format!("anonymous-{}-{n}", std::process::id()),
+            items: Items::default(),
+        }
+    }
+
+    /// The store registered under `name` in this process, created empty on first use.
+    pub fn named(name: &str) -> Self {
+        static NAMED: OnceLock<Mutex<HashMap<String, Items>>> = OnceLock::new();
+        let mut map = NAMED
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let items = map.entry(name.to_owned()).or_default().clone();
+        InMemoryBackend {
+            name: name.to_owned(),
+            items,
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Item>> {
+        self.items.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, Item>> {
+        self.items.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn new_item(value: Bytes, options: &PutOptions) -> Item {
+        Item {
+            value,
+            last_access: AtomicI64::new(Utc::now().timestamp_micros()),
+            expires_at: options.ttl.map(|ttl| Instant::now() + ttl),
+        }
+    }
+
+    fn keys_under(map: &BTreeMap<String, Item>, prefix: &Prefix) -> Vec<String> {
+        map.range(prefix.as_str().to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix.as_str()))
+            .filter(|(k, _)| prefix.matches(k))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl StoreBackend for InMemoryBackend {
+    fn scheme(&self) -> &'static str {
+        SCHEME
+    }
+
+    fn location(&self) -> String {
+        format!("memory://{}", self.name)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            atomic_create: true,
+            native_expiry: true,
+            ranged_read: true,
+            blocking_io: true,
+            ..Capabilities::none()
+        }
+    }
+
+    async fn get(&self, key: &Key) -> BackendResult<Option<Bytes>> {
+        let map = self.read();
+        Ok(map
+            .get(key.as_str())
+            .filter(|i| i.live(Instant::now()))
+            .map(|item| {
+                item.last_access
+                    .store(Utc::now().timestamp_micros(), Ordering::Relaxed);
+                item.value.clone()
+            }))
+    }
+
+    async fn get_range(&self, key: &Key, range: Range<u64>) -> BackendResult<Option<Bytes>> {
+        let map = self.read();
+        Ok(map
+            .get(key.as_str())
+            .filter(|i| i.live(Instant::now()))
+            .map(|item| {
+                let len = item.value.len() as u64;
+                let start = range.start.min(len) as usize;
+                let end = range.end.clamp(range.start.min(len), len) as usize;
+                item.value.slice(start..end)
+            }))
+    }
+
+    async fn put(&self, key: &Key, value: Bytes, options: &PutOptions) -> BackendResult<()> {
+        let item = Self::new_item(value, options);
+        self.write().insert(key.as_str().to_owned(), item);
+        Ok(())
+    }
+
+    async fn put_if_absent(
+        &self,
+        key: &Key,
+        value: Bytes,
+        options: &PutOptions,
+    ) -> BackendResult<PutOutcome> {
+        let mut map = self.write();
+        if map
+            .get(key.as_str())
+            .is_some_and(|i| i.live(Instant::now()))
+        {
+            return Ok(PutOutcome::AlreadyExists);
+        }
+        map.insert(key.as_str().to_owned(), Self::new_item(value, options));
+        Ok(PutOutcome::Created)
+    }
+
+    async fn contains(&self, key: &Key) -> BackendResult<bool> {
+        Ok(self
+            .read()
+            .get(key.as_str())
+            .is_some_and(|i| i.live(Instant::now())))
+    }
+
+    async fn delete(&self, key: &Key) -> BackendResult<()> {
+        self.write().remove(key.as_str());
+        Ok(())
+    }
+
+    async fn delete_many(&self, keys: &[Key]) -> BackendResult<()> {
+        let mut map = self.write();
+        for key in keys {
+            map.remove(key.as_str());
+        }
+        Ok(())
+    }
+
+    async fn delete_prefix(&self, prefix: &Prefix) -> BackendResult<u64> {
+        let mut map = self.write();
+        let keys = Self::keys_under(&map, prefix);
+        for key in &keys {
+            map.remove(key);
+        }
+        Ok(keys.len() as u64)
+    }
+
+    async fn list(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {
+        let map = self.read();
+        let now = Instant::now();
+        let mut out = Vec::new();
+        for key in Self::keys_under(&map, prefix) {
+            let item = &map[&key];
+            if !item.live(now) {
+                continue;
+            }
+            let micros = item.last_access.load(Ordering::Relaxed);
+            out.push(ItemInfo {
+                key: Key::new(key)?,
+                size: item.value.len() as u64,
+                last_access: DateTime::from_timestamp_micros(micros).unwrap_or_default(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn local_path(&self, _key: &Key) -> Option<PathBuf> {
+        None
+    }
+}

@@ -1,0 +1,428 @@
+//! References to stored results: [`MemorizedResult`], [`NotMemorizedResult`], [`Shelved`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
+use std::sync::{Mutex, OnceLock};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec;
+use crate::entry::Entry;
+use crate::error::{Error, Result};
+use crate::key::Key;
+use crate::memory::Memory;
+
+/// A reference to a stored result: the store's location, the function and the argument hash.
+/// It holds no value, so it is small to send to other threads, processes or machines that share
+/// the store.
+///
+/// It implements `Serialize`/`Deserialize`, and its printed form
+/// (`MemorizedResult(location="…", func="…", args_id="…")`) parses back with [`str::parse`],
+/// in another process, on another machine with the same backend.
+pub struct MemorizedResult<R> {
+    location: String,
+    func: String,
+    args_id: String,
+    memory: OnceLock<Memory>,
+    _output: PhantomData<fn() -> R>,
+}
+
+impl<R> MemorizedResult<R> {
+    pub(crate) fn new(memory: Memory, location: String, func: String, args_id: String) -> Self {
+        let cell = OnceLock::new();
+        let _ = cell.set(memory);
+        MemorizedResult {
+            location,
+            func,
+            args_id,
+            memory: cell,
+            _output: PhantomData,
+        }
+    }
+
+    /// A reference from its parts.
+    pub fn from_parts(
+        location: impl Into<String>,
+        func: impl Into<String>,
+        args_id: impl Into<String>,
+    ) -> Self {
+        MemorizedResult {
+            location: location.into(),
+            func: func.into(),
+            args_id: args_id.into(),
+            memory: OnceLock::new(),
+            _output: PhantomData,
+        }
+    }
+
+    /// The location of the store.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The function's folder.
+    pub fn func(&self) -> &str {
+        &self.func
+    }
+
+    /// The hash of the arguments.
+    pub fn args_id(&self) -> &str {
+        &self.args_id
+    }
+
+    fn key(&self) -> Result<Key> {
+        Ok(Key::new(format!("{}/{}", self.func, self.args_id))?)
+    }
+
+    /// The memory the result lives in: the one that made it, or one opened from the location
+    /// (shared by every reference to that location in this process).
+    fn memory(&self) -> Result<&Memory> {
+        if let Some(m) = self.memory.get() {
+            return Ok(m);
+        }
+        static OPENED: OnceLock<Mutex<HashMap<String, Memory>>> = OnceLock::new();
+        let mut opened = OPENED
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let memory = match opened.get(&self.location) {
+            Some(m) => m.clone(),
+            None => {
+                let m = Memory::from_url(&self.location)?;
+                opened.insert(self.location.clone(), m.clone());
+                m
+            }
+        };
+        drop(opened);
+        Ok(self.memory.get_or_init(|| memory))
+    }
+
+    fn not_found(&self) -> Error {
+        Error::NotFound {
+            location: self.location.clone(),
+            key: format!("{}/{}", self.func, self.args_id),
+        }
+    }
+
+    /// Deletes the stored result.
+    pub fn clear(&self) -> Result<()> {
+        let memory = self.memory()?;
+        let Some(inner) = memory.inner.as_deref() else {
+            return Ok(());
+        };
+        let key = self.key()?;
+        inner.run(move |b| Box::pin(async move { b.delete(&key).await }))?;
+        Ok(())
+    }
+
+    /// [`clear`](Self::clear), for async callers.
+    pub async fn clear_async(&self) -> Result<()> {
+        let memory = self.memory()?;
+        let Some(inner) = memory.inner.as_deref() else {
+            return Ok(());
+        };
+        let key = self.key()?;
+        inner
+            .run_async(move |b| Box::pin(async move { b.delete(&key).await }))
+            .await?;
+        Ok(())
+    }
+}
+
+impl<R: DeserializeOwned> MemorizedResult<R> {
+    /// Loads the value. A result that was cleared (or never stored) gives
+    /// [`Error::NotFound`]; an unreadable one gives [`Error::Entry`] or [`Error::Codec`].
+    pub fn get(&self) -> Result<R> {
+        let memory = self.memory()?;
+        let inner = memory.inner.as_deref().ok_or_else(|| self.not_found())?;
+        let key = self.key()?;
+        let bytes = inner.get(&key)?;
+        self.decode(memory, key, bytes)
+    }
+
+    /// [`get`](Self::get), for async callers.
+    pub async fn get_async(&self) -> Result<R> {
+        let memory = self.memory()?;
+        let inner = memory.inner.as_deref().ok_or_else(|| self.not_found())?;
+        let key = self.key()?;
+        let k = key.clone();
+        let bytes = inner
+            .run_async(move |b| Box::pin(async move { b.get(&k).await }))
+            .await?;
+        self.decode(memory, key, bytes)
+    }
+
+    fn decode(&self, memory: &Memory, key: Key, bytes: Option<bytes::Bytes>) -> Result<R> {
+        let bytes = bytes.ok_or_else(|| self.not_found())?;
+        let entry = Entry::parse(bytes).map_err(|source| Error::Entry {
+            key: key.to_string(),
+            source,
+        })?;
+        let inner = memory.inner.as_deref().ok_or_else(|| self.not_found())?;
+        codec::decode_value(&*inner.codec, &entry.payload()).map_err(|e| Error::Codec(e.0))
+    }
+}
+
+impl<R> Clone for MemorizedResult<R> {
+    fn clone(&self) -> Self {
+        MemorizedResult {
+            location: self.location.clone(),
+            func: self.func.clone(),
+            args_id: self.args_id.clone(),
+            memory: self.memory.clone(),
+            _output: PhantomData,
+        }
+    }
+}
+
+impl<R> PartialEq for MemorizedResult<R> {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.location, &self.func, &self.args_id)
+            == (&other.location, &other.func, &other.args_id)
+    }
+}
+
+impl<R> fmt::Display for MemorizedResult<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "MemorizedResult(location={:?}, func={:?}, args_id={:?})",
+            self.location, self.func, self.args_id
+        )
+    }
+}
+
+impl<R> fmt::Debug for MemorizedResult<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl<R> FromStr for MemorizedResult<R> {
+    type Err = Error;
+
+    /// Parses the printed form, `MemorizedResult(location="…", func="…", args_id="…")`.
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            Error::InvalidArgument(format!("not a printed MemorizedResult ({why}): {s:?}"))
+        };
+        let body = s
+            .trim()
+            .strip_prefix("MemorizedResult(")
+            .and_then(|b| b.strip_suffix(')'))
+            .ok_or_else(|| bad("expected MemorizedResult(...)"))?;
+        let mut fields: HashMap<String, String> = HashMap::new();
+        let mut rest = body.trim_start();
+        while !rest.is_empty() {
+            let eq = rest
+                .find('=')
+                .ok_or_else(|| bad("expected name=\"value\""))?;
+            let name = rest[..eq].trim().to_owned();
+            let (value, after) =
+                parse_quoted(rest[eq + 1..].trim_start()).ok_or_else(|| bad("bad quoted value"))?;
+            fields.insert(name, value);
+            rest = after.trim_start();
+            rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
+        }
+        let mut take = |name: &str| {
+            fields
+                .remove(name)
+                .ok_or_else(|| bad(&format!("missing {name}")))
+        };
+        let parsed =
+            MemorizedResult::from_parts(take("location")?, take("func")?, take("args_id")?);
+        parsed.key()?;
+        Ok(parsed)
+    }
+}
+
+/// Parses a Rust-`Debug`-quoted string at the start of `s`; gives it and what follows.
+fn parse_quoted(s: &str) -> Option<(String, &str)> {
+    let mut chars = s.char_indices();
+    if chars.next()?.1 != '"' {
+        return None;
+    }
+    let mut out = String::new();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return Some((out, &s[i + 1..])),
+            '\\' => match chars.next()?.1 {
+                'n' => out.push('\n'),
+                't' => out.push('\t'),
+                'r' => out.push('\r'),
+                '0' => out.push('\0'),
+                '\\' => out.push('\\'),
+                '"' => out.push('"'),
+                '\'' => out.push('\''),
+                'u' => {
+                    let (j, open) = chars.next()?;
+                    if open != '{' {
+                        return None;
+                    }
+                    let close = s[j..].find('}')? + j;
+                    let code = u32::from_str_radix(&s[j + 1..close], 16).ok()?;
+                    out.push(char::from_u32(code)?);
+                    while chars.next()?.0 < close {}
+                }
+                _ => return None,
+            },
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename = "MemorizedResult", deny_unknown_fields)]
+struct Parts {
+    location: String,
+    func: String,
+    args_id: String,
+}
+
+impl<R> Serialize for MemorizedResult<R> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        Parts {
+            location: self.location.clone(),
+            func: self.func.clone(),
+            args_id: self.args_id.clone(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de, R> Deserialize<'de> for MemorizedResult<R> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let parts = Parts::deserialize(deserializer)?;
+        let result = MemorizedResult::from_parts(parts.location, parts.func, parts.args_id);
+        result.key().map_err(serde::de::Error::custom)?;
+        Ok(result)
+    }
+}
+
+/// The result of `call_and_shelve` with a disabled memory (or when the result could not be
+/// stored): it holds the value itself.
+pub struct NotMemorizedResult<R> {
+    value: Mutex<Option<R>>,
+}
+
+impl<R> NotMemorizedResult<R> {
+    /// Wraps a value.
+    pub fn new(value: R) -> Self {
+        NotMemorizedResult {
+            value: Mutex::new(Some(value)),
+        }
+    }
+
+    /// Drops the value; a later [`get`](Self::get) is an error.
+    pub fn clear(&self) {
+        *self.value.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Takes the value out.
+    pub fn into_value(self) -> Option<R> {
+        self.value.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<R: Clone> NotMemorizedResult<R> {
+    /// A copy of the value; [`Error::NotFound`] after [`clear`](Self::clear).
+    pub fn get(&self) -> Result<R> {
+        self.value
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| Error::NotFound {
+                location: "(not memorized)".into(),
+                key: "(cleared value)".into(),
+            })
+    }
+}
+
+impl<R> fmt::Debug for NotMemorizedResult<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let valid = self.value.lock().map(|v| v.is_some()).unwrap_or(false);
+        write!(f, "NotMemorizedResult(valid={valid})")
+    }
+}
+
+/// What `call_and_shelve` gives: a reference to the stored result, or the value itself when
+/// nothing was stored.
+#[derive(Debug)]
+pub enum Shelved<R> {
+    /// A reference to the stored result.
+    Memorized(MemorizedResult<R>),
+    /// The value itself.
+    NotMemorized(NotMemorizedResult<R>),
+}
+
+impl<R: DeserializeOwned + Clone> Shelved<R> {
+    /// The value: loaded from the store, or copied.
+    pub fn get(&self) -> Result<R> {
+        match self {
+            Shelved::Memorized(r) => r.get(),
+            Shelved::NotMemorized(r) => r.get(),
+        }
+    }
+}
+
+impl<R> Shelved<R> {
+    /// Deletes the stored result (or drops the held value).
+    pub fn clear(&self) -> Result<()> {
+        match self {
+            Shelved::Memorized(r) => r.clear(),
+            Shelved::NotMemorized(r) => {
+                r.clear();
+                Ok(())
+            }
+        }
+    }
+
+    /// The reference, if the result was stored.
+    pub fn as_memorized(&self) -> Option<&MemorizedResult<R>> {
+        match self {
+            Shelved::Memorized(r) => Some(r),
+            Shelved::NotMemorized(_) => None,
+        }
+    }
+}
+
+impl<R> fmt::Display for Shelved<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Shelved::Memorized(r) => fmt::Display::fmt(r, f),
+            Shelved::NotMemorized(r) => fmt::Debug::fmt(r, f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_form_round_trips() {
+        let r: MemorizedResult<u8> = MemorizedResult::from_parts(
+            "/tmp/a \"b\"\\c é",
+            "m.f",
+            "0123456789abcdef0123456789abcdef",
+        );
+        let printed = r.to_string();
+        let back: MemorizedResult<u8> = printed.parse().unwrap();
+        assert!(back == r, "{printed}");
+        assert!(
+            "MemorizedResult(location=\"x\")"
+                .parse::<MemorizedResult<u8>>()
+                .is_err()
+        );
+        assert!("nonsense".parse::<MemorizedResult<u8>>().is_err());
+        assert!(
+            "MemorizedResult(location=\"x\", func=\"..\", args_id=\"y\")"
+                .parse::<MemorizedResult<u8>>()
+                .is_err()
+        );
+    }
+}

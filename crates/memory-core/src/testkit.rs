@@ -1,0 +1,413 @@
+//! The conformance suite every backend runs (feature `testkit`; outside semver).
+//!
+//! Call [`run_all`] from a multi-threaded tokio test with a fresh backend; it works under a
+//! random root prefix and deletes it at the end. Each check is also public, for backends that
+//! want to run them one by one. Checks panic with a message naming the broken promise.
+//!
+//! ```no_run
+//! # async fn demo() {
+//! use std::sync::Arc;
+//! let backend = Arc::new(cachette_core::InMemoryBackend::new());
+//! cachette_core::testkit::run_all(backend).await;
+//! # }
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::backend::{DynBackend, PutOptions, PutOutcome, StoreBackend};
+use crate::key::{Key, Prefix};
+use crate::rt;
+
+/// A unique root prefix for one run.
+pub fn unique_root(tag: &str) -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "conformance-{tag}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The address of a test server from the environment, or `None` to skip. Under `CI=true` a
+/// missing variable fails the test instead: backends are never skipped in silence there.
+pub fn server_from_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ => {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+            assert!(
+                !ci,
+                "{var} is not set, and CI=true: start the test servers with `cargo xtask services start` (cargo xtask ci does it)"
+            );
+            eprintln!(
+                "SKIPPED: {var} is not set; run `eval \"$(cargo xtask services start)\"` to test against a real server"
+            );
+            None
+        }
+    }
+}
+
+fn key(root: &str, rest: &str) -> Key {
+    Key::new(format!("{root}/{rest}")).expect("valid test key")
+}
+
+fn prefix(root: &str, rest: &str) -> Prefix {
+    Prefix::new(format!("{root}/{rest}")).expect("valid test prefix")
+}
+
+fn put_opts() -> PutOptions {
+    PutOptions::default()
+}
+
+/// Runs every check.
+pub async fn run_all(backend: DynBackend) {
+    let root = unique_root(backend.scheme());
+    round_trip(&*backend, &root).await;
+    unusual_keys(&*backend, &root).await;
+    missing_is_a_value(&*backend, &root).await;
+    ranged_reads(&*backend, &root).await;
+    prefix_listing(&*backend, &root).await;
+    delete_prefix_is_scoped(&*backend, &root).await;
+    access_tracking(&*backend, &root).await;
+    create_if_absent(backend.clone(), &root).await;
+    atomic_visibility(backend.clone(), &root).await;
+    large_item(&*backend, &root).await;
+    backend
+        .delete_prefix(&Prefix::new(root.clone()).expect("valid root"))
+        .await
+        .expect("cleaning up the root prefix");
+    let left = backend
+        .list(&Prefix::new(root).expect("valid root"))
+        .await
+        .expect("listing after clean-up");
+    assert!(left.is_empty(), "delete_prefix left {left:?}");
+}
+
+/// Empty and small items round-trip, and replacing an item works.
+pub async fn round_trip(b: &dyn StoreBackend, root: &str) {
+    for (name, value) in [
+        ("empty", Bytes::new()),
+        ("small", Bytes::from_static(b"hello, cachette")),
+        ("binary", Bytes::from((0..=255u8).collect::<Vec<_>>())),
+    ] {
+        let k = key(root, &format!("rt/{name}"));
+        b.put(&k, value.clone(), &put_opts()).await.expect("put");
+        assert_eq!(
+            b.get(&k).await.expect("get").as_ref(),
+            Some(&value),
+            "{name}"
+        );
+        assert!(b.contains(&k).await.expect("contains"), "{name}");
+    }
+    let k = key(root, "rt/small");
+    b.put(&k, Bytes::from_static(b"replaced"), &put_opts())
+        .await
+        .expect("replace");
+    assert_eq!(
+        b.get(&k).await.expect("get").as_deref(),
+        Some(&b"replaced"[..])
+    );
+    b.delete(&k).await.expect("delete");
+    assert_eq!(b.get(&k).await.expect("get after delete"), None);
+    b.delete(&k)
+        .await
+        .expect("deleting a missing item is not an error");
+}
+
+/// Keys with spaces, unicode and punctuation round-trip and list back verbatim.
+pub async fn unusual_keys(b: &dyn StoreBackend, root: &str) {
+    let names = [
+        "with space",
+        "ünïcödé-日本語",
+        "percent%20and+plus=&amp;",
+        "hash#question?",
+        "quote\"apostrophe'",
+        "colon:semicolon;comma,",
+        "tilde~at@dollar$",
+        "dots..in.middle",
+        ".leading-dot",
+        "trailing-dot.",
+        "brackets[](){}<>",
+        "emoji-🦀",
+    ];
+    let long = "L".repeat(200);
+    let mut all: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    all.push(long);
+    for name in &all {
+        let k = key(root, &format!("odd/{name}"));
+        let value = Bytes::from(name.clone().into_bytes());
+        b.put(&k, value.clone(), &put_opts())
+            .await
+            .unwrap_or_else(|e| panic!("put {name:?}: {e}"));
+        assert_eq!(
+            b.get(&k).await.expect("get").as_ref(),
+            Some(&value),
+            "{name:?}"
+        );
+    }
+    let mut listed: Vec<String> = b
+        .list(&prefix(root, "odd"))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|i| i.key.file_name().to_owned())
+        .collect();
+    listed.sort();
+    all.sort();
+    assert_eq!(listed, all, "listing must give keys back verbatim");
+}
+
+/// A missing item is `Ok(None)` / `false`, never an error.
+pub async fn missing_is_a_value(b: &dyn StoreBackend, root: &str) {
+    let k = key(root, "missing/nothing-here");
+    assert_eq!(b.get(&k).await.expect("get of a missing item"), None);
+    assert_eq!(
+        b.get_range(&k, 0..10)
+            .await
+            .expect("get_range of a missing item"),
+        None
+    );
+    assert!(!b.contains(&k).await.expect("contains of a missing item"));
+    assert!(
+        b.list(&prefix(root, "missing"))
+            .await
+            .expect("list of an empty prefix")
+            .is_empty()
+    );
+}
+
+/// Ranged reads give the requested bytes, clamped to the item.
+pub async fn ranged_reads(b: &dyn StoreBackend, root: &str) {
+    let k = key(root, "range/item");
+    let value: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    b.put(&k, Bytes::from(value.clone()), &put_opts())
+        .await
+        .expect("put");
+    for (start, end) in [(0u64, 48u64), (100, 4196), (9_990, 20_000), (0, 10_000)] {
+        let got = b
+            .get_range(&k, start..end)
+            .await
+            .expect("get_range")
+            .expect("exists");
+        let s = start as usize;
+        let e = (end as usize).min(value.len());
+        assert_eq!(&got[..], &value[s..e], "range {start}..{end}");
+    }
+}
+
+/// Listing matches whole segments only and reports sizes.
+pub async fn prefix_listing(b: &dyn StoreBackend, root: &str) {
+    for (name, size) in [
+        ("p/a/x", 1usize),
+        ("p/a/y", 22),
+        ("p/ab/z", 333),
+        ("q/a/x", 4),
+    ] {
+        b.put(&key(root, name), Bytes::from(vec![7u8; size]), &put_opts())
+            .await
+            .expect("put");
+    }
+    let mut listed: Vec<(String, u64)> = b
+        .list(&prefix(root, "p/a"))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|i| (i.key.as_str().to_owned(), i.size))
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![(format!("{root}/p/a/x"), 1), (format!("{root}/p/a/y"), 22)],
+        "prefix p/a must not match p/ab"
+    );
+    let all = b.list(&prefix(root, "p")).await.expect("list");
+    assert_eq!(all.len(), 3);
+}
+
+/// Deleting a prefix deletes everything under it and nothing else.
+pub async fn delete_prefix_is_scoped(b: &dyn StoreBackend, root: &str) {
+    for name in ["d/a/x", "d/a/y/z", "d/ab/keep", "d/keep", "e/a/keep"] {
+        b.put(&key(root, name), Bytes::from_static(b"v"), &put_opts())
+            .await
+            .expect("put");
+    }
+    let deleted = b
+        .delete_prefix(&prefix(root, "d/a"))
+        .await
+        .expect("delete_prefix");
+    assert_eq!(deleted, 2, "delete_prefix must report what it deleted");
+    for gone in ["d/a/x", "d/a/y/z"] {
+        assert!(
+            !b.contains(&key(root, gone)).await.expect("contains"),
+            "{gone}"
+        );
+    }
+    for kept in ["d/ab/keep", "d/keep", "e/a/keep"] {
+        assert!(
+            b.contains(&key(root, kept)).await.expect("contains"),
+            "delete_prefix d/a deleted {kept}"
+        );
+    }
+    b.delete_many(&[
+        key(root, "d/ab/keep"),
+        key(root, "d/keep"),
+        key(root, "d/never"),
+    ])
+    .await
+    .expect("delete_many");
+    assert!(!b.contains(&key(root, "d/keep")).await.expect("contains"));
+    assert!(b.contains(&key(root, "e/a/keep")).await.expect("contains"));
+}
+
+/// A read counts as an access: listing reports it.
+pub async fn access_tracking(b: &dyn StoreBackend, root: &str) {
+    let (old, new) = (key(root, "lru/old"), key(root, "lru/new"));
+    b.put(&old, Bytes::from_static(b"1"), &put_opts())
+        .await
+        .expect("put");
+    b.put(&new, Bytes::from_static(b"2"), &put_opts())
+        .await
+        .expect("put");
+    // Access tracking may have a granularity of about a second.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    b.get(&old).await.expect("get").expect("exists");
+    let items = b.list(&prefix(root, "lru")).await.expect("list");
+    let at = |k: &Key| {
+        items
+            .iter()
+            .find(|i| &i.key == k)
+            .map(|i| i.last_access)
+            .expect("listed")
+    };
+    assert!(
+        at(&old) > at(&new),
+        "an item read after another was written must count as more recently accessed ({} vs {})",
+        at(&old),
+        at(&new)
+    );
+}
+
+/// Eight racers create one key: exactly one wins, and its value is what is stored.
+pub async fn create_if_absent(b: DynBackend, root: &str) {
+    let k = key(root, "claim/the-key");
+    let winners = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for i in 0..8u8 {
+        let (b, k, winners) = (b.clone(), k.clone(), winners.clone());
+        handles.push(std::thread::spawn(move || {
+            let blocking = b.capabilities().blocking_io;
+            let outcome = rt::block_on(
+                blocking,
+                b.put_if_absent(&k, Bytes::from(vec![i; 1000]), &PutOptions::default()),
+            )
+            .expect("runtime")
+            .expect("put_if_absent");
+            if outcome == PutOutcome::Created {
+                winners.fetch_add(1, Ordering::SeqCst);
+                Some(i)
+            } else {
+                None
+            }
+        }));
+    }
+    let winner: Vec<u8> = handles
+        .into_iter()
+        .filter_map(|h| h.join().expect("racer thread"))
+        .collect();
+    assert_eq!(
+        winners.load(Ordering::SeqCst),
+        1,
+        "exactly one creator must win"
+    );
+    let stored = b.get(&k).await.expect("get").expect("exists");
+    assert_eq!(&stored[..], &vec![winner[0]; 1000][..]);
+    assert_eq!(
+        b.put_if_absent(&k, Bytes::from_static(b"late"), &PutOptions::default())
+            .await
+            .expect("put_if_absent"),
+        PutOutcome::AlreadyExists
+    );
+}
+
+/// Eight writers race on one key while readers read: every read is whole.
+pub async fn atomic_visibility(b: DynBackend, root: &str) {
+    const SIZE: usize = 256 * 1024;
+    let k = key(root, "race/item");
+    b.put(&k, Bytes::from(vec![0u8; SIZE]), &put_opts())
+        .await
+        .expect("initial put");
+    let done = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let (b, k, done, reads) = (b.clone(), k.clone(), done.clone(), reads.clone());
+        readers.push(std::thread::spawn(move || {
+            let blocking = b.capabilities().blocking_io;
+            while !done.load(Ordering::SeqCst) && Instant::now() < deadline {
+                let got = rt::block_on(blocking, b.get(&k))
+                    .expect("runtime")
+                    .expect("get during the race")
+                    .expect("the item never disappears while being replaced");
+                assert_eq!(got.len(), SIZE, "a read saw a partial item");
+                let first = got[0];
+                assert!(
+                    got.iter().all(|&x| x == first),
+                    "a read saw a mix of two writes"
+                );
+                reads.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let mut writers = Vec::new();
+    for i in 1..=8u8 {
+        let (b, k) = (b.clone(), k.clone());
+        writers.push(std::thread::spawn(move || {
+            let blocking = b.capabilities().blocking_io;
+            for _ in 0..10 {
+                rt::block_on(
+                    blocking,
+                    b.put(&k, Bytes::from(vec![i; SIZE]), &PutOptions::default()),
+                )
+                .expect("runtime")
+                .expect("racing put");
+            }
+        }));
+    }
+    for w in writers {
+        w.join().expect("writer thread");
+    }
+    done.store(true, Ordering::SeqCst);
+    for r in readers {
+        r.join().expect("reader thread");
+    }
+    assert!(reads.load(Ordering::Relaxed) > 0, "readers never read");
+    let last = b.get(&k).await.expect("get").expect("exists");
+    assert!((1..=8).contains(&last[0]), "the last write must win");
+}
+
+/// A 64 MiB item round-trips.
+pub async fn large_item(b: &dyn StoreBackend, root: &str) {
+    let k = key(root, "large/64mib");
+    let value: Vec<u8> = (0..64 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let value = Bytes::from(value);
+    b.put(&k, value.clone(), &put_opts())
+        .await
+        .expect("put 64 MiB");
+    let got = b.get(&k).await.expect("get 64 MiB").expect("exists");
+    assert!(got == value, "the 64 MiB item came back different");
+    let listed = b.list(&prefix(root, "large")).await.expect("list");
+    assert_eq!(listed[0].size, 64 * 1024 * 1024);
+    b.delete(&k).await.expect("delete");
+}

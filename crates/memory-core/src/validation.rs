@@ -1,0 +1,134 @@
+//! Cache validation: deciding whether a stored result may be reused.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+
+use crate::entry::Metadata;
+
+/// A validation callback over an entry's [`Metadata`]: when it returns `false`, the stored
+/// result is not reused and the function runs again (joblib's `cache_validation_callback`).
+///
+/// ```
+/// use cachette_core::{Metadata, Validation};
+/// // Only reuse results of calls that took more than one second.
+/// let slow_only = Validation::new(|meta: &Metadata| meta.duration > 1.0);
+/// # let _ = slow_only;
+/// ```
+#[derive(Clone)]
+pub struct Validation {
+    check: Arc<dyn Fn(&Metadata) -> bool + Send + Sync>,
+    ttl: Option<Duration>,
+}
+
+impl Validation {
+    /// A validation from a callback.
+    pub fn new(check: impl Fn(&Metadata) -> bool + Send + Sync + 'static) -> Self {
+        Validation {
+            check: Arc::new(check),
+            ttl: None,
+        }
+    }
+
+    /// Whether the entry described by `metadata` may be reused.
+    pub fn is_valid(&self, metadata: &Metadata) -> bool {
+        (self.check)(metadata)
+    }
+
+    /// The lifetime after which every entry is invalid, if this validation has one. Backends
+    /// with native expiry (Redis) also drop such entries by themselves.
+    pub fn ttl(&self) -> Option<Duration> {
+        self.ttl
+    }
+}
+
+impl fmt::Debug for Validation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Validation")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> From<F> for Validation
+where
+    F: Fn(&Metadata) -> bool + Send + Sync + 'static,
+{
+    fn from(check: F) -> Self {
+        Validation::new(check)
+    }
+}
+
+/// A lifetime, given like `datetime.timedelta` in joblib's `expires_after`. Fields add up.
+///
+/// ```
+/// use cachette_core::ExpiresAfter;
+/// let after = ExpiresAfter { minutes: 1.0, seconds: 30.0, ..Default::default() };
+/// assert_eq!(after.to_duration(), std::time::Duration::from_secs(90));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ExpiresAfter {
+    /// Days.
+    pub days: f64,
+    /// Hours.
+    pub hours: f64,
+    /// Minutes.
+    pub minutes: f64,
+    /// Seconds.
+    pub seconds: f64,
+    /// Milliseconds.
+    pub milliseconds: f64,
+    /// Microseconds.
+    pub microseconds: f64,
+}
+
+impl ExpiresAfter {
+    /// The total, as a duration (negative or non-finite totals become zero).
+    pub fn to_duration(&self) -> Duration {
+        let secs = self.days * 86_400.0
+            + self.hours * 3_600.0
+            + self.minutes * 60.0
+            + self.seconds
+            + self.milliseconds / 1e3
+            + self.microseconds / 1e6;
+        Duration::try_from_secs_f64(secs).unwrap_or_default()
+    }
+}
+
+impl From<Duration> for ExpiresAfter {
+    fn from(d: Duration) -> Self {
+        ExpiresAfter {
+            seconds: d.as_secs_f64(),
+            ..Default::default()
+        }
+    }
+}
+
+impl From<TimeDelta> for ExpiresAfter {
+    fn from(d: TimeDelta) -> Self {
+        ExpiresAfter {
+            seconds: d.as_seconds_f64(),
+            ..Default::default()
+        }
+    }
+}
+
+/// A validation that accepts entries younger than `after` (joblib's `expires_after`). On
+/// backends with native expiry, entries are also written with that lifetime.
+///
+/// ```
+/// use cachette_core::{expires_after, ExpiresAfter};
+/// let half_a_second = expires_after(ExpiresAfter { seconds: 0.5, ..Default::default() });
+/// let one_day = expires_after(std::time::Duration::from_secs(86_400));
+/// # let _ = (half_a_second, one_day);
+/// ```
+pub fn expires_after(after: impl Into<ExpiresAfter>) -> Validation {
+    let lifetime = after.into().to_duration();
+    let delta = TimeDelta::from_std(lifetime).unwrap_or(TimeDelta::MAX);
+    Validation {
+        check: Arc::new(move |meta: &Metadata| Utc::now() - meta.time < delta),
+        ttl: Some(lifetime),
+    }
+}

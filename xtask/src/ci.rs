@@ -1,0 +1,296 @@
+//! `cargo xtask ci`: every check CI runs, in order, failing fast.
+
+use std::process::{ExitCode, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::flags::CiFlags;
+use crate::services;
+
+/// The steps, in the order they run.
+pub(crate) const STEPS: &[&str] = &[
+    "services", "fmt", "clippy", "features", "tree", "test", "doc", "tour",
+];
+
+/// Feature sets of the facade crate checked one by one (lib only, to keep it cheap).
+const FEATURE_SETS: &[&[&str]] = &[
+    &["--no-default-features"],
+    &["--no-default-features", "--features", "fs"],
+    &["--no-default-features", "--features", "s3"],
+    &["--no-default-features", "--features", "redis"],
+    &["--no-default-features", "--features", "macros"],
+    &["--features", "full"],
+];
+
+/// Crates that must not be in the default build of `cachette` (no network stack).
+/// Matched against `"{crate name} "`, so `redis ` means a crate name ending in `redis`.
+const FORBIDDEN_IN_DEFAULT: &[&str] = &[
+    "reqwest",
+    "hyper",
+    "object_store",
+    "redis ",
+    "rustls",
+    "aws-",
+];
+
+const TOUR: &str = "crates/cachette/examples/tour.rs";
+
+enum Outcome {
+    Passed,
+    Failed,
+    Skipped(String),
+}
+
+struct Row {
+    name: &'static str,
+    outcome: Outcome,
+    secs: f64,
+}
+
+struct Runner<'a> {
+    flags: &'a CiFlags,
+    rows: Vec<Row>,
+    failed: bool,
+    index: usize,
+    total: usize,
+}
+
+impl Runner<'_> {
+    fn wants(&self, name: &str) -> bool {
+        self.flags.only.is_empty() || self.flags.only.iter().any(|s| s == name)
+    }
+
+    fn step(&mut self, name: &'static str, what: &str, f: impl FnOnce() -> Result<()>) {
+        if self.failed && !self.flags.keep_going {
+            self.skip(name, "an earlier step failed".into());
+            return;
+        }
+        self.index += 1;
+        eprintln!("\n==> ci [{}/{}] {name}: {what}", self.index, self.total);
+        let started = Instant::now();
+        let result = f();
+        let secs = started.elapsed().as_secs_f64();
+        let outcome = match result {
+            Ok(()) => {
+                eprintln!("==> ci [{name}] ok ({secs:.1}s)");
+                Outcome::Passed
+            }
+            Err(err) => {
+                eprintln!("==> ci [{name}] FAILED after {secs:.1}s: {err:#}");
+                self.failed = true;
+                Outcome::Failed
+            }
+        };
+        self.rows.push(Row {
+            name,
+            outcome,
+            secs,
+        });
+    }
+
+    fn skip(&mut self, name: &'static str, reason: String) {
+        eprintln!("\n==> ci {name}: skipped ({reason})");
+        self.rows.push(Row {
+            name,
+            outcome: Outcome::Skipped(reason),
+            secs: 0.0,
+        });
+    }
+}
+
+/// `cargo xtask ci`.
+pub(crate) fn run(flags: &CiFlags) -> Result<ExitCode> {
+    let started = Instant::now();
+    let mut r = Runner {
+        flags,
+        rows: Vec::new(),
+        failed: false,
+        index: 0,
+        total: 0,
+    };
+    // Services run when asked for, or when the tests (which need them) run.
+    let want_services = r.wants("services") || r.wants("test");
+    r.total = STEPS
+        .iter()
+        .filter(|s| match **s {
+            "services" => want_services && !flags.skip_services,
+            "tour" => r.wants("tour") && crate::project_root().join(TOUR).exists(),
+            s => r.wants(s),
+        })
+        .count();
+
+    let mut guard: Option<services::Services> = None;
+    let mut env: Vec<(String, String)> = Vec::new();
+    if want_services {
+        if flags.skip_services {
+            r.skip(
+                "services",
+                "--skip-services: tests needing servers skip, or fail under CI=true".into(),
+            );
+        } else {
+            r.step("services", "start Redis, Redis Cluster and moto S3", || {
+                let services = services::ensure(false)?;
+                env = services.env().to_vec();
+                guard = Some(services);
+                Ok(())
+            });
+        }
+    }
+    if r.wants("fmt") {
+        r.step("fmt", "formatting", || {
+            cargo(&["fmt", "--all", "--", "--check"], &[])
+        });
+    }
+    if r.wants("clippy") {
+        r.step("clippy", "lints, whole workspace, all features", || {
+            cargo(
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--all-features",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+                &[],
+            )
+        });
+    }
+    if r.wants("features") {
+        r.step(
+            "features",
+            "feature matrix of `cachette` (lib)",
+            feature_matrix,
+        );
+    }
+    if r.wants("tree") {
+        r.step(
+            "tree",
+            "default `cachette` pulls no network stack",
+            default_tree,
+        );
+    }
+    if r.wants("test") {
+        r.step("test", "tests and doc tests, all features", || {
+            let mut test_env = env.clone();
+            test_env.push(("RUST_BACKTRACE".into(), "1".into()));
+            cargo(
+                &["test", "--workspace", "--all-features", "--no-fail-fast"],
+                &test_env,
+            )
+        });
+    }
+    if r.wants("doc") {
+        r.step("doc", "rustdoc with -D warnings", || {
+            cargo(
+                &["doc", "--workspace", "--no-deps", "--all-features"],
+                &[("RUSTDOCFLAGS".into(), "-D warnings".into())],
+            )
+        });
+    }
+    if r.wants("tour") {
+        if crate::project_root().join(TOUR).exists() {
+            r.step("tour", "the README's example", || {
+                cargo(&["run", "-p", "cachette", "--example", "tour"], &env)
+            });
+        } else {
+            r.skip("tour", format!("{TOUR} does not exist yet"));
+        }
+    }
+
+    // Stops the servers if this run started them.
+    drop(guard);
+
+    eprintln!("\n==> ci summary ({:.1}s)", started.elapsed().as_secs_f64());
+    let (mut passed, mut failed) = (0, 0);
+    for row in &r.rows {
+        let status = match &row.outcome {
+            Outcome::Passed => {
+                passed += 1;
+                "ok".to_owned()
+            }
+            Outcome::Failed => {
+                failed += 1;
+                "FAILED".to_owned()
+            }
+            Outcome::Skipped(why) => format!("skipped ({why})"),
+        };
+        eprintln!("  {:<9} {:>7.1}s  {status}", row.name, row.secs);
+    }
+    println!("ci: {passed} passed, {failed} failed");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Runs `cargo <args>` from the workspace root with extra environment variables.
+fn cargo(args: &[&str], env: &[(String, String)]) -> Result<()> {
+    let line = format!("cargo {}", args.join(" "));
+    let keys: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+    if keys.is_empty() {
+        eprintln!("$ {line}");
+    } else {
+        eprintln!("$ {line}    (with {})", keys.join(", "));
+    }
+    let status = crate::cargo()
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .status()
+        .with_context(|| format!("running `{line}`"))?;
+    ensure!(status.success(), "`{line}` failed ({status})");
+    Ok(())
+}
+
+fn feature_matrix() -> Result<()> {
+    let mut failed = Vec::new();
+    for set in FEATURE_SETS {
+        let mut args = vec!["clippy", "-p", "cachette"];
+        args.extend_from_slice(set);
+        args.extend_from_slice(&["--", "-D", "warnings"]);
+        if let Err(err) = cargo(&args, &[]) {
+            eprintln!("    {err:#}");
+            failed.push(set.join(" "));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("clippy failed for: {}", failed.join("; "));
+    }
+    Ok(())
+}
+
+fn default_tree() -> Result<()> {
+    let args = ["tree", "-p", "cachette", "-e", "normal", "--prefix", "none"];
+    eprintln!("$ cargo {}", args.join(" "));
+    let out = crate::cargo()
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo tree")?;
+    ensure!(out.status.success(), "`cargo tree` failed ({})", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut offending: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            let name = format!("{} ", line.split_whitespace().next().unwrap_or(""));
+            FORBIDDEN_IN_DEFAULT.iter().any(|bad| name.contains(bad))
+        })
+        .collect();
+    offending.sort_unstable();
+    offending.dedup();
+    if !offending.is_empty() {
+        bail!(
+            "the default build of `cachette` pulls a network stack:\n  {}",
+            offending.join("\n  ")
+        );
+    }
+    eprintln!(
+        "    {} crates in the default tree, none of: {}",
+        text.lines().count(),
+        FORBIDDEN_IN_DEFAULT.join(", ")
+    );
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! Hand-written command-line parsing (no extra crates).
+
+use anyhow::{Result, bail};
+
+pub(crate) const USAGE: &str = "\
+Usage: cargo xtask <command> [options]
+
+Commands:
+  services start     Install (if missing) and start Redis, a 3-node Redis Cluster and a
+                     moto S3 server on free 127.0.0.1 ports; reuse them if already running.
+                     Prints `export KEY=VALUE` lines:  eval \"$(cargo xtask services start)\"
+                     Also writes target/cachette-services/env and .../pids.
+  services stop      Stop them (SIGTERM, then SIGKILL) and remove their temp dirs.
+  services status    Show whether they are running and answering (exit 1 if not).
+
+  ci [options]       Run every check CI runs, in order:
+                       services fmt clippy features tree test doc tour
+                     --skip-services     do not start the test servers (quick local run)
+                     --only <step,...>   run only these steps (repeatable)
+                     --keep-going        run the remaining steps after a failure
+
+  bench [options] [-- args...]
+                     Start the test servers, run `cargo bench --workspace --all-features`
+                     with their env vars, then stop them.
+                     --quick | --full    sets CACHETTE_BENCH_MODE=quick|full for the benches
+                     --skip-services     do not start the test servers
+                     Other arguments (and everything after `--`) go to `cargo bench`.
+
+  help               This message.
+";
+
+/// A parsed command line.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Help,
+    Services(ServicesCmd),
+    Ci(CiFlags),
+    Bench(BenchFlags),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ServicesCmd {
+    Start,
+    Stop,
+    Status,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct CiFlags {
+    pub(crate) skip_services: bool,
+    pub(crate) keep_going: bool,
+    /// Step names to run; empty means all.
+    pub(crate) only: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum BenchMode {
+    #[default]
+    Default,
+    Quick,
+    Full,
+}
+
+impl BenchMode {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            BenchMode::Default => "default",
+            BenchMode::Quick => "quick",
+            BenchMode::Full => "full",
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct BenchFlags {
+    pub(crate) mode: BenchMode,
+    pub(crate) skip_services: bool,
+    /// Passed verbatim to `cargo bench`.
+    pub(crate) args: Vec<String>,
+}
+
+pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
+    let mut args = args.into_iter();
+    let Some(cmd) = args.next() else {
+        return Ok(Command::Help);
+    };
+    let rest: Vec<String> = args.collect();
+    match cmd.as_str() {
+        "help" | "-h" | "--help" => Ok(Command::Help),
+        "services" => parse_services(&rest),
+        "ci" => parse_ci(rest).map(Command::Ci),
+        "bench" => parse_bench(rest).map(Command::Bench),
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
+
+fn parse_services(rest: &[String]) -> Result<Command> {
+    let sub = match rest {
+        [s] if s == "start" => ServicesCmd::Start,
+        [s] if s == "stop" => ServicesCmd::Stop,
+        [s] if s == "status" => ServicesCmd::Status,
+        [] => bail!("`services` needs a subcommand: start, stop or status"),
+        _ => bail!(
+            "unexpected arguments to `services`: {}\n(expected start, stop or status)",
+            rest.join(" ")
+        ),
+    };
+    Ok(Command::Services(sub))
+}
+
+fn parse_ci(rest: Vec<String>) -> Result<CiFlags> {
+    let mut flags = CiFlags::default();
+    let mut it = rest.into_iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--skip-services" => flags.skip_services = true,
+            "--keep-going" => flags.keep_going = true,
+            "--only" => match it.next() {
+                Some(v) => push_steps(&mut flags.only, &v)?,
+                None => bail!("`--only` needs a step name"),
+            },
+            s if s.starts_with("--only=") => push_steps(&mut flags.only, &s["--only=".len()..])?,
+            other => bail!("unknown option to `ci`: `{other}`\n\n{USAGE}"),
+        }
+    }
+    Ok(flags)
+}
+
+fn push_steps(only: &mut Vec<String>, list: &str) -> Result<()> {
+    for step in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if !crate::ci::STEPS.contains(&step) {
+            bail!(
+                "unknown ci step `{step}` (steps: {})",
+                crate::ci::STEPS.join(", ")
+            );
+        }
+        only.push(step.to_owned());
+    }
+    Ok(())
+}
+
+fn parse_bench(rest: Vec<String>) -> Result<BenchFlags> {
+    let mut flags = BenchFlags::default();
+    let mut it = rest.into_iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--quick" | "--full" => {
+                let mode = if arg == "--quick" {
+                    BenchMode::Quick
+                } else {
+                    BenchMode::Full
+                };
+                if flags.mode != BenchMode::Default && flags.mode != mode {
+                    bail!("`--quick` and `--full` are exclusive");
+                }
+                flags.mode = mode;
+            }
+            "--skip-services" => flags.skip_services = true,
+            "--" => {
+                flags.args.push(arg);
+                flags.args.extend(it.by_ref());
+            }
+            _ => flags.args.push(arg),
+        }
+    }
+    Ok(flags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Command> {
+        parse(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn parses_commands() {
+        assert!(matches!(p(&[]), Ok(Command::Help)));
+        assert!(matches!(
+            p(&["services", "start"]),
+            Ok(Command::Services(ServicesCmd::Start))
+        ));
+        assert!(p(&["services"]).is_err());
+        assert!(p(&["nope"]).is_err());
+        let Ok(Command::Ci(ci)) = p(&["ci", "--skip-services", "--only", "fmt,clippy"]) else {
+            panic!("ci flags")
+        };
+        assert!(ci.skip_services);
+        assert_eq!(ci.only, ["fmt", "clippy"]);
+        assert!(p(&["ci", "--only", "bogus"]).is_err());
+        let Ok(Command::Bench(b)) = p(&["bench", "--quick", "--bench", "x", "--", "--full"]) else {
+            panic!("bench flags")
+        };
+        assert_eq!(b.mode, BenchMode::Quick);
+        assert_eq!(b.args, ["--bench", "x", "--", "--full"]);
+    }
+}
