@@ -381,6 +381,8 @@ impl<R, F> MemorizedFunc<R, F> {
         let Some(key) = self.key_or_warn(inner, args) else {
             return false;
         };
+        // Results of another version of the code would not be used by a call.
+        self.ensure_checked(inner);
         self.check_key(inner, key)
     }
 
@@ -402,6 +404,7 @@ impl<R, F> MemorizedFunc<R, F> {
         let Some(key) = self.key_or_warn(inner, args) else {
             return false;
         };
+        self.ensure_checked_async(inner).await;
         let k = key.clone();
         let found = inner
             .run_async(move |b| Box::pin(read_metadata(b, k)))

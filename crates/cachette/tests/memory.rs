@@ -1,0 +1,891 @@
+//! Every behaviour of `Memory` and `MemorizedFunc` on the local disk.
+
+use std::convert::Infallible;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cachette::{
+    Error, FuncId, MemorizedFunc, MemorizedResult, Memory, Report, Reporter, Shelved, SizeLimits,
+    expires_after,
+};
+use chrono::TimeDelta;
+use serde::{Deserialize, Serialize};
+
+/// A memory in a fresh temporary folder, with its reports captured.
+struct Fixture {
+    dir: tempfile::TempDir,
+    memory: Memory,
+    reports: Arc<Mutex<Vec<Report>>>,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Fixture::verbose(0)
+    }
+
+    fn verbose(verbose: u8) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (memory, reports) = capturing(&dir.path().join("cache"), verbose);
+        Fixture {
+            dir,
+            memory,
+            reports,
+        }
+    }
+
+    fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        warnings(&self.reports)
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.reports
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|r| match r {
+                Report::Line(l) => Some(l.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn capturing(path: &Path, verbose: u8) -> (Memory, Arc<Mutex<Vec<Report>>>) {
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let sink = reports.clone();
+    let memory = Memory::builder()
+        .path(path)
+        .verbose(verbose)
+        .reporter(Reporter::new(move |r| sink.lock().unwrap().push(r.clone())))
+        .build()
+        .unwrap();
+    (memory, reports)
+}
+
+fn warnings(reports: &Mutex<Vec<Report>>) -> Vec<String> {
+    reports
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|r| match r {
+            Report::Warning(w) => Some(w.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A counter of how many times a function ran.
+#[derive(Clone, Default)]
+struct Calls(Arc<AtomicUsize>);
+
+impl Calls {
+    fn hit(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+    fn get(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn runs_once_per_argument_even_after_a_restart() {
+    let fx = Fixture::new();
+    let calls = Calls::default();
+    let c = calls.clone();
+    let square = fx.memory.cache(move |x: i64| {
+        c.hit();
+        x * x
+    });
+    assert_eq!(square.eval(3), 9);
+    assert_eq!(square.eval(3), 9);
+    assert_eq!(calls.get(), 1);
+    assert_eq!(square.eval(4), 16);
+    assert_eq!(calls.get(), 2);
+
+    // A new Memory on the same folder (as after a restart) reuses the results. Closures have
+    // no path of their own, so a name gives them one identity across processes.
+    let again = Memory::new(fx.cache_dir()).unwrap();
+    let c = calls.clone();
+    let first = fx
+        .memory
+        .cache(move |x: i64| {
+            c.hit();
+            x * x
+        })
+        .name("tests::square");
+    assert_eq!(first.eval(5), 25);
+    let c = calls.clone();
+    let second = again
+        .cache(move |x: i64| {
+            c.hit();
+            x * x
+        })
+        .name("tests::square");
+    assert_eq!(second.eval(5), 25);
+    assert_eq!(calls.get(), 3, "the second memory loaded the first one's result");
+    assert!(fx.warnings().is_empty(), "{:?}", fx.warnings());
+}
+
+#[test]
+fn the_layout_is_a_folder_per_function_and_a_file_per_call() {
+    let fx = Fixture::new();
+    let f = fx.memory.cache(|x: u8| x).name("my_crate::stats::mean");
+    f.eval(1);
+    let folder = fx.cache_dir().join("my_crate.stats.mean");
+    let mut names: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(names[1], "func_code");
+    assert_eq!(names[0].len(), 32);
+    assert!(fx.cache_dir().join(".gitignore").exists());
+}
+
+#[test]
+fn arguments_are_a_tuple_and_their_order_counts() {
+    let fx = Fixture::new();
+    let calls = Calls::default();
+    let c = calls.clone();
+    let sub = fx.memory.cache(move |(a, b): (i32, i32)| {
+        c.hit();
+        a - b
+    });
+    assert_eq!(sub.eval((5, 2)), 3);
+    assert_eq!(sub.eval((2, 5)), -3);
+    assert_eq!(sub.eval((5, 2)), 3);
+    assert_eq!(calls.get(), 2);
+    // Rust has no keyword or default arguments: an `Option` stands for a default, and `None`
+    // is a value of its own.
+    let c = calls.clone();
+    let with_default = fx.memory.cache(move |(x, scale): (f64, Option<f64>)| {
+        c.hit();
+        x * scale.unwrap_or(1.0)
+    });
+    assert_eq!(with_default.eval((2.0, None)), 2.0);
+    assert_eq!(with_default.eval((2.0, Some(1.0))), 2.0);
+    assert_eq!(calls.get(), 4);
+}
+
+#[test]
+fn ignored_arguments_do_not_count() {
+    let fx = Fixture::new();
+    let calls = Calls::default();
+    let c = calls.clone();
+    let f = fx
+        .memory
+        .cache(move |(x, _debug): (i32, bool)| {
+            c.hit();
+            x + 1
+        })
+        .arg_names(["x", "debug"])
+        .ignore_names(["debug"]);
+    assert_eq!(f.eval((1, false)), 2);
+    assert_eq!(f.eval((1, true)), 2);
+    assert_eq!(calls.get(), 1);
+    let (_, meta) = f.call((1, true));
+    assert_eq!(meta.input_args, vec![("x".to_owned(), "1".to_owned())]);
+    // An unknown name is reported, not silently dropped.
+    let _ = fx.memory.cache(|x: i32| x).ignore_names(["nope"]);
+    assert!(fx.warnings().iter().any(|w| w.contains("cannot ignore 'nope'")));
+}
+
+#[test]
+fn a_changed_version_invalidates_old_results_and_says_why() {
+    let fx = Fixture::new();
+    let calls = Calls::default();
+    let make = |version: &str| {
+        let c = calls.clone();
+        fx.memory
+            .cache(move |x: i32| {
+                c.hit();
+                x * 2
+            })
+            .name("tests::double")
+            .version(version)
+    };
+    let v1 = make("1");
+    assert_eq!(v1.eval(1), 2);
+    assert_eq!(v1.eval(2), 4);
+    assert_eq!(calls.get(), 2);
+    assert!(fx.warnings().is_empty());
+
+    let v2 = make("2");
+    assert!(!v2.check_call_in_cache(&1));
+    assert_eq!(v2.eval(1), 2);
+    assert_eq!(calls.get(), 3);
+    let warnings = fx.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("has changed"), "{}", warnings[0]);
+    // The results of version 1 are gone from the store, not just hidden.
+    let folder = fx.cache_dir().join("tests.double");
+    assert_eq!(std::fs::read_dir(folder).unwrap().count(), 2); // func_code + one entry
+}
+
+#[test]
+fn two_functions_under_one_name_are_reported() {
+    let fx = Fixture::new();
+    let f = fx.memory.cache(|x: i32| x + 1).name("tests::same");
+    let g = fx.memory.cache(|x: i32| x - 1).name("tests::same");
+    f.eval(1);
+    g.eval(1);
+    let warnings = fx.warnings();
+    assert!(
+        warnings.iter().any(|w| w.contains("Possible name collision")),
+        "{warnings:?}"
+    );
+}
+
+#[test]
+fn nested_and_module_level_functions_are_distinct() {
+    fn double(x: i32) -> i32 {
+        x * 2
+    }
+    mod inner {
+        pub(super) fn double(x: i32) -> i32 {
+            x * 3
+        }
+    }
+    let fx = Fixture::new();
+    let a = fx.memory.cache(double);
+    let b = fx.memory.cache(inner::double);
+    assert_ne!(a.id().folder(), b.id().folder());
+    assert_eq!(a.eval(2), 4);
+    assert_eq!(b.eval(2), 6);
+    assert!(fx.warnings().is_empty(), "{:?}", fx.warnings());
+}
+
+#[test]
+fn errors_and_panics_propagate_and_are_not_cached() {
+    let fx = Fixture::new();
+    let f: MemorizedFunc<i32> = MemorizedFunc::new(&fx.memory, FuncId::new("tests::fallible"));
+    let calls = Calls::default();
+    let run = |x: i32| {
+        let c = calls.clone();
+        f.call_with(x, move |x| {
+            c.hit();
+            if x < 0 { Err("negative") } else { Ok(x) }
+        })
+    };
+    assert_eq!(run(-1), Err("negative"));
+    assert_eq!(run(-1), Err("negative"));
+    assert_eq!(calls.get(), 2, "errors are not cached");
+    assert_eq!(run(1), Ok(1));
+    assert_eq!(run(1), Ok(1));
+    assert_eq!(calls.get(), 3);
+
+    let c = calls.clone();
+    let boom = fx.memory.cache(move |x: i32| {
+        c.hit();
+        assert!(x != 7, "seven");
+        x
+    });
+    for _ in 0..2 {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| boom.eval(7)));
+        assert!(r.is_err());
+    }
+    assert_eq!(calls.get(), 5, "a panic is not cached");
+}
+
+#[test]
+fn call_forces_a_run_and_gives_metadata() {
+    let fx = Fixture::new();
+    let calls = Calls::default();
+    let c = calls.clone();
+    let f = fx
+        .memory
+        .cache(move |(a, b): (i32, String)| {
+            c.hit();
+            format!("{a}{b}")
+        })
+        .arg_names(["a", "b"]);
+    let before = chrono::Utc::now();
+    let (out, meta) = f.call((1, "x".to_owned()));
+    let (out2, _) = f.call((1, "x".to_owned()));
+    assert_eq!((out.as_str(), out2.as_str()), ("1x", "1x"));
+    assert_eq!(calls.get(), 2);
+    assert!(meta.duration >= 0.0);
+    assert!(meta.time >= before - TimeDelta::seconds(1));
+    assert_eq!(
+        meta.input_args,
+        vec![
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), "\"x\"".to_owned())
+        ]
+    );
+    assert_eq!(meta.args_id.len(), 32);
+    // The stored result is the one of the last run.
+    assert_eq!(f.eval((1, "x".to_owned())), "1x");
+    assert_eq!(calls.get(), 2);
+}
+
+#[test]
+fn check_call_in_cache_neither_runs_nor_loads() {
+    let fx = Fixture::new();
+    let calls = Calls::default();
+    let c = calls.clone();
+    let f = fx.memory.cache(move |x: i32| {
+        c.hit();
+        vec![x; 1000]
+    });
+    assert!(!f.check_call_in_cache(&1));
+    f.eval(1);
+    assert!(f.check_call_in_cache(&1));
+    assert!(!f.check_call_in_cache(&2));
+    assert_eq!(calls.get(), 1);
+}
+
+static PLUS_ONE_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+fn plus_one(x: i32) -> i32 {
+    PLUS_ONE_CALLS.fetch_add(1, Ordering::SeqCst);
+    x + 1
+}
+
+#[test]
+fn eval_on_memory_and_clear() {
+    let fx = Fixture::new();
+    let calls = || PLUS_ONE_CALLS.load(Ordering::SeqCst);
+    // A function item is identified by its path, wherever it is memoized.
+    assert_eq!(fx.memory.eval(plus_one, 1), 2);
+    assert_eq!(fx.memory.eval(plus_one, 1), 2);
+    assert_eq!(calls(), 1);
+    let memo = fx.memory.cache(plus_one);
+    memo.eval(1);
+    assert_eq!(calls(), 1);
+    // A closure is identified by where it is memoized.
+    let closure_calls = Calls::default();
+    for _ in 0..3 {
+        let c = closure_calls.clone();
+        let f = move |x: i32| {
+            c.hit();
+            x - 1
+        };
+        assert_eq!(fx.memory.eval(f, 1), 0);
+    }
+    assert_eq!(closure_calls.get(), 1);
+
+    memo.clear().unwrap();
+    assert!(!memo.check_call_in_cache(&1));
+    memo.eval(1);
+    assert_eq!(calls(), 2);
+    fx.memory.clear().unwrap();
+    assert!(!memo.check_call_in_cache(&1));
+    memo.eval(1);
+    assert_eq!(calls(), 3);
+    assert!(fx.cache_dir().join(".gitignore").exists());
+    assert!(fx.warnings().is_empty(), "{:?}", fx.warnings());
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Stats {
+    mean: f64,
+    n: usize,
+}
+
+#[test]
+fn shelved_results_round_trip_through_serde_and_their_printed_form() {
+    let fx = Fixture::new();
+    let calls = Calls::default();
+    let c = calls.clone();
+    let stats = fx.memory.cache(move |xs: Vec<f64>| {
+        c.hit();
+        Stats {
+            mean: xs.iter().sum::<f64>() / xs.len() as f64,
+            n: xs.len(),
+        }
+    });
+    let shelved = stats.call_and_shelve(vec![1.0, 2.0, 3.0]);
+    let Shelved::Memorized(result) = &shelved else {
+        panic!("expected a stored result, got {shelved}");
+    };
+    let expected = Stats { mean: 2.0, n: 3 };
+    assert_eq!(result.get().unwrap(), expected);
+    // Shelving again does not run the function.
+    stats.call_and_shelve(vec![1.0, 2.0, 3.0]);
+    assert_eq!(calls.get(), 1);
+
+    let printed = result.to_string();
+    assert!(printed.starts_with("MemorizedResult(location=\""), "{printed}");
+    let parsed: MemorizedResult<Stats> = printed.parse().unwrap();
+    assert_eq!(&parsed, result);
+    assert_eq!(parsed.get().unwrap(), expected);
+
+    #[derive(Serialize, Deserialize)]
+    struct Job {
+        result: MemorizedResult<Stats>,
+    }
+    let text = toml::to_string(&Job {
+        result: result.clone(),
+    })
+    .unwrap();
+    let job: Job = toml::from_str(&text).unwrap();
+    assert_eq!(job.result.get().unwrap(), expected);
+
+    // After clear, get is a typed error saying the value does not exist.
+    result.clear().unwrap();
+    let err = parsed.get().unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("may have been cleared") && message.contains("does not exist"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_disabled_memory_calls_through() {
+    let memory = Memory::disabled();
+    let calls = Calls::default();
+    let c = calls.clone();
+    let f = memory.cache(move |x: i32| {
+        c.hit();
+        x
+    });
+    f.eval(1);
+    f.eval(1);
+    assert_eq!(calls.get(), 2);
+    assert!(!f.check_call_in_cache(&1));
+    match f.call_and_shelve(5) {
+        Shelved::NotMemorized(r) => {
+            assert_eq!(r.get().unwrap(), 5);
+            r.clear();
+            assert!(matches!(r.get(), Err(Error::NotFound { .. })));
+        }
+        other => panic!("expected a value held in memory, got {other}"),
+    }
+    memory.clear().unwrap();
+    assert_eq!(
+        memory
+            .reduce_size(&SizeLimits::default().items_limit(0))
+            .unwrap()
+            .deleted_items,
+        0
+    );
+}
+
+#[test]
+fn validation_accepts_rejects_and_expires() {
+    let fx = Fixture::new();
+    let calls = Calls::default();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (c, s) = (calls.clone(), seen.clone());
+    let accept = fx
+        .memory
+        .cache(move |x: i32| {
+            c.hit();
+            x
+        })
+        .arg_names(["x"])
+        .validate(move |m: &cachette::Metadata| {
+            s.lock().unwrap().push(m.input_args.clone());
+            true
+        });
+    accept.eval(1);
+    accept.eval(1);
+    assert_eq!(calls.get(), 1);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![vec![("x".to_owned(), "1".to_owned())]]
+    );
+
+    let c = calls.clone();
+    let reject = fx
+        .memory
+        .cache(move |x: i32| {
+            c.hit();
+            x
+        })
+        .validate(|_: &cachette::Metadata| false);
+    reject.eval(1);
+    reject.eval(1);
+    assert_eq!(calls.get(), 3);
+    assert!(!reject.check_call_in_cache(&1));
+
+    // Only slow calls are worth keeping (the seed's `cache_validation_callback` example).
+    let c = calls.clone();
+    let slow_only = fx
+        .memory
+        .cache(move |ms: u64| {
+            c.hit();
+            std::thread::sleep(Duration::from_millis(ms));
+            ms
+        })
+        .validate(|m: &cachette::Metadata| m.duration > 0.05);
+    slow_only.eval(0);
+    slow_only.eval(0);
+    slow_only.eval(100);
+    slow_only.eval(100);
+    assert_eq!(calls.get(), 3 + 3);
+
+    let c = calls.clone();
+    let expiring = fx
+        .memory
+        .cache(move |x: i32| {
+            c.hit();
+            x
+        })
+        .validate(expires_after(Duration::from_millis(300)));
+    expiring.eval(1);
+    expiring.eval(1);
+    assert_eq!(calls.get(), 7);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(!expiring.check_call_in_cache(&1));
+    expiring.eval(1);
+    assert_eq!(calls.get(), 8);
+}
+
+#[test]
+fn expires_after_takes_joblib_units() {
+    let v = expires_after(cachette::ExpiresAfter {
+        days: 1.0,
+        hours: 2.0,
+        minutes: 3.0,
+        seconds: 4.0,
+        milliseconds: 5.0,
+        microseconds: 6.0,
+    });
+    let expected: u64 = ((((24 + 2) * 60 + 3) * 60 + 4) * 1_000_000) + 5_006;
+    let got = v.ttl().unwrap().as_micros() as u64;
+    assert!(got.abs_diff(expected) <= 1, "{got} vs {expected}");
+}
+
+#[test]
+fn verbose_output_follows_joblib() {
+    let fx = Fixture::verbose(2);
+    let f = fx.memory.cache(|x: i32| x * 2).name("tests::twice");
+    f.eval(21);
+    let lines = fx.lines();
+    assert!(lines.iter().any(|l| l.starts_with("[Memory] Calling tests::twice...")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("twice(21)")), "{lines:?}");
+    let closing = lines.iter().find(|l| l.ends_with("min") && l.starts_with('_')).unwrap();
+    assert_eq!(closing.chars().count(), 80, "{closing}");
+    assert!(closing.contains("twice - 0.0s, 0.0min"), "{closing}");
+    f.eval(21);
+    let lines = fx.lines();
+    assert!(lines.iter().any(|l| l.contains("Loading twice")), "{lines:?}");
+
+    // Verbosity 0 prints nothing.
+    let quiet = Fixture::new();
+    quiet.memory.cache(|x: i32| x).eval(1);
+    assert!(quiet.lines().is_empty());
+}
+
+#[test]
+fn reduce_size_by_items_deletes_the_least_recently_accessed_first() {
+    let fx = Fixture::new();
+    let f = fx.memory.cache(|x: i32| vec![x; 100]).name("tests::lru");
+    for x in [1, 2, 3] {
+        f.eval(x);
+        // File times have a granularity of a few milliseconds.
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Access is tracked with a granularity of about a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    f.eval(1); // 1 is now the most recently used, 2 the least.
+    let report = fx
+        .memory
+        .reduce_size(&SizeLimits::default().items_limit(2))
+        .unwrap();
+    assert_eq!(report.deleted_items, 1);
+    assert_eq!(report.kept_items, 2);
+    assert!(!f.check_call_in_cache(&2));
+    assert!(f.check_call_in_cache(&1));
+    assert!(f.check_call_in_cache(&3));
+}
+
+#[test]
+fn reduce_size_by_bytes_takes_size_strings() {
+    let fx = Fixture::new();
+    let f = fx.memory.cache(|x: u8| vec![x; 1000]).name("tests::bytes");
+    for x in 0..10 {
+        f.eval(x);
+    }
+    let limits = SizeLimits::default().bytes_limit("2K").unwrap();
+    let report = fx.memory.reduce_size(&limits).unwrap();
+    assert!(report.kept_bytes <= 2048, "{report:?}");
+    assert!(report.kept_items >= 1, "{report:?}");
+    assert_eq!(report.kept_items + report.deleted_items, 10);
+    assert!(SizeLimits::default().bytes_limit("ten").is_err());
+    assert_eq!(
+        "10G".parse::<cachette::ByteSize>().unwrap().0,
+        10 * 1024 * 1024 * 1024
+    );
+}
+
+#[test]
+fn reduce_size_by_age() {
+    let fx = Fixture::new();
+    let f = fx.memory.cache(|x: i32| x).name("tests::age");
+    f.eval(1);
+    f.eval(2);
+    let keep_all = fx
+        .memory
+        .reduce_size(&SizeLimits::default().age_limit(TimeDelta::hours(1)))
+        .unwrap();
+    assert_eq!(keep_all.deleted_items, 0);
+    let negative = fx
+        .memory
+        .reduce_size(&SizeLimits::default().age_limit(TimeDelta::seconds(-1)));
+    assert!(matches!(negative, Err(Error::InvalidArgument(_))), "{negative:?}");
+    let zero = fx
+        .memory
+        .reduce_size(&SizeLimits::default().age_limit(TimeDelta::zero()))
+        .unwrap();
+    assert_eq!(zero.deleted_items, 2);
+    assert!(!f.check_call_in_cache(&1));
+}
+
+/// The path of the single entry of a function.
+fn only_entry(folder: &Path) -> PathBuf {
+    std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().len() == 32)
+        .unwrap()
+}
+
+#[test]
+fn damaged_entries_are_reported_once_and_recomputed() {
+    let damages: [(&str, fn(&mut Vec<u8>)); 4] = [
+        ("truncated", |b| b.truncate(b.len() - 3)),
+        ("bit flip", |b| {
+            let n = b.len() - 1;
+            b[n] ^= 1;
+        }),
+        ("foreign", |b| *b = b"\x80\x04\x95 a pickle, say".to_vec()),
+        ("empty", |b| b.clear()),
+    ];
+    for (what, damage) in damages {
+        let fx = Fixture::new();
+        let calls = Calls::default();
+        let c = calls.clone();
+        let f = fx
+            .memory
+            .cache(move |x: i32| {
+                c.hit();
+                x.to_string()
+            })
+            .name("tests::damaged");
+        f.eval(1);
+        let entry = only_entry(&fx.cache_dir().join("tests.damaged"));
+        let mut bytes = std::fs::read(&entry).unwrap();
+        damage(&mut bytes);
+        std::fs::write(&entry, bytes).unwrap();
+
+        assert_eq!(f.eval(1), "1", "{what}");
+        assert_eq!(calls.get(), 2, "{what}: recomputed");
+        let warnings = fx.warnings();
+        assert_eq!(warnings.len(), 1, "{what}: {warnings:?}");
+        assert!(warnings[0].contains("unusable"), "{what}: {}", warnings[0]);
+        // The recomputed result replaced the damaged one.
+        assert_eq!(f.eval(1), "1");
+        assert_eq!(calls.get(), 2, "{what}");
+    }
+}
+
+#[test]
+fn an_output_of_another_type_is_recomputed() {
+    let fx = Fixture::new();
+    fx.memory.cache(|x: i32| x).name("tests::retyped").eval(1);
+    let calls = Calls::default();
+    let c = calls.clone();
+    let f = fx
+        .memory
+        .cache(move |x: i32| {
+            c.hit();
+            format!("{x}")
+        })
+        .name("tests::retyped");
+    assert_eq!(f.eval(1), "1");
+    assert_eq!(calls.get(), 1);
+    assert!(fx.warnings().iter().any(|w| w.contains("cannot decode")));
+}
+
+#[test]
+fn an_unwritable_location_still_returns_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"in the way").unwrap();
+    let (memory, reports) = capturing(&file.join("cache"), 0);
+    let calls = Calls::default();
+    let c = calls.clone();
+    let f = memory.cache(move |x: i32| {
+        c.hit();
+        x + 1
+    });
+    assert_eq!(f.eval(1), 2);
+    assert_eq!(f.eval(1), 2);
+    assert_eq!(calls.get(), 2);
+    let warnings = warnings(&reports);
+    assert!(
+        warnings.iter().any(|w| w.contains("cannot store the result")),
+        "{warnings:?}"
+    );
+    assert!(matches!(f.call_and_shelve(3), Shelved::NotMemorized(_)));
+}
+
+struct Unserializable;
+
+impl Serialize for Unserializable {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("not today"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Unserializable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d).map(|()| Unserializable)
+    }
+}
+
+#[test]
+fn an_output_that_cannot_be_serialized_is_returned_and_reported() {
+    let fx = Fixture::new();
+    let calls = Calls::default();
+    let c = calls.clone();
+    let f = fx.memory.cache(move |_: i32| {
+        c.hit();
+        Unserializable
+    });
+    f.eval(1);
+    f.eval(1);
+    assert_eq!(calls.get(), 2);
+    assert!(
+        fx.warnings().iter().any(|w| w.contains("cannot be serialized")),
+        "{:?}",
+        fx.warnings()
+    );
+}
+
+#[test]
+fn concurrent_threads_never_see_a_partial_entry() {
+    let fx = Fixture::new();
+    let calls = Calls::default();
+    let c = calls.clone();
+    let f = Arc::new(
+        fx.memory
+            .cache(move |x: u32| {
+                c.hit();
+                std::thread::sleep(Duration::from_millis(5));
+                vec![x; 50_000]
+            })
+            .name("tests::threads"),
+    );
+    std::thread::scope(|s| {
+        for t in 0..8u32 {
+            let f = f.clone();
+            s.spawn(move || {
+                for i in 0..40u32 {
+                    let x = (i + t) % 5;
+                    if i % 7 == 0 {
+                        assert_eq!(f.call(x).0, vec![x; 50_000]);
+                    } else {
+                        assert_eq!(f.eval(x), vec![x; 50_000]);
+                    }
+                }
+            });
+        }
+    });
+    assert!(fx.warnings().is_empty(), "{:?}", fx.warnings());
+}
+
+const CHILD_ENV: &str = "CACHETTE_TEST_CHILD_LOCATION";
+
+/// The body of the child processes of `concurrent_processes_never_see_a_partial_entry`; does
+/// nothing in a normal test run.
+#[test]
+fn child_process_worker() {
+    let Ok(location) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let (memory, reports) = capturing(Path::new(&location), 0);
+    let f = memory
+        .cache(|x: u32| vec![x; 100_000])
+        .name("tests::processes");
+    for i in 0..60u32 {
+        let x = i % 4;
+        let out = if i % 5 == 0 { f.call(x).0 } else { f.eval(x) };
+        assert_eq!(out, vec![x; 100_000]);
+    }
+    let warnings = warnings(&reports);
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn concurrent_processes_never_see_a_partial_entry() {
+    let fx = Fixture::new();
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args(["--exact", "child_process_worker", "--nocapture", "--test-threads=1"])
+                .env(CHILD_ENV, fx.cache_dir())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a child failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "the child ran no test"
+        );
+    }
+    // The parent reads what the children wrote.
+    let f = fx
+        .memory
+        .cache(|_: u32| -> Vec<u32> { panic!("must be loaded") })
+        .name("tests::processes");
+    assert_eq!(f.eval(3), vec![3; 100_000]);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn async_calls_on_a_current_thread_runtime() {
+    async_calls().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_calls_on_a_multi_thread_runtime() {
+    async_calls().await;
+}
+
+async fn async_calls() {
+    let fx = Fixture::new();
+    let f: MemorizedFunc<u64> = MemorizedFunc::new(&fx.memory, FuncId::new("tests::fetch"));
+    let calls = Calls::default();
+    for _ in 0..3 {
+        let c = calls.clone();
+        let out = f
+            .call_with_async(10u64, |x| async move {
+                c.hit();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                Ok::<_, Infallible>(x * 10)
+            })
+            .await
+            .unwrap();
+        assert_eq!(out, 100);
+    }
+    assert_eq!(calls.get(), 1);
+    assert!(f.check_call_in_cache_async(&10u64).await);
+    f.clear_async().await.unwrap();
+    assert!(!f.check_call_in_cache_async(&10u64).await);
+    fx.memory.clear_async().await.unwrap();
+    // A synchronous call from inside the runtime works too.
+    assert_eq!(fx.memory.cache(|x: u8| x).eval(1), 1);
+}
