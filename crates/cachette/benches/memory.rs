@@ -1,0 +1,192 @@
+//! `Memory` on the local disk, against the raw file-system work it cannot avoid, measured in
+//! the same run: `cargo bench -p cachette --bench memory` (or `cargo xtask bench`).
+//!
+//! - `hit_i64` vs `baseline_open_read_100b`: a cache hit of `f(i64)`;
+//! - `miss_tiny` vs `baseline_temp_rename_tiny`: a miss with a tiny output;
+//! - `populate_10k` vs `baseline_populate_10k`: 10,000 tiny entries;
+//! - `list_10k` vs `baseline_readdir_stat_10k`: the listing `reduce_size` does;
+//! - `reduce_size_delete_10k`: deleting all 10,000 entries.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use cachette::{MemorizedFunc, Memory, SizeLimits};
+use divan::{Bencher, black_box};
+
+fn main() {
+    divan::main();
+}
+
+const N: i64 = 10_000;
+
+fn square(x: i64) -> i64 {
+    x * x
+}
+
+type Square = MemorizedFunc<i64, fn(i64) -> i64>;
+
+struct Hot {
+    _dir: tempfile::TempDir,
+    f: Square,
+    raw_file: PathBuf,
+    raw_dir: PathBuf,
+    entry_bytes: Vec<u8>,
+}
+
+static HOT: LazyLock<Hot> = LazyLock::new(|| {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let memory = Memory::new(dir.path().join("cache")).expect("memory");
+    let f = memory
+        .cache(square as fn(i64) -> i64)
+        .name("bench::square");
+    f.eval(42);
+    // The raw baselines use files of the size of a real entry.
+    let folder = dir.path().join("cache").join("bench.square");
+    let entry = std::fs::read_dir(&folder)
+        .expect("folder")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.file_name().is_some_and(|n| n.len() == 32))
+        .expect("an entry");
+    let entry_bytes = std::fs::read(entry).expect("read");
+    let raw_file = dir.path().join("raw.bin");
+    std::fs::write(&raw_file, [7u8; 100]).expect("write");
+    let raw_dir = dir.path().join("raw");
+    std::fs::create_dir_all(&raw_dir).expect("mkdir");
+    Hot {
+        _dir: dir,
+        f,
+        raw_file,
+        raw_dir,
+        entry_bytes,
+    }
+});
+
+/// A hit of `f(i64)`.
+#[divan::bench]
+fn hit_i64() -> i64 {
+    HOT.f.eval(black_box(42))
+}
+
+/// Baseline: `File::open` and read of a 100-byte file.
+#[divan::bench]
+fn baseline_open_read_100b() -> Vec<u8> {
+    let mut file = std::fs::File::open(black_box(&HOT.raw_file)).expect("open");
+    let mut buf = Vec::with_capacity(128);
+    file.read_to_end(&mut buf).expect("read");
+    buf
+}
+
+static NEXT: AtomicI64 = AtomicI64::new(1_000_000);
+
+/// A miss of `f(i64)` with a tiny output: hash, look up, run, encode, write.
+#[divan::bench]
+fn miss_tiny() -> i64 {
+    HOT.f.eval(NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+static RAW: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `bytes` to a temporary file in `dir` and renames it to `name`.
+fn temp_rename(dir: &Path, name: &str, bytes: &[u8]) {
+    let n = RAW.fetch_add(1, Ordering::Relaxed);
+    let temp = dir.join(format!(".tmp-{n}"));
+    let mut file = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&temp)
+        .expect("create");
+    file.write_all(bytes).expect("write");
+    drop(file);
+    std::fs::rename(&temp, dir.join(name)).expect("rename");
+}
+
+/// Baseline: one temp-then-rename write of an entry's bytes.
+#[divan::bench]
+fn baseline_temp_rename_tiny() {
+    let n = RAW.fetch_add(1, Ordering::Relaxed);
+    temp_rename(&HOT.raw_dir, &format!("{n:032x}"), &HOT.entry_bytes);
+}
+
+fn fresh_memory() -> (tempfile::TempDir, Memory) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let memory = Memory::new(dir.path().join("cache")).expect("memory");
+    (dir, memory)
+}
+
+fn populate(memory: &Memory) {
+    let f = memory
+        .cache(square as fn(i64) -> i64)
+        .name("bench::populate");
+    for x in 0..N {
+        f.eval(x);
+    }
+}
+
+/// 10,000 misses with tiny outputs.
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn populate_10k(bencher: Bencher) {
+    bencher
+        .with_inputs(fresh_memory)
+        .bench_local_values(|(dir, memory)| {
+            populate(&memory);
+            (dir, memory)
+        });
+}
+
+/// Baseline: 10,000 temp-then-rename writes of an entry's bytes into one folder.
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn baseline_populate_10k(bencher: Bencher) {
+    let bytes = HOT.entry_bytes.clone();
+    bencher
+        .with_inputs(|| tempfile::tempdir().expect("tempdir"))
+        .bench_local_values(|dir| {
+            for x in 0..N {
+                temp_rename(dir.path(), &format!("{x:032x}"), &bytes);
+            }
+            dir
+        });
+}
+
+static POPULATED: LazyLock<(tempfile::TempDir, Memory)> = LazyLock::new(|| {
+    let (dir, memory) = fresh_memory();
+    populate(&memory);
+    (dir, memory)
+});
+
+/// The listing of `reduce_size` over 10,000 entries (limits that delete nothing).
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn list_10k() -> cachette::ReduceReport {
+    let limits = SizeLimits::default().items_limit(usize::MAX);
+    POPULATED.1.reduce_size(&limits).expect("reduce_size")
+}
+
+/// Baseline: `read_dir` plus a `stat` of every file of the same folder.
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn baseline_readdir_stat_10k() -> u64 {
+    let folder = POPULATED.0.path().join("cache").join("bench.populate");
+    let mut total = 0;
+    for entry in std::fs::read_dir(folder).expect("read_dir") {
+        total += entry.expect("entry").metadata().expect("stat").len();
+    }
+    total
+}
+
+/// `reduce_size` deleting all 10,000 entries.
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn reduce_size_delete_10k(bencher: Bencher) {
+    bencher
+        .with_inputs(|| {
+            let (dir, memory) = fresh_memory();
+            populate(&memory);
+            (dir, memory)
+        })
+        .bench_local_values(|(dir, memory)| {
+            let report = memory
+                .reduce_size(&SizeLimits::default().items_limit(0))
+                .expect("reduce_size");
+            assert_eq!(report.deleted_items, N as usize);
+            (dir, memory)
+        });
+}
