@@ -22,10 +22,31 @@ pub use cachette_redis as redis;
 #[cfg(feature = "macros")]
 pub use cachette_macros::memoize;
 
+/// The URL schemes of the backends enabled in this build (Cargo features `fs`, `s3`, `redis`),
+/// besides the in-process `memory` scheme of the core.
+///
+/// Calling it also makes sure the enabled backend crates are linked, so that their URL schemes
+/// and configuration types are registered: programs that only name backends in URLs or
+/// configuration files call it once at start-up (`Memory::new` and the `#[memoize]` macro do
+/// not need it).
+pub fn link_backends() -> &'static [&'static str] {
+    __macro_support::link_backends();
+    &[
+        #[cfg(feature = "fs")]
+        "file",
+        #[cfg(feature = "s3")]
+        "s3",
+        #[cfg(feature = "redis")]
+        "redis",
+    ]
+}
+
 /// What the `#[memoize]` macro expands to. Not a public API.
 #[doc(hidden)]
 pub mod __macro_support {
-    pub use cachette_core::{AsMemory, FuncId, MemorizedFunc, Memory, Metadata, Shelved, global};
+    pub use cachette_core::{
+        AsMemory, Error, FuncId, MemorizedFunc, Memory, Metadata, Shelved, global,
+    };
     pub use std::convert::Infallible;
     pub use std::sync::OnceLock;
 
