@@ -1,1 +1,357 @@
-fn main() {}
+//! A tour of Cachette on the local disk, in the order of joblib's `Memory` documentation.
+//!
+//! `cargo run -p cachette --example tour`
+//!
+//! Every section prints what the function bodies print, so that you can see when a body runs
+//! and when a stored result is loaded instead. The cache lives in a fresh temporary folder,
+//! deleted at the end.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use cachette::{Memory, Metadata, Report, Reporter, Shelved, SizeLimits, expires_after, memoize};
+
+/// The cache folder of the tour.
+static CACHEDIR: LazyLock<PathBuf> =
+    LazyLock::new(|| std::env::temp_dir().join(format!("cachette-tour-{}", std::process::id())));
+
+/// The memory context of the tour: warnings are printed as part of the tour's output.
+static MEMORY: LazyLock<Memory> = LazyLock::new(|| {
+    Memory::builder()
+        .path(&*CACHEDIR)
+        .reporter(Reporter::new(print_report))
+        .build()
+        .expect("the tour's cache folder")
+});
+
+fn print_report(report: &Report) {
+    match report {
+        Report::Line(line) => println!("{line}"),
+        Report::Warning(warning) => println!("WARNING: {warning}"),
+        other => println!("{other:?}"),
+    }
+}
+
+fn section(title: &str) {
+    println!(
+        "\n=== {title} {}",
+        "=".repeat(74usize.saturating_sub(title.len()))
+    );
+}
+
+// --- A simple example -------------------------------------------------------------------
+
+#[memoize(memory = MEMORY)]
+fn f(x: i64) -> i64 {
+    println!("Running f({x})");
+    x
+}
+
+fn simple_example() {
+    section("A simple example");
+    println!("cache folder: {}", CACHEDIR.display());
+    println!("{}", f(1));
+    println!("{}", f(1));
+    println!("{}", f(2));
+}
+
+// --- Arrays -------------------------------------------------------------------------------
+
+/// A Hamming window of `x` points, like `numpy.hamming`.
+#[memoize(memory = MEMORY)]
+fn g(x: usize) -> Vec<f64> {
+    println!("A long-running calculation, with parameter {x}");
+    if x == 1 {
+        return vec![1.0];
+    }
+    (0..x)
+        .map(|n| 0.54 - 0.46 * (2.0 * std::f64::consts::PI * n as f64 / (x - 1) as f64).cos())
+        .collect()
+}
+
+/// The Vandermonde matrix of `x`, like `numpy.vander`.
+#[memoize(memory = MEMORY)]
+fn h(x: Vec<f64>) -> Vec<Vec<f64>> {
+    println!("A second long-running calculation, using g(x)");
+    let n = x.len();
+    x.iter()
+        .map(|v| (0..n).map(|p| v.powi((n - 1 - p) as i32)).collect())
+        .collect()
+}
+
+fn show(v: &[f64]) -> String {
+    let parts: Vec<String> = v.iter().map(|x| format!("{x:.2}")).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+fn arrays() {
+    section("Arrays: outputs of one memoized function as inputs of another");
+    let a = g(3);
+    println!("{}", show(&a));
+    println!("{}", show(&g(3)));
+    let b = h(a.clone());
+    let b2 = h(a);
+    for row in &b2 {
+        println!("{}", show(row));
+    }
+    println!("b == b2: {}", b == b2);
+
+    // Verbose output says what runs and how long it takes.
+    let verbose = Memory::builder()
+        .path(CACHEDIR.join("verbose"))
+        .verbose(2)
+        .reporter(Reporter::new(print_report))
+        .build()
+        .expect("cache folder");
+    let square = verbose
+        .cache(|m: Vec<Vec<f64>>| -> Vec<Vec<f64>> {
+            m.iter()
+                .map(|row| row.iter().map(|x| x * x).collect())
+                .collect()
+        })
+        .name("square")
+        .arg_names(["m"]);
+    let m = vec![
+        vec![0.0, 0.0, 1.0],
+        vec![1.0, 1.0, 1.0],
+        vec![4.0, 2.0, 1.0],
+    ];
+    println!("{:?}", square.eval(m.clone()));
+    println!("{:?}", square.eval(m));
+}
+
+// --- Shelving -----------------------------------------------------------------------------
+
+fn shelving() {
+    section("Shelving: references to cached values");
+    let result = g::call_and_shelve(4);
+    println!("{result}");
+    println!("{}", show(&result.get().expect("stored")));
+
+    // The printed form is all another process needs to read the value.
+    if let Shelved::Memorized(reference) = &result {
+        let printed = reference.to_string();
+        let parsed: cachette::MemorizedResult<Vec<f64>> = printed.parse().expect("parses");
+        println!(
+            "read back from its printed form: {}",
+            show(&parsed.get().expect("stored"))
+        );
+    }
+
+    result.clear().expect("clear");
+    match result.get() {
+        Ok(v) => println!("unexpected: {}", show(&v)),
+        Err(e) => println!("Error: {e}"),
+    }
+
+    // With caching disabled, the value itself is kept.
+    let disabled = Memory::disabled();
+    let hamming = disabled.cache(|x: usize| vec![0.5; x]);
+    let kept = hamming.call_and_shelve(2);
+    println!("disabled memory: {kept} -> {:?}", kept.get().expect("kept"));
+}
+
+// --- Gotchas ------------------------------------------------------------------------------
+
+fn gotchas() {
+    section("Gotchas");
+    println!("* Functions are identified by their path and the hash of their code.");
+    println!("  Two functions given the same name in one process are reported:");
+    let func = MEMORY
+        .cache(|x: i32| println!("Running func({x})"))
+        .name("tour::same_name");
+    let func2 = MEMORY
+        .cache(|x: i32| println!("Running a different func({x})"))
+        .name("tour::same_name");
+    func.eval(1);
+    func2.eval(1);
+    println!("  func2(1) loaded the result of func(1): they share one folder. Rename one.");
+
+    println!("* Closures are told apart by where they are memoized:");
+    let my_print = |x: i32| println!("{x}");
+    let f1 = MEMORY.cache(move |()| my_print(1));
+    let g1 = MEMORY.cache(move |()| my_print(2));
+    f1.eval(());
+    f1.eval(()); // loaded
+    g1.eval(());
+    g1.eval(()); // loaded
+
+    println!("* Methods: memoize a pure function and call it from the method, leaving self out.");
+    let model = Model { scale: 2.0 };
+    println!("  model.predict(3.0) = {}", model.predict(3.0));
+    println!("  model.predict(3.0) = {}", model.predict(3.0));
+
+    println!("* Arguments are hashed from their serde form, canonically: a HashMap hashes the");
+    println!("  same whatever its iteration order, in every process and on every platform.");
+    let a: HashMap<&str, i32> = [("a", 1), ("b", 2), ("c", 3)].into();
+    let b: HashMap<&str, i32> = [("c", 3), ("a", 1), ("b", 2)].into();
+    println!("  hash(a) = {}", cachette::hash(&a).expect("hash"));
+    println!("  hash(b) = {}", cachette::hash(&b).expect("hash"));
+}
+
+#[memoize(memory = MEMORY)]
+fn predict(scale: f64, x: f64) -> f64 {
+    println!("  Running predict({scale}, {x})");
+    scale * x
+}
+
+struct Model {
+    scale: f64,
+}
+
+impl Model {
+    fn predict(&self, x: f64) -> f64 {
+        predict(self.scale, x)
+    }
+}
+
+// --- Ignoring arguments -------------------------------------------------------------------
+
+#[memoize(memory = MEMORY, ignore = [debug])]
+fn my_func(x: i64, debug: bool) {
+    let _ = debug;
+    println!("Called with x = {x}");
+}
+
+fn ignoring() {
+    section("Ignoring some arguments");
+    my_func(0, true);
+    my_func(0, false);
+    my_func(0, true);
+    println!("my_func was not reevaluated");
+}
+
+// --- Validation ---------------------------------------------------------------------------
+
+/// Only reuse results that took more than 0.2 s to compute.
+fn cache_validation_cb(metadata: &Metadata) -> bool {
+    metadata.duration > 0.2
+}
+
+#[memoize(memory = MEMORY, validate = cache_validation_cb)]
+fn slow_func(delay: f64) {
+    std::thread::sleep(Duration::from_secs_f64(delay));
+    println!("Called with {delay}s delay");
+}
+
+static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize(memory = MEMORY, validate = expires_after(Duration::from_millis(500)))]
+fn expiring() {
+    RUNS.fetch_add(1, Ordering::Relaxed);
+    println!("Function run");
+}
+
+fn validation() {
+    section("Custom cache validation");
+    slow_func(0.0);
+    slow_func(0.3);
+    slow_func(0.3);
+    println!("(the 0.3 s result was loaded)");
+    slow_func(0.0);
+
+    expiring();
+    expiring();
+    std::thread::sleep(Duration::from_millis(600));
+    expiring();
+    println!("(ran {} times)", RUNS.load(Ordering::Relaxed));
+
+    println!("The callback sees the metadata of the stored call:");
+    let seen = Arc::new(Mutex::new(None));
+    let s = seen.clone();
+    let add = MEMORY
+        .cache(|(a, b): (i32, i32)| a + b)
+        .arg_names(["a", "b"])
+        .validate(move |m: &Metadata| {
+            *s.lock().expect("lock") = Some(m.input_args.clone());
+            true
+        });
+    add.eval((1, 2));
+    add.eval((1, 2));
+    println!("  input_args = {:?}", seen.lock().expect("lock").take());
+}
+
+// --- MemorizedFunc methods ----------------------------------------------------------------
+
+#[memoize(memory = MEMORY)]
+fn func(x: i64) -> i64 {
+    println!("Running func({x})");
+    x
+}
+
+fn memorized_func() {
+    section("Useful methods of memoized functions");
+    println!("{}", func(1));
+    println!("check_call_in_cache(1): {}", func::check_call_in_cache(&1));
+    println!("check_call_in_cache(2): {}", func::check_call_in_cache(&2));
+    let (value, metadata) = func::call(1);
+    println!(
+        "call(1) = {value}, took {:.6}s, args {:?}",
+        metadata.duration, metadata.input_args
+    );
+    func::clear().expect("clear");
+    println!(
+        "after clear, check_call_in_cache(1): {}",
+        func::check_call_in_cache(&1)
+    );
+}
+
+// --- Async --------------------------------------------------------------------------------
+
+#[memoize(memory = MEMORY)]
+async fn fetch(id: u32) -> String {
+    println!("Fetching record {id}");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    format!("record {id}")
+}
+
+fn async_functions() {
+    section("Async functions");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        println!("{}", fetch(7).await);
+        println!("{}", fetch(7).await);
+    });
+}
+
+// --- Clean-up -----------------------------------------------------------------------------
+
+fn clean_up() {
+    section("Clean-up");
+    let report = MEMORY
+        .reduce_size(&SizeLimits::default().items_limit(3))
+        .expect("reduce_size");
+    println!(
+        "reduce_size(items_limit=3): deleted {} entries, kept {}",
+        report.deleted_items, report.kept_items
+    );
+    let report = MEMORY
+        .reduce_size(&SizeLimits::default().bytes_limit("1K").expect("size"))
+        .expect("reduce_size");
+    println!(
+        "reduce_size(bytes_limit=\"1K\"): deleted {} entries, kept {} bytes",
+        report.deleted_items, report.kept_bytes
+    );
+    MEMORY.clear().expect("clear");
+    println!("memory.clear(): the cache is empty");
+    std::fs::remove_dir_all(&*CACHEDIR).expect("remove the cache folder");
+}
+
+fn main() {
+    simple_example();
+    arrays();
+    shelving();
+    gotchas();
+    ignoring();
+    validation();
+    memorized_func();
+    async_functions();
+    clean_up();
+}
