@@ -60,4 +60,32 @@ pub mod __macro_support {
         #[cfg(feature = "redis")]
         cachette_redis::link();
     }
+
+    /// What a hashed argument of a `#[memoize]` function must be.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be a hashed argument of a #[memoize] function: it must implement `Serialize`",
+        label = "not `Serialize`",
+        note = "arguments are hashed through `serde::Serialize`; leave this one out of the hash with `#[memoize(ignore = [name])]` if the result does not depend on it"
+    )]
+    pub trait Argument {}
+
+    impl<T: serde::Serialize + ?Sized> Argument for T {}
+
+    /// What the stored output of a `#[memoize]` function must be.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be the output of a #[memoize] function: it must implement `Serialize` and `DeserializeOwned`",
+        label = "not `Serialize + DeserializeOwned`",
+        note = "outputs are stored through `serde`; a `Result<T, E>` stores only `T`"
+    )]
+    pub trait Output {}
+
+    impl<T: serde::Serialize + serde::de::DeserializeOwned> Output for T {}
+
+    /// Checks, at compile time, that `T` can be a hashed argument.
+    #[inline(always)]
+    pub fn check_argument<T: Argument + ?Sized>() {}
+
+    /// Checks, at compile time, that `T` can be stored.
+    #[inline(always)]
+    pub fn check_output<T: Output>() {}
 }

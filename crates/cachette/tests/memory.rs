@@ -128,7 +128,11 @@ fn runs_once_per_argument_even_after_a_restart() {
         })
         .name("tests::square");
     assert_eq!(second.eval(5), 25);
-    assert_eq!(calls.get(), 3, "the second memory loaded the first one's result");
+    assert_eq!(
+        calls.get(),
+        3,
+        "the second memory loaded the first one's result"
+    );
     assert!(fx.warnings().is_empty(), "{:?}", fx.warnings());
 }
 
@@ -194,7 +198,11 @@ fn ignored_arguments_do_not_count() {
     assert_eq!(meta.input_args, vec![("x".to_owned(), "1".to_owned())]);
     // An unknown name is reported, not silently dropped.
     let _ = fx.memory.cache(|x: i32| x).ignore_names(["nope"]);
-    assert!(fx.warnings().iter().any(|w| w.contains("cannot ignore 'nope'")));
+    assert!(
+        fx.warnings()
+            .iter()
+            .any(|w| w.contains("cannot ignore 'nope'"))
+    );
 }
 
 #[test]
@@ -238,7 +246,9 @@ fn two_functions_under_one_name_are_reported() {
     g.eval(1);
     let warnings = fx.warnings();
     assert!(
-        warnings.iter().any(|w| w.contains("Possible name collision")),
+        warnings
+            .iter()
+            .any(|w| w.contains("Possible name collision")),
         "{warnings:?}"
     );
 }
@@ -413,7 +423,10 @@ fn shelved_results_round_trip_through_serde_and_their_printed_form() {
     assert_eq!(calls.get(), 1);
 
     let printed = result.to_string();
-    assert!(printed.starts_with("MemorizedResult(location=\""), "{printed}");
+    assert!(
+        printed.starts_with("MemorizedResult(location=\""),
+        "{printed}"
+    );
     let parsed: MemorizedResult<Stats> = printed.parse().unwrap();
     assert_eq!(&parsed, result);
     assert_eq!(parsed.get().unwrap(), expected);
@@ -563,14 +576,25 @@ fn verbose_output_follows_joblib() {
     let f = fx.memory.cache(|x: i32| x * 2).name("tests::twice");
     f.eval(21);
     let lines = fx.lines();
-    assert!(lines.iter().any(|l| l.starts_with("[Memory] Calling tests::twice...")), "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("[Memory] Calling tests::twice...")),
+        "{lines:?}"
+    );
     assert!(lines.iter().any(|l| l.contains("twice(21)")), "{lines:?}");
-    let closing = lines.iter().find(|l| l.ends_with("min") && l.starts_with('_')).unwrap();
+    let closing = lines
+        .iter()
+        .find(|l| l.ends_with("min") && l.starts_with('_'))
+        .unwrap();
     assert_eq!(closing.chars().count(), 80, "{closing}");
     assert!(closing.contains("twice - 0.0s, 0.0min"), "{closing}");
     f.eval(21);
     let lines = fx.lines();
-    assert!(lines.iter().any(|l| l.contains("Loading twice")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("Loading twice")),
+        "{lines:?}"
+    );
 
     // Verbosity 0 prints nothing.
     let quiet = Fixture::new();
@@ -634,7 +658,10 @@ fn reduce_size_by_age() {
     let negative = fx
         .memory
         .reduce_size(&SizeLimits::default().age_limit(TimeDelta::seconds(-1)));
-    assert!(matches!(negative, Err(Error::InvalidArgument(_))), "{negative:?}");
+    assert!(
+        matches!(negative, Err(Error::InvalidArgument(_))),
+        "{negative:?}"
+    );
     let zero = fx
         .memory
         .reduce_size(&SizeLimits::default().age_limit(TimeDelta::zero()))
@@ -652,9 +679,12 @@ fn only_entry(folder: &Path) -> PathBuf {
         .unwrap()
 }
 
+/// A way to damage the bytes of an entry, by name.
+type Damage = (&'static str, fn(&mut Vec<u8>));
+
 #[test]
 fn damaged_entries_are_reported_once_and_recomputed() {
-    let damages: [(&str, fn(&mut Vec<u8>)); 4] = [
+    let damages: [Damage; 4] = [
         ("truncated", |b| b.truncate(b.len() - 3)),
         ("bit flip", |b| {
             let n = b.len() - 1;
@@ -726,7 +756,9 @@ fn an_unwritable_location_still_returns_outputs() {
     assert_eq!(calls.get(), 2);
     let warnings = warnings(&reports);
     assert!(
-        warnings.iter().any(|w| w.contains("cannot store the result")),
+        warnings
+            .iter()
+            .any(|w| w.contains("cannot store the result")),
         "{warnings:?}"
     );
     assert!(matches!(f.call_and_shelve(3), Shelved::NotMemorized(_)));
@@ -759,7 +791,9 @@ fn an_output_that_cannot_be_serialized_is_returned_and_reported() {
     f.eval(1);
     assert_eq!(calls.get(), 2);
     assert!(
-        fx.warnings().iter().any(|w| w.contains("cannot be serialized")),
+        fx.warnings()
+            .iter()
+            .any(|w| w.contains("cannot be serialized")),
         "{:?}",
         fx.warnings()
     );
@@ -826,7 +860,12 @@ fn concurrent_processes_never_see_a_partial_entry() {
     let children: Vec<_> = (0..4)
         .map(|_| {
             std::process::Command::new(&exe)
-                .args(["--exact", "child_process_worker", "--nocapture", "--test-threads=1"])
+                .args([
+                    "--exact",
+                    "child_process_worker",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env(CHILD_ENV, fx.cache_dir())
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())

@@ -1,0 +1,128 @@
+//! `#[memoize]` on `async fn`s, under both tokio runtime flavors.
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cachette::{Memory, memoize};
+
+fn memory(test: &str) -> Memory {
+    Memory::from_url(&format!(
+        "memory://memoize-async-{test}-{}",
+        std::process::id()
+    ))
+    .unwrap()
+}
+
+static MULTI: LazyLock<Memory> = LazyLock::new(|| memory("multi"));
+static MULTI_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize(memory = MULTI)]
+async fn slow_double(x: u64) -> u64 {
+    MULTI_RUNS.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    x * 2
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_functions_run_once_per_argument_multi_thread() {
+    assert!(!slow_double::check_call_in_cache(&21).await);
+    assert_eq!(slow_double(21).await, 42);
+    assert_eq!(slow_double(21).await, 42);
+    assert_eq!(MULTI_RUNS.load(Ordering::SeqCst), 1);
+    assert!(slow_double::check_call_in_cache(&21).await);
+
+    // The memoized future is `Send`: it can be spawned.
+    let spawned = tokio::spawn(slow_double(21)).await.unwrap();
+    assert_eq!(spawned, 42);
+    let other = tokio::spawn(slow_double(5)).await.unwrap();
+    assert_eq!(other, 10);
+    assert_eq!(MULTI_RUNS.load(Ordering::SeqCst), 2);
+
+    slow_double::clear().await.unwrap();
+    assert!(!slow_double::check_call_in_cache(&21).await);
+    assert!(
+        !slow_double::memorized()
+            .check_call_in_cache_async(&(5u64,))
+            .await
+    );
+    assert_eq!(slow_double(21).await, 42);
+    assert_eq!(MULTI_RUNS.load(Ordering::SeqCst), 3);
+}
+
+static CURRENT: LazyLock<Memory> = LazyLock::new(|| memory("current"));
+static CURRENT_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize(memory = CURRENT, ignore = [label])]
+async fn parse_async(text: String, label: &str) -> Result<u32, String> {
+    CURRENT_RUNS.fetch_add(1, Ordering::SeqCst);
+    tokio::task::yield_now().await;
+    text.parse().map_err(|e| format!("{label}: {text:?}: {e}"))
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn async_results_store_only_ok_current_thread() {
+    assert_eq!(parse_async("12".into(), "a").await, Ok(12));
+    assert_eq!(parse_async("12".into(), "b").await, Ok(12));
+    assert_eq!(CURRENT_RUNS.load(Ordering::SeqCst), 1);
+    assert!(parse_async("x".into(), "a").await.is_err());
+    assert!(parse_async("x".into(), "a").await.is_err());
+    assert_eq!(CURRENT_RUNS.load(Ordering::SeqCst), 3, "Err is not stored");
+    assert!(parse_async::check_call_in_cache(&"12".into(), &"any").await);
+    assert!(!parse_async::check_call_in_cache(&"x".into(), &"any").await);
+
+    // Other tasks keep running while a memoized call is in flight.
+    let ticker = tokio::spawn(async {
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        7
+    });
+    assert_eq!(parse_async("13".into(), "c").await, Ok(13));
+    assert_eq!(ticker.await.unwrap(), 7);
+}
+
+#[test]
+fn async_functions_run_on_any_executor() {
+    static PLAIN: LazyLock<Memory> = LazyLock::new(|| memory("plain"));
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+    #[memoize(memory = PLAIN)]
+    async fn add_one(x: u32) -> u32 {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        x + 1
+    }
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    assert_eq!(runtime.block_on(add_one(1)), 2);
+    assert_eq!(runtime.block_on(add_one(1)), 2);
+    assert_eq!(RUNS.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn async_functions_on_the_local_disk_current_thread() {
+    static DIR: LazyLock<std::path::PathBuf> = LazyLock::new(|| {
+        std::env::temp_dir().join(format!(
+            "cachette-memoize-async-disk-{}",
+            std::process::id()
+        ))
+    });
+    static DISK: LazyLock<Memory> = LazyLock::new(|| Memory::new(&*DIR).unwrap());
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+
+    #[memoize(memory = DISK)]
+    async fn lines(n: usize) -> Vec<String> {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        (0..n).map(|i| format!("line {i}")).collect()
+    }
+
+    assert_eq!(lines(3).await.len(), 3);
+    assert_eq!(lines(3).await, ["line 0", "line 1", "line 2"]);
+    assert_eq!(RUNS.load(Ordering::SeqCst), 1);
+    assert!(lines::check_call_in_cache(&3).await);
+    lines::clear().await.unwrap();
+    assert!(!lines::check_call_in_cache(&3).await);
+    std::fs::remove_dir_all(&*DIR).unwrap();
+}

@@ -1,0 +1,117 @@
+//! The options of `#[memoize(...)]`.
+
+use proc_macro2::{Span, TokenStream};
+use syn::ext::IdentExt;
+use syn::meta::ParseNestedMeta;
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::{Expr, Ident, LitBool, LitStr, Token};
+
+/// The option names, as listed in error messages.
+const KNOWN: &str = "memory, ignore, version, validate, verbose, name, result";
+
+/// What `#[memoize(...)]` was given.
+#[derive(Default)]
+pub(crate) struct Options {
+    /// `memory = EXPR`: anything implementing `AsMemory`; the global memory when absent.
+    pub(crate) memory: Option<Expr>,
+    /// `ignore = [a, b]`: arguments left out of the hash, by name.
+    pub(crate) ignore: Vec<(String, Span)>,
+    /// `version = EXPR`: an explicit version, added to the function's identity.
+    pub(crate) version: Option<Expr>,
+    /// `validate = EXPR`: anything `Into<Validation>`.
+    pub(crate) validate: Option<Expr>,
+    /// `verbose = EXPR`: the function's verbosity (`u8`).
+    pub(crate) verbose: Option<Expr>,
+    /// `name = EXPR`: the function's name in the store, instead of its path.
+    pub(crate) name: Option<Expr>,
+    /// `result` / `result = BOOL`: whether the return type is a `Result` whose `Ok` alone is
+    /// stored; guessed from the return type when absent.
+    pub(crate) result: Option<bool>,
+    /// Whether `ignore` was given (to reject it twice).
+    ignore_given: bool,
+}
+
+impl Options {
+    /// Parses the tokens inside `#[memoize(...)]`.
+    pub(crate) fn parse(tokens: TokenStream) -> syn::Result<Options> {
+        let mut options = Options::default();
+        let parser = syn::meta::parser(|meta| options.parse_one(meta));
+        parser.parse2(tokens)?;
+        Ok(options)
+    }
+
+    fn parse_one(&mut self, meta: ParseNestedMeta<'_>) -> syn::Result<()> {
+        let Some(key) = meta.path.get_ident().map(Ident::to_string) else {
+            return Err(meta.error(format_args!(
+                "unknown #[memoize] option; expected one of: {KNOWN}"
+            )));
+        };
+        let duplicate = || meta.error(format_args!("duplicate #[memoize] option `{key}`"));
+        match key.as_str() {
+            "memory" => set_once(&mut self.memory, meta.value()?.parse()?, duplicate),
+            "version" => set_once(&mut self.version, meta.value()?.parse()?, duplicate),
+            "validate" => set_once(&mut self.validate, meta.value()?.parse()?, duplicate),
+            "verbose" => set_once(&mut self.verbose, meta.value()?.parse()?, duplicate),
+            "name" => set_once(&mut self.name, meta.value()?.parse()?, duplicate),
+            "result" => {
+                let on = if meta.input.is_empty() || meta.input.peek(Token![,]) {
+                    true
+                } else {
+                    meta.value()?.parse::<LitBool>()?.value
+                };
+                set_once(&mut self.result, on, duplicate)
+            }
+            "ignore" => {
+                if self.ignore_given {
+                    return Err(duplicate());
+                }
+                self.ignore_given = true;
+                let value = meta.value()?;
+                let content;
+                syn::bracketed!(content in value);
+                let names = content.parse_terminated(IgnoredName::parse, Token![,])?;
+                self.ignore = names.into_iter().map(|n| (n.name, n.span)).collect();
+                Ok(())
+            }
+            other => Err(meta.error(format_args!(
+                "unknown #[memoize] option `{other}`; expected one of: {KNOWN}"
+            ))),
+        }
+    }
+}
+
+fn set_once<T>(
+    slot: &mut Option<T>,
+    value: T,
+    duplicate: impl FnOnce() -> syn::Error,
+) -> syn::Result<()> {
+    if slot.is_some() {
+        return Err(duplicate());
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// One name in `ignore = [...]`: an identifier or a string.
+struct IgnoredName {
+    name: String,
+    span: Span,
+}
+
+impl Parse for IgnoredName {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        if input.peek(LitStr) {
+            let lit: LitStr = input.parse()?;
+            return Ok(IgnoredName {
+                name: lit.value(),
+                span: lit.span(),
+            });
+        }
+        let ident = Ident::parse_any(input)
+            .map_err(|e| syn::Error::new(e.span(), "expected an argument name"))?;
+        Ok(IgnoredName {
+            name: ident.unraw().to_string(),
+            span: ident.span(),
+        })
+    }
+}
