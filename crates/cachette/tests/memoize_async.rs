@@ -126,3 +126,49 @@ async fn async_functions_on_the_local_disk_current_thread() {
     assert!(!lines::check_call_in_cache(&3).await);
     std::fs::remove_dir_all(&*DIR).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_forced_calls_and_shelving() {
+    static RUNS: AtomicUsize = AtomicUsize::new(0);
+    static MEMORY: LazyLock<Memory> = LazyLock::new(|| memory("forced"));
+
+    #[memoize(memory = MEMORY)]
+    async fn triple(x: u64) -> u64 {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        tokio::task::yield_now().await;
+        x * 3
+    }
+
+    #[memoize(memory = MEMORY)]
+    async fn checked(x: i64) -> Result<i64, String> {
+        RUNS.fetch_add(1, Ordering::SeqCst);
+        if x < 0 {
+            Err(format!("{x} is negative"))
+        } else {
+            Ok(x)
+        }
+    }
+
+    let (value, metadata) = triple::call(2).await;
+    assert_eq!(value, 6);
+    assert_eq!(metadata.input_args, [("x".to_owned(), "2".to_owned())]);
+    assert_eq!(triple::call(2).await.0, 6);
+    assert_eq!(RUNS.load(Ordering::SeqCst), 2, "call always runs the body");
+    assert_eq!(triple(2).await, 6);
+    assert_eq!(RUNS.load(Ordering::SeqCst), 2, "and stores its result");
+
+    let shelved = triple::call_and_shelve(5).await;
+    assert!(
+        matches!(shelved, cachette::Shelved::Memorized(_)),
+        "{shelved}"
+    );
+    assert_eq!(shelved.get().unwrap(), 15);
+    triple::call_and_shelve(5).await;
+    assert_eq!(RUNS.load(Ordering::SeqCst), 3);
+
+    assert_eq!(checked::call(-1).await.unwrap_err(), "-1 is negative");
+    assert!(!checked::check_call_in_cache(&-1).await);
+    let shelved = checked::call_and_shelve(4).await.unwrap();
+    assert_eq!(shelved.get().unwrap(), 4);
+    assert!(checked::check_call_in_cache(&4).await);
+}

@@ -146,11 +146,7 @@ pub(crate) fn expand(options: Options, item: ItemFn) -> syn::Result<TokenStream>
     let lint_attrs = attrs.iter().filter(|a| is_lint(a)).map(expect_as_allow);
 
     let memorized = memorized_fn(&vis, name, stored, &args, &options, &code_hash);
-    let forced = if is_async {
-        TokenStream::new()
-    } else {
-        forced_fns(&vis, name, &output, &args, generics, &kept, &all)
-    };
+    let forced = forced_fns(&vis, name, &output, &args, generics, &kept, &all, is_async);
 
     let check_doc = doc(format!(
         "Whether a call of `{name}` with these arguments would load a stored result: nothing \
@@ -309,7 +305,8 @@ fn memorized_fn(
     }
 }
 
-/// `call(..)` and `call_and_shelve(..)`, for a synchronous function.
+/// `call(..)` and `call_and_shelve(..)` (`async` for an `async fn`).
+#[allow(clippy::too_many_arguments)] // the parts of one function, already taken apart
 fn forced_fns(
     vis: &syn::Visibility,
     name: &Ident,
@@ -318,13 +315,27 @@ fn forced_fns(
     generics: &syn::Generics,
     kept: &[&Ident],
     all: &[&Ident],
+    is_async: bool,
 ) -> TokenStream {
     let support = support();
+    let ok = quote!(::core::result::Result::Ok);
     let where_clause = &generics.where_clause;
+    let (asyncness, dot_await, suffix) = if is_async {
+        (quote!(async), quote!(.await), "_async")
+    } else {
+        (TokenStream::new(), TokenStream::new(), "")
+    };
+    let force = format_ident!("force_call_with{}", suffix);
+    let shelve = format_ident!("call_and_shelve_with{}", suffix);
+    // The body's value, as a `Result` with no error.
+    let infallible_body = if is_async {
+        quote!(async move { #ok::<_, #support::Infallible>(Self::__cachette_body(#(#all),*).await) })
+    } else {
+        quote!(#ok::<_, #support::Infallible>(Self::__cachette_body(#(#all),*)))
+    };
     let by_value = args.iter().map(|Arg { ident, ty, .. }| quote!(#ident: #ty));
     let by_value2 = by_value.clone();
     let tuple = quote!((#(#kept,)*));
-    let ok = quote!(::core::result::Result::Ok);
     let out = Ident::new("__cachette_out", Span::mixed_site());
     let call_doc = doc(format!(
         "Runs `{name}` whatever is stored, stores the result, and returns it with its metadata."
@@ -338,16 +349,16 @@ fn forced_fns(
         None => (
             quote!((#ret, #support::Metadata)),
             quote! {
-                let #ok(#out) = Self::memorized().force_call_with(#tuple, move |#tuple| {
-                    #ok::<_, #support::Infallible>(Self::__cachette_body(#(#all),*))
-                });
+                let #ok(#out) = Self::memorized()
+                    .#force(#tuple, move |#tuple| #infallible_body)
+                    #dot_await;
                 #out
             },
             quote!(#support::Shelved<#ret>),
             quote! {
-                let #ok(#out) = Self::memorized().call_and_shelve_with(#tuple, move |#tuple| {
-                    #ok::<_, #support::Infallible>(Self::__cachette_body(#(#all),*))
-                });
+                let #ok(#out) = Self::memorized()
+                    .#shelve(#tuple, move |#tuple| #infallible_body)
+                    #dot_await;
                 #out
             },
         ),
@@ -356,23 +367,25 @@ fn forced_fns(
                 .into_token_stream(),
             quote! {
                 Self::memorized()
-                    .force_call_with(#tuple, move |#tuple| Self::__cachette_body(#(#all),*))
+                    .#force(#tuple, move |#tuple| Self::__cachette_body(#(#all),*))
+                    #dot_await
             },
             with_first_argument(ret, parse_quote!(#support::Shelved<#ok_ty>)).into_token_stream(),
             quote! {
                 Self::memorized()
-                    .call_and_shelve_with(#tuple, move |#tuple| Self::__cachette_body(#(#all),*))
+                    .#shelve(#tuple, move |#tuple| Self::__cachette_body(#(#all),*))
+                    #dot_await
             },
         ),
     };
     quote! {
         #call_doc
-        #vis fn call #generics (#(#by_value),*) -> #call_ret #where_clause {
+        #vis #asyncness fn call #generics (#(#by_value),*) -> #call_ret #where_clause {
             #call_body
         }
 
         #shelve_doc
-        #vis fn call_and_shelve #generics (#(#by_value2),*) -> #shelve_ret #where_clause {
+        #vis #asyncness fn call_and_shelve #generics (#(#by_value2),*) -> #shelve_ret #where_clause {
             #shelve_body
         }
     }

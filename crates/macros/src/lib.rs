@@ -104,7 +104,8 @@ use proc_macro::TokenStream;
 ///
 /// An `async fn` stays an `async fn`. It reaches the store without blocking the runtime: network
 /// backends are awaited, and local ones run on the runtime's blocking pool. Its handle has
-/// `memorized()`, and `check_call_in_cache(..)` and `clear()` as `async fn`s (no forced calls).
+/// `memorized()`, and `call(..)`, `call_and_shelve(..)`, `check_call_in_cache(..)` and
+/// `clear()` as `async fn`s.
 ///
 /// ```no_run
 /// use cachette::memoize;

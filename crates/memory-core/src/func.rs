@@ -721,26 +721,14 @@ where
         A: Serialize,
     {
         let Some(inner) = self.memory.inner.as_deref() else {
-            let time = Utc::now();
-            let t0 = Instant::now();
+            let (time, t0) = (Utc::now(), Instant::now());
             let out = compute(args)?;
-            let meta = Metadata::new(t0.elapsed().as_secs_f64(), time, Vec::new(), "", "", "", "");
-            return Ok(((out, meta), None));
+            return Ok(((out, self.unstored_metadata(None, time, t0)), None));
         };
         let Some(key) = self.key_or_warn(inner, &args) else {
-            let time = Utc::now();
-            let t0 = Instant::now();
+            let (time, t0) = (Utc::now(), Instant::now());
             let out = compute(args)?;
-            let meta = Metadata::new(
-                t0.elapsed().as_secs_f64(),
-                time,
-                Vec::new(),
-                &self.id.folder,
-                "",
-                inner.hasher.id(),
-                inner.codec.id(),
-            );
-            return Ok(((out, meta), None));
+            return Ok(((out, self.unstored_metadata(Some(inner), time, t0)), None));
         };
         self.ensure_checked(inner);
         let readable = self.readable_args(&args);
@@ -752,6 +740,125 @@ where
             let outcome = inner.run(move |b| {
                 Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
             });
+            if self.stored(inner, &meta, outcome) {
+                stored_key = Some(key);
+            }
+        }
+        Ok(((out, meta), stored_key))
+    }
+
+    /// The metadata of a call whose result is not stored (disabled memory, unhashable
+    /// arguments).
+    fn unstored_metadata(
+        &self,
+        inner: Option<&Inner>,
+        time: chrono::DateTime<Utc>,
+        t0: Instant,
+    ) -> Metadata {
+        let duration = t0.elapsed().as_secs_f64();
+        match inner {
+            None => Metadata::new(duration, time, Vec::new(), "", "", "", ""),
+            Some(inner) => Metadata::new(
+                duration,
+                time,
+                Vec::new(),
+                &self.id.folder,
+                "",
+                inner.hasher.id(),
+                inner.codec.id(),
+            ),
+        }
+    }
+
+    /// [`force_call_with`](Self::force_call_with), for async functions: the store is reached
+    /// without blocking the runtime.
+    pub async fn force_call_with_async<A, E, Fut>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<(R, Metadata), E>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        Ok(self.force_store_async(args, compute).await?.0)
+    }
+
+    /// [`call_and_shelve_with`](Self::call_and_shelve_with), for async functions.
+    pub async fn call_and_shelve_with_async<A, E, Fut>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<Shelved<R>, E>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        let Some(inner) = self.memory.inner.as_deref() else {
+            return Ok(Shelved::NotMemorized(NotMemorizedResult::new(
+                compute(args).await?,
+            )));
+        };
+        if let Some(key) = self.key_or_warn(inner, &args) {
+            self.ensure_checked_async(inner).await;
+            let k = key.clone();
+            let found = inner
+                .run_async(move |b| Box::pin(read_metadata(b, k)))
+                .await;
+            if self.judge_metadata(inner, &key, found) {
+                return Ok(Shelved::Memorized(self.reference(inner, &key)));
+            }
+        }
+        let ((out, _meta), key) = self.force_store_async(args, compute).await?;
+        Ok(match key {
+            Some(key) => Shelved::Memorized(self.reference(inner, &key)),
+            None => Shelved::NotMemorized(NotMemorizedResult::new(out)),
+        })
+    }
+
+    /// [`force_store`](Self::force_store), for async functions.
+    #[allow(clippy::type_complexity)] // (output, metadata) and the key of the stored entry
+    async fn force_store_async<A, E, Fut>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<((R, Metadata), Option<Key>), E>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        let Some(inner) = self.memory.inner.as_deref() else {
+            let (time, t0) = (Utc::now(), Instant::now());
+            let out = compute(args).await?;
+            return Ok(((out, self.unstored_metadata(None, time, t0)), None));
+        };
+        let Some(key) = self.key_or_warn(inner, &args) else {
+            let (time, t0) = (Utc::now(), Instant::now());
+            let out = compute(args).await?;
+            return Ok(((out, self.unstored_metadata(Some(inner), time, t0)), None));
+        };
+        self.ensure_checked_async(inner).await;
+        let readable = self.readable_args(&args);
+        let verbose = self.verbosity(inner);
+        if verbose > 0 {
+            self.print_call_header(inner, &readable);
+        }
+        let (time, t0) = (Utc::now(), Instant::now());
+        let out = compute(args).await?;
+        let duration = t0.elapsed().as_secs_f64();
+        let (meta, bytes) = self.encode(inner, &key, readable, &out, duration, time);
+        if verbose > 0 {
+            self.print_call_footer(inner, duration);
+        }
+        let mut stored_key = None;
+        if let Some(bytes) = bytes {
+            let ttl = self.ttl();
+            let k = key.clone();
+            let outcome = inner
+                .run_async(move |b| {
+                    Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
+                })
+                .await;
             if self.stored(inner, &meta, outcome) {
                 stored_key = Some(key);
             }
