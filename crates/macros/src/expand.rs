@@ -734,13 +734,15 @@ mod tests {
     }
 
     #[test]
-    fn async_functions_have_no_forced_calls() {
+    fn async_functions_have_the_same_handle() {
         let file = expand_str("", "async fn fetch(id: u32) -> String { id.to_string() }").unwrap();
         assert_eq!(
             impl_fns(&file),
             [
                 "memorized",
                 "__cachette_body",
+                "call",
+                "call_and_shelve",
                 "check_call_in_cache",
                 "clear"
             ]
