@@ -388,6 +388,12 @@ fn eval_on_memory_and_clear() {
     assert_eq!(calls(), 2);
     fx.memory.clear().unwrap();
     assert!(!memo.check_call_in_cache(&1));
+    // Checking reads and writes nothing: the cleared store stays empty.
+    let left: Vec<_> = std::fs::read_dir(fx.cache_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, [".gitignore"]);
     memo.eval(1);
     assert_eq!(calls(), 3);
     assert!(fx.cache_dir().join(".gitignore").exists());

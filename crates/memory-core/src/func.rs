@@ -382,8 +382,24 @@ impl<R, F> MemorizedFunc<R, F> {
             return false;
         };
         // Results of another version of the code would not be used by a call.
-        self.ensure_checked(inner);
+        if self.check_due(inner).is_some()
+            && let Some(code_key) = self.code_key()
+        {
+            let stored = inner.run(move |b| Box::pin(async move { b.get(&code_key).await }));
+            if self.identity_differs(stored) {
+                return false;
+            }
+        }
         self.check_key(inner, key)
+    }
+
+    fn code_key(&self) -> Option<Key> {
+        Key::new(format!("{}/{FUNC_CODE}", self.id.folder)).ok()
+    }
+
+    /// Whether the stored code identity (read, not changed) belongs to other code.
+    fn identity_differs(&self, stored: BackendResult<Option<Bytes>>) -> bool {
+        matches!(stored, Ok(Some(bytes)) if bytes != self.id.identity().as_bytes())
     }
 
     fn check_key(&self, inner: &Inner, key: Key) -> bool {
@@ -404,7 +420,16 @@ impl<R, F> MemorizedFunc<R, F> {
         let Some(key) = self.key_or_warn(inner, args) else {
             return false;
         };
-        self.ensure_checked_async(inner).await;
+        if self.check_due(inner).is_some()
+            && let Some(code_key) = self.code_key()
+        {
+            let stored = inner
+                .run_async(move |b| Box::pin(async move { b.get(&code_key).await }))
+                .await;
+            if self.identity_differs(stored) {
+                return false;
+            }
+        }
         let k = key.clone();
         let found = inner
             .run_async(move |b| Box::pin(read_metadata(b, k)))

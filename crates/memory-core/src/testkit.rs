@@ -353,7 +353,8 @@ pub async fn atomic_visibility(b: DynBackend, root: &str) {
         let (b, k, done, reads) = (b.clone(), k.clone(), done.clone(), reads.clone());
         readers.push(std::thread::spawn(move || {
             let blocking = b.capabilities().blocking_io;
-            while !done.load(Ordering::SeqCst) && Instant::now() < deadline {
+            // Each reader reads at least once, however fast the writers are.
+            loop {
                 let got = rt::block_on(blocking, b.get(&k))
                     .expect("runtime")
                     .expect("get during the race")
@@ -365,6 +366,9 @@ pub async fn atomic_visibility(b: DynBackend, root: &str) {
                     "a read saw a mix of two writes"
                 );
                 reads.fetch_add(1, Ordering::Relaxed);
+                if done.load(Ordering::SeqCst) || Instant::now() >= deadline {
+                    break;
+                }
             }
         }));
     }
