@@ -1,0 +1,161 @@
+//! Mapping object_store errors to [`BackendError`]s.
+
+use std::error::Error as StdError;
+
+use cachette_core::{BackendError, ErrorKind};
+use object_store::client::{HttpError, HttpErrorKind};
+
+/// Converts an object_store error into a [`BackendError`] with its kind, the temporary bit, and
+/// the backend, operation and key as context.
+pub(crate) fn convert(
+    scheme: &'static str,
+    operation: &'static str,
+    key: &str,
+    err: object_store::Error,
+) -> BackendError {
+    let (kind, temporary) = classify(&err);
+    BackendError::new(kind, describe(kind))
+        .with_backend(scheme)
+        .with_operation(operation)
+        .with_key(key)
+        .with_source(err)
+        .set_temporary(temporary)
+}
+
+fn describe(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::InvalidKey => "the object store refused the key",
+        ErrorKind::Unsupported => "the object store does not support this operation",
+        ErrorKind::ConfigInvalid => {
+            "not found: does the bucket exist? (check the bucket name, region and endpoint)"
+        }
+        ErrorKind::PermissionDenied => {
+            "access refused (check the credentials and the bucket policy)"
+        }
+        ErrorKind::Unavailable => "the object store cannot be reached or failed",
+        ErrorKind::Timeout => "the object store did not answer in time",
+        ErrorKind::TooLarge => "the object store refused the item as too large",
+        ErrorKind::StorageFull => "the object store is full",
+        _ => "the object store failed",
+    }
+}
+
+/// The kind of an error and whether a retry may succeed.
+pub(crate) fn classify(err: &object_store::Error) -> (ErrorKind, bool) {
+    use object_store::Error as E;
+    match err {
+        E::InvalidPath { .. } => (ErrorKind::InvalidKey, false),
+        E::NotSupported { .. } | E::NotImplemented { .. } => (ErrorKind::Unsupported, false),
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
+            (ErrorKind::PermissionDenied, false)
+        }
+        E::UnknownConfigurationKey { .. } => (ErrorKind::ConfigInvalid, false),
+        // Operations that expect no object report a missing one only when the bucket (or
+        // container) itself is missing.
+        E::NotFound { .. } => (ErrorKind::ConfigInvalid, false),
+        E::AlreadyExists { .. } | E::Precondition { .. } | E::NotModified { .. } => {
+            (ErrorKind::Other, false)
+        }
+        E::JoinError { .. } => (ErrorKind::Other, true),
+        E::Generic { source, .. } => classify_source(source.as_ref()),
+        _ => (ErrorKind::Other, false),
+    }
+}
+
+/// Classifies the source of a generic error: a network fault by its [`HttpError`] kind, a
+/// server answer by its status code; anything else is taken as a temporary fault.
+fn classify_source(source: &(dyn StdError + Send + Sync + 'static)) -> (ErrorKind, bool) {
+    let mut cause: Option<&(dyn StdError + 'static)> = Some(source);
+    while let Some(e) = cause {
+        if let Some(http) = e.downcast_ref::<HttpError>() {
+            return match http.kind() {
+                HttpErrorKind::Timeout => (ErrorKind::Timeout, true),
+                HttpErrorKind::Decode => (ErrorKind::Other, true),
+                _ => (ErrorKind::Unavailable, true),
+            };
+        }
+        cause = e.source();
+    }
+    let text = source.to_string();
+    match status_in(&text) {
+        Some(408) => (ErrorKind::Timeout, true),
+        // A listing of a bucket that does not exist.
+        Some(404) => (ErrorKind::ConfigInvalid, false),
+        Some(413) => (ErrorKind::TooLarge, false),
+        Some(429) => (ErrorKind::Unavailable, true),
+        Some(507) => (ErrorKind::StorageFull, true),
+        Some(500..=599) => (ErrorKind::Unavailable, true),
+        Some(400..=499) => (ErrorKind::Other, false),
+        _ if text.contains("EntityTooLarge") => (ErrorKind::TooLarge, false),
+        _ => (ErrorKind::Other, true),
+    }
+}
+
+/// Whether an error says that the object is absent (and not the whole bucket).
+pub(crate) fn is_absent(err: &object_store::Error) -> bool {
+    matches!(err, object_store::Error::NotFound { .. }) && !err.to_string().contains("NoSuchBucket")
+}
+
+/// The HTTP status code in object_store's message of a failed request
+/// (`… Server returned non-2xx status code: 503 Service Unavailable: …`).
+pub(crate) fn status_in(message: &str) -> Option<u16> {
+    let (_, rest) = message.split_once("status code: ")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn generic(message: &str) -> object_store::Error {
+        object_store::Error::Generic {
+            store: "S3",
+            source: message.to_owned().into(),
+        }
+    }
+
+    #[test]
+    fn kinds() {
+        let cases = [
+            (
+                generic("Server returned non-2xx status code: 503 Service Unavailable: x"),
+                ErrorKind::Unavailable,
+                true,
+            ),
+            (
+                generic("Server returned non-2xx status code: 400 Bad Request: x"),
+                ErrorKind::Other,
+                false,
+            ),
+            (generic("something odd"), ErrorKind::Other, true),
+            (
+                object_store::Error::PermissionDenied {
+                    path: "p".into(),
+                    source: "no".into(),
+                },
+                ErrorKind::PermissionDenied,
+                false,
+            ),
+            (
+                object_store::Error::Generic {
+                    store: "S3",
+                    source: Box::new(HttpError::new(
+                        HttpErrorKind::Connect,
+                        std::io::Error::other("refused"),
+                    )),
+                },
+                ErrorKind::Unavailable,
+                true,
+            ),
+        ];
+        for (err, kind, temporary) in cases {
+            let text = err.to_string();
+            assert_eq!(classify(&err), (kind, temporary), "{text}");
+            let converted = convert("s3", "get", "a/b", err);
+            assert_eq!(converted.kind(), kind);
+            assert_eq!(converted.is_temporary(), temporary);
+            assert!(converted.to_string().starts_with("s3 get \"a/b\": "));
+        }
+    }
+}

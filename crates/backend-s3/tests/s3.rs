@@ -1,0 +1,554 @@
+//! The S3 backend against a real S3 server (moto, started by `cargo xtask services start`),
+//! and against object_store's in-memory store.
+//!
+//! Tests that need the server skip (saying so) when `CACHETTE_TEST_S3_ENDPOINT` is not set, and
+//! fail under `CI=true`.
+
+use std::convert::Infallible;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cachette_core::testkit::{self, unique_root};
+use cachette_core::{
+    BackendConfig, DynBackend, ErrorKind, FuncId, Key, MemorizedFunc, MemorizedResult, Memory,
+    Prefix, PutOptions, PutOutcome, Report, Reporter, SizeLimits, StoreBackend,
+};
+use cachette_s3::object_store::path::Path;
+use cachette_s3::object_store::{ObjectStore, ObjectStoreExt};
+use cachette_s3::{MARKER_DIR, S3Backend, S3Config};
+use chrono::TimeDelta;
+use futures::TryStreamExt;
+use serde::{Deserialize, Serialize};
+
+struct Server {
+    endpoint: String,
+    bucket: String,
+}
+
+fn server() -> Option<Server> {
+    cachette_s3::link();
+    let endpoint = testkit::server_from_env("CACHETTE_TEST_S3_ENDPOINT")?;
+    let bucket =
+        std::env::var("CACHETTE_TEST_S3_BUCKET").unwrap_or_else(|_| "cachette-test".to_owned());
+    Some(Server { endpoint, bucket })
+}
+
+impl Server {
+    fn config(&self, tag: &str) -> S3Config {
+        S3Config::new(&self.bucket)
+            .with_prefix(unique_root(tag))
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+    }
+
+    /// A URL written by hand, as a user would.
+    fn url(&self, tag: &str) -> String {
+        format!(
+            "s3://{}/{}?endpoint={}&allow_http=true",
+            self.bucket,
+            unique_root(tag),
+            self.endpoint
+        )
+    }
+}
+
+fn key(s: &str) -> Key {
+    Key::new(s).unwrap()
+}
+
+async fn raw_paths(backend: &S3Backend) -> Vec<String> {
+    let prefix = Path::parse(backend.prefix()).unwrap();
+    let mut paths: Vec<String> = backend
+        .store()
+        .list(Some(&prefix))
+        .map_ok(|m| m.location.to_string())
+        .try_collect()
+        .await
+        .unwrap();
+    paths.sort();
+    paths
+}
+
+/// Deletes everything a test left under its prefix (checking a call after `clear` writes the
+/// function's identity again).
+fn wipe(memory: &Memory) {
+    let backend = memory.backend().unwrap().clone();
+    cachette_core::rt::block_on(false, async move {
+        backend.delete_prefix(&Prefix::root()).await
+    })
+    .unwrap()
+    .unwrap();
+}
+
+fn capture_warnings() -> (Reporter, Arc<Mutex<Vec<String>>>) {
+    let warnings = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&warnings);
+    let reporter = Reporter::new(move |report| {
+        if let Report::Warning(w) = report {
+            sink.lock().unwrap().push(w.clone());
+        }
+    });
+    (reporter, warnings)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The conformance suite.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_on_s3() {
+    let Some(server) = server() else { return };
+    let backend = server.config("s3-suite").build_backend().unwrap();
+    let capabilities = backend.capabilities();
+    assert!(capabilities.atomic_create && capabilities.ranged_read);
+    assert!(!capabilities.blocking_io && !capabilities.local_path);
+    testkit::run_all(Arc::new(backend)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_on_an_in_memory_object_store() {
+    use cachette_s3::object_store::memory::InMemory;
+    use cachette_s3::object_store::throttle::{ThrottleConfig, ThrottledStore};
+    // A little latency on writes, as any real store has, so that the suite's racing readers
+    // get to read while its writers write.
+    let latency = ThrottleConfig {
+        wait_put_per_call: Duration::from_millis(2),
+        ..ThrottleConfig::default()
+    };
+    let store = Arc::new(ThrottledStore::new(InMemory::new(), latency));
+    let backend = S3Backend::from_store(store, "some/prefix").unwrap();
+    assert_eq!(backend.scheme(), cachette_s3::OBJECT_STORE_SCHEME);
+    testkit::run_all(Arc::new(backend)).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration.
+
+#[derive(Debug, Serialize, Deserialize)]
+struct File {
+    backend: Box<dyn BackendConfig>,
+}
+
+#[test]
+fn configs_round_trip_through_toml() {
+    let mut config = S3Config::new("bucket")
+        .with_prefix("team/cache")
+        .with_region("eu-west-3")
+        .with_endpoint("https://s3.example.com")
+        .with_credentials("AKID", "secret")
+        .with_multipart(128 << 20, 32 << 20);
+    config.access_granularity_secs = 5;
+    let file = File {
+        backend: Box::new(config.clone()),
+    };
+    let text = toml::to_string(&file).unwrap();
+    assert!(text.contains("type = \"s3\""), "{text}");
+    let back: File = toml::from_str(&text).unwrap();
+    assert_eq!(toml::to_string(&back).unwrap(), text);
+    assert_eq!(format!("{:?}", back.backend), format!("{config:?}"));
+
+    let written = "[backend]\ntype = \"s3\"\nbucket = \"b\"\nprefix = \"p\"\nallow_http = true\n";
+    let parsed: File = toml::from_str(written).unwrap();
+    let shown = format!("{:?}", parsed.backend);
+    assert!(shown.contains("bucket: \"b\"") && shown.contains("allow_http: true"));
+    assert!(
+        shown.contains("multipart_threshold: 67108864"),
+        "defaults: {shown}"
+    );
+
+    let typo = "[backend]\ntype = \"s3\"\nbucket = \"b\"\nbukcet = \"c\"\n";
+    let err = toml::from_str::<File>(typo).unwrap_err().to_string();
+    assert!(err.contains("bukcet"), "{err}");
+}
+
+#[test]
+fn urls_go_through_the_registry() {
+    cachette_s3::link();
+    for url in [
+        "s3://bucket/a/b?endpoint=http://127.0.0.1:9&allow_http=true",
+        "s3a://bucket/a/b?endpoint=http://127.0.0.1:9&allow_http=true",
+    ] {
+        let backend = cachette_core::registry::backend_from_url(url).unwrap();
+        assert_eq!(backend.scheme(), "s3");
+        assert_eq!(
+            backend.location(),
+            "s3://bucket/a/b?endpoint=http%3A%2F%2F127.0.0.1%3A9&allow_http=true"
+        );
+        let again = cachette_core::registry::backend_from_url(&backend.location()).unwrap();
+        assert_eq!(again.location(), backend.location());
+    }
+    let err = cachette_core::registry::backend_from_url("s3://bucket/p?typo=1")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown URL parameter"), "{err}");
+    let err = S3Config::new("b")
+        .with_prefix("a//b")
+        .build_backend()
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConfigInvalid);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The backend itself.
+
+#[tokio::test(flavor = "multi_thread")]
+async fn markers_are_hidden_and_deleted_with_their_items() {
+    let Some(server) = server() else { return };
+    let backend = server.config("s3-markers").build_backend().unwrap();
+    let root = backend.prefix().to_owned();
+    for name in ["f/a", "f/b", "g/c"] {
+        backend
+            .put(&key(name), Bytes::from_static(b"v"), &PutOptions::default())
+            .await
+            .unwrap();
+        backend.get(&key(name)).await.unwrap().unwrap();
+    }
+    let listed = backend.list(&Prefix::root()).await.unwrap();
+    let mut names: Vec<&str> = listed.iter().map(|i| i.key.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["f/a", "f/b", "g/c"], "markers must not be listed");
+    let marker = |k: &str| format!("{root}/{MARKER_DIR}/{k}");
+    let raw = raw_paths(&backend).await;
+    for k in ["f/a", "f/b", "g/c"] {
+        assert!(raw.contains(&marker(k)), "no marker for {k} in {raw:?}");
+    }
+
+    backend.delete(&key("f/a")).await.unwrap();
+    assert!(!raw_paths(&backend).await.contains(&marker("f/a")));
+    assert_eq!(
+        backend
+            .delete_prefix(&Prefix::new("f").unwrap())
+            .await
+            .unwrap(),
+        1
+    );
+    backend
+        .delete_many(&[key("g/c"), key("g/none")])
+        .await
+        .unwrap();
+    assert_eq!(raw_paths(&backend).await, Vec::<String>::new());
+
+    let reserved = backend.get(&key(&format!("{MARKER_DIR}/x"))).await;
+    assert_eq!(reserved.unwrap_err().kind(), ErrorKind::InvalidKey);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orphaned_markers_are_removed_by_listing() {
+    let Some(server) = server() else { return };
+    let backend = server.config("s3-orphans").build_backend().unwrap();
+    let orphan = Path::parse(format!("{}/{MARKER_DIR}/f/gone", backend.prefix())).unwrap();
+    backend
+        .store()
+        .put(&orphan, Default::default())
+        .await
+        .unwrap();
+    assert!(backend.list(&Prefix::root()).await.unwrap().is_empty());
+    assert_eq!(raw_paths(&backend).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_items_go_up_in_parts() {
+    let Some(server) = server() else { return };
+    let mut config = server.config("s3-multipart");
+    config.multipart_threshold = 6 << 20;
+    config.multipart_part_size = 5 << 20;
+    let backend = config.build_backend().unwrap();
+    let k = key("big/item");
+    let value: Vec<u8> = (0..(13u32 << 20) + 1).map(|i| (i % 253) as u8).collect();
+    let value = Bytes::from(value);
+    backend
+        .put(&k, value.clone(), &PutOptions::default())
+        .await
+        .unwrap();
+    let meta = backend
+        .store()
+        .head(&backend.path_of(&k).unwrap())
+        .await
+        .unwrap();
+    let etag = meta.e_tag.unwrap_or_default();
+    assert!(
+        etag.contains("-3"),
+        "a 3-part upload has a multipart ETag, got {etag}"
+    );
+    assert!(backend.get(&k).await.unwrap().unwrap() == value);
+    let head = backend.get_range(&k, 0..100).await.unwrap().unwrap();
+    assert_eq!(&head[..], &value[..100]);
+    let listed = backend.list(&Prefix::new("big").unwrap()).await.unwrap();
+    assert_eq!(listed[0].size, value.len() as u64);
+    backend.delete_prefix(&Prefix::root()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_bucket_is_an_error_not_a_miss() {
+    let Some(server) = server() else { return };
+    let mut config = server.config("s3-no-bucket");
+    config.bucket = "cachette-no-such-bucket".to_owned();
+    let backend = config.build_backend().unwrap();
+    let k = key("f/x");
+    for err in [
+        backend.get(&k).await.unwrap_err(),
+        backend.get_range(&k, 0..10).await.unwrap_err(),
+        backend
+            .put(&k, Bytes::from_static(b"v"), &PutOptions::default())
+            .await
+            .unwrap_err(),
+        backend.list(&Prefix::root()).await.unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), ErrorKind::ConfigInvalid, "{err}");
+        assert!(err.to_string().contains("does the bucket exist"), "{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_without_conditional_writes_is_not_atomic_but_works() {
+    let Some(server) = server() else { return };
+    let mut config = server.config("s3-unconditional");
+    config.conditional_put = false;
+    let backend = config.build_backend().unwrap();
+    assert!(!backend.capabilities().atomic_create);
+    let k = key("f/x");
+    let options = PutOptions::default();
+    let put = |v: &'static [u8]| backend.put_if_absent(&k, Bytes::from_static(v), &options);
+    assert_eq!(put(b"1").await.unwrap(), PutOutcome::Created);
+    assert_eq!(put(b"2").await.unwrap(), PutOutcome::AlreadyExists);
+    assert_eq!(backend.get(&k).await.unwrap().unwrap(), &b"1"[..]);
+    backend.delete_prefix(&Prefix::root()).await.unwrap();
+}
+
+#[test]
+fn an_unreachable_server_fails_fast_and_calls_still_return() {
+    cachette_s3::link();
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let backend: DynBackend = Arc::new(
+        S3Config::new("nowhere")
+            .with_endpoint(&endpoint)
+            .with_allow_http(true)
+            .build_backend()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    let err = cachette_core::rt::block_on(false, backend.get(&key("f/x")))
+        .unwrap()
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.is_temporary(), "{err}");
+    let shown = format!("{err} / {:?}", std::error::Error::source(&err));
+    assert!(shown.contains(&format!("127.0.0.1:{port}")), "{shown}");
+
+    let (reporter, warnings) = capture_warnings();
+    let memory = Memory::builder()
+        .url(format!(
+            "s3://nowhere/p?endpoint={endpoint}&allow_http=true"
+        ))
+        .reporter(reporter)
+        .build()
+        .unwrap();
+    let calls = AtomicUsize::new(0);
+    let square = memory.cache(|x: u32| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        x * x
+    });
+    let started = Instant::now();
+    assert_eq!(square.eval(9), 81);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let warnings = warnings.lock().unwrap();
+    assert!(
+        warnings.iter().any(|w| w.contains("unavailable")),
+        "{warnings:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory end to end.
+
+#[test]
+fn memory_from_a_url_memoizes_once_per_argument() {
+    let Some(server) = server() else { return };
+    let memory = Memory::from_url(&server.url("s3-memory")).unwrap();
+    assert!(memory.location().unwrap().starts_with("s3://"));
+    let calls = AtomicUsize::new(0);
+    let double = memory.cache(|x: u64| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        2 * x
+    });
+    assert_eq!(double.eval(21), 42);
+    assert_eq!(double.eval(21), 42);
+    assert_eq!(double.eval(5), 10);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert!(double.check_call_in_cache(&21));
+    assert!(!double.check_call_in_cache(&22));
+
+    double.clear().unwrap();
+    assert!(!double.check_call_in_cache(&21));
+    assert_eq!(double.eval(21), 42);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+    memory.clear().unwrap();
+    assert!(!double.check_call_in_cache(&21));
+    let left = cachette_core::rt::block_on(false, async {
+        memory.backend().unwrap().list(&Prefix::root()).await
+    })
+    .unwrap()
+    .unwrap();
+    // Checking a call after `clear` writes the function's identity again, and nothing else.
+    assert!(
+        left.iter().all(|i| i.key.file_name() == "func_code"),
+        "{left:?}"
+    );
+    wipe(&memory);
+}
+
+#[test]
+fn reduce_size_evicts_the_least_recently_read() {
+    let Some(server) = server() else { return };
+    let memory = Memory::from_url(&server.url("s3-reduce")).unwrap();
+    let calls = AtomicUsize::new(0);
+    let f = memory
+        .cache(|x: u32| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            vec![x; 100]
+        })
+        .name("reduce.f");
+    // Last-modified times have a granularity of a second on S3.
+    for x in [1, 2, 3] {
+        f.eval(x);
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    assert_eq!(f.eval(1), vec![1; 100], "a hit, recorded as a read");
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+    let report = memory
+        .reduce_size(&SizeLimits::default().items_limit(2))
+        .unwrap();
+    assert_eq!(report.deleted_items, 1);
+    assert!(!f.check_call_in_cache(&2), "2 is the least recently read");
+    assert!(f.check_call_in_cache(&1) && f.check_call_in_cache(&3));
+
+    let report = memory
+        .reduce_size(&SizeLimits::default().age_limit(TimeDelta::zero()))
+        .unwrap();
+    assert_eq!(report.deleted_items, 2);
+    assert!(!f.check_call_in_cache(&1) && !f.check_call_in_cache(&3));
+    wipe(&memory);
+}
+
+#[test]
+fn sync_callers_on_a_plain_thread() {
+    let Some(server) = server() else { return };
+    let memory = Memory::from_url(&server.url("s3-sync")).unwrap();
+    let handle = std::thread::spawn(move || {
+        let f = memory.cache(|s: String| s.to_uppercase());
+        assert_eq!(f.eval("abc".to_owned()), "ABC");
+        assert_eq!(f.eval("abc".to_owned()), "ABC");
+        assert!(f.check_call_in_cache(&"abc".to_owned()));
+        wipe(&memory);
+    });
+    handle.join().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_callers_inside_a_multi_thread_runtime() {
+    let Some(server) = server() else { return };
+    let memory = Memory::from_url(&server.url("s3-sync-mt")).unwrap();
+    let f = memory.cache(|x: i32| -x);
+    assert_eq!(f.eval(3), -3);
+    assert!(f.check_call_in_cache(&3));
+    wipe(&memory);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn sync_callers_inside_a_current_thread_runtime() {
+    let Some(server) = server() else { return };
+    let memory = Memory::from_url(&server.url("s3-sync-ct")).unwrap();
+    let f = memory.cache(|x: i32| x + 1);
+    assert_eq!(f.eval(3), 4);
+    assert!(f.check_call_in_cache(&3));
+    wipe(&memory);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn async_callers() {
+    let Some(server) = server() else { return };
+    let memory = Memory::from_url(&server.url("s3-async")).unwrap();
+    let f: MemorizedFunc<String> = MemorizedFunc::new(&memory, FuncId::new("tests::fetch"));
+    let counter = AtomicUsize::new(0);
+    let calls = &counter;
+    for _ in 0..2 {
+        let out = f
+            .call_with_async(7u32, |n| async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                Ok::<_, Infallible>(format!("item {n}"))
+            })
+            .await
+            .unwrap();
+        assert_eq!(out, "item 7");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(f.check_call_in_cache_async(&7u32).await);
+    memory.clear_async().await.unwrap();
+    assert!(!f.check_call_in_cache_async(&7u32).await);
+    let backend = memory.backend().unwrap();
+    backend.delete_prefix(&Prefix::root()).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two processes share a result through the bucket only.
+
+const CHILD_URL: &str = "CACHETTE_S3_TEST_CHILD_URL";
+
+#[test]
+fn two_processes_share_a_result() {
+    if let Ok(url) = std::env::var(CHILD_URL) {
+        cachette_s3::link();
+        let memory = Memory::from_url(&url).unwrap();
+        let square = memory.cache(|x: u64| x * x + 1).name("shared.square");
+        let shelved = square.call_and_shelve(7);
+        let result = shelved.as_memorized().expect("stored in the bucket");
+        println!("RESULT {result}");
+        return;
+    }
+    let Some(server) = server() else { return };
+    let url = server.url("s3-two-processes");
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "two_processes_share_a_result",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_URL, &url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "child failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let printed = stdout
+        .lines()
+        .find_map(|l| l.split_once("RESULT ").map(|(_, printed)| printed))
+        .unwrap_or_else(|| panic!("the child printed no result:\n{stdout}"));
+    assert!(
+        printed.starts_with("MemorizedResult(location=\"s3://"),
+        "{printed}"
+    );
+    let result: MemorizedResult<u64> = printed.parse().unwrap();
+    assert_eq!(result.func(), "shared.square");
+    assert_eq!(result.get().unwrap(), 50);
+    let memory = Memory::from_url(&url).unwrap();
+    memory.clear().unwrap();
+    let err = result.get().unwrap_err().to_string();
+    assert!(err.contains("Non-existing cache value"), "{err}");
+    wipe(&memory);
+}
