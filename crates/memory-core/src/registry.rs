@@ -49,6 +49,7 @@ const FEATURES: &[(&str, &str)] = &[
     ("redis", "redis"),
     ("rediss", "redis"),
     ("redis+cluster", "redis"),
+    ("rediss+cluster", "redis"),
 ];
 
 /// The scheme of a location: what stands before `://`, or `"file"` for a plain path.
