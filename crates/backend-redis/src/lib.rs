@@ -1,1 +1,193 @@
-//! placeholder
+//! Redis and Redis Cluster backend for Cachette.
+//!
+//! Redis is where teams share hot caches across many workers: every process that memoizes into
+//! the same Redis (and namespace) reuses the others' results. This crate implements
+//! [`StoreBackend`](cachette_core::StoreBackend) over the `redis` crate: async, one
+//! auto-reconnecting multiplexed connection (or a cluster connection), binary values, a key
+//! prefix, chunking of large items, native expiry and an atomic create-if-absent.
+//!
+//! Most users turn it on with the `redis` feature of the `cachette` crate and name the store by
+//! URL:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), cachette_core::Error> {
+//! cachette_redis::link();
+//! let memory = cachette_core::Memory::from_url("redis://127.0.0.1:6379/0?prefix=my-team")?;
+//! let square = memory.cache(|x: u64| x * x);
+//! assert_eq!(square.eval(12), 144);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # URLs
+//!
+//! - `redis://[user:password@]host[:port][/db][?param=value&…]`: a single server;
+//! - `rediss://…`: the same over TLS (rustls with the ring provider, the system's root
+//!   certificates; `#insecure` at the end skips certificate checks);
+//! - `redis+cluster://[user:password@]host:port,host:port,…[/][?param=value&…]` (and
+//!   `rediss+cluster://`): a Redis Cluster, reached through any of the listed nodes.
+//!
+//! The parameters are the fields of [`RedisConfig`] below, e.g.
+//! `redis://cache.internal:6379/2?prefix=team-a&chunk_size=8M&default_ttl_secs=86400`.
+//!
+//! # Configuration
+//!
+//! In a configuration file the backend is a `[backend]` section with `type = "redis"`
+//! ([`RedisConfig`], unknown fields refused):
+//!
+//! ```toml
+//! [backend]
+//! type = "redis"
+//! urls = ["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]  # or one string
+//! cluster = true                  # default false
+//! prefix = "team-a"               # default "cachette": every key starts with "team-a:"
+//! chunk_size = "4M"               # default 4 MiB: larger items are chunked
+//! connection_timeout_ms = 2000    # default 2 s
+//! response_timeout_ms = 5000      # default 5 s per command
+//! default_ttl_secs = 86400        # default none: expiry of items written without one
+//! chunk_grace_secs = 300          # default 5 min: lifetime of chunks in transit
+//! access_tracking = "auto"        # or "idletime", "stored"
+//! ```
+//!
+//! A dead server fails an operation within the connection timeout (at once when the connection
+//! is refused), and a hung one within the response timeout: a memoized call then warns and runs
+//! the function, it never waits minutes. The next operation connects again. (A cluster gets the
+//! two timeouts together for its first connection, which discovers the slot map.)
+//!
+//! # Storage layout
+//!
+//! An item under the key `k` lives in the *data key* `<prefix>:<k>` (with `%`, `{`, `}` and `:`
+//! escaped as `%XX` in `k`), plus a small *record* hash `{<prefix>:<k>}:s` holding its size and
+//! last access. The braces are a hash tag: the record and the chunks of an item live in the
+//! cluster slot of its data key, so one item's keys may be used together in a transaction or a
+//! script on a cluster.
+//!
+//! - **Small items** (up to `chunk_size`, the common case) are one Redis string: a hit is one
+//!   `GET`, one round trip. A write is one `MULTI`/`EXEC` round trip (`SET` with `PX` when the
+//!   item has an expiry, and the record).
+//! - **Large items** are cut into chunks of `chunk_size` bytes, stored under
+//!   `{<prefix>:<k>}:c:<write id>:<n>` with a random 128-bit write id per write. The chunks are
+//!   written first, with a temporary expiry (`chunk_grace_secs`); then one script checks they are
+//!   all there, makes them permanent (or gives them the item's expiry) and publishes the
+//!   *manifest* (a hash in the data key: write id, size, chunk size) last. A reader gets the
+//!   data key: `WRONGTYPE` on a string `GET` says it is a manifest; it then reads the chunks the
+//!   manifest names, in parallel, and ranged reads fetch only the chunks they overlap
+//!   (`GETRANGE` inside them).
+//!
+//! # Consistency
+//!
+//! - A reader sees an item whole or not at all: a small item is one string written by one
+//!   command; a large item is invisible until its manifest is published, and a manifest only
+//!   names chunks of its own write, so a reader never mixes two writes. When a write replaces a
+//!   large item, the replaced chunks are not deleted but expire after `chunk_grace_secs`, so
+//!   readers that fetched the old manifest finish reading it; a reader that still misses a
+//!   chunk (the item was deleted, or the grace passed) reads the manifest again and starts over
+//!   (up to 8 times, then it fails with a temporary error), or reports the item missing when it
+//!   was deleted or lost a chunk.
+//! - The last complete write wins. A writer that dies half-way leaves chunks that expire by
+//!   themselves after `chunk_grace_secs`; it must therefore be longer than the transfer of the
+//!   largest item.
+//! - `put_if_absent` is `SET NX` (with `PX` for an expiry, so that a crashed holder's claim goes
+//!   away) for small items, followed by the record, and the same check inside the publishing
+//!   script for large ones: exactly one of several racing creators wins, across processes and
+//!   machines.
+//! - Deleting removes the data key, the record and the chunks in one script.
+//!
+//! # Listing, clearing, reducing
+//!
+//! `list` walks the data keys with `SCAN … MATCH <prefix>:<escaped key prefix>/* COUNT 1000`
+//! (glob characters escaped; on a cluster, on every master), then reads each item's last access
+//! and its size from its record in pipelined batches (one batch per slot on a cluster).
+//! `delete_prefix` (`Memory::clear`) scans the same way and deletes page by page with a script
+//! that `UNLINK`s the keys, batched per slot on a cluster; `delete_many` (`reduce_size`) too.
+//! Only keys of the backend's namespace are ever touched, so several caches, or other data, can
+//! share one Redis.
+//!
+//! # Access tracking
+//!
+//! [`Memory::reduce_size`](cachette_core::Memory::reduce_size) deletes the least recently read
+//! entries first, so the backend reports when each item was last read:
+//!
+//! - **`idletime`**: Redis keeps, for every key, the time of its last access, with a resolution
+//!   of one second; `OBJECT IDLETIME` reads it without resetting it, and the last access is
+//!   *now − idle time*. A `get` resets it and costs nothing extra. Listing reads sizes from the
+//!   records, not from the data keys, so that listing does not count as an access. Note that
+//!   `get_range` (`check_call_in_cache` reads the head of an entry that way) does reset it.
+//! - **`stored`**: Redis keeps no idle time when `maxmemory-policy` is an LFU policy
+//!   (`allkeys-lfu`, `volatile-lfu`); `OBJECT IDLETIME` then fails. The time of each read is then
+//!   written into the item's record by a tiny script sent in the same round trip as the `GET`
+//!   (time stamps come from the clients' clocks, so keep them in sync).
+//! - **`auto`** (the default) reads `maxmemory-policy` once with `CONFIG GET` and picks
+//!   `stored` for an LFU policy, `idletime` otherwise; a server that refuses `CONFIG` gets
+//!   `idletime` until a listing meets the LFU error, and `stored` from then on.
+//!
+//! An item whose record is gone (evicted) is reported with its size read from the data key,
+//! which resets its idle time once; the record is then written again. Under an `allkeys-lru`
+//! policy records, which only listings read, tend to be evicted before the data keys of items
+//! that are read; that policy keeps the cache within `maxmemory` by itself anyway.
+//!
+//! # Expiry and eviction
+//!
+//! - `PutOptions::ttl` (set by `Memory` when a function has
+//!   [`expires_after`](cachette_core::expires_after)) becomes `PX` on the data key and the same
+//!   expiry on the record and the chunks: Redis drops expired entries by itself, besides the
+//!   core's own check when reading. `default_ttl_secs` gives every other write an expiry too
+//!   (including the functions' `func_code` items, which the core writes again when missing).
+//! - Under memory pressure Redis evicts keys by its `maxmemory-policy`. With an `allkeys-*`
+//!   policy any key may go: an evicted data key is a miss; an evicted record only costs the
+//!   fallback above; an evicted chunk makes its item read as missing (the next write replaces
+//!   it). With a `volatile-*` policy only items with an expiry can be evicted; with
+//!   `noeviction` writes fail with an out-of-memory error (a warning, the call still returns),
+//!   and `reduce_size` is how the cache is kept within bounds.
+//!
+//! # Runtime
+//!
+//! Connections are created on, and driven by, the core's `cachette-io` runtime
+//! ([`cachette_core::rt`]). Synchronous callers run operations there directly (no extra thread
+//! hop); async callers on another runtime hand each operation to it as a task. So the backend
+//! works from plain threads, from both tokio runtime flavors and from other executors, and a
+//! caller's runtime shutting down never breaks the connection.
+//!
+//! # Capabilities
+//!
+//! `atomic_create`, `native_expiry` and `ranged_read`; no `local_path`, not `blocking_io`; no
+//! item size limit (chunking).
+
+mod backend;
+mod config;
+mod conn;
+mod error;
+mod keys;
+mod lua;
+
+pub use backend::RedisBackend;
+pub use config::{
+    AccessTracking, DEFAULT_CHUNK_GRACE, DEFAULT_CHUNK_SIZE, DEFAULT_CONNECTION_TIMEOUT,
+    DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT, MAX_CHUNK_SIZE, RedisConfig,
+};
+
+/// The scheme of the backend, as reported by [`StoreBackend::scheme`](cachette_core::StoreBackend::scheme)
+/// and used in errors.
+pub const SCHEME: &str = "redis";
+
+/// The URL schemes this backend answers to.
+pub const URL_SCHEMES: &[&str] = &["redis", "rediss", "redis+cluster", "rediss+cluster"];
+
+/// The result type of this crate.
+pub type Result<T, E = cachette_core::BackendError> = std::result::Result<T, E>;
+
+inventory::submit! {
+    cachette_core::BackendScheme { scheme: "redis", from_url: config::from_url }
+}
+inventory::submit! {
+    cachette_core::BackendScheme { scheme: "rediss", from_url: config::from_url }
+}
+inventory::submit! {
+    cachette_core::BackendScheme { scheme: "redis+cluster", from_url: config::from_url }
+}
+inventory::submit! {
+    cachette_core::BackendScheme { scheme: "rediss+cluster", from_url: config::from_url }
+}
+
+/// Makes sure this crate is linked, so that its backend registration is kept.
+pub fn link() {}

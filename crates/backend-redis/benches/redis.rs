@@ -1,0 +1,251 @@
+//! Redis backend: a hit of a memoized call, against a raw `redis` crate `GET` of the same bytes
+//! in the same run, for a small entry and a 10 MB entry.
+//!
+//! `cargo bench -p cachette-redis` with `CACHETTE_TEST_REDIS_URL` set (`eval "$(cargo xtask
+//! services start)"`); without it the benchmarks are skipped.
+//!
+//! - `hit_*`: `MemorizedFunc::eval` from a plain thread (hash the argument, `get`, check and
+//!   decode the entry);
+//! - `get_*`: the backend's `get` alone, driven like `Memory` drives it;
+//! - `async_hit_*`: `call_with_async` from a current-thread tokio runtime;
+//! - `raw_get_*`: the baseline: `GET` of the same bytes on a `redis` multiplexed connection,
+//!   driven by a two-worker multi-thread runtime from the calling thread (the set-up `Memory`
+//!   uses), and `raw_sync_get_*` on a blocking `redis::Connection`.
+
+use std::convert::Infallible;
+use std::sync::{LazyLock, Mutex};
+
+use bytes::Bytes;
+use cachette_core::{DynBackend, Key, MemorizedFunc, Memory, Prefix, rt};
+use cachette_redis::RedisConfig;
+use divan::black_box;
+use redis::AsyncCommands;
+
+const URL_VAR: &str = "CACHETTE_TEST_REDIS_URL";
+const BIG: usize = 10_000_000;
+
+fn main() {
+    if std::env::var(URL_VAR).map_or(true, |v| v.is_empty()) {
+        eprintln!(
+            "SKIPPED: {URL_VAR} is not set; run `eval \"$(cargo xtask services start)\"` to benchmark against a real Redis"
+        );
+        return;
+    }
+    LazyLock::force(&FIXTURE);
+    divan::main();
+    let f = &*FIXTURE;
+    let _ = f.memory.clear();
+    let mut raw = f.raw_sync.lock().unwrap_or_else(|e| e.into_inner());
+    let _: Result<(), _> = redis::cmd("DEL")
+        .arg(&f.raw_small)
+        .arg(&f.raw_big)
+        .query(&mut *raw);
+}
+
+type Func = MemorizedFunc<String, fn(u64) -> String>;
+
+fn small(x: u64) -> String {
+    format!("{x:0>100}")
+}
+
+fn big(x: u64) -> String {
+    let digit = char::from(b'0' + (x % 10) as u8);
+    std::iter::repeat_n(digit, BIG).collect()
+}
+
+struct Fixture {
+    memory: Memory,
+    backend: DynBackend,
+    small: Func,
+    big: Func,
+    small_key: Key,
+    big_key: Key,
+    raw_small: String,
+    raw_big: String,
+    big_entry: Bytes,
+    raw_rt: tokio::runtime::Runtime,
+    raw_async: redis::aio::MultiplexedConnection,
+    raw_sync: Mutex<redis::Connection>,
+    async_rt: tokio::runtime::Runtime,
+}
+
+/// The key of the one entry of a function.
+fn entry_key(backend: &DynBackend, folder: &str) -> Key {
+    let items = rt::block_on(false, backend.list(&Prefix::new(folder).expect("prefix")))
+        .expect("runtime")
+        .expect("list");
+    items
+        .into_iter()
+        .map(|i| i.key)
+        .find(|k| k.file_name() != "func_code")
+        .expect("an entry")
+}
+
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    let url = std::env::var(URL_VAR).expect("checked in main");
+    let prefix = format!("bench-{}", std::process::id());
+    let backend: DynBackend = std::sync::Arc::new(
+        RedisConfig::new(url.clone())
+            .with_prefix(&prefix)
+            .build_backend()
+            .expect("backend"),
+    );
+    let memory = Memory::with_backend(backend.clone());
+    let small_fn: Func = memory.cache(small as fn(u64) -> String).name("bench.small");
+    let big_fn: Func = memory.cache(big as fn(u64) -> String).name("bench.big");
+    assert_eq!(small_fn.eval(7), small(7));
+    assert_eq!(big_fn.eval(7).len(), BIG);
+    let small_key = entry_key(&backend, "bench.small");
+    let big_key = entry_key(&backend, "bench.big");
+
+    let client = redis::Client::open(url).expect("client");
+    let mut raw_sync = client.get_connection().expect("sync connection");
+    let raw_small = format!("{prefix}-raw-small");
+    let raw_big = format!("{prefix}-raw-big");
+    for (raw, key) in [(&raw_small, &small_key), (&raw_big, &big_key)] {
+        let bytes: Bytes = rt::block_on(false, backend.get(key))
+            .expect("runtime")
+            .expect("get")
+            .expect("entry");
+        let () = redis::cmd("SET")
+            .arg(raw)
+            .arg(&bytes[..])
+            .query(&mut raw_sync)
+            .expect("SET");
+    }
+    let raw_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let raw_async = raw_rt
+        .block_on(client.get_multiplexed_async_connection())
+        .expect("async connection");
+    let async_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    eprintln!(
+        "entries: small {} bytes, big {} bytes (chunked above {} bytes)",
+        rt::block_on(false, backend.get(&small_key))
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .len(),
+        rt::block_on(false, backend.get(&big_key))
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .len(),
+        cachette_redis::DEFAULT_CHUNK_SIZE,
+    );
+    let big_entry = rt::block_on(false, backend.get(&big_key))
+        .expect("runtime")
+        .expect("get")
+        .expect("entry");
+    Fixture {
+        big_entry,
+        memory,
+        backend,
+        small: small_fn,
+        big: big_fn,
+        small_key,
+        big_key,
+        raw_small,
+        raw_big,
+        raw_rt,
+        raw_async,
+        raw_sync: Mutex::new(raw_sync),
+        async_rt,
+    }
+});
+
+fn raw_get(key: &str) -> Vec<u8> {
+    let f = &*FIXTURE;
+    let mut conn = f.raw_async.clone();
+    f.raw_rt
+        .block_on(async move { conn.get::<_, Vec<u8>>(key).await })
+        .expect("GET")
+}
+
+fn raw_sync_get(key: &str) -> Vec<u8> {
+    let f = &*FIXTURE;
+    let mut conn = f.raw_sync.lock().unwrap_or_else(|e| e.into_inner());
+    redis::cmd("GET").arg(key).query(&mut *conn).expect("GET")
+}
+
+fn backend_get(key: &Key) -> Bytes {
+    let f = &*FIXTURE;
+    rt::block_on(false, f.backend.get(key))
+        .expect("runtime")
+        .expect("get")
+        .expect("entry")
+}
+
+fn async_hit(func: &Func) -> String {
+    let f = &*FIXTURE;
+    f.async_rt
+        .block_on(func.call_with_async(7u64, |x| async move { Ok::<_, Infallible>(small(x)) }))
+        .expect("hit")
+}
+
+mod small_entry {
+    use super::*;
+
+    #[divan::bench]
+    fn hit() -> String {
+        FIXTURE.small.eval(black_box(7))
+    }
+
+    #[divan::bench]
+    fn get() -> Bytes {
+        backend_get(black_box(&FIXTURE.small_key))
+    }
+
+    #[divan::bench]
+    fn async_hit() -> String {
+        super::async_hit(&FIXTURE.small)
+    }
+
+    #[divan::bench]
+    fn raw_get() -> Vec<u8> {
+        super::raw_get(black_box(&FIXTURE.raw_small))
+    }
+
+    #[divan::bench]
+    fn raw_sync_get() -> Vec<u8> {
+        super::raw_sync_get(black_box(&FIXTURE.raw_small))
+    }
+}
+
+mod entry_10mb {
+    use super::*;
+
+    #[divan::bench(sample_count = 40, sample_size = 1)]
+    fn hit() -> String {
+        FIXTURE.big.eval(black_box(7))
+    }
+
+    #[divan::bench(sample_count = 40, sample_size = 1)]
+    fn get() -> Bytes {
+        backend_get(black_box(&FIXTURE.big_key))
+    }
+
+    #[divan::bench(sample_count = 40, sample_size = 1)]
+    fn raw_get() -> Vec<u8> {
+        super::raw_get(black_box(&FIXTURE.raw_big))
+    }
+
+    /// The part of a hit that is not Redis: checking and decoding the entry already read.
+    #[divan::bench(sample_count = 40, sample_size = 1)]
+    fn decode_only() -> String {
+        let entry = cachette_core::entry::Entry::parse(FIXTURE.big_entry.clone()).expect("entry");
+        cachette_core::codec::decode_value(&cachette_core::MessagePack, &entry.payload())
+            .expect("decode")
+    }
+
+    #[divan::bench(sample_count = 40, sample_size = 1)]
+    fn raw_sync_get() -> Vec<u8> {
+        super::raw_sync_get(black_box(&FIXTURE.raw_big))
+    }
+}

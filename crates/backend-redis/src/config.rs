@@ -1,0 +1,595 @@
+//! [`RedisConfig`]: the serializable configuration of the Redis backend, and its URLs.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cachette_core::{BackendConfig, BackendError, ByteSize, DynBackend, ErrorKind};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::SCHEME;
+use crate::backend::RedisBackend;
+
+const MIB: u64 = 1024 * 1024;
+
+/// Default namespace: the prefix of every Redis key the backend writes.
+pub const DEFAULT_PREFIX: &str = "cachette";
+/// Default size above which an item is stored in chunks: 4 MiB.
+pub const DEFAULT_CHUNK_SIZE: u64 = 4 * MIB;
+/// The largest chunk size: Redis refuses strings above 512 MB.
+pub const MAX_CHUNK_SIZE: u64 = 512 * MIB;
+/// Default time allowed to open a connection: 2 s.
+pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default time allowed for an answer to one command: 5 s.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default lifetime of chunks that are being written or were just replaced: 5 min.
+pub const DEFAULT_CHUNK_GRACE: Duration = Duration::from_secs(300);
+
+/// The query parameters a URL may carry (the field names of [`RedisConfig`]).
+const URL_PARAMS: &[&str] = &[
+    "prefix",
+    "chunk_size",
+    "connection_timeout_ms",
+    "response_timeout_ms",
+    "default_ttl_secs",
+    "chunk_grace_secs",
+    "access_tracking",
+];
+
+/// How the backend learns when an item was last read, for
+/// [`reduce_size`](cachette_core::Memory::reduce_size).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AccessTracking {
+    /// `idletime` unless the server evicts with an LFU `maxmemory-policy`, then `stored`. The
+    /// policy is read once with `CONFIG GET` (when the server refuses that command, listing
+    /// switches to `stored` as soon as `OBJECT IDLETIME` says the policy is LFU).
+    #[default]
+    Auto,
+    /// Redis's own idle time of the data key (`OBJECT IDLETIME`, whole seconds): reads cost
+    /// nothing extra. Unavailable under an LFU policy.
+    #[serde(rename = "idletime")]
+    IdleTime,
+    /// A time stamp in the item's record, written by every read in the same round trip as the
+    /// read (by a tiny script). Works under every policy; costs a write per read.
+    Stored,
+}
+
+impl AccessTracking {
+    /// The name used in URLs and configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessTracking::Auto => "auto",
+            AccessTracking::IdleTime => "idletime",
+            AccessTracking::Stored => "stored",
+        }
+    }
+}
+
+impl FromStr for AccessTracking {
+    type Err = BackendError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(AccessTracking::Auto),
+            "idletime" | "idle_time" => Ok(AccessTracking::IdleTime),
+            "stored" => Ok(AccessTracking::Stored),
+            _ => Err(invalid(format!(
+                "access_tracking must be auto, idletime or stored, not {s:?}"
+            ))),
+        }
+    }
+}
+
+/// Configuration of the Redis backend: what a config file's `[backend]` section with
+/// `type = "redis"` holds, and what a `redis://`, `rediss://` or `redis+cluster://` URL parses
+/// into.
+///
+/// Every field but `urls` has a default (given on each field). Unknown fields are refused, so
+/// that a typo fails loudly. Passwords are part of the URLs; they are left out of `Debug`
+/// output and of the backend's printed location.
+///
+/// ```
+/// use std::time::Duration;
+/// use cachette_redis::RedisConfig;
+/// let config = RedisConfig::new("redis://127.0.0.1:6379/0")
+///     .with_prefix("team-a")
+///     .with_default_ttl(Some(Duration::from_secs(3600)));
+/// assert_eq!(
+///     config.to_url(),
+///     "redis://127.0.0.1:6379/0?prefix=team-a&default_ttl_secs=3600"
+/// );
+/// assert_eq!(RedisConfig::from_url(&config.to_url()).unwrap(), config);
+///
+/// let cluster = RedisConfig::from_url("redis+cluster://10.0.0.1:7000,10.0.0.2:7000/").unwrap();
+/// assert!(cluster.cluster);
+/// assert_eq!(cluster.urls, ["redis://10.0.0.1:7000/", "redis://10.0.0.2:7000/"]);
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// The server: one `redis://[user:password@]host[:port][/db]` URL (`rediss://` for TLS); or,
+    /// with `cluster`, the URLs of some nodes of the cluster (any reachable one is enough to
+    /// discover the others). A config file may give a single string. Required.
+    #[serde(deserialize_with = "one_or_many")]
+    pub urls: Vec<String>,
+    /// Whether `urls` are nodes of a Redis Cluster. Default `false`.
+    pub cluster: bool,
+    /// The namespace: every Redis key starts with `<prefix>:`, so that several caches (or other
+    /// data) share one Redis. Not empty, no `{` or `}`. Default `"cachette"`.
+    pub prefix: String,
+    /// Items larger than this many bytes are stored in chunks of this size (at most 512 MiB,
+    /// Redis's limit on one string). A config file may give a size string (`"4M"`). Default
+    /// 4 MiB.
+    #[serde(deserialize_with = "byte_size")]
+    pub chunk_size: u64,
+    /// How long opening a connection may take, in milliseconds. Default 2000.
+    pub connection_timeout_ms: u64,
+    /// How long the answer to one command may take, in milliseconds. Default 5000.
+    pub response_timeout_ms: u64,
+    /// An expiry, in seconds, for items written without one. Default: none (items written
+    /// without an expiry stay until deleted or evicted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_ttl_secs: Option<u64>,
+    /// How long chunks being written, and chunks just replaced by another write, are kept, in
+    /// seconds: it must exceed the time it takes to transfer the largest item. Chunks of a
+    /// writer that died expire after it. Default 300.
+    pub chunk_grace_secs: u64,
+    /// How the last access of items is tracked. Default `auto`.
+    pub access_tracking: AccessTracking,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            urls: Vec::new(),
+            cluster: false,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            connection_timeout_ms: DEFAULT_CONNECTION_TIMEOUT.as_millis() as u64,
+            response_timeout_ms: DEFAULT_RESPONSE_TIMEOUT.as_millis() as u64,
+            default_ttl_secs: None,
+            chunk_grace_secs: DEFAULT_CHUNK_GRACE.as_secs(),
+            access_tracking: AccessTracking::Auto,
+        }
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let urls: Vec<String> = self.urls.iter().map(|u| redact(u)).collect();
+        f.debug_struct("RedisConfig")
+            .field("urls", &urls)
+            .field("cluster", &self.cluster)
+            .field("prefix", &self.prefix)
+            .field("chunk_size", &self.chunk_size)
+            .field("connection_timeout_ms", &self.connection_timeout_ms)
+            .field("response_timeout_ms", &self.response_timeout_ms)
+            .field("default_ttl_secs", &self.default_ttl_secs)
+            .field("chunk_grace_secs", &self.chunk_grace_secs)
+            .field("access_tracking", &self.access_tracking)
+            .finish()
+    }
+}
+
+impl RedisConfig {
+    /// A single server, with the defaults.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig {
+            urls: vec![url.into()],
+            ..RedisConfig::default()
+        }
+    }
+
+    /// A Redis Cluster reached through some of its nodes, with the defaults.
+    pub fn cluster<I, S>(urls: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedisConfig {
+            urls: urls.into_iter().map(Into::into).collect(),
+            cluster: true,
+            ..RedisConfig::default()
+        }
+    }
+
+    /// Sets the namespace (see [`RedisConfig::prefix`]).
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets the chunk size in bytes (see [`RedisConfig::chunk_size`]).
+    pub fn with_chunk_size(mut self, bytes: u64) -> Self {
+        self.chunk_size = bytes;
+        self
+    }
+
+    /// Sets the connection timeout.
+    pub fn with_connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout_ms = millis(timeout);
+        self
+    }
+
+    /// Sets the response timeout of one command.
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout_ms = millis(timeout);
+        self
+    }
+
+    /// Sets the expiry of items written without one (whole seconds, rounded up).
+    pub fn with_default_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.default_ttl_secs = ttl.map(|t| t.as_secs() + u64::from(t.subsec_nanos() > 0));
+        self
+    }
+
+    /// Sets the lifetime of chunks in transit (whole seconds, rounded up).
+    pub fn with_chunk_grace(mut self, grace: Duration) -> Self {
+        self.chunk_grace_secs = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
+        self
+    }
+
+    /// Sets how accesses are tracked.
+    pub fn with_access_tracking(mut self, tracking: AccessTracking) -> Self {
+        self.access_tracking = tracking;
+        self
+    }
+
+    /// The connection timeout.
+    pub fn connection_timeout(&self) -> Duration {
+        Duration::from_millis(self.connection_timeout_ms)
+    }
+
+    /// The response timeout.
+    pub fn response_timeout(&self) -> Duration {
+        Duration::from_millis(self.response_timeout_ms)
+    }
+
+    /// The expiry of items written without one.
+    pub fn default_ttl(&self) -> Option<Duration> {
+        self.default_ttl_secs.map(Duration::from_secs)
+    }
+
+    /// The lifetime of chunks in transit.
+    pub fn chunk_grace(&self) -> Duration {
+        Duration::from_secs(self.chunk_grace_secs)
+    }
+
+    /// Parses a URL:
+    ///
+    /// - `redis://[user:password@]host[:port][/db][?param=value&…]`, `rediss://…` for TLS;
+    /// - `redis+cluster://[user:password@]host:port,host:port,…[/][?param=value&…]` (and
+    ///   `rediss+cluster://`) for a Redis Cluster.
+    ///
+    /// The parameters are the fields of [`RedisConfig`] (`prefix`, `chunk_size` (a size string
+    /// such as `4M`), `connection_timeout_ms`, `response_timeout_ms`, `default_ttl_secs`,
+    /// `chunk_grace_secs`, `access_tracking`). A `#fragment` is kept on the server URLs (the
+    /// `redis` crate reads `#insecure` on `rediss://` URLs).
+    pub fn from_url(location: &str) -> Result<Self, BackendError> {
+        let (rest, fragment) = match location.split_once('#') {
+            Some((rest, fragment)) => (rest, format!("#{fragment}")),
+            None => (location, String::new()),
+        };
+        let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
+        let (scheme, after) = base
+            .split_once("://")
+            .ok_or_else(|| invalid(format!("{:?} is not a Redis URL", redact(location))))?;
+        let mut config = match scheme.to_ascii_lowercase().as_str() {
+            "redis" | "rediss" => RedisConfig::new(format!("{base}{fragment}")),
+            "redis+cluster" | "rediss+cluster" => {
+                let node_scheme = &scheme[..scheme.len() - "+cluster".len()];
+                let (authority, path) = match after.find('/') {
+                    Some(i) => after.split_at(i),
+                    None => (after, ""),
+                };
+                let (userinfo, hosts) = match authority.rfind('@') {
+                    Some(i) => (&authority[..=i], &authority[i + 1..]),
+                    None => ("", authority),
+                };
+                let mut urls = Vec::new();
+                for host in hosts.split(',') {
+                    if host.is_empty() {
+                        return Err(invalid(format!(
+                            "{:?}: empty node in the list of cluster nodes",
+                            redact(location)
+                        )));
+                    }
+                    urls.push(format!("{node_scheme}://{userinfo}{host}{path}{fragment}"));
+                }
+                RedisConfig::cluster(urls)
+            }
+            _ => {
+                return Err(invalid(format!(
+                    "{:?} is not a Redis URL (redis://, rediss://, redis+cluster://)",
+                    redact(location)
+                )));
+            }
+        };
+        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            config.set_param(&name, &value)?;
+        }
+        Ok(config)
+    }
+
+    fn set_param(&mut self, name: &str, value: &str) -> Result<(), BackendError> {
+        let number = |v: &str| {
+            v.parse::<u64>()
+                .map_err(|_| invalid(format!("{name} must be a whole number, not {v:?}")))
+        };
+        match name {
+            "prefix" => self.prefix = value.to_owned(),
+            "chunk_size" => {
+                self.chunk_size = value
+                    .parse::<ByteSize>()
+                    .map_err(|e| invalid(format!("chunk_size: {e}")))?
+                    .0;
+            }
+            "connection_timeout_ms" => self.connection_timeout_ms = number(value)?,
+            "response_timeout_ms" => self.response_timeout_ms = number(value)?,
+            "default_ttl_secs" => self.default_ttl_secs = Some(number(value)?),
+            "chunk_grace_secs" => self.chunk_grace_secs = number(value)?,
+            "access_tracking" => self.access_tracking = value.parse()?,
+            _ => {
+                return Err(invalid(format!(
+                    "unknown parameter {name:?} in a Redis URL (known: {})",
+                    URL_PARAMS.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The URL of this configuration, which [`RedisConfig::from_url`] parses back (parameters
+    /// at their default are left out). It holds the password, if the server URLs do.
+    pub fn to_url(&self) -> String {
+        self.url_with(|u| u.to_owned())
+    }
+
+    /// [`RedisConfig::to_url`] without the password: where the store is, for printing.
+    pub fn location(&self) -> String {
+        self.url_with(redact)
+    }
+
+    fn url_with(&self, show: impl Fn(&str) -> String) -> String {
+        let mut url = if self.cluster && !self.urls.is_empty() {
+            cluster_url(&self.urls, &show)
+        } else {
+            self.urls.first().map(|u| show(u)).unwrap_or_default()
+        };
+        let (head, fragment) = match url.split_once('#') {
+            Some((head, fragment)) => (head.to_owned(), format!("#{fragment}")),
+            None => (url.clone(), String::new()),
+        };
+        let defaults = RedisConfig::default();
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        if self.prefix != defaults.prefix {
+            query.append_pair("prefix", &self.prefix);
+        }
+        if self.chunk_size != defaults.chunk_size {
+            query.append_pair("chunk_size", &self.chunk_size.to_string());
+        }
+        if self.connection_timeout_ms != defaults.connection_timeout_ms {
+            query.append_pair(
+                "connection_timeout_ms",
+                &self.connection_timeout_ms.to_string(),
+            );
+        }
+        if self.response_timeout_ms != defaults.response_timeout_ms {
+            query.append_pair("response_timeout_ms", &self.response_timeout_ms.to_string());
+        }
+        if let Some(ttl) = self.default_ttl_secs {
+            query.append_pair("default_ttl_secs", &ttl.to_string());
+        }
+        if self.chunk_grace_secs != defaults.chunk_grace_secs {
+            query.append_pair("chunk_grace_secs", &self.chunk_grace_secs.to_string());
+        }
+        if self.access_tracking != defaults.access_tracking {
+            query.append_pair("access_tracking", self.access_tracking.as_str());
+        }
+        let query = query.finish();
+        if !query.is_empty() {
+            url = format!("{head}?{query}{fragment}");
+        }
+        url
+    }
+
+    /// Checks the configuration, as [`RedisConfig::build_backend`] does before connecting.
+    pub fn validate(&self) -> Result<(), BackendError> {
+        match (self.urls.len(), self.cluster) {
+            (0, _) => return Err(invalid("no Redis server URL given (`urls`)")),
+            (n, false) if n > 1 => {
+                return Err(invalid(format!(
+                    "{n} URLs given for a single Redis server: set `cluster = true` for a Redis Cluster"
+                )));
+            }
+            _ => {}
+        }
+        for url in &self.urls {
+            check_server_url(url)?;
+        }
+        if self.prefix.is_empty() {
+            return Err(invalid("the key prefix must not be empty"));
+        }
+        if self.prefix.contains(['{', '}']) {
+            return Err(invalid(format!(
+                "the key prefix {:?} must not contain '{{' or '}}' (they are hash tags in Redis Cluster)",
+                self.prefix
+            )));
+        }
+        if !(1..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
+            return Err(invalid(format!(
+                "chunk_size must be between 1 byte and 512 MiB, not {}",
+                self.chunk_size
+            )));
+        }
+        if self.connection_timeout_ms == 0 || self.response_timeout_ms == 0 {
+            return Err(invalid("timeouts must be at least 1 ms"));
+        }
+        if self.chunk_grace_secs == 0 {
+            return Err(invalid("chunk_grace_secs must be at least 1"));
+        }
+        if self.default_ttl_secs == Some(0) {
+            return Err(invalid("default_ttl_secs must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Builds the backend. No connection is opened yet: the first operation connects, so that a
+    /// `Memory` can be built while Redis is down (its calls then run uncached, with a warning).
+    pub fn build_backend(&self) -> Result<RedisBackend, BackendError> {
+        self.validate()?;
+        RedisBackend::new(self.clone())
+    }
+}
+
+#[typetag::serde(name = "redis")]
+impl BackendConfig for RedisConfig {
+    fn build(&self) -> Result<DynBackend, BackendError> {
+        Ok(Arc::new(self.build_backend()?))
+    }
+
+    fn clone_config(&self) -> Box<dyn BackendConfig> {
+        Box::new(self.clone())
+    }
+}
+
+/// Parses a location for the registry.
+pub(crate) fn from_url(location: &str) -> Result<Box<dyn BackendConfig>, BackendError> {
+    Ok(Box::new(RedisConfig::from_url(location)?))
+}
+
+fn check_server_url(url: &str) -> Result<(), BackendError> {
+    let parsed = url::Url::parse(url)
+        .map_err(|e| invalid(format!("invalid Redis server URL {:?}: {e}", redact(url))))?;
+    match parsed.scheme() {
+        "redis" | "rediss" => {}
+        other => {
+            return Err(invalid(format!(
+                "invalid Redis server URL {:?}: the scheme must be redis:// or rediss://, not {other}://",
+                redact(url)
+            )));
+        }
+    }
+    redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| {
+        invalid(format!("invalid Redis server URL {:?}", redact(url))).with_source(e)
+    })?;
+    Ok(())
+}
+
+/// `redis+cluster://user@h1:p1,h2:p2/path` from node URLs.
+fn cluster_url(urls: &[String], show: &impl Fn(&str) -> String) -> String {
+    let first = show(&urls[0]);
+    let (scheme, rest) = first.split_once("://").unwrap_or(("redis", &first));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let userinfo = authority.rfind('@').map_or("", |i| &authority[..=i]);
+    let hosts: Vec<String> = urls
+        .iter()
+        .map(|u| {
+            let rest = u.split_once("://").map_or(u.as_str(), |(_, r)| r);
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            let authority = &rest[..end];
+            authority
+                .rfind('@')
+                .map_or(authority, |i| &authority[i + 1..])
+                .to_owned()
+        })
+        .collect();
+    format!("{scheme}+cluster://{userinfo}{}{tail}", hosts.join(","))
+}
+
+/// A URL with its password replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            match userinfo.split_once(':') {
+                Some((user, _password)) => {
+                    format!("{scheme}://{user}:***{}", &rest[at..])
+                }
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+pub(crate) fn invalid(message: impl Into<String>) -> BackendError {
+    BackendError::new(ErrorKind::ConfigInvalid, message).with_backend(SCHEME)
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(url) => vec![url],
+        OneOrMany::Many(urls) => urls,
+    })
+}
+
+fn byte_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(deserializer)? {
+        Size::Bytes(n) => Ok(n),
+        Size::Text(text) => text
+            .parse::<ByteSize>()
+            .map(|b| b.0)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("redis://user:secret@h:1/0"),
+            "redis://user:***@h:1/0"
+        );
+        assert_eq!(redact("redis://:secret@h:1"), "redis://:***@h:1");
+        assert_eq!(redact("redis://user@h:1"), "redis://user@h:1");
+        assert_eq!(
+            redact("redis://h:1/0?prefix=a@b"),
+            "redis://h:1/0?prefix=a@b"
+        );
+    }
+
+    #[test]
+    fn cluster_urls_round_trip() {
+        let url = "rediss+cluster://u:p@a:1,b:2/?prefix=x#insecure";
+        let config = RedisConfig::from_url(url).unwrap();
+        assert_eq!(
+            config.urls,
+            ["rediss://u:p@a:1/#insecure", "rediss://u:p@b:2/#insecure"]
+        );
+        assert_eq!(config.to_url(), url);
+        assert_eq!(
+            config.location(),
+            "rediss+cluster://u:***@a:1,b:2/?prefix=x#insecure"
+        );
+    }
+}

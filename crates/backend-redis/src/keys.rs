@@ -1,0 +1,211 @@
+//! How the keys of the store map onto Redis keys.
+//!
+//! An item under the key `k`, in the namespace `ns`, lives in:
+//!
+//! - `ns:<k escaped>`: the *data key*, a string holding the whole value, or a hash holding the
+//!   manifest of a chunked value;
+//! - `{ns:<k escaped>}:s`: its *record*, a hash with the size (`s`) and the last access in
+//!   milliseconds (`a`);
+//! - `{ns:<k escaped>}:c:<write id>:<n>`: the chunks of a chunked value.
+//!
+//! The escaping leaves no `{`, `}` or `:` in the escaped key, and namespaces hold no braces, so
+//! the data key has no hash tag (Redis Cluster hashes it whole) and the hash tag of the record and
+//! the chunks is exactly the data key: all of an item's keys live in one cluster slot, which makes
+//! multi-key commands, transactions and scripts on one item legal on a cluster.
+
+use std::fmt::Write as _;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cachette_core::{Key, Prefix};
+
+/// The characters escaped in keys, as `%XX`: the escape character itself, the hash-tag braces and
+/// the namespace separator.
+const ESCAPED: &[char] = &['%', '{', '}', ':'];
+
+/// Escapes a key so that it holds no `{`, `}` or `:`.
+pub(crate) fn escape(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 8);
+    for c in key.chars() {
+        if ESCAPED.contains(&c) {
+            let _ = write!(out, "%{:02X}", c as u32);
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Reverses [`escape`]; `None` for text that [`escape`] cannot have produced.
+pub(crate) fn unescape(escaped: &str) -> Option<String> {
+    let mut out = String::with_capacity(escaped.len());
+    let mut rest = escaped;
+    while let Some(i) = rest.find(ESCAPED) {
+        if rest.as_bytes()[i] != b'%' {
+            return None;
+        }
+        out.push_str(&rest[..i]);
+        let hex = rest.get(i + 1..i + 3)?;
+        let c = char::from(u8::from_str_radix(hex, 16).ok()?);
+        // Only what `escape` writes: an escaped character, in upper-case hexadecimal.
+        if !ESCAPED.contains(&c) || hex != format!("{:02X}", c as u32) {
+            return None;
+        }
+        out.push(c);
+        rest = &rest[i + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Escapes the glob metacharacters of `SCAN … MATCH` patterns.
+pub(crate) fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 4);
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The Redis keys of one namespace.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    /// `ns:`, the start of every data key.
+    head: String,
+}
+
+impl Layout {
+    /// The layout of a namespace (validated by the configuration: not empty, no braces).
+    pub(crate) fn new(namespace: &str) -> Self {
+        Layout {
+            head: format!("{namespace}:"),
+        }
+    }
+
+    /// The data key of an item.
+    pub(crate) fn data(&self, key: &Key) -> String {
+        format!("{}{}", self.head, escape(key.as_str()))
+    }
+
+    /// The `SCAN` pattern matching the data keys under a prefix (and maybe a few more, which
+    /// [`Layout::key_of`] and [`Prefix::matches`] weed out).
+    pub(crate) fn pattern(&self, prefix: &Prefix) -> String {
+        if prefix.is_root() {
+            format!("{}*", glob_escape(&self.head))
+        } else {
+            format!(
+                "{}{}/*",
+                glob_escape(&self.head),
+                glob_escape(&escape(prefix.as_str()))
+            )
+        }
+    }
+
+    /// The key of a data key of this namespace; `None` for any other Redis key (records, chunks,
+    /// other namespaces, foreign keys).
+    pub(crate) fn key_of(&self, redis_key: &[u8]) -> Option<Key> {
+        let text = std::str::from_utf8(redis_key).ok()?;
+        let escaped = text.strip_prefix(&self.head)?;
+        // A `:` left means a nested namespace (`ns:other:…`): escaped keys have none.
+        Key::new(unescape(escaped)?).ok()
+    }
+}
+
+/// The record of an item: its size and last access.
+pub(crate) fn record(data: &str) -> String {
+    format!("{{{data}}}:s")
+}
+
+/// Chunk `index` of the write `write_id` of an item.
+pub(crate) fn chunk(data: &str, write_id: &str, index: u64) -> String {
+    format!("{{{data}}}:c:{write_id}:{index}")
+}
+
+/// A fresh identifier of one write: 128 bits, unique across processes and machines (the std
+/// hasher's keys are random per process).
+pub(crate) fn write_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let state = std::collections::hash_map::RandomState::new();
+    let half = |salt: u8| {
+        let mut h = state.build_hasher();
+        h.write_u8(salt);
+        h.write_u64(n);
+        h.write_u128(nanos);
+        h.write_u32(std::process::id());
+        h.finish()
+    };
+    format!("{:016x}{:016x}", half(1), half(2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_round_trips() {
+        for key in [
+            "plain/key",
+            "brackets[](){}<>",
+            "percent%20and+plus=&amp;",
+            "colon:semicolon;comma,",
+            "%7B",
+            "ünïcödé-日本語/🦀",
+        ] {
+            let e = escape(key);
+            assert!(!e.contains(['{', '}', ':']), "{e}");
+            assert_eq!(unescape(&e).as_deref(), Some(key));
+        }
+        assert_eq!(unescape("a:b"), None);
+        assert_eq!(unescape("a%zz"), None);
+        assert_eq!(
+            unescape("a%41"),
+            None,
+            "only escaped characters are escaped"
+        );
+        assert_eq!(unescape("a%2"), None);
+    }
+
+    #[test]
+    fn patterns_escape_globs() {
+        let layout = Layout::new("ns*");
+        let p = Prefix::new("a?/b[1]").unwrap();
+        assert_eq!(layout.pattern(&p), r"ns\*:a\?/b\[1\]/*");
+        assert_eq!(layout.pattern(&Prefix::root()), r"ns\*:*");
+    }
+
+    #[test]
+    fn data_keys_parse_back() {
+        let layout = Layout::new("app:cache");
+        let key = Key::new("f/x:{y}").unwrap();
+        let data = layout.data(&key);
+        assert_eq!(data, "app:cache:f/x%3A%7By%7D");
+        assert_eq!(layout.key_of(data.as_bytes()), Some(key));
+        assert_eq!(layout.key_of(b"app:cache:nested:f/x"), None);
+        assert_eq!(layout.key_of(b"{app:cache:f/x}:s"), None);
+        assert_eq!(Layout::new("app").key_of(data.as_bytes()), None);
+    }
+
+    #[test]
+    fn item_keys_share_a_slot() {
+        use redis::cluster_routing::Slot;
+        let data = Layout::new("ns").data(&Key::new("f/0123").unwrap());
+        let slot = Slot::for_key(&data);
+        assert_eq!(Slot::for_key(record(&data)), slot);
+        assert_eq!(Slot::for_key(chunk(&data, &write_id(), 7)), slot);
+    }
+
+    #[test]
+    fn write_ids_differ() {
+        let a = write_id();
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, write_id());
+    }
+}

@@ -1,0 +1,229 @@
+//! Items larger than the chunk size: ranged reads across chunk boundaries, racing overwrites
+//! that never yield mixed data, and the life cycle of chunks.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use cachette_core::{Key, Prefix, PutOptions, PutOutcome, StoreBackend, rt};
+use cachette_redis::RedisBackend;
+
+const CHUNK: u64 = 1000;
+
+fn pattern(size: usize) -> Bytes {
+    Bytes::from(
+        (0..size)
+            .map(|i| (i.wrapping_mul(7) % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn prefix_of(backend: &RedisBackend) -> String {
+    backend.config().prefix.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranged_reads_cross_chunk_boundaries() {
+    for (kind, b) in common::both("ranges", |c| c.with_chunk_size(CHUNK)) {
+        let key = Key::new("f/ranged").unwrap();
+        let value = pattern(10_500);
+        b.put(&key, value.clone(), &PutOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(b.get(&key).await.unwrap().as_ref(), Some(&value), "{kind}");
+        for (start, end) in [
+            (0u64, 1000u64),
+            (0, 1),
+            (999, 1001),
+            (1000, 2000),
+            (1500, 4500),
+            (2999, 7001),
+            (9999, 20_000),
+            (10_499, 10_500),
+            (0, 10_500),
+            (0, u64::MAX),
+        ] {
+            let got = b.get_range(&key, start..end).await.unwrap().unwrap();
+            let e = (end as usize).min(value.len());
+            assert_eq!(
+                &got[..],
+                &value[start as usize..e],
+                "{kind}: {start}..{end}"
+            );
+        }
+        for empty in [10_500u64..10_600, 20_000..30_000, 5..5] {
+            let got = b.get_range(&key, empty.clone()).await.unwrap();
+            assert_eq!(got, Some(Bytes::new()), "{kind}: {empty:?}");
+        }
+        let listed = b.list(&Prefix::new("f").unwrap()).await.unwrap();
+        assert_eq!(listed.len(), 1, "{kind}");
+        assert_eq!(listed[0].size, 10_500, "{kind}");
+        // Exactly one item's worth of chunks: 11.
+        let mut raw = common::Raw::of(&b).await;
+        let chunks = raw
+            .keys(&format!("{{{}:f/ranged}}:c:*", prefix_of(&b)))
+            .await;
+        assert_eq!(chunks.len(), 11, "{kind}: {chunks:?}");
+        b.delete(&key).await.unwrap();
+        assert_eq!(b.get(&key).await.unwrap(), None);
+        let chunks = raw.keys(&format!("{{{}:f/ranged}}*", prefix_of(&b))).await;
+        assert!(chunks.is_empty(), "{kind}: delete left {chunks:?}");
+    }
+}
+
+/// Writers replace a chunked item over and over while readers read it whole and in ranges:
+/// every read is one write's bytes, never a mix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_overwrites_never_mix() {
+    const SIZE: usize = 16 * 1024;
+    for (kind, b) in common::both("race", |c| {
+        c.with_chunk_size(1024)
+            .with_chunk_grace(Duration::from_secs(2))
+    }) {
+        let b = Arc::new(b);
+        let key = Key::new("race/item").unwrap();
+        b.put(&key, Bytes::from(vec![0u8; SIZE]), &PutOptions::default())
+            .await
+            .unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let reads = Arc::new(AtomicUsize::new(0));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut readers = Vec::new();
+        for r in 0..3 {
+            let (b, key, done, reads) = (b.clone(), key.clone(), done.clone(), reads.clone());
+            readers.push(std::thread::spawn(move || {
+                while !done.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    let got = if r == 0 {
+                        rt::block_on(false, b.get_range(&key, 1000..9000))
+                    } else {
+                        rt::block_on(false, b.get(&key))
+                    }
+                    .unwrap()
+                    .expect("read during the race")
+                    .expect("the item never disappears while being replaced");
+                    let len = if r == 0 { 8000 } else { SIZE };
+                    assert_eq!(got.len(), len, "{kind}: partial read");
+                    assert!(
+                        got.iter().all(|&x| x == got[0]),
+                        "{kind}: a read mixed two writes"
+                    );
+                    reads.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        let mut writers = Vec::new();
+        for w in 1..=4u8 {
+            let (b, key) = (b.clone(), key.clone());
+            writers.push(std::thread::spawn(move || {
+                for _ in 0..25 {
+                    rt::block_on(
+                        false,
+                        b.put(&key, Bytes::from(vec![w; SIZE]), &PutOptions::default()),
+                    )
+                    .unwrap()
+                    .expect("racing put");
+                }
+            }));
+        }
+        for w in writers {
+            w.join().expect("writer");
+        }
+        done.store(true, Ordering::SeqCst);
+        for r in readers {
+            r.join().expect("reader");
+        }
+        assert!(
+            reads.load(Ordering::Relaxed) > 0,
+            "{kind}: readers never read"
+        );
+        let last = b.get(&key).await.unwrap().unwrap();
+        assert!((1..=4).contains(&last[0]));
+        // Replaced chunks expire after the grace period: only the last write's stay.
+        let mut raw = common::Raw::of(&b).await;
+        let pattern = format!("{{{}:race/item}}:c:*", prefix_of(&b));
+        let settle = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = raw.keys(&pattern).await.len();
+            if left == SIZE / 1024 {
+                break;
+            }
+            assert!(Instant::now() < settle, "{kind}: {left} chunks left");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        b.delete_prefix(&Prefix::root()).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_if_absent_and_size_changes() {
+    for (kind, b) in common::both("sizes", |c| {
+        c.with_chunk_size(CHUNK)
+            .with_chunk_grace(Duration::from_secs(1))
+    }) {
+        let key = Key::new("s/item").unwrap();
+        let big = pattern(5000);
+        let opts = PutOptions::default();
+        assert_eq!(
+            b.put_if_absent(&key, big.clone(), &opts).await.unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(
+            b.put_if_absent(&key, pattern(3000), &opts).await.unwrap(),
+            PutOutcome::AlreadyExists,
+            "{kind}"
+        );
+        assert_eq!(
+            b.put_if_absent(&key, Bytes::from_static(b"small"), &opts)
+                .await
+                .unwrap(),
+            PutOutcome::AlreadyExists,
+            "{kind}"
+        );
+        assert_eq!(b.get(&key).await.unwrap().as_ref(), Some(&big));
+        // Chunked → whole → chunked → deleted: always the last write, no chunk left behind.
+        b.put(&key, Bytes::from_static(b"small"), &opts)
+            .await
+            .unwrap();
+        assert_eq!(
+            b.get(&key).await.unwrap().as_deref(),
+            Some(&b"small"[..]),
+            "{kind}"
+        );
+        assert_eq!(
+            b.get_range(&key, 1..3).await.unwrap().as_deref(),
+            Some(&b"ma"[..])
+        );
+        let bigger = pattern(7777);
+        b.put(&key, bigger.clone(), &opts).await.unwrap();
+        assert_eq!(b.get(&key).await.unwrap().as_ref(), Some(&bigger), "{kind}");
+        let listed = b.list(&Prefix::new("s").unwrap()).await.unwrap();
+        assert_eq!(listed[0].size, 7777, "{kind}");
+        let mut raw = common::Raw::of(&b).await;
+        let pattern = format!("{{{}:s/item}}:c:*", prefix_of(&b));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(raw.keys(&pattern).await.len(), 8, "{kind}");
+        assert_eq!(b.delete_prefix(&Prefix::root()).await.unwrap(), 1);
+        assert!(raw.keys(&pattern).await.is_empty(), "{kind}");
+    }
+}
+
+/// A writer that died before publishing leaves chunks only: nothing is visible, and the
+/// chunks expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unpublished_chunks_are_invisible() {
+    for (kind, b) in common::both("orphans", |c| c.with_chunk_size(CHUNK)) {
+        let mut raw = common::Raw::of(&b).await;
+        let chunk = format!("{{{}:o/item}}:c:deadbeef:0", prefix_of(&b));
+        raw.query::<()>(redis::cmd("SET").arg(&chunk).arg("x").arg("PX").arg(1000))
+            .await;
+        let key = Key::new("o/item").unwrap();
+        assert_eq!(b.get(&key).await.unwrap(), None, "{kind}");
+        assert!(!b.contains(&key).await.unwrap());
+        assert!(b.list(&Prefix::root()).await.unwrap().is_empty(), "{kind}");
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert!(raw.keys(&chunk).await.is_empty());
+    }
+}

@@ -1,0 +1,271 @@
+//! Helpers shared by the integration tests: the test servers from the environment, unique
+//! namespaces, a raw connection for looking at what the backend wrote.
+
+#![allow(dead_code)] // Each test binary uses its own subset.
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cachette_core::testkit;
+use cachette_redis::{RedisBackend, RedisConfig};
+
+/// The single test server (`redis://127.0.0.1:PORT/0`), or `None` to skip.
+pub(crate) fn single_url() -> Option<String> {
+    testkit::server_from_env("CACHETTE_TEST_REDIS_URL")
+}
+
+/// The nodes of the test cluster, or `None` to skip.
+pub(crate) fn cluster_urls() -> Option<Vec<String>> {
+    testkit::server_from_env("CACHETTE_TEST_REDIS_CLUSTER_URLS")
+        .map(|v| v.split(',').map(str::to_owned).collect())
+}
+
+/// A `redis+cluster://h:p,h:p/` URL of the test cluster.
+pub(crate) fn cluster_url(urls: &[String]) -> String {
+    let hosts: Vec<&str> = urls
+        .iter()
+        .map(|u| u.trim_start_matches("redis://").trim_end_matches('/'))
+        .collect();
+    format!("redis+cluster://{}/", hosts.join(","))
+}
+
+/// A namespace no other test run uses.
+pub(crate) fn unique_prefix(tag: &str) -> String {
+    testkit::unique_root(&format!("redis-{tag}"))
+}
+
+/// A backend on the single test server, in a fresh namespace.
+pub(crate) fn single(
+    tag: &str,
+    configure: impl FnOnce(RedisConfig) -> RedisConfig,
+) -> Option<RedisBackend> {
+    let url = single_url()?;
+    let config = configure(RedisConfig::new(url).with_prefix(unique_prefix(tag)));
+    Some(config.build_backend().expect("backend"))
+}
+
+/// A backend on the test cluster, in a fresh namespace.
+pub(crate) fn cluster(
+    tag: &str,
+    configure: impl FnOnce(RedisConfig) -> RedisConfig,
+) -> Option<RedisBackend> {
+    let urls = cluster_urls()?;
+    let config = configure(RedisConfig::cluster(urls).with_prefix(unique_prefix(tag)));
+    Some(config.build_backend().expect("backend"))
+}
+
+/// Both kinds of backend that are configured.
+pub(crate) fn both(
+    tag: &str,
+    configure: impl Fn(RedisConfig) -> RedisConfig,
+) -> Vec<(&'static str, RedisBackend)> {
+    let mut out = Vec::new();
+    if let Some(b) = single(tag, &configure) {
+        out.push(("single", b));
+    }
+    if let Some(b) = cluster(tag, &configure) {
+        out.push(("cluster", b));
+    }
+    out
+}
+
+/// A raw connection to the same server(s), to inspect keys.
+pub(crate) struct Raw {
+    single: Option<redis::aio::MultiplexedConnection>,
+    cluster: Option<redis::cluster_async::ClusterConnection>,
+}
+
+impl Raw {
+    pub(crate) async fn of(backend: &RedisBackend) -> Raw {
+        let config = backend.config();
+        if config.cluster {
+            let client = redis::cluster::ClusterClient::new(config.urls.clone()).expect("client");
+            Raw {
+                single: None,
+                cluster: Some(client.get_async_connection().await.expect("connect")),
+            }
+        } else {
+            let client = redis::Client::open(config.urls[0].as_str()).expect("client");
+            Raw {
+                single: Some(
+                    client
+                        .get_multiplexed_async_connection()
+                        .await
+                        .expect("connect"),
+                ),
+                cluster: None,
+            }
+        }
+    }
+
+    pub(crate) async fn query<T: redis::FromRedisValue>(&mut self, cmd: &redis::Cmd) -> T {
+        match (&mut self.single, &mut self.cluster) {
+            (Some(c), _) => cmd.query_async(c).await.expect("raw query"),
+            (_, Some(c)) => cmd.query_async(c).await.expect("raw query"),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Every key matching a pattern (on every master of a cluster).
+    pub(crate) async fn keys(&mut self, pattern: &str) -> Vec<String> {
+        match (&mut self.single, &mut self.cluster) {
+            (Some(c), _) => redis::cmd("KEYS")
+                .arg(pattern)
+                .query_async(c)
+                .await
+                .expect("KEYS"),
+            (_, Some(c)) => {
+                use redis::cluster_routing::{
+                    MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo,
+                };
+                let v = c
+                    .route_command(
+                        redis::cmd("KEYS").arg(pattern).clone(),
+                        RoutingInfo::MultiNode((
+                            MultipleNodeRoutingInfo::AllMasters,
+                            Some(ResponsePolicy::CombineArrays),
+                        )),
+                    )
+                    .await
+                    .expect("KEYS");
+                redis::from_redis_value(v).expect("keys")
+            }
+            _ => unreachable!(),
+        }
+    }
+}
+
+/// The backend as a shared dynamic backend.
+pub(crate) fn dyn_backend(b: RedisBackend) -> cachette_core::DynBackend {
+    Arc::new(b)
+}
+
+/// A private `redis-server`, killed when dropped (also when the test fails).
+pub(crate) struct Server {
+    bin: String,
+    extra: Vec<String>,
+    /// Serves TLS only, on `port`.
+    tls: bool,
+    pub(crate) port: u16,
+    child: Option<Child>,
+}
+
+impl Server {
+    /// Starts a server with extra arguments (`--maxmemory-policy allkeys-lfu`, …).
+    pub(crate) fn start(bin: &str, extra: &[&str]) -> Server {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = Server {
+            bin: bin.to_owned(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            tls: false,
+            port,
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// Starts a server that speaks TLS only, with a certificate and key in PEM files.
+    pub(crate) fn start_tls(bin: &str, cert: &str, key: &str) -> Server {
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let port_arg = port.to_string();
+        let extra = [
+            "--tls-port",
+            &port_arg,
+            "--tls-cert-file",
+            cert,
+            "--tls-key-file",
+            key,
+            "--tls-ca-cert-file",
+            cert,
+            "--tls-auth-clients",
+            "no",
+        ];
+        let mut server = Server {
+            bin: bin.to_owned(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            tls: true,
+            port,
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// Starts the server (again) on its port and waits until it answers.
+    pub(crate) fn restart(&mut self) {
+        let plain_port = if self.tls { 0 } else { self.port };
+        let child = Command::new(&self.bin)
+            .args(["--port", &plain_port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(std::env::temp_dir())
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.answers() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub(crate) fn answers(&self) -> bool {
+        let Ok(mut s) = TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)) else {
+            return false;
+        };
+        if self.tls {
+            return true;
+        }
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+
+    /// The URL of the server, with `query` appended.
+    pub(crate) fn url(&self, query: &str) -> String {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0{query}", self.port)
+    }
+
+    /// Sends a signal (`STOP`, `CONT`) to the server.
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
+    /// Kills the server.
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

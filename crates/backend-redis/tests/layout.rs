@@ -1,0 +1,162 @@
+//! What the backend writes in Redis: namespaces that do not see each other, glob characters,
+//! hash tags, and items whose record is gone.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use cachette_core::{Key, Prefix, PutOptions, StoreBackend};
+use cachette_redis::RedisConfig;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_are_separate() {
+    let Some(url) = common::single_url() else {
+        return;
+    };
+    let base = common::unique_prefix("ns");
+    let outer = RedisConfig::new(url.clone())
+        .with_prefix(&base)
+        .build_backend()
+        .unwrap();
+    let nested = RedisConfig::new(url.clone())
+        .with_prefix(format!("{base}:sub"))
+        .build_backend()
+        .unwrap();
+    let globby = RedisConfig::new(url)
+        .with_prefix(format!("{base}*?[x]"))
+        .build_backend()
+        .unwrap();
+    let key = Key::new("f/sub:item").unwrap();
+    for (i, b) in [&outer, &nested, &globby].into_iter().enumerate() {
+        b.put(&key, Bytes::from(vec![i as u8; 3]), &PutOptions::default())
+            .await
+            .unwrap();
+        b.put(
+            &Key::new("f/x").unwrap(),
+            Bytes::from_static(b"x"),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    }
+    for (i, b) in [&outer, &nested, &globby].into_iter().enumerate() {
+        assert_eq!(b.get(&key).await.unwrap().unwrap()[0], i as u8);
+        let mut listed: Vec<String> = b
+            .list(&Prefix::root())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.key.to_string())
+            .collect();
+        listed.sort();
+        assert_eq!(listed, ["f/sub:item", "f/x"], "namespace {i}");
+    }
+    // The data key carries the escaped key, the record its hash tag.
+    let mut raw = common::Raw::of(&outer).await;
+    let data = format!("{base}:f/sub%3Aitem");
+    let kind: String = raw.query(redis::cmd("TYPE").arg(&data)).await;
+    assert_eq!(kind, "string");
+    let size: Option<u64> = raw
+        .query(redis::cmd("HGET").arg(format!("{{{data}}}:s")).arg("s"))
+        .await;
+    assert_eq!(size, Some(3));
+
+    assert_eq!(outer.delete_prefix(&Prefix::root()).await.unwrap(), 2);
+    for b in [&nested, &globby] {
+        assert_eq!(b.list(&Prefix::root()).await.unwrap().len(), 2);
+        assert_eq!(b.delete_prefix(&Prefix::root()).await.unwrap(), 2);
+    }
+}
+
+/// Keys with glob characters list and delete exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glob_characters_in_keys() {
+    for (kind, b) in common::both("glob", |c| c) {
+        for name in ["a*/x", "a?/x", "a[b]/x", "a^b/x", "ab/x", "a/x", "a*b/x"] {
+            b.put(
+                &Key::new(name).unwrap(),
+                Bytes::from_static(b"1"),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        }
+        for (prefix, expected) in [
+            ("a*", vec!["a*/x"]),
+            ("a?", vec!["a?/x"]),
+            ("a[b]", vec!["a[b]/x"]),
+            ("a^", vec![]),
+            ("a^b", vec!["a^b/x"]),
+            ("a", vec!["a/x"]),
+        ] {
+            let prefix = Prefix::new(prefix).unwrap();
+            let listed: Vec<String> = b
+                .list(&prefix)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|i| i.key.to_string())
+                .collect();
+            assert_eq!(listed, expected, "{kind}: {prefix:?}");
+        }
+        assert_eq!(
+            b.delete_prefix(&Prefix::new("a*").unwrap()).await.unwrap(),
+            1
+        );
+        assert_eq!(b.list(&Prefix::root()).await.unwrap().len(), 6, "{kind}");
+        b.delete_prefix(&Prefix::root()).await.unwrap();
+    }
+}
+
+/// An item whose record was evicted is still listed with its size, and gets its record back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_records_are_rebuilt() {
+    for (kind, b) in common::both("records", |c| c.with_chunk_size(100)) {
+        let mut raw = common::Raw::of(&b).await;
+        let prefix = b.config().prefix.clone();
+        let opts = PutOptions::with_ttl(Some(Duration::from_secs(100)));
+        b.put(
+            &Key::new("r/small").unwrap(),
+            Bytes::from(vec![1u8; 42]),
+            &opts,
+        )
+        .await
+        .unwrap();
+        b.put(
+            &Key::new("r/big").unwrap(),
+            Bytes::from(vec![2u8; 420]),
+            &opts,
+        )
+        .await
+        .unwrap();
+        for name in ["r/small", "r/big"] {
+            let removed: i64 = raw
+                .query(redis::cmd("UNLINK").arg(format!("{{{prefix}:{name}}}:s")))
+                .await;
+            assert_eq!(removed, 1, "{kind}");
+        }
+        let mut sizes: Vec<(String, u64)> = b
+            .list(&Prefix::new("r").unwrap())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.key.to_string(), i.size))
+            .collect();
+        sizes.sort();
+        assert_eq!(
+            sizes,
+            [("r/big".to_owned(), 420), ("r/small".to_owned(), 42)],
+            "{kind}"
+        );
+        for name in ["r/small", "r/big"] {
+            let record = format!("{{{prefix}:{name}}}:s");
+            let size: Option<u64> = raw.query(redis::cmd("HGET").arg(&record).arg("s")).await;
+            assert!(size.is_some(), "{kind}: {record} rebuilt");
+            let ttl: i64 = raw.query(redis::cmd("PTTL").arg(&record)).await;
+            assert!(ttl > 0, "{kind}: {record} expires with its item");
+        }
+        b.delete_prefix(&Prefix::root()).await.unwrap();
+        assert!(raw.keys(&format!("*{prefix}*")).await.is_empty(), "{kind}");
+    }
+}
