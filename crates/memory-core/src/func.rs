@@ -342,7 +342,7 @@ impl<R, F> MemorizedFunc<R, F> {
         let Some(inner) = self.memory.inner.as_deref() else {
             return Ok(());
         };
-        let (prefix, code_key, identity) = self.clear_plan()?;
+        let (prefix, code_key, identity) = self.identity_job()?;
         inner.run(move |b| Box::pin(clear_function(b, prefix, code_key, identity)))?;
         Ok(())
     }
@@ -352,19 +352,11 @@ impl<R, F> MemorizedFunc<R, F> {
         let Some(inner) = self.memory.inner.as_deref() else {
             return Ok(());
         };
-        let (prefix, code_key, identity) = self.clear_plan()?;
+        let (prefix, code_key, identity) = self.identity_job()?;
         inner
             .run_async(move |b| Box::pin(clear_function(b, prefix, code_key, identity)))
             .await?;
         Ok(())
-    }
-
-    fn clear_plan(&self) -> Result<(Prefix, Key, Bytes), Error> {
-        Ok((
-            Prefix::new(self.id.folder.clone())?,
-            Key::new(format!("{}/{FUNC_CODE}", self.id.folder))?,
-            Bytes::from(self.id.identity()),
-        ))
     }
 
     /// Whether a call with these arguments would load a stored result, without running the
@@ -383,7 +375,7 @@ impl<R, F> MemorizedFunc<R, F> {
         };
         // Results of another version of the code would not be used by a call.
         if self.check_due(inner).is_some()
-            && let Some(code_key) = self.code_key()
+            && let Ok(code_key) = self.code_key()
         {
             let stored = inner.run(move |b| Box::pin(async move { b.get(&code_key).await }));
             if self.identity_differs(stored) {
@@ -393,8 +385,9 @@ impl<R, F> MemorizedFunc<R, F> {
         self.check_key(inner, key)
     }
 
-    fn code_key(&self) -> Option<Key> {
-        Key::new(format!("{}/{FUNC_CODE}", self.id.folder)).ok()
+    /// The key of the item holding the function's code identity.
+    fn code_key(&self) -> Result<Key, Error> {
+        Ok(Key::new(format!("{}/{FUNC_CODE}", self.id.folder))?)
     }
 
     /// Whether the stored code identity (read, not changed) belongs to other code.
@@ -421,7 +414,7 @@ impl<R, F> MemorizedFunc<R, F> {
             return false;
         };
         if self.check_due(inner).is_some()
-            && let Some(code_key) = self.code_key()
+            && let Ok(code_key) = self.code_key()
         {
             let stored = inner
                 .run_async(move |b| Box::pin(async move { b.get(&code_key).await }))
@@ -550,10 +543,11 @@ impl<R, F> MemorizedFunc<R, F> {
         }
     }
 
+    /// The function's folder, the key of its code identity, and that identity.
     fn identity_job(&self) -> Result<(Prefix, Key, String), Error> {
         Ok((
             Prefix::new(self.id.folder.clone())?,
-            Key::new(format!("{}/{FUNC_CODE}", self.id.folder))?,
+            self.code_key()?,
             self.id.identity(),
         ))
     }
@@ -1131,11 +1125,11 @@ async fn clear_function(
     backend: &dyn StoreBackend,
     folder: Prefix,
     code_key: Key,
-    identity: Bytes,
+    identity: String,
 ) -> BackendResult<()> {
     backend.delete_prefix(&folder).await?;
     backend
-        .put(&code_key, identity, &PutOptions::default())
+        .put(&code_key, Bytes::from(identity), &PutOptions::default())
         .await
 }
 
