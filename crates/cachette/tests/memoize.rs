@@ -2,9 +2,12 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex};
 
-use cachette::{MemorizedFunc, Memory, Metadata, Report, Reporter, memoize};
+use cachette::{MemorizedFunc, Memory, Metadata, memoize};
+use common::{Reports, capture, lines, warnings};
+
+mod common;
 
 /// A memory of its own for each test, so that tests running in parallel do not meet.
 fn memory(test: &str) -> Memory {
@@ -12,27 +15,8 @@ fn memory(test: &str) -> Memory {
 }
 
 /// A memory whose reports (verbose lines and warnings) are collected.
-fn reporting_memory(test: &str) -> (Memory, Arc<Mutex<Vec<Report>>>) {
-    let reports = Arc::new(Mutex::new(Vec::new()));
-    let sink = reports.clone();
-    let memory = Memory::builder()
-        .url(format!("memory://memoize-{test}-{}", std::process::id()))
-        .reporter(Reporter::new(move |r| sink.lock().unwrap().push(r.clone())))
-        .build()
-        .unwrap();
-    (memory, reports)
-}
-
-fn warnings(reports: &Mutex<Vec<Report>>) -> Vec<String> {
-    reports
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|r| match r {
-            Report::Warning(w) => Some(w.clone()),
-            _ => None,
-        })
-        .collect()
+fn reporting_memory(test: &str) -> (Memory, Reports) {
+    capture(Memory::builder().url(format!("memory://memoize-{test}-{}", std::process::id())))
 }
 
 static ONCE: LazyLock<Memory> = LazyLock::new(|| memory("once"));
@@ -379,8 +363,7 @@ fn recursion_goes_through_the_cache() {
 
 #[test]
 fn verbose_reports_calls() {
-    static REPORTS: LazyLock<(Memory, Arc<Mutex<Vec<Report>>>)> =
-        LazyLock::new(|| reporting_memory("verbose"));
+    static REPORTS: LazyLock<(Memory, Reports)> = LazyLock::new(|| reporting_memory("verbose"));
 
     #[memoize(memory = REPORTS.0, verbose = 2)]
     fn loud(x: u32) -> u32 {
@@ -398,16 +381,7 @@ fn verbose_reports_calls() {
 
     assert_eq!(loud(1), 2);
     assert_eq!(loud(1), 2);
-    let lines: Vec<String> = REPORTS
-        .1
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|r| match r {
-            Report::Line(l) => Some(l.clone()),
-            _ => None,
-        })
-        .collect();
+    let lines = lines(&REPORTS.1);
     let name = "memoize::verbose_reports_calls::loud";
     assert!(
         lines
@@ -461,8 +435,7 @@ fn validation_decides_what_is_reused() {
 
 #[test]
 fn a_changed_body_discards_old_results() {
-    static CHANGES: LazyLock<(Memory, Arc<Mutex<Vec<Report>>>)> =
-        LazyLock::new(|| reporting_memory("changes"));
+    static CHANGES: LazyLock<(Memory, Reports)> = LazyLock::new(|| reporting_memory("changes"));
     static RUNS: AtomicUsize = AtomicUsize::new(0);
 
     // Two versions of one function, as two builds of a program would have them.
@@ -501,8 +474,7 @@ fn a_changed_body_discards_old_results() {
 
 #[test]
 fn a_changed_version_discards_old_results() {
-    static VERSIONS: LazyLock<(Memory, Arc<Mutex<Vec<Report>>>)> =
-        LazyLock::new(|| reporting_memory("versions"));
+    static VERSIONS: LazyLock<(Memory, Reports)> = LazyLock::new(|| reporting_memory("versions"));
     static RUNS: AtomicUsize = AtomicUsize::new(0);
 
     // The same tokens: only the version tells them apart.

@@ -7,9 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cachette::{
-    Error, FuncId, MemorizedFunc, MemorizedResult, Memory, Report, Reporter, Shelved, SizeLimits,
-    expires_after,
+    Error, FuncId, MemorizedFunc, MemorizedResult, Memory, Shelved, SizeLimits, expires_after,
 };
+use common::{Reports, capture, lines, warnings};
+
+mod common;
 use chrono::TimeDelta;
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +19,7 @@ use serde::{Deserialize, Serialize};
 struct Fixture {
     dir: tempfile::TempDir,
     memory: Memory,
-    reports: Arc<Mutex<Vec<Report>>>,
+    reports: Reports,
 }
 
 impl Fixture {
@@ -44,40 +46,12 @@ impl Fixture {
     }
 
     fn lines(&self) -> Vec<String> {
-        self.reports
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|r| match r {
-                Report::Line(l) => Some(l.clone()),
-                _ => None,
-            })
-            .collect()
+        lines(&self.reports)
     }
 }
 
-fn capturing(path: &Path, verbose: u8) -> (Memory, Arc<Mutex<Vec<Report>>>) {
-    let reports = Arc::new(Mutex::new(Vec::new()));
-    let sink = reports.clone();
-    let memory = Memory::builder()
-        .path(path)
-        .verbose(verbose)
-        .reporter(Reporter::new(move |r| sink.lock().unwrap().push(r.clone())))
-        .build()
-        .unwrap();
-    (memory, reports)
-}
-
-fn warnings(reports: &Mutex<Vec<Report>>) -> Vec<String> {
-    reports
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|r| match r {
-            Report::Warning(w) => Some(w.clone()),
-            _ => None,
-        })
-        .collect()
+fn capturing(path: &Path, verbose: u8) -> (Memory, Reports) {
+    capture(Memory::builder().path(path).verbose(verbose))
 }
 
 /// A counter of how many times a function ran.
