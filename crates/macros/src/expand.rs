@@ -720,33 +720,23 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, ["fn", "enum", "impl"]);
-        assert_eq!(
-            impl_fns(&file),
-            [
-                "memorized",
-                "__cachette_body",
-                "call",
-                "call_and_shelve",
-                "check_call_in_cache",
-                "clear"
-            ]
-        );
+        assert_eq!(impl_fns(&file), HANDLE);
     }
+
+    /// The associated functions of every handle, sync or async.
+    const HANDLE: [&str; 6] = [
+        "memorized",
+        "__cachette_body",
+        "call",
+        "call_and_shelve",
+        "check_call_in_cache",
+        "clear",
+    ];
 
     #[test]
     fn async_functions_have_the_same_handle() {
         let file = expand_str("", "async fn fetch(id: u32) -> String { id.to_string() }").unwrap();
-        assert_eq!(
-            impl_fns(&file),
-            [
-                "memorized",
-                "__cachette_body",
-                "call",
-                "call_and_shelve",
-                "check_call_in_cache",
-                "clear"
-            ]
-        );
+        assert_eq!(impl_fns(&file), HANDLE);
     }
 
     #[test]
