@@ -19,6 +19,7 @@ const FEATURE_SETS: &[&[&str]] = &[
     &["--no-default-features", "--features", "fs"],
     &["--no-default-features", "--features", "s3"],
     &["--no-default-features", "--features", "redis"],
+    &["--no-default-features", "--features", "ndarray"],
     &["--no-default-features", "--features", "macros"],
     &["--features", "full"],
 ];

@@ -34,8 +34,12 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    rt.block_on(backend.put(&key, Bytes::from_static(&ITEM), &PutOptions::default()))
-        .expect("put");
+    rt.block_on(backend.put(
+        &key,
+        Bytes::from_static(&ITEM).into(),
+        &PutOptions::default(),
+    ))
+    .expect("put");
     let raw = dir.path().join("raw.bin");
     std::fs::write(&raw, ITEM).expect("write");
     Fixture {
@@ -73,10 +77,11 @@ static N: AtomicU64 = AtomicU64::new(0);
 fn put_100b() {
     let f = &*FIXTURE;
     let key = Key::new(format!("bench.put/{}", N.fetch_add(1, Ordering::Relaxed))).unwrap();
-    f.rt.block_on(
-        f.backend
-            .put(&key, Bytes::from_static(&ITEM), &PutOptions::default()),
-    )
+    f.rt.block_on(f.backend.put(
+        &key,
+        Bytes::from_static(&ITEM).into(),
+        &PutOptions::default(),
+    ))
     .unwrap();
 }
 

@@ -62,7 +62,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use bytes::Bytes;
 use cachette_core::backend::{
-    BackendResult, Capabilities, ItemInfo, PutOptions, PutOutcome, StoreBackend,
+    BackendResult, Blob, Capabilities, ItemInfo, PutOptions, PutOutcome, StoreBackend,
 };
 use cachette_core::registry::{BackendConfig, BackendScheme};
 use cachette_core::{BackendError, DynBackend, ErrorKind, Key, Prefix};
@@ -152,7 +152,7 @@ impl FsBackend {
     }
 
     /// Writes `value` to a new temporary file beside `path`, creating folders as needed.
-    fn write_temp(&self, path: &Path, value: &[u8]) -> io::Result<PathBuf> {
+    fn write_temp(&self, path: &Path, value: &Blob) -> io::Result<PathBuf> {
         let temp = self.temp_path(path);
         let mut file = match create_new(&temp) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -163,7 +163,7 @@ impl FsBackend {
             }
             other => other?,
         };
-        let written = file.write_all(value).and_then(|()| {
+        let written = write_parts(&mut file, value).and_then(|()| {
             if self.durable {
                 file.sync_all()
             } else {
@@ -187,7 +187,7 @@ impl FsBackend {
         Ok(())
     }
 
-    fn put_blocking(&self, key: &Key, value: &[u8]) -> BackendResult<()> {
+    fn put_blocking(&self, key: &Key, value: &Blob) -> BackendResult<()> {
         let path = self.path_of(key)?;
         let temp = self
             .write_temp(&path, value)
@@ -199,7 +199,7 @@ impl FsBackend {
         self.sync_parent(&path).map_err(|e| io_err(e, "put", key))
     }
 
-    fn put_if_absent_blocking(&self, key: &Key, value: &[u8]) -> BackendResult<PutOutcome> {
+    fn put_if_absent_blocking(&self, key: &Key, value: &Blob) -> BackendResult<PutOutcome> {
         let path = self.path_of(key)?;
         if path.exists() {
             return Ok(PutOutcome::AlreadyExists);
@@ -419,14 +419,18 @@ impl StoreBackend for FsBackend {
         self.get_range_blocking(key, range)
     }
 
-    async fn put(&self, key: &Key, value: Bytes, _options: &PutOptions) -> BackendResult<()> {
+    async fn touch(&self, key: &Key) -> BackendResult<()> {
+        self.open_item(key, "touch").map(drop)
+    }
+
+    async fn put(&self, key: &Key, value: Blob, _options: &PutOptions) -> BackendResult<()> {
         self.put_blocking(key, &value)
     }
 
     async fn put_if_absent(
         &self,
         key: &Key,
-        value: Bytes,
+        value: Blob,
         _options: &PutOptions,
     ) -> BackendResult<PutOutcome> {
         self.put_if_absent_blocking(key, &value)
@@ -645,6 +649,14 @@ fn remove_tree(path: &Path, deleted: &mut u64, first_error: &mut Option<io::Erro
             }
         }
     }
+}
+
+/// Writes the segments of a value one after the other, without gathering them first.
+fn write_parts(file: &mut File, value: &Blob) -> io::Result<()> {
+    for part in value.parts() {
+        file.write_all(part)?;
+    }
+    Ok(())
 }
 
 /// Records a read: sets the access time to now unless it is already recent. Best effort (a

@@ -27,7 +27,7 @@ async fn layout_is_readable_and_ignored_by_git() {
 
     b.put(
         &key("my_crate.load/0123abcd"),
-        Bytes::from_static(b"v"),
+        Bytes::from_static(b"v").into(),
         &PutOptions::default(),
     )
     .await
@@ -77,7 +77,11 @@ async fn reserved_names_are_refused() {
     let b = FsBackend::new(dir.path()).unwrap();
     for bad in [".gitignore", "f/.cachette-tmp-1-2-x"] {
         let e = b
-            .put(&key(bad), Bytes::from_static(b"v"), &PutOptions::default())
+            .put(
+                &key(bad),
+                Bytes::from_static(b"v").into(),
+                &PutOptions::default(),
+            )
             .await
             .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidKey, "{bad}: {e}");
@@ -96,7 +100,7 @@ async fn temporary_files_are_never_items() {
     let b = FsBackend::new(dir.path()).unwrap();
     b.put(
         &key("f/item"),
-        Bytes::from_static(b"v"),
+        Bytes::from_static(b"v").into(),
         &PutOptions::default(),
     )
     .await
@@ -132,13 +136,13 @@ async fn create_if_absent_keeps_the_first_value() {
     let k = key("f/x");
     let opts = PutOptions::default();
     assert_eq!(
-        b.put_if_absent(&k, Bytes::from_static(b"1"), &opts)
+        b.put_if_absent(&k, Bytes::from_static(b"1").into(), &opts)
             .await
             .unwrap(),
         PutOutcome::Created
     );
     assert_eq!(
-        b.put_if_absent(&k, Bytes::from_static(b"2"), &opts)
+        b.put_if_absent(&k, Bytes::from_static(b"2").into(), &opts)
             .await
             .unwrap(),
         PutOutcome::AlreadyExists
@@ -162,7 +166,7 @@ async fn an_unusable_location_fails_writes_not_construction() {
     let k = key("f/x");
     assert_eq!(b.get(&k).await.unwrap(), None);
     let e = b
-        .put(&k, Bytes::from_static(b"v"), &PutOptions::default())
+        .put(&k, Bytes::from_static(b"v").into(), &PutOptions::default())
         .await
         .unwrap_err();
     assert_eq!(e.operation(), "put");

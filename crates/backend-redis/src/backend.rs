@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use cachette_core::{
-    BackendError, BackendResult, Capabilities, ErrorKind, ItemInfo, Key, Prefix, PutOptions,
+    BackendError, BackendResult, Blob, Capabilities, ErrorKind, ItemInfo, Key, Prefix, PutOptions,
     PutOutcome, StoreBackend,
 };
 use chrono::{DateTime, TimeDelta, Utc};
@@ -215,7 +215,17 @@ impl StoreBackend for RedisBackend {
         .await
     }
 
-    async fn put(&self, key: &Key, value: Bytes, options: &PutOptions) -> BackendResult<()> {
+    async fn touch(&self, key: &Key) -> BackendResult<()> {
+        let k = key.clone();
+        self.run(
+            "touch",
+            Some(key),
+            |inner| async move { inner.touch(&k).await },
+        )
+        .await
+    }
+
+    async fn put(&self, key: &Key, value: Blob, options: &PutOptions) -> BackendResult<()> {
         let (k, ttl) = (key.clone(), options.ttl);
         self.run("put", Some(key), |inner| async move {
             inner.put(&k, value, ttl, false).await.map(|_| ())
@@ -226,7 +236,7 @@ impl StoreBackend for RedisBackend {
     async fn put_if_absent(
         &self,
         key: &Key,
-        value: Bytes,
+        value: Blob,
         options: &PutOptions,
     ) -> BackendResult<PutOutcome> {
         let (k, ttl) = (key.clone(), options.ttl);
@@ -335,6 +345,26 @@ impl Inner {
             Ordering::Relaxed,
         );
         Ok(self.access.load(Ordering::Relaxed) == ACCESS_STORED)
+    }
+
+    /// Records an access: in the item's record under stored access, else by resetting Redis's
+    /// idle time (`TOUCH`).
+    async fn touch(&self, key: &Key) -> Res<()> {
+        let data = self.layout.data(key);
+        let mut conn = self.connector.conn().await?;
+        if self.stored_access(&mut conn).await? {
+            let record = keys::record(&data);
+            lua::eval(lua::TOUCH, &[&data, &record])
+                .arg(now_ms())
+                .query_async::<i64>(&mut conn)
+                .await?;
+        } else {
+            redis::cmd("TOUCH")
+                .arg(&data)
+                .query_async::<i64>(&mut conn)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn get(&self, key: &Key) -> Res<Option<Bytes>> {
@@ -537,18 +567,19 @@ impl Inner {
     async fn put(
         &self,
         key: &Key,
-        value: Bytes,
+        value: Blob,
         ttl: Option<Duration>,
         only_if_absent: bool,
     ) -> Res<PutOutcome> {
         let data = self.layout.data(key);
         let ttl = self.ttl(ttl);
         let mut conn = self.connector.conn().await?;
-        if value.len() as u64 > self.config.chunk_size {
+        if value.len() > self.config.chunk_size {
             return self
                 .put_chunked(&mut conn, &data, value, ttl, only_if_absent)
                 .await;
         }
+        let value = value.to_bytes();
         let record = keys::record(&data);
         let len = value.len();
         if only_if_absent {
@@ -641,7 +672,7 @@ impl Inner {
         &self,
         conn: &mut Conn,
         data: &str,
-        value: Bytes,
+        value: Blob,
         ttl: Option<u64>,
         only_if_absent: bool,
     ) -> Res<PutOutcome> {
@@ -652,12 +683,12 @@ impl Inner {
             }
         }
         let id = keys::write_id();
-        let size = value.len() as u64;
+        let size = value.len();
         let c = self.config.chunk_size;
         let n = size.div_ceil(c);
         let grace = self.grace_ms();
         let writes = (0..n).map(|i| {
-            let part = value.slice((i * c) as usize..((i + 1) * c).min(size) as usize);
+            let part = value.slice(i * c..((i + 1) * c).min(size));
             let key = keys::chunk(data, &id, i);
             let mut conn = conn.clone();
             async move {

@@ -30,7 +30,7 @@ async fn ranged_reads_cross_chunk_boundaries() {
     for (kind, b) in common::both("ranges", |c| c.with_chunk_size(CHUNK)) {
         let key = Key::new("f/ranged").unwrap();
         let value = pattern(10_500);
-        b.put(&key, value.clone(), &PutOptions::default())
+        b.put(&key, value.clone().into(), &PutOptions::default())
             .await
             .unwrap();
         assert_eq!(b.get(&key).await.unwrap().as_ref(), Some(&value), "{kind}");
@@ -85,9 +85,13 @@ async fn concurrent_overwrites_never_mix() {
     }) {
         let b = Arc::new(b);
         let key = Key::new("race/item").unwrap();
-        b.put(&key, Bytes::from(vec![0u8; SIZE]), &PutOptions::default())
-            .await
-            .unwrap();
+        b.put(
+            &key,
+            Bytes::from(vec![0u8; SIZE]).into(),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
         let done = Arc::new(AtomicBool::new(false));
         let reads = Arc::new(AtomicUsize::new(0));
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -121,7 +125,11 @@ async fn concurrent_overwrites_never_mix() {
                 for _ in 0..25 {
                     rt::block_on(
                         false,
-                        b.put(&key, Bytes::from(vec![w; SIZE]), &PutOptions::default()),
+                        b.put(
+                            &key,
+                            Bytes::from(vec![w; SIZE]).into(),
+                            &PutOptions::default(),
+                        ),
                     )
                     .unwrap()
                     .expect("racing put");
@@ -167,16 +175,20 @@ async fn create_if_absent_and_size_changes() {
         let big = pattern(5000);
         let opts = PutOptions::default();
         assert_eq!(
-            b.put_if_absent(&key, big.clone(), &opts).await.unwrap(),
+            b.put_if_absent(&key, big.clone().into(), &opts)
+                .await
+                .unwrap(),
             PutOutcome::Created
         );
         assert_eq!(
-            b.put_if_absent(&key, pattern(3000), &opts).await.unwrap(),
+            b.put_if_absent(&key, pattern(3000).into(), &opts)
+                .await
+                .unwrap(),
             PutOutcome::AlreadyExists,
             "{kind}"
         );
         assert_eq!(
-            b.put_if_absent(&key, Bytes::from_static(b"small"), &opts)
+            b.put_if_absent(&key, Bytes::from_static(b"small").into(), &opts)
                 .await
                 .unwrap(),
             PutOutcome::AlreadyExists,
@@ -184,7 +196,7 @@ async fn create_if_absent_and_size_changes() {
         );
         assert_eq!(b.get(&key).await.unwrap().as_ref(), Some(&big));
         // Chunked → whole → chunked → deleted: always the last write, no chunk left behind.
-        b.put(&key, Bytes::from_static(b"small"), &opts)
+        b.put(&key, Bytes::from_static(b"small").into(), &opts)
             .await
             .unwrap();
         assert_eq!(
@@ -197,7 +209,7 @@ async fn create_if_absent_and_size_changes() {
             Some(&b"ma"[..])
         );
         let bigger = pattern(7777);
-        b.put(&key, bigger.clone(), &opts).await.unwrap();
+        b.put(&key, bigger.clone().into(), &opts).await.unwrap();
         assert_eq!(b.get(&key).await.unwrap().as_ref(), Some(&bigger), "{kind}");
         let listed = b.list(&Prefix::new("s").unwrap()).await.unwrap();
         assert_eq!(listed[0].size, 7777, "{kind}");

@@ -29,12 +29,16 @@ async fn namespaces_are_separate() {
         .unwrap();
     let key = Key::new("f/sub:item").unwrap();
     for (i, b) in [&outer, &nested, &globby].into_iter().enumerate() {
-        b.put(&key, Bytes::from(vec![i as u8; 3]), &PutOptions::default())
-            .await
-            .unwrap();
+        b.put(
+            &key,
+            Bytes::from(vec![i as u8; 3]).into(),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
         b.put(
             &Key::new("f/x").unwrap(),
-            Bytes::from_static(b"x"),
+            Bytes::from_static(b"x").into(),
             &PutOptions::default(),
         )
         .await
@@ -76,7 +80,7 @@ async fn glob_characters_in_keys() {
         for name in ["a*/x", "a?/x", "a[b]/x", "a^b/x", "ab/x", "a/x", "a*b/x"] {
             b.put(
                 &Key::new(name).unwrap(),
-                Bytes::from_static(b"1"),
+                Bytes::from_static(b"1").into(),
                 &PutOptions::default(),
             )
             .await
@@ -118,14 +122,14 @@ async fn missing_records_are_rebuilt() {
         let opts = PutOptions::with_ttl(Some(Duration::from_secs(100)));
         b.put(
             &Key::new("r/small").unwrap(),
-            Bytes::from(vec![1u8; 42]),
+            Bytes::from(vec![1u8; 42]).into(),
             &opts,
         )
         .await
         .unwrap();
         b.put(
             &Key::new("r/big").unwrap(),
-            Bytes::from(vec![2u8; 420]),
+            Bytes::from(vec![2u8; 420]).into(),
             &opts,
         )
         .await

@@ -41,13 +41,21 @@ async fn lfu_without_config_switches_on_first_listing() {
         .build_backend()
         .unwrap();
     let (old, new) = (Key::new("l/old").unwrap(), Key::new("l/new").unwrap());
-    b.put(&old, Bytes::from_static(b"1"), &PutOptions::default())
-        .await
-        .unwrap();
+    b.put(
+        &old,
+        Bytes::from_static(b"1").into(),
+        &PutOptions::default(),
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    b.put(&new, Bytes::from_static(b"2"), &PutOptions::default())
-        .await
-        .unwrap();
+    b.put(
+        &new,
+        Bytes::from_static(b"2").into(),
+        &PutOptions::default(),
+    )
+    .await
+    .unwrap();
     let at = |items: &[cachette_core::ItemInfo], k: &Key| {
         items
             .iter()

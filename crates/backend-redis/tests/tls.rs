@@ -62,7 +62,7 @@ async fn tls_round_trip() {
         let k = Key::new(format!("t/{name}")).unwrap();
         let value = Bytes::from((0..size).map(|i| i as u8).collect::<Vec<_>>());
         backend
-            .put(&k, value.clone(), &PutOptions::default())
+            .put(&k, value.clone().into(), &PutOptions::default())
             .await
             .unwrap();
         assert_eq!(backend.get(&k).await.unwrap(), Some(value));

@@ -18,10 +18,10 @@ async fn items_expire() {
         let mut raw = common::Raw::of(&b).await;
         let prefix = b.config().prefix.clone();
         let (small, big) = (Key::new("t/small").unwrap(), Key::new("t/big").unwrap());
-        b.put(&small, Bytes::from_static(b"soon gone"), &ttl(1500))
+        b.put(&small, Bytes::from_static(b"soon gone").into(), &ttl(1500))
             .await
             .unwrap();
-        b.put(&big, Bytes::from(vec![9u8; 4500]), &ttl(1500))
+        b.put(&big, Bytes::from(vec![9u8; 4500]).into(), &ttl(1500))
             .await
             .unwrap();
         assert!(b.contains(&small).await.unwrap(), "{kind}");
@@ -58,13 +58,13 @@ async fn claims_expire() {
         let key = Key::new("lock/k").unwrap();
         let opts = ttl(800);
         assert_eq!(
-            b.put_if_absent(&key, Bytes::from_static(b"a"), &opts)
+            b.put_if_absent(&key, Bytes::from_static(b"a").into(), &opts)
                 .await
                 .unwrap(),
             PutOutcome::Created
         );
         assert_eq!(
-            b.put_if_absent(&key, Bytes::from_static(b"b"), &opts)
+            b.put_if_absent(&key, Bytes::from_static(b"b").into(), &opts)
                 .await
                 .unwrap(),
             PutOutcome::AlreadyExists,
@@ -72,7 +72,7 @@ async fn claims_expire() {
         );
         tokio::time::sleep(Duration::from_millis(1000)).await;
         assert_eq!(
-            b.put_if_absent(&key, Bytes::from_static(b"c"), &opts)
+            b.put_if_absent(&key, Bytes::from_static(b"c").into(), &opts)
                 .await
                 .unwrap(),
             PutOutcome::Created,
@@ -90,15 +90,19 @@ async fn default_ttl_applies_to_writes_without_one() {
     }) {
         let mut raw = common::Raw::of(&b).await;
         let key = Key::new("d/x").unwrap();
-        b.put(&key, Bytes::from_static(b"v"), &PutOptions::default())
-            .await
-            .unwrap();
+        b.put(
+            &key,
+            Bytes::from_static(b"v").into(),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
         let pttl: i64 = raw
             .query(redis::cmd("PTTL").arg(format!("{}:d/x", b.config().prefix)))
             .await;
         assert!((50_000..=60_000).contains(&pttl), "{kind}: PTTL {pttl}");
         // An explicit expiry wins.
-        b.put(&key, Bytes::from_static(b"v"), &ttl(5000))
+        b.put(&key, Bytes::from_static(b"v").into(), &ttl(5000))
             .await
             .unwrap();
         let pttl: i64 = raw

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use cachette_core::{
-    BackendError, BackendResult, Capabilities, ErrorKind, ItemInfo, Key, Prefix, PutOptions,
+    BackendError, BackendResult, Blob, Capabilities, ErrorKind, ItemInfo, Key, Prefix, PutOptions,
     PutOutcome, StoreBackend, rt,
 };
 use chrono::{DateTime, Utc};
@@ -422,28 +422,32 @@ impl S3Backend {
     async fn put_single(
         &self,
         path: &Path,
-        value: Bytes,
+        value: Blob,
         mode: PutMode,
     ) -> Result<(), object_store::Error> {
         self.store
-            .put_opts(path, PutPayload::from(value), mode.into())
+            .put_opts(
+                path,
+                value.into_parts().into_iter().collect::<PutPayload>(),
+                mode.into(),
+            )
             .await
             .map(|_| ())
     }
 
     /// Uploads in parts; the object appears whole when the upload completes, and the upload
     /// is aborted on any failure.
-    async fn put_multipart(&self, path: &Path, value: Bytes) -> Result<(), object_store::Error> {
-        let len = value.len() as u64;
-        let part_size = self.multipart.part_size.max(len.div_ceil(MAX_PARTS)) as usize;
+    async fn put_multipart(&self, path: &Path, value: Blob) -> Result<(), object_store::Error> {
+        let len = value.len();
+        let part_size = self.multipart.part_size.max(len.div_ceil(MAX_PARTS));
         let mut upload = self
             .store
             .put_multipart_opts(path, PutMultipartOptions::default())
             .await?;
-        let parts: Vec<_> = (0..value.len())
-            .step_by(part_size)
+        let parts: Vec<_> = (0..len)
+            .step_by(usize::try_from(part_size).unwrap_or(usize::MAX))
             .map(|start| {
-                let end = (start + part_size).min(value.len());
+                let end = (start + part_size).min(len);
                 upload.put_part(PutPayload::from(value.slice(start..end)))
             })
             .collect();
@@ -469,7 +473,7 @@ impl S3Backend {
         &self,
         key: &Key,
         path: &Path,
-        value: Bytes,
+        value: Blob,
     ) -> BackendResult<PutOutcome> {
         match self.store.head(path).await {
             Ok(_) => return Ok(PutOutcome::AlreadyExists),
@@ -579,9 +583,21 @@ impl StoreBackend for S3Backend {
         }
     }
 
-    async fn put(&self, key: &Key, value: Bytes, _options: &PutOptions) -> BackendResult<()> {
+    async fn touch(&self, key: &Key) -> BackendResult<()> {
+        let path = self.path("touch", key)?;
+        if let Some(tracker) = &self.tracker {
+            match self.store.head(&path).await {
+                Ok(_) => tracker.record(key),
+                Err(e) if is_absent(&e) => {}
+                Err(e) => return Err(self.error("touch", key.as_str(), e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn put(&self, key: &Key, value: Blob, _options: &PutOptions) -> BackendResult<()> {
         let path = self.path("put", key)?;
-        let result = if value.len() as u64 > self.multipart.threshold {
+        let result = if value.len() > self.multipart.threshold {
             self.put_multipart(&path, value).await
         } else {
             self.put_single(&path, value, PutMode::Overwrite).await
@@ -592,7 +608,7 @@ impl StoreBackend for S3Backend {
     async fn put_if_absent(
         &self,
         key: &Key,
-        value: Bytes,
+        value: Blob,
         _options: &PutOptions,
     ) -> BackendResult<PutOutcome> {
         let path = self.path("put_if_absent", key)?;

@@ -200,7 +200,11 @@ async fn markers_are_hidden_and_deleted_with_their_items() {
     let root = backend.prefix().to_owned();
     for name in ["f/a", "f/b", "g/c"] {
         backend
-            .put(&key(name), Bytes::from_static(b"v"), &PutOptions::default())
+            .put(
+                &key(name),
+                Bytes::from_static(b"v").into(),
+                &PutOptions::default(),
+            )
             .await
             .unwrap();
         backend.get(&key(name)).await.unwrap().unwrap();
@@ -259,7 +263,7 @@ async fn large_items_go_up_in_parts() {
     let value: Vec<u8> = (0..(13u32 << 20) + 1).map(|i| (i % 253) as u8).collect();
     let value = Bytes::from(value);
     backend
-        .put(&k, value.clone(), &PutOptions::default())
+        .put(&k, value.clone().into(), &PutOptions::default())
         .await
         .unwrap();
     let meta = backend
@@ -291,7 +295,7 @@ async fn a_missing_bucket_is_an_error_not_a_miss() {
         backend.get(&k).await.unwrap_err(),
         backend.get_range(&k, 0..10).await.unwrap_err(),
         backend
-            .put(&k, Bytes::from_static(b"v"), &PutOptions::default())
+            .put(&k, Bytes::from_static(b"v").into(), &PutOptions::default())
             .await
             .unwrap_err(),
         backend.list(&Prefix::root()).await.unwrap_err(),
@@ -310,7 +314,7 @@ async fn create_without_conditional_writes_is_not_atomic_but_works() {
     assert!(!backend.capabilities().atomic_create);
     let k = key("f/x");
     let options = PutOptions::default();
-    let put = |v: &'static [u8]| backend.put_if_absent(&k, Bytes::from_static(v), &options);
+    let put = |v: &'static [u8]| backend.put_if_absent(&k, Bytes::from_static(v).into(), &options);
     assert_eq!(put(b"1").await.unwrap(), PutOutcome::Created);
     assert_eq!(put(b"2").await.unwrap(), PutOutcome::AlreadyExists);
     assert_eq!(backend.get(&k).await.unwrap().unwrap(), &b"1"[..]);

@@ -12,7 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use cachette::{Memory, Metadata, Report, Reporter, Shelved, SizeLimits, expires_after, memoize};
+use cachette::{
+    Array, Memory, Metadata, MmapMode, Report, Reporter, Shelved, SizeLimits, expires_after,
+    memoize,
+};
 
 /// The cache folder of the tour.
 static CACHEDIR: LazyLock<PathBuf> =
@@ -121,6 +124,45 @@ fn arrays() {
     ];
     println!("{:?}", square.eval(m.clone()));
     println!("{:?}", square.eval(m));
+}
+
+// --- Using memmapping --------------------------------------------------------------------
+
+/// `numpy.square`, on Cachette's array type.
+fn square(a: &Array<f64>) -> Array<f64> {
+    let data = a.iter().map(|x| x * x).collect();
+    Array::from_vec(data, a.shape().to_vec()).expect("same shape")
+}
+
+fn show_array(a: &Array<f64>) -> String {
+    let rows: Vec<String> = a.chunks(a.shape()[1]).map(show).collect();
+    format!("{:?} {}", a.storage(), rows.join(" "))
+}
+
+fn memmapping() {
+    section("Using memmapping");
+    // Arrays in outputs are stored raw; with mmap_mode "r" they are loaded as read-only
+    // memory maps of the cache file, in microseconds whatever their size.
+    let memory2 = Memory::builder()
+        .path(CACHEDIR.join("cachedir2"))
+        .mmap_mode(MmapMode::ReadOnly)
+        .verbose(1)
+        .reporter(Reporter::new(print_report))
+        .build()
+        .expect("cache folder");
+    let square = memory2.cache(square).name("square").arg_names(["a"]);
+    // np.vander(np.arange(3)).astype(float)
+    let a = Array::from_vec(vec![0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 4.0, 2.0, 1.0], [3, 3])
+        .expect("a 3x3 matrix");
+    // The first call computes, stores, and returns the mapped array, as later calls do.
+    println!("{}", show_array(&square.eval(&a)));
+    let mut res = square.eval(&a);
+    println!("{}", show_array(&res));
+    // A read-only view cannot be written; make_mut copies it first, and the cache is intact.
+    println!("writable in place: {}", res.get_mut().is_some());
+    res.make_mut()[0] = -1.0;
+    println!("{}", show_array(&res));
+    println!("{}", show_array(&square.eval(&a)));
 }
 
 // --- Shelving -----------------------------------------------------------------------------
@@ -347,6 +389,7 @@ fn clean_up() {
 fn main() {
     simple_example();
     arrays();
+    memmapping();
     shelving();
     gotchas();
     ignoring();

@@ -22,6 +22,10 @@ pub use cachette_redis as redis;
 #[cfg(feature = "macros")]
 pub use cachette_macros::memoize;
 
+/// The `ndarray` crate that [`Array`] converts to and from (feature `ndarray`).
+#[cfg(feature = "ndarray")]
+pub use ndarray;
+
 /// The URL schemes of the backends enabled in this build (Cargo features `fs`, `s3`, `redis`),
 /// besides the in-process `memory` scheme of the core.
 ///
@@ -45,7 +49,7 @@ pub fn link_backends() -> &'static [&'static str] {
 #[doc(hidden)]
 pub mod __macro_support {
     pub use cachette_core::{
-        AsMemory, Error, FuncId, MemorizedFunc, Memory, Metadata, Shelved, global,
+        AsMemory, Error, FuncId, MemorizedFunc, Memory, Metadata, MmapMode, Shelved, global,
     };
     pub use std::convert::Infallible;
     pub use std::sync::OnceLock;

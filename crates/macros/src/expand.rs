@@ -23,7 +23,7 @@ use syn::{
 };
 
 use crate::fingerprint;
-use crate::options::Options;
+use crate::options::{MmapModeOption, Options};
 
 /// Where the generated code finds the library.
 fn support() -> TokenStream {
@@ -272,6 +272,12 @@ fn memorized_fn(
         .verbose
         .as_ref()
         .map(|v| quote_spanned!(v.span()=> .verbose(#v)));
+    let mmap_mode = options.mmap_mode.as_ref().map(|m| match m {
+        MmapModeOption::Named(variant) => {
+            quote_spanned!(variant.span()=> .mmap_mode(#support::MmapMode::#variant))
+        }
+        MmapModeOption::Expr(e) => quote_spanned!(e.span()=> .mmap_mode(#e)),
+    });
     let doc = doc(format!(
         "The `MemorizedFunc` of `{name}`, built on first use. Its argument is the tuple of the \
          arguments of `{name}` that are not ignored: `{name}::memorized().check_call_in_cache(&(a, \
@@ -300,6 +306,7 @@ fn memorized_fn(
                     #arg_names
                     #validate
                     #verbose
+                    #mmap_mode
             })
         }
     }
@@ -785,6 +792,11 @@ mod tests {
                 "verbose = 1, verbose = 2",
                 "fn f() {}",
                 "duplicate #[memoize] option",
+            ),
+            (
+                "mmap_mode = \"rw\"",
+                "fn f() {}",
+                "unknown mmap mode \"rw\"",
             ),
             (
                 "result",

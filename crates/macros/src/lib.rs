@@ -50,6 +50,7 @@ use proc_macro::TokenStream;
 /// | `version` | a string (`impl Into<String>`), added to the function's identity: changing it discards the stored results. | none |
 /// | `validate` | anything `Into<Validation>`: a closure `Fn(&Metadata) -> bool` or `cachette::expires_after(..)`. A stored result it rejects is computed again. | none |
 /// | `verbose` | the function's verbosity (`u8`), instead of the memory's. | the memory's |
+/// | `mmap_mode` | how the arrays of outputs are loaded: a joblib name (`"r"`, `"c"`, `"r+"`, `"w+"`, `"none"`), checked at compile time, or an expression of type `MmapMode`. | the memory's |
 /// | `name` | the function's name in the store (`impl Into<String>`), instead of its path. | its path |
 /// | `result` | `result` or `result = true/false`: whether the return type is a `Result` whose `Ok` alone is stored (see below). | from the return type |
 ///

@@ -7,7 +7,15 @@ use syn::parse::{Parse, ParseStream, Parser};
 use syn::{Expr, Ident, LitBool, LitStr, Token};
 
 /// The option names, as listed in error messages.
-const KNOWN: &str = "memory, ignore, version, validate, verbose, name, result";
+const KNOWN: &str = "memory, ignore, version, validate, verbose, mmap_mode, name, result";
+
+/// The value of `mmap_mode`.
+pub(crate) enum MmapModeOption {
+    /// A mode given by its joblib name: the `MmapMode` variant.
+    Named(Ident),
+    /// An expression of type `MmapMode`.
+    Expr(Expr),
+}
 
 /// What `#[memoize(...)]` was given.
 #[derive(Default)]
@@ -22,6 +30,9 @@ pub(crate) struct Options {
     pub(crate) validate: Option<Expr>,
     /// `verbose = EXPR`: the function's verbosity (`u8`).
     pub(crate) verbose: Option<Expr>,
+    /// `mmap_mode = "r"` (a joblib mode name, checked here) or `mmap_mode = EXPR` (a
+    /// `MmapMode`): how the arrays of outputs are loaded.
+    pub(crate) mmap_mode: Option<MmapModeOption>,
     /// `name = EXPR`: the function's name in the store, instead of its path.
     pub(crate) name: Option<Expr>,
     /// `result` / `result = BOOL`: whether the return type is a `Result` whose `Ok` alone is
@@ -53,6 +64,30 @@ impl Options {
             "validate" => set_once(&mut self.validate, meta.value()?.parse()?, duplicate),
             "verbose" => set_once(&mut self.verbose, meta.value()?.parse()?, duplicate),
             "name" => set_once(&mut self.name, meta.value()?.parse()?, duplicate),
+            "mmap_mode" => {
+                let value = meta.value()?;
+                let option = if value.peek(LitStr) {
+                    let lit: LitStr = value.parse()?;
+                    let variant = match lit.value().as_str() {
+                        "none" | "None" | "" => "None",
+                        "r" | "read-only" => "ReadOnly",
+                        "c" | "copy-on-write" => "CopyOnWrite",
+                        "r+" | "w+" | "read-write" => "ReadWrite",
+                        other => {
+                            return Err(syn::Error::new(
+                                lit.span(),
+                                format_args!(
+                                    "unknown mmap mode {other:?}; expected \"none\", \"r\", \"c\", \"r+\" or \"w+\""
+                                ),
+                            ));
+                        }
+                    };
+                    MmapModeOption::Named(Ident::new(variant, lit.span()))
+                } else {
+                    MmapModeOption::Expr(value.parse()?)
+                };
+                set_once(&mut self.mmap_mode, option, duplicate)
+            }
             "result" => {
                 let on = if meta.input.is_empty() || meta.input.peek(Token![,]) {
                     true

@@ -20,12 +20,38 @@
 //! and reported as such; nothing is decoded from it. The payload starts at an aligned offset so
 //! that arrays inside it can be memory-mapped in place. Reading the metadata only needs the first
 //! `O` bytes (one ranged read on object stores).
+//!
+//! Without flags, the payload is the codec's encoding of the output. Two flags change that:
+//!
+//! - [`FLAG_ARRAYS`]: the output holds [`Array`](crate::Array)s, whose numbers are stored out of
+//!   line, raw, where they can be mapped:
+//!
+//!   ```text
+//!   offset size
+//!    0      8    structure length S (u64)
+//!    8      8    array count N (u64)
+//!   16      8    block count M (u64)
+//!   24      S    structure: the output, encoded by the codec, arrays replaced by descriptors
+//!           16N  per array: its offset from the payload start (a multiple of 64), its length
+//!           8M   xxh3-64 of each 16 MiB block of each array (with its zero padding), in order
+//!                zero padding up to a multiple of 64: the head of the payload ends here
+//!                each array's bytes (little-endian numbers), zero-padded to a multiple of 64
+//!   ```
+//!
+//!   The payload checksum of the prefix covers the head only; each array is covered by its
+//!   block checksums. A full check ([`Entry::parse`]) verifies them all; a memory-mapped load
+//!   ([`Entry::parse_head`]) verifies the head and leaves the arrays' pages untouched.
+//! - [`FLAG_ZSTD`]: the payload is a zstd frame holding the payload that the other flags
+//!   describe, and the payload checksum covers the compressed bytes.
+
+use std::ops::Range;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3Default;
 
+use crate::backend::Blob;
 use crate::error::EntryError;
 
 /// The first bytes of every entry.
@@ -39,7 +65,15 @@ pub const PAYLOAD_ALIGN: usize = 64;
 /// A read of this many bytes holds the metadata of nearly every entry.
 pub const HEADER_READ_HINT: u64 = 4096;
 
-const KNOWN_FLAGS: u16 = 0;
+/// Flag: the output's arrays are stored out of line (see the module documentation).
+pub const FLAG_ARRAYS: u16 = 1;
+/// Flag: the payload is compressed with zstd.
+pub const FLAG_ZSTD: u16 = 2;
+const KNOWN_FLAGS: u16 = FLAG_ARRAYS | FLAG_ZSTD;
+/// Arrays are checksummed in blocks of this many bytes.
+pub const ARRAY_BLOCK: usize = 16 << 20;
+const HEAD_FIXED: usize = 24;
+static ZEROS: [u8; PAYLOAD_ALIGN] = [0; PAYLOAD_ALIGN];
 
 /// The metadata of a cached call, stored in its entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,40 +131,147 @@ impl Metadata {
     }
 }
 
-/// Encodes an entry: the metadata, then the payload that `write_payload` appends to the buffer
-/// (so that the payload is never copied).
-pub fn encode<E>(
+/// Encodes an entry from the codec's encoding of the output (`structure`) and the bytes of the
+/// output's arrays, in the order of their descriptors. The arrays are not copied: they become
+/// segments of the returned [`Blob`]. With `zstd_level`, the payload is compressed (and the
+/// arrays copied into the compressed frame).
+pub fn encode_parts(
     metadata: &Metadata,
-    write_payload: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
-) -> Result<Vec<u8>, E>
-where
-    E: From<String>,
-{
-    let header = rmp_serde::to_vec_named(metadata).map_err(|e| E::from(e.to_string()))?;
-    let header_len =
-        u32::try_from(header.len()).map_err(|_| E::from("metadata too large".to_owned()))?;
+    structure: Vec<u8>,
+    arrays: Vec<Bytes>,
+    zstd_level: Option<i32>,
+) -> Result<Blob, String> {
+    let mut flags = 0u16;
+    let (mut payload, mut checksum) = if arrays.is_empty() {
+        let checksum = xxhash_rust::xxh3::xxh3_64(&structure);
+        (Blob::from(structure), checksum)
+    } else {
+        flags |= FLAG_ARRAYS;
+        array_payload(&structure, arrays)?
+    };
+    if let Some(level) = zstd_level {
+        flags |= FLAG_ZSTD;
+        let capacity = usize::try_from(payload.len() / 2).unwrap_or(0);
+        let mut encoder = zstd::stream::Encoder::new(Vec::with_capacity(capacity), level)
+            .map_err(|e| format!("cannot start compressing: {e}"))?;
+        encoder
+            .set_pledged_src_size(Some(payload.len()))
+            .map_err(|e| format!("cannot compress: {e}"))?;
+        for part in payload.parts() {
+            std::io::Write::write_all(&mut encoder, part)
+                .map_err(|e| format!("cannot compress: {e}"))?;
+        }
+        let compressed = encoder
+            .finish()
+            .map_err(|e| format!("cannot compress: {e}"))?;
+        checksum = xxhash_rust::xxh3::xxh3_64(&compressed);
+        payload = Blob::from(compressed);
+    }
+    let header = rmp_serde::to_vec_named(metadata).map_err(|e| e.to_string())?;
+    let header_len = u32::try_from(header.len()).map_err(|_| "metadata too large".to_owned())?;
     let payload_offset = (PREFIX_LEN + header.len()).next_multiple_of(PAYLOAD_ALIGN);
     let payload_offset_u32 =
-        u32::try_from(payload_offset).map_err(|_| E::from("metadata too large".to_owned()))?;
-    let mut buf = Vec::with_capacity(payload_offset + 256);
-    buf.extend_from_slice(&[0; PREFIX_LEN]);
-    buf.extend_from_slice(&header);
-    buf.resize(payload_offset, 0);
-    write_payload(&mut buf)?;
-    let payload_len = (buf.len() - payload_offset) as u64;
-    let payload_checksum = xxhash_rust::xxh3::xxh3_64(&buf[payload_offset..]);
+        u32::try_from(payload_offset).map_err(|_| "metadata too large".to_owned())?;
+    let mut head = Vec::with_capacity(payload_offset);
+    head.extend_from_slice(&[0; PREFIX_LEN]);
+    head.extend_from_slice(&header);
+    head.resize(payload_offset, 0);
+    head[0..8].copy_from_slice(MAGIC);
+    head[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    head[10..12].copy_from_slice(&flags.to_le_bytes());
+    head[12..16].copy_from_slice(&header_len.to_le_bytes());
+    head[16..24].copy_from_slice(&payload.len().to_le_bytes());
+    head[32..40].copy_from_slice(&checksum.to_le_bytes());
+    head[40..44].copy_from_slice(&payload_offset_u32.to_le_bytes());
+    let header_checksum = header_checksum(&head[..PREFIX_LEN], &header);
+    head[24..32].copy_from_slice(&header_checksum.to_le_bytes());
+    let mut entry = Blob::from(head);
+    for part in payload.into_parts() {
+        entry.push(part);
+    }
+    Ok(entry)
+}
 
-    buf[0..8].copy_from_slice(MAGIC);
-    buf[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    buf[10..12].copy_from_slice(&0u16.to_le_bytes());
-    buf[12..16].copy_from_slice(&header_len.to_le_bytes());
-    buf[16..24].copy_from_slice(&payload_len.to_le_bytes());
-    buf[32..40].copy_from_slice(&payload_checksum.to_le_bytes());
-    buf[40..44].copy_from_slice(&payload_offset_u32.to_le_bytes());
-    buf[44..48].copy_from_slice(&0u32.to_le_bytes());
-    let header_checksum = header_checksum(&buf[..PREFIX_LEN], &header);
-    buf[24..32].copy_from_slice(&header_checksum.to_le_bytes());
-    Ok(buf)
+/// Lays out a payload with out-of-line arrays; gives it and the checksum of its head.
+fn array_payload(structure: &[u8], arrays: Vec<Bytes>) -> Result<(Blob, u64), String> {
+    let n = arrays.len();
+    let blocks: usize = arrays
+        .iter()
+        .map(|a| {
+            a.len()
+                .next_multiple_of(PAYLOAD_ALIGN)
+                .div_ceil(ARRAY_BLOCK)
+        })
+        .sum();
+    let head_len = HEAD_FIXED + structure.len() + 16 * n + 8 * blocks;
+    let mut head = Vec::with_capacity(head_len.next_multiple_of(PAYLOAD_ALIGN));
+    head.extend_from_slice(&(structure.len() as u64).to_le_bytes());
+    head.extend_from_slice(&(n as u64).to_le_bytes());
+    head.extend_from_slice(&(blocks as u64).to_le_bytes());
+    head.extend_from_slice(structure);
+    let mut at = head_len.next_multiple_of(PAYLOAD_ALIGN) as u64;
+    for a in &arrays {
+        head.extend_from_slice(&at.to_le_bytes());
+        head.extend_from_slice(&(a.len() as u64).to_le_bytes());
+        at += a.len().next_multiple_of(PAYLOAD_ALIGN) as u64;
+    }
+    for a in &arrays {
+        for sum in block_checksums(a) {
+            head.extend_from_slice(&sum.to_le_bytes());
+        }
+    }
+    head.resize(head_len.next_multiple_of(PAYLOAD_ALIGN), 0);
+    let checksum = xxhash_rust::xxh3::xxh3_64(&head);
+    let mut payload = Blob::from(head);
+    for a in arrays {
+        let pad = a.len().next_multiple_of(PAYLOAD_ALIGN) - a.len();
+        payload.push(a);
+        payload.push(Bytes::from_static(&ZEROS[..pad]));
+    }
+    Ok((payload, checksum))
+}
+
+/// The checksums of an array's blocks, over its bytes followed by its zero padding. Blocks are
+/// hashed on several threads when there are many.
+fn block_checksums(array: &[u8]) -> Vec<u64> {
+    let padded = array.len().next_multiple_of(PAYLOAD_ALIGN);
+    let starts: Vec<usize> = (0..padded).step_by(ARRAY_BLOCK).collect();
+    let sum_of = |&start: &usize| {
+        let end = (start + ARRAY_BLOCK).min(padded);
+        let mut h = Xxh3Default::new();
+        h.update(&array[start.min(array.len())..end.min(array.len())]);
+        let zeros = end - end.min(array.len()).max(start);
+        h.update(&ZEROS[..zeros]);
+        h.digest()
+    };
+    parallel_map(&starts, sum_of)
+}
+
+/// Maps `f` over `items`, on up to as many threads as there are cores when there are several
+/// items.
+fn parallel_map<T: Sync, R: Send + Default + Clone>(
+    items: &[T],
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    let mut out = vec![R::default(); items.len()];
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (ins, outs) in items.chunks(chunk).zip(out.chunks_mut(chunk)) {
+            let f = &f;
+            scope.spawn(move || {
+                for (i, o) in ins.iter().zip(outs) {
+                    *o = f(i);
+                }
+            });
+        }
+    });
+    out
 }
 
 fn header_checksum(prefix: &[u8], header: &[u8]) -> u64 {
@@ -250,18 +391,156 @@ impl Prefix {
 pub struct Entry {
     prefix: Prefix,
     bytes: Bytes,
+    /// The layout of an uncompressed payload with arrays.
+    layout: Option<Layout>,
+}
+
+/// Where the parts of a payload with out-of-line arrays are, relative to the payload.
+#[derive(Debug, Clone)]
+struct Layout {
+    structure: Range<usize>,
+    arrays: Vec<Range<usize>>,
+    /// Where the block checksums are.
+    blocks: Range<usize>,
+}
+
+impl Layout {
+    /// Reads and bounds-checks the head of a payload with arrays. Never allocates more than
+    /// the array count, which is bounded by the payload's real size.
+    fn parse(payload: &[u8]) -> Result<Layout, EntryError> {
+        let bad = |why: &str| EntryError::Corrupted(format!("array layout: {why}"));
+        let u64_at = |o: usize| -> Result<u64, EntryError> {
+            payload
+                .get(o..o + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes)
+                .ok_or_else(|| EntryError::Truncated("array layout cut short".into()))
+        };
+        let to_usize = |v: u64| usize::try_from(v).map_err(|_| bad("too large"));
+        let (s, n, m) = (
+            to_usize(u64_at(0)?)?,
+            to_usize(u64_at(8)?)?,
+            to_usize(u64_at(16)?)?,
+        );
+        let head_len = n
+            .checked_mul(16)
+            .and_then(|t| m.checked_mul(8).and_then(|b| b.checked_add(t)))
+            .and_then(|t| t.checked_add(HEAD_FIXED))
+            .and_then(|t| t.checked_add(s))
+            .filter(|&t| t <= payload.len())
+            .ok_or_else(|| bad("the head is longer than the payload"))?;
+        let structure = HEAD_FIXED..HEAD_FIXED + s;
+        let table = structure.end;
+        let blocks = table + 16 * n..head_len;
+        let mut arrays = Vec::with_capacity(n);
+        let mut next = head_len.next_multiple_of(PAYLOAD_ALIGN);
+        let mut block_count = 0usize;
+        for i in 0..n {
+            let start = to_usize(u64_at(table + 16 * i)?)?;
+            let len = to_usize(u64_at(table + 16 * i + 8)?)?;
+            let padded = len
+                .checked_next_multiple_of(PAYLOAD_ALIGN)
+                .ok_or_else(|| bad("array too long"))?;
+            if start != next || start.checked_add(padded).is_none_or(|e| e > payload.len()) {
+                return Err(bad("arrays out of place"));
+            }
+            arrays.push(start..start + len);
+            next = start + padded;
+            block_count += padded.div_ceil(ARRAY_BLOCK);
+        }
+        if next != payload.len() {
+            return Err(bad("the payload does not end with the last array"));
+        }
+        if block_count != m {
+            return Err(bad("wrong number of block checksums"));
+        }
+        Ok(Layout {
+            structure,
+            arrays,
+            blocks,
+        })
+    }
+
+    /// Checks every array against its block checksums.
+    fn verify_arrays(&self, payload: &[u8]) -> Result<(), EntryError> {
+        let mut jobs = Vec::new();
+        for array in &self.arrays {
+            let padded = array.len().next_multiple_of(PAYLOAD_ALIGN);
+            for start in (0..padded).step_by(ARRAY_BLOCK) {
+                let end = (start + ARRAY_BLOCK).min(padded);
+                jobs.push(array.start + start..array.start + end);
+            }
+        }
+        let sums = parallel_map(&jobs, |r| xxhash_rust::xxh3::xxh3_64(&payload[r.clone()]));
+        let stored = payload[self.blocks.clone()].chunks_exact(8);
+        for (sum, stored) in sums.into_iter().zip(stored) {
+            if stored != sum.to_le_bytes() {
+                return Err(EntryError::Corrupted("array checksum mismatch".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The decoded payload of an entry: the codec's part, and where each out-of-line array is.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    bytes: Bytes,
+    structure: Range<usize>,
+    arrays: Vec<Range<usize>>,
+}
+
+impl Payload {
+    /// The bytes the codec decodes.
+    pub fn structure(&self) -> &[u8] {
+        &self.bytes[self.structure.clone()]
+    }
+
+    /// The payload (decompressed) that arrays view.
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Where each out-of-line array's bytes are within [`bytes`](Self::bytes).
+    pub fn arrays(&self) -> &[Range<usize>] {
+        &self.arrays
+    }
 }
 
 impl Entry {
-    /// Parses a whole entry and checks both checksums. Never allocates.
+    /// Parses a whole entry and checks every checksum, arrays included. Never allocates more
+    /// than the entry's array count.
     pub fn parse(bytes: Bytes) -> Result<Entry, EntryError> {
+        let entry = Entry::parse_head(bytes)?;
+        if let Some(layout) = &entry.layout {
+            layout.verify_arrays(&entry.bytes[entry.prefix.payload_offset as usize..])?;
+        }
+        Ok(entry)
+    }
+
+    /// Parses a whole entry and checks every checksum except those of out-of-line arrays, so
+    /// that the arrays' pages of a memory-mapped entry are not read. See
+    /// [`MmapMode`](crate::MmapMode).
+    pub fn parse_head(bytes: Bytes) -> Result<Entry, EntryError> {
         let prefix = Prefix::parse(&bytes, Some(bytes.len() as u64))?;
         prefix.check_header(&bytes)?;
         let payload = &bytes[prefix.payload_offset as usize..];
-        if xxhash_rust::xxh3::xxh3_64(payload) != prefix.payload_checksum {
+        let (layout, checked) = if prefix.flags & FLAG_ZSTD == 0 && prefix.flags & FLAG_ARRAYS != 0
+        {
+            let layout = Layout::parse(payload)?;
+            let head_end = layout.arrays.first().map_or(payload.len(), |a| a.start);
+            (Some(layout), &payload[..head_end])
+        } else {
+            (None, payload)
+        };
+        if xxhash_rust::xxh3::xxh3_64(checked) != prefix.payload_checksum {
             return Err(EntryError::Corrupted("payload checksum mismatch".into()));
         }
-        Ok(Entry { prefix, bytes })
+        Ok(Entry {
+            prefix,
+            bytes,
+            layout,
+        })
     }
 
     /// The metadata.
@@ -269,9 +548,45 @@ impl Entry {
         decode_metadata(&self.bytes[PREFIX_LEN..PREFIX_LEN + self.prefix.header_len as usize])
     }
 
-    /// The payload, sharing the entry's buffer.
+    /// The payload as stored (compressed if it is), sharing the entry's buffer.
     pub fn payload(&self) -> Bytes {
         self.bytes.slice(self.prefix.payload_offset as usize..)
+    }
+
+    /// The payload, decompressed if needed, with its arrays located.
+    pub fn decode_payload(&self) -> Result<Payload, EntryError> {
+        let stored = self.payload();
+        let (bytes, layout) = if self.prefix.flags & FLAG_ZSTD != 0 {
+            let bytes = Bytes::from(
+                zstd::stream::decode_all(&stored[..])
+                    .map_err(|e| EntryError::Corrupted(format!("cannot decompress: {e}")))?,
+            );
+            let layout = if self.prefix.flags & FLAG_ARRAYS != 0 {
+                Some(Layout::parse(&bytes)?)
+            } else {
+                None
+            };
+            (bytes, layout)
+        } else {
+            (stored, self.layout.clone())
+        };
+        Ok(match layout {
+            Some(layout) => Payload {
+                bytes,
+                structure: layout.structure,
+                arrays: layout.arrays,
+            },
+            None => Payload {
+                structure: 0..bytes.len(),
+                bytes,
+                arrays: Vec::new(),
+            },
+        })
+    }
+
+    /// Whether the payload is compressed.
+    pub fn is_compressed(&self) -> bool {
+        self.prefix.flags & FLAG_ZSTD != 0
     }
 
     /// The fixed prefix.
@@ -312,12 +627,87 @@ mod tests {
             "xxh3-128",
             "msgpack",
         );
-        let bytes = encode::<String>(&meta, |buf| {
-            buf.extend_from_slice(b"payload!");
-            Ok(())
-        })
-        .unwrap();
-        (meta, bytes)
+        let bytes = encode_parts(&meta, b"payload!".to_vec(), Vec::new(), None).unwrap();
+        (meta, bytes.to_bytes().to_vec())
+    }
+
+    fn with_arrays(zstd: Option<i32>) -> (Metadata, Vec<u8>) {
+        let (meta, _) = sample();
+        let arrays = vec![
+            Bytes::from((0..100u8).collect::<Vec<_>>()),
+            Bytes::new(),
+            Bytes::from(vec![9u8; 64]),
+        ];
+        let blob = encode_parts(&meta, b"structure".to_vec(), arrays, zstd).unwrap();
+        (meta, blob.to_bytes().to_vec())
+    }
+
+    #[test]
+    fn arrays_are_aligned_and_located() {
+        for zstd in [None, Some(3)] {
+            let (meta, bytes) = with_arrays(zstd);
+            let entry = Entry::parse(Bytes::from(bytes)).unwrap();
+            assert_eq!(entry.metadata().unwrap(), meta);
+            assert_eq!(entry.is_compressed(), zstd.is_some());
+            let payload = entry.decode_payload().unwrap();
+            assert_eq!(payload.structure(), b"structure");
+            let arrays = payload.arrays();
+            assert_eq!(arrays.len(), 3);
+            assert_eq!(
+                &payload.bytes()[arrays[0].clone()],
+                &(0..100u8).collect::<Vec<_>>()[..]
+            );
+            assert!(arrays[1].is_empty());
+            assert_eq!(&payload.bytes()[arrays[2].clone()], &[9u8; 64][..]);
+            for a in arrays {
+                assert_eq!(a.start % PAYLOAD_ALIGN, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn every_bit_flip_in_an_entry_with_arrays_is_detected() {
+        for zstd in [None, Some(1)] {
+            let (_, bytes) = with_arrays(zstd);
+            for i in 0..bytes.len() {
+                let mut b = bytes.clone();
+                b[i] ^= 0x10;
+                assert!(
+                    Entry::parse(Bytes::from(b)).is_err(),
+                    "flip at byte {i} went unnoticed"
+                );
+            }
+            for len in 0..bytes.len() {
+                assert!(Entry::parse(Bytes::copy_from_slice(&bytes[..len])).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn head_only_parsing_skips_array_bytes() {
+        let (_, mut bytes) = with_arrays(None);
+        let prefix = Prefix::parse(&bytes, None).unwrap();
+        let entry = Entry::parse_head(Bytes::from(bytes.clone())).unwrap();
+        let first = entry.decode_payload().unwrap().arrays()[0].start;
+        bytes[prefix.payload_offset as usize + first] ^= 1;
+        assert!(Entry::parse_head(Bytes::from(bytes.clone())).is_ok());
+        assert!(matches!(
+            Entry::parse(Bytes::from(bytes)).unwrap_err(),
+            EntryError::Corrupted(_)
+        ));
+    }
+
+    #[test]
+    fn large_arrays_are_checked_block_by_block() {
+        let (meta, _) = sample();
+        let big = Bytes::from(vec![3u8; ARRAY_BLOCK * 2 + 5]);
+        let blob = encode_parts(&meta, Vec::new(), vec![big], None).unwrap();
+        assert!(blob.parts().len() > 2, "the array is a segment of its own");
+        let mut bytes = blob.to_bytes().to_vec();
+        assert!(Entry::parse(Bytes::from(bytes.clone())).is_ok());
+        let last = bytes.len() - 70;
+        bytes[last] = 4;
+        assert!(Entry::parse(Bytes::from(bytes)).is_err());
     }
 
     #[test]

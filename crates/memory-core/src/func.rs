@@ -16,11 +16,13 @@ use chrono::Utc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::backend::{BackendResult, PutOptions, StoreBackend};
+use crate::array::{self, MmapMode};
+use crate::backend::{BackendResult, Blob, PutOptions, StoreBackend};
 use crate::codec;
-use crate::entry::{self, Entry, HEADER_READ_HINT, Metadata};
+use crate::entry::{self, HEADER_READ_HINT, Metadata};
 use crate::error::{EntryError, Error};
 use crate::key::{Key, Prefix};
+use crate::load::{Checked, Read};
 use crate::memory::{Inner, Memory};
 use crate::report::{format_time, rule_ending_with};
 use crate::result::{MemorizedResult, NotMemorizedResult, Shelved};
@@ -206,6 +208,7 @@ pub struct MemorizedFunc<R, F = NoFunc> {
     ignore: Vec<usize>,
     validation: Option<Validation>,
     verbose: Option<u8>,
+    mmap_mode: Option<MmapMode>,
     /// The memory generation + 1 at which the code identity was last checked; 0 when never.
     checked: AtomicU64,
     f: F,
@@ -219,6 +222,7 @@ impl<R, F> fmt::Debug for MemorizedFunc<R, F> {
             .field("location", &self.memory.location())
             .field("ignore", &self.ignore)
             .field("validation", &self.validation)
+            .field("mmap_mode", &self.mmap_mode)
             .finish_non_exhaustive()
     }
 }
@@ -240,6 +244,7 @@ impl<R, F> MemorizedFunc<R, F> {
             ignore: Vec::new(),
             validation: None,
             verbose: None,
+            mmap_mode: None,
             checked: AtomicU64::new(0),
             f,
             _output: PhantomData,
@@ -321,6 +326,27 @@ impl<R, F> MemorizedFunc<R, F> {
     pub fn verbose(mut self, verbose: u8) -> Self {
         self.verbose = Some(verbose);
         self
+    }
+
+    /// Overrides the memory's [`MmapMode`] for this function: how the arrays of its outputs
+    /// are loaded.
+    pub fn mmap_mode(mut self, mode: MmapMode) -> Self {
+        if let Some(inner) = &self.memory.inner
+            && mode.maps()
+            && inner.compress.is_some()
+        {
+            inner.reporter.warn(format!(
+                "compressed results cannot be memory-mapped ('{}' with mmap_mode {mode}): arrays are loaded into memory",
+                self.id.name
+            ));
+        }
+        self.mmap_mode = Some(mode);
+        self
+    }
+
+    /// The [`MmapMode`] the arrays of this function's outputs are loaded with.
+    pub fn effective_mmap_mode(&self) -> MmapMode {
+        self.mmap_mode.unwrap_or_else(|| self.memory.mmap_mode())
     }
 
     /// The identity of the function.
@@ -619,8 +645,8 @@ where
         };
         self.ensure_checked(inner);
         let started = Instant::now();
-        let k = key.clone();
-        let found = inner.run(move |b| Box::pin(async move { b.get(&k).await }));
+        let mode = self.effective_mmap_mode();
+        let found = inner.read_entry(&key, mode);
         if let Some(out) = self.use_stored(inner, &key, found, started) {
             return Ok(out);
         }
@@ -628,10 +654,14 @@ where
         let (out, meta, bytes) = self.compute(inner, &key, readable, args, compute)?;
         if let Some(bytes) = bytes {
             let ttl = self.ttl();
+            let k = key.clone();
             let outcome = inner.run(move |b| {
-                Box::pin(async move { b.put(&key, bytes, &PutOptions::with_ttl(ttl)).await })
+                Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
             });
-            self.stored(inner, &meta, outcome);
+            if self.stored(inner, &meta, outcome) && self.reloads(inner, mode) {
+                let found = inner.read_entry(&key, mode);
+                return Ok(self.reload(inner, &key, found, out));
+            }
         }
         Ok(out)
     }
@@ -655,10 +685,8 @@ where
         };
         self.ensure_checked_async(inner).await;
         let started = Instant::now();
-        let k = key.clone();
-        let found = inner
-            .run_async(move |b| Box::pin(async move { b.get(&k).await }))
-            .await;
+        let mode = self.effective_mmap_mode();
+        let found = inner.read_entry_async(&key, mode).await;
         if let Some(out) = self.use_stored(inner, &key, found, started) {
             return Ok(out);
         }
@@ -677,12 +705,16 @@ where
         }
         if let Some(bytes) = bytes {
             let ttl = self.ttl();
+            let k = key.clone();
             let outcome = inner
                 .run_async(move |b| {
-                    Box::pin(async move { b.put(&key, bytes, &PutOptions::with_ttl(ttl)).await })
+                    Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
                 })
                 .await;
-            self.stored(inner, &meta, outcome);
+            if self.stored(inner, &meta, outcome) && self.reloads(inner, mode) {
+                let found = inner.read_entry_async(&key, mode).await;
+                return Ok(self.reload(inner, &key, found, out));
+            }
         }
         Ok(out)
     }
@@ -903,11 +935,11 @@ where
         &self,
         inner: &Inner,
         key: &Key,
-        found: BackendResult<Option<Bytes>>,
+        found: BackendResult<Option<Read>>,
         started: Instant,
     ) -> Option<R> {
-        let bytes = match found {
-            Ok(Some(bytes)) => bytes,
+        let read = match found {
+            Ok(Some(read)) => read,
             Ok(None) => return None,
             Err(e) => {
                 inner.reporter.warn(format!(
@@ -923,7 +955,7 @@ where
                 self.id.name
             ));
         };
-        let entry = match Entry::parse(bytes) {
+        let entry = match Checked::parse(read) {
             Ok(entry) => entry,
             Err(e) => {
                 unusable(e.to_string());
@@ -949,7 +981,7 @@ where
                 return None;
             }
         }
-        let out = match codec::decode_value::<R>(&*inner.codec, &entry.payload()) {
+        let out = match entry.decode::<R>(&*inner.codec, self.effective_mmap_mode()) {
             Ok(out) => out,
             Err(e) => {
                 unusable(format!("cannot decode the output: {e}"));
@@ -982,7 +1014,7 @@ where
         readable: Vec<(String, String)>,
         args: A,
         compute: impl FnOnce(A) -> Result<R, E>,
-    ) -> Result<(R, Metadata, Option<Bytes>), E> {
+    ) -> Result<(R, Metadata, Option<Blob>), E> {
         let verbose = self.verbosity(inner);
         if verbose > 0 {
             self.print_call_header(inner, &readable);
@@ -1006,7 +1038,7 @@ where
         out: &R,
         duration: f64,
         time: chrono::DateTime<Utc>,
-    ) -> (Metadata, Option<Bytes>) {
+    ) -> (Metadata, Option<Blob>) {
         let meta = Metadata::new(
             duration,
             time,
@@ -1016,17 +1048,48 @@ where
             inner.hasher.id(),
             inner.codec.id(),
         );
-        let encoded = entry::encode::<String>(&meta, |buf| {
-            codec::encode_value(&*inner.codec, out, buf).map_err(|e| e.0)
+        let (structure, arrays) = array::encoding(|| {
+            let mut structure = Vec::new();
+            codec::encode_value(&*inner.codec, out, &mut structure).map(|()| structure)
         });
+        let encoded = structure
+            .map_err(|e| e.0)
+            .and_then(|structure| entry::encode_parts(&meta, structure, arrays, inner.compress));
         match encoded {
-            Ok(bytes) => (meta, Some(Bytes::from(bytes))),
+            Ok(bytes) => (meta, Some(bytes)),
             Err(e) => {
                 inner.reporter.warn(format!(
                     "the output of '{}' cannot be serialized ({e}); it is returned but not stored",
                     self.id.name
                 ));
                 (meta, None)
+            }
+        }
+    }
+
+    /// Whether a computed output is loaded back from the store, so that the miss gives the
+    /// same mapped arrays as later hits (joblib does the same when `mmap_mode` is set).
+    fn reloads(&self, inner: &Inner, mode: MmapMode) -> bool {
+        mode.maps() && inner.local_files && inner.compress.is_none()
+    }
+
+    /// The output loaded back from the store after a miss, or the computed one if that fails.
+    fn reload(&self, inner: &Inner, key: &Key, found: BackendResult<Option<Read>>, out: R) -> R {
+        let loaded = match found {
+            Ok(Some(read)) => Checked::parse(read)
+                .map_err(|e| e.to_string())
+                .and_then(|entry| entry.decode::<R>(&*inner.codec, self.effective_mmap_mode())),
+            Ok(None) => Err("it is gone".to_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+        match loaded {
+            Ok(mapped) => mapped,
+            Err(e) => {
+                inner.reporter.warn(format!(
+                    "cannot map the result of '{}' just stored at {key} ({e}); returning it from memory",
+                    self.id.name
+                ));
+                out
             }
         }
     }
@@ -1108,13 +1171,21 @@ async fn check_identity(
         Some(stored) => {
             backend.delete_prefix(&folder).await?;
             backend
-                .put(&code_key, Bytes::from(identity), &PutOptions::default())
+                .put(
+                    &code_key,
+                    Bytes::from(identity).into(),
+                    &PutOptions::default(),
+                )
                 .await?;
             Ok(Some(String::from_utf8_lossy(&stored).into_owned()))
         }
         None => {
             backend
-                .put(&code_key, Bytes::from(identity), &PutOptions::default())
+                .put(
+                    &code_key,
+                    Bytes::from(identity).into(),
+                    &PutOptions::default(),
+                )
                 .await?;
             Ok(None)
         }
@@ -1129,7 +1200,11 @@ async fn clear_function(
 ) -> BackendResult<()> {
     backend.delete_prefix(&folder).await?;
     backend
-        .put(&code_key, Bytes::from(identity), &PutOptions::default())
+        .put(
+            &code_key,
+            Bytes::from(identity).into(),
+            &PutOptions::default(),
+        )
         .await
 }
 

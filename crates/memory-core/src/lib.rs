@@ -25,6 +25,7 @@
 //! assert!(f.check_call_in_cache(&1));
 //! ```
 
+pub mod array;
 pub mod backend;
 pub mod codec;
 pub mod entry;
@@ -32,6 +33,7 @@ pub mod error;
 pub mod func;
 pub mod global;
 pub mod key;
+mod load;
 pub mod memory;
 pub mod memory_backend;
 pub mod registry;
@@ -43,8 +45,9 @@ pub mod size;
 pub mod testkit;
 pub mod validation;
 
+pub use array::{Array, DType, Element, MmapMode, ShapeError, Storage};
 pub use backend::{
-    BackendResult, Capabilities, DynBackend, ItemInfo, PutOptions, PutOutcome, StoreBackend,
+    BackendResult, Blob, Capabilities, DynBackend, ItemInfo, PutOptions, PutOutcome, StoreBackend,
 };
 pub use cachette_hashing::{Digest, HashAlgorithm, Xxh3, hash};
 pub use codec::{Codec, MessagePack};

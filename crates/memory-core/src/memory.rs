@@ -11,6 +11,7 @@ use cachette_hashing::{HashAlgorithm, Xxh3};
 use chrono::{TimeDelta, Utc};
 use futures::future::BoxFuture;
 
+use crate::array::MmapMode;
 use crate::backend::{BackendResult, DynBackend, ItemInfo, StoreBackend};
 use crate::codec::{Codec, MessagePack};
 use crate::error::{Error, Result};
@@ -52,6 +53,12 @@ pub(crate) struct Inner {
     pub(crate) checked: Mutex<HashMap<String, String>>,
     /// Bumped by [`Memory::clear`], so that functions check their identity again.
     pub(crate) generation: AtomicU64,
+    /// How arrays of outputs are loaded, unless a function says otherwise.
+    pub(crate) mmap_mode: MmapMode,
+    /// The zstd level outputs are compressed with, if they are.
+    pub(crate) compress: Option<i32>,
+    /// The backend has local files that can be mapped.
+    pub(crate) local_files: bool,
 }
 
 impl fmt::Debug for Memory {
@@ -65,6 +72,8 @@ impl fmt::Debug for Memory {
                 .field("verbose", &inner.verbose)
                 .field("codec", &inner.codec.id())
                 .field("hasher", &inner.hasher.id())
+                .field("mmap_mode", &inner.mmap_mode)
+                .field("compress", &inner.compress)
                 .finish(),
         }
     }
@@ -128,6 +137,16 @@ impl Memory {
     /// The verbosity.
     pub fn verbose(&self) -> u8 {
         self.inner.as_ref().map_or(0, |i| i.verbose)
+    }
+
+    /// How arrays of outputs are loaded, unless a function says otherwise.
+    pub fn mmap_mode(&self) -> MmapMode {
+        self.inner.as_ref().map_or(MmapMode::None, |i| i.mmap_mode)
+    }
+
+    /// The zstd level outputs are compressed with, if they are.
+    pub fn compression(&self) -> Option<i32> {
+        self.inner.as_ref().and_then(|i| i.compress)
     }
 
     /// Memoizes a function or closure taking one argument (use a tuple for several). Call it
@@ -326,6 +345,8 @@ pub struct MemoryBuilder {
     codec: Option<Arc<dyn Codec>>,
     hasher: Option<Arc<dyn HashAlgorithm>>,
     reporter: Reporter,
+    mmap_mode: MmapMode,
+    compress: Option<i32>,
 }
 
 impl MemoryBuilder {
@@ -383,6 +404,23 @@ impl MemoryBuilder {
         self
     }
 
+    /// How the [`Array`](crate::Array)s of outputs are loaded (joblib's `mmap_mode`); see
+    /// [`MmapMode`]. Functions can override it. The default is [`MmapMode::None`].
+    pub fn mmap_mode(mut self, mode: MmapMode) -> Self {
+        self.mmap_mode = mode;
+        self
+    }
+
+    /// Compresses outputs with zstd at `level` (joblib's `compress`). `0` turns compression off
+    /// (the default); `1` to `22` trade speed for size (`3` is a good default), and negative
+    /// levels favour speed further. Compressed outputs cannot be memory-mapped: with an
+    /// [`mmap_mode`](Self::mmap_mode) set too, a warning says so and arrays are loaded into
+    /// memory.
+    pub fn compress(mut self, level: i32) -> Self {
+        self.compress = (level != 0).then_some(level);
+        self
+    }
+
     /// Builds the `Memory`, creating the backend if a URL or path was given.
     pub fn build(self) -> Result<Memory> {
         if self.disabled {
@@ -398,7 +436,20 @@ impl MemoryBuilder {
             }
         };
         let location = backend.location();
-        let blocking_io = backend.capabilities().blocking_io;
+        let capabilities = backend.capabilities();
+        let blocking_io = capabilities.blocking_io;
+        let compress = self.compress.map(|level| {
+            level.clamp(
+                *zstd::compression_level_range().start(),
+                *zstd::compression_level_range().end(),
+            )
+        });
+        if compress.is_some() && self.mmap_mode.maps() {
+            self.reporter.warn(format!(
+                "compressed results cannot be memory-mapped (mmap_mode {} with compression): arrays are loaded into memory",
+                self.mmap_mode
+            ));
+        }
         Ok(Memory {
             inner: Some(Arc::new(Inner {
                 backend,
@@ -410,6 +461,9 @@ impl MemoryBuilder {
                 reporter: self.reporter,
                 checked: Mutex::default(),
                 generation: AtomicU64::new(0),
+                mmap_mode: self.mmap_mode,
+                compress,
+                local_files: capabilities.local_path,
             })),
         })
     }

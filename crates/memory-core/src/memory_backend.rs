@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
-use crate::backend::{BackendResult, Capabilities, ItemInfo, PutOptions, PutOutcome, StoreBackend};
+use crate::backend::{
+    BackendResult, Blob, Capabilities, ItemInfo, PutOptions, PutOutcome, StoreBackend,
+};
 use crate::key::{Key, Prefix};
 
 /// The scheme of the in-memory backend.
@@ -143,8 +145,20 @@ impl StoreBackend for InMemoryBackend {
             }))
     }
 
-    async fn put(&self, key: &Key, value: Bytes, options: &PutOptions) -> BackendResult<()> {
-        let item = Self::new_item(value, options);
+    async fn touch(&self, key: &Key) -> BackendResult<()> {
+        if let Some(item) = self
+            .read()
+            .get(key.as_str())
+            .filter(|i| i.live(Instant::now()))
+        {
+            item.last_access
+                .store(Utc::now().timestamp_micros(), Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    async fn put(&self, key: &Key, value: Blob, options: &PutOptions) -> BackendResult<()> {
+        let item = Self::new_item(value.to_bytes(), options);
         self.write().insert(key.as_str().to_owned(), item);
         Ok(())
     }
@@ -152,9 +166,10 @@ impl StoreBackend for InMemoryBackend {
     async fn put_if_absent(
         &self,
         key: &Key,
-        value: Bytes,
+        value: Blob,
         options: &PutOptions,
     ) -> BackendResult<PutOutcome> {
+        let value = value.to_bytes();
         let mut map = self.write();
         if map
             .get(key.as_str())

@@ -9,10 +9,9 @@ use std::sync::{Mutex, OnceLock};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec;
-use crate::entry::Entry;
 use crate::error::{Error, Result};
 use crate::key::Key;
+use crate::load::{Checked, Read};
 use crate::memory::Memory;
 
 /// A reference to a stored result: the store's location, the function and the argument hash.
@@ -139,8 +138,8 @@ impl<R: DeserializeOwned> MemorizedResult<R> {
         let memory = self.memory()?;
         let inner = memory.inner.as_deref().ok_or_else(|| self.not_found())?;
         let key = self.key()?;
-        let bytes = inner.get(&key)?;
-        self.decode(memory, key, bytes)
+        let read = inner.read_entry(&key, inner.mmap_mode)?;
+        self.decode(memory, key, read)
     }
 
     /// [`get`](Self::get), for async callers.
@@ -148,21 +147,22 @@ impl<R: DeserializeOwned> MemorizedResult<R> {
         let memory = self.memory()?;
         let inner = memory.inner.as_deref().ok_or_else(|| self.not_found())?;
         let key = self.key()?;
-        let k = key.clone();
-        let bytes = inner
-            .run_async(move |b| Box::pin(async move { b.get(&k).await }))
-            .await?;
-        self.decode(memory, key, bytes)
+        let read = inner.read_entry_async(&key, inner.mmap_mode).await?;
+        self.decode(memory, key, read)
     }
 
-    fn decode(&self, memory: &Memory, key: Key, bytes: Option<bytes::Bytes>) -> Result<R> {
-        let bytes = bytes.ok_or_else(|| self.not_found())?;
-        let entry = Entry::parse(bytes).map_err(|source| Error::Entry {
+    /// Decodes the value; its arrays are loaded as the memory's [`MmapMode`](crate::MmapMode)
+    /// says.
+    fn decode(&self, memory: &Memory, key: Key, read: Option<Read>) -> Result<R> {
+        let read = read.ok_or_else(|| self.not_found())?;
+        let entry = Checked::parse(read).map_err(|source| Error::Entry {
             key: key.to_string(),
             source,
         })?;
         let inner = memory.inner.as_deref().ok_or_else(|| self.not_found())?;
-        codec::decode_value(&*inner.codec, &entry.payload()).map_err(|e| Error::Codec(e.0))
+        entry
+            .decode(&*inner.codec, inner.mmap_mode)
+            .map_err(Error::Codec)
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::backend::{DynBackend, PutOptions, PutOutcome, StoreBackend};
+use crate::backend::{Blob, DynBackend, PutOptions, PutOutcome, StoreBackend};
 use crate::key::{Key, Prefix};
 use crate::rt;
 
@@ -78,6 +78,7 @@ pub async fn run_all(backend: DynBackend) {
     prefix_listing(&*backend, &root).await;
     delete_prefix_is_scoped(&*backend, &root).await;
     access_tracking(&*backend, &root).await;
+    segmented_writes(&*backend, &root).await;
     create_if_absent(backend.clone(), &root).await;
     atomic_visibility(backend.clone(), &root).await;
     large_item(&*backend, &root).await;
@@ -100,7 +101,9 @@ pub async fn round_trip(b: &dyn StoreBackend, root: &str) {
         ("binary", Bytes::from((0..=255u8).collect::<Vec<_>>())),
     ] {
         let k = key(root, &format!("rt/{name}"));
-        b.put(&k, value.clone(), &put_opts()).await.expect("put");
+        b.put(&k, value.clone().into(), &put_opts())
+            .await
+            .expect("put");
         assert_eq!(
             b.get(&k).await.expect("get").as_ref(),
             Some(&value),
@@ -109,7 +112,7 @@ pub async fn round_trip(b: &dyn StoreBackend, root: &str) {
         assert!(b.contains(&k).await.expect("contains"), "{name}");
     }
     let k = key(root, "rt/small");
-    b.put(&k, Bytes::from_static(b"replaced"), &put_opts())
+    b.put(&k, Bytes::from_static(b"replaced").into(), &put_opts())
         .await
         .expect("replace");
     assert_eq!(
@@ -145,7 +148,7 @@ pub async fn unusual_keys(b: &dyn StoreBackend, root: &str) {
     for name in &all {
         let k = key(root, &format!("odd/{name}"));
         let value = Bytes::from(name.clone().into_bytes());
-        b.put(&k, value.clone(), &put_opts())
+        b.put(&k, value.clone().into(), &put_opts())
             .await
             .unwrap_or_else(|e| panic!("put {name:?}: {e}"));
         assert_eq!(
@@ -189,7 +192,7 @@ pub async fn missing_is_a_value(b: &dyn StoreBackend, root: &str) {
 pub async fn ranged_reads(b: &dyn StoreBackend, root: &str) {
     let k = key(root, "range/item");
     let value: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-    b.put(&k, Bytes::from(value.clone()), &put_opts())
+    b.put(&k, Bytes::from(value.clone()).into(), &put_opts())
         .await
         .expect("put");
     for (start, end) in [(0u64, 48u64), (100, 4196), (9_990, 20_000), (0, 10_000)] {
@@ -212,9 +215,13 @@ pub async fn prefix_listing(b: &dyn StoreBackend, root: &str) {
         ("p/ab/z", 333),
         ("q/a/x", 4),
     ] {
-        b.put(&key(root, name), Bytes::from(vec![7u8; size]), &put_opts())
-            .await
-            .expect("put");
+        b.put(
+            &key(root, name),
+            Bytes::from(vec![7u8; size]).into(),
+            &put_opts(),
+        )
+        .await
+        .expect("put");
     }
     let mut listed: Vec<(String, u64)> = b
         .list(&prefix(root, "p/a"))
@@ -236,9 +243,13 @@ pub async fn prefix_listing(b: &dyn StoreBackend, root: &str) {
 /// Deleting a prefix deletes everything under it and nothing else.
 pub async fn delete_prefix_is_scoped(b: &dyn StoreBackend, root: &str) {
     for name in ["d/a/x", "d/a/y/z", "d/ab/keep", "d/keep", "e/a/keep"] {
-        b.put(&key(root, name), Bytes::from_static(b"v"), &put_opts())
-            .await
-            .expect("put");
+        b.put(
+            &key(root, name),
+            Bytes::from_static(b"v").into(),
+            &put_opts(),
+        )
+        .await
+        .expect("put");
     }
     let deleted = b
         .delete_prefix(&prefix(root, "d/a"))
@@ -271,10 +282,10 @@ pub async fn delete_prefix_is_scoped(b: &dyn StoreBackend, root: &str) {
 /// A read counts as an access: listing reports it.
 pub async fn access_tracking(b: &dyn StoreBackend, root: &str) {
     let (old, new) = (key(root, "lru/old"), key(root, "lru/new"));
-    b.put(&old, Bytes::from_static(b"1"), &put_opts())
+    b.put(&old, Bytes::from_static(b"1").into(), &put_opts())
         .await
         .expect("put");
-    b.put(&new, Bytes::from_static(b"2"), &put_opts())
+    b.put(&new, Bytes::from_static(b"2").into(), &put_opts())
         .await
         .expect("put");
     // Access tracking may have a granularity of about a second.
@@ -294,6 +305,70 @@ pub async fn access_tracking(b: &dyn StoreBackend, root: &str) {
         at(&old),
         at(&new)
     );
+    // `touch` records an access without reading, and a missing item is not an error.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    b.touch(&new).await.expect("touch");
+    b.touch(&key(root, "lru/missing"))
+        .await
+        .expect("touch of a missing item");
+    let items = b.list(&prefix(root, "lru")).await.expect("list");
+    let at = |k: &Key| {
+        items
+            .iter()
+            .find(|i| &i.key == k)
+            .map(|i| i.last_access)
+            .expect("listed")
+    };
+    assert!(
+        at(&new) > at(&old),
+        "a touched item must count as more recently accessed ({} vs {})",
+        at(&new),
+        at(&old)
+    );
+    assert!(
+        !b.contains(&key(root, "lru/missing"))
+            .await
+            .expect("contains"),
+        "touch must not create an item"
+    );
+}
+
+/// A value given as several segments is stored as their concatenation, by `put` and by
+/// `put_if_absent`, whatever the segment sizes (some cross the chunk sizes of chunked stores).
+pub async fn segmented_writes(b: &dyn StoreBackend, root: &str) {
+    let sizes = [48usize, 3 << 20, 1, 5 << 20, 64, 1234];
+    let mut blob = Blob::new();
+    let mut whole = Vec::new();
+    for (i, size) in sizes.into_iter().enumerate() {
+        let part: Vec<u8> = (0..size).map(|j| (j * 7 + i * 13) as u8).collect();
+        whole.extend_from_slice(&part);
+        blob.push(Bytes::from(part));
+    }
+    let whole = Bytes::from(whole);
+    let k = key(root, "segments/put");
+    b.put(&k, blob.clone(), &put_opts())
+        .await
+        .expect("put of a segmented value");
+    let got = b.get(&k).await.expect("get").expect("exists");
+    assert!(got == whole, "a segmented put came back different");
+    let got = b
+        .get_range(&k, 3 << 20..(3 << 20) + 100)
+        .await
+        .expect("get_range")
+        .expect("exists");
+    assert_eq!(&got[..], &whole[3 << 20..(3 << 20) + 100]);
+    let k = key(root, "segments/create");
+    assert_eq!(
+        b.put_if_absent(&k, blob, &put_opts())
+            .await
+            .expect("put_if_absent"),
+        PutOutcome::Created
+    );
+    let got = b.get(&k).await.expect("get").expect("exists");
+    assert!(
+        got == whole,
+        "a segmented put_if_absent came back different"
+    );
 }
 
 /// Eight racers create one key: exactly one wins, and its value is what is stored.
@@ -307,7 +382,11 @@ pub async fn create_if_absent(b: DynBackend, root: &str) {
             let blocking = b.capabilities().blocking_io;
             let outcome = rt::block_on(
                 blocking,
-                b.put_if_absent(&k, Bytes::from(vec![i; 1000]), &PutOptions::default()),
+                b.put_if_absent(
+                    &k,
+                    Bytes::from(vec![i; 1000]).into(),
+                    &PutOptions::default(),
+                ),
             )
             .expect("runtime")
             .expect("put_if_absent");
@@ -331,9 +410,13 @@ pub async fn create_if_absent(b: DynBackend, root: &str) {
     let stored = b.get(&k).await.expect("get").expect("exists");
     assert_eq!(&stored[..], &vec![winner[0]; 1000][..]);
     assert_eq!(
-        b.put_if_absent(&k, Bytes::from_static(b"late"), &PutOptions::default())
-            .await
-            .expect("put_if_absent"),
+        b.put_if_absent(
+            &k,
+            Bytes::from_static(b"late").into(),
+            &PutOptions::default()
+        )
+        .await
+        .expect("put_if_absent"),
         PutOutcome::AlreadyExists
     );
 }
@@ -342,7 +425,7 @@ pub async fn create_if_absent(b: DynBackend, root: &str) {
 pub async fn atomic_visibility(b: DynBackend, root: &str) {
     const SIZE: usize = 256 * 1024;
     let k = key(root, "race/item");
-    b.put(&k, Bytes::from(vec![0u8; SIZE]), &put_opts())
+    b.put(&k, Bytes::from(vec![0u8; SIZE]).into(), &put_opts())
         .await
         .expect("initial put");
     let done = Arc::new(AtomicBool::new(false));
@@ -380,7 +463,11 @@ pub async fn atomic_visibility(b: DynBackend, root: &str) {
             for _ in 0..10 {
                 rt::block_on(
                     blocking,
-                    b.put(&k, Bytes::from(vec![i; SIZE]), &PutOptions::default()),
+                    b.put(
+                        &k,
+                        Bytes::from(vec![i; SIZE]).into(),
+                        &PutOptions::default(),
+                    ),
                 )
                 .expect("runtime")
                 .expect("racing put");
@@ -406,7 +493,7 @@ pub async fn large_item(b: &dyn StoreBackend, root: &str) {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     let value = Bytes::from(value);
-    b.put(&k, value.clone(), &put_opts())
+    b.put(&k, value.clone().into(), &put_opts())
         .await
         .expect("put 64 MiB");
     let got = b.get(&k).await.expect("get 64 MiB").expect("exists");

@@ -1,0 +1,175 @@
+//! Large arrays on the local disk, against the raw work they cannot avoid, measured in the same
+//! run: `cargo bench -p cachette --bench arrays` (or `cargo xtask bench`).
+//!
+//! - `load_1gib_mmap_r` vs `baseline_map_read_one`: a hit whose output is a 1 GiB `f64` array,
+//!   loaded with read-only mmap, then one element read; the baseline maps the same file with
+//!   memmap2 and reads the same element;
+//! - `load_1gib_no_mmap` vs `baseline_fs_read_1gib`: the same hit without mmap, against
+//!   `std::fs::read` of the entry file;
+//! - `persist_1gib` vs `baseline_fs_write_1gib`: computing (a clone, so nothing) and storing a
+//!   1 GiB array output, against `std::fs::write` of 1 GiB;
+//! - `hit_100mb_vec_arg`, `hit_100mb_array_arg` vs `baseline_xxh3_100mb`: a hit whose argument
+//!   is a 100 MB `f64` vector (or `Array`), against xxh3-128 over the same 100 MB.
+
+use std::path::PathBuf;
+use std::sync::LazyLock;
+
+use cachette::{Array, MemorizedFunc, Memory, MmapMode};
+use divan::{Bencher, black_box};
+use memmap2::Mmap;
+
+fn main() {
+    divan::main();
+}
+
+const GIB_ELEMS: usize = 1 << 27; // 2^27 f64 = 1 GiB
+const PROBE: usize = 98_765_432;
+const ARG_ELEMS: usize = 100_000_000 / 8;
+
+type Big = MemorizedFunc<Array<f64>, Box<dyn Fn(u64) -> Array<f64> + Send + Sync>>;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    mapped: Big,
+    unmapped: Big,
+    entry: PathBuf,
+    raw_bytes: Vec<u8>,
+}
+
+fn big(memory: &Memory, array: Array<f64>) -> Big {
+    memory
+        .cache(Box::new(move |_: u64| array.clone()) as Box<dyn Fn(u64) -> Array<f64> + Send + Sync>)
+        .name("bench::big")
+}
+
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let array = Array::from((0..GIB_ELEMS).map(|i| i as f64).collect::<Vec<_>>());
+    let cache = dir.path().join("cache");
+    let mapped_memory = Memory::builder()
+        .path(&cache)
+        .mmap_mode(MmapMode::ReadOnly)
+        .build()
+        .expect("memory");
+    let mapped = big(&mapped_memory, array.clone());
+    mapped.eval(1);
+    let unmapped = big(&Memory::new(&cache).expect("memory"), array);
+    let entry = std::fs::read_dir(cache.join("bench.big"))
+        .expect("folder")
+        .map(|e| e.expect("entry").path())
+        .find(|p| p.file_name().is_some_and(|n| n.len() == 32))
+        .expect("an entry");
+    let raw_bytes = vec![1u8; GIB_ELEMS * 8];
+    Fixture {
+        dir,
+        mapped,
+        unmapped,
+        entry,
+        raw_bytes,
+    }
+});
+
+/// A hit of a 1 GiB array output with read-only mmap, then one element read.
+#[divan::bench(sample_count = 200)]
+fn load_1gib_mmap_r() -> f64 {
+    let a = FIXTURE.mapped.eval(black_box(1));
+    a[black_box(PROBE)]
+}
+
+/// Baseline: open the entry file, map it with memmap2, read one element.
+#[divan::bench(sample_count = 200)]
+fn baseline_map_read_one() -> u8 {
+    let file = std::fs::File::open(black_box(&FIXTURE.entry)).expect("open");
+    // SAFETY: the benchmark's own file, not modified while mapped.
+    let map = unsafe { Mmap::map(&file) }.expect("map");
+    map[black_box(PROBE * 8)]
+}
+
+/// A hit of a 1 GiB array output without mmap (read whole and checked).
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn load_1gib_no_mmap() -> f64 {
+    let a = FIXTURE.unmapped.eval(black_box(1));
+    a[black_box(PROBE)]
+}
+
+/// Baseline: `std::fs::read` of the entry file.
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn baseline_fs_read_1gib() -> usize {
+    std::fs::read(black_box(&FIXTURE.entry)).expect("read").len()
+}
+
+/// Computing (nothing: a clone) and storing a 1 GiB array output.
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn persist_1gib() -> usize {
+    let (out, _) = FIXTURE.unmapped.call(black_box(2));
+    out.len()
+}
+
+/// Baseline: `std::fs::write` of 1 GiB to a new file.
+#[divan::bench(sample_count = 10, sample_size = 1)]
+fn baseline_fs_write_1gib(bencher: Bencher<'_, '_>) {
+    let path = FIXTURE.dir.path().join("raw-write.bin");
+    bencher.bench_local(|| {
+        let _ = std::fs::remove_file(&path);
+        std::fs::write(&path, black_box(&FIXTURE.raw_bytes)).expect("write")
+    });
+}
+
+struct Args {
+    _dir: tempfile::TempDir,
+    vec_arg: Vec<f64>,
+    array_arg: Array<f64>,
+    by_vec: MemorizedFunc<f64, fn(&Vec<f64>) -> f64>,
+    by_array: MemorizedFunc<f64, fn(&Array<f64>) -> f64>,
+}
+
+fn first_of_vec(x: &Vec<f64>) -> f64 {
+    x[0]
+}
+
+fn first_of_array(x: &Array<f64>) -> f64 {
+    x[0]
+}
+
+static ARGS: LazyLock<Args> = LazyLock::new(|| {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let memory = Memory::new(dir.path()).expect("memory");
+    let vec_arg: Vec<f64> = (0..ARG_ELEMS).map(|i| i as f64 * 0.5).collect();
+    let array_arg = Array::from(vec_arg.clone());
+    let by_vec = memory
+        .cache(first_of_vec as fn(&Vec<f64>) -> f64)
+        .name("bench::first_of_vec");
+    let by_array = memory
+        .cache(first_of_array as fn(&Array<f64>) -> f64)
+        .name("bench::first_of_array");
+    by_vec.eval(&vec_arg);
+    by_array.eval(&array_arg);
+    Args {
+        _dir: dir,
+        vec_arg,
+        array_arg,
+        by_vec,
+        by_array,
+    }
+});
+
+/// A hit whose argument is a 100 MB `Vec<f64>`.
+#[divan::bench(sample_count = 40, sample_size = 1)]
+fn hit_100mb_vec_arg() -> f64 {
+    ARGS.by_vec.eval(black_box(&ARGS.vec_arg))
+}
+
+/// A hit whose argument is a 100 MB `Array<f64>`.
+#[divan::bench(sample_count = 40, sample_size = 1)]
+fn hit_100mb_array_arg() -> f64 {
+    ARGS.by_array.eval(black_box(&ARGS.array_arg))
+}
+
+/// Baseline: xxh3-128 over the same 100 MB.
+#[divan::bench(sample_count = 40, sample_size = 1)]
+fn baseline_xxh3_100mb() -> u128 {
+    let v = &ARGS.vec_arg;
+    // SAFETY: f64s have no padding; the bytes borrow `v`.
+    let bytes = unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), v.len() * 8) };
+    xxhash_rust::xxh3::xxh3_128(black_box(bytes))
+}

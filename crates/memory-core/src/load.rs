@@ -1,0 +1,193 @@
+//! Reading entries back: whole reads, memory maps of local files, and decoding outputs whose
+//! arrays view the bytes read.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::Path;
+
+use bytes::Bytes;
+use memmap2::Mmap;
+use serde::de::DeserializeOwned;
+
+use crate::array::{self, MmapMode, RegionMaps, Source};
+use crate::backend::BackendResult;
+use crate::codec::{self, Codec};
+use crate::entry::{Entry, Metadata};
+use crate::error::EntryError;
+use crate::key::Key;
+use crate::memory::Inner;
+
+/// An entry as read from the store.
+#[derive(Debug)]
+pub(crate) struct Read {
+    bytes: Bytes,
+    /// The entry file, kept open to map arrays' regions from (copy-on-write and read-write).
+    file: Option<File>,
+    /// `bytes` is a read-only map of the entry file.
+    mapped: bool,
+    /// `file` is open for writing.
+    writable: bool,
+}
+
+impl Read {
+    /// An entry read whole into memory.
+    pub(crate) fn whole(bytes: Bytes) -> Read {
+        Read {
+            bytes,
+            file: None,
+            mapped: false,
+            writable: false,
+        }
+    }
+}
+
+/// An entry whose checksums (those a load needs) were checked.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    entry: Entry,
+    file: Option<File>,
+    mapped: bool,
+    writable: bool,
+}
+
+impl Checked {
+    /// Parses and checks an entry: every checksum for an entry in memory; all but the arrays'
+    /// for a mapped entry, whose pages are then only read when the arrays are used.
+    pub(crate) fn parse(read: Read) -> Result<Checked, EntryError> {
+        let entry = if read.mapped {
+            Entry::parse_head(read.bytes)?
+        } else {
+            Entry::parse(read.bytes)?
+        };
+        Ok(Checked {
+            entry,
+            file: read.file,
+            mapped: read.mapped,
+            writable: read.writable,
+        })
+    }
+
+    /// The metadata.
+    pub(crate) fn metadata(&self) -> Result<Metadata, EntryError> {
+        self.entry.metadata()
+    }
+
+    /// Decodes the output; its arrays view the entry's bytes as `mode` says.
+    pub(crate) fn decode<R: DeserializeOwned>(
+        self,
+        codec: &dyn Codec,
+        mode: MmapMode,
+    ) -> Result<R, String> {
+        let payload = self.entry.decode_payload().map_err(|e| e.to_string())?;
+        if payload.arrays().is_empty() {
+            return codec::decode_value(codec, payload.structure()).map_err(|e| e.0);
+        }
+        let compressed = self.entry.is_compressed();
+        let map_regions = match (mode, self.file) {
+            (MmapMode::CopyOnWrite | MmapMode::ReadWrite, Some(file)) if !compressed => {
+                Some(RegionMaps {
+                    file,
+                    payload_offset: u64::from(self.entry.prefix().payload_offset),
+                    shared: mode == MmapMode::ReadWrite && self.writable,
+                })
+            }
+            _ => None,
+        };
+        let source = Source {
+            payload: payload.bytes().clone(),
+            blobs: payload.arrays().to_vec(),
+            mapped: self.mapped && !compressed,
+            map_regions,
+        };
+        array::decoding(source, || codec::decode_value(codec, payload.structure())).map_err(|e| e.0)
+    }
+}
+
+impl Inner {
+    /// Reads the entry under `key` for a load in `mode`: a memory map of its local file when
+    /// the mode maps and the backend has local files, otherwise a whole read.
+    pub(crate) fn read_entry(&self, key: &Key, mode: MmapMode) -> BackendResult<Option<Read>> {
+        if let Some(mapped) = self.map_entry(key, mode) {
+            return Ok(mapped);
+        }
+        self.get(key).map(|found| found.map(Read::whole))
+    }
+
+    /// [`read_entry`](Self::read_entry), for async callers.
+    pub(crate) async fn read_entry_async(
+        &self,
+        key: &Key,
+        mode: MmapMode,
+    ) -> BackendResult<Option<Read>> {
+        if let Some(mapped) = self.map_entry(key, mode) {
+            return Ok(mapped);
+        }
+        let k = key.clone();
+        self.run_async(move |b| Box::pin(async move { b.get(&k).await }))
+            .await
+            .map(|found| found.map(Read::whole))
+    }
+
+    /// Maps the entry's local file, if the mode and the backend allow; `None` to read it whole
+    /// instead. Records the access, as a read would.
+    fn map_entry(&self, key: &Key, mode: MmapMode) -> Option<Option<Read>> {
+        if !mode.maps() || !self.local_files {
+            return None;
+        }
+        let path = self.backend.local_path(key)?;
+        match map_file(&path, mode) {
+            Ok(None) => Some(None),
+            Ok(Some(read)) => {
+                let k = key.clone();
+                if let Err(e) = self.run(move |b| Box::pin(async move { b.touch(&k).await })) {
+                    tracing::debug!(target: "cachette", "cannot record an access to {key}: {e}");
+                }
+                Some(Some(read))
+            }
+            Err(e) => {
+                tracing::debug!(target: "cachette", "cannot map {}: {e}; reading it instead", path.display());
+                None
+            }
+        }
+    }
+}
+
+/// Maps an entry file read-only, keeping it open (for writing too in read-write mode) to map
+/// arrays' regions from. `None` when it does not exist.
+fn map_file(path: &Path, mode: MmapMode) -> io::Result<Option<Read>> {
+    let open = |write: bool| OpenOptions::new().read(true).write(write).open(path);
+    let mut writable = mode == MmapMode::ReadWrite;
+    let file = match open(writable) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if mode == MmapMode::ReadWrite && e.kind() == io::ErrorKind::PermissionDenied => {
+            tracing::warn!(target: "cachette", "{} is not writable: its arrays are mapped copy-on-write", path.display());
+            writable = false;
+            match open(false) {
+                Ok(file) => file,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    if meta.len() == 0 {
+        return Ok(Some(Read::whole(Bytes::new())));
+    }
+    // SAFETY: entry files are never written in place by Cachette: a write creates a new file
+    // and renames it over the old one, so the mapped file keeps its bytes while mapped. (Maps
+    // made in read-write mode write into arrays' regions, which `MmapMode::ReadWrite` documents
+    // as corrupting the cache; the checksums of the head this map is parsed from stay intact.)
+    let map = unsafe { Mmap::map(&file) }?;
+    let keep_file = matches!(mode, MmapMode::CopyOnWrite | MmapMode::ReadWrite);
+    Ok(Some(Read {
+        bytes: Bytes::from_owner(map),
+        file: keep_file.then_some(file),
+        mapped: true,
+        writable,
+    }))
+}
