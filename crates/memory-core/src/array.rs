@@ -990,7 +990,7 @@ mod tests {
         assert!(crate::codec::decode_value::<(u8, Array<u64>)>(&crate::MessagePack, &out).is_err());
         let source = Source {
             payload: blobs[0].clone(),
-            blobs: vec![0..24],
+            blobs: std::iter::once(0..24).collect(),
             mapped: false,
             map_regions: None,
         };
