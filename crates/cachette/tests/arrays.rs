@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cachette::{Array, Element, InMemoryBackend, Memory, MemoryBuilder, MmapMode, Storage};
-use common::{capture, warnings};
+use common::{capture, lines, warnings};
 use serde::{Deserialize, Serialize};
 
 mod common;
@@ -385,6 +385,19 @@ fn array_arguments_hash_by_type_shape_and_values() {
     assert_eq!(h(&f64s), h(&Array::from(vec![1.0f64, 2.0])));
 }
 
+#[test]
+fn verbose_lines_show_arrays_by_type_and_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let (memory, reports) = capture(Memory::builder().path(dir.path()).verbose(2));
+    let f = memory.cache(|x: Array<f32>| x.len()).name("tests::count");
+    f.eval(Array::from_vec(vec![0.5f32; 12], [3, 4]).unwrap());
+    let lines = lines(&reports);
+    assert!(
+        lines.iter().any(|l| l.contains("count(Array<f32>[3, 4])")),
+        "{lines:?}"
+    );
+}
+
 mod erased {
     /// Hashes values of several types through one closure.
     pub(crate) trait Hash {
@@ -472,6 +485,9 @@ mod ndarray_support {
         assert_eq!(y, z);
         f.eval(x.clone().into_shape_with_order((30, 20)).unwrap());
         assert_eq!(calls.load(Ordering::SeqCst), 2, "another shape");
+        let fortran = Array2::from_shape_fn((20, 30).f(), |(i, j)| (i + j) as f64);
+        assert_eq!(f.eval(fortran), z, "the same values in another layout hit");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
         let _: ndarray::ArrayViewD<'_, f64> = z.view();
     }
 }
@@ -501,11 +517,17 @@ mod macro_option {
 
     #[test]
     fn the_macro_sets_the_mode() {
-        assert_eq!(by_name::memorized().effective_mmap_mode(), MmapMode::ReadOnly);
+        assert_eq!(
+            by_name::memorized().effective_mmap_mode(),
+            MmapMode::ReadOnly
+        );
         let a = by_name(10);
         let b = by_name(10);
         assert_eq!(RUNS.load(Ordering::SeqCst), 1);
-        assert_eq!((a.storage(), b.storage()), (Storage::MappedReadOnly, Storage::MappedReadOnly));
+        assert_eq!(
+            (a.storage(), b.storage()),
+            (Storage::MappedReadOnly, Storage::MappedReadOnly)
+        );
         let (label, mut c) = by_expr(20);
         assert_eq!(label, "20");
         assert_eq!(c.storage(), Storage::MappedCopyOnWrite);

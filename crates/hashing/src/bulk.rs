@@ -1,5 +1,6 @@
 //! Bulk fast path: recognises slices of primitive numbers by their static type
-//! and exposes their memory as bytes. All `unsafe` of the crate lives here.
+//! and exposes their memory as bytes. All `unsafe` of the crate lives here and
+//! in the submodule `nd` (`ndarray` arrays, feature `ndarray`).
 //!
 //! The type test is `typeid::of::<T>() == TypeId::of::<Candidate>()`. Both
 //! sides are compile-time constants per monomorphization, so for any `T` that
@@ -9,6 +10,12 @@ use std::any::TypeId;
 use std::borrow::Cow;
 use std::rc::Rc;
 use std::sync::Arc;
+
+#[cfg(feature = "ndarray")]
+mod nd;
+
+#[cfg(feature = "ndarray")]
+pub(crate) use nd::{NdPrim, nd_array};
 
 /// A primitive slice as its in-memory bytes.
 #[derive(Debug, Clone, Copy)]

@@ -228,20 +228,27 @@ impl<H: StableHasher> CanonicalHasher<H> {
         head[1] = p.code;
         head[2..].copy_from_slice(&(p.len as u64).to_le_bytes());
         self.put(&head);
+        self.put_elements(p.native_bytes, p.elem_size);
+    }
+
+    /// Elements of `elem_size` bytes each, given in native byte order, written
+    /// as little-endian.
+    #[inline]
+    fn put_elements(&mut self, native_bytes: &[u8], elem_size: usize) {
         #[cfg(target_endian = "little")]
         {
-            let _ = p.elem_size;
-            self.put(p.native_bytes);
+            let _ = elem_size;
+            self.put(native_bytes);
         }
         #[cfg(target_endian = "big")]
         {
             // Convert each element to little-endian, a block at a time.
             let mut block = [0u8; 1024];
-            for chunk in p.native_bytes.chunks(block.len()) {
+            for chunk in native_bytes.chunks(block.len()) {
                 let out = &mut block[..chunk.len()];
                 for (dst, src) in out
-                    .chunks_exact_mut(p.elem_size)
-                    .zip(chunk.chunks_exact(p.elem_size))
+                    .chunks_exact_mut(elem_size)
+                    .zip(chunk.chunks_exact(elem_size))
                 {
                     dst.copy_from_slice(src);
                     dst.reverse();
@@ -251,12 +258,29 @@ impl<H: StableHasher> CanonicalHasher<H> {
         }
     }
 
+    /// An `ndarray` array: header with the shape, then the elements in
+    /// logical (row-major) order.
+    #[cfg(feature = "ndarray")]
+    fn put_nd(&mut self, a: bulk::NdPrim<'_>) {
+        self.put(&[tag::ND_ARRAY, a.code]);
+        self.put(&(a.shape.len() as u64).to_le_bytes());
+        for &n in a.shape {
+            self.put(&(n as u64).to_le_bytes());
+        }
+        a.for_each_block(&mut |bytes| self.put_elements(bytes, a.elem_size));
+    }
+
     /// Encodes one value handed to the encoder as `&T`: bulk path for numeric
-    /// slices, otherwise serde with `T`'s type name remembered.
+    /// slices (and `ndarray` arrays with the `ndarray` feature), otherwise serde with `T`'s type name remembered.
     #[inline]
     fn encode<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), HashError> {
         if let Some(p) = bulk::prim_slice(value) {
             self.put_prim(p);
+            return Ok(());
+        }
+        #[cfg(feature = "ndarray")]
+        if let Some(a) = bulk::nd_array(value) {
+            self.put_nd(a);
             return Ok(());
         }
         value.serialize(Ser {

@@ -54,6 +54,7 @@
 //! | numeric array (bulk) | `0x22`, element code (the scalar tag of the element type, `0x02`..`0x0D`), `u64` LE element count, the elements as LE bytes |
 //! | skipped argument | `0x23` (only from [`add_args`](crate::CanonicalHasher::add_args)) |
 //! | raw bytes | `0x24`, `u64` LE length, the bytes (only from [`add_raw`](crate::CanonicalHasher::add_raw)) |
+//! | n-dimensional numeric array (bulk, feature `ndarray`) | `0x25`, element code (as for `0x22`), `u64` LE number of axes, each axis length as `u64` LE (outermost first), the elements as LE bytes in row-major order |
 //!
 //! Struct and tuple lengths are the lengths announced to the serializer; a
 //! `Serialize` impl whose announced length differs from the number of
@@ -100,6 +101,34 @@
 //! differently from the bulk form of the same numbers. Arrays `[P; N]` are
 //! serde tuples and always use the tuple encoding.
 //!
+//! # `ndarray` arrays (feature `ndarray`)
+//!
+//! With the crate feature `ndarray`, `ndarray` arrays of the same element
+//! types take the bulk path too: `Array`, `ArcArray`, `CowArray`,
+//! `ArrayView` and `ArrayViewMut` (`ArrayBase` with the storages
+//! `OwnedRepr`, `OwnedArcRepr`, `CowRepr`, `ViewRepr<&P>` and
+//! `ViewRepr<&mut P>`), of dimension `Ix0` to `Ix6` or `IxDyn`, also as `&`
+//! or `&mut` references. They are written with tag `0x25`: the element code,
+//! the number of axes, the length of each axis, then the elements in logical
+//! row-major (C) order. The element count is the product of the axis lengths
+//! (1 for zero axes), so the form is prefix-free.
+//!
+//! The digest depends on the element type, the shape and the values only:
+//! not on the storage (owned, shared, view, copy-on-write), not on the
+//! dimension type (an `Array2` and an `ArrayD` of the same shape hash the
+//! same) and not on the memory layout (strides, Fortran order, slicing). An
+//! array in standard layout is handed to the hasher as its memory (on
+//! little-endian machines); any other layout is walked in logical order.
+//! Shape and element type count: the same six numbers as `2x3`, `3x2` or
+//! `6` give three digests, as do `f32` and `f64` arrays of the same
+//! numbers. A one-dimensional array and a `Vec` of the same numbers differ
+//! (tags `0x25` and `0x22`).
+//!
+//! Without the feature, an array (with `ndarray`'s own `serde` feature) is
+//! hashed through its `Serialize` impl, which gives other digests: a store
+//! shared by programs must be written with the feature set the same way in
+//! all of them.
+//!
 //! # Other serializer settings
 //!
 //! The encoder reports `is_human_readable() == false`, so types with a compact
@@ -142,4 +171,6 @@ pub(crate) mod tag {
     pub(crate) const PRIM_ARRAY: u8 = 0x22;
     pub(crate) const SKIPPED: u8 = 0x23;
     pub(crate) const RAW: u8 = 0x24;
+    #[cfg(feature = "ndarray")]
+    pub(crate) const ND_ARRAY: u8 = 0x25;
 }

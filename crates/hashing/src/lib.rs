@@ -19,6 +19,26 @@
 //!   function as raw memory (the bulk path), at nearly the speed of hashing
 //!   the bytes directly.
 //!
+//! # The bulk path
+//!
+//! These types are hashed from their memory, wherever they occur in a value
+//! (top level, tuple elements, struct fields, map keys and values, `Some`
+//! and newtype payloads), for `P` one of `u8 i8 u16 i16 u32 i32 u64 i64 u128
+//! i128 f32 f64`:
+//!
+//! * `Vec<P>`, `[P]`, `Box<[P]>`, `&[P]`, `&Vec<P>`, `&mut [P]`,
+//!   `&mut Vec<P>`, `Arc<[P]>`, `Rc<[P]>`, `Cow<[P]>`;
+//! * with the feature **`ndarray`**: `ndarray` arrays of `P` of any
+//!   dimension type `Ix0`..`Ix6` or `IxDyn`, as `Array`, `ArcArray`,
+//!   `CowArray`, `ArrayView` or `ArrayViewMut`, also behind `&` or `&mut`
+//!   (so `&Array2<f64>` and `ArrayView1<'_, f32>` arguments qualify). Their
+//!   digest depends on the element type, the shape and the values, not on the
+//!   memory layout or the kind of array. Arrays still need `Serialize` to be
+//!   handed to [`hash`], so enable `ndarray`'s `serde` feature too.
+//!
+//! Other containers of numbers (`VecDeque<P>`, `[P; N]`, ...) are hashed
+//! element by element. [`encoding`] has the exact bytes.
+//!
 //! Values are serialized with serde ([`serde::Serialize`]) straight into a
 //! [`StableHasher`] through a small staging buffer; the encoding is never
 //! built in memory as a whole. The exact bytes are specified in [`encoding`].

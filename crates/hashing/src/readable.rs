@@ -189,7 +189,14 @@ enum Kind {
     Tuple,
     Map,
     Struct,
+    /// `cachette::Array` (from the core crate): written `Array<f64>[3, 3]`,
+    /// without its bytes.
+    Array,
 }
+
+/// The serde name of the core crate's array type, whose fields are `dtype`
+/// (a string), `shape` and `data` (the bytes).
+const ARRAY_STRUCT: &str = "cachette::Array";
 
 impl FmtCompound<'_> {
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Stop> {
@@ -203,6 +210,22 @@ impl FmtCompound<'_> {
     }
 
     fn field<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), Stop> {
+        if self.kind == Kind::Array {
+            return match key {
+                "dtype" => {
+                    let mut name = Out::new(32);
+                    // A dtype name longer than the scratch space is cut.
+                    let _ = value.serialize(Fmt { out: &mut name });
+                    self.out.push("<")?;
+                    self.out.push(name.s.trim_matches('"'))?;
+                    self.out.push(">")
+                }
+                "shape" => value.serialize(Fmt {
+                    out: &mut *self.out,
+                }),
+                _ => Ok(()),
+            };
+        }
         self.out.push(if self.count == 0 { " { " } else { ", " })?;
         self.count += 1;
         self.out.push(key)?;
@@ -216,6 +239,7 @@ impl FmtCompound<'_> {
         match self.kind {
             Kind::Tuple if self.count == 1 => self.out.push(",)"),
             Kind::Struct if self.count == 0 => Ok(()),
+            Kind::Array => Ok(()),
             _ => self.out.push(self.close),
         }
     }
@@ -384,6 +408,15 @@ impl<'a> ser::Serializer for Fmt<'a> {
     }
 
     fn serialize_struct(self, name: &'static str, _len: usize) -> Result<FmtCompound<'a>, Stop> {
+        if name == ARRAY_STRUCT {
+            self.out.push("Array")?;
+            return Ok(FmtCompound {
+                out: self.out,
+                count: 0,
+                close: "",
+                kind: Kind::Array,
+            });
+        }
         self.out.push(name)?;
         Ok(FmtCompound {
             out: self.out,

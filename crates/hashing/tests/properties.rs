@@ -481,6 +481,37 @@ fn readable_small_values() {
     assert_eq!(readable(&serde_bytes_like(&[1, 2]), 80), "[1, 2]");
 }
 
+/// Serializes like the core crate's `cachette::Array`.
+fn array_like<'a>(dtype: &'a str, shape: &'a [usize], data: &'a [u8]) -> impl Serialize + 'a {
+    struct A<'a>(&'a str, &'a [usize], &'a [u8]);
+    impl Serialize for A<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeStruct;
+            let mut st = s.serialize_struct("cachette::Array", 3)?;
+            st.serialize_field("dtype", self.0)?;
+            st.serialize_field("shape", self.1)?;
+            st.serialize_field("data", &serde_bytes_like(self.2))?;
+            st.end()
+        }
+    }
+    A(dtype, shape, data)
+}
+
+#[test]
+fn readable_arrays_show_type_and_shape_only() {
+    let data = vec![7u8; 72];
+    assert_eq!(
+        readable(&array_like("f64", &[3, 3], &data), 80),
+        "Array<f64>[3, 3]"
+    );
+    assert_eq!(
+        readable(&(1, array_like("u8", &[72], &data)), 80),
+        "(1, Array<u8>[72])"
+    );
+    assert_eq!(readable(&array_like("f32", &[], &[]), 80), "Array<f32>[]");
+    assert_eq!(readable(&array_like("f64", &[3, 3], &data), 8), "Array<f…");
+}
+
 #[test]
 fn readable_truncates() {
     assert_eq!(readable(&vec![1.0, 2.0, 3.0], 10), "[1.0, 2.0…");
