@@ -4,9 +4,10 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use memmap2::Mmap;
+use memmap2::MmapOptions;
 use serde::de::DeserializeOwned;
 
 use crate::array::{self, MmapMode, RegionMaps, Source};
@@ -138,9 +139,11 @@ impl Inner {
         match map_file(&path, mode) {
             Ok(None) => Some(None),
             Ok(Some(read)) => {
-                let k = key.clone();
-                if let Err(e) = self.run(move |b| Box::pin(async move { b.touch(&k).await })) {
-                    tracing::debug!(target: "cachette", "cannot record an access to {key}: {e}");
+                if self.due_for_touch(key) {
+                    let k = key.clone();
+                    if let Err(e) = self.run(move |b| Box::pin(async move { b.touch(&k).await })) {
+                        tracing::debug!(target: "cachette", "cannot record an access to {key}: {e}");
+                    }
                 }
                 Some(Some(read))
             }
@@ -149,6 +152,40 @@ impl Inner {
                 None
             }
         }
+    }
+}
+
+/// How often a mapped entry's access is recorded, at most. Access times rank entries for
+/// [`Memory::reduce_size`](crate::Memory::reduce_size); a second is finer than any use of them,
+/// and it spares repeated hits of a mapped entry a second visit to the file.
+const TOUCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Entries remembered as recently touched, at most (older ones are forgotten first).
+const TOUCHED_CAPACITY: usize = 4096;
+
+impl Inner {
+    /// Whether the access to `key`, loaded by mapping, is to be recorded now: not when it was
+    /// in the last [`TOUCH_INTERVAL`].
+    fn due_for_touch(&self, key: &Key) -> bool {
+        let now = Instant::now();
+        let mut touched = self
+            .touched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if touched
+            .get(key)
+            .is_some_and(|&at| now.duration_since(at) < TOUCH_INTERVAL)
+        {
+            return false;
+        }
+        if touched.len() >= TOUCHED_CAPACITY {
+            touched.retain(|_, at| now.duration_since(*at) < TOUCH_INTERVAL);
+            if touched.len() >= TOUCHED_CAPACITY {
+                touched.clear();
+            }
+        }
+        touched.insert(key.clone(), now);
+        true
     }
 }
 
@@ -175,14 +212,17 @@ fn map_file(path: &Path, mode: MmapMode) -> io::Result<Option<Read>> {
     if !meta.is_file() {
         return Ok(None);
     }
-    if meta.len() == 0 {
+    let Ok(len) = usize::try_from(meta.len()) else {
+        return Err(io::Error::other("the entry file is too large to map"));
+    };
+    if len == 0 {
         return Ok(Some(Read::whole(Bytes::new())));
     }
     // SAFETY: entry files are never written in place by Cachette: a write creates a new file
     // and renames it over the old one, so the mapped file keeps its bytes while mapped. (Maps
     // made in read-write mode write into arrays' regions, which `MmapMode::ReadWrite` documents
     // as corrupting the cache; the checksums of the head this map is parsed from stay intact.)
-    let map = unsafe { Mmap::map(&file) }?;
+    let map = unsafe { MmapOptions::new().len(len).map(&file) }?;
     let keep_file = matches!(mode, MmapMode::CopyOnWrite | MmapMode::ReadWrite);
     Ok(Some(Read {
         bytes: Bytes::from_owner(map),

@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     pub(crate) compress: Option<i32>,
     /// The backend has local files that can be mapped.
     pub(crate) local_files: bool,
+    /// When each entry loaded by mapping its file last had its access recorded.
+    pub(crate) touched: Mutex<HashMap<Key, std::time::Instant>>,
 }
 
 impl fmt::Debug for Memory {
@@ -464,6 +466,7 @@ impl MemoryBuilder {
                 mmap_mode: self.mmap_mode,
                 compress,
                 local_files: capabilities.local_path,
+                touched: Mutex::default(),
             })),
         })
     }
