@@ -1,5 +1,5 @@
 //! Redis backend: a hit of a memoized call, against a raw `redis` crate `GET` of the same bytes
-//! in the same run, for a small entry and a 10 MB entry.
+//! in the same run, for a small entry, a 10 MB `String` entry and a 10 MB `Array<u8>` entry.
 //!
 //! `cargo bench -p cachette-redis` with `CACHETTE_TEST_REDIS_URL` set (`eval "$(cargo xtask
 //! services start)"`); without it the benchmarks are skipped.
@@ -11,12 +11,17 @@
 //! - `raw_get_*`: the baseline: `GET` of the same bytes on a `redis` multiplexed connection,
 //!   driven by a two-worker multi-thread runtime from the calling thread (the set-up `Memory`
 //!   uses), and `raw_sync_get_*` on a blocking `redis::Connection`.
+//!
+//! `entry_10mb` measures these for a 10 MB `String` output, which a hit decodes into a new
+//! allocation (`decode_only` is that decoding alone); `array_10mb` for a 10 MB `Array<u8>`
+//! output, whose bytes are stored raw and which a hit views in the buffer read (`hit`, `get`
+//! and `raw_get` of its entry).
 
 use std::convert::Infallible;
 use std::sync::{LazyLock, Mutex};
 
 use bytes::Bytes;
-use cachette_core::{DynBackend, Key, MemorizedFunc, Memory, Prefix, rt};
+use cachette_core::{Array, DynBackend, Key, MemorizedFunc, Memory, Prefix, Storage, rt};
 use cachette_redis::RedisConfig;
 use divan::black_box;
 use redis::AsyncCommands;
@@ -39,10 +44,12 @@ fn main() {
     let _: Result<(), _> = redis::cmd("DEL")
         .arg(&f.raw_small)
         .arg(&f.raw_big)
+        .arg(&f.raw_array)
         .query(&mut *raw);
 }
 
 type Func = MemorizedFunc<String, fn(u64) -> String>;
+type ArrayFunc = MemorizedFunc<Array<u8>, fn(u64) -> Array<u8>>;
 
 fn small(x: u64) -> String {
     format!("{x:0>100}")
@@ -53,15 +60,40 @@ fn big(x: u64) -> String {
     std::iter::repeat_n(digit, BIG).collect()
 }
 
+/// `BIG` bytes that are not all the same (a pseudo-random sequence seeded by `x`).
+fn big_array(x: u64) -> Array<u8> {
+    let mut state = x ^ 0x9e37_79b9_7f4a_7c15;
+    let bytes: Vec<u8> = (0..BIG)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 56) as u8
+        })
+        .collect();
+    Array::from(bytes)
+}
+
+/// A hit of `func` for 7; panics on a miss.
+fn array_hit(func: &ArrayFunc) -> Array<u8> {
+    func.call_with(7u64, |_| -> Result<Array<u8>, Infallible> {
+        panic!("a hit was expected")
+    })
+    .expect("hit")
+}
+
 struct Fixture {
     memory: Memory,
     backend: DynBackend,
     small: Func,
     big: Func,
+    array: ArrayFunc,
     small_key: Key,
     big_key: Key,
+    array_key: Key,
     raw_small: String,
     raw_big: String,
+    raw_array: String,
     big_entry: Bytes,
     raw_rt: tokio::runtime::Runtime,
     raw_async: redis::aio::MultiplexedConnection,
@@ -95,14 +127,29 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let big_fn: Func = memory.cache(big as fn(u64) -> String).name("bench.big");
     assert_eq!(small_fn.eval(7), small(7));
     assert_eq!(big_fn.eval(7).len(), BIG);
+    let array_fn: ArrayFunc = memory
+        .cache(big_array as fn(u64) -> Array<u8>)
+        .name("bench.array");
+    let expected = big_array(7);
+    assert_eq!(array_fn.eval(7), expected);
+    let loaded = array_hit(&array_fn);
+    assert_eq!(loaded.storage(), Storage::Buffer);
+    assert!(loaded == expected, "the loaded array differs");
+    drop((loaded, expected));
     let small_key = entry_key(&backend, "bench.small");
     let big_key = entry_key(&backend, "bench.big");
+    let array_key = entry_key(&backend, "bench.array");
 
     let client = redis::Client::open(url).expect("client");
     let mut raw_sync = client.get_connection().expect("sync connection");
     let raw_small = format!("{prefix}-raw-small");
     let raw_big = format!("{prefix}-raw-big");
-    for (raw, key) in [(&raw_small, &small_key), (&raw_big, &big_key)] {
+    let raw_array = format!("{prefix}-raw-array");
+    for (raw, key) in [
+        (&raw_small, &small_key),
+        (&raw_big, &big_key),
+        (&raw_array, &array_key),
+    ] {
         let bytes: Bytes = rt::block_on(false, backend.get(key))
             .expect("runtime")
             .expect("get")
@@ -126,13 +173,18 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         .build()
         .expect("runtime");
     eprintln!(
-        "entries: small {} bytes, big {} bytes (chunked above {} bytes)",
+        "entries: small {} bytes, big {} bytes, array {} bytes (chunked above {} bytes)",
         rt::block_on(false, backend.get(&small_key))
             .unwrap()
             .unwrap()
             .unwrap()
             .len(),
         rt::block_on(false, backend.get(&big_key))
+            .unwrap()
+            .unwrap()
+            .unwrap()
+            .len(),
+        rt::block_on(false, backend.get(&array_key))
             .unwrap()
             .unwrap()
             .unwrap()
@@ -149,10 +201,13 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         backend,
         small: small_fn,
         big: big_fn,
+        array: array_fn,
         small_key,
         big_key,
+        array_key,
         raw_small,
         raw_big,
+        raw_array,
         raw_rt,
         raw_async,
         raw_sync: Mutex::new(raw_sync),
@@ -247,5 +302,29 @@ mod entry_10mb {
     #[divan::bench(sample_count = 40, sample_size = 1)]
     fn raw_sync_get() -> Vec<u8> {
         super::raw_sync_get(black_box(&FIXTURE.raw_big))
+    }
+}
+
+mod array_10mb {
+    use super::*;
+
+    #[divan::bench(sample_count = 40, sample_size = 1)]
+    fn hit() -> Array<u8> {
+        super::array_hit(black_box(&FIXTURE.array))
+    }
+
+    #[divan::bench(sample_count = 40, sample_size = 1)]
+    fn get() -> Bytes {
+        backend_get(black_box(&FIXTURE.array_key))
+    }
+
+    #[divan::bench(sample_count = 40, sample_size = 1)]
+    fn raw_get() -> Vec<u8> {
+        super::raw_get(black_box(&FIXTURE.raw_array))
+    }
+
+    #[divan::bench(sample_count = 40, sample_size = 1)]
+    fn raw_sync_get() -> Vec<u8> {
+        super::raw_sync_get(black_box(&FIXTURE.raw_array))
     }
 }
