@@ -169,8 +169,11 @@ element! {
 /// When a mode other than `None` is set, the call that computes a result (the miss) also
 /// returns the loaded, mapped form of its output, as joblib does, so that both calls give the
 /// same kind of array.
+///
+/// In configurations (serde) a mode is one of the names [`FromStr`] accepts, and is written as
+/// its joblib name.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(into = "&'static str", try_from = "String")]
 pub enum MmapMode {
     /// No map: the entry is read into memory (`"none"`). Arrays view that buffer;
     /// [`Array::make_mut`] copies an array before its first write.
@@ -210,6 +213,20 @@ impl MmapMode {
 impl fmt::Display for MmapMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl From<MmapMode> for &'static str {
+    fn from(mode: MmapMode) -> &'static str {
+        mode.as_str()
+    }
+}
+
+impl TryFrom<String> for MmapMode {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
     }
 }
 

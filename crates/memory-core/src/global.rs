@@ -12,9 +12,10 @@ pub fn set_global(memory: Memory) {
     *GLOBAL.write().unwrap_or_else(|e| e.into_inner()) = Some(memory);
 }
 
-/// The process-wide default memory: the one given to [`set_global`]; else one built from the
-/// `CACHETTE_LOCATION` environment variable (a URL or path); else a disabled memory, with a
-/// warning, so that calls still run.
+/// The process-wide default memory: the one given to [`set_global`]; else the one the
+/// environment describes ([`Memory::from_env`]: the config file `CACHETTE_CONFIG` names, with
+/// `CACHETTE_LOCATION` replacing its store, or the store `CACHETTE_LOCATION` names); else a
+/// disabled memory, with a warning, so that calls still run.
 pub fn global() -> Memory {
     if let Some(m) = GLOBAL.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
         return m.clone();
@@ -23,21 +24,19 @@ pub fn global() -> Memory {
     if let Some(m) = slot.as_ref() {
         return m.clone();
     }
-    let memory = match std::env::var("CACHETTE_LOCATION") {
-        Ok(location) if !location.is_empty() => match Memory::from_url(&location) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(target: "cachette", "CACHETTE_LOCATION={location:?} is unusable ({e}); caching is off");
-                eprintln!(
-                    "[cachette] WARNING: CACHETTE_LOCATION={location:?} is unusable ({e}); caching is off"
-                );
-                Memory::disabled()
-            }
-        },
-        _ => {
-            tracing::warn!(target: "cachette", "no default memory: call cachette::set_global or set CACHETTE_LOCATION; caching is off");
+    let memory = match Memory::from_env() {
+        Ok(Some(m)) => m,
+        Err(e) => {
+            tracing::warn!(target: "cachette", "the environment's memory is unusable ({e}); caching is off");
             eprintln!(
-                "[cachette] WARNING: no default memory: call cachette::set_global or set CACHETTE_LOCATION; caching is off"
+                "[cachette] WARNING: the environment's memory is unusable ({e}); caching is off"
+            );
+            Memory::disabled()
+        }
+        Ok(None) => {
+            tracing::warn!(target: "cachette", "no default memory: call cachette::set_global, or set CACHETTE_CONFIG or CACHETTE_LOCATION; caching is off");
+            eprintln!(
+                "[cachette] WARNING: no default memory: call cachette::set_global, or set CACHETTE_CONFIG or CACHETTE_LOCATION; caching is off"
             );
             Memory::disabled()
         }

@@ -28,6 +28,7 @@
 pub mod array;
 pub mod backend;
 pub mod codec;
+pub mod config;
 pub mod entry;
 pub mod error;
 pub mod func;
@@ -51,6 +52,7 @@ pub use backend::{
 };
 pub use cachette_hashing::{Digest, HashAlgorithm, Xxh3, hash};
 pub use codec::{Codec, MessagePack};
+pub use config::MemoryConfig;
 pub use entry::Metadata;
 pub use error::{BackendError, EntryError, Error, ErrorKind, Result};
 pub use func::{FuncId, MemorizedFunc, NoFunc, TakesArgs};

@@ -14,10 +14,11 @@ use futures::future::BoxFuture;
 use crate::array::MmapMode;
 use crate::backend::{BackendResult, DynBackend, ItemInfo, StoreBackend};
 use crate::codec::{Codec, MessagePack};
+use crate::config::MemoryConfig;
 use crate::error::{Error, Result};
 use crate::func::{FuncId, MemorizedFunc};
 use crate::key::{Key, Prefix};
-use crate::registry;
+use crate::registry::{self, BackendConfig};
 use crate::report::Reporter;
 use crate::rt;
 use crate::size::{ReduceReport, SizeLimits};
@@ -61,6 +62,8 @@ pub(crate) struct Inner {
     pub(crate) local_files: bool,
     /// When each entry loaded by mapping its file last had its access recorded.
     pub(crate) touched: Mutex<HashMap<Key, std::time::Instant>>,
+    /// The configuration of the backend, when it was built from one (a URL or a config).
+    pub(crate) store: Option<Box<dyn BackendConfig>>,
 }
 
 impl fmt::Debug for Memory {
@@ -129,6 +132,26 @@ impl Memory {
     /// The location of the store, as a URL (a path for the local disk); `None` when disabled.
     pub fn location(&self) -> Option<&str> {
         self.inner.as_ref().map(|i| i.location.as_str())
+    }
+
+    /// The configuration that rebuilds this memory elsewhere (its store and options), to ship
+    /// to workers on other machines; see [`MemoryConfig`]. `None` for a memory on a backend
+    /// given as an object (`with_backend`), which has no configuration to give. A disabled
+    /// memory gives a disabled configuration.
+    pub fn config(&self) -> Option<MemoryConfig> {
+        let Some(inner) = &self.inner else {
+            return Some(MemoryConfig {
+                enabled: false,
+                ..MemoryConfig::default()
+            });
+        };
+        let store = inner.store.as_ref()?;
+        Some(MemoryConfig {
+            verbose: inner.verbose,
+            mmap_mode: inner.mmap_mode,
+            compress: inner.compress,
+            ..MemoryConfig::from_backend(store.clone())
+        })
     }
 
     /// The backend; `None` when disabled.
@@ -349,6 +372,7 @@ pub struct MemoryBuilder {
     reporter: Reporter,
     mmap_mode: MmapMode,
     compress: Option<i32>,
+    store: Option<Box<dyn BackendConfig>>,
 }
 
 impl MemoryBuilder {
@@ -366,6 +390,25 @@ impl MemoryBuilder {
     /// Stores where the URL says (see [`Memory::from_url`]).
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
+        self
+    }
+
+    /// Stores in the backend `config` describes; the memory's [`Memory::config`] then gives a
+    /// configuration that rebuilds it elsewhere.
+    pub fn backend_config(mut self, config: Box<dyn BackendConfig>) -> Self {
+        self.store = Some(config);
+        self
+    }
+
+    /// Takes the store and the options of `config` (see [`MemoryConfig`]); options set on
+    /// the builder afterwards win.
+    pub fn config(mut self, config: MemoryConfig) -> Self {
+        self.verbose = config.verbose;
+        self.mmap_mode = config.mmap_mode;
+        self.compress = config.compress.filter(|&level| level != 0);
+        self.disabled = !config.enabled;
+        self.store = config.backend;
+        self.url = config.location;
         self
     }
 
@@ -428,10 +471,14 @@ impl MemoryBuilder {
         if self.disabled {
             return Ok(Memory::disabled());
         }
-        let backend = match (self.backend, self.url) {
-            (Some(b), _) => b,
-            (None, Some(url)) => registry::backend_from_url(&url)?,
-            (None, None) => {
+        let (backend, store) = match (self.backend, self.store, self.url) {
+            (Some(b), _, _) => (b, None),
+            (None, Some(config), _) => (config.build()?, Some(config)),
+            (None, None, Some(url)) => {
+                let config = registry::config_from_url(&url)?;
+                (config.build()?, Some(config))
+            }
+            (None, None, None) => {
                 return Err(Error::InvalidArgument(
                     "a Memory needs a location: give a path, a URL or a backend, or build a disabled Memory".into(),
                 ));
@@ -467,6 +514,7 @@ impl MemoryBuilder {
                 compress,
                 local_files: capabilities.local_path,
                 touched: Mutex::default(),
+                store,
             })),
         })
     }

@@ -1,0 +1,356 @@
+//! Whole configurations of a [`Memory`]: read from a TOML file, overridden by the environment,
+//! and shipped between machines.
+//!
+//! A [`MemoryConfig`] names the store (a URL, or a `[backend]` section tagged by `type`) and the
+//! memory's options. It is what a config file holds, and it implements `Serialize` and
+//! `Deserialize`, so that a coordinator can send its memory's configuration to workers on other
+//! machines, which build the same `Memory` from it and see the same entries.
+//!
+//! ```toml
+//! # cachette.toml
+//! verbose = 1
+//! mmap_mode = "r"
+//!
+//! [backend]
+//! type = "s3"          # the backend's scheme; its other keys follow
+//! bucket = "team-cache"
+//! prefix = "pipelines"
+//! ```
+//!
+//! # Precedence
+//!
+//! [`Memory::from_config`] and [`Memory::from_env`] look in this order, first match first:
+//!
+//! 1. `CACHETTE_CONFIG`, a config file's path, replaces the file named in code;
+//! 2. `CACHETTE_LOCATION`, a URL or path, replaces the store the file names (its `location` or
+//!    `[backend]`), and keeps the file's other options; without any file it is the whole
+//!    configuration;
+//! 3. the file named in code.
+//!
+//! An empty variable counts as unset. [`MemoryConfig::from_file`] and
+//! [`MemoryConfig::from_toml`] read the environment not at all.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::array::MmapMode;
+use crate::error::{Error, Result};
+use crate::memory::{Memory, MemoryBuilder};
+use crate::registry::{self, BackendConfig};
+
+/// The environment variable that names a config file, overriding the one named in code.
+pub const CONFIG_ENV: &str = "CACHETTE_CONFIG";
+
+/// The environment variable that names the store (a URL or path), overriding a config file's.
+pub const LOCATION_ENV: &str = "CACHETTE_LOCATION";
+
+/// The whole configuration of a [`Memory`]: its store and its options. See the
+/// [module documentation](self) for the file format and the precedence of the environment.
+///
+/// The store is either `location` (a URL or path, as [`Memory::from_url`] takes) or `backend`
+/// (a backend's own configuration, tagged by `type`), not both. Unknown keys are errors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// `false` builds a disabled memory: every call runs, nothing is stored (default `true`).
+    #[serde(default = "enabled_by_default", skip_serializing_if = "is_true")]
+    pub enabled: bool,
+    /// The store, as a URL or a path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Verbosity, as [`MemoryBuilder::verbose`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub verbose: u8,
+    /// How arrays of outputs are loaded: `"none"`, `"r"`, `"c"`, `"r+"` or `"w+"`, as
+    /// [`MemoryBuilder::mmap_mode`].
+    #[serde(default, skip_serializing_if = "is_no_map")]
+    pub mmap_mode: MmapMode,
+    /// The zstd level outputs are compressed with, as [`MemoryBuilder::compress`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<i32>,
+    /// The store, as a backend's configuration (`type = "file"`, `"s3"`, `"redis"`,
+    /// `"memory"` or a custom backend's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<Box<dyn BackendConfig>>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
+}
+
+fn is_no_map(mode: &MmapMode) -> bool {
+    !mode.maps()
+}
+
+impl Default for MemoryConfig {
+    /// Enabled, with no store yet (building it fails until one is set).
+    fn default() -> Self {
+        MemoryConfig {
+            enabled: true,
+            location: None,
+            verbose: 0,
+            mmap_mode: MmapMode::None,
+            compress: None,
+            backend: None,
+        }
+    }
+}
+
+impl MemoryConfig {
+    /// A configuration of the store at `location` (a URL or path), with default options.
+    pub fn from_url(location: impl Into<String>) -> MemoryConfig {
+        MemoryConfig {
+            location: Some(location.into()),
+            ..MemoryConfig::default()
+        }
+    }
+
+    /// A configuration of the store `backend` describes, with default options.
+    pub fn from_backend(backend: Box<dyn BackendConfig>) -> MemoryConfig {
+        MemoryConfig {
+            backend: Some(backend),
+            ..MemoryConfig::default()
+        }
+    }
+
+    /// Reads a TOML config file. The environment is not consulted: see
+    /// [`MemoryConfig::load`] for that.
+    ///
+    /// Errors name the file and, for a bad key or value, the key.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<MemoryConfig> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::Config(format!(
+                "cannot read the config file {}: {e}",
+                path.display()
+            ))
+        })?;
+        MemoryConfig::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parses a configuration from TOML text; `origin` (a file name, say) is named in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<MemoryConfig> {
+        let deserializer = toml::Deserializer::parse(text)
+            .map_err(|e| Error::Config(format!("{origin}: {}", e.to_string().trim_end())))?;
+        let config: MemoryConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            let inner = inner.trim_end();
+            if key == "." || key.is_empty() {
+                Error::Config(format!("{origin}: {inner}"))
+            } else {
+                Error::Config(format!("{origin}: key `{key}`: {inner}"))
+            }
+        })?;
+        config
+            .check()
+            .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        Ok(config)
+    }
+
+    /// The configuration `path` holds, with the environment applied as the
+    /// [module documentation](self) says: `CACHETTE_CONFIG` names another file, and
+    /// `CACHETTE_LOCATION` replaces the store.
+    pub fn load(path: impl AsRef<Path>) -> Result<MemoryConfig> {
+        let path = env_var(CONFIG_ENV).map_or_else(|| path.as_ref().to_path_buf(), PathBuf::from);
+        MemoryConfig::from_file(path).map(MemoryConfig::with_location_from_env)
+    }
+
+    /// The configuration the environment gives, if any: the file `CACHETTE_CONFIG` names (with
+    /// `CACHETTE_LOCATION` replacing its store), else the store `CACHETTE_LOCATION` names, else
+    /// `None`.
+    pub fn from_env() -> Result<Option<MemoryConfig>> {
+        if let Some(path) = env_var(CONFIG_ENV) {
+            return MemoryConfig::from_file(path)
+                .map(MemoryConfig::with_location_from_env)
+                .map(Some);
+        }
+        Ok(env_var(LOCATION_ENV).map(MemoryConfig::from_url))
+    }
+
+    /// This configuration, with its store replaced by `CACHETTE_LOCATION` if that is set.
+    pub fn with_location_from_env(self) -> MemoryConfig {
+        match env_var(LOCATION_ENV) {
+            Some(location) => MemoryConfig {
+                location: Some(location),
+                backend: None,
+                ..self
+            },
+            None => self,
+        }
+    }
+
+    /// The configuration as TOML, as a config file would hold it.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self).map_err(|e| Error::Config(format!("cannot write as TOML: {e}")))
+    }
+
+    /// The configuration of the store: its `backend`, or the one its `location` names.
+    pub fn backend_config(&self) -> Result<Box<dyn BackendConfig>> {
+        self.check()?;
+        match (&self.backend, &self.location) {
+            (Some(backend), _) => Ok(backend.clone()),
+            (None, Some(location)) => registry::config_from_url(location),
+            (None, None) => Err(Error::Config(
+                "no store: set `location` (a URL or path) or a `[backend]` section".into(),
+            )),
+        }
+    }
+
+    /// A builder holding this configuration, for options that only code can give (a reporter,
+    /// a codec, a hash algorithm).
+    pub fn builder(&self) -> Result<MemoryBuilder> {
+        self.check()?;
+        if self.enabled && self.backend.is_none() && self.location.is_none() {
+            return Err(Error::Config(
+                "no store: set `location` (a URL or path) or a `[backend]` section".into(),
+            ));
+        }
+        Ok(Memory::builder().config(self.clone()))
+    }
+
+    /// Builds the `Memory` this configuration describes.
+    pub fn build(&self) -> Result<Memory> {
+        self.builder()?.build()
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.enabled && self.location.is_some() && self.backend.is_some() {
+            return Err(Error::Config(
+                "both `location` and `[backend]` name a store: keep one".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for MemoryConfig {
+    /// The configuration as TOML.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to_toml() {
+            Ok(text) => f.write_str(&text),
+            Err(e) => write!(f, "<{e}>"),
+        }
+    }
+}
+
+/// The value of an environment variable, `None` when unset, empty or not Unicode.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Memory {
+    /// A `Memory` from a TOML config file, with the environment applied (`CACHETTE_CONFIG`
+    /// names another file, `CACHETTE_LOCATION` replaces the store; see [`crate::config`]).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let file = dir.path().join("cachette.toml");
+    /// # let cache = dir.path().join("cache");
+    /// # std::fs::write(&file, format!("verbose = 0\n[backend]\ntype = \"memory\"\nname = \"doc\"\n"))?;
+    /// use cachette_core::Memory;
+    ///
+    /// let memory = Memory::from_config(&file)?;
+    /// assert_eq!(memory.eval(|x: u32| x + 1, 41), 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_config(path: impl AsRef<Path>) -> Result<Memory> {
+        MemoryConfig::load(path)?.build()
+    }
+
+    /// A `Memory` from the environment alone: the file `CACHETTE_CONFIG` names, else the store
+    /// `CACHETTE_LOCATION` names. `Ok(None)` when neither is set.
+    pub fn from_env() -> Result<Option<Memory>> {
+        MemoryConfig::from_env()?.map(|c| c.build()).transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mmap_modes_read_and_write_by_their_joblib_names() {
+        let c =
+            MemoryConfig::from_toml("location = \"memory://x\"\nmmap_mode = \"r+\"", "t").unwrap();
+        assert_eq!(c.mmap_mode, MmapMode::ReadWrite);
+        assert!(c.to_toml().unwrap().contains("mmap_mode = \"r+\""));
+        let c =
+            MemoryConfig::from_toml("location = \"memory://x\"\nmmap_mode = \"read-only\"", "t")
+                .unwrap();
+        assert_eq!(c.mmap_mode, MmapMode::ReadOnly);
+    }
+
+    #[test]
+    fn errors_name_the_origin_and_the_key() {
+        let err = MemoryConfig::from_toml("location = \"memory://x\"\nverbos = 1\n", "my.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("my.toml") && err.contains("verbos"), "{err}");
+        let err =
+            MemoryConfig::from_toml("location = \"memory://x\"\nverbose = \"loud\"\n", "my.toml")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("my.toml") && err.contains("key `verbose`"),
+            "{err}"
+        );
+        let err = MemoryConfig::from_toml("mmap_mode = \"rw\"\n", "my.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("key `mmap_mode`") && err.contains("unknown mmap mode"),
+            "{err}"
+        );
+        let err =
+            MemoryConfig::from_toml("[backend]\ntype = \"memory\"\nnmae = \"x\"\n", "my.toml")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("nmae") && err.contains("key `backend"),
+            "{err}"
+        );
+        let err = MemoryConfig::from_toml("[backend]\ntype = \"memory\"\nname = 5\n", "my.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `backend.name`"), "{err}");
+        let err = MemoryConfig::from_toml("[backend]\ntype = \"gopher\"\n", "my.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gopher") && err.contains("my.toml"), "{err}");
+        let err = MemoryConfig::from_toml("verbose = \n", "my.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("my.toml") && err.contains("line 1"), "{err}");
+        let err = MemoryConfig::from_toml(
+            "location = \"memory://\"\n[backend]\ntype = \"memory\"\n",
+            "my.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("keep one"), "{err}");
+    }
+
+    #[test]
+    fn a_config_round_trips_through_toml() {
+        let c = MemoryConfig::from_toml(
+            "verbose = 2\ncompress = 3\n[backend]\ntype = \"memory\"\nname = \"ship\"\n",
+            "t",
+        )
+        .unwrap();
+        let back = MemoryConfig::from_toml(&c.to_toml().unwrap(), "again").unwrap();
+        assert_eq!(back.verbose, 2);
+        assert_eq!(back.compress, Some(3));
+        assert_eq!(back.to_toml().unwrap(), c.to_toml().unwrap());
+    }
+}
