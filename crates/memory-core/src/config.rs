@@ -74,7 +74,13 @@ pub struct MemoryConfig {
     /// `"memory"` or a custom backend's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<Box<dyn BackendConfig>>,
+    /// Where the configuration was read from, for errors.
+    #[serde(skip)]
+    pub(crate) origin: Option<String>,
 }
+
+const NO_STORE: &str =
+    "no store: set `location` (a URL or path) or a `[backend]` section, or CACHETTE_LOCATION";
 
 fn enabled_by_default() -> bool {
     true
@@ -102,6 +108,7 @@ impl Default for MemoryConfig {
             mmap_mode: MmapMode::None,
             compress: None,
             backend: None,
+            origin: None,
         }
     }
 }
@@ -152,10 +159,10 @@ impl MemoryConfig {
                 Error::Config(format!("{origin}: key `{key}`: {inner}"))
             }
         })?;
-        config
-            .check()
-            .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
-        Ok(config)
+        Ok(MemoryConfig {
+            origin: Some(origin.to_owned()),
+            ..config
+        })
     }
 
     /// The configuration `path` holds, with the environment applied as the
@@ -201,9 +208,7 @@ impl MemoryConfig {
         match (&self.backend, &self.location) {
             (Some(backend), _) => Ok(backend.clone()),
             (None, Some(location)) => registry::config_from_url(location),
-            (None, None) => Err(Error::Config(
-                "no store: set `location` (a URL or path) or a `[backend]` section".into(),
-            )),
+            (None, None) => Err(self.error(NO_STORE)),
         }
     }
 
@@ -212,9 +217,7 @@ impl MemoryConfig {
     pub fn builder(&self) -> Result<MemoryBuilder> {
         self.check()?;
         if self.enabled && self.backend.is_none() && self.location.is_none() {
-            return Err(Error::Config(
-                "no store: set `location` (a URL or path) or a `[backend]` section".into(),
-            ));
+            return Err(self.error(NO_STORE));
         }
         Ok(Memory::builder().config(self.clone()))
     }
@@ -226,11 +229,17 @@ impl MemoryConfig {
 
     fn check(&self) -> Result<()> {
         if self.enabled && self.location.is_some() && self.backend.is_some() {
-            return Err(Error::Config(
-                "both `location` and `[backend]` name a store: keep one".into(),
-            ));
+            return Err(self.error("both `location` and `[backend]` name a store: keep one"));
         }
         Ok(())
+    }
+
+    /// A configuration error, naming where the configuration came from.
+    fn error(&self, message: &str) -> Error {
+        match &self.origin {
+            Some(origin) => Error::Config(format!("{origin}: {message}")),
+            None => Error::Config(message.to_owned()),
+        }
     }
 }
 
@@ -336,9 +345,11 @@ mod tests {
             "location = \"memory://\"\n[backend]\ntype = \"memory\"\n",
             "my.toml",
         )
+        .unwrap()
+        .build()
         .unwrap_err()
         .to_string();
-        assert!(err.contains("keep one"), "{err}");
+        assert!(err.contains("keep one") && err.contains("my.toml"), "{err}");
     }
 
     #[test]

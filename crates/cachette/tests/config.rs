@@ -1,0 +1,302 @@
+//! Deployments: every URL and config-file form builds the right backend, the environment
+//! overrides files in the documented order, errors name the key and the file, and a memory's
+//! configuration ships to a worker that sees the same entries.
+//!
+//! S3 and Redis forms run against the test servers (`cargo xtask services start`); without them
+//! they are skipped with a message, and under `CI=true` they fail.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use cachette::{Memory, MemoryConfig, MmapMode, testkit};
+
+/// A memory's backend scheme and location.
+fn store_of(memory: &Memory) -> (&'static str, String) {
+    let backend = memory.backend().expect("an enabled memory");
+    (backend.scheme(), backend.location())
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A name no other run uses, for prefixes on shared servers.
+fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("cfg-{tag}-{}-{nanos}", std::process::id())
+}
+
+#[test]
+fn local_disk_and_memory_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let plain = cache.to_str().unwrap().to_owned();
+    for memory in [
+        Memory::from_url(&plain).unwrap(),
+        Memory::from_url(&format!("file://{plain}")).unwrap(),
+        Memory::from_config(write(
+            dir.path(),
+            "a.toml",
+            &format!("location = {plain:?}\n"),
+        ))
+        .unwrap(),
+        Memory::from_config(write(
+            dir.path(),
+            "b.toml",
+            &format!("[backend]\ntype = \"file\"\npath = {plain:?}\n"),
+        ))
+        .unwrap(),
+    ] {
+        let (scheme, location) = store_of(&memory);
+        assert_eq!(scheme, "file");
+        assert!(location.contains("cache"), "{location}");
+    }
+    for memory in [
+        Memory::from_url("memory://cfg-test").unwrap(),
+        Memory::from_config(write(
+            dir.path(),
+            "m.toml",
+            "verbose = 1\nmmap_mode = \"r\"\ncompress = 3\n[backend]\ntype = \"memory\"\nname = \"cfg-test\"\n",
+        ))
+        .unwrap(),
+    ] {
+        assert_eq!(store_of(&memory).0, "memory");
+    }
+    let m = Memory::from_config(dir.path().join("m.toml")).unwrap();
+    assert_eq!(m.verbose(), 1);
+    assert_eq!(m.mmap_mode(), MmapMode::ReadOnly);
+    assert_eq!(m.compression(), Some(3));
+    let off = Memory::from_config(write(dir.path(), "off.toml", "enabled = false\n")).unwrap();
+    assert!(!off.is_enabled());
+}
+
+#[test]
+fn errors_name_the_key_and_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "unknown.toml",
+            "location = \"memory://\"\nverbosity = 2\n",
+            "verbosity",
+        ),
+        (
+            "value.toml",
+            "location = \"memory://\"\nverbose = -1\n",
+            "key `verbose`",
+        ),
+        (
+            "mode.toml",
+            "location = \"memory://\"\nmmap_mode = \"x\"\n",
+            "key `mmap_mode`",
+        ),
+        (
+            "fs.toml",
+            "[backend]\ntype = \"file\"\npath = \"/tmp/x\"\ndurable = \"yes\"\n",
+            "key `backend.durable`",
+        ),
+        (
+            "fs-unknown.toml",
+            "[backend]\ntype = \"file\"\npath = \"/tmp/x\"\ndurabel = true\n",
+            "durabel",
+        ),
+        ("none.toml", "verbose = 1\n", "no store"),
+        ("syntax.toml", "location = \n", "line 1"),
+    ];
+    for (name, text, expected) in cases {
+        let path = write(dir.path(), name, text);
+        let err = Memory::from_config(&path).unwrap_err().to_string();
+        assert!(err.contains(name), "{name}: {err}");
+        assert!(err.contains(expected), "{name}: {err}");
+    }
+    let err = Memory::from_config(dir.path().join("missing.toml"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing.toml"), "{err}");
+    #[cfg(not(feature = "s3"))]
+    {
+        let path = write(dir.path(), "s3.toml", "location = \"s3://bucket/p\"\n");
+        let err = Memory::from_config(&path).unwrap_err().to_string();
+        assert!(err.contains("`s3` feature"), "{err}");
+    }
+}
+
+/// The one test that sets environment variables (tests of this binary run in parallel; no
+/// other one reads them).
+#[test]
+fn the_environment_overrides_files_in_the_documented_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let file_a = write(
+        dir.path(),
+        "a.toml",
+        "verbose = 2\n[backend]\ntype = \"memory\"\nname = \"from-a\"\n",
+    );
+    let file_b = write(
+        dir.path(),
+        "b.toml",
+        "verbose = 3\n[backend]\ntype = \"memory\"\nname = \"from-b\"\n",
+    );
+    let set = |name: &str, value: Option<&Path>| {
+        // SAFETY: no other test of this binary reads or writes the environment.
+        unsafe {
+            match value {
+                Some(v) => std::env::set_var(name, v),
+                None => std::env::remove_var(name),
+            }
+        }
+    };
+    set("CACHETTE_CONFIG", None);
+    set("CACHETTE_LOCATION", None);
+    // 3. The file named in code.
+    let m = Memory::from_config(&file_a).unwrap();
+    assert_eq!(store_of(&m).1, "memory://from-a");
+    assert!(Memory::from_env().unwrap().is_none());
+    // 1. CACHETTE_CONFIG replaces it.
+    set("CACHETTE_CONFIG", Some(&file_b));
+    let m = Memory::from_config(&file_a).unwrap();
+    assert_eq!(store_of(&m).1, "memory://from-b");
+    assert_eq!(m.verbose(), 3);
+    assert_eq!(
+        store_of(&Memory::from_env().unwrap().unwrap()).1,
+        "memory://from-b"
+    );
+    // 2. CACHETTE_LOCATION replaces the store, and keeps the file's options.
+    set("CACHETTE_LOCATION", Some(Path::new("memory://from-env")));
+    let m = Memory::from_config(&file_a).unwrap();
+    assert_eq!(store_of(&m).1, "memory://from-env");
+    assert_eq!(m.verbose(), 3, "the options of CACHETTE_CONFIG's file");
+    set("CACHETTE_CONFIG", None);
+    let m = Memory::from_config(&file_a).unwrap();
+    assert_eq!(store_of(&m).1, "memory://from-env");
+    assert_eq!(m.verbose(), 2, "the options of the file named in code");
+    let m = Memory::from_env().unwrap().unwrap();
+    assert_eq!(store_of(&m).1, "memory://from-env");
+    assert_eq!(m.verbose(), 0);
+    // An empty variable counts as unset; a bad one is an error naming it.
+    set("CACHETTE_LOCATION", Some(Path::new("")));
+    assert_eq!(
+        store_of(&Memory::from_config(&file_a).unwrap()).1,
+        "memory://from-a"
+    );
+    set("CACHETTE_CONFIG", Some(&dir.path().join("nope.toml")));
+    let err = Memory::from_config(&file_a).unwrap_err().to_string();
+    assert!(err.contains("nope.toml"), "{err}");
+    set("CACHETTE_CONFIG", None);
+    set("CACHETTE_LOCATION", None);
+}
+
+/// A coordinator's memory, shipped as its configuration, gives a worker the same entries.
+fn ship_and_share(memory: &Memory) {
+    let calls = AtomicUsize::new(0);
+    let square = |x: u64| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        x * x
+    };
+    let f = memory.cache(&square).name("cfg::square");
+    assert_eq!(f.eval(12), 144);
+    let shipped = memory
+        .config()
+        .expect("a memory built from a config")
+        .to_toml()
+        .unwrap();
+    // The worker, elsewhere: only the text travels.
+    let worker = MemoryConfig::from_toml(&shipped, "shipped")
+        .unwrap()
+        .build()
+        .unwrap();
+    assert_eq!(store_of(&worker), store_of(memory));
+    assert_eq!(worker.verbose(), memory.verbose());
+    let g = worker.cache(&square).name("cfg::square");
+    assert!(g.check_call_in_cache(&12), "{shipped}");
+    assert_eq!(g.eval(12), 144);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the worker loaded, not computed"
+    );
+    memory.clear().unwrap();
+}
+
+#[test]
+fn configurations_ship_to_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "ship.toml",
+        &format!(
+            "verbose = 0\nmmap_mode = \"c\"\n[backend]\ntype = \"file\"\npath = {:?}\n",
+            dir.path().join("cache").to_str().unwrap()
+        ),
+    );
+    let memory = Memory::from_config(&file).unwrap();
+    ship_and_share(&memory);
+    assert_eq!(memory.config().unwrap().mmap_mode, MmapMode::CopyOnWrite);
+    ship_and_share(&Memory::from_url(dir.path().join("other").to_str().unwrap()).unwrap());
+    // A memory on a backend object has no configuration to ship.
+    assert!(
+        Memory::with_backend(std::sync::Arc::new(cachette::InMemoryBackend::new()))
+            .config()
+            .is_none()
+    );
+}
+
+#[cfg(feature = "s3")]
+#[test]
+fn s3_forms() {
+    let Some(endpoint) = testkit::server_from_env("CACHETTE_TEST_S3_ENDPOINT") else {
+        return;
+    };
+    let bucket =
+        std::env::var("CACHETTE_TEST_S3_BUCKET").unwrap_or_else(|_| "cachette-test".to_owned());
+    let prefix = unique("s3");
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("s3://{bucket}/{prefix}?endpoint={endpoint}&allow_http=true");
+    let file = write(
+        dir.path(),
+        "s3.toml",
+        &format!(
+            "[backend]\ntype = \"s3\"\nbucket = {bucket:?}\nprefix = {prefix:?}\nendpoint = {endpoint:?}\nallow_http = true\n"
+        ),
+    );
+    let by_url = Memory::from_url(&url).unwrap();
+    let by_file = Memory::from_config(&file).unwrap();
+    for m in [&by_url, &by_file] {
+        let (scheme, location) = store_of(m);
+        assert_eq!(scheme, "s3");
+        assert!(
+            location.contains(&bucket) && location.contains(&prefix),
+            "{location}"
+        );
+    }
+    ship_and_share(&by_file);
+    ship_and_share(&by_url);
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn redis_forms() {
+    let Some(server) = testkit::server_from_env("CACHETTE_TEST_REDIS_URL") else {
+        return;
+    };
+    let prefix = unique("redis");
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{server}?prefix={prefix}");
+    let file = write(
+        dir.path(),
+        "redis.toml",
+        &format!("[backend]\ntype = \"redis\"\nurls = [{server:?}]\nprefix = {prefix:?}\n"),
+    );
+    let by_url = Memory::from_url(&url).unwrap();
+    let by_file = Memory::from_config(&file).unwrap();
+    for m in [&by_url, &by_file] {
+        let (scheme, location) = store_of(m);
+        assert_eq!(scheme, "redis");
+        assert!(location.contains(&prefix), "{location}");
+    }
+    ship_and_share(&by_file);
+    ship_and_share(&by_url);
+}
