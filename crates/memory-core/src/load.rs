@@ -111,7 +111,22 @@ impl Inner {
         if let Some(mapped) = self.map_entry(key, mode) {
             return Ok(mapped);
         }
-        self.get(key).map(|found| found.map(Read::whole))
+        let found = self.get(key)?;
+        Ok(self.remap(key, mode, found))
+    }
+
+    /// After a whole read found the entry although mapping did not: a layered store (a local
+    /// tier in front of a remote one) has just copied it to its local tier, so map that copy,
+    /// as later hits will. Otherwise the bytes read.
+    fn remap(&self, key: &Key, mode: MmapMode, found: Option<Bytes>) -> Option<Read> {
+        let bytes = found?;
+        if mode.maps()
+            && self.local_files
+            && let Some(Some(mapped)) = self.map_entry(key, mode)
+        {
+            return Some(mapped);
+        }
+        Some(Read::whole(bytes))
     }
 
     /// [`read_entry`](Self::read_entry), for async callers.
@@ -124,20 +139,22 @@ impl Inner {
             return Ok(mapped);
         }
         let k = key.clone();
-        self.run_async(move |b| Box::pin(async move { b.get(&k).await }))
-            .await
-            .map(|found| found.map(Read::whole))
+        let found = self
+            .run_async(move |b| Box::pin(async move { b.get(&k).await }))
+            .await?;
+        Ok(self.remap(key, mode, found))
     }
 
-    /// Maps the entry's local file, if the mode and the backend allow; `None` to read it whole
-    /// instead. Records the access, as a read would.
+    /// Maps the entry's local file, if the mode and the backend allow and the file is there;
+    /// `None` to read it whole through the backend instead. Records the access, as a read
+    /// would.
     fn map_entry(&self, key: &Key, mode: MmapMode) -> Option<Option<Read>> {
         if !mode.maps() || !self.local_files {
             return None;
         }
         let path = self.backend.local_path(key)?;
         match map_file(&path, mode) {
-            Ok(None) => Some(None),
+            Ok(None) => None,
             Ok(Some(read)) => {
                 if self.due_for_touch(key) {
                     let k = key.clone();
