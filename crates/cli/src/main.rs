@@ -1,7 +1,8 @@
 //! `cachette`: inspect, verify and prune a Cachette store from the shell.
 //!
 //! A store is named like in code: a folder path, or a URL (`file:///…`, `s3://bucket/prefix`,
-//! `redis://host:port/db`) whose backend is enabled by this build's features.
+//! `redis://host:port/db`) whose backend is enabled by this build's features, or a config file
+//! (`cachette.toml`, as `Memory::from_config` reads, without the environment's overrides).
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -24,7 +25,7 @@ struct Cli {
 enum Command {
     /// Lists the memoized functions of a store: entries, size, last access.
     Inspect {
-        /// The store: a folder or a URL.
+        /// The store: a folder, a URL or a config file (`*.toml`).
         location: String,
         /// List the entries of this function (its folder name) instead.
         #[arg(long)]
@@ -37,7 +38,7 @@ enum Command {
     },
     /// Reads every entry and checks its checksums; reports damaged entries.
     Verify {
-        /// The store: a folder or a URL.
+        /// The store: a folder, a URL or a config file (`*.toml`).
         location: String,
         /// Delete the damaged entries.
         #[arg(long)]
@@ -45,7 +46,7 @@ enum Command {
     },
     /// Deletes every stored result, or those of one function.
     Clear {
-        /// The store: a folder or a URL.
+        /// The store: a folder, a URL or a config file (`*.toml`).
         location: String,
         /// Only this function (its folder name).
         #[arg(long)]
@@ -53,7 +54,7 @@ enum Command {
     },
     /// Deletes least recently accessed entries until the store is within the limits.
     ReduceSize {
-        /// The store: a folder or a URL.
+        /// The store: a folder, a URL or a config file (`*.toml`).
         location: String,
         /// The most bytes to keep: "500M", "10G" (K = 1024) or a number of bytes.
         #[arg(long)]
@@ -118,7 +119,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
+/// The store a location names: a config file (a path ending in `.toml`) or a URL or folder.
 fn open(location: &str) -> Result<Memory> {
+    if location.ends_with(".toml") && std::path::Path::new(location).is_file() {
+        return cachette::MemoryConfig::from_file(location)
+            .and_then(|config| config.build())
+            .with_context(|| format!("cannot open the store of {location}"));
+    }
     Memory::from_url(location).with_context(|| format!("cannot open the store {location:?}"))
 }
 

@@ -91,3 +91,33 @@ fn unknown_schemes_name_the_feature() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no backend for scheme `gopher`"), "{err}");
 }
+
+#[test]
+fn a_config_file_names_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = dir.path().join("cache");
+    let memory = Memory::new(&location).unwrap();
+    let f = memory.cache(|x: u32| x * 3).name("pipeline::triple");
+    f.eval(1);
+    f.eval(2);
+    let config = dir.path().join("cachette.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[backend]\ntype = \"file\"\npath = {:?}\n",
+            location.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let listing = stdout(&cachette(&["inspect", config.to_str().unwrap()]));
+    assert!(listing.contains("1 functions, 2 entries"), "{listing}");
+    // A bad file is an error that names it and the key.
+    std::fs::write(&config, "[backend]\ntype = \"file\"\npaht = \"x\"\n").unwrap();
+    let out = cachette(&["inspect", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cachette.toml") && err.contains("paht"),
+        "{err}"
+    );
+}
