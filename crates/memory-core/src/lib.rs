@@ -34,6 +34,7 @@ pub mod error;
 pub mod func;
 pub mod global;
 pub mod key;
+pub mod layers;
 mod load;
 pub mod memory;
 pub mod memory_backend;

@@ -1,0 +1,651 @@
+//! Counting what a backend does: [`Stats`], read through a [`StatsHandle`].
+
+use std::fmt;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::backend::{
+    BackendResult, Blob, Capabilities, DynBackend, ItemInfo, PutOptions, PutOutcome, StoreBackend,
+};
+use crate::key::{Key, Prefix};
+
+/// The tracing target of the per-operation events.
+const TARGET: &str = "cachette::stats";
+
+/// Counts a backend's operations, hits, misses, bytes and latency, and emits one tracing event
+/// per operation (target `cachette::stats`, level debug).
+///
+/// What is counted:
+///
+/// - `get` and `get_range`: a found item is a hit (its returned bytes count as read), `Ok(None)`
+///   a miss; both count in the read latency;
+/// - `put` and `put_if_absent`: a put and its bytes written when it succeeds (a
+///   `put_if_absent` that finds the item already there writes nothing and counts only in the
+///   write latency);
+/// - `delete` counts one deletion, `delete_many` one per key, `delete_prefix` the items it
+///   reports deleted;
+/// - every `Err`, of any operation, counts as an error.
+///
+/// The counters are atomics shared by every [`StatsHandle`] of the layer, so reading them never
+/// slows the operations down. A snapshot reads each counter on its own: taken while operations
+/// run, it may count an operation in one field and not yet in another.
+///
+/// ```
+/// # futures::executor::block_on(async {
+/// use std::sync::Arc;
+/// use cachette_core::layers::Stats;
+/// use cachette_core::{InMemoryBackend, Key, StoreBackend};
+///
+/// let stats = Stats::new(Arc::new(InMemoryBackend::new()));
+/// let handle = stats.handle();
+/// stats.get(&Key::new("f/missing").unwrap()).await.unwrap();
+/// assert_eq!(handle.snapshot().misses, 1);
+/// println!("{}", handle.snapshot());
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct Stats {
+    inner: DynBackend,
+    handle: StatsHandle,
+}
+
+impl Stats {
+    /// Wraps `inner`, with counters at zero.
+    pub fn new(inner: DynBackend) -> Stats {
+        Stats {
+            inner,
+            handle: StatsHandle::default(),
+        }
+    }
+
+    /// A handle on the counters, to read or reset them while the layer is in use elsewhere.
+    pub fn handle(&self) -> StatsHandle {
+        self.handle.clone()
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.handle.counters
+    }
+
+    /// Counts the outcome of a read and emits its event.
+    fn read(
+        &self,
+        op: &'static str,
+        key: &Key,
+        started: Instant,
+        result: BackendResult<Option<Bytes>>,
+    ) -> BackendResult<Option<Bytes>> {
+        let elapsed = started.elapsed();
+        let c = self.counters();
+        c.read_latency.record(elapsed);
+        let (outcome, bytes) = match &result {
+            Ok(Some(bytes)) => {
+                let len = bytes.len() as u64;
+                c.hits.fetch_add(1, Ordering::Relaxed);
+                c.bytes_read.fetch_add(len, Ordering::Relaxed);
+                ("hit", len)
+            }
+            Ok(None) => {
+                c.misses.fetch_add(1, Ordering::Relaxed);
+                ("miss", 0)
+            }
+            Err(_) => {
+                c.errors.fetch_add(1, Ordering::Relaxed);
+                ("error", 0)
+            }
+        };
+        tracing::debug!(
+            target: TARGET,
+            backend = self.inner.scheme(),
+            op,
+            key = %key,
+            outcome,
+            bytes,
+            elapsed_us = micros(elapsed),
+        );
+        result
+    }
+
+    /// Counts the outcome of a write of `len` bytes (`stored` says whether a success stored
+    /// them) and emits its event.
+    fn write<T>(
+        &self,
+        op: &'static str,
+        key: &Key,
+        len: u64,
+        started: Instant,
+        result: BackendResult<T>,
+        stored: impl FnOnce(&T) -> bool,
+    ) -> BackendResult<T> {
+        let elapsed = started.elapsed();
+        let c = self.counters();
+        c.write_latency.record(elapsed);
+        let outcome = match &result {
+            Ok(value) if stored(value) => {
+                c.puts.fetch_add(1, Ordering::Relaxed);
+                c.bytes_written.fetch_add(len, Ordering::Relaxed);
+                "written"
+            }
+            Ok(_) => "exists",
+            Err(_) => {
+                c.errors.fetch_add(1, Ordering::Relaxed);
+                "error"
+            }
+        };
+        tracing::debug!(
+            target: TARGET,
+            backend = self.inner.scheme(),
+            op,
+            key = %key,
+            outcome,
+            bytes = len,
+            elapsed_us = micros(elapsed),
+        );
+        result
+    }
+
+    /// Counts an error, if `result` is one, and emits the event of any other operation.
+    fn other<T>(
+        &self,
+        op: &'static str,
+        target: &dyn fmt::Display,
+        started: Instant,
+        result: BackendResult<T>,
+    ) -> BackendResult<T> {
+        let outcome = if result.is_ok() {
+            "ok"
+        } else {
+            self.counters().errors.fetch_add(1, Ordering::Relaxed);
+            "error"
+        };
+        tracing::debug!(
+            target: TARGET,
+            backend = self.inner.scheme(),
+            op,
+            key = %target,
+            outcome,
+            elapsed_us = micros(started.elapsed()),
+        );
+        result
+    }
+
+    fn deleted(&self, n: u64) {
+        self.counters().deletes.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl StoreBackend for Stats {
+    fn scheme(&self) -> &'static str {
+        self.inner.scheme()
+    }
+
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn get(&self, key: &Key) -> BackendResult<Option<Bytes>> {
+        let started = Instant::now();
+        let result = self.inner.get(key).await;
+        self.read("get", key, started, result)
+    }
+
+    async fn get_range(&self, key: &Key, range: Range<u64>) -> BackendResult<Option<Bytes>> {
+        let started = Instant::now();
+        let result = self.inner.get_range(key, range).await;
+        self.read("get_range", key, started, result)
+    }
+
+    async fn touch(&self, key: &Key) -> BackendResult<()> {
+        let started = Instant::now();
+        let result = self.inner.touch(key).await;
+        self.other("touch", key, started, result)
+    }
+
+    async fn put(&self, key: &Key, value: Blob, options: &PutOptions) -> BackendResult<()> {
+        let len = value.len();
+        let started = Instant::now();
+        let result = self.inner.put(key, value, options).await;
+        self.write("put", key, len, started, result, |()| true)
+    }
+
+    async fn put_if_absent(
+        &self,
+        key: &Key,
+        value: Blob,
+        options: &PutOptions,
+    ) -> BackendResult<PutOutcome> {
+        let len = value.len();
+        let started = Instant::now();
+        let result = self.inner.put_if_absent(key, value, options).await;
+        self.write("put_if_absent", key, len, started, result, |outcome| {
+            *outcome == PutOutcome::Created
+        })
+    }
+
+    async fn contains(&self, key: &Key) -> BackendResult<bool> {
+        let started = Instant::now();
+        let result = self.inner.contains(key).await;
+        self.other("contains", key, started, result)
+    }
+
+    async fn delete(&self, key: &Key) -> BackendResult<()> {
+        let started = Instant::now();
+        let result = self.inner.delete(key).await;
+        if result.is_ok() {
+            self.deleted(1);
+        }
+        self.other("delete", key, started, result)
+    }
+
+    async fn delete_many(&self, keys: &[Key]) -> BackendResult<()> {
+        let started = Instant::now();
+        let result = self.inner.delete_many(keys).await;
+        if result.is_ok() {
+            self.deleted(keys.len() as u64);
+        }
+        let what = format!("({} keys)", keys.len());
+        self.other("delete_many", &what, started, result)
+    }
+
+    async fn delete_prefix(&self, prefix: &Prefix) -> BackendResult<u64> {
+        let started = Instant::now();
+        let result = self.inner.delete_prefix(prefix).await;
+        if let Ok(n) = result {
+            self.deleted(n);
+        }
+        self.other("delete_prefix", prefix, started, result)
+    }
+
+    async fn list(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {
+        let started = Instant::now();
+        let result = self.inner.list(prefix).await;
+        self.other("list", prefix, started, result)
+    }
+
+    fn local_path(&self, key: &Key) -> Option<PathBuf> {
+        self.inner.local_path(key)
+    }
+}
+
+/// A handle on the counters of a [`Stats`] layer. Clones are cheap and share the counters.
+#[derive(Debug, Clone, Default)]
+pub struct StatsHandle {
+    counters: Arc<Counters>,
+}
+
+impl StatsHandle {
+    /// The counters now.
+    pub fn snapshot(&self) -> BackendStats {
+        let c = &*self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        BackendStats {
+            hits: load(&c.hits),
+            misses: load(&c.misses),
+            bytes_read: load(&c.bytes_read),
+            puts: load(&c.puts),
+            bytes_written: load(&c.bytes_written),
+            deletes: load(&c.deletes),
+            errors: load(&c.errors),
+            read_latency: c.read_latency.snapshot(),
+            write_latency: c.write_latency.snapshot(),
+        }
+    }
+
+    /// Sets every counter back to zero.
+    pub fn reset(&self) {
+        let c = &*self.counters;
+        for a in [
+            &c.hits,
+            &c.misses,
+            &c.bytes_read,
+            &c.puts,
+            &c.bytes_written,
+            &c.deletes,
+            &c.errors,
+        ] {
+            a.store(0, Ordering::Relaxed);
+        }
+        c.read_latency.reset();
+        c.write_latency.reset();
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    bytes_read: AtomicU64,
+    puts: AtomicU64,
+    bytes_written: AtomicU64,
+    deletes: AtomicU64,
+    errors: AtomicU64,
+    read_latency: LatencyCounters,
+    write_latency: LatencyCounters,
+}
+
+#[derive(Debug, Default)]
+struct LatencyCounters {
+    count: AtomicU64,
+    total_nanos: AtomicU64,
+    max_nanos: AtomicU64,
+}
+
+impl LatencyCounters {
+    fn record(&self, elapsed: Duration) {
+        let n = nanos(elapsed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.total_nanos.fetch_add(n, Ordering::Relaxed);
+        self.max_nanos.fetch_max(n, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Latency {
+        Latency {
+            count: self.count.load(Ordering::Relaxed),
+            total: Duration::from_nanos(self.total_nanos.load(Ordering::Relaxed)),
+            max: Duration::from_nanos(self.max_nanos.load(Ordering::Relaxed)),
+        }
+    }
+
+    fn reset(&self) {
+        self.count.store(0, Ordering::Relaxed);
+        self.total_nanos.store(0, Ordering::Relaxed);
+        self.max_nanos.store(0, Ordering::Relaxed);
+    }
+}
+
+/// What a [`Stats`] layer counted (see its docs for what each operation adds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BackendStats {
+    /// Reads (`get`, `get_range`) that found the item.
+    pub hits: u64,
+    /// Reads that found nothing.
+    pub misses: u64,
+    /// Bytes returned by reads.
+    pub bytes_read: u64,
+    /// Writes (`put`, `put_if_absent`) that stored an item.
+    pub puts: u64,
+    /// Bytes those writes stored.
+    pub bytes_written: u64,
+    /// Items deleted, or asked to be deleted.
+    pub deletes: u64,
+    /// Operations of any kind that returned an error.
+    pub errors: u64,
+    /// Time spent in reads.
+    pub read_latency: Latency,
+    /// Time spent in writes.
+    pub write_latency: Latency,
+}
+
+impl BackendStats {
+    /// The share of reads that were hits, if there were reads.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let reads = self.hits + self.misses;
+        #[allow(clippy::cast_precision_loss)] // A ratio for people to read.
+        (reads > 0).then(|| self.hits as f64 / reads as f64)
+    }
+}
+
+impl fmt::Display for BackendStats {
+    /// One line: `3 hits, 1 miss (75% hits), 12.0 KiB read; 2 puts, 8.0 KiB written; 0
+    /// deletes; 0 errors; reads 1.2ms mean, 3.1ms max; writes 2ms mean, 2ms max`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural =
+            |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        write!(
+            f,
+            "{}, {}",
+            plural(self.hits, "hit", "hits"),
+            plural(self.misses, "miss", "misses")
+        )?;
+        if let Some(ratio) = self.hit_ratio() {
+            write!(f, " ({:.0}% hits)", ratio * 100.0)?;
+        }
+        write!(
+            f,
+            ", {} read; {}, {} written; {}; {}",
+            Size(self.bytes_read),
+            plural(self.puts, "put", "puts"),
+            Size(self.bytes_written),
+            plural(self.deletes, "delete", "deletes"),
+            plural(self.errors, "error", "errors"),
+        )?;
+        write!(
+            f,
+            "; reads {}; writes {}",
+            self.read_latency, self.write_latency
+        )
+    }
+}
+
+/// A byte count for people: `512 B`, `1.5 KiB`, `3.0 GiB`.
+struct Size(u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+        if self.0 < 1024 {
+            return write!(f, "{} B", self.0);
+        }
+        #[allow(clippy::cast_precision_loss)] // A size for people to read.
+        let mut value = self.0 as f64 / 1024.0;
+        let mut unit = 0;
+        while value >= 1024.0 && unit + 1 < UNITS.len() {
+            value /= 1024.0;
+            unit += 1;
+        }
+        write!(f, "{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The latency of a kind of operation: how many, how long in total, the longest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Latency {
+    /// Operations timed.
+    pub count: u64,
+    /// Their total duration.
+    pub total: Duration,
+    /// The longest of them.
+    pub max: Duration,
+}
+
+impl Latency {
+    /// The mean duration, if any operation was timed.
+    pub fn mean(&self) -> Option<Duration> {
+        if self.count == 0 {
+            return None;
+        }
+        let mean = self.total.as_nanos() / u128::from(self.count);
+        Some(Duration::from_nanos(
+            u64::try_from(mean).unwrap_or(u64::MAX),
+        ))
+    }
+}
+
+impl fmt::Display for Latency {
+    /// `1.2ms mean, 3.1ms max` (`none` when nothing was timed).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.mean() {
+            None => f.write_str("none"),
+            Some(mean) => write!(f, "{mean:?} mean, {:?} max", self.max),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+    use crate::layers::flaky::Flaky;
+    use crate::memory_backend::InMemoryBackend;
+
+    fn key(k: &str) -> Key {
+        Key::new(k).unwrap()
+    }
+
+    fn run<T>(fut: impl std::future::Future<Output = T>) -> T {
+        futures::executor::block_on(fut)
+    }
+
+    #[test]
+    fn counts_reads_writes_deletes_and_errors() {
+        let flaky = Arc::new(Flaky::new(
+            Arc::new(InMemoryBackend::new()),
+            ErrorKind::Unavailable,
+        ));
+        let stats = Stats::new(flaky.clone());
+        let handle = stats.handle();
+        let opts = PutOptions::default();
+        let ten: Blob = [Bytes::from_static(b"0123"), Bytes::from_static(b"456789")]
+            .into_iter()
+            .collect();
+
+        run(stats.put(&key("f/a"), ten.clone(), &opts)).unwrap();
+        assert_eq!(
+            run(stats.put_if_absent(&key("f/b"), Bytes::from_static(b"xyz").into(), &opts))
+                .unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(
+            run(stats.put_if_absent(&key("f/a"), ten, &opts)).unwrap(),
+            PutOutcome::AlreadyExists
+        );
+        assert_eq!(run(stats.get(&key("f/a"))).unwrap().unwrap().len(), 10);
+        assert_eq!(
+            run(stats.get_range(&key("f/a"), 2..5))
+                .unwrap()
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(run(stats.get(&key("f/missing"))).unwrap(), None);
+        assert_eq!(run(stats.get_range(&key("f/missing"), 0..1)).unwrap(), None);
+        assert!(run(stats.contains(&key("f/b"))).unwrap());
+        run(stats.touch(&key("f/b"))).unwrap();
+        flaky.fail_next(3);
+        run(stats.get(&key("f/a"))).unwrap_err();
+        run(stats.put(&key("f/c"), Bytes::from_static(b"c").into(), &opts)).unwrap_err();
+        run(stats.list(&Prefix::root())).unwrap_err();
+        run(stats.delete(&key("f/b"))).unwrap();
+        run(stats.delete_many(&[key("f/x"), key("f/y")])).unwrap();
+        assert_eq!(
+            run(stats.delete_prefix(&Prefix::new("f").unwrap())).unwrap(),
+            1
+        );
+
+        let s = handle.snapshot();
+        assert_eq!(
+            s,
+            BackendStats {
+                hits: 2,
+                misses: 2,
+                bytes_read: 13,
+                puts: 2,
+                bytes_written: 13,
+                deletes: 4,
+                errors: 3,
+                read_latency: Latency {
+                    count: 5,
+                    ..s.read_latency
+                },
+                write_latency: Latency {
+                    count: 4,
+                    ..s.write_latency
+                },
+            }
+        );
+        assert!(s.read_latency.max <= s.read_latency.total);
+        assert!(s.read_latency.mean().unwrap() <= s.read_latency.max);
+        assert_eq!(s.hit_ratio(), Some(0.5));
+
+        let other = stats.handle();
+        other.reset();
+        assert_eq!(handle.snapshot(), BackendStats::default());
+        assert_eq!(handle.snapshot().read_latency.mean(), None);
+    }
+
+    #[test]
+    fn counts_from_many_threads() {
+        let stats = Arc::new(Stats::new(Arc::new(InMemoryBackend::new())));
+        run(stats.put(
+            &key("f/a"),
+            Bytes::from_static(b"abcd").into(),
+            &PutOptions::default(),
+        ))
+        .unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let stats = stats.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..250 {
+                        run(stats.get(&key("f/a"))).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let s = stats.handle().snapshot();
+        assert_eq!(
+            (s.hits, s.bytes_read, s.read_latency.count),
+            (1000, 4000, 1000)
+        );
+    }
+
+    #[test]
+    fn display_is_one_readable_line() {
+        let s = BackendStats {
+            hits: 3,
+            misses: 1,
+            bytes_read: 3 * 1024 + 512,
+            puts: 1,
+            bytes_written: 100,
+            deletes: 0,
+            errors: 1,
+            read_latency: Latency {
+                count: 4,
+                total: Duration::from_millis(8),
+                max: Duration::from_millis(5),
+            },
+            write_latency: Latency::default(),
+        };
+        assert_eq!(
+            s.to_string(),
+            "3 hits, 1 miss (75% hits), 3.5 KiB read; 1 put, 100 B written; 0 deletes; 1 error; \
+             reads 2ms mean, 5ms max; writes none"
+        );
+        assert!(!BackendStats::default().to_string().contains('\n'));
+    }
+
+    #[cfg(feature = "testkit")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn conformance() {
+        let stats = Stats::new(Arc::new(InMemoryBackend::new()));
+        let handle = stats.handle();
+        crate::testkit::run_all(Arc::new(stats)).await;
+        let s = handle.snapshot();
+        assert_eq!(s.errors, 0);
+        assert!(s.hits > 0 && s.misses > 0 && s.puts > 0 && s.deletes > 0);
+    }
+}
