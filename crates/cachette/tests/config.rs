@@ -300,3 +300,83 @@ fn redis_forms() {
     ship_and_share(&by_file);
     ship_and_share(&by_url);
 }
+
+/// A config file puts the local disk in front of Redis, with retries: the first memory computes
+/// and writes through; a second one, on an empty local folder, loads from Redis and copies the
+/// entry down; its next hit is local. `Memory::stats` counts it all.
+#[cfg(feature = "redis")]
+#[test]
+fn a_local_tier_from_a_config_file() {
+    let Some(server) = testkit::server_from_env("CACHETTE_TEST_REDIS_URL") else {
+        return;
+    };
+    let prefix = unique("tier");
+    let dir = tempfile::tempdir().unwrap();
+    let config = |local: &str| {
+        format!(
+            "location = \"{server}?prefix={prefix}\"\nlocal_tier = {:?}\n[retry]\nmax_retries = 2\ninitial_backoff_ms = 10\n",
+            dir.path().join(local).to_str().unwrap()
+        )
+    };
+    let first = Memory::from_config(write(dir.path(), "first.toml", &config("local-1"))).unwrap();
+    let calls = AtomicUsize::new(0);
+    let square = |x: u64| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        x * x
+    };
+    assert_eq!(first.cache(&square).name("cfg::tier").eval(7), 49);
+    let stats = first.stats().unwrap();
+    assert_eq!(
+        stats.store.puts, 2,
+        "the entry and the function's identity: {stats}"
+    );
+    let tiers = stats.tiers.unwrap();
+    assert_eq!(tiers.local_hits + tiers.remote_hits, 0, "{stats}");
+
+    let second = Memory::from_config(write(dir.path(), "second.toml", &config("local-2"))).unwrap();
+    let shipped = second.config().unwrap();
+    assert_eq!(shipped.retry.as_ref().unwrap().max_retries, 2);
+    assert!(shipped.local_tier.as_ref().unwrap().ends_with("local-2"));
+    let f = second.cache(&square).name("cfg::tier");
+    assert_eq!(f.eval(7), 49);
+    let after_first = second.stats().unwrap().tiers.unwrap();
+    assert!(after_first.remote_hits >= 1, "{after_first:?}");
+    assert!(after_first.backfills >= 1, "{after_first:?}");
+    assert_eq!(f.eval(7), 49);
+    let after_second = second.stats().unwrap().tiers.unwrap();
+    assert_eq!(
+        after_second.remote_hits, after_first.remote_hits,
+        "the second hit did not reach Redis"
+    );
+    assert!(after_second.local_hits > after_first.local_hits);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "computed once in all");
+    let shown = second.stats().unwrap().to_string();
+    assert!(shown.contains("local hits"), "{shown}");
+    second.clear().unwrap();
+}
+
+#[test]
+fn stats_count_what_the_memory_asked_and_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = Memory::new(dir.path()).unwrap();
+    let f = memory.cache(|x: u32| x + 1).name("cfg::stats");
+    f.eval(1);
+    f.eval(1);
+    f.eval(2);
+    let s = memory.stats().unwrap();
+    // Misses: the function's identity (not stored yet), then calls 1 and 2; the hit: call 1.
+    assert_eq!((s.store.hits, s.store.misses), (1, 3), "{s}");
+    assert_eq!(s.store.puts, 3, "the identity and two entries: {s}");
+    assert!(s.store.bytes_written > 0 && s.store.bytes_read > 0, "{s}");
+    assert!(s.tiers.is_none());
+    memory.reset_stats();
+    assert_eq!(memory.stats().unwrap().store.hits, 0);
+    let quiet = Memory::builder()
+        .path(dir.path())
+        .stats(false)
+        .build()
+        .unwrap();
+    assert!(quiet.stats().is_none());
+    assert!(!quiet.config().unwrap().stats);
+    assert!(Memory::disabled().stats().is_none());
+}

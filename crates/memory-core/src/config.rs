@@ -10,12 +10,22 @@
 //! # cachette.toml
 //! verbose = 1
 //! mmap_mode = "r"
+//! local_tier = "/var/cache/cachette"   # optional: the local disk in front of the bucket
+//!
+//! [retry]                # optional: retries of transient errors of the bucket
+//! max_retries = 3
 //!
 //! [backend]
-//! type = "s3"          # the backend's scheme; its other keys follow
+//! type = "s3"            # the backend's scheme, first; its other keys follow
 //! bucket = "team-cache"
 //! prefix = "pipelines"
 //! ```
+//!
+//! The keys of the top level are the fields of [`MemoryConfig`]; those of `[backend]` are the
+//! fields of the backend's own configuration type (`FsConfig`, `S3Config`, `RedisConfig`,
+//! `InMemoryConfig`, or a custom backend's), and those of `[retry]` of
+//! [`RetryPolicy`](crate::layers::RetryPolicy). With `type` first in `[backend]`, errors name
+//! the exact key (`backend.bucket`); otherwise they name the section.
 //!
 //! # Precedence
 //!
@@ -37,6 +47,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::array::MmapMode;
 use crate::error::{Error, Result};
+use crate::layers::RetryPolicy;
 use crate::memory::{Memory, MemoryBuilder};
 use crate::registry::{self, BackendConfig};
 
@@ -70,6 +81,17 @@ pub struct MemoryConfig {
     /// The zstd level outputs are compressed with, as [`MemoryBuilder::compress`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compress: Option<i32>,
+    /// A local tier in front of the store (a path or URL), as [`MemoryBuilder::local_tier`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_tier: Option<String>,
+    /// Whether the store's operations are counted, as [`MemoryBuilder::stats`] (default
+    /// `true`).
+    #[serde(default = "enabled_by_default", skip_serializing_if = "is_true")]
+    pub stats: bool,
+    /// Retries of the store's transient errors (`max_retries`, `initial_backoff_ms`,
+    /// `max_backoff_ms`), as [`MemoryBuilder::retry`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
     /// The store, as a backend's configuration (`type = "file"`, `"s3"`, `"redis"`,
     /// `"memory"` or a custom backend's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -107,6 +129,9 @@ impl Default for MemoryConfig {
             verbose: 0,
             mmap_mode: MmapMode::None,
             compress: None,
+            local_tier: None,
+            stats: true,
+            retry: None,
             backend: None,
             origin: None,
         }

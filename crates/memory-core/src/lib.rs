@@ -59,7 +59,7 @@ pub use error::{BackendError, EntryError, Error, ErrorKind, Result};
 pub use func::{FuncId, MemorizedFunc, NoFunc, TakesArgs};
 pub use global::{AsMemory, global, set_global};
 pub use key::{Key, Prefix};
-pub use memory::{Memory, MemoryBuilder};
+pub use memory::{Memory, MemoryBuilder, MemoryStats};
 pub use memory_backend::InMemoryBackend;
 pub use registry::{BackendConfig, BackendScheme, InMemoryConfig};
 pub use report::{Report, Reporter};

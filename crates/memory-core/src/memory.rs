@@ -18,6 +18,7 @@ use crate::config::MemoryConfig;
 use crate::error::{Error, Result};
 use crate::func::{FuncId, MemorizedFunc};
 use crate::key::{Key, Prefix};
+use crate::layers::{BackendStats, Retry, RetryPolicy, Stats, StatsHandle, TierCounters, Tiered};
 use crate::registry::{self, BackendConfig};
 use crate::report::Reporter;
 use crate::rt;
@@ -64,6 +65,14 @@ pub(crate) struct Inner {
     pub(crate) touched: Mutex<HashMap<Key, std::time::Instant>>,
     /// The configuration of the backend, when it was built from one (a URL or a config).
     pub(crate) store: Option<Box<dyn BackendConfig>>,
+    /// The location of the local tier in front of the store, if any.
+    pub(crate) local_tier: Option<String>,
+    /// How the store's operations are retried, if they are.
+    pub(crate) retry: Option<RetryPolicy>,
+    /// The counters of the store's operations, unless turned off.
+    pub(crate) stats: Option<StatsHandle>,
+    /// The tiers, with a local tier.
+    pub(crate) tiered: Option<Arc<Tiered>>,
 }
 
 impl fmt::Debug for Memory {
@@ -146,12 +155,32 @@ impl Memory {
             });
         };
         let store = inner.store.as_ref()?;
-        Some(MemoryConfig {
-            verbose: inner.verbose,
-            mmap_mode: inner.mmap_mode,
-            compress: inner.compress,
-            ..MemoryConfig::from_backend(store.clone())
+        let mut config = MemoryConfig::from_backend(store.clone());
+        config.verbose = inner.verbose;
+        config.mmap_mode = inner.mmap_mode;
+        config.compress = inner.compress;
+        config.local_tier.clone_from(&inner.local_tier);
+        config.retry.clone_from(&inner.retry);
+        config.stats = inner.stats.is_some();
+        Some(config)
+    }
+
+    /// What the memory asked of its store so far: hits, misses, bytes, latency; and, with a
+    /// local tier, where reads were served from. `None` when disabled or built with
+    /// [`stats(false)`](MemoryBuilder::stats).
+    pub fn stats(&self) -> Option<MemoryStats> {
+        let inner = self.inner.as_ref()?;
+        Some(MemoryStats {
+            store: inner.stats.as_ref()?.snapshot(),
+            tiers: inner.tiered.as_ref().map(|t| t.counters()),
         })
+    }
+
+    /// Sets the counters of [`stats`](Self::stats) back to zero (not the tiers').
+    pub fn reset_stats(&self) {
+        if let Some(stats) = self.inner.as_ref().and_then(|i| i.stats.as_ref()) {
+            stats.reset();
+        }
     }
 
     /// The backend; `None` when disabled.
@@ -373,6 +402,9 @@ pub struct MemoryBuilder {
     mmap_mode: MmapMode,
     compress: Option<i32>,
     store: Option<Box<dyn BackendConfig>>,
+    local_tier: Option<String>,
+    retry: Option<RetryPolicy>,
+    no_stats: bool,
 }
 
 impl MemoryBuilder {
@@ -409,6 +441,34 @@ impl MemoryBuilder {
         self.disabled = !config.enabled;
         self.store = config.backend;
         self.url = config.location;
+        self.local_tier = config.local_tier;
+        self.retry = config.retry;
+        self.no_stats = !config.stats;
+        self
+    }
+
+    /// Puts a local tier in front of the store: a location (a path, or any URL; usually the
+    /// local disk) that keeps a copy of the entries read or written, so that hits are served
+    /// locally and, on the local disk, arrays can be memory-mapped. Reads that miss locally go
+    /// to the store and are copied down; writes go to both. See [`Tiered`].
+    pub fn local_tier(mut self, location: impl Into<String>) -> Self {
+        self.local_tier = Some(location.into());
+        self
+    }
+
+    /// Retries the store's operations that fail with a transient error (unreachable, timed
+    /// out), as `policy` says; see [`Retry`]. With a local tier, only the store behind it is
+    /// retried.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Whether to count the store's operations for [`Memory::stats`] and emit a tracing event
+    /// for each (target `cachette::stats`, level debug). On by default; counting costs a few
+    /// atomic additions per operation.
+    pub fn stats(mut self, on: bool) -> Self {
+        self.no_stats = !on;
         self
     }
 
@@ -484,6 +544,23 @@ impl MemoryBuilder {
                 ));
             }
         };
+        let mut backend = backend;
+        if let Some(policy) = &self.retry {
+            backend = Arc::new(Retry::new(backend, policy.clone()));
+        }
+        let mut tiered = None;
+        if let Some(local) = &self.local_tier {
+            let local = registry::backend_from_url(local)?;
+            let tiers = Arc::new(Tiered::new(local, backend));
+            tiered = Some(tiers.clone());
+            backend = tiers;
+        }
+        let mut stats = None;
+        if !self.no_stats {
+            let layer = Stats::new(backend);
+            stats = Some(layer.handle());
+            backend = Arc::new(layer);
+        }
         let location = backend.location();
         let capabilities = backend.capabilities();
         let blocking_io = capabilities.blocking_io;
@@ -515,8 +592,35 @@ impl MemoryBuilder {
                 local_files: capabilities.local_path,
                 touched: Mutex::default(),
                 store,
+                local_tier: self.local_tier,
+                retry: self.retry,
+                stats,
+                tiered,
             })),
         })
+    }
+}
+
+/// A memory's statistics; see [`Memory::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryStats {
+    /// The operations the memory asked of its store (through every layer).
+    pub store: BackendStats,
+    /// With a local tier: reads served locally, from the store behind it, and copies made.
+    pub tiers: Option<TierCounters>,
+}
+
+impl fmt::Display for MemoryStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.store)?;
+        if let Some(t) = &self.tiers {
+            write!(
+                f,
+                "; tiers: {} local hits, {} remote hits, {} copied down",
+                t.local_hits, t.remote_hits, t.backfills
+            )?;
+        }
+        Ok(())
     }
 }
 
