@@ -93,3 +93,23 @@ pub mod __macro_support {
     #[inline(always)]
     pub fn check_output<T: Output>() {}
 }
+
+/// The guides under `docs/`: their Rust samples compile (and most run) as doc tests.
+#[cfg(doctest)]
+mod guides {
+    #[doc = include_str!("../../../docs/backends/local-disk.md")]
+    mod local_disk {}
+    #[doc = include_str!("../../../docs/backends/in-memory.md")]
+    mod in_memory {}
+    #[cfg(feature = "s3")]
+    #[doc = include_str!("../../../docs/backends/s3.md")]
+    mod s3 {}
+    #[cfg(feature = "redis")]
+    #[doc = include_str!("../../../docs/backends/redis.md")]
+    mod redis {}
+    #[cfg(feature = "macros")]
+    #[doc = include_str!("../../../docs/deployment.md")]
+    mod deployment {}
+    #[doc = include_str!("../../../docs/layers.md")]
+    mod layers {}
+}

@@ -349,6 +349,28 @@ fn stores_without_files_view_the_downloaded_buffer() {
         hit.make_mut()[0] = 9.0;
         assert_eq!(f.eval(&x)[0], 0.0, "the stored entry is unchanged");
     }
+    // Read-write cannot reach a store without files: it warns, and behaves as copy-on-write.
+    let (memory, reports) = capture(
+        MemoryBuilder::new()
+            .backend(backend.clone())
+            .mmap_mode(MmapMode::ReadWrite),
+    );
+    let w = warnings(&reports);
+    assert!(w.iter().any(|w| w.contains("copy-on-write")), "{w:?}");
+    let f = memory.cache(square).name("square");
+    let mut hit = f.eval(&ramp(4096));
+    hit.make_mut()[0] = 9.0;
+    assert_eq!(f.eval(&ramp(4096))[0], 0.0, "the stored entry is unchanged");
+    let (memory, reports) = capture(MemoryBuilder::new().backend(backend));
+    let _f = memory
+        .cache(square)
+        .name("square")
+        .mmap_mode(MmapMode::ReadWrite);
+    let w = warnings(&reports);
+    assert!(
+        w.iter().any(|w| w.contains("'square' with mmap_mode r+")),
+        "{w:?}"
+    );
 }
 
 #[test]

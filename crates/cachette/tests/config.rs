@@ -176,6 +176,9 @@ fn the_environment_overrides_files_in_the_documented_order() {
     let m = Memory::from_env().unwrap().unwrap();
     assert_eq!(store_of(&m).1, "memory://from-env");
     assert_eq!(m.verbose(), 0);
+    // Without any file, CACHETTE_LOCATION is the whole configuration.
+    let m = Memory::from_config(dir.path().join("not-shipped.toml")).unwrap();
+    assert_eq!(store_of(&m).1, "memory://from-env");
     // An empty variable counts as unset; a bad one is an error naming it.
     set("CACHETTE_LOCATION", Some(Path::new("")));
     assert_eq!(

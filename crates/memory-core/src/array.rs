@@ -164,7 +164,7 @@ element! {
 /// Memory maps need a local file: on the local disk every mode works as described. On stores
 /// without local files (S3, Redis), arrays view the downloaded buffer in every mode: read-only
 /// and copy-on-write behave as described, and read-write behaves as copy-on-write (a warning
-/// says so once).
+/// says so when the mode is set on the memory or the function).
 ///
 /// When a mode other than `None` is set, the call that computes a result (the miss) also
 /// returns the loaded, mapped form of its output, as joblib does, so that both calls give the

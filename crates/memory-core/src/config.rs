@@ -33,15 +33,15 @@
 //!
 //! 1. `CACHETTE_CONFIG`, a config file's path, replaces the file named in code;
 //! 2. `CACHETTE_LOCATION`, a URL or path, replaces the store the file names (its `location` or
-//!    `[backend]`), and keeps the file's other options; without any file it is the whole
-//!    configuration;
+//!    `[backend]`), and keeps the file's other options; without any file (`CACHETTE_CONFIG`
+//!    unset and the file named in code missing) it is the whole configuration;
 //! 3. the file named in code.
 //!
 //! An empty variable counts as unset. [`MemoryConfig::from_file`] and
 //! [`MemoryConfig::from_toml`] read the environment not at all.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -194,7 +194,15 @@ impl MemoryConfig {
     /// [module documentation](self) says: `CACHETTE_CONFIG` names another file, and
     /// `CACHETTE_LOCATION` replaces the store.
     pub fn load(path: impl AsRef<Path>) -> Result<MemoryConfig> {
-        let path = env_var(CONFIG_ENV).map_or_else(|| path.as_ref().to_path_buf(), PathBuf::from);
+        if let Some(file) = env_var(CONFIG_ENV) {
+            return MemoryConfig::from_file(file).map(MemoryConfig::with_location_from_env);
+        }
+        let path = path.as_ref();
+        if !path.exists()
+            && let Some(location) = env_var(LOCATION_ENV)
+        {
+            return Ok(MemoryConfig::from_url(location));
+        }
         MemoryConfig::from_file(path).map(MemoryConfig::with_location_from_env)
     }
 

@@ -340,6 +340,15 @@ impl<R, F> MemorizedFunc<R, F> {
                 self.id.name
             ));
         }
+        if let Some(inner) = &self.memory.inner
+            && mode == MmapMode::ReadWrite
+            && !inner.local_files
+        {
+            inner.reporter.warn(format!(
+                "{} has no local files to map ('{}' with mmap_mode r+): arrays are loaded as copy-on-write, and writes do not reach the store",
+                inner.location, self.id.name
+            ));
+        }
         self.mmap_mode = Some(mode);
         self
     }

@@ -570,6 +570,11 @@ impl MemoryBuilder {
                 *zstd::compression_level_range().end(),
             )
         });
+        if self.mmap_mode == MmapMode::ReadWrite && !capabilities.local_path {
+            self.reporter.warn(format!(
+                "{location} has no local files to map (mmap_mode r+): arrays are loaded as copy-on-write, and writes do not reach the store"
+            ));
+        }
         if compress.is_some() && self.mmap_mode.maps() {
             self.reporter.warn(format!(
                 "compressed results cannot be memory-mapped (mmap_mode {} with compression): arrays are loaded into memory",
