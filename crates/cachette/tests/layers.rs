@@ -229,7 +229,10 @@ fn mapped_loads_use_the_backfilled_local_file() {
     let f = memory.cache(ramp);
     let fetched = f.eval(1000);
     assert_eq!(RAMPS.load(Ordering::SeqCst), 1, "served from Redis");
-    assert!(fetched.is_mapped(), "read from Redis, copied down, then mapped");
+    assert!(
+        fetched.is_mapped(),
+        "read from Redis, copied down, then mapped"
+    );
     assert_eq!(tiered.counters().backfills, 2);
     let before = remote.snapshot();
 
