@@ -15,6 +15,20 @@ use divan::black_box;
 
 fn main() {
     divan::main();
+    // Fixtures live in statics, which are never dropped: remove their files here.
+    let _ = std::fs::remove_dir_all(scratch());
+}
+
+/// The folder of this run's files, under the system's temporary folder.
+fn scratch() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("cachette-bench-fs-{}", std::process::id()))
+}
+
+/// A new temporary folder in [`scratch`].
+fn tempdir() -> tempfile::TempDir {
+    let root = scratch();
+    std::fs::create_dir_all(&root).expect("scratch folder");
+    tempfile::tempdir_in(root).expect("tempdir")
 }
 
 const ITEM: [u8; 100] = [7; 100];
@@ -28,7 +42,7 @@ struct Fixture {
 }
 
 static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let backend = FsBackend::new(dir.path().join("store")).expect("backend");
     let key = Key::new("bench.func/0123456789abcdef0123456789abcdef").expect("key");
     let rt = tokio::runtime::Builder::new_current_thread()

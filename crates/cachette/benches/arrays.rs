@@ -24,6 +24,20 @@ use memmap2::Mmap;
 
 fn main() {
     divan::main();
+    // Fixtures live in statics, which are never dropped: remove their files here.
+    let _ = std::fs::remove_dir_all(scratch());
+}
+
+/// The folder of this run's files, under the system's temporary folder.
+fn scratch() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("cachette-bench-arrays-{}", std::process::id()))
+}
+
+/// A new temporary folder in [`scratch`].
+fn tempdir() -> tempfile::TempDir {
+    let root = scratch();
+    std::fs::create_dir_all(&root).expect("scratch folder");
+    tempfile::tempdir_in(root).expect("tempdir")
 }
 
 const GIB_ELEMS: usize = 1 << 27; // 2^27 f64 = 1 GiB
@@ -47,7 +61,7 @@ fn big(memory: &Memory, array: Array<f64>) -> Big {
 }
 
 static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let array = Array::from((0..GIB_ELEMS).map(|i| i as f64).collect::<Vec<_>>());
     let cache = dir.path().join("cache");
     let mapped_memory = Memory::builder()
@@ -152,7 +166,7 @@ fn first_of_array(x: &Array<f64>) -> f64 {
 }
 
 static ARGS: LazyLock<Args> = LazyLock::new(|| {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let memory = Memory::new(dir.path()).expect("memory");
     let vec_arg: Vec<f64> = (0..ARG_ELEMS).map(|i| i as f64 * 0.5).collect();
     let array_arg = Array::from(vec_arg.clone());
@@ -206,7 +220,7 @@ fn first_of_ndarray(x: &cachette::ndarray::Array2<f64>) -> f64 {
 
 #[cfg(feature = "ndarray")]
 static NDARRAY: LazyLock<NdArgs> = LazyLock::new(|| {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let memory = Memory::new(dir.path()).expect("memory");
     let arg =
         cachette::ndarray::Array2::from_shape_vec((ARG_ELEMS / 1000, 1000), ARGS.vec_arg.clone())

@@ -17,6 +17,20 @@ use divan::{Bencher, black_box};
 
 fn main() {
     divan::main();
+    // Fixtures live in statics, which are never dropped: remove their files here.
+    let _ = std::fs::remove_dir_all(scratch());
+}
+
+/// The folder of this run's files, under the system's temporary folder.
+fn scratch() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("cachette-bench-memory-{}", std::process::id()))
+}
+
+/// A new temporary folder in [`scratch`].
+fn tempdir() -> tempfile::TempDir {
+    let root = scratch();
+    std::fs::create_dir_all(&root).expect("scratch folder");
+    tempfile::tempdir_in(root).expect("tempdir")
 }
 
 const N: i64 = 10_000;
@@ -36,7 +50,7 @@ struct Hot {
 }
 
 static HOT: LazyLock<Hot> = LazyLock::new(|| {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let memory = Memory::new(dir.path().join("cache")).expect("memory");
     let f = memory.cache(square as fn(i64) -> i64).name("bench::square");
     f.eval(42);
@@ -108,7 +122,7 @@ fn baseline_temp_rename_tiny() {
 }
 
 fn fresh_memory() -> (tempfile::TempDir, Memory) {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = tempdir();
     let memory = Memory::new(dir.path().join("cache")).expect("memory");
     (dir, memory)
 }
@@ -137,14 +151,12 @@ fn populate_10k(bencher: Bencher) {
 #[divan::bench(sample_count = 5, sample_size = 1)]
 fn baseline_populate_10k(bencher: Bencher) {
     let bytes = HOT.entry_bytes.clone();
-    bencher
-        .with_inputs(|| tempfile::tempdir().expect("tempdir"))
-        .bench_local_values(|dir| {
-            for x in 0..N {
-                temp_rename(dir.path(), &format!("{x:032x}"), &bytes);
-            }
-            dir
-        });
+    bencher.with_inputs(tempdir).bench_local_values(|dir| {
+        for x in 0..N {
+            temp_rename(dir.path(), &format!("{x:032x}"), &bytes);
+        }
+        dir
+    });
 }
 
 static POPULATED: LazyLock<(tempfile::TempDir, Memory)> = LazyLock::new(|| {
