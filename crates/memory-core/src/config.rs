@@ -24,7 +24,7 @@
 //! The keys of the top level are the fields of [`MemoryConfig`]; those of `[backend]` are the
 //! fields of the backend's own configuration type (`FsConfig`, `S3Config`, `RedisConfig`,
 //! `InMemoryConfig`, or a custom backend's), and those of `[retry]` of
-//! [`RetryPolicy`](crate::layers::RetryPolicy). With `type` first in `[backend]`, errors name
+//! [`RetryPolicy`]. With `type` first in `[backend]`, errors name
 //! the exact key (`backend.bucket`); otherwise they name the section.
 //!
 //! # Precedence

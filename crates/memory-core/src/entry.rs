@@ -543,6 +543,30 @@ impl Entry {
         })
     }
 
+    /// Checks that the entry was written for the call `args_id` of the function whose folder is
+    /// `func`, as its metadata records: an entry moved or copied under another call's key (by
+    /// a tool, a person, or a hostile writer of a shared store) is refused, not served as that
+    /// call's result. Decodes only those two fields, without allocating.
+    pub fn check_written_for(&self, func: &str, args_id: &str) -> Result<(), EntryError> {
+        #[derive(Deserialize)]
+        struct Ids<'a> {
+            #[serde(borrow)]
+            func: &'a str,
+            #[serde(borrow)]
+            args_id: &'a str,
+        }
+        let header = &self.bytes[PREFIX_LEN..PREFIX_LEN + self.prefix.header_len as usize];
+        let ids: Ids<'_> = rmp_serde::from_slice(header)
+            .map_err(|e| EntryError::Decode(format!("metadata: {e}")))?;
+        if ids.func != func || ids.args_id != args_id {
+            return Err(EntryError::Corrupted(format!(
+                "written for {}/{}, found under {func}/{args_id}",
+                ids.func, ids.args_id
+            )));
+        }
+        Ok(())
+    }
+
     /// The metadata.
     pub fn metadata(&self) -> Result<Metadata, EntryError> {
         decode_metadata(&self.bytes[PREFIX_LEN..PREFIX_LEN + self.prefix.header_len as usize])

@@ -964,7 +964,7 @@ where
                 self.id.name
             ));
         };
-        let entry = match Checked::parse(read) {
+        let entry = match Checked::parse(read, key) {
             Ok(entry) => entry,
             Err(e) => {
                 unusable(e.to_string());
@@ -1085,7 +1085,7 @@ where
     /// The output loaded back from the store after a miss, or the computed one if that fails.
     fn reload(&self, inner: &Inner, key: &Key, found: BackendResult<Option<Read>>, out: R) -> R {
         let loaded = match found {
-            Ok(Some(read)) => Checked::parse(read)
+            Ok(Some(read)) => Checked::parse(read, key)
                 .map_err(|e| e.to_string())
                 .and_then(|entry| entry.decode::<R>(&*inner.codec, self.effective_mmap_mode())),
             Ok(None) => Err("it is gone".to_owned()),

@@ -54,12 +54,15 @@ pub(crate) struct Checked {
 impl Checked {
     /// Parses and checks an entry: every checksum for an entry in memory; all but the arrays'
     /// for a mapped entry, whose pages are then only read when the arrays are used.
-    pub(crate) fn parse(read: Read) -> Result<Checked, EntryError> {
+    /// The entry must have been written for `key` (see [`Entry::check_written_for`]).
+    pub(crate) fn parse(read: Read, key: &Key) -> Result<Checked, EntryError> {
         let entry = if read.mapped {
             Entry::parse_head(read.bytes)?
         } else {
             Entry::parse(read.bytes)?
         };
+        let (func, args_id) = key.as_str().rsplit_once('/').unwrap_or(("", key.as_str()));
+        entry.check_written_for(func, args_id)?;
         Ok(Checked {
             entry,
             file: read.file,

@@ -155,7 +155,7 @@ impl<R: DeserializeOwned> MemorizedResult<R> {
     /// says.
     fn decode(&self, memory: &Memory, key: Key, read: Option<Read>) -> Result<R> {
         let read = read.ok_or_else(|| self.not_found())?;
-        let entry = Checked::parse(read).map_err(|source| Error::Entry {
+        let entry = Checked::parse(read, &key).map_err(|source| Error::Entry {
             key: key.to_string(),
             source,
         })?;
