@@ -10,6 +10,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cachette::{Memory, MemoryConfig, MmapMode, testkit};
 
+/// Held by every test of this binary that reads the environment (`from_config`, `from_env`),
+/// and by the one that writes it, so that they never overlap.
+static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn env_lock() -> std::sync::MutexGuard<'static, ()> {
+    ENV.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A memory's backend scheme and location.
 fn store_of(memory: &Memory) -> (&'static str, String) {
     let backend = memory.backend().expect("an enabled memory");
@@ -33,6 +42,7 @@ fn unique(tag: &str) -> String {
 
 #[test]
 fn local_disk_and_memory_forms() {
+    let _env = env_lock();
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let plain = cache.to_str().unwrap().to_owned();
@@ -77,6 +87,7 @@ fn local_disk_and_memory_forms() {
 
 #[test]
 fn errors_name_the_key_and_the_file() {
+    let _env = env_lock();
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (
@@ -129,6 +140,7 @@ fn errors_name_the_key_and_the_file() {
 /// other one reads them).
 #[test]
 fn the_environment_overrides_files_in_the_documented_order() {
+    let _env = env_lock();
     let dir = tempfile::tempdir().unwrap();
     let file_a = write(
         dir.path(),
@@ -190,6 +202,26 @@ fn the_environment_overrides_files_in_the_documented_order() {
     assert!(err.contains("nope.toml"), "{err}");
     set("CACHETTE_CONFIG", None);
     set("CACHETTE_LOCATION", None);
+    // CACHETTE_SIGNING_KEY replaces the file's key, or gives one.
+    set(
+        "CACHETTE_SIGNING_KEY",
+        Some(Path::new("a secret from the environment")),
+    );
+    let signed = Memory::from_config(&file_a).unwrap();
+    let shipped = signed.config().unwrap();
+    assert_eq!(
+        shipped.signing_key.as_ref().map(|s| s.0.as_str()),
+        Some("a secret from the environment")
+    );
+    set("CACHETTE_SIGNING_KEY", None);
+    assert!(
+        Memory::from_config(&file_a)
+            .unwrap()
+            .config()
+            .unwrap()
+            .signing_key
+            .is_none()
+    );
 }
 
 /// A coordinator's memory, shipped as its configuration, gives a worker the same entries.
@@ -226,6 +258,7 @@ fn ship_and_share(memory: &Memory) {
 
 #[test]
 fn configurations_ship_to_workers() {
+    let _env = env_lock();
     let dir = tempfile::tempdir().unwrap();
     let file = write(
         dir.path(),
@@ -250,6 +283,7 @@ fn configurations_ship_to_workers() {
 #[cfg(feature = "s3")]
 #[test]
 fn s3_forms() {
+    let _env = env_lock();
     let Some(endpoint) = testkit::server_from_env("CACHETTE_TEST_S3_ENDPOINT") else {
         return;
     };
@@ -282,6 +316,7 @@ fn s3_forms() {
 #[cfg(feature = "redis")]
 #[test]
 fn redis_forms() {
+    let _env = env_lock();
     let Some(server) = testkit::server_from_env("CACHETTE_TEST_REDIS_URL") else {
         return;
     };
@@ -310,6 +345,7 @@ fn redis_forms() {
 #[cfg(feature = "redis")]
 #[test]
 fn a_local_tier_from_a_config_file() {
+    let _env = env_lock();
     let Some(server) = testkit::server_from_env("CACHETTE_TEST_REDIS_URL") else {
         return;
     };
@@ -360,6 +396,7 @@ fn a_local_tier_from_a_config_file() {
 
 #[test]
 fn stats_count_what_the_memory_asked_and_can_be_turned_off() {
+    let _env = env_lock();
     let dir = tempfile::tempdir().unwrap();
     let memory = Memory::new(dir.path()).unwrap();
     let f = memory.cache(|x: u32| x + 1).name("cfg::stats");

@@ -37,6 +37,8 @@
 //!    unset and the file named in code missing) it is the whole configuration;
 //! 3. the file named in code.
 //!
+//! `CACHETTE_SIGNING_KEY`, if set, replaces the file's `signing_key` in all of these cases.
+//!
 //! An empty variable counts as unset. [`MemoryConfig::from_file`] and
 //! [`MemoryConfig::from_toml`] read the environment not at all.
 
@@ -50,12 +52,17 @@ use crate::error::{Error, Result};
 use crate::layers::RetryPolicy;
 use crate::memory::{Memory, MemoryBuilder};
 use crate::registry::{self, BackendConfig};
+use crate::signing::Secret;
 
 /// The environment variable that names a config file, overriding the one named in code.
 pub const CONFIG_ENV: &str = "CACHETTE_CONFIG";
 
 /// The environment variable that names the store (a URL or path), overriding a config file's.
 pub const LOCATION_ENV: &str = "CACHETTE_LOCATION";
+
+/// The environment variable that holds the secret entries are signed with, overriding a config
+/// file's `signing_key` (so that the secret need not be in the file).
+pub const SIGNING_KEY_ENV: &str = "CACHETTE_SIGNING_KEY";
 
 /// The whole configuration of a [`Memory`]: its store and its options. See the
 /// [module documentation](self) for the file format and the precedence of the environment.
@@ -92,6 +99,11 @@ pub struct MemoryConfig {
     /// `max_backoff_ms`), as [`MemoryBuilder::retry`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// The secret that signs and checks entries (at least 16 bytes), as
+    /// [`MemoryBuilder::signing_key`]; `CACHETTE_SIGNING_KEY` overrides it. Keep a file that
+    /// holds it readable only by its users.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_key: Option<Secret>,
     /// The store, as a backend's configuration (`type = "file"`, `"s3"`, `"redis"`,
     /// `"memory"` or a custom backend's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,6 +144,7 @@ impl Default for MemoryConfig {
             local_tier: None,
             stats: true,
             retry: None,
+            signing_key: None,
             backend: None,
             origin: None,
         }
@@ -201,7 +214,7 @@ impl MemoryConfig {
         if !path.exists()
             && let Some(location) = env_var(LOCATION_ENV)
         {
-            return Ok(MemoryConfig::from_url(location));
+            return Ok(MemoryConfig::from_url(location).with_location_from_env());
         }
         MemoryConfig::from_file(path).map(MemoryConfig::with_location_from_env)
     }
@@ -215,19 +228,21 @@ impl MemoryConfig {
                 .map(MemoryConfig::with_location_from_env)
                 .map(Some);
         }
-        Ok(env_var(LOCATION_ENV).map(MemoryConfig::from_url))
+        Ok(env_var(LOCATION_ENV).map(|l| MemoryConfig::from_url(l).with_location_from_env()))
     }
 
-    /// This configuration, with its store replaced by `CACHETTE_LOCATION` if that is set.
+    /// This configuration, with its store replaced by `CACHETTE_LOCATION` and its signing key
+    /// by `CACHETTE_SIGNING_KEY`, for those that are set.
     pub fn with_location_from_env(self) -> MemoryConfig {
-        match env_var(LOCATION_ENV) {
-            Some(location) => MemoryConfig {
-                location: Some(location),
-                backend: None,
-                ..self
-            },
-            None => self,
+        let mut config = self;
+        if let Some(location) = env_var(LOCATION_ENV) {
+            config.location = Some(location);
+            config.backend = None;
         }
+        if let Some(secret) = env_var(SIGNING_KEY_ENV) {
+            config.signing_key = Some(Secret(secret));
+        }
+        config
     }
 
     /// The configuration as TOML, as a config file would hold it.

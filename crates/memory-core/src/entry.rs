@@ -12,7 +12,8 @@
 //! 40      4   payload offset O (u32), a multiple of 64, at least 48 + H
 //! 44      4   reserved, zero
 //! 48      H   header: the metadata, MessagePack
-//! 48+H        zero padding up to O
+//! 48+H        zero padding up to O (up to O - 32 in a signed entry)
+//! O-32   32   in a signed entry only: its signature (see below)
 //!  O      P   payload: the output, encoded by the codec named in the metadata
 //! ```
 //!
@@ -43,6 +44,10 @@
 //!   ([`Entry::parse_head`]) verifies the head and leaves the arrays' pages untouched.
 //! - [`FLAG_ZSTD`]: the payload is a zstd frame holding the payload that the other flags
 //!   describe, and the payload checksum covers the compressed bytes.
+//! - [`FLAG_SIGNED`]: the 32 bytes before the payload hold an HMAC-SHA256, with the key of
+//!   the memory that wrote it, of every other byte of the entry (see
+//!   [`SigningKey`]). Readers without a key ignore it; readers with one
+//!   refuse entries that are not signed with it ([`Entry::verify_signature`]).
 
 use std::ops::Range;
 
@@ -53,6 +58,7 @@ use xxhash_rust::xxh3::Xxh3Default;
 
 use crate::backend::Blob;
 use crate::error::EntryError;
+use crate::signing::{SIGNATURE_LEN, SigningKey};
 
 /// The first bytes of every entry.
 pub const MAGIC: &[u8; 8] = b"CACHETTE";
@@ -69,7 +75,9 @@ pub const HEADER_READ_HINT: u64 = 4096;
 pub const FLAG_ARRAYS: u16 = 1;
 /// Flag: the payload is compressed with zstd.
 pub const FLAG_ZSTD: u16 = 2;
-const KNOWN_FLAGS: u16 = FLAG_ARRAYS | FLAG_ZSTD;
+/// Flag: the entry is signed (see the module documentation).
+pub const FLAG_SIGNED: u16 = 4;
+const KNOWN_FLAGS: u16 = FLAG_ARRAYS | FLAG_ZSTD | FLAG_SIGNED;
 /// Arrays are checksummed in blocks of this many bytes.
 pub const ARRAY_BLOCK: usize = 16 << 20;
 const HEAD_FIXED: usize = 24;
@@ -141,7 +149,21 @@ pub fn encode_parts(
     arrays: Vec<Bytes>,
     zstd_level: Option<i32>,
 ) -> Result<Blob, String> {
+    encode_signed(metadata, structure, arrays, zstd_level, None)
+}
+
+/// [`encode_parts`], signed with `key` if one is given ([`FLAG_SIGNED`]).
+pub fn encode_signed(
+    metadata: &Metadata,
+    structure: Vec<u8>,
+    arrays: Vec<Bytes>,
+    zstd_level: Option<i32>,
+    key: Option<&SigningKey>,
+) -> Result<Blob, String> {
     let mut flags = 0u16;
+    if key.is_some() {
+        flags |= FLAG_SIGNED;
+    }
     let (mut payload, mut checksum) = if arrays.is_empty() {
         let checksum = xxhash_rust::xxh3::xxh3_64(&structure);
         (Blob::from(structure), checksum)
@@ -169,7 +191,9 @@ pub fn encode_parts(
     }
     let header = rmp_serde::to_vec_named(metadata).map_err(|e| e.to_string())?;
     let header_len = u32::try_from(header.len()).map_err(|_| "metadata too large".to_owned())?;
-    let payload_offset = (PREFIX_LEN + header.len()).next_multiple_of(PAYLOAD_ALIGN);
+    let signature_len = if key.is_some() { SIGNATURE_LEN } else { 0 };
+    let payload_offset =
+        (PREFIX_LEN + header.len() + signature_len).next_multiple_of(PAYLOAD_ALIGN);
     let payload_offset_u32 =
         u32::try_from(payload_offset).map_err(|_| "metadata too large".to_owned())?;
     let mut head = Vec::with_capacity(payload_offset);
@@ -185,6 +209,12 @@ pub fn encode_parts(
     head[40..44].copy_from_slice(&payload_offset_u32.to_le_bytes());
     let header_checksum = header_checksum(&head[..PREFIX_LEN], &header);
     head[24..32].copy_from_slice(&header_checksum.to_le_bytes());
+    if let Some(key) = key {
+        let at = payload_offset - SIGNATURE_LEN;
+        let signature =
+            key.sign(std::iter::once(&head[..at]).chain(payload.parts().iter().map(|p| &p[..])));
+        head[at..payload_offset].copy_from_slice(&signature);
+    }
     let mut entry = Blob::from(head);
     for part in payload.into_parts() {
         entry.push(part);
@@ -338,7 +368,12 @@ impl Prefix {
         }
         let header_end = PREFIX_LEN as u64 + u64::from(prefix.header_len);
         let offset = u64::from(prefix.payload_offset);
-        if offset < header_end || offset % PAYLOAD_ALIGN as u64 != 0 || u32_at(44) != 0 {
+        let room = if prefix.flags & FLAG_SIGNED != 0 {
+            SIGNATURE_LEN as u64
+        } else {
+            0
+        };
+        if offset < header_end + room || offset % PAYLOAD_ALIGN as u64 != 0 || u32_at(44) != 0 {
             return Err(EntryError::Corrupted("inconsistent prefix".into()));
         }
         if let Some(total) = total_len {
@@ -369,13 +404,22 @@ impl Prefix {
         u64::from(self.payload_offset) + self.payload_len
     }
 
+    /// Whether the entry is signed ([`FLAG_SIGNED`]).
+    pub fn is_signed(&self) -> bool {
+        self.flags & FLAG_SIGNED != 0
+    }
+
+    fn signature_len(&self) -> usize {
+        if self.is_signed() { SIGNATURE_LEN } else { 0 }
+    }
+
     fn check_header<'a>(&self, bytes: &'a [u8]) -> Result<&'a [u8], EntryError> {
         let end = PREFIX_LEN + self.header_len as usize;
         if bytes.len() < end {
             return Err(EntryError::Truncated("metadata cut short".into()));
         }
         let header = &bytes[PREFIX_LEN..end];
-        let padding_end = (self.payload_offset as usize).min(bytes.len());
+        let padding_end = (self.payload_offset as usize - self.signature_len()).min(bytes.len());
         if bytes[end..padding_end].iter().any(|&b| b != 0) {
             return Err(EntryError::Corrupted("non-zero padding".into()));
         }
@@ -565,6 +609,23 @@ impl Entry {
             )));
         }
         Ok(())
+    }
+
+    /// Checks that the entry is signed with `key` ([`FLAG_SIGNED`]): every byte of it is read.
+    pub fn verify_signature(&self, key: &SigningKey) -> Result<(), EntryError> {
+        if !self.prefix.is_signed() {
+            return Err(EntryError::BadSignature("the entry is not signed".into()));
+        }
+        let offset = self.prefix.payload_offset as usize;
+        let at = offset - SIGNATURE_LEN;
+        let bytes = &self.bytes[..];
+        if key.verify([&bytes[..at], &bytes[offset..]], &bytes[at..offset]) {
+            Ok(())
+        } else {
+            Err(EntryError::BadSignature(
+                "the entry is not signed with this memory's key".into(),
+            ))
+        }
     }
 
     /// The metadata.

@@ -964,7 +964,7 @@ where
                 self.id.name
             ));
         };
-        let entry = match Checked::parse(read, key) {
+        let entry = match Checked::parse(read, key, inner.signing.as_ref()) {
             Ok(entry) => entry,
             Err(e) => {
                 unusable(e.to_string());
@@ -1061,9 +1061,15 @@ where
             let mut structure = Vec::new();
             codec::encode_value(&*inner.codec, out, &mut structure).map(|()| structure)
         });
-        let encoded = structure
-            .map_err(|e| e.0)
-            .and_then(|structure| entry::encode_parts(&meta, structure, arrays, inner.compress));
+        let encoded = structure.map_err(|e| e.0).and_then(|structure| {
+            entry::encode_signed(
+                &meta,
+                structure,
+                arrays,
+                inner.compress,
+                inner.signing.as_ref(),
+            )
+        });
         match encoded {
             Ok(bytes) => (meta, Some(bytes)),
             Err(e) => {
@@ -1085,7 +1091,7 @@ where
     /// The output loaded back from the store after a miss, or the computed one if that fails.
     fn reload(&self, inner: &Inner, key: &Key, found: BackendResult<Option<Read>>, out: R) -> R {
         let loaded = match found {
-            Ok(Some(read)) => Checked::parse(read, key)
+            Ok(Some(read)) => Checked::parse(read, key, inner.signing.as_ref())
                 .map_err(|e| e.to_string())
                 .and_then(|entry| entry.decode::<R>(&*inner.codec, self.effective_mmap_mode())),
             Ok(None) => Err("it is gone".to_owned()),

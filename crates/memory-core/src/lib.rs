@@ -42,6 +42,7 @@ pub mod registry;
 pub mod report;
 pub mod result;
 pub mod rt;
+pub mod signing;
 pub mod size;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -64,6 +65,7 @@ pub use memory_backend::InMemoryBackend;
 pub use registry::{BackendConfig, BackendScheme, InMemoryConfig};
 pub use report::{Report, Reporter};
 pub use result::{MemorizedResult, NotMemorizedResult, Shelved};
+pub use signing::SigningKey;
 pub use size::{ByteSize, ReduceReport, SizeLimits};
 pub use validation::{ExpiresAfter, Validation, expires_after};
 

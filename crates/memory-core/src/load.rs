@@ -17,6 +17,7 @@ use crate::entry::{Entry, Metadata};
 use crate::error::EntryError;
 use crate::key::Key;
 use crate::memory::Inner;
+use crate::signing::SigningKey;
 
 /// An entry as read from the store.
 #[derive(Debug)]
@@ -54,13 +55,21 @@ pub(crate) struct Checked {
 impl Checked {
     /// Parses and checks an entry: every checksum for an entry in memory; all but the arrays'
     /// for a mapped entry, whose pages are then only read when the arrays are used.
-    /// The entry must have been written for `key` (see [`Entry::check_written_for`]).
-    pub(crate) fn parse(read: Read, key: &Key) -> Result<Checked, EntryError> {
+    /// The entry must have been written for `key` (see [`Entry::check_written_for`]), and
+    /// signed with `signing` if that is given.
+    pub(crate) fn parse(
+        read: Read,
+        key: &Key,
+        signing: Option<&SigningKey>,
+    ) -> Result<Checked, EntryError> {
         let entry = if read.mapped {
             Entry::parse_head(read.bytes)?
         } else {
             Entry::parse(read.bytes)?
         };
+        if let Some(signing) = signing {
+            entry.verify_signature(signing)?;
+        }
         let (func, args_id) = key.as_str().rsplit_once('/').unwrap_or(("", key.as_str()));
         entry.check_written_for(func, args_id)?;
         Ok(Checked {

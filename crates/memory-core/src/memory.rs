@@ -22,6 +22,7 @@ use crate::layers::{BackendStats, Retry, RetryPolicy, Stats, StatsHandle, TierCo
 use crate::registry::{self, BackendConfig};
 use crate::report::Reporter;
 use crate::rt;
+use crate::signing::SigningKey;
 use crate::size::{ReduceReport, SizeLimits};
 
 /// A context for lazy evaluation: it memoizes functions' results in a store, so that a
@@ -73,6 +74,8 @@ pub(crate) struct Inner {
     pub(crate) stats: Option<StatsHandle>,
     /// The tiers, with a local tier.
     pub(crate) tiered: Option<Arc<Tiered>>,
+    /// The key entries are signed and checked with, if any.
+    pub(crate) signing: Option<SigningKey>,
 }
 
 impl fmt::Debug for Memory {
@@ -162,6 +165,7 @@ impl Memory {
         config.local_tier.clone_from(&inner.local_tier);
         config.retry.clone_from(&inner.retry);
         config.stats = inner.stats.is_some();
+        config.signing_key = inner.signing.as_ref().map(|k| k.secret().clone());
         Some(config)
     }
 
@@ -405,6 +409,8 @@ pub struct MemoryBuilder {
     local_tier: Option<String>,
     retry: Option<RetryPolicy>,
     no_stats: bool,
+    signing: Option<SigningKey>,
+    signing_secret: Option<String>,
 }
 
 impl MemoryBuilder {
@@ -444,6 +450,15 @@ impl MemoryBuilder {
         self.local_tier = config.local_tier;
         self.retry = config.retry;
         self.no_stats = !config.stats;
+        self.signing_secret = config.signing_key.map(|s| s.0);
+        self
+    }
+
+    /// Signs every entry written with `key`, and refuses (with a warning, then computes again)
+    /// every entry read that is not signed with it. See [`SigningKey`].
+    pub fn signing_key(mut self, key: SigningKey) -> Self {
+        self.signing = Some(key);
+        self.signing_secret = None;
         self
     }
 
@@ -531,6 +546,10 @@ impl MemoryBuilder {
         if self.disabled {
             return Ok(Memory::disabled());
         }
+        let signing = match self.signing_secret {
+            Some(secret) => Some(SigningKey::new(secret)?),
+            None => self.signing,
+        };
         let (backend, store) = match (self.backend, self.store, self.url) {
             (Some(b), _, _) => (b, None),
             (None, Some(config), _) => (config.build()?, Some(config)),
@@ -601,6 +620,7 @@ impl MemoryBuilder {
                 retry: self.retry,
                 stats,
                 tiered,
+                signing,
             })),
         })
     }

@@ -155,11 +155,12 @@ impl<R: DeserializeOwned> MemorizedResult<R> {
     /// says.
     fn decode(&self, memory: &Memory, key: Key, read: Option<Read>) -> Result<R> {
         let read = read.ok_or_else(|| self.not_found())?;
-        let entry = Checked::parse(read, &key).map_err(|source| Error::Entry {
-            key: key.to_string(),
-            source,
-        })?;
         let inner = memory.inner.as_deref().ok_or_else(|| self.not_found())?;
+        let entry =
+            Checked::parse(read, &key, inner.signing.as_ref()).map_err(|source| Error::Entry {
+                key: key.to_string(),
+                source,
+            })?;
         entry
             .decode(&*inner.codec, inner.mmap_mode)
             .map_err(Error::Codec)
