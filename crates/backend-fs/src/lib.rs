@@ -148,7 +148,11 @@ impl FsBackend {
     fn temp_path(&self, path: &Path) -> PathBuf {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("item");
-        path.with_file_name(format!("{TEMP_PREFIX}{}-{n}-{name}", std::process::id()))
+        path.with_file_name(format!(
+            "{TEMP_PREFIX}{}.{}-{n}-{name}",
+            host_tag(),
+            std::process::id()
+        ))
     }
 
     /// Writes `value` to a new temporary file beside `path`, creating folders as needed.
@@ -360,7 +364,7 @@ impl FsBackend {
                     continue; // Removed since the listing started.
                 };
                 if name.starts_with(TEMP_PREFIX) {
-                    if meta.is_file() && age(&meta, now) > STALE_TEMP {
+                    if meta.is_file() && is_leftover(name, age(&meta, now)) {
                         let _ = fs::remove_file(entry.path());
                     }
                     continue;
@@ -714,6 +718,47 @@ fn last_access(meta: &fs::Metadata) -> DateTime<Utc> {
         (None, None) => SystemTime::UNIX_EPOCH,
     };
     DateTime::<Utc>::from(at)
+}
+
+/// A short tag of this host, in temporary file names, so that a sweep on one host never takes
+/// a live writer on another (sharing the folder over a network) for a dead one here.
+fn host_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let name = fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| fs::read_to_string("/etc/hostname"))
+            .unwrap_or_default();
+        format!(
+            "{:08x}",
+            xxhash_rust::xxh3::xxh3_64(name.trim().as_bytes()) as u32
+        )
+    })
+}
+
+/// A temporary file left by a writer that will never rename it: one of this host whose process
+/// is gone (a crash, `kill -9`), or any older than [`STALE_TEMP`].
+fn is_leftover(name: &str, age: Duration) -> bool {
+    if age > STALE_TEMP {
+        return true;
+    }
+    // `<prefix><host tag>.<pid>-<n>-<name>`
+    let owner = name[TEMP_PREFIX.len()..].split('-').next().unwrap_or("");
+    let Some((host, pid)) = owner.split_once('.') else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    host == host_tag() && pid != std::process::id() && !process_alive(pid)
+}
+
+/// Whether a process of this host is running (on Linux; elsewhere, assume it is).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
 }
 
 fn age(meta: &fs::Metadata, now: SystemTime) -> Duration {

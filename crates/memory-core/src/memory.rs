@@ -236,6 +236,18 @@ impl Memory {
         MemorizedFunc::with_function(self, id, f).eval(args)
     }
 
+    /// Sweeps what interrupted writers left behind, without touching any entry: on the local
+    /// disk, the temporary files of processes of this host that are gone (killed mid-write) and
+    /// any older than an hour. Listing the store does it, so [`reduce_size`](Self::reduce_size)
+    /// and [`clear`](Self::clear) do it too. Returns how many entries the store holds.
+    pub fn housekeeping(&self) -> Result<usize> {
+        let Some(inner) = &self.inner else {
+            return Ok(0);
+        };
+        let items = inner.run(|b| Box::pin(async move { b.list(&Prefix::root()).await }))?;
+        Ok(items.len())
+    }
+
     /// Deletes every stored result of every function.
     pub fn clear(&self) -> Result<()> {
         let Some(inner) = &self.inner else {
