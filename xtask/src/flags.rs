@@ -29,8 +29,9 @@ Commands:
                                          1 GiB workloads at 256 MiB (the table says so)
                      --full              every workload at full size, more samples
                                          (both set CACHETTE_BENCH_MODE=quick|full)
-                     --only <id,...>     run only these workloads (repeatable); BENCHMARKS.md
-                                         is then left as it was
+                     --only <id,...>     run only these workloads (repeatable); the report
+                                         then goes to target/bench-partial/, and
+                                         BENCHMARKS.md is left as it was
                      --no-joblib         leave joblib out (no virtual environment needed)
                      --micro             run the per-crate divan micro-benchmarks instead:
                                          `cargo bench --workspace --all-features`

@@ -17,8 +17,8 @@
 //! - `CACHETTE_BENCH_PYTHON`, `CACHETTE_BENCH_JOBLIB`: the Python with joblib and numpy, and
 //!   the worker script (default: `target/bench-venv/bin/python`,
 //!   `xtask/bench/joblib_bench.py`); `CACHETTE_BENCH_NO_JOBLIB=1` leaves joblib out;
-//! - `CACHETTE_BENCH_ONLY`: a comma-separated list of workload ids to run (then
-//!   `BENCHMARKS.md` is not rewritten);
+//! - `CACHETTE_BENCH_ONLY`: a comma-separated list of workload ids to run (then the report
+//!   goes to `target/bench-partial/` and the committed `BENCHMARKS.md` is left alone);
 //! - `CACHETTE_BENCH_DIR`: where the caches go (default `target/bench-tmp`);
 //! - `CACHETTE_TEST_REDIS_URL`, `CACHETTE_TEST_S3_ENDPOINT`, `CACHETTE_TEST_S3_BUCKET`: the
 //!   servers of the Redis and S3 workloads, which are skipped without them.
@@ -461,9 +461,8 @@ fn run() -> Res<ExitCode> {
     let mut notes = Vec::new();
     if ctx.cfg.big_bytes != 1 << 30 {
         notes.push(format!(
-            "{} mode: the 1 GiB workloads (hashing, persisting, reloading) ran at {}; \
+            "Quick mode: the 1 GiB workloads (hashing, persisting, reloading) ran at {}; \
              `cargo xtask bench --full` runs them at 1 GiB, with more samples.",
-            mode,
             ctx.cfg.big_label()
         ));
     }
@@ -473,19 +472,21 @@ fn run() -> Res<ExitCode> {
     let report = report::Report::new(report::Machine::probe(), versions, mode, notes, results);
     println!("{}", report.terminal_table());
     println!("{}", report.target_lines().join("\n"));
-    if only.is_some() {
-        eprintln!("compare: partial run (CACHETTE_BENCH_ONLY): BENCHMARKS.md left as it was");
+    // A partial run leaves the committed BENCHMARKS.md alone and writes beside the build.
+    let out = if only.is_some() {
+        root.join("target/bench-partial")
     } else {
-        let svg = root.join("docs/bench/hit-latency.svg");
-        std::fs::create_dir_all(svg.parent().expect("a parent"))?;
-        let plotted = plot::hit_latency(&svg, &report.results);
-        if let Err(e) = &plotted {
-            eprintln!("compare: no plot: {e}");
-        }
-        let md = root.join("BENCHMARKS.md");
-        std::fs::write(&md, report.markdown(plotted.is_ok()))?;
-        eprintln!("compare: wrote {} and {}", md.display(), svg.display());
+        root.clone()
+    };
+    let svg = out.join("docs/bench/hit-latency.svg");
+    std::fs::create_dir_all(svg.parent().expect("a parent"))?;
+    let plotted = plot::hit_latency(&svg, &report.results);
+    if let Err(e) = &plotted {
+        eprintln!("compare: no plot: {e}");
     }
+    let md = out.join("BENCHMARKS.md");
+    std::fs::write(&md, report.markdown(plotted.is_ok()))?;
+    eprintln!("compare: wrote {}", md.display());
     eprintln!("compare: done in {:.0}s", started.elapsed().as_secs_f64());
     Ok(ExitCode::SUCCESS)
 }

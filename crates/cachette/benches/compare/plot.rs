@@ -58,9 +58,9 @@ pub(crate) fn hit_latency(path: &Path, results: &[Workload]) -> Res<()> {
     chart
         .configure_mesh()
         .x_desc("argument size (bytes)")
-        .y_desc("hit latency (µs)")
+        .y_desc("hit latency")
         .x_label_formatter(&|x| bytes_label(*x))
-        .y_label_formatter(&|y| format!("{y}"))
+        .y_label_formatter(&|y| time_label(*y))
         .draw()?;
     for (name, color, points) in &series {
         if points.is_empty() {
@@ -98,5 +98,16 @@ fn bytes_label(bytes: f64) -> String {
         format!("{} kB", bytes / 1e3)
     } else {
         format!("{bytes} B")
+    }
+}
+
+/// `1500` µs as `1.5 ms`, and so on.
+fn time_label(micros: f64) -> String {
+    if micros >= 1e6 {
+        format!("{} s", micros / 1e6)
+    } else if micros >= 1e3 {
+        format!("{} ms", micros / 1e3)
+    } else {
+        format!("{micros} µs")
     }
 }

@@ -104,8 +104,10 @@ enum Verdict {
 struct Checked {
     /// The row the verdict is shown on.
     row: String,
-    /// What the target asks.
+    /// What the target asks, beside that row.
     text: String,
+    /// What the target asks, on its own.
+    long: String,
     verdict: Verdict,
 }
 
@@ -154,6 +156,11 @@ pub(crate) fn duration(ns: f64) -> String {
     }
 }
 
+/// A floor's row name without its `floor: ` tag.
+fn floor_name(row: &str) -> &str {
+    row.strip_prefix("floor: ").unwrap_or(row)
+}
+
 fn check(w: &Workload, target: &Target) -> Checked {
     let c = w.median(CACHETTE);
     let missing = |name: &str| Verdict::Unchecked(format!("{name} not measured"));
@@ -168,6 +175,7 @@ fn check(w: &Workload, target: &Target) -> Checked {
             Checked {
                 row: than.to_owned(),
                 text: format!("Cachette ≥ {factor}× faster"),
+                long: format!("Cachette ≥ {factor}× faster than {than}"),
                 verdict,
             }
         }
@@ -181,6 +189,7 @@ fn check(w: &Workload, target: &Target) -> Checked {
             Checked {
                 row: floor.to_owned(),
                 text: format!("Cachette ≤ {factor}× this floor"),
+                long: format!("Cachette ≤ {factor}× the floor ({})", floor_name(floor)),
                 verdict,
             }
         }
@@ -194,6 +203,10 @@ fn check(w: &Workload, target: &Target) -> Checked {
             Checked {
                 row: floor.to_owned(),
                 text: format!("Cachette ≥ {fraction}× this speed"),
+                long: format!(
+                    "Cachette ≥ {fraction}× the speed of the floor ({})",
+                    floor_name(floor)
+                ),
                 verdict,
             }
         }
@@ -207,6 +220,7 @@ fn check(w: &Workload, target: &Target) -> Checked {
             Checked {
                 row: CACHETTE.to_owned(),
                 text: format!("≤ {}", duration(limit_ns)),
+                long: format!("Cachette ≤ {}", duration(limit_ns)),
                 verdict,
             }
         }
@@ -384,15 +398,7 @@ impl Report {
                     Verdict::Missed(v) => ("MISSED", v.clone()),
                     Verdict::Unchecked(v) => ("not checked", v.clone()),
                 };
-                let against = if c.row == CACHETTE {
-                    String::new()
-                } else {
-                    format!(" ({})", c.row)
-                };
-                out.push(format!(
-                    "{}: {}{against}: {mark} ({detail})",
-                    w.title, c.text
-                ));
+                out.push(format!("{} — {}: {mark} ({detail})", w.title, c.long));
             }
         }
         out
