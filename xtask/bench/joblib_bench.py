@@ -27,10 +27,15 @@ import platform
 import shutil
 import sys
 import time
+import warnings
 
 import joblib
 import numpy as np
 from joblib import Memory
+
+# joblib reports a failed write (a full disk, say) as a warning and goes on without caching:
+# here it fails the sample instead, so that no figure comes from a cache that did not work.
+warnings.filterwarnings("error", category=Warning, module=r"joblib\..*")
 
 
 def square(x):
@@ -89,6 +94,9 @@ def populate(memory, n):
     func = memory.cache(square)
     for i in range(n):
         func(i)
+    items = len(memory.store_backend.get_items())
+    if items != n:
+        raise RuntimeError(f"{items} entries stored instead of {n}")
     return func
 
 
