@@ -20,10 +20,23 @@ Commands:
                      --keep-going        run the remaining steps after a failure
 
   bench [options] [-- args...]
-                     Start the test servers, run `cargo bench --workspace --all-features`
-                     with their env vars, then stop them.
-                     --quick | --full    sets CACHETTE_BENCH_MODE=quick|full for the benches
-                     --skip-services     do not start the test servers
+                     Cachette side by side with joblib, the `cached` crate and the raw
+                     floors, in one run (crates/cachette/benches/compare): starts the test
+                     servers, creates target/bench-venv with joblib and numpy from PyPI when
+                     missing, prints the table, and rewrites BENCHMARKS.md and
+                     docs/bench/hit-latency.svg.
+                     --quick             the default: a few minutes, fewer samples, the
+                                         1 GiB workloads at 256 MiB (the table says so)
+                     --full              every workload at full size, more samples
+                                         (both set CACHETTE_BENCH_MODE=quick|full)
+                     --only <id,...>     run only these workloads (repeatable); the report
+                                         then goes to target/bench-partial/, and
+                                         BENCHMARKS.md is left as it was
+                     --no-joblib         leave joblib out (no virtual environment needed)
+                     --micro             run the per-crate divan micro-benchmarks instead:
+                                         `cargo bench --workspace --all-features`
+                     --skip-services     do not start the test servers (the Redis and S3
+                                         workloads then say `not run`)
                      Other arguments (and everything after `--`) go to `cargo bench`.
 
   help               This message.
@@ -75,6 +88,12 @@ impl BenchMode {
 pub(crate) struct BenchFlags {
     pub(crate) mode: BenchMode,
     pub(crate) skip_services: bool,
+    /// Run the divan micro-benchmarks of every crate instead of the side-by-side harness.
+    pub(crate) micro: bool,
+    /// Leave joblib out of the side-by-side harness.
+    pub(crate) no_joblib: bool,
+    /// Workload ids to run; empty means all.
+    pub(crate) only: Vec<String>,
     /// Passed verbatim to `cargo bench`.
     pub(crate) args: Vec<String>,
 }
@@ -156,6 +175,13 @@ fn parse_bench(rest: Vec<String>) -> Result<BenchFlags> {
                 flags.mode = mode;
             }
             "--skip-services" => flags.skip_services = true,
+            "--micro" => flags.micro = true,
+            "--no-joblib" => flags.no_joblib = true,
+            "--only" => match it.next() {
+                Some(v) => push_ids(&mut flags.only, &v),
+                None => bail!("`--only` needs a workload id"),
+            },
+            s if s.starts_with("--only=") => push_ids(&mut flags.only, &s["--only=".len()..]),
             "--" => {
                 flags.args.push(arg);
                 flags.args.extend(it.by_ref());
@@ -164,6 +190,15 @@ fn parse_bench(rest: Vec<String>) -> Result<BenchFlags> {
         }
     }
     Ok(flags)
+}
+
+fn push_ids(only: &mut Vec<String>, list: &str) {
+    only.extend(
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned),
+    );
 }
 
 #[cfg(test)]
@@ -194,5 +229,15 @@ mod tests {
         };
         assert_eq!(b.mode, BenchMode::Quick);
         assert_eq!(b.args, ["--bench", "x", "--", "--full"]);
+        let Ok(Command::Bench(b)) =
+            p(&["bench", "--full", "--only", "hit_int,s3_hit", "--no-joblib"])
+        else {
+            panic!("bench flags")
+        };
+        assert_eq!(b.mode, BenchMode::Full);
+        assert_eq!(b.only, ["hit_int", "s3_hit"]);
+        assert!(b.no_joblib && !b.micro);
+        assert!(p(&["bench", "--quick", "--full"]).is_err());
+        assert!(p(&["bench", "--only"]).is_err());
     }
 }

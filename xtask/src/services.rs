@@ -809,7 +809,7 @@ fn http(port: u16, method: &str, path: &str) -> io::Result<(u16, String)> {
 }
 
 /// Runs `cmd` to completion, killing it after `timeout`.
-fn run_bounded(cmd: &mut Command, timeout: Duration, what: &str) -> Result<ExitStatus> {
+pub(crate) fn run_bounded(cmd: &mut Command, timeout: Duration, what: &str) -> Result<ExitStatus> {
     let mut child = cmd
         .stdin(Stdio::null())
         .spawn()

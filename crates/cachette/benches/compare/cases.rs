@@ -1,0 +1,882 @@
+//! The workloads on the local disk: hits, misses, hashing, large outputs, many entries,
+//! and concurrent hits. Each builds its contenders, runs them interleaved, and cleans up.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cached::{ConcurrentCached, RedbCache};
+use cachette::{Array, FuncId, MemorizedFunc, Memory, MmapMode, SizeLimits};
+use memmap2::Mmap;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::proc::Worker;
+use crate::stats::{Contender, Kind, Sampler, run_rounds};
+use crate::{CACHED_REDB, CACHETTE, Ctx, Res, Target, Workload};
+
+/// The function every hit and miss workload memoizes.
+pub(crate) fn square(x: i64) -> i64 {
+    x * x
+}
+
+/// `square`, memoized.
+pub(crate) type SquareFn = MemorizedFunc<i64, fn(i64) -> i64>;
+
+/// `square` memoized in `memory`, under the name the concurrent workers share.
+pub(crate) fn square_func(memory: &Memory) -> SquareFn {
+    memory.cache(square as fn(i64) -> i64).name("bench::square")
+}
+
+#[allow(clippy::ptr_arg)] // A memoized function of a `Vec` argument, as users write them.
+fn total(values: &Vec<i64>) -> i64 {
+    values.iter().sum()
+}
+
+fn first(array: &Array<f64>) -> f64 {
+    array[0]
+}
+
+/// Runs `op` `iters` times and returns the time taken.
+fn timed(iters: u64, mut op: impl FnMut()) -> Duration {
+    let started = Instant::now();
+    for _ in 0..iters {
+        op();
+    }
+    started.elapsed()
+}
+
+/// The bytes of a slice of `f64`.
+fn f64_bytes(values: &[f64]) -> &[u8] {
+    // SAFETY: f64s have no padding and any byte is a valid u8; the bytes borrow `values`.
+    unsafe {
+        std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values))
+    }
+}
+
+/// The argument arrays: `i * 0.5`, as the joblib worker's `arange(n) * 0.5`.
+fn half_steps(n: usize) -> Vec<f64> {
+    (0..n).map(|i| i as f64 * 0.5).collect()
+}
+
+/// The output arrays: `i * 1.0`, as the joblib worker's `arange(n) * 1.0`.
+fn steps(n: usize) -> Vec<f64> {
+    (0..n).map(|i| i as f64).collect()
+}
+
+/// The one entry file in a Cachette function folder.
+fn entry_file(folder: &Path) -> Res<PathBuf> {
+    std::fs::read_dir(folder)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().is_some_and(|n| n.len() == 32))
+        .ok_or_else(|| format!("no entry in {}", folder.display()).into())
+}
+
+/// The first entry file below a Cachette store.
+fn any_entry(store: &Path) -> Res<PathBuf> {
+    for folder in std::fs::read_dir(store)? {
+        let folder = folder?.path();
+        if folder.is_dir()
+            && let Ok(entry) = entry_file(&folder)
+        {
+            return Ok(entry);
+        }
+    }
+    Err(format!("no entry below {}", store.display()).into())
+}
+
+/// A memoized call through the `cached` crate's store, as its `#[io_cached]` functions do it.
+fn cached_call<K, V, C>(cache: &C, key: K, compute: impl FnOnce() -> V) -> Res<V>
+where
+    C: ConcurrentCached<K, V>,
+    V: Clone,
+{
+    if let Some(v) = cache.cache_get(&key)? {
+        return Ok(v);
+    }
+    let v = compute();
+    cache.cache_set(key, v.clone())?;
+    Ok(v)
+}
+
+/// A `cached` redb store in `dir`, with `durable(false)` (no fsync per write, as Cachette).
+fn redb<K, V>(dir: &Path, name: &str) -> Res<RedbCache<K, V>>
+where
+    K: ToString + Clone,
+    V: Serialize + DeserializeOwned,
+{
+    Ok(RedbCache::builder(name)
+        .disk_dir(dir)
+        .durable(false)
+        .build()?)
+}
+
+/// Writes `bytes` to a temporary file in `dir`, then renames it to `name`.
+fn temp_rename(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let temp = dir.join(format!(".tmp-{name}"));
+    let mut file = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&temp)?;
+    file.write_all(bytes)?;
+    drop(file);
+    std::fs::rename(&temp, dir.join(name))
+}
+
+/// `File::open` and a whole read.
+fn open_read(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.clear();
+    std::fs::File::open(path)?.read_to_end(buf)?;
+    Ok(())
+}
+
+/// The floor of a small hit: open and read a copy of the entry Cachette reads.
+fn open_read_floor<'a>(entry: Res<PathBuf>, dir: &Path) -> Contender<'a> {
+    let setup = || -> Res<PathBuf> {
+        let copy = dir.join("entry-copy");
+        std::fs::copy(entry?, &copy)?;
+        Ok(copy)
+    };
+    match setup() {
+        Ok(path) => {
+            let mut buf = Vec::with_capacity(4096);
+            Contender::new("floor: open+read of the entry", Kind::Floor, move |n| {
+                let mut result = Ok(());
+                let t = timed(n, || {
+                    if result.is_ok() {
+                        result = open_read(&path, &mut buf);
+                        black_box(&buf);
+                    }
+                });
+                result?;
+                Ok(t)
+            })
+        }
+        Err(e) => {
+            Contender::unavailable("floor: open+read of the entry", Kind::Floor, e.to_string())
+        }
+    }
+}
+
+/// A hit whose argument is a small int.
+pub(crate) fn hit_int(ctx: &Ctx) -> Workload {
+    let ws = ctx.workspace("hit_int");
+    let memory = Memory::new(ws.join("cachette")).expect("memory");
+    let f = square_func(&memory);
+    f.eval(42);
+    let mut contenders = vec![Contender::new(CACHETTE, Kind::Cachette, |n| {
+        Ok(timed(n, || {
+            black_box(f.eval(black_box(42)));
+        }))
+    })];
+    contenders.push(ctx.joblib(json!({"w": "hit_int", "dir": ws.join("joblib")})));
+    let cache = redb::<String, i64>(&ws, "hit_int");
+    contenders.push(Contender::from_setup(
+        CACHED_REDB,
+        Kind::Cached,
+        cache.map(|cache| {
+            Box::new(move |n| {
+                let mut r = Ok(0);
+                let t = timed(n, || {
+                    let x = black_box(42i64);
+                    r = cached_call(&cache, x.to_string(), || square(x));
+                });
+                r?;
+                Ok(t)
+            }) as Sampler<'_>
+        }),
+    ));
+    contenders.push(open_read_floor(any_entry(&ws.join("cachette")), &ws));
+    let rows = run_rounds("hit_int", contenders, ctx.cfg.fast());
+    ctx.done(&ws);
+    Workload::new("hit_int", "hit, int argument", rows)
+        .target(Target::Faster {
+            than: crate::JOBLIB,
+            factor: 20.0,
+        })
+        .target(Target::Within {
+            floor: "floor: open+read of the entry",
+            factor: 2.0,
+        })
+        .arg_bytes(8.0)
+}
+
+/// A hit whose argument is a list of 100 ints.
+pub(crate) fn hit_list(ctx: &Ctx) -> Workload {
+    let ws = ctx.workspace("hit_list");
+    let memory = Memory::new(ws.join("cachette")).expect("memory");
+    let f = memory
+        .cache(total as fn(&Vec<i64>) -> i64)
+        .name("bench::total");
+    let arg: Vec<i64> = (0..100).collect();
+    f.eval(&arg);
+    let mut contenders = vec![Contender::new(CACHETTE, Kind::Cachette, |n| {
+        Ok(timed(n, || {
+            black_box(f.eval(black_box(&arg)));
+        }))
+    })];
+    contenders.push(ctx.joblib(json!({"w": "hit_list", "dir": ws.join("joblib"), "n": 100})));
+    contenders.push(Contender::from_setup(
+        CACHED_REDB,
+        Kind::Cached,
+        redb::<String, i64>(&ws, "hit_list").map(|cache| {
+            let arg = &arg;
+            Box::new(move |n| {
+                let mut r = Ok(0);
+                let t = timed(n, || {
+                    // The key a `cached` user writes for a list: its Debug form.
+                    r = cached_call(&cache, format!("{:?}", black_box(arg)), || total(arg));
+                });
+                r?;
+                Ok(t)
+            }) as Sampler<'_>
+        }),
+    ));
+    contenders.push(open_read_floor(any_entry(&ws.join("cachette")), &ws));
+    let rows = run_rounds("hit_list", contenders, ctx.cfg.fast());
+    ctx.done(&ws);
+    Workload::new("hit_list", "hit, list of 100 ints", rows).arg_bytes(800.0)
+}
+
+/// A hit whose argument is an `f64` array of `bytes` bytes.
+pub(crate) fn hit_array(ctx: &Ctx, id: &'static str, title: &str, bytes: usize) -> Workload {
+    let ws = ctx.workspace(id);
+    let n = bytes / 8;
+    let memory = Memory::new(ws.join("cachette")).expect("memory");
+    let f = memory
+        .cache(first as fn(&Array<f64>) -> f64)
+        .name("bench::first");
+    let arg = Array::from(half_steps(n));
+    f.eval(&arg);
+    let plan = if bytes >= 10_000_000 {
+        ctx.cfg.heavy()
+    } else {
+        ctx.cfg.fast()
+    };
+    let mut contenders = vec![Contender::new(CACHETTE, Kind::Cachette, |iters| {
+        Ok(timed(iters, || {
+            black_box(f.eval(black_box(&arg)));
+        }))
+    })];
+    contenders.push(ctx.joblib(json!({"w": "hit_array", "dir": ws.join("joblib"), "n": n})));
+    contenders.push(Contender::from_setup(
+        CACHED_REDB,
+        Kind::Cached,
+        redb::<String, f64>(&ws, id).map(|cache| {
+            let arg = &arg;
+            Box::new(move |iters| {
+                let mut r = Ok(0.0);
+                let t = timed(iters, || {
+                    // A `cached` key must be a string: the argument's xxh3-128, in hex.
+                    let key = format!(
+                        "{:032x}",
+                        xxhash_rust::xxh3::xxh3_128(f64_bytes(black_box(arg)))
+                    );
+                    r = cached_call(&cache, key, || first(arg));
+                });
+                r?;
+                Ok(t)
+            }) as Sampler<'_>
+        }),
+    ));
+    contenders.push(Contender::new(
+        "floor: xxh3-128 of the argument",
+        Kind::Floor,
+        |iters| {
+            Ok(timed(iters, || {
+                black_box(xxhash_rust::xxh3::xxh3_128(f64_bytes(black_box(&arg))));
+            }))
+        },
+    ));
+    let rows = run_rounds(id, contenders, plan);
+    drop(arg);
+    ctx.done(&ws);
+    Workload::new(id, title, rows).arg_bytes(bytes as f64)
+}
+
+/// A miss whose output is a small int: hash, look up, run, encode, write.
+pub(crate) fn miss_tiny(ctx: &Ctx) -> Workload {
+    let ws = ctx.workspace("miss_tiny");
+    let memory = Memory::new(ws.join("cachette")).expect("memory");
+    let f = square_func(&memory);
+    f.eval(0);
+    let entry_bytes = any_entry(&ws.join("cachette")).and_then(|p| Ok(std::fs::read(p)?));
+    let mut next = 1_000_000i64;
+    let mut contenders = vec![Contender::new(CACHETTE, Kind::Cachette, move |n| {
+        Ok(timed(n, || {
+            black_box(f.eval(next));
+            next += 1;
+        }))
+    })];
+    contenders.push(ctx.joblib(json!({"w": "miss_tiny", "dir": ws.join("joblib")})));
+    let mut next_cached = 1_000_000i64;
+    contenders.push(Contender::from_setup(
+        CACHED_REDB,
+        Kind::Cached,
+        redb::<String, i64>(&ws, "miss_tiny").map(|cache| {
+            Box::new(move |n| {
+                let mut r = Ok(0);
+                let t = timed(n, || {
+                    let x = next_cached;
+                    next_cached += 1;
+                    r = cached_call(&cache, x.to_string(), || square(x));
+                });
+                r?;
+                Ok(t)
+            }) as Sampler<'_>
+        }),
+    ));
+    let floor_dir = ws.join("floor");
+    let mut k = 0u64;
+    contenders.push(match entry_bytes {
+        Ok(bytes) => Contender::new("floor: write temp, rename", Kind::Floor, move |n| {
+            std::fs::create_dir_all(&floor_dir)?;
+            let started = Instant::now();
+            for _ in 0..n {
+                k += 1;
+                temp_rename(&floor_dir, &format!("{k:032x}"), &bytes)?;
+            }
+            Ok(started.elapsed())
+        }),
+        Err(e) => Contender::unavailable("floor: write temp, rename", Kind::Floor, e.to_string()),
+    });
+    let rows = run_rounds("miss_tiny", contenders, ctx.cfg.fast());
+    ctx.done(&ws);
+    Workload::new("miss_tiny", "miss, tiny output", rows)
+}
+
+type BigFn = MemorizedFunc<Array<f64>, Box<dyn Fn(u64) -> Array<f64> + Send + Sync>>;
+
+/// A function of a key returning (a shared view of) `array`: computing costs nothing.
+fn big_func(memory: &Memory, array: Array<f64>) -> BigFn {
+    memory
+        .cache(Box::new(move |_: u64| array.clone()) as Box<dyn Fn(u64) -> Array<f64> + Send + Sync>)
+        .name("bench::big")
+}
+
+/// A miss whose output is an array of `bytes` bytes; each sample first empties the cache
+/// (untimed), so that the disk holds one output at a time.
+pub(crate) fn miss_big(ctx: &Ctx, id: &'static str, title: &str, bytes: usize) -> Workload {
+    let ws = ctx.workspace(id);
+    let n = bytes / 8;
+    let values = steps(n);
+    let memory = Memory::new(ws.join("cachette")).expect("memory");
+    let f = big_func(&memory, Array::from(values.clone()));
+    let mut key = 0u64;
+    let raw = ws.join("raw.bin");
+    let mut contenders = vec![Contender::new(CACHETTE, Kind::Cachette, |iters| {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            memory.clear()?;
+            key += 1;
+            total += timed(1, || {
+                black_box(f.eval(key).len());
+            });
+        }
+        Ok(total)
+    })];
+    let w = if id == "persist" {
+        "persist"
+    } else {
+        "miss_big"
+    };
+    contenders.push(ctx.joblib(json!({"w": w, "dir": ws.join("joblib"), "n": n})));
+    if id != "persist" {
+        let mut cached_key = 0u64;
+        let values = &values;
+        contenders.push(Contender::from_setup(
+            CACHED_REDB,
+            Kind::Cached,
+            redb::<u64, Vec<f64>>(&ws, id).map(|cache| {
+                Box::new(move |iters: u64| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        cache.cache_remove(&cached_key)?;
+                        cached_key += 1;
+                        let started = Instant::now();
+                        black_box(cached_call(&cache, cached_key, || values.clone())?.len());
+                        total += started.elapsed();
+                    }
+                    Ok(total)
+                }) as Sampler<'_>
+            }),
+        ));
+    }
+    contenders.push(Contender::new(
+        "floor: std::fs::write",
+        Kind::Floor,
+        |iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                match std::fs::remove_file(&raw) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                    _ => {}
+                }
+                let started = Instant::now();
+                std::fs::write(&raw, f64_bytes(black_box(&values)))?;
+                total += started.elapsed();
+            }
+            Ok(total)
+        },
+    ));
+    let rows = run_rounds(id, contenders, ctx.cfg.heavy());
+    ctx.done(&ws);
+    Workload::new(id, title, rows)
+}
+
+/// Hashing a large `f64` array: Cachette's canonical hash, joblib's `hash`, raw xxh3-128.
+pub(crate) fn hash_array(ctx: &Ctx, title: &str) -> Workload {
+    let n = ctx.cfg.big_bytes / 8;
+    let values: Vec<f64> = half_steps(n);
+    let ws = ctx.workspace("hash_array");
+    let contenders = vec![
+        Contender::new(CACHETTE, Kind::Cachette, |iters| {
+            let mut r = Ok(());
+            let t = timed(iters, || {
+                r = cachette::hashing::hash(black_box(&values)).map(|d| {
+                    black_box(d);
+                });
+            });
+            r?;
+            Ok(t)
+        }),
+        ctx.joblib(json!({"w": "hash_array", "dir": ws.join("joblib"), "n": n})),
+        Contender::new("floor: xxh3-128 of the bytes", Kind::Floor, |iters| {
+            Ok(timed(iters, || {
+                black_box(xxhash_rust::xxh3::xxh3_128(f64_bytes(black_box(&values))));
+            }))
+        }),
+    ];
+    let rows = run_rounds("hash_array", contenders, ctx.cfg.huge());
+    ctx.done(&ws);
+    Workload::new("hash_array", title, rows)
+        .target(Target::Faster {
+            than: crate::JOBLIB,
+            factor: 8.0,
+        })
+        .target(Target::SpeedOf {
+            floor: "floor: xxh3-128 of the bytes",
+            fraction: 0.8,
+        })
+}
+
+/// Hashing a map of 100,000 `String` → `i64`.
+pub(crate) fn hash_dict(ctx: &Ctx) -> Workload {
+    const N: usize = 100_000;
+    let map: HashMap<String, i64> = (0..N).map(|i| (format!("key-{i}"), i as i64)).collect();
+    let mut flat = Vec::new();
+    for (k, v) in &map {
+        flat.extend_from_slice(k.as_bytes());
+        flat.extend_from_slice(&v.to_le_bytes());
+    }
+    let ws = ctx.workspace("hash_dict");
+    let contenders = vec![
+        Contender::new(CACHETTE, Kind::Cachette, |iters| {
+            let mut r = Ok(());
+            let t = timed(iters, || {
+                r = cachette::hashing::hash(black_box(&map)).map(|d| {
+                    black_box(d);
+                });
+            });
+            r?;
+            Ok(t)
+        }),
+        ctx.joblib(json!({"w": "hash_dict", "dir": ws.join("joblib"), "n": N})),
+        Contender::new("floor: xxh3-128 of keys and values", Kind::Floor, |iters| {
+            Ok(timed(iters, || {
+                black_box(xxhash_rust::xxh3::xxh3_128(black_box(&flat)));
+            }))
+        }),
+    ];
+    let rows = run_rounds("hash_dict", contenders, ctx.cfg.heavy());
+    ctx.done(&ws);
+    Workload::new("hash_dict", "hash a dict/map of 100k str→int", rows).target(Target::Faster {
+        than: crate::JOBLIB,
+        factor: 8.0,
+    })
+}
+
+/// Reloading a large array output: with a read-only memory map (`mmap`) or read whole.
+pub(crate) fn reload(ctx: &Ctx, mmap: bool, title: &str) -> Workload {
+    let id = if mmap { "reload_mmap" } else { "reload_copy" };
+    let ws = ctx.workspace(id);
+    let n = ctx.cfg.big_bytes / 8;
+    let probe = n - 12_345;
+    let store = ws.join("cachette");
+    let memory = Memory::builder()
+        .path(&store)
+        .mmap_mode(if mmap {
+            MmapMode::ReadOnly
+        } else {
+            MmapMode::None
+        })
+        .build()
+        .expect("memory");
+    let f: MemorizedFunc<Array<f64>> = MemorizedFunc::new(&memory, FuncId::new("bench.big"));
+    let stored = f.call_with(1u64, |_| {
+        Ok::<_, std::convert::Infallible>(Array::from(steps(n)))
+    });
+    drop(stored);
+    let hit = |_: u64| -> Result<Array<f64>, String> { Err("a hit was expected".into()) };
+    let mut contenders = vec![Contender::new(CACHETTE, Kind::Cachette, |iters| {
+        let mut r = Ok(());
+        let t = timed(iters, || {
+            r = f.call_with(1u64, hit).map(|a| {
+                black_box(a[black_box(probe)]);
+            });
+        });
+        r?;
+        Ok(t)
+    })];
+    contenders.push(ctx.joblib(json!({"w": id, "dir": ws.join("joblib"), "n": n, "probe": probe})));
+    let entry = entry_file(&store.join("bench.big"));
+    contenders.push(match (entry, mmap) {
+        (Ok(path), true) => {
+            Contender::new("floor: memmap2 map + one read", Kind::Floor, move |iters| {
+                let mut r = Ok(());
+                let t = timed(iters, || {
+                    r = std::fs::File::open(&path).and_then(|file| {
+                        // SAFETY: the harness's own file, not modified while mapped.
+                        let map = unsafe { Mmap::map(&file) }?;
+                        black_box(map[black_box(probe * 8)]);
+                        Ok(())
+                    });
+                });
+                r?;
+                Ok(t)
+            })
+        }
+        (Ok(path), false) => Contender::new("floor: std::fs::read", Kind::Floor, move |iters| {
+            let mut r = Ok(());
+            let t = timed(iters, || {
+                r = std::fs::read(&path).map(|b| {
+                    black_box(b.len());
+                });
+            });
+            r?;
+            Ok(t)
+        }),
+        (Err(e), _) => Contender::unavailable("floor", Kind::Floor, e.to_string()),
+    });
+    let plan = if mmap { ctx.cfg.fast() } else { ctx.cfg.huge() };
+    let rows = run_rounds(id, contenders, plan);
+    ctx.done(&ws);
+    let w = Workload::new(id, title, rows);
+    if mmap {
+        w.target(Target::AtMost(Duration::from_micros(100)))
+    } else {
+        w
+    }
+}
+
+/// The number of entries of the many-entries workloads.
+const ENTRIES: usize = 10_000;
+
+/// Fills `memory` with `ENTRIES` tiny entries.
+fn populate(memory: &Memory) {
+    let f = memory
+        .cache(square as fn(i64) -> i64)
+        .name("bench::populate");
+    for x in 0..ENTRIES as i64 {
+        f.eval(x);
+    }
+}
+
+/// Removes a folder, ignoring a missing one.
+fn remove(dir: &Path) -> Res<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Populating a fresh store with 10,000 tiny entries.
+pub(crate) fn populate_10k(ctx: &Ctx) -> Workload {
+    let ws = ctx.workspace("populate");
+    let entry_bytes = {
+        let probe = ws.join("probe");
+        let memory = Memory::new(&probe).expect("memory");
+        square_func(&memory).eval(1);
+        any_entry(&probe).and_then(|p| Ok(std::fs::read(p)?))
+    };
+    let mut run = 0;
+    let base = ws.clone();
+    let mut fresh = move |who: &str| {
+        run += 1;
+        base.join(format!("{who}-{run}"))
+    };
+    let mut contenders = vec![Contender::new(CACHETTE, Kind::Cachette, |iters| {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            let dir = fresh("cachette");
+            let memory = Memory::new(&dir)?;
+            total += timed(1, || populate(&memory));
+            remove(&dir)?;
+        }
+        Ok(total)
+    })];
+    contenders.push(ctx.joblib(json!({"w": "populate", "dir": ws.join("joblib"), "n": ENTRIES})));
+    let mut cached_run = 0;
+    let cached_dir = ws.join("cached");
+    contenders.push(Contender::new(CACHED_REDB, Kind::Cached, move |iters| {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            cached_run += 1;
+            let dir = cached_dir.join(cached_run.to_string());
+            let cache = redb::<String, i64>(&dir, "populate")?;
+            let started = Instant::now();
+            for x in 0..ENTRIES as i64 {
+                cached_call(&cache, x.to_string(), || square(x))?;
+            }
+            // `durable(false)` writes are made durable by one flush at the end.
+            cache.flush()?;
+            total += started.elapsed();
+            drop(cache);
+            remove(&dir)?;
+        }
+        Ok(total)
+    }));
+    let mut floor_run = 0;
+    let floor_dir = ws.join("floor");
+    contenders.push(match entry_bytes {
+        Ok(bytes) => Contender::new(
+            "floor: 10k × write temp, rename",
+            Kind::Floor,
+            move |iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    floor_run += 1;
+                    let dir = floor_dir.join(floor_run.to_string());
+                    std::fs::create_dir_all(&dir)?;
+                    let started = Instant::now();
+                    for x in 0..ENTRIES {
+                        temp_rename(&dir, &format!("{x:032x}"), &bytes)?;
+                    }
+                    total += started.elapsed();
+                    remove(&dir)?;
+                }
+                Ok(total)
+            },
+        ),
+        Err(e) => Contender::unavailable(
+            "floor: 10k × write temp, rename",
+            Kind::Floor,
+            e.to_string(),
+        ),
+    });
+    let rows = run_rounds("populate", contenders, ctx.cfg.huge());
+    ctx.done(&ws);
+    Workload::new("populate", "populate 10k tiny entries (time for all)", rows)
+}
+
+/// Listing 10,000 entries (what `reduce_size` reads before deleting anything).
+pub(crate) fn list_10k(ctx: &Ctx) -> Workload {
+    let ws = ctx.workspace("list");
+    let store = ws.join("cachette");
+    let memory = Memory::new(&store).expect("memory");
+    populate(&memory);
+    let limits = SizeLimits::default().items_limit(usize::MAX);
+    let folder = store.join("bench.populate");
+    let contenders = vec![
+        Contender::new(CACHETTE, Kind::Cachette, |iters| {
+            let mut r = Ok(());
+            let t = timed(iters, || {
+                r = memory.reduce_size(&limits).map(|report| {
+                    black_box(report);
+                });
+            });
+            r?;
+            Ok(t)
+        }),
+        ctx.joblib(json!({"w": "list", "dir": ws.join("joblib"), "n": ENTRIES})),
+        Contender::new("floor: read_dir + stat", Kind::Floor, |iters| {
+            let mut r: Res<()> = Ok(());
+            let t = timed(iters, || {
+                r = read_dir_stat(&folder).map(|total| {
+                    black_box(total);
+                });
+            });
+            r?;
+            Ok(t)
+        }),
+    ];
+    let rows = run_rounds("list", contenders, ctx.cfg.heavy());
+    ctx.done(&ws);
+    Workload::new(
+        "list",
+        "list 10k entries (reduce_size deleting nothing)",
+        rows,
+    )
+}
+
+/// `read_dir` and a `stat` of every file of a folder; returns their total size.
+fn read_dir_stat(folder: &Path) -> Res<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(folder)? {
+        total += entry?.metadata()?.len();
+    }
+    Ok(total)
+}
+
+/// Copies a folder tree (files and folders only).
+fn copy_tree(from: &Path, to: &Path) -> Res<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// `reduce_size` on 10,000 entries, down to `keep` entries; each sample first copies a
+/// populated store (untimed).
+pub(crate) fn reduce(ctx: &Ctx, keep: usize) -> Workload {
+    let id = if keep == 0 {
+        "reduce_all"
+    } else {
+        "reduce_half"
+    };
+    let ws = ctx.workspace(id);
+    let template = ws.join("template");
+    populate(&Memory::new(&template).expect("memory"));
+    let work = ws.join("work");
+    let limits = SizeLimits::default().items_limit(keep);
+    let contenders = vec![
+        Contender::new(CACHETTE, Kind::Cachette, |iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                remove(&work)?;
+                copy_tree(&template, &work)?;
+                let memory = Memory::new(&work)?;
+                let started = Instant::now();
+                let report = memory.reduce_size(&limits)?;
+                total += started.elapsed();
+                if report.deleted_items != ENTRIES - keep {
+                    return Err(format!("deleted {} entries", report.deleted_items).into());
+                }
+            }
+            Ok(total)
+        }),
+        ctx.joblib(json!({"w": id, "dir": ws.join("joblib"), "n": ENTRIES})),
+        Contender::new("floor: read_dir + stat + unlink", Kind::Floor, |iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                remove(&work)?;
+                copy_tree(&template, &work)?;
+                let folder = work.join("bench.populate");
+                let started = Instant::now();
+                let mut files = Vec::new();
+                for entry in std::fs::read_dir(&folder)? {
+                    let entry = entry?;
+                    let meta = entry.metadata()?;
+                    if entry.file_name().len() == 32 {
+                        files.push((meta.modified()?, entry.path()));
+                    }
+                }
+                files.sort();
+                for (_, path) in &files[..files.len() - keep.min(files.len())] {
+                    std::fs::remove_file(path)?;
+                }
+                total += started.elapsed();
+            }
+            Ok(total)
+        }),
+    ];
+    let rows = run_rounds(id, contenders, ctx.cfg.huge());
+    ctx.done(&ws);
+    let title = if keep == 0 {
+        "reduce_size deleting all of 10k"
+    } else {
+        "reduce_size deleting half of 10k"
+    };
+    Workload::new(id, title, rows).target(Target::Faster {
+        than: crate::JOBLIB,
+        factor: 20.0,
+    })
+}
+
+/// Two workers started by `start`, set up with `setup`; each sample runs `n` operations in
+/// both at once and gives the mean of their times.
+fn pair_sampler<'a>(start: impl Fn() -> Res<Worker>, setup: serde_json::Value) -> Res<Sampler<'a>> {
+    let mut workers = [start()?, start()?];
+    for w in &mut workers {
+        w.request(&setup)?;
+    }
+    Ok(Box::new(move |n| {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64;
+        let request = json!({"op": "conc_run", "n": n, "start_at_ns": now + 50_000_000});
+        for w in &mut workers {
+            w.send(&request)?;
+        }
+        let mut total = Duration::ZERO;
+        for w in &mut workers {
+            let answer = w.answer()?;
+            total += Duration::from_nanos(answer["ns"].as_u64().ok_or("no ns")?);
+        }
+        Ok(total / 2)
+    }))
+}
+
+/// Hits of the same small entry from two processes at once.
+pub(crate) fn concurrent(ctx: &Ctx) -> Workload {
+    let ws = ctx.workspace("concurrent");
+    let store = ws.join("cachette");
+    square_func(&Memory::new(&store).expect("memory")).eval(42);
+    let exe = std::env::current_exe().expect("the harness's path");
+    let rust_worker = || Worker::spawn("harness worker", &exe, &["--worker"]);
+    let mut contenders = vec![Contender::from_setup(
+        CACHETTE,
+        Kind::Cachette,
+        pair_sampler(
+            rust_worker,
+            json!({"op": "conc_setup", "kind": "cachette", "dir": store}),
+        ),
+    )];
+    let joblib_dir = ws.join("joblib");
+    contenders.push(match ctx.joblib_worker_cmd() {
+        Ok((python, script)) => Contender::from_setup(
+            crate::JOBLIB,
+            Kind::Joblib,
+            pair_sampler(
+                || {
+                    Worker::spawn(
+                        "joblib worker",
+                        &python,
+                        &[script.to_str().unwrap_or_default()],
+                    )
+                },
+                json!({"op": "conc_setup", "dir": joblib_dir}),
+            ),
+        ),
+        Err(why) => Contender::unavailable(crate::JOBLIB, Kind::Joblib, why),
+    });
+    let floor = any_entry(&store).and_then(|entry| {
+        let copy = ws.join("entry-copy");
+        std::fs::copy(entry, &copy)?;
+        Ok(copy)
+    });
+    contenders.push(match floor {
+        Ok(path) => Contender::from_setup(
+            "floor: open+read of the entry",
+            Kind::Floor,
+            pair_sampler(
+                rust_worker,
+                json!({"op": "conc_setup", "kind": "floor", "dir": ws, "path": path}),
+            ),
+        ),
+        Err(e) => {
+            Contender::unavailable("floor: open+read of the entry", Kind::Floor, e.to_string())
+        }
+    });
+    let rows = run_rounds("concurrent", contenders, ctx.cfg.fast());
+    ctx.done(&ws);
+    Workload::new("concurrent", "hit, int argument, 2 processes at once", rows)
+}

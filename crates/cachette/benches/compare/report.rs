@@ -1,0 +1,524 @@
+//! The table (terminal and Markdown), the targets, the machine and the versions.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::stats::Outcome;
+use crate::{CACHETTE, Target, Workload};
+
+/// The machine the run measured.
+#[derive(Debug, Clone)]
+pub(crate) struct Machine {
+    cpu: String,
+    cores: usize,
+    memory: String,
+    os: String,
+}
+
+impl Machine {
+    /// Reads `/proc` and `/etc/os-release`.
+    pub(crate) fn probe() -> Machine {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map_or_else(
+                || std::env::consts::ARCH.to_owned(),
+                |(_, v)| v.trim().to_owned(),
+            );
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory = meminfo
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse::<f64>().ok())
+            .map_or_else(
+                || "unknown".to_owned(),
+                |kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0),
+            );
+        let release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+        let name = release
+            .lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map_or(std::env::consts::OS, |v| v.trim_matches('"'));
+        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            memory,
+            os: format!("{name}, Linux {}", kernel.trim()),
+        }
+    }
+}
+
+/// The versions of everything measured.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Versions {
+    rustc: Option<String>,
+    cachette: String,
+    cached: Option<String>,
+    /// The joblib worker's Python.
+    pub(crate) python: Option<String>,
+    /// joblib.
+    pub(crate) joblib: Option<String>,
+    /// numpy.
+    pub(crate) numpy: Option<String>,
+}
+
+impl Versions {
+    /// The Rust side's versions: `rustc --version`, this crate's, `cached`'s in `Cargo.lock`.
+    pub(crate) fn probe(root: &Path) -> Versions {
+        let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+        let rustc = Command::new(rustc)
+            .arg("--version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+        let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap_or_default();
+        let cached = lock
+            .split("[[package]]")
+            .find(|p| p.contains("name = \"cached\"\n"))
+            .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+            .map(|v| v.trim_matches('"').to_owned());
+        Versions {
+            rustc,
+            cachette: env!("CARGO_PKG_VERSION").to_owned(),
+            cached,
+            ..Versions::default()
+        }
+    }
+}
+
+/// A target's verdict.
+#[derive(Debug, Clone)]
+enum Verdict {
+    Met(String),
+    Missed(String),
+    Unchecked(String),
+}
+
+/// A target checked against one workload's rows.
+#[derive(Debug, Clone)]
+struct Checked {
+    /// The row the verdict is shown on.
+    row: String,
+    /// What the target asks, beside that row.
+    text: String,
+    /// What the target asks, on its own.
+    long: String,
+    verdict: Verdict,
+}
+
+impl Checked {
+    fn cell(&self) -> String {
+        match &self.verdict {
+            Verdict::Met(v) => format!("{}: met ({v})", self.text),
+            Verdict::Missed(v) => format!("{}: MISSED ({v})", self.text),
+            Verdict::Unchecked(why) => format!("{}: not checked ({why})", self.text),
+        }
+    }
+}
+
+/// A ratio as the table prints it.
+fn ratio(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{r:.0}×")
+    } else if r >= 10.0 {
+        format!("{r:.1}×")
+    } else if r >= 0.1 {
+        format!("{r:.2}×")
+    } else {
+        // Two significant digits.
+        let digits = (1.0 - r.log10().floor()).clamp(2.0, 9.0) as usize;
+        format!("{r:.digits$}×")
+    }
+}
+
+/// Nanoseconds as the table prints them.
+pub(crate) fn duration(ns: f64) -> String {
+    let (value, unit) = if ns < 1e3 {
+        (ns, "ns")
+    } else if ns < 1e6 {
+        (ns / 1e3, "µs")
+    } else if ns < 1e9 {
+        (ns / 1e6, "ms")
+    } else {
+        (ns / 1e9, "s")
+    };
+    if value >= 100.0 {
+        format!("{value:.0} {unit}")
+    } else if value >= 10.0 {
+        format!("{value:.1} {unit}")
+    } else {
+        format!("{value:.2} {unit}")
+    }
+}
+
+/// A floor's row name without its `floor: ` tag.
+fn floor_name(row: &str) -> &str {
+    row.strip_prefix("floor: ").unwrap_or(row)
+}
+
+fn check(w: &Workload, target: &Target) -> Checked {
+    let c = w.median(CACHETTE);
+    let missing = |name: &str| Verdict::Unchecked(format!("{name} not measured"));
+    match *target {
+        Target::Faster { than, factor } => {
+            let verdict = match (c, w.median(than)) {
+                (Some(c), Some(o)) if o / c >= factor => Verdict::Met(ratio(o / c)),
+                (Some(c), Some(o)) => Verdict::Missed(format!("{} < {factor}×", ratio(o / c))),
+                (None, _) => missing(CACHETTE),
+                (_, None) => missing(than),
+            };
+            Checked {
+                row: than.to_owned(),
+                text: format!("Cachette ≥ {factor}× faster"),
+                long: format!("Cachette ≥ {factor}× faster than {than}"),
+                verdict,
+            }
+        }
+        Target::Within { floor, factor } => {
+            let verdict = match (c, w.median(floor)) {
+                (Some(c), Some(f)) if c / f <= factor => Verdict::Met(ratio(c / f)),
+                (Some(c), Some(f)) => Verdict::Missed(format!("{} > {factor}×", ratio(c / f))),
+                (None, _) => missing(CACHETTE),
+                (_, None) => missing(floor),
+            };
+            Checked {
+                row: floor.to_owned(),
+                text: format!("Cachette ≤ {factor}× this floor"),
+                long: format!("Cachette ≤ {factor}× the floor ({})", floor_name(floor)),
+                verdict,
+            }
+        }
+        Target::SpeedOf { floor, fraction } => {
+            let verdict = match (c, w.median(floor)) {
+                (Some(c), Some(f)) if f / c >= fraction => Verdict::Met(ratio(f / c)),
+                (Some(c), Some(f)) => Verdict::Missed(format!("{} < {fraction}×", ratio(f / c))),
+                (None, _) => missing(CACHETTE),
+                (_, None) => missing(floor),
+            };
+            Checked {
+                row: floor.to_owned(),
+                text: format!("Cachette ≥ {fraction}× this speed"),
+                long: format!(
+                    "Cachette ≥ {fraction}× the speed of the floor ({})",
+                    floor_name(floor)
+                ),
+                verdict,
+            }
+        }
+        Target::AtMost(limit) => {
+            let limit_ns = limit.as_nanos() as f64;
+            let verdict = match c {
+                Some(c) if c <= limit_ns => Verdict::Met(duration(c)),
+                Some(c) => Verdict::Missed(format!("{} > {}", duration(c), duration(limit_ns))),
+                None => missing(CACHETTE),
+            };
+            Checked {
+                row: CACHETTE.to_owned(),
+                text: format!("≤ {}", duration(limit_ns)),
+                long: format!("Cachette ≤ {}", duration(limit_ns)),
+                verdict,
+            }
+        }
+    }
+}
+
+/// One line of the table, as text cells.
+struct Line {
+    workload: String,
+    id: &'static str,
+    contender: String,
+    median: String,
+    spread: String,
+    ratio: String,
+    samples: String,
+    target: String,
+}
+
+/// The run's results and what it ran on.
+#[derive(Debug)]
+pub(crate) struct Report {
+    machine: Machine,
+    versions: Versions,
+    mode: &'static str,
+    date: String,
+    notes: Vec<String>,
+    /// The workloads' results.
+    pub(crate) results: Vec<Workload>,
+}
+
+impl Report {
+    /// A report of `results`, dated now.
+    pub(crate) fn new(
+        machine: Machine,
+        versions: Versions,
+        mode: &'static str,
+        notes: Vec<String>,
+        results: Vec<Workload>,
+    ) -> Report {
+        Report {
+            machine,
+            versions,
+            mode,
+            notes,
+            date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+            results,
+        }
+    }
+
+    fn lines(&self) -> Vec<Line> {
+        let mut lines = Vec::new();
+        for w in &self.results {
+            let checked: Vec<Checked> = w.targets.iter().map(|t| check(w, t)).collect();
+            let base = w.median(CACHETTE);
+            for (i, row) in w.rows.iter().enumerate() {
+                let target = checked
+                    .iter()
+                    .filter(|c| c.row == row.name)
+                    .map(Checked::cell)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                lines.push(Line {
+                    id: if i == 0 { w.id } else { "" },
+                    workload: if i == 0 {
+                        w.title.clone()
+                    } else {
+                        String::new()
+                    },
+                    contender: row.name.clone(),
+                    median: match &row.outcome {
+                        Outcome::Measured(s) => duration(s.median),
+                        Outcome::NotRun(why) => format!("not run: {why}"),
+                    },
+                    spread: match &row.outcome {
+                        Outcome::Measured(s) => {
+                            format!("{} – {}", duration(s.p10), duration(s.p90))
+                        }
+                        Outcome::NotRun(_) => String::new(),
+                    },
+                    ratio: match (row.median(), base) {
+                        (Some(m), Some(b)) => ratio(m / b),
+                        _ => String::new(),
+                    },
+                    samples: match &row.outcome {
+                        Outcome::Measured(s) => format!("{} × {}", s.samples, s.iters),
+                        Outcome::NotRun(_) => String::new(),
+                    },
+                    target,
+                });
+            }
+        }
+        lines
+    }
+
+    /// The table for the terminal.
+    pub(crate) fn terminal_table(&self) -> String {
+        let head = Line {
+            workload: "workload".into(),
+            id: "",
+            contender: "contender".into(),
+            median: "median".into(),
+            spread: "p10 – p90".into(),
+            ratio: "÷ Cachette".into(),
+            samples: "samples".into(),
+            target: "target".into(),
+        };
+        let lines = self.lines();
+        let cells = |l: &Line| {
+            [
+                l.workload.clone(),
+                l.contender.clone(),
+                l.median.clone(),
+                l.spread.clone(),
+                l.ratio.clone(),
+                l.target.clone(),
+            ]
+        };
+        let mut widths = [0usize; 6];
+        for l in std::iter::once(&head).chain(&lines) {
+            for (w, c) in widths.iter_mut().zip(cells(l)) {
+                // "not run" reasons and targets may be long: they do not widen the columns.
+                *w = (*w).max(c.chars().count().min(44));
+            }
+        }
+        let render = |l: &Line| {
+            let cells = cells(l);
+            let mut out = String::new();
+            for (i, (c, w)) in cells.iter().zip(widths).enumerate() {
+                let pad = w.saturating_sub(c.chars().count());
+                if i == 2 || i == 4 {
+                    out.push_str(&" ".repeat(pad));
+                    out.push_str(c);
+                } else {
+                    out.push_str(c);
+                    if i + 1 < cells.len() {
+                        out.push_str(&" ".repeat(pad));
+                    }
+                }
+                if i + 1 < cells.len() {
+                    out.push_str("  ");
+                }
+            }
+            out.trim_end().to_owned()
+        };
+        let mut out = format!(
+            "Cachette side by side ({} mode; {}): median time per operation, p10–p90 over samples, \
+             time ÷ Cachette's\n\n",
+            self.mode, self.date
+        );
+        out.push_str(&render(&head));
+        out.push('\n');
+        out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1)));
+        out.push('\n');
+        for (i, l) in lines.iter().enumerate() {
+            if i > 0 && !l.workload.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&render(l));
+            out.push('\n');
+        }
+        for note in &self.notes {
+            out.push_str(&format!("\n{note}\n"));
+        }
+        out
+    }
+
+    /// One line per target, met or missed.
+    pub(crate) fn target_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for w in &self.results {
+            for t in &w.targets {
+                let c = check(w, t);
+                let (mark, detail) = match &c.verdict {
+                    Verdict::Met(v) => ("met", v.clone()),
+                    Verdict::Missed(v) => ("MISSED", v.clone()),
+                    Verdict::Unchecked(v) => ("not checked", v.clone()),
+                };
+                out.push(format!("{} — {}: {mark} ({detail})", w.title, c.long));
+            }
+        }
+        out
+    }
+
+    /// `BENCHMARKS.md`.
+    pub(crate) fn markdown(&self, with_plot: bool) -> String {
+        let v = &self.versions;
+        let or_none = |s: &Option<String>| s.clone().unwrap_or_else(|| "not run".into());
+        let mut md = String::new();
+        md.push_str("# Benchmarks\n\n");
+        md.push_str(
+            "Cachette side by side with joblib's `Memory`, the `cached` crate and the raw work \
+             neither can avoid (the floors), measured in one run of `cargo xtask bench`. This \
+             file is regenerated by every run: every figure in it was measured in the run \
+             described below.\n\n",
+        );
+        md.push_str("## The run\n\n| | |\n| --- | --- |\n");
+        let m = &self.machine;
+        for (k, val) in [
+            ("date", self.date.clone()),
+            (
+                "mode",
+                format!(
+                    "{} (`cargo xtask bench{}`)",
+                    self.mode,
+                    if self.mode == "full" { " --full" } else { "" }
+                ),
+            ),
+            ("CPU", m.cpu.clone()),
+            ("cores", m.cores.to_string()),
+            ("memory", m.memory.clone()),
+            ("OS", m.os.clone()),
+            ("rustc", or_none(&v.rustc)),
+            ("cachette", v.cachette.clone()),
+            ("cached", or_none(&v.cached)),
+            ("Python", or_none(&v.python)),
+            ("joblib", or_none(&v.joblib)),
+            ("numpy", or_none(&v.numpy)),
+        ] {
+            md.push_str(&format!("| {k} | {val} |\n"));
+        }
+        md.push_str("\n## Results\n\n");
+        md.push_str(
+            "Median time per operation; the spread is the 10th to 90th percentile over the \
+             samples; `÷ Cachette` is the contender's median divided by Cachette's (above 1: \
+             slower than Cachette); samples are rounds × operations per sample.\n\n",
+        );
+        md.push_str(
+            "| workload | contender | median | p10 – p90 | ÷ Cachette | samples | target |\n\
+             | --- | --- | ---: | ---: | ---: | ---: | --- |\n",
+        );
+        for l in self.lines() {
+            let esc = |s: &str| s.replace('|', "\\|");
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                if l.id.is_empty() {
+                    String::new()
+                } else {
+                    format!("{} (`{}`)", esc(&l.workload), l.id)
+                },
+                esc(&l.contender),
+                esc(&l.median),
+                esc(&l.spread),
+                esc(&l.ratio),
+                esc(&l.samples),
+                esc(&l.target)
+            ));
+        }
+        for note in &self.notes {
+            md.push_str(&format!("\n{note}\n"));
+        }
+        md.push_str("\n## Targets\n\n");
+        for line in self.target_lines() {
+            md.push_str(&format!("- {line}\n"));
+        }
+        if with_plot {
+            md.push_str(
+                "\n## Hit latency against argument size\n\n\
+                 ![Median hit latency of Cachette and joblib against the size of the argument]\
+                 (docs/bench/hit-latency.svg)\n",
+            );
+        }
+        md.push_str(METHOD);
+        md
+    }
+}
+
+/// How the figures are taken, for `BENCHMARKS.md`.
+const METHOD: &str = "
+## How it is measured
+
+- **One command**: `cargo xtask bench` starts Redis and an S3 server (moto) on 127.0.0.1,
+  creates `target/bench-venv` with `joblib` and `numpy` from PyPI when missing, and runs the
+  harness `crates/cachette/benches/compare` (`--full` for the full sizes and more samples;
+  `--only id,…` for some workloads; `--micro` for the per-crate divan micro-benchmarks).
+- **Interleaved**: within a workload, each round takes one sample of every contender, in an
+  order rotated from round to round, so that a slow period of the machine touches all of them.
+  A warm-up sample, which also sets the operations per sample, is not counted.
+- **joblib** runs in a long-lived Python worker that the harness drives over a pipe; it times
+  joblib's calls itself with `time.perf_counter_ns`, so neither the interpreter's start-up nor
+  the pipe is counted.
+- **Same inputs**: the int 42; the list `0..100`; `f64` arrays of `i * 0.5` (numpy
+  `arange(n) * 0.5`); the map of `\"key-i\" → i` for 100,000 keys; array outputs of `i * 1.0`.
+  Every contender has its own fresh cache folder on the same file system; the folders are
+  removed after each workload.
+- **`cached`** (its redb disk store and its Redis store) is used as its `#[io_cached]`
+  functions use it: `cache_get`, then on a miss `cache_set`. Its keys are strings, so a key is
+  the argument's `to_string()`, a list's `Debug` form, or an array's xxh3-128 in hex. Its redb
+  store is built with `durable(false)` (no fsync per write, like Cachette); populating ends
+  with one `flush`.
+- **Floors**: what a contender cannot avoid: open and read the entry file of a small hit,
+  write-temp-then-rename for a miss, xxh3-128 over the argument's bytes for a large argument,
+  `std::fs::write` and `std::fs::read` of the output, a memmap2 map plus one read for a mapped
+  reload, `read_dir` + `stat` (+ `unlink`) for listing and deleting, a `GET` on a plain
+  `redis::Connection`, and an `object_store` `GET` of the same object.
+- **Misses and large outputs**: each sample first empties the contender's cache (untimed), so
+  that every timed call is a real miss and the disk holds one large output at a time.
+- **reduce_size**: each sample starts from a copy (untimed) of a store of 10,000 entries.
+- **Concurrent hits**: two processes of each contender (two harness workers, two Python
+  workers) start their hits at the same instant; the figure is the mean time per hit.
+- Rows that could not run say why (`not run: …`) instead of showing a figure.
+";
