@@ -39,6 +39,14 @@ Commands:
                                          workloads then say `not run`)
                      Other arguments (and everything after `--`) go to `cargo bench`.
 
+  fuzz [--secs N] [--seed S]
+                     Fuzz the entry decoder for N seconds (default 60) in a release build:
+                     damaged, truncated, spliced and forged entries go through the parser,
+                     the codec and a Memory (crates/memory-core/tests/fuzz_entries.rs).
+                     A failing input is kept in target/fuzz-failures/; move it to
+                     crates/memory-core/tests/fuzz-corpus/ to keep it as a regression test.
+                     --seed S replays a run.
+
   help               This message.
 ";
 
@@ -49,6 +57,16 @@ pub(crate) enum Command {
     Services(ServicesCmd),
     Ci(CiFlags),
     Bench(BenchFlags),
+    Fuzz(FuzzFlags),
+}
+
+/// `cargo xtask fuzz` options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FuzzFlags {
+    /// How long to fuzz.
+    pub(crate) secs: u64,
+    /// The random seed, to replay a run.
+    pub(crate) seed: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -109,6 +127,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = String>) -> Result<Command> {
         "services" => parse_services(&rest),
         "ci" => parse_ci(rest).map(Command::Ci),
         "bench" => parse_bench(rest).map(Command::Bench),
+        "fuzz" => parse_fuzz(&rest).map(Command::Fuzz),
         other => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
 }
@@ -156,6 +175,29 @@ fn push_steps(only: &mut Vec<String>, list: &str) -> Result<()> {
         only.push(step.to_owned());
     }
     Ok(())
+}
+
+fn parse_fuzz(rest: &[String]) -> Result<FuzzFlags> {
+    let mut flags = FuzzFlags {
+        secs: 60,
+        seed: None,
+    };
+    let mut it = rest.iter();
+    while let Some(arg) = it.next() {
+        let mut number = |name: &str| -> Result<u64> {
+            let Some(v) = it.next() else {
+                bail!("`{name}` needs a number");
+            };
+            v.parse()
+                .map_err(|_| anyhow::anyhow!("`{name} {v}`: not a number"))
+        };
+        match arg.as_str() {
+            "--secs" => flags.secs = number("--secs")?,
+            "--seed" => flags.seed = Some(number("--seed")?),
+            other => bail!("unknown option `{other}` for fuzz\n\n{USAGE}"),
+        }
+    }
+    Ok(flags)
 }
 
 fn parse_bench(rest: Vec<String>) -> Result<BenchFlags> {
@@ -224,6 +266,19 @@ mod tests {
         assert!(ci.skip_services);
         assert_eq!(ci.only, ["fmt", "clippy"]);
         assert!(p(&["ci", "--only", "bogus"]).is_err());
+        let Ok(Command::Fuzz(f)) = p(&["fuzz", "--secs", "5", "--seed", "7"]) else {
+            panic!("fuzz flags")
+        };
+        assert_eq!((f.secs, f.seed), (5, Some(7)));
+        assert!(matches!(
+            p(&["fuzz"]),
+            Ok(Command::Fuzz(FuzzFlags {
+                secs: 60,
+                seed: None
+            }))
+        ));
+        assert!(p(&["fuzz", "--secs"]).is_err());
+        assert!(p(&["fuzz", "--secs", "x"]).is_err());
         let Ok(Command::Bench(b)) = p(&["bench", "--quick", "--bench", "x", "--", "--full"]) else {
             panic!("bench flags")
         };

@@ -3,13 +3,15 @@
 //! - `cargo xtask services start|stop|status` manages local test servers
 //!   (Redis, a three-node Redis Cluster and a moto S3 server) on loopback ports;
 //! - `cargo xtask ci` runs every check CI runs (CI calls it through `.ci/run`);
-//! - `cargo xtask bench` runs the benchmarks with the test servers up.
+//! - `cargo xtask bench` runs the benchmarks with the test servers up;
+//! - `cargo xtask fuzz` fuzzes the entry decoder for a bounded time.
 //!
 //! Run `cargo xtask help` for the options.
 
 mod bench;
 mod ci;
 mod flags;
+mod fuzz;
 mod services;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +36,7 @@ fn run() -> anyhow::Result<ExitCode> {
         flags::Command::Services(cmd) => services::run(cmd),
         flags::Command::Ci(ci) => ci::run(&ci),
         flags::Command::Bench(bench) => bench::run(&bench),
+        flags::Command::Fuzz(fuzz) => fuzz::run(&fuzz),
     }
 }
 
