@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::func::{FuncId, MemorizedFunc};
 use crate::key::{Key, Prefix};
 use crate::layers::{BackendStats, Retry, RetryPolicy, Stats, StatsHandle, TierCounters, Tiered};
-use crate::once::{DEFAULT_LEASE, DEFAULT_WAIT_TIMEOUT, Once};
+use crate::once::{CLAIM_SUFFIX, DEFAULT_LEASE, DEFAULT_WAIT_TIMEOUT, Once};
 use crate::registry::{self, BackendConfig};
 use crate::report::Reporter;
 use crate::rt;
@@ -293,13 +293,17 @@ impl Memory {
     /// longer ago than the age limit, then least recently accessed entries until at most the
     /// item and byte limits remain. Access is tracked by the library on every hit, not by the
     /// file system's atime.
+    ///
+    /// It also deletes the claims of [compute-once](MemoryBuilder::compute_once) that nobody
+    /// renewed for an hour (and three leases), left by processes that died; they are not
+    /// counted in the report.
     pub fn reduce_size(&self, limits: &SizeLimits) -> Result<ReduceReport> {
         let Some(inner) = &self.inner else {
             return Ok(ReduceReport::default());
         };
         check_limits(limits)?;
         let items = inner.run(|b| Box::pin(async move { b.list(&Prefix::root()).await }))?;
-        let (doomed, report) = plan_reduction(items, limits);
+        let (doomed, report) = plan_reduction(items, limits, inner.once.lease);
         if !doomed.is_empty() {
             inner.run(move |b| Box::pin(async move { b.delete_many(&doomed).await }))?;
         }
@@ -315,7 +319,7 @@ impl Memory {
         let items = inner
             .run_async(|b| Box::pin(async move { b.list(&Prefix::root()).await }))
             .await?;
-        let (doomed, report) = plan_reduction(items, limits);
+        let (doomed, report) = plan_reduction(items, limits, inner.once.lease);
         if !doomed.is_empty() {
             inner
                 .run_async(move |b| Box::pin(async move { b.delete_many(&doomed).await }))
@@ -344,7 +348,42 @@ pub(crate) fn is_entry_key(key: &Key) -> bool {
     last.len() == 32 && last.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn plan_reduction(items: Vec<ItemInfo>, limits: &SizeLimits) -> (Vec<Key>, ReduceReport) {
+/// Whether a key names the compute-once claim of an entry (`<entry key>.claim`).
+fn is_claim_key(key: &Key) -> bool {
+    key.as_str()
+        .strip_suffix(CLAIM_SUFFIX)
+        .and_then(|entry| Key::new(entry).ok())
+        .is_some_and(|entry| is_entry_key(&entry))
+}
+
+/// How long a claim stays unrenewed before `reduce_size` deletes it: an hour, or three leases
+/// if longer. A live claim is renewed every third of its lease.
+fn claim_age_limit(lease: Duration) -> TimeDelta {
+    let limit = lease.saturating_mul(3).max(Duration::from_secs(3600));
+    TimeDelta::from_std(limit).unwrap_or(TimeDelta::MAX)
+}
+
+/// What `reduce_size` deletes: entries as `limits` say, and stale claims (not reported).
+fn plan_reduction(
+    items: Vec<ItemInfo>,
+    limits: &SizeLimits,
+    lease: Duration,
+) -> (Vec<Key>, ReduceReport) {
+    let stale_before = Utc::now()
+        .checked_sub_signed(claim_age_limit(lease))
+        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+    let (claims, items): (Vec<ItemInfo>, Vec<ItemInfo>) =
+        items.into_iter().partition(|i| is_claim_key(&i.key));
+    let stale_claims = claims
+        .into_iter()
+        .filter(|c| c.last_access < stale_before)
+        .map(|c| c.key);
+    let (mut doomed, report) = plan_entries(items, limits);
+    doomed.extend(stale_claims);
+    (doomed, report)
+}
+
+fn plan_entries(items: Vec<ItemInfo>, limits: &SizeLimits) -> (Vec<Key>, ReduceReport) {
     let mut entries: Vec<ItemInfo> = items.into_iter().filter(|i| is_entry_key(&i.key)).collect();
     entries.sort_by(|a, b| {
         a.last_access
@@ -798,17 +837,33 @@ mod tests {
             info(&format!("g/{H3}"), 10, 200),
             info("f/func_code", 5, 0),
         ];
-        let (doomed, report) = plan_reduction(items.clone(), &SizeLimits::default().items_limit(1));
+        let (doomed, report) = plan_entries(items.clone(), &SizeLimits::default().items_limit(1));
         let names: Vec<_> = doomed.iter().map(|k| k.as_str().to_owned()).collect();
         assert_eq!(names, [format!("f/{H2}"), format!("g/{H3}")]);
         assert_eq!(report.kept_items, 1);
-        let (doomed, _) = plan_reduction(
+        let (doomed, _) = plan_entries(
             items.clone(),
             &SizeLimits::default().bytes_limit("15").unwrap(),
         );
         assert_eq!(doomed.len(), 2);
-        let (doomed, _) =
-            plan_reduction(items, &SizeLimits::default().age_limit(TimeDelta::zero()));
+        let (doomed, _) = plan_entries(items, &SizeLimits::default().age_limit(TimeDelta::zero()));
         assert_eq!(doomed.len(), 3, "age zero deletes every entry");
+    }
+
+    #[test]
+    fn stale_claims_go_and_live_ones_stay() {
+        let now = Utc::now().timestamp();
+        let items = vec![
+            info(&format!("f/{H1}"), 10, now),
+            info(&format!("f/{H1}.claim"), 1, now - 7200),
+            info(&format!("f/{H2}.claim"), 1, now - 60),
+            info("f/other.claim", 1, 0),
+        ];
+        assert!(is_claim_key(&items[1].key) && !is_claim_key(&items[3].key));
+        let (doomed, report) =
+            plan_reduction(items, &SizeLimits::default(), Duration::from_secs(30));
+        let names: Vec<_> = doomed.iter().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(names, [format!("f/{H1}.claim")]);
+        assert_eq!((report.deleted_items, report.kept_items), (0, 1));
     }
 }
