@@ -42,9 +42,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, TryLockError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -661,34 +659,43 @@ impl Once {
         claim_key: Key,
         record: ClaimRecord,
     ) -> (Claimed, bool) {
-        match HeldClaim::start(
+        let claim = HeldClaim::start(
             self.shared.clone(),
-            claim_key.clone(),
+            claim_key,
             record,
             self.lease,
             self.reporter.clone(),
-        ) {
-            Ok(claim) => (Claimed::Held(claim), self.exists(drive, key).await),
-            Err(e) => {
-                tracing::warn!(target: "cachette", "cannot start a thread to renew the claim {claim_key} ({e}); releasing it");
-                let k = claim_key.clone();
-                let _ = self
-                    .call(drive, move |b| Box::pin(async move { b.delete(&k).await }))
-                    .await;
-                (Claimed::Unclaimed, self.exists(drive, key).await)
-            }
-        }
+        );
+        (Claimed::Held(claim), self.exists(drive, key).await)
     }
 }
 
-/// A claim this process holds: a thread renews it until it is released, then deletes it.
+/// A claim this process holds. The process's lease thread renews it every third of its lease
+/// until it is released; released, it is deleted (if it is still this process's). Dropped
+/// without a release (a panic, a cancelled future), the lease thread deletes it.
 #[derive(Debug)]
-struct HeldClaim {
-    /// Dropping it tells the thread to release the claim.
-    stop: Option<mpsc::Sender<()>>,
-    /// Fires when the thread has released the claim.
-    released: Option<tokio::sync::oneshot::Receiver<()>>,
-    thread: Option<JoinHandle<()>>,
+struct HeldClaim(Arc<Lease>);
+
+/// The state of a held claim, shared with the lease thread.
+#[derive(Debug)]
+struct Lease {
+    backend: DynBackend,
+    key: Key,
+    lease: Duration,
+    reporter: Reporter,
+    /// No more renewals: released or abandoned.
+    stopped: AtomicBool,
+    /// Dropped without a release: the lease thread deletes the claim.
+    abandoned: AtomicBool,
+    /// Held while the claim is written; what was written last.
+    io: Mutex<LeaseIo>,
+}
+
+#[derive(Debug)]
+struct LeaseIo {
+    record: ClaimRecord,
+    /// Renewals found the claim taken over or deleted.
+    lost: bool,
 }
 
 impl HeldClaim {
@@ -698,93 +705,239 @@ impl HeldClaim {
         record: ClaimRecord,
         lease: Duration,
         reporter: Reporter,
-    ) -> std::io::Result<HeldClaim> {
-        let (stop, stopped) = mpsc::channel::<()>();
-        let (released_tx, released) = tokio::sync::oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name("cachette-lease".into())
-            .spawn(move || {
-                renew(&backend, &key, record, lease, &stopped, &reporter);
-                let _ = released_tx.send(());
-            })?;
-        Ok(HeldClaim {
-            stop: Some(stop),
-            released: Some(released),
-            thread: Some(thread),
-        })
+    ) -> HeldClaim {
+        let held = Arc::new(Lease {
+            backend,
+            key,
+            lease,
+            reporter,
+            stopped: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
+            io: Mutex::new(LeaseIo {
+                record,
+                lost: false,
+            }),
+        });
+        match lease_thread() {
+            Some(thread) => thread.add(held.clone()),
+            None => {
+                tracing::warn!(target: "cachette", "no lease thread: the claim {} is not renewed", held.key)
+            }
+        }
+        HeldClaim(held)
     }
 
-    /// Releases the claim and waits until it is deleted.
-    fn release(mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+    /// Stops the renewals; gives the token once no renewal is under way.
+    fn stop(&self) -> Option<String> {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        let io = self.0.io.lock().unwrap_or_else(PoisonError::into_inner);
+        (!io.lost).then(|| io.record.token.clone())
+    }
+
+    /// Releases the claim: deletes it, if it is still this process's.
+    fn release(self) {
+        let Some(token) = self.stop() else { return };
+        let lease = &self.0;
+        let blocking = lease.backend.capabilities().blocking_io;
+        let deleted = rt::block_on(
+            blocking,
+            delete_if_owned(&*lease.backend, &lease.key, &token),
+        );
+        if let Err(e) | Ok(Err(e)) = deleted {
+            tracing::debug!(target: "cachette", "cannot delete the claim {}: {e}", lease.key);
         }
     }
 
     /// [`release`](Self::release), without blocking an async caller's runtime.
-    async fn release_async(mut self) {
-        drop(self.stop.take());
-        if let Some(released) = self.released.take() {
-            let _ = released.await;
+    async fn release_async(self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        // Waits for a renewal under way, without holding the lock across an await.
+        let token = loop {
+            let attempt = match self.0.io.try_lock() {
+                Ok(io) => Some((!io.lost).then(|| io.record.token.clone())),
+                Err(TryLockError::WouldBlock) => None,
+                Err(TryLockError::Poisoned(io)) => {
+                    let io = io.into_inner();
+                    Some((!io.lost).then(|| io.record.token.clone()))
+                }
+            };
+            match attempt {
+                Some(token) => break token,
+                None => pause_async(Duration::from_millis(1)).await,
+            }
+        };
+        let Some(token) = token else { return };
+        let key = self.0.key.clone();
+        let deleted = rt::offload(&self.0.backend, move |b| {
+            Box::pin(async move { delete_if_owned(b, &key, &token).await })
+        })
+        .await;
+        if let Err(e) | Ok(Err(e)) = deleted {
+            tracing::debug!(target: "cachette", "cannot delete the claim {}: {e}", self.0.key);
         }
     }
 }
 
-/// The body of a claim's thread: renews it every third of the lease, while it is still this
-/// process's; once told to stop, deletes it (if it is still this process's).
-fn renew(
-    backend: &DynBackend,
-    key: &Key,
-    mut record: ClaimRecord,
-    lease: Duration,
-    stopped: &mpsc::Receiver<()>,
-    reporter: &Reporter,
-) {
-    let blocking = backend.capabilities().blocking_io;
-    let interval = (lease / 3).max(Duration::from_millis(1));
-    let mut lost = false;
-    loop {
-        match stopped.recv_timeout(interval) {
-            Err(RecvTimeoutError::Timeout) if !lost => {
-                record.renewals += 1;
-                record.expires_ms = now_ms() + millis(lease);
-                let renewed = rt::block_on(blocking, async {
-                    let current = backend.get_range(key, 0..CLAIM_READ).await?;
-                    if !current.is_some_and(|c| record.owns(&c)) {
-                        return Ok(false);
-                    }
-                    let value = record.to_bytes().into();
-                    backend
-                        .put(key, value, &PutOptions::with_ttl(Some(lease)))
-                        .await
-                        .map(|()| true)
-                });
-                match renewed {
-                    Ok(Ok(true)) => {}
-                    Ok(Ok(false)) => {
-                        lost = true;
-                        reporter.warn(format!(
-                            "the claim {key} of this process was taken over or deleted while it computed (its lease ran out?): another process may compute the same result"
-                        ));
-                    }
-                    Ok(Err(e)) | Err(e) => {
-                        tracing::debug!(target: "cachette", "cannot renew the claim {key}: {e}");
-                    }
-                }
+impl Drop for HeldClaim {
+    fn drop(&mut self) {
+        if !self.0.stopped.swap(true, Ordering::SeqCst) {
+            self.0.abandoned.store(true, Ordering::SeqCst);
+            if let Some(thread) = lease_thread() {
+                thread.wake.notify_one();
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => break,
         }
     }
-    let released = rt::block_on(blocking, async {
-        match backend.get_range(key, 0..CLAIM_READ).await? {
-            Some(current) if record.owns(&current) => backend.delete(key).await,
-            _ => Ok(()),
+}
+
+impl Lease {
+    /// Pushes the claim's expiry forward, if it is still this process's.
+    fn renew(&self) {
+        let mut io = self.io.lock().unwrap_or_else(PoisonError::into_inner);
+        if io.lost || self.stopped.load(Ordering::SeqCst) {
+            return;
         }
-    });
-    if let Err(e) | Ok(Err(e)) = released {
-        tracing::debug!(target: "cachette", "cannot delete the claim {key}: {e}");
+        io.record.renewals += 1;
+        io.record.expires_ms = now_ms() + millis(self.lease);
+        let record = &io.record;
+        let blocking = self.backend.capabilities().blocking_io;
+        let renewed = rt::block_on(blocking, async {
+            let current = self.backend.get_range(&self.key, 0..CLAIM_READ).await?;
+            if !current.is_some_and(|c| record.owns(&c)) {
+                return Ok(false);
+            }
+            let value = record.to_bytes().into();
+            let options = PutOptions::with_ttl(Some(self.lease));
+            self.backend
+                .put(&self.key, value, &options)
+                .await
+                .map(|()| true)
+        });
+        match renewed {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                io.lost = true;
+                self.reporter.warn(format!(
+                    "the claim {} of this process was taken over or deleted while it computed (its lease ran out?): another process may compute the same result",
+                    self.key
+                ));
+            }
+            Ok(Err(e)) | Err(e) => {
+                tracing::debug!(target: "cachette", "cannot renew the claim {}: {e}", self.key);
+            }
+        }
+    }
+
+    /// Deletes an abandoned claim, if it is still this process's.
+    fn delete_abandoned(&self) {
+        let io = self.io.lock().unwrap_or_else(PoisonError::into_inner);
+        if io.lost {
+            return;
+        }
+        let blocking = self.backend.capabilities().blocking_io;
+        let token = &io.record.token;
+        let deleted = rt::block_on(blocking, delete_if_owned(&*self.backend, &self.key, token));
+        if let Err(e) | Ok(Err(e)) = deleted {
+            tracing::debug!(target: "cachette", "cannot delete the claim {}: {e}", self.key);
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        (self.lease / 3).max(Duration::from_millis(1))
+    }
+}
+
+/// Deletes the claim under `key` if it holds `token`.
+async fn delete_if_owned(backend: &dyn StoreBackend, key: &Key, token: &str) -> BackendResult<()> {
+    match backend.get_range(key, 0..CLAIM_READ).await? {
+        Some(current) if ClaimRecord::parse(&current).is_some_and(|c| c.token == token) => {
+            backend.delete(key).await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The process's lease thread: it renews every claim held, when due, and deletes abandoned
+/// ones. Started on the first claim; it sleeps while there is nothing to do.
+#[derive(Debug, Default)]
+struct LeaseThread {
+    /// The claims held, with when each is due for renewal.
+    leases: Mutex<Vec<(Arc<Lease>, Instant)>>,
+    wake: Condvar,
+}
+
+fn lease_thread() -> Option<&'static LeaseThread> {
+    static THREAD: OnceLock<Option<&'static LeaseThread>> = OnceLock::new();
+    *THREAD.get_or_init(|| {
+        let thread: &'static LeaseThread = Box::leak(Box::default());
+        match std::thread::Builder::new()
+            .name("cachette-lease".into())
+            .spawn(move || thread.run())
+        {
+            Ok(_) => Some(thread),
+            Err(e) => {
+                tracing::warn!(target: "cachette", "cannot start the thread that renews compute-once claims: {e}");
+                None
+            }
+        }
+    })
+}
+
+impl LeaseThread {
+    fn add(&self, lease: Arc<Lease>) {
+        let due = Instant::now() + lease.interval();
+        self.leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((lease, due));
+        self.wake.notify_one();
+    }
+
+    fn run(&self) {
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let now = Instant::now();
+            let mut work = Vec::new();
+            let mut next: Option<Instant> = None;
+            leases.retain_mut(|(lease, due)| {
+                if lease.abandoned.load(Ordering::SeqCst) {
+                    work.push((lease.clone(), true));
+                    return false;
+                }
+                if lease.stopped.load(Ordering::SeqCst) {
+                    return false;
+                }
+                if *due <= now {
+                    work.push((lease.clone(), false));
+                    *due = now + lease.interval();
+                }
+                next = Some(next.map_or(*due, |n| n.min(*due)));
+                true
+            });
+            if work.is_empty() {
+                leases = match next {
+                    Some(next) => {
+                        self.wake
+                            .wait_timeout(leases, next.saturating_duration_since(now))
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0
+                    }
+                    None => self
+                        .wake
+                        .wait(leases)
+                        .unwrap_or_else(PoisonError::into_inner),
+                };
+                continue;
+            }
+            drop(leases);
+            for (lease, abandoned) in work {
+                if abandoned {
+                    lease.delete_abandoned();
+                } else {
+                    lease.renew();
+                }
+            }
+            leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        }
     }
 }
 
