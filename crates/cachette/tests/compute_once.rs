@@ -273,6 +273,43 @@ fn memories_sharing_a_store_wait_for_each_others_claims() {
     }
 }
 
+/// A holder computing for several leases renews its claim: the other memory waits for it and
+/// does not take over.
+#[test]
+fn a_live_holder_renews_its_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let lease = Duration::from_millis(300);
+    let open = || capture(Memory::builder().path(dir.path()).lease(lease));
+    let ((a, _), (b, reports)) = (open(), open());
+    assert_eq!(a.lease(), lease);
+    let name = FuncId::new("once::renewed");
+    let (fa, fb) = (
+        MemorizedFunc::<u64>::new(&a, name.clone()),
+        MemorizedFunc::<u64>::new(&b, name),
+    );
+    let calls = Calls::default();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let (first, second) = std::thread::scope(|s| {
+        let first = s.spawn(|| {
+            fa.call_with(1u64, |x| {
+                calls.hit();
+                started_tx.send(()).unwrap();
+                std::thread::sleep(lease * 4);
+                Ok::<u64, Infallible>(x + 1)
+            })
+        });
+        started.recv().unwrap();
+        let second = fb.call_with(1u64, |x| {
+            calls.hit();
+            Ok::<u64, Infallible>(x + 1)
+        });
+        (first.join().unwrap(), second)
+    });
+    assert_eq!((first, second), (Ok(2), Ok(2)));
+    assert_eq!(calls.get(), 1, "the waiter loaded the holder's entry");
+    assert!(warnings(&reports).is_empty(), "{:?}", warnings(&reports));
+}
+
 /// The args id of `f(x)` for a function named `name` (the same in every store).
 fn args_id(name: &str, x: u64) -> String {
     let scratch = Memory::from_url(&format!("memory://{}", unique("ids"))).unwrap();
