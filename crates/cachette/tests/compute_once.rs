@@ -142,38 +142,47 @@ fn threads_missing_one_key_compute_it_once() {
     assert_eq!(calls.get(), 1);
 }
 
+/// 8 async tasks at once (past a barrier) calling `f(7)` of the function `name`, compute-once
+/// on or off; how many computations ran.
+async fn eight_tasks(memory: &Memory, name: &str, once: bool) -> usize {
+    let f = Arc::new(MemorizedFunc::<u64>::new(memory, FuncId::new(name)).compute_once(once));
+    let calls = Calls::default();
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (f, calls, barrier) = (f.clone(), calls.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                f.call_with_async(7u64, |x| async move {
+                    calls.hit();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok::<_, Infallible>(x * 3)
+                })
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 21);
+    }
+    calls.get()
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn async_tasks_on_one_thread_compute_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = Memory::new(dir.path()).unwrap();
+    assert_eq!(eight_tasks(&memory, "once::one-thread", true).await, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_tasks_missing_one_key_compute_it_once() {
     let dir = tempfile::tempdir().unwrap();
     let memory = Memory::new(dir.path()).unwrap();
-    for (name, once) in [("once::tasks", true), ("once::tasks-off", false)] {
-        let f = Arc::new(MemorizedFunc::<u64>::new(&memory, FuncId::new(name)).compute_once(once));
-        let calls = Calls::default();
-        let barrier = Arc::new(tokio::sync::Barrier::new(8));
-        let tasks: Vec<_> = (0..8)
-            .map(|_| {
-                let (f, calls, barrier) = (f.clone(), calls.clone(), barrier.clone());
-                tokio::spawn(async move {
-                    barrier.wait().await;
-                    f.call_with_async(7u64, |x| async move {
-                        calls.hit();
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                        Ok::<_, Infallible>(x * 3)
-                    })
-                    .await
-                    .unwrap()
-                })
-            })
-            .collect();
-        for task in tasks {
-            assert_eq!(task.await.unwrap(), 21);
-        }
-        if once {
-            assert_eq!(calls.get(), 1, "one computation, seven loads");
-        } else {
-            assert!(calls.get() > 1, "{} computations", calls.get());
-        }
-    }
+    assert_eq!(eight_tasks(&memory, "once::tasks", true).await, 1);
+    let off = eight_tasks(&memory, "once::tasks-off", false).await;
+    assert!(off > 1, "{off} computations");
 
     // Synchronous calls from async tasks: waiting moves the worker's other tasks elsewhere.
     let (f, calls) = slow(&memory, "once::sync-in-tasks");

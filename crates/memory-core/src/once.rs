@@ -9,8 +9,8 @@
 //! - **Across processes and machines**, a *claim*: a small item next to the entry, under
 //!   `<entry key>.claim`, created with [`StoreBackend::put_if_absent`] (a hard link on the local
 //!   disk, a conditional `PUT` on S3, `SET NX PX` on Redis). It names its owner (host, process,
-//!   a random token) and holds a lease: an expiry time, pushed forward by a background thread
-//!   every third of the lease while the computation runs, and the lease itself. A flight's
+//!   a random token) and holds a lease: an expiry time, pushed forward by the process's lease
+//!   thread every third of the lease while the computation runs, and the lease itself. A flight's
 //!   leader takes the claim; when another process holds it, the leader polls it (20 ms, doubling
 //!   up to 500 ms) until it goes, then loads the entry, or takes the claim over when the entry is
 //!   not there (its holder failed) or when the claim is stale (its holder died): its expiry has
