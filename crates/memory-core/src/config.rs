@@ -51,6 +51,7 @@ use crate::array::MmapMode;
 use crate::error::{Error, Result};
 use crate::layers::RetryPolicy;
 use crate::memory::{Memory, MemoryBuilder};
+use crate::once::{DEFAULT_LEASE, DEFAULT_WAIT_TIMEOUT};
 use crate::registry::{self, BackendConfig};
 use crate::signing::Secret;
 
@@ -104,6 +105,23 @@ pub struct MemoryConfig {
     /// holds it readable only by its users.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing_key: Option<Secret>,
+    /// Whether concurrent misses of one key compute it once, as
+    /// [`MemoryBuilder::compute_once`] (default `true`).
+    #[serde(default = "enabled_by_default", skip_serializing_if = "is_true")]
+    pub compute_once: bool,
+    /// The lease of compute-once claims, in seconds, as [`MemoryBuilder::lease`] (default 30).
+    #[serde(
+        default = "default_lease_secs",
+        skip_serializing_if = "is_default_lease_secs"
+    )]
+    pub lease_secs: f64,
+    /// How long a caller waits for another one's result before computing it anyway, in
+    /// seconds, as [`MemoryBuilder::wait_timeout`] (default 600).
+    #[serde(
+        default = "default_wait_timeout_secs",
+        skip_serializing_if = "is_default_wait_timeout_secs"
+    )]
+    pub wait_timeout_secs: f64,
     /// The store, as a backend's configuration (`type = "file"`, `"s3"`, `"redis"`,
     /// `"memory"` or a custom backend's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,6 +140,22 @@ fn enabled_by_default() -> bool {
 
 fn is_true(b: &bool) -> bool {
     *b
+}
+
+fn default_lease_secs() -> f64 {
+    DEFAULT_LEASE.as_secs_f64()
+}
+
+fn is_default_lease_secs(secs: &f64) -> bool {
+    *secs == default_lease_secs()
+}
+
+fn default_wait_timeout_secs() -> f64 {
+    DEFAULT_WAIT_TIMEOUT.as_secs_f64()
+}
+
+fn is_default_wait_timeout_secs(secs: &f64) -> bool {
+    *secs == default_wait_timeout_secs()
 }
 
 fn is_zero(n: &u8) -> bool {
@@ -145,6 +179,9 @@ impl Default for MemoryConfig {
             stats: true,
             retry: None,
             signing_key: None,
+            compute_once: true,
+            lease_secs: default_lease_secs(),
+            wait_timeout_secs: default_wait_timeout_secs(),
             backend: None,
             origin: None,
         }
@@ -279,6 +316,22 @@ impl MemoryConfig {
         if self.enabled && self.location.is_some() && self.backend.is_some() {
             return Err(self.error("both `location` and `[backend]` name a store: keep one"));
         }
+        for (key, secs, positive) in [
+            ("lease_secs", self.lease_secs, true),
+            ("wait_timeout_secs", self.wait_timeout_secs, false),
+        ] {
+            let valid = secs.is_finite() && secs >= 0.0 && (secs > 0.0 || !positive);
+            if !valid {
+                let expected = if positive {
+                    "more than zero"
+                } else {
+                    "zero or more"
+                };
+                return Err(self.error(&format!(
+                    "key `{key}`: expected a number of seconds, {expected}, got {secs}"
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -398,6 +451,41 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("keep one") && err.contains("my.toml"), "{err}");
+    }
+
+    #[test]
+    fn compute_once_keys_have_defaults_and_ship() {
+        let c = MemoryConfig::from_toml("location = \"memory://x\"", "t").unwrap();
+        assert!(c.compute_once);
+        assert!((c.lease_secs - 30.0).abs() < 1e-9 && (c.wait_timeout_secs - 600.0).abs() < 1e-9);
+        assert!(!c.to_toml().unwrap().contains("compute_once"));
+        let c = MemoryConfig::from_toml(
+            "location = \"memory://once-cfg\"\ncompute_once = false\nlease_secs = 2\nwait_timeout_secs = 0.5\n",
+            "t",
+        )
+        .unwrap();
+        let memory = c.build().unwrap();
+        assert!(!memory.compute_once());
+        assert_eq!(memory.lease(), std::time::Duration::from_secs(2));
+        assert_eq!(memory.wait_timeout(), std::time::Duration::from_millis(500));
+        let shipped = memory.config().unwrap().to_toml().unwrap();
+        assert!(shipped.contains("compute_once = false"), "{shipped}");
+        assert!(shipped.contains("lease_secs = 2.0"), "{shipped}");
+        assert!(shipped.contains("wait_timeout_secs = 0.5"), "{shipped}");
+        for bad in [
+            "lease_secs = 0",
+            "lease_secs = -1",
+            "wait_timeout_secs = -2",
+        ] {
+            let err =
+                MemoryConfig::from_toml(&format!("location = \"memory://x\"\n{bad}\n"), "my.toml")
+                    .unwrap()
+                    .build()
+                    .unwrap_err()
+                    .to_string();
+            let key = bad.split(' ').next().unwrap();
+            assert!(err.contains("my.toml") && err.contains(key), "{err}");
+        }
     }
 
     #[test]

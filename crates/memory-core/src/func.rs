@@ -24,6 +24,7 @@ use crate::error::{EntryError, Error};
 use crate::key::{Key, Prefix};
 use crate::load::{Checked, Read};
 use crate::memory::{Inner, Memory};
+use crate::once::Landing;
 use crate::report::{format_time, rule_ending_with};
 use crate::result::{MemorizedResult, NotMemorizedResult, Shelved};
 use crate::validation::Validation;
@@ -200,7 +201,8 @@ impl<A> TakesArgs<A> for NoFunc {}
 /// arguments); outputs are stored with the memory's codec (`Serialize + DeserializeOwned`).
 /// Errors of the function (`Err` from [`call_with`](Self::call_with), or a panic) propagate and
 /// are never stored. Faults of the store never fail a call: they log a warning, and the function
-/// runs.
+/// runs. Callers that miss the same arguments at once compute them once, the others waiting for
+/// the result (see [`MemoryBuilder::compute_once`](crate::MemoryBuilder::compute_once)).
 pub struct MemorizedFunc<R, F = NoFunc> {
     memory: Memory,
     id: FuncId,
@@ -209,6 +211,7 @@ pub struct MemorizedFunc<R, F = NoFunc> {
     validation: Option<Validation>,
     verbose: Option<u8>,
     mmap_mode: Option<MmapMode>,
+    compute_once: Option<bool>,
     /// The memory generation + 1 at which the code identity was last checked; 0 when never.
     checked: AtomicU64,
     f: F,
@@ -223,6 +226,7 @@ impl<R, F> fmt::Debug for MemorizedFunc<R, F> {
             .field("ignore", &self.ignore)
             .field("validation", &self.validation)
             .field("mmap_mode", &self.mmap_mode)
+            .field("compute_once", &self.compute_once)
             .finish_non_exhaustive()
     }
 }
@@ -245,6 +249,7 @@ impl<R, F> MemorizedFunc<R, F> {
             validation: None,
             verbose: None,
             mmap_mode: None,
+            compute_once: None,
             checked: AtomicU64::new(0),
             f,
             _output: PhantomData,
@@ -358,6 +363,20 @@ impl<R, F> MemorizedFunc<R, F> {
         self.mmap_mode.unwrap_or_else(|| self.memory.mmap_mode())
     }
 
+    /// Overrides the memory's [`compute_once`](crate::MemoryBuilder::compute_once) for this
+    /// function: with `true`, concurrent misses of one key compute it once, the other callers
+    /// waiting for its entry; with `false`, each of them computes it.
+    pub fn compute_once(mut self, on: bool) -> Self {
+        self.compute_once = Some(on);
+        self
+    }
+
+    /// Whether concurrent misses of one key compute it once for this function.
+    pub fn computes_once(&self) -> bool {
+        self.compute_once
+            .unwrap_or_else(|| self.memory.compute_once())
+    }
+
     /// The identity of the function.
     pub fn id(&self) -> &FuncId {
         &self.id
@@ -436,6 +455,14 @@ impl<R, F> MemorizedFunc<R, F> {
         self.judge_metadata(inner, &key, found)
     }
 
+    async fn check_key_async(&self, inner: &Inner, key: Key) -> bool {
+        let k = key.clone();
+        let found = inner
+            .run_async(move |b| Box::pin(read_metadata(b, k)))
+            .await;
+        self.judge_metadata(inner, &key, found)
+    }
+
     /// [`check_call_in_cache`](Self::check_call_in_cache), for async callers.
     pub async fn check_call_in_cache_async<A>(&self, args: &A) -> bool
     where
@@ -458,11 +485,7 @@ impl<R, F> MemorizedFunc<R, F> {
                 return false;
             }
         }
-        let k = key.clone();
-        let found = inner
-            .run_async(move |b| Box::pin(read_metadata(b, k)))
-            .await;
-        self.judge_metadata(inner, &key, found)
+        self.check_key_async(inner, key).await
     }
 
     fn judge_metadata(
@@ -656,23 +679,58 @@ where
         let started = Instant::now();
         let mode = self.effective_mmap_mode();
         let found = inner.read_entry(&key, mode);
+        let absent = matches!(found, Ok(None));
         if let Some(out) = self.use_stored(inner, &key, found, started) {
             return Ok(out);
         }
-        let readable = self.readable_args(&args);
-        let (out, meta, bytes) = self.compute(inner, &key, readable, args, compute)?;
-        if let Some(bytes) = bytes {
-            let ttl = self.ttl();
-            let k = key.clone();
-            let outcome = inner.run(move |b| {
-                Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
-            });
-            if self.stored(inner, &meta, outcome) && self.reloads(inner, mode) {
-                let found = inner.read_entry(&key, mode);
-                return Ok(self.reload(inner, &key, found, out));
+        if !self.computes_once() {
+            return self
+                .miss(inner, &key, mode, args, compute)
+                .map(|(out, _)| out);
+        }
+        let turn = inner.once.turn(&key, &self.id.name, absent);
+        if turn.load_first {
+            let found = inner.read_entry(&key, mode);
+            if let Some(out) = self.use_stored(inner, &key, found, started) {
+                turn.land(Landing::Stored);
+                return Ok(out);
             }
         }
-        Ok(out)
+        let outcome = self.miss(inner, &key, mode, args, compute);
+        turn.land(landing_of(&outcome));
+        outcome.map(|(out, _)| out)
+    }
+
+    /// Computes and stores the result of a miss; says whether it was stored.
+    fn miss<A, E>(
+        &self,
+        inner: &Inner,
+        key: &Key,
+        mode: MmapMode,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+    ) -> Result<(R, bool), E>
+    where
+        A: Serialize,
+    {
+        let readable = self.readable_args(&args);
+        let (out, meta, bytes) = self.compute(inner, key, readable, args, compute)?;
+        let Some(bytes) = bytes else {
+            return Ok((out, false));
+        };
+        let ttl = self.ttl();
+        let k = key.clone();
+        let outcome = inner.run(move |b| {
+            Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
+        });
+        if !self.stored(inner, &meta, outcome) {
+            return Ok((out, false));
+        }
+        if self.reloads(inner, mode) {
+            let found = inner.read_entry(key, mode);
+            return Ok((self.reload(inner, key, found, out), true));
+        }
+        Ok((out, true))
     }
 
     /// [`call_with`](Self::call_with), for async functions: the store is reached without
@@ -696,9 +754,42 @@ where
         let started = Instant::now();
         let mode = self.effective_mmap_mode();
         let found = inner.read_entry_async(&key, mode).await;
+        let absent = matches!(found, Ok(None));
         if let Some(out) = self.use_stored(inner, &key, found, started) {
             return Ok(out);
         }
+        if !self.computes_once() {
+            return self
+                .miss_async(inner, &key, mode, args, compute)
+                .await
+                .map(|(out, _)| out);
+        }
+        let turn = inner.once.turn_async(&key, &self.id.name, absent).await;
+        if turn.load_first {
+            let found = inner.read_entry_async(&key, mode).await;
+            if let Some(out) = self.use_stored(inner, &key, found, started) {
+                turn.land_async(Landing::Stored).await;
+                return Ok(out);
+            }
+        }
+        let outcome = self.miss_async(inner, &key, mode, args, compute).await;
+        turn.land_async(landing_of(&outcome)).await;
+        outcome.map(|(out, _)| out)
+    }
+
+    /// [`miss`](Self::miss), for async functions.
+    async fn miss_async<A, E, Fut>(
+        &self,
+        inner: &Inner,
+        key: &Key,
+        mode: MmapMode,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<(R, bool), E>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
         let readable = self.readable_args(&args);
         let verbose = self.verbosity(inner);
         if verbose > 0 {
@@ -708,24 +799,28 @@ where
         let t0 = Instant::now();
         let out = compute(args).await?;
         let duration = t0.elapsed().as_secs_f64();
-        let (meta, bytes) = self.encode(inner, &key, readable, &out, duration, time);
+        let (meta, bytes) = self.encode(inner, key, readable, &out, duration, time);
         if verbose > 0 {
             self.print_call_footer(inner, duration);
         }
-        if let Some(bytes) = bytes {
-            let ttl = self.ttl();
-            let k = key.clone();
-            let outcome = inner
-                .run_async(move |b| {
-                    Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
-                })
-                .await;
-            if self.stored(inner, &meta, outcome) && self.reloads(inner, mode) {
-                let found = inner.read_entry_async(&key, mode).await;
-                return Ok(self.reload(inner, &key, found, out));
-            }
+        let Some(bytes) = bytes else {
+            return Ok((out, false));
+        };
+        let ttl = self.ttl();
+        let k = key.clone();
+        let outcome = inner
+            .run_async(move |b| {
+                Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
+            })
+            .await;
+        if !self.stored(inner, &meta, outcome) {
+            return Ok((out, false));
         }
-        Ok(out)
+        if self.reloads(inner, mode) {
+            let found = inner.read_entry_async(key, mode).await;
+            return Ok((self.reload(inner, key, found, out), true));
+        }
+        Ok((out, true))
     }
 
     /// Runs `compute(args)` whatever is stored, stores the result, and returns it with its
@@ -759,15 +854,38 @@ where
         };
         if let Some(key) = self.key_or_warn(inner, &args) {
             self.ensure_checked(inner);
-            if self.check_key(inner, key.clone()) {
+            let k = key.clone();
+            let found = inner.run(move |b| Box::pin(read_metadata(b, k)));
+            let absent = matches!(found, Ok(None));
+            if self.judge_metadata(inner, &key, found) {
                 return Ok(Shelved::Memorized(self.reference(inner, &key)));
             }
+            if self.computes_once() {
+                let turn = inner.once.turn(&key, &self.id.name, absent);
+                if turn.load_first && self.check_key(inner, key.clone()) {
+                    turn.land(Landing::Stored);
+                    return Ok(Shelved::Memorized(self.reference(inner, &key)));
+                }
+                let outcome = self.force_store(args, compute);
+                turn.land(landing_of_store(&outcome));
+                return outcome.map(|stored| self.shelved(inner, stored));
+            }
         }
-        let ((out, _meta), key) = self.force_store(args, compute)?;
-        Ok(match key {
+        let stored = self.force_store(args, compute)?;
+        Ok(self.shelved(inner, stored))
+    }
+
+    /// What `call_and_shelve` gives after computing: a reference to the stored entry, or the
+    /// value when it was not stored.
+    fn shelved(
+        &self,
+        inner: &Inner,
+        ((out, _meta), key): ((R, Metadata), Option<Key>),
+    ) -> Shelved<R> {
+        match key {
             Some(key) => Shelved::Memorized(self.reference(inner, &key)),
             None => Shelved::NotMemorized(NotMemorizedResult::new(out)),
-        })
+        }
     }
 
     /// Computes and stores; gives the key when the result was stored.
@@ -865,15 +983,23 @@ where
             let found = inner
                 .run_async(move |b| Box::pin(read_metadata(b, k)))
                 .await;
+            let absent = matches!(found, Ok(None));
             if self.judge_metadata(inner, &key, found) {
                 return Ok(Shelved::Memorized(self.reference(inner, &key)));
             }
+            if self.computes_once() {
+                let turn = inner.once.turn_async(&key, &self.id.name, absent).await;
+                if turn.load_first && self.check_key_async(inner, key.clone()).await {
+                    turn.land_async(Landing::Stored).await;
+                    return Ok(Shelved::Memorized(self.reference(inner, &key)));
+                }
+                let outcome = self.force_store_async(args, compute).await;
+                turn.land_async(landing_of_store(&outcome)).await;
+                return outcome.map(|stored| self.shelved(inner, stored));
+            }
         }
-        let ((out, _meta), key) = self.force_store_async(args, compute).await?;
-        Ok(match key {
-            Some(key) => Shelved::Memorized(self.reference(inner, &key)),
-            None => Shelved::NotMemorized(NotMemorizedResult::new(out)),
-        })
+        let stored = self.force_store_async(args, compute).await?;
+        Ok(self.shelved(inner, stored))
     }
 
     /// [`force_store`](Self::force_store), for async functions.
@@ -1163,6 +1289,24 @@ where
             Ok(out) => out,
             Err(never) => match never {},
         }
+    }
+}
+
+/// How a flight lands after a miss computed and (maybe) stored its result.
+fn landing_of<T, E>(outcome: &Result<(T, bool), E>) -> Landing {
+    match outcome {
+        Ok((_, true)) => Landing::Stored,
+        Ok((_, false)) => Landing::NotStored,
+        Err(_) => Landing::Failed,
+    }
+}
+
+/// [`landing_of`], after `force_store`, which gives the key of the stored entry.
+fn landing_of_store<T, E>(outcome: &Result<(T, Option<Key>), E>) -> Landing {
+    match outcome {
+        Ok((_, Some(_))) => Landing::Stored,
+        Ok((_, None)) => Landing::NotStored,
+        Err(_) => Landing::Failed,
     }
 }
 

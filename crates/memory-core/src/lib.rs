@@ -38,6 +38,7 @@ pub mod layers;
 mod load;
 pub mod memory;
 pub mod memory_backend;
+mod once;
 pub mod registry;
 pub mod report;
 pub mod result;

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use cachette_hashing::{HashAlgorithm, Xxh3};
@@ -19,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::func::{FuncId, MemorizedFunc};
 use crate::key::{Key, Prefix};
 use crate::layers::{BackendStats, Retry, RetryPolicy, Stats, StatsHandle, TierCounters, Tiered};
+use crate::once::{CLAIM_SUFFIX, DEFAULT_LEASE, DEFAULT_WAIT_TIMEOUT, Once};
 use crate::registry::{self, BackendConfig};
 use crate::report::Reporter;
 use crate::rt;
@@ -76,6 +78,8 @@ pub(crate) struct Inner {
     pub(crate) tiered: Option<Arc<Tiered>>,
     /// The key entries are signed and checked with, if any.
     pub(crate) signing: Option<SigningKey>,
+    /// Compute-once: its settings, the keys being computed in this process, and the claims.
+    pub(crate) once: Once,
 }
 
 impl fmt::Debug for Memory {
@@ -91,6 +95,7 @@ impl fmt::Debug for Memory {
                 .field("hasher", &inner.hasher.id())
                 .field("mmap_mode", &inner.mmap_mode)
                 .field("compress", &inner.compress)
+                .field("compute_once", &inner.once.enabled)
                 .finish(),
         }
     }
@@ -166,6 +171,9 @@ impl Memory {
         config.retry.clone_from(&inner.retry);
         config.stats = inner.stats.is_some();
         config.signing_key = inner.signing.as_ref().map(|k| k.secret().clone());
+        config.compute_once = inner.once.enabled;
+        config.lease_secs = inner.once.lease.as_secs_f64();
+        config.wait_timeout_secs = inner.once.wait_timeout.as_secs_f64();
         Some(config)
     }
 
@@ -205,6 +213,31 @@ impl Memory {
     /// The zstd level outputs are compressed with, if they are.
     pub fn compression(&self) -> Option<i32> {
         self.inner.as_ref().and_then(|i| i.compress)
+    }
+
+    /// Whether functions compute once under concurrency unless they say otherwise; see
+    /// [`MemoryBuilder::compute_once`]. `false` when disabled.
+    pub fn compute_once(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.once.enabled)
+    }
+
+    /// Whether compute-once takes claims in the store, to work across processes; see
+    /// [`MemoryBuilder::claims`].
+    pub fn claims(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.once.claims)
+    }
+
+    /// The lease of the claims this memory takes; see [`MemoryBuilder::lease`].
+    pub fn lease(&self) -> Duration {
+        self.inner.as_ref().map_or(DEFAULT_LEASE, |i| i.once.lease)
+    }
+
+    /// How long a caller waits for another one's result before computing it anyway; see
+    /// [`MemoryBuilder::wait_timeout`].
+    pub fn wait_timeout(&self) -> Duration {
+        self.inner
+            .as_ref()
+            .map_or(DEFAULT_WAIT_TIMEOUT, |i| i.once.wait_timeout)
     }
 
     /// Memoizes a function or closure taking one argument (use a tuple for several). Call it
@@ -276,13 +309,17 @@ impl Memory {
     /// longer ago than the age limit, then least recently accessed entries until at most the
     /// item and byte limits remain. Access is tracked by the library on every hit, not by the
     /// file system's atime.
+    ///
+    /// It also deletes the claims of [compute-once](MemoryBuilder::compute_once) that nobody
+    /// renewed for an hour (and three leases), left by processes that died; they are not
+    /// counted in the report.
     pub fn reduce_size(&self, limits: &SizeLimits) -> Result<ReduceReport> {
         let Some(inner) = &self.inner else {
             return Ok(ReduceReport::default());
         };
         check_limits(limits)?;
         let items = inner.run(|b| Box::pin(async move { b.list(&Prefix::root()).await }))?;
-        let (doomed, report) = plan_reduction(items, limits);
+        let (doomed, report) = plan_reduction(items, limits, inner.once.lease);
         if !doomed.is_empty() {
             inner.run(move |b| Box::pin(async move { b.delete_many(&doomed).await }))?;
         }
@@ -298,7 +335,7 @@ impl Memory {
         let items = inner
             .run_async(|b| Box::pin(async move { b.list(&Prefix::root()).await }))
             .await?;
-        let (doomed, report) = plan_reduction(items, limits);
+        let (doomed, report) = plan_reduction(items, limits, inner.once.lease);
         if !doomed.is_empty() {
             inner
                 .run_async(move |b| Box::pin(async move { b.delete_many(&doomed).await }))
@@ -327,7 +364,42 @@ pub(crate) fn is_entry_key(key: &Key) -> bool {
     last.len() == 32 && last.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn plan_reduction(items: Vec<ItemInfo>, limits: &SizeLimits) -> (Vec<Key>, ReduceReport) {
+/// Whether a key names the compute-once claim of an entry (`<entry key>.claim`).
+fn is_claim_key(key: &Key) -> bool {
+    key.as_str()
+        .strip_suffix(CLAIM_SUFFIX)
+        .and_then(|entry| Key::new(entry).ok())
+        .is_some_and(|entry| is_entry_key(&entry))
+}
+
+/// How long a claim stays unrenewed before `reduce_size` deletes it: an hour, or three leases
+/// if longer. A live claim is renewed every third of its lease.
+fn claim_age_limit(lease: Duration) -> TimeDelta {
+    let limit = lease.saturating_mul(3).max(Duration::from_secs(3600));
+    TimeDelta::from_std(limit).unwrap_or(TimeDelta::MAX)
+}
+
+/// What `reduce_size` deletes: entries as `limits` say, and stale claims (not reported).
+fn plan_reduction(
+    items: Vec<ItemInfo>,
+    limits: &SizeLimits,
+    lease: Duration,
+) -> (Vec<Key>, ReduceReport) {
+    let stale_before = Utc::now()
+        .checked_sub_signed(claim_age_limit(lease))
+        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+    let (claims, items): (Vec<ItemInfo>, Vec<ItemInfo>) =
+        items.into_iter().partition(|i| is_claim_key(&i.key));
+    let stale_claims = claims
+        .into_iter()
+        .filter(|c| c.last_access < stale_before)
+        .map(|c| c.key);
+    let (mut doomed, report) = plan_entries(items, limits);
+    doomed.extend(stale_claims);
+    (doomed, report)
+}
+
+fn plan_entries(items: Vec<ItemInfo>, limits: &SizeLimits) -> (Vec<Key>, ReduceReport) {
     let mut entries: Vec<ItemInfo> = items.into_iter().filter(|i| is_entry_key(&i.key)).collect();
     entries.sort_by(|a, b| {
         a.last_access
@@ -423,6 +495,12 @@ pub struct MemoryBuilder {
     no_stats: bool,
     signing: Option<SigningKey>,
     signing_secret: Option<String>,
+    no_compute_once: bool,
+    claims: Option<bool>,
+    lease: Option<Duration>,
+    wait_timeout: Option<Duration>,
+    /// An option of a configuration that is not valid, reported by `build`.
+    invalid: Option<String>,
 }
 
 impl MemoryBuilder {
@@ -462,6 +540,25 @@ impl MemoryBuilder {
         self.local_tier = config.local_tier;
         self.retry = config.retry;
         self.no_stats = !config.stats;
+        self.no_compute_once = !config.compute_once;
+        let seconds = |key: &str, secs: f64| match Duration::try_from_secs_f64(secs) {
+            Ok(d) => Ok(d),
+            Err(_) => Err(format!(
+                "`{key}` must be a number of seconds, zero or more, not {secs}"
+            )),
+        };
+        match seconds("lease_secs", config.lease_secs).and_then(|lease| {
+            Ok((
+                lease,
+                seconds("wait_timeout_secs", config.wait_timeout_secs)?,
+            ))
+        }) {
+            Ok((lease, wait_timeout)) => {
+                self.lease = Some(lease);
+                self.wait_timeout = Some(wait_timeout);
+            }
+            Err(e) => self.invalid = Some(e),
+        }
         self.signing_secret = config.signing_key.map(|s| s.0);
         self
     }
@@ -496,6 +593,72 @@ impl MemoryBuilder {
     /// atomic additions per operation.
     pub fn stats(mut self, on: bool) -> Self {
         self.no_stats = !on;
+        self
+    }
+
+    /// Whether concurrent misses of one key compute it once (on by default). When several
+    /// callers miss the same key at once, one computes and the others wait for its entry, then
+    /// load it: threads and async tasks of this process, and other processes and machines that
+    /// share the store. Hits cost nothing more: all of it happens after a miss. Functions can
+    /// override it ([`MemorizedFunc::compute_once`]).
+    ///
+    /// - **In a process**, the first caller to miss a key computes it; the others wait (async
+    ///   callers without blocking their runtime), then load its entry.
+    /// - **Across processes** (see [`claims`](Self::claims)), that caller also takes a
+    ///   *claim*: an item `<entry key>.claim` created only if absent (a hard link on the local
+    ///   disk, a conditional `PUT` on S3, `SET NX` on Redis), naming its owner and the end of
+    ///   its [lease](Self::lease), renewed every third of the lease while it computes and
+    ///   deleted once the entry is stored. Callers of other processes wait while the claim is
+    ///   there, then load the entry. If the claim's holder dies, its lease runs out (on this
+    ///   machine's clock, or when its claim has not changed for a whole lease) and one waiter
+    ///   takes it over. Claims are not entries: [`Memory::reduce_size`] and listings leave
+    ///   them out, and [`Memory::clear`] deletes them.
+    /// - **Waiting is bounded** by [`wait_timeout`](Self::wait_timeout): after it, the caller
+    ///   computes anyway and a warning says so.
+    /// - **Errors are not cached**: an `Err` or a panic goes to its own caller only; the next
+    ///   waiter then takes over and computes (so a transient error costs one more computation,
+    ///   and an error that repeats reaches each caller in turn). When the output cannot be
+    ///   stored, the waiters of the process compute their own at once.
+    ///
+    /// Forced runs ([`MemorizedFunc::call`], `force_call_with`) never wait.
+    pub fn compute_once(mut self, on: bool) -> Self {
+        self.no_compute_once = !on;
+        self
+    }
+
+    /// Whether [compute-once](Self::compute_once) also works across processes and machines,
+    /// through claims in the store. On by default when the memory opens its store (a path, a
+    /// URL, a configuration): claims then go to the shared store itself, behind a
+    /// [local tier](Self::local_tier), and are not counted by [`Memory::stats`]. Off by default
+    /// for a backend given as an object ([`backend`](Self::backend),
+    /// [`Memory::with_backend`]): the memory cannot see past its layers, so claims would go
+    /// through them (counted by their statistics, copied to their local tier); turn them on
+    /// when other processes share that backend.
+    ///
+    /// On a backend without
+    /// [`Capabilities::atomic_create`](crate::Capabilities::atomic_create) (an S3-like store
+    /// without conditional writes, some custom backends) there are no claims whatever this
+    /// says: callers are deduplicated within each process only.
+    pub fn claims(mut self, on: bool) -> Self {
+        self.claims = Some(on);
+        self
+    }
+
+    /// The lease of a claim (see [`compute_once`](Self::compute_once)): how long other
+    /// processes wait for a holder that stopped renewing it (it died) before one of them takes
+    /// over. Renewed every third of it. The default is 30 seconds. The clocks of machines that
+    /// share a store should agree to within a third of it: a clock ahead by more takes live
+    /// claims for stale, and its process computes results that are being computed.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// The longest a caller waits for another one computing the same result (see
+    /// [`compute_once`](Self::compute_once)) before it computes the result itself, with a
+    /// warning. The default is 10 minutes.
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = Some(timeout);
         self
     }
 
@@ -562,6 +725,15 @@ impl MemoryBuilder {
             Some(secret) => Some(SigningKey::new(secret)?),
             None => self.signing,
         };
+        if let Some(invalid) = self.invalid {
+            return Err(Error::Config(invalid));
+        }
+        let lease = self.lease.unwrap_or(DEFAULT_LEASE);
+        if lease.is_zero() {
+            return Err(Error::InvalidArgument(
+                "the lease of compute-once claims must be longer than zero".into(),
+            ));
+        }
         let (backend, store) = match (self.backend, self.store, self.url) {
             (Some(b), _, _) => (b, None),
             (None, Some(config), _) => (config.build()?, Some(config)),
@@ -579,6 +751,9 @@ impl MemoryBuilder {
         if let Some(policy) = &self.retry {
             backend = Arc::new(Retry::new(backend, policy.clone()));
         }
+        // Claims are shared state: they go to the shared store, behind any local tier.
+        let shared = backend.clone();
+        let claims = self.claims.unwrap_or(store.is_some());
         let mut tiered = None;
         if let Some(local) = &self.local_tier {
             let local = registry::backend_from_url(local)?;
@@ -620,7 +795,7 @@ impl MemoryBuilder {
                 verbose: self.verbose,
                 codec: self.codec.unwrap_or_else(|| Arc::new(MessagePack)),
                 hasher: self.hasher.unwrap_or_else(|| Arc::new(Xxh3)),
-                reporter: self.reporter,
+                reporter: self.reporter.clone(),
                 checked: Mutex::default(),
                 generation: AtomicU64::new(0),
                 mmap_mode: self.mmap_mode,
@@ -633,6 +808,14 @@ impl MemoryBuilder {
                 stats,
                 tiered,
                 signing,
+                once: Once::new(
+                    !self.no_compute_once,
+                    claims,
+                    lease,
+                    self.wait_timeout.unwrap_or(DEFAULT_WAIT_TIMEOUT),
+                    shared,
+                    self.reporter.clone(),
+                ),
             })),
         })
     }
@@ -686,17 +869,33 @@ mod tests {
             info(&format!("g/{H3}"), 10, 200),
             info("f/func_code", 5, 0),
         ];
-        let (doomed, report) = plan_reduction(items.clone(), &SizeLimits::default().items_limit(1));
+        let (doomed, report) = plan_entries(items.clone(), &SizeLimits::default().items_limit(1));
         let names: Vec<_> = doomed.iter().map(|k| k.as_str().to_owned()).collect();
         assert_eq!(names, [format!("f/{H2}"), format!("g/{H3}")]);
         assert_eq!(report.kept_items, 1);
-        let (doomed, _) = plan_reduction(
+        let (doomed, _) = plan_entries(
             items.clone(),
             &SizeLimits::default().bytes_limit("15").unwrap(),
         );
         assert_eq!(doomed.len(), 2);
-        let (doomed, _) =
-            plan_reduction(items, &SizeLimits::default().age_limit(TimeDelta::zero()));
+        let (doomed, _) = plan_entries(items, &SizeLimits::default().age_limit(TimeDelta::zero()));
         assert_eq!(doomed.len(), 3, "age zero deletes every entry");
+    }
+
+    #[test]
+    fn stale_claims_go_and_live_ones_stay() {
+        let now = Utc::now().timestamp();
+        let items = vec![
+            info(&format!("f/{H1}"), 10, now),
+            info(&format!("f/{H1}.claim"), 1, now - 7200),
+            info(&format!("f/{H2}.claim"), 1, now - 60),
+            info("f/other.claim", 1, 0),
+        ];
+        assert!(is_claim_key(&items[1].key) && !is_claim_key(&items[3].key));
+        let (doomed, report) =
+            plan_reduction(items, &SizeLimits::default(), Duration::from_secs(30));
+        let names: Vec<_> = doomed.iter().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(names, [format!("f/{H1}.claim")]);
+        assert_eq!((report.deleted_items, report.kept_items), (0, 1));
     }
 }
