@@ -1,0 +1,305 @@
+//! Faults never fail a call: a full disk, a read-only location and an S3 server stopped mid-run
+//! each give warnings and the right values, never a partial entry, and caching resumes by
+//! itself when the fault goes away. (Redis stopped and restarted mid-run is tested by the Redis
+//! backend's `outage` test.)
+//!
+//! The local-disk tests mount a small tmpfs, which needs the right to mount (root, as here):
+//! elsewhere they skip with a message. The full-disk one never runs under `CI=true`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cachette::{Memory, Report, Reporter};
+
+/// A memory at `location` whose warnings are collected.
+fn memory(location: &str) -> (Memory, Arc<Mutex<Vec<String>>>) {
+    let warnings = Arc::new(Mutex::new(Vec::new()));
+    let sink = warnings.clone();
+    let memory = Memory::builder()
+        .url(location)
+        .reporter(Reporter::new(move |r| {
+            if let Report::Warning(w) = r {
+                sink.lock().unwrap().push(w.clone());
+            }
+        }))
+        .build()
+        .unwrap();
+    (memory, warnings)
+}
+
+/// A tmpfs mounted for the test, unmounted when dropped.
+struct Tmpfs {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (as `mount` takes it), or says why not.
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mnt");
+        std::fs::create_dir(&path).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("SKIPPED: cannot mount a tmpfs here (it needs the right to mount)");
+            return None;
+        }
+        Some(Tmpfs { path, _dir: dir })
+    }
+
+    fn remount(&self, option: &str) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,{option}")])
+            .arg(&self.path)
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount {option}");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn location(path: &Path) -> String {
+    path.join("cache").to_str().unwrap().to_owned()
+}
+
+#[test]
+fn a_full_disk_warns_returns_outputs_and_recovers() {
+    if ci() {
+        eprintln!("SKIPPED under CI=true: mounting a small tmpfs to fill it");
+        return;
+    }
+    let Some(fs) = Tmpfs::mount("2m") else {
+        return;
+    };
+    let (memory, warnings) = memory(&location(&fs.path));
+    let calls = AtomicUsize::new(0);
+    let block = |i: u32| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        vec![i as u8; 300 << 10]
+    };
+    let f = memory.cache(&block).name("faults::block");
+    // 12 × 300 KiB do not fit in 2 MiB: the later stores fail.
+    for i in 0..12 {
+        assert_eq!(f.eval(i), vec![i as u8; 300 << 10]);
+    }
+    let w = warnings.lock().unwrap().clone();
+    assert!(w.iter().any(|w| w.contains("cannot store")), "{w:?}");
+    // Whatever is stored is whole: every hit gives the right value.
+    for i in 0..12 {
+        if f.check_call_in_cache(&i) {
+            assert_eq!(f.eval(i), vec![i as u8; 300 << 10]);
+        }
+    }
+    // No temporary file is left behind by the failed writes.
+    let leftovers = walk(&fs.path)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".cachette-tmp-")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+    // Room again: caching resumes by itself.
+    memory.clear().unwrap();
+    let before = calls.load(Ordering::SeqCst);
+    f.eval(100);
+    f.eval(100);
+    assert_eq!(calls.load(Ordering::SeqCst), before + 1, "stored again");
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_read_only_location_serves_hits_and_computes_misses() {
+    let Some(fs) = Tmpfs::mount("8m") else {
+        return;
+    };
+    let loc = location(&fs.path);
+    let calls = AtomicUsize::new(0);
+    let twice = |x: u32| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        x * 2
+    };
+    {
+        let (memory, _) = memory(&loc);
+        let f = memory.cache(&twice).name("faults::twice");
+        f.eval(1);
+        f.eval(2);
+    }
+    fs.remount("ro");
+    let (memory, warnings) = memory(&loc);
+    let f = memory.cache(&twice).name("faults::twice");
+    let before = calls.load(Ordering::SeqCst);
+    assert_eq!(f.eval(1), 2, "a hit from the read-only location");
+    assert_eq!(f.eval(2), 4);
+    assert_eq!(calls.load(Ordering::SeqCst), before, "loaded, not computed");
+    assert_eq!(f.eval(3), 6, "a miss computes");
+    assert_eq!(f.eval(3), 6);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        before + 2,
+        "and cannot be stored"
+    );
+    let w = warnings.lock().unwrap().clone();
+    assert!(w.iter().any(|w| w.contains("cannot store")), "{w:?}");
+    // Writable again: caching resumes by itself.
+    fs.remount("rw");
+    f.eval(4);
+    f.eval(4);
+    assert_eq!(calls.load(Ordering::SeqCst), before + 3);
+}
+
+/// A private moto server on a free loopback port.
+struct Moto {
+    cmd: String,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Moto {
+    fn start(cmd: &str) -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let mut moto = Moto {
+            cmd: cmd.to_owned(),
+            port,
+            child: None,
+        };
+        moto.restart();
+        moto
+    }
+
+    fn restart(&mut self) {
+        let mut parts = self.cmd.split_whitespace();
+        let child = Command::new(parts.next().unwrap())
+            .args(parts)
+            .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting moto");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            // An unsigned PUT creates the bucket, and says the server answers.
+            let answered = Command::new("python3")
+                .args([
+                    "-c",
+                    &format!(
+                        "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:{}/faults', method='PUT'), timeout=2)",
+                        self.port
+                    ),
+                ])
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if answered {
+                return;
+            }
+            assert!(Instant::now() < deadline, "moto did not start");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(feature = "s3")]
+#[test]
+fn s3_stopped_mid_run_then_back() {
+    let Some(cmd) = cachette::testkit::server_from_env("CACHETTE_TEST_MOTO_CMD") else {
+        return;
+    };
+    let mut moto = Moto::start(&cmd);
+    let url = format!(
+        "s3://faults/run?endpoint=http://127.0.0.1:{}&allow_http=true",
+        moto.port
+    );
+    let (memory, warnings) = memory(&url);
+    let calls = AtomicUsize::new(0);
+    let square = |x: u64| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        x * x
+    };
+    let f = memory.cache(&square).name("faults::square");
+    assert_eq!(f.eval(3), 9);
+    assert_eq!(f.eval(3), 9);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    moto.stop();
+    for x in [3, 4, 3] {
+        let started = Instant::now();
+        assert_eq!(f.eval(x), x * x, "the right value while S3 is down");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    assert!(
+        !warnings.lock().unwrap().is_empty(),
+        "the outage is reported"
+    );
+
+    // Back (empty: moto keeps nothing): caching resumes by itself.
+    moto.restart();
+    let before = calls.load(Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        f.eval(5);
+        if f.check_call_in_cache(&5) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "caching did not resume");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stored = calls.load(Ordering::SeqCst);
+    assert_eq!(f.eval(5), 25);
+    assert_eq!(calls.load(Ordering::SeqCst), stored, "a hit again");
+    assert!(stored > before);
+}
