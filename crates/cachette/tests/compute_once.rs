@@ -47,20 +47,6 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// A name no other run uses, for prefixes on shared servers.
-fn unique(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "once-{tag}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// 8 callers at once (threads past a barrier) of `f(7)`; the values they got.
 fn eight_threads<F>(f: &F) -> Vec<u64>
 where
@@ -321,7 +307,7 @@ fn a_live_holder_renews_its_claim() {
 
 /// The args id of `f(x)` for a function named `name` (the same in every store).
 fn args_id(name: &str, x: u64) -> String {
-    let scratch = Memory::from_url(&format!("memory://{}", unique("ids"))).unwrap();
+    let scratch = Memory::with_backend(Arc::new(cachette::InMemoryBackend::new()));
     let f = MemorizedFunc::<u64>::new(&scratch, FuncId::new(name));
     match f.call_and_shelve_with(x, Ok::<_, Infallible>).unwrap() {
         Shelved::Memorized(r) => r.args_id().to_owned(),
@@ -725,14 +711,17 @@ fn s3_url() -> Option<String> {
         std::env::var("CACHETTE_TEST_S3_BUCKET").unwrap_or_else(|_| "cachette-test".to_owned());
     Some(format!(
         "s3://{bucket}/{}?endpoint={endpoint}&allow_http=true",
-        unique("s3")
+        cachette::testkit::unique_root("s3")
     ))
 }
 
 #[cfg(all(feature = "redis", feature = "testkit"))]
 fn redis_url() -> Option<String> {
     let server = cachette::testkit::server_from_env("CACHETTE_TEST_REDIS_URL")?;
-    Some(format!("{server}?prefix={}", unique("redis")))
+    Some(format!(
+        "{server}?prefix={}",
+        cachette::testkit::unique_root("redis")
+    ))
 }
 
 /// Deletes what a test left under a server's prefix.

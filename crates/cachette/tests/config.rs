@@ -31,15 +31,6 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     path
 }
 
-/// A name no other run uses, for prefixes on shared servers.
-fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("cfg-{tag}-{}-{nanos}", std::process::id())
-}
-
 #[test]
 fn local_disk_and_memory_forms() {
     let _env = env_lock();
@@ -289,7 +280,7 @@ fn s3_forms() {
     };
     let bucket =
         std::env::var("CACHETTE_TEST_S3_BUCKET").unwrap_or_else(|_| "cachette-test".to_owned());
-    let prefix = unique("s3");
+    let prefix = testkit::unique_root("s3");
     let dir = tempfile::tempdir().unwrap();
     let url = format!("s3://{bucket}/{prefix}?endpoint={endpoint}&allow_http=true");
     let file = write(
@@ -320,7 +311,7 @@ fn redis_forms() {
     let Some(server) = testkit::server_from_env("CACHETTE_TEST_REDIS_URL") else {
         return;
     };
-    let prefix = unique("redis");
+    let prefix = testkit::unique_root("redis");
     let dir = tempfile::tempdir().unwrap();
     let url = format!("{server}?prefix={prefix}");
     let file = write(
@@ -349,7 +340,7 @@ fn a_local_tier_from_a_config_file() {
     let Some(server) = testkit::server_from_env("CACHETTE_TEST_REDIS_URL") else {
         return;
     };
-    let prefix = unique("tier");
+    let prefix = testkit::unique_root("tier");
     let dir = tempfile::tempdir().unwrap();
     let config = |local: &str| {
         format!(

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use cachette::{Memory, Report, Reporter};
 
@@ -182,12 +181,14 @@ fn a_read_only_location_serves_hits_and_computes_misses() {
 }
 
 /// A private moto server on a free loopback port.
+#[cfg(all(feature = "s3", feature = "testkit"))]
 struct Moto {
     cmd: String,
     port: u16,
     child: Option<std::process::Child>,
 }
 
+#[cfg(all(feature = "s3", feature = "testkit"))]
 impl Moto {
     fn start(cmd: &str) -> Moto {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -213,7 +214,7 @@ impl Moto {
             .spawn()
             .expect("starting moto");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             // An unsigned PUT creates the bucket, and says the server answers.
             let answered = Command::new("python3")
@@ -230,8 +231,8 @@ impl Moto {
             if answered {
                 return;
             }
-            assert!(Instant::now() < deadline, "moto did not start");
-            std::thread::sleep(Duration::from_millis(200));
+            assert!(std::time::Instant::now() < deadline, "moto did not start");
+            std::thread::sleep(std::time::Duration::from_millis(200));
         }
     }
 
@@ -243,13 +244,14 @@ impl Moto {
     }
 }
 
+#[cfg(all(feature = "s3", feature = "testkit"))]
 impl Drop for Moto {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
-#[cfg(feature = "s3")]
+#[cfg(all(feature = "s3", feature = "testkit"))]
 #[test]
 fn s3_stopped_mid_run_then_back() {
     let Some(cmd) = cachette::testkit::server_from_env("CACHETTE_TEST_MOTO_CMD") else {
@@ -273,10 +275,10 @@ fn s3_stopped_mid_run_then_back() {
 
     moto.stop();
     for x in [3, 4, 3] {
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         assert_eq!(f.eval(x), x * x, "the right value while S3 is down");
         assert!(
-            started.elapsed() < Duration::from_secs(10),
+            started.elapsed() < std::time::Duration::from_secs(10),
             "{:?}",
             started.elapsed()
         );
@@ -289,14 +291,17 @@ fn s3_stopped_mid_run_then_back() {
     // Back (empty: moto keeps nothing): caching resumes by itself.
     moto.restart();
     let before = calls.load(Ordering::SeqCst);
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         f.eval(5);
         if f.check_call_in_cache(&5) {
             break;
         }
-        assert!(Instant::now() < deadline, "caching did not resume");
-        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "caching did not resume"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
     let stored = calls.load(Ordering::SeqCst);
     assert_eq!(f.eval(5), 25);

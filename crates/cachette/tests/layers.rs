@@ -8,32 +8,13 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use cachette::fs::FsBackend;
 use cachette::layers::{Stats, StatsHandle, TierCounters, Tiered};
 use cachette::redis::RedisConfig;
-use cachette::{Array, DynBackend, Key, Memory, MmapMode, Prefix, StoreBackend, rt};
+use cachette::{Array, DynBackend, Key, Memory, MmapMode, Prefix, StoreBackend, rt, testkit};
 
 const REDIS_URL: &str = "CACHETTE_TEST_REDIS_URL";
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// A namespace no other test run uses.
-fn unique_prefix(tag: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "layers-{tag}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
 
 /// A Redis backend in a fresh namespace, deleted when dropped.
 struct Namespace {
@@ -43,21 +24,9 @@ struct Namespace {
 impl Namespace {
     /// The test server, or `None` to skip (never under `CI=true`).
     fn open(tag: &str) -> Option<Namespace> {
-        let url = match std::env::var(REDIS_URL) {
-            Ok(url) if !url.is_empty() => url,
-            _ => {
-                assert!(
-                    !in_ci(),
-                    "{REDIS_URL} is not set, and CI=true: start the test servers with `cargo xtask services start` (cargo xtask ci does it)"
-                );
-                eprintln!(
-                    "SKIPPED: {REDIS_URL} is not set; run `eval \"$(cargo xtask services start)\"` to test against a real server"
-                );
-                return None;
-            }
-        };
+        let url = testkit::server_from_env(REDIS_URL)?;
         let redis = RedisConfig::new(url.clone())
-            .with_prefix(unique_prefix(tag))
+            .with_prefix(testkit::unique_root(tag))
             .build_backend()
             .expect("a Redis backend");
         let redis: DynBackend = Arc::new(redis);
