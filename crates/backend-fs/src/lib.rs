@@ -736,12 +736,9 @@ fn last_access(meta: &fs::Metadata) -> DateTime<Utc> {
 fn host_tag() -> &'static str {
     static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TAG.get_or_init(|| {
-        let name = fs::read_to_string("/proc/sys/kernel/hostname")
-            .or_else(|_| fs::read_to_string("/etc/hostname"))
-            .unwrap_or_default();
         format!(
             "{:08x}",
-            xxhash_rust::xxh3::xxh3_64(name.trim().as_bytes()) as u32
+            xxhash_rust::xxh3::xxh3_64(cachette_core::host_name().as_bytes()) as u32
         )
     })
 }

@@ -35,6 +35,11 @@ impl Key {
         self.0.split('/')
     }
 
+    /// Everything before the last segment (empty for a one-segment key).
+    pub fn parent(&self) -> &str {
+        self.0.rsplit_once('/').map_or("", |(parent, _)| parent)
+    }
+
     /// The last segment.
     pub fn file_name(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or(&self.0)
@@ -183,6 +188,16 @@ mod tests {
         ] {
             Key::new(good).unwrap();
         }
+    }
+
+    #[test]
+    fn parent_and_file_name_split_at_the_last_segment() {
+        let k = Key::new("pkg.f/0123").unwrap();
+        assert_eq!((k.parent(), k.file_name()), ("pkg.f", "0123"));
+        let k = Key::new("a/b/c").unwrap();
+        assert_eq!((k.parent(), k.file_name()), ("a/b", "c"));
+        let k = Key::new("single").unwrap();
+        assert_eq!((k.parent(), k.file_name()), ("", "single"));
     }
 
     #[test]

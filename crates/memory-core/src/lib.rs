@@ -63,6 +63,7 @@ pub use global::{AsMemory, global, set_global};
 pub use key::{Key, Prefix};
 pub use memory::{Memory, MemoryBuilder, MemoryStats};
 pub use memory_backend::InMemoryBackend;
+pub use once::host_name;
 pub use registry::{BackendConfig, BackendScheme, InMemoryConfig};
 pub use report::{Report, Reporter};
 pub use result::{MemorizedResult, NotMemorizedResult, Shelved};

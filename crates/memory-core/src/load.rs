@@ -70,8 +70,7 @@ impl Checked {
         if let Some(signing) = signing {
             entry.verify_signature(signing)?;
         }
-        let (func, args_id) = key.as_str().rsplit_once('/').unwrap_or(("", key.as_str()));
-        entry.check_written_for(func, args_id)?;
+        entry.check_written_for(key.parent(), key.file_name())?;
         Ok(Checked {
             entry,
             file: read.file,

@@ -1036,8 +1036,10 @@ fn new_token() -> String {
     format!("{:016x}{:016x}", parts[0], parts[1])
 }
 
-/// The name of this machine, for the owner of claims.
-fn host_name() -> &'static str {
+/// The name of this machine, as compute-once claims record their owner (and the local-disk
+/// backend its temporary files): `/proc/sys/kernel/hostname`, `/etc/hostname`, `HOSTNAME` or
+/// `COMPUTERNAME`, whitespace replaced by `_`; `"unknown"` when none is set.
+pub fn host_name() -> &'static str {
     static HOST: OnceLock<String> = OnceLock::new();
     HOST.get_or_init(|| {
         let from_file = |path: &str| std::fs::read_to_string(path).ok();
