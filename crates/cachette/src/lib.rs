@@ -49,7 +49,8 @@ pub fn link_backends() -> &'static [&'static str] {
 #[doc(hidden)]
 pub mod __macro_support {
     pub use cachette_core::{
-        AsMemory, Error, FuncId, MemorizedFunc, Memory, Metadata, MmapMode, Shelved, global,
+        AsMemory, CallError, Error, FuncId, MemorizedFunc, Memory, Metadata, MmapMode, Shelved,
+        global,
     };
     pub use std::convert::Infallible;
     pub use std::sync::OnceLock;
@@ -112,4 +113,6 @@ mod guides {
     mod deployment {}
     #[doc = include_str!("../../../docs/layers.md")]
     mod layers {}
+    #[doc = include_str!("../../../docs/reliability.md")]
+    mod reliability {}
 }

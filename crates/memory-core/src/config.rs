@@ -109,6 +109,10 @@ pub struct MemoryConfig {
     /// [`MemoryBuilder::compute_once`] (default `true`).
     #[serde(default = "enabled_by_default", skip_serializing_if = "is_true")]
     pub compute_once: bool,
+    /// Whether the `try_` methods of memoized functions return faults of the store as errors,
+    /// as [`MemoryBuilder::strict`] (default `false`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub strict: bool,
     /// The lease of compute-once claims, in seconds, as [`MemoryBuilder::lease`] (default 30).
     #[serde(
         default = "default_lease_secs",
@@ -140,6 +144,10 @@ fn enabled_by_default() -> bool {
 
 fn is_true(b: &bool) -> bool {
     *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn default_lease_secs() -> f64 {
@@ -180,6 +188,7 @@ impl Default for MemoryConfig {
             retry: None,
             signing_key: None,
             compute_once: true,
+            strict: false,
             lease_secs: default_lease_secs(),
             wait_timeout_secs: default_wait_timeout_secs(),
             backend: None,

@@ -269,3 +269,51 @@ pub enum Error {
 
 /// A `Result` whose error defaults to the core [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a fallible call (`try_call_with` and the other `try_` methods of
+/// [`MemorizedFunc`](crate::MemorizedFunc)) failed: its function returned an error, or, in
+/// [strict mode](crate::MemoryBuilder::strict), the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError<E> {
+    /// The function returned this error. It is not stored.
+    #[error(transparent)]
+    Function(E),
+    /// The store failed (strict mode only): it could not be read or written, an entry was
+    /// unusable, or the arguments or the output could not be hashed or serialized. The
+    /// function's output, if it was computed, is dropped.
+    #[error("the cache failed: {0}")]
+    Store(#[source] Error),
+}
+
+impl<E> CallError<E> {
+    /// The function's error as it is, and a store error converted into `E`: for functions
+    /// whose error type can hold a [`Error`] (`anyhow::Error`, `Box<dyn Error>`, or a type with
+    /// `From<cachette::Error>`).
+    pub fn into_inner(self) -> E
+    where
+        E: From<Error>,
+    {
+        match self {
+            CallError::Function(e) => e,
+            CallError::Store(e) => E::from(e),
+        }
+    }
+
+    /// The store's error, if that is why the call failed.
+    pub fn store_error(&self) -> Option<&Error> {
+        match self {
+            CallError::Function(_) => None,
+            CallError::Store(e) => Some(e),
+        }
+    }
+}
+
+impl CallError<std::convert::Infallible> {
+    /// The store's error of a call whose function cannot fail.
+    pub fn into_store_error(self) -> Error {
+        match self {
+            CallError::Function(never) => match never {},
+            CallError::Store(e) => e,
+        }
+    }
+}

@@ -20,7 +20,8 @@ use crate::array::{self, MmapMode};
 use crate::backend::{BackendResult, Blob, PutOptions, StoreBackend};
 use crate::codec;
 use crate::entry::{self, HEADER_READ_HINT, Metadata};
-use crate::error::{EntryError, Error};
+use crate::error::{CallError, EntryError, Error};
+use crate::faults::{Failed, Faults, Lenient, Strictness, store};
 use crate::key::{Key, Prefix};
 use crate::load::{Checked, Read};
 use crate::memory::{Inner, Memory};
@@ -201,7 +202,8 @@ impl<A> TakesArgs<A> for NoFunc {}
 /// arguments); outputs are stored with the memory's codec (`Serialize + DeserializeOwned`).
 /// Errors of the function (`Err` from [`call_with`](Self::call_with), or a panic) propagate and
 /// are never stored. Faults of the store never fail a call: they log a warning, and the function
-/// runs. Callers that miss the same arguments at once compute them once, the others waiting for
+/// runs; in [strict mode](Self::strict), the `try_` methods ([`try_eval`](Self::try_eval),
+/// [`try_call_with`](Self::try_call_with), ...) return them as errors instead. Callers that miss the same arguments at once compute them once, the others waiting for
 /// the result (see [`MemoryBuilder::compute_once`](crate::MemoryBuilder::compute_once)).
 pub struct MemorizedFunc<R, F = NoFunc> {
     memory: Memory,
@@ -212,6 +214,7 @@ pub struct MemorizedFunc<R, F = NoFunc> {
     verbose: Option<u8>,
     mmap_mode: Option<MmapMode>,
     compute_once: Option<bool>,
+    strict: Option<bool>,
     /// The memory generation + 1 at which the code identity was last checked; 0 when never.
     checked: AtomicU64,
     f: F,
@@ -227,6 +230,7 @@ impl<R, F> fmt::Debug for MemorizedFunc<R, F> {
             .field("validation", &self.validation)
             .field("mmap_mode", &self.mmap_mode)
             .field("compute_once", &self.compute_once)
+            .field("strict", &self.strict)
             .finish_non_exhaustive()
     }
 }
@@ -250,6 +254,7 @@ impl<R, F> MemorizedFunc<R, F> {
             verbose: None,
             mmap_mode: None,
             compute_once: None,
+            strict: None,
             checked: AtomicU64::new(0),
             f,
             _output: PhantomData,
@@ -377,6 +382,20 @@ impl<R, F> MemorizedFunc<R, F> {
             .unwrap_or_else(|| self.memory.compute_once())
     }
 
+    /// Overrides the memory's [strict mode](crate::MemoryBuilder::strict) for this function:
+    /// with `true`, the `try_` methods ([`try_eval`](Self::try_eval),
+    /// [`try_call_with`](Self::try_call_with), ...) return the faults of the store as errors
+    /// instead of warning and computing.
+    pub fn strict(mut self, on: bool) -> Self {
+        self.strict = Some(on);
+        self
+    }
+
+    /// Whether the `try_` methods of this function return the faults of the store as errors.
+    pub fn is_strict(&self) -> bool {
+        self.strict.unwrap_or_else(|| self.memory.strict())
+    }
+
     /// The identity of the function.
     pub fn id(&self) -> &FuncId {
         &self.id
@@ -436,7 +455,8 @@ impl<R, F> MemorizedFunc<R, F> {
                 return false;
             }
         }
-        self.check_key(inner, key)
+        let Ok(cached) = self.check_key(inner, key, Lenient);
+        cached
     }
 
     /// The key of the item holding the function's code identity.
@@ -449,18 +469,23 @@ impl<R, F> MemorizedFunc<R, F> {
         matches!(stored, Ok(Some(bytes)) if bytes != self.id.identity().as_bytes())
     }
 
-    fn check_key(&self, inner: &Inner, key: Key) -> bool {
+    fn check_key<P: Faults>(&self, inner: &Inner, key: Key, faults: P) -> Result<bool, P::Fault> {
         let k = key.clone();
         let found = inner.run(move |b| Box::pin(read_metadata(b, k)));
-        self.judge_metadata(inner, &key, found)
+        self.judge_metadata(inner, &key, found, faults)
     }
 
-    async fn check_key_async(&self, inner: &Inner, key: Key) -> bool {
+    async fn check_key_async<P: Faults>(
+        &self,
+        inner: &Inner,
+        key: Key,
+        faults: P,
+    ) -> Result<bool, P::Fault> {
         let k = key.clone();
         let found = inner
             .run_async(move |b| Box::pin(read_metadata(b, k)))
             .await;
-        self.judge_metadata(inner, &key, found)
+        self.judge_metadata(inner, &key, found, faults)
     }
 
     /// [`check_call_in_cache`](Self::check_call_in_cache), for async callers.
@@ -485,30 +510,35 @@ impl<R, F> MemorizedFunc<R, F> {
                 return false;
             }
         }
-        self.check_key_async(inner, key).await
+        let Ok(cached) = self.check_key_async(inner, key, Lenient).await;
+        cached
     }
 
-    fn judge_metadata(
+    /// Whether the metadata read for `key` says its entry is stored and valid.
+    fn judge_metadata<P: Faults>(
         &self,
         inner: &Inner,
         key: &Key,
         found: BackendResult<Option<Result<Metadata, EntryError>>>,
-    ) -> bool {
+        faults: P,
+    ) -> Result<bool, P::Fault> {
         match found {
-            Ok(Some(Ok(meta))) => self.validation.as_ref().is_none_or(|v| v.is_valid(&meta)),
-            Ok(Some(Err(e))) => {
-                inner.reporter.warn(format!(
-                    "the stored result of '{}' at {key} is unusable ({e})",
+            Ok(Some(Ok(meta))) => Ok(self.validation.as_ref().is_none_or(|v| v.is_valid(&meta))),
+            Ok(Some(Err(source))) => {
+                let warning = format!(
+                    "the stored result of '{}' at {key} is unusable ({source})",
                     self.id.name
-                ));
-                false
+                );
+                let error = Error::Entry {
+                    key: key.to_string(),
+                    source,
+                };
+                faults.fault(inner, error, warning).map(|()| false)
             }
-            Ok(None) => false,
+            Ok(None) => Ok(false),
             Err(e) => {
-                inner
-                    .reporter
-                    .warn(format!("cannot read {key} in {}: {e}", inner.location));
-                false
+                let warning = format!("cannot read {key} in {}: {e}", inner.location);
+                faults.fault(inner, e.into(), warning).map(|()| false)
             }
         }
     }
@@ -524,14 +554,26 @@ impl<R, F> MemorizedFunc<R, F> {
     }
 
     fn key_or_warn<A: Serialize + ?Sized>(&self, inner: &Inner, args: &A) -> Option<Key> {
+        let Ok(key) = self.key_for(inner, args, Lenient);
+        key
+    }
+
+    /// The key of a call with `args`, or `None` when they cannot be hashed and the policy lets
+    /// the call go on without the cache.
+    fn key_for<A: Serialize + ?Sized, P: Faults>(
+        &self,
+        inner: &Inner,
+        args: &A,
+        faults: P,
+    ) -> Result<Option<Key>, P::Fault> {
         match self.args_digest(inner, args).and_then(|d| self.key_of(&d)) {
-            Ok(key) => Some(key),
+            Ok(key) => Ok(Some(key)),
             Err(e) => {
-                inner.reporter.warn(format!(
+                let warning = format!(
                     "cannot hash the arguments of '{}' ({e}); calling it without the cache",
                     self.id.name
-                ));
-                None
+                );
+                faults.fault(inner, e, warning).map(|()| None)
             }
         }
     }
@@ -573,7 +615,13 @@ impl<R, F> MemorizedFunc<R, F> {
         Some(generation)
     }
 
-    fn checked_with(&self, inner: &Inner, generation: u64, outcome: BackendResult<Option<String>>) {
+    fn checked_with<P: Faults>(
+        &self,
+        inner: &Inner,
+        generation: u64,
+        outcome: Result<Option<String>, Error>,
+        faults: P,
+    ) -> Result<(), P::Fault> {
         match outcome {
             Ok(changed) => {
                 if let Some(previous) = changed {
@@ -593,11 +641,15 @@ impl<R, F> MemorizedFunc<R, F> {
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(self.id.folder.clone(), self.id.identity());
                 self.checked.store(generation + 1, Ordering::Relaxed);
+                Ok(())
             }
-            Err(e) => inner.reporter.warn(format!(
-                "cannot check the stored code identity of '{}' in {}: {e}",
-                self.id.name, inner.location
-            )),
+            Err(e) => {
+                let warning = format!(
+                    "cannot check the stored code identity of '{}' in {}: {e}",
+                    self.id.name, inner.location
+                );
+                faults.fault(inner, e, warning)
+            }
         }
     }
 
@@ -610,32 +662,33 @@ impl<R, F> MemorizedFunc<R, F> {
         ))
     }
 
-    fn ensure_checked(&self, inner: &Inner) {
+    /// Checks the function's code identity against the store, once per memory generation.
+    fn ensure_checked<P: Faults>(&self, inner: &Inner, faults: P) -> Result<(), P::Fault> {
         let Some(generation) = self.check_due(inner) else {
-            return;
+            return Ok(());
         };
-        let outcome = match self.identity_job() {
-            Ok((prefix, key, identity)) => {
-                inner.run(move |b| Box::pin(check_identity(b, prefix, key, identity)))
-            }
-            Err(e) => Err(backend_error_of(e)),
-        };
-        self.checked_with(inner, generation, outcome);
+        let outcome = self.identity_job().and_then(|(prefix, key, identity)| {
+            Ok(inner.run(move |b| Box::pin(check_identity(b, prefix, key, identity)))?)
+        });
+        self.checked_with(inner, generation, outcome, faults)
     }
 
-    async fn ensure_checked_async(&self, inner: &Inner) {
+    async fn ensure_checked_async<P: Faults>(
+        &self,
+        inner: &Inner,
+        faults: P,
+    ) -> Result<(), P::Fault> {
         let Some(generation) = self.check_due(inner) else {
-            return;
+            return Ok(());
         };
         let outcome = match self.identity_job() {
-            Ok((prefix, key, identity)) => {
-                inner
-                    .run_async(move |b| Box::pin(check_identity(b, prefix, key, identity)))
-                    .await
-            }
-            Err(e) => Err(backend_error_of(e)),
+            Ok((prefix, key, identity)) => inner
+                .run_async(move |b| Box::pin(check_identity(b, prefix, key, identity)))
+                .await
+                .map_err(Error::from),
+            Err(e) => Err(e),
         };
-        self.checked_with(inner, generation, outcome);
+        self.checked_with(inner, generation, outcome, faults)
     }
 
     fn print_call_header(&self, inner: &Inner, args: &[(String, String)]) {
@@ -664,57 +717,105 @@ where
 {
     /// Runs `compute(args)` unless a result for `args` is stored, in which case that result is
     /// loaded. `Err` is returned as is and never stored. This is the entry point the
-    /// `#[memoize]` macro uses.
+    /// `#[memoize]` macro uses. Faults of the store are warnings, even in
+    /// [strict mode](Self::strict): use [`try_call_with`](Self::try_call_with) to get them.
     pub fn call_with<A, E>(&self, args: A, compute: impl FnOnce(A) -> Result<R, E>) -> Result<R, E>
     where
         A: Serialize,
     {
+        self.lookup(args, compute, Lenient)
+            .map_err(Failed::function)
+    }
+
+    /// [`call_with`](Self::call_with), with the faults of the store as errors in
+    /// [strict mode](Self::strict) ([`CallError::Store`]); the function's own errors are
+    /// [`CallError::Function`]. Without strict mode, faults are warnings, as in `call_with`.
+    pub fn try_call_with<A, E>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+    ) -> Result<R, CallError<E>>
+    where
+        A: Serialize,
+    {
+        self.lookup(args, compute, self.faults())
+            .map_err(CallError::from)
+    }
+
+    /// The policy the `try_` methods follow.
+    fn faults(&self) -> Strictness {
+        Strictness {
+            strict: self.is_strict(),
+        }
+    }
+
+    /// The body of `call_with`: a hit loads, a miss computes (once, when asked) and stores.
+    fn lookup<A, E, P: Faults>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+        faults: P,
+    ) -> Result<R, Failed<E, P::Fault>>
+    where
+        A: Serialize,
+    {
         let Some(inner) = self.memory.inner.as_deref() else {
-            return compute(args);
+            return compute(args).map_err(Failed::Function);
         };
-        let Some(key) = self.key_or_warn(inner, &args) else {
-            return compute(args);
+        let Some(key) = self.key_for(inner, &args, faults).map_err(store)? else {
+            return compute(args).map_err(Failed::Function);
         };
-        self.ensure_checked(inner);
+        self.ensure_checked(inner, faults).map_err(store)?;
         let started = Instant::now();
         let mode = self.effective_mmap_mode();
         let found = inner.read_entry(&key, mode);
         let absent = matches!(found, Ok(None));
-        if let Some(out) = self.use_stored(inner, &key, found, started) {
+        if let Some(out) = self
+            .use_stored(inner, &key, found, started, faults)
+            .map_err(store)?
+        {
             return Ok(out);
         }
         if !self.computes_once() {
             return self
-                .miss(inner, &key, mode, args, compute)
+                .miss(inner, &key, mode, args, compute, faults)
                 .map(|(out, _)| out);
         }
         let turn = inner.once.turn(&key, &self.id.name, absent);
         if turn.load_first {
             let found = inner.read_entry(&key, mode);
-            if let Some(out) = self.use_stored(inner, &key, found, started) {
-                turn.land(Landing::Stored);
-                return Ok(out);
+            match self.use_stored(inner, &key, found, started, faults) {
+                Ok(Some(out)) => {
+                    turn.land(Landing::Stored);
+                    return Ok(out);
+                }
+                Ok(None) => {}
+                Err(fault) => {
+                    turn.land(Landing::Failed);
+                    return Err(store(fault));
+                }
             }
         }
-        let outcome = self.miss(inner, &key, mode, args, compute);
+        let outcome = self.miss(inner, &key, mode, args, compute, faults);
         turn.land(landing_of(&outcome));
         outcome.map(|(out, _)| out)
     }
 
     /// Computes and stores the result of a miss; says whether it was stored.
-    fn miss<A, E>(
+    fn miss<A, E, P: Faults>(
         &self,
         inner: &Inner,
         key: &Key,
         mode: MmapMode,
         args: A,
         compute: impl FnOnce(A) -> Result<R, E>,
-    ) -> Result<(R, bool), E>
+        faults: P,
+    ) -> Result<(R, bool), Failed<E, P::Fault>>
     where
         A: Serialize,
     {
         let readable = self.readable_args(&args);
-        let (out, meta, bytes) = self.compute(inner, key, readable, args, compute)?;
+        let (out, meta, bytes) = self.compute(inner, key, readable, args, compute, faults)?;
         let Some(bytes) = bytes else {
             return Ok((out, false));
         };
@@ -723,7 +824,7 @@ where
         let outcome = inner.run(move |b| {
             Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
         });
-        if !self.stored(inner, &meta, outcome) {
+        if !self.stored(inner, &meta, outcome, faults).map_err(store)? {
             return Ok((out, false));
         }
         if self.reloads(inner, mode) {
@@ -744,48 +845,94 @@ where
         A: Serialize,
         Fut: Future<Output = Result<R, E>>,
     {
+        self.lookup_async(args, compute, Lenient)
+            .await
+            .map_err(Failed::function)
+    }
+
+    /// [`try_call_with`](Self::try_call_with), for async functions.
+    pub async fn try_call_with_async<A, E, Fut>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<R, CallError<E>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        self.lookup_async(args, compute, self.faults())
+            .await
+            .map_err(CallError::from)
+    }
+
+    /// [`lookup`](Self::lookup), for async functions.
+    async fn lookup_async<A, E, Fut, P: Faults>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+        faults: P,
+    ) -> Result<R, Failed<E, P::Fault>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
         let Some(inner) = self.memory.inner.as_deref() else {
-            return compute(args).await;
+            return compute(args).await.map_err(Failed::Function);
         };
-        let Some(key) = self.key_or_warn(inner, &args) else {
-            return compute(args).await;
+        let Some(key) = self.key_for(inner, &args, faults).map_err(store)? else {
+            return compute(args).await.map_err(Failed::Function);
         };
-        self.ensure_checked_async(inner).await;
+        self.ensure_checked_async(inner, faults)
+            .await
+            .map_err(store)?;
         let started = Instant::now();
         let mode = self.effective_mmap_mode();
         let found = inner.read_entry_async(&key, mode).await;
         let absent = matches!(found, Ok(None));
-        if let Some(out) = self.use_stored(inner, &key, found, started) {
+        if let Some(out) = self
+            .use_stored(inner, &key, found, started, faults)
+            .map_err(store)?
+        {
             return Ok(out);
         }
         if !self.computes_once() {
             return self
-                .miss_async(inner, &key, mode, args, compute)
+                .miss_async(inner, &key, mode, args, compute, faults)
                 .await
                 .map(|(out, _)| out);
         }
         let turn = inner.once.turn_async(&key, &self.id.name, absent).await;
         if turn.load_first {
             let found = inner.read_entry_async(&key, mode).await;
-            if let Some(out) = self.use_stored(inner, &key, found, started) {
-                turn.land_async(Landing::Stored).await;
-                return Ok(out);
+            match self.use_stored(inner, &key, found, started, faults) {
+                Ok(Some(out)) => {
+                    turn.land_async(Landing::Stored).await;
+                    return Ok(out);
+                }
+                Ok(None) => {}
+                Err(fault) => {
+                    turn.land_async(Landing::Failed).await;
+                    return Err(store(fault));
+                }
             }
         }
-        let outcome = self.miss_async(inner, &key, mode, args, compute).await;
+        let outcome = self
+            .miss_async(inner, &key, mode, args, compute, faults)
+            .await;
         turn.land_async(landing_of(&outcome)).await;
         outcome.map(|(out, _)| out)
     }
 
     /// [`miss`](Self::miss), for async functions.
-    async fn miss_async<A, E, Fut>(
+    async fn miss_async<A, E, Fut, P: Faults>(
         &self,
         inner: &Inner,
         key: &Key,
         mode: MmapMode,
         args: A,
         compute: impl FnOnce(A) -> Fut,
-    ) -> Result<(R, bool), E>
+        faults: P,
+    ) -> Result<(R, bool), Failed<E, P::Fault>>
     where
         A: Serialize,
         Fut: Future<Output = Result<R, E>>,
@@ -797,9 +944,11 @@ where
         }
         let time = Utc::now();
         let t0 = Instant::now();
-        let out = compute(args).await?;
+        let out = compute(args).await.map_err(Failed::Function)?;
         let duration = t0.elapsed().as_secs_f64();
-        let (meta, bytes) = self.encode(inner, key, readable, &out, duration, time);
+        let (meta, bytes) = self
+            .encode(inner, key, readable, &out, duration, time, faults)
+            .map_err(store)?;
         if verbose > 0 {
             self.print_call_footer(inner, duration);
         }
@@ -813,7 +962,7 @@ where
                 Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
             })
             .await;
-        if !self.stored(inner, &meta, outcome) {
+        if !self.stored(inner, &meta, outcome, faults).map_err(store)? {
             return Ok((out, false));
         }
         if self.reloads(inner, mode) {
@@ -833,7 +982,23 @@ where
     where
         A: Serialize,
     {
-        Ok(self.force_store(args, compute)?.0)
+        Ok(self
+            .force_store(args, compute, Lenient)
+            .map_err(Failed::function)?
+            .0)
+    }
+
+    /// [`force_call_with`](Self::force_call_with), with the faults of the store as errors in
+    /// [strict mode](Self::strict).
+    pub fn try_force_call_with<A, E>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+    ) -> Result<(R, Metadata), CallError<E>>
+    where
+        A: Serialize,
+    {
+        Ok(self.force_store(args, compute, self.faults())?.0)
     }
 
     /// Returns a reference to the stored result of `compute(args)`, computing and storing it
@@ -847,31 +1012,70 @@ where
     where
         A: Serialize,
     {
+        self.shelve(args, compute, Lenient)
+            .map_err(Failed::function)
+    }
+
+    /// [`call_and_shelve_with`](Self::call_and_shelve_with), with the faults of the store as
+    /// errors in [strict mode](Self::strict): then a result that cannot be stored is an error,
+    /// not a [`NotMemorizedResult`].
+    pub fn try_call_and_shelve_with<A, E>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+    ) -> Result<Shelved<R>, CallError<E>>
+    where
+        A: Serialize,
+    {
+        Ok(self.shelve(args, compute, self.faults())?)
+    }
+
+    /// The body of `call_and_shelve_with`.
+    fn shelve<A, E, P: Faults>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+        faults: P,
+    ) -> Result<Shelved<R>, Failed<E, P::Fault>>
+    where
+        A: Serialize,
+    {
         let Some(inner) = self.memory.inner.as_deref() else {
-            return Ok(Shelved::NotMemorized(NotMemorizedResult::new(compute(
-                args,
-            )?)));
+            let out = compute(args).map_err(Failed::Function)?;
+            return Ok(Shelved::NotMemorized(NotMemorizedResult::new(out)));
         };
-        if let Some(key) = self.key_or_warn(inner, &args) {
-            self.ensure_checked(inner);
+        if let Some(key) = self.key_for(inner, &args, faults).map_err(store)? {
+            self.ensure_checked(inner, faults).map_err(store)?;
             let k = key.clone();
             let found = inner.run(move |b| Box::pin(read_metadata(b, k)));
             let absent = matches!(found, Ok(None));
-            if self.judge_metadata(inner, &key, found) {
+            if self
+                .judge_metadata(inner, &key, found, faults)
+                .map_err(store)?
+            {
                 return Ok(Shelved::Memorized(self.reference(inner, &key)));
             }
             if self.computes_once() {
                 let turn = inner.once.turn(&key, &self.id.name, absent);
-                if turn.load_first && self.check_key(inner, key.clone()) {
-                    turn.land(Landing::Stored);
-                    return Ok(Shelved::Memorized(self.reference(inner, &key)));
+                if turn.load_first {
+                    match self.check_key(inner, key.clone(), faults) {
+                        Ok(true) => {
+                            turn.land(Landing::Stored);
+                            return Ok(Shelved::Memorized(self.reference(inner, &key)));
+                        }
+                        Ok(false) => {}
+                        Err(fault) => {
+                            turn.land(Landing::Failed);
+                            return Err(store(fault));
+                        }
+                    }
                 }
-                let outcome = self.force_store(args, compute);
+                let outcome = self.force_store(args, compute, faults);
                 turn.land(landing_of_store(&outcome));
                 return outcome.map(|stored| self.shelved(inner, stored));
             }
         }
-        let stored = self.force_store(args, compute)?;
+        let stored = self.force_store(args, compute, faults)?;
         Ok(self.shelved(inner, stored))
     }
 
@@ -890,27 +1094,28 @@ where
 
     /// Computes and stores; gives the key when the result was stored.
     #[allow(clippy::type_complexity)] // (output, metadata) and the key of the stored entry
-    fn force_store<A, E>(
+    fn force_store<A, E, P: Faults>(
         &self,
         args: A,
         compute: impl FnOnce(A) -> Result<R, E>,
-    ) -> Result<((R, Metadata), Option<Key>), E>
+        faults: P,
+    ) -> Result<((R, Metadata), Option<Key>), Failed<E, P::Fault>>
     where
         A: Serialize,
     {
         let Some(inner) = self.memory.inner.as_deref() else {
             let (time, t0) = (Utc::now(), Instant::now());
-            let out = compute(args)?;
+            let out = compute(args).map_err(Failed::Function)?;
             return Ok(((out, self.unstored_metadata(None, time, t0)), None));
         };
-        let Some(key) = self.key_or_warn(inner, &args) else {
+        let Some(key) = self.key_for(inner, &args, faults).map_err(store)? else {
             let (time, t0) = (Utc::now(), Instant::now());
-            let out = compute(args)?;
+            let out = compute(args).map_err(Failed::Function)?;
             return Ok(((out, self.unstored_metadata(Some(inner), time, t0)), None));
         };
-        self.ensure_checked(inner);
+        self.ensure_checked(inner, faults).map_err(store)?;
         let readable = self.readable_args(&args);
-        let (out, meta, bytes) = self.compute(inner, &key, readable, args, compute)?;
+        let (out, meta, bytes) = self.compute(inner, &key, readable, args, compute, faults)?;
         let mut stored_key = None;
         if let Some(bytes) = bytes {
             let ttl = self.ttl();
@@ -918,7 +1123,7 @@ where
             let outcome = inner.run(move |b| {
                 Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
             });
-            if self.stored(inner, &meta, outcome) {
+            if self.stored(inner, &meta, outcome, faults).map_err(store)? {
                 stored_key = Some(key);
             }
         }
@@ -959,7 +1164,27 @@ where
         A: Serialize,
         Fut: Future<Output = Result<R, E>>,
     {
-        Ok(self.force_store_async(args, compute).await?.0)
+        Ok(self
+            .force_store_async(args, compute, Lenient)
+            .await
+            .map_err(Failed::function)?
+            .0)
+    }
+
+    /// [`try_force_call_with`](Self::try_force_call_with), for async functions.
+    pub async fn try_force_call_with_async<A, E, Fut>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<(R, Metadata), CallError<E>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        Ok(self
+            .force_store_async(args, compute, self.faults())
+            .await?
+            .0)
     }
 
     /// [`call_and_shelve_with`](Self::call_and_shelve_with), for async functions.
@@ -972,67 +1197,114 @@ where
         A: Serialize,
         Fut: Future<Output = Result<R, E>>,
     {
+        self.shelve_async(args, compute, Lenient)
+            .await
+            .map_err(Failed::function)
+    }
+
+    /// [`try_call_and_shelve_with`](Self::try_call_and_shelve_with), for async functions.
+    pub async fn try_call_and_shelve_with_async<A, E, Fut>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<Shelved<R>, CallError<E>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        Ok(self.shelve_async(args, compute, self.faults()).await?)
+    }
+
+    /// [`shelve`](Self::shelve), for async functions.
+    async fn shelve_async<A, E, Fut, P: Faults>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+        faults: P,
+    ) -> Result<Shelved<R>, Failed<E, P::Fault>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
         let Some(inner) = self.memory.inner.as_deref() else {
-            return Ok(Shelved::NotMemorized(NotMemorizedResult::new(
-                compute(args).await?,
-            )));
+            let out = compute(args).await.map_err(Failed::Function)?;
+            return Ok(Shelved::NotMemorized(NotMemorizedResult::new(out)));
         };
-        if let Some(key) = self.key_or_warn(inner, &args) {
-            self.ensure_checked_async(inner).await;
+        if let Some(key) = self.key_for(inner, &args, faults).map_err(store)? {
+            self.ensure_checked_async(inner, faults)
+                .await
+                .map_err(store)?;
             let k = key.clone();
             let found = inner
                 .run_async(move |b| Box::pin(read_metadata(b, k)))
                 .await;
             let absent = matches!(found, Ok(None));
-            if self.judge_metadata(inner, &key, found) {
+            if self
+                .judge_metadata(inner, &key, found, faults)
+                .map_err(store)?
+            {
                 return Ok(Shelved::Memorized(self.reference(inner, &key)));
             }
             if self.computes_once() {
                 let turn = inner.once.turn_async(&key, &self.id.name, absent).await;
-                if turn.load_first && self.check_key_async(inner, key.clone()).await {
-                    turn.land_async(Landing::Stored).await;
-                    return Ok(Shelved::Memorized(self.reference(inner, &key)));
+                if turn.load_first {
+                    match self.check_key_async(inner, key.clone(), faults).await {
+                        Ok(true) => {
+                            turn.land_async(Landing::Stored).await;
+                            return Ok(Shelved::Memorized(self.reference(inner, &key)));
+                        }
+                        Ok(false) => {}
+                        Err(fault) => {
+                            turn.land_async(Landing::Failed).await;
+                            return Err(store(fault));
+                        }
+                    }
                 }
-                let outcome = self.force_store_async(args, compute).await;
+                let outcome = self.force_store_async(args, compute, faults).await;
                 turn.land_async(landing_of_store(&outcome)).await;
                 return outcome.map(|stored| self.shelved(inner, stored));
             }
         }
-        let stored = self.force_store_async(args, compute).await?;
+        let stored = self.force_store_async(args, compute, faults).await?;
         Ok(self.shelved(inner, stored))
     }
 
     /// [`force_store`](Self::force_store), for async functions.
     #[allow(clippy::type_complexity)] // (output, metadata) and the key of the stored entry
-    async fn force_store_async<A, E, Fut>(
+    async fn force_store_async<A, E, Fut, P: Faults>(
         &self,
         args: A,
         compute: impl FnOnce(A) -> Fut,
-    ) -> Result<((R, Metadata), Option<Key>), E>
+        faults: P,
+    ) -> Result<((R, Metadata), Option<Key>), Failed<E, P::Fault>>
     where
         A: Serialize,
         Fut: Future<Output = Result<R, E>>,
     {
         let Some(inner) = self.memory.inner.as_deref() else {
             let (time, t0) = (Utc::now(), Instant::now());
-            let out = compute(args).await?;
+            let out = compute(args).await.map_err(Failed::Function)?;
             return Ok(((out, self.unstored_metadata(None, time, t0)), None));
         };
-        let Some(key) = self.key_or_warn(inner, &args) else {
+        let Some(key) = self.key_for(inner, &args, faults).map_err(store)? else {
             let (time, t0) = (Utc::now(), Instant::now());
-            let out = compute(args).await?;
+            let out = compute(args).await.map_err(Failed::Function)?;
             return Ok(((out, self.unstored_metadata(Some(inner), time, t0)), None));
         };
-        self.ensure_checked_async(inner).await;
+        self.ensure_checked_async(inner, faults)
+            .await
+            .map_err(store)?;
         let readable = self.readable_args(&args);
         let verbose = self.verbosity(inner);
         if verbose > 0 {
             self.print_call_header(inner, &readable);
         }
         let (time, t0) = (Utc::now(), Instant::now());
-        let out = compute(args).await?;
+        let out = compute(args).await.map_err(Failed::Function)?;
         let duration = t0.elapsed().as_secs_f64();
-        let (meta, bytes) = self.encode(inner, &key, readable, &out, duration, time);
+        let (meta, bytes) = self
+            .encode(inner, &key, readable, &out, duration, time, faults)
+            .map_err(store)?;
         if verbose > 0 {
             self.print_call_footer(inner, duration);
         }
@@ -1045,7 +1317,7 @@ where
                     Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
                 })
                 .await;
-            if self.stored(inner, &meta, outcome) {
+            if self.stored(inner, &meta, outcome, faults).map_err(store)? {
                 stored_key = Some(key);
             }
         }
@@ -1066,45 +1338,45 @@ where
     }
 
     /// Interprets what the store gave for `key`: the output, or `None` to compute it.
-    fn use_stored(
+    fn use_stored<P: Faults>(
         &self,
         inner: &Inner,
         key: &Key,
         found: BackendResult<Option<Read>>,
         started: Instant,
-    ) -> Option<R> {
+        faults: P,
+    ) -> Result<Option<R>, P::Fault> {
         let read = match found {
             Ok(Some(read)) => read,
-            Ok(None) => return None,
+            Ok(None) => return Ok(None),
             Err(e) => {
-                inner.reporter.warn(format!(
+                let warning = format!(
                     "cannot read the stored result of '{}' from {}: {e}; computing it",
                     self.id.name, inner.location
-                ));
-                return None;
+                );
+                return faults.fault(inner, e.into(), warning).map(|()| None);
             }
         };
-        let unusable = |why: String| {
-            inner.reporter.warn(format!(
-                "the stored result of '{}' at {key} is unusable ({why}); computing it again",
+        let unusable = |source: EntryError| {
+            let warning = format!(
+                "the stored result of '{}' at {key} is unusable ({source}); computing it again",
                 self.id.name
-            ));
+            );
+            let error = Error::Entry {
+                key: key.to_string(),
+                source,
+            };
+            faults.fault(inner, error, warning).map(|()| None)
         };
         let entry = match Checked::parse(read, key, inner.signing.as_ref()) {
             Ok(entry) => entry,
-            Err(e) => {
-                unusable(e.to_string());
-                return None;
-            }
+            Err(e) => return unusable(e),
         };
         let verbose = self.verbosity(inner);
         if let Some(validation) = &self.validation {
             let meta = match entry.metadata() {
                 Ok(meta) => meta,
-                Err(e) => {
-                    unusable(e.to_string());
-                    return None;
-                }
+                Err(e) => return unusable(e),
             };
             if !validation.is_valid(&meta) {
                 if verbose > 0 {
@@ -1113,14 +1385,13 @@ where
                         self.id.name
                     ));
                 }
-                return None;
+                return Ok(None);
             }
         }
         let out = match entry.decode::<R>(&*inner.codec, self.effective_mmap_mode()) {
             Ok(out) => out,
             Err(e) => {
-                unusable(format!("cannot decode the output: {e}"));
-                return None;
+                return unusable(EntryError::Decode(format!("cannot decode the output: {e}")));
             }
         };
         if verbose > 1 {
@@ -1137,35 +1408,41 @@ where
                 format_time(t)
             )));
         }
-        Some(out)
+        Ok(Some(out))
     }
 
     /// Runs the function, times it, and encodes the entry.
     #[allow(clippy::type_complexity)] // output, metadata and the entry to store
-    fn compute<A, E>(
+    fn compute<A, E, P: Faults>(
         &self,
         inner: &Inner,
         key: &Key,
         readable: Vec<(String, String)>,
         args: A,
         compute: impl FnOnce(A) -> Result<R, E>,
-    ) -> Result<(R, Metadata, Option<Blob>), E> {
+        faults: P,
+    ) -> Result<(R, Metadata, Option<Blob>), Failed<E, P::Fault>> {
         let verbose = self.verbosity(inner);
         if verbose > 0 {
             self.print_call_header(inner, &readable);
         }
         let time = Utc::now();
         let t0 = Instant::now();
-        let out = compute(args)?;
+        let out = compute(args).map_err(Failed::Function)?;
         let duration = t0.elapsed().as_secs_f64();
-        let (meta, bytes) = self.encode(inner, key, readable, &out, duration, time);
+        let (meta, bytes) = self
+            .encode(inner, key, readable, &out, duration, time, faults)
+            .map_err(store)?;
         if verbose > 0 {
             self.print_call_footer(inner, duration);
         }
         Ok((out, meta, bytes))
     }
 
-    fn encode(
+    /// The metadata of a computed output, and its entry (`None` when it cannot be
+    /// serialized and the policy lets the call go on).
+    #[allow(clippy::too_many_arguments)] // the parts of one entry
+    fn encode<P: Faults>(
         &self,
         inner: &Inner,
         key: &Key,
@@ -1173,7 +1450,8 @@ where
         out: &R,
         duration: f64,
         time: chrono::DateTime<Utc>,
-    ) -> (Metadata, Option<Blob>) {
+        faults: P,
+    ) -> Result<(Metadata, Option<Blob>), P::Fault> {
         let meta = Metadata::new(
             duration,
             time,
@@ -1197,13 +1475,15 @@ where
             )
         });
         match encoded {
-            Ok(bytes) => (meta, Some(bytes)),
+            Ok(bytes) => Ok((meta, Some(bytes))),
             Err(e) => {
-                inner.reporter.warn(format!(
+                let warning = format!(
                     "the output of '{}' cannot be serialized ({e}); it is returned but not stored",
                     self.id.name
-                ));
-                (meta, None)
+                );
+                faults
+                    .fault(inner, Error::Codec(e), warning)
+                    .map(|()| (meta, None))
             }
         }
     }
@@ -1215,6 +1495,7 @@ where
     }
 
     /// The output loaded back from the store after a miss, or the computed one if that fails.
+    /// A failure here is a warning in every mode: the output is right, only not mapped.
     fn reload(&self, inner: &Inner, key: &Key, found: BackendResult<Option<Read>>, out: R) -> R {
         let loaded = match found {
             Ok(Some(read)) => Checked::parse(read, key, inner.signing.as_ref())
@@ -1235,15 +1516,22 @@ where
         }
     }
 
-    fn stored(&self, inner: &Inner, meta: &Metadata, outcome: BackendResult<()>) -> bool {
+    /// Whether the output was stored; a failed write goes to the policy.
+    fn stored<P: Faults>(
+        &self,
+        inner: &Inner,
+        meta: &Metadata,
+        outcome: BackendResult<()>,
+        faults: P,
+    ) -> Result<bool, P::Fault> {
         match outcome {
-            Ok(()) => true,
+            Ok(()) => Ok(true),
             Err(e) => {
-                inner.reporter.warn(format!(
+                let warning = format!(
                     "cannot store the result of '{}' (args {}) in {}: {e}; it is returned but not stored",
                     self.id.name, meta.args_id, inner.location
-                ));
-                false
+                );
+                faults.fault(inner, e.into(), warning).map(|()| false)
             }
         }
     }
@@ -1259,10 +1547,19 @@ where
         A: Serialize,
         F: Fn(A) -> R,
     {
-        match self.call_with(args, |a| Ok::<R, Infallible>((self.f)(a))) {
-            Ok(out) => out,
-            Err(never) => match never {},
-        }
+        let Ok(out) = self.call_with(args, |a| Ok::<R, Infallible>((self.f)(a)));
+        out
+    }
+
+    /// [`eval`](Self::eval), with the faults of the store as errors in
+    /// [strict mode](Self::strict).
+    pub fn try_eval<A>(&self, args: A) -> Result<R, Error>
+    where
+        A: Serialize,
+        F: Fn(A) -> R,
+    {
+        self.try_call_with(args, |a| Ok::<R, Infallible>((self.f)(a)))
+            .map_err(CallError::into_store_error)
     }
 
     /// Runs the function whatever is stored, stores the result, and returns it with its
@@ -1272,10 +1569,19 @@ where
         A: Serialize,
         F: Fn(A) -> R,
     {
-        match self.force_call_with(args, |a| Ok::<R, Infallible>((self.f)(a))) {
-            Ok(out) => out,
-            Err(never) => match never {},
-        }
+        let Ok(out) = self.force_call_with(args, |a| Ok::<R, Infallible>((self.f)(a)));
+        out
+    }
+
+    /// [`call`](Self::call), with the faults of the store as errors in
+    /// [strict mode](Self::strict).
+    pub fn try_call<A>(&self, args: A) -> Result<(R, Metadata), Error>
+    where
+        A: Serialize,
+        F: Fn(A) -> R,
+    {
+        self.try_force_call_with(args, |a| Ok::<R, Infallible>((self.f)(a)))
+            .map_err(CallError::into_store_error)
     }
 
     /// Returns a reference to the stored result, computing it if needed (joblib's
@@ -1285,10 +1591,19 @@ where
         A: Serialize,
         F: Fn(A) -> R,
     {
-        match self.call_and_shelve_with(args, |a| Ok::<R, Infallible>((self.f)(a))) {
-            Ok(out) => out,
-            Err(never) => match never {},
-        }
+        let Ok(out) = self.call_and_shelve_with(args, |a| Ok::<R, Infallible>((self.f)(a)));
+        out
+    }
+
+    /// [`call_and_shelve`](Self::call_and_shelve), with the faults of the store as errors in
+    /// [strict mode](Self::strict).
+    pub fn try_call_and_shelve<A>(&self, args: A) -> Result<Shelved<R>, Error>
+    where
+        A: Serialize,
+        F: Fn(A) -> R,
+    {
+        self.try_call_and_shelve_with(args, |a| Ok::<R, Infallible>((self.f)(a)))
+            .map_err(CallError::into_store_error)
     }
 }
 
@@ -1307,13 +1622,6 @@ fn landing_of_store<T, E>(outcome: &Result<(T, Option<Key>), E>) -> Landing {
         Ok((_, Some(_))) => Landing::Stored,
         Ok((_, None)) => Landing::NotStored,
         Err(_) => Landing::Failed,
-    }
-}
-
-fn backend_error_of(e: Error) -> crate::error::BackendError {
-    match e {
-        Error::Backend(b) => b,
-        other => crate::error::BackendError::new(crate::error::ErrorKind::Other, other.to_string()),
     }
 }
 

@@ -80,6 +80,8 @@ pub(crate) struct Inner {
     pub(crate) signing: Option<SigningKey>,
     /// Compute-once: its settings, the keys being computed in this process, and the claims.
     pub(crate) once: Once,
+    /// The `try_` methods return faults of the store as errors.
+    pub(crate) strict: bool,
 }
 
 impl fmt::Debug for Memory {
@@ -96,6 +98,7 @@ impl fmt::Debug for Memory {
                 .field("mmap_mode", &inner.mmap_mode)
                 .field("compress", &inner.compress)
                 .field("compute_once", &inner.once.enabled)
+                .field("strict", &inner.strict)
                 .finish(),
         }
     }
@@ -172,6 +175,7 @@ impl Memory {
         config.stats = inner.stats.is_some();
         config.signing_key = inner.signing.as_ref().map(|k| k.secret().clone());
         config.compute_once = inner.once.enabled;
+        config.strict = inner.strict;
         config.lease_secs = inner.once.lease.as_secs_f64();
         config.wait_timeout_secs = inner.once.wait_timeout.as_secs_f64();
         Some(config)
@@ -240,6 +244,12 @@ impl Memory {
             .map_or(DEFAULT_WAIT_TIMEOUT, |i| i.once.wait_timeout)
     }
 
+    /// Whether the fallible methods of its functions return faults of the store as errors
+    /// (see [`MemoryBuilder::strict`]). `false` when disabled.
+    pub fn strict(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.strict)
+    }
+
     /// Memoizes a function or closure taking one argument (use a tuple for several). Call it
     /// with [`MemorizedFunc::eval`].
     ///
@@ -267,6 +277,19 @@ impl Memory {
     {
         let id = FuncId::of_callable::<F>(std::panic::Location::caller());
         MemorizedFunc::with_function(self, id, f).eval(args)
+    }
+
+    /// [`eval`](Self::eval), with the faults of the store as errors in
+    /// [strict mode](MemoryBuilder::strict).
+    #[track_caller]
+    pub fn try_eval<A, R, F>(&self, f: F, args: A) -> Result<R>
+    where
+        F: Fn(A) -> R,
+        A: serde::Serialize,
+        R: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let id = FuncId::of_callable::<F>(std::panic::Location::caller());
+        MemorizedFunc::with_function(self, id, f).try_eval(args)
     }
 
     /// Sweeps what interrupted writers left behind, without touching any entry: on the local
@@ -496,6 +519,7 @@ pub struct MemoryBuilder {
     signing: Option<SigningKey>,
     signing_secret: Option<String>,
     no_compute_once: bool,
+    strict: bool,
     claims: Option<bool>,
     lease: Option<Duration>,
     wait_timeout: Option<Duration>,
@@ -541,6 +565,7 @@ impl MemoryBuilder {
         self.retry = config.retry;
         self.no_stats = !config.stats;
         self.no_compute_once = !config.compute_once;
+        self.strict = config.strict;
         let seconds = |key: &str, secs: f64| match Duration::try_from_secs_f64(secs) {
             Ok(d) => Ok(d),
             Err(_) => Err(format!(
@@ -623,6 +648,28 @@ impl MemoryBuilder {
     /// Forced runs ([`MemorizedFunc::call`], `force_call_with`) never wait.
     pub fn compute_once(mut self, on: bool) -> Self {
         self.no_compute_once = !on;
+        self
+    }
+
+    /// Strict mode (off by default): the fallible methods of memoized functions
+    /// ([`MemorizedFunc::try_eval`], [`try_call_with`](MemorizedFunc::try_call_with), and the
+    /// other `try_` methods) return the faults of the store as errors
+    /// ([`CallError::Store`](crate::CallError::Store)) instead of warning and computing.
+    ///
+    /// The faults are: the store cannot be read or written (down, timed out, full, permission
+    /// denied), a stored entry is unusable (damaged, forged or unsigned with
+    /// [signing](Self::signing_key) on, undecodable), the code identity cannot be checked, and
+    /// the arguments or the output cannot be hashed or serialized. A write that fails after
+    /// the function ran drops its output: the error is what the caller gets.
+    ///
+    /// What stays a warning in strict mode: claims of [compute-once](Self::compute_once)
+    /// that cannot be taken (the call computes without waiting), the wait timeout, and a result
+    /// stored but not mapped back. The infallible methods (`eval`, `call_with`, ...) cannot
+    /// return an error, so they warn and compute in every mode. Functions can override it
+    /// ([`MemorizedFunc::strict`]); `#[memoize(strict)]` makes a function returning a
+    /// `Result` strict.
+    pub fn strict(mut self, on: bool) -> Self {
+        self.strict = on;
         self
     }
 
@@ -816,6 +863,7 @@ impl MemoryBuilder {
                     shared,
                     self.reporter.clone(),
                 ),
+                strict: self.strict,
             })),
         })
     }
