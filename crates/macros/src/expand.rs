@@ -61,6 +61,18 @@ pub(crate) fn expand(options: Options, item: ItemFn) -> syn::Result<TokenStream>
     check_signature(&item.sig)?;
     let args = arguments(&item.sig, &options)?;
     let output = output(&item.sig, options.result)?;
+    let strict = options.strict.unwrap_or(false);
+    if strict && output.ok.is_none() {
+        return Err(syn::Error::new(
+            match &item.sig.output {
+                ReturnType::Type(_, ty) => ty.span(),
+                ReturnType::Default => item.sig.ident.span(),
+            },
+            "`strict` needs a function returning a `Result` whose error type converts from \
+             `cachette::Error` (`From<cachette::Error>`, as `anyhow::Error` does): faults of the \
+             store are returned as that error",
+        ));
+    }
     let code_hash = code_hash(&item, &options, &output);
 
     let ItemFn {
@@ -109,7 +121,19 @@ pub(crate) fn expand(options: Options, item: ItemFn) -> syn::Result<TokenStream>
         let output = quote_spanned!(stored_span=> #support::check_output::<#stored>(););
         quote!(#(#arguments)* #output)
     };
+    let into_inner = quote!(#support::CallError::into_inner);
     let wrapper_body = match (&output.ok, is_async) {
+        (Some(_), false) if strict => quote! {
+            #name::memorized()
+                .try_call_with(#tuple, move |#tuple| #name::__cachette_body(#(#all),*))
+                .map_err(#into_inner)
+        },
+        (Some(_), true) if strict => quote! {
+            #name::memorized()
+                .try_call_with_async(#tuple, move |#tuple| #name::__cachette_body(#(#all),*))
+                .await
+                .map_err(#into_inner)
+        },
         (None, false) => quote! {
             let #ok(#out) = #name::memorized().call_with(#tuple, move |#tuple| {
                 #ok::<_, #support::Infallible>(#name::__cachette_body(#(#all),*))
@@ -146,7 +170,9 @@ pub(crate) fn expand(options: Options, item: ItemFn) -> syn::Result<TokenStream>
     let lint_attrs = attrs.iter().filter(|a| is_lint(a)).map(expect_as_allow);
 
     let memorized = memorized_fn(&vis, name, stored, &args, &options, &code_hash);
-    let forced = forced_fns(&vis, name, &output, &args, generics, &kept, &all, is_async);
+    let forced = forced_fns(
+        &vis, name, &output, &args, generics, &kept, &all, is_async, strict,
+    );
 
     let check_doc = doc(format!(
         "Whether a call of `{name}` with these arguments would load a stored result: nothing \
@@ -272,6 +298,14 @@ fn memorized_fn(
         .verbose
         .as_ref()
         .map(|v| quote_spanned!(v.span()=> .verbose(#v)));
+    let compute_once = options
+        .compute_once
+        .as_ref()
+        .map(|v| quote_spanned!(v.span()=> .compute_once(#v)));
+    let strict = options
+        .strict
+        .filter(|&on| on)
+        .map(|_| quote!(.strict(true)));
     let mmap_mode = options.mmap_mode.as_ref().map(|m| match m {
         MmapModeOption::Named(variant) => {
             quote_spanned!(variant.span()=> .mmap_mode(#support::MmapMode::#variant))
@@ -307,6 +341,8 @@ fn memorized_fn(
                     #validate
                     #verbose
                     #mmap_mode
+                    #compute_once
+                    #strict
             })
         }
     }
@@ -323,6 +359,7 @@ fn forced_fns(
     kept: &[&Ident],
     all: &[&Ident],
     is_async: bool,
+    strict: bool,
 ) -> TokenStream {
     let support = support();
     let ok = quote!(::core::result::Result::Ok);
@@ -332,8 +369,14 @@ fn forced_fns(
     } else {
         (TokenStream::new(), TokenStream::new(), "")
     };
-    let force = format_ident!("force_call_with{}", suffix);
-    let shelve = format_ident!("call_and_shelve_with{}", suffix);
+    // A strict function goes through the `try_` methods, and its error type takes the store's.
+    let (try_, into_inner) = if strict {
+        ("try_", quote!(.map_err(#support::CallError::into_inner)))
+    } else {
+        ("", TokenStream::new())
+    };
+    let force = format_ident!("{}force_call_with{}", try_, suffix);
+    let shelve = format_ident!("{}call_and_shelve_with{}", try_, suffix);
     // The body's value, as a `Result` with no error.
     let infallible_body = if is_async {
         quote!(async move { #ok::<_, #support::Infallible>(Self::__cachette_body(#(#all),*).await) })
@@ -376,12 +419,14 @@ fn forced_fns(
                 Self::memorized()
                     .#force(#tuple, move |#tuple| Self::__cachette_body(#(#all),*))
                     #dot_await
+                    #into_inner
             },
             with_first_argument(ret, parse_quote!(#support::Shelved<#ok_ty>)).into_token_stream(),
             quote! {
                 Self::memorized()
                     .#shelve(#tuple, move |#tuple| Self::__cachette_body(#(#all),*))
                     #dot_await
+                    #into_inner
             },
         ),
     };
@@ -802,6 +847,21 @@ mod tests {
                 "result",
                 "fn f() -> u32 { 1 }",
                 "`result` needs a return type",
+            ),
+            (
+                "strict",
+                "fn f() -> u32 { 1 }",
+                "`strict` needs a function returning a `Result`",
+            ),
+            (
+                "strict, result = false",
+                "fn f() -> Result<u32, E> { Ok(1) }",
+                "`strict` needs a function returning a `Result`",
+            ),
+            (
+                "strict = yes",
+                "fn f() -> Result<u32, E> { Ok(1) }",
+                "expected boolean literal",
             ),
         ];
         for (attr, item, expected) in cases {

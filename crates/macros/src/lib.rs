@@ -53,6 +53,8 @@ use proc_macro::TokenStream;
 /// | `mmap_mode` | how the arrays of outputs are loaded: a joblib name (`"r"`, `"c"`, `"r+"`, `"w+"`, `"none"`), checked at compile time, or an expression of type `MmapMode`. | the memory's |
 /// | `name` | the function's name in the store (`impl Into<String>`), instead of its path. | its path |
 /// | `result` | `result` or `result = true/false`: whether the return type is a `Result` whose `Ok` alone is stored (see below). | from the return type |
+/// | `compute_once` | a `bool` expression: whether concurrent misses of one key compute it once, the other callers waiting (see `MemoryBuilder::compute_once`). | the memory's |
+/// | `strict` | `strict` or `strict = true/false`: faults of the store (unreadable, unwritable, a damaged entry) are returned as the function's error instead of warning and computing. Needs a `Result` return type whose error type implements `From<cachette::Error>` (`anyhow::Error`, `Box<dyn Error + Send + Sync>`, ...). | `false` |
 ///
 /// An unknown option is a compile error.
 ///

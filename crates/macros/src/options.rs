@@ -7,7 +7,8 @@ use syn::parse::{Parse, ParseStream, Parser};
 use syn::{Expr, Ident, LitBool, LitStr, Token};
 
 /// The option names, as listed in error messages.
-const KNOWN: &str = "memory, ignore, version, validate, verbose, mmap_mode, name, result";
+const KNOWN: &str =
+    "memory, ignore, version, validate, verbose, mmap_mode, name, result, compute_once, strict";
 
 /// The value of `mmap_mode`.
 pub(crate) enum MmapModeOption {
@@ -38,6 +39,12 @@ pub(crate) struct Options {
     /// `result` / `result = BOOL`: whether the return type is a `Result` whose `Ok` alone is
     /// stored; guessed from the return type when absent.
     pub(crate) result: Option<bool>,
+    /// `compute_once = EXPR`: whether concurrent misses compute once (`bool`); the memory's
+    /// setting when absent.
+    pub(crate) compute_once: Option<Expr>,
+    /// `strict` / `strict = BOOL`: faults of the store are errors of the function, which
+    /// returns a `Result` whose error type converts from `cachette::Error`.
+    pub(crate) strict: Option<bool>,
     /// Whether `ignore` was given (to reject it twice).
     ignore_given: bool,
 }
@@ -88,14 +95,9 @@ impl Options {
                 };
                 set_once(&mut self.mmap_mode, option, duplicate)
             }
-            "result" => {
-                let on = if meta.input.is_empty() || meta.input.peek(Token![,]) {
-                    true
-                } else {
-                    meta.value()?.parse::<LitBool>()?.value
-                };
-                set_once(&mut self.result, on, duplicate)
-            }
+            "result" => set_once(&mut self.result, flag(&meta)?, duplicate),
+            "strict" => set_once(&mut self.strict, flag(&meta)?, duplicate),
+            "compute_once" => set_once(&mut self.compute_once, meta.value()?.parse()?, duplicate),
             "ignore" => {
                 if self.ignore_given {
                     return Err(duplicate());
@@ -112,6 +114,15 @@ impl Options {
                 "unknown #[memoize] option `{other}`; expected one of: {KNOWN}"
             ))),
         }
+    }
+}
+
+/// A flag option: `name` alone (true) or `name = true/false`.
+fn flag(meta: &ParseNestedMeta<'_>) -> syn::Result<bool> {
+    if meta.input.is_empty() || meta.input.peek(Token![,]) {
+        Ok(true)
+    } else {
+        Ok(meta.value()?.parse::<LitBool>()?.value)
     }
 }
 
