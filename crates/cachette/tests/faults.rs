@@ -173,11 +173,25 @@ fn a_read_only_location_serves_hits_and_computes_misses() {
     );
     let w = warnings.lock().unwrap().clone();
     assert!(w.iter().any(|w| w.contains("cannot store")), "{w:?}");
+    // Strict mode: the hit loads; the miss that cannot be stored is an error.
+    let strict = Memory::builder().url(&loc).strict(true).build().unwrap();
+    let f_strict = strict.cache(&twice).name("faults::twice");
+    assert_eq!(f_strict.try_eval(1).unwrap(), 2);
+    let err = f_strict.try_eval(9).unwrap_err();
+    let cachette::Error::Backend(backend) = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(backend.operation(), "put", "{err}");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        before + 3,
+        "computed, not stored"
+    );
     // Writable again: caching resumes by itself.
     fs.remount("rw");
     f.eval(4);
     f.eval(4);
-    assert_eq!(calls.load(Ordering::SeqCst), before + 3);
+    assert_eq!(calls.load(Ordering::SeqCst), before + 4);
 }
 
 /// A private moto server on a free loopback port.
@@ -286,6 +300,17 @@ fn s3_stopped_mid_run_then_back() {
     assert!(
         !warnings.lock().unwrap().is_empty(),
         "the outage is reported"
+    );
+    // Strict mode: the outage is the caller's error.
+    let strict = Memory::builder().url(&url).strict(true).build().unwrap();
+    let err = strict
+        .cache(&square)
+        .name("faults::square")
+        .try_eval(3)
+        .unwrap_err();
+    assert!(
+        matches!(&err, cachette::Error::Backend(e) if e.kind().is_usually_temporary()),
+        "{err:?}"
     );
 
     // Back (empty: moto keeps nothing): caching resumes by itself.
