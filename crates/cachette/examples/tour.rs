@@ -363,6 +363,48 @@ fn async_functions() {
     });
 }
 
+// --- Faults -------------------------------------------------------------------------------
+
+fn cube(x: u64) -> u64 {
+    println!("Running cube({x})");
+    x * x * x
+}
+
+/// Overwrites the stored results of the function folder `folder` with garbage, as a failing
+/// disk or a bad copy could.
+fn damage(folder: &str) {
+    for file in std::fs::read_dir(CACHEDIR.join(folder)).expect("the function's folder") {
+        let path = file.expect("a directory entry").path();
+        if path.file_name().is_some_and(|n| n != "func_code") {
+            std::fs::write(&path, b"no longer an entry").expect("damaging an entry");
+        }
+    }
+}
+
+fn faults() {
+    section("Faults: a warning and a recomputation, or an error in strict mode");
+    let memorized = MEMORY.cache(cube).name("tour::cube");
+    println!("{}", memorized.eval(3));
+    damage("tour.cube");
+    println!("{}", memorized.eval(3)); // a warning, and the body runs again
+    damage("tour.cube");
+    let strict = Memory::builder()
+        .path(&*CACHEDIR)
+        .reporter(Reporter::new(print_report))
+        .strict(true)
+        .build()
+        .expect("the tour's cache folder");
+    let memorized = strict.cache(cube).name("tour::cube");
+    match memorized.try_eval(3) {
+        Ok(value) => println!("{value}"),
+        Err(e) => println!("strict mode, an error instead: {e}"),
+    }
+    let (value, _) = memorized
+        .try_call(3)
+        .expect("a forced call replaces the entry");
+    println!("{value}, stored again; then loaded: {}", memorized.eval(3));
+}
+
 // --- Clean-up -----------------------------------------------------------------------------
 
 fn clean_up() {
@@ -396,5 +438,6 @@ fn main() {
     validation();
     memorized_func();
     async_functions();
+    faults();
     clean_up();
 }
