@@ -168,10 +168,11 @@ pub(crate) fn ensure(detached: bool) -> Result<Services> {
     services.wait_cluster_ok()?;
 
     services.env = services.compute_env(&launcher.redis_server);
+    // The same lines as `services start` prints: `source target/cachette-services/env` works.
     let env_text: String = services
         .env
         .iter()
-        .map(|(k, v)| format!("{k}={v}\n"))
+        .map(|(k, v)| format!("export {k}={}\n", shell_quote(v)))
         .collect();
     let path = env_file(&services.state_dir);
     fs::write(&path, env_text).with_context(|| format!("writing {}", path.display()))?;
@@ -339,11 +340,7 @@ impl Services {
             });
         }
         let env = match fs::read_to_string(env_file(dir)) {
-            Ok(text) => text
-                .lines()
-                .filter_map(|l| l.split_once('='))
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect(),
+            Ok(text) => text.lines().filter_map(parse_export).collect(),
             Err(_) => Vec::new(),
         };
         Ok(Some(Services {
@@ -944,9 +941,36 @@ fn shell_quote(value: &str) -> String {
     }
 }
 
+/// A line `export KEY=VALUE` of the env file, with VALUE as [`shell_quote`] wrote it.
+fn parse_export(line: &str) -> Option<(String, String)> {
+    let (key, value) = line.strip_prefix("export ")?.split_once('=')?;
+    let value = match value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+        Some(quoted) => quoted.replace(r"'\''", "'"),
+        None => value.to_owned(),
+    };
+    Some((key.to_owned(), value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_lines_round_trip() {
+        for value in [
+            "redis://127.0.0.1:1/0",
+            "python3 -m moto.server",
+            "it's",
+            "",
+        ] {
+            let line = format!("export K={}", shell_quote(value));
+            assert_eq!(
+                parse_export(&line),
+                Some(("K".to_owned(), value.to_owned()))
+            );
+        }
+        assert_eq!(parse_export("K=v"), None);
+    }
 
     #[test]
     fn quoting() {
