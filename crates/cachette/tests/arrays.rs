@@ -142,6 +142,23 @@ fn every_element_type_and_shape_round_trips_nested() {
 }
 
 #[test]
+fn mapped_loads_count_in_the_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = fs_memory(dir.path(), MmapMode::ReadOnly);
+    let f = memory.cache(square).name("square");
+    let x = ramp(1000);
+    f.eval(&x);
+    let before = memory.stats().unwrap().store;
+    assert!(f.eval(&x).is_mapped());
+    let after = memory.stats().unwrap().store;
+    let size = std::fs::metadata(the_entry(dir.path())).unwrap().len();
+    assert_eq!(after.hits, before.hits + 1, "{after}");
+    assert_eq!(after.misses, before.misses, "{after}");
+    assert_eq!(after.bytes_read, before.bytes_read + size, "{after}");
+    assert_eq!(after.read_latency.count, before.read_latency.count + 1);
+}
+
+#[test]
 fn read_only_views_cannot_be_written() {
     let dir = tempfile::tempdir().unwrap();
     let memory = fs_memory(dir.path(), MmapMode::ReadOnly);

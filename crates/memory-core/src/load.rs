@@ -163,10 +163,14 @@ impl Inner {
         if !mode.maps() || !self.local_files {
             return None;
         }
+        let started = Instant::now();
         let path = self.backend.local_path(key)?;
         match map_file(&path, mode) {
             Ok(None) => None,
             Ok(Some(read)) => {
+                if let Some(stats) = &self.stats {
+                    stats.mapped_hit(key, read.bytes.len() as u64, started.elapsed());
+                }
                 if self.due_for_touch(key) {
                     let k = key.clone();
                     if let Err(e) = self.run(move |b| Box::pin(async move { b.touch(&k).await })) {

@@ -33,6 +33,9 @@ const TARGET: &str = "cachette::stats";
 ///   reports deleted;
 /// - every `Err`, of any operation, counts as an error.
 ///
+/// A [`Memory`](crate::Memory) that loads an entry by mapping its local file (see
+/// [`MmapMode`](crate::MmapMode)) counts that load as a hit of the entry's size too.
+///
 /// The counters are atomics shared by every [`StatsHandle`] of the layer, so reading them never
 /// slows the operations down. A snapshot reads each counter on its own: taken while operations
 /// run, it may count an operation in one field and not yet in another.
@@ -310,6 +313,23 @@ impl StatsHandle {
             read_latency: c.read_latency.snapshot(),
             write_latency: c.write_latency.snapshot(),
         }
+    }
+
+    /// Counts an entry loaded by mapping its local file, which bypasses the layer: a hit of
+    /// `len` bytes, as a `get` of the entry would have counted.
+    pub(crate) fn mapped_hit(&self, key: &Key, len: u64, elapsed: Duration) {
+        let c = &*self.counters;
+        c.read_latency.record(elapsed);
+        c.hits.fetch_add(1, Ordering::Relaxed);
+        c.bytes_read.fetch_add(len, Ordering::Relaxed);
+        tracing::debug!(
+            target: TARGET,
+            op = "map",
+            key = %key,
+            outcome = "hit",
+            bytes = len,
+            elapsed_us = micros(elapsed),
+        );
     }
 
     /// Sets every counter back to zero.
