@@ -26,6 +26,7 @@ use crate::key::{Key, Prefix};
 use crate::load::{Checked, Read};
 use crate::memory::{Inner, Memory};
 use crate::once::Landing;
+use crate::reach::{Reach, finish};
 use crate::report::{format_time, rule_ending_with};
 use crate::result::{MemorizedResult, NotMemorizedResult, Shelved};
 use crate::validation::Validation;
@@ -440,6 +441,20 @@ impl<R, F> MemorizedFunc<R, F> {
         A: Serialize,
         F: TakesArgs<A>,
     {
+        finish(self.check_cached(Reach::Blocking, args))
+    }
+
+    /// [`check_call_in_cache`](Self::check_call_in_cache), for async callers.
+    pub async fn check_call_in_cache_async<A>(&self, args: &A) -> bool
+    where
+        A: Serialize,
+        F: TakesArgs<A>,
+    {
+        self.check_cached(Reach::Task, args).await
+    }
+
+    /// The body of `check_call_in_cache`.
+    async fn check_cached<A: Serialize>(&self, reach: Reach, args: &A) -> bool {
         let Some(inner) = self.memory.inner.as_deref() else {
             return false;
         };
@@ -450,12 +465,16 @@ impl<R, F> MemorizedFunc<R, F> {
         if self.check_due(inner).is_some()
             && let Ok(code_key) = self.code_key()
         {
-            let stored = inner.run(move |b| Box::pin(async move { b.get(&code_key).await }));
+            let stored = reach
+                .run(inner, move |b| {
+                    Box::pin(async move { b.get(&code_key).await })
+                })
+                .await;
             if self.identity_differs(stored) {
                 return false;
             }
         }
-        let Ok(cached) = self.check_key(inner, key, Lenient);
+        let Ok(cached) = self.check_key(reach, inner, key, Lenient).await;
         cached
     }
 
@@ -469,49 +488,19 @@ impl<R, F> MemorizedFunc<R, F> {
         matches!(stored, Ok(Some(bytes)) if bytes != self.id.identity().as_bytes())
     }
 
-    fn check_key<P: Faults>(&self, inner: &Inner, key: Key, faults: P) -> Result<bool, P::Fault> {
-        let k = key.clone();
-        let found = inner.run(move |b| Box::pin(read_metadata(b, k)));
-        self.judge_metadata(inner, &key, found, faults)
-    }
-
-    async fn check_key_async<P: Faults>(
+    /// Whether the entry of `key` is stored and valid, reading only its metadata.
+    async fn check_key<P: Faults>(
         &self,
+        reach: Reach,
         inner: &Inner,
         key: Key,
         faults: P,
     ) -> Result<bool, P::Fault> {
         let k = key.clone();
-        let found = inner
-            .run_async(move |b| Box::pin(read_metadata(b, k)))
+        let found = reach
+            .run(inner, move |b| Box::pin(read_metadata(b, k)))
             .await;
         self.judge_metadata(inner, &key, found, faults)
-    }
-
-    /// [`check_call_in_cache`](Self::check_call_in_cache), for async callers.
-    pub async fn check_call_in_cache_async<A>(&self, args: &A) -> bool
-    where
-        A: Serialize,
-        F: TakesArgs<A>,
-    {
-        let Some(inner) = self.memory.inner.as_deref() else {
-            return false;
-        };
-        let Some(key) = self.key_or_warn(inner, args) else {
-            return false;
-        };
-        if self.check_due(inner).is_some()
-            && let Ok(code_key) = self.code_key()
-        {
-            let stored = inner
-                .run_async(move |b| Box::pin(async move { b.get(&code_key).await }))
-                .await;
-            if self.identity_differs(stored) {
-                return false;
-            }
-        }
-        let Ok(cached) = self.check_key_async(inner, key, Lenient).await;
-        cached
     }
 
     /// Whether the metadata read for `key` says its entry is stored and valid.
@@ -663,18 +652,9 @@ impl<R, F> MemorizedFunc<R, F> {
     }
 
     /// Checks the function's code identity against the store, once per memory generation.
-    fn ensure_checked<P: Faults>(&self, inner: &Inner, faults: P) -> Result<(), P::Fault> {
-        let Some(generation) = self.check_due(inner) else {
-            return Ok(());
-        };
-        let outcome = self.identity_job().and_then(|(prefix, key, identity)| {
-            Ok(inner.run(move |b| Box::pin(check_identity(b, prefix, key, identity)))?)
-        });
-        self.checked_with(inner, generation, outcome, faults)
-    }
-
-    async fn ensure_checked_async<P: Faults>(
+    async fn ensure_checked<P: Faults>(
         &self,
+        reach: Reach,
         inner: &Inner,
         faults: P,
     ) -> Result<(), P::Fault> {
@@ -682,8 +662,10 @@ impl<R, F> MemorizedFunc<R, F> {
             return Ok(());
         };
         let outcome = match self.identity_job() {
-            Ok((prefix, key, identity)) => inner
-                .run_async(move |b| Box::pin(check_identity(b, prefix, key, identity)))
+            Ok((prefix, key, identity)) => reach
+                .run(inner, move |b| {
+                    Box::pin(check_identity(b, prefix, key, identity))
+                })
                 .await
                 .map_err(Error::from),
             Err(e) => Err(e),
@@ -723,8 +705,7 @@ where
     where
         A: Serialize,
     {
-        self.lookup(args, compute, Lenient)
-            .map_err(Failed::function)
+        finish(self.lookup(Reach::Blocking, args, now(compute), Lenient)).map_err(Failed::function)
     }
 
     /// [`call_with`](Self::call_with), with the faults of the store as errors in
@@ -738,100 +719,8 @@ where
     where
         A: Serialize,
     {
-        self.lookup(args, compute, self.faults())
+        finish(self.lookup(Reach::Blocking, args, now(compute), self.faults()))
             .map_err(CallError::from)
-    }
-
-    /// The policy the `try_` methods follow.
-    fn faults(&self) -> Strictness {
-        Strictness {
-            strict: self.is_strict(),
-        }
-    }
-
-    /// The body of `call_with`: a hit loads, a miss computes (once, when asked) and stores.
-    fn lookup<A, E, P: Faults>(
-        &self,
-        args: A,
-        compute: impl FnOnce(A) -> Result<R, E>,
-        faults: P,
-    ) -> Result<R, Failed<E, P::Fault>>
-    where
-        A: Serialize,
-    {
-        let Some(inner) = self.memory.inner.as_deref() else {
-            return compute(args).map_err(Failed::Function);
-        };
-        let Some(key) = self.key_for(inner, &args, faults).map_err(store)? else {
-            return compute(args).map_err(Failed::Function);
-        };
-        self.ensure_checked(inner, faults).map_err(store)?;
-        let started = Instant::now();
-        let mode = self.effective_mmap_mode();
-        let found = inner.read_entry(&key, mode);
-        let absent = matches!(found, Ok(None));
-        if let Some(out) = self
-            .use_stored(inner, &key, found, started, faults)
-            .map_err(store)?
-        {
-            return Ok(out);
-        }
-        if !self.computes_once() {
-            return self
-                .miss(inner, &key, mode, args, compute, faults)
-                .map(|(out, _)| out);
-        }
-        let turn = inner.once.turn(&key, &self.id.name, absent);
-        if turn.load_first {
-            let found = inner.read_entry(&key, mode);
-            match self.use_stored(inner, &key, found, started, faults) {
-                Ok(Some(out)) => {
-                    turn.land(Landing::Stored);
-                    return Ok(out);
-                }
-                Ok(None) => {}
-                Err(fault) => {
-                    turn.land(Landing::Failed);
-                    return Err(store(fault));
-                }
-            }
-        }
-        let outcome = self.miss(inner, &key, mode, args, compute, faults);
-        turn.land(landing_of(&outcome));
-        outcome.map(|(out, _)| out)
-    }
-
-    /// Computes and stores the result of a miss; says whether it was stored.
-    fn miss<A, E, P: Faults>(
-        &self,
-        inner: &Inner,
-        key: &Key,
-        mode: MmapMode,
-        args: A,
-        compute: impl FnOnce(A) -> Result<R, E>,
-        faults: P,
-    ) -> Result<(R, bool), Failed<E, P::Fault>>
-    where
-        A: Serialize,
-    {
-        let readable = self.readable_args(&args);
-        let (out, meta, bytes) = self.compute(inner, key, readable, args, compute, faults)?;
-        let Some(bytes) = bytes else {
-            return Ok((out, false));
-        };
-        let ttl = self.ttl();
-        let k = key.clone();
-        let outcome = inner.run(move |b| {
-            Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
-        });
-        if !self.stored(inner, &meta, outcome, faults).map_err(store)? {
-            return Ok((out, false));
-        }
-        if self.reloads(inner, mode) {
-            let found = inner.read_entry(key, mode);
-            return Ok((self.reload(inner, key, found, out), true));
-        }
-        Ok((out, true))
     }
 
     /// [`call_with`](Self::call_with), for async functions: the store is reached without
@@ -845,7 +734,7 @@ where
         A: Serialize,
         Fut: Future<Output = Result<R, E>>,
     {
-        self.lookup_async(args, compute, Lenient)
+        self.lookup(Reach::Task, args, compute, Lenient)
             .await
             .map_err(Failed::function)
     }
@@ -860,14 +749,144 @@ where
         A: Serialize,
         Fut: Future<Output = Result<R, E>>,
     {
-        self.lookup_async(args, compute, self.faults())
+        self.lookup(Reach::Task, args, compute, self.faults())
             .await
             .map_err(CallError::from)
     }
 
-    /// [`lookup`](Self::lookup), for async functions.
-    async fn lookup_async<A, E, Fut, P: Faults>(
+    /// Runs `compute(args)` whatever is stored, stores the result, and returns it with its
+    /// metadata (joblib's `MemorizedFunc.call`).
+    pub fn force_call_with<A, E>(
         &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+    ) -> Result<(R, Metadata), E>
+    where
+        A: Serialize,
+    {
+        let stored = finish(self.force_store(Reach::Blocking, args, now(compute), Lenient));
+        Ok(stored.map_err(Failed::function)?.0)
+    }
+
+    /// [`force_call_with`](Self::force_call_with), with the faults of the store as errors in
+    /// [strict mode](Self::strict).
+    pub fn try_force_call_with<A, E>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+    ) -> Result<(R, Metadata), CallError<E>>
+    where
+        A: Serialize,
+    {
+        let stored = finish(self.force_store(Reach::Blocking, args, now(compute), self.faults()));
+        Ok(stored?.0)
+    }
+
+    /// [`force_call_with`](Self::force_call_with), for async functions: the store is reached
+    /// without blocking the runtime.
+    pub async fn force_call_with_async<A, E, Fut>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<(R, Metadata), E>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        let stored = self.force_store(Reach::Task, args, compute, Lenient).await;
+        Ok(stored.map_err(Failed::function)?.0)
+    }
+
+    /// [`try_force_call_with`](Self::try_force_call_with), for async functions.
+    pub async fn try_force_call_with_async<A, E, Fut>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<(R, Metadata), CallError<E>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        let stored = self
+            .force_store(Reach::Task, args, compute, self.faults())
+            .await;
+        Ok(stored?.0)
+    }
+
+    /// Returns a reference to the stored result of `compute(args)`, computing and storing it
+    /// first if needed (joblib's `call_and_shelve`). With a disabled memory, or when the result
+    /// cannot be stored, the value itself is kept in a [`NotMemorizedResult`].
+    pub fn call_and_shelve_with<A, E>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+    ) -> Result<Shelved<R>, E>
+    where
+        A: Serialize,
+    {
+        finish(self.shelve(Reach::Blocking, args, now(compute), Lenient)).map_err(Failed::function)
+    }
+
+    /// [`call_and_shelve_with`](Self::call_and_shelve_with), with the faults of the store as
+    /// errors in [strict mode](Self::strict): then a result that cannot be stored is an error,
+    /// not a [`NotMemorizedResult`].
+    pub fn try_call_and_shelve_with<A, E>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+    ) -> Result<Shelved<R>, CallError<E>>
+    where
+        A: Serialize,
+    {
+        Ok(finish(self.shelve(
+            Reach::Blocking,
+            args,
+            now(compute),
+            self.faults(),
+        ))?)
+    }
+
+    /// [`call_and_shelve_with`](Self::call_and_shelve_with), for async functions.
+    pub async fn call_and_shelve_with_async<A, E, Fut>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<Shelved<R>, E>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        self.shelve(Reach::Task, args, compute, Lenient)
+            .await
+            .map_err(Failed::function)
+    }
+
+    /// [`try_call_and_shelve_with`](Self::try_call_and_shelve_with), for async functions.
+    pub async fn try_call_and_shelve_with_async<A, E, Fut>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<Shelved<R>, CallError<E>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        Ok(self
+            .shelve(Reach::Task, args, compute, self.faults())
+            .await?)
+    }
+
+    /// The policy the `try_` methods follow.
+    fn faults(&self) -> Strictness {
+        Strictness {
+            strict: self.is_strict(),
+        }
+    }
+
+    /// The body of `call_with`: a hit loads, a miss computes (once, when asked) and stores.
+    async fn lookup<A, E, Fut, P: Faults>(
+        &self,
+        reach: Reach,
         args: A,
         compute: impl FnOnce(A) -> Fut,
         faults: P,
@@ -882,12 +901,12 @@ where
         let Some(key) = self.key_for(inner, &args, faults).map_err(store)? else {
             return compute(args).await.map_err(Failed::Function);
         };
-        self.ensure_checked_async(inner, faults)
+        self.ensure_checked(reach, inner, faults)
             .await
             .map_err(store)?;
         let started = Instant::now();
         let mode = self.effective_mmap_mode();
-        let found = inner.read_entry_async(&key, mode).await;
+        let found = reach.read_entry(inner, &key, mode).await;
         let absent = matches!(found, Ok(None));
         if let Some(out) = self
             .use_stored(inner, &key, found, started, faults)
@@ -897,35 +916,37 @@ where
         }
         if !self.computes_once() {
             return self
-                .miss_async(inner, &key, mode, args, compute, faults)
+                .miss(reach, inner, &key, mode, args, compute, faults)
                 .await
                 .map(|(out, _)| out);
         }
-        let turn = inner.once.turn_async(&key, &self.id.name, absent).await;
+        let turn = reach.turn(&inner.once, &key, &self.id.name, absent).await;
         if turn.load_first {
-            let found = inner.read_entry_async(&key, mode).await;
+            let found = reach.read_entry(inner, &key, mode).await;
             match self.use_stored(inner, &key, found, started, faults) {
                 Ok(Some(out)) => {
-                    turn.land_async(Landing::Stored).await;
+                    reach.land(turn, Landing::Stored).await;
                     return Ok(out);
                 }
                 Ok(None) => {}
                 Err(fault) => {
-                    turn.land_async(Landing::Failed).await;
+                    reach.land(turn, Landing::Failed).await;
                     return Err(store(fault));
                 }
             }
         }
         let outcome = self
-            .miss_async(inner, &key, mode, args, compute, faults)
+            .miss(reach, inner, &key, mode, args, compute, faults)
             .await;
-        turn.land_async(landing_of(&outcome)).await;
+        reach.land(turn, landing_of(&outcome)).await;
         outcome.map(|(out, _)| out)
     }
 
-    /// [`miss`](Self::miss), for async functions.
-    async fn miss_async<A, E, Fut, P: Faults>(
+    /// Computes and stores the result of a miss; says whether it was stored.
+    #[allow(clippy::too_many_arguments)] // one call's parts
+    async fn miss<A, E, Fut, P: Faults>(
         &self,
+        reach: Reach,
         inner: &Inner,
         key: &Key,
         mode: MmapMode,
@@ -938,116 +959,46 @@ where
         Fut: Future<Output = Result<R, E>>,
     {
         let readable = self.readable_args(&args);
-        let verbose = self.verbosity(inner);
-        if verbose > 0 {
-            self.print_call_header(inner, &readable);
-        }
-        let time = Utc::now();
-        let t0 = Instant::now();
-        let out = compute(args).await.map_err(Failed::Function)?;
-        let duration = t0.elapsed().as_secs_f64();
-        let (meta, bytes) = self
-            .encode(inner, key, readable, &out, duration, time, faults)
-            .map_err(store)?;
-        if verbose > 0 {
-            self.print_call_footer(inner, duration);
-        }
+        let (out, meta, bytes) = self
+            .compute(inner, key, readable, args, compute, faults)
+            .await?;
         let Some(bytes) = bytes else {
             return Ok((out, false));
         };
-        let ttl = self.ttl();
-        let k = key.clone();
-        let outcome = inner
-            .run_async(move |b| {
-                Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
-            })
-            .await;
-        if !self.stored(inner, &meta, outcome, faults).map_err(store)? {
+        if !self.put(reach, inner, key, &meta, bytes, faults).await? {
             return Ok((out, false));
         }
         if self.reloads(inner, mode) {
-            let found = inner.read_entry_async(key, mode).await;
+            let found = reach.read_entry(inner, key, mode).await;
             return Ok((self.reload(inner, key, found, out), true));
         }
         Ok((out, true))
     }
 
-    /// Runs `compute(args)` whatever is stored, stores the result, and returns it with its
-    /// metadata (joblib's `MemorizedFunc.call`).
-    pub fn force_call_with<A, E>(
-        &self,
-        args: A,
-        compute: impl FnOnce(A) -> Result<R, E>,
-    ) -> Result<(R, Metadata), E>
-    where
-        A: Serialize,
-    {
-        Ok(self
-            .force_store(args, compute, Lenient)
-            .map_err(Failed::function)?
-            .0)
-    }
-
-    /// [`force_call_with`](Self::force_call_with), with the faults of the store as errors in
-    /// [strict mode](Self::strict).
-    pub fn try_force_call_with<A, E>(
-        &self,
-        args: A,
-        compute: impl FnOnce(A) -> Result<R, E>,
-    ) -> Result<(R, Metadata), CallError<E>>
-    where
-        A: Serialize,
-    {
-        Ok(self.force_store(args, compute, self.faults())?.0)
-    }
-
-    /// Returns a reference to the stored result of `compute(args)`, computing and storing it
-    /// first if needed (joblib's `call_and_shelve`). With a disabled memory, or when the result
-    /// cannot be stored, the value itself is kept in a [`NotMemorizedResult`].
-    pub fn call_and_shelve_with<A, E>(
-        &self,
-        args: A,
-        compute: impl FnOnce(A) -> Result<R, E>,
-    ) -> Result<Shelved<R>, E>
-    where
-        A: Serialize,
-    {
-        self.shelve(args, compute, Lenient)
-            .map_err(Failed::function)
-    }
-
-    /// [`call_and_shelve_with`](Self::call_and_shelve_with), with the faults of the store as
-    /// errors in [strict mode](Self::strict): then a result that cannot be stored is an error,
-    /// not a [`NotMemorizedResult`].
-    pub fn try_call_and_shelve_with<A, E>(
-        &self,
-        args: A,
-        compute: impl FnOnce(A) -> Result<R, E>,
-    ) -> Result<Shelved<R>, CallError<E>>
-    where
-        A: Serialize,
-    {
-        Ok(self.shelve(args, compute, self.faults())?)
-    }
-
     /// The body of `call_and_shelve_with`.
-    fn shelve<A, E, P: Faults>(
+    async fn shelve<A, E, Fut, P: Faults>(
         &self,
+        reach: Reach,
         args: A,
-        compute: impl FnOnce(A) -> Result<R, E>,
+        compute: impl FnOnce(A) -> Fut,
         faults: P,
     ) -> Result<Shelved<R>, Failed<E, P::Fault>>
     where
         A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
     {
         let Some(inner) = self.memory.inner.as_deref() else {
-            let out = compute(args).map_err(Failed::Function)?;
+            let out = compute(args).await.map_err(Failed::Function)?;
             return Ok(Shelved::NotMemorized(NotMemorizedResult::new(out)));
         };
         if let Some(key) = self.key_for(inner, &args, faults).map_err(store)? {
-            self.ensure_checked(inner, faults).map_err(store)?;
+            self.ensure_checked(reach, inner, faults)
+                .await
+                .map_err(store)?;
             let k = key.clone();
-            let found = inner.run(move |b| Box::pin(read_metadata(b, k)));
+            let found = reach
+                .run(inner, move |b| Box::pin(read_metadata(b, k)))
+                .await;
             let absent = matches!(found, Ok(None));
             if self
                 .judge_metadata(inner, &key, found, faults)
@@ -1056,26 +1007,26 @@ where
                 return Ok(Shelved::Memorized(self.reference(inner, &key)));
             }
             if self.computes_once() {
-                let turn = inner.once.turn(&key, &self.id.name, absent);
+                let turn = reach.turn(&inner.once, &key, &self.id.name, absent).await;
                 if turn.load_first {
-                    match self.check_key(inner, key.clone(), faults) {
+                    match self.check_key(reach, inner, key.clone(), faults).await {
                         Ok(true) => {
-                            turn.land(Landing::Stored);
+                            reach.land(turn, Landing::Stored).await;
                             return Ok(Shelved::Memorized(self.reference(inner, &key)));
                         }
                         Ok(false) => {}
                         Err(fault) => {
-                            turn.land(Landing::Failed);
+                            reach.land(turn, Landing::Failed).await;
                             return Err(store(fault));
                         }
                     }
                 }
-                let outcome = self.force_store(args, compute, faults);
-                turn.land(landing_of_store(&outcome));
+                let outcome = self.force_store(reach, args, compute, faults).await;
+                reach.land(turn, landing_of_store(&outcome)).await;
                 return outcome.map(|stored| self.shelved(inner, stored));
             }
         }
-        let stored = self.force_store(args, compute, faults)?;
+        let stored = self.force_store(reach, args, compute, faults).await?;
         Ok(self.shelved(inner, stored))
     }
 
@@ -1094,40 +1045,61 @@ where
 
     /// Computes and stores; gives the key when the result was stored.
     #[allow(clippy::type_complexity)] // (output, metadata) and the key of the stored entry
-    fn force_store<A, E, P: Faults>(
+    async fn force_store<A, E, Fut, P: Faults>(
         &self,
+        reach: Reach,
         args: A,
-        compute: impl FnOnce(A) -> Result<R, E>,
+        compute: impl FnOnce(A) -> Fut,
         faults: P,
     ) -> Result<((R, Metadata), Option<Key>), Failed<E, P::Fault>>
     where
         A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
     {
         let Some(inner) = self.memory.inner.as_deref() else {
             let (time, t0) = (Utc::now(), Instant::now());
-            let out = compute(args).map_err(Failed::Function)?;
+            let out = compute(args).await.map_err(Failed::Function)?;
             return Ok(((out, self.unstored_metadata(None, time, t0)), None));
         };
         let Some(key) = self.key_for(inner, &args, faults).map_err(store)? else {
             let (time, t0) = (Utc::now(), Instant::now());
-            let out = compute(args).map_err(Failed::Function)?;
+            let out = compute(args).await.map_err(Failed::Function)?;
             return Ok(((out, self.unstored_metadata(Some(inner), time, t0)), None));
         };
-        self.ensure_checked(inner, faults).map_err(store)?;
+        self.ensure_checked(reach, inner, faults)
+            .await
+            .map_err(store)?;
         let readable = self.readable_args(&args);
-        let (out, meta, bytes) = self.compute(inner, &key, readable, args, compute, faults)?;
+        let (out, meta, bytes) = self
+            .compute(inner, &key, readable, args, compute, faults)
+            .await?;
         let mut stored_key = None;
-        if let Some(bytes) = bytes {
-            let ttl = self.ttl();
-            let k = key.clone();
-            let outcome = inner.run(move |b| {
-                Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
-            });
-            if self.stored(inner, &meta, outcome, faults).map_err(store)? {
-                stored_key = Some(key);
-            }
+        if let Some(bytes) = bytes
+            && self.put(reach, inner, &key, &meta, bytes, faults).await?
+        {
+            stored_key = Some(key);
         }
         Ok(((out, meta), stored_key))
+    }
+
+    /// Writes an entry; says whether it was stored (a failed write goes to the policy).
+    async fn put<E, P: Faults>(
+        &self,
+        reach: Reach,
+        inner: &Inner,
+        key: &Key,
+        meta: &Metadata,
+        bytes: Blob,
+        faults: P,
+    ) -> Result<bool, Failed<E, P::Fault>> {
+        let ttl = self.ttl();
+        let k = key.clone();
+        let outcome = reach
+            .run(inner, move |b| {
+                Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
+            })
+            .await;
+        self.stored(inner, meta, outcome, faults).map_err(store)
     }
 
     /// The metadata of a call whose result is not stored (disabled memory, unhashable
@@ -1151,177 +1123,6 @@ where
                 inner.codec.id(),
             ),
         }
-    }
-
-    /// [`force_call_with`](Self::force_call_with), for async functions: the store is reached
-    /// without blocking the runtime.
-    pub async fn force_call_with_async<A, E, Fut>(
-        &self,
-        args: A,
-        compute: impl FnOnce(A) -> Fut,
-    ) -> Result<(R, Metadata), E>
-    where
-        A: Serialize,
-        Fut: Future<Output = Result<R, E>>,
-    {
-        Ok(self
-            .force_store_async(args, compute, Lenient)
-            .await
-            .map_err(Failed::function)?
-            .0)
-    }
-
-    /// [`try_force_call_with`](Self::try_force_call_with), for async functions.
-    pub async fn try_force_call_with_async<A, E, Fut>(
-        &self,
-        args: A,
-        compute: impl FnOnce(A) -> Fut,
-    ) -> Result<(R, Metadata), CallError<E>>
-    where
-        A: Serialize,
-        Fut: Future<Output = Result<R, E>>,
-    {
-        Ok(self
-            .force_store_async(args, compute, self.faults())
-            .await?
-            .0)
-    }
-
-    /// [`call_and_shelve_with`](Self::call_and_shelve_with), for async functions.
-    pub async fn call_and_shelve_with_async<A, E, Fut>(
-        &self,
-        args: A,
-        compute: impl FnOnce(A) -> Fut,
-    ) -> Result<Shelved<R>, E>
-    where
-        A: Serialize,
-        Fut: Future<Output = Result<R, E>>,
-    {
-        self.shelve_async(args, compute, Lenient)
-            .await
-            .map_err(Failed::function)
-    }
-
-    /// [`try_call_and_shelve_with`](Self::try_call_and_shelve_with), for async functions.
-    pub async fn try_call_and_shelve_with_async<A, E, Fut>(
-        &self,
-        args: A,
-        compute: impl FnOnce(A) -> Fut,
-    ) -> Result<Shelved<R>, CallError<E>>
-    where
-        A: Serialize,
-        Fut: Future<Output = Result<R, E>>,
-    {
-        Ok(self.shelve_async(args, compute, self.faults()).await?)
-    }
-
-    /// [`shelve`](Self::shelve), for async functions.
-    async fn shelve_async<A, E, Fut, P: Faults>(
-        &self,
-        args: A,
-        compute: impl FnOnce(A) -> Fut,
-        faults: P,
-    ) -> Result<Shelved<R>, Failed<E, P::Fault>>
-    where
-        A: Serialize,
-        Fut: Future<Output = Result<R, E>>,
-    {
-        let Some(inner) = self.memory.inner.as_deref() else {
-            let out = compute(args).await.map_err(Failed::Function)?;
-            return Ok(Shelved::NotMemorized(NotMemorizedResult::new(out)));
-        };
-        if let Some(key) = self.key_for(inner, &args, faults).map_err(store)? {
-            self.ensure_checked_async(inner, faults)
-                .await
-                .map_err(store)?;
-            let k = key.clone();
-            let found = inner
-                .run_async(move |b| Box::pin(read_metadata(b, k)))
-                .await;
-            let absent = matches!(found, Ok(None));
-            if self
-                .judge_metadata(inner, &key, found, faults)
-                .map_err(store)?
-            {
-                return Ok(Shelved::Memorized(self.reference(inner, &key)));
-            }
-            if self.computes_once() {
-                let turn = inner.once.turn_async(&key, &self.id.name, absent).await;
-                if turn.load_first {
-                    match self.check_key_async(inner, key.clone(), faults).await {
-                        Ok(true) => {
-                            turn.land_async(Landing::Stored).await;
-                            return Ok(Shelved::Memorized(self.reference(inner, &key)));
-                        }
-                        Ok(false) => {}
-                        Err(fault) => {
-                            turn.land_async(Landing::Failed).await;
-                            return Err(store(fault));
-                        }
-                    }
-                }
-                let outcome = self.force_store_async(args, compute, faults).await;
-                turn.land_async(landing_of_store(&outcome)).await;
-                return outcome.map(|stored| self.shelved(inner, stored));
-            }
-        }
-        let stored = self.force_store_async(args, compute, faults).await?;
-        Ok(self.shelved(inner, stored))
-    }
-
-    /// [`force_store`](Self::force_store), for async functions.
-    #[allow(clippy::type_complexity)] // (output, metadata) and the key of the stored entry
-    async fn force_store_async<A, E, Fut, P: Faults>(
-        &self,
-        args: A,
-        compute: impl FnOnce(A) -> Fut,
-        faults: P,
-    ) -> Result<((R, Metadata), Option<Key>), Failed<E, P::Fault>>
-    where
-        A: Serialize,
-        Fut: Future<Output = Result<R, E>>,
-    {
-        let Some(inner) = self.memory.inner.as_deref() else {
-            let (time, t0) = (Utc::now(), Instant::now());
-            let out = compute(args).await.map_err(Failed::Function)?;
-            return Ok(((out, self.unstored_metadata(None, time, t0)), None));
-        };
-        let Some(key) = self.key_for(inner, &args, faults).map_err(store)? else {
-            let (time, t0) = (Utc::now(), Instant::now());
-            let out = compute(args).await.map_err(Failed::Function)?;
-            return Ok(((out, self.unstored_metadata(Some(inner), time, t0)), None));
-        };
-        self.ensure_checked_async(inner, faults)
-            .await
-            .map_err(store)?;
-        let readable = self.readable_args(&args);
-        let verbose = self.verbosity(inner);
-        if verbose > 0 {
-            self.print_call_header(inner, &readable);
-        }
-        let (time, t0) = (Utc::now(), Instant::now());
-        let out = compute(args).await.map_err(Failed::Function)?;
-        let duration = t0.elapsed().as_secs_f64();
-        let (meta, bytes) = self
-            .encode(inner, &key, readable, &out, duration, time, faults)
-            .map_err(store)?;
-        if verbose > 0 {
-            self.print_call_footer(inner, duration);
-        }
-        let mut stored_key = None;
-        if let Some(bytes) = bytes {
-            let ttl = self.ttl();
-            let k = key.clone();
-            let outcome = inner
-                .run_async(move |b| {
-                    Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
-                })
-                .await;
-            if self.stored(inner, &meta, outcome, faults).map_err(store)? {
-                stored_key = Some(key);
-            }
-        }
-        Ok(((out, meta), stored_key))
     }
 
     fn reference(&self, inner: &Inner, key: &Key) -> MemorizedResult<R> {
@@ -1413,22 +1214,25 @@ where
 
     /// Runs the function, times it, and encodes the entry.
     #[allow(clippy::type_complexity)] // output, metadata and the entry to store
-    fn compute<A, E, P: Faults>(
+    async fn compute<A, E, Fut, P: Faults>(
         &self,
         inner: &Inner,
         key: &Key,
         readable: Vec<(String, String)>,
         args: A,
-        compute: impl FnOnce(A) -> Result<R, E>,
+        compute: impl FnOnce(A) -> Fut,
         faults: P,
-    ) -> Result<(R, Metadata, Option<Blob>), Failed<E, P::Fault>> {
+    ) -> Result<(R, Metadata, Option<Blob>), Failed<E, P::Fault>>
+    where
+        Fut: Future<Output = Result<R, E>>,
+    {
         let verbose = self.verbosity(inner);
         if verbose > 0 {
             self.print_call_header(inner, &readable);
         }
         let time = Utc::now();
         let t0 = Instant::now();
-        let out = compute(args).map_err(Failed::Function)?;
+        let out = compute(args).await.map_err(Failed::Function)?;
         let duration = t0.elapsed().as_secs_f64();
         let (meta, bytes) = self
             .encode(inner, key, readable, &out, duration, time, faults)
@@ -1605,6 +1409,12 @@ where
         self.try_call_and_shelve_with(args, |a| Ok::<R, Infallible>((self.f)(a)))
             .map_err(CallError::into_store_error)
     }
+}
+
+/// A synchronous function as one returning a ready future, for the call steps shared with async
+/// functions (see [`Reach`]).
+fn now<A, T>(f: impl FnOnce(A) -> T) -> impl FnOnce(A) -> std::future::Ready<T> {
+    move |a| std::future::ready(f(a))
 }
 
 /// How a flight lands after a miss computed and (maybe) stored its result.

@@ -40,6 +40,7 @@ mod load;
 pub mod memory;
 pub mod memory_backend;
 mod once;
+mod reach;
 pub mod registry;
 pub mod report;
 pub mod result;

@@ -1,0 +1,132 @@
+//! How a call reaches the store: by blocking its thread, or by awaiting in its task.
+//!
+//! The steps of a call (lookup, miss, shelving, forced runs) are written once, as async
+//! functions taking a [`Reach`]. Synchronous methods run them with [`Reach::Blocking`], whose
+//! store operations block the calling thread (through [`rt::block_on`](crate::rt::block_on)
+//! and compute-once's blocking waits) and so never leave the future pending; [`finish`] then
+//! completes them on the caller's thread. Async methods await them with [`Reach::Task`], whose
+//! operations never block the runtime.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures::future::BoxFuture;
+
+use crate::array::MmapMode;
+use crate::backend::{BackendResult, StoreBackend};
+use crate::key::Key;
+use crate::load::Read;
+use crate::memory::Inner;
+use crate::once::{Landing, Once, Turn};
+
+/// How a call reaches the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reach {
+    /// The caller's thread blocks on each operation (synchronous methods).
+    Blocking,
+    /// The caller's task awaits each operation (async methods).
+    Task,
+}
+
+impl Reach {
+    /// Runs one operation of the store.
+    pub(crate) async fn run<T, F>(self, inner: &Inner, op: F) -> BackendResult<T>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a dyn StoreBackend) -> BoxFuture<'a, BackendResult<T>> + Send + 'static,
+    {
+        match self {
+            Reach::Blocking => inner.run(op),
+            Reach::Task => inner.run_async(op).await,
+        }
+    }
+
+    /// Reads an entry, mapping its file when the mode says so.
+    pub(crate) async fn read_entry(
+        self,
+        inner: &Inner,
+        key: &Key,
+        mode: MmapMode,
+    ) -> BackendResult<Option<Read>> {
+        match self {
+            Reach::Blocking => inner.read_entry(key, mode),
+            Reach::Task => inner.read_entry_async(key, mode).await,
+        }
+    }
+
+    /// Joins the flight of `key` after a miss (see [`Once::turn`]).
+    pub(crate) async fn turn<'a>(
+        self,
+        once: &'a Once,
+        key: &Key,
+        func: &str,
+        absent: bool,
+    ) -> Turn<'a> {
+        match self {
+            Reach::Blocking => once.turn(key, func, absent),
+            Reach::Task => once.turn_async(key, func, absent).await,
+        }
+    }
+
+    /// Lands a flight (see [`Turn::land`]).
+    pub(crate) async fn land(self, turn: Turn<'_>, landing: Landing) {
+        match self {
+            Reach::Blocking => turn.land(landing),
+            Reach::Task => turn.land_async(landing).await,
+        }
+    }
+}
+
+/// Completes, on this thread, a future driven with [`Reach::Blocking`]. Such a future does not
+/// wait on any reactor, so its first poll completes it; should it ever be pending, the thread
+/// parks until it is woken.
+pub(crate) fn finish<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    if let Poll::Ready(out) = future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        return out;
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
+/// Wakes a parked thread.
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finish_completes_ready_and_woken_futures() {
+        assert_eq!(finish(async { 7 }), 7);
+        // A future pending once, woken from another thread.
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let waker = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            tx.send(5).unwrap();
+        });
+        assert_eq!(finish(rx), Ok(5));
+        waker.join().unwrap();
+    }
+}
