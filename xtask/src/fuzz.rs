@@ -26,7 +26,8 @@
 //! `<target>-<name>`, says so, and fails. The test `fuzz_entries` runs every file under
 //! `tests/fuzz-corpus/` through both targets' properties, so `cargo test` fails until the
 //! decoder is fixed, and keeps the input as a regression test after. Reproduce one with
-//! `RUSTC_BOOTSTRAP=1 cargo fuzz run <target> <file>`.
+//! `RUSTC_BOOTSTRAP=1 cargo fuzz run --debug-assertions --target-dir fuzz/target <target>
+//! <file>`.
 //!
 //! `--engine mutate` runs the hand-written mutation fuzzer instead: the test
 //! `crates/memory-core/tests/fuzz_entries.rs` in a release build, with a time budget and a seed
@@ -148,7 +149,8 @@ fn run_cargo_fuzz(flags: &FuzzFlags) -> Result<ExitCode> {
         eprintln!(
             "\nfuzz: failing inputs are regression tests now: `cargo test -p cachette-core --test \
              fuzz_entries` fails until the decoder is fixed. Reproduce one with\n  \
-             RUSTC_BOOTSTRAP=1 cargo fuzz run <target> <file>"
+             RUSTC_BOOTSTRAP=1 cargo fuzz run --debug-assertions --target-dir fuzz/target \
+             <target> <file>"
         );
     }
     Ok(if failed {
