@@ -39,13 +39,27 @@ Commands:
                                          workloads then say `not run`)
                      Other arguments (and everything after `--`) go to `cargo bench`.
 
-  fuzz [--secs N] [--seed S]
-                     Fuzz the entry decoder for N seconds (default 60) in a release build:
-                     damaged, truncated, spliced and forged entries go through the parser,
-                     the codec and a Memory (crates/memory-core/tests/fuzz_entries.rs).
-                     A failing input is kept in target/fuzz-failures/; move it to
-                     crates/memory-core/tests/fuzz-corpus/ to keep it as a regression test.
-                     --seed S replays a run.
+  fuzz [options]      Fuzz the entry decoder for a bounded time with cargo-fuzz (libFuzzer,
+                     coverage-guided, AddressSanitizer): each target of fuzz/fuzz_targets/
+                     runs N seconds; installs cargo-fuzz if missing; needs no nightly
+                     (RUSTC_BOOTSTRAP=1 is set for it). Targets: decode_entry (parse and
+                     decode, allocation bound) and load_entry (through a Memory: a damaged
+                     entry is a miss and the call gives the right value). Prints the
+                     executions per target. The working corpus is fuzz/corpus/<target>/;
+                     the committed one crates/memory-core/tests/fuzz-corpus/<target>/. A
+                     crash (fuzz/artifacts/<target>/) is copied to
+                     crates/memory-core/tests/fuzz-corpus/regressions/, which every
+                     `cargo test` checks: it stays a regression test once fixed.
+                     --secs N            seconds per target (default 60)
+                     --target T          only this target (repeatable)
+                     --seed S            libFuzzer's seed, to replay a run
+                     --sanitizer S       address (default) or none
+                     --cmin              then minimise the committed corpus of each target
+                                         with what the run found (`cargo fuzz cmin`);
+                                         with --secs 0, minimise only
+                     --engine mutate     the hand-written mutation fuzzer instead
+                                         (crates/memory-core/tests/fuzz_entries.rs, release
+                                         build; failing inputs go to target/fuzz-failures/)
 
   help               This message.
 ";
@@ -63,10 +77,40 @@ pub(crate) enum Command {
 /// `cargo xtask fuzz` options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FuzzFlags {
-    /// How long to fuzz.
+    /// How long to fuzz (each target, with cargo-fuzz).
     pub(crate) secs: u64,
     /// The random seed, to replay a run.
     pub(crate) seed: Option<u64>,
+    /// The fuzzer.
+    pub(crate) engine: FuzzEngine,
+    /// cargo-fuzz targets to run; empty means all.
+    pub(crate) targets: Vec<String>,
+    /// The sanitizer cargo-fuzz builds with.
+    pub(crate) sanitizer: String,
+    /// Minimise the committed corpus afterwards.
+    pub(crate) cmin: bool,
+}
+
+impl Default for FuzzFlags {
+    fn default() -> Self {
+        FuzzFlags {
+            secs: 60,
+            seed: None,
+            engine: FuzzEngine::CargoFuzz,
+            targets: Vec::new(),
+            sanitizer: "address".to_owned(),
+            cmin: false,
+        }
+    }
+}
+
+/// Which fuzzer `cargo xtask fuzz` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FuzzEngine {
+    /// cargo-fuzz (libFuzzer), coverage-guided.
+    CargoFuzz,
+    /// The hand-written mutation fuzzer of `fuzz_entries.rs`.
+    Mutate,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -178,24 +222,45 @@ fn push_steps(only: &mut Vec<String>, list: &str) -> Result<()> {
 }
 
 fn parse_fuzz(rest: &[String]) -> Result<FuzzFlags> {
-    let mut flags = FuzzFlags {
-        secs: 60,
-        seed: None,
-    };
+    let mut flags = FuzzFlags::default();
     let mut it = rest.iter();
     while let Some(arg) = it.next() {
-        let mut number = |name: &str| -> Result<u64> {
-            let Some(v) = it.next() else {
-                bail!("`{name}` needs a number");
-            };
+        let mut value = |name: &str| -> Result<String> {
+            match it.next() {
+                Some(v) => Ok(v.clone()),
+                None => bail!("`{name}` needs a value"),
+            }
+        };
+        let number = |name: &str, v: String| -> Result<u64> {
             v.parse()
                 .map_err(|_| anyhow::anyhow!("`{name} {v}`: not a number"))
         };
         match arg.as_str() {
-            "--secs" => flags.secs = number("--secs")?,
-            "--seed" => flags.seed = Some(number("--seed")?),
+            "--secs" => flags.secs = number("--secs", value("--secs")?)?,
+            "--seed" => flags.seed = Some(number("--seed", value("--seed")?)?),
+            "--target" => flags.targets.push(value("--target")?),
+            "--sanitizer" => {
+                let s = value("--sanitizer")?;
+                if !["address", "none"].contains(&s.as_str()) {
+                    bail!("`--sanitizer {s}`: address or none");
+                }
+                flags.sanitizer = s;
+            }
+            "--cmin" => flags.cmin = true,
+            "--engine" => {
+                flags.engine = match value("--engine")?.as_str() {
+                    "cargo-fuzz" => FuzzEngine::CargoFuzz,
+                    "mutate" => FuzzEngine::Mutate,
+                    other => bail!("`--engine {other}`: cargo-fuzz or mutate"),
+                }
+            }
             other => bail!("unknown option `{other}` for fuzz\n\n{USAGE}"),
         }
+    }
+    if flags.engine == FuzzEngine::Mutate
+        && (!flags.targets.is_empty() || flags.cmin || flags.sanitizer != "address")
+    {
+        bail!("`--target`, `--sanitizer` and `--cmin` are for the cargo-fuzz engine");
     }
     Ok(flags)
 }
@@ -270,13 +335,28 @@ mod tests {
             panic!("fuzz flags")
         };
         assert_eq!((f.secs, f.seed), (5, Some(7)));
-        assert!(matches!(
-            p(&["fuzz"]),
-            Ok(Command::Fuzz(FuzzFlags {
-                secs: 60,
-                seed: None
-            }))
-        ));
+        assert_eq!(f.engine, FuzzEngine::CargoFuzz);
+        assert!(matches!(p(&["fuzz"]), Ok(Command::Fuzz(f)) if f == FuzzFlags::default()));
+        let Ok(Command::Fuzz(f)) = p(&[
+            "fuzz",
+            "--target",
+            "decode_entry",
+            "--sanitizer",
+            "none",
+            "--cmin",
+        ]) else {
+            panic!("fuzz flags")
+        };
+        assert_eq!(f.targets, ["decode_entry"]);
+        assert_eq!(f.sanitizer, "none");
+        assert!(f.cmin);
+        let Ok(Command::Fuzz(f)) = p(&["fuzz", "--engine", "mutate"]) else {
+            panic!("fuzz flags")
+        };
+        assert_eq!(f.engine, FuzzEngine::Mutate);
+        assert!(p(&["fuzz", "--engine", "mutate", "--cmin"]).is_err());
+        assert!(p(&["fuzz", "--engine", "afl"]).is_err());
+        assert!(p(&["fuzz", "--sanitizer", "memory"]).is_err());
         assert!(p(&["fuzz", "--secs"]).is_err());
         assert!(p(&["fuzz", "--secs", "x"]).is_err());
         let Ok(Command::Bench(b)) = p(&["bench", "--quick", "--bench", "x", "--", "--full"]) else {

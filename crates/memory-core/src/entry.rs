@@ -43,7 +43,10 @@
 //!   block checksums. A full check ([`Entry::parse`]) verifies them all; a memory-mapped load
 //!   ([`Entry::parse_head`]) verifies the head and leaves the arrays' pages untouched.
 //! - [`FLAG_ZSTD`]: the payload is a zstd frame holding the payload that the other flags
-//!   describe, and the payload checksum covers the compressed bytes.
+//!   describe, and the payload checksum covers the compressed bytes. The frame's window is at
+//!   most 2 MiB ([`ZSTD_WINDOW_LOG_MAX`]): a decoder allocates the window a frame header
+//!   announces before it decodes anything, so a reader refuses larger ones rather than let a
+//!   few bytes make it allocate up to 128 MiB.
 //! - [`FLAG_SIGNED`]: the 32 bytes before the payload hold an HMAC-SHA256, with the key of
 //!   the memory that wrote it, of every other byte of the entry (see
 //!   [`SigningKey`]). Readers without a key ignore it; readers with one
@@ -80,6 +83,10 @@ pub const FLAG_SIGNED: u16 = 4;
 const KNOWN_FLAGS: u16 = FLAG_ARRAYS | FLAG_ZSTD | FLAG_SIGNED;
 /// Arrays are checksummed in blocks of this many bytes.
 pub const ARRAY_BLOCK: usize = 16 << 20;
+/// The base-2 logarithm of the largest zstd window (back-reference distance) of a compressed
+/// payload: 2 MiB, the window of zstd's default level for large inputs. Writers compress with
+/// it at most, readers refuse frames that announce a larger one.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 21;
 const HEAD_FIXED: usize = 24;
 static ZEROS: [u8; PAYLOAD_ALIGN] = [0; PAYLOAD_ALIGN];
 
@@ -178,6 +185,9 @@ pub fn encode_signed(
             .map_err(|e| format!("cannot start compressing: {e}"))?;
         encoder
             .set_pledged_src_size(Some(payload.len()))
+            .map_err(|e| format!("cannot compress: {e}"))?;
+        encoder
+            .window_log(ZSTD_WINDOW_LOG_MAX)
             .map_err(|e| format!("cannot compress: {e}"))?;
         for part in payload.parts() {
             std::io::Write::write_all(&mut encoder, part)
@@ -642,10 +652,7 @@ impl Entry {
     pub fn decode_payload(&self) -> Result<Payload, EntryError> {
         let stored = self.payload();
         let (bytes, layout) = if self.prefix.flags & FLAG_ZSTD != 0 {
-            let bytes = Bytes::from(
-                zstd::stream::decode_all(&stored[..])
-                    .map_err(|e| EntryError::Corrupted(format!("cannot decompress: {e}")))?,
-            );
+            let bytes = Bytes::from(decompress(&stored)?);
             let layout = if self.prefix.flags & FLAG_ARRAYS != 0 {
                 Some(Layout::parse(&bytes)?)
             } else {
@@ -683,6 +690,18 @@ impl Entry {
     pub fn as_bytes(&self) -> &Bytes {
         &self.bytes
     }
+}
+
+/// Decompresses a payload, refusing frames whose window is larger than
+/// [`ZSTD_WINDOW_LOG_MAX`] allows. Allocates the window (at most 2 MiB) and the output as it
+/// grows, whatever size the frame header announces.
+fn decompress(stored: &[u8]) -> Result<Vec<u8>, EntryError> {
+    let fail = |e: std::io::Error| EntryError::Corrupted(format!("cannot decompress: {e}"));
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(stored).map_err(fail)?;
+    decoder.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(fail)?;
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut decoder, &mut out).map_err(fail)?;
+    Ok(out)
 }
 
 /// Parses the metadata from the first bytes of an entry (at least [`Prefix::metadata_end`]
@@ -851,6 +870,44 @@ mod tests {
         let (_, mut bytes) = sample();
         bytes[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(Entry::parse(Bytes::from(bytes)).is_err());
+    }
+
+    #[test]
+    fn large_compressed_payloads_fit_the_window() {
+        let (meta, _) = sample();
+        // Larger than the window, compressible but not trivially, at a level whose own window
+        // would be larger.
+        let payload: Vec<u8> = (0..3u32 << 20).map(|i| (i / 7 % 251) as u8).collect();
+        let blob = encode_parts(&meta, payload.clone(), Vec::new(), Some(9)).unwrap();
+        let entry = Entry::parse(blob.to_bytes()).unwrap();
+        assert_eq!(entry.decode_payload().unwrap().structure(), &payload[..]);
+    }
+
+    #[test]
+    fn a_frame_announcing_a_large_window_is_refused_before_allocating_it() {
+        let (meta, _) = sample();
+        // A zstd frame header announcing a 128 MiB window and a 1 GiB content, then one RLE
+        // block of 100 bytes.
+        let mut frame = vec![0x28, 0xb5, 0x2f, 0xfd, 0xc0, 0x88];
+        frame.extend_from_slice(&(1u64 << 30).to_le_bytes());
+        frame.extend_from_slice(&[0x23, 0x03, 0x00, 0x41]);
+        let mut bytes = encode_parts(&meta, frame, Vec::new(), None)
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        bytes[10..12].copy_from_slice(&FLAG_ZSTD.to_le_bytes());
+        let header_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+        let sum = header_checksum(
+            &bytes[..PREFIX_LEN],
+            &bytes[PREFIX_LEN..PREFIX_LEN + header_len],
+        );
+        bytes[24..32].copy_from_slice(&sum.to_le_bytes());
+        let entry = Entry::parse(Bytes::from(bytes)).unwrap();
+        let err = entry.decode_payload().unwrap_err();
+        assert!(
+            matches!(&err, EntryError::Corrupted(why) if why.contains("decompress")),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -1,96 +1,44 @@
-//! The entry decoder against hostile bytes: a bounded mutation fuzzer.
+//! The entry decoder against hostile bytes: a bounded mutation fuzzer, and the committed
+//! corpus of the cargo-fuzz targets.
 //!
 //! Every input is an entry as a reader could find it in a shared store: valid entries of every
 //! kind (plain, with arrays, compressed, both), then mutated (bits flipped, bytes overwritten
 //! with extreme values, lengths in the prefix replaced, cut short, extended, spliced), or built
 //! with valid checksums around garbage structure bytes, so that the decoder proper is reached.
-//! For each input:
+//! For each input (the properties are in `fuzz_support/`, shared with `fuzz/fuzz_targets/`):
 //!
 //! - parsing and decoding never panic: they succeed or give an `EntryError`/codec error;
 //! - they never allocate much more than the input's real size, whatever its header claims (a
 //!   counting allocator measures the peak, per thread);
 //! - through a `Memory`, a damaged entry is a miss: the call returns the right value, computed.
 //!
-//! `cargo test` runs a few thousand inputs. `cargo xtask fuzz` runs it for a bounded time
-//! (`CACHETTE_FUZZ_SECS`) or count (`CACHETTE_FUZZ_ITERS`) with a seed from the clock
-//! (`CACHETTE_FUZZ_SEED` replays one). A failing input is written to
-//! `target/fuzz-failures/`; move it to `tests/fuzz-corpus/` to keep it as a regression test:
-//! every file there is checked on every run.
+//! `cargo xtask fuzz` runs the cargo-fuzz (libFuzzer) targets `decode_entry` and `load_entry`
+//! for a bounded time. Their committed corpus is `tests/fuzz-corpus/<target>/` (seeds and a
+//! minimised corpus, `cargo xtask fuzz --cmin` refreshes it), and every input that once made a
+//! target fail is kept in `tests/fuzz-corpus/regressions/`: `cargo xtask fuzz` copies each
+//! crash it finds there (from `fuzz/artifacts/<target>/`), so that it becomes a regression
+//! test. Every file under `tests/fuzz-corpus/` goes through both targets' properties on every
+//! `cargo test`.
+//!
+//! The mutation fuzzer below runs a few thousand inputs on `cargo test`, and
+//! `cargo xtask fuzz --engine mutate` runs it for a bounded time (`CACHETTE_FUZZ_SECS`) or
+//! count (`CACHETTE_FUZZ_ITERS`) with a seed from the clock (`CACHETTE_FUZZ_SEED` replays one).
+//! A failing input is written to `target/fuzz-failures/`; move it to
+//! `tests/fuzz-corpus/regressions/` to keep it as a regression test.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod fuzz_support;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cachette_core::codec::{self, MessagePack};
-use cachette_core::entry::{Entry, Metadata, encode_parts};
-use cachette_core::{Array, InMemoryBackend, Key, Memory, MmapMode, StoreBackend, rt};
-use serde::{Deserialize, Serialize};
-
-// ------------------------------------------------------------------ counting allocator
-
-/// The system allocator, counting each thread's live bytes and their peak.
-struct Counting;
-
-thread_local! {
-    static LIVE: Cell<usize> = const { Cell::new(0) };
-    static PEAK: Cell<usize> = const { Cell::new(0) };
-}
-
-fn add(n: usize) {
-    // `try_with`: the thread's counters may be gone while it exits.
-    let _ = LIVE.try_with(|live| {
-        let now = live.get() + n;
-        live.set(now);
-        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(now)));
-    });
-}
-
-fn sub(n: usize) {
-    let _ = LIVE.try_with(|live| live.set(live.get().saturating_sub(n)));
-}
-
-// SAFETY: forwards to the system allocator; the counters are thread-local cells that never
-// allocate.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        add(layout.size());
-        // SAFETY: forwarded.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        sub(layout.size());
-        // SAFETY: forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        add(layout.size());
-        // SAFETY: forwarded.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        add(new_size);
-        sub(layout.size());
-        // SAFETY: forwarded.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use cachette_core::entry::{Entry, Prefix, encode_parts};
+use cachette_core::{EntryError, MmapMode};
+use fuzz_support::{Counting, Stage, check_decode, check_entry, metadata, output, reseal, seeds};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
-
-/// Runs `f` and gives the most bytes it had allocated at once (on this thread).
-fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
-    let base = LIVE.with(Cell::get);
-    PEAK.with(|p| p.set(base));
-    let out = f();
-    (out, PEAK.with(Cell::get).saturating_sub(base))
-}
 
 // ------------------------------------------------------------------ random numbers
 
@@ -116,96 +64,29 @@ impl Rng {
 
 // ------------------------------------------------------------------ the inputs
 
-/// The output type of the seeds: something of everything the codec meets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Output {
-    name: String,
-    values: Vec<i64>,
-    nested: Vec<(u8, Option<String>)>,
-    array: Option<Array<f64>>,
+/// The committed corpus: the seeds and minimised corpus of each cargo-fuzz target, and the
+/// inputs that once failed (`regressions/`).
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-corpus")
 }
 
-fn output(with_array: bool, n: usize) -> Output {
-    Output {
-        name: "fuzz".repeat(n % 7 + 1),
-        values: (0..n as i64).collect(),
-        nested: vec![(1, Some("x".into())), (2, None)],
-        array: with_array.then(|| Array::from((0..n).map(|i| i as f64).collect::<Vec<_>>())),
-    }
-}
-
-fn metadata() -> Metadata {
-    Metadata::new(
-        0.5,
-        chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
-        vec![("x".into(), "1".into())],
-        "fuzz.f",
-        "00000000000000000000000000000001",
-        "xxh3-128",
-        "msgpack",
-    )
-}
-
-/// Valid entries of every kind, as stored by a memory (through a real `Memory` so that the
-/// arrays are laid out as in production).
-fn seeds() -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for (compress, arrays, n) in [
-        (None, false, 3),
-        (None, true, 5),
-        (Some(3), false, 40),
-        (Some(3), true, 9),
-        (None, true, 0),
-        (None, false, 300),
-    ] {
-        let backend = Arc::new(InMemoryBackend::new());
-        let mut builder = Memory::builder().backend(backend.clone());
-        if let Some(level) = compress {
-            builder = builder.compress(level);
-        }
-        let memory = builder.build().unwrap();
-        let f = memory
-            .cache(move |k: usize| output(arrays, k))
-            .name("fuzz::seed");
-        f.eval(n);
-        let items = rt::block_on(false, backend.list(&cachette_core::Prefix::root()))
-            .unwrap()
-            .unwrap();
-        for item in items {
-            if item.key.as_str().ends_with("func_code") {
-                continue;
-            }
-            let bytes = rt::block_on(false, backend.get(&item.key))
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            out.push(bytes.to_vec());
-        }
-    }
-    // Hand-built entries: codec garbage with valid checksums.
-    for structure in [
-        vec![],
-        vec![0xc1],
-        vec![0xdd, 0xff, 0xff, 0xff, 0xff],
-        vec![0x92; 64],
-    ] {
-        out.push(
-            encode_parts(&metadata(), structure, Vec::new(), None)
-                .unwrap()
-                .to_bytes()
-                .to_vec(),
-        );
-    }
-    out
-}
-
-/// The inputs kept under `tests/fuzz-corpus/`.
+/// Every file of the committed corpus, its subfolders included.
 fn corpus() -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-corpus");
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries.map(|e| e.unwrap().path()).collect(),
-        Err(_) => Vec::new(),
-    };
+    let mut files = Vec::new();
+    let mut dirs = vec![corpus_dir()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
     files.sort();
     files
         .into_iter()
@@ -306,99 +187,6 @@ fn codec_bytes(rng: &mut Rng) -> Vec<u8> {
     out
 }
 
-// ------------------------------------------------------------------ the checks
-
-/// The most a decode of `input` may allocate at once: a few times its size (a copy of the
-/// payload, a decoded value no larger than the bytes it came from, growth of vectors) plus a
-/// fixed allowance. Decompressed payloads are what they are, bounded by the same factor of the
-/// decompressed size, which the check measures too.
-fn allowance(input: usize) -> usize {
-    8 * input + (4 << 20)
-}
-
-/// Parses and decodes `input` every way a reader does; panics only through the checks.
-fn check_entry(input: &[u8]) {
-    let (decompressed, peak) = peak_of(|| {
-        let mut decompressed = 0;
-        for full in [true, false] {
-            let bytes = Bytes::copy_from_slice(input);
-            let parsed = if full {
-                Entry::parse(bytes)
-            } else {
-                Entry::parse_head(bytes)
-            };
-            let Ok(entry) = parsed else { continue };
-            let _ = entry.metadata();
-            if let Ok(payload) = entry.decode_payload() {
-                decompressed = decompressed.max(payload.bytes().len());
-                let _ = codec::decode_value::<Output>(&MessagePack, payload.structure());
-                let _ = codec::decode_value::<Vec<u64>>(&MessagePack, payload.structure());
-                let _ = codec::decode_value::<String>(&MessagePack, payload.structure());
-                let _ = codec::decode_value::<Array<f64>>(&MessagePack, payload.structure());
-            }
-        }
-        decompressed
-    });
-    let limit = allowance(input.len().max(decompressed));
-    assert!(
-        peak <= limit,
-        "decoding a {}-byte entry ({decompressed} bytes decompressed) allocated {peak} bytes at once",
-        input.len()
-    );
-}
-
-/// Stores `input` in place of a real entry and calls the function: the call never panics, and
-/// for a damaged real entry gives the right value, loaded or computed.
-struct Stage {
-    backend: Arc<InMemoryBackend>,
-    memory: Memory,
-    key: Key,
-}
-
-impl Stage {
-    fn new(mode: MmapMode) -> Stage {
-        let backend = Arc::new(InMemoryBackend::new());
-        let memory = Memory::builder()
-            .backend(backend.clone())
-            .mmap_mode(mode)
-            .reporter(cachette_core::Reporter::new(|_| {}))
-            .build()
-            .unwrap();
-        let f = memory.cache(|k: usize| output(true, k)).name("fuzz::stage");
-        let cachette_core::Shelved::Memorized(shelved) = f.call_and_shelve(7) else {
-            panic!("not stored");
-        };
-        let key = Key::new(format!("{}/{}", shelved.func(), shelved.args_id())).unwrap();
-        Stage {
-            backend,
-            memory,
-            key,
-        }
-    }
-
-    /// With `exact`, the call must give the right value (the input is a damaged real entry).
-    fn check(&self, input: &[u8], exact: bool) {
-        rt::block_on(
-            false,
-            self.backend.put(
-                &self.key,
-                Bytes::copy_from_slice(input).into(),
-                &Default::default(),
-            ),
-        )
-        .unwrap()
-        .unwrap();
-        let f = self
-            .memory
-            .cache(|k: usize| output(true, k))
-            .name("fuzz::stage");
-        let got = f.eval(7);
-        if exact {
-            assert_eq!(got, output(true, 7), "a damaged entry gave a wrong value");
-        }
-    }
-}
-
 /// How many inputs, and for how long at most.
 fn budget() -> (u64, Duration) {
     let iters = std::env::var("CACHETTE_FUZZ_ITERS")
@@ -425,13 +213,16 @@ fn keep_failure(input: &[u8], seed: u64, i: u64) -> PathBuf {
     path
 }
 
+/// Every committed corpus file goes through the properties of both cargo-fuzz targets.
 #[test]
 fn corpus_entries_are_refused_or_decoded_safely() {
-    let stage = Stage::new(MmapMode::None);
-    for (path, bytes) in corpus() {
+    let stage = Stage::new(MmapMode::None, None);
+    let corpus = corpus();
+    assert!(corpus.len() >= 10, "the corpus is missing");
+    for (path, bytes) in corpus {
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            check_entry(&bytes);
-            stage.check(&bytes, false);
+            check_decode(&bytes);
+            stage.check_load(&bytes);
         }));
         assert!(outcome.is_ok(), "corpus input {} failed", path.display());
     }
@@ -441,29 +232,62 @@ fn corpus_entries_are_refused_or_decoded_safely() {
 /// was served as that call's result. It is refused, and the call computes.
 #[test]
 fn an_entry_of_another_call_is_refused() {
-    let stage = Stage::new(MmapMode::None);
+    let stage = Stage::new(MmapMode::None, None);
     for seed in seeds() {
         stage.check(&seed, true);
     }
-    let mapped = Stage::new(MmapMode::ReadOnly);
+    let mapped = Stage::new(MmapMode::ReadOnly, None);
     for seed in seeds() {
         mapped.check(&seed, true);
     }
 }
 
-/// `CACHETTE_FUZZ_WRITE_SEEDS=1` writes the seed entries into `tests/fuzz-corpus/` (to refresh
-/// the corpus after a change of the entry format).
+/// `CACHETTE_FUZZ_WRITE_SEEDS=1` writes the seed entries into `tests/fuzz-corpus/<target>/`
+/// (to refresh the corpus after a change of the entry format): every kind of entry for
+/// `decode_entry`, and the entries a stage's memory writes, plain and compressed, for
+/// `load_entry`.
 #[test]
 fn seeds_can_be_written_to_the_corpus() {
     let seeds = seeds();
     assert!(seeds.len() >= 10);
+    let staged: Vec<Vec<u8>> = [None, Some(3)]
+        .into_iter()
+        .flat_map(|level| Stage::new(MmapMode::None, level).entries())
+        .collect();
+    assert_eq!(staged.len(), 4);
     if std::env::var_os("CACHETTE_FUZZ_WRITE_SEEDS").is_some() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-corpus");
-        std::fs::create_dir_all(&dir).unwrap();
-        for (i, seed) in seeds.iter().enumerate() {
-            std::fs::write(dir.join(format!("seed-{i:02}.bin")), seed).unwrap();
+        for (target, entries) in [("decode_entry", &seeds), ("load_entry", &staged)] {
+            let dir = corpus_dir().join(target);
+            std::fs::create_dir_all(&dir).unwrap();
+            for (i, seed) in entries.iter().enumerate() {
+                std::fs::write(dir.join(format!("seed-{i:02}.bin")), seed).unwrap();
+            }
         }
     }
+}
+
+/// Resealing (the fuzz targets' way past the checksums) leaves a valid entry as it is, and
+/// makes a damaged one pass the checksums.
+#[test]
+fn resealing_makes_checksums_right() {
+    for seed in seeds() {
+        assert_eq!(reseal(&seed).as_deref(), Some(&seed[..]));
+        let mut damaged = seed.clone();
+        let offset = Prefix::parse(&seed, None).unwrap().payload_offset as usize;
+        if offset < seed.len() {
+            damaged[seed.len() - 1] ^= 0x40;
+        }
+        damaged.extend_from_slice(&[0; 64]);
+        assert!(Entry::parse(Bytes::from(damaged.clone())).is_err());
+        let resealed = reseal(&damaged).unwrap();
+        let parsed = Entry::parse(Bytes::from(resealed));
+        assert!(
+            parsed.is_ok()
+                || matches!(parsed, Err(EntryError::Corrupted(ref why)) if why.contains("array layout")),
+            "{parsed:?}"
+        );
+    }
+    assert_eq!(reseal(b"CACHETTE"), None);
 }
 
 #[test]
@@ -490,7 +314,7 @@ fn headers_that_claim_huge_sizes_allocate_nothing_of_the_sort() {
 #[test]
 fn mutated_entries_never_panic_nor_overallocate() {
     let seeds = seeds();
-    let stage = Stage::new(MmapMode::None);
+    let stage = Stage::new(MmapMode::None, None);
     let (iters, time) = budget();
     let seed = std::env::var("CACHETTE_FUZZ_SEED")
         .ok()
