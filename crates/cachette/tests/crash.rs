@@ -68,3 +68,25 @@ fn a_writer_killed_mid_persist_leaves_no_partial_entry() {
     );
     assert!(killed_with_leftovers > 0, "no kill landed during a write");
 }
+
+/// The comparison the crash tests rely on tells a whole output from any other.
+#[test]
+fn outputs_compare_whole() {
+    let out = crash::big(1);
+    assert!(crash::is_output_of(&out, 1));
+    assert!(!crash::is_output_of(&out, 0));
+    let mut changed = out.into_vec();
+    changed[crash::ELEMS - 1] = 0.0;
+    assert!(!crash::is_output_of(
+        &cachette::Array::from(changed.clone()),
+        1
+    ));
+    changed.truncate(crash::ELEMS - 1);
+    changed.push(1.5);
+    assert!(crash::is_output_of(
+        &cachette::Array::from(changed.clone()),
+        1
+    ));
+    changed.pop();
+    assert!(!crash::is_output_of(&cachette::Array::from(changed), 1));
+}
