@@ -1,6 +1,6 @@
 //! [`RedisBackend`]: the [`StoreBackend`] implementation.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::future::Future;
 use std::ops::Range;
@@ -759,7 +759,7 @@ impl Inner {
 
     async fn delete_prefix(&self, prefix: &Prefix) -> Res<u64> {
         let mut conn = self.connector.conn().await?;
-        let mut scanner = Scanner::new(self, &mut conn, prefix).await?;
+        let mut scanner = Scanner::new(self, &mut conn, prefix, Walk::Data).await?;
         let mut deleted = 0;
         while let Some(data) = scanner.next_page(&mut conn).await? {
             deleted += self.delete_data(&mut conn, data).await?;
@@ -769,8 +769,21 @@ impl Inner {
 
     async fn list(&self, prefix: &Prefix) -> Res<Vec<ItemInfo>> {
         let mut conn = self.connector.conn().await?;
+        match self.sweep_dead_writes(&mut conn, prefix).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::debug!(target: "cachette", "redis: deleted {n} chunks of writers that died");
+            }
+            Err(fail) => {
+                let why = match fail {
+                    Fail::Redis(e) => e.to_string(),
+                    Fail::Backend(e) => e.to_string(),
+                };
+                tracing::debug!(target: "cachette", "redis: cannot sweep the chunks of writers that died: {why}");
+            }
+        }
         let mut all = BTreeSet::new();
-        let mut scanner = Scanner::new(self, &mut conn, prefix).await?;
+        let mut scanner = Scanner::new(self, &mut conn, prefix, Walk::Data).await?;
         while let Some(data) = scanner.next_page(&mut conn).await? {
             all.extend(data);
         }
@@ -846,6 +859,44 @@ impl Inner {
         Ok(items)
     }
 
+    /// Deletes the chunks under `prefix` that writers of this host left when they died before
+    /// publishing them (a crash, `kill -9`): chunks whose write id names a process of this host
+    /// that is gone and that no manifest names. Chunks of writers of other hosts expire by
+    /// themselves after `chunk_grace_secs`. Returns how many chunks were deleted.
+    async fn sweep_dead_writes(&self, conn: &mut Conn, prefix: &Prefix) -> Res<u64> {
+        let mut writes: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+        let mut scanner = Scanner::new(self, conn, prefix, Walk::OwnChunks).await?;
+        while let Some(page) = scanner.next_page(conn).await? {
+            for chunk in page {
+                let Some((data, _, id)) = self.layout.chunk_of(&chunk) else {
+                    continue;
+                };
+                let write = (data.to_owned(), id.to_owned());
+                writes.entry(write).or_default().push(chunk);
+            }
+        }
+        let sweeps = writes
+            .into_iter()
+            .filter(|((_, id), _)| keys::written_by_dead_process(id))
+            .map(|((data, id), chunks)| {
+                let mut conn = conn.clone();
+                let mut keys = Vec::with_capacity(chunks.len() + 1);
+                keys.push(data);
+                keys.extend(chunks);
+                async move {
+                    lua::eval(lua::SWEEP, &keys)
+                        .arg(id)
+                        .query_async::<u64>(&mut conn)
+                        .await
+                }
+            });
+        let deleted: Vec<u64> = stream::iter(sweeps)
+            .buffer_unordered(BATCH_PARALLELISM)
+            .try_collect()
+            .await?;
+        Ok(deleted.into_iter().sum())
+    }
+
     /// The size of an item whose record is missing (evicted, or its writer died between the
     /// two steps of a create-if-absent), read from the data key, which counts as an access of
     /// it; the record is written again so that this happens once.
@@ -887,10 +938,20 @@ impl Inner {
     }
 }
 
-/// Walks the data keys under a prefix, one `SCAN` page at a time, on every master.
+/// What a [`Scanner`] walks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// The data keys of the items.
+    Data,
+    /// The chunks written by processes of this host (see [`keys::owner_tag`]).
+    OwnChunks,
+}
+
+/// Walks the data keys (or chunks) under a prefix, one `SCAN` page at a time, on every master.
 struct Scanner<'a> {
     layout: &'a Layout,
     prefix: &'a Prefix,
+    walk: Walk,
     pattern: String,
     /// Masters not scanned yet.
     targets: Vec<Option<u16>>,
@@ -899,17 +960,22 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
-    async fn new(inner: &'a Inner, conn: &mut Conn, prefix: &'a Prefix) -> Res<Self> {
+    async fn new(inner: &'a Inner, conn: &mut Conn, prefix: &'a Prefix, walk: Walk) -> Res<Self> {
+        let pattern = match walk {
+            Walk::Data => inner.layout.pattern(prefix),
+            Walk::OwnChunks => inner.layout.chunk_pattern(prefix),
+        };
         Ok(Scanner {
             layout: &inner.layout,
             prefix,
-            pattern: inner.layout.pattern(prefix),
+            walk,
+            pattern,
             targets: conn.scan_targets().await?,
             current: None,
         })
     }
 
-    /// The next non-empty page of data keys, or `None` at the end.
+    /// The next non-empty page of keys, or `None` at the end.
     async fn next_page(&mut self, conn: &mut Conn) -> Res<Option<Vec<String>>> {
         loop {
             let (target, cursor) = match self.current.take() {
@@ -927,12 +993,14 @@ impl<'a> Scanner<'a> {
             }
             let data: Vec<String> = found
                 .into_iter()
-                .filter(|k| {
-                    self.layout
-                        .key_of(k)
-                        .is_some_and(|key| key.starts_with(self.prefix))
-                })
                 .filter_map(|k| String::from_utf8(k).ok())
+                .filter(|k| {
+                    let key = match self.walk {
+                        Walk::Data => self.layout.key_of(k.as_bytes()),
+                        Walk::OwnChunks => self.layout.chunk_of(k).map(|(_, key, _)| key),
+                    };
+                    key.is_some_and(|key| key.starts_with(self.prefix))
+                })
                 .collect();
             if !data.is_empty() {
                 return Ok(Some(data));

@@ -6,7 +6,8 @@
 //!   manifest of a chunked value;
 //! - `{ns:<k escaped>}:s`: its *record*, a hash with the size (`s`) and the last access in
 //!   milliseconds (`a`);
-//! - `{ns:<k escaped>}:c:<write id>:<n>`: the chunks of a chunked value.
+//! - `{ns:<k escaped>}:c:<write id>:<n>`: the chunks of a chunked value. A write id names the
+//!   process that wrote the chunks (see [`write_id`]).
 //!
 //! The escaping leaves no `{`, `}` or `:` in the escaped key, and namespaces hold no braces, so
 //! the data key has no hash tag (Redis Cluster hashes it whole) and the hash tag of the record and
@@ -15,6 +16,7 @@
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cachette_core::{Key, Prefix};
@@ -112,6 +114,33 @@ impl Layout {
         // A `:` left means a nested namespace (`ns:other:…`): escaped keys have none.
         Key::new(unescape(escaped)?).ok()
     }
+
+    /// The `SCAN` pattern matching the chunks written by processes of this host (see
+    /// [`owner_tag`]) of the items under a prefix (and maybe a few more, which
+    /// [`Layout::chunk_of`] weeds out).
+    pub(crate) fn chunk_pattern(&self, prefix: &Prefix) -> String {
+        let items = if prefix.is_root() {
+            String::new()
+        } else {
+            format!("{}/", glob_escape(&escape(prefix.as_str())))
+        };
+        format!(
+            "{{{}{items}*}}:c:{}-*",
+            glob_escape(&self.head),
+            glob_escape(owner_tag())
+        )
+    }
+
+    /// The data key, the item's key and the write id of a chunk of this namespace; `None` for
+    /// any other Redis key.
+    pub(crate) fn chunk_of<'k>(&self, redis_key: &'k str) -> Option<(&'k str, Key, &'k str)> {
+        // Escaped keys hold no `}`: the first one closes the hash tag.
+        let (data, rest) = redis_key.strip_prefix('{')?.split_once("}:c:")?;
+        let key = self.key_of(data.as_bytes())?;
+        let (id, index) = rest.rsplit_once(':')?;
+        index.parse::<u64>().ok()?;
+        Some((data, key, id))
+    }
 }
 
 /// The record of an item: its size and last access.
@@ -124,8 +153,10 @@ pub(crate) fn chunk(data: &str, write_id: &str, index: u64) -> String {
     format!("{{{data}}}:c:{write_id}:{index}")
 }
 
-/// A fresh identifier of one write: 128 bits, unique across processes and machines (the std
-/// hasher's keys are random per process).
+/// A fresh identifier of one write: `<owner tag>-<process id>-<128 random bits>`, unique across
+/// processes and machines (the std hasher's keys are random per process). The owner tag and the
+/// process id say who writes the chunks, so that a listing on the same host removes the chunks
+/// of a writer that died before publishing them ([`written_by_dead_process`]).
 pub(crate) fn write_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -142,7 +173,53 @@ pub(crate) fn write_id() -> String {
         h.write_u32(std::process::id());
         h.finish()
     };
-    format!("{:016x}{:016x}", half(1), half(2))
+    format!(
+        "{}-{}-{:016x}{:016x}",
+        owner_tag(),
+        std::process::id(),
+        half(1),
+        half(2)
+    )
+}
+
+/// A short tag of this host and of its process-id namespace, in write ids: processes that share
+/// it can tell by a process id whether a writer is still running. (Containers that share a host
+/// name, as with host networking, have their own process-id namespaces, and so other tags.)
+pub(crate) fn owner_tag() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| {
+        let pid_namespace = std::fs::read_link("/proc/self/ns/pid")
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let owner = format!("{}\n{pid_namespace}", cachette_core::host_name());
+        format!(
+            "{:08x}",
+            xxhash_rust::xxh3::xxh3_64(owner.as_bytes()) as u32
+        )
+    })
+}
+
+/// Whether the write `id` is of a process of this host (and process-id namespace) that is gone,
+/// other than this one: its chunks will never be published. Write ids of other hosts, and of
+/// older versions (128 bits only), are never taken for dead.
+pub(crate) fn written_by_dead_process(id: &str) -> bool {
+    let mut fields = id.splitn(3, '-');
+    let (Some(tag), Some(pid), Some(_)) = (fields.next(), fields.next(), fields.next()) else {
+        return false;
+    };
+    let Ok(pid) = pid.parse::<u32>() else {
+        return false;
+    };
+    tag == owner_tag() && pid != std::process::id() && !process_alive(pid)
+}
+
+/// Whether a process of this host is running (on Linux; elsewhere, assume it is).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    } else {
+        true
+    }
 }
 
 #[cfg(test)]
@@ -203,9 +280,54 @@ mod tests {
     }
 
     #[test]
-    fn write_ids_differ() {
+    fn write_ids_differ_and_name_their_writer() {
         let a = write_id();
-        assert_eq!(a.len(), 32);
+        assert_eq!(
+            a.len(),
+            8 + 1 + std::process::id().to_string().len() + 1 + 32
+        );
+        assert!(!a.contains([':', '{', '}']), "{a}");
         assert_ne!(a, write_id());
+        // This process is alive.
+        assert!(!written_by_dead_process(&a));
+        // A process of this host that is gone.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let dead = format!("{}-{pid}-{}", owner_tag(), "0".repeat(32));
+        assert!(written_by_dead_process(&dead) == cfg!(target_os = "linux"));
+        // Another host, and the form of older versions: never taken for dead.
+        assert!(!written_by_dead_process(&format!(
+            "00000000-{pid}-{}",
+            "0".repeat(32)
+        )));
+        assert!(!written_by_dead_process(&"0".repeat(32)));
+        assert!(!written_by_dead_process("deadbeef"));
+    }
+
+    #[test]
+    fn chunks_parse_back() {
+        let layout = Layout::new("ns");
+        let key = Key::new("f/x:{y}").unwrap();
+        let data = layout.data(&key);
+        let id = write_id();
+        let name = chunk(&data, &id, 12);
+        assert_eq!(
+            layout.chunk_of(&name),
+            Some((data.as_str(), key, id.as_str()))
+        );
+        assert_eq!(layout.chunk_of(&record(&data)), None);
+        assert_eq!(layout.chunk_of(&data), None);
+        assert_eq!(Layout::new("other").chunk_of(&name), None);
+        assert_eq!(layout.chunk_of("{ns:f/x}:c:id:notanumber"), None);
+        let tag = owner_tag();
+        assert_eq!(
+            layout.chunk_pattern(&Prefix::root()),
+            format!("{{ns:*}}:c:{tag}-*")
+        );
+        assert_eq!(
+            layout.chunk_pattern(&Prefix::new("f:g").unwrap()),
+            format!("{{ns:f%3Ag/*}}:c:{tag}-*")
+        );
     }
 }

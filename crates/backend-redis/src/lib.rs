@@ -66,7 +66,8 @@
 //!   `GET`, one round trip. A write is one `MULTI`/`EXEC` round trip (`SET` with `PX` when the
 //!   item has an expiry, and the record).
 //! - **Large items** are cut into chunks of `chunk_size` bytes, stored under
-//!   `{<prefix>:<k>}:c:<write id>:<n>` with a random 128-bit write id per write. The chunks are
+//!   `{<prefix>:<k>}:c:<write id>:<n>` with a fresh write id per write, which names the writer
+//!   (a tag of its host, its process id) and holds 128 random bits. The chunks are
 //!   written first, with a temporary expiry (`chunk_grace_secs`); then one script checks they are
 //!   all there, makes them permanent (or gives them the item's expiry) and publishes the
 //!   *manifest* (a hash in the data key: write id, size, chunk size) last. A reader gets the
@@ -86,7 +87,9 @@
 //!   was deleted or lost a chunk.
 //! - The last complete write wins. A writer that dies half-way leaves chunks that expire by
 //!   themselves after `chunk_grace_secs`; it must therefore be longer than the transfer of the
-//!   largest item.
+//!   largest item. A listing (`Memory::housekeeping`, `reduce_size`, `list`) removes at once the
+//!   chunks that no manifest names and whose writer was a process of the same host (and
+//!   process-id namespace) that is gone.
 //! - `put_if_absent` is `SET NX` (with `PX` for an expiry, so that a crashed holder's claim goes
 //!   away) for small items, followed by the record, and the same check inside the publishing
 //!   script for large ones: exactly one of several racing creators wins, across processes and
@@ -97,7 +100,9 @@
 //!
 //! `list` walks the data keys with `SCAN … MATCH <prefix>:<escaped key prefix>/* COUNT 1000`
 //! (glob characters escaped; on a cluster, on every master), then reads each item's last access
-//! and its size from its record in pipelined batches (one batch per slot on a cluster).
+//! and its size from its record in pipelined batches (one batch per slot on a cluster). Before
+//! that, it walks the chunks written from this host the same way, and deletes those of dead
+//! writers (see above), one script per write that checks the item's manifest first.
 //! `delete_prefix` (`Memory::clear`) scans the same way and deletes page by page with a script
 //! that `UNLINK`s the keys, batched per slot on a cluster; `delete_many` (`reduce_size`) too.
 //! Only keys of the backend's namespace are ever touched, so several caches, or other data, can

@@ -92,6 +92,19 @@ end
 return 1
 ";
 
+/// Deletes the chunks of a write that was never published, unless the item's manifest names
+/// the write (it is the item's current value). Returns how many chunks were deleted.
+///
+/// `KEYS`: data key, then the chunks. `ARGV`: write id.
+pub(crate) const SWEEP: &str = r"
+if redis.call('TYPE', KEYS[1])['ok'] == 'hash' and redis.call('HGET', KEYS[1], 'w') == ARGV[1] then
+  return 0
+end
+local deleted = 0
+for i = 2, #KEYS do deleted = deleted + redis.call('UNLINK', KEYS[i]) end
+return deleted
+";
+
 /// An `EVAL` of a script. The script travels with every call (they are small), so that a
 /// script cache flushed by a restart or a failover never costs a round trip.
 pub(crate) fn eval<K: redis::ToRedisArgs>(script: &str, keys: &[K]) -> Cmd {

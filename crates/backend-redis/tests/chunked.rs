@@ -239,3 +239,99 @@ async fn unpublished_chunks_are_invisible() {
         assert!(raw.keys(&chunk).await.is_empty());
     }
 }
+
+/// Listing removes at once the chunks of a writer of this host that died before publishing
+/// them, and nothing else: not the chunks of a published item whose writer is gone, of a writer
+/// still running, of a writer of another host, nor of items outside the listed prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_sweeps_the_chunks_of_dead_writers() {
+    for (kind, b) in common::both("sweep", |c| c.with_chunk_size(CHUNK)) {
+        let ns = prefix_of(&b);
+        let mut raw = common::Raw::of(&b).await;
+        // The write ids of this process name its host: learn them from a real chunked write.
+        let probe = Key::new("s/probe").unwrap();
+        b.put(&probe, pattern(2500).into(), &PutOptions::default())
+            .await
+            .unwrap();
+        let own: String = raw
+            .query(redis::cmd("HGET").arg(format!("{ns}:s/probe")).arg("w"))
+            .await;
+        let (tag, rest) = own.split_once('-').unwrap();
+        assert!(
+            rest.starts_with(&format!("{}-", std::process::id())),
+            "{own}"
+        );
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let dead = gone.id();
+        gone.wait().unwrap();
+        let id =
+            |tag: &str, pid: u32, n: u8| format!("{tag}-{pid}-{}", format!("{n:x}").repeat(32));
+        // Chunks in transit, as a writer leaves them (with the grace expiry).
+        let orphan = |item: &str, id: &str, i: u64| format!("{{{ns}:{item}}}:c:{id}:{i}");
+        let leftovers = [
+            ("s/dead", id(tag, dead, 1)),
+            ("u/dead", id(tag, dead, 2)),
+            ("s/live", id(tag, std::process::id(), 3)),
+            ("s/elsewhere", id("0000beef", dead, 4)),
+        ];
+        for (item, id) in &leftovers {
+            for i in 0..3 {
+                raw.query::<()>(
+                    redis::cmd("SET")
+                        .arg(orphan(item, id, i))
+                        .arg("x")
+                        .arg("PX")
+                        .arg(60_000),
+                )
+                .await;
+            }
+        }
+        // A published item whose writer is gone.
+        let published = id(tag, dead, 5);
+        let value = pattern(1500);
+        for (i, part) in value.chunks(CHUNK as usize).enumerate() {
+            raw.query::<()>(
+                redis::cmd("SET")
+                    .arg(orphan("s/published", &published, i as u64))
+                    .arg(part),
+            )
+            .await;
+        }
+        raw.query::<()>(redis::cmd("HSET").arg(format!("{ns}:s/published")).arg(&[
+            "w",
+            &published,
+            "n",
+            "2",
+            "s",
+            "1500",
+            "c",
+            &CHUNK.to_string(),
+        ]))
+        .await;
+        let chunks = |item: &str| format!("{{{ns}:{item}}}:c:*");
+
+        // Listing `s` sweeps the dead writer's chunks there only.
+        let listed = b.list(&Prefix::new("s").unwrap()).await.unwrap();
+        let mut keys: Vec<&str> = listed.iter().map(|i| i.key.as_str()).collect();
+        keys.sort();
+        assert_eq!(keys, ["s/probe", "s/published"], "{kind}");
+        assert!(raw.keys(&chunks("s/dead")).await.is_empty(), "{kind}");
+        assert_eq!(raw.keys(&chunks("u/dead")).await.len(), 3, "{kind}");
+        assert_eq!(raw.keys(&chunks("s/live")).await.len(), 3, "{kind}");
+        assert_eq!(raw.keys(&chunks("s/elsewhere")).await.len(), 3, "{kind}");
+        assert_eq!(raw.keys(&chunks("s/published")).await.len(), 2, "{kind}");
+        let key = Key::new("s/published").unwrap();
+        assert_eq!(b.get(&key).await.unwrap(), Some(value), "{kind}");
+        // Listing everything sweeps the rest.
+        assert_eq!(b.list(&Prefix::root()).await.unwrap().len(), 2, "{kind}");
+        assert!(raw.keys(&chunks("u/dead")).await.is_empty(), "{kind}");
+        assert_eq!(raw.keys(&chunks("s/live")).await.len(), 3, "{kind}");
+
+        b.delete_prefix(&Prefix::root()).await.unwrap();
+        for (item, _) in &leftovers {
+            for chunk in raw.keys(&chunks(item)).await {
+                raw.query::<()>(redis::cmd("UNLINK").arg(chunk)).await;
+            }
+        }
+    }
+}
