@@ -150,7 +150,7 @@ impl FsBackend {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("item");
         path.with_file_name(format!(
             "{TEMP_PREFIX}{}.{}-{n}-{name}",
-            host_tag(),
+            cachette_core::owner_tag(),
             std::process::id()
         ))
     }
@@ -731,25 +731,13 @@ fn last_access(meta: &fs::Metadata) -> DateTime<Utc> {
     DateTime::<Utc>::from(at)
 }
 
-/// A short tag of this host, in temporary file names, so that a sweep on one host never takes
-/// a live writer on another (sharing the folder over a network) for a dead one here.
-fn host_tag() -> &'static str {
-    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    TAG.get_or_init(|| {
-        format!(
-            "{:08x}",
-            xxhash_rust::xxh3::xxh3_64(cachette_core::host_name().as_bytes()) as u32
-        )
-    })
-}
-
 /// A temporary file left by a writer that will never rename it: one of this host whose process
 /// is gone (a crash, `kill -9`), or any older than [`STALE_TEMP`].
 fn is_leftover(name: &str, age: Duration) -> bool {
     if age > STALE_TEMP {
         return true;
     }
-    // `<prefix><host tag>.<pid>-<n>-<name>`
+    // `<prefix><owner tag>.<pid>-<n>-<name>` (see `cachette_core::owner_tag`)
     let owner = name[TEMP_PREFIX.len()..].split('-').next().unwrap_or("");
     let Some((host, pid)) = owner.split_once('.') else {
         return false;
@@ -757,16 +745,7 @@ fn is_leftover(name: &str, age: Duration) -> bool {
     let Ok(pid) = pid.parse::<u32>() else {
         return false;
     };
-    host == host_tag() && pid != std::process::id() && !process_alive(pid)
-}
-
-/// Whether a process of this host is running (on Linux; elsewhere, assume it is).
-fn process_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        Path::new(&format!("/proc/{pid}")).exists()
-    } else {
-        true
-    }
+    cachette_core::writer_is_gone(host, pid)
 }
 
 fn age(meta: &fs::Metadata, now: SystemTime) -> Duration {

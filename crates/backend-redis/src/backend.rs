@@ -943,7 +943,7 @@ impl Inner {
 enum Walk {
     /// The data keys of the items.
     Data,
-    /// The chunks written by processes of this host (see [`keys::owner_tag`]).
+    /// The chunks written by processes of this host (see [`owner_tag`](cachette_core::owner_tag)).
     OwnChunks,
 }
 

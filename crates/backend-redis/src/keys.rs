@@ -16,10 +16,9 @@
 
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cachette_core::{Key, Prefix};
+use cachette_core::{Key, Prefix, owner_tag};
 
 /// The characters escaped in keys, as `%XX`: the escape character itself, the hash-tag braces and
 /// the namespace separator.
@@ -182,23 +181,6 @@ pub(crate) fn write_id() -> String {
     )
 }
 
-/// A short tag of this host and of its process-id namespace, in write ids: processes that share
-/// it can tell by a process id whether a writer is still running. (Containers that share a host
-/// name, as with host networking, have their own process-id namespaces, and so other tags.)
-pub(crate) fn owner_tag() -> &'static str {
-    static TAG: OnceLock<String> = OnceLock::new();
-    TAG.get_or_init(|| {
-        let pid_namespace = std::fs::read_link("/proc/self/ns/pid")
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let owner = format!("{}\n{pid_namespace}", cachette_core::host_name());
-        format!(
-            "{:08x}",
-            xxhash_rust::xxh3::xxh3_64(owner.as_bytes()) as u32
-        )
-    })
-}
-
 /// Whether the write `id` is of a process of this host (and process-id namespace) that is gone,
 /// other than this one: its chunks will never be published. Write ids of other hosts, and of
 /// older versions (128 bits only), are never taken for dead.
@@ -210,16 +192,7 @@ pub(crate) fn written_by_dead_process(id: &str) -> bool {
     let Ok(pid) = pid.parse::<u32>() else {
         return false;
     };
-    tag == owner_tag() && pid != std::process::id() && !process_alive(pid)
-}
-
-/// Whether a process of this host is running (on Linux; elsewhere, assume it is).
-fn process_alive(pid: u32) -> bool {
-    if cfg!(target_os = "linux") {
-        std::path::Path::new(&format!("/proc/{pid}")).exists()
-    } else {
-        true
-    }
+    cachette_core::writer_is_gone(tag, pid)
 }
 
 #[cfg(test)]

@@ -956,7 +956,7 @@ struct ClaimRecord {
 impl ClaimRecord {
     fn new(lease: Duration) -> ClaimRecord {
         ClaimRecord {
-            host: host_name().to_owned(),
+            host: crate::host::host_name().to_owned(),
             pid: std::process::id(),
             token: new_token(),
             lease,
@@ -1034,23 +1034,6 @@ fn new_token() -> String {
         *part = h.finish();
     }
     format!("{:016x}{:016x}", parts[0], parts[1])
-}
-
-/// The name of this machine, as compute-once claims record their owner (and the local-disk
-/// backend its temporary files): `/proc/sys/kernel/hostname`, `/etc/hostname`, `HOSTNAME` or
-/// `COMPUTERNAME`, whitespace replaced by `_`; `"unknown"` when none is set.
-pub fn host_name() -> &'static str {
-    static HOST: OnceLock<String> = OnceLock::new();
-    HOST.get_or_init(|| {
-        let from_file = |path: &str| std::fs::read_to_string(path).ok();
-        from_file("/proc/sys/kernel/hostname")
-            .or_else(|| from_file("/etc/hostname"))
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .or_else(|| std::env::var("COMPUTERNAME").ok())
-            .map(|h| h.trim().replace(char::is_whitespace, "_"))
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unknown".to_owned())
-    })
 }
 
 #[cfg(test)]
