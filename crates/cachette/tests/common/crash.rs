@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use cachette::{Array, MemorizedFunc, Memory, Metadata, Report, Reporter, Validation};
+use cachette::{Array, MemorizedFunc, Memory, Metadata, Reporter, Validation};
 use chrono::{DateTime, Utc};
 
 /// Set in the child's environment: the folder of its progress file.
@@ -77,15 +77,11 @@ pub(crate) fn child_if_asked() {
     ) else {
         return;
     };
-    let warnings = Arc::new(Mutex::new(Vec::new()));
-    let sink = warnings.clone();
+    // Strict: a persist that fails is an error, written to the progress file.
     let memory = Memory::builder()
         .url(location)
-        .reporter(Reporter::new(move |r| {
-            if let Report::Warning(w) = r {
-                sink.lock().unwrap().push(w.clone());
-            }
-        }))
+        .strict(true)
+        .reporter(Reporter::new(|_| {}))
         .build()
         .unwrap();
     let outputs: Vec<Array<f64>> = (0..SEEDS).map(big).collect();
@@ -96,12 +92,14 @@ pub(crate) fn child_if_asked() {
     // the progress file, or why it failed.
     for seed in (0..SEEDS).cycle() {
         let started = Instant::now();
-        let _ = f.call(seed);
+        let persisted = f.try_call(seed);
         let ms = started.elapsed().as_millis();
-        let failed: Vec<String> = std::mem::take(&mut *warnings.lock().unwrap());
-        let line = match failed.first() {
-            None => format!("{ms}\n"),
-            Some(why) => format!("failed after {ms} ms: {}\n", why.replace('\n', " ")),
+        let line = match persisted {
+            Ok(_) => format!("{ms}\n"),
+            Err(why) => format!(
+                "failed after {ms} ms: {}\n",
+                why.to_string().replace('\n', " ")
+            ),
         };
         let mut progress = std::fs::OpenOptions::new()
             .create(true)
