@@ -222,17 +222,7 @@ fn s3_a_writer_killed_mid_persist_leaves_no_partial_entry() {
 /// The chunks under the namespace `ns` that no manifest names, with the process id in their
 /// write id.
 fn orphan_chunks(raw: &mut redis::Connection, ns: &str) -> Vec<(String, Option<u32>)> {
-    let chunks: Vec<String> = redis::cmd("SCAN")
-        .cursor_arg(0)
-        .arg("MATCH")
-        .arg(format!("{{{ns}:*}}:c:*"))
-        .arg("COUNT")
-        .arg(1000)
-        .clone()
-        .iter(raw)
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let chunks = scan(raw, &format!("{{{ns}:*}}:c:*"));
     let mut out = Vec::new();
     for chunk in chunks {
         // `{<data key>}:c:<write id>:<n>`, the write id being `<tag>-<pid>-<random>`.
@@ -254,10 +244,15 @@ fn orphan_chunks(raw: &mut redis::Connection, ns: &str) -> Vec<(String, Option<u
 
 /// Every Redis key of the namespace `ns`.
 fn keys_of(raw: &mut redis::Connection, ns: &str) -> Vec<String> {
+    scan(raw, &format!("*{ns}*"))
+}
+
+/// The Redis keys matching `pattern`.
+fn scan(raw: &mut redis::Connection, pattern: &str) -> Vec<String> {
     redis::cmd("SCAN")
         .cursor_arg(0)
         .arg("MATCH")
-        .arg(format!("*{ns}*"))
+        .arg(pattern)
         .arg("COUNT")
         .arg(1000)
         .clone()
