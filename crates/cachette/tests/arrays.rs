@@ -159,6 +159,31 @@ fn mapped_loads_count_in_the_stats() {
 }
 
 #[test]
+fn a_remote_hit_mapped_from_its_local_copy_counts_once() {
+    let local = tempfile::tempdir().unwrap();
+    let remote = format!("memory://arrays-tier-stats-{}", std::process::id());
+    let tiered = |dir: &Path| {
+        Memory::builder()
+            .url(&remote)
+            .local_tier(dir.to_str().unwrap())
+            .mmap_mode(MmapMode::ReadOnly)
+            .build()
+            .unwrap()
+    };
+    let x = ramp(1000);
+    let writer = tiered(&local.path().join("writer"));
+    writer.cache(square).name("square").eval(&x);
+    // Another machine: its local tier is empty, so the entry comes from the remote store,
+    // is copied down, and the copy is mapped.
+    let reader = tiered(&local.path().join("reader"));
+    assert!(reader.cache(square).name("square").eval(&x).is_mapped());
+    let s = reader.stats().unwrap();
+    // Two reads: the function's code identity and the entry, each counted once.
+    assert_eq!((s.store.hits, s.store.misses), (2, 0), "{s}");
+    assert_eq!(s.tiers.unwrap().remote_hits, 2, "{s}");
+}
+
+#[test]
 fn read_only_views_cannot_be_written() {
     let dir = tempfile::tempdir().unwrap();
     let memory = fs_memory(dir.path(), MmapMode::ReadOnly);

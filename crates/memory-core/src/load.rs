@@ -119,7 +119,7 @@ impl Inner {
     /// Reads the entry under `key` for a load in `mode`: a memory map of its local file when
     /// the mode maps and the backend has local files, otherwise a whole read.
     pub(crate) fn read_entry(&self, key: &Key, mode: MmapMode) -> BackendResult<Option<Read>> {
-        if let Some(mapped) = self.map_entry(key, mode) {
+        if let Some(mapped) = self.map_counted(key, mode) {
             return Ok(mapped);
         }
         let found = self.get(key)?;
@@ -146,7 +146,7 @@ impl Inner {
         key: &Key,
         mode: MmapMode,
     ) -> BackendResult<Option<Read>> {
-        if let Some(mapped) = self.map_entry(key, mode) {
+        if let Some(mapped) = self.map_counted(key, mode) {
             return Ok(mapped);
         }
         let k = key.clone();
@@ -156,6 +156,18 @@ impl Inner {
         Ok(self.remap(key, mode, found))
     }
 
+    /// [`map_entry`](Self::map_entry), counted in the memory's statistics as the hit it is: a
+    /// map bypasses the `Stats` layer, which counts whole reads (so the map of a copy that a
+    /// whole read has just made, in [`remap`](Self::remap), is not counted again).
+    fn map_counted(&self, key: &Key, mode: MmapMode) -> Option<Option<Read>> {
+        let started = self.stats.as_ref().map(|_| Instant::now());
+        let mapped = self.map_entry(key, mode);
+        if let (Some(stats), Some(started), Some(Some(read))) = (&self.stats, started, &mapped) {
+            stats.mapped_hit(key, read.bytes.len() as u64, started.elapsed());
+        }
+        mapped
+    }
+
     /// Maps the entry's local file, if the mode and the backend allow and the file is there;
     /// `None` to read it whole through the backend instead. Records the access, as a read
     /// would.
@@ -163,14 +175,10 @@ impl Inner {
         if !mode.maps() || !self.local_files {
             return None;
         }
-        let started = Instant::now();
         let path = self.backend.local_path(key)?;
         match map_file(&path, mode) {
             Ok(None) => None,
             Ok(Some(read)) => {
-                if let Some(stats) = &self.stats {
-                    stats.mapped_hit(key, read.bytes.len() as u64, started.elapsed());
-                }
                 if self.due_for_touch(key) {
                     let k = key.clone();
                     if let Err(e) = self.run(move |b| Box::pin(async move { b.touch(&k).await })) {
