@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::array::{self, MmapMode};
-use crate::backend::{BackendResult, Blob, PutOptions, StoreBackend};
+use crate::backend::{BackendResult, Blob, PutOptions, StoreBackend, StoreBackendExt};
 use crate::codec;
 use crate::entry::{self, HEADER_READ_HINT, Metadata};
 use crate::error::{CallError, EntryError, Error};
@@ -1096,7 +1096,11 @@ where
         let k = key.clone();
         let outcome = reach
             .run(inner, move |b| {
-                Box::pin(async move { b.put(&k, bytes, &PutOptions::with_ttl(ttl)).await })
+                Box::pin(async move {
+                    b.put_opts(&k, bytes, PutOptions::with_ttl(ttl))
+                        .await
+                        .map(|_| ())
+                })
             })
             .await;
         self.stored(inner, meta, outcome, faults).map_err(store)
@@ -1448,21 +1452,13 @@ async fn check_identity(
         Some(stored) => {
             backend.delete_prefix(&folder).await?;
             backend
-                .put(
-                    &code_key,
-                    Bytes::from(identity).into(),
-                    &PutOptions::default(),
-                )
+                .put(&code_key, Bytes::from(identity).into())
                 .await?;
             Ok(Some(String::from_utf8_lossy(&stored).into_owned()))
         }
         None => {
             backend
-                .put(
-                    &code_key,
-                    Bytes::from(identity).into(),
-                    &PutOptions::default(),
-                )
+                .put(&code_key, Bytes::from(identity).into())
                 .await?;
             Ok(None)
         }
@@ -1477,11 +1473,7 @@ async fn clear_function(
 ) -> BackendResult<()> {
     backend.delete_prefix(&folder).await?;
     backend
-        .put(
-            &code_key,
-            Bytes::from(identity).into(),
-            &PutOptions::default(),
-        )
+        .put(&code_key, Bytes::from(identity).into())
         .await
 }
 

@@ -13,7 +13,7 @@ use chrono::{TimeDelta, Utc};
 use futures::future::BoxFuture;
 
 use crate::array::MmapMode;
-use crate::backend::{BackendResult, DynBackend, ItemInfo, StoreBackend};
+use crate::backend::{BackendResult, DynBackend, ItemInfo, StoreBackend, StoreBackendExt};
 use crate::codec::{Codec, MessagePack};
 use crate::config::MemoryConfig;
 use crate::error::{Error, Result};
@@ -823,7 +823,7 @@ impl MemoryBuilder {
                 *zstd::compression_level_range().end(),
             )
         });
-        if self.mmap_mode == MmapMode::ReadWrite && !capabilities.local_path {
+        if self.mmap_mode == MmapMode::ReadWrite && !capabilities.local_files {
             self.reporter.warn(format!(
                 "{location} has no local files to map (mmap_mode r+): arrays are loaded as copy-on-write, and writes do not reach the store"
             ));
@@ -847,7 +847,7 @@ impl MemoryBuilder {
                 generation: AtomicU64::new(0),
                 mmap_mode: self.mmap_mode,
                 compress,
-                local_files: capabilities.local_path,
+                local_files: capabilities.local_files,
                 touched: Mutex::default(),
                 store,
                 local_tier: self.local_tier,

@@ -1,8 +1,6 @@
 //! An in-memory backend: the reference implementation of the contract, and `memory://`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
@@ -12,7 +10,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 
 use crate::backend::{
-    BackendResult, Blob, Capabilities, ItemInfo, PutOptions, PutOutcome, StoreBackend,
+    BackendResult, Blob, Capabilities, GetOptions, GetResult, ItemInfo, PutMode, PutOptions,
+    PutOutcome, StoreBackend,
 };
 use crate::key::{Key, Prefix};
 
@@ -120,77 +119,46 @@ impl StoreBackend for InMemoryBackend {
         }
     }
 
-    async fn get(&self, key: &Key) -> BackendResult<Option<Bytes>> {
+    async fn get_opts(&self, key: &Key, options: GetOptions) -> BackendResult<Option<GetResult>> {
         let map = self.read();
-        Ok(map
-            .get(key.as_str())
-            .filter(|i| i.live(Instant::now()))
-            .map(|item| {
-                item.last_access
-                    .store(Utc::now().timestamp_micros(), Ordering::Relaxed);
-                item.value.clone()
-            }))
-    }
-
-    async fn get_range(&self, key: &Key, range: Range<u64>) -> BackendResult<Option<Bytes>> {
-        let map = self.read();
-        Ok(map
-            .get(key.as_str())
-            .filter(|i| i.live(Instant::now()))
-            .map(|item| {
-                let len = item.value.len() as u64;
-                let start = range.start.min(len) as usize;
-                let end = range.end.clamp(range.start.min(len), len) as usize;
-                item.value.slice(start..end)
-            }))
-    }
-
-    async fn touch(&self, key: &Key) -> BackendResult<()> {
-        if let Some(item) = self
-            .read()
-            .get(key.as_str())
-            .filter(|i| i.live(Instant::now()))
-        {
+        let Some(item) = map.get(key.as_str()).filter(|i| i.live(Instant::now())) else {
+            return Ok(None);
+        };
+        if options.record_access {
             item.last_access
                 .store(Utc::now().timestamp_micros(), Ordering::Relaxed);
         }
-        Ok(())
+        let len = item.value.len() as u64;
+        if options.head {
+            return Ok(Some(GetResult::head(len)));
+        }
+        Ok(Some(match options.range {
+            None => GetResult::whole(item.value.clone()),
+            Some(range) => {
+                let start = range.start.min(len) as usize;
+                let end = range.end.clamp(range.start.min(len), len) as usize;
+                GetResult::part(item.value.slice(start..end), len)
+            }
+        }))
     }
 
-    async fn put(&self, key: &Key, value: Blob, options: &PutOptions) -> BackendResult<()> {
-        let item = Self::new_item(value.to_bytes(), options);
-        self.write().insert(key.as_str().to_owned(), item);
-        Ok(())
-    }
-
-    async fn put_if_absent(
+    async fn put_opts(
         &self,
         key: &Key,
         value: Blob,
-        options: &PutOptions,
+        options: PutOptions,
     ) -> BackendResult<PutOutcome> {
         let value = value.to_bytes();
         let mut map = self.write();
-        if map
-            .get(key.as_str())
-            .is_some_and(|i| i.live(Instant::now()))
+        if options.mode == PutMode::Create
+            && map
+                .get(key.as_str())
+                .is_some_and(|i| i.live(Instant::now()))
         {
             return Ok(PutOutcome::AlreadyExists);
         }
-        map.insert(key.as_str().to_owned(), Self::new_item(value, options));
+        map.insert(key.as_str().to_owned(), Self::new_item(value, &options));
         Ok(PutOutcome::Created)
-    }
-
-    async fn contains(&self, key: &Key) -> BackendResult<bool> {
-        Ok(self
-            .read()
-            .get(key.as_str())
-            .is_some_and(|i| i.live(Instant::now())))
-    }
-
-    async fn delete(&self, key: &Key) -> BackendResult<()> {
-        self.write().remove(key.as_str());
-        Ok(())
     }
 
     async fn delete_many(&self, keys: &[Key]) -> BackendResult<()> {
@@ -199,15 +167,6 @@ impl StoreBackend for InMemoryBackend {
             map.remove(key.as_str());
         }
         Ok(())
-    }
-
-    async fn delete_prefix(&self, prefix: &Prefix) -> BackendResult<u64> {
-        let mut map = self.write();
-        let keys = Self::keys_under(&map, prefix);
-        for key in &keys {
-            map.remove(key);
-        }
-        Ok(keys.len() as u64)
     }
 
     async fn list(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {
@@ -227,9 +186,5 @@ impl StoreBackend for InMemoryBackend {
             });
         }
         Ok(out)
-    }
-
-    fn local_path(&self, _key: &Key) -> Option<PathBuf> {
-        None
     }
 }

@@ -50,7 +50,9 @@ use futures::future::{self, BoxFuture};
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::Notify;
 
-use crate::backend::{BackendResult, DynBackend, PutOptions, PutOutcome, StoreBackend};
+use crate::backend::{
+    BackendResult, DynBackend, PutOptions, PutOutcome, StoreBackend, StoreBackendExt,
+};
 use crate::error::ErrorKind;
 use crate::key::Key;
 use crate::report::{Reporter, format_time};
@@ -559,7 +561,7 @@ impl Once {
             let created = self
                 .call(drive, move |b| {
                     Box::pin(async move {
-                        b.put_if_absent(&k, value.into(), &PutOptions::with_ttl(Some(lease)))
+                        b.put_opts(&k, value.into(), PutOptions::create().ttl(Some(lease)))
                             .await
                     })
                 })
@@ -808,9 +810,9 @@ impl Lease {
             let value = record.to_bytes().into();
             let options = PutOptions::with_ttl(Some(self.lease));
             self.backend
-                .put(&self.key, value, &options)
+                .put_opts(&self.key, value, options)
                 .await
-                .map(|()| true)
+                .map(|_| true)
         });
         match renewed {
             Ok(Ok(true)) => {}

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
+use crate::backend::StoreBackendExt;
 use crate::key::Key;
 use crate::load::{Checked, Read};
 use crate::memory::Memory;

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::backend::{Blob, DynBackend, PutOptions, PutOutcome, StoreBackend};
+use crate::backend::{
+    Blob, DynBackend, GetOptions, GetPayload, PutOutcome, StoreBackend, StoreBackendExt,
+};
 use crate::key::{Key, Prefix};
 use crate::rt;
 
@@ -64,10 +66,6 @@ fn prefix(root: &str, rest: &str) -> Prefix {
     Prefix::new(format!("{root}/{rest}")).expect("valid test prefix")
 }
 
-fn put_opts() -> PutOptions {
-    PutOptions::default()
-}
-
 /// Runs every check.
 pub async fn run_all(backend: DynBackend) {
     let root = unique_root(backend.scheme());
@@ -78,6 +76,7 @@ pub async fn run_all(backend: DynBackend) {
     prefix_listing(&*backend, &root).await;
     delete_prefix_is_scoped(&*backend, &root).await;
     access_tracking(&*backend, &root).await;
+    heads_and_local_files(&*backend, &root).await;
     segmented_writes(&*backend, &root).await;
     create_if_absent(backend.clone(), &root).await;
     atomic_visibility(backend.clone(), &root).await;
@@ -101,7 +100,7 @@ pub async fn round_trip(b: &dyn StoreBackend, root: &str) {
         ("binary", Bytes::from((0..=255u8).collect::<Vec<_>>())),
     ] {
         let k = key(root, &format!("rt/{name}"));
-        b.put(&k, value.clone().into(), &put_opts())
+        b.put(&k, value.clone().into())
             .await
             .expect("put");
         assert_eq!(
@@ -112,7 +111,7 @@ pub async fn round_trip(b: &dyn StoreBackend, root: &str) {
         assert!(b.contains(&k).await.expect("contains"), "{name}");
     }
     let k = key(root, "rt/small");
-    b.put(&k, Bytes::from_static(b"replaced").into(), &put_opts())
+    b.put(&k, Bytes::from_static(b"replaced").into())
         .await
         .expect("replace");
     assert_eq!(
@@ -148,7 +147,7 @@ pub async fn unusual_keys(b: &dyn StoreBackend, root: &str) {
     for name in &all {
         let k = key(root, &format!("odd/{name}"));
         let value = Bytes::from(name.clone().into_bytes());
-        b.put(&k, value.clone().into(), &put_opts())
+        b.put(&k, value.clone().into())
             .await
             .unwrap_or_else(|e| panic!("put {name:?}: {e}"));
         assert_eq!(
@@ -192,7 +191,7 @@ pub async fn missing_is_a_value(b: &dyn StoreBackend, root: &str) {
 pub async fn ranged_reads(b: &dyn StoreBackend, root: &str) {
     let k = key(root, "range/item");
     let value: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
-    b.put(&k, Bytes::from(value.clone()).into(), &put_opts())
+    b.put(&k, Bytes::from(value.clone()).into())
         .await
         .expect("put");
     for (start, end) in [(0u64, 48u64), (100, 4196), (9_990, 20_000), (0, 10_000)] {
@@ -217,9 +216,7 @@ pub async fn prefix_listing(b: &dyn StoreBackend, root: &str) {
     ] {
         b.put(
             &key(root, name),
-            Bytes::from(vec![7u8; size]).into(),
-            &put_opts(),
-        )
+            Bytes::from(vec![7u8; size]).into())
         .await
         .expect("put");
     }
@@ -245,9 +242,7 @@ pub async fn delete_prefix_is_scoped(b: &dyn StoreBackend, root: &str) {
     for name in ["d/a/x", "d/a/y/z", "d/ab/keep", "d/keep", "e/a/keep"] {
         b.put(
             &key(root, name),
-            Bytes::from_static(b"v").into(),
-            &put_opts(),
-        )
+            Bytes::from_static(b"v").into())
         .await
         .expect("put");
     }
@@ -282,10 +277,10 @@ pub async fn delete_prefix_is_scoped(b: &dyn StoreBackend, root: &str) {
 /// A read counts as an access: listing reports it.
 pub async fn access_tracking(b: &dyn StoreBackend, root: &str) {
     let (old, new) = (key(root, "lru/old"), key(root, "lru/new"));
-    b.put(&old, Bytes::from_static(b"1").into(), &put_opts())
+    b.put(&old, Bytes::from_static(b"1").into())
         .await
         .expect("put");
-    b.put(&new, Bytes::from_static(b"2").into(), &put_opts())
+    b.put(&new, Bytes::from_static(b"2").into())
         .await
         .expect("put");
     // Access tracking may have a granularity of about a second.
@@ -305,12 +300,14 @@ pub async fn access_tracking(b: &dyn StoreBackend, root: &str) {
         at(&old),
         at(&new)
     );
-    // `touch` records an access without reading, and a missing item is not an error.
+    // Reads that only look record nothing: ranged reads and `head`.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    b.touch(&new).await.expect("touch");
-    b.touch(&key(root, "lru/missing"))
+    b.get_range(&new, 0..1).await.expect("get_range").expect("exists");
+    b.head(&new).await.expect("head").expect("exists");
+    b.get_opts(&new, GetOptions::default())
         .await
-        .expect("touch of a missing item");
+        .expect("get_opts without record_access")
+        .expect("exists");
     let items = b.list(&prefix(root, "lru")).await.expect("list");
     let at = |k: &Key| {
         items
@@ -320,17 +317,47 @@ pub async fn access_tracking(b: &dyn StoreBackend, root: &str) {
             .expect("listed")
     };
     assert!(
-        at(&new) > at(&old),
-        "a touched item must count as more recently accessed ({} vs {})",
-        at(&new),
-        at(&old)
+        at(&old) > at(&new),
+        "reads without record_access must not count as accesses ({} vs {})",
+        at(&old),
+        at(&new)
     );
+}
+
+/// `head` gives the size without the bytes; a read that asks for a local file gets one holding
+/// exactly the item when the backend has local files, and bytes otherwise.
+pub async fn heads_and_local_files(b: &dyn StoreBackend, root: &str) {
+    let k = key(root, "head/item");
+    let value = Bytes::from(vec![5u8; 3000]);
+    b.put(&k, value.clone().into()).await.expect("put");
+    let head = b
+        .get_opts(&k, GetOptions::head())
+        .await
+        .expect("head")
+        .expect("exists");
+    assert_eq!(head.size, 3000);
     assert!(
-        !b.contains(&key(root, "lru/missing"))
-            .await
-            .expect("contains"),
-        "touch must not create an item"
+        matches!(&head.payload, GetPayload::Bytes(bytes) if bytes.is_empty()),
+        "a head read gives no bytes"
     );
+    let part = b
+        .get_opts(&k, GetOptions::range(10..20))
+        .await
+        .expect("get_range")
+        .expect("exists");
+    assert_eq!(part.size, 3000, "a ranged read gives the item's whole size");
+    let found = b
+        .get_opts(&k, GetOptions::default().with_local_file(true))
+        .await
+        .expect("get_opts with local_file")
+        .expect("exists");
+    let is_file = matches!(found.payload, GetPayload::File(_));
+    assert_eq!(
+        is_file,
+        b.capabilities().local_files,
+        "a local file is given exactly when the capabilities say so"
+    );
+    assert_eq!(found.into_bytes().expect("read the file"), value);
 }
 
 /// A value given as several segments is stored as their concatenation, by `put` and by
@@ -346,7 +373,7 @@ pub async fn segmented_writes(b: &dyn StoreBackend, root: &str) {
     }
     let whole = Bytes::from(whole);
     let k = key(root, "segments/put");
-    b.put(&k, blob.clone(), &put_opts())
+    b.put(&k, blob.clone())
         .await
         .expect("put of a segmented value");
     let got = b.get(&k).await.expect("get").expect("exists");
@@ -359,7 +386,7 @@ pub async fn segmented_writes(b: &dyn StoreBackend, root: &str) {
     assert_eq!(&got[..], &whole[3 << 20..(3 << 20) + 100]);
     let k = key(root, "segments/create");
     assert_eq!(
-        b.put_if_absent(&k, blob, &put_opts())
+        b.put_if_absent(&k, blob)
             .await
             .expect("put_if_absent"),
         PutOutcome::Created
@@ -384,9 +411,7 @@ pub async fn create_if_absent(b: DynBackend, root: &str) {
                 blocking,
                 b.put_if_absent(
                     &k,
-                    Bytes::from(vec![i; 1000]).into(),
-                    &PutOptions::default(),
-                ),
+                    Bytes::from(vec![i; 1000]).into()),
             )
             .expect("runtime")
             .expect("put_if_absent");
@@ -412,9 +437,7 @@ pub async fn create_if_absent(b: DynBackend, root: &str) {
     assert_eq!(
         b.put_if_absent(
             &k,
-            Bytes::from_static(b"late").into(),
-            &PutOptions::default()
-        )
+            Bytes::from_static(b"late").into())
         .await
         .expect("put_if_absent"),
         PutOutcome::AlreadyExists
@@ -425,7 +448,7 @@ pub async fn create_if_absent(b: DynBackend, root: &str) {
 pub async fn atomic_visibility(b: DynBackend, root: &str) {
     const SIZE: usize = 256 * 1024;
     let k = key(root, "race/item");
-    b.put(&k, Bytes::from(vec![0u8; SIZE]).into(), &put_opts())
+    b.put(&k, Bytes::from(vec![0u8; SIZE]).into())
         .await
         .expect("initial put");
     let done = Arc::new(AtomicBool::new(false));
@@ -465,9 +488,7 @@ pub async fn atomic_visibility(b: DynBackend, root: &str) {
                     blocking,
                     b.put(
                         &k,
-                        Bytes::from(vec![i; SIZE]).into(),
-                        &PutOptions::default(),
-                    ),
+                        Bytes::from(vec![i; SIZE]).into()),
                 )
                 .expect("runtime")
                 .expect("racing put");
@@ -493,7 +514,7 @@ pub async fn large_item(b: &dyn StoreBackend, root: &str) {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     let value = Bytes::from(value);
-    b.put(&k, value.clone().into(), &put_opts())
+    b.put(&k, value.clone().into())
         .await
         .expect("put 64 MiB");
     let got = b.get(&k).await.expect("get 64 MiB").expect("exists");

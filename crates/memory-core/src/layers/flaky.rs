@@ -2,8 +2,6 @@
 //! demand, counting the calls it sees. It injects faults into the layer under test; it is not a
 //! stand-in for a real backend.
 
-use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -11,7 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::backend::{
-    BackendResult, Blob, Capabilities, DynBackend, ItemInfo, PutOptions, PutOutcome, StoreBackend,
+    BackendResult, Blob, Capabilities, DynBackend, GetOptions, GetResult, ItemInfo, PutMode,
+    PutOptions, PutOutcome, StoreBackend,
 };
 use crate::error::{BackendError, ErrorKind};
 use crate::key::{Key, Prefix};
@@ -117,44 +116,28 @@ impl StoreBackend for Flaky {
         caps
     }
 
-    async fn get(&self, key: &Key) -> BackendResult<Option<Bytes>> {
-        self.inject("get")?;
-        self.inner.get(key).await
+    async fn get_opts(&self, key: &Key, options: GetOptions) -> BackendResult<Option<GetResult>> {
+        self.inject(if options.head {
+            "contains"
+        } else if options.range.is_some() {
+            "get_range"
+        } else {
+            "get"
+        })?;
+        self.inner.get_opts(key, options).await
     }
 
-    async fn get_range(&self, key: &Key, range: Range<u64>) -> BackendResult<Option<Bytes>> {
-        self.inject("get_range")?;
-        self.inner.get_range(key, range).await
-    }
-
-    async fn touch(&self, key: &Key) -> BackendResult<()> {
-        self.inject("touch")?;
-        self.inner.touch(key).await
-    }
-
-    async fn put(&self, key: &Key, value: Blob, options: &PutOptions) -> BackendResult<()> {
-        self.inject("put")?;
-        self.inner.put(key, value, options).await
-    }
-
-    async fn put_if_absent(
+    async fn put_opts(
         &self,
         key: &Key,
         value: Blob,
-        options: &PutOptions,
+        options: PutOptions,
     ) -> BackendResult<PutOutcome> {
-        self.inject("put_if_absent")?;
-        self.inner.put_if_absent(key, value, options).await
-    }
-
-    async fn contains(&self, key: &Key) -> BackendResult<bool> {
-        self.inject("contains")?;
-        self.inner.contains(key).await
-    }
-
-    async fn delete(&self, key: &Key) -> BackendResult<()> {
-        self.inject("delete")?;
-        self.inner.delete(key).await
+        self.inject(match options.mode {
+            PutMode::Create => "put_if_absent",
+            _ => "put",
+        })?;
+        self.inner.put_opts(key, value, options).await
     }
 
     async fn delete_many(&self, keys: &[Key]) -> BackendResult<()> {
@@ -162,17 +145,13 @@ impl StoreBackend for Flaky {
         self.inner.delete_many(keys).await
     }
 
-    async fn delete_prefix(&self, prefix: &Prefix) -> BackendResult<u64> {
-        self.inject("delete_prefix")?;
-        self.inner.delete_prefix(prefix).await
-    }
-
     async fn list(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {
         self.inject("list")?;
         self.inner.list(prefix).await
     }
 
-    fn local_path(&self, key: &Key) -> Option<PathBuf> {
-        self.inner.local_path(key)
+    async fn sweep(&self, prefix: &Prefix) -> BackendResult<u64> {
+        self.inject("sweep")?;
+        self.inner.sweep(prefix).await
     }
 }

@@ -1,9 +1,12 @@
 //! Layers: backends that wrap other backends to add one concern each.
 //!
-//! A layer implements [`StoreBackend`](crate::StoreBackend) over any
-//! [`DynBackend`](crate::DynBackend), so layers stack on each other and on any backend, and the
-//! core cannot tell a stack from a plain backend. Backends themselves stay simple: they never
-//! retry, never count, never tier.
+//! A layer implements [`StoreBackend`](crate::plugin::StoreBackend) over any
+//! [`DynBackend`](crate::plugin::DynBackend), so layers stack on each other and on any backend,
+//! and the core cannot tell a stack from a plain backend: every read, memory-mapped ones
+//! included, passes through every layer. Backends themselves stay simple: they never retry,
+//! never count, never tier. Each layer has a [`Layer`] (`RetryLayer`, `TieredLayer`,
+//! `StatsLayer`) that [`MemoryBuilder::layer`](crate::MemoryBuilder::layer) stacks in the
+//! order given, the first next to the store.
 //!
 //! | layer | for |
 //! | --- | --- |
@@ -37,7 +40,8 @@
 //! ```
 //! use std::sync::Arc;
 //! use cachette_core::layers::{Retry, RetryPolicy, Stats, Tiered};
-//! use cachette_core::{InMemoryBackend, Memory};
+//! use cachette_core::Memory;
+//! use cachette_core::plugin::InMemoryBackend;
 //!
 //! // Stand-ins: the local disk and a remote store would be `cachette::fs` and
 //! // `cachette::redis` (or `cachette::s3`) backends.
@@ -62,6 +66,7 @@ mod retry;
 mod stats;
 mod tiered;
 
-pub use retry::{Retry, RetryPolicy};
-pub use stats::{BackendStats, Latency, Stats, StatsHandle};
-pub use tiered::{TierCounters, Tiered};
+pub use crate::backend::{Layer, LayerFn};
+pub use retry::{Retry, RetryLayer, RetryPolicy};
+pub use stats::{BackendStats, Latency, Stats, StatsHandle, StatsLayer};
+pub use tiered::{TierCounters, TierHandle, Tiered, TieredLayer};

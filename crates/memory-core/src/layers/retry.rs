@@ -3,8 +3,6 @@
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, RandomState};
-use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -13,7 +11,8 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{
-    BackendResult, Blob, Capabilities, DynBackend, ItemInfo, PutOptions, PutOutcome, StoreBackend,
+    BackendResult, Blob, Capabilities, DynBackend, GetOptions, GetResult, ItemInfo, Layer,
+    PutOptions, PutOutcome, StoreBackend,
 };
 use crate::error::BackendError;
 use crate::key::{Key, Prefix};
@@ -82,14 +81,37 @@ impl RetryPolicy {
 /// - Every operation is retried, writes included: a [`Blob`] is a cheap clone of shared
 ///   buffers, so it can be sent again. Two consequences of retrying writes: a `put_if_absent`
 ///   whose first attempt created the item but whose answer was lost reports
-///   [`PutOutcome::AlreadyExists`] on the retry, and a retried `delete_prefix` reports only what
-///   its last attempt deleted.
+///   [`PutOutcome::AlreadyExists`] on the retry.
 ///
 /// [`ErrorKind::is_usually_temporary`]: crate::ErrorKind::is_usually_temporary
 #[derive(Debug)]
 pub struct Retry {
     inner: DynBackend,
     policy: RetryPolicy,
+}
+
+/// The [`Layer`] of [`Retry`].
+#[derive(Debug, Clone, Default)]
+pub struct RetryLayer {
+    policy: RetryPolicy,
+}
+
+impl RetryLayer {
+    /// Retries as `policy` says.
+    pub fn new(policy: RetryPolicy) -> RetryLayer {
+        RetryLayer { policy }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &RetryPolicy {
+        &self.policy
+    }
+}
+
+impl Layer for RetryLayer {
+    fn layer(&self, inner: DynBackend) -> Result<DynBackend, BackendError> {
+        Ok(std::sync::Arc::new(Retry::new(inner, self.policy.clone())))
+    }
 }
 
 impl Retry {
@@ -185,44 +207,21 @@ impl StoreBackend for Retry {
         self.inner.capabilities()
     }
 
-    async fn get(&self, key: &Key) -> BackendResult<Option<Bytes>> {
-        self.run("get", key, || self.inner.get(key)).await
-    }
-
-    async fn get_range(&self, key: &Key, range: Range<u64>) -> BackendResult<Option<Bytes>> {
-        self.run("get_range", key, || {
-            self.inner.get_range(key, range.clone())
-        })
-        .await
-    }
-
-    async fn touch(&self, key: &Key) -> BackendResult<()> {
-        self.run("touch", key, || self.inner.touch(key)).await
-    }
-
-    async fn put(&self, key: &Key, value: Blob, options: &PutOptions) -> BackendResult<()> {
-        self.run("put", key, || self.inner.put(key, value.clone(), options))
+    async fn get_opts(&self, key: &Key, options: GetOptions) -> BackendResult<Option<GetResult>> {
+        self.run("get", key, || self.inner.get_opts(key, options.clone()))
             .await
     }
 
-    async fn put_if_absent(
+    async fn put_opts(
         &self,
         key: &Key,
         value: Blob,
-        options: &PutOptions,
+        options: PutOptions,
     ) -> BackendResult<PutOutcome> {
-        self.run("put_if_absent", key, || {
-            self.inner.put_if_absent(key, value.clone(), options)
+        self.run("put", key, || {
+            self.inner.put_opts(key, value.clone(), options.clone())
         })
         .await
-    }
-
-    async fn contains(&self, key: &Key) -> BackendResult<bool> {
-        self.run("contains", key, || self.inner.contains(key)).await
-    }
-
-    async fn delete(&self, key: &Key) -> BackendResult<()> {
-        self.run("delete", key, || self.inner.delete(key)).await
     }
 
     async fn delete_many(&self, keys: &[Key]) -> BackendResult<()> {
@@ -231,17 +230,12 @@ impl StoreBackend for Retry {
             .await
     }
 
-    async fn delete_prefix(&self, prefix: &Prefix) -> BackendResult<u64> {
-        self.run("delete_prefix", prefix, || self.inner.delete_prefix(prefix))
-            .await
-    }
-
     async fn list(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {
         self.run("list", prefix, || self.inner.list(prefix)).await
     }
 
-    fn local_path(&self, key: &Key) -> Option<PathBuf> {
-        self.inner.local_path(key)
+    async fn sweep(&self, prefix: &Prefix) -> BackendResult<u64> {
+        self.run("sweep", prefix, || self.inner.sweep(prefix)).await
     }
 }
 

@@ -1,19 +1,18 @@
 //! Counting what a backend does: [`Stats`], read through a [`StatsHandle`].
 
 use std::fmt;
-use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use serde::Serialize;
 
 use crate::backend::{
-    BackendResult, Blob, Capabilities, DynBackend, ItemInfo, PutOptions, PutOutcome, StoreBackend,
+    BackendResult, Blob, Capabilities, DynBackend, GetOptions, GetPayload, GetResult, ItemInfo,
+    Layer, PutMode, PutOptions, PutOutcome, StoreBackend,
 };
+use crate::error::BackendError;
 use crate::key::{Key, Prefix};
 
 /// The tracing target of the per-operation events.
@@ -24,17 +23,16 @@ const TARGET: &str = "cachette::stats";
 ///
 /// What is counted:
 ///
-/// - `get` and `get_range`: a found item is a hit (its returned bytes count as read), `Ok(None)`
-///   a miss; both count in the read latency;
-/// - `put` and `put_if_absent`: a put and its bytes written when it succeeds (a
-///   `put_if_absent` that finds the item already there writes nothing and counts only in the
-///   write latency);
-/// - `delete` counts one deletion, `delete_many` one per key, `delete_prefix` the items it
-///   reports deleted;
+/// - reads (whole, ranged, or of a local file to map): a found item is a hit (its returned
+///   bytes count as read; a local file counts its whole size), `Ok(None)` a miss; both count in
+///   the read latency;
+/// - writes: a put and its bytes written when it succeeds (a create that finds the item already
+///   there writes nothing and counts only in the write latency);
+/// - `delete_many` counts one deletion per key;
 /// - every `Err`, of any operation, counts as an error.
 ///
-/// A [`Memory`](crate::Memory) that loads an entry by mapping its local file (see
-/// [`MmapMode`](crate::MmapMode)) counts that load as a hit of the entry's size too.
+/// Operations with `bypass_cache` (compute-once claims, which coordinate callers rather than
+/// store results) are not counted. `head` reads, listings and sweeps count only their errors.
 ///
 /// The counters are atomics shared by every [`StatsHandle`] of the layer, so reading them never
 /// slows the operations down. A snapshot reads each counter on its own: taken while operations
@@ -44,7 +42,7 @@ const TARGET: &str = "cachette::stats";
 /// # futures::executor::block_on(async {
 /// use std::sync::Arc;
 /// use cachette_core::layers::Stats;
-/// use cachette_core::{InMemoryBackend, Key, StoreBackend};
+/// use cachette_core::plugin::{InMemoryBackend, Key, StoreBackendExt};
 ///
 /// let stats = Stats::new(Arc::new(InMemoryBackend::new()));
 /// let handle = stats.handle();
@@ -83,14 +81,17 @@ impl Stats {
         op: &'static str,
         key: &Key,
         started: Instant,
-        result: BackendResult<Option<Bytes>>,
-    ) -> BackendResult<Option<Bytes>> {
+        result: BackendResult<Option<GetResult>>,
+    ) -> BackendResult<Option<GetResult>> {
         let elapsed = started.elapsed();
         let c = self.counters();
         c.read_latency.record(elapsed);
         let (outcome, bytes) = match &result {
-            Ok(Some(bytes)) => {
-                let len = bytes.len() as u64;
+            Ok(Some(found)) => {
+                let len = match &found.payload {
+                    GetPayload::Bytes(bytes) => bytes.len() as u64,
+                    GetPayload::File(_) => found.size,
+                };
                 c.hits.fetch_add(1, Ordering::Relaxed);
                 c.bytes_read.fetch_add(len, Ordering::Relaxed);
                 ("hit", len)
@@ -207,58 +208,43 @@ impl StoreBackend for Stats {
         self.inner.capabilities()
     }
 
-    async fn get(&self, key: &Key) -> BackendResult<Option<Bytes>> {
+    async fn get_opts(&self, key: &Key, options: GetOptions) -> BackendResult<Option<GetResult>> {
+        if options.bypass_cache {
+            return self.inner.get_opts(key, options).await;
+        }
         let started = Instant::now();
-        let result = self.inner.get(key).await;
-        self.read("get", key, started, result)
+        if options.head {
+            let result = self.inner.get_opts(key, options).await;
+            return self.other("head", key, started, result);
+        }
+        let op = match (&options.range, options.local_file) {
+            (Some(_), _) => "get_range",
+            (None, true) => "get_file",
+            (None, false) => "get",
+        };
+        let result = self.inner.get_opts(key, options).await;
+        self.read(op, key, started, result)
     }
 
-    async fn get_range(&self, key: &Key, range: Range<u64>) -> BackendResult<Option<Bytes>> {
-        let started = Instant::now();
-        let result = self.inner.get_range(key, range).await;
-        self.read("get_range", key, started, result)
-    }
-
-    async fn touch(&self, key: &Key) -> BackendResult<()> {
-        let started = Instant::now();
-        let result = self.inner.touch(key).await;
-        self.other("touch", key, started, result)
-    }
-
-    async fn put(&self, key: &Key, value: Blob, options: &PutOptions) -> BackendResult<()> {
-        let len = value.len();
-        let started = Instant::now();
-        let result = self.inner.put(key, value, options).await;
-        self.write("put", key, len, started, result, |()| true)
-    }
-
-    async fn put_if_absent(
+    async fn put_opts(
         &self,
         key: &Key,
         value: Blob,
-        options: &PutOptions,
+        options: PutOptions,
     ) -> BackendResult<PutOutcome> {
+        if options.bypass_cache {
+            return self.inner.put_opts(key, value, options).await;
+        }
         let len = value.len();
+        let op = match options.mode {
+            PutMode::Create => "put_if_absent",
+            _ => "put",
+        };
         let started = Instant::now();
-        let result = self.inner.put_if_absent(key, value, options).await;
-        self.write("put_if_absent", key, len, started, result, |outcome| {
+        let result = self.inner.put_opts(key, value, options).await;
+        self.write(op, key, len, started, result, |outcome| {
             *outcome == PutOutcome::Created
         })
-    }
-
-    async fn contains(&self, key: &Key) -> BackendResult<bool> {
-        let started = Instant::now();
-        let result = self.inner.contains(key).await;
-        self.other("contains", key, started, result)
-    }
-
-    async fn delete(&self, key: &Key) -> BackendResult<()> {
-        let started = Instant::now();
-        let result = self.inner.delete(key).await;
-        if result.is_ok() {
-            self.deleted(1);
-        }
-        self.other("delete", key, started, result)
     }
 
     async fn delete_many(&self, keys: &[Key]) -> BackendResult<()> {
@@ -271,23 +257,43 @@ impl StoreBackend for Stats {
         self.other("delete_many", &what, started, result)
     }
 
-    async fn delete_prefix(&self, prefix: &Prefix) -> BackendResult<u64> {
-        let started = Instant::now();
-        let result = self.inner.delete_prefix(prefix).await;
-        if let Ok(n) = result {
-            self.deleted(n);
-        }
-        self.other("delete_prefix", prefix, started, result)
-    }
-
     async fn list(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {
         let started = Instant::now();
         let result = self.inner.list(prefix).await;
         self.other("list", prefix, started, result)
     }
 
-    fn local_path(&self, key: &Key) -> Option<PathBuf> {
-        self.inner.local_path(key)
+    async fn sweep(&self, prefix: &Prefix) -> BackendResult<u64> {
+        let started = Instant::now();
+        let result = self.inner.sweep(prefix).await;
+        self.other("sweep", prefix, started, result)
+    }
+}
+
+/// The [`Layer`] of [`Stats`]: counts what the stack built so far is asked.
+#[derive(Debug, Clone, Default)]
+pub struct StatsLayer {
+    handle: StatsHandle,
+}
+
+impl StatsLayer {
+    /// A layer with counters at zero.
+    pub fn new() -> StatsLayer {
+        StatsLayer::default()
+    }
+
+    /// A handle on the counters of the layer it builds.
+    pub fn handle(&self) -> StatsHandle {
+        self.handle.clone()
+    }
+}
+
+impl Layer for StatsLayer {
+    fn layer(&self, inner: DynBackend) -> Result<DynBackend, BackendError> {
+        Ok(Arc::new(Stats {
+            inner,
+            handle: self.handle.clone(),
+        }))
     }
 }
 
@@ -313,23 +319,6 @@ impl StatsHandle {
             read_latency: c.read_latency.snapshot(),
             write_latency: c.write_latency.snapshot(),
         }
-    }
-
-    /// Counts an entry loaded by mapping its local file, which bypasses the layer: a hit of
-    /// `len` bytes, as a `get` of the entry would have counted.
-    pub(crate) fn mapped_hit(&self, key: &Key, len: u64, elapsed: Duration) {
-        let c = &*self.counters;
-        c.read_latency.record(elapsed);
-        c.hits.fetch_add(1, Ordering::Relaxed);
-        c.bytes_read.fetch_add(len, Ordering::Relaxed);
-        tracing::debug!(
-            target: TARGET,
-            op = "map",
-            key = %key,
-            outcome = "hit",
-            bytes = len,
-            elapsed_us = micros(elapsed),
-        );
     }
 
     /// Sets every counter back to zero.

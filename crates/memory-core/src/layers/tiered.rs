@@ -1,8 +1,7 @@
 //! A local tier in front of a remote one: [`Tiered`].
 
 use std::collections::HashMap;
-use std::ops::Range;
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
@@ -10,8 +9,10 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::backend::{
-    BackendResult, Blob, Capabilities, DynBackend, ItemInfo, PutOptions, PutOutcome, StoreBackend,
+    BackendResult, Blob, Capabilities, DynBackend, GetOptions, GetPayload, GetResult, ItemInfo,
+    Layer, PutMode, PutOptions, PutOutcome, StoreBackend, StoreBackendExt,
 };
+use crate::error::{BackendError, ErrorKind};
 use crate::key::{Key, Prefix};
 
 /// A local tier (usually the local disk) in front of a remote one (S3, Redis, ...).
@@ -21,31 +22,29 @@ use crate::key::{Key, Prefix};
 /// memory-mapped. Errors of the local tier never fail an operation that the remote tier can
 /// serve alone; they are logged with `tracing::warn!` (target `cachette`).
 ///
-/// - **`get`**: the local tier first; on a local miss, the remote one. A remote hit is written
-///   to the local tier (a *backfill*, with `put_if_absent`, so that it never replaces a newer
-///   local write) before it is returned; a failed backfill is logged and counted, never an
+/// - **Whole reads**: the local tier first; on a local miss, the remote one. A remote hit is
+///   written to the local tier (a *backfill*, with `put_if_absent`, so that it never replaces a
+///   newer local write) before it is returned; a failed backfill is logged and counted, never an
 ///   error of the read. A local error is logged, and the read falls back to the remote tier.
-/// - **`get_range`**: the local tier if it has the item, else the remote one, without backfill
-///   (a part of an item is not the item).
-/// - **`put` / `put_if_absent`**: write-through. The remote tier first; its error is the
-///   operation's error, and for `put_if_absent` its outcome decides. Then the local tier: a
-///   failure there is a warning, after which any local copy is deleted (best effort) so that an
-///   older value is not served. When the remote `put_if_absent` finds the item already there,
-///   the local copy, if any, is dropped: the remote value may differ, and the next `get` fetches
-///   and backfills it.
-/// - **`delete`, `delete_many`, `delete_prefix`**: the remote tier, then the local one. An error
-///   of either fails the operation (a local copy left behind would be served); `delete_prefix`
-///   returns the remote tier's count.
+///   An access is recorded where the item was read.
+/// - **Reads asking for a local file** ([`GetOptions::local_file`], to map it): the local
+///   tier's file when it has the item; after a remote hit, the file of the copy just made, so
+///   that the first hit of a remote entry is mapped like the later ones.
+/// - **Ranged and `head` reads**: the local tier if it has the item, else the remote one,
+///   without backfill (a part of an item is not the item).
+/// - **Writes**: write-through. The remote tier first; its error is the operation's error, and
+///   for [`PutMode::Create`] its outcome decides. Then the local tier: a failure there is a
+///   warning, after which any local copy is deleted (best effort) so that an older value is not
+///   served. When the remote create finds the item already there, the local copy, if any, is
+///   dropped: the remote value may differ, and the next read fetches and backfills it.
+/// - **Operations with `bypass_cache`** (compute-once claims) go to the remote tier alone.
+/// - **`delete_many`**: the remote tier, then the local one. An error of either fails the
+///   operation (a local copy left behind would be served).
 /// - **`list`**: the remote tier's items and sizes. An item read from the local tier was read
 ///   all the same, so its last access is the later of the two tiers' (when the local listing
 ///   fails, the remote's alone, with a warning). Items only in the local tier are not listed.
-/// - **`contains`**: the local tier, then the remote one. **`touch`**: both (local errors are
-///   ignored).
-/// - **`local_path`**: the local tier's path of the item, when the item is there. The core maps
-///   that file instead of calling `get`, and takes a missing file for a miss; so an item not
-///   yet backfilled gives `None`, its load goes through `get`, which backfills it, and later
-///   loads map the local copy.
-/// - **`capabilities`**: the remote tier's, except `local_path` (the local tier's) and
+///   **`sweep`**: both tiers.
+/// - **`capabilities`**: the remote tier's, except `local_files` (the local tier's) and
 ///   `blocking_io` (only when both tiers do blocking I/O, since one operation may use both).
 ///   **`scheme`** is the remote tier's; **`location`** is `"<local> in front of <remote>"`.
 /// - **TTLs** in [`PutOptions`] go to both tiers as given. A backfilled copy has none (the
@@ -65,11 +64,11 @@ use crate::key::{Key, Prefix};
 /// use std::sync::Arc;
 /// use bytes::Bytes;
 /// use cachette_core::layers::Tiered;
-/// use cachette_core::{InMemoryBackend, Key, PutOptions, StoreBackend};
+/// use cachette_core::plugin::{InMemoryBackend, Key, StoreBackendExt};
 ///
 /// let (local, remote) = (Arc::new(InMemoryBackend::new()), Arc::new(InMemoryBackend::new()));
 /// let key = Key::new("f/k").unwrap();
-/// remote.put(&key, Bytes::from_static(b"v").into(), &PutOptions::default()).await.unwrap();
+/// remote.put(&key, Bytes::from_static(b"v").into()).await.unwrap();
 ///
 /// let tiered = Tiered::new(local.clone(), remote);
 /// tiered.get(&key).await.unwrap(); // from the remote tier, then copied to the local one
@@ -83,7 +82,7 @@ use crate::key::{Key, Prefix};
 pub struct Tiered {
     local: DynBackend,
     remote: DynBackend,
-    counters: Counters,
+    counters: Arc<Counters>,
 }
 
 #[derive(Debug, Default)]
@@ -116,12 +115,32 @@ impl Tiered {
         Tiered {
             local,
             remote,
-            counters: Counters::default(),
+            counters: Arc::default(),
         }
     }
 
     /// The counters now.
     pub fn counters(&self) -> TierCounters {
+        self.handle().snapshot()
+    }
+
+    /// A handle on the counters, to read them while the layer is in use elsewhere.
+    pub fn handle(&self) -> TierHandle {
+        TierHandle {
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+/// A handle on the counters of a [`Tiered`] layer. Clones share the counters.
+#[derive(Debug, Clone, Default)]
+pub struct TierHandle {
+    counters: Arc<Counters>,
+}
+
+impl TierHandle {
+    /// The counters now.
+    pub fn snapshot(&self) -> TierCounters {
         let c = &self.counters;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         TierCounters {
@@ -133,6 +152,53 @@ impl Tiered {
         }
     }
 
+}
+
+/// The [`Layer`] of [`Tiered`]: puts a local tier, opened from a location (a path or URL),
+/// in front of the stack built so far.
+#[derive(Debug, Clone)]
+pub struct TieredLayer {
+    location: String,
+    handle: TierHandle,
+}
+
+impl TieredLayer {
+    /// A local tier at `location`.
+    pub fn new(location: impl Into<String>) -> TieredLayer {
+        TieredLayer {
+            location: location.into(),
+            handle: TierHandle::default(),
+        }
+    }
+
+    /// The location of the local tier.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// A handle on the counters of the tier this layer builds.
+    pub fn handle(&self) -> TierHandle {
+        self.handle.clone()
+    }
+}
+
+impl Layer for TieredLayer {
+    fn layer(&self, inner: DynBackend) -> Result<DynBackend, BackendError> {
+        let local = crate::registry::backend_from_url(&self.location).map_err(|e| {
+            BackendError::new(
+                ErrorKind::ConfigInvalid,
+                format!("cannot open the local tier {}: {e}", self.location),
+            )
+        })?;
+        Ok(Arc::new(Tiered {
+            local,
+            remote: inner,
+            counters: self.handle.counters.clone(),
+        }))
+    }
+}
+
+impl Tiered {
     fn count(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -140,20 +206,15 @@ impl Tiered {
     /// Reads from the local tier; `None` when it has nothing or fails (with a warning).
     fn local_read(
         &self,
-        operation: &str,
         key: &Key,
-        result: BackendResult<Option<Bytes>>,
-    ) -> Option<Bytes> {
+        result: BackendResult<Option<GetResult>>,
+    ) -> Option<GetResult> {
         match result {
-            Ok(Some(bytes)) => {
-                Self::count(&self.counters.local_hits);
-                Some(bytes)
-            }
-            Ok(None) => None,
+            Ok(found) => found,
             Err(e) => {
                 tracing::warn!(
                     target: "cachette",
-                    "{}: local {operation} of {key} failed ({e}); reading the remote tier",
+                    "{}: local read of {key} failed ({e}); reading the remote tier",
                     self.local.location()
                 );
                 None
@@ -162,15 +223,14 @@ impl Tiered {
     }
 
     /// Copies an item read from the remote tier to the local one.
-    async fn backfill(&self, key: &Key, value: &Bytes) {
-        match self
-            .local
-            .put_if_absent(key, value.clone().into(), &PutOptions::default())
-            .await
-        {
-            Ok(PutOutcome::Created) => Self::count(&self.counters.backfills),
+    async fn backfill(&self, key: &Key, value: &Bytes) -> bool {
+        match self.local.put_if_absent(key, value.clone().into()).await {
+            Ok(PutOutcome::Created) => {
+                Self::count(&self.counters.backfills);
+                true
+            }
             // Written meanwhile, through this layer: that copy is as new as ours.
-            Ok(PutOutcome::AlreadyExists) => {}
+            Ok(PutOutcome::AlreadyExists) => true,
             Err(e) => {
                 Self::count(&self.counters.backfill_errors);
                 tracing::warn!(
@@ -178,14 +238,19 @@ impl Tiered {
                     "{}: cannot copy {key} from the remote tier ({e}); it will be read remotely again",
                     self.local.location()
                 );
+                false
             }
         }
     }
 
     /// Writes an item the remote tier accepted to the local tier; on failure, drops the local
     /// copy, so that an older value is not served.
-    async fn write_local(&self, key: &Key, value: Blob, options: &PutOptions) {
-        let Err(e) = self.local.put(key, value, options).await else {
+    async fn write_local(&self, key: &Key, value: Blob, options: PutOptions) {
+        let options = PutOptions {
+            mode: PutMode::Overwrite,
+            ..options
+        };
+        let Err(e) = self.local.put_opts(key, value, options).await else {
             return;
         };
         let dropped = match self.local.delete(key).await {
@@ -236,103 +301,85 @@ impl StoreBackend for Tiered {
         let local = self.local.capabilities();
         let remote = self.remote.capabilities();
         Capabilities {
-            local_path: local.local_path,
+            local_files: local.local_files,
             blocking_io: local.blocking_io && remote.blocking_io,
             ..remote
         }
     }
 
-    async fn get(&self, key: &Key) -> BackendResult<Option<Bytes>> {
-        let local = self.local.get(key).await;
-        if let Some(bytes) = self.local_read("get", key, local) {
-            return Ok(Some(bytes));
+    async fn get_opts(&self, key: &Key, options: GetOptions) -> BackendResult<Option<GetResult>> {
+        if options.bypass_cache {
+            return self.remote.get_opts(key, options).await;
         }
-        match self.remote.get(key).await? {
-            Some(bytes) => {
-                Self::count(&self.counters.remote_hits);
-                self.backfill(key, &bytes).await;
-                Ok(Some(bytes))
+        let local = self.local.get_opts(key, options.clone()).await;
+        if let Some(found) = self.local_read(key, local) {
+            if !options.head {
+                Self::count(&self.counters.local_hits);
             }
-            None => {
+            return Ok(Some(found));
+        }
+        let whole = options.range.is_none() && !options.head;
+        let remote_options = GetOptions {
+            local_file: false,
+            ..options.clone()
+        };
+        let Some(found) = self.remote.get_opts(key, remote_options).await? else {
+            if !options.head {
                 Self::count(&self.counters.misses);
-                Ok(None)
+            }
+            return Ok(None);
+        };
+        if options.head {
+            return Ok(Some(found));
+        }
+        Self::count(&self.counters.remote_hits);
+        if !whole {
+            // A part of an item is not the item: no copy.
+            return Ok(Some(found));
+        }
+        let bytes = match found.payload {
+            GetPayload::Bytes(bytes) => bytes,
+            GetPayload::File(_) => found.into_bytes().map_err(|e| {
+                BackendError::new(ErrorKind::Other, format!("cannot read {key}: {e}"))
+            })?,
+        };
+        let copied = self.backfill(key, &bytes).await;
+        if copied && options.local_file && self.local.capabilities().local_files {
+            // Give the local copy, as later reads will: it can be mapped.
+            let local_options = GetOptions::default().with_local_file(true);
+            if let Ok(Some(copy)) = self.local.get_opts(key, local_options).await
+                && copy.size == bytes.len() as u64
+            {
+                return Ok(Some(copy));
             }
         }
+        Ok(Some(GetResult::whole(bytes)))
     }
 
-    async fn get_range(&self, key: &Key, range: Range<u64>) -> BackendResult<Option<Bytes>> {
-        let local = self.local.get_range(key, range.clone()).await;
-        if let Some(bytes) = self.local_read("get_range", key, local) {
-            return Ok(Some(bytes));
-        }
-        let found = self.remote.get_range(key, range).await?;
-        Self::count(if found.is_some() {
-            &self.counters.remote_hits
-        } else {
-            &self.counters.misses
-        });
-        Ok(found)
-    }
-
-    async fn touch(&self, key: &Key) -> BackendResult<()> {
-        if let Err(e) = self.local.touch(key).await {
-            tracing::debug!(target: "cachette", "{}: local touch of {key} failed: {e}", self.local.location());
-        }
-        self.remote.touch(key).await
-    }
-
-    async fn put(&self, key: &Key, value: Blob, options: &PutOptions) -> BackendResult<()> {
-        self.remote.put(key, value.clone(), options).await?;
-        self.write_local(key, value, options).await;
-        Ok(())
-    }
-
-    async fn put_if_absent(
+    async fn put_opts(
         &self,
         key: &Key,
         value: Blob,
-        options: &PutOptions,
+        options: PutOptions,
     ) -> BackendResult<PutOutcome> {
+        if options.bypass_cache {
+            return self.remote.put_opts(key, value, options).await;
+        }
         let outcome = self
             .remote
-            .put_if_absent(key, value.clone(), options)
+            .put_opts(key, value.clone(), options.clone())
             .await?;
         match outcome {
-            // The remote tier had no item: any local copy is older, and replaced.
+            // The remote tier stored it: any local copy is older, and replaced.
             PutOutcome::Created => self.write_local(key, value, options).await,
             PutOutcome::AlreadyExists => self.drop_local(key).await,
         }
         Ok(outcome)
     }
 
-    async fn contains(&self, key: &Key) -> BackendResult<bool> {
-        match self.local.contains(key).await {
-            Ok(true) => return Ok(true),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(
-                target: "cachette",
-                "{}: local contains of {key} failed ({e}); asking the remote tier",
-                self.local.location()
-            ),
-        }
-        self.remote.contains(key).await
-    }
-
-    async fn delete(&self, key: &Key) -> BackendResult<()> {
-        let remote = self.remote.delete(key).await;
-        let local = self.local.delete(key).await;
-        both(remote, local)
-    }
-
     async fn delete_many(&self, keys: &[Key]) -> BackendResult<()> {
         let remote = self.remote.delete_many(keys).await;
         let local = self.local.delete_many(keys).await;
-        both(remote, local)
-    }
-
-    async fn delete_prefix(&self, prefix: &Prefix) -> BackendResult<u64> {
-        let remote = self.remote.delete_prefix(prefix).await;
-        let local = self.local.delete_prefix(prefix).await;
         both(remote, local)
     }
 
@@ -360,11 +407,11 @@ impl StoreBackend for Tiered {
         Ok(items)
     }
 
-    fn local_path(&self, key: &Key) -> Option<PathBuf> {
-        if !self.local.capabilities().local_path {
-            return None;
-        }
-        self.local.local_path(key).filter(|path| path.is_file())
+    async fn sweep(&self, prefix: &Prefix) -> BackendResult<u64> {
+        let remote = self.remote.sweep(prefix).await;
+        let local = self.local.sweep(prefix).await;
+        let n = local.as_ref().map_or(0, |n| *n);
+        both(remote, local).map(|remote| remote + n)
     }
 }
 
