@@ -28,7 +28,6 @@
 
 #![deny(unsafe_code)]
 
-#[allow(unsafe_code)] // Views of arrays' bytes and maps of their files; see its SAFETY notes.
 mod array;
 mod backend;
 mod codec;
@@ -41,8 +40,9 @@ mod global;
 mod host;
 mod key;
 pub mod layers;
-#[allow(unsafe_code)] // Maps of entry files; see its SAFETY notes.
 mod load;
+#[allow(unsafe_code)] // Memory maps of entry files; see its safety notes.
+mod map;
 mod memory;
 mod memory_backend;
 mod once;

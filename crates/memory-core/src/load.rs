@@ -5,7 +5,6 @@ use std::fs::{File, OpenOptions};
 use std::io;
 
 use bytes::Bytes;
-use memmap2::MmapOptions;
 use serde::de::DeserializeOwned;
 
 use crate::array::{self, MmapMode, RegionMaps, Source};
@@ -197,11 +196,7 @@ fn map_file(local: LocalFile, size: u64, mode: MmapMode) -> io::Result<Read> {
     if len == 0 {
         return Ok(Read::whole(Bytes::new()));
     }
-    // SAFETY: entry files are never written in place by Cachette: a write creates a new file
-    // and renames it over the old one, so the mapped file keeps its bytes while mapped. (Maps
-    // made in read-write mode write into arrays' regions, which `MmapMode::ReadWrite` documents
-    // as corrupting the cache; the checksums of the head this map is parsed from stay intact.)
-    let map = unsafe { MmapOptions::new().len(len).map(&file) }?;
+    let map = crate::map::map_entry(&file, len)?;
     let keep_file = matches!(mode, MmapMode::CopyOnWrite | MmapMode::ReadWrite);
     Ok(Read {
         bytes: Bytes::from_owner(map),
