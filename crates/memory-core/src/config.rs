@@ -45,14 +45,12 @@
 use std::fmt;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::array::MmapMode;
 use crate::error::{Error, Result};
 use crate::layers::RetryPolicy;
-use crate::memory::{Memory, MemoryBuilder};
-use crate::once::{DEFAULT_LEASE, DEFAULT_WAIT_TIMEOUT};
-use crate::registry::{self, BackendConfig};
+use crate::options::Options;
+use crate::registry::{self, BackendConfig, ConfigError};
 use crate::signing::Secret;
 
 /// The environment variable that names a config file, overriding the one named in code.
@@ -65,114 +63,44 @@ pub const LOCATION_ENV: &str = "CACHETTE_LOCATION";
 /// file's `signing_key` (so that the secret need not be in the file).
 pub const SIGNING_KEY_ENV: &str = "CACHETTE_SIGNING_KEY";
 
-/// The whole configuration of a [`Memory`]: its store and its options. See the
-/// [module documentation](self) for the file format and the precedence of the environment.
+/// The whole configuration of a [`Memory`](crate::Memory): its store, its layers and its
+/// [`Options`]. See the [module documentation](self) for the file format and the precedence of
+/// the environment.
 ///
-/// The store is either `location` (a URL or path, as [`Memory::from_url`] takes) or `backend`
-/// (a backend's own configuration, tagged by `type`), not both. Unknown keys are errors.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The store is either `location` (a URL or path, as
+/// [`Memory::from_url`](crate::Memory::from_url) takes) or `backend` (a backend's own
+/// configuration, tagged by `type`), not both. The options' keys sit at the top level of the
+/// file, beside `location`. Unknown keys are errors.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct MemoryConfig {
     /// `false` builds a disabled memory: every call runs, nothing is stored (default `true`).
-    #[serde(default = "enabled_by_default", skip_serializing_if = "is_true")]
     pub enabled: bool,
     /// The store, as a URL or a path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
-    /// Verbosity, as [`MemoryBuilder::verbose`].
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub verbose: u8,
-    /// How arrays of outputs are loaded: `"none"`, `"r"`, `"c"`, `"r+"` or `"w+"`, as
-    /// [`MemoryBuilder::mmap_mode`].
-    #[serde(default, skip_serializing_if = "is_no_map")]
-    pub mmap_mode: MmapMode,
-    /// The zstd level outputs are compressed with, as [`MemoryBuilder::compress`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compress: Option<i32>,
-    /// A local tier in front of the store (a path or URL), as [`MemoryBuilder::local_tier`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local_tier: Option<String>,
-    /// Whether the store's operations are counted, as [`MemoryBuilder::stats`] (default
-    /// `true`).
-    #[serde(default = "enabled_by_default", skip_serializing_if = "is_true")]
-    pub stats: bool,
-    /// Retries of the store's transient errors (`max_retries`, `initial_backoff_ms`,
-    /// `max_backoff_ms`), as [`MemoryBuilder::retry`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry: Option<RetryPolicy>,
-    /// The secret that signs and checks entries (at least 16 bytes), as
-    /// [`MemoryBuilder::signing_key`]; `CACHETTE_SIGNING_KEY` overrides it. Keep a file that
-    /// holds it readable only by its users.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signing_key: Option<Secret>,
-    /// Whether concurrent misses of one key compute it once, as
-    /// [`MemoryBuilder::compute_once`] (default `true`).
-    #[serde(default = "enabled_by_default", skip_serializing_if = "is_true")]
-    pub compute_once: bool,
-    /// Whether the `try_` methods of memoized functions return faults of the store as errors,
-    /// as [`MemoryBuilder::strict`] (default `false`).
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub strict: bool,
-    /// The lease of compute-once claims, in seconds, as [`MemoryBuilder::lease`] (default 30).
-    #[serde(
-        default = "default_lease_secs",
-        skip_serializing_if = "is_default_lease_secs"
-    )]
-    pub lease_secs: f64,
-    /// How long a caller waits for another one's result before computing it anyway, in
-    /// seconds, as [`MemoryBuilder::wait_timeout`] (default 600).
-    #[serde(
-        default = "default_wait_timeout_secs",
-        skip_serializing_if = "is_default_wait_timeout_secs"
-    )]
-    pub wait_timeout_secs: f64,
     /// The store, as a backend's configuration (`type = "file"`, `"s3"`, `"redis"`,
     /// `"memory"` or a custom backend's name).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend: Option<Box<dyn BackendConfig>>,
+    /// A local tier in front of the store (a path or URL), as
+    /// [`MemoryBuilder::local_tier`](crate::MemoryBuilder::local_tier).
+    pub local_tier: Option<String>,
+    /// Retries of the store's transient errors (`max_retries`, `initial_backoff_ms`,
+    /// `max_backoff_ms`), as [`MemoryBuilder::retry`](crate::MemoryBuilder::retry); next to
+    /// the store, inside the local tier.
+    pub retry: Option<RetryPolicy>,
+    /// The secret that signs and checks entries (at least 16 bytes), as
+    /// [`MemoryBuilder::signing_key`](crate::MemoryBuilder::signing_key);
+    /// `CACHETTE_SIGNING_KEY` overrides it. Keep a file that holds it readable only by its
+    /// users.
+    pub signing_key: Option<Secret>,
+    /// How the memory behaves: the other top-level keys.
+    pub options: Options,
     /// Where the configuration was read from, for errors.
-    #[serde(skip)]
     pub(crate) origin: Option<String>,
 }
 
 const NO_STORE: &str =
     "no store: set `location` (a URL or path) or a `[backend]` section, or CACHETTE_LOCATION";
-
-fn enabled_by_default() -> bool {
-    true
-}
-
-fn is_true(b: &bool) -> bool {
-    *b
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
-}
-
-fn default_lease_secs() -> f64 {
-    DEFAULT_LEASE.as_secs_f64()
-}
-
-fn is_default_lease_secs(secs: &f64) -> bool {
-    *secs == default_lease_secs()
-}
-
-fn default_wait_timeout_secs() -> f64 {
-    DEFAULT_WAIT_TIMEOUT.as_secs_f64()
-}
-
-fn is_default_wait_timeout_secs(secs: &f64) -> bool {
-    *secs == default_wait_timeout_secs()
-}
-
-fn is_zero(n: &u8) -> bool {
-    *n == 0
-}
-
-fn is_no_map(mode: &MmapMode) -> bool {
-    !mode.maps()
-}
 
 impl Default for MemoryConfig {
     /// Enabled, with no store yet (building it fails until one is set).
@@ -180,21 +108,93 @@ impl Default for MemoryConfig {
         MemoryConfig {
             enabled: true,
             location: None,
-            verbose: 0,
-            mmap_mode: MmapMode::None,
-            compress: None,
+            backend: None,
             local_tier: None,
-            stats: true,
             retry: None,
             signing_key: None,
-            compute_once: true,
-            strict: false,
-            lease_secs: default_lease_secs(),
-            wait_timeout_secs: default_wait_timeout_secs(),
-            backend: None,
+            options: Options::default(),
             origin: None,
         }
     }
+}
+
+/// The keys of a config file that are not [`Options`].
+#[derive(Serialize)]
+struct Repr<'a> {
+    #[serde(skip_serializing_if = "is_true")]
+    enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    location: &'a Option<String>,
+    #[serde(flatten)]
+    options: &'a Options,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local_tier: &'a Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signing_key: &'a Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry: &'a Option<RetryPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend: Option<&'a (dyn BackendConfig + 'static)>,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+impl Serialize for MemoryConfig {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        Repr {
+            enabled: self.enabled,
+            location: &self.location,
+            options: &self.options,
+            local_tier: &self.local_tier,
+            signing_key: &self.signing_key,
+            retry: &self.retry,
+            backend: self.backend.as_deref(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for MemoryConfig {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        let table = toml::Table::deserialize(deserializer)?;
+        MemoryConfig::from_table(table).map_err(|e| serde::de::Error::custom(e.to_string()))
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() || self.path == "." {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "key `{}`: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Takes `key` out of `table` and deserializes it; its errors name `key` (and the path of keys
+/// inside it).
+fn take<T: serde::de::DeserializeOwned>(
+    table: &mut toml::Table,
+    key: &str,
+) -> std::result::Result<Option<T>, ConfigError> {
+    let Some(value) = table.remove(key) else {
+        return Ok(None);
+    };
+    serde_path_to_error::deserialize(value)
+        .map(Some)
+        .map_err(|e| {
+            let inner = e.path().to_string();
+            ConfigError {
+                path: if inner.is_empty() || inner == "." {
+                    key.to_owned()
+                } else {
+                    format!("{key}.{inner}")
+                },
+                message: e.into_inner().to_string().trim_end().to_owned(),
+            }
+        })
 }
 
 impl MemoryConfig {
@@ -214,6 +214,52 @@ impl MemoryConfig {
         }
     }
 
+    /// Reads a configuration from the table of a config file; errors give the key's path.
+    fn from_table(mut table: toml::Table) -> std::result::Result<MemoryConfig, ConfigError> {
+        let enabled = take::<bool>(&mut table, "enabled")?.unwrap_or(true);
+        let location = take::<String>(&mut table, "location")?;
+        let local_tier = take::<String>(&mut table, "local_tier")?;
+        let retry = take::<RetryPolicy>(&mut table, "retry")?;
+        let signing_key = take::<Secret>(&mut table, "signing_key")?;
+        let backend = match table.remove("backend") {
+            None => None,
+            Some(toml::Value::Table(section)) => {
+                Some(registry::config_from_table(section).map_err(|e| ConfigError {
+                    path: if e.path.is_empty() || e.path == "." {
+                        "backend".to_owned()
+                    } else {
+                        format!("backend.{}", e.path)
+                    },
+                    message: e.message,
+                })?)
+            }
+            Some(other) => {
+                return Err(ConfigError {
+                    path: "backend".into(),
+                    message: format!(
+                        "expected a table (a `[backend]` section), found {}",
+                        other.type_str()
+                    ),
+                });
+            }
+        };
+        let options: Options = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| ConfigError {
+                path: e.path().to_string(),
+                message: e.into_inner().to_string().trim_end().to_owned(),
+            })?;
+        Ok(MemoryConfig {
+            enabled,
+            location,
+            backend,
+            local_tier,
+            retry,
+            signing_key,
+            options,
+            origin: None,
+        })
+    }
+
     /// Reads a TOML config file. The environment is not consulted: see
     /// [`MemoryConfig::load`] for that.
     ///
@@ -231,18 +277,11 @@ impl MemoryConfig {
 
     /// Parses a configuration from TOML text; `origin` (a file name, say) is named in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<MemoryConfig> {
-        let deserializer = toml::Deserializer::parse(text)
-            .map_err(|e| Error::Config(format!("{origin}: {}", e.to_string().trim_end())))?;
-        let config: MemoryConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            let inner = inner.trim_end();
-            if key == "." || key.is_empty() {
-                Error::Config(format!("{origin}: {inner}"))
-            } else {
-                Error::Config(format!("{origin}: key `{key}`: {inner}"))
-            }
-        })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| Error::Config(format!("{origin}: {}", e.to_string().trim_end())))?;
+        let config = MemoryConfig::from_table(table)
+            .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
         Ok(MemoryConfig {
             origin: Some(origin.to_owned()),
             ..config
@@ -306,42 +345,18 @@ impl MemoryConfig {
         }
     }
 
-    /// A builder holding this configuration, for options that only code can give (a reporter,
-    /// a codec, a hash algorithm).
-    pub fn builder(&self) -> Result<MemoryBuilder> {
-        self.check()?;
-        if self.enabled && self.backend.is_none() && self.location.is_none() {
-            return Err(self.error(NO_STORE));
+    /// Checks what the builder cannot: one store, and one at all when enabled.
+    pub(crate) fn check(&self) -> Result<()> {
+        if !self.enabled {
+            return Ok(());
         }
-        Ok(Memory::builder().config(self.clone()))
-    }
-
-    /// Builds the `Memory` this configuration describes.
-    pub fn build(&self) -> Result<Memory> {
-        self.builder()?.build()
-    }
-
-    fn check(&self) -> Result<()> {
-        if self.enabled && self.location.is_some() && self.backend.is_some() {
+        if self.location.is_some() && self.backend.is_some() {
             return Err(self.error("both `location` and `[backend]` name a store: keep one"));
         }
-        for (key, secs, positive) in [
-            ("lease_secs", self.lease_secs, true),
-            ("wait_timeout_secs", self.wait_timeout_secs, false),
-        ] {
-            let valid = secs.is_finite() && secs >= 0.0 && (secs > 0.0 || !positive);
-            if !valid {
-                let expected = if positive {
-                    "more than zero"
-                } else {
-                    "zero or more"
-                };
-                return Err(self.error(&format!(
-                    "key `{key}`: expected a number of seconds, {expected}, got {secs}"
-                )));
-            }
+        if self.backend.is_none() && self.location.is_none() {
+            return Err(self.error(NO_STORE));
         }
-        Ok(())
+        self.options.validate().map_err(|e| self.error(&e))
     }
 
     /// A configuration error, naming where the configuration came from.
@@ -368,46 +383,21 @@ fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-impl Memory {
-    /// A `Memory` from a TOML config file, with the environment applied (`CACHETTE_CONFIG`
-    /// names another file, `CACHETTE_LOCATION` replaces the store; see [`crate::config`]).
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// # let file = dir.path().join("cachette.toml");
-    /// # let cache = dir.path().join("cache");
-    /// # std::fs::write(&file, format!("verbose = 0\n[backend]\ntype = \"memory\"\nname = \"doc\"\n"))?;
-    /// use cachette_core::Memory;
-    ///
-    /// let memory = Memory::from_config(&file)?;
-    /// assert_eq!(memory.eval(|x: u32| x + 1, 41), 42);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn from_config(path: impl AsRef<Path>) -> Result<Memory> {
-        MemoryConfig::load(path)?.build()
-    }
-
-    /// A `Memory` from the environment alone: the file `CACHETTE_CONFIG` names, else the store
-    /// `CACHETTE_LOCATION` names. `Ok(None)` when neither is set.
-    pub fn from_env() -> Result<Option<Memory>> {
-        MemoryConfig::from_env()?.map(|c| c.build()).transpose()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::array::MmapMode;
 
     #[test]
     fn mmap_modes_read_and_write_by_their_joblib_names() {
         let c =
             MemoryConfig::from_toml("location = \"memory://x\"\nmmap_mode = \"r+\"", "t").unwrap();
-        assert_eq!(c.mmap_mode, MmapMode::ReadWrite);
+        assert_eq!(c.options.mmap_mode, MmapMode::ReadWrite);
         assert!(c.to_toml().unwrap().contains("mmap_mode = \"r+\""));
         let c =
             MemoryConfig::from_toml("location = \"memory://x\"\nmmap_mode = \"read-only\"", "t")
                 .unwrap();
-        assert_eq!(c.mmap_mode, MmapMode::ReadOnly);
+        assert_eq!(c.options.mmap_mode, MmapMode::ReadOnly);
     }
 
     #[test]
@@ -465,8 +455,9 @@ mod tests {
     #[test]
     fn compute_once_keys_have_defaults_and_ship() {
         let c = MemoryConfig::from_toml("location = \"memory://x\"", "t").unwrap();
-        assert!(c.compute_once);
-        assert!((c.lease_secs - 30.0).abs() < 1e-9 && (c.wait_timeout_secs - 600.0).abs() < 1e-9);
+        assert!(c.options.compute_once);
+        assert_eq!(c.options.lease, std::time::Duration::from_secs(30));
+        assert_eq!(c.options.wait_timeout, std::time::Duration::from_secs(600));
         assert!(!c.to_toml().unwrap().contains("compute_once"));
         let c = MemoryConfig::from_toml(
             "location = \"memory://once-cfg\"\ncompute_once = false\nlease_secs = 2\nwait_timeout_secs = 0.5\n",
@@ -488,8 +479,7 @@ mod tests {
         ] {
             let err =
                 MemoryConfig::from_toml(&format!("location = \"memory://x\"\n{bad}\n"), "my.toml")
-                    .unwrap()
-                    .build()
+                    .and_then(|c| c.build())
                     .unwrap_err()
                     .to_string();
             let key = bad.split(' ').next().unwrap();
@@ -505,8 +495,8 @@ mod tests {
         )
         .unwrap();
         let back = MemoryConfig::from_toml(&c.to_toml().unwrap(), "again").unwrap();
-        assert_eq!(back.verbose, 2);
-        assert_eq!(back.compress, Some(3));
+        assert_eq!(back.options.verbose, 2);
+        assert_eq!(back.options.compress, Some(3));
         assert_eq!(back.to_toml().unwrap(), c.to_toml().unwrap());
     }
 }

@@ -136,6 +136,99 @@ impl From<&Key> for Prefix {
     }
 }
 
+/// The name of the item holding a function's code identity, in its folder.
+pub(crate) const IDENTITY_ITEM: &str = "func_code";
+/// What is appended to an entry's key to name its compute-once claim.
+pub(crate) const CLAIM_SUFFIX: &str = ".claim";
+/// The length of an argument hash in hex digits: the last segment of an entry key.
+const ARGS_ID_LEN: usize = 32;
+
+/// The grammar of the core's keys: entries `<function folder>/<args id>`, their claims
+/// `<entry key>.claim`, and each function's identity item `<function folder>/func_code`.
+/// Everything the core reads, lists or deletes is named here.
+pub(crate) mod grammar {
+    use super::{ARGS_ID_LEN, CLAIM_SUFFIX, IDENTITY_ITEM, Key, Prefix};
+    use crate::error::BackendError;
+
+    /// The key of a call's entry.
+    pub(crate) fn entry(folder: &str, args_id: &str) -> Result<Key, BackendError> {
+        Key::new(format!("{folder}/{args_id}"))
+    }
+
+    /// The key of a function's identity item.
+    pub(crate) fn identity(folder: &str) -> Result<Key, BackendError> {
+        Key::new(format!("{folder}/{IDENTITY_ITEM}"))
+    }
+
+    /// The key of an entry's compute-once claim.
+    pub(crate) fn claim(entry: &Key) -> Result<Key, BackendError> {
+        Key::new(format!("{entry}{CLAIM_SUFFIX}"))
+    }
+
+    /// The prefix of a function's folder.
+    pub(crate) fn folder(folder: &str) -> Result<Prefix, BackendError> {
+        Prefix::new(folder)
+    }
+
+    /// Whether a key names a call's entry (`<function folder>/<32 hex digits>`).
+    pub(crate) fn is_entry(key: &Key) -> bool {
+        let mut segments = key.segments();
+        let (Some(_), Some(last), None) = (segments.next(), segments.next(), segments.next())
+        else {
+            return false;
+        };
+        last.len() == ARGS_ID_LEN && last.bytes().all(|b| b.is_ascii_hexdigit())
+    }
+
+    /// Whether a key names the compute-once claim of an entry (`<entry key>.claim`).
+    pub(crate) fn is_claim(key: &Key) -> bool {
+        key.as_str()
+            .strip_suffix(CLAIM_SUFFIX)
+            .and_then(|entry| Key::new(entry).ok())
+            .is_some_and(|entry| is_entry(&entry))
+    }
+
+    /// Whether a key names a function's identity item.
+    pub(crate) fn is_identity(key: &Key) -> bool {
+        let mut segments = key.segments();
+        matches!(
+            (segments.next(), segments.next(), segments.next()),
+            (Some(_), Some(IDENTITY_ITEM), None)
+        )
+    }
+
+    /// Whether the core wrote an item of this name: an entry, a claim or an identity item.
+    pub(crate) fn is_ours(key: &Key) -> bool {
+        is_entry(key) || is_claim(key) || is_identity(key)
+    }
+
+    /// Turns a function path into a single, readable folder name: `a::b::c` becomes `a.b.c`,
+    /// and anything but ASCII letters, digits and `._-@+=,` becomes `_`. Long names are cut and
+    /// get a hash suffix.
+    pub(crate) fn folder_of(name: &str) -> String {
+        let dotted = name.replace("::", ".");
+        let mut folder: String = dotted
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-@+=,".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if folder.starts_with('.') {
+            folder.insert(0, '_');
+        }
+        if folder.len() > 160 {
+            let hash = xxhash_rust::xxh3::xxh3_64(name.as_bytes());
+            folder.truncate(140);
+            folder.push_str(&format!("-{hash:016x}"));
+        }
+        folder
+    }
+}
+
 fn validate(key: &str, is_prefix: bool) -> Result<(), BackendError> {
     let what = if is_prefix { "prefix" } else { "key" };
     let refuse = |why: &str| {
@@ -198,6 +291,33 @@ mod tests {
         assert_eq!((k.parent(), k.file_name()), ("a/b", "c"));
         let k = Key::new("single").unwrap();
         assert_eq!((k.parent(), k.file_name()), ("", "single"));
+    }
+
+    #[test]
+    fn the_grammar_tells_entries_claims_and_identities() {
+        let entry = grammar::entry("f", &"0a".repeat(16)).unwrap();
+        assert!(grammar::is_entry(&entry) && grammar::is_ours(&entry));
+        let claim = grammar::claim(&entry).unwrap();
+        assert!(grammar::is_claim(&claim) && !grammar::is_entry(&claim));
+        assert!(grammar::is_identity(&grammar::identity("f").unwrap()));
+        for foreign in ["notes.txt", "f/notes.txt", "src/main.rs", "f/other.claim", "a/b/c"] {
+            assert!(!grammar::is_ours(&Key::new(foreign).unwrap()), "{foreign}");
+        }
+    }
+
+    #[test]
+    fn folders_are_single_readable_segments() {
+        use grammar::folder_of;
+        assert_eq!(folder_of("my_crate::stats::mean"), "my_crate.stats.mean");
+        assert_eq!(
+            folder_of("tour::main::closure@tour.rs:10:5"),
+            "tour.main.closure@tour.rs_10_5"
+        );
+        assert!(!folder_of("a/b\\c").contains(['/', '\\']));
+        assert_eq!(folder_of(".hidden"), "_.hidden");
+        let long = "x".repeat(500);
+        assert!(folder_of(&long).len() <= 160);
+        assert_ne!(folder_of(&long), folder_of(&"x".repeat(501)));
     }
 
     #[test]

@@ -28,37 +28,42 @@
 
 #![deny(unsafe_code)]
 
+// The user API.
+mod builder;
+pub mod config;
+pub mod error;
+mod func;
+mod global;
+pub mod layers;
+mod memory;
+mod options;
+pub mod plugin;
+mod result;
+
+// The engine: it never imports the user API.
 mod array;
 mod backend;
 mod codec;
-pub mod config;
 mod entry;
-pub mod error;
-mod faults;
-mod func;
-mod global;
 mod host;
 mod key;
-pub mod layers;
-mod load;
 #[allow(unsafe_code)] // Memory maps of entry files; see its safety notes.
 mod map;
-mod memory;
 mod memory_backend;
 mod once;
-pub mod plugin;
 mod reach;
 pub mod registry;
 mod report;
-mod result;
 mod rt;
 mod signing;
 mod size;
+mod store;
 #[cfg(feature = "testkit")]
 mod testkit;
 mod validation;
 
 pub use array::{Array, DType, Element, MmapMode, ShapeError, Storage};
+pub use builder::MemoryBuilder;
 pub use cachette_hashing::{Digest, HashAlgorithm, Xxh3, hash};
 pub use codec::{Codec, CodecError, MessagePack};
 pub use config::MemoryConfig;
@@ -66,7 +71,8 @@ pub use entry::Metadata;
 pub use error::{CallError, Error, Result};
 pub use func::{FuncId, MemorizedFunc, NoFunc, TakesArgs};
 pub use global::{AsMemory, global, set_global};
-pub use memory::{Memory, MemoryBuilder, MemoryStats};
+pub use memory::{EntryInfo, Memory, MemoryStats};
+pub use options::Options;
 pub use report::{Report, Reporter};
 pub use result::{MemorizedResult, NotMemorizedResult, Shelved};
 pub use signing::SigningKey;

@@ -16,7 +16,7 @@ use crate::backend::{
 use crate::key::{Key, Prefix};
 
 /// The scheme of the in-memory backend.
-pub const SCHEME: &str = "memory";
+pub(crate) const SCHEME: &str = "memory";
 
 #[derive(Debug)]
 struct Item {

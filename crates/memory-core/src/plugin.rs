@@ -51,9 +51,12 @@ pub use crate::registry::{
 };
 pub use crate::rt::{block_on, io_handle, io_runtime};
 
-/// The entry format: what the core stores in each item (for tools and fuzzers).
+/// The entry format: what the core stores in each item, and the codec helpers that read and
+/// write payloads (for tools and fuzzers).
 pub mod entry {
+    pub use crate::codec::{decode_value, encode_value};
     pub use crate::entry::*;
+    pub use crate::error::EntryError;
 }
 
 /// The conformance suite every backend runs (feature `testkit`; outside semver).

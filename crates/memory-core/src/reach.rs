@@ -1,25 +1,22 @@
 //! How a call reaches the store: by blocking its thread, or by awaiting in its task.
 //!
-//! The steps of a call (lookup, miss, shelving, forced runs) are written once, as async
-//! functions taking a [`Reach`]. Synchronous methods run them with [`Reach::Blocking`], whose
-//! store operations block the calling thread (through [`rt::block_on`](crate::rt::block_on)
-//! and compute-once's blocking waits) and so never leave the future pending; [`finish`] then
-//! completes them on the caller's thread. Async methods await them with [`Reach::Task`], whose
-//! operations never block the runtime.
+//! The steps of a call (lookup, miss, shelving, forced runs), the entry store's operations and
+//! compute-once's claims are written once, as async functions taking a [`Reach`]. Synchronous
+//! methods run them with [`Reach::Blocking`], whose store operations block the calling thread
+//! (through [`rt::block_on`]) and so never leave the future pending; [`finish`] then completes
+//! them on the caller's thread. Async methods await them with [`Reach::Task`], whose operations
+//! never block the runtime. A store operation goes `MemorizedFunc` → `EntryStore` → `rt`.
 
 use std::future::Future;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::array::MmapMode;
-use crate::backend::{BackendResult, StoreBackend};
-use crate::key::Key;
-use crate::load::Read;
-use crate::memory::Inner;
-use crate::once::{Landing, Once, Turn};
+use crate::backend::{BackendResult, DynBackend, StoreBackend};
+use crate::rt;
 
 /// How a call reaches the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,50 +28,24 @@ pub(crate) enum Reach {
 }
 
 impl Reach {
-    /// Runs one operation of the store.
-    pub(crate) async fn run<T, F>(self, inner: &Inner, op: F) -> BackendResult<T>
+    /// Runs one operation of `backend` (whose futures do blocking I/O when `blocking_io`): on
+    /// this thread, or without blocking the caller's runtime.
+    pub(crate) async fn run<T, F>(self, backend: &DynBackend, blocking_io: bool, op: F) -> BackendResult<T>
     where
         T: Send + 'static,
         F: for<'a> FnOnce(&'a dyn StoreBackend) -> BoxFuture<'a, BackendResult<T>> + Send + 'static,
     {
         match self {
-            Reach::Blocking => inner.run(op),
-            Reach::Task => inner.run_async(op).await,
+            Reach::Blocking => rt::block_on(blocking_io, op(&**backend))?,
+            Reach::Task => rt::offload(backend, blocking_io, op).await?,
         }
     }
 
-    /// Reads an entry, mapping its file when the mode says so.
-    pub(crate) async fn read_entry(
-        self,
-        inner: &Inner,
-        key: &Key,
-        mode: MmapMode,
-    ) -> BackendResult<Option<Read>> {
+    /// Sleeps: the thread for a blocking caller, the task (never the runtime) for an async one.
+    pub(crate) async fn pause(self, duration: Duration) {
         match self {
-            Reach::Blocking => inner.read_entry(key, mode),
-            Reach::Task => inner.read_entry_async(key, mode).await,
-        }
-    }
-
-    /// Joins the flight of `key` after a miss (see [`Once::turn`]).
-    pub(crate) async fn turn<'a>(
-        self,
-        once: &'a Once,
-        key: &Key,
-        func: &str,
-        absent: bool,
-    ) -> Turn<'a> {
-        match self {
-            Reach::Blocking => once.turn(key, func, absent),
-            Reach::Task => once.turn_async(key, func, absent).await,
-        }
-    }
-
-    /// Lands a flight (see [`Turn::land`]).
-    pub(crate) async fn land(self, turn: Turn<'_>, landing: Landing) {
-        match self {
-            Reach::Blocking => turn.land(landing),
-            Reach::Task => turn.land_async(landing).await,
+            Reach::Blocking => std::thread::sleep(duration),
+            Reach::Task => rt::pause_async(duration).await,
         }
     }
 }

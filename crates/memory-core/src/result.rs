@@ -10,10 +10,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
-use crate::backend::StoreBackendExt;
-use crate::key::Key;
-use crate::load::{Checked, Read};
+use crate::key::{Key, grammar};
 use crate::memory::Memory;
+use crate::reach::{Reach, finish};
 
 /// A reference to a stored result: the store's location, the function and the argument hash.
 /// It holds no value, so it is small to send to other threads, processes or machines that share
@@ -74,7 +73,7 @@ impl<R> MemorizedResult<R> {
     }
 
     fn key(&self) -> Result<Key> {
-        Ok(Key::new(format!("{}/{}", self.func, self.args_id))?)
+        Ok(grammar::entry(&self.func, &self.args_id)?)
     }
 
     /// The memory the result lives in: the one that made it, or one opened from the location
@@ -109,62 +108,46 @@ impl<R> MemorizedResult<R> {
 
     /// Deletes the stored result.
     pub fn clear(&self) -> Result<()> {
-        let memory = self.memory()?;
-        let Some(inner) = memory.inner.as_deref() else {
-            return Ok(());
-        };
-        let key = self.key()?;
-        inner.run(move |b| Box::pin(async move { b.delete(&key).await }))?;
-        Ok(())
+        finish(self.clear_with(Reach::Blocking))
     }
 
     /// [`clear`](Self::clear), for async callers.
     pub async fn clear_async(&self) -> Result<()> {
+        self.clear_with(Reach::Task).await
+    }
+
+    async fn clear_with(&self, reach: Reach) -> Result<()> {
         let memory = self.memory()?;
-        let Some(inner) = memory.inner.as_deref() else {
+        let Some(shared) = memory.shared() else {
             return Ok(());
         };
-        let key = self.key()?;
-        inner
-            .run_async(move |b| Box::pin(async move { b.delete(&key).await }))
-            .await?;
-        Ok(())
+        shared.store.delete(reach, &self.key()?).await
     }
 }
 
 impl<R: DeserializeOwned> MemorizedResult<R> {
     /// Loads the value. A result that was cleared (or never stored) gives
-    /// [`Error::NotFound`]; an unreadable one gives [`Error::Entry`] or [`Error::Codec`].
+    /// [`Error::NotFound`]; an unreadable one gives [`Error::Entry`].
     pub fn get(&self) -> Result<R> {
-        let memory = self.memory()?;
-        let inner = memory.inner.as_deref().ok_or_else(|| self.not_found())?;
-        let key = self.key()?;
-        let read = inner.read_entry(&key, inner.mmap_mode)?;
-        self.decode(memory, key, read)
+        finish(self.get_with(Reach::Blocking))
     }
 
     /// [`get`](Self::get), for async callers.
     pub async fn get_async(&self) -> Result<R> {
-        let memory = self.memory()?;
-        let inner = memory.inner.as_deref().ok_or_else(|| self.not_found())?;
-        let key = self.key()?;
-        let read = inner.read_entry_async(&key, inner.mmap_mode).await?;
-        self.decode(memory, key, read)
+        self.get_with(Reach::Task).await
     }
 
-    /// Decodes the value; its arrays are loaded as the memory's [`MmapMode`](crate::MmapMode)
-    /// says.
-    fn decode(&self, memory: &Memory, key: Key, read: Option<Read>) -> Result<R> {
-        let read = read.ok_or_else(|| self.not_found())?;
-        let inner = memory.inner.as_deref().ok_or_else(|| self.not_found())?;
-        let entry =
-            Checked::parse(read, &key, inner.signing.as_ref()).map_err(|source| Error::Entry {
-                key: key.to_string(),
-                source,
-            })?;
-        entry
-            .decode(&*inner.codec, inner.mmap_mode)
-            .map_err(Error::Codec)
+    /// Loads the value through the memory's entry store; its arrays are loaded as the memory's
+    /// [`MmapMode`](crate::MmapMode) says.
+    async fn get_with(&self, reach: Reach) -> Result<R> {
+        let memory = self.memory()?;
+        let shared = memory.shared().ok_or_else(|| self.not_found())?;
+        let key = self.key()?;
+        shared
+            .store
+            .load(reach, &key, shared.options.mmap_mode)
+            .await?
+            .ok_or_else(|| self.not_found())
     }
 }
 

@@ -76,12 +76,12 @@ where
 
 /// Runs a backend operation from async code without blocking the runtime: network backends are
 /// awaited directly, blocking-I/O backends go to the blocking pool.
-pub async fn offload<T, F>(backend: &DynBackend, op: F) -> BackendResult<T>
+pub(crate) async fn offload<T, F>(backend: &DynBackend, blocking_io: bool, op: F) -> BackendResult<T>
 where
     T: Send + 'static,
     F: for<'a> FnOnce(&'a dyn StoreBackend) -> BoxFuture<'a, T> + Send + 'static,
 {
-    if !backend.capabilities().blocking_io {
+    if !blocking_io {
         return Ok(op(&**backend).await);
     }
     if Handle::try_current().is_err() {
@@ -91,4 +91,30 @@ where
     tokio::task::spawn_blocking(move || futures::executor::block_on(op(&*backend)))
         .await
         .map_err(|e| BackendError::new(ErrorKind::Other, format!("blocking I/O task failed: {e}")))
+}
+
+/// Sleeps without blocking the caller's runtime, whatever it is: the timer runs on the
+/// library's I/O runtime (or, without one, on a thread of its own).
+pub(crate) async fn pause_async(duration: std::time::Duration) {
+    /// Stops the timer task when the pause is abandoned.
+    struct Abort(tokio::task::JoinHandle<()>);
+    impl Drop for Abort {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    match io_handle() {
+        Ok(handle) => {
+            let mut timer = Abort(handle.spawn(tokio::time::sleep(duration)));
+            let _ = (&mut timer.0).await;
+        }
+        Err(_) => {
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            std::thread::spawn(move || {
+                std::thread::sleep(duration);
+                let _ = tx.send(());
+            });
+            let _ = rx.await;
+        }
+    }
 }

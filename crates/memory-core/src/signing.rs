@@ -20,10 +20,10 @@ use sha2::Sha256;
 use crate::error::{Error, Result};
 
 /// The length of a signature, in bytes.
-pub const SIGNATURE_LEN: usize = 32;
+pub(crate) const SIGNATURE_LEN: usize = 32;
 
 /// The shortest secret accepted, in bytes.
-pub const MIN_SECRET_LEN: usize = 16;
+pub(crate) const MIN_SECRET_LEN: usize = 16;
 
 /// A secret key that signs and checks entries (HMAC-SHA256). Its `Debug` form hides it.
 #[derive(Clone)]

@@ -3,7 +3,12 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::TimeDelta;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+
+use crate::backend::ItemInfo;
+use crate::key::{Key, grammar};
 
 use crate::error::Error;
 
@@ -149,6 +154,76 @@ pub struct ReduceReport {
     pub kept_bytes: u64,
 }
 
+// ---------------------------------------------------------------------------------------------
+// Reduction planning.
+
+pub(crate) fn check_limits(limits: &SizeLimits) -> Result<(), Error> {
+    if limits.age_limit.is_some_and(|age| age < TimeDelta::zero()) {
+        return Err(Error::InvalidArgument(format!(
+            "age_limit must be positive or zero, got {:?}",
+            limits.age_limit
+        )));
+    }
+    Ok(())
+}
+
+/// How long a claim stays unrenewed before `reduce_size` deletes it: an hour, or three leases
+/// if longer. A live claim is renewed every third of its lease.
+fn claim_age_limit(lease: Duration) -> TimeDelta {
+    let limit = lease.saturating_mul(3).max(Duration::from_secs(3600));
+    TimeDelta::from_std(limit).unwrap_or(TimeDelta::MAX)
+}
+
+/// What `reduce_size` deletes: entries as `limits` say, and stale claims (not reported).
+pub(crate) fn plan_reduction(
+    items: Vec<ItemInfo>,
+    limits: &SizeLimits,
+    lease: Duration,
+) -> (Vec<Key>, ReduceReport) {
+    let stale_before = Utc::now()
+        .checked_sub_signed(claim_age_limit(lease))
+        .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
+    let (claims, items): (Vec<ItemInfo>, Vec<ItemInfo>) =
+        items.into_iter().partition(|i| grammar::is_claim(&i.key));
+    let stale_claims = claims
+        .into_iter()
+        .filter(|c| c.last_access < stale_before)
+        .map(|c| c.key);
+    let (mut doomed, report) = plan_entries(items, limits);
+    doomed.extend(stale_claims);
+    (doomed, report)
+}
+
+fn plan_entries(items: Vec<ItemInfo>, limits: &SizeLimits) -> (Vec<Key>, ReduceReport) {
+    let mut entries: Vec<ItemInfo> = items.into_iter().filter(|i| grammar::is_entry(&i.key)).collect();
+    entries.sort_by(|a, b| {
+        a.last_access
+            .cmp(&b.last_access)
+            .then_with(|| a.key.cmp(&b.key))
+    });
+    let mut kept_items = entries.len();
+    let mut kept_bytes: u64 = entries.iter().map(|i| i.size).sum();
+    let cutoff = limits.age_limit.map(|age| Utc::now() - age);
+    let mut doomed = Vec::new();
+    let mut report = ReduceReport::default();
+    for item in entries {
+        let too_old = cutoff.is_some_and(|c| item.last_access <= c);
+        let too_many = limits.items_limit.is_some_and(|n| kept_items > n);
+        let too_big = limits.bytes_limit.is_some_and(|b| kept_bytes > b.0);
+        if !(too_old || too_many || too_big) {
+            continue;
+        }
+        kept_items -= 1;
+        kept_bytes -= item.size;
+        report.deleted_items += 1;
+        report.deleted_bytes += item.size;
+        doomed.push(item.key);
+    }
+    report.kept_items = kept_items;
+    report.kept_bytes = kept_bytes;
+    (doomed, report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +255,63 @@ mod tests {
         ] {
             assert!(s.parse::<ByteSize>().is_err(), "{s}");
         }
+    }
+}
+
+#[cfg(test)]
+mod reduction_tests {
+    use super::*;
+    use crate::backend::ItemInfo;
+    use crate::key::Key;
+    use chrono::DateTime;
+
+    fn info(key: &str, size: u64, t: i64) -> ItemInfo {
+        ItemInfo {
+            key: Key::new(key).unwrap(),
+            size,
+            last_access: DateTime::from_timestamp(t, 0).unwrap(),
+        }
+    }
+
+    const H1: &str = "00000000000000000000000000000001";
+    const H2: &str = "00000000000000000000000000000002";
+    const H3: &str = "00000000000000000000000000000003";
+
+    #[test]
+    fn least_recently_accessed_go_first() {
+        let items = vec![
+            info(&format!("f/{H1}"), 10, 300),
+            info(&format!("f/{H2}"), 10, 100),
+            info(&format!("g/{H3}"), 10, 200),
+            info("f/func_code", 5, 0),
+        ];
+        let (doomed, report) = plan_entries(items.clone(), &SizeLimits::default().items_limit(1));
+        let names: Vec<_> = doomed.iter().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(names, [format!("f/{H2}"), format!("g/{H3}")]);
+        assert_eq!(report.kept_items, 1);
+        let (doomed, _) = plan_entries(
+            items.clone(),
+            &SizeLimits::default().bytes_limit("15").unwrap(),
+        );
+        assert_eq!(doomed.len(), 2);
+        let (doomed, _) = plan_entries(items, &SizeLimits::default().age_limit(TimeDelta::zero()));
+        assert_eq!(doomed.len(), 3, "age zero deletes every entry");
+    }
+
+    #[test]
+    fn stale_claims_go_and_live_ones_stay() {
+        let now = Utc::now().timestamp();
+        let items = vec![
+            info(&format!("f/{H1}"), 10, now),
+            info(&format!("f/{H1}.claim"), 1, now - 7200),
+            info(&format!("f/{H2}.claim"), 1, now - 60),
+            info("f/other.claim", 1, 0),
+        ];
+        assert!(grammar::is_claim(&items[1].key) && !grammar::is_claim(&items[3].key));
+        let (doomed, report) =
+            plan_reduction(items, &SizeLimits::default(), Duration::from_secs(30));
+        let names: Vec<_> = doomed.iter().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(names, [format!("f/{H1}.claim")]);
+        assert_eq!((report.deleted_items, report.kept_items), (0, 1));
     }
 }

@@ -7,8 +7,8 @@
 //! ```no_run
 //! # async fn demo() {
 //! use std::sync::Arc;
-//! let backend = Arc::new(cachette_core::InMemoryBackend::new());
-//! cachette_core::testkit::run_all(backend).await;
+//! let backend = Arc::new(cachette_core::plugin::InMemoryBackend::new());
+//! cachette_core::plugin::testkit::run_all(backend).await;
 //! # }
 //! ```
 

@@ -32,9 +32,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cachette_core::codec::{self, MessagePack};
-use cachette_core::entry::{Entry, Prefix, encode_parts};
-use cachette_core::{EntryError, MmapMode};
+use cachette_core::MessagePack;
+use cachette_core::plugin::entry::{Entry, EntryError, Prefix, encode_parts, encode_value};
+use cachette_core::MmapMode;
 use fuzz_support::{Counting, Stage, check_decode, check_entry, metadata, output, reseal, seeds};
 
 #[global_allocator]
@@ -183,7 +183,7 @@ fn garbage_entry(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
 /// The codec's encoding of a seed output.
 fn codec_bytes(rng: &mut Rng) -> Vec<u8> {
     let mut out = Vec::new();
-    codec::encode_value(&MessagePack, &output(false, rng.below(20)), &mut out).unwrap();
+    encode_value(&MessagePack, &output(false, rng.below(20)), &mut out).unwrap();
     out
 }
 

@@ -36,7 +36,7 @@ pub enum DType {
     F64,
 }
 
-const DTYPES: [DType; 10] = [
+pub(super) const DTYPES: [DType; 10] = [
     DType::U8,
     DType::I8,
     DType::U16,

@@ -334,6 +334,7 @@ impl<T: Element> fmt::Debug for Array<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use super::dtype::DTYPES;
 
     fn round_trip_inline<T: Element>(a: &Array<T>) -> Array<T> {
         let mut out = Vec::new();

@@ -6,7 +6,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use async_trait::async_trait;
-use bytes::Bytes;
 
 use crate::backend::{
     BackendResult, Blob, Capabilities, DynBackend, GetOptions, GetResult, ItemInfo, PutMode,

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{
@@ -253,7 +252,9 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::ErrorKind;
+    use bytes::Bytes;
+    use crate::backend::StoreBackendExt;
+    use crate::error::ErrorKind;
     use crate::layers::flaky::Flaky;
     use crate::memory_backend::InMemoryBackend;
 
@@ -274,9 +275,7 @@ mod tests {
         let store = InMemoryBackend::new();
         futures::executor::block_on(store.put(
             &key(),
-            Bytes::from_static(b"v").into(),
-            &PutOptions::default(),
-        ))
+            Bytes::from_static(b"v").into()))
         .unwrap();
         let flaky = Arc::new(Flaky::new(Arc::new(store), kind));
         flaky.fail_next(failures);
@@ -382,7 +381,7 @@ mod tests {
             .into_iter()
             .collect();
         let k = Key::new("f/new").unwrap();
-        futures::executor::block_on(retry.put(&k, value.clone(), &PutOptions::default())).unwrap();
+        futures::executor::block_on(retry.put(&k, value.clone())).unwrap();
         assert_eq!(flaky.calls(), 3);
         let got = futures::executor::block_on(retry.get(&k)).unwrap();
         assert_eq!(got.as_deref(), Some(&b"abcd"[..]));
@@ -390,7 +389,7 @@ mod tests {
         flaky.fail_next(1);
         let k = Key::new("f/created").unwrap();
         let outcome =
-            futures::executor::block_on(retry.put_if_absent(&k, value, &PutOptions::default()))
+            futures::executor::block_on(retry.put_if_absent(&k, value))
                 .unwrap();
         assert_eq!(outcome, PutOutcome::Created);
         assert_eq!(flaky.calls(), 5);

@@ -504,7 +504,9 @@ impl fmt::Display for Latency {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ErrorKind;
+    use bytes::Bytes;
+    use crate::backend::StoreBackendExt;
+    use crate::error::ErrorKind;
     use crate::layers::flaky::Flaky;
     use crate::memory_backend::InMemoryBackend;
 
@@ -524,19 +526,18 @@ mod tests {
         ));
         let stats = Stats::new(flaky.clone());
         let handle = stats.handle();
-        let opts = PutOptions::default();
         let ten: Blob = [Bytes::from_static(b"0123"), Bytes::from_static(b"456789")]
             .into_iter()
             .collect();
 
-        run(stats.put(&key("f/a"), ten.clone(), &opts)).unwrap();
+        run(stats.put(&key("f/a"), ten.clone())).unwrap();
         assert_eq!(
-            run(stats.put_if_absent(&key("f/b"), Bytes::from_static(b"xyz").into(), &opts))
+            run(stats.put_if_absent(&key("f/b"), Bytes::from_static(b"xyz").into()))
                 .unwrap(),
             PutOutcome::Created
         );
         assert_eq!(
-            run(stats.put_if_absent(&key("f/a"), ten, &opts)).unwrap(),
+            run(stats.put_if_absent(&key("f/a"), ten)).unwrap(),
             PutOutcome::AlreadyExists
         );
         assert_eq!(run(stats.get(&key("f/a"))).unwrap().unwrap().len(), 10);
@@ -550,10 +551,9 @@ mod tests {
         assert_eq!(run(stats.get(&key("f/missing"))).unwrap(), None);
         assert_eq!(run(stats.get_range(&key("f/missing"), 0..1)).unwrap(), None);
         assert!(run(stats.contains(&key("f/b"))).unwrap());
-        run(stats.touch(&key("f/b"))).unwrap();
         flaky.fail_next(3);
         run(stats.get(&key("f/a"))).unwrap_err();
-        run(stats.put(&key("f/c"), Bytes::from_static(b"c").into(), &opts)).unwrap_err();
+        run(stats.put(&key("f/c"), Bytes::from_static(b"c").into())).unwrap_err();
         run(stats.list(&Prefix::root())).unwrap_err();
         run(stats.delete(&key("f/b"))).unwrap();
         run(stats.delete_many(&[key("f/x"), key("f/y")])).unwrap();
@@ -596,12 +596,7 @@ mod tests {
     #[test]
     fn counts_from_many_threads() {
         let stats = Arc::new(Stats::new(Arc::new(InMemoryBackend::new())));
-        run(stats.put(
-            &key("f/a"),
-            Bytes::from_static(b"abcd").into(),
-            &PutOptions::default(),
-        ))
-        .unwrap();
+        run(stats.put(&key("f/a"), Bytes::from_static(b"abcd").into())).unwrap();
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let stats = stats.clone();

@@ -42,7 +42,8 @@ use crate::key::{Key, Prefix};
 ///   operation (a local copy left behind would be served).
 /// - **`list`**: the remote tier's items and sizes. An item read from the local tier was read
 ///   all the same, so its last access is the later of the two tiers' (when the local listing
-///   fails, the remote's alone, with a warning). Items only in the local tier are not listed.
+///   fails, the remote's alone, with a warning). Items only in the local tier (copies of items
+///   another machine deleted) are listed too, so that a clear or a reduction reaches them.
 ///   **`sweep`**: both tiers.
 /// - **`capabilities`**: the remote tier's, except `local_files` (the local tier's) and
 ///   `blocking_io` (only when both tiers do blocking I/O, since one operation may use both).
@@ -387,15 +388,16 @@ impl StoreBackend for Tiered {
         let mut items = self.remote.list(prefix).await?;
         match self.local.list(prefix).await {
             Ok(local) if !local.is_empty() => {
-                let accessed: HashMap<Key, _> = local
-                    .into_iter()
-                    .map(|item| (item.key, item.last_access))
-                    .collect();
+                let mut local: HashMap<Key, ItemInfo> =
+                    local.into_iter().map(|item| (item.key.clone(), item)).collect();
                 for item in &mut items {
-                    if let Some(&at) = accessed.get(&item.key) {
-                        item.last_access = item.last_access.max(at);
+                    if let Some(copy) = local.remove(&item.key) {
+                        item.last_access = item.last_access.max(copy.last_access);
                     }
                 }
+                // Copies whose remote item is gone (another machine deleted it): listed, so
+                // that a clear or a reduction reaches them too.
+                items.extend(local.into_values());
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(
@@ -420,7 +422,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::ErrorKind;
+    use crate::backend::StoreBackendExt;
+    use crate::error::ErrorKind;
     use crate::layers::flaky::Flaky;
     use crate::layers::stats::{Stats, StatsHandle};
     use crate::memory_backend::InMemoryBackend;
@@ -465,7 +468,7 @@ mod tests {
         let k = key("f/k");
         run(s
             .remote
-            .put(&k, Bytes::from_static(b"remote").into(), &opts()))
+            .put(&k, Bytes::from_static(b"remote").into()))
         .unwrap();
 
         let first = run(s.tiered.get(&k)).unwrap();
@@ -509,7 +512,7 @@ mod tests {
         let k = key("f/k");
         run(s
             .remote
-            .put(&k, Bytes::from_static(b"0123456789").into(), &opts()))
+            .put(&k, Bytes::from_static(b"0123456789").into()))
         .unwrap();
         let part = run(s.tiered.get_range(&k, 2..5)).unwrap();
         assert_eq!(part.as_deref(), Some(&b"234"[..]));
@@ -518,7 +521,7 @@ mod tests {
 
         run(s
             .local
-            .put(&k, Bytes::from_static(b"abcdefghij").into(), &opts()))
+            .put(&k, Bytes::from_static(b"abcdefghij").into()))
         .unwrap();
         let part = run(s.tiered.get_range(&k, 2..5)).unwrap();
         assert_eq!(part.as_deref(), Some(&b"cde"[..]));
@@ -531,14 +534,14 @@ mod tests {
         let s = setup();
         let k = key("f/k");
         let ttl = PutOptions::with_ttl(Some(std::time::Duration::from_secs(3600)));
-        run(s.tiered.put(&k, Bytes::from_static(b"v1").into(), &ttl)).unwrap();
+        run(s.tiered.put_opts(&k, Bytes::from_static(b"v1").into(), ttl)).unwrap();
         assert_eq!(run(s.local.get(&k)).unwrap().as_deref(), Some(&b"v1"[..]));
         assert_eq!(run(s.remote.get(&k)).unwrap().as_deref(), Some(&b"v1"[..]));
 
         let k2 = key("f/k2");
         let created = run(s
             .tiered
-            .put_if_absent(&k2, Bytes::from_static(b"new").into(), &opts()))
+            .put_if_absent(&k2, Bytes::from_static(b"new").into()))
         .unwrap();
         assert_eq!(created, PutOutcome::Created);
         assert_eq!(run(s.local.get(&k2)).unwrap().as_deref(), Some(&b"new"[..]));
@@ -555,15 +558,15 @@ mod tests {
         let k = key("f/k");
         run(s
             .remote
-            .put(&k, Bytes::from_static(b"remote").into(), &opts()))
+            .put(&k, Bytes::from_static(b"remote").into()))
         .unwrap();
         run(s
             .local
-            .put(&k, Bytes::from_static(b"stale").into(), &opts()))
+            .put(&k, Bytes::from_static(b"stale").into()))
         .unwrap();
         let outcome = run(s
             .tiered
-            .put_if_absent(&k, Bytes::from_static(b"mine").into(), &opts()))
+            .put_if_absent(&k, Bytes::from_static(b"mine").into()))
         .unwrap();
         assert_eq!(outcome, PutOutcome::AlreadyExists);
         assert!(
@@ -591,8 +594,8 @@ mod tests {
         let k = key("f/k");
 
         // An older local copy is not served after a failed write-through.
-        run(local.put(&k, Bytes::from_static(b"old").into(), &opts())).unwrap();
-        run(tiered.put(&k, Bytes::from_static(b"v").into(), &opts())).unwrap();
+        run(local.put(&k, Bytes::from_static(b"old").into())).unwrap();
+        run(tiered.put(&k, Bytes::from_static(b"v").into())).unwrap();
         assert_eq!(run(remote.get(&k)).unwrap().as_deref(), Some(&b"v"[..]));
         assert!(!run(local.contains(&k)).unwrap());
 
@@ -609,7 +612,7 @@ mod tests {
         );
         let k2 = key("f/k2");
         assert_eq!(
-            run(tiered.put_if_absent(&k2, Bytes::from_static(b"w").into(), &opts())).unwrap(),
+            run(tiered.put_if_absent(&k2, Bytes::from_static(b"w").into())).unwrap(),
             PutOutcome::Created
         );
         assert!(run(tiered.contains(&k2)).unwrap());
@@ -624,7 +627,7 @@ mod tests {
         let remote = Arc::new(InMemoryBackend::new());
         let tiered = Tiered::new(flaky.clone(), remote.clone());
         let k = key("f/k");
-        run(remote.put(&k, Bytes::from_static(b"v").into(), &opts())).unwrap();
+        run(remote.put(&k, Bytes::from_static(b"v").into())).unwrap();
         flaky.only(&["get", "get_range", "contains"]);
         flaky.fail_next(u32::MAX);
         assert_eq!(run(tiered.get(&k)).unwrap().as_deref(), Some(&b"v"[..]));
@@ -646,7 +649,7 @@ mod tests {
         let tiered = Tiered::new(local.clone(), flaky.clone());
         let k = key("f/k");
         flaky.fail_next(u32::MAX);
-        let err = run(tiered.put(&k, Bytes::from_static(b"v").into(), &opts())).unwrap_err();
+        let err = run(tiered.put(&k, Bytes::from_static(b"v").into())).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Timeout);
         assert!(
             !run(local.contains(&k)).unwrap(),
@@ -662,19 +665,19 @@ mod tests {
         for k in ["f/a", "f/b", "f/c", "g/d"] {
             run(s
                 .tiered
-                .put(&key(k), Bytes::from_static(b"v").into(), &opts()))
+                .put(&key(k), Bytes::from_static(b"v").into()))
             .unwrap();
         }
-        // A local-only copy is deleted too; the count is the remote tier's.
+        // A local-only copy is listed, and deleted too.
         run(s
             .local
-            .put(&key("f/local"), Bytes::from_static(b"v").into(), &opts()))
+            .put(&key("f/local"), Bytes::from_static(b"v").into()))
         .unwrap();
         run(s.tiered.delete(&key("f/a"))).unwrap();
         run(s.tiered.delete_many(&[key("f/b")])).unwrap();
         assert_eq!(
             run(s.tiered.delete_prefix(&Prefix::new("f").unwrap())).unwrap(),
-            1
+            2
         );
         for tier in [&s.local, &s.remote] {
             let left: Vec<String> = run(tier.list(&Prefix::root()))
@@ -687,26 +690,27 @@ mod tests {
     }
 
     #[test]
-    fn listing_is_the_remote_one_with_local_accesses() {
+    fn listing_is_the_remote_one_with_local_accesses_and_copies() {
         let s = setup();
         run(s
             .tiered
-            .put(&key("f/a"), Bytes::from_static(b"abc").into(), &opts()))
+            .put(&key("f/a"), Bytes::from_static(b"abc").into()))
         .unwrap();
         run(s
             .remote
-            .put(&key("f/b"), Bytes::from_static(b"b").into(), &opts()))
+            .put(&key("f/b"), Bytes::from_static(b"b").into()))
         .unwrap();
         run(s
             .local
-            .put(&key("f/local"), Bytes::from_static(b"l").into(), &opts()))
+            .put(&key("f/local"), Bytes::from_static(b"l").into()))
         .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(5));
         run(s.tiered.get(&key("f/a"))).unwrap();
         let mut items = run(s.tiered.list(&Prefix::root())).unwrap();
         items.sort_by(|a, b| a.key.cmp(&b.key));
         let names: Vec<(&str, u64)> = items.iter().map(|i| (i.key.as_str(), i.size)).collect();
-        assert_eq!(names, [("f/a", 3), ("f/b", 1)]);
+        // `f/local` is a copy whose remote item is gone: listed, so that a clear reaches it.
+        assert_eq!(names, [("f/a", 3), ("f/b", 1), ("f/local", 1)]);
         let remote = run(s.remote.list(&Prefix::new("f").unwrap())).unwrap();
         let remote_a = remote
             .iter()
@@ -727,7 +731,13 @@ mod tests {
         );
         let caps = s.tiered.capabilities();
         assert_eq!(caps, s.remote.capabilities());
-        assert_eq!(s.tiered.local_path(&key("f/k")), None);
+        let file = GetOptions::default().with_local_file(true);
+        run(s.tiered.put(&key("f/k"), Bytes::from_static(b"v").into())).unwrap();
+        let found = run(s.tiered.get_opts(&key("f/k"), file)).unwrap().unwrap();
+        assert!(
+            matches!(found.payload, GetPayload::Bytes(_)),
+            "no local files in memory tiers"
+        );
 
         let network = Arc::new(Flaky::new(
             Arc::new(InMemoryBackend::new()),

@@ -21,11 +21,12 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use cachette_core::codec::{self, MessagePack};
-use cachette_core::entry::{self, Entry, Metadata, encode_parts};
-use cachette_core::{
-    Array, InMemoryBackend, Key, MemorizedFunc, Memory, MmapMode, StoreBackend, rt,
+use cachette_core::MessagePack;
+use cachette_core::plugin::entry::{self, Entry, Metadata, decode_value, encode_parts};
+use cachette_core::plugin::{
+    InMemoryBackend, Key, Prefix, StoreBackend, StoreBackendExt, block_on,
 };
+use cachette_core::{Array, MemorizedFunc, Memory, MmapMode};
 use serde::{Deserialize, Serialize};
 
 // ------------------------------------------------------------------ counting allocator
@@ -124,7 +125,7 @@ pub(crate) fn metadata() -> Metadata {
 
 /// Every entry `backend` holds, without the functions' code records.
 fn entries_in(backend: &InMemoryBackend) -> Vec<Vec<u8>> {
-    let items = rt::block_on(false, backend.list(&cachette_core::Prefix::root()))
+    let items = block_on(false, backend.list(&Prefix::root()))
         .unwrap()
         .unwrap();
     let mut out = Vec::new();
@@ -132,7 +133,7 @@ fn entries_in(backend: &InMemoryBackend) -> Vec<Vec<u8>> {
         if item.key.as_str().ends_with("func_code") {
             continue;
         }
-        let bytes = rt::block_on(false, backend.get(&item.key))
+        let bytes = block_on(false, backend.get(&item.key))
             .unwrap()
             .unwrap()
             .unwrap();
@@ -209,11 +210,11 @@ pub(crate) fn check_entry(input: &[u8]) {
             if let Ok(payload) = entry.decode_payload() {
                 decompressed = decompressed.max(payload.bytes().len());
                 let structure = payload.structure();
-                let _ = codec::decode_value::<Output>(&MessagePack, structure);
-                let _ = codec::decode_value::<Vec<u64>>(&MessagePack, structure);
-                let _ = codec::decode_value::<String>(&MessagePack, structure);
-                let _ = codec::decode_value::<Array<f64>>(&MessagePack, structure);
-                let _ = codec::decode_value::<(Vec<Array<u8>>, Option<Array<i32>>)>(
+                let _ = decode_value::<Output>(&MessagePack, structure);
+                let _ = decode_value::<Vec<u64>>(&MessagePack, structure);
+                let _ = decode_value::<String>(&MessagePack, structure);
+                let _ = decode_value::<Array<f64>>(&MessagePack, structure);
+                let _ = decode_value::<(Vec<Array<u8>>, Option<Array<i32>>)>(
                     &MessagePack,
                     structure,
                 );
@@ -406,13 +407,9 @@ impl Stage {
     /// loaded or computed.
     pub(crate) fn check(&self, input: &[u8], exact: bool) {
         let (k, key) = self.call_for(input);
-        rt::block_on(
+        block_on(
             false,
-            self.backend.put(
-                key,
-                Bytes::copy_from_slice(input).into(),
-                &Default::default(),
-            ),
+            self.backend.put(key, Bytes::copy_from_slice(input).into()),
         )
         .unwrap()
         .unwrap();

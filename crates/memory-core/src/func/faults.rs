@@ -11,52 +11,52 @@
 use std::convert::Infallible;
 
 use crate::error::{CallError, Error};
-use crate::memory::Inner;
+use crate::report::Reporter;
 
 /// What a call does with a fault of the store.
-pub(crate) trait Faults: Copy {
+pub(super) trait Faults: Copy {
     /// What a fault becomes when it ends the call.
     type Fault;
 
     /// Either warns (the call goes on without the store's help) or gives the fault back.
-    fn fault(self, inner: &Inner, error: Error, warning: String) -> Result<(), Self::Fault>;
+    fn fault(self, reporter: &Reporter, error: Error, warning: String) -> Result<(), Self::Fault>;
 }
 
 /// Faults are warnings: the call computes its output and returns it.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Lenient;
+pub(super) struct Lenient;
 
 impl Faults for Lenient {
     type Fault = Infallible;
 
-    fn fault(self, inner: &Inner, _error: Error, warning: String) -> Result<(), Infallible> {
-        inner.reporter.warn(warning);
+    fn fault(self, reporter: &Reporter, _error: Error, warning: String) -> Result<(), Infallible> {
+        reporter.warn(warning);
         Ok(())
     }
 }
 
 /// Faults are errors when `strict` is set, warnings otherwise.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Strictness {
-    pub(crate) strict: bool,
+pub(super) struct Strictness {
+    pub(super) strict: bool,
 }
 
 impl Faults for Strictness {
     type Fault = Error;
 
-    fn fault(self, inner: &Inner, error: Error, warning: String) -> Result<(), Error> {
+    fn fault(self, reporter: &Reporter, error: Error, warning: String) -> Result<(), Error> {
         if self.strict {
             tracing::debug!(target: "cachette", "strict mode: {warning}");
             Err(error)
         } else {
-            inner.reporter.warn(warning);
+            reporter.warn(warning);
             Ok(())
         }
     }
 }
 
 /// Why a call ended without an output: its function's error, or a fault of the store.
-pub(crate) enum Failed<E, S> {
+pub(super) enum Failed<E, S> {
     /// The function returned an error.
     Function(E),
     /// The store failed, and the policy made that an error.
@@ -65,7 +65,7 @@ pub(crate) enum Failed<E, S> {
 
 impl<E> Failed<E, Infallible> {
     /// The function's error: a lenient call has no other.
-    pub(crate) fn function(self) -> E {
+    pub(super) fn function(self) -> E {
         match self {
             Failed::Function(e) => e,
             Failed::Store(never) => match never {},
@@ -83,6 +83,6 @@ impl<E> From<Failed<E, Error>> for CallError<E> {
 }
 
 /// Lifts a fault into a call's failure.
-pub(crate) fn store<E, S>(fault: S) -> Failed<E, S> {
+pub(super) fn store<E, S>(fault: S) -> Failed<E, S> {
     Failed::Store(fault)
 }

@@ -1,0 +1,509 @@
+//! [`MemoryBuilder`]: options of a [`Memory`], its store and its layers, and how it is built.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cachette_hashing::{HashAlgorithm, Xxh3};
+
+use crate::array::MmapMode;
+use crate::backend::{DynBackend, Layer};
+use crate::codec::{Codec, MessagePack};
+use crate::config::MemoryConfig;
+use crate::error::{Error, Result};
+use crate::layers::{RetryLayer, RetryPolicy, StatsLayer, TierHandle, TieredLayer};
+use crate::memory::{Memory, Origin, Shared};
+use crate::once::Once;
+use crate::options::Options;
+use crate::registry::{self, BackendConfig};
+use crate::report::Reporter;
+use crate::signing::SigningKey;
+use crate::store::EntryStore;
+
+impl Memory {
+    /// A `Memory` on the local disk at `path` (created on the first write). Needs the
+    /// local-disk backend (the `fs` feature of `cachette`, on by default).
+    pub fn new(path: impl AsRef<Path>) -> Result<Memory> {
+        let path = path.as_ref();
+        let location = path.to_str().ok_or_else(|| {
+            Error::InvalidArgument(format!("the path {path:?} is not valid UTF-8"))
+        })?;
+        if registry::scheme_of(location) != "file" {
+            return Err(Error::InvalidArgument(format!(
+                "{location:?} looks like a URL: use Memory::from_url"
+            )));
+        }
+        Memory::from_url(location)
+    }
+
+    /// A `Memory` on the store a URL names: `file:///path` or a plain path, `s3://bucket/prefix`,
+    /// `redis://host:port/db`, `memory://name`, or any scheme a linked backend registers.
+    pub fn from_url(url: &str) -> Result<Memory> {
+        MemoryBuilder::new().url(url).build()
+    }
+
+    /// A `Memory` on a backend built in code.
+    pub fn with_backend(backend: DynBackend) -> Memory {
+        MemoryBuilder::new()
+            .backend(backend)
+            .build()
+            .unwrap_or_else(|_| Memory::disabled())
+    }
+
+    /// A builder, for options.
+    pub fn builder() -> MemoryBuilder {
+        MemoryBuilder::new()
+    }
+
+    /// A `Memory` from a TOML config file, with the environment applied (`CACHETTE_CONFIG`
+    /// names another file, `CACHETTE_LOCATION` replaces the store; see [`crate::config`]).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let file = dir.path().join("cachette.toml");
+    /// # std::fs::write(&file, "verbose = 0\n[backend]\ntype = \"memory\"\nname = \"doc\"\n")?;
+    /// use cachette_core::Memory;
+    ///
+    /// let memory = Memory::from_config(&file)?;
+    /// assert_eq!(memory.eval(|x: u32| x + 1, 41), 42);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn from_config(path: impl AsRef<Path>) -> Result<Memory> {
+        MemoryConfig::load(path)?.build()
+    }
+
+    /// A `Memory` from the environment alone: the file `CACHETTE_CONFIG` names, else the store
+    /// `CACHETTE_LOCATION` names. `Ok(None)` when neither is set.
+    pub fn from_env() -> Result<Option<Memory>> {
+        MemoryConfig::from_env()?.map(|c| c.build()).transpose()
+    }
+}
+
+impl MemoryConfig {
+    /// A builder holding this configuration, for options that only code can give (a reporter,
+    /// a codec, a hash algorithm).
+    pub fn builder(&self) -> Result<MemoryBuilder> {
+        self.check()?;
+        Ok(Memory::builder().config(self.clone()))
+    }
+
+    /// Builds the `Memory` this configuration describes.
+    pub fn build(&self) -> Result<Memory> {
+        self.builder()?.build()
+    }
+}
+
+/// Where the store of a memory comes from.
+#[derive(Debug, Default)]
+enum StoreSource {
+    #[default]
+    None,
+    /// A URL or path.
+    Url(String),
+    /// A backend's configuration.
+    Config(Box<dyn BackendConfig>),
+    /// A backend built in code.
+    Backend(DynBackend),
+}
+
+/// A layer given to the builder.
+#[derive(Debug, Clone)]
+enum LayerSpec {
+    Retry(RetryLayer),
+    Tiered(TieredLayer),
+    Custom(Arc<dyn Layer>),
+}
+
+/// Options of a [`Memory`], its store and its layers, and how it is built.
+///
+/// ```
+/// use cachette_core::Memory;
+/// let memory = Memory::builder().url("memory://builder-doc").verbose(1).build().unwrap();
+/// assert_eq!(memory.verbose(), 1);
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryBuilder {
+    store: StoreSource,
+    options: Options,
+    layers: Vec<LayerSpec>,
+    disabled: bool,
+    codec: Option<Arc<dyn Codec>>,
+    hasher: Option<Arc<dyn HashAlgorithm>>,
+    reporter: Reporter,
+    signing: Option<SigningKey>,
+    signing_secret: Option<String>,
+}
+
+impl MemoryBuilder {
+    /// A builder with the defaults: verbosity 0, MessagePack outputs, xxh3-128 argument hashes.
+    pub fn new() -> Self {
+        MemoryBuilder::default()
+    }
+
+    /// Stores on the local disk at `path`.
+    pub fn path(self, path: impl AsRef<Path>) -> Self {
+        let location = path.as_ref().to_string_lossy().into_owned();
+        self.url(location)
+    }
+
+    /// Stores where the URL says (see [`Memory::from_url`]).
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.store = StoreSource::Url(url.into());
+        self
+    }
+
+    /// Stores in the backend `config` describes; the memory's [`Memory::config`] then gives a
+    /// configuration that rebuilds it elsewhere.
+    pub fn backend_config(mut self, config: Box<dyn BackendConfig>) -> Self {
+        self.store = StoreSource::Config(config);
+        self
+    }
+
+    /// Stores in `backend`.
+    pub fn backend(mut self, backend: DynBackend) -> Self {
+        self.store = StoreSource::Backend(backend);
+        self
+    }
+
+    /// Takes the store, the layers and the options of `config` (see [`MemoryConfig`]):
+    /// `[retry]` next to the store, then `local_tier`. Options set on the builder afterwards
+    /// win.
+    pub fn config(mut self, config: MemoryConfig) -> Self {
+        self.disabled = !config.enabled;
+        self.store = match (config.backend, config.location) {
+            (Some(backend), _) => StoreSource::Config(backend),
+            (None, Some(url)) => StoreSource::Url(url),
+            (None, None) => StoreSource::None,
+        };
+        self.options = config.options;
+        self.layers.clear();
+        if let Some(policy) = config.retry {
+            self = self.retry(policy);
+        }
+        if let Some(local) = config.local_tier {
+            self = self.local_tier(local);
+        }
+        self.signing_secret = config.signing_key.map(|s| s.0);
+        self.signing = None;
+        self
+    }
+
+    /// Sets every option at once (see [`Options`]).
+    pub fn options(mut self, options: Options) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Wraps the stack built so far in `layer`: layers apply in the order given, the first next
+    /// to the store, the last outermost (see [`Layer`]). The statistics of
+    /// [`stats`](Self::stats) sit outside every layer.
+    pub fn layer(mut self, layer: impl Layer) -> Self {
+        self.layers.push(LayerSpec::Custom(Arc::new(layer)));
+        self
+    }
+
+    /// Signs every entry written with `key`, and refuses (with a warning, then computes again)
+    /// every entry read that is not signed with it. See [`SigningKey`].
+    pub fn signing_key(mut self, key: SigningKey) -> Self {
+        self.signing = Some(key);
+        self.signing_secret = None;
+        self
+    }
+
+    /// Puts a local tier in front of the store: a location (a path, or any URL; usually the
+    /// local disk) that keeps a copy of the entries read or written, so that hits are served
+    /// locally and, on the local disk, arrays can be memory-mapped. Reads that miss locally go
+    /// to the store and are copied down; writes go to both. See [`Tiered`]. It is a
+    /// [`TieredLayer`] around the stack built so far (see [`layer`](Self::layer)).
+    pub fn local_tier(mut self, location: impl Into<String>) -> Self {
+        self.layers
+            .push(LayerSpec::Tiered(TieredLayer::new(location.into())));
+        self
+    }
+
+    /// Retries the store's operations that fail with a transient error (unreachable, timed
+    /// out), as `policy` says; see [`Retry`]. It is a [`RetryLayer`] around the stack built so far (see
+    /// [`layer`](Self::layer)): give it before [`local_tier`](Self::local_tier) to retry only
+    /// the store behind the tier, as a config file does.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.layers.push(LayerSpec::Retry(RetryLayer::new(policy)));
+        self
+    }
+
+    /// Whether to count the store's operations for [`Memory::stats`] and emit a tracing event
+    /// for each (target `cachette::stats`, level debug). On by default; counting costs a few
+    /// atomic additions per operation.
+    pub fn stats(mut self, on: bool) -> Self {
+        self.options.stats = on;
+        self
+    }
+
+    /// Whether concurrent misses of one key compute it once (on by default). When several
+    /// callers miss the same key at once, one computes and the others wait for its entry, then
+    /// load it: threads and async tasks of this process, and other processes and machines that
+    /// share the store. Hits cost nothing more: all of it happens after a miss. Functions can
+    /// override it ([`MemorizedFunc::compute_once`]).
+    ///
+    /// - **In a process**, the first caller to miss a key computes it; the others wait (async
+    ///   callers without blocking their runtime), then load its entry.
+    /// - **Across processes** (see [`claims`](Self::claims)), that caller also takes a
+    ///   *claim*: an item `<entry key>.claim` created only if absent (a hard link on the local
+    ///   disk, a conditional `PUT` on S3, `SET NX` on Redis), naming its owner and the end of
+    ///   its [lease](Self::lease), renewed every third of the lease while it computes and
+    ///   deleted once the entry is stored. Callers of other processes wait while the claim is
+    ///   there, then load the entry. If the claim's holder dies, its lease runs out (on this
+    ///   machine's clock, or when its claim has not changed for a whole lease) and one waiter
+    ///   takes it over. Claims are not entries: [`Memory::reduce_size`] and listings leave
+    ///   them out, and [`Memory::clear`] deletes them.
+    /// - **Waiting is bounded** by [`wait_timeout`](Self::wait_timeout): after it, the caller
+    ///   computes anyway and a warning says so.
+    /// - **Errors are not cached**: an `Err` or a panic goes to its own caller only; the next
+    ///   waiter then takes over and computes (so a transient error costs one more computation,
+    ///   and an error that repeats reaches each caller in turn). When the output cannot be
+    ///   stored, the waiters of the process compute their own at once.
+    ///
+    /// Forced runs ([`MemorizedFunc::call`], `force_call_with`) never wait.
+    pub fn compute_once(mut self, on: bool) -> Self {
+        self.options.compute_once = on;
+        self
+    }
+
+    /// Strict mode (off by default): the fallible methods of memoized functions
+    /// ([`MemorizedFunc::try_eval`], [`try_call_with`](MemorizedFunc::try_call_with), and the
+    /// other `try_` methods) return the faults of the store as errors
+    /// ([`CallError::Store`](crate::CallError::Store)) instead of warning and computing.
+    ///
+    /// The faults are: the store cannot be read or written (down, timed out, full, permission
+    /// denied), a stored entry is unusable (damaged, forged or unsigned with
+    /// [signing](Self::signing_key) on, undecodable), the code identity cannot be checked, and
+    /// the arguments or the output cannot be hashed or serialized. A write that fails after
+    /// the function ran drops its output: the error is what the caller gets.
+    ///
+    /// What stays a warning in strict mode: claims of [compute-once](Self::compute_once)
+    /// that cannot be taken (the call computes without waiting), the wait timeout, and a result
+    /// stored but not mapped back. The infallible methods (`eval`, `call_with`, ...) cannot
+    /// return an error, so they warn and compute in every mode. Functions can override it
+    /// ([`MemorizedFunc::strict`]); `#[memoize(strict)]` makes a function returning a
+    /// `Result` strict.
+    pub fn strict(mut self, on: bool) -> Self {
+        self.options.strict = on;
+        self
+    }
+
+    /// Whether [compute-once](Self::compute_once) also works across processes and machines,
+    /// through claims in the store. On by default when the memory opens its store (a path, a
+    /// URL, a configuration): claims then go to the shared store itself, behind a
+    /// [local tier](Self::local_tier), and are not counted by [`Memory::stats`]. Off by default
+    /// for a backend given as an object ([`backend`](Self::backend),
+    /// [`Memory::with_backend`]): turn them on when other processes share that backend.
+    ///
+    /// On a backend without
+    /// [`Capabilities::atomic_create`](crate::plugin::Capabilities::atomic_create) (an S3-like store
+    /// without conditional writes, some custom backends) there are no claims whatever this
+    /// says: callers are deduplicated within each process only.
+    pub fn claims(mut self, on: bool) -> Self {
+        self.options.claims = Some(on);
+        self
+    }
+
+    /// The lease of a claim (see [`compute_once`](Self::compute_once)): how long other
+    /// processes wait for a holder that stopped renewing it (it died) before one of them takes
+    /// over. Renewed every third of it. The default is 30 seconds. The clocks of machines that
+    /// share a store should agree to within a third of it: a clock ahead by more takes live
+    /// claims for stale, and its process computes results that are being computed.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.options.lease = lease;
+        self
+    }
+
+    /// The longest a caller waits for another one computing the same result (see
+    /// [`compute_once`](Self::compute_once)) before it computes the result itself, with a
+    /// warning. The default is 10 minutes.
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.options.wait_timeout = timeout;
+        self
+    }
+
+    /// Builds a disabled `Memory` (joblib's `Memory(None)`).
+    pub fn disabled(mut self) -> Self {
+        self.disabled = true;
+        self
+    }
+
+    /// Verbosity: 0 is silent, 1 prints joblib's lines for each computation, 2 and more also
+    /// for each load.
+    pub fn verbose(mut self, verbose: u8) -> Self {
+        self.options.verbose = verbose;
+        self
+    }
+
+    /// The codec of outputs.
+    pub fn codec(mut self, codec: Arc<dyn Codec>) -> Self {
+        self.codec = Some(codec);
+        self
+    }
+
+    /// The hash algorithm of arguments.
+    pub fn hasher(mut self, hasher: Arc<dyn HashAlgorithm>) -> Self {
+        self.hasher = Some(hasher);
+        self
+    }
+
+    /// Where verbose lines and warnings go.
+    pub fn reporter(mut self, reporter: Reporter) -> Self {
+        self.reporter = reporter;
+        self
+    }
+
+    /// How the [`Array`](crate::Array)s of outputs are loaded (joblib's `mmap_mode`); see
+    /// [`MmapMode`]. Functions can override it. The default is [`MmapMode::None`].
+    pub fn mmap_mode(mut self, mode: MmapMode) -> Self {
+        self.options.mmap_mode = mode;
+        self
+    }
+
+    /// Compresses outputs with zstd at `level` (joblib's `compress`). `0` turns compression off
+    /// (the default); `1` to `22` trade speed for size (`3` is a good default), and negative
+    /// levels favour speed further. Compressed outputs cannot be memory-mapped: with an
+    /// [`mmap_mode`](Self::mmap_mode) set too, a warning says so and arrays are loaded into
+    /// memory.
+    pub fn compress(mut self, level: i32) -> Self {
+        self.options.compress = (level != 0).then_some(level);
+        self
+    }
+
+    /// Builds the `Memory`, creating the backend if a URL or path was given, and stacking the
+    /// layers in the order given.
+    pub fn build(self) -> Result<Memory> {
+        if self.disabled {
+            return Ok(Memory::disabled());
+        }
+        self.options.validate().map_err(Error::Config)?;
+        let signing = match self.signing_secret {
+            Some(secret) => Some(SigningKey::new(secret)?),
+            None => self.signing,
+        };
+        let (mut backend, config, opened) = match self.store {
+            StoreSource::Backend(backend) => (backend, None, false),
+            StoreSource::Config(config) => (config.build()?, Some(config), true),
+            StoreSource::Url(url) => {
+                let config = registry::config_from_url(&url)?;
+                (config.build()?, Some(config), true)
+            }
+            StoreSource::None => {
+                return Err(Error::InvalidArgument(
+                    "a Memory needs a location: give a path, a URL or a backend, or build a disabled Memory".into(),
+                ));
+            }
+        };
+        let mut tiers: Option<TierHandle> = None;
+        for spec in &self.layers {
+            let layer: &dyn Layer = match spec {
+                LayerSpec::Retry(layer) => layer,
+                LayerSpec::Tiered(layer) => {
+                    tiers.get_or_insert_with(|| layer.handle());
+                    layer
+                }
+                LayerSpec::Custom(layer) => &**layer,
+            };
+            backend = layer.layer(backend)?;
+        }
+        let mut stats = None;
+        if self.options.stats {
+            let layer = StatsLayer::new();
+            stats = Some(layer.handle());
+            backend = layer.layer(backend)?;
+        }
+        let origin = config.and_then(|backend| origin_of(backend, &self.layers));
+        let options = self.options;
+        let capabilities = backend.capabilities();
+        let location = backend.location();
+        let compress = options.compression();
+        if options.mmap_mode == MmapMode::ReadWrite && !capabilities.local_files {
+            self.reporter.warn(format!(
+                "{location} has no local files to map (mmap_mode r+): arrays are loaded as copy-on-write, and writes do not reach the store"
+            ));
+        }
+        if compress.is_some() && options.mmap_mode.maps() {
+            self.reporter.warn(format!(
+                "compressed results cannot be memory-mapped (mmap_mode {} with compression): arrays are loaded into memory",
+                options.mmap_mode
+            ));
+        }
+        let once = Once::new(
+            options.compute_once,
+            options.claims.unwrap_or(opened),
+            options.lease,
+            options.wait_timeout,
+            backend.clone(),
+            self.reporter.clone(),
+        );
+        let store = EntryStore::new(
+            backend,
+            self.codec.unwrap_or_else(|| Arc::new(MessagePack)),
+            signing,
+            compress,
+        );
+        Ok(Memory {
+            shared: Some(Arc::new(Shared {
+                store,
+                options,
+                once,
+                reporter: self.reporter,
+                hasher: self.hasher.unwrap_or_else(|| Arc::new(Xxh3)),
+                stats,
+                tiers,
+                origin,
+            })),
+        })
+    }
+}
+
+/// The configuration that rebuilds a store built from `backend` with `layers`: only layers a
+/// config file describes, in its order (retries next to the store, then the local tier).
+fn origin_of(backend: Box<dyn BackendConfig>, layers: &[LayerSpec]) -> Option<Origin> {
+    let mut origin = Origin {
+        backend,
+        retry: None,
+        local_tier: None,
+    };
+    for spec in layers {
+        match spec {
+            LayerSpec::Retry(layer) if origin.retry.is_none() && origin.local_tier.is_none() => {
+                origin.retry = Some(layer.policy().clone());
+            }
+            LayerSpec::Tiered(layer) if origin.local_tier.is_none() => {
+                origin.local_tier = Some(layer.location().to_owned());
+            }
+            _ => return None,
+        }
+    }
+    Some(origin)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_stack_in_the_order_given() {
+        let memory = Memory::builder()
+            .url("memory://builder-layers")
+            .retry(RetryPolicy::default())
+            .local_tier("memory://builder-layers-local")
+            .build()
+            .unwrap();
+        let shipped = memory.config().unwrap();
+        assert!(shipped.retry.is_some() && shipped.local_tier.is_some());
+        // A tier first and retries around it: no configuration says that.
+        let memory = Memory::builder()
+            .url("memory://builder-layers")
+            .local_tier("memory://builder-layers-local")
+            .retry(RetryPolicy::default())
+            .build()
+            .unwrap();
+        assert!(memory.config().is_none());
+        let location = memory.location().unwrap();
+        assert!(location.contains("in front of"), "{location}");
+    }
+}

@@ -1,0 +1,393 @@
+//! The entry format: one stored item per cached call.
+//!
+//! ```text
+//! offset size
+//!  0      8   magic  b"CACHETTE"
+//!  8      2   format version (u16, little-endian), currently 1
+//! 10      2   flags (u16); unknown bits are refused
+//! 12      4   header length H (u32)
+//! 16      8   payload length P (u64)
+//! 24      8   header checksum: xxh3-64 of bytes 0..24, 40..48 and the header
+//! 32      8   payload checksum: xxh3-64 of the payload
+//! 40      4   payload offset O (u32), a multiple of 64, at least 48 + H
+//! 44      4   reserved, zero
+//! 48      H   header: the metadata, MessagePack
+//! 48+H        zero padding up to O (up to O - 32 in a signed entry)
+//! O-32   32   in a signed entry only: its signature (see below)
+//!  O      P   payload: the output, encoded by the codec named in the metadata
+//! ```
+//!
+//! The total length must be exactly `O + P`. A truncated, corrupted or foreign item is detected
+//! and reported as such; nothing is decoded from it. The payload starts at an aligned offset so
+//! that arrays inside it can be memory-mapped in place. Reading the metadata only needs the first
+//! `O` bytes (one ranged read on object stores).
+//!
+//! Without flags, the payload is the codec's encoding of the output. Two flags change that:
+//!
+//! - [`FLAG_ARRAYS`]: the output holds [`Array`](crate::Array)s, whose numbers are stored out of
+//!   line, raw, where they can be mapped:
+//!
+//!   ```text
+//!   offset size
+//!    0      8    structure length S (u64)
+//!    8      8    array count N (u64)
+//!   16      8    block count M (u64)
+//!   24      S    structure: the output, encoded by the codec, arrays replaced by descriptors
+//!           16N  per array: its offset from the payload start (a multiple of 64), its length
+//!           8M   xxh3-64 of each 16 MiB block of each array (with its zero padding), in order
+//!                zero padding up to a multiple of 64: the head of the payload ends here
+//!                each array's bytes (little-endian numbers), zero-padded to a multiple of 64
+//!   ```
+//!
+//!   The payload checksum of the prefix covers the head only; each array is covered by its
+//!   block checksums. A full check ([`Entry::parse`]) verifies them all; a memory-mapped load
+//!   ([`Entry::parse_head`]) verifies the head and leaves the arrays' pages untouched.
+//! - [`FLAG_ZSTD`]: the payload is a zstd frame holding the payload that the other flags
+//!   describe, and the payload checksum covers the compressed bytes. The frame's window is at
+//!   most 2 MiB ([`ZSTD_WINDOW_LOG_MAX`]): a decoder allocates the window a frame header
+//!   announces before it decodes anything, so a reader refuses larger ones rather than let a
+//!   few bytes make it allocate up to 128 MiB.
+//! - [`FLAG_SIGNED`]: the 32 bytes before the payload hold an HMAC-SHA256, with the key of
+//!   the memory that wrote it, of every other byte of the entry (see
+//!   [`SigningKey`]). Readers without a key ignore it; readers with one
+//!   refuse entries that are not signed with it ([`Entry::verify_signature`]).
+
+mod encode;
+mod parse;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3Default;
+
+use crate::error::EntryError;
+
+pub use encode::{encode_parts, encode_signed};
+pub use parse::{Entry, Payload, Prefix, parse_metadata};
+
+/// The first bytes of every entry.
+pub const MAGIC: &[u8; 8] = b"CACHETTE";
+/// The entry format version this library writes and reads.
+pub const FORMAT_VERSION: u16 = 1;
+/// The size of the fixed prefix before the header.
+pub const PREFIX_LEN: usize = 48;
+/// Alignment of the payload within the entry.
+pub const PAYLOAD_ALIGN: usize = 64;
+/// A read of this many bytes holds the metadata of nearly every entry.
+pub const HEADER_READ_HINT: u64 = 4096;
+
+/// Flag: the output's arrays are stored out of line (see the module documentation).
+pub const FLAG_ARRAYS: u16 = 1;
+/// Flag: the payload is compressed with zstd.
+pub const FLAG_ZSTD: u16 = 2;
+/// Flag: the entry is signed (see the module documentation).
+pub const FLAG_SIGNED: u16 = 4;
+const KNOWN_FLAGS: u16 = FLAG_ARRAYS | FLAG_ZSTD | FLAG_SIGNED;
+/// Arrays are checksummed in blocks of this many bytes.
+pub const ARRAY_BLOCK: usize = 16 << 20;
+/// The base-2 logarithm of the largest zstd window (back-reference distance) of a compressed
+/// payload: 2 MiB, the window of zstd's default level for large inputs. Writers compress with
+/// it at most, readers refuse frames that announce a larger one.
+pub const ZSTD_WINDOW_LOG_MAX: u32 = 21;
+const HEAD_FIXED: usize = 24;
+static ZEROS: [u8; PAYLOAD_ALIGN] = [0; PAYLOAD_ALIGN];
+
+/// The metadata of a cached call, stored in its entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Metadata {
+    /// How long the call took, in seconds.
+    pub duration: f64,
+    /// When the call was made.
+    pub time: DateTime<Utc>,
+    /// A readable form of each input argument, by name, in order. Ignored arguments are left out.
+    pub input_args: Vec<(String, String)>,
+    /// The id of the function (its folder in the store).
+    pub func: String,
+    /// The hash of the arguments.
+    pub args_id: String,
+    /// The id of the argument hasher.
+    pub hasher: String,
+    /// The id of the output codec.
+    pub codec: String,
+}
+
+impl Metadata {
+    /// A new metadata record.
+    pub fn new(
+        duration: f64,
+        time: DateTime<Utc>,
+        input_args: Vec<(String, String)>,
+        func: impl Into<String>,
+        args_id: impl Into<String>,
+        hasher: impl Into<String>,
+        codec: impl Into<String>,
+    ) -> Self {
+        Metadata {
+            duration,
+            time,
+            input_args,
+            func: func.into(),
+            args_id: args_id.into(),
+            hasher: hasher.into(),
+            codec: codec.into(),
+        }
+    }
+
+    /// The readable form of the argument `name`, if recorded.
+    pub fn input_arg(&self, name: &str) -> Option<&str> {
+        self.input_args
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// How long the call took.
+    pub fn duration(&self) -> std::time::Duration {
+        std::time::Duration::try_from_secs_f64(self.duration).unwrap_or_default()
+    }
+}
+
+fn header_checksum(prefix: &[u8], header: &[u8]) -> u64 {
+    let mut h = Xxh3Default::new();
+    h.update(&prefix[0..24]);
+    h.update(&prefix[40..48]);
+    h.update(header);
+    h.digest()
+}
+
+/// Maps `f` over `items`, on up to as many threads as there are cores when there are several
+/// items.
+fn parallel_map<T: Sync, R: Send + Default + Clone>(
+    items: &[T],
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(&f).collect();
+    }
+    let mut out = vec![R::default(); items.len()];
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (ins, outs) in items.chunks(chunk).zip(out.chunks_mut(chunk)) {
+            let f = &f;
+            scope.spawn(move || {
+                for (i, o) in ins.iter().zip(outs) {
+                    *o = f(i);
+                }
+            });
+        }
+    });
+    out
+}
+
+fn decode_metadata(header: &[u8]) -> Result<Metadata, EntryError> {
+    rmp_serde::from_slice(header).map_err(|e| EntryError::Decode(format!("metadata: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn sample() -> (Metadata, Vec<u8>) {
+        let meta = Metadata::new(
+            0.5,
+            Utc::now(),
+            vec![("x".into(), "1".into())],
+            "m.f",
+            "00",
+            "xxh3-128",
+            "msgpack",
+        );
+        let bytes = encode_parts(&meta, b"payload!".to_vec(), Vec::new(), None).unwrap();
+        (meta, bytes.to_bytes().to_vec())
+    }
+
+    fn with_arrays(zstd: Option<i32>) -> (Metadata, Vec<u8>) {
+        let (meta, _) = sample();
+        let arrays = vec![
+            Bytes::from((0..100u8).collect::<Vec<_>>()),
+            Bytes::new(),
+            Bytes::from(vec![9u8; 64]),
+        ];
+        let blob = encode_parts(&meta, b"structure".to_vec(), arrays, zstd).unwrap();
+        (meta, blob.to_bytes().to_vec())
+    }
+
+    #[test]
+    fn arrays_are_aligned_and_located() {
+        for zstd in [None, Some(3)] {
+            let (meta, bytes) = with_arrays(zstd);
+            let entry = Entry::parse(Bytes::from(bytes)).unwrap();
+            assert_eq!(entry.metadata().unwrap(), meta);
+            assert_eq!(entry.is_compressed(), zstd.is_some());
+            let payload = entry.decode_payload().unwrap();
+            assert_eq!(payload.structure(), b"structure");
+            let arrays = payload.arrays();
+            assert_eq!(arrays.len(), 3);
+            assert_eq!(
+                &payload.bytes()[arrays[0].clone()],
+                &(0..100u8).collect::<Vec<_>>()[..]
+            );
+            assert!(arrays[1].is_empty());
+            assert_eq!(&payload.bytes()[arrays[2].clone()], &[9u8; 64][..]);
+            for a in arrays {
+                assert_eq!(a.start % PAYLOAD_ALIGN, 0);
+            }
+        }
+    }
+
+    #[test]
+    fn every_bit_flip_in_an_entry_with_arrays_is_detected() {
+        for zstd in [None, Some(1)] {
+            let (_, bytes) = with_arrays(zstd);
+            for i in 0..bytes.len() {
+                let mut b = bytes.clone();
+                b[i] ^= 0x10;
+                assert!(
+                    Entry::parse(Bytes::from(b)).is_err(),
+                    "flip at byte {i} went unnoticed"
+                );
+            }
+            for len in 0..bytes.len() {
+                assert!(Entry::parse(Bytes::copy_from_slice(&bytes[..len])).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn head_only_parsing_skips_array_bytes() {
+        let (_, mut bytes) = with_arrays(None);
+        let prefix = Prefix::parse(&bytes, None).unwrap();
+        let entry = Entry::parse_head(Bytes::from(bytes.clone())).unwrap();
+        let first = entry.decode_payload().unwrap().arrays()[0].start;
+        bytes[prefix.payload_offset as usize + first] ^= 1;
+        assert!(Entry::parse_head(Bytes::from(bytes.clone())).is_ok());
+        assert!(matches!(
+            Entry::parse(Bytes::from(bytes)).unwrap_err(),
+            EntryError::Corrupted(_)
+        ));
+    }
+
+    #[test]
+    fn large_arrays_are_checked_block_by_block() {
+        let (meta, _) = sample();
+        let big = Bytes::from(vec![3u8; ARRAY_BLOCK * 2 + 5]);
+        let blob = encode_parts(&meta, Vec::new(), vec![big], None).unwrap();
+        assert!(blob.parts().len() > 2, "the array is a segment of its own");
+        let mut bytes = blob.to_bytes().to_vec();
+        assert!(Entry::parse(Bytes::from(bytes.clone())).is_ok());
+        let last = bytes.len() - 70;
+        bytes[last] = 4;
+        assert!(Entry::parse(Bytes::from(bytes)).is_err());
+    }
+
+    #[test]
+    fn round_trip_and_alignment() {
+        let (meta, bytes) = sample();
+        let entry = Entry::parse(Bytes::from(bytes)).unwrap();
+        assert_eq!(entry.metadata().unwrap(), meta);
+        assert_eq!(&entry.payload()[..], b"payload!");
+        assert_eq!(entry.prefix().payload_offset as usize % PAYLOAD_ALIGN, 0);
+    }
+
+    #[test]
+    fn every_truncation_is_detected() {
+        let (_, bytes) = sample();
+        for len in 0..bytes.len() {
+            let err = Entry::parse(Bytes::copy_from_slice(&bytes[..len])).unwrap_err();
+            assert!(
+                matches!(err, EntryError::Truncated(_) | EntryError::Foreign),
+                "len {len}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_bit_flip_is_detected() {
+        let (_, bytes) = sample();
+        for i in 0..bytes.len() {
+            for bit in [0x01u8, 0x80] {
+                let mut b = bytes.clone();
+                b[i] ^= bit;
+                let res = Entry::parse(Bytes::from(b));
+                assert!(res.is_err(), "flip at byte {i} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn foreign_and_trailing_garbage() {
+        assert_eq!(
+            Entry::parse(Bytes::from_static(
+                b"\x89PNG\r\n\x1a\n-------------------------------------------------------"
+            ))
+            .unwrap_err(),
+            EntryError::Foreign
+        );
+        let (_, mut bytes) = sample();
+        bytes.push(0);
+        assert!(matches!(
+            Entry::parse(Bytes::from(bytes)).unwrap_err(),
+            EntryError::Corrupted(_)
+        ));
+    }
+
+    #[test]
+    fn huge_announced_lengths_do_not_allocate() {
+        let (_, mut bytes) = sample();
+        bytes[16..24].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(Entry::parse(Bytes::from(bytes)).is_err());
+    }
+
+    #[test]
+    fn large_compressed_payloads_fit_the_window() {
+        let (meta, _) = sample();
+        // Larger than the window, compressible but not trivially, at a level whose own window
+        // would be larger.
+        let payload: Vec<u8> = (0..3u32 << 20).map(|i| (i / 7 % 251) as u8).collect();
+        let blob = encode_parts(&meta, payload.clone(), Vec::new(), Some(9)).unwrap();
+        let entry = Entry::parse(blob.to_bytes()).unwrap();
+        assert_eq!(entry.decode_payload().unwrap().structure(), &payload[..]);
+    }
+
+    #[test]
+    fn a_frame_announcing_a_large_window_is_refused_before_allocating_it() {
+        let (meta, _) = sample();
+        // A zstd frame header announcing a 128 MiB window and a 1 GiB content, then one RLE
+        // block of 100 bytes.
+        let mut frame = vec![0x28, 0xb5, 0x2f, 0xfd, 0xc0, 0x88];
+        frame.extend_from_slice(&(1u64 << 30).to_le_bytes());
+        frame.extend_from_slice(&[0x23, 0x03, 0x00, 0x41]);
+        let mut bytes = encode_parts(&meta, frame, Vec::new(), None)
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        bytes[10..12].copy_from_slice(&FLAG_ZSTD.to_le_bytes());
+        let header_len = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+        let sum = header_checksum(
+            &bytes[..PREFIX_LEN],
+            &bytes[PREFIX_LEN..PREFIX_LEN + header_len],
+        );
+        bytes[24..32].copy_from_slice(&sum.to_le_bytes());
+        let entry = Entry::parse(Bytes::from(bytes)).unwrap();
+        let err = entry.decode_payload().unwrap_err();
+        assert!(
+            matches!(&err, EntryError::Corrupted(why) if why.contains("decompress")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn metadata_from_head_only() {
+        let (meta, bytes) = sample();
+        let prefix = Prefix::parse(&bytes, None).unwrap();
+        let head = &bytes[..prefix.metadata_end() as usize];
+        assert_eq!(
+            parse_metadata(head, Some(bytes.len() as u64)).unwrap(),
+            meta
+        );
+    }
+}

@@ -1,0 +1,437 @@
+//! The public entry points of a memoized function, and [`Memory::cache`].
+
+use std::convert::Infallible;
+use std::future::Future;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::call::{Call, Stored, unstored_metadata};
+use super::faults::{Failed, Faults, Lenient, Strictness};
+use super::{FuncId, MemorizedFunc, TakesArgs};
+use crate::entry::Metadata;
+use crate::error::{CallError, Error, Result};
+use crate::memory::Memory;
+use crate::reach::{Reach, finish};
+use crate::result::{NotMemorizedResult, Shelved};
+
+impl Memory {
+    /// Memoizes a function or closure taking one argument (use a tuple for several). Call it
+    /// with [`MemorizedFunc::eval`].
+    ///
+    /// A function item is identified by its path (`my_crate::module::name`). A closure is
+    /// identified by its enclosing function and the place of this call in the source; give it a
+    /// stable name with [`MemorizedFunc::name`] and a [`MemorizedFunc::version`] that you change
+    /// when its body changes.
+    #[track_caller]
+    pub fn cache<A, R, F>(&self, f: F) -> MemorizedFunc<R, F>
+    where
+        F: Fn(A) -> R,
+    {
+        let id = FuncId::of_callable::<F>(std::panic::Location::caller());
+        MemorizedFunc::with_function(self, id, f)
+    }
+
+    /// Runs `f(args)` in the context of this memory: the function runs only if its result is
+    /// not stored yet (joblib's `Memory.eval`).
+    #[track_caller]
+    pub fn eval<A, R, F>(&self, f: F, args: A) -> R
+    where
+        F: Fn(A) -> R,
+        A: Serialize,
+        R: Serialize + DeserializeOwned,
+    {
+        let id = FuncId::of_callable::<F>(std::panic::Location::caller());
+        MemorizedFunc::with_function(self, id, f).eval(args)
+    }
+
+    /// [`eval`](Self::eval), with the faults of the store as errors in
+    /// [strict mode](crate::MemoryBuilder::strict).
+    #[track_caller]
+    pub fn try_eval<A, R, F>(&self, f: F, args: A) -> Result<R>
+    where
+        F: Fn(A) -> R,
+        A: Serialize,
+        R: Serialize + DeserializeOwned,
+    {
+        let id = FuncId::of_callable::<F>(std::panic::Location::caller());
+        MemorizedFunc::with_function(self, id, f).try_eval(args)
+    }
+}
+
+impl<R, F> MemorizedFunc<R, F> {
+    /// The context of a call reaching the store as `reach` says; `None` for a disabled memory.
+    fn context(&self, reach: Reach) -> Option<Call<'_, R, F>> {
+        self.memory.shared().map(|shared| Call {
+            func: self,
+            shared,
+            reach,
+        })
+    }
+
+    /// The policy the `try_` methods follow.
+    fn faults(&self) -> Strictness {
+        Strictness {
+            strict: self.is_strict(),
+        }
+    }
+
+    /// Deletes every stored result of this function.
+    pub fn clear(&self) -> Result<(), Error> {
+        match self.context(Reach::Blocking) {
+            Some(call) => finish(call.clear()),
+            None => Ok(()),
+        }
+    }
+
+    /// [`clear`](Self::clear), for async callers.
+    pub async fn clear_async(&self) -> Result<(), Error> {
+        match self.context(Reach::Task) {
+            Some(call) => call.clear().await,
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a call with these arguments would load a stored result, without running the
+    /// function or loading the output (only the entry's metadata is read, to apply the
+    /// validation). Faults of the store count as "not cached" and log a warning.
+    pub fn check_call_in_cache<A>(&self, args: &A) -> bool
+    where
+        A: Serialize,
+        F: TakesArgs<A>,
+    {
+        match self.context(Reach::Blocking) {
+            Some(call) => finish(call.check_cached(args)),
+            None => false,
+        }
+    }
+
+    /// [`check_call_in_cache`](Self::check_call_in_cache), for async callers.
+    pub async fn check_call_in_cache_async<A>(&self, args: &A) -> bool
+    where
+        A: Serialize,
+        F: TakesArgs<A>,
+    {
+        match self.context(Reach::Task) {
+            Some(call) => call.check_cached(args).await,
+            None => false,
+        }
+    }
+}
+
+impl<R, F> MemorizedFunc<R, F>
+where
+    R: Serialize + DeserializeOwned,
+{
+    /// Calls the function, or loads its stored result for these arguments.
+    pub fn eval<A>(&self, args: A) -> R
+    where
+        A: Serialize,
+        F: Fn(A) -> R,
+    {
+        let Ok(out) = self.call_with(args, |a| Ok::<R, Infallible>((self.f)(a)));
+        out
+    }
+
+    /// [`eval`](Self::eval), with the faults of the store as errors in
+    /// [strict mode](Self::strict).
+    pub fn try_eval<A>(&self, args: A) -> Result<R, Error>
+    where
+        A: Serialize,
+        F: Fn(A) -> R,
+    {
+        self.try_call_with(args, |a| Ok::<R, Infallible>((self.f)(a)))
+            .map_err(CallError::into_store_error)
+    }
+
+    /// Runs the function whatever is stored, stores the result, and returns it with its
+    /// metadata (joblib's `MemorizedFunc.call`).
+    pub fn call<A>(&self, args: A) -> (R, Metadata)
+    where
+        A: Serialize,
+        F: Fn(A) -> R,
+    {
+        let Ok(out) = self.force_call_with(args, |a| Ok::<R, Infallible>((self.f)(a)));
+        out
+    }
+
+    /// [`call`](Self::call), with the faults of the store as errors in
+    /// [strict mode](Self::strict).
+    pub fn try_call<A>(&self, args: A) -> Result<(R, Metadata), Error>
+    where
+        A: Serialize,
+        F: Fn(A) -> R,
+    {
+        self.try_force_call_with(args, |a| Ok::<R, Infallible>((self.f)(a)))
+            .map_err(CallError::into_store_error)
+    }
+
+    /// Returns a reference to the stored result, computing it if needed (joblib's
+    /// `call_and_shelve`).
+    pub fn call_and_shelve<A>(&self, args: A) -> Shelved<R>
+    where
+        A: Serialize,
+        F: Fn(A) -> R,
+    {
+        let Ok(out) = self.call_and_shelve_with(args, |a| Ok::<R, Infallible>((self.f)(a)));
+        out
+    }
+
+    /// [`call_and_shelve`](Self::call_and_shelve), with the faults of the store as errors in
+    /// [strict mode](Self::strict).
+    pub fn try_call_and_shelve<A>(&self, args: A) -> Result<Shelved<R>, Error>
+    where
+        A: Serialize,
+        F: Fn(A) -> R,
+    {
+        self.try_call_and_shelve_with(args, |a| Ok::<R, Infallible>((self.f)(a)))
+            .map_err(CallError::into_store_error)
+    }
+
+    /// Runs `compute(args)` unless a result for `args` is stored, in which case that result is
+    /// loaded. `Err` is returned as is and never stored. This is the entry point the
+    /// `#[memoize]` macro uses. Faults of the store are warnings, even in
+    /// [strict mode](Self::strict): use [`try_call_with`](Self::try_call_with) to get them.
+    pub fn call_with<A, E>(&self, args: A, compute: impl FnOnce(A) -> Result<R, E>) -> Result<R, E>
+    where
+        A: Serialize,
+    {
+        finish(self.lookup(Reach::Blocking, args, now(compute), Lenient)).map_err(Failed::function)
+    }
+
+    /// [`call_with`](Self::call_with), with the faults of the store as errors in
+    /// [strict mode](Self::strict) ([`CallError::Store`]); the function's own errors are
+    /// [`CallError::Function`]. Without strict mode, faults are warnings, as in `call_with`.
+    pub fn try_call_with<A, E>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+    ) -> Result<R, CallError<E>>
+    where
+        A: Serialize,
+    {
+        finish(self.lookup(Reach::Blocking, args, now(compute), self.faults()))
+            .map_err(CallError::from)
+    }
+
+    /// [`call_with`](Self::call_with), for async functions: the store is reached without
+    /// blocking the runtime.
+    pub async fn call_with_async<A, E, Fut>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<R, E>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        self.lookup(Reach::Task, args, compute, Lenient)
+            .await
+            .map_err(Failed::function)
+    }
+
+    /// [`try_call_with`](Self::try_call_with), for async functions.
+    pub async fn try_call_with_async<A, E, Fut>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<R, CallError<E>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        self.lookup(Reach::Task, args, compute, self.faults())
+            .await
+            .map_err(CallError::from)
+    }
+
+    /// Runs `compute(args)` whatever is stored, stores the result, and returns it with its
+    /// metadata (joblib's `MemorizedFunc.call`).
+    pub fn force_call_with<A, E>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+    ) -> Result<(R, Metadata), E>
+    where
+        A: Serialize,
+    {
+        let stored = finish(self.force_store(Reach::Blocking, args, now(compute), Lenient));
+        Ok(stored.map_err(Failed::function)?.0)
+    }
+
+    /// [`force_call_with`](Self::force_call_with), with the faults of the store as errors in
+    /// [strict mode](Self::strict).
+    pub fn try_force_call_with<A, E>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+    ) -> Result<(R, Metadata), CallError<E>>
+    where
+        A: Serialize,
+    {
+        let stored = finish(self.force_store(Reach::Blocking, args, now(compute), self.faults()));
+        Ok(stored?.0)
+    }
+
+    /// [`force_call_with`](Self::force_call_with), for async functions: the store is reached
+    /// without blocking the runtime.
+    pub async fn force_call_with_async<A, E, Fut>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<(R, Metadata), E>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        let stored = self.force_store(Reach::Task, args, compute, Lenient).await;
+        Ok(stored.map_err(Failed::function)?.0)
+    }
+
+    /// [`try_force_call_with`](Self::try_force_call_with), for async functions.
+    pub async fn try_force_call_with_async<A, E, Fut>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<(R, Metadata), CallError<E>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        let stored = self
+            .force_store(Reach::Task, args, compute, self.faults())
+            .await;
+        Ok(stored?.0)
+    }
+
+    /// Returns a reference to the stored result of `compute(args)`, computing and storing it
+    /// first if needed (joblib's `call_and_shelve`). With a disabled memory, or when the result
+    /// cannot be stored, the value itself is kept in a [`NotMemorizedResult`].
+    pub fn call_and_shelve_with<A, E>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+    ) -> Result<Shelved<R>, E>
+    where
+        A: Serialize,
+    {
+        finish(self.shelve(Reach::Blocking, args, now(compute), Lenient)).map_err(Failed::function)
+    }
+
+    /// [`call_and_shelve_with`](Self::call_and_shelve_with), with the faults of the store as
+    /// errors in [strict mode](Self::strict): then a result that cannot be stored is an error,
+    /// not a [`NotMemorizedResult`].
+    pub fn try_call_and_shelve_with<A, E>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+    ) -> Result<Shelved<R>, CallError<E>>
+    where
+        A: Serialize,
+    {
+        Ok(finish(self.shelve(
+            Reach::Blocking,
+            args,
+            now(compute),
+            self.faults(),
+        ))?)
+    }
+
+    /// [`call_and_shelve_with`](Self::call_and_shelve_with), for async functions.
+    pub async fn call_and_shelve_with_async<A, E, Fut>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<Shelved<R>, E>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        self.shelve(Reach::Task, args, compute, Lenient)
+            .await
+            .map_err(Failed::function)
+    }
+
+    /// [`try_call_and_shelve_with`](Self::try_call_and_shelve_with), for async functions.
+    pub async fn try_call_and_shelve_with_async<A, E, Fut>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> Result<Shelved<R>, CallError<E>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        Ok(self
+            .shelve(Reach::Task, args, compute, self.faults())
+            .await?)
+    }
+
+    /// A call's lookup, or the function alone with a disabled memory.
+    async fn lookup<A, E, Fut, P: Faults>(
+        &self,
+        reach: Reach,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+        faults: P,
+    ) -> Result<R, Failed<E, P::Fault>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        match self.context(reach) {
+            Some(call) => call.lookup(args, compute, faults).await,
+            None => compute(args).await.map_err(Failed::Function),
+        }
+    }
+
+    /// A call's forced run, or the function alone with a disabled memory.
+    async fn force_store<A, E, Fut, P: Faults>(
+        &self,
+        reach: Reach,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+        faults: P,
+    ) -> Result<Stored<R>, Failed<E, P::Fault>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        match self.context(reach) {
+            Some(call) => call.force_store(args, compute, faults).await,
+            None => {
+                let (time, t0) = (chrono::Utc::now(), std::time::Instant::now());
+                let out = compute(args).await.map_err(Failed::Function)?;
+                let meta = unstored_metadata::<R, F>(None, time, t0);
+                Ok(((out, meta), None))
+            }
+        }
+    }
+
+    /// A call's shelving, or the value itself with a disabled memory.
+    async fn shelve<A, E, Fut, P: Faults>(
+        &self,
+        reach: Reach,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+        faults: P,
+    ) -> Result<Shelved<R>, Failed<E, P::Fault>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        match self.context(reach) {
+            Some(call) => call.shelve(args, compute, faults).await,
+            None => {
+                let out = compute(args).await.map_err(Failed::Function)?;
+                Ok(Shelved::NotMemorized(NotMemorizedResult::new(out)))
+            }
+        }
+    }
+}
+
+/// A synchronous function as one returning a ready future, for the call steps shared with async
+/// functions (see [`Reach`]).
+fn now<A, T>(f: impl FnOnce(A) -> T) -> impl FnOnce(A) -> std::future::Ready<T> {
+    move |a| std::future::ready(f(a))
+}

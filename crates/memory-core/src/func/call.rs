@@ -1,0 +1,627 @@
+//! The call pipeline: key, identity check, lookup, compute-once, miss, shelving.
+//!
+//! Each step is written once, as an async method of [`Call`], the context of one call (the
+//! function, its memory's shared state, how the store is reached). Synchronous methods run the
+//! steps with [`Reach::Blocking`] and complete them with [`finish`](crate::reach::finish);
+//! async methods await them with [`Reach::Task`]. Faults go to the call's policy
+//! ([`Faults`]); the entry store reports them as [`Error`]s and prints nothing.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use cachette_hashing::{CanonicalHasher, Digest};
+use chrono::Utc;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::faults::{Failed, Faults, Lenient, store};
+use super::identity::register_identity;
+use super::{MemorizedFunc, verbose};
+use crate::array::MmapMode;
+use crate::backend::Blob;
+use crate::entry::Metadata;
+use crate::error::Error;
+use crate::key::{Key, grammar};
+use crate::memory::Shared;
+use crate::once::Landing;
+use crate::reach::Reach;
+use crate::result::{MemorizedResult, NotMemorizedResult, Shelved};
+use crate::store::{EntryStore, IdentityCheck};
+use crate::validation::Validation;
+
+/// The longest readable form of one argument kept in metadata and verbose output.
+const READABLE_ARG_LEN: usize = 200;
+
+/// One call of a memoized function: what every step needs.
+pub(super) struct Call<'a, R, F> {
+    pub(super) func: &'a MemorizedFunc<R, F>,
+    pub(super) shared: &'a Shared,
+    pub(super) reach: Reach,
+}
+
+/// A computed output, its metadata, and its entry (`None` when it cannot be serialized and the
+/// policy lets the call go on).
+struct Computed<R> {
+    out: R,
+    meta: Metadata,
+    entry: Option<Blob>,
+}
+
+/// What a forced run gives: the output with its metadata, and the key of its entry when it was
+/// stored.
+pub(super) type Stored<R> = ((R, Metadata), Option<Key>);
+
+impl<R, F> Call<'_, R, F> {
+    fn store(&self) -> &EntryStore {
+        &self.shared.store
+    }
+
+    fn name(&self) -> &str {
+        &self.func.id.name
+    }
+
+    fn verbosity(&self) -> u8 {
+        self.func.verbosity(self.shared)
+    }
+
+    /// The key of a call with `args`, or `None` when they cannot be hashed and the policy lets
+    /// the call go on without the cache.
+    pub(super) fn key<A: Serialize + ?Sized, P: Faults>(
+        &self,
+        args: &A,
+        faults: P,
+    ) -> Result<Option<Key>, P::Fault> {
+        let key = self
+            .digest(args)
+            .and_then(|d| Ok(grammar::entry(&self.func.id.folder, &d.to_string())?));
+        match key {
+            Ok(key) => Ok(Some(key)),
+            Err(e) => {
+                let warning = format!(
+                    "cannot hash the arguments of '{}' ({e}); calling it without the cache",
+                    self.name()
+                );
+                faults.fault(&self.shared.reporter, e, warning).map(|()| None)
+            }
+        }
+    }
+
+    fn digest<A: Serialize + ?Sized>(&self, args: &A) -> Result<Digest, Error> {
+        let mut hasher = CanonicalHasher::new(self.shared.hasher.hasher());
+        hasher.add_args(args, &self.func.ignore)?;
+        Ok(hasher.finish())
+    }
+
+    /// The readable form of each argument, by name.
+    fn readable_args<A: Serialize + ?Sized>(&self, args: &A) -> Vec<(String, String)> {
+        let mut parts =
+            cachette_hashing::readable_args(args, &self.func.ignore, READABLE_ARG_LEN);
+        if !self.func.arg_names.is_empty() {
+            for (name, _) in &mut parts {
+                if let Some(real) = name
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| self.func.arg_names.get(i))
+                {
+                    name.clone_from(real);
+                }
+            }
+        }
+        parts
+    }
+
+    /// The generation of the store when the function's code identity must be checked (first
+    /// use, or after a clear), `None` when it was checked already.
+    fn check_due(&self) -> Option<u64> {
+        let generation = self.store().generation();
+        if self.func.checked.load(Ordering::Relaxed) == generation + 1 {
+            return None;
+        }
+        register_identity(self.store().location(), &self.shared.reporter, &self.func.id);
+        if self
+            .store()
+            .identity_known(&self.func.id.folder, &self.func.id.identity())
+        {
+            self.func.checked.store(generation + 1, Ordering::Relaxed);
+            return None;
+        }
+        Some(generation)
+    }
+
+    /// Checks the function's code identity against the store, once per store generation; a
+    /// changed identity clears the function's results, with a warning.
+    pub(super) async fn ensure_checked<P: Faults>(&self, faults: P) -> Result<(), P::Fault> {
+        let Some(generation) = self.check_due() else {
+            return Ok(());
+        };
+        let id = &self.func.id;
+        let checked = self
+            .store()
+            .check_identity(self.reach, &id.folder, &id.identity())
+            .await;
+        match checked {
+            Ok(check) => {
+                if let IdentityCheck::Changed { previous } = check {
+                    verbose::code_changed(&self.shared.reporter, id, &previous);
+                }
+                self.func.checked.store(generation + 1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                let warning = format!(
+                    "cannot check the stored code identity of '{}' in {}: {e}",
+                    id.name,
+                    self.store().location()
+                );
+                faults.fault(&self.shared.reporter, e, warning)
+            }
+        }
+    }
+
+    /// Whether the code identity stored belongs to other code (read, not changed): results of
+    /// another version of the code would not be used by a call.
+    async fn identity_differs(&self) -> bool {
+        if self.check_due().is_none() {
+            return false;
+        }
+        let stored = self
+            .store()
+            .stored_identity(self.reach, &self.func.id.folder)
+            .await;
+        matches!(stored, Ok(Some(bytes)) if bytes != self.func.id.identity().as_bytes())
+    }
+
+    /// Whether the entry of `key` is stored and valid, reading only its metadata. `Ok(None)`
+    /// when there is no entry at all (as opposed to one that is not usable).
+    async fn check_key<P: Faults>(&self, key: &Key, faults: P) -> Result<Option<bool>, P::Fault> {
+        match self.store().metadata(self.reach, key).await {
+            Ok(Some(meta)) => Ok(Some(self.valid(&meta))),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                let warning = match &e {
+                    Error::Entry { source, .. } => format!(
+                        "the stored result of '{}' at {key} is unusable ({source})",
+                        self.name()
+                    ),
+                    other => format!("cannot read {key} in {}: {other}", self.store().location()),
+                };
+                faults
+                    .fault(&self.shared.reporter, e, warning)
+                    .map(|()| Some(false))
+            }
+        }
+    }
+
+    /// Whether the validation callback, if any, accepts an entry's metadata.
+    fn valid(&self, meta: &Metadata) -> bool {
+        self.func.validation.as_ref().is_none_or(|v| v.is_valid(meta))
+    }
+
+    fn ttl(&self) -> Option<std::time::Duration> {
+        self.func.validation.as_ref().and_then(Validation::ttl)
+    }
+
+    fn reference(&self, key: &Key) -> MemorizedResult<R> {
+        MemorizedResult::new(
+            self.func.memory.clone(),
+            self.store().location().to_owned(),
+            self.func.id.folder.clone(),
+            key.file_name().to_owned(),
+        )
+    }
+
+    /// Writes an entry; says whether it was stored (a failed write goes to the policy).
+    async fn save<P: Faults>(
+        &self,
+        key: &Key,
+        meta: &Metadata,
+        entry: Blob,
+        faults: P,
+    ) -> Result<bool, P::Fault> {
+        match self.store().save(self.reach, key, entry, self.ttl()).await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let warning = format!(
+                    "cannot store the result of '{}' (args {}) in {}: {e}; it is returned but not stored",
+                    self.name(),
+                    meta.args_id,
+                    self.store().location()
+                );
+                faults.fault(&self.shared.reporter, e, warning).map(|()| false)
+            }
+        }
+    }
+
+    /// Runs the compute-once protocol around a miss of `key` (`absent`: no entry was found, as
+    /// opposed to an unusable one): waits while another caller computes the key, then `probe`s
+    /// the store for its result, or `run`s the computation (which says whether it stored its
+    /// output) and lands the key's flight so that waiting callers follow.
+    async fn once<T, E, S>(
+        &self,
+        key: &Key,
+        absent: bool,
+        probe: impl AsyncFnOnce() -> Result<Option<T>, S>,
+        run: impl AsyncFnOnce() -> Result<(T, bool), Failed<E, S>>,
+    ) -> Result<T, Failed<E, S>> {
+        let once = &self.shared.once;
+        let turn = once.turn(self.reach, key, self.name(), absent).await;
+        if turn.load_first {
+            match probe().await {
+                Ok(Some(found)) => {
+                    turn.land(self.reach, Landing::Stored).await;
+                    return Ok(found);
+                }
+                Ok(None) => {}
+                Err(fault) => {
+                    turn.land(self.reach, Landing::Failed).await;
+                    return Err(store(fault));
+                }
+            }
+        }
+        let outcome = run().await;
+        let landing = match &outcome {
+            Ok((_, true)) => Landing::Stored,
+            Ok((_, false)) => Landing::NotStored,
+            Err(_) => Landing::Failed,
+        };
+        turn.land(self.reach, landing).await;
+        outcome.map(|(found, _)| found)
+    }
+
+    /// Whether concurrent misses of this function compute once.
+    fn computes_once(&self) -> bool {
+        self.func
+            .compute_once
+            .unwrap_or(self.shared.options.compute_once)
+    }
+
+    /// Deletes every stored result of the function.
+    pub(super) async fn clear(&self) -> Result<(), Error> {
+        let id = &self.func.id;
+        self.store()
+            .reset_function(self.reach, &id.folder, &id.identity())
+            .await
+    }
+
+    /// The body of `check_call_in_cache`.
+    pub(super) async fn check_cached<A: Serialize>(&self, args: &A) -> bool {
+        let Ok(key) = self.key(args, Lenient);
+        let Some(key) = key else {
+            return false;
+        };
+        if self.identity_differs().await {
+            return false;
+        }
+        let Ok(cached) = self.check_key(&key, Lenient).await;
+        cached == Some(true)
+    }
+}
+
+impl<R, F> Call<'_, R, F>
+where
+    R: Serialize + DeserializeOwned,
+{
+    /// Interprets what the store gave for `key`: the output, or `None` to compute it.
+    fn use_stored<P: Faults>(
+        &self,
+        key: &Key,
+        found: Result<Option<crate::store::Checked>, Error>,
+        mode: MmapMode,
+        started: Instant,
+        faults: P,
+    ) -> Result<Option<R>, P::Fault> {
+        let unusable = |e: Error| {
+            let warning = match &e {
+                Error::Entry { source, .. } => format!(
+                    "the stored result of '{}' at {key} is unusable ({source}); computing it again",
+                    self.name()
+                ),
+                other => format!(
+                    "cannot read the stored result of '{}' from {}: {other}; computing it",
+                    self.name(),
+                    self.store().location()
+                ),
+            };
+            faults.fault(&self.shared.reporter, e, warning).map(|()| None)
+        };
+        let entry = match found {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Ok(None),
+            Err(e) => return unusable(e),
+        };
+        if self.func.validation.is_some() {
+            let meta = match entry.metadata() {
+                Ok(meta) => meta,
+                Err(source) => {
+                    return unusable(Error::Entry {
+                        key: key.to_string(),
+                        source,
+                    });
+                }
+            };
+            if !self.valid(&meta) {
+                if self.verbosity() > 0 {
+                    verbose::no_longer_valid(&self.shared.reporter, &self.func.id);
+                }
+                return Ok(None);
+            }
+        }
+        let out = match entry.decode::<R>(self.store().codec(), mode) {
+            Ok(out) => out,
+            Err(e) => return unusable(e),
+        };
+        if self.verbosity() > 1 {
+            verbose::loaded(
+                &self.shared.reporter,
+                &self.func.id,
+                self.store().location(),
+                key,
+                started.elapsed().as_secs_f64(),
+            );
+        }
+        Ok(Some(out))
+    }
+
+    /// Loads the output stored under `key`, if usable; `absent` tells whether nothing was found
+    /// (as opposed to an unusable entry).
+    async fn load<P: Faults>(
+        &self,
+        key: &Key,
+        mode: MmapMode,
+        started: Instant,
+        faults: P,
+    ) -> Result<(Option<R>, bool), P::Fault> {
+        let found = self.store().read(self.reach, key, mode).await;
+        let absent = matches!(found, Ok(None));
+        Ok((self.use_stored(key, found, mode, started, faults)?, absent))
+    }
+
+    /// Runs the function, times it, and encodes the entry.
+    async fn compute<A, E, Fut, P: Faults>(
+        &self,
+        key: &Key,
+        readable: Vec<(String, String)>,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+        faults: P,
+    ) -> Result<Computed<R>, Failed<E, P::Fault>>
+    where
+        Fut: Future<Output = Result<R, E>>,
+    {
+        let verbosity = self.verbosity();
+        if verbosity > 0 {
+            verbose::call_header(&self.shared.reporter, &self.func.id, &readable);
+        }
+        let time = Utc::now();
+        let t0 = Instant::now();
+        let out = compute(args).await.map_err(Failed::Function)?;
+        let duration = t0.elapsed().as_secs_f64();
+        let meta = Metadata::new(
+            duration,
+            time,
+            readable,
+            self.func.id.folder.clone(),
+            key.file_name(),
+            self.shared.hasher.id(),
+            self.store().codec().id(),
+        );
+        let entry = match self.store().encode(&meta, &out) {
+            Ok(entry) => Some(entry),
+            Err(e) => {
+                let warning = format!(
+                    "the output of '{}' cannot be serialized ({e}); it is returned but not stored",
+                    self.name()
+                );
+                faults
+                    .fault(&self.shared.reporter, e, warning)
+                    .map_err(store)?;
+                None
+            }
+        };
+        if verbosity > 0 {
+            verbose::call_footer(&self.shared.reporter, &self.func.id, duration);
+        }
+        Ok(Computed { out, meta, entry })
+    }
+
+    /// The output loaded back from the store after a miss, so that the miss gives the same
+    /// mapped arrays as later hits (joblib does the same when `mmap_mode` is set), or the
+    /// computed one if that fails. A failure here is a warning in every mode: the output is
+    /// right, only not mapped.
+    async fn reload(&self, key: &Key, mode: MmapMode, out: R) -> R {
+        let loaded = match self.store().read(self.reach, key, mode).await {
+            Ok(Some(entry)) => entry.decode::<R>(self.store().codec(), mode),
+            Ok(None) => Err(Error::InvalidArgument("it is gone".into())),
+            Err(e) => Err(e),
+        };
+        match loaded {
+            Ok(mapped) => mapped,
+            Err(e) => {
+                self.shared.reporter.warn(format!(
+                    "cannot map the result of '{}' just stored at {key} ({e}); returning it from memory",
+                    self.name()
+                ));
+                out
+            }
+        }
+    }
+
+    /// Computes and stores the result of a miss; says whether it was stored.
+    async fn miss<A, E, Fut, P: Faults>(
+        &self,
+        key: &Key,
+        mode: MmapMode,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+        faults: P,
+    ) -> Result<(R, bool), Failed<E, P::Fault>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        let readable = self.readable_args(&args);
+        let Computed { out, meta, entry } =
+            self.compute(key, readable, args, compute, faults).await?;
+        let Some(entry) = entry else {
+            return Ok((out, false));
+        };
+        if !self.save(key, &meta, entry, faults).await.map_err(store)? {
+            return Ok((out, false));
+        }
+        if self.store().maps(mode) {
+            return Ok((self.reload(key, mode, out).await, true));
+        }
+        Ok((out, true))
+    }
+
+    /// The body of `call_with`: a hit loads, a miss computes (once, when asked) and stores.
+    pub(super) async fn lookup<A, E, Fut, P: Faults>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+        faults: P,
+    ) -> Result<R, Failed<E, P::Fault>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        let Some(key) = self.key(&args, faults).map_err(store)? else {
+            return compute(args).await.map_err(Failed::Function);
+        };
+        self.ensure_checked(faults).await.map_err(store)?;
+        let started = Instant::now();
+        let mode = self.func.effective_mmap_mode();
+        let (found, absent) = self
+            .load(&key, mode, started, faults)
+            .await
+            .map_err(store)?;
+        if let Some(out) = found {
+            return Ok(out);
+        }
+        if !self.computes_once() {
+            return self
+                .miss(&key, mode, args, compute, faults)
+                .await
+                .map(|(out, _)| out);
+        }
+        self.once(
+            &key,
+            absent,
+            async || Ok(self.load(&key, mode, started, faults).await?.0),
+            async || self.miss(&key, mode, args, compute, faults).await,
+        )
+        .await
+    }
+
+    /// Computes and stores whatever is stored; gives the key when the result was stored.
+    pub(super) async fn force_store<A, E, Fut, P: Faults>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+        faults: P,
+    ) -> Result<Stored<R>, Failed<E, P::Fault>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        let Some(key) = self.key(&args, faults).map_err(store)? else {
+            let (time, t0) = (Utc::now(), Instant::now());
+            let out = compute(args).await.map_err(Failed::Function)?;
+            let meta = unstored_metadata(Some(self), time, t0);
+            return Ok(((out, meta), None));
+        };
+        self.ensure_checked(faults).await.map_err(store)?;
+        self.store_computed(&key, args, compute, faults).await
+    }
+
+    /// Computes the result of `key` and stores it.
+    async fn store_computed<A, E, Fut, P: Faults>(
+        &self,
+        key: &Key,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+        faults: P,
+    ) -> Result<Stored<R>, Failed<E, P::Fault>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        let readable = self.readable_args(&args);
+        let Computed { out, meta, entry } =
+            self.compute(key, readable, args, compute, faults).await?;
+        let mut stored = None;
+        if let Some(entry) = entry
+            && self.save(key, &meta, entry, faults).await.map_err(store)?
+        {
+            stored = Some(key.clone());
+        }
+        Ok(((out, meta), stored))
+    }
+
+    /// The body of `call_and_shelve_with`.
+    pub(super) async fn shelve<A, E, Fut, P: Faults>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+        faults: P,
+    ) -> Result<Shelved<R>, Failed<E, P::Fault>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
+        let Some(key) = self.key(&args, faults).map_err(store)? else {
+            let out = compute(args).await.map_err(Failed::Function)?;
+            return Ok(Shelved::NotMemorized(NotMemorizedResult::new(out)));
+        };
+        self.ensure_checked(faults).await.map_err(store)?;
+        let checked = self.check_key(&key, faults).await.map_err(store)?;
+        if checked == Some(true) {
+            return Ok(Shelved::Memorized(self.reference(&key)));
+        }
+        let shelved = |stored: Stored<R>| match stored {
+            (_, Some(key)) => Shelved::Memorized(self.reference(&key)),
+            ((out, _), None) => Shelved::NotMemorized(NotMemorizedResult::new(out)),
+        };
+        if !self.computes_once() {
+            let stored = self.store_computed(&key, args, compute, faults).await?;
+            return Ok(shelved(stored));
+        }
+        self.once(
+            &key,
+            checked.is_none(),
+            async || {
+                Ok((self.check_key(&key, faults).await? == Some(true))
+                    .then(|| Shelved::Memorized(self.reference(&key))))
+            },
+            async || {
+                let stored = self.store_computed(&key, args, compute, faults).await?;
+                let was_stored = stored.1.is_some();
+                Ok((shelved(stored), was_stored))
+            },
+        )
+        .await
+    }
+}
+
+/// The metadata of a call whose result is not stored (a disabled memory, arguments that cannot
+/// be hashed).
+pub(super) fn unstored_metadata<R, F>(
+    call: Option<&Call<'_, R, F>>,
+    time: chrono::DateTime<Utc>,
+    t0: Instant,
+) -> Metadata {
+    let duration = t0.elapsed().as_secs_f64();
+    match call {
+        None => Metadata::new(duration, time, Vec::new(), "", "", "", ""),
+        Some(call) => Metadata::new(
+            duration,
+            time,
+            Vec::new(),
+            &call.func.id.folder,
+            "",
+            call.shared.hasher.id(),
+            call.store().codec().id(),
+        ),
+    }
+}

@@ -1,0 +1,65 @@
+//! joblib's human lines, printed at verbosity 1 (computations) and 2 (loads), and the warning
+//! of a changed function.
+
+use super::FuncId;
+use crate::key::Key;
+use crate::report::{Reporter, format_time, rule_ending_with};
+
+/// `[Memory] Calling f...` and the call with its arguments.
+pub(super) fn call_header(reporter: &Reporter, id: &FuncId, args: &[(String, String)]) {
+    let shown: Vec<&str> = args.iter().map(|(_, v)| v.as_str()).collect();
+    reporter.line("_".repeat(80));
+    reporter.line(format!("[Memory] Calling {}...", id.name));
+    reporter.line(format!("{}({})", id.short_name(), shown.join(", ")));
+}
+
+/// The closing line of a computation, with its duration.
+pub(super) fn call_footer(reporter: &Reporter, id: &FuncId, duration: f64) {
+    reporter.line(rule_ending_with(&format!(
+        "{} - {}",
+        id.short_name(),
+        format_time(duration)
+    )));
+}
+
+/// The lines of a load.
+pub(super) fn loaded(reporter: &Reporter, id: &FuncId, location: &str, key: &Key, secs: f64) {
+    reporter.line(format!(
+        "[Memory]{:>16}: Loading {} from {location}/{key}",
+        format_time(secs),
+        id.short_name(),
+    ));
+    reporter.line(rule_ending_with(&format!(
+        "{} cache loaded - {}",
+        id.short_name(),
+        format_time(secs)
+    )));
+}
+
+/// A stored result the validation callback refused.
+pub(super) fn no_longer_valid(reporter: &Reporter, id: &FuncId) {
+    reporter.line(format!(
+        "[Memory] The stored result of {} is no longer valid: computing it again",
+        id.name
+    ));
+}
+
+/// The warning of a function whose code changed since its results were stored.
+pub(super) fn code_changed(reporter: &Reporter, id: &FuncId, previous: &str) {
+    let line = |n: usize, label: &str| {
+        previous
+            .lines()
+            .nth(n)
+            .unwrap_or("")
+            .trim_start_matches(label)
+            .to_owned()
+    };
+    reporter.warn(format!(
+        "the code of function '{}' has changed since its results were stored ({} -> {}, version {} -> {}): clearing its cache",
+        id.name,
+        line(1, "code: "),
+        id.code_hash.as_deref().unwrap_or("-"),
+        line(2, "version: "),
+        id.version.as_deref().unwrap_or("-"),
+    ));
+}

@@ -1,0 +1,340 @@
+//! Claims: how one process tells the others sharing a store that it computes a key.
+//!
+//! A claim is a small item next to the entry, `<entry key>.claim`, created only if absent,
+//! naming its owner and the end of its lease (see the [module documentation](super)). Every
+//! operation on claims passes `bypass_cache`, so that a local tier neither serves nor keeps
+//! them and statistics leave them out.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use super::lease::HeldClaim;
+use super::{CLAIM_MAGIC, CLAIM_READ, FIRST_POLL, MAX_POLL, Once};
+use crate::backend::{
+    BackendResult, GetOptions, PutOptions, PutOutcome, StoreBackend, StoreBackendExt,
+};
+use crate::error::ErrorKind;
+use crate::key::{Key, grammar};
+use crate::reach::Reach;
+
+/// How the claim of a flight's leader went.
+pub(super) enum Claimed {
+    /// This process holds the claim.
+    Held(HeldClaim),
+    /// No claim (none on this backend, or the store failed): compute.
+    Unclaimed,
+    /// The holder released its claim and its entry is there: load it.
+    Released,
+    /// Waited `wait_timeout` for the holder: compute anyway.
+    TimedOut,
+}
+
+impl Once {
+    /// Whether claims are taken: they are asked for, and the store creates items atomically
+    /// across processes.
+    fn claims_on(&self) -> bool {
+        self.claims && !self.no_claims.load(Ordering::Relaxed) && self.atomic_create
+    }
+
+    /// Runs one operation of the store, as `reach` says.
+    async fn call<T, F>(&self, reach: Reach, op: F) -> BackendResult<T>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(&'a dyn StoreBackend) -> BoxFuture<'a, BackendResult<T>> + Send + 'static,
+    {
+        reach.run(&self.backend, self.blocking_io, op).await
+    }
+
+    /// Whether the entry is in the shared store (past any local tier, not counted by the
+    /// statistics, not an access).
+    async fn exists(&self, reach: Reach, key: &Key) -> bool {
+        let key = key.clone();
+        self.call(reach, move |b| {
+            Box::pin(async move {
+                let head = GetOptions::head().with_bypass_cache(true);
+                Ok(b.get_opts(&key, head).await?.is_some())
+            })
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    async fn read_claim(&self, reach: Reach, claim_key: &Key) -> BackendResult<Option<Bytes>> {
+        let k = claim_key.clone();
+        self.call(reach, move |b| Box::pin(read_claim(b, k))).await
+    }
+
+    /// Takes the claim of `key` for a flight's leader, waiting while another process holds it.
+    /// Also says whether the entry exists (checked once the claim is taken, since a holder may
+    /// have stored it and released its claim between the caller's miss and the claim).
+    pub(super) async fn claim(
+        &self,
+        key: &Key,
+        deadline: Instant,
+        reach: Reach,
+        func: &str,
+    ) -> (Claimed, bool) {
+        if !self.claims_on() {
+            return (Claimed::Unclaimed, self.exists(reach, key).await);
+        }
+        let Ok(claim_key) = grammar::claim(key) else {
+            return (Claimed::Unclaimed, self.exists(reach, key).await);
+        };
+        let mut record = ClaimRecord::new(self.lease);
+        // The bytes of the other process's claim last seen, and since when they are unchanged.
+        let mut seen: Option<(Bytes, Instant)> = None;
+        let mut poll = FIRST_POLL;
+        loop {
+            record.expires_ms = now_ms() + millis(self.lease);
+            let (k, value, lease) = (claim_key.clone(), record.to_bytes(), self.lease);
+            let created = self
+                .call(reach, move |b| {
+                    Box::pin(async move {
+                        let options = PutOptions::create()
+                            .ttl(Some(lease))
+                            .with_bypass_cache(true);
+                        b.put_opts(&k, value.into(), options).await
+                    })
+                })
+                .await;
+            match created {
+                Ok(PutOutcome::Created) => return self.hold(reach, key, claim_key, record).await,
+                Ok(PutOutcome::AlreadyExists) => {}
+                Err(e) if e.kind() == ErrorKind::Unsupported => {
+                    tracing::debug!(target: "cachette", "{}: no create-if-absent ({e}); compute-once works within this process only", self.location);
+                    self.no_claims.store(true, Ordering::Relaxed);
+                    return (Claimed::Unclaimed, self.exists(reach, key).await);
+                }
+                Err(e) => {
+                    self.cannot_claim(func, key, &e.to_string());
+                    return (Claimed::Unclaimed, self.exists(reach, key).await);
+                }
+            }
+            // Another process holds the claim: wait until it goes or goes stale.
+            loop {
+                let now = Instant::now();
+                if now >= deadline {
+                    return (Claimed::TimedOut, false);
+                }
+                let bytes = match self.read_claim(reach, &claim_key).await {
+                    Ok(Some(bytes)) => bytes,
+                    Ok(None) => {
+                        if self.exists(reach, key).await {
+                            return (Claimed::Released, true);
+                        }
+                        break; // Released without an entry: its holder failed. Take it.
+                    }
+                    Err(e) => {
+                        self.cannot_claim(func, key, &e.to_string());
+                        return (Claimed::Unclaimed, self.exists(reach, key).await);
+                    }
+                };
+                let holder = ClaimRecord::parse(&bytes);
+                if holder.as_ref().is_some_and(|h| h.token == record.token) {
+                    // Ours: a create that succeeded although its answer was lost (and retried).
+                    return self.hold(reach, key, claim_key, record).await;
+                }
+                let since = match &seen {
+                    Some((seen_bytes, since)) if *seen_bytes == bytes => *since,
+                    _ => {
+                        seen = Some((bytes.clone(), now));
+                        now
+                    }
+                };
+                let lease = holder.as_ref().map_or(self.lease, |h| h.lease);
+                let expired = holder.as_ref().is_some_and(ClaimRecord::expired);
+                if expired || now.duration_since(since) > lease {
+                    self.take_over(reach, func, &claim_key, &bytes, holder.as_ref())
+                        .await;
+                    seen = None;
+                    break;
+                }
+                reach.pause(poll.min(deadline - now)).await;
+                poll = (poll * 2).min(MAX_POLL);
+            }
+        }
+    }
+
+    /// Deletes a stale claim, if it still holds the bytes seen stale (a claim renewed or taken
+    /// over meanwhile is left alone).
+    async fn take_over(
+        &self,
+        reach: Reach,
+        func: &str,
+        claim_key: &Key,
+        stale: &Bytes,
+        holder: Option<&ClaimRecord>,
+    ) {
+        if !matches!(self.read_claim(reach, claim_key).await, Ok(Some(again)) if again == *stale) {
+            return;
+        }
+        let owner = holder.map_or_else(
+            || "an unreadable owner".to_owned(),
+            |h| format!("process {} on {}", h.pid, h.host),
+        );
+        self.reporter.warn(format!(
+            "the claim on computing '{func}' ({claim_key}) held by {owner} is stale (its lease ran out): taking it over"
+        ));
+        let k = claim_key.clone();
+        if let Err(e) = self
+            .call(reach, move |b| Box::pin(async move { b.delete(&k).await }))
+            .await
+        {
+            tracing::debug!(target: "cachette", "cannot delete the stale claim {claim_key}: {e}");
+        }
+    }
+
+    /// Starts renewing a claim just created.
+    async fn hold(
+        &self,
+        reach: Reach,
+        key: &Key,
+        claim_key: Key,
+        record: ClaimRecord,
+    ) -> (Claimed, bool) {
+        let claim = HeldClaim::start(
+            self.backend.clone(),
+            self.blocking_io,
+            claim_key,
+            record,
+            self.lease,
+            self.reporter.clone(),
+        );
+        (Claimed::Held(claim), self.exists(reach, key).await)
+    }
+}
+
+/// Reads a claim, past any local tier.
+pub(super) async fn read_claim(backend: &dyn StoreBackend, key: Key) -> BackendResult<Option<Bytes>> {
+    let options = GetOptions::range(0..CLAIM_READ).with_bypass_cache(true);
+    match backend.get_opts(&key, options).await? {
+        Some(found) => found.into_bytes().map(Some).map_err(|e| {
+            crate::error::BackendError::from_io(e, format!("cannot read the claim {key}"))
+        }),
+        None => Ok(None),
+    }
+}
+
+/// What a claim holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ClaimRecord {
+    pub(super) host: String,
+    pub(super) pid: u32,
+    pub(super) token: String,
+    pub(super) lease: Duration,
+    /// When the lease runs out, in milliseconds since the Unix epoch.
+    pub(super) expires_ms: u64,
+    pub(super) renewals: u64,
+}
+
+impl ClaimRecord {
+    pub(super) fn new(lease: Duration) -> ClaimRecord {
+        ClaimRecord {
+            host: crate::host::host_name().to_owned(),
+            pid: std::process::id(),
+            token: new_token(),
+            lease,
+            expires_ms: now_ms() + millis(lease),
+            renewals: 0,
+        }
+    }
+
+    pub(super) fn to_bytes(&self) -> Bytes {
+        Bytes::from(format!(
+            "{CLAIM_MAGIC}\nhost {}\npid {}\ntoken {}\nlease_ms {}\nexpires_ms {}\nrenewals {}\n",
+            self.host,
+            self.pid,
+            self.token,
+            millis(self.lease),
+            self.expires_ms,
+            self.renewals
+        ))
+    }
+
+    pub(super) fn parse(bytes: &[u8]) -> Option<ClaimRecord> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let mut lines = text.lines();
+        if lines.next()? != CLAIM_MAGIC {
+            return None;
+        }
+        let fields: HashMap<&str, &str> = lines.filter_map(|l| l.split_once(' ')).collect();
+        Some(ClaimRecord {
+            host: (*fields.get("host")?).to_owned(),
+            pid: fields.get("pid")?.parse().ok()?,
+            token: (*fields.get("token")?).to_owned(),
+            lease: Duration::from_millis(fields.get("lease_ms")?.parse().ok()?),
+            expires_ms: fields.get("expires_ms")?.parse().ok()?,
+            renewals: fields
+                .get("renewals")
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0),
+        })
+    }
+
+    /// Whether the lease ran out, on this machine's clock.
+    pub(super) fn expired(&self) -> bool {
+        now_ms() >= self.expires_ms
+    }
+
+    /// Whether a stored claim is this one (the same token).
+    pub(super) fn owns(&self, stored: &[u8]) -> bool {
+        ClaimRecord::parse(stored).is_some_and(|c| c.token == self.token)
+    }
+}
+
+pub(super) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+pub(super) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, millis)
+}
+
+/// A token no other claim has: 128 bits from the standard library's per-process random keys,
+/// the process, the time and a counter.
+fn new_token() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let mut parts = [0u64; 2];
+    for part in &mut parts {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+        h.write_u32(std::process::id());
+        h.write_u128(nanos);
+        *part = h.finish();
+    }
+    format!("{:016x}{:016x}", parts[0], parts[1])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_round_trip_and_tell_their_owner() {
+        let record = ClaimRecord::new(Duration::from_secs(30));
+        let bytes = record.to_bytes();
+        let back = ClaimRecord::parse(&bytes).unwrap();
+        assert_eq!(back, record);
+        assert!(record.owns(&bytes));
+        assert!(!ClaimRecord::new(Duration::from_secs(30)).owns(&bytes));
+        assert!(!back.expired());
+        assert!(ClaimRecord::parse(b"garbage").is_none());
+        let old = ClaimRecord {
+            expires_ms: 1,
+            ..record
+        };
+        assert!(old.expired());
+        assert_eq!(new_token().len(), 32);
+        assert_ne!(new_token(), new_token());
+    }
+}

@@ -1,0 +1,286 @@
+//! Leases: the claims this process holds, renewed by one thread until they are released.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, TryLockError};
+use std::time::{Duration, Instant};
+
+use super::claim::{ClaimRecord, millis, now_ms, read_claim};
+use crate::backend::{BackendResult, DynBackend, PutOptions, StoreBackend, StoreBackendExt};
+use crate::key::Key;
+use crate::report::Reporter;
+use crate::rt;
+
+/// A claim this process holds. The process's lease thread renews it every third of its lease
+/// until it is released; released, it is deleted (if it is still this process's). Dropped
+/// without a release (a panic, a cancelled future), the lease thread deletes it.
+#[derive(Debug)]
+pub(super) struct HeldClaim(Arc<Lease>);
+
+/// The state of a held claim, shared with the lease thread.
+#[derive(Debug)]
+struct Lease {
+    backend: DynBackend,
+    /// The backend's futures do blocking I/O.
+    blocking_io: bool,
+    key: Key,
+    lease: Duration,
+    reporter: Reporter,
+    /// No more renewals: released or abandoned.
+    stopped: AtomicBool,
+    /// Dropped without a release: the lease thread deletes the claim.
+    abandoned: AtomicBool,
+    /// Held while the claim is written; what was written last.
+    io: Mutex<LeaseIo>,
+}
+
+#[derive(Debug)]
+struct LeaseIo {
+    record: ClaimRecord,
+    /// Renewals found the claim taken over or deleted.
+    lost: bool,
+}
+
+impl HeldClaim {
+    pub(super) fn start(
+        backend: DynBackend,
+        blocking_io: bool,
+        key: Key,
+        record: ClaimRecord,
+        lease: Duration,
+        reporter: Reporter,
+    ) -> HeldClaim {
+        let held = Arc::new(Lease {
+            backend,
+            blocking_io,
+            key,
+            lease,
+            reporter,
+            stopped: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
+            io: Mutex::new(LeaseIo {
+                record,
+                lost: false,
+            }),
+        });
+        match lease_thread() {
+            Some(thread) => thread.add(held.clone()),
+            None => {
+                tracing::warn!(target: "cachette", "no lease thread: the claim {} is not renewed", held.key)
+            }
+        }
+        HeldClaim(held)
+    }
+
+    /// Stops the renewals; gives the token once no renewal is under way.
+    fn stop(&self) -> Option<String> {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        let io = self.0.io.lock().unwrap_or_else(PoisonError::into_inner);
+        (!io.lost).then(|| io.record.token.clone())
+    }
+
+    /// Releases the claim: deletes it, if it is still this process's.
+    pub(super) fn release(self) {
+        let Some(token) = self.stop() else { return };
+        let lease = &self.0;
+        let deleted = rt::block_on(
+            lease.blocking_io,
+            delete_if_owned(&*lease.backend, &lease.key, &token),
+        );
+        if let Err(e) | Ok(Err(e)) = deleted {
+            tracing::debug!(target: "cachette", "cannot delete the claim {}: {e}", lease.key);
+        }
+    }
+
+    /// [`release`](Self::release), without blocking an async caller's runtime.
+    pub(super) async fn release_async(self) {
+        self.0.stopped.store(true, Ordering::SeqCst);
+        // Waits for a renewal under way, without holding the lock across an await.
+        let token = loop {
+            let attempt = match self.0.io.try_lock() {
+                Ok(io) => Some((!io.lost).then(|| io.record.token.clone())),
+                Err(TryLockError::WouldBlock) => None,
+                Err(TryLockError::Poisoned(io)) => {
+                    let io = io.into_inner();
+                    Some((!io.lost).then(|| io.record.token.clone()))
+                }
+            };
+            match attempt {
+                Some(token) => break token,
+                None => rt::pause_async(Duration::from_millis(1)).await,
+            }
+        };
+        let Some(token) = token else { return };
+        let key = self.0.key.clone();
+        let deleted = rt::offload(&self.0.backend, self.0.blocking_io, move |b| {
+            Box::pin(async move { delete_if_owned(b, &key, &token).await })
+        })
+        .await;
+        if let Err(e) | Ok(Err(e)) = deleted {
+            tracing::debug!(target: "cachette", "cannot delete the claim {}: {e}", self.0.key);
+        }
+    }
+}
+
+impl Drop for HeldClaim {
+    fn drop(&mut self) {
+        if !self.0.stopped.swap(true, Ordering::SeqCst) {
+            self.0.abandoned.store(true, Ordering::SeqCst);
+            if let Some(thread) = lease_thread() {
+                thread.wake.notify_one();
+            }
+        }
+    }
+}
+
+impl Lease {
+    /// Pushes the claim's expiry forward, if it is still this process's.
+    fn renew(&self) {
+        let mut io = self.io.lock().unwrap_or_else(PoisonError::into_inner);
+        if io.lost || self.stopped.load(Ordering::SeqCst) {
+            return;
+        }
+        io.record.renewals += 1;
+        io.record.expires_ms = now_ms() + millis(self.lease);
+        let record = &io.record;
+        let renewed = rt::block_on(self.blocking_io, async {
+            let current = read_claim(&*self.backend, self.key.clone()).await?;
+            if !current.is_some_and(|c| record.owns(&c)) {
+                return Ok(false);
+            }
+            let value = record.to_bytes().into();
+            let options = PutOptions::with_ttl(Some(self.lease)).with_bypass_cache(true);
+            self.backend
+                .put_opts(&self.key, value, options)
+                .await
+                .map(|_| true)
+        });
+        match renewed {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => {
+                io.lost = true;
+                self.reporter.warn(format!(
+                    "the claim {} of this process was taken over or deleted while it computed (its lease ran out?): another process may compute the same result",
+                    self.key
+                ));
+            }
+            Ok(Err(e)) | Err(e) => {
+                tracing::debug!(target: "cachette", "cannot renew the claim {}: {e}", self.key);
+            }
+        }
+    }
+
+    /// Deletes an abandoned claim, if it is still this process's.
+    fn delete_abandoned(&self) {
+        let io = self.io.lock().unwrap_or_else(PoisonError::into_inner);
+        if io.lost {
+            return;
+        }
+        let token = &io.record.token;
+        let deleted = rt::block_on(
+            self.blocking_io,
+            delete_if_owned(&*self.backend, &self.key, token),
+        );
+        if let Err(e) | Ok(Err(e)) = deleted {
+            tracing::debug!(target: "cachette", "cannot delete the claim {}: {e}", self.key);
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        (self.lease / 3).max(Duration::from_millis(1))
+    }
+}
+
+/// Deletes the claim under `key` if it holds `token`.
+pub(super) async fn delete_if_owned(backend: &dyn StoreBackend, key: &Key, token: &str) -> BackendResult<()> {
+    match read_claim(backend, key.clone()).await? {
+        Some(current) if ClaimRecord::parse(&current).is_some_and(|c| c.token == token) => {
+            backend.delete(key).await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The process's lease thread: it renews every claim held, when due, and deletes abandoned
+/// ones. Started on the first claim; it sleeps while there is nothing to do.
+#[derive(Debug, Default)]
+struct LeaseThread {
+    /// The claims held, with when each is due for renewal.
+    leases: Mutex<Vec<(Arc<Lease>, Instant)>>,
+    wake: Condvar,
+}
+
+fn lease_thread() -> Option<&'static LeaseThread> {
+    static THREAD: OnceLock<Option<&'static LeaseThread>> = OnceLock::new();
+    *THREAD.get_or_init(|| {
+        let thread: &'static LeaseThread = Box::leak(Box::default());
+        match std::thread::Builder::new()
+            .name("cachette-lease".into())
+            .spawn(move || thread.run())
+        {
+            Ok(_) => Some(thread),
+            Err(e) => {
+                tracing::warn!(target: "cachette", "cannot start the thread that renews compute-once claims: {e}");
+                None
+            }
+        }
+    })
+}
+
+impl LeaseThread {
+    fn add(&self, lease: Arc<Lease>) {
+        let due = Instant::now() + lease.interval();
+        self.leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((lease, due));
+        self.wake.notify_one();
+    }
+
+    fn run(&self) {
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        loop {
+            let now = Instant::now();
+            let mut work = Vec::new();
+            let mut next: Option<Instant> = None;
+            leases.retain_mut(|(lease, due)| {
+                if lease.abandoned.load(Ordering::SeqCst) {
+                    work.push((lease.clone(), true));
+                    return false;
+                }
+                if lease.stopped.load(Ordering::SeqCst) {
+                    return false;
+                }
+                if *due <= now {
+                    work.push((lease.clone(), false));
+                    *due = now + lease.interval();
+                }
+                next = Some(next.map_or(*due, |n| n.min(*due)));
+                true
+            });
+            if work.is_empty() {
+                leases = match next {
+                    Some(next) => {
+                        self.wake
+                            .wait_timeout(leases, next.saturating_duration_since(now))
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .0
+                    }
+                    None => self
+                        .wake
+                        .wait(leases)
+                        .unwrap_or_else(PoisonError::into_inner),
+                };
+                continue;
+            }
+            drop(leases);
+            for (lease, abandoned) in work {
+                if abandoned {
+                    lease.delete_abandoned();
+                } else {
+                    lease.renew();
+                }
+            }
+            leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}

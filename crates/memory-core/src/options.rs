@@ -1,0 +1,179 @@
+//! [`Options`]: how a memory behaves, once, for the config file, the builder and the memory.
+//!
+//! A config file's top-level keys (other than the store and its layers) are the fields of
+//! `Options`; [`MemoryBuilder`](crate::MemoryBuilder)'s setters set them; a
+//! [`Memory`](crate::Memory) keeps them, validated once when it is built, and ships them back in
+//! [`Memory::config`](crate::Memory::config). A new option is a field here (with its default and
+//! its documentation), a setter on the builder, and the code that uses it.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::array::MmapMode;
+
+/// The default lease of a compute-once claim.
+pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+/// The default longest wait for another caller's result.
+pub(crate) const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How a [`Memory`](crate::Memory) behaves: every option but its store and layers. Each field
+/// is a key of a config file, with the default given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Options {
+    /// Verbosity (`verbose`, default 0): 0 is silent, 1 prints joblib's lines for each
+    /// computation, 2 and more also for each load. See
+    /// [`MemoryBuilder::verbose`](crate::MemoryBuilder::verbose).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub verbose: u8,
+    /// How arrays of outputs are loaded (`mmap_mode`: `"none"`, `"r"`, `"c"`, `"r+"` or `"w+"`,
+    /// default none). See [`MemoryBuilder::mmap_mode`](crate::MemoryBuilder::mmap_mode).
+    #[serde(skip_serializing_if = "is_no_map")]
+    pub mmap_mode: MmapMode,
+    /// The zstd level outputs are compressed with (`compress`, default none; 0 is none). See
+    /// [`MemoryBuilder::compress`](crate::MemoryBuilder::compress).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compress: Option<i32>,
+    /// Whether the store's operations are counted for
+    /// [`Memory::stats`](crate::Memory::stats) (`stats`, default `true`).
+    #[serde(skip_serializing_if = "is_true")]
+    pub stats: bool,
+    /// Whether concurrent misses of one key compute it once (`compute_once`, default `true`).
+    /// See [`MemoryBuilder::compute_once`](crate::MemoryBuilder::compute_once).
+    #[serde(skip_serializing_if = "is_true")]
+    pub compute_once: bool,
+    /// Whether compute-once takes claims in the store, to work across processes (not a config
+    /// key: the default follows how the store was given). See
+    /// [`MemoryBuilder::claims`](crate::MemoryBuilder::claims).
+    #[serde(skip)]
+    pub claims: Option<bool>,
+    /// Whether the `try_` methods return faults of the store as errors (`strict`, default
+    /// `false`). See [`MemoryBuilder::strict`](crate::MemoryBuilder::strict).
+    #[serde(skip_serializing_if = "is_false")]
+    pub strict: bool,
+    /// The lease of compute-once claims (`lease_secs`, in seconds, default 30). See
+    /// [`MemoryBuilder::lease`](crate::MemoryBuilder::lease).
+    #[serde(
+        rename = "lease_secs",
+        with = "seconds",
+        skip_serializing_if = "is_default_lease"
+    )]
+    pub lease: Duration,
+    /// How long a caller waits for another one's result before computing it anyway
+    /// (`wait_timeout_secs`, in seconds, default 600). See
+    /// [`MemoryBuilder::wait_timeout`](crate::MemoryBuilder::wait_timeout).
+    #[serde(
+        rename = "wait_timeout_secs",
+        with = "seconds",
+        skip_serializing_if = "is_default_wait_timeout"
+    )]
+    pub wait_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            verbose: 0,
+            mmap_mode: MmapMode::None,
+            compress: None,
+            stats: true,
+            compute_once: true,
+            claims: None,
+            strict: false,
+            lease: DEFAULT_LEASE,
+            wait_timeout: DEFAULT_WAIT_TIMEOUT,
+        }
+    }
+}
+
+impl Options {
+    /// Checks the options; gives the first problem, naming its config key.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.lease.is_zero() {
+            return Err(
+                "key `lease_secs`: the lease of compute-once claims must be longer than zero"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The zstd level to compress with, clamped to the levels zstd knows; `None` for none.
+    pub(crate) fn compression(&self) -> Option<i32> {
+        let range = zstd::compression_level_range();
+        self.compress
+            .filter(|&level| level != 0)
+            .map(|level| level.clamp(*range.start(), *range.end()))
+    }
+}
+
+/// A duration as a number of seconds (a float), zero or more.
+mod seconds {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "expected a number of seconds, zero or more, got {secs}"
+            ))
+        })
+    }
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
+}
+
+fn is_no_map(mode: &MmapMode) -> bool {
+    !mode.maps()
+}
+
+fn is_default_lease(d: &Duration) -> bool {
+    *d == DEFAULT_LEASE
+}
+
+fn is_default_wait_timeout(d: &Duration) -> bool {
+    *d == DEFAULT_WAIT_TIMEOUT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_left_out_and_values_round_trip() {
+        assert_eq!(toml::to_string(&Options::default()).unwrap(), "");
+        let options = Options {
+            verbose: 2,
+            lease: Duration::from_millis(2500),
+            ..Options::default()
+        };
+        let text = toml::to_string(&options).unwrap();
+        assert_eq!(text, "verbose = 2\nlease_secs = 2.5\n");
+        assert_eq!(toml::from_str::<Options>(&text).unwrap(), options);
+        let bad = toml::from_str::<Options>("wait_timeout_secs = -1").unwrap_err();
+        assert!(bad.to_string().contains("zero or more"), "{bad}");
+        let zero = Options {
+            lease: Duration::ZERO,
+            ..Options::default()
+        };
+        assert!(zero.validate().unwrap_err().contains("lease_secs"));
+    }
+}

@@ -1,0 +1,368 @@
+//! The entry store: what the core keeps in a backend, behind a few typed operations.
+//!
+//! Between [`MemorizedFunc`](crate::MemorizedFunc) and the backend stack sits one
+//! [`EntryStore`] per memory. It owns everything about entries:
+//!
+//! - **reading** ([`read`](EntryStore::read)): one `get_opts` (a map of the local file when the
+//!   mode maps and the stack has local files, else the bytes), then parsing, checking (checksums,
+//!   the key the entry was written for, the signature) and, in [`Checked::decode`], decoding;
+//!   [`metadata`](EntryStore::metadata) does the same for an entry's head only, recording no
+//!   access;
+//! - **writing** ([`encode`](EntryStore::encode), [`save`](EntryStore::save));
+//! - **the identity item** of each function ([`check_identity`](EntryStore::check_identity),
+//!   [`reset_function`](EntryStore::reset_function)), checked once per memory generation;
+//! - **the whole store**: listing its entries, [`clear`](EntryStore::clear),
+//!   [`reduce`](EntryStore::reduce) (planned in [`size`](crate::size)) and
+//!   [`housekeeping`](EntryStore::housekeeping).
+//!
+//! **Architecture Invariant:** this is the only read path of entries. Calls, shelved results
+//! and the `cachette` command all read through it, so every check applies to every reader.
+//! It knows nothing of policies: faults come back as [`Error`]s, and the caller decides whether
+//! they are warnings or errors, and what to print.
+
+mod identity;
+mod read;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::array::{self, MmapMode};
+use crate::backend::{
+    BackendResult, Blob, Capabilities, DynBackend, GetOptions, ItemInfo, PutOptions,
+    StoreBackendExt,
+};
+use crate::codec::{self, Codec};
+use crate::entry::{self, HEADER_READ_HINT, Metadata};
+use crate::error::{BackendError, EntryError, Error};
+use crate::key::{Key, Prefix, grammar};
+use crate::reach::Reach;
+use crate::signing::SigningKey;
+use crate::size::{ReduceReport, SizeLimits, check_limits, plan_reduction};
+
+pub(crate) use identity::IdentityCheck;
+pub(crate) use read::Checked;
+
+/// The entry store of a memory; see the [module documentation](self).
+#[derive(Debug)]
+pub(crate) struct EntryStore {
+    backend: DynBackend,
+    location: String,
+    capabilities: Capabilities,
+    codec: Arc<dyn Codec>,
+    signing: Option<SigningKey>,
+    compress: Option<i32>,
+    identities: identity::Checks,
+}
+
+impl EntryStore {
+    pub(crate) fn new(
+        backend: DynBackend,
+        codec: Arc<dyn Codec>,
+        signing: Option<SigningKey>,
+        compress: Option<i32>,
+    ) -> EntryStore {
+        EntryStore {
+            location: backend.location(),
+            capabilities: backend.capabilities(),
+            backend,
+            codec,
+            signing,
+            compress,
+            identities: identity::Checks::default(),
+        }
+    }
+
+    /// The backend stack.
+    pub(crate) fn backend(&self) -> &DynBackend {
+        &self.backend
+    }
+
+    /// Where the store is, as a URL (a path for the local disk).
+    pub(crate) fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// What the backend stack offers.
+    pub(crate) fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
+    /// The codec of outputs.
+    pub(crate) fn codec(&self) -> &dyn Codec {
+        &*self.codec
+    }
+
+    /// The key entries are signed and checked with.
+    pub(crate) fn signing(&self) -> Option<&SigningKey> {
+        self.signing.as_ref()
+    }
+
+    /// The zstd level outputs are compressed with.
+    pub(crate) fn compression(&self) -> Option<i32> {
+        self.compress
+    }
+
+    /// Whether a load in `mode` maps the entry's local file.
+    pub(crate) fn maps(&self, mode: MmapMode) -> bool {
+        mode.maps() && self.capabilities.local_files && self.compress.is_none()
+    }
+
+    /// Runs one backend operation as `reach` says.
+    async fn run<T, F>(&self, reach: Reach, op: F) -> BackendResult<T>
+    where
+        T: Send + 'static,
+        F: for<'a> FnOnce(
+                &'a dyn crate::backend::StoreBackend,
+            ) -> futures::future::BoxFuture<'a, BackendResult<T>>
+            + Send
+            + 'static,
+    {
+        reach
+            .run(&self.backend, self.capabilities.blocking_io, op)
+            .await
+    }
+
+    /// Reads and checks the entry under `key`, for a load in `mode`: `Ok(None)` when there is
+    /// none. Records the access.
+    pub(crate) async fn read(
+        &self,
+        reach: Reach,
+        key: &Key,
+        mode: MmapMode,
+    ) -> Result<Option<Checked>, Error> {
+        let options = GetOptions::hit().with_local_file(self.maps(mode));
+        let k = key.clone();
+        let found = self
+            .run(reach, move |b| Box::pin(async move { b.get_opts(&k, options).await }))
+            .await?;
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let read = read::into_read(key, found, mode)
+            .map_err(|e| BackendError::from_io(e, format!("cannot read {key}")))?;
+        Checked::parse(read, key, self.signing.as_ref())
+            .map(Some)
+            .map_err(|source| entry_error(key, source))
+    }
+
+    /// Checks the entry under `key` as a load would (every checksum, arrays included, the key it
+    /// was written for, the signature, and that its payload decompresses), without decoding
+    /// the output or recording an access. `Ok(false)` when there is none.
+    pub(crate) async fn verify(&self, reach: Reach, key: &Key) -> Result<bool, Error> {
+        let k = key.clone();
+        let found = self
+            .run(reach, move |b| {
+                Box::pin(async move { b.get_opts(&k, GetOptions::default()).await })
+            })
+            .await?;
+        let Some(found) = found else {
+            return Ok(false);
+        };
+        let bytes = found
+            .into_bytes()
+            .map_err(|e| BackendError::from_io(e, format!("cannot read {key}")))?;
+        let checked = Checked::parse(read::Read::whole(bytes), key, self.signing.as_ref())
+            .map_err(|source| entry_error(key, source))?;
+        checked.check_payload()?;
+        Ok(true)
+    }
+
+    /// Reads, checks and decodes the output stored under `key`; its arrays are loaded as `mode`
+    /// says. `Ok(None)` when there is none.
+    pub(crate) async fn load<R: DeserializeOwned>(
+        &self,
+        reach: Reach,
+        key: &Key,
+        mode: MmapMode,
+    ) -> Result<Option<R>, Error> {
+        match self.read(reach, key, mode).await? {
+            Some(entry) => entry.decode(self.codec(), mode).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads and checks the metadata of the entry under `key`, with ranged reads of its head:
+    /// no access is recorded. `Ok(None)` when there is none.
+    pub(crate) async fn metadata(&self, reach: Reach, key: &Key) -> Result<Option<Metadata>, Error> {
+        let k = key.clone();
+        let found = self
+            .run(reach, move |b| {
+                Box::pin(async move { read_head(b, k).await })
+            })
+            .await?;
+        match found {
+            None => Ok(None),
+            Some((head, size)) => entry::parse_metadata(&head, Some(size))
+                .map(Some)
+                .map_err(|source| entry_error(key, source)),
+        }
+    }
+
+    /// The entry of an output: its metadata, then its payload, signed and compressed as the
+    /// store says.
+    pub(crate) fn encode<R: Serialize>(&self, metadata: &Metadata, out: &R) -> Result<Blob, Error> {
+        let (structure, arrays) = array::encoding(|| {
+            let mut structure = Vec::new();
+            codec::encode_value(self.codec(), out, &mut structure).map(|()| structure)
+        });
+        let structure = structure.map_err(|e| Error::Codec(e.0))?;
+        entry::encode_signed(
+            metadata,
+            structure,
+            arrays,
+            self.compress,
+            self.signing.as_ref(),
+        )
+        .map_err(Error::Codec)
+    }
+
+    /// Writes an entry, replacing any previous one.
+    pub(crate) async fn save(
+        &self,
+        reach: Reach,
+        key: &Key,
+        entry: Blob,
+        ttl: Option<Duration>,
+    ) -> Result<(), Error> {
+        let k = key.clone();
+        self.run(reach, move |b| {
+            Box::pin(async move { b.put_opts(&k, entry, PutOptions::with_ttl(ttl)).await })
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes the entry under `key`.
+    pub(crate) async fn delete(&self, reach: Reach, key: &Key) -> Result<(), Error> {
+        let k = key.clone();
+        self.run(reach, move |b| Box::pin(async move { b.delete(&k).await }))
+            .await?;
+        Ok(())
+    }
+
+    /// The items the core wrote under `prefix` (entries, claims and identity items).
+    pub(crate) async fn items(&self, reach: Reach, prefix: &Prefix) -> Result<Vec<ItemInfo>, Error> {
+        let p = prefix.clone();
+        let mut items = self
+            .run(reach, move |b| Box::pin(async move { b.list(&p).await }))
+            .await?;
+        items.retain(|item| grammar::is_ours(&item.key));
+        Ok(items)
+    }
+
+    /// The entries under `prefix`, sorted by key.
+    pub(crate) async fn entries(
+        &self,
+        reach: Reach,
+        prefix: &Prefix,
+    ) -> Result<Vec<ItemInfo>, Error> {
+        let mut items = self.items(reach, prefix).await?;
+        items.retain(|item| grammar::is_entry(&item.key));
+        items.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(items)
+    }
+
+    /// Deletes `keys`.
+    async fn delete_many(&self, reach: Reach, keys: Vec<Key>) -> Result<(), Error> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.run(reach, move |b| Box::pin(async move { b.delete_many(&keys).await }))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes every item the core wrote under `prefix` (the whole store for the root), and
+    /// nothing else: files or objects that are not entries, claims or identity items stay.
+    /// Gives how many items were deleted.
+    pub(crate) async fn delete_ours(&self, reach: Reach, prefix: &Prefix) -> Result<u64, Error> {
+        let keys: Vec<Key> = self
+            .items(reach, prefix)
+            .await?
+            .into_iter()
+            .map(|item| item.key)
+            .collect();
+        let n = keys.len() as u64;
+        self.delete_many(reach, keys).await?;
+        Ok(n)
+    }
+
+    /// Deletes every entry of every function; functions check their identity again afterwards.
+    pub(crate) async fn clear(&self, reach: Reach) -> Result<(), Error> {
+        let swept = self.sweep(reach).await;
+        self.delete_ours(reach, &Prefix::root()).await?;
+        self.identities.forget();
+        swept
+    }
+
+    /// Removes what interrupted writers left behind; see
+    /// [`StoreBackend::sweep`](crate::backend::StoreBackend::sweep).
+    async fn sweep(&self, reach: Reach) -> Result<(), Error> {
+        self.run(reach, |b| Box::pin(async move { b.sweep(&Prefix::root()).await }))
+            .await?;
+        Ok(())
+    }
+
+    /// Sweeps leftovers of interrupted writers; gives how many entries the store holds.
+    pub(crate) async fn housekeeping(&self, reach: Reach) -> Result<usize, Error> {
+        self.sweep(reach).await?;
+        Ok(self.entries(reach, &Prefix::root()).await?.len())
+    }
+
+    /// Deletes entries until the store is within `limits`, and claims left unrenewed (see
+    /// [`plan_reduction`]).
+    pub(crate) async fn reduce(
+        &self,
+        reach: Reach,
+        limits: &SizeLimits,
+        lease: Duration,
+    ) -> Result<ReduceReport, Error> {
+        check_limits(limits)?;
+        self.sweep(reach).await?;
+        let items = self.items(reach, &Prefix::root()).await?;
+        let (doomed, report) = plan_reduction(items, limits, lease);
+        self.delete_many(reach, doomed).await?;
+        Ok(report)
+    }
+}
+
+/// The error of an unusable entry.
+fn entry_error(key: &Key, source: EntryError) -> Error {
+    Error::Entry {
+        key: key.to_string(),
+        source,
+    }
+}
+
+/// Reads the head of the item under `key` (prefix and metadata) with ranged reads, and its
+/// whole size. `None` when it does not exist.
+async fn read_head(
+    backend: &dyn crate::backend::StoreBackend,
+    key: Key,
+) -> BackendResult<Option<(bytes::Bytes, u64)>> {
+    let Some(found) = backend
+        .get_opts(&key, GetOptions::range(0..HEADER_READ_HINT))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let size = found.size;
+    let head = found
+        .into_bytes()
+        .map_err(|e| BackendError::from_io(e, format!("cannot read {key}")))?;
+    let end = match entry::Prefix::parse(&head, Some(size)) {
+        Ok(prefix) => prefix.metadata_end(),
+        // Let the parser report what is wrong with it.
+        Err(_) => return Ok(Some((head, size))),
+    };
+    if (head.len() as u64) >= end {
+        return Ok(Some((head, size)));
+    }
+    match backend.get_range(&key, 0..end).await? {
+        Some(head) => Ok(Some((head, size))),
+        None => Ok(None),
+    }
+}

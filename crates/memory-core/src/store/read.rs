@@ -1,0 +1,205 @@
+//! Reading entries back: whole reads or maps of local files, parsed and checked, then decoded
+//! into outputs whose arrays view the bytes read.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::array::{self, MmapMode, RegionMaps, Source};
+use crate::backend::{GetPayload, GetResult, LocalFile};
+use crate::codec::{self, Codec};
+use crate::entry::{Entry, Metadata};
+use crate::error::{EntryError, Error};
+use crate::key::Key;
+use crate::signing::SigningKey;
+
+/// An entry as read from the store.
+#[derive(Debug)]
+pub(crate) struct Read {
+    bytes: Bytes,
+    /// The entry file, kept open to map arrays' regions from (copy-on-write and read-write).
+    file: Option<File>,
+    /// `bytes` is a read-only map of the entry file.
+    mapped: bool,
+    /// `file` is open for writing.
+    writable: bool,
+}
+
+impl Read {
+    /// An entry read whole into memory.
+    pub(crate) fn whole(bytes: Bytes) -> Read {
+        Read {
+            bytes,
+            file: None,
+            mapped: false,
+            writable: false,
+        }
+    }
+}
+
+/// An entry whose checksums (those a load needs) were checked.
+#[derive(Debug)]
+pub(crate) struct Checked {
+    key: Key,
+    entry: Entry,
+    file: Option<File>,
+    mapped: bool,
+    writable: bool,
+}
+
+impl Checked {
+    /// Parses and checks an entry: every checksum for an entry in memory; all but the arrays'
+    /// for a mapped entry, whose pages are then only read when the arrays are used.
+    /// The entry must have been written for `key` (see [`Entry::check_written_for`]), and
+    /// signed with `signing` if that is given.
+    pub(crate) fn parse(
+        read: Read,
+        key: &Key,
+        signing: Option<&SigningKey>,
+    ) -> Result<Checked, EntryError> {
+        let entry = if read.mapped {
+            Entry::parse_head(read.bytes)?
+        } else {
+            Entry::parse(read.bytes)?
+        };
+        if let Some(signing) = signing {
+            entry.verify_signature(signing)?;
+        }
+        entry.check_written_for(key.parent(), key.file_name())?;
+        Ok(Checked {
+            key: key.clone(),
+            entry,
+            file: read.file,
+            mapped: read.mapped,
+            writable: read.writable,
+        })
+    }
+
+    /// The metadata.
+    pub(crate) fn metadata(&self) -> Result<Metadata, EntryError> {
+        self.entry.metadata()
+    }
+
+    /// Checks that the payload decompresses and lays out its arrays as announced.
+    pub(crate) fn check_payload(&self) -> Result<(), Error> {
+        self.entry
+            .decode_payload()
+            .map(drop)
+            .map_err(|source| Error::Entry {
+                key: self.key.to_string(),
+                source,
+            })
+    }
+
+    /// Decodes the output; its arrays view the entry's bytes as `mode` says.
+    pub(crate) fn decode<R: DeserializeOwned>(
+        self,
+        codec: &dyn Codec,
+        mode: MmapMode,
+    ) -> Result<R, Error> {
+        let key = self.key.to_string();
+        let fail = |source: EntryError| Error::Entry {
+            key: key.clone(),
+            source,
+        };
+        let undecodable =
+            |e: codec::CodecError| fail(EntryError::Decode(format!("cannot decode the output: {}", e.0)));
+        let payload = self.entry.decode_payload().map_err(fail)?;
+        if payload.arrays().is_empty() {
+            return codec::decode_value(codec, payload.structure()).map_err(undecodable);
+        }
+        let compressed = self.entry.is_compressed();
+        let map_regions = match (mode, self.file) {
+            (MmapMode::CopyOnWrite | MmapMode::ReadWrite, Some(file)) if !compressed => {
+                Some(RegionMaps {
+                    file,
+                    payload_offset: u64::from(self.entry.prefix().payload_offset),
+                    shared: mode == MmapMode::ReadWrite && self.writable,
+                })
+            }
+            _ => None,
+        };
+        let source = Source {
+            payload: payload.bytes().clone(),
+            blobs: payload.arrays().to_vec(),
+            mapped: self.mapped && !compressed,
+            map_regions,
+        };
+        array::decoding(source, || codec::decode_value(codec, payload.structure()))
+            .map_err(undecodable)
+    }
+}
+
+/// What a read gave, ready to parse: the bytes, or a map of the local file (read whole instead
+/// when it cannot be mapped).
+pub(super) fn into_read(key: &Key, found: GetResult, mode: MmapMode) -> io::Result<Read> {
+    match found.payload {
+        GetPayload::Bytes(bytes) => Ok(Read::whole(bytes)),
+        GetPayload::File(local) => match map_file(&local, found.size, mode) {
+            Ok(read) => Ok(read),
+            Err(e) => {
+                tracing::debug!(target: "cachette", "cannot map {} ({key}): {e}; reading it instead", local.path.display());
+                let size = found.size;
+                GetResult {
+                    payload: GetPayload::File(local),
+                    size,
+                }
+                .into_bytes()
+                .map(Read::whole)
+            }
+        },
+    }
+}
+
+/// Maps an entry's local file read-only, keeping it open (reopened for writing in read-write
+/// mode) to map arrays' regions from.
+fn map_file(local: &LocalFile, size: u64, mode: MmapMode) -> io::Result<Read> {
+    let Ok(len) = usize::try_from(size) else {
+        return Err(io::Error::other("the entry file is too large to map"));
+    };
+    if len == 0 {
+        return Ok(Read::whole(Bytes::new()));
+    }
+    let map = crate::map::map_entry(&local.file, len)?;
+    let (file, writable) = match mode {
+        MmapMode::ReadWrite => match reopen_writable(local) {
+            Ok(file) => (Some(file), true),
+            Err(e) => {
+                tracing::warn!(target: "cachette", "{} cannot be opened for writing ({e}): its arrays are mapped copy-on-write", local.path.display());
+                (Some(local.file.try_clone()?), false)
+            }
+        },
+        MmapMode::CopyOnWrite => (Some(local.file.try_clone()?), false),
+        _ => (None, false),
+    };
+    Ok(Read {
+        bytes: Bytes::from_owner(map),
+        file,
+        mapped: true,
+        writable,
+    })
+}
+
+/// Opens the file of `local` again for writing (the read-write map mode), without following a
+/// link, and only if the path still names the file that was read.
+fn reopen_writable(local: &LocalFile) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW);
+    }
+    let file = options.open(&local.path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let (read, again) = (local.file.metadata()?, file.metadata()?);
+        if (read.dev(), read.ino()) != (again.dev(), again.ino()) || !again.is_file() {
+            return Err(io::Error::other("the entry file was replaced meanwhile"));
+        }
+    }
+    Ok(file)
+}
