@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use cachette::entry::{Entry, parse_metadata};
-use cachette::{ByteSize, DynBackend, ItemInfo, Key, MemorizedResult, Memory, Prefix, SizeLimits};
+use cachette::{ByteSize, EntryInfo, MemorizedResult, Memory, SizeLimits};
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::{Parser, Subcommand};
 
@@ -129,49 +128,19 @@ fn open(location: &str) -> Result<Memory> {
     Memory::from_url(location).with_context(|| format!("cannot open the store {location:?}"))
 }
 
-fn backend(memory: &Memory) -> Result<&DynBackend> {
-    memory.backend().context("the store is disabled")
-}
-
-/// Runs a backend operation to completion.
-fn block<T: Send>(
-    backend: &DynBackend,
-    op: impl Future<Output = cachette::BackendResult<T>> + Send,
-) -> Result<T> {
-    let blocking = backend.capabilities().blocking_io;
-    Ok(cachette::rt::block_on(blocking, op)??)
-}
-
-/// Whether a key names a stored call (`<function>/<32 hex digits>`).
-fn is_entry(info: &ItemInfo) -> bool {
-    let mut segments = info.key.segments();
-    matches!(
-        (segments.next(), segments.next(), segments.next()),
-        (Some(_), Some(last), None) if last.len() == 32 && last.bytes().all(|b| b.is_ascii_hexdigit())
-    )
-}
-
-fn list(backend: &DynBackend, prefix: &Prefix) -> Result<Vec<ItemInfo>> {
-    let mut items = block(backend, backend.list(prefix))?;
-    items.retain(is_entry);
-    items.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(items)
-}
-
 fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 fn inspect(location: &str, func: Option<&str>) -> Result<ExitCode> {
     let memory = open(location)?;
-    let backend = backend(&memory)?;
     if let Some(func) = func {
-        let items = list(backend, &Prefix::new(func)?)?;
+        let items = memory.entries(Some(func))?;
         println!("{:<32}  {:>10}  last access", "args_id", "size");
         for item in &items {
             println!(
                 "{:<32}  {:>10}  {}",
-                item.key.file_name(),
+                item.args_id,
                 ByteSize(item.size).to_string(),
                 when(item.last_access)
             );
@@ -180,16 +149,15 @@ fn inspect(location: &str, func: Option<&str>) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut by_func: BTreeMap<String, (usize, u64, DateTime<Utc>)> = BTreeMap::new();
-    for item in list(backend, &Prefix::root())? {
-        let func = item.key.segments().next().unwrap_or_default().to_owned();
+    for item in memory.entries(None)? {
         let slot = by_func
-            .entry(func)
+            .entry(item.func.clone())
             .or_insert((0, 0, DateTime::<Utc>::MIN_UTC));
         slot.0 += 1;
         slot.1 += item.size;
         slot.2 = slot.2.max(item.last_access);
     }
-    println!("store {}", backend.location());
+    println!("store {}", memory.location().unwrap_or(location));
     println!(
         "{:<50}  {:>8}  {:>10}  last access",
         "function", "entries", "size"
@@ -218,17 +186,21 @@ fn show(printed: &str) -> Result<ExitCode> {
         .parse()
         .context("expected MemorizedResult(location=\"…\", func=\"…\", args_id=\"…\")")?;
     let memory = open(result.location())?;
-    let backend = backend(&memory)?;
-    let key = Key::new(format!("{}/{}", result.func(), result.args_id()))?;
-    let Some(bytes) = block(backend, backend.get(&key))? else {
+    let Some(meta) = memory.entry_metadata(result.func(), result.args_id())? else {
         bail!("no such entry in {}", result.location());
     };
-    let meta = parse_metadata(&bytes, Some(bytes.len() as u64))?;
+    let size = memory
+        .entries(Some(result.func()))?
+        .into_iter()
+        .find(|e| e.args_id == result.args_id())
+        .map(|e| e.size);
     println!("function  {}", meta.func);
     println!("args_id   {}", meta.args_id);
     println!("time      {}", when(meta.time));
     println!("duration  {:.3}s", meta.duration);
-    println!("size      {}", ByteSize(bytes.len() as u64));
+    if let Some(size) = size {
+        println!("size      {}", ByteSize(size));
+    }
     println!("hasher    {}", meta.hasher);
     println!("codec     {}", meta.codec);
     for (name, value) in &meta.input_args {
@@ -239,21 +211,22 @@ fn show(printed: &str) -> Result<ExitCode> {
 
 fn verify(location: &str, delete: bool) -> Result<ExitCode> {
     let memory = open(location)?;
-    let backend = backend(&memory)?;
-    let items = list(backend, &Prefix::root())?;
+    let items: Vec<EntryInfo> = memory.entries(None)?;
     let mut damaged = Vec::new();
     for item in &items {
-        let key = item.key.clone();
-        let Some(bytes) = block(backend, backend.get(&key))? else {
-            continue; // Deleted meanwhile.
-        };
-        if let Err(e) = Entry::parse(bytes).and_then(|entry| entry.metadata()) {
-            println!("damaged  {}: {e}", item.key);
-            damaged.push(item.key.clone());
+        match memory.verify_entry(&item.func, &item.args_id) {
+            Ok(_) => {}
+            Err(e @ cachette::Error::Entry { .. }) => {
+                println!("damaged  {}: {e}", item.key());
+                damaged.push(item);
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", item.key())),
         }
     }
     if delete && !damaged.is_empty() {
-        block(backend, backend.delete_many(&damaged))?;
+        for item in &damaged {
+            memory.delete_entry(&item.func, &item.args_id)?;
+        }
         println!("deleted {} damaged entries", damaged.len());
     }
     println!("{} entries checked, {} damaged", items.len(), damaged.len());
@@ -272,16 +245,13 @@ fn clear(location: &str, func: Option<&str>) -> Result<ExitCode> {
             println!("cleared {}", memory.location().unwrap_or(location));
         }
         Some(func) => {
-            let backend = backend(&memory)?;
-            let prefix = Prefix::new(func)?;
-            let n = block(backend, backend.delete_prefix(&prefix))?;
+            let n = memory.clear_function(func)?;
             println!("cleared {func}: {n} items deleted");
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// Parses "90", "90s", "15m", "12h", "7d" into a duration.
 fn parse_age(text: &str) -> Result<TimeDelta, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {

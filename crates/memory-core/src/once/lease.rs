@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
-use super::claim::{ClaimRecord, millis, now_ms, read_claim};
+use super::record::{ClaimRecord, millis, now_ms, read_claim};
 use crate::backend::{BackendResult, DynBackend, PutOptions, StoreBackend, StoreBackendExt};
 use crate::key::Key;
 use crate::report::Reporter;

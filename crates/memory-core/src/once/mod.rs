@@ -44,6 +44,7 @@
 mod claim;
 mod flight;
 mod lease;
+mod record;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
