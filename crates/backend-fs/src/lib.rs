@@ -625,7 +625,7 @@ fn walk_folder(
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Fault::io(e, &*path)),
     };
-    for (name, _) in entries {
+    for name in entries {
         let key = if key_prefix.is_empty() {
             name.clone()
         } else {
@@ -894,8 +894,7 @@ fn is_ignored_by_us(dir: BorrowedFd<'_>) -> bool {
 /// the store wrote in it. If a writer puts something in it meanwhile, the folder stays, and
 /// gets its `.gitignore` back.
 fn remove_ignored_folder(root: BorrowedFd<'_>, name: &str, folder: BorrowedFd<'_>) {
-    let only_gitignore =
-        tree::entries(folder).is_ok_and(|entries| entries.len() == 1 && entries[0].0 == GITIGNORE);
+    let only_gitignore = tree::holds_only(folder, GITIGNORE).unwrap_or(false);
     if !only_gitignore || !is_ignored_by_us(folder) || tree::unlink(folder, GITIGNORE).is_err() {
         return;
     }

@@ -308,21 +308,38 @@ pub(crate) fn touch(file: &File) -> io::Result<()> {
     Ok(rustix::fs::futimens(file, &times)?)
 }
 
-/// The names of the entries of `dir` (without `.` and `..`), with their types where the file
-/// system gives them. Names that are not UTF-8 are left out: no key has them.
-pub(crate) fn entries(dir: BorrowedFd<'_>) -> io::Result<Vec<(String, FileType)>> {
+/// The names of the entries of `dir` (without `.` and `..`). Names that are not UTF-8 are left
+/// out: no key has them.
+pub(crate) fn entries(dir: BorrowedFd<'_>) -> io::Result<Vec<String>> {
     let mut out = Vec::new();
     for entry in Dir::read_from(dir)? {
         let entry = entry?;
         let Ok(name) = entry.file_name().to_str() else {
             continue;
         };
-        if name == "." || name == ".." {
-            continue;
+        if name != "." && name != ".." {
+            out.push(name.to_owned());
         }
-        out.push((name.to_owned(), entry.file_type()));
     }
     Ok(out)
+}
+
+/// Whether the only entry of `dir` (besides `.` and `..`) is `name`. Stops reading at the
+/// first other entry, so a large folder costs one read.
+pub(crate) fn holds_only(dir: BorrowedFd<'_>, name: &str) -> io::Result<bool> {
+    let mut found = false;
+    for entry in Dir::read_from(dir)? {
+        let entry = entry?;
+        let entry_name = entry.file_name().to_bytes();
+        if entry_name == b"." || entry_name == b".." {
+            continue;
+        }
+        if entry_name != name.as_bytes() {
+            return Ok(false);
+        }
+        found = true;
+    }
+    Ok(found)
 }
 
 /// Reads a small file of `dir` whole, if it is a regular file of at most `limit` bytes.

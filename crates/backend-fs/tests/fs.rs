@@ -109,6 +109,12 @@ async fn an_existing_folder_gets_a_gitignore_only_in_the_folders_made_in_it() {
     // Every regular file is an item (the README too); the .gitignore is not.
     assert_eq!(listed, ["README", "existing/z", "f/sub/y", "f/x"]);
 
+    // A key that names a folder is no item: not found, and not deleted.
+    assert_eq!(b.get(&key("existing")).await.unwrap(), None);
+    let e = b.delete(&key("existing")).await.unwrap_err();
+    assert!(e.to_string().contains("is a folder"), "{e}");
+    assert!(project.join("existing/z").exists());
+
     // Deleting the items of a folder the store made removes it, its .gitignore included.
     b.delete_many(&[key("f/x"), key("f/sub/y")]).await.unwrap();
     assert!(!project.join("f").exists());
