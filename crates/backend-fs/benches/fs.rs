@@ -8,8 +8,7 @@ use std::path::PathBuf;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
-use cachette_core::{Key, PutOptions, StoreBackend};
+use cachette_core::plugin::{Bytes, Key, StoreBackendExt};
 use cachette_fs::FsBackend;
 use divan::black_box;
 
@@ -48,12 +47,8 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    rt.block_on(backend.put(
-        &key,
-        Bytes::from_static(&ITEM).into(),
-        &PutOptions::default(),
-    ))
-    .expect("put");
+    rt.block_on(backend.put(&key, Bytes::from_static(&ITEM).into()))
+        .expect("put");
     let raw = dir.path().join("raw.bin");
     std::fs::write(&raw, ITEM).expect("write");
     Fixture {
@@ -91,12 +86,8 @@ static N: AtomicU64 = AtomicU64::new(0);
 fn put_100b() {
     let f = &*FIXTURE;
     let key = Key::new(format!("bench.put/{}", N.fetch_add(1, Ordering::Relaxed))).unwrap();
-    f.rt.block_on(f.backend.put(
-        &key,
-        Bytes::from_static(&ITEM).into(),
-        &PutOptions::default(),
-    ))
-    .unwrap();
+    f.rt.block_on(f.backend.put(&key, Bytes::from_static(&ITEM).into()))
+        .unwrap();
 }
 
 /// Baseline: write a temporary file and rename it into place.

@@ -1,10 +1,15 @@
 //! The local-disk backend against the conformance suite, plus its own promises.
 
+use std::os::unix::fs::symlink;
+use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
-use cachette_core::registry::{BackendConfig, backend_from_url, config_from_url};
-use cachette_core::{ErrorKind, Key, PutOptions, PutOutcome, StoreBackend, testkit};
+use cachette_core::plugin::{
+    BackendConfig, Bytes, ErrorKind, GetOptions, GetPayload, Key, Prefix, PutOutcome, StoreBackend,
+    StoreBackendExt, backend_from_url, config_from_url, owner_tag, testkit,
+};
 use cachette_fs::{FsBackend, FsConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -17,40 +22,152 @@ fn key(k: &str) -> Key {
     Key::new(k).unwrap()
 }
 
+fn value(v: &'static [u8]) -> cachette_core::plugin::Blob {
+    Bytes::from_static(v).into()
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
 #[tokio::test]
 async fn layout_is_readable_and_ignored_by_git() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("cache");
     let b = FsBackend::new(&root).unwrap();
+    assert!(!root.exists(), "opening a store creates nothing");
+
+    b.put(&key("my_crate.load/0123abcd"), value(b"v"))
+        .await
+        .unwrap();
+    // The write created the root: its .gitignore covers everything, folders need none.
     let gitignore = std::fs::read_to_string(root.join(".gitignore")).unwrap();
     assert!(gitignore.lines().any(|l| l == "*"), "{gitignore}");
-
-    b.put(
-        &key("my_crate.load/0123abcd"),
-        Bytes::from_static(b"v").into(),
-        &PutOptions::default(),
-    )
-    .await
-    .unwrap();
+    assert_eq!(names(&root.join("my_crate.load")), ["0123abcd"]);
     assert_eq!(
         std::fs::read(root.join("my_crate.load").join("0123abcd")).unwrap(),
         b"v"
     );
+    let found = b
+        .get_opts(
+            &key("my_crate.load/0123abcd"),
+            GetOptions::default().with_local_file(true),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let GetPayload::File(local) = found.payload else {
+        panic!("a local file was asked for");
+    };
     assert_eq!(
-        b.local_path(&key("my_crate.load/0123abcd")).unwrap(),
+        local.path,
         root.canonicalize().unwrap().join("my_crate.load/0123abcd")
     );
+    assert!(local.file.metadata().unwrap().is_file());
     // The .gitignore is not an item, and survives clearing everything.
-    let listed = b.list(&cachette_core::Prefix::root()).await.unwrap();
+    let listed = b.list(&Prefix::root()).await.unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(
-        b.delete_prefix(&cachette_core::Prefix::root())
-            .await
-            .unwrap(),
-        1
+    assert_eq!(b.delete_prefix(&Prefix::root()).await.unwrap(), 1);
+    assert_eq!(names(&root), [".gitignore"], "emptied folders are removed");
+}
+
+#[tokio::test]
+async fn an_existing_folder_gets_a_gitignore_only_in_the_folders_made_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join("existing")).unwrap();
+    std::fs::write(project.join("README"), b"mine").unwrap();
+    let b = FsBackend::new(&project).unwrap();
+
+    b.put(&key("f/x"), value(b"1")).await.unwrap();
+    b.put(&key("f/sub/y"), value(b"2")).await.unwrap();
+    b.put(&key("existing/z"), value(b"3")).await.unwrap();
+    assert!(
+        !project.join(".gitignore").exists(),
+        "an existing folder is never given a .gitignore"
     );
-    assert!(root.join(".gitignore").exists());
-    assert!(!root.join("my_crate.load").exists());
+    assert_eq!(
+        std::fs::read_to_string(project.join("f/.gitignore")).unwrap(),
+        "# Created by cachette: this folder is a cache.\n*\n"
+    );
+    assert!(!project.join("f/sub/.gitignore").exists());
+    assert!(!project.join("existing/.gitignore").exists());
+
+    let mut listed: Vec<String> = b
+        .list(&Prefix::root())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.key.to_string())
+        .collect();
+    listed.sort();
+    // Every regular file is an item (the README too); the .gitignore is not.
+    assert_eq!(listed, ["README", "existing/z", "f/sub/y", "f/x"]);
+
+    // A key that names a folder is no item: not found, and not deleted.
+    assert_eq!(b.get(&key("existing")).await.unwrap(), None);
+    let e = b.delete(&key("existing")).await.unwrap_err();
+    assert!(e.to_string().contains("is a folder"), "{e}");
+    assert!(project.join("existing/z").exists());
+
+    // Deleting the items of a folder the store made removes it, its .gitignore included.
+    b.delete_many(&[key("f/x"), key("f/sub/y")]).await.unwrap();
+    assert!(!project.join("f").exists());
+    assert_eq!(std::fs::read(project.join("README")).unwrap(), b"mine");
+    assert!(project.exists());
+
+    // A .gitignore that is not the store's own keeps its folder.
+    b.put(&key("g/x"), value(b"1")).await.unwrap();
+    std::fs::write(project.join("g/.gitignore"), b"*\n!keep\n").unwrap();
+    b.delete(&key("g/x")).await.unwrap();
+    assert_eq!(names(&project.join("g")), [".gitignore"]);
+}
+
+#[tokio::test]
+async fn reads_never_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("a/cache");
+    for b in [
+        FsBackend::new(&root).unwrap(),
+        FsConfig::new(&root).open().unwrap(),
+    ] {
+        let k = key("f/x");
+        assert_eq!(b.get(&k).await.unwrap(), None);
+        assert_eq!(b.head(&k).await.unwrap(), None);
+        assert_eq!(b.get_range(&k, 0..4).await.unwrap(), None);
+        assert!(!b.contains(&k).await.unwrap());
+        assert!(
+            b.get_opts(&k, GetOptions::hit().with_local_file(true))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(b.list(&Prefix::root()).await.unwrap().is_empty());
+        assert!(b.list(&Prefix::new("f").unwrap()).await.unwrap().is_empty());
+        assert_eq!(b.sweep(&Prefix::root()).await.unwrap(), 0);
+        b.delete(&k).await.unwrap();
+        assert_eq!(b.delete_prefix(&Prefix::root()).await.unwrap(), 0);
+    }
+    let built = FsConfig::new(&root).build().unwrap();
+    assert!(built.list(&Prefix::root()).await.unwrap().is_empty());
+    assert!(!dir.path().join("a").exists(), "a read created a folder");
+
+    // An existing store: reading a function that has no folder creates none.
+    std::fs::create_dir_all(&root).unwrap();
+    let b = FsBackend::new(&root).unwrap();
+    assert_eq!(b.get(&key("f/x")).await.unwrap(), None);
+    assert!(
+        b.list(&Prefix::new("f/g").unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(names(&root).is_empty(), "{:?}", names(&root));
 }
 
 #[test]
@@ -75,86 +192,365 @@ fn keys_cannot_escape_the_location() {
 async fn reserved_names_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let b = FsBackend::new(dir.path()).unwrap();
-    for bad in [".gitignore", "f/.cachette-tmp-1-2-x"] {
-        let e = b
-            .put(
-                &key(bad),
-                Bytes::from_static(b"v").into(),
-                &PutOptions::default(),
-            )
-            .await
-            .unwrap_err();
+    b.put(&key("f/x"), value(b"v")).await.unwrap();
+    let deep = vec!["d"; 65].join("/");
+    for bad in [
+        ".gitignore",
+        "f/.gitignore",
+        ".gitignore/x",
+        "f/.cachette-tmp-1-2-x",
+        &deep,
+    ] {
+        let e = b.put(&key(bad), value(b"v")).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidKey, "{bad}: {e}");
+        let e = b.get(&key(bad)).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidKey, "{bad}: {e}");
+        let e = b.delete(&key(bad)).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidKey, "{bad}: {e}");
     }
-    // The real .gitignore is untouched.
+    // 64 segments are fine, and listed.
+    let deepest = vec!["d"; 64].join("/");
+    b.put(&key(&deepest), value(b"v")).await.unwrap();
+    let listed = b.list(&Prefix::new("d").unwrap()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    // The real .gitignores are untouched.
+    assert!(!dir.path().join(".gitignore").exists());
     assert!(
-        std::fs::read_to_string(dir.path().join(".gitignore"))
+        std::fs::read_to_string(dir.path().join("f/.gitignore"))
             .unwrap()
             .contains('*')
     );
 }
 
+/// The name of a temporary file of writer `pid` of host `tag`.
+fn temp_name(tag: &str, pid: u32, item: &str) -> String {
+    format!(".cachette-tmp-{tag}.{pid}-0-{item}")
+}
+
+/// The process id of a process that has finished.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
 #[tokio::test]
-async fn temporary_files_are_never_items() {
+async fn list_writes_nothing_and_sweep_removes_only_abandoned_temporary_files() {
     let dir = tempfile::tempdir().unwrap();
     let b = FsBackend::new(dir.path()).unwrap();
-    b.put(
-        &key("f/item"),
-        Bytes::from_static(b"v").into(),
-        &PutOptions::default(),
-    )
-    .await
-    .unwrap();
-    // A writer that crashed left this behind.
-    let leftover = dir.path().join("f/.cachette-tmp-999-0-item");
-    std::fs::write(&leftover, b"partial").unwrap();
-    let listed = b
-        .list(&cachette_core::Prefix::new("f").unwrap())
-        .await
-        .unwrap();
-    assert_eq!(listed.len(), 1);
-    assert_eq!(listed[0].key.as_str(), "f/item");
-    // A recent temporary file is left alone (a writer may be using it); an old one is removed.
-    assert!(leftover.exists());
-    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    b.put(&key("f/item"), value(b"v")).await.unwrap();
+    let folder = dir.path().join("f");
+    let dead = folder.join(temp_name(owner_tag(), dead_pid(), "item"));
+    let live = folder.join(temp_name(owner_tag(), std::process::id(), "item"));
+    let other_host = folder.join(temp_name("00000000", 1, "item"));
+    let old = folder.join(temp_name("00000000", 2, "item"));
+    for path in [&dead, &live, &other_host, &old] {
+        std::fs::write(path, b"partial").unwrap();
+    }
     std::fs::File::options()
         .write(true)
-        .open(&leftover)
+        .open(&old)
         .unwrap()
-        .set_modified(old)
+        .set_modified(SystemTime::now() - Duration::from_secs(7200))
         .unwrap();
-    b.list(&cachette_core::Prefix::new("f").unwrap())
+
+    let listed = b.list(&Prefix::new("f").unwrap()).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].key.as_str(), "f/item");
+    for path in [&dead, &live, &other_host, &old] {
+        assert!(path.exists(), "list removed {}", path.display());
+    }
+
+    // Elsewhere: nothing to sweep.
+    assert_eq!(b.sweep(&Prefix::new("g").unwrap()).await.unwrap(), 0);
+    assert!(dead.exists());
+    // A writer of this host that is gone, and a temporary file older than an hour, are
+    // leftovers; a live writer's and another host's recent one are not.
+    assert_eq!(b.sweep(&Prefix::root()).await.unwrap(), 2);
+    assert!(!dead.exists());
+    assert!(!old.exists());
+    assert!(live.exists());
+    assert!(other_host.exists());
+    assert_eq!(
+        b.get(&key("f/item")).await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+}
+
+#[tokio::test]
+async fn delete_many_spares_the_temporary_files_of_live_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = FsBackend::new(dir.path()).unwrap();
+    for k in ["f/a", "f/b", "g/c"] {
+        b.put(&key(k), value(b"v")).await.unwrap();
+    }
+    // A writer of this process is half-way through writing f/new.
+    let temp = dir
+        .path()
+        .join("f")
+        .join(temp_name(owner_tag(), std::process::id(), "new"));
+    std::fs::write(&temp, b"new value").unwrap();
+
+    let keys: Vec<Key> = b
+        .list(&Prefix::root())
         .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.key)
+        .collect();
+    assert_eq!(keys.len(), 3);
+    b.delete_many(&keys).await.unwrap();
+    assert!(temp.exists(), "delete_many removed a live writer's file");
+    assert!(!dir.path().join("g").exists(), "an emptied folder stays");
+    // The writer publishes its item.
+    std::fs::rename(&temp, dir.path().join("f/new")).unwrap();
+    assert_eq!(
+        b.get(&key("f/new")).await.unwrap().as_deref(),
+        Some(&b"new value"[..])
+    );
+    assert!(dir.path().exists(), "the root is never removed");
+}
+
+fn assert_link_refused(e: &cachette_core::plugin::BackendError, path: &Path) {
+    assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+    let text = e.to_string();
+    assert!(text.contains("symbolic link"), "{text}");
+    assert!(text.contains(&path.display().to_string()), "{text}");
+}
+
+#[tokio::test]
+async fn a_folder_planted_as_a_link_is_never_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("x"), b"secret").unwrap();
+    let root = root.canonicalize().unwrap();
+    symlink(&outside, root.join("f")).unwrap();
+    let b = FsBackend::new(&root).unwrap();
+    let link = root.join("f");
+
+    for put in [
+        b.put(&key("f/y"), value(b"v"))
+            .await
+            .map(|()| PutOutcome::Created),
+        b.put_if_absent(&key("f/y"), value(b"v")).await,
+        b.put(&key("f/sub/y"), value(b"v"))
+            .await
+            .map(|()| PutOutcome::Created),
+    ] {
+        assert_link_refused(&put.unwrap_err(), &link);
+    }
+    assert_eq!(names(&outside), ["x"], "a write went through the link");
+
+    assert_link_refused(&b.get(&key("f/x")).await.unwrap_err(), &link);
+    assert_link_refused(&b.head(&key("f/x")).await.unwrap_err(), &link);
+    assert_link_refused(&b.delete(&key("f/x")).await.unwrap_err(), &link);
+    assert_link_refused(
+        &b.list(&Prefix::new("f").unwrap()).await.unwrap_err(),
+        &link,
+    );
+    // Listing the whole store skips the link; sweeping it removes nothing through it.
+    assert!(b.list(&Prefix::root()).await.unwrap().is_empty());
+    std::fs::write(outside.join(temp_name(owner_tag(), dead_pid(), "x")), b"").unwrap();
+    assert_eq!(b.sweep(&Prefix::root()).await.unwrap(), 0);
+    assert_eq!(names(&outside).len(), 2);
+    assert_eq!(std::fs::read(outside.join("x")).unwrap(), b"secret");
+
+    // A link deeper down, and a link where an item is expected.
+    b.put(&key("g/item"), value(b"v")).await.unwrap();
+    symlink(&outside, root.join("g/sub")).unwrap();
+    symlink(outside.join("x"), root.join("g/x")).unwrap();
+    assert_link_refused(
+        &b.put(&key("g/sub/x"), value(b"v")).await.unwrap_err(),
+        &root.join("g/sub"),
+    );
+    assert_link_refused(&b.get(&key("g/x")).await.unwrap_err(), &root.join("g/x"));
+    assert_link_refused(
+        &b.get_opts(&key("g/x"), GetOptions::hit().with_local_file(true))
+            .await
+            .unwrap_err(),
+        &root.join("g/x"),
+    );
+    let listed = b.list(&Prefix::new("g").unwrap()).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    // Deleting the key removes the link, not what it names.
+    b.delete(&key("g/x")).await.unwrap();
+    assert!(root.join("g/item").exists());
+    assert_eq!(std::fs::read(outside.join("x")).unwrap(), b"secret");
+    // The store's own folder may be a link.
+    let alias = dir.path().join("alias");
+    symlink(&root, &alias).unwrap();
+    let through = FsBackend::new(&alias).unwrap();
+    assert_eq!(
+        through.get(&key("g/item")).await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_swapped_for_a_link_during_delete_many_deletes_nothing_outside() {
+    const ITEMS: usize = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    for i in 0..ITEMS {
+        std::fs::write(outside.join(format!("k{i}")), b"keep").unwrap();
+    }
+    let b = FsBackend::new(&root).unwrap();
+    let keys: Vec<Key> = (0..ITEMS).map(|i| key(&format!("f/sub/k{i}"))).collect();
+    b.put(&key("f/anchor"), value(b"v")).await.unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let swapper = {
+        let (stop, sub, outside) = (stop.clone(), root.join("f/sub"), outside.clone());
+        let real = root.join("f/sub.real");
+        std::thread::spawn(move || {
+            let mut swaps = 0;
+            for _ in 0..200_000 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                if std::fs::rename(&sub, &real).is_ok() {
+                    let _ = symlink(&outside, &sub);
+                    std::thread::yield_now();
+                    let _ = std::fs::remove_file(&sub);
+                    let _ = std::fs::rename(&real, &sub);
+                    swaps += 1;
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            swaps
+        })
+    };
+    for _ in 0..40 {
+        for k in &keys {
+            // A write may meet the link too, and is refused: fine.
+            let _ = b.put(k, value(b"v")).await;
+        }
+        // Errors are expected when the link is met; deleting outside never.
+        let _ = b.delete_many(&keys).await;
+        assert_eq!(
+            names(&outside).len(),
+            ITEMS,
+            "delete_many deleted outside the store"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 0, "the folder was never swapped");
+    for i in 0..ITEMS {
+        assert_eq!(
+            std::fs::read(outside.join(format!("k{i}"))).unwrap(),
+            b"keep"
+        );
+    }
+    assert!(root.join("f/anchor").exists());
+}
+
+#[tokio::test]
+async fn a_named_pipe_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(FsBackend::new(dir.path()).unwrap());
+    b.put(&key("f/item"), value(b"v")).await.unwrap();
+    let pipe = dir.path().join("f/pipe");
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &pipe,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = b.clone();
+    std::thread::spawn(move || {
+        let k = key("f/pipe");
+        let results = cachette_core::plugin::block_on(true, async {
+            vec![
+                reader.get(&k).await.map(|_| ()),
+                reader.head(&k).await.map(|_| ()),
+                reader.get_range(&k, 0..1).await.map(|_| ()),
+                reader
+                    .get_opts(&k, GetOptions::default().with_local_file(true))
+                    .await
+                    .map(|_| ()),
+                reader.contains(&k).await.map(|_| ()),
+            ]
+        })
         .unwrap();
-    assert!(!leftover.exists());
+        let _ = tx.send(results);
+    });
+    let results = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a read of a named pipe blocked");
+    for result in results {
+        let e = result.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Other, "{e}");
+        assert!(e.to_string().contains("named pipe"), "{e}");
+        assert!(e.to_string().contains(&pipe.display().to_string()), "{e}");
+    }
+    let listed = b.list(&Prefix::root()).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+}
+
+#[tokio::test]
+async fn access_times_set_in_the_future_are_not_believed() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = FsBackend::new(dir.path()).unwrap();
+    b.put(&key("f/x"), value(b"v")).await.unwrap();
+    let ten_years = SystemTime::now() + Duration::from_secs(10 * 365 * 24 * 3600);
+    let times = std::fs::FileTimes::new()
+        .set_accessed(ten_years)
+        .set_modified(ten_years);
+    std::fs::File::options()
+        .write(true)
+        .open(dir.path().join("f/x"))
+        .unwrap()
+        .set_times(times)
+        .unwrap();
+    let listed = b.list(&Prefix::root()).await.unwrap();
+    let now = chrono_now();
+    assert!(
+        listed[0].last_access <= now,
+        "an item is listed as accessed in the future: {}",
+        listed[0].last_access
+    );
+    // A recorded read still counts.
+    b.get(&key("f/x")).await.unwrap().unwrap();
+    let listed = b.list(&Prefix::root()).await.unwrap();
+    assert!(listed[0].last_access <= chrono_now());
+}
+
+fn chrono_now() -> cachette_core::plugin::DateTime<cachette_core::plugin::Utc> {
+    cachette_core::plugin::Utc::now()
 }
 
 #[tokio::test]
 async fn create_if_absent_keeps_the_first_value() {
     let dir = tempfile::tempdir().unwrap();
-    let b = FsBackend::new(dir.path()).unwrap();
-    let k = key("f/x");
-    let opts = PutOptions::default();
-    assert_eq!(
-        b.put_if_absent(&k, Bytes::from_static(b"1").into(), &opts)
-            .await
-            .unwrap(),
-        PutOutcome::Created
-    );
-    assert_eq!(
-        b.put_if_absent(&k, Bytes::from_static(b"2").into(), &opts)
-            .await
-            .unwrap(),
-        PutOutcome::AlreadyExists
-    );
-    assert_eq!(&b.get(&k).await.unwrap().unwrap()[..], b"1");
-    // No temporary file is left behind.
-    let names: Vec<_> = std::fs::read_dir(dir.path().join("f"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert_eq!(names, vec![std::ffi::OsString::from("x")]);
+    for durable in [false, true] {
+        let mut config = FsConfig::new(dir.path().join(format!("durable-{durable}")));
+        config.durable = durable;
+        let b = config.open().unwrap();
+        let k = key("f/x");
+        assert_eq!(
+            b.put_if_absent(&k, value(b"1")).await.unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(
+            b.put_if_absent(&k, value(b"2")).await.unwrap(),
+            PutOutcome::AlreadyExists
+        );
+        assert_eq!(&b.get(&k).await.unwrap().unwrap()[..], b"1");
+        b.put(&k, value(b"3")).await.unwrap();
+        assert_eq!(&b.get(&k).await.unwrap().unwrap()[..], b"3");
+        // No temporary file is left behind.
+        assert_eq!(names(&b.root().join("f")), ["x"]);
+    }
 }
 
 #[tokio::test]
@@ -162,20 +558,14 @@ async fn an_unusable_location_fails_writes_not_construction() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"not a folder").unwrap();
-    let b = FsBackend::new(file.join("cache")).unwrap();
-    let k = key("f/x");
-    assert_eq!(b.get(&k).await.unwrap(), None);
-    let e = b
-        .put(&k, Bytes::from_static(b"v").into(), &PutOptions::default())
-        .await
-        .unwrap_err();
-    assert_eq!(e.operation(), "put");
-    assert!(
-        b.list(&cachette_core::Prefix::root())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    for root in [file.join("cache"), file.clone()] {
+        let b = FsBackend::new(&root).unwrap();
+        let k = key("f/x");
+        assert_eq!(b.get(&k).await.unwrap(), None);
+        let e = b.put(&k, value(b"v")).await.unwrap_err();
+        assert_eq!(e.operation(), "put");
+        assert!(b.list(&Prefix::root()).await.unwrap().is_empty());
+    }
 }
 
 #[test]
@@ -205,12 +595,13 @@ fn urls_and_paths() {
     }
     let backend = backend_from_url(&url).unwrap();
     assert_eq!(backend.scheme(), "file");
-    assert!(path.join(".gitignore").exists());
+    assert!(!path.exists(), "building a backend creates nothing");
     assert!(config_from_url(path.to_str().unwrap()).is_ok());
 }
 
 #[test]
 fn configuration_files_name_the_type() {
+    cachette_fs::link();
     let text = "type = \"file\"\npath = \"/var/cache/x\"\n";
     let config: Box<dyn BackendConfig> = toml::from_str(text).unwrap();
     let back = toml::to_string(&config).unwrap();

@@ -1,0 +1,354 @@
+//! Operations below the store's folder that never follow a link.
+//!
+//! A store may live on a disk shared with other users and processes, any of which may plant a
+//! symbolic link or a named pipe where a folder or an item is expected, or swap a folder for a
+//! link while an operation runs. So nothing below the root is ever reached through a path:
+//! every folder is opened relative to its parent's handle with `O_NOFOLLOW | O_DIRECTORY`,
+//! starting from the root's handle, and every open, create, rename, link, unlink, `mkdir`,
+//! `rmdir`, listing and time change happens relative to such a handle (`openat`, `mkdirat`,
+//! `renameat`, `linkat`, `unlinkat`, `fstatat`), the way `std::fs::remove_dir_all` does since
+//! CVE-2022-21658. A folder swapped for a link after it was opened is not followed either: the
+//! handle keeps naming the folder that was opened. The root itself is opened through its path,
+//! links included: it is the user's choice.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use cachette_core::plugin::{BackendError, ErrorKind};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
+use rustix::io::Errno;
+
+/// How every folder below the root is opened: never through a link, never blocking (a named
+/// pipe where a folder is expected fails with `ENOTDIR` before it could block).
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NONBLOCK);
+
+/// How items are opened for reading: never through a link, and without blocking on a named
+/// pipe (the type is checked once the entry is open).
+const READ_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::CLOEXEC);
+
+/// How new files are created: exclusively, never through a link.
+const CREATE_FLAGS: OFlags = OFlags::RDWR
+    .union(OFlags::CREATE)
+    .union(OFlags::EXCL)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// A failure below the root, with the path it concerns (for messages only: it is never used to
+/// reach the file).
+#[derive(Debug)]
+pub(crate) enum Fault {
+    /// An I/O error.
+    Io { error: io::Error, path: PathBuf },
+    /// A symbolic link where a folder or an item was expected: refused, never followed.
+    Link(PathBuf),
+    /// An entry that is neither a folder nor a regular file (a named pipe, a socket, a device).
+    Special { path: PathBuf, what: &'static str },
+}
+
+impl Fault {
+    pub(crate) fn io(error: impl Into<io::Error>, path: impl Into<PathBuf>) -> Self {
+        Fault::Io {
+            error: error.into(),
+            path: path.into(),
+        }
+    }
+
+    /// Whether this is an I/O error of `kind`.
+    pub(crate) fn is(&self, kind: io::ErrorKind) -> bool {
+        matches!(self, Fault::Io { error, .. } if error.kind() == kind)
+    }
+
+    /// The error of operation `op` on `key` (a key or a prefix).
+    pub(crate) fn into_backend(
+        self,
+        op: &'static str,
+        key: impl std::fmt::Display,
+    ) -> BackendError {
+        let error = match self {
+            Fault::Io { error, path } => {
+                BackendError::from_io(error, format!("{op} failed at {}", path.display()))
+            }
+            Fault::Link(path) => BackendError::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "{} is a symbolic link; the store never follows links below its folder",
+                    path.display()
+                ),
+            ),
+            Fault::Special { path, what } => BackendError::new(
+                ErrorKind::Other,
+                format!(
+                    "{} is a {what}, not a regular file; refused",
+                    path.display()
+                ),
+            ),
+        };
+        error
+            .with_backend(crate::SCHEME)
+            .with_operation(op)
+            .with_key(key)
+    }
+}
+
+/// What `fstatat` or `fstat` said of an entry.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Info {
+    pub(crate) kind: FileType,
+    pub(crate) size: u64,
+    /// The inode's change time: set by the kernel to the current time on every write, rename,
+    /// link and time change, and settable by nobody.
+    pub(crate) ctime: SystemTime,
+    pub(crate) mtime: SystemTime,
+}
+
+impl Info {
+    // The field types of `struct stat` differ between platforms.
+    #[allow(clippy::unnecessary_cast, clippy::cast_lossless)]
+    fn of(st: &rustix::fs::Stat) -> Self {
+        Info {
+            kind: FileType::from_raw_mode(st.st_mode as _),
+            size: u64::try_from(st.st_size as i64).unwrap_or(0),
+            ctime: time(st.st_ctime as i64, st.st_ctime_nsec as i64),
+            mtime: time(st.st_mtime as i64, st.st_mtime_nsec as i64),
+        }
+    }
+}
+
+fn time(secs: i64, nanos: i64) -> SystemTime {
+    let nanos = u32::try_from(nanos.clamp(0, 999_999_999)).unwrap_or(0);
+    if secs >= 0 {
+        SystemTime::UNIX_EPOCH + Duration::new(secs.unsigned_abs(), nanos)
+    } else {
+        SystemTime::UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+            + Duration::from_nanos(u64::from(nanos))
+    }
+}
+
+/// What a file type is called in messages.
+fn describe(kind: FileType) -> &'static str {
+    match kind {
+        FileType::RegularFile => "regular file",
+        FileType::Directory => "folder",
+        FileType::Symlink => "symbolic link",
+        FileType::Fifo => "named pipe",
+        FileType::Socket => "socket",
+        FileType::CharacterDevice => "character device",
+        FileType::BlockDevice => "block device",
+        _ => "file of an unknown type",
+    }
+}
+
+/// Opens the root folder, following links (the root is the user's choice). `None` if it does
+/// not exist, or is not a folder.
+pub(crate) fn open_root(root: &Path) -> Result<Option<OwnedFd>, Fault> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    match rustix::fs::open(root, flags, Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
+        Err(e) => Err(Fault::io(e, root)),
+    }
+}
+
+/// `fstatat` without following a link. `None` if there is no such entry.
+pub(crate) fn stat_at(dir: BorrowedFd<'_>, name: &str) -> io::Result<Option<Info>> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(Some(Info::of(&st))),
+        Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Opens the folder `name` of `dir`; `path` names it in messages. `None` if there is no such
+/// entry or it is not a folder; a link is refused.
+pub(crate) fn open_dir(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    path: &Path,
+) -> Result<Option<OwnedFd>, Fault> {
+    match rustix::fs::openat(dir, name, DIR_FLAGS, Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(Errno::NOENT) => Ok(None),
+        // With O_NOFOLLOW a link fails with ELOOP on Linux, EMLINK or EFTYPE elsewhere, and
+        // ENOTDIR with O_DIRECTORY on some systems: look at what is there.
+        Err(e) => match stat_at(dir, name) {
+            Ok(Some(info)) if info.kind == FileType::Symlink => Err(Fault::Link(path.into())),
+            Ok(None) => Ok(None),
+            Ok(Some(info)) if info.kind != FileType::Directory => Ok(None),
+            _ => Err(Fault::io(e, path)),
+        },
+    }
+}
+
+/// Opens the item `name` of `dir` for reading; `path` names it in messages. `None` if there is
+/// no such entry, or it is a folder (where items are, not an item). A link, a named pipe, a
+/// socket or a device is refused without blocking.
+pub(crate) fn open_file(
+    dir: BorrowedFd<'_>,
+    name: &str,
+    path: &Path,
+) -> Result<Option<(File, Info)>, Fault> {
+    let fd = match rustix::fs::openat(dir, name, READ_FLAGS, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT | Errno::NOTDIR) => return Ok(None),
+        // A link fails to open (ELOOP on Linux); a socket too (ENXIO).
+        Err(e) => {
+            return match stat_at(dir, name) {
+                Ok(Some(info)) => match refusal(info.kind, path) {
+                    Some(fault) => Err(fault),
+                    None => Err(Fault::io(e, path)),
+                },
+                Ok(None) => Ok(None),
+                Err(_) => Err(Fault::io(e, path)),
+            };
+        }
+    };
+    let info = rustix::fs::fstat(&fd).map_err(|e| Fault::io(e, path))?;
+    let info = Info::of(&info);
+    match info.kind {
+        FileType::RegularFile => Ok(Some((File::from(fd), info))),
+        FileType::Directory => Ok(None),
+        other => Err(refusal(other, path).unwrap_or(Fault::Special {
+            path: path.into(),
+            what: describe(other),
+        })),
+    }
+}
+
+/// The refusal of an entry of type `kind` where an item is expected, if it is one.
+fn refusal(kind: FileType, path: &Path) -> Option<Fault> {
+    match kind {
+        FileType::RegularFile | FileType::Directory => None,
+        FileType::Symlink => Some(Fault::Link(path.into())),
+        other => Some(Fault::Special {
+            path: path.into(),
+            what: describe(other),
+        }),
+    }
+}
+
+/// Clears `O_NONBLOCK` of a file opened for reading, before it is handed out.
+pub(crate) fn make_blocking(file: &File) -> io::Result<()> {
+    let flags = rustix::fs::fcntl_getfl(file)?;
+    if flags.contains(OFlags::NONBLOCK) {
+        rustix::fs::fcntl_setfl(file, flags - OFlags::NONBLOCK)?;
+    }
+    Ok(())
+}
+
+/// Creates the folder `name` in `dir`. Whether this call created it (`false` if it existed).
+pub(crate) fn make_dir(dir: BorrowedFd<'_>, name: &str) -> io::Result<bool> {
+    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o777)) {
+        Ok(()) => Ok(true),
+        Err(Errno::EXIST) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Creates the new file `name` in `dir`, open for reading and writing. Fails if the name exists
+/// (as anything, a link included).
+pub(crate) fn create_file(dir: BorrowedFd<'_>, name: &str) -> io::Result<File> {
+    let fd = rustix::fs::openat(dir, name, CREATE_FLAGS, Mode::from_raw_mode(0o666))?;
+    Ok(File::from(fd))
+}
+
+/// Renames `from` to `to`, both in `dir`, replacing `to` (a link itself, never what it names).
+pub(crate) fn rename(dir: BorrowedFd<'_>, from: &str, to: &str) -> io::Result<()> {
+    Ok(rustix::fs::renameat(dir, from, dir, to)?)
+}
+
+/// Links `from` as `to`, both in `dir`; fails if `to` exists.
+pub(crate) fn hard_link(dir: BorrowedFd<'_>, from: &str, to: &str) -> io::Result<()> {
+    Ok(rustix::fs::linkat(dir, from, dir, to, AtFlags::empty())?)
+}
+
+/// Removes the entry `name` of `dir` (a link itself, never what it names). `false` if there was
+/// none.
+pub(crate) fn unlink(dir: BorrowedFd<'_>, name: &str) -> io::Result<bool> {
+    match rustix::fs::unlinkat(dir, name, AtFlags::empty()) {
+        Ok(()) => Ok(true),
+        Err(Errno::NOENT) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes the empty folder `name` of `dir`; a link is never followed (it fails with
+/// `ENOTDIR`).
+pub(crate) fn remove_dir(dir: BorrowedFd<'_>, name: &str) -> io::Result<()> {
+    Ok(rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)?)
+}
+
+/// Flushes a folder's entries to the device.
+pub(crate) fn sync_dir(dir: BorrowedFd<'_>) -> io::Result<()> {
+    Ok(rustix::fs::fsync(dir)?)
+}
+
+/// Sets the access time of an open file to now, leaving its modification time. The kernel sets
+/// the change time to now as well (see `last_access` in the crate root).
+pub(crate) fn touch(file: &File) -> io::Result<()> {
+    let times = rustix::fs::Timestamps {
+        last_access: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_NOW,
+        },
+        last_modification: rustix::fs::Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+    };
+    Ok(rustix::fs::futimens(file, &times)?)
+}
+
+/// The names of the entries of `dir` (without `.` and `..`). Names that are not UTF-8 are left
+/// out: no key has them.
+pub(crate) fn entries(dir: BorrowedFd<'_>) -> io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in Dir::read_from(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().to_str() else {
+            continue;
+        };
+        if name != "." && name != ".." {
+            out.push(name.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the only entry of `dir` (besides `.` and `..`) is `name`. Stops reading at the
+/// first other entry, so a large folder costs one read.
+pub(crate) fn holds_only(dir: BorrowedFd<'_>, name: &str) -> io::Result<bool> {
+    let mut found = false;
+    for entry in Dir::read_from(dir)? {
+        let entry = entry?;
+        let entry_name = entry.file_name().to_bytes();
+        if entry_name == b"." || entry_name == b".." {
+            continue;
+        }
+        if entry_name != name.as_bytes() {
+            return Ok(false);
+        }
+        found = true;
+    }
+    Ok(found)
+}
+
+/// Reads a small file of `dir` whole, if it is a regular file of at most `limit` bytes.
+pub(crate) fn read_small(dir: BorrowedFd<'_>, name: &str, limit: u64) -> Option<Vec<u8>> {
+    let (file, info) = open_file(dir, name, Path::new(name)).ok()??;
+    if info.size > limit {
+        return None;
+    }
+    let mut buf = Vec::new();
+    file.take(limit + 1).read_to_end(&mut buf).ok()?;
+    Some(buf)
+}
