@@ -86,6 +86,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
 use cachette_core::plugin::{
@@ -136,6 +137,11 @@ pub struct FsBackend {
     location: String,
     durable: bool,
     hard_links_fail: AtomicBool,
+    /// A handle on the root folder, kept for reads: with it, a read opens its item in one call
+    /// (see [`tree::open_beneath`]). Dropped and opened again when the folder was removed.
+    root_handle: RwLock<Option<Arc<OwnedFd>>>,
+    /// `openat2` is not available here: reads walk the folders.
+    no_openat2: AtomicBool,
 }
 
 impl FsBackend {
@@ -157,6 +163,71 @@ impl FsBackend {
         let mut path = self.root.clone();
         path.extend(segments);
         path
+    }
+
+    /// The kept handle on the root folder, opened if needed; `None` when the root does not
+    /// exist.
+    fn root_handle(&self) -> Result<Option<Arc<OwnedFd>>, Fault> {
+        if let Some(root) = self
+            .root_handle
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            return Ok(Some(root.clone()));
+        }
+        let Some(root) = tree::open_root(&self.root)? else {
+            return Ok(None);
+        };
+        let root = Arc::new(root);
+        *self
+            .root_handle
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(root.clone());
+        Ok(Some(root))
+    }
+
+    /// Forgets the kept root handle if its folder was removed; whether it was.
+    fn root_was_removed(&self, root: &OwnedFd) -> bool {
+        if !tree::is_removed(root.as_fd()) {
+            return false;
+        }
+        let mut kept = self
+            .root_handle
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if kept.as_deref().is_some_and(|k| std::ptr::eq(k, root)) {
+            *kept = None;
+        }
+        true
+    }
+
+    /// Opens the item `key` for reading in one call, through the kept root handle. `None` to
+    /// walk the folders instead (see [`open_file_walking`](Self::open_file_walking)).
+    fn open_file_fast(&self, key: &Key) -> Option<Option<(File, Info)>> {
+        if self.no_openat2.load(Ordering::Relaxed) {
+            return None;
+        }
+        for _ in 0..2 {
+            let root = match self.root_handle() {
+                Ok(Some(root)) => root,
+                Ok(None) => return Some(None),
+                Err(_) => return None,
+            };
+            match tree::open_beneath(root.as_fd(), key.as_str()) {
+                tree::Beneath::Found(file, info) => return Some(Some((file, info))),
+                // A miss, unless the kept folder was removed (and maybe made again) meanwhile.
+                tree::Beneath::Missing if self.root_was_removed(&root) => continue,
+                tree::Beneath::Missing => return Some(None),
+                tree::Beneath::Walk => {
+                    if !cfg!(any(target_os = "linux", target_os = "android")) {
+                        self.no_openat2.store(true, Ordering::Relaxed);
+                    }
+                    return None;
+                }
+            }
+        }
+        None
     }
 
     /// Opens the folders `folders` below the root, none through a link. `None` if one is
@@ -412,19 +483,15 @@ impl FsBackend {
             "get"
         };
         let segments = segments(key, op)?;
-        let Some((name, folders)) = segments.split_last() else {
-            return Err(err(ErrorKind::InvalidKey, op, key, "the key is empty"));
-        };
         let fail = |fault: Fault| fault.into_backend(op, key);
-        let Some(dir) = self.open_folders(folders).map_err(fail)? else {
-            return Ok(None);
-        };
         let path = self.path_of(&segments);
-        let Some((mut file, info)) = tree::open_file(dir.as_fd(), name, &path).map_err(fail)?
-        else {
+        let opened = match self.open_file_fast(key) {
+            Some(opened) => opened,
+            None => self.open_file_walking(&segments, &path).map_err(fail)?,
+        };
+        let Some((mut file, info)) = opened else {
             return Ok(None);
         };
-        drop(dir);
         if options.record_access {
             record_access(&file, &info);
         }
@@ -445,6 +512,21 @@ impl FsBackend {
         }
         let bytes = read_whole(&mut file, size).map_err(|e| fail(Fault::io(e, &path)))?;
         Ok(Some(GetResult::whole(bytes)))
+    }
+
+    /// Opens the item whose key has `segments` for reading, one folder at a time from the root.
+    fn open_file_walking(
+        &self,
+        segments: &[&str],
+        path: &Path,
+    ) -> Result<Option<(File, Info)>, Fault> {
+        let Some((name, folders)) = segments.split_last() else {
+            return Ok(None);
+        };
+        let Some(dir) = self.open_folders(folders)? else {
+            return Ok(None);
+        };
+        tree::open_file(dir.as_fd(), name, path)
     }
 
     fn delete_many_blocking(&self, keys: &[Key]) -> BackendResult<()> {
@@ -753,6 +835,8 @@ impl FsConfig {
             root,
             durable: self.durable,
             hard_links_fail: AtomicBool::new(false),
+            root_handle: RwLock::new(None),
+            no_openat2: AtomicBool::new(false),
         })
     }
 

@@ -189,6 +189,53 @@ pub(crate) fn open_dir(
     }
 }
 
+/// What [`open_beneath`] found.
+pub(crate) enum Beneath {
+    /// The item, open for reading.
+    Found(File, Info),
+    /// No item: nothing there, a folder, or a missing folder on the way.
+    Missing,
+    /// This system cannot resolve a path in one call, or the path needs a closer look (a link,
+    /// a special file): walk it one folder at a time.
+    Walk,
+}
+
+/// Opens the item at `relative` (`/`-separated, below `root`) in one call: `openat2` with
+/// `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, so that no link is followed on the way and nothing
+/// outside `root` is reached. Linux 5.6 and later; elsewhere, and for anything but a regular
+/// file or a plain miss, it says [`Beneath::Walk`].
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn open_beneath(root: BorrowedFd<'_>, relative: &str) -> Beneath {
+    use rustix::fs::ResolveFlags;
+    let resolve =
+        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let fd = match rustix::fs::openat2(root, relative, READ_FLAGS, Mode::empty(), resolve) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT | Errno::NOTDIR) => return Beneath::Missing,
+        Err(_) => return Beneath::Walk,
+    };
+    let Ok(st) = rustix::fs::fstat(&fd) else {
+        return Beneath::Walk;
+    };
+    let info = Info::of(&st);
+    match info.kind {
+        FileType::RegularFile => Beneath::Found(File::from(fd), info),
+        FileType::Directory => Beneath::Missing,
+        _ => Beneath::Walk,
+    }
+}
+
+/// [`open_beneath`] on systems without `openat2`: always a walk.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn open_beneath(_root: BorrowedFd<'_>, _relative: &str) -> Beneath {
+    Beneath::Walk
+}
+
+/// Whether the folder open as `dir` was removed (a handle on a deleted folder sees nothing new).
+pub(crate) fn is_removed(dir: BorrowedFd<'_>) -> bool {
+    rustix::fs::fstat(dir).is_ok_and(|st| st.st_nlink == 0)
+}
+
 /// Opens the item `name` of `dir` for reading; `path` names it in messages. `None` if there is
 /// no such entry, or it is a folder (where items are, not an item). A link, a named pipe, a
 /// socket or a device is refused without blocking.

@@ -17,12 +17,13 @@
 //! - **Long keys.** File names are limited (255 bytes on most file systems). A key whose escaped
 //!   name is longer than [`MAX_NAME_LEN`] is stored under `%long-<hash of the key>`, and the file
 //!   starts with the key and a NUL byte, so that listing gives the key back and a read checks it.
-//!   Such items have no [`local_path`](StoreBackend::local_path): their file holds more than the
-//!   item.
-//! - **Access tracking.** A read sets the file's access time (at most once a second), so that
-//!   `reduce_size` evicts the least recently read items first, whatever the mount options.
-//! - **Listing** scans the folder: the cost grows with the number of items, which is fine for a
-//!   few thousand entries.
+//!   Such items are never given as local files to map: their file holds more than the item.
+//! - **Access tracking.** A read that asks for it ([`GetOptions::record_access`]) sets the
+//!   file's access time (at most once a second), so that `reduce_size` evicts the least recently
+//!   read items first, whatever the mount options.
+//! - **Listing** scans the folder and changes nothing: the cost grows with the number of items,
+//!   which is fine for a few thousand entries. **Sweeping** removes temporary files older than an
+//!   hour, left by writers that died.
 //!
 //! Names starting with `%` followed by anything but `25` or `2F` never come from a key, so the
 //! store's own files (`%tmp-…`, `%long-…`) cannot collide with items. The folder belongs to the
@@ -30,8 +31,9 @@
 //! The file system must offer hard links. Writes are not flushed to the device: after a power
 //! loss an entry may be damaged, which the entry checksums detect.
 //!
-//! Besides `cachette`, the code uses `async-trait`, `bytes`, `chrono`, `serde` (with `derive`),
-//! `typetag` and `inventory`: a crate holding it lists them in its `[dependencies]`.
+//! Besides `cachette`, the code uses only `serde` (with `derive`): everything a backend needs
+//! comes from `cachette::plugin`, whose re-exports (`async_trait`, `bytes`, `chrono`) always
+//! match the versions the library uses.
 
 use std::fmt;
 use std::fs::{self, File, FileTimes, Metadata, OpenOptions};
@@ -42,13 +44,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use cachette::{
-    BackendConfig, BackendError, BackendResult, BackendScheme, Blob, Capabilities, DynBackend,
-    ErrorKind, ItemInfo, Key, Prefix, PutOptions, PutOutcome, StoreBackend,
+use cachette::plugin::{
+    BackendConfig, BackendError, BackendResult, Blob, Bytes, Capabilities, DateTime, DynBackend,
+    ErrorKind, GetOptions, GetPayload, GetResult, ItemInfo, Key, LocalFile, Prefix, PutMode,
+    PutOptions, PutOutcome, StoreBackend, Utc, async_trait,
 };
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The URL scheme (`flatdir:///path`) and the `type` of the backend in config files.
@@ -137,27 +137,20 @@ impl FlatDirConfig {
     }
 }
 
-// The registration that lets config files name this backend: `type = "flatdir"` in a
-// `[backend]` section deserializes into a `FlatDirConfig`, and the core calls `build`.
-#[typetag::serde(name = "flatdir")]
+// What builds the backend from its configuration.
 impl BackendConfig for FlatDirConfig {
     fn build(&self) -> BackendResult<DynBackend> {
         Ok(Arc::new(self.open()?))
     }
-
-    fn clone_config(&self) -> Box<dyn BackendConfig> {
-        Box::new(self.clone())
-    }
 }
 
-/// Parses a `flatdir://` URL for the registry.
-fn config_from_url(location: &str) -> BackendResult<Box<dyn BackendConfig>> {
-    Ok(Box::new(FlatDirConfig::from_url(location)?))
-}
-
-// The registration that lets URLs name this backend: `Memory::from_url("flatdir:///…")`.
-inventory::submit! {
-    BackendScheme { scheme: SCHEME, from_url: config_from_url }
+// The registration: `type = "flatdir"` in a `[backend]` section deserializes into a
+// `FlatDirConfig`, and `flatdir:///…` URLs parse into one.
+cachette::register_backend! {
+    config: FlatDirConfig,
+    name: SCHEME,
+    schemes: [SCHEME],
+    from_url: FlatDirConfig::from_url,
 }
 
 /// A store keeping each item as one file of a single folder (see the module documentation).
@@ -294,30 +287,42 @@ impl FlatDirBackend {
         }
     }
 
-    fn get_blocking(&self, key: &Key) -> BackendResult<Option<Bytes>> {
+    fn get_blocking(&self, key: &Key, options: &GetOptions) -> BackendResult<Option<GetResult>> {
         let Some(mut item) = self.open(key, "get")? else {
             return Ok(None);
         };
-        record_access(&item.file, &item.meta);
+        if options.record_access {
+            record_access(&item.file, &item.meta);
+        }
+        if options.head {
+            return Ok(Some(GetResult::head(item.len)));
+        }
+        if let Some(range) = &options.range {
+            let start = range.start.min(item.len);
+            let end = range.end.clamp(start, item.len);
+            let mut buf = Vec::with_capacity(usize::try_from(end - start).unwrap_or(0));
+            item.file
+                .seek(SeekFrom::Start(item.offset + start))
+                .and_then(|_| (&mut item.file).take(end - start).read_to_end(&mut buf))
+                .map_err(|e| io_error(e, "get", key))?;
+            return Ok(Some(GetResult::part(Bytes::from(buf), item.len)));
+        }
+        if options.local_file && item.offset == 0 {
+            // The file holds exactly the item: the core may map it.
+            let path = self.place(key)?.path;
+            return Ok(Some(GetResult {
+                payload: GetPayload::File(LocalFile {
+                    file: item.file,
+                    path,
+                }),
+                size: item.len,
+            }));
+        }
         let mut buf = Vec::with_capacity(usize::try_from(item.len).unwrap_or(0));
         item.file
             .read_to_end(&mut buf)
             .map_err(|e| io_error(e, "get", key))?;
-        Ok(Some(Bytes::from(buf)))
-    }
-
-    fn get_range_blocking(&self, key: &Key, range: Range<u64>) -> BackendResult<Option<Bytes>> {
-        let Some(mut item) = self.open(key, "get_range")? else {
-            return Ok(None);
-        };
-        let start = range.start.min(item.len);
-        let end = range.end.clamp(start, item.len);
-        let mut buf = Vec::with_capacity(usize::try_from(end - start).unwrap_or(0));
-        item.file
-            .seek(SeekFrom::Start(item.offset + start))
-            .and_then(|_| (&mut item.file).take(end - start).read_to_end(&mut buf))
-            .map_err(|e| io_error(e, "get_range", key))?;
-        Ok(Some(Bytes::from(buf)))
+        Ok(Some(GetResult::whole(Bytes::from(buf))))
     }
 
     fn delete_blocking(&self, key: &Key) -> BackendResult<()> {
@@ -335,7 +340,6 @@ impl FlatDirBackend {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io_error(e, op, prefix)),
         };
-        let now = SystemTime::now();
         let mut items = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| io_error(e, op, prefix))?;
@@ -351,14 +355,7 @@ impl FlatDirBackend {
             }
             let path = entry.path();
             if name.starts_with(TEMP_PREFIX) {
-                let age = meta
-                    .modified()
-                    .ok()
-                    .and_then(|m| now.duration_since(m).ok());
-                if age.is_some_and(|age| age > STALE_TEMP) {
-                    let _ = fs::remove_file(&path);
-                }
-                continue;
+                continue; // A write under way, or a leftover that `sweep` removes.
             }
             let (key, offset) = if name.starts_with(LONG_PREFIX) {
                 match read_header(&path, &meta) {
@@ -403,48 +400,28 @@ impl StoreBackend for FlatDirBackend {
 
     fn capabilities(&self) -> Capabilities {
         let mut capabilities = Capabilities::none();
-        capabilities.local_path = true; // For short keys; see `local_path`.
+        capabilities.local_files = true; // For short keys; see `get_blocking`.
         capabilities.atomic_create = true; // Hard links.
         capabilities.ranged_read = true; // Seek and read.
         capabilities.blocking_io = true; // Plain file I/O, done when the future is polled.
         capabilities
     }
 
-    async fn get(&self, key: &Key) -> BackendResult<Option<Bytes>> {
-        self.get_blocking(key)
+    async fn get_opts(&self, key: &Key, options: GetOptions) -> BackendResult<Option<GetResult>> {
+        self.get_blocking(key, &options)
     }
 
-    async fn get_range(&self, key: &Key, range: Range<u64>) -> BackendResult<Option<Bytes>> {
-        self.get_range_blocking(key, range)
-    }
-
-    async fn touch(&self, key: &Key) -> BackendResult<()> {
-        if let Some(item) = self.open(key, "touch")? {
-            record_access(&item.file, &item.meta);
-        }
-        Ok(())
-    }
-
-    async fn put(&self, key: &Key, value: Blob, _options: &PutOptions) -> BackendResult<()> {
-        // No native expiry: the core checks `expires_after` when reading.
-        self.put_blocking(key, &value)
-    }
-
-    async fn put_if_absent(
+    async fn put_opts(
         &self,
         key: &Key,
         value: Blob,
-        _options: &PutOptions,
+        options: PutOptions,
     ) -> BackendResult<PutOutcome> {
-        self.put_if_absent_blocking(key, &value)
-    }
-
-    async fn contains(&self, key: &Key) -> BackendResult<bool> {
-        Ok(self.open(key, "contains")?.is_some())
-    }
-
-    async fn delete(&self, key: &Key) -> BackendResult<()> {
-        self.delete_blocking(key)
+        // No native expiry: the core checks `expires_after` when reading.
+        match options.mode {
+            PutMode::Create => self.put_if_absent_blocking(key, &value),
+            _ => self.put_blocking(key, &value).map(|()| PutOutcome::Created),
+        }
     }
 
     async fn delete_many(&self, keys: &[Key]) -> BackendResult<()> {
@@ -457,18 +434,6 @@ impl StoreBackend for FlatDirBackend {
         first_error.map_or(Ok(()), Err)
     }
 
-    async fn delete_prefix(&self, prefix: &Prefix) -> BackendResult<u64> {
-        let mut deleted = 0;
-        for (path, _) in self.scan(prefix, "delete_prefix")? {
-            match fs::remove_file(&path) {
-                Ok(()) => deleted += 1,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_error(e, "delete_prefix", prefix)),
-            }
-        }
-        Ok(deleted)
-    }
-
     async fn list(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {
         Ok(self
             .scan(prefix, "list")?
@@ -477,12 +442,31 @@ impl StoreBackend for FlatDirBackend {
             .collect())
     }
 
-    fn local_path(&self, key: &Key) -> Option<PathBuf> {
-        // The file of a long key starts with the key: it is not the item's bytes alone.
-        self.place(key)
-            .ok()
-            .filter(|place| place.header.is_none())
-            .map(|place| place.path)
+    async fn sweep(&self, _prefix: &Prefix) -> BackendResult<u64> {
+        let entries = match fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io_error(e, "sweep", &self.root.display())),
+        };
+        let now = SystemTime::now();
+        let mut swept = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !name.to_str().is_some_and(|n| n.starts_with(TEMP_PREFIX)) {
+                continue;
+            }
+            let Ok(meta) = entry.metadata() else {
+                continue;
+            };
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok());
+            if meta.is_file() && age.is_some_and(|age| age > STALE_TEMP) && fs::remove_file(entry.path()).is_ok() {
+                swept += 1;
+            }
+        }
+        Ok(swept)
     }
 }
 

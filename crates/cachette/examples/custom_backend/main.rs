@@ -33,7 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let store = dir.path().join("store");
 
     // 1. A config file that names the backend by its `type`. With `mmap_mode = "r"`, hits map
-    //    the item's file (the backend's `local_path`) instead of reading it.
+    //    the item's file (a read asking for a local file) instead of reading it.
     let config_file = dir.path().join("cachette.toml");
     let text = format!(
         "mmap_mode = \"r\"\n\n[backend]\ntype = \"{}\"\npath = {}\n",
@@ -53,8 +53,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let capabilities = backend.capabilities();
     println!(
-        "   capabilities: local_path={} atomic_create={} native_expiry={} ranged_read={} blocking_io={}\n",
-        capabilities.local_path,
+        "   capabilities: local_files={} atomic_create={} native_expiry={} ranged_read={} blocking_io={}\n",
+        capabilities.local_files,
         capabilities.atomic_create,
         capabilities.native_expiry,
         capabilities.ranged_read,
