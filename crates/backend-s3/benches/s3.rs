@@ -15,7 +15,8 @@
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 
-use cachette_core::{Array, FuncId, Key, MemorizedFunc, Memory, Storage, StoreBackend, rt};
+use cachette_core::plugin::{Key, StoreBackendExt, block_on, io_runtime};
+use cachette_core::{Array, FuncId, MemorizedFunc, Memory, Storage};
 use cachette_s3::object_store::ObjectStoreExt;
 use cachette_s3::object_store::path::Path;
 use cachette_s3::{S3Backend, S3Config};
@@ -160,7 +161,7 @@ where
 fn backend_get<R>(bencher: Bencher, entry: &'static Entry<R>) {
     let backend = &fixture().backend;
     bencher.bench(|| {
-        rt::block_on(false, backend.get(&entry.key))
+        block_on(false, backend.get(&entry.key))
             .unwrap()
             .unwrap()
             .expect("stored")
@@ -170,7 +171,7 @@ fn backend_get<R>(bencher: Bencher, entry: &'static Entry<R>) {
 
 fn raw_get<R>(bencher: Bencher, entry: &'static Entry<R>) {
     let store = fixture().backend.store();
-    let io = rt::io_runtime().unwrap();
+    let io = io_runtime().unwrap();
     bencher.bench(|| {
         io.block_on(async { store.get(&entry.path).await.unwrap().bytes().await.unwrap() })
             .len()

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use cachette_core::{BackendConfig, BackendError, ByteSize, DynBackend, ErrorKind, Prefix};
+use cachette_core::ByteSize;
+use cachette_core::plugin::{BackendConfig, BackendError, DynBackend, ErrorKind, Prefix};
 use serde::{Deserialize, Serialize};
 
 use crate::SCHEME;
@@ -449,19 +450,10 @@ fn percent_decode(s: &str) -> Result<String, BackendError> {
     String::from_utf8(out).map_err(|_| invalid(format!("{s:?} does not decode to UTF-8")))
 }
 
-#[typetag::serde(name = "s3")]
 impl BackendConfig for S3Config {
     fn build(&self) -> Result<DynBackend, BackendError> {
         Ok(Arc::new(S3Backend::from_config(self)?))
     }
-
-    fn clone_config(&self) -> Box<dyn BackendConfig> {
-        Box::new(self.clone())
-    }
-}
-
-pub(crate) fn config_from_url(location: &str) -> Result<Box<dyn BackendConfig>, BackendError> {
-    Ok(Box::new(S3Config::from_url(location)?))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::error::Error as StdError;
 
-use cachette_core::{BackendError, ErrorKind};
+use cachette_core::plugin::{BackendError, ErrorKind};
 use object_store::client::{HttpError, HttpErrorKind};
 
 /// Converts an object_store error into a [`BackendError`] with its kind, the temporary bit, and

@@ -13,7 +13,7 @@ pub use config::{
 };
 pub use object_store;
 
-use cachette_core::{BackendError, BackendScheme};
+use cachette_core::plugin::BackendError;
 
 /// The result of this crate's fallible functions.
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
@@ -27,12 +27,11 @@ pub const SCHEME_S3A: &str = "s3a";
 /// The scheme of backends over another object store ([`S3Backend::from_store`]).
 pub const OBJECT_STORE_SCHEME: &str = "object-store";
 
-inventory::submit! {
-    BackendScheme { scheme: SCHEME, from_url: config::config_from_url }
-}
-
-inventory::submit! {
-    BackendScheme { scheme: SCHEME_S3A, from_url: config::config_from_url }
+cachette_core::register_backend! {
+    config: S3Config,
+    name: SCHEME,
+    schemes: [SCHEME, SCHEME_S3A],
+    from_url: S3Config::from_url,
 }
 
 /// Makes sure this crate is linked, so that its backend registration is kept.

@@ -10,16 +10,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use cachette_core::testkit::{self, unique_root};
-use cachette_core::{
-    BackendConfig, DynBackend, ErrorKind, FuncId, Key, MemorizedFunc, MemorizedResult, Memory,
-    Prefix, PutOptions, PutOutcome, Report, Reporter, SizeLimits, StoreBackend,
+use cachette_core::plugin::chrono::TimeDelta;
+use cachette_core::plugin::testkit::{self, unique_root};
+use cachette_core::plugin::{
+    BackendConfig, Bytes, DateTime, DynBackend, ErrorKind, GetOptions, ItemInfo, Key, Prefix,
+    PutOutcome, StoreBackend, StoreBackendExt, Utc, block_on,
 };
+use cachette_core::{FuncId, MemorizedFunc, MemorizedResult, Memory, Report, Reporter, SizeLimits};
 use cachette_s3::object_store::path::Path;
 use cachette_s3::object_store::{ObjectStore, ObjectStoreExt};
 use cachette_s3::{MARKER_DIR, S3Backend, S3Config};
-use chrono::TimeDelta;
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -76,7 +76,7 @@ async fn raw_paths(backend: &S3Backend) -> Vec<String> {
 /// function's identity again).
 fn wipe(memory: &Memory) {
     let backend = memory.backend().unwrap().clone();
-    cachette_core::rt::block_on(false, async move {
+    block_on(false, async move {
         backend.delete_prefix(&Prefix::root()).await
     })
     .unwrap()
@@ -103,7 +103,7 @@ async fn conformance_on_s3() {
     let backend = server.config("s3-suite").build_backend().unwrap();
     let capabilities = backend.capabilities();
     assert!(capabilities.atomic_create && capabilities.ranged_read);
-    assert!(!capabilities.blocking_io && !capabilities.local_path);
+    assert!(!capabilities.blocking_io && !capabilities.local_files);
     testkit::run_all(Arc::new(backend)).await;
 }
 
@@ -200,20 +200,19 @@ async fn markers_are_hidden_and_deleted_with_their_items() {
     let root = backend.prefix().to_owned();
     for name in ["f/a", "f/b", "g/c"] {
         backend
-            .put(
-                &key(name),
-                Bytes::from_static(b"v").into(),
-                &PutOptions::default(),
-            )
+            .put(&key(name), Bytes::from_static(b"v").into())
             .await
             .unwrap();
         backend.get(&key(name)).await.unwrap().unwrap();
     }
     let listed = backend.list(&Prefix::root()).await.unwrap();
-    let mut names: Vec<&str> = listed.iter().map(|i| i.key.as_str()).collect();
-    names.sort();
-    assert_eq!(names, ["f/a", "f/b", "g/c"], "markers must not be listed");
+    assert_eq!(
+        names(&listed),
+        ["f/a", "f/b", "g/c"],
+        "markers must not be listed"
+    );
     let marker = |k: &str| format!("{root}/{MARKER_DIR}/{k}");
+    backend.flush_access_markers().await;
     let raw = raw_paths(&backend).await;
     for k in ["f/a", "f/b", "g/c"] {
         assert!(raw.contains(&marker(k)), "no marker for {k} in {raw:?}");
@@ -239,17 +238,211 @@ async fn markers_are_hidden_and_deleted_with_their_items() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn orphaned_markers_are_removed_by_listing() {
+async fn sweep_deletes_orphaned_markers_and_keeps_live_ones() {
     let Some(server) = server() else { return };
-    let backend = server.config("s3-orphans").build_backend().unwrap();
-    let orphan = Path::parse(format!("{}/{MARKER_DIR}/f/gone", backend.prefix())).unwrap();
+    let backend = server.config("s3-sweep").build_backend().unwrap();
+    let root = backend.prefix().to_owned();
+    let live = key("f/live");
     backend
-        .store()
-        .put(&orphan, Default::default())
+        .put(&live, Bytes::from_static(b"v").into())
         .await
         .unwrap();
-    assert!(backend.list(&Prefix::root()).await.unwrap().is_empty());
+    backend.get(&live).await.unwrap().unwrap();
+    backend.flush_access_markers().await;
+    let raw_put = |name: &str, bytes: &'static [u8]| {
+        let path = Path::parse(format!("{root}/{MARKER_DIR}/{name}")).unwrap();
+        let store = backend.store().clone();
+        async move {
+            store
+                .put(&path, Bytes::from_static(bytes).into())
+                .await
+                .unwrap()
+        }
+    };
+    // Markers of items deleted by another process while a read was being recorded.
+    raw_put("f/gone", b"").await;
+    raw_put("h/gone", b"").await;
+    // Not a marker this backend wrote (markers are empty): left alone.
+    raw_put("f/foreign", b"not empty").await;
+    let everything = vec![
+        format!("{root}/{MARKER_DIR}/f/foreign"),
+        format!("{root}/{MARKER_DIR}/f/gone"),
+        format!("{root}/{MARKER_DIR}/f/live"),
+        format!("{root}/{MARKER_DIR}/h/gone"),
+        format!("{root}/f/live"),
+    ];
+
+    // Listing neither lists markers nor deletes them.
+    let listed = backend.list(&Prefix::root()).await.unwrap();
+    assert_eq!(names(&listed), ["f/live"]);
+    assert_eq!(raw_paths(&backend).await, everything);
+
+    // Sweeping is scoped to its prefix, and deletes only orphaned markers.
+    assert_eq!(backend.sweep(&Prefix::new("g").unwrap()).await.unwrap(), 0);
+    assert_eq!(backend.sweep(&Prefix::new("f").unwrap()).await.unwrap(), 1);
+    let after: Vec<String> = everything
+        .iter()
+        .filter(|p| !p.ends_with("f/gone"))
+        .cloned()
+        .collect();
+    assert_eq!(raw_paths(&backend).await, after);
+    assert_eq!(backend.sweep(&Prefix::root()).await.unwrap(), 1);
+    let after: Vec<String> = after
+        .into_iter()
+        .filter(|p| !p.ends_with("h/gone"))
+        .collect();
+    assert_eq!(raw_paths(&backend).await, after);
+    assert_eq!(backend.sweep(&Prefix::root()).await.unwrap(), 0);
+    assert!(backend.contains(&live).await.unwrap());
+
+    let reserved = backend.sweep(&Prefix::new(MARKER_DIR).unwrap()).await;
+    assert_eq!(reserved.unwrap_err().kind(), ErrorKind::InvalidKey);
+    backend.delete(&live).await.unwrap();
+    backend
+        .store()
+        .delete(&Path::parse(&after[0]).unwrap())
+        .await
+        .unwrap();
     assert_eq!(raw_paths(&backend).await, Vec::<String>::new());
+}
+
+/// The keys of listed items, sorted.
+fn names(items: &[ItemInfo]) -> Vec<&str> {
+    let mut names: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
+    names.sort();
+    names
+}
+
+async fn last_access(backend: &S3Backend, key: &Key) -> DateTime<Utc> {
+    let listed = backend.list(&Prefix::root()).await.unwrap();
+    listed
+        .iter()
+        .find(|i| &i.key == key)
+        .unwrap_or_else(|| panic!("{key} is not listed: {listed:?}"))
+        .last_access
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn heads_and_ranged_reads_record_no_access() {
+    let Some(server) = server() else { return };
+    let mut config = server.config("s3-no-access");
+    config.access_granularity_secs = 0;
+    let backend = config.build_backend().unwrap();
+    let k = key("f/item");
+    backend
+        .put(&k, Bytes::from_static(b"0123456789").into())
+        .await
+        .unwrap();
+    let written = last_access(&backend, &k).await;
+    // Last-modified times have a granularity of a second on S3.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    assert_eq!(backend.head(&k).await.unwrap(), Some(10));
+    let part = backend
+        .get_opts(&k, GetOptions::range(2..5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(part.size, 10, "a ranged read gives the whole size");
+    assert_eq!(part.into_bytes().unwrap(), &b"234"[..]);
+    let past_the_end = backend
+        .get_opts(&k, GetOptions::range(20..30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(past_the_end.size, 10);
+    assert!(past_the_end.into_bytes().unwrap().is_empty());
+    let empty = backend.get_opts(&k, GetOptions::range(3..3)).await.unwrap();
+    assert_eq!(empty.unwrap().size, 10);
+    let whole = backend
+        .get_opts(&k, GetOptions::default().with_local_file(true))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(whole.into_bytes().unwrap(), &b"0123456789"[..]);
+    backend.flush_access_markers().await;
+    assert_eq!(
+        last_access(&backend, &k).await,
+        written,
+        "reads without record_access must leave the last access alone"
+    );
+    assert!(
+        !raw_paths(&backend)
+            .await
+            .iter()
+            .any(|p| p.contains(MARKER_DIR)),
+        "no marker was asked for"
+    );
+
+    // A read that asks records its access.
+    let hit = backend.get_opts(&k, GetOptions::hit()).await.unwrap();
+    assert_eq!(hit.unwrap().size, 10);
+    backend.flush_access_markers().await;
+    assert!(last_access(&backend, &k).await > written);
+    assert!(
+        raw_paths(&backend)
+            .await
+            .iter()
+            .any(|p| p.ends_with(&format!("{MARKER_DIR}/f/item"))),
+        "a hit writes a marker"
+    );
+    backend.delete_prefix(&Prefix::root()).await.unwrap();
+    assert_eq!(raw_paths(&backend).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listing_sees_reads_whose_markers_are_not_written_yet() {
+    use cachette_s3::object_store::memory::InMemory;
+    use cachette_s3::object_store::throttle::{ThrottleConfig, ThrottledStore};
+    // Slow writes: the marker of a read is still being written when the listing runs.
+    let latency = ThrottleConfig {
+        wait_put_per_call: Duration::from_millis(1500),
+        ..ThrottleConfig::default()
+    };
+    let store = Arc::new(ThrottledStore::new(InMemory::new(), latency));
+    let backend = S3Backend::from_store(store, "p").unwrap();
+    let k = key("f/item");
+    backend
+        .put(&k, Bytes::from_static(b"v").into())
+        .await
+        .unwrap();
+    let written = last_access(&backend, &k).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    backend.get(&k).await.unwrap().unwrap();
+    let read = last_access(&backend, &k).await;
+    assert!(read > written, "the read is listed at once");
+    assert!(read <= Utc::now());
+    let has_marker = |paths: Vec<String>| paths.iter().any(|p| p.contains(MARKER_DIR));
+    assert!(
+        !has_marker(raw_paths(&backend).await),
+        "listing wrote the marker"
+    );
+    backend.flush_access_markers().await;
+    assert!(has_marker(raw_paths(&backend).await));
+    assert!(last_access(&backend, &k).await >= read);
+    backend.delete(&k).await.unwrap();
+    assert_eq!(raw_paths(&backend).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_prefix_that_is_no_object_name_reaches_nothing() {
+    use cachette_s3::object_store::memory::InMemory;
+    let backend = S3Backend::from_store(Arc::new(InMemory::new()), "p").unwrap();
+    let k = key("a/x");
+    backend
+        .put(&k, Bytes::from_static(b"v").into())
+        .await
+        .unwrap();
+    // A valid prefix of keys, but no object name: it must not stand for the whole store.
+    let odd = Prefix::new("a\u{1}").unwrap();
+    let listed = backend.list(&odd).await;
+    assert_eq!(listed.unwrap_err().kind(), ErrorKind::InvalidKey);
+    assert!(backend.delete_prefix(&odd).await.is_err());
+    assert!(backend.sweep(&odd).await.is_err());
+    assert!(
+        backend.contains(&k).await.unwrap(),
+        "an item outside the prefix went"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -262,10 +455,7 @@ async fn large_items_go_up_in_parts() {
     let k = key("big/item");
     let value: Vec<u8> = (0..(13u32 << 20) + 1).map(|i| (i % 253) as u8).collect();
     let value = Bytes::from(value);
-    backend
-        .put(&k, value.clone().into(), &PutOptions::default())
-        .await
-        .unwrap();
+    backend.put(&k, value.clone().into()).await.unwrap();
     let meta = backend
         .store()
         .head(&backend.path_of(&k).unwrap())
@@ -295,7 +485,7 @@ async fn a_missing_bucket_is_an_error_not_a_miss() {
         backend.get(&k).await.unwrap_err(),
         backend.get_range(&k, 0..10).await.unwrap_err(),
         backend
-            .put(&k, Bytes::from_static(b"v").into(), &PutOptions::default())
+            .put(&k, Bytes::from_static(b"v").into())
             .await
             .unwrap_err(),
         backend.list(&Prefix::root()).await.unwrap_err(),
@@ -313,8 +503,7 @@ async fn create_without_conditional_writes_is_not_atomic_but_works() {
     let backend = config.build_backend().unwrap();
     assert!(!backend.capabilities().atomic_create);
     let k = key("f/x");
-    let options = PutOptions::default();
-    let put = |v: &'static [u8]| backend.put_if_absent(&k, Bytes::from_static(v).into(), &options);
+    let put = |v: &'static [u8]| backend.put_if_absent(&k, Bytes::from_static(v).into());
     assert_eq!(put(b"1").await.unwrap(), PutOutcome::Created);
     assert_eq!(put(b"2").await.unwrap(), PutOutcome::AlreadyExists);
     assert_eq!(backend.get(&k).await.unwrap().unwrap(), &b"1"[..]);
@@ -337,7 +526,7 @@ fn an_unreachable_server_fails_fast_and_calls_still_return() {
             .unwrap(),
     );
     let started = Instant::now();
-    let err = cachette_core::rt::block_on(false, backend.get(&key("f/x")))
+    let err = block_on(false, backend.get(&key("f/x")))
         .unwrap()
         .unwrap_err();
     let took = started.elapsed();
@@ -398,7 +587,7 @@ fn memory_from_a_url_memoizes_once_per_argument() {
 
     memory.clear().unwrap();
     assert!(!double.check_call_in_cache(&21));
-    let left = cachette_core::rt::block_on(false, async {
+    let left = block_on(false, async {
         memory.backend().unwrap().list(&Prefix::root()).await
     })
     .unwrap()
