@@ -21,7 +21,8 @@ use std::convert::Infallible;
 use std::sync::{LazyLock, Mutex};
 
 use bytes::Bytes;
-use cachette_core::{Array, DynBackend, Key, MemorizedFunc, Memory, Prefix, Storage, rt};
+use cachette_core::plugin::{DynBackend, Key, Prefix, StoreBackendExt, block_on};
+use cachette_core::{Array, Codec, MemorizedFunc, Memory, MessagePack, Storage};
 use cachette_redis::RedisConfig;
 use divan::black_box;
 use redis::AsyncCommands;
@@ -103,7 +104,7 @@ struct Fixture {
 
 /// The key of the one entry of a function.
 fn entry_key(backend: &DynBackend, folder: &str) -> Key {
-    let items = rt::block_on(false, backend.list(&Prefix::new(folder).expect("prefix")))
+    let items = block_on(false, backend.list(&Prefix::new(folder).expect("prefix")))
         .expect("runtime")
         .expect("list");
     items
@@ -150,7 +151,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         (&raw_big, &big_key),
         (&raw_array, &array_key),
     ] {
-        let bytes: Bytes = rt::block_on(false, backend.get(key))
+        let bytes: Bytes = block_on(false, backend.get(key))
             .expect("runtime")
             .expect("get")
             .expect("entry");
@@ -174,24 +175,24 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
         .expect("runtime");
     eprintln!(
         "entries: small {} bytes, big {} bytes, array {} bytes (chunked above {} bytes)",
-        rt::block_on(false, backend.get(&small_key))
+        block_on(false, backend.get(&small_key))
             .unwrap()
             .unwrap()
             .unwrap()
             .len(),
-        rt::block_on(false, backend.get(&big_key))
+        block_on(false, backend.get(&big_key))
             .unwrap()
             .unwrap()
             .unwrap()
             .len(),
-        rt::block_on(false, backend.get(&array_key))
+        block_on(false, backend.get(&array_key))
             .unwrap()
             .unwrap()
             .unwrap()
             .len(),
         cachette_redis::DEFAULT_CHUNK_SIZE,
     );
-    let big_entry = rt::block_on(false, backend.get(&big_key))
+    let big_entry = block_on(false, backend.get(&big_key))
         .expect("runtime")
         .expect("get")
         .expect("entry");
@@ -231,7 +232,7 @@ fn raw_sync_get(key: &str) -> Vec<u8> {
 
 fn backend_get(key: &Key) -> Bytes {
     let f = &*FIXTURE;
-    rt::block_on(false, f.backend.get(key))
+    block_on(false, f.backend.get(key))
         .expect("runtime")
         .expect("get")
         .expect("entry")
@@ -294,9 +295,16 @@ mod entry_10mb {
     /// The part of a hit that is not Redis: checking and decoding the entry already read.
     #[divan::bench(sample_count = 40, sample_size = 1)]
     fn decode_only() -> String {
-        let entry = cachette_core::entry::Entry::parse(FIXTURE.big_entry.clone()).expect("entry");
-        cachette_core::codec::decode_value(&cachette_core::MessagePack, &entry.payload())
-            .expect("decode")
+        let entry =
+            cachette_core::plugin::entry::Entry::parse(FIXTURE.big_entry.clone()).expect("entry");
+        let mut out = None;
+        MessagePack
+            .decode(&entry.payload(), &mut |de| {
+                out = Some(<String as serde::Deserialize>::deserialize(de)?);
+                Ok(())
+            })
+            .expect("decode");
+        out.expect("a decoded value")
     }
 
     #[divan::bench(sample_count = 40, sample_size = 1)]

@@ -5,7 +5,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cachette_core::{BackendConfig, BackendError, ByteSize, DynBackend, ErrorKind};
+use cachette_core::ByteSize;
+use cachette_core::plugin::{BackendConfig, BackendError, DynBackend, ErrorKind};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::SCHEME;
@@ -25,6 +26,8 @@ pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default lifetime of chunks that are being written or were just replaced: 5 min.
 pub const DEFAULT_CHUNK_GRACE: Duration = Duration::from_secs(300);
+/// Default largest item: 64 GiB.
+pub const DEFAULT_MAX_ITEM_SIZE: u64 = 64 * 1024 * MIB;
 
 /// The query parameters a URL may carry (the field names of [`RedisConfig`]).
 const URL_PARAMS: &[&str] = &[
@@ -35,10 +38,11 @@ const URL_PARAMS: &[&str] = &[
     "default_ttl_secs",
     "chunk_grace_secs",
     "access_tracking",
+    "max_item_size",
 ];
 
-/// How the backend learns when an item was last read, for
-/// [`reduce_size`](cachette_core::Memory::reduce_size).
+/// How the backend learns when an item was last read with `record_access` (a hit), for
+/// [`reduce_size`](cachette_core::Memory::reduce_size). Other reads never count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -48,12 +52,13 @@ pub enum AccessTracking {
     /// switches to `stored` as soon as `OBJECT IDLETIME` says the policy is LFU).
     #[default]
     Auto,
-    /// Redis's own idle time of the data key (`OBJECT IDLETIME`, whole seconds): reads cost
-    /// nothing extra. Unavailable under an LFU policy.
+    /// Redis's own idle time (`OBJECT IDLETIME`, whole seconds) of the item's record, which a
+    /// hit resets with a `TOUCH` sent in the same round trip as its `GET`, and which no other
+    /// read uses. Unavailable under an LFU policy.
     #[serde(rename = "idletime")]
     IdleTime,
-    /// A time stamp in the item's record, written by every read in the same round trip as the
-    /// read (by a tiny script). Works under every policy; costs a write per read.
+    /// A time stamp in the item's record, written by every hit in the same round trip as the
+    /// read (by a tiny script). Works under every policy; costs a write per hit.
     Stored,
 }
 
@@ -140,6 +145,12 @@ pub struct RedisConfig {
     pub chunk_grace_secs: u64,
     /// How the last access of items is tracked. Default `auto`.
     pub access_tracking: AccessTracking,
+    /// The largest item written or read, in bytes: larger writes are refused, and so are
+    /// reads of items whose manifest claims more (a corrupted or forged item). Items are also
+    /// limited to [`MAX_CHUNKS`](crate::MAX_CHUNKS) chunks of `chunk_size`. A config file may
+    /// give a size string (`"64G"`). Default 64 GiB.
+    #[serde(deserialize_with = "byte_size")]
+    pub max_item_size: u64,
 }
 
 impl Default for RedisConfig {
@@ -154,6 +165,7 @@ impl Default for RedisConfig {
             default_ttl_secs: None,
             chunk_grace_secs: DEFAULT_CHUNK_GRACE.as_secs(),
             access_tracking: AccessTracking::Auto,
+            max_item_size: DEFAULT_MAX_ITEM_SIZE,
         }
     }
 }
@@ -171,6 +183,7 @@ impl fmt::Debug for RedisConfig {
             .field("default_ttl_secs", &self.default_ttl_secs)
             .field("chunk_grace_secs", &self.chunk_grace_secs)
             .field("access_tracking", &self.access_tracking)
+            .field("max_item_size", &self.max_item_size)
             .finish()
     }
 }
@@ -233,6 +246,12 @@ impl RedisConfig {
         self
     }
 
+    /// Sets the largest item, in bytes (see [`RedisConfig::max_item_size`]).
+    pub fn with_max_item_size(mut self, bytes: u64) -> Self {
+        self.max_item_size = bytes;
+        self
+    }
+
     /// Sets how accesses are tracked.
     pub fn with_access_tracking(mut self, tracking: AccessTracking) -> Self {
         self.access_tracking = tracking;
@@ -267,7 +286,7 @@ impl RedisConfig {
     ///
     /// The parameters are the fields of [`RedisConfig`] (`prefix`, `chunk_size` (a size string
     /// such as `4M`), `connection_timeout_ms`, `response_timeout_ms`, `default_ttl_secs`,
-    /// `chunk_grace_secs`, `access_tracking`). A `#fragment` is kept on the server URLs (the
+    /// `chunk_grace_secs`, `access_tracking`, `max_item_size` (a size string)). A `#fragment` is kept on the server URLs (the
     /// `redis` crate reads `#insecure` on `rediss://` URLs).
     pub fn from_url(location: &str) -> Result<Self, BackendError> {
         let (rest, fragment) = match location.split_once('#') {
@@ -333,6 +352,12 @@ impl RedisConfig {
             "default_ttl_secs" => self.default_ttl_secs = Some(number(value)?),
             "chunk_grace_secs" => self.chunk_grace_secs = number(value)?,
             "access_tracking" => self.access_tracking = value.parse()?,
+            "max_item_size" => {
+                self.max_item_size = value
+                    .parse::<ByteSize>()
+                    .map_err(|e| invalid(format!("max_item_size: {e}")))?
+                    .0;
+            }
             _ => {
                 return Err(invalid(format!(
                     "unknown parameter {name:?} in a Redis URL (known: {})",
@@ -390,6 +415,9 @@ impl RedisConfig {
         if self.access_tracking != defaults.access_tracking {
             query.append_pair("access_tracking", self.access_tracking.as_str());
         }
+        if self.max_item_size != defaults.max_item_size {
+            query.append_pair("max_item_size", &self.max_item_size.to_string());
+        }
         let query = query.finish();
         if !query.is_empty() {
             url = format!("{head}?{query}{fragment}");
@@ -435,6 +463,9 @@ impl RedisConfig {
         if self.default_ttl_secs == Some(0) {
             return Err(invalid("default_ttl_secs must be at least 1"));
         }
+        if self.max_item_size == 0 {
+            return Err(invalid("max_item_size must be at least 1 byte"));
+        }
         Ok(())
     }
 
@@ -446,20 +477,10 @@ impl RedisConfig {
     }
 }
 
-#[typetag::serde(name = "redis")]
 impl BackendConfig for RedisConfig {
     fn build(&self) -> Result<DynBackend, BackendError> {
         Ok(Arc::new(self.build_backend()?))
     }
-
-    fn clone_config(&self) -> Box<dyn BackendConfig> {
-        Box::new(self.clone())
-    }
-}
-
-/// Parses a location for the registry.
-pub(crate) fn from_url(location: &str) -> Result<Box<dyn BackendConfig>, BackendError> {
-    Ok(Box::new(RedisConfig::from_url(location)?))
 }
 
 fn check_server_url(url: &str) -> Result<(), BackendError> {

@@ -13,7 +13,7 @@ use redis::{Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use tokio::runtime::Handle;
 use tokio::sync::OnceCell;
 
-use cachette_core::BackendError;
+use cachette_core::plugin::BackendError;
 
 use crate::config::{RedisConfig, invalid};
 

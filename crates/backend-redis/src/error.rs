@@ -1,9 +1,70 @@
-//! Redis errors as [`BackendError`]s.
+//! Errors: what goes wrong inside an operation, and Redis errors as [`BackendError`]s.
 
-use cachette_core::{BackendError, ErrorKind};
+use cachette_core::plugin::{BackendError, ErrorKind};
 use redis::{RedisError, ServerErrorKind};
 
 use crate::SCHEME;
+
+/// What went wrong inside an operation, before it is turned into a [`BackendError`].
+#[derive(Debug)]
+pub(crate) enum Fail {
+    Redis(RedisError),
+    Backend(BackendError),
+}
+
+impl From<RedisError> for Fail {
+    fn from(e: RedisError) -> Self {
+        Fail::Redis(e)
+    }
+}
+
+impl From<redis::ParsingError> for Fail {
+    fn from(e: redis::ParsingError) -> Self {
+        Fail::Redis(e.into())
+    }
+}
+
+impl From<BackendError> for Fail {
+    fn from(e: BackendError) -> Self {
+        Fail::Backend(e)
+    }
+}
+
+impl Fail {
+    /// The backend error of this failure.
+    pub(crate) fn into_backend(self) -> BackendError {
+        match self {
+            Fail::Redis(e) => from_redis(e),
+            Fail::Backend(e) => e,
+        }
+    }
+}
+
+/// The result of the steps of an operation.
+pub(crate) type Res<T> = Result<T, Fail>;
+
+/// The item was replaced again and again while being read (a temporary error).
+pub(crate) fn kept_changing() -> Fail {
+    Fail::Backend(
+        BackendError::new(
+            ErrorKind::Other,
+            "the item was replaced again and again while being read",
+        )
+        .set_temporary(true),
+    )
+}
+
+/// The data key of an item holds something that is not an item: a manifest that breaks its
+/// bounds, or a Redis type the backend never writes.
+pub(crate) fn corrupted(data: &str, why: &str) -> Fail {
+    Fail::Backend(
+        BackendError::new(
+            ErrorKind::Other,
+            format!("the stored item {data} is corrupted: {why}; it was not read"),
+        )
+        .with_backend(SCHEME),
+    )
+}
 
 /// Maps a Redis error to a backend error of the right kind: connection problems and timeouts
 /// are temporary, so that a retry layer may retry them; a wrong password or a full server are

@@ -18,7 +18,9 @@ use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cachette_core::{Key, Prefix, owner_tag};
+use cachette_core::plugin::{Key, Prefix, owner_tag, writer_is_gone};
+
+use crate::manifest::MAX_ID_LEN;
 
 /// The characters escaped in keys, as `%XX`: the escape character itself, the hash-tag braces and
 /// the namespace separator.
@@ -138,6 +140,9 @@ impl Layout {
         let key = self.key_of(data.as_bytes())?;
         let (id, index) = rest.rsplit_once(':')?;
         index.parse::<u64>().ok()?;
+        if !valid_write_id(id) {
+            return None;
+        }
         Some((data, key, id))
     }
 }
@@ -192,7 +197,16 @@ pub(crate) fn written_by_dead_process(id: &str) -> bool {
     let Ok(pid) = pid.parse::<u32>() else {
         return false;
     };
-    cachette_core::writer_is_gone(tag, pid)
+    writer_is_gone(tag, pid)
+}
+
+/// Whether `id` may be a write id: 1 to [`MAX_ID_LEN`] ASCII letters, digits and `-` (what
+/// [`write_id`] makes, and the 32 hexadecimal digits of older versions). Ids read from the store
+/// are checked with it before they are used in key names, so that a forged one cannot name the
+/// keys of another item.
+pub(crate) fn valid_write_id(id: &str) -> bool {
+    (1..=MAX_ID_LEN).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 #[cfg(test)]
@@ -276,6 +290,10 @@ mod tests {
         )));
         assert!(!written_by_dead_process(&"0".repeat(32)));
         assert!(!written_by_dead_process("deadbeef"));
+        assert!(valid_write_id(&a) && valid_write_id(&"0".repeat(32)));
+        for bad in ["", "a:b", "a}b", "a b", "ü", &"a".repeat(MAX_ID_LEN + 1)] {
+            assert!(!valid_write_id(bad), "{bad:?}");
+        }
     }
 
     #[test]
@@ -293,6 +311,7 @@ mod tests {
         assert_eq!(layout.chunk_of(&data), None);
         assert_eq!(Layout::new("other").chunk_of(&name), None);
         assert_eq!(layout.chunk_of("{ns:f/x}:c:id:notanumber"), None);
+        assert_eq!(layout.chunk_of("{ns:f/x}:c:bad id:0"), None);
         let tag = owner_tag();
         assert_eq!(
             layout.chunk_pattern(&Prefix::root()),

@@ -2,7 +2,7 @@
 //!
 //! Redis is where teams share hot caches across many workers: every process that memoizes into
 //! the same Redis (and namespace) reuses the others' results. This crate implements
-//! [`StoreBackend`](cachette_core::StoreBackend) over the `redis` crate: async, one
+//! [`StoreBackend`](cachette_core::plugin::StoreBackend) over the `redis` crate: async, one
 //! auto-reconnecting multiplexed connection (or a cluster connection), binary values, a key
 //! prefix, chunking of large items, native expiry and an atomic create-if-absent.
 //!
@@ -47,6 +47,7 @@
 //! default_ttl_secs = 86400        # default none: expiry of items written without one
 //! chunk_grace_secs = 300          # default 5 min: lifetime of chunks in transit
 //! access_tracking = "auto"        # or "idletime", "stored"
+//! max_item_size = "64G"          # default 64 GiB: the largest item written or read
 //! ```
 //!
 //! A dead server fails an operation within the connection timeout (at once when the connection
@@ -58,22 +59,34 @@
 //!
 //! An item under the key `k` lives in the *data key* `<prefix>:<k>` (with `%`, `{`, `}` and `:`
 //! escaped as `%XX` in `k`), plus a small *record* hash `{<prefix>:<k>}:s` holding its size and
-//! last access. The braces are a hash tag: the record and the chunks of an item live in the
-//! cluster slot of its data key, so one item's keys may be used together in a transaction or a
-//! script on a cluster.
+//! (with `stored` access tracking) its last access. The braces are a hash tag: the record and
+//! the chunks of an item live in the cluster slot of its data key, so one item's keys may be used
+//! together in a transaction or a script on a cluster.
 //!
 //! - **Small items** (up to `chunk_size`, the common case) are one Redis string: a hit is one
-//!   `GET`, one round trip. A write is one `MULTI`/`EXEC` round trip (`SET` with `PX` when the
-//!   item has an expiry, and the record).
+//!   round trip (`GET`, and the access recorded in the same round trip). A write is one script
+//!   (`SET`, with `PX` when the item has an expiry, and the record).
 //! - **Large items** are cut into chunks of `chunk_size` bytes, stored under
 //!   `{<prefix>:<k>}:c:<write id>:<n>` with a fresh write id per write, which names the writer
 //!   (a tag of its host, its process id) and holds 128 random bits. The chunks are
 //!   written first, with a temporary expiry (`chunk_grace_secs`); then one script checks they are
 //!   all there, makes them permanent (or gives them the item's expiry) and publishes the
-//!   *manifest* (a hash in the data key: write id, size, chunk size) last. A reader gets the
-//!   data key: `WRONGTYPE` on a string `GET` says it is a manifest; it then reads the chunks the
-//!   manifest names, in parallel, and ranged reads fetch only the chunks they overlap
+//!   *manifest* (a hash in the data key: write id, chunk count, size, chunk size) last. A reader
+//!   gets the data key: `WRONGTYPE` on a string `GET` says it is a manifest; it then reads the
+//!   chunks the manifest names, in parallel, and ranged reads fetch only the chunks they overlap
 //!   (`GETRANGE` inside them).
+//!
+//! # The store is untrusted
+//!
+//! Whatever is read from Redis is checked before it is used. A manifest is refused, with an
+//! error and before any chunk is fetched, unless its size is at most `max_item_size`, its chunk
+//! size is between 1 byte and 512 MiB, its chunk count matches the two and is at most
+//! [`MAX_CHUNKS`], and its write id is at most 128 letters, digits and `-` (so that it names only
+//! the item's own chunks). Each chunk read is bounded by the length the manifest gives it, and a
+//! read stops at the first missing chunk. Fields of manifests and records are transferred only
+//! when short; an access time that does not parse is ignored, and one in the future is taken as
+//! now. The scripts that follow a manifest to its chunks (deleting, replacing) apply the same
+//! bounds on the server, so a forged manifest cannot keep Redis busy.
 //!
 //! # Consistency
 //!
@@ -87,49 +100,51 @@
 //!   was deleted or lost a chunk.
 //! - The last complete write wins. A writer that dies half-way leaves chunks that expire by
 //!   themselves after `chunk_grace_secs`; it must therefore be longer than the transfer of the
-//!   largest item. A listing (`Memory::housekeeping`, `reduce_size`, `list`) removes at once the
-//!   chunks that no manifest names and whose writer was a process of the same host (and
-//!   process-id namespace) that is gone.
-//! - `put_if_absent` is `SET NX` (with `PX` for an expiry, so that a crashed holder's claim goes
-//!   away) for small items, followed by the record, and the same check inside the publishing
-//!   script for large ones: exactly one of several racing creators wins, across processes and
-//!   machines.
+//!   largest item. [`sweep`](cachette_core::plugin::StoreBackend::sweep)
+//!   (`Memory::housekeeping`) removes at once the chunks that no manifest names and whose writer
+//!   was a process of the same host (and process-id namespace) that is gone.
+//! - `PutMode::Create` is `SET NX` (with `PX` for an expiry, so that a crashed holder's claim
+//!   goes away) for small items, followed by the record, and the same check inside the
+//!   publishing script for large ones: exactly one of several racing creators wins, across
+//!   processes and machines.
 //! - Deleting removes the data key, the record and the chunks in one script.
 //!
-//! # Listing, clearing, reducing
+//! # Listing, deleting, sweeping
 //!
 //! `list` walks the data keys with `SCAN … MATCH <prefix>:<escaped key prefix>/* COUNT 1000`
-//! (glob characters escaped; on a cluster, on every master), then reads each item's last access
-//! and its size from its record in pipelined batches (one batch per slot on a cluster). Before
-//! that, it walks the chunks written from this host the same way, and deletes those of dead
-//! writers (see above), one script per write that checks the item's manifest first.
-//! `delete_prefix` (`Memory::clear`) scans the same way and deletes page by page with a script
-//! that `UNLINK`s the keys, batched per slot on a cluster; `delete_many` (`reduce_size`) too.
-//! Only keys of the backend's namespace are ever touched, so several caches, or other data, can
-//! share one Redis.
+//! (glob characters escaped; on a cluster, on every master), then reads each item's size and
+//! last access with a read-only script per batch (per slot on a cluster). It writes nothing.
+//! `delete_many` deletes in batches with a script that `UNLINK`s the keys, batched per slot on a
+//! cluster. `sweep` walks the chunks written from this host under the prefix the same way, and
+//! deletes those of dead writers (see above), one script per write that checks the item's
+//! manifest first. Only keys of the backend's namespace are ever touched, so several caches, or
+//! other data, can share one Redis.
 //!
 //! # Access tracking
 //!
 //! [`Memory::reduce_size`](cachette_core::Memory::reduce_size) deletes the least recently read
-//! entries first, so the backend reports when each item was last read:
+//! entries first, so the backend reports when each item was last read with
+//! `GetOptions::record_access` (a hit). Other reads (ranged reads, `head`, reads without
+//! `record_access`) and listings do not count.
 //!
 //! - **`idletime`**: Redis keeps, for every key, the time of its last access, with a resolution
-//!   of one second; `OBJECT IDLETIME` reads it without resetting it, and the last access is
-//!   *now − idle time*. A `get` resets it and costs nothing extra. Listing reads sizes from the
-//!   records, not from the data keys, so that listing does not count as an access. Note that
-//!   `get_range` (`check_call_in_cache` reads the head of an entry that way) does reset it.
+//!   of one second, and `OBJECT IDLETIME` reads it without resetting it. Every command that reads
+//!   a key resets it, and Redis 7.0 has no read that does not, so the backend measures the idle
+//!   time of the item's *record*, which only writes and recorded reads use: a hit sends a
+//!   `TOUCH` of the record with its `GET`, in the same round trip, and the last access is
+//!   *now − idle time of the record*. Reads without `record_access` read the data key and the
+//!   chunks only (resetting their idle times, which only Redis's own eviction looks at), and
+//!   listing reads no record. An item whose record is gone (evicted, or its creator died
+//!   between the two steps of a create) is reported with the idle time of its data key, which
+//!   every read resets.
 //! - **`stored`**: Redis keeps no idle time when `maxmemory-policy` is an LFU policy
-//!   (`allkeys-lfu`, `volatile-lfu`); `OBJECT IDLETIME` then fails. The time of each read is then
-//!   written into the item's record by a tiny script sent in the same round trip as the `GET`
-//!   (time stamps come from the clients' clocks, so keep them in sync).
+//!   (`allkeys-lfu`, `volatile-lfu`); `OBJECT IDLETIME` then fails. The time of each recorded
+//!   read is then written into the item's record by a tiny script sent in the same round trip
+//!   as the `GET` (time stamps come from the clients' clocks, so keep them in sync; one in the
+//!   future counts as now). An item without a time counts as never read.
 //! - **`auto`** (the default) reads `maxmemory-policy` once with `CONFIG GET` and picks
 //!   `stored` for an LFU policy, `idletime` otherwise; a server that refuses `CONFIG` gets
 //!   `idletime` until a listing meets the LFU error, and `stored` from then on.
-//!
-//! An item whose record is gone (evicted) is reported with its size read from the data key,
-//! which resets its idle time once; the record is then written again. Under an `allkeys-lru`
-//! policy records, which only listings read, tend to be evicted before the data keys of items
-//! that are read; that policy keeps the cache within `maxmemory` by itself anyway.
 //!
 //! # Expiry and eviction
 //!
@@ -148,51 +163,72 @@
 //! # Runtime
 //!
 //! Connections are created on, and driven by, the core's `cachette-io` runtime
-//! ([`cachette_core::rt`]). Synchronous callers run operations there directly (no extra thread
-//! hop); async callers on another runtime hand each operation to it as a task. So the backend
-//! works from plain threads, from both tokio runtime flavors and from other executors, and a
-//! caller's runtime shutting down never breaks the connection.
+//! ([`io_runtime`](cachette_core::plugin::io_runtime)). Synchronous callers run operations
+//! there directly (no extra thread hop); async callers on another runtime hand each operation to
+//! it as a task. So the backend works from plain threads, from both tokio runtime flavors and
+//! from other executors, and a caller's runtime shutting down never breaks the connection.
 //!
 //! # Capabilities
 //!
-//! `atomic_create`, `native_expiry` and `ranged_read`; no `local_path`, not `blocking_io`; no
-//! item size limit (chunking).
+//! `atomic_create`, `native_expiry` and `ranged_read`; no `local_files`, not `blocking_io`;
+//! `max_item_size` is `max_item_size` (64 GiB by default), or [`MAX_CHUNKS`] chunks of
+//! `chunk_size` if that is less.
+//!
+//! # Source layout
+//!
+//! `backend` (the `StoreBackend` implementation, dispatching), `reader`, `writer`, `deleter`,
+//! `lister` (listing and sweeping), `access` (access tracking), `manifest` (the bounds of
+//! chunked items), `keys` (Redis key names), `lua` (the scripts), `conn` (connections),
+//! `config` and `error`.
 
+mod access;
 mod backend;
 mod config;
 mod conn;
+mod deleter;
 mod error;
 mod keys;
+mod lister;
 mod lua;
+mod manifest;
+mod reader;
+mod writer;
 
 pub use backend::RedisBackend;
 pub use config::{
     AccessTracking, DEFAULT_CHUNK_GRACE, DEFAULT_CHUNK_SIZE, DEFAULT_CONNECTION_TIMEOUT,
-    DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT, MAX_CHUNK_SIZE, RedisConfig,
+    DEFAULT_MAX_ITEM_SIZE, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT, MAX_CHUNK_SIZE, RedisConfig,
 };
+pub use manifest::MAX_CHUNKS;
 
-/// The scheme of the backend, as reported by [`StoreBackend::scheme`](cachette_core::StoreBackend::scheme)
-/// and used in errors.
+/// The scheme of the backend, as reported by
+/// [`StoreBackend::scheme`](cachette_core::plugin::StoreBackend::scheme), used in errors, and the
+/// `type` of its configuration in config files.
 pub const SCHEME: &str = "redis";
 
 /// The URL schemes this backend answers to.
 pub const URL_SCHEMES: &[&str] = &["redis", "rediss", "redis+cluster", "rediss+cluster"];
 
 /// The result type of this crate.
-pub type Result<T, E = cachette_core::BackendError> = std::result::Result<T, E>;
+pub type Result<T, E = cachette_core::plugin::BackendError> = std::result::Result<T, E>;
 
-inventory::submit! {
-    cachette_core::BackendScheme { scheme: "redis", from_url: config::from_url }
-}
-inventory::submit! {
-    cachette_core::BackendScheme { scheme: "rediss", from_url: config::from_url }
-}
-inventory::submit! {
-    cachette_core::BackendScheme { scheme: "redis+cluster", from_url: config::from_url }
-}
-inventory::submit! {
-    cachette_core::BackendScheme { scheme: "rediss+cluster", from_url: config::from_url }
+cachette_core::register_backend! {
+    config: RedisConfig,
+    name: SCHEME,
+    schemes: ["redis", "rediss", "redis+cluster", "rediss+cluster"],
+    from_url: RedisConfig::from_url,
 }
 
 /// Makes sure this crate is linked, so that its backend registration is kept.
 pub fn link() {}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn registered_schemes_are_the_url_schemes() {
+        let registration = cachette_core::plugin::registrations()
+            .find(|r| r.name == super::SCHEME)
+            .expect("registered");
+        assert_eq!(registration.schemes, super::URL_SCHEMES);
+    }
+}

@@ -2,8 +2,33 @@
 //! whose names it derives the same way as [`crate::keys`]: record `{data}:s`, chunks
 //! `{data}:c:<write id>:<n>`. All of an item's keys share a hash slot, so the scripts are legal
 //! on a cluster.
+//!
+//! The store is untrusted: a script that follows a manifest to its chunks first checks the
+//! manifest's write id and chunk count (the bounds of [`crate::manifest`]), so that a forged
+//! manifest can neither make a script loop for ever nor name keys of another item; a script
+//! that reads fields for the client returns them only when they are short.
 
 use redis::Cmd;
+
+/// The Lua function `each_chunk(data, f)`: calls `f` on the name of every chunk that the
+/// manifest in `data` names, when `data` holds a well-formed manifest (a write id of at most
+/// 128 letters, digits and `-`, and at most 1048576 chunks; see [`crate::manifest`]), and on
+/// none otherwise.
+macro_rules! each_chunk {
+    () => {
+        r"
+local function each_chunk(data, f)
+  if redis.call('TYPE', data)['ok'] ~= 'hash' then return end
+  local m = redis.call('HMGET', data, 'w', 'n')
+  local id, n = m[1], tonumber(m[2])
+  if not id or not n or string.len(id) > 128 or not string.find(id, '^[%w%-]+$') then return end
+  if n < 0 or n > 1048576 or n ~= math.floor(n) then return end
+  local head = '{' .. data .. '}:c:' .. id .. ':'
+  for i = 0, n - 1 do f(head .. i) end
+end
+"
+    };
+}
 
 /// Records a read in the item's record, if the item exists (`stored` access tracking).
 ///
@@ -18,36 +43,111 @@ end
 return 0
 ";
 
-/// Writes the record of an item that lost it, if the item exists, with the item's expiry.
+/// Reads the manifest of a chunked item, without transferring long fields. Returns 0 when the
+/// key does not exist, 1 when it holds a string (a whole value), 2 when it holds anything else
+/// or a field longer than the limit (a corrupted item), else the fields `w`, `n`, `s`, `c` (nil
+/// when missing).
 ///
-/// `KEYS`: data key, record. `ARGV`: size, last access in milliseconds.
-pub(crate) const REPAIR: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[2], 's', ARGV[1], 'a', ARGV[2])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('PERSIST', KEYS[2]) end
-return 1
+/// `KEYS`: data key. `ARGV`: the longest field accepted, in bytes.
+pub(crate) const MANIFEST: &str = r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind == 'none' then return 0 end
+if kind == 'string' then return 1 end
+if kind ~= 'hash' then return 2 end
+local m = redis.call('HMGET', KEYS[1], 'w', 'n', 's', 'c')
+local limit = tonumber(ARGV[1])
+for i = 1, 4 do
+  if m[i] and string.len(m[i]) > limit then return 2 end
+end
+return m
 ";
+
+/// What listing needs of items: for each data key four values, `kind` (0 gone, 1 a whole value,
+/// 2 a manifest, 3 anything else), `size` (the length of a whole value, or the manifest's `s`
+/// field as written, nil when longer than the limit), and the access probes. With `idletime`
+/// tracking they are the idle times (seconds) of the record and of the data key (nil for a
+/// missing key); `OBJECT IDLETIME` neither reads the keys nor resets their idle time. With
+/// `stored` tracking they are the record's `a` field (nil when missing or longer than the
+/// limit) and nil. Fails with the server's error when it keeps no idle times (an LFU policy).
+///
+/// `KEYS`: data keys. `ARGV`: `1` for stored tracking, `0` for idle times; the longest field
+/// accepted, in bytes.
+pub(crate) const LIST: &str = r"
+local stored, limit = ARGV[1] == '1', tonumber(ARGV[2])
+local function short(v)
+  if v and string.len(v) <= limit then return v end
+  return false
+end
+local function idle(key)
+  local t = redis.pcall('OBJECT', 'IDLETIME', key)
+  if type(t) == 'table' and t['err'] then error(t) end
+  return t or false
+end
+local out = {}
+for _, data in ipairs(KEYS) do
+  local record = '{' .. data .. '}:s'
+  local kind = redis.call('TYPE', data)['ok']
+  local k, size = 3, false
+  if kind == 'none' then
+    k = 0
+  elseif kind == 'string' then
+    k, size = 1, redis.call('STRLEN', data)
+  elseif kind == 'hash' then
+    k, size = 2, short(redis.call('HGET', data, 's'))
+  end
+  local a, b = false, false
+  if k ~= 0 then
+    if stored then
+      a = short(redis.call('HGET', record, 'a'))
+    else
+      a, b = idle(record), idle(data)
+    end
+  end
+  out[#out + 1] = k
+  out[#out + 1] = size
+  out[#out + 1] = a
+  out[#out + 1] = b
+end
+return out
+";
+
+/// Writes a whole (unchunked) value: lets the chunks of the chunked item it replaces expire
+/// after the grace period (so that readers still reading them finish), then writes the value
+/// and the record. Returns 1.
+///
+/// `KEYS`: data key, record. `ARGV`: value, size, expiry in ms (0 for none), now in ms, grace
+/// in ms.
+pub(crate) const WRITE: &str = concat!(
+    each_chunk!(),
+    r"
+local data, record, ttl = KEYS[1], KEYS[2], tonumber(ARGV[3])
+each_chunk(data, function(chunk) redis.call('PEXPIRE', chunk, ARGV[5]) end)
+if ttl > 0 then
+  redis.call('SET', data, ARGV[1], 'PX', ttl)
+else
+  redis.call('SET', data, ARGV[1])
+end
+redis.call('HSET', record, 's', ARGV[2], 'a', ARGV[4])
+if ttl > 0 then redis.call('PEXPIRE', record, ttl) else redis.call('PERSIST', record) end
+return 1
+"
+);
 
 /// Deletes items: data key, record and chunks. Returns how many items existed.
 ///
 /// `KEYS`: data keys.
-pub(crate) const DELETE: &str = r"
+pub(crate) const DELETE: &str = concat!(
+    each_chunk!(),
+    r"
 local deleted = 0
 for _, data in ipairs(KEYS) do
-  local kind = redis.call('TYPE', data)['ok']
-  if kind == 'hash' then
-    local m = redis.call('HMGET', data, 'w', 'n')
-    if m[1] then
-      local head = '{' .. data .. '}:c:' .. m[1] .. ':'
-      for i = 0, (tonumber(m[2]) or 0) - 1 do redis.call('UNLINK', head .. i) end
-    end
-  end
-  if kind ~= 'none' then deleted = deleted + 1 end
-  redis.call('UNLINK', data, '{' .. data .. '}:s')
+  each_chunk(data, function(chunk) redis.call('UNLINK', chunk) end)
+  deleted = deleted + redis.call('UNLINK', data)
+  redis.call('UNLINK', '{' .. data .. '}:s')
 end
 return deleted
-";
+"
+);
 
 /// Publishes a chunked item whose chunks are written: checks that every chunk is there, gives
 /// them the item's expiry (or none), retires the chunks of the item it replaces (they expire
@@ -58,25 +158,23 @@ return deleted
 ///
 /// `KEYS`: data key, record. `ARGV`: write id, chunk count, size, chunk size, expiry in ms (0 for
 /// none), now in ms, only if absent (`1`/`0`), grace in ms.
-pub(crate) const PUBLISH: &str = r"
+pub(crate) const PUBLISH: &str = concat!(
+    each_chunk!(),
+    r"
 local data, record = KEYS[1], KEYS[2]
 local id, n, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[5])
 local head = '{' .. data .. '}:c:'
 for i = 0, n - 1 do
   if redis.call('EXISTS', head .. id .. ':' .. i) == 0 then return -1 end
 end
-local kind = redis.call('TYPE', data)['ok']
-if ARGV[7] == '1' and kind ~= 'none' then
+if ARGV[7] == '1' and redis.call('EXISTS', data) == 1 then
   for i = 0, n - 1 do redis.call('UNLINK', head .. id .. ':' .. i) end
   return 0
 end
-if kind == 'hash' then
-  local old = redis.call('HMGET', data, 'w', 'n')
-  if old[1] and old[1] ~= id then
-    for i = 0, (tonumber(old[2]) or 0) - 1 do
-      redis.call('PEXPIRE', head .. old[1] .. ':' .. i, ARGV[8])
-    end
-  end
+local current = false
+if redis.call('TYPE', data)['ok'] == 'hash' then current = redis.call('HGET', data, 'w') end
+if current ~= id then
+  each_chunk(data, function(chunk) redis.call('PEXPIRE', chunk, ARGV[8]) end)
 end
 for i = 0, n - 1 do
   local chunk = head .. id .. ':' .. i
@@ -90,7 +188,8 @@ if ttl > 0 then
   redis.call('PEXPIRE', record, ttl)
 end
 return 1
-";
+"
+);
 
 /// Deletes the chunks of a write that was never published, unless the item's manifest names
 /// the write (it is the item's current value). Returns how many chunks were deleted.
@@ -111,4 +210,21 @@ pub(crate) fn eval<K: redis::ToRedisArgs>(script: &str, keys: &[K]) -> Cmd {
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(script).arg(keys.len()).arg(keys);
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{MAX_CHUNKS, MAX_ID_LEN};
+
+    /// The bounds written into the scripts are those the client checks.
+    #[test]
+    fn scripts_bound_manifests_like_the_client() {
+        let each = each_chunk!();
+        assert!(each.contains(&format!("string.len(id) > {MAX_ID_LEN}")));
+        assert!(each.contains(&format!("n > {MAX_CHUNKS}")));
+        for script in [WRITE, DELETE, PUBLISH] {
+            assert!(script.starts_with(each), "{script}");
+        }
+    }
 }

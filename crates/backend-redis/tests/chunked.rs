@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use cachette_core::{Key, Prefix, PutOptions, PutOutcome, StoreBackend, rt};
+use cachette_core::plugin::{
+    GetOptions, Key, Prefix, PutOutcome, StoreBackend, StoreBackendExt, block_on,
+};
 use cachette_redis::RedisBackend;
 
 const CHUNK: u64 = 1000;
@@ -30,9 +32,7 @@ async fn ranged_reads_cross_chunk_boundaries() {
     for (kind, b) in common::both("ranges", |c| c.with_chunk_size(CHUNK)) {
         let key = Key::new("f/ranged").unwrap();
         let value = pattern(10_500);
-        b.put(&key, value.clone().into(), &PutOptions::default())
-            .await
-            .unwrap();
+        b.put(&key, value.clone().into()).await.unwrap();
         assert_eq!(b.get(&key).await.unwrap().as_ref(), Some(&value), "{kind}");
         for (start, end) in [
             (0u64, 1000u64),
@@ -85,13 +85,9 @@ async fn concurrent_overwrites_never_mix() {
     }) {
         let b = Arc::new(b);
         let key = Key::new("race/item").unwrap();
-        b.put(
-            &key,
-            Bytes::from(vec![0u8; SIZE]).into(),
-            &PutOptions::default(),
-        )
-        .await
-        .unwrap();
+        b.put(&key, Bytes::from(vec![0u8; SIZE]).into())
+            .await
+            .unwrap();
         let done = Arc::new(AtomicBool::new(false));
         let reads = Arc::new(AtomicUsize::new(0));
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -101,9 +97,9 @@ async fn concurrent_overwrites_never_mix() {
             readers.push(std::thread::spawn(move || {
                 while !done.load(Ordering::SeqCst) && Instant::now() < deadline {
                     let got = if r == 0 {
-                        rt::block_on(false, b.get_range(&key, 1000..9000))
+                        block_on(false, b.get_range(&key, 1000..9000))
                     } else {
-                        rt::block_on(false, b.get(&key))
+                        block_on(false, b.get(&key))
                     }
                     .unwrap()
                     .expect("read during the race")
@@ -123,16 +119,9 @@ async fn concurrent_overwrites_never_mix() {
             let (b, key) = (b.clone(), key.clone());
             writers.push(std::thread::spawn(move || {
                 for _ in 0..25 {
-                    rt::block_on(
-                        false,
-                        b.put(
-                            &key,
-                            Bytes::from(vec![w; SIZE]).into(),
-                            &PutOptions::default(),
-                        ),
-                    )
-                    .unwrap()
-                    .expect("racing put");
+                    block_on(false, b.put(&key, Bytes::from(vec![w; SIZE]).into()))
+                        .unwrap()
+                        .expect("racing put");
                 }
             }));
         }
@@ -173,22 +162,17 @@ async fn create_if_absent_and_size_changes() {
     }) {
         let key = Key::new("s/item").unwrap();
         let big = pattern(5000);
-        let opts = PutOptions::default();
         assert_eq!(
-            b.put_if_absent(&key, big.clone().into(), &opts)
-                .await
-                .unwrap(),
+            b.put_if_absent(&key, big.clone().into()).await.unwrap(),
             PutOutcome::Created
         );
         assert_eq!(
-            b.put_if_absent(&key, pattern(3000).into(), &opts)
-                .await
-                .unwrap(),
+            b.put_if_absent(&key, pattern(3000).into()).await.unwrap(),
             PutOutcome::AlreadyExists,
             "{kind}"
         );
         assert_eq!(
-            b.put_if_absent(&key, Bytes::from_static(b"small").into(), &opts)
+            b.put_if_absent(&key, Bytes::from_static(b"small").into())
                 .await
                 .unwrap(),
             PutOutcome::AlreadyExists,
@@ -196,7 +180,7 @@ async fn create_if_absent_and_size_changes() {
         );
         assert_eq!(b.get(&key).await.unwrap().as_ref(), Some(&big));
         // Chunked → whole → chunked → deleted: always the last write, no chunk left behind.
-        b.put(&key, Bytes::from_static(b"small").into(), &opts)
+        b.put(&key, Bytes::from_static(b"small").into())
             .await
             .unwrap();
         assert_eq!(
@@ -209,7 +193,7 @@ async fn create_if_absent_and_size_changes() {
             Some(&b"ma"[..])
         );
         let bigger = pattern(7777);
-        b.put(&key, bigger.clone().into(), &opts).await.unwrap();
+        b.put(&key, bigger.clone().into()).await.unwrap();
         assert_eq!(b.get(&key).await.unwrap().as_ref(), Some(&bigger), "{kind}");
         let listed = b.list(&Prefix::new("s").unwrap()).await.unwrap();
         assert_eq!(listed[0].size, 7777, "{kind}");
@@ -240,19 +224,18 @@ async fn unpublished_chunks_are_invisible() {
     }
 }
 
-/// Listing removes at once the chunks of a writer of this host that died before publishing
-/// them, and nothing else: not the chunks of a published item whose writer is gone, of a writer
-/// still running, of a writer of another host, nor of items outside the listed prefix.
+/// Listing writes nothing; sweeping removes at once the chunks of a writer of this host that
+/// died before publishing them, and nothing else: not the chunks of a published item whose
+/// writer is gone, of a writer still running, of a writer of another host, nor of items outside
+/// the swept prefix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listing_sweeps_the_chunks_of_dead_writers() {
+async fn sweep_removes_the_chunks_of_dead_writers() {
     for (kind, b) in common::both("sweep", |c| c.with_chunk_size(CHUNK)) {
         let ns = prefix_of(&b);
         let mut raw = common::Raw::of(&b).await;
         // The write ids of this process name its host: learn them from a real chunked write.
         let probe = Key::new("s/probe").unwrap();
-        b.put(&probe, pattern(2500).into(), &PutOptions::default())
-            .await
-            .unwrap();
+        b.put(&probe, pattern(2500).into()).await.unwrap();
         let own: String = raw
             .query(redis::cmd("HGET").arg(format!("{ns}:s/probe")).arg("w"))
             .await;
@@ -310,11 +293,22 @@ async fn listing_sweeps_the_chunks_of_dead_writers() {
         .await;
         let chunks = |item: &str| format!("{{{ns}:{item}}}:c:*");
 
-        // Listing `s` sweeps the dead writer's chunks there only.
+        // Listing sees the published items only, and deletes nothing.
         let listed = b.list(&Prefix::new("s").unwrap()).await.unwrap();
         let mut keys: Vec<&str> = listed.iter().map(|i| i.key.as_str()).collect();
         keys.sort();
         assert_eq!(keys, ["s/probe", "s/published"], "{kind}");
+        assert_eq!(b.list(&Prefix::root()).await.unwrap().len(), 2, "{kind}");
+        for (item, _) in &leftovers {
+            assert_eq!(raw.keys(&chunks(item)).await.len(), 3, "{kind}: {item}");
+        }
+
+        // Sweeping `s` removes the dead writer's chunks there only.
+        assert_eq!(
+            b.sweep(&Prefix::new("s").unwrap()).await.unwrap(),
+            3,
+            "{kind}"
+        );
         assert!(raw.keys(&chunks("s/dead")).await.is_empty(), "{kind}");
         assert_eq!(raw.keys(&chunks("u/dead")).await.len(), 3, "{kind}");
         assert_eq!(raw.keys(&chunks("s/live")).await.len(), 3, "{kind}");
@@ -322,10 +316,14 @@ async fn listing_sweeps_the_chunks_of_dead_writers() {
         assert_eq!(raw.keys(&chunks("s/published")).await.len(), 2, "{kind}");
         let key = Key::new("s/published").unwrap();
         assert_eq!(b.get(&key).await.unwrap(), Some(value), "{kind}");
-        // Listing everything sweeps the rest.
-        assert_eq!(b.list(&Prefix::root()).await.unwrap().len(), 2, "{kind}");
+        // Sweeping everything removes the rest, and nothing else.
+        assert_eq!(b.sweep(&Prefix::root()).await.unwrap(), 3, "{kind}");
         assert!(raw.keys(&chunks("u/dead")).await.is_empty(), "{kind}");
         assert_eq!(raw.keys(&chunks("s/live")).await.len(), 3, "{kind}");
+        assert_eq!(raw.keys(&chunks("s/elsewhere")).await.len(), 3, "{kind}");
+        assert_eq!(raw.keys(&chunks("s/published")).await.len(), 2, "{kind}");
+        assert_eq!(b.sweep(&Prefix::root()).await.unwrap(), 0, "{kind}");
+        assert_eq!(b.list(&Prefix::root()).await.unwrap().len(), 2, "{kind}");
 
         b.delete_prefix(&Prefix::root()).await.unwrap();
         for (item, _) in &leftovers {
@@ -333,5 +331,154 @@ async fn listing_sweeps_the_chunks_of_dead_writers() {
                 raw.query::<()>(redis::cmd("UNLINK").arg(chunk)).await;
             }
         }
+    }
+}
+
+/// Waits for a backend operation, generously: a forged manifest must fail it at once, never
+/// keep it sending commands for ever.
+async fn soon<T>(what: &str, op: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), op)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish: it follows a forged manifest"))
+}
+
+/// A forged or corrupted manifest is refused with a clear error before any chunk is read (a
+/// terabyte in chunks of one byte must not make a read send GETs for ever), by whole reads,
+/// ranged reads and `head`. Such an item is still listed, with a size within bounds, and can be
+/// replaced and deleted, without the scripts following its manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_manifests_fail_fast() {
+    for (kind, b) in common::both("forged", |c| c.with_chunk_size(CHUNK)) {
+        let ns = prefix_of(&b);
+        let mut raw = common::Raw::of(&b).await;
+        let tera = "1000000000000";
+        let id = "0".repeat(32);
+        let long_id = "a".repeat(10_000);
+        let cases: &[(&str, [&str; 8], &str)] = &[
+            (
+                "tera",
+                ["w", &id, "n", tera, "s", tera, "c", "1"],
+                "exceeds the largest item",
+            ),
+            (
+                "many",
+                ["w", &id, "n", "10000000", "s", "10000000", "c", "1"],
+                "chunks, more than",
+            ),
+            (
+                "count",
+                ["w", &id, "n", "7", "s", "2500", "c", "1000"],
+                "does not match",
+            ),
+            (
+                "chunk0",
+                ["w", &id, "n", "1", "s", "10", "c", "0"],
+                "chunk size",
+            ),
+            (
+                "nan",
+                ["w", &id, "n", "1", "s", "ten", "c", "10"],
+                "not a number",
+            ),
+            (
+                "foreign-id",
+                ["w", "x}:c:y", "n", "1", "s", "10", "c", "10"],
+                "write id",
+            ),
+            (
+                "long-id",
+                ["w", &long_id, "n", "1", "s", "10", "c", "10"],
+                "too long",
+            ),
+        ];
+        for (name, fields, _) in cases {
+            raw.query::<()>(
+                redis::cmd("HSET")
+                    .arg(format!("{ns}:f/{name}"))
+                    .arg(&fields[..]),
+            )
+            .await;
+        }
+        for (name, _, why) in cases {
+            let key = Key::new(format!("f/{name}")).unwrap();
+            for (read, options) in [
+                ("get", GetOptions::hit()),
+                ("get_range", GetOptions::range(0..10)),
+                ("head", GetOptions::head()),
+            ] {
+                let err = soon(read, b.get_opts(&key, options))
+                    .await
+                    .expect_err(&format!("{kind}: {read} of a forged manifest ({name})"));
+                let text = err.to_string();
+                assert!(
+                    text.contains("corrupted") && text.contains(why),
+                    "{kind}: {read} {name}: {text}"
+                );
+            }
+        }
+        // A key of another Redis type in the namespace is not an item.
+        let list_key = format!("{ns}:f/list");
+        raw.query::<()>(redis::cmd("RPUSH").arg(&list_key).arg("x"))
+            .await;
+        let err = soon("get", b.get(&Key::new("f/list").unwrap()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("corrupted"), "{kind}: {err}");
+
+        let listed = soon("list", b.list(&Prefix::new("f").unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), cases.len(), "{kind}: {listed:?}");
+        let max = b.capabilities().max_item_size.unwrap();
+        assert!(listed.iter().all(|i| i.size <= max), "{kind}: {listed:?}");
+
+        // A write replaces a forged item; deleting removes the others.
+        let tera_key = Key::new("f/tera").unwrap();
+        soon("put", b.put(&tera_key, pattern(50).into()))
+            .await
+            .unwrap();
+        assert_eq!(b.get(&tera_key).await.unwrap(), Some(pattern(50)), "{kind}");
+        soon(
+            "put",
+            b.put(&Key::new("f/many").unwrap(), pattern(2500).into()),
+        )
+        .await
+        .unwrap();
+        let deleted = soon("delete_prefix", b.delete_prefix(&Prefix::new("f").unwrap()))
+            .await
+            .unwrap();
+        assert_eq!(deleted, cases.len() as u64, "{kind}");
+        let left = raw.keys(&format!("{ns}:f/*")).await;
+        assert_eq!(left, std::slice::from_ref(&list_key), "{kind}");
+        raw.query::<()>(redis::cmd("UNLINK").arg(&list_key)).await;
+    }
+}
+
+/// Writes larger than the largest item are refused, before anything is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn items_above_the_limit_are_refused() {
+    for (kind, b) in common::both("limit", |c| {
+        c.with_chunk_size(CHUNK).with_max_item_size(5000)
+    }) {
+        assert_eq!(b.capabilities().max_item_size, Some(5000));
+        let key = Key::new("l/big").unwrap();
+        let err = b.put(&key, pattern(5001).into()).await.unwrap_err();
+        assert_eq!(
+            err.kind(),
+            cachette_core::plugin::ErrorKind::TooLarge,
+            "{kind}: {err}"
+        );
+        assert_eq!(b.get(&key).await.unwrap(), None, "{kind}");
+        b.put(&key, pattern(5000).into()).await.unwrap();
+        assert_eq!(b.get(&key).await.unwrap(), Some(pattern(5000)), "{kind}");
+        b.delete(&key).await.unwrap();
+    }
+    // No more than `MAX_CHUNKS` chunks, whatever `max_item_size` says.
+    if let Some(b) = common::single("limit-chunks", |c| c.with_chunk_size(1)) {
+        assert_eq!(
+            b.capabilities().max_item_size,
+            Some(cachette_redis::MAX_CHUNKS)
+        );
     }
 }

@@ -1,15 +1,15 @@
-//! URLs, configuration files (typetag + TOML) and validation. No server needed.
+//! URLs, configuration files (the registry + TOML) and validation. No server needed.
 
 use std::time::Duration;
 
+use cachette_core::plugin::{BackendConfig, ErrorKind, StoreBackend};
 use cachette_core::registry::{backend_from_url, config_from_url};
-use cachette_core::{BackendConfig, ErrorKind, StoreBackend};
 use cachette_redis::{AccessTracking, DEFAULT_CHUNK_SIZE, RedisConfig};
 
 #[test]
 fn single_server_urls() {
     let c = RedisConfig::from_url(
-        "redis://user:pw@cache.internal:6380/3?prefix=team%2Fa&chunk_size=8M&connection_timeout_ms=100&response_timeout_ms=200&default_ttl_secs=60&chunk_grace_secs=10&access_tracking=stored",
+        "redis://user:pw@cache.internal:6380/3?prefix=team%2Fa&chunk_size=8M&connection_timeout_ms=100&response_timeout_ms=200&default_ttl_secs=60&chunk_grace_secs=10&access_tracking=stored&max_item_size=1G",
     )
     .unwrap();
     assert_eq!(c.urls, ["redis://user:pw@cache.internal:6380/3"]);
@@ -21,12 +21,14 @@ fn single_server_urls() {
     assert_eq!(c.default_ttl(), Some(Duration::from_secs(60)));
     assert_eq!(c.chunk_grace(), Duration::from_secs(10));
     assert_eq!(c.access_tracking, AccessTracking::Stored);
+    assert_eq!(c.max_item_size, 1 << 30);
     assert_eq!(RedisConfig::from_url(&c.to_url()).unwrap(), c);
     c.validate().unwrap();
 
     let d = RedisConfig::from_url("redis://127.0.0.1").unwrap();
     assert_eq!(d.prefix, "cachette");
     assert_eq!(d.chunk_size, DEFAULT_CHUNK_SIZE);
+    assert_eq!(d.max_item_size, cachette_redis::DEFAULT_MAX_ITEM_SIZE);
     assert_eq!(d.to_url(), "redis://127.0.0.1");
 }
 
@@ -81,6 +83,8 @@ fn bad_configurations_are_refused() {
         ("redis://h/0?response_timeout_ms=soon", "whole number"),
         ("redis://h/0?access_tracking=lru", "access_tracking"),
         ("redis://h/0?default_ttl_secs=0", "default_ttl_secs"),
+        ("redis://h/0?max_item_size=0", "max_item_size"),
+        ("redis://h/0?max_item_size=big", "max_item_size"),
         ("redis+cluster://a:1,,b:2/", "empty node"),
         ("redis://h:notaport/0", "invalid Redis server URL"),
     ] {
@@ -141,6 +145,7 @@ fn config_files_round_trip_through_toml() {
         chunk_size = "8M"
         default_ttl_secs = 3600
         access_tracking = "idletime"
+        max_item_size = "2G"
     "#;
     let file: File = toml::from_str(text).unwrap();
     let shown = format!("{:?}", file.backend);
@@ -153,7 +158,7 @@ fn config_files_round_trip_through_toml() {
     let backend = file.backend.build().unwrap();
     assert_eq!(
         backend.location(),
-        "redis://127.0.0.1:6379/1?prefix=team-a&chunk_size=8388608&default_ttl_secs=3600&access_tracking=idletime"
+        "redis://127.0.0.1:6379/1?prefix=team-a&chunk_size=8388608&default_ttl_secs=3600&access_tracking=idletime&max_item_size=2147483648"
     );
 
     let again = toml::to_string(&file).unwrap();
@@ -197,7 +202,8 @@ fn builder_methods() {
         .with_response_timeout(Duration::from_secs(3))
         .with_default_ttl(Some(Duration::from_millis(1500)))
         .with_chunk_grace(Duration::from_secs(30))
-        .with_access_tracking(AccessTracking::Auto);
+        .with_access_tracking(AccessTracking::Auto)
+        .with_max_item_size(1 << 20);
     assert_eq!(c.default_ttl_secs, Some(2), "rounded up to whole seconds");
     assert_eq!(c.connection_timeout_ms, 1500);
     assert_eq!(RedisConfig::from_url(&c.to_url()).unwrap(), c);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use cachette_core::testkit;
+use cachette_core::plugin::testkit;
 use cachette_redis::AccessTracking;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cachette_core::{Key, Prefix, PutOptions, StoreBackend};
-use cachette_redis::RedisConfig;
+use cachette_core::plugin::{Key, Prefix, PutOptions, StoreBackend, StoreBackendExt};
+use cachette_redis::{AccessTracking, RedisConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn namespaces_are_separate() {
@@ -29,20 +29,12 @@ async fn namespaces_are_separate() {
         .unwrap();
     let key = Key::new("f/sub:item").unwrap();
     for (i, b) in [&outer, &nested, &globby].into_iter().enumerate() {
-        b.put(
-            &key,
-            Bytes::from(vec![i as u8; 3]).into(),
-            &PutOptions::default(),
-        )
-        .await
-        .unwrap();
-        b.put(
-            &Key::new("f/x").unwrap(),
-            Bytes::from_static(b"x").into(),
-            &PutOptions::default(),
-        )
-        .await
-        .unwrap();
+        b.put(&key, Bytes::from(vec![i as u8; 3]).into())
+            .await
+            .unwrap();
+        b.put(&Key::new("f/x").unwrap(), Bytes::from_static(b"x").into())
+            .await
+            .unwrap();
     }
     for (i, b) in [&outer, &nested, &globby].into_iter().enumerate() {
         assert_eq!(b.get(&key).await.unwrap().unwrap()[0], i as u8);
@@ -78,13 +70,9 @@ async fn namespaces_are_separate() {
 async fn glob_characters_in_keys() {
     for (kind, b) in common::both("glob", |c| c) {
         for name in ["a*/x", "a?/x", "a[b]/x", "a^b/x", "ab/x", "a/x", "a*b/x"] {
-            b.put(
-                &Key::new(name).unwrap(),
-                Bytes::from_static(b"1").into(),
-                &PutOptions::default(),
-            )
-            .await
-            .unwrap();
+            b.put(&Key::new(name).unwrap(), Bytes::from_static(b"1").into())
+                .await
+                .unwrap();
         }
         for (prefix, expected) in [
             ("a*", vec!["a*/x"]),
@@ -113,24 +101,25 @@ async fn glob_characters_in_keys() {
     }
 }
 
-/// An item whose record was evicted is still listed with its size, and gets its record back.
+/// An item whose record was evicted is still listed with its size, and listing does not write
+/// the record again: it writes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn missing_records_are_rebuilt() {
+async fn listing_does_without_records() {
     for (kind, b) in common::both("records", |c| c.with_chunk_size(100)) {
         let mut raw = common::Raw::of(&b).await;
         let prefix = b.config().prefix.clone();
         let opts = PutOptions::with_ttl(Some(Duration::from_secs(100)));
-        b.put(
+        b.put_opts(
             &Key::new("r/small").unwrap(),
             Bytes::from(vec![1u8; 42]).into(),
-            &opts,
+            opts.clone(),
         )
         .await
         .unwrap();
-        b.put(
+        b.put_opts(
             &Key::new("r/big").unwrap(),
             Bytes::from(vec![2u8; 420]).into(),
-            &opts,
+            opts.clone(),
         )
         .await
         .unwrap();
@@ -155,12 +144,59 @@ async fn missing_records_are_rebuilt() {
         );
         for name in ["r/small", "r/big"] {
             let record = format!("{{{prefix}:{name}}}:s");
-            let size: Option<u64> = raw.query(redis::cmd("HGET").arg(&record).arg("s")).await;
-            assert!(size.is_some(), "{kind}: {record} rebuilt");
-            let ttl: i64 = raw.query(redis::cmd("PTTL").arg(&record)).await;
-            assert!(ttl > 0, "{kind}: {record} expires with its item");
+            let exists: i64 = raw.query(redis::cmd("EXISTS").arg(&record)).await;
+            assert_eq!(exists, 0, "{kind}: listing wrote {record}");
         }
         b.delete_prefix(&Prefix::root()).await.unwrap();
         assert!(raw.keys(&format!("*{prefix}*")).await.is_empty(), "{kind}");
+    }
+}
+
+/// Stored access times come from the clients' clocks and the store: one in the future is taken
+/// as now (else the item would look recently used for ever), one that does not parse is
+/// ignored (the item counts as never read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_access_times_are_bounded() {
+    for (kind, b) in common::both("stored-times", |c| {
+        c.with_access_tracking(AccessTracking::Stored)
+    }) {
+        let mut raw = common::Raw::of(&b).await;
+        let prefix = b.config().prefix.clone();
+        for (name, at) in [
+            ("future", "4102444800000".to_owned()),
+            ("junk", "soon".to_owned()),
+            ("long", "1".repeat(1000)),
+        ] {
+            b.put(
+                &Key::new(format!("a/{name}")).unwrap(),
+                Bytes::from_static(b"v").into(),
+            )
+            .await
+            .unwrap();
+            raw.query::<()>(
+                redis::cmd("HSET")
+                    .arg(format!("{{{prefix}:a/{name}}}:s"))
+                    .arg("a")
+                    .arg(at),
+            )
+            .await;
+        }
+        let before = chrono::Utc::now();
+        let listed = b.list(&Prefix::new("a").unwrap()).await.unwrap();
+        let after = chrono::Utc::now();
+        let at = |name: &str| {
+            listed
+                .iter()
+                .find(|i| i.key.as_str() == format!("a/{name}"))
+                .expect("listed")
+                .last_access
+        };
+        assert!(
+            (before..=after).contains(&at("future")),
+            "{kind}: a future time is now: {listed:?}"
+        );
+        assert_eq!(at("junk"), chrono::DateTime::UNIX_EPOCH, "{kind}");
+        assert_eq!(at("long"), chrono::DateTime::UNIX_EPOCH, "{kind}");
+        b.delete_prefix(&Prefix::root()).await.unwrap();
     }
 }

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cachette_core::{Key, Prefix, PutOptions, StoreBackend, testkit};
+use cachette_core::plugin::{Key, Prefix, StoreBackend, StoreBackendExt, testkit};
 use cachette_redis::RedisConfig;
 
 fn server(extra: &[&str]) -> Option<common::Server> {
@@ -41,22 +41,10 @@ async fn lfu_without_config_switches_on_first_listing() {
         .build_backend()
         .unwrap();
     let (old, new) = (Key::new("l/old").unwrap(), Key::new("l/new").unwrap());
-    b.put(
-        &old,
-        Bytes::from_static(b"1").into(),
-        &PutOptions::default(),
-    )
-    .await
-    .unwrap();
+    b.put(&old, Bytes::from_static(b"1").into()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(20)).await;
-    b.put(
-        &new,
-        Bytes::from_static(b"2").into(),
-        &PutOptions::default(),
-    )
-    .await
-    .unwrap();
-    let at = |items: &[cachette_core::ItemInfo], k: &Key| {
+    b.put(&new, Bytes::from_static(b"2").into()).await.unwrap();
+    let at = |items: &[cachette_core::plugin::ItemInfo], k: &Key| {
         items
             .iter()
             .find(|i| &i.key == k)

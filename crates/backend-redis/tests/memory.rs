@@ -148,13 +148,13 @@ fn expires_after_expires_in_redis() {
         f.eval(1);
         assert_eq!(calls.load(Ordering::SeqCst), 1, "{kind}");
         let backend = memory.backend().unwrap().clone();
-        let prefix = cachette_core::Prefix::new("tests.expiring").unwrap();
-        let entries = cachette_core::rt::block_on(false, backend.list(&prefix))
+        let prefix = cachette_core::plugin::Prefix::new("tests.expiring").unwrap();
+        let entries = cachette_core::plugin::block_on(false, backend.list(&prefix))
             .unwrap()
             .unwrap();
         assert_eq!(entries.len(), 2, "{kind}: the entry and func_code");
         std::thread::sleep(Duration::from_millis(1400));
-        let entries = cachette_core::rt::block_on(false, backend.list(&prefix))
+        let entries = cachette_core::plugin::block_on(false, backend.list(&prefix))
             .unwrap()
             .unwrap();
         assert_eq!(

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cachette_core::{Memory, Report, Reporter, testkit};
+use cachette_core::plugin::testkit;
+use cachette_core::{Memory, Report, Reporter};
 
 #[test]
 fn redis_stopped_mid_run() {

@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 
 use bytes::Bytes;
-use cachette_core::{Key, Prefix, PutOptions, StoreBackend, testkit};
+use cachette_core::plugin::{Key, Prefix, StoreBackend, StoreBackendExt, testkit};
 use cachette_redis::RedisConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,7 +48,11 @@ async fn tls_round_trip() {
         .build_backend()
         .unwrap();
     let err = strict.contains(&Key::new("x").unwrap()).await.unwrap_err();
-    assert_eq!(err.kind(), cachette_core::ErrorKind::ConfigInvalid, "{err}");
+    assert_eq!(
+        err.kind(),
+        cachette_core::plugin::ErrorKind::ConfigInvalid,
+        "{err}"
+    );
     assert!(!err.is_temporary(), "{err}");
     assert!(err.to_string().contains("certificate"), "{err}");
 
@@ -61,10 +65,7 @@ async fn tls_round_trip() {
     for (name, size) in [("small", 100usize), ("chunked", 300 * 1024)] {
         let k = Key::new(format!("t/{name}")).unwrap();
         let value = Bytes::from((0..size).map(|i| i as u8).collect::<Vec<_>>());
-        backend
-            .put(&k, value.clone().into(), &PutOptions::default())
-            .await
-            .unwrap();
+        backend.put(&k, value.clone().into()).await.unwrap();
         assert_eq!(backend.get(&k).await.unwrap(), Some(value));
     }
     assert_eq!(backend.list(&Prefix::root()).await.unwrap().len(), 2);

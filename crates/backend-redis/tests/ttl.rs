@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use cachette_core::{Key, Prefix, PutOptions, PutOutcome, StoreBackend};
+use cachette_core::plugin::{Key, Prefix, PutOptions, PutOutcome, StoreBackend, StoreBackendExt};
 
 fn ttl(ms: u64) -> PutOptions {
     PutOptions::with_ttl(Some(Duration::from_millis(ms)))
@@ -18,10 +18,10 @@ async fn items_expire() {
         let mut raw = common::Raw::of(&b).await;
         let prefix = b.config().prefix.clone();
         let (small, big) = (Key::new("t/small").unwrap(), Key::new("t/big").unwrap());
-        b.put(&small, Bytes::from_static(b"soon gone").into(), &ttl(1500))
+        b.put_opts(&small, Bytes::from_static(b"soon gone").into(), ttl(1500))
             .await
             .unwrap();
-        b.put(&big, Bytes::from(vec![9u8; 4500]).into(), &ttl(1500))
+        b.put_opts(&big, Bytes::from(vec![9u8; 4500]).into(), ttl(1500))
             .await
             .unwrap();
         assert!(b.contains(&small).await.unwrap(), "{kind}");
@@ -56,15 +56,15 @@ async fn items_expire() {
 async fn claims_expire() {
     for (kind, b) in common::both("claim", |c| c) {
         let key = Key::new("lock/k").unwrap();
-        let opts = ttl(800);
+        let opts = PutOptions::create().ttl(Some(Duration::from_millis(800)));
         assert_eq!(
-            b.put_if_absent(&key, Bytes::from_static(b"a").into(), &opts)
+            b.put_opts(&key, Bytes::from_static(b"a").into(), opts.clone())
                 .await
                 .unwrap(),
             PutOutcome::Created
         );
         assert_eq!(
-            b.put_if_absent(&key, Bytes::from_static(b"b").into(), &opts)
+            b.put_opts(&key, Bytes::from_static(b"b").into(), opts.clone())
                 .await
                 .unwrap(),
             PutOutcome::AlreadyExists,
@@ -72,7 +72,7 @@ async fn claims_expire() {
         );
         tokio::time::sleep(Duration::from_millis(1000)).await;
         assert_eq!(
-            b.put_if_absent(&key, Bytes::from_static(b"c").into(), &opts)
+            b.put_opts(&key, Bytes::from_static(b"c").into(), opts.clone())
                 .await
                 .unwrap(),
             PutOutcome::Created,
@@ -90,19 +90,13 @@ async fn default_ttl_applies_to_writes_without_one() {
     }) {
         let mut raw = common::Raw::of(&b).await;
         let key = Key::new("d/x").unwrap();
-        b.put(
-            &key,
-            Bytes::from_static(b"v").into(),
-            &PutOptions::default(),
-        )
-        .await
-        .unwrap();
+        b.put(&key, Bytes::from_static(b"v").into()).await.unwrap();
         let pttl: i64 = raw
             .query(redis::cmd("PTTL").arg(format!("{}:d/x", b.config().prefix)))
             .await;
         assert!((50_000..=60_000).contains(&pttl), "{kind}: PTTL {pttl}");
         // An explicit expiry wins.
-        b.put(&key, Bytes::from_static(b"v").into(), &ttl(5000))
+        b.put_opts(&key, Bytes::from_static(b"v").into(), ttl(5000))
             .await
             .unwrap();
         let pttl: i64 = raw

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cachette_core::testkit;
+use cachette_core::plugin::testkit;
 use cachette_redis::{RedisBackend, RedisConfig};
 
 /// The single test server (`redis://127.0.0.1:PORT/0`), or `None` to skip.
@@ -139,7 +139,7 @@ impl Raw {
 }
 
 /// The backend as a shared dynamic backend.
-pub(crate) fn dyn_backend(b: RedisBackend) -> cachette_core::DynBackend {
+pub(crate) fn dyn_backend(b: RedisBackend) -> cachette_core::plugin::DynBackend {
     Arc::new(b)
 }
 

@@ -1,0 +1,347 @@
+//! Reads: whole items, ranges of them and their sizes (`head`), of whole values and of chunked
+//! items, recording an access only when asked.
+//!
+//! A read starts on the data key. A whole value answers there; a manifest (`WRONGTYPE` on a
+//! string command, or its type) sends the read to the chunks, after the manifest is checked
+//! against its bounds ([`Manifest::parse`]). A chunk missing means the item was replaced or
+//! deleted meanwhile (the read starts over, up to [`READ_ATTEMPTS`] times) or lost a chunk to
+//! eviction (it reads as missing).
+
+use std::ops::Range;
+
+use cachette_core::plugin::{Bytes, GetOptions, GetResult, Key, bytes::BytesMut};
+use futures::{StreamExt, TryStreamExt, stream};
+use redis::{Cmd, RedisError, Value};
+
+use crate::access;
+use crate::backend::Inner;
+use crate::conn::Conn;
+use crate::error::{Fail, Res, corrupted, is_wrong_type, kept_changing, unexpected};
+use crate::keys;
+use crate::lua;
+use crate::manifest::{MAX_FIELD_LEN, Manifest};
+
+/// How many times a read starts over when the item is replaced under its feet.
+const READ_ATTEMPTS: usize = 8;
+/// Chunks transferred at once for one item.
+pub(crate) const CHUNK_PARALLELISM: usize = 4;
+
+/// What reading a chunked item gave.
+enum ChunkRead {
+    /// The bytes read, and the item's whole size.
+    Bytes(Bytes, u64),
+    Missing,
+    /// The item was replaced while being read: read it again.
+    Changed,
+}
+
+/// What reading a manifest gave.
+enum Lookup {
+    Found(Manifest),
+    Missing,
+    /// The data key holds a whole value now.
+    Changed,
+}
+
+/// Why a chunk read stopped.
+enum ChunkFail {
+    Redis(RedisError),
+    /// A chunk is missing or shorter than the manifest says.
+    Short,
+}
+
+impl Inner {
+    /// Reads as `options` say; see [`GetOptions`].
+    pub(crate) async fn get(&self, key: &Key, options: GetOptions) -> Res<Option<GetResult>> {
+        let data = self.layout.data(key);
+        let mut conn = self.connector.conn().await?;
+        // The access is recorded once, by the first attempt's round trip.
+        let mut record = if options.record_access {
+            let stored = self.stored_access(&mut conn).await?;
+            Some(access::record_cmd(stored, &data))
+        } else {
+            None
+        };
+        for _ in 0..READ_ATTEMPTS {
+            let step = if options.head {
+                self.head(&mut conn, &data, record.take()).await?
+            } else if let Some(range) = &options.range {
+                self.range(&mut conn, &data, range.clone(), record.take())
+                    .await?
+            } else {
+                self.whole(&mut conn, &data, record.take()).await?
+            };
+            match step {
+                ChunkRead::Bytes(bytes, size) => {
+                    return Ok(Some(if options.head {
+                        GetResult::head(size)
+                    } else if options.range.is_some() {
+                        GetResult::part(bytes, size)
+                    } else {
+                        GetResult::whole(bytes)
+                    }));
+                }
+                ChunkRead::Missing => return Ok(None),
+                ChunkRead::Changed => continue,
+            }
+        }
+        Err(kept_changing())
+    }
+
+    /// A whole read: one `GET` of the data key (with the access, when recorded, in the same
+    /// round trip), then the chunks if it holds a manifest.
+    async fn whole(&self, conn: &mut Conn, data: &str, record: Option<Cmd>) -> Res<ChunkRead> {
+        let answer = match record {
+            Some(record) => {
+                let mut pipe = redis::pipe();
+                pipe.ignore_errors()
+                    .cmd("GET")
+                    .arg(data)
+                    .add_command(record)
+                    .ignore();
+                let values: Vec<Value> = pipe.query_async(conn).await?;
+                values
+                    .into_iter()
+                    .next()
+                    .unwrap_or(Value::Nil)
+                    .extract_error()
+            }
+            None => redis::cmd("GET").arg(data).query_async::<Value>(conn).await,
+        };
+        match answer {
+            Ok(Value::Nil) => Ok(ChunkRead::Missing),
+            Ok(Value::BulkString(bytes)) => {
+                let size = bytes.len() as u64;
+                Ok(ChunkRead::Bytes(Bytes::from(bytes), size))
+            }
+            Ok(other) => Err(unexpected("GET", &other).into()),
+            Err(e) if is_wrong_type(&e) => self.read_chunked(conn, data, None).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The size only: the type and length of the data key in one transaction, or the
+    /// manifest's size.
+    async fn head(&self, conn: &mut Conn, data: &str, record: Option<Cmd>) -> Res<ChunkRead> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .ignore_errors()
+            .cmd("TYPE")
+            .arg(data)
+            .cmd("STRLEN")
+            .arg(data);
+        if let Some(record) = record {
+            pipe.add_command(record).ignore();
+        }
+        let values: Vec<Value> = pipe.query_async(conn).await?;
+        let mut values = values.into_iter();
+        let (kind, len) = (values.next(), values.next());
+        match type_name(kind)?.as_str() {
+            "none" => Ok(ChunkRead::Missing),
+            "string" => match len.map(Value::extract_error) {
+                Some(Ok(Value::Int(len))) => {
+                    let size =
+                        u64::try_from(len).map_err(|_| unexpected("STRLEN", &Value::Int(len)))?;
+                    Ok(ChunkRead::Bytes(Bytes::new(), size))
+                }
+                Some(Ok(other)) => Err(unexpected("STRLEN", &other).into()),
+                Some(Err(e)) => Err(e.into()),
+                None => Err(unexpected("STRLEN", &Value::Nil).into()),
+            },
+            "hash" => Ok(match self.manifest(conn, data).await? {
+                Lookup::Found(m) => ChunkRead::Bytes(Bytes::new(), m.size),
+                Lookup::Missing => ChunkRead::Missing,
+                Lookup::Changed => ChunkRead::Changed,
+            }),
+            other => Err(corrupted(data, &format!("the key holds a {other}"))),
+        }
+    }
+
+    /// A ranged read: the type, the length and the bytes of a whole value in one transaction
+    /// (`GETRANGE`), or the chunks the range overlaps.
+    async fn range(
+        &self,
+        conn: &mut Conn,
+        data: &str,
+        range: Range<u64>,
+        record: Option<Cmd>,
+    ) -> Res<ChunkRead> {
+        let empty = range.end <= range.start;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .ignore_errors()
+            .cmd("TYPE")
+            .arg(data)
+            .cmd("STRLEN")
+            .arg(data);
+        if !empty {
+            pipe.cmd("GETRANGE")
+                .arg(data)
+                .arg(to_i64(range.start))
+                .arg(to_i64(range.end - 1));
+        }
+        if let Some(record) = record {
+            pipe.add_command(record).ignore();
+        }
+        let values: Vec<Value> = pipe.query_async(conn).await?;
+        let mut values = values.into_iter();
+        let (kind, len, bytes) = (values.next(), values.next(), values.next());
+        match type_name(kind)?.as_str() {
+            "none" => Ok(ChunkRead::Missing),
+            "string" => {
+                let size = match len.map(Value::extract_error) {
+                    Some(Ok(Value::Int(len))) => {
+                        u64::try_from(len).map_err(|_| unexpected("STRLEN", &Value::Int(len)))?
+                    }
+                    Some(Ok(other)) => return Err(unexpected("STRLEN", &other).into()),
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err(unexpected("STRLEN", &Value::Nil).into()),
+                };
+                let bytes = match bytes.map(Value::extract_error) {
+                    None if empty => Bytes::new(),
+                    Some(Ok(Value::BulkString(bytes))) => Bytes::from(bytes),
+                    Some(Ok(Value::Nil)) => Bytes::new(),
+                    Some(Ok(other)) => return Err(unexpected("GETRANGE", &other).into()),
+                    Some(Err(e)) => return Err(e.into()),
+                    None => return Err(unexpected("GETRANGE", &Value::Nil).into()),
+                };
+                Ok(ChunkRead::Bytes(bytes, size))
+            }
+            "hash" => self.read_chunked(conn, data, Some(range)).await,
+            other => Err(corrupted(data, &format!("the key holds a {other}"))),
+        }
+    }
+
+    /// Reads and checks the manifest in the data key (see [`lua::MANIFEST`]).
+    async fn manifest(&self, conn: &mut Conn, data: &str) -> Res<Lookup> {
+        let answer: Value = lua::eval(lua::MANIFEST, &[data])
+            .arg(MAX_FIELD_LEN)
+            .query_async(conn)
+            .await?;
+        let fields = match answer {
+            Value::Int(0) => return Ok(Lookup::Missing),
+            Value::Int(1) => return Ok(Lookup::Changed),
+            Value::Int(_) => {
+                return Err(corrupted(
+                    data,
+                    "the key holds neither a value nor a manifest, or a field is too long",
+                ));
+            }
+            Value::Array(fields) if fields.len() == 4 => fields,
+            other => return Err(unexpected("the manifest script", &other).into()),
+        };
+        let text: Vec<Option<String>> = fields
+            .iter()
+            .map(|v| access::text_of(v).and_then(|b| String::from_utf8(b).ok()))
+            .collect();
+        if text.iter().all(Option::is_none) {
+            // Deleted between the type check and the read (the script is atomic, so never).
+            return Ok(Lookup::Missing);
+        }
+        Manifest::parse(
+            text[0].as_deref(),
+            text[1].as_deref(),
+            text[2].as_deref(),
+            text[3].as_deref(),
+            self.max_item_size(),
+        )
+        .map(Lookup::Found)
+        .map_err(|why| corrupted(data, &format!("its manifest is invalid ({why})")))
+    }
+
+    /// Reads a chunked item, or the `range` of it. All chunks read belong to the write the
+    /// manifest names (their keys hold its write id). Each chunk read is bounded by the length
+    /// the manifest gives it, and the read stops at the first chunk that is missing or short.
+    async fn read_chunked(
+        &self,
+        conn: &mut Conn,
+        data: &str,
+        range: Option<Range<u64>>,
+    ) -> Res<ChunkRead> {
+        let manifest = match self.manifest(conn, data).await? {
+            Lookup::Found(m) => m,
+            Lookup::Missing => return Ok(ChunkRead::Missing),
+            Lookup::Changed => return Ok(ChunkRead::Changed),
+        };
+        let size = manifest.size;
+        let (start, end) = match &range {
+            Some(r) => {
+                let start = r.start.min(size);
+                (start, r.end.clamp(start, size))
+            }
+            None => (0, size),
+        };
+        if start == end {
+            return Ok(ChunkRead::Bytes(Bytes::new(), size));
+        }
+        let c = manifest.chunk;
+        let reads = (start / c..=(end - 1) / c).map(|i| {
+            let base = i * c;
+            let chunk_len = c.min(size - base);
+            let lo = start.max(base) - base;
+            let hi = end.min(base + chunk_len) - base;
+            let key = keys::chunk(data, &manifest.id, i);
+            let mut conn = conn.clone();
+            async move {
+                let bytes: Vec<u8> = redis::cmd("GETRANGE")
+                    .arg(&key)
+                    .arg(lo)
+                    .arg(hi - 1)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(ChunkFail::Redis)?;
+                // `GETRANGE` gives an empty string for a missing key; chunks are never empty.
+                if bytes.len() as u64 != hi - lo {
+                    return Err(ChunkFail::Short);
+                }
+                Ok(bytes)
+            }
+        });
+        let parts: Result<Vec<Vec<u8>>, ChunkFail> = stream::iter(reads)
+            .buffered(CHUNK_PARALLELISM)
+            .try_collect()
+            .await;
+        let parts = match parts {
+            Ok(parts) => parts,
+            Err(ChunkFail::Redis(e)) => return Err(Fail::Redis(e)),
+            Err(ChunkFail::Short) => {
+                return match self.manifest(conn, data).await? {
+                    Lookup::Found(now) if now.id == manifest.id => {
+                        tracing::warn!(
+                            target: "cachette",
+                            "redis: item {data} lost a chunk (evicted?); it is treated as missing"
+                        );
+                        Ok(ChunkRead::Missing)
+                    }
+                    Lookup::Missing => Ok(ChunkRead::Missing),
+                    _ => Ok(ChunkRead::Changed),
+                };
+            }
+        };
+        if parts.len() == 1 {
+            let part = parts.into_iter().next().unwrap_or_default();
+            return Ok(ChunkRead::Bytes(Bytes::from(part), size));
+        }
+        let mut out = BytesMut::with_capacity(parts.iter().map(Vec::len).sum());
+        for part in parts {
+            out.extend_from_slice(&part);
+        }
+        Ok(ChunkRead::Bytes(out.freeze(), size))
+    }
+}
+
+/// The answer to `TYPE`.
+fn type_name(answer: Option<Value>) -> Res<String> {
+    match answer.map(Value::extract_error) {
+        Some(Ok(Value::SimpleString(kind))) => Ok(kind),
+        Some(Ok(Value::BulkString(kind))) => Ok(String::from_utf8_lossy(&kind).into_owned()),
+        Some(Ok(Value::Okay)) => Ok("OK".to_owned()),
+        Some(Ok(other)) => Err(unexpected("TYPE", &other).into()),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(unexpected("TYPE", &Value::Nil).into()),
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
