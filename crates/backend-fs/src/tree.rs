@@ -207,8 +207,7 @@ pub(crate) enum Beneath {
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub(crate) fn open_beneath(root: BorrowedFd<'_>, relative: &str) -> Beneath {
     use rustix::fs::ResolveFlags;
-    let resolve =
-        ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
     let fd = match rustix::fs::openat2(root, relative, READ_FLAGS, Mode::empty(), resolve) {
         Ok(fd) => fd,
         Err(Errno::NOENT | Errno::NOTDIR) => return Beneath::Missing,

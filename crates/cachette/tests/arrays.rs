@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cachette::{Array, Element, InMemoryBackend, Memory, MemoryBuilder, MmapMode, Storage};
+use cachette::plugin::InMemoryBackend;
+use cachette::{Array, Element, Memory, MemoryBuilder, MmapMode, Storage};
 use common::{capture, lines, warnings};
 use serde::{Deserialize, Serialize};
 

@@ -17,7 +17,9 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use cachette::{FuncId, Key, MemorizedFunc, Memory, MemoryBuilder, PutOptions, Shelved, rt};
+use cachette::plugin::StoreBackendExt;
+use cachette::plugin::{Key, block_on};
+use cachette::{FuncId, MemorizedFunc, Memory, MemoryBuilder, Shelved};
 use common::{Reports, capture, warnings};
 
 mod common;
@@ -92,7 +94,7 @@ fn threads_missing_one_key_compute_it_once() {
     let (memory, reports) = capture(Memory::builder().path(dir.path()));
     assert!(memory.compute_once() && memory.claims());
     // A backend given as an object takes claims only when asked to.
-    let object = || Arc::new(cachette::InMemoryBackend::new());
+    let object = || Arc::new(cachette::plugin::InMemoryBackend::new());
     assert!(!Memory::with_backend(object()).claims());
     let asked = Memory::builder().backend(object()).claims(true);
     assert!(asked.build().unwrap().claims());
@@ -307,7 +309,7 @@ fn a_live_holder_renews_its_claim() {
 
 /// The args id of `f(x)` for a function named `name` (the same in every store).
 fn args_id(name: &str, x: u64) -> String {
-    let scratch = Memory::with_backend(Arc::new(cachette::InMemoryBackend::new()));
+    let scratch = Memory::with_backend(Arc::new(cachette::plugin::InMemoryBackend::new()));
     let f = MemorizedFunc::<u64>::new(&scratch, FuncId::new(name));
     match f.call_and_shelve_with(x, Ok::<_, Infallible>).unwrap() {
         Shelved::Memorized(r) => r.args_id().to_owned(),
@@ -324,10 +326,8 @@ fn write_claim(memory: &Memory, name: &str, x: u64, lease_ms: u64, expires_ms: u
     );
     let backend = memory.backend().unwrap().clone();
     let k = key.clone();
-    rt::block_on(false, async move {
-        backend
-            .put(&k, Bytes::from(text).into(), &PutOptions::default())
-            .await
+    block_on(false, async move {
+        backend.put(&k, Bytes::from(text).into()).await
     })
     .unwrap()
     .unwrap();
@@ -337,7 +337,7 @@ fn write_claim(memory: &Memory, name: &str, x: u64, lease_ms: u64, expires_ms: u
 fn contains(memory: &Memory, key: &Key) -> bool {
     let backend = memory.backend().unwrap().clone();
     let k = key.clone();
-    rt::block_on(false, async move { backend.contains(&k).await })
+    block_on(false, async move { backend.contains(&k).await })
         .unwrap()
         .unwrap()
 }
@@ -706,21 +706,21 @@ fn a_killed_holder_is_taken_over_local_disk() {
 
 #[cfg(all(feature = "s3", feature = "testkit"))]
 fn s3_url() -> Option<String> {
-    let endpoint = cachette::testkit::server_from_env("CACHETTE_TEST_S3_ENDPOINT")?;
+    let endpoint = cachette::plugin::testkit::server_from_env("CACHETTE_TEST_S3_ENDPOINT")?;
     let bucket =
         std::env::var("CACHETTE_TEST_S3_BUCKET").unwrap_or_else(|_| "cachette-test".to_owned());
     Some(format!(
         "s3://{bucket}/{}?endpoint={endpoint}&allow_http=true",
-        cachette::testkit::unique_root("s3")
+        cachette::plugin::testkit::unique_root("s3")
     ))
 }
 
 #[cfg(all(feature = "redis", feature = "testkit"))]
 fn redis_url() -> Option<String> {
-    let server = cachette::testkit::server_from_env("CACHETTE_TEST_REDIS_URL")?;
+    let server = cachette::plugin::testkit::server_from_env("CACHETTE_TEST_REDIS_URL")?;
     Some(format!(
         "{server}?prefix={}",
-        cachette::testkit::unique_root("redis")
+        cachette::plugin::testkit::unique_root("redis")
     ))
 }
 

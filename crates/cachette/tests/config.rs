@@ -8,7 +8,8 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cachette::{Memory, MemoryConfig, MmapMode, testkit};
+use cachette::plugin::testkit;
+use cachette::{Memory, MemoryConfig, MmapMode};
 
 /// Held by every test of this binary that reads the environment (`from_config`, `from_env`),
 /// and by the one that writes it, so that they never overlap.
@@ -261,11 +262,14 @@ fn configurations_ship_to_workers() {
     );
     let memory = Memory::from_config(&file).unwrap();
     ship_and_share(&memory);
-    assert_eq!(memory.config().unwrap().mmap_mode, MmapMode::CopyOnWrite);
+    assert_eq!(
+        memory.config().unwrap().options.mmap_mode,
+        MmapMode::CopyOnWrite
+    );
     ship_and_share(&Memory::from_url(dir.path().join("other").to_str().unwrap()).unwrap());
     // A memory on a backend object has no configuration to ship.
     assert!(
-        Memory::with_backend(std::sync::Arc::new(cachette::InMemoryBackend::new()))
+        Memory::with_backend(std::sync::Arc::new(cachette::plugin::InMemoryBackend::new()))
             .config()
             .is_none()
     );
@@ -408,6 +412,6 @@ fn stats_count_what_the_memory_asked_and_can_be_turned_off() {
         .build()
         .unwrap();
     assert!(quiet.stats().is_none());
-    assert!(!quiet.config().unwrap().stats);
+    assert!(!quiet.config().unwrap().options.stats);
     assert!(Memory::disabled().stats().is_none());
 }

@@ -140,12 +140,13 @@ impl<F: FnMut()> Drop for Cleanup<F> {
 #[test]
 fn s3_a_writer_killed_mid_persist_leaves_no_partial_entry() {
     crash::child_if_asked();
-    let Some(endpoint) = cachette::testkit::server_from_env("CACHETTE_TEST_S3_ENDPOINT") else {
+    let Some(endpoint) = cachette::plugin::testkit::server_from_env("CACHETTE_TEST_S3_ENDPOINT")
+    else {
         return;
     };
     let bucket =
         std::env::var("CACHETTE_TEST_S3_BUCKET").unwrap_or_else(|_| "cachette-test".to_owned());
-    let prefix = cachette::testkit::unique_root("crash-s3");
+    let prefix = cachette::plugin::testkit::unique_root("crash-s3");
     let url = format!("s3://{bucket}/{prefix}?endpoint={endpoint}&allow_http=true");
     let reader = crash::Reader::new(&url).only_changed();
     let uploads = s3::Uploads::new(&endpoint, &bucket, &prefix);
@@ -265,10 +266,10 @@ fn scan(raw: &mut redis::Connection, pattern: &str) -> Vec<String> {
 #[test]
 fn redis_a_writer_killed_mid_persist_leaves_no_partial_entry() {
     crash::child_if_asked();
-    let Some(server) = cachette::testkit::server_from_env("CACHETTE_TEST_REDIS_URL") else {
+    let Some(server) = cachette::plugin::testkit::server_from_env("CACHETTE_TEST_REDIS_URL") else {
         return;
     };
-    let ns = cachette::testkit::unique_root("crash-redis");
+    let ns = cachette::plugin::testkit::unique_root("crash-redis");
     let url = format!("{server}?prefix={ns}");
     let reader = crash::Reader::new(&url);
     let mut raw = redis::Client::open(server.as_str())

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use cachette::{
-    ErrorKind, Key, Memory, MemoryConfig, MmapMode, Prefix, PutOptions, StoreBackend, testkit,
+use cachette::plugin::{
+    ErrorKind, GetOptions, GetPayload, Key, Prefix, StoreBackend, StoreBackendExt, testkit,
 };
+use cachette::{Memory, MemoryConfig, MmapMode};
 use flat_dir::{FlatDirConfig, MAX_NAME_LEN, SCHEME};
 
 /// A config file selecting the flat-folder store in `store` (hits map the items' files), with
@@ -57,11 +58,7 @@ async fn items_are_files_of_one_folder() {
     let long = Key::new(format!("my_crate.load/{}", "x".repeat(MAX_NAME_LEN))).unwrap();
     for key in [&short, &long] {
         backend
-            .put(
-                key,
-                Bytes::from_static(b"item").into(),
-                &PutOptions::default(),
-            )
+            .put(key, Bytes::from_static(b"item").into())
             .await
             .unwrap();
     }
@@ -74,9 +71,21 @@ async fn items_are_files_of_one_folder() {
     assert!(names.iter().any(|n| n.starts_with("%long-")), "{names:?}");
 
     // A short key's file holds the item alone, and may be mapped; a long key's does not.
-    let path = backend.local_path(&short).unwrap();
-    assert_eq!(std::fs::read(path).unwrap(), b"item");
-    assert_eq!(backend.local_path(&long), None);
+    let file = GetOptions::default().with_local_file(true);
+    let found = backend
+        .get_opts(&short, file.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    let GetPayload::File(local) = found.payload else {
+        panic!("a short key's item is a file of its own");
+    };
+    assert_eq!(std::fs::read(local.path).unwrap(), b"item");
+    let found = backend.get_opts(&long, file).await.unwrap().unwrap();
+    assert!(
+        matches!(found.payload, GetPayload::Bytes(_)),
+        "a long key's file holds more"
+    );
     assert_eq!(&backend.get(&long).await.unwrap().unwrap()[..], b"item");
 
     let mut listed: Vec<Key> = backend

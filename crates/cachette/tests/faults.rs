@@ -268,7 +268,7 @@ impl Drop for Moto {
 #[cfg(all(feature = "s3", feature = "testkit"))]
 #[test]
 fn s3_stopped_mid_run_then_back() {
-    let Some(cmd) = cachette::testkit::server_from_env("CACHETTE_TEST_MOTO_CMD") else {
+    let Some(cmd) = cachette::plugin::testkit::server_from_env("CACHETTE_TEST_MOTO_CMD") else {
         return;
     };
     let mut moto = Moto::start(&cmd);

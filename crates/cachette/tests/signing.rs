@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cachette::entry::{Entry, encode_parts};
-use cachette::{Array, Key, StoreBackend};
-use cachette::{InMemoryBackend, Memory, MemoryBuilder, MmapMode, Shelved, SigningKey, rt};
+use cachette::Array;
+use cachette::plugin::entry::{Entry, encode_parts};
+use cachette::plugin::{InMemoryBackend, block_on};
+use cachette::plugin::{Key, StoreBackendExt};
+use cachette::{Memory, MemoryBuilder, MmapMode, Shelved, SigningKey};
 use common::{capture, warnings};
 
 mod common;
@@ -25,10 +27,7 @@ fn memory(backend: &Arc<InMemoryBackend>, secret: Option<&str>) -> (Memory, comm
 }
 
 fn stored(backend: &InMemoryBackend, key: &Key) -> Entry {
-    let bytes = rt::block_on(false, backend.get(key))
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let bytes = block_on(false, backend.get(key)).unwrap().unwrap().unwrap();
     Entry::parse(bytes).unwrap()
 }
 
@@ -107,14 +106,11 @@ fn unsigned_and_forged_entries_are_refused() {
     let genuine = stored(&backend, &entry_key);
     let meta = genuine.metadata().unwrap();
     let mut structure = Vec::new();
-    cachette::codec::encode_value(&cachette::MessagePack, &666u32, &mut structure).unwrap();
+    cachette::plugin::entry::encode_value(&cachette::MessagePack, &666u32, &mut structure).unwrap();
     let forged = encode_parts(&meta, structure, Vec::new(), None).unwrap();
-    rt::block_on(
-        false,
-        backend.put(&entry_key, forged.clone(), &Default::default()),
-    )
-    .unwrap()
-    .unwrap();
+    block_on(false, backend.put(&entry_key, forged.clone()))
+        .unwrap()
+        .unwrap();
     assert_eq!(
         plain.cache(&f).name("s::g").eval(1),
         666,

@@ -5,11 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use cachette::backend::{PutOptions, StoreBackend};
-use cachette::{
-    CallError, Error, InMemoryBackend, Key, Memory, MemoryBuilder, MemoryConfig, Prefix, memoize,
-    rt,
-};
+use cachette::plugin::{InMemoryBackend, Key, Prefix, block_on};
+use cachette::plugin::{StoreBackend, StoreBackendExt};
+use cachette::{CallError, Error, Memory, MemoryBuilder, MemoryConfig, memoize};
 use common::{capture, warnings};
 use serde::{Serialize, Serializer};
 
@@ -23,19 +21,16 @@ fn memory(backend: &Arc<InMemoryBackend>, strict: bool) -> (Memory, common::Repo
 /// Overwrites every entry of the function folder `folder` with bytes that are no entry.
 fn damage(backend: &InMemoryBackend, folder: &str) -> usize {
     let prefix = Prefix::new(folder).unwrap();
-    let items = rt::block_on(false, backend.list(&prefix)).unwrap().unwrap();
+    let items = block_on(false, backend.list(&prefix)).unwrap().unwrap();
     let mut damaged = 0;
     for item in items {
         if item.key.file_name() == "func_code" {
             continue;
         }
         let garbage = Bytes::from_static(b"not an entry at all, just some bytes");
-        rt::block_on(
-            false,
-            backend.put(&item.key, garbage.into(), &PutOptions::default()),
-        )
-        .unwrap()
-        .unwrap();
+        block_on(false, backend.put(&item.key, garbage.into()))
+            .unwrap()
+            .unwrap();
         damaged += 1;
     }
     damaged
@@ -208,14 +203,14 @@ fn strict_mode_comes_from_the_config_and_ships_with_it() {
         "strict.toml",
     )
     .unwrap();
-    assert!(config.strict);
+    assert!(config.options.strict);
     let memory = Memory::builder().config(config).build().unwrap();
     assert!(memory.strict());
     let shipped = memory.config().unwrap().to_toml().unwrap();
     assert!(shipped.contains("strict = true"), "{shipped}");
     let default =
         MemoryConfig::from_toml("location = \"memory://strict-default\"\n", "d.toml").unwrap();
-    assert!(!default.strict);
+    assert!(!default.options.strict);
     assert!(!default.to_toml().unwrap().contains("strict ="));
     assert!(!Memory::disabled().strict());
 }
@@ -290,7 +285,7 @@ fn memoize_strict_returns_faults_as_the_functions_error() {
     ));
     let key = Key::new("strict.halve/func_code").unwrap();
     assert!(
-        rt::block_on(false, MACRO_BACKEND.get(&key))
+        block_on(false, MACRO_BACKEND.get(&key))
             .unwrap()
             .unwrap()
             .is_some()

@@ -223,16 +223,16 @@ impl MemoryConfig {
         let signing_key = take::<Secret>(&mut table, "signing_key")?;
         let backend = match table.remove("backend") {
             None => None,
-            Some(toml::Value::Table(section)) => {
-                Some(registry::config_from_table(section).map_err(|e| ConfigError {
+            Some(toml::Value::Table(section)) => Some(
+                registry::config_from_table(section).map_err(|e| ConfigError {
                     path: if e.path.is_empty() || e.path == "." {
                         "backend".to_owned()
                     } else {
                         format!("backend.{}", e.path)
                     },
                     message: e.message,
-                })?)
-            }
+                })?,
+            ),
             Some(other) => {
                 return Err(ConfigError {
                     path: "backend".into(),
@@ -277,11 +277,11 @@ impl MemoryConfig {
 
     /// Parses a configuration from TOML text; `origin` (a file name, say) is named in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<MemoryConfig> {
-        let table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| Error::Config(format!("{origin}: {}", e.to_string().trim_end())))?;
-        let config = MemoryConfig::from_table(table)
-            .map_err(|e| Error::Config(format!("{origin}: {e}")))?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            Error::Config(format!("{origin}: {}", e.to_string().trim_end()))
+        })?;
+        let config =
+            MemoryConfig::from_table(table).map_err(|e| Error::Config(format!("{origin}: {e}")))?;
         Ok(MemoryConfig {
             origin: Some(origin.to_owned()),
             ..config

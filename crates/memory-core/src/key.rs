@@ -300,7 +300,13 @@ mod tests {
         let claim = grammar::claim(&entry).unwrap();
         assert!(grammar::is_claim(&claim) && !grammar::is_entry(&claim));
         assert!(grammar::is_identity(&grammar::identity("f").unwrap()));
-        for foreign in ["notes.txt", "f/notes.txt", "src/main.rs", "f/other.claim", "a/b/c"] {
+        for foreign in [
+            "notes.txt",
+            "f/notes.txt",
+            "src/main.rs",
+            "f/other.claim",
+            "a/b/c",
+        ] {
             assert!(!grammar::is_ours(&Key::new(foreign).unwrap()), "{foreign}");
         }
     }

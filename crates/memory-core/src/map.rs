@@ -27,7 +27,12 @@ pub(crate) fn map_entry(file: &File, len: usize) -> io::Result<Mmap> {
 
 /// Maps `len` bytes of an entry file from `offset`: shared and writable (`shared`, the
 /// read-write mode) or private (copy-on-write).
-pub(crate) fn map_region(file: &File, offset: u64, len: usize, shared: bool) -> io::Result<MmapMut> {
+pub(crate) fn map_region(
+    file: &File,
+    offset: u64,
+    len: usize,
+    shared: bool,
+) -> io::Result<MmapMut> {
     let mut options = MmapOptions::new();
     options.offset(offset).len(len);
     // SAFETY: see the module documentation. A private map never writes the file; a shared one

@@ -193,9 +193,10 @@ impl Memory {
     /// How long a caller waits for another one's result before computing it anyway; see
     /// [`MemoryBuilder::wait_timeout`](crate::MemoryBuilder::wait_timeout).
     pub fn wait_timeout(&self) -> Duration {
-        self.shared
-            .as_ref()
-            .map_or_else(|| Options::default().wait_timeout, |s| s.options.wait_timeout)
+        self.shared.as_ref().map_or_else(
+            || Options::default().wait_timeout,
+            |s| s.options.wait_timeout,
+        )
     }
 
     /// Whether the fallible methods of its functions return faults of the store as errors

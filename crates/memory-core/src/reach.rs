@@ -30,7 +30,12 @@ pub(crate) enum Reach {
 impl Reach {
     /// Runs one operation of `backend` (whose futures do blocking I/O when `blocking_io`): on
     /// this thread, or without blocking the caller's runtime.
-    pub(crate) async fn run<T, F>(self, backend: &DynBackend, blocking_io: bool, op: F) -> BackendResult<T>
+    pub(crate) async fn run<T, F>(
+        self,
+        backend: &DynBackend,
+        blocking_io: bool,
+        op: F,
+    ) -> BackendResult<T>
     where
         T: Send + 'static,
         F: for<'a> FnOnce(&'a dyn StoreBackend) -> BoxFuture<'a, BackendResult<T>> + Send + 'static,

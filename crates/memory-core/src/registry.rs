@@ -175,7 +175,8 @@ fn deserialize_config<C: BackendConfig + DeserializeOwned + 'static>(
 }
 
 /// Backends registered at run time, with [`register`].
-static REGISTERED: std::sync::RwLock<Vec<&'static Registration>> = std::sync::RwLock::new(Vec::new());
+static REGISTERED: std::sync::RwLock<Vec<&'static Registration>> =
+    std::sync::RwLock::new(Vec::new());
 
 /// Registers a backend at run time: for a backend crate that a program links without using any
 /// of its items (it only names the backend in URLs or config files), where the static
@@ -207,13 +208,9 @@ pub fn register(registration: &'static Registration) {
 
 /// Every registered backend: those registered at run time first, then the static ones.
 pub fn registrations() -> impl Iterator<Item = &'static Registration> {
-    let runtime: Vec<&'static Registration> = REGISTERED
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    runtime
-        .into_iter()
-        .chain(inventory::iter::<Registration>)
+    let runtime: Vec<&'static Registration> =
+        REGISTERED.read().unwrap_or_else(|e| e.into_inner()).clone();
+    runtime.into_iter().chain(inventory::iter::<Registration>)
 }
 
 fn registration_of(config: &dyn BackendConfig) -> Option<&'static Registration> {
@@ -259,14 +256,22 @@ fn missing(what: &str, name: &str) -> Error {
         .map(|(_, feature)| format!(": enable the `{feature}` feature of the `cachette` crate"))
         .unwrap_or_else(|| {
             let mut known: Vec<&str> = registrations()
-                .flat_map(|r| if what == "scheme" { r.schemes } else { std::slice::from_ref(&r.name) })
+                .flat_map(|r| {
+                    if what == "scheme" {
+                        r.schemes
+                    } else {
+                        std::slice::from_ref(&r.name)
+                    }
+                })
                 .copied()
                 .collect();
             known.sort_unstable();
             known.dedup();
             format!(" (known {what}s: {})", known.join(", "))
         });
-    Error::Config(format!("no backend for {what} `{name}` in this build{hint}"))
+    Error::Config(format!(
+        "no backend for {what} `{name}` in this build{hint}"
+    ))
 }
 
 /// Parses a location (a URL or a plain path) into a backend configuration, through the
@@ -274,7 +279,11 @@ fn missing(what: &str, name: &str) -> Error {
 pub fn config_from_url(location: &str) -> Result<Box<dyn BackendConfig>> {
     let scheme = scheme_of(location);
     for registered in registrations() {
-        if registered.schemes.iter().any(|s| s.eq_ignore_ascii_case(scheme)) {
+        if registered
+            .schemes
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(scheme))
+        {
             return (registered.from_url)(location).map_err(Error::Backend);
         }
     }
@@ -331,7 +340,11 @@ pub(crate) fn table_of(config: &dyn BackendConfig) -> std::result::Result<toml::
     })?;
     let fields = match toml::Value::try_from(Fields(config)).map_err(|e| e.to_string())? {
         toml::Value::Table(fields) => fields,
-        other => return Err(format!("a backend configuration is a table of keys, not {other}")),
+        other => {
+            return Err(format!(
+                "a backend configuration is a table of keys, not {other}"
+            ));
+        }
     };
     let mut table = toml::Table::new();
     table.insert("type".into(), toml::Value::String(name.into()));

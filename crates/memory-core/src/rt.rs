@@ -76,7 +76,11 @@ where
 
 /// Runs a backend operation from async code without blocking the runtime: network backends are
 /// awaited directly, blocking-I/O backends go to the blocking pool.
-pub(crate) async fn offload<T, F>(backend: &DynBackend, blocking_io: bool, op: F) -> BackendResult<T>
+pub(crate) async fn offload<T, F>(
+    backend: &DynBackend,
+    blocking_io: bool,
+    op: F,
+) -> BackendResult<T>
 where
     T: Send + 'static,
     F: for<'a> FnOnce(&'a dyn StoreBackend) -> BoxFuture<'a, T> + Send + 'static,

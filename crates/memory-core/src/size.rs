@@ -195,7 +195,10 @@ pub(crate) fn plan_reduction(
 }
 
 fn plan_entries(items: Vec<ItemInfo>, limits: &SizeLimits) -> (Vec<Key>, ReduceReport) {
-    let mut entries: Vec<ItemInfo> = items.into_iter().filter(|i| grammar::is_entry(&i.key)).collect();
+    let mut entries: Vec<ItemInfo> = items
+        .into_iter()
+        .filter(|i| grammar::is_entry(&i.key))
+        .collect();
     entries.sort_by(|a, b| {
         a.last_access
             .cmp(&b.last_access)

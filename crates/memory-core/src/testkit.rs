@@ -100,9 +100,7 @@ pub async fn round_trip(b: &dyn StoreBackend, root: &str) {
         ("binary", Bytes::from((0..=255u8).collect::<Vec<_>>())),
     ] {
         let k = key(root, &format!("rt/{name}"));
-        b.put(&k, value.clone().into())
-            .await
-            .expect("put");
+        b.put(&k, value.clone().into()).await.expect("put");
         assert_eq!(
             b.get(&k).await.expect("get").as_ref(),
             Some(&value),
@@ -214,11 +212,9 @@ pub async fn prefix_listing(b: &dyn StoreBackend, root: &str) {
         ("p/ab/z", 333),
         ("q/a/x", 4),
     ] {
-        b.put(
-            &key(root, name),
-            Bytes::from(vec![7u8; size]).into())
-        .await
-        .expect("put");
+        b.put(&key(root, name), Bytes::from(vec![7u8; size]).into())
+            .await
+            .expect("put");
     }
     let mut listed: Vec<(String, u64)> = b
         .list(&prefix(root, "p/a"))
@@ -240,11 +236,9 @@ pub async fn prefix_listing(b: &dyn StoreBackend, root: &str) {
 /// Deleting a prefix deletes everything under it and nothing else.
 pub async fn delete_prefix_is_scoped(b: &dyn StoreBackend, root: &str) {
     for name in ["d/a/x", "d/a/y/z", "d/ab/keep", "d/keep", "e/a/keep"] {
-        b.put(
-            &key(root, name),
-            Bytes::from_static(b"v").into())
-        .await
-        .expect("put");
+        b.put(&key(root, name), Bytes::from_static(b"v").into())
+            .await
+            .expect("put");
     }
     let deleted = b
         .delete_prefix(&prefix(root, "d/a"))
@@ -302,7 +296,10 @@ pub async fn access_tracking(b: &dyn StoreBackend, root: &str) {
     );
     // Reads that only look record nothing: ranged reads and `head`.
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    b.get_range(&new, 0..1).await.expect("get_range").expect("exists");
+    b.get_range(&new, 0..1)
+        .await
+        .expect("get_range")
+        .expect("exists");
     b.head(&new).await.expect("head").expect("exists");
     b.get_opts(&new, GetOptions::default())
         .await
@@ -386,9 +383,7 @@ pub async fn segmented_writes(b: &dyn StoreBackend, root: &str) {
     assert_eq!(&got[..], &whole[3 << 20..(3 << 20) + 100]);
     let k = key(root, "segments/create");
     assert_eq!(
-        b.put_if_absent(&k, blob)
-            .await
-            .expect("put_if_absent"),
+        b.put_if_absent(&k, blob).await.expect("put_if_absent"),
         PutOutcome::Created
     );
     let got = b.get(&k).await.expect("get").expect("exists");
@@ -409,9 +404,7 @@ pub async fn create_if_absent(b: DynBackend, root: &str) {
             let blocking = b.capabilities().blocking_io;
             let outcome = rt::block_on(
                 blocking,
-                b.put_if_absent(
-                    &k,
-                    Bytes::from(vec![i; 1000]).into()),
+                b.put_if_absent(&k, Bytes::from(vec![i; 1000]).into()),
             )
             .expect("runtime")
             .expect("put_if_absent");
@@ -435,11 +428,9 @@ pub async fn create_if_absent(b: DynBackend, root: &str) {
     let stored = b.get(&k).await.expect("get").expect("exists");
     assert_eq!(&stored[..], &vec![winner[0]; 1000][..]);
     assert_eq!(
-        b.put_if_absent(
-            &k,
-            Bytes::from_static(b"late").into())
-        .await
-        .expect("put_if_absent"),
+        b.put_if_absent(&k, Bytes::from_static(b"late").into())
+            .await
+            .expect("put_if_absent"),
         PutOutcome::AlreadyExists
     );
 }
@@ -484,14 +475,9 @@ pub async fn atomic_visibility(b: DynBackend, root: &str) {
         writers.push(std::thread::spawn(move || {
             let blocking = b.capabilities().blocking_io;
             for _ in 0..10 {
-                rt::block_on(
-                    blocking,
-                    b.put(
-                        &k,
-                        Bytes::from(vec![i; SIZE]).into()),
-                )
-                .expect("runtime")
-                .expect("racing put");
+                rt::block_on(blocking, b.put(&k, Bytes::from(vec![i; SIZE]).into()))
+                    .expect("runtime")
+                    .expect("racing put");
             }
         }));
     }
@@ -514,9 +500,7 @@ pub async fn large_item(b: &dyn StoreBackend, root: &str) {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
     let value = Bytes::from(value);
-    b.put(&k, value.clone().into())
-        .await
-        .expect("put 64 MiB");
+    b.put(&k, value.clone().into()).await.expect("put 64 MiB");
     let got = b.get(&k).await.expect("get 64 MiB").expect("exists");
     assert!(got == value, "the 64 MiB item came back different");
     let listed = b.list(&prefix(root, "large")).await.expect("list");

@@ -33,8 +33,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use cachette_core::MessagePack;
-use cachette_core::plugin::entry::{Entry, EntryError, Prefix, encode_parts, encode_value};
 use cachette_core::MmapMode;
+use cachette_core::plugin::entry::{Entry, EntryError, Prefix, encode_parts, encode_value};
 use fuzz_support::{Counting, Stage, check_decode, check_entry, metadata, output, reseal, seeds};
 
 #[global_allocator]

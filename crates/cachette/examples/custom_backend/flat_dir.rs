@@ -19,8 +19,9 @@
 //!   starts with the key and a NUL byte, so that listing gives the key back and a read checks it.
 //!   Such items are never given as local files to map: their file holds more than the item.
 //! - **Access tracking.** A read that asks for it ([`GetOptions::record_access`]) sets the
-//!   file's access time (at most once a second), so that `reduce_size` evicts the least recently
-//!   read items first, whatever the mount options.
+//!   file's modification time (at most once a second; items are never modified in place), so
+//!   that `reduce_size` evicts the least recently read items first. The access time would not
+//!   do: the system sets it on reads of its own (`relatime`), which must not count.
 //! - **Listing** scans the folder and changes nothing: the cost grows with the number of items,
 //!   which is fine for a few thousand entries. **Sweeping** removes temporary files older than an
 //!   hour, left by writers that died.
@@ -38,7 +39,6 @@
 use std::fmt;
 use std::fs::{self, File, FileTimes, Metadata, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
-use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -358,7 +358,7 @@ impl FlatDirBackend {
                 continue; // A write under way, or a leftover that `sweep` removes.
             }
             let (key, offset) = if name.starts_with(LONG_PREFIX) {
-                match read_header(&path, &meta) {
+                match read_header(&path) {
                     Some(key) => {
                         let offset = key.len() as u64 + 1;
                         (key, offset)
@@ -462,7 +462,10 @@ impl StoreBackend for FlatDirBackend {
                 .modified()
                 .ok()
                 .and_then(|m| now.duration_since(m).ok());
-            if meta.is_file() && age.is_some_and(|age| age > STALE_TEMP) && fs::remove_file(entry.path()).is_ok() {
+            if meta.is_file()
+                && age.is_some_and(|age| age > STALE_TEMP)
+                && fs::remove_file(entry.path()).is_ok()
+            {
                 swept += 1;
             }
         }
@@ -501,14 +504,10 @@ fn unescape(name: &str) -> Option<String> {
 }
 
 /// The key at the start of a long key's file, leaving the file's access time as it was.
-fn read_header(path: &Path, meta: &Metadata) -> Option<String> {
+fn read_header(path: &Path) -> Option<String> {
     let file = File::open(path).ok()?;
     let mut header = Vec::new();
     BufReader::new(&file).read_until(0, &mut header).ok()?;
-    if let Ok(accessed) = meta.accessed() {
-        // Listing is not a read of the item.
-        let _ = file.set_times(FileTimes::new().set_accessed(accessed));
-    }
     header.pop().filter(|&nul| nul == 0)?;
     String::from_utf8(header).ok()
 }
@@ -523,27 +522,24 @@ fn write_all(file: &mut File, header: Option<&[u8]>, value: &Blob) -> io::Result
     Ok(())
 }
 
-/// Records a read: sets the access time to now, unless it is already recent. Best effort.
+/// Records a read: sets the file's modification time to now, unless it is already recent. Best
+/// effort. The modification time, not the access time: the system changes the access time by
+/// itself on reads (`relatime`), which must not count, and never the modification time.
 fn record_access(file: &File, meta: &Metadata) {
     let now = SystemTime::now();
     let recent = meta
-        .accessed()
+        .modified()
         .ok()
         .and_then(|at| now.duration_since(at).ok())
         .is_some_and(|age| age < ACCESS_GRANULARITY);
     if !recent {
-        let _ = file.set_times(FileTimes::new().set_accessed(now));
+        let _ = file.set_times(FileTimes::new().set_modified(now));
     }
 }
 
-/// The later of the access and modification times: a new item counts as accessed when written.
+/// When the item was last read (or written), as [`record_access`] sets it.
 fn last_access(meta: &Metadata) -> DateTime<Utc> {
-    let at = match (meta.accessed(), meta.modified()) {
-        (Ok(a), Ok(m)) => a.max(m),
-        (Ok(t), Err(_)) | (Err(_), Ok(t)) => t,
-        (Err(_), Err(_)) => SystemTime::UNIX_EPOCH,
-    };
-    DateTime::<Utc>::from(at)
+    DateTime::<Utc>::from(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH))
 }
 
 fn io_error(e: io::Error, op: &'static str, key: impl fmt::Display) -> BackendError {

@@ -14,7 +14,9 @@ pub(super) fn view<T: Element>(bytes: &[u8]) -> Option<&[T]> {
     }
     // SAFETY: aligned and a whole number of `T`s (checked above); every bit pattern is a valid
     // `T` (`Element` is sealed to primitive numbers); the slice borrows `bytes`.
-    Some(unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), bytes.len() / size_of::<T>()) })
+    Some(unsafe {
+        std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), bytes.len() / size_of::<T>())
+    })
 }
 
 /// Views bytes as writable numbers: `None` unless aligned for `T` and a whole number of them.
@@ -36,7 +38,12 @@ pub(super) fn fits<T: Element>(bytes: &[u8]) -> bool {
 /// Numbers seen as their bytes, in native order.
 pub(super) fn bytes_of<T: Element>(numbers: &[T]) -> &[u8] {
     // SAFETY: primitive numbers have no padding; the bytes borrow `numbers`.
-    unsafe { std::slice::from_raw_parts(numbers.as_ptr().cast::<u8>(), std::mem::size_of_val(numbers)) }
+    unsafe {
+        std::slice::from_raw_parts(
+            numbers.as_ptr().cast::<u8>(),
+            std::mem::size_of_val(numbers),
+        )
+    }
 }
 
 /// Copies little-endian bytes into numbers (a trailing partial number is left out).

@@ -333,8 +333,8 @@ impl<T: Element> fmt::Debug for Array<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::dtype::DTYPES;
+    use super::*;
 
     fn round_trip_inline<T: Element>(a: &Array<T>) -> Array<T> {
         let mut out = Vec::new();

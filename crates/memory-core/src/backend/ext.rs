@@ -5,9 +5,7 @@ use std::ops::Range;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{
-    BackendResult, Blob, GetOptions, GetPayload, PutOptions, PutOutcome, StoreBackend,
-};
+use super::{BackendResult, Blob, GetOptions, GetPayload, PutOptions, PutOutcome, StoreBackend};
 use crate::error::{BackendError, ErrorKind};
 use crate::key::{Key, Prefix};
 
@@ -81,8 +79,9 @@ fn bytes_of(key: &Key, found: Option<super::GetResult>) -> BackendResult<Option<
     };
     match found.payload {
         GetPayload::Bytes(bytes) => Ok(Some(bytes)),
-        GetPayload::File(_) => found.into_bytes().map(Some).map_err(|e| {
-            BackendError::new(ErrorKind::Other, format!("cannot read {key}: {e}"))
-        }),
+        GetPayload::File(_) => found
+            .into_bytes()
+            .map(Some)
+            .map_err(|e| BackendError::new(ErrorKind::Other, format!("cannot read {key}: {e}"))),
     }
 }

@@ -4,9 +4,8 @@ use bytes::Bytes;
 use xxhash_rust::xxh3::Xxh3Default;
 
 use super::{
-    ARRAY_BLOCK, FLAG_ARRAYS, FLAG_SIGNED, FLAG_ZSTD, FORMAT_VERSION, HEAD_FIXED, MAGIC,
-    Metadata, PAYLOAD_ALIGN, PREFIX_LEN, ZEROS, ZSTD_WINDOW_LOG_MAX, header_checksum,
-    parallel_map,
+    ARRAY_BLOCK, FLAG_ARRAYS, FLAG_SIGNED, FLAG_ZSTD, FORMAT_VERSION, HEAD_FIXED, MAGIC, Metadata,
+    PAYLOAD_ALIGN, PREFIX_LEN, ZEROS, ZSTD_WINDOW_LOG_MAX, header_checksum, parallel_map,
 };
 use crate::backend::Blob;
 use crate::signing::{SIGNATURE_LEN, SigningKey};

@@ -82,7 +82,9 @@ impl<R, F> Call<'_, R, F> {
                     "cannot hash the arguments of '{}' ({e}); calling it without the cache",
                     self.name()
                 );
-                faults.fault(&self.shared.reporter, e, warning).map(|()| None)
+                faults
+                    .fault(&self.shared.reporter, e, warning)
+                    .map(|()| None)
             }
         }
     }
@@ -95,8 +97,7 @@ impl<R, F> Call<'_, R, F> {
 
     /// The readable form of each argument, by name.
     fn readable_args<A: Serialize + ?Sized>(&self, args: &A) -> Vec<(String, String)> {
-        let mut parts =
-            cachette_hashing::readable_args(args, &self.func.ignore, READABLE_ARG_LEN);
+        let mut parts = cachette_hashing::readable_args(args, &self.func.ignore, READABLE_ARG_LEN);
         if !self.func.arg_names.is_empty() {
             for (name, _) in &mut parts {
                 if let Some(real) = name
@@ -118,7 +119,11 @@ impl<R, F> Call<'_, R, F> {
         if self.func.checked.load(Ordering::Relaxed) == generation + 1 {
             return None;
         }
-        register_identity(self.store().location(), &self.shared.reporter, &self.func.id);
+        register_identity(
+            self.store().location(),
+            &self.shared.reporter,
+            &self.func.id,
+        );
         if self
             .store()
             .identity_known(&self.func.id.folder, &self.func.id.identity())
@@ -195,7 +200,10 @@ impl<R, F> Call<'_, R, F> {
 
     /// Whether the validation callback, if any, accepts an entry's metadata.
     fn valid(&self, meta: &Metadata) -> bool {
-        self.func.validation.as_ref().is_none_or(|v| v.is_valid(meta))
+        self.func
+            .validation
+            .as_ref()
+            .is_none_or(|v| v.is_valid(meta))
     }
 
     fn ttl(&self) -> Option<std::time::Duration> {
@@ -228,7 +236,9 @@ impl<R, F> Call<'_, R, F> {
                     meta.args_id,
                     self.store().location()
                 );
-                faults.fault(&self.shared.reporter, e, warning).map(|()| false)
+                faults
+                    .fault(&self.shared.reporter, e, warning)
+                    .map(|()| false)
             }
         }
     }
@@ -323,7 +333,9 @@ where
                     self.store().location()
                 ),
             };
-            faults.fault(&self.shared.reporter, e, warning).map(|()| None)
+            faults
+                .fault(&self.shared.reporter, e, warning)
+                .map(|()| None)
         };
         let entry = match found {
             Ok(Some(entry)) => entry,

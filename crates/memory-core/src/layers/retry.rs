@@ -252,11 +252,11 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use bytes::Bytes;
     use crate::backend::StoreBackendExt;
     use crate::error::ErrorKind;
     use crate::layers::flaky::Flaky;
     use crate::memory_backend::InMemoryBackend;
+    use bytes::Bytes;
 
     fn fast() -> RetryPolicy {
         RetryPolicy {
@@ -273,10 +273,7 @@ mod tests {
     /// An in-memory store holding `f/k`, behind a fault injector.
     fn failing(kind: ErrorKind, failures: u32) -> Arc<Flaky> {
         let store = InMemoryBackend::new();
-        futures::executor::block_on(store.put(
-            &key(),
-            Bytes::from_static(b"v").into()))
-        .unwrap();
+        futures::executor::block_on(store.put(&key(), Bytes::from_static(b"v").into())).unwrap();
         let flaky = Arc::new(Flaky::new(Arc::new(store), kind));
         flaky.fail_next(failures);
         flaky
@@ -388,9 +385,7 @@ mod tests {
 
         flaky.fail_next(1);
         let k = Key::new("f/created").unwrap();
-        let outcome =
-            futures::executor::block_on(retry.put_if_absent(&k, value))
-                .unwrap();
+        let outcome = futures::executor::block_on(retry.put_if_absent(&k, value)).unwrap();
         assert_eq!(outcome, PutOutcome::Created);
         assert_eq!(flaky.calls(), 5);
     }

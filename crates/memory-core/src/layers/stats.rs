@@ -504,11 +504,11 @@ impl fmt::Display for Latency {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use crate::backend::StoreBackendExt;
     use crate::error::ErrorKind;
     use crate::layers::flaky::Flaky;
     use crate::memory_backend::InMemoryBackend;
+    use bytes::Bytes;
 
     fn key(k: &str) -> Key {
         Key::new(k).unwrap()
@@ -532,8 +532,7 @@ mod tests {
 
         run(stats.put(&key("f/a"), ten.clone())).unwrap();
         assert_eq!(
-            run(stats.put_if_absent(&key("f/b"), Bytes::from_static(b"xyz").into()))
-                .unwrap(),
+            run(stats.put_if_absent(&key("f/b"), Bytes::from_static(b"xyz").into())).unwrap(),
             PutOutcome::Created
         );
         assert_eq!(

@@ -152,7 +152,6 @@ impl TierHandle {
             backfill_errors: load(&c.backfill_errors),
         }
     }
-
 }
 
 /// The [`Layer`] of [`Tiered`]: puts a local tier, opened from a location (a path or URL),
@@ -205,11 +204,7 @@ impl Tiered {
     }
 
     /// Reads from the local tier; `None` when it has nothing or fails (with a warning).
-    fn local_read(
-        &self,
-        key: &Key,
-        result: BackendResult<Option<GetResult>>,
-    ) -> Option<GetResult> {
+    fn local_read(&self, key: &Key, result: BackendResult<Option<GetResult>>) -> Option<GetResult> {
         match result {
             Ok(found) => found,
             Err(e) => {
@@ -388,8 +383,10 @@ impl StoreBackend for Tiered {
         let mut items = self.remote.list(prefix).await?;
         match self.local.list(prefix).await {
             Ok(local) if !local.is_empty() => {
-                let mut local: HashMap<Key, ItemInfo> =
-                    local.into_iter().map(|item| (item.key.clone(), item)).collect();
+                let mut local: HashMap<Key, ItemInfo> = local
+                    .into_iter()
+                    .map(|item| (item.key.clone(), item))
+                    .collect();
                 for item in &mut items {
                     if let Some(copy) = local.remove(&item.key) {
                         item.last_access = item.last_access.max(copy.last_access);
@@ -466,10 +463,7 @@ mod tests {
     fn remote_hits_are_backfilled_then_served_locally() {
         let s = setup();
         let k = key("f/k");
-        run(s
-            .remote
-            .put(&k, Bytes::from_static(b"remote").into()))
-        .unwrap();
+        run(s.remote.put(&k, Bytes::from_static(b"remote").into())).unwrap();
 
         let first = run(s.tiered.get(&k)).unwrap();
         assert_eq!(first.as_deref(), Some(&b"remote"[..]));
@@ -510,19 +504,13 @@ mod tests {
     fn ranged_reads_prefer_the_local_tier_and_do_not_backfill() {
         let s = setup();
         let k = key("f/k");
-        run(s
-            .remote
-            .put(&k, Bytes::from_static(b"0123456789").into()))
-        .unwrap();
+        run(s.remote.put(&k, Bytes::from_static(b"0123456789").into())).unwrap();
         let part = run(s.tiered.get_range(&k, 2..5)).unwrap();
         assert_eq!(part.as_deref(), Some(&b"234"[..]));
         assert!(!run(s.local.contains(&k)).unwrap(), "no partial backfill");
         assert_eq!(s.tiered.counters().remote_hits, 1);
 
-        run(s
-            .local
-            .put(&k, Bytes::from_static(b"abcdefghij").into()))
-        .unwrap();
+        run(s.local.put(&k, Bytes::from_static(b"abcdefghij").into())).unwrap();
         let part = run(s.tiered.get_range(&k, 2..5)).unwrap();
         assert_eq!(part.as_deref(), Some(&b"cde"[..]));
         assert_eq!(s.tiered.counters().local_hits, 1);
@@ -556,14 +544,8 @@ mod tests {
     fn already_existing_remote_items_drop_the_local_copy() {
         let s = setup();
         let k = key("f/k");
-        run(s
-            .remote
-            .put(&k, Bytes::from_static(b"remote").into()))
-        .unwrap();
-        run(s
-            .local
-            .put(&k, Bytes::from_static(b"stale").into()))
-        .unwrap();
+        run(s.remote.put(&k, Bytes::from_static(b"remote").into())).unwrap();
+        run(s.local.put(&k, Bytes::from_static(b"stale").into())).unwrap();
         let outcome = run(s
             .tiered
             .put_if_absent(&k, Bytes::from_static(b"mine").into()))
@@ -663,10 +645,7 @@ mod tests {
     fn deletes_reach_both_tiers() {
         let s = setup();
         for k in ["f/a", "f/b", "f/c", "g/d"] {
-            run(s
-                .tiered
-                .put(&key(k), Bytes::from_static(b"v").into()))
-            .unwrap();
+            run(s.tiered.put(&key(k), Bytes::from_static(b"v").into())).unwrap();
         }
         // A local-only copy is listed, and deleted too.
         run(s
@@ -692,14 +671,8 @@ mod tests {
     #[test]
     fn listing_is_the_remote_one_with_local_accesses_and_copies() {
         let s = setup();
-        run(s
-            .tiered
-            .put(&key("f/a"), Bytes::from_static(b"abc").into()))
-        .unwrap();
-        run(s
-            .remote
-            .put(&key("f/b"), Bytes::from_static(b"b").into()))
-        .unwrap();
+        run(s.tiered.put(&key("f/a"), Bytes::from_static(b"abc").into())).unwrap();
+        run(s.remote.put(&key("f/b"), Bytes::from_static(b"b").into())).unwrap();
         run(s
             .local
             .put(&key("f/local"), Bytes::from_static(b"l").into()))

@@ -191,7 +191,11 @@ impl Lease {
 }
 
 /// Deletes the claim under `key` if it holds `token`.
-pub(super) async fn delete_if_owned(backend: &dyn StoreBackend, key: &Key, token: &str) -> BackendResult<()> {
+pub(super) async fn delete_if_owned(
+    backend: &dyn StoreBackend,
+    key: &Key,
+    token: &str,
+) -> BackendResult<()> {
     match read_claim(backend, key.clone()).await? {
         Some(current) if ClaimRecord::parse(&current).is_some_and(|c| c.token == token) => {
             backend.delete(key).await

@@ -12,7 +12,10 @@ use crate::backend::{BackendResult, GetOptions, StoreBackend};
 use crate::key::Key;
 
 /// Reads a claim, past any local tier.
-pub(super) async fn read_claim(backend: &dyn StoreBackend, key: Key) -> BackendResult<Option<Bytes>> {
+pub(super) async fn read_claim(
+    backend: &dyn StoreBackend,
+    key: Key,
+) -> BackendResult<Option<Bytes>> {
     let options = GetOptions::range(0..CLAIM_READ).with_bypass_cache(true);
     match backend.get_opts(&key, options).await? {
         Some(found) => found.into_bytes().map(Some).map_err(|e| {

@@ -135,7 +135,12 @@ impl EntryStore {
         self.write_identity(reach, folder, identity).await
     }
 
-    async fn write_identity(&self, reach: Reach, folder: &str, identity: &str) -> Result<(), Error> {
+    async fn write_identity(
+        &self,
+        reach: Reach,
+        folder: &str,
+        identity: &str,
+    ) -> Result<(), Error> {
         let key = grammar::identity(folder)?;
         let value = Bytes::from(identity.to_owned());
         self.run(reach, move |b| {

@@ -136,7 +136,9 @@ impl EntryStore {
         let options = GetOptions::hit().with_local_file(self.maps(mode));
         let k = key.clone();
         let found = self
-            .run(reach, move |b| Box::pin(async move { b.get_opts(&k, options).await }))
+            .run(reach, move |b| {
+                Box::pin(async move { b.get_opts(&k, options).await })
+            })
             .await?;
         let Some(found) = found else {
             return Ok(None);
@@ -186,7 +188,11 @@ impl EntryStore {
 
     /// Reads and checks the metadata of the entry under `key`, with ranged reads of its head:
     /// no access is recorded. `Ok(None)` when there is none.
-    pub(crate) async fn metadata(&self, reach: Reach, key: &Key) -> Result<Option<Metadata>, Error> {
+    pub(crate) async fn metadata(
+        &self,
+        reach: Reach,
+        key: &Key,
+    ) -> Result<Option<Metadata>, Error> {
         let k = key.clone();
         let found = self
             .run(reach, move |b| {
@@ -244,7 +250,11 @@ impl EntryStore {
     }
 
     /// The items the core wrote under `prefix` (entries, claims and identity items).
-    pub(crate) async fn items(&self, reach: Reach, prefix: &Prefix) -> Result<Vec<ItemInfo>, Error> {
+    pub(crate) async fn items(
+        &self,
+        reach: Reach,
+        prefix: &Prefix,
+    ) -> Result<Vec<ItemInfo>, Error> {
         let p = prefix.clone();
         let mut items = self
             .run(reach, move |b| Box::pin(async move { b.list(&p).await }))
@@ -270,8 +280,10 @@ impl EntryStore {
         if keys.is_empty() {
             return Ok(());
         }
-        self.run(reach, move |b| Box::pin(async move { b.delete_many(&keys).await }))
-            .await?;
+        self.run(reach, move |b| {
+            Box::pin(async move { b.delete_many(&keys).await })
+        })
+        .await?;
         Ok(())
     }
 
@@ -301,8 +313,10 @@ impl EntryStore {
     /// Removes what interrupted writers left behind; see
     /// [`StoreBackend::sweep`](crate::backend::StoreBackend::sweep).
     async fn sweep(&self, reach: Reach) -> Result<(), Error> {
-        self.run(reach, |b| Box::pin(async move { b.sweep(&Prefix::root()).await }))
-            .await?;
+        self.run(reach, |b| {
+            Box::pin(async move { b.sweep(&Prefix::root()).await })
+        })
+        .await?;
         Ok(())
     }
 

@@ -104,8 +104,12 @@ impl Checked {
             key: key.clone(),
             source,
         };
-        let undecodable =
-            |e: codec::CodecError| fail(EntryError::Decode(format!("cannot decode the output: {}", e.0)));
+        let undecodable = |e: codec::CodecError| {
+            fail(EntryError::Decode(format!(
+                "cannot decode the output: {}",
+                e.0
+            )))
+        };
         let payload = self.entry.decode_payload().map_err(fail)?;
         if payload.arrays().is_empty() {
             return codec::decode_value(codec, payload.structure()).map_err(undecodable);

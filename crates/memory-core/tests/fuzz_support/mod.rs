@@ -214,10 +214,8 @@ pub(crate) fn check_entry(input: &[u8]) {
                 let _ = decode_value::<Vec<u64>>(&MessagePack, structure);
                 let _ = decode_value::<String>(&MessagePack, structure);
                 let _ = decode_value::<Array<f64>>(&MessagePack, structure);
-                let _ = decode_value::<(Vec<Array<u8>>, Option<Array<i32>>)>(
-                    &MessagePack,
-                    structure,
-                );
+                let _ =
+                    decode_value::<(Vec<Array<u8>>, Option<Array<i32>>)>(&MessagePack, structure);
             }
         }
         decompressed
