@@ -433,10 +433,6 @@ mod tests {
         futures::executor::block_on(fut)
     }
 
-    fn opts() -> PutOptions {
-        PutOptions::default()
-    }
-
     /// Two in-memory tiers, the remote one counted.
     struct Setup {
         local: Arc<InMemoryBackend>,
