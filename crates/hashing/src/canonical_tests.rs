@@ -1,0 +1,169 @@
+//! Tests of `canonical.rs`.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::*;
+
+/// A hasher that records the bytes, to test the encoding itself.
+#[derive(Default)]
+struct Recorder(Vec<u8>, usize);
+
+impl StableHasher for Recorder {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+        self.1 += 1;
+    }
+
+    fn finish(&self) -> Digest {
+        Digest([0; 16])
+    }
+}
+
+fn encode<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
+    let mut rec = Recorder::default();
+    let mut c = CanonicalHasher::new(&mut rec);
+    c.add(v).unwrap();
+    c.finish();
+    rec.0
+}
+
+#[test]
+fn scalar_bytes() {
+    assert_eq!(encode(&true), [tag::BOOL, 1]);
+    assert_eq!(encode(&5i32), [tag::I32, 5, 0, 0, 0]);
+    assert_eq!(encode(&5usize), encode(&5u64));
+    assert_eq!(encode(&-1isize), encode(&-1i64));
+    assert_eq!(
+        encode(&1.0f32),
+        [&[tag::F32][..], &1.0f32.to_bits().to_le_bytes()].concat()
+    );
+    assert_eq!(encode(&'é'), [tag::CHAR, 0xe9, 0, 0, 0]);
+    assert_eq!(encode("ab"), [tag::STR, 2, 0, 0, 0, 0, 0, 0, 0, b'a', b'b']);
+    assert_eq!(encode(&None::<u8>), [tag::NONE]);
+    assert_eq!(encode(&Some(())), [tag::SOME, tag::UNIT]);
+}
+
+#[test]
+fn bulk_bytes() {
+    let v = vec![1u16, 0x0203];
+    assert_eq!(
+        encode(&v),
+        [
+            tag::PRIM_ARRAY,
+            tag::U16,
+            2,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            1,
+            0,
+            3,
+            2
+        ]
+    );
+    let w: Vec<usize> = vec![1, 2];
+    assert_eq!(encode(&w)[0], tag::SEQ);
+    assert_eq!(*encode(&w).last().unwrap(), tag::SEQ_END);
+}
+
+#[test]
+fn large_writes_bypass_staging() {
+    let v = vec![7u8; 1 << 20];
+    let mut rec = Recorder::default();
+    let mut c = CanonicalHasher::new(&mut rec);
+    c.add(&v).unwrap();
+    c.finish();
+    // Header flushed, then the megabyte in one write.
+    assert_eq!(rec.1, 2);
+    assert_eq!(rec.0.len(), 10 + (1 << 20));
+}
+
+#[test]
+fn many_small_writes_are_staged() {
+    let v: Vec<String> = (0..10_000).map(|i| i.to_string()).collect();
+    let mut rec = Recorder::default();
+    let mut c = CanonicalHasher::new(&mut rec);
+    c.add(&v).unwrap();
+    c.finish();
+    assert!(rec.1 < rec.0.len() / 4096 + 2, "{} writes", rec.1);
+}
+
+#[test]
+fn set_type_names() {
+    assert!(is_set_type(std::any::type_name::<HashSet<i32>>()));
+    assert!(is_set_type(std::any::type_name::<&HashSet<i32>>()));
+    assert!(is_set_type(std::any::type_name::<&mut BTreeSet<i32>>()));
+    assert!(is_set_type(std::any::type_name::<Box<HashSet<i32>>>()));
+    assert!(is_set_type(std::any::type_name::<Arc<HashSet<i32>>>()));
+    assert!(is_set_type(std::any::type_name::<Rc<&BTreeSet<i32>>>()));
+    assert!(is_set_type(std::any::type_name::<
+        std::borrow::Cow<'_, BTreeSet<i32>>,
+    >()));
+    assert!(!is_set_type(std::any::type_name::<Vec<HashSet<i32>>>()));
+    assert!(!is_set_type(std::any::type_name::<HashMap<i32, i32>>()));
+    assert!(!is_set_type(std::any::type_name::<Vec<i32>>()));
+}
+
+#[test]
+fn nested_maps_are_sorted_in_place() {
+    let mut a: HashMap<String, HashMap<u32, Vec<String>>> = HashMap::new();
+    let mut b = HashMap::new();
+    for i in 0..50u32 {
+        let inner: HashMap<u32, Vec<String>> =
+            (0..i).map(|j| (j, vec![format!("{i}-{j}")])).collect();
+        a.insert(format!("k{i}"), inner);
+    }
+    for i in (0..50u32).rev() {
+        let mut inner = HashMap::with_capacity(1000);
+        for j in (0..i).rev() {
+            inner.insert(j, vec![format!("{i}-{j}")]);
+        }
+        b.insert(format!("k{i}"), inner);
+    }
+    assert_eq!(encode(&a), encode(&b));
+    // Same bytes as a BTreeMap of BTreeMaps.
+    let c: std::collections::BTreeMap<_, std::collections::BTreeMap<_, _>> = a
+        .iter()
+        .map(|(k, v)| (k.clone(), v.iter().map(|(x, y)| (*x, y.clone())).collect()))
+        .collect();
+    assert_eq!(encode(&a), encode(&c));
+}
+
+#[test]
+fn state_is_clean_after_error() {
+    struct Fails;
+    impl Serialize for Fails {
+        fn serialize<S: ser::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(ser::Error::custom("nope"))
+        }
+    }
+    let mut m = HashMap::new();
+    m.insert(1, Fails);
+    let mut c = CanonicalHasher::new(Recorder::default());
+    let err = c.add(&m).unwrap_err();
+    assert!(err.to_string().contains("nope"));
+    assert_eq!(c.depth, 0);
+    assert!(c.arena.is_empty());
+    c.add(&1u8).unwrap();
+}
+
+#[test]
+fn wrong_field_count_is_an_error() {
+    struct Liar;
+    impl Serialize for Liar {
+        fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeStruct;
+            let mut st = s.serialize_struct("Liar", 2)?;
+            st.serialize_field("a", &1u8)?;
+            st.end()
+        }
+    }
+    let mut c = CanonicalHasher::new(Recorder::default());
+    assert!(c.add(&Liar).is_err());
+}
