@@ -169,6 +169,21 @@ impl StoreBackend for InMemoryBackend {
         Ok(())
     }
 
+    /// Drops the items under `prefix` whose expiry passed: they are neither read nor listed,
+    /// and would otherwise stay in memory until overwritten.
+    async fn sweep(&self, prefix: &Prefix) -> BackendResult<u64> {
+        let mut map = self.write();
+        let now = Instant::now();
+        let expired: Vec<String> = Self::keys_under(&map, prefix)
+            .into_iter()
+            .filter(|k| !map[k].live(now))
+            .collect();
+        for key in &expired {
+            map.remove(key);
+        }
+        Ok(expired.len() as u64)
+    }
+
     async fn list(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {
         let map = self.read();
         let now = Instant::now();

@@ -63,7 +63,7 @@ const TEMP_PREFIX: &str = "%tmp-";
 /// The start of the names of files holding items with long keys.
 const LONG_PREFIX: &str = "%long-";
 
-/// Temporary files older than this are leftovers of a crashed writer, removed by `list`.
+/// Temporary files older than this are leftovers of a crashed writer, removed by `sweep`.
 const STALE_TEMP: Duration = Duration::from_secs(3600);
 
 /// Access times are set again only when older than this, so that a burst of hits costs one

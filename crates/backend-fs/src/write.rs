@@ -1,0 +1,186 @@
+//! Writes: a temporary file beside the item, renamed into place, or published by a hard link
+//! for a create.
+
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use cachette_core::plugin::{BackendResult, Blob, ErrorKind, Key, PutMode, PutOutcome, owner_tag};
+
+use crate::files::write_parts;
+use crate::tree::{self, Fault};
+use crate::{FsBackend, TEMP_COUNTER, TEMP_NAME_PART, TEMP_PREFIX, err, segments};
+
+impl FsBackend {
+    pub(super) fn put_blocking(
+        &self,
+        key: &Key,
+        value: &Blob,
+        mode: PutMode,
+    ) -> BackendResult<PutOutcome> {
+        let op = if mode == PutMode::Create {
+            "put_if_absent"
+        } else {
+            "put"
+        };
+        let segments = segments(key, op)?;
+        let Some((name, folders)) = segments.split_last() else {
+            return Err(err(ErrorKind::InvalidKey, op, key, "the key is empty"));
+        };
+        let mut attempts = 0;
+        loop {
+            match self.try_put(folders, name, value, mode) {
+                // A folder of the item was removed by a delete while this write went through it.
+                Err(fault) if fault.is(io::ErrorKind::NotFound) && attempts < 4 => attempts += 1,
+                other => return other.map_err(|fault| fault.into_backend(op, key)),
+            }
+        }
+    }
+
+    pub(super) fn try_put(
+        &self,
+        folders: &[&str],
+        name: &str,
+        value: &Blob,
+        mode: PutMode,
+    ) -> Result<PutOutcome, Fault> {
+        let dir = self.make_folders(folders)?;
+        let dir = dir.as_fd();
+        let mut path = self.path_of(folders);
+        path.push(name);
+        let create = mode == PutMode::Create;
+        if create
+            && tree::stat_at(dir, name)
+                .map_err(|e| Fault::io(e, &path))?
+                .is_some()
+        {
+            return Ok(PutOutcome::AlreadyExists);
+        }
+        let (temp, file) = self.write_temp(dir, name, value, &path)?;
+        let outcome = if create {
+            self.publish_new(dir, &temp, file, name, &path)
+        } else {
+            drop(file);
+            tree::rename(dir, &temp, name)
+                .map(|()| PutOutcome::Created)
+                .map_err(|e| Fault::io(e, &path))
+        };
+        if create || outcome.is_err() {
+            let _ = tree::unlink(dir, &temp);
+        }
+        let outcome = outcome?;
+        if outcome == PutOutcome::Created && self.durable {
+            tree::sync_dir(dir).map_err(|e| Fault::io(e, &path))?;
+        }
+        Ok(outcome)
+    }
+
+    /// Writes `value` to a new temporary file in `dir`, beside the item `name` (at `path`). The
+    /// temporary file's name, and the file, open.
+    pub(super) fn write_temp(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &str,
+        value: &Blob,
+        path: &Path,
+    ) -> Result<(String, File), Fault> {
+        for _ in 0..8 {
+            let temp = temp_name(name);
+            let temp_path = path.with_file_name(&temp);
+            match tree::create_file(dir, &temp) {
+                Ok(mut file) => {
+                    let written = write_parts(&mut file, value).and_then(|()| {
+                        if self.durable {
+                            file.sync_all()
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    if let Err(e) = written {
+                        drop(file);
+                        let _ = tree::unlink(dir, &temp);
+                        return Err(Fault::io(e, temp_path));
+                    }
+                    return Ok((temp, file));
+                }
+                // Left by a process of the same id, long gone: take another name.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Fault::io(e, temp_path)),
+            }
+        }
+        Err(Fault::io(
+            io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary file name"),
+            path,
+        ))
+    }
+
+    /// Links the temporary file `temp` as `name` unless `name` exists. On file systems without
+    /// hard links, falls back to creating `name` exclusively and copying: still one winner, but
+    /// a reader may then see a partly written item, which the entry checksum rejects.
+    pub(super) fn publish_new(
+        &self,
+        dir: BorrowedFd<'_>,
+        temp: &str,
+        mut file: File,
+        name: &str,
+        path: &Path,
+    ) -> Result<PutOutcome, Fault> {
+        if !self.hard_links_fail.load(Ordering::Relaxed) {
+            match tree::hard_link(dir, temp, name) {
+                Ok(()) => return Ok(PutOutcome::Created),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return Ok(PutOutcome::AlreadyExists);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
+                    ) =>
+                {
+                    tracing::warn!(
+                        target: "cachette",
+                        "{}: hard links are not available ({e}); atomic creation falls back to exclusive create",
+                        self.location
+                    );
+                    self.hard_links_fail.store(true, Ordering::Relaxed);
+                }
+                Err(e) => return Err(Fault::io(e, path)),
+            }
+        }
+        let mut out = match tree::create_file(dir, name) {
+            Ok(out) => out,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Ok(PutOutcome::AlreadyExists);
+            }
+            Err(e) => return Err(Fault::io(e, path)),
+        };
+        let copied = file
+            .seek(SeekFrom::Start(0))
+            .and_then(|_| io::copy(&mut file, &mut out))
+            .and_then(|_| if self.durable { out.sync_all() } else { Ok(()) });
+        if let Err(e) = copied {
+            drop(out);
+            let _ = tree::unlink(dir, name);
+            return Err(Fault::io(e, path));
+        }
+        Ok(PutOutcome::Created)
+    }
+}
+
+/// A new name for a temporary file beside the item `name`: `<prefix><owner tag>.<pid>-<n>-`
+/// and the start of the item's name (see [`is_leftover`]).
+pub(crate) fn temp_name(name: &str) -> String {
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut end = name.len().min(TEMP_NAME_PART);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{TEMP_PREFIX}{}.{}-{n}-{}",
+        owner_tag(),
+        std::process::id(),
+        &name[..end]
+    )
+}
