@@ -8,6 +8,8 @@
 //!
 //! Run `cargo xtask help` for the options.
 
+#![deny(unsafe_code)]
+
 mod bench;
 mod ci;
 mod flags;

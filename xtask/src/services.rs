@@ -40,6 +40,7 @@ const KILL_GRACE: Duration = Duration::from_secs(5);
 const INSTALL_TIMEOUT: Duration = Duration::from_secs(900);
 const POLL: Duration = Duration::from_millis(100);
 
+#[allow(unsafe_code)] // Two libc calls, declared safe: see below.
 mod sys {
     // Both calls are memory-safe for any argument values.
     unsafe extern "C" {

@@ -181,6 +181,8 @@
 //! chunked items), `keys` (Redis key names), `lua` (the scripts), `conn` (connections),
 //! `config` and `error`.
 
+#![forbid(unsafe_code)]
+
 mod access;
 mod backend;
 mod config;

@@ -1,4 +1,5 @@
 #![doc = include_str!("docs.md")]
+#![forbid(unsafe_code)]
 
 mod access;
 mod backend;

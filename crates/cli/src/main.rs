@@ -4,6 +4,8 @@
 //! `redis://host:port/db`) whose backend is enabled by this build's features, or a config file
 //! (`cachette.toml`, as `Memory::from_config` reads, without the environment's overrides).
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 

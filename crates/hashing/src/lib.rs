@@ -62,7 +62,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![deny(unsafe_code)]
+
 mod algorithm;
+#[allow(unsafe_code)] // Slices of numbers seen as their bytes; see its safety notes.
 mod bulk;
 mod canonical;
 mod digest;

@@ -3,6 +3,8 @@
 //! Use it through the `cachette` crate (`cachette::memoize`), which the generated code refers
 //! to; see [`macro@memoize`].
 
+#![forbid(unsafe_code)]
+
 mod expand;
 mod fingerprint;
 mod options;
