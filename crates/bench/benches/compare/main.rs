@@ -1,7 +1,7 @@
 //! Cachette side by side with joblib, the `cached` crate and the raw floors, in one run.
 //!
-//! `cargo xtask bench` runs this harness (`cargo bench -p cachette --bench compare
-//! --features fs,s3,redis`) with the test servers up and joblib in a virtual environment.
+//! `cargo xtask bench` runs this harness (`cargo bench -p cachette-bench --bench compare`)
+//! with the test servers up and joblib in a virtual environment.
 //! Each workload runs its contenders interleaved: after a warm-up, every round takes one
 //! sample of each contender, in an order rotated from round to round; the table reports the
 //! median time per operation, the 10th–90th percentile spread, the ratio to Cachette and the
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
     }
     if !args.iter().any(|a| a == "--bench") {
         eprintln!(
-            "compare: not measuring without --bench; run `cargo xtask bench` (or `cargo bench -p cachette --bench compare --features fs,s3,redis`)"
+            "compare: not measuring without --bench; run `cargo xtask bench` (or `cargo bench -p cachette-bench --bench compare`)"
         );
         return ExitCode::SUCCESS;
     }
