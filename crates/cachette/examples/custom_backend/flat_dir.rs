@@ -446,7 +446,7 @@ impl StoreBackend for FlatDirBackend {
         let entries = match fs::read_dir(&self.root) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(io_error(e, "sweep", &self.root.display())),
+            Err(e) => return Err(io_error(e, "sweep", self.root.display())),
         };
         let now = SystemTime::now();
         let mut swept = 0;
