@@ -1,8 +1,8 @@
 //! `cargo xtask bench`: Cachette side by side with joblib, the `cached` crate and the raw
 //! floors, with the test servers up; or, with `--micro`, every crate's divan benchmarks.
 //!
-//! The side-by-side harness is the `compare` bench target of the `cachette` crate
-//! (`crates/cachette/benches/compare`). It drives a joblib worker
+//! The side-by-side harness is the `compare` bench target of the unpublished `cachette-bench`
+//! crate (`crates/bench/benches/compare`). It drives a joblib worker
 //! (`xtask/bench/joblib_bench.py`) run by the Python of a virtual environment created here,
 //! `target/bench-venv`, with `joblib` and `numpy` from PyPI.
 
@@ -54,8 +54,7 @@ pub(crate) fn run(flags: &BenchFlags) -> Result<ExitCode> {
             BenchMode::Quick | BenchMode::Default => "quick",
         };
         let root = crate::project_root();
-        cmd.args(["bench", "-p", "cachette", "--features", "fs,s3,redis"])
-            .args(["--bench", "compare"])
+        cmd.args(["bench", "-p", "cachette-bench", "--bench", "compare"])
             .args(&flags.args)
             .env("CACHETTE_BENCH_MODE", mode)
             .env("CACHETTE_BENCH_DIR", root.join("target").join("bench-tmp"))
@@ -71,7 +70,7 @@ pub(crate) fn run(flags: &BenchFlags) -> Result<ExitCode> {
             None => cmd.env("CACHETTE_BENCH_NO_JOBLIB", "1"),
         };
         format!(
-            "cargo bench -p cachette --features fs,s3,redis --bench compare {}    (CACHETTE_BENCH_MODE={mode})",
+            "cargo bench -p cachette-bench --bench compare {}    (CACHETTE_BENCH_MODE={mode})",
             flags.args.join(" ")
         )
     };

@@ -21,7 +21,7 @@ Commands:
 
   bench [options] [-- args...]
                      Cachette side by side with joblib, the `cached` crate and the raw
-                     floors, in one run (crates/cachette/benches/compare): starts the test
+                     floors, in one run (crates/bench/benches/compare): starts the test
                      servers, creates target/bench-venv with joblib and numpy from PyPI when
                      missing, prints the table, and rewrites BENCHMARKS.md and
                      docs/bench/hit-latency.svg.
