@@ -40,15 +40,18 @@ pub(crate) fn run(flags: &BenchFlags) -> Result<ExitCode> {
 
     let mut cmd = crate::cargo();
     let line = if flags.micro {
+        // The side-by-side harness is a bench target of the workspace too: it steps aside.
         cmd.args(["bench", "--workspace", "--all-features"])
             .args(&flags.args)
-            .env("CACHETTE_BENCH_MODE", flags.mode.as_str());
+            .env("CACHETTE_BENCH_MODE", flags.mode.as_str())
+            .env("CACHETTE_BENCH_MICRO", "1");
         format!(
-            "cargo bench --workspace --all-features {}    (CACHETTE_BENCH_MODE={})",
+            "cargo bench --workspace --all-features {}    (CACHETTE_BENCH_MODE={}, CACHETTE_BENCH_MICRO=1)",
             flags.args.join(" "),
             flags.mode.as_str()
         )
     } else {
+        cmd.env_remove("CACHETTE_BENCH_MICRO");
         let mode = match flags.mode {
             BenchMode::Full => "full",
             BenchMode::Quick | BenchMode::Default => "quick",
