@@ -1,6 +1,6 @@
 """The joblib side of `cargo xtask bench`: a long-lived worker driven by the Rust harness.
 
-The harness (`crates/cachette/benches/compare`) starts this script with the Python of the
+The harness (`crates/bench/benches/compare`) starts this script with the Python of the
 benchmark virtual environment and speaks a line-based JSON protocol over stdin/stdout: one
 request per line, one answer per line. A request names an operation (`op`); the answer is
 `{"ok": true, ...}` or `{"ok": false, "error": "..."}`. Every time it reports is measured here,

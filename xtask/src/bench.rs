@@ -1,8 +1,8 @@
 //! `cargo xtask bench`: Cachette side by side with joblib, the `cached` crate and the raw
 //! floors, with the test servers up; or, with `--micro`, every crate's divan benchmarks.
 //!
-//! The side-by-side harness is the `compare` bench target of the `cachette` crate
-//! (`crates/cachette/benches/compare`). It drives a joblib worker
+//! The side-by-side harness is the `compare` bench target of the unpublished `cachette-bench`
+//! crate (`crates/bench/benches/compare`). It drives a joblib worker
 //! (`xtask/bench/joblib_bench.py`) run by the Python of a virtual environment created here,
 //! `target/bench-venv`, with `joblib` and `numpy` from PyPI.
 
@@ -40,22 +40,24 @@ pub(crate) fn run(flags: &BenchFlags) -> Result<ExitCode> {
 
     let mut cmd = crate::cargo();
     let line = if flags.micro {
+        // The side-by-side harness is a bench target of the workspace too: it steps aside.
         cmd.args(["bench", "--workspace", "--all-features"])
             .args(&flags.args)
-            .env("CACHETTE_BENCH_MODE", flags.mode.as_str());
+            .env("CACHETTE_BENCH_MODE", flags.mode.as_str())
+            .env("CACHETTE_BENCH_MICRO", "1");
         format!(
-            "cargo bench --workspace --all-features {}    (CACHETTE_BENCH_MODE={})",
+            "cargo bench --workspace --all-features {}    (CACHETTE_BENCH_MODE={}, CACHETTE_BENCH_MICRO=1)",
             flags.args.join(" "),
             flags.mode.as_str()
         )
     } else {
+        cmd.env_remove("CACHETTE_BENCH_MICRO");
         let mode = match flags.mode {
             BenchMode::Full => "full",
             BenchMode::Quick | BenchMode::Default => "quick",
         };
         let root = crate::project_root();
-        cmd.args(["bench", "-p", "cachette", "--features", "fs,s3,redis"])
-            .args(["--bench", "compare"])
+        cmd.args(["bench", "-p", "cachette-bench", "--bench", "compare"])
             .args(&flags.args)
             .env("CACHETTE_BENCH_MODE", mode)
             .env("CACHETTE_BENCH_DIR", root.join("target").join("bench-tmp"))
@@ -71,7 +73,7 @@ pub(crate) fn run(flags: &BenchFlags) -> Result<ExitCode> {
             None => cmd.env("CACHETTE_BENCH_NO_JOBLIB", "1"),
         };
         format!(
-            "cargo bench -p cachette --features fs,s3,redis --bench compare {}    (CACHETTE_BENCH_MODE={mode})",
+            "cargo bench -p cachette-bench --bench compare {}    (CACHETTE_BENCH_MODE={mode})",
             flags.args.join(" ")
         )
     };

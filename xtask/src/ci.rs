@@ -168,7 +168,7 @@ pub(crate) fn run(flags: &CiFlags) -> Result<ExitCode> {
     }
     if r.wants("clippy") {
         // `--all-targets` compiles every bench target too (the divan micro-benchmarks and the
-        // side-by-side harness `crates/cachette/benches/compare`) without running them.
+        // side-by-side harness `crates/bench/benches/compare`) without running them.
         r.step("clippy", "lints, whole workspace, all features", || {
             cargo(
                 &[

@@ -21,7 +21,7 @@ Commands:
 
   bench [options] [-- args...]
                      Cachette side by side with joblib, the `cached` crate and the raw
-                     floors, in one run (crates/cachette/benches/compare): starts the test
+                     floors, in one run (crates/bench/benches/compare): starts the test
                      servers, creates target/bench-venv with joblib and numpy from PyPI when
                      missing, prints the table, and rewrites BENCHMARKS.md and
                      docs/bench/hit-latency.svg.
@@ -34,7 +34,9 @@ Commands:
                                          BENCHMARKS.md is left as it was
                      --no-joblib         leave joblib out (no virtual environment needed)
                      --micro             run the per-crate divan micro-benchmarks instead:
-                                         `cargo bench --workspace --all-features`
+                                         `cargo bench --workspace --all-features` (with
+                                         CACHETTE_BENCH_MICRO=1, which the side-by-side
+                                         harness reads to step aside)
                      --skip-services     do not start the test servers (the Redis and S3
                                          workloads then say `not run`)
                      Other arguments (and everything after `--`) go to `cargo bench`.

@@ -1,4 +1,4 @@
-//! What compute-once costs: `cargo bench -p cachette --bench compute_once`.
+//! What compute-once costs: `cargo bench -p cachette-bench --bench compute_once`.
 //!
 //! - `hit_compute_once_on` vs `hit_compute_once_off`: a hit of `f(i64)` on the local disk, with
 //!   compute-once on (the default) and off; compute-once acts only after a miss, so the two

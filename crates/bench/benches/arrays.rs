@@ -1,5 +1,5 @@
 //! Large arrays on the local disk, against the raw work they cannot avoid, measured in the same
-//! run: `cargo bench -p cachette --bench arrays` (or `cargo xtask bench`).
+//! run: `cargo bench -p cachette-bench --bench arrays` (or `cargo xtask bench --micro`).
 //!
 //! - `load_1gib_mmap_r` vs `baseline_map_read_one`: a hit whose output is a 1 GiB `f64` array,
 //!   loaded with read-only mmap, then one element read; the baseline maps the same file with
@@ -12,8 +12,7 @@
 //!   while the last gigabyte is still waiting in the page cache;
 //! - `hit_100mb_vec_arg`, `hit_100mb_array_arg` vs `baseline_xxh3_100mb`: a hit whose argument
 //!   is a 100 MB `f64` vector (or `Array`), against xxh3-128 over the same 100 MB;
-//! - `hit_100mb_ndarray_arg` (with `--features ndarray`): the same with an `ndarray::Array2<f64>`
-//!   argument.
+//! - `hit_100mb_ndarray_arg`: the same with an `ndarray::Array2<f64>` argument.
 
 use std::path::PathBuf;
 use std::sync::LazyLock;
@@ -200,25 +199,21 @@ fn hit_100mb_array_arg() -> f64 {
 }
 
 /// A hit whose argument is a 100 MB `ndarray::Array2<f64>` (12 500 × 1 000).
-#[cfg(feature = "ndarray")]
 #[divan::bench(sample_count = 40, sample_size = 1)]
 fn hit_100mb_ndarray_arg() -> f64 {
     NDARRAY.by_ndarray.eval(black_box(&NDARRAY.arg))
 }
 
-#[cfg(feature = "ndarray")]
 struct NdArgs {
     _dir: tempfile::TempDir,
     arg: cachette::ndarray::Array2<f64>,
     by_ndarray: MemorizedFunc<f64, fn(&cachette::ndarray::Array2<f64>) -> f64>,
 }
 
-#[cfg(feature = "ndarray")]
 fn first_of_ndarray(x: &cachette::ndarray::Array2<f64>) -> f64 {
     x[[0, 0]]
 }
 
-#[cfg(feature = "ndarray")]
 static NDARRAY: LazyLock<NdArgs> = LazyLock::new(|| {
     let dir = tempdir();
     let memory = Memory::new(dir.path()).expect("memory");

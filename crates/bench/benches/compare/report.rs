@@ -67,7 +67,8 @@ pub(crate) struct Versions {
 }
 
 impl Versions {
-    /// The Rust side's versions: `rustc --version`, this crate's, `cached`'s in `Cargo.lock`.
+    /// The Rust side's versions: `rustc --version`, and Cachette's and `cached`'s in
+    /// `Cargo.lock` (this harness is a crate of its own, whose version is not Cachette's).
     pub(crate) fn probe(root: &Path) -> Versions {
         let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
         let rustc = Command::new(rustc)
@@ -77,15 +78,18 @@ impl Versions {
             .filter(|o| o.status.success())
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
         let lock = std::fs::read_to_string(root.join("Cargo.lock")).unwrap_or_default();
-        let cached = lock
-            .split("[[package]]")
-            .find(|p| p.contains("name = \"cached\"\n"))
-            .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
-            .map(|v| v.trim_matches('"').to_owned());
+        let locked = |name: &str| {
+            let line = format!("name = \"{name}\"\n");
+            lock.split("[[package]]")
+                .find(|p| p.contains(&line))
+                .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+                .map(|v| v.trim_matches('"').to_owned())
+        };
         Versions {
             rustc,
-            cachette: env!("CARGO_PKG_VERSION").to_owned(),
-            cached,
+            // The workspace's version (the crates share it) when `Cargo.lock` cannot be read.
+            cachette: locked("cachette").unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned()),
+            cached: locked("cached"),
             ..Versions::default()
         }
     }
@@ -493,7 +497,7 @@ const METHOD: &str = "
 
 - **One command**: `cargo xtask bench` starts Redis and an S3 server (moto) on 127.0.0.1,
   creates `target/bench-venv` with `joblib` and `numpy` from PyPI when missing, and runs the
-  harness `crates/cachette/benches/compare` (`--full` for the full sizes and more samples;
+  harness `crates/bench/benches/compare` (`--full` for the full sizes and more samples;
   `--only id,…` for some workloads; `--micro` for the per-crate divan micro-benchmarks).
 - **Interleaved**: within a workload, each round takes one sample of every contender, in an
   order rotated from round to round, so that a slow period of the machine touches all of them.

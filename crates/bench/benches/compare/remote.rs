@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cached::{ConcurrentCached, RedisCache};
+use cachette::Memory;
+use cachette::plugin::{DynBackend, Key, StoreBackendExt, block_on, io_runtime};
 use cachette::redis::RedisConfig;
 use cachette::s3::object_store::ObjectStoreExt;
 use cachette::s3::{S3Backend, S3Config};
-use cachette::{DynBackend, Key, Memory, rt};
 
 use crate::cases::{square, square_func};
 use crate::stats::{Contender, Kind, Sampler, run_rounds};
@@ -70,7 +71,7 @@ pub(crate) fn redis_hit(ctx: &Ctx) -> Workload {
     let f = square_func(&memory);
     let raw_key = format!("{prefix}-raw");
     let raw = || -> Res<redis::Connection> {
-        let bytes = rt::block_on(false, backend.get(&key))??.ok_or("the entry is gone")?;
+        let bytes = block_on(false, backend.get(&key))??.ok_or("the entry is gone")?;
         let mut conn = redis::Client::open(url.as_str())?.get_connection()?;
         redis::cmd("SET")
             .arg(&raw_key)
@@ -82,7 +83,7 @@ pub(crate) fn redis_hit(ctx: &Ctx) -> Workload {
     // The transport Cachette uses: a multiplexed connection driven by its I/O runtime,
     // awaited from a plain thread.
     let raw_async = || -> Res<Sampler<'_>> {
-        let io = rt::io_runtime()?;
+        let io = io_runtime()?;
         let client = redis::Client::open(url.as_str())?;
         let conn = io.block_on(client.get_multiplexed_async_connection())?;
         let raw_key = &raw_key;
@@ -187,7 +188,7 @@ pub(crate) fn s3_hit(ctx: &Ctx) -> Workload {
     let raw = || -> Res<Sampler<'_>> {
         let path = backend.path_of(&key)?;
         let store = backend.store().clone();
-        let io = rt::io_runtime()?;
+        let io = io_runtime()?;
         Ok(Box::new(move |n| {
             timed_fallible(n, || {
                 let bytes = io.block_on(async { store.get(&path).await?.bytes().await })?;

@@ -1,7 +1,7 @@
 //! Cachette side by side with joblib, the `cached` crate and the raw floors, in one run.
 //!
-//! `cargo xtask bench` runs this harness (`cargo bench -p cachette --bench compare
-//! --features fs,s3,redis`) with the test servers up and joblib in a virtual environment.
+//! `cargo xtask bench` runs this harness (`cargo bench -p cachette-bench --bench compare`)
+//! with the test servers up and joblib in a virtual environment.
 //! Each workload runs its contenders interleaved: after a warm-up, every round takes one
 //! sample of each contender, in an order rotated from round to round; the table reports the
 //! median time per operation, the 10th–90th percentile spread, the ratio to Cachette and the
@@ -23,7 +23,9 @@
 //! - `CACHETTE_TEST_REDIS_URL`, `CACHETTE_TEST_S3_ENDPOINT`, `CACHETTE_TEST_S3_BUCKET`: the
 //!   servers of the Redis and S3 workloads, which are skipped without them.
 //!
-//! Run without `--bench` (as `cargo test --benches` does), it exits at once without measuring.
+//! Run without `--bench` (as `cargo test --benches` does), or with `CACHETTE_BENCH_MICRO` set
+//! (as `cargo xtask bench --micro` does: its `cargo bench --workspace` would otherwise run this
+//! harness too, and rewrite `BENCHMARKS.md`), it exits at once without measuring.
 
 mod cases;
 mod plot;
@@ -60,7 +62,13 @@ fn main() -> ExitCode {
     }
     if !args.iter().any(|a| a == "--bench") {
         eprintln!(
-            "compare: not measuring without --bench; run `cargo xtask bench` (or `cargo bench -p cachette --bench compare --features fs,s3,redis`)"
+            "compare: not measuring without --bench; run `cargo xtask bench` (or `cargo bench -p cachette-bench --bench compare`)"
+        );
+        return ExitCode::SUCCESS;
+    }
+    if std::env::var("CACHETTE_BENCH_MICRO").is_ok_and(|v| !v.is_empty() && v != "0") {
+        eprintln!(
+            "compare: skipped with the micro-benchmarks (CACHETTE_BENCH_MICRO); `cargo xtask bench` runs it"
         );
         return ExitCode::SUCCESS;
     }

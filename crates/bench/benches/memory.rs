@@ -1,5 +1,5 @@
 //! `Memory` on the local disk, against the raw file-system work it cannot avoid, measured in
-//! the same run: `cargo bench -p cachette --bench memory` (or `cargo xtask bench`).
+//! the same run: `cargo bench -p cachette-bench --bench memory` (or `cargo xtask bench --micro`).
 //!
 //! - `hit_i64` vs `baseline_open_read_100b`: a cache hit of `f(i64)`;
 //! - `miss_tiny` vs `baseline_temp_rename_tiny`: a miss with a tiny output;
