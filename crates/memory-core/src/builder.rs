@@ -268,6 +268,18 @@ impl MemoryBuilder {
         self
     }
 
+    /// Whether a memory-mapped load checks its arrays against their block checksums (on by
+    /// default). A map defers reading an array's pages to their first use, so an array
+    /// damaged on disk (a bit flip, another program's write) would otherwise be served as it
+    /// is; checking reads every page once when the entry is loaded, about a tenth of a second
+    /// per gigabyte from the page cache. Turn it off only for a store nobody else writes to.
+    /// Strict mode checks whatever this says, and with a [signing key](Self::signing_key)
+    /// entries are never mapped: their signature covers bytes that a map would read later.
+    pub fn verify_maps(mut self, on: bool) -> Self {
+        self.options.verify_maps = on;
+        self
+    }
+
     /// Strict mode (off by default): the fallible methods of memoized functions
     /// ([`MemorizedFunc::try_eval`], [`try_call_with`](MemorizedFunc::try_call_with), and the
     /// other `try_` methods) return the faults of the store as errors
@@ -422,6 +434,12 @@ impl MemoryBuilder {
         if options.mmap_mode == MmapMode::ReadWrite && !capabilities.local_files {
             self.reporter.warn(format!(
                 "{location} has no local files to map (mmap_mode r+): arrays are loaded as copy-on-write, and writes do not reach the store"
+            ));
+        }
+        if signing.is_some() && options.mmap_mode.maps() {
+            self.reporter.warn(format!(
+                "signed results are not memory-mapped (mmap_mode {} with a signing key): arrays are loaded into memory once their signature is checked",
+                options.mmap_mode
             ));
         }
         if compress.is_some() && options.mmap_mode.maps() {

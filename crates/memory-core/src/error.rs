@@ -225,6 +225,10 @@ pub enum EntryError {
     /// The metadata or payload could not be decoded.
     #[error("cannot decode entry: {0}")]
     Decode(String),
+    /// The entry was written by other code than the reader's (another name, code hash or
+    /// version of the function): for that reader it is a miss, not damage.
+    #[error("entry of other code: {0}")]
+    OtherCode(String),
 }
 
 /// The error type of the core.

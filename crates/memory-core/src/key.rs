@@ -136,28 +136,42 @@ impl From<&Key> for Prefix {
     }
 }
 
+/// The folder of the store, under the location, that holds everything the core writes.
+pub(crate) const NAMESPACE: &str = "cachette";
 /// The name of the item holding a function's code identity, in its folder.
 pub(crate) const IDENTITY_ITEM: &str = "func_code";
 /// What is appended to an entry's key to name its compute-once claim.
 pub(crate) const CLAIM_SUFFIX: &str = ".claim";
 /// The length of an argument hash in hex digits: the last segment of an entry key.
 const ARGS_ID_LEN: usize = 32;
+/// The longest readable part of a function's folder name.
+const FOLDER_READABLE_LEN: usize = 120;
 
-/// The grammar of the core's keys: entries `<function folder>/<args id>`, their claims
-/// `<entry key>.claim`, and each function's identity item `<function folder>/func_code`.
-/// Everything the core reads, lists or deletes is named here.
+/// The grammar of the core's keys. Everything the core writes lives in the folder
+/// [`NAMESPACE`] of the location, as joblib keeps its cache in a `joblib` folder, so that the
+/// location may hold anything else: entries `cachette/<function folder>/<args id>`, their
+/// claims `<entry key>.claim`, and each function's identity item
+/// `cachette/<function folder>/func_code`. Everything the core reads, lists or deletes is
+/// named here, and [`is_ours`] tells its names from any other.
 pub(crate) mod grammar {
-    use super::{ARGS_ID_LEN, CLAIM_SUFFIX, IDENTITY_ITEM, Key, Prefix};
+    use super::{
+        ARGS_ID_LEN, CLAIM_SUFFIX, FOLDER_READABLE_LEN, IDENTITY_ITEM, Key, NAMESPACE, Prefix,
+    };
     use crate::error::BackendError;
+
+    /// The prefix of everything the core writes.
+    pub(crate) fn root() -> Prefix {
+        Prefix(NAMESPACE.to_owned())
+    }
 
     /// The key of a call's entry.
     pub(crate) fn entry(folder: &str, args_id: &str) -> Result<Key, BackendError> {
-        Key::new(format!("{folder}/{args_id}"))
+        Key::new(format!("{NAMESPACE}/{folder}/{args_id}"))
     }
 
     /// The key of a function's identity item.
     pub(crate) fn identity(folder: &str) -> Result<Key, BackendError> {
-        Key::new(format!("{folder}/{IDENTITY_ITEM}"))
+        Key::new(format!("{NAMESPACE}/{folder}/{IDENTITY_ITEM}"))
     }
 
     /// The key of an entry's compute-once claim.
@@ -167,34 +181,47 @@ pub(crate) mod grammar {
 
     /// The prefix of a function's folder.
     pub(crate) fn folder(folder: &str) -> Result<Prefix, BackendError> {
-        Prefix::new(folder)
+        if folder.contains('/') {
+            return Err(BackendError::new(
+                crate::error::ErrorKind::InvalidKey,
+                format!("{folder:?} is not a function folder: it holds a '/'"),
+            ));
+        }
+        Prefix::new(format!("{NAMESPACE}/{folder}"))
     }
 
-    /// Whether a key names a call's entry (`<function folder>/<32 hex digits>`).
-    pub(crate) fn is_entry(key: &Key) -> bool {
+    /// The function folder and the last segment of a key of the core: `("f", "0123…")` for
+    /// `cachette/f/0123…`. `None` for any other key.
+    pub(crate) fn split(key: &Key) -> Option<(&str, &str)> {
         let mut segments = key.segments();
-        let (Some(_), Some(last), None) = (segments.next(), segments.next(), segments.next())
-        else {
-            return false;
-        };
-        last.len() == ARGS_ID_LEN && last.bytes().all(|b| b.is_ascii_hexdigit())
+        match (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) {
+            (Some(NAMESPACE), Some(folder), Some(last), None) => Some((folder, last)),
+            _ => None,
+        }
+    }
+
+    fn is_args_id(name: &str) -> bool {
+        name.len() == ARGS_ID_LEN && name.bytes().all(|b| b.is_ascii_hexdigit())
+    }
+
+    /// Whether a key names a call's entry (`cachette/<function folder>/<32 hex digits>`).
+    pub(crate) fn is_entry(key: &Key) -> bool {
+        split(key).is_some_and(|(_, last)| is_args_id(last))
     }
 
     /// Whether a key names the compute-once claim of an entry (`<entry key>.claim`).
     pub(crate) fn is_claim(key: &Key) -> bool {
-        key.as_str()
-            .strip_suffix(CLAIM_SUFFIX)
-            .and_then(|entry| Key::new(entry).ok())
-            .is_some_and(|entry| is_entry(&entry))
+        split(key).is_some_and(|(_, last)| last.strip_suffix(CLAIM_SUFFIX).is_some_and(is_args_id))
     }
 
     /// Whether a key names a function's identity item.
     pub(crate) fn is_identity(key: &Key) -> bool {
-        let mut segments = key.segments();
-        matches!(
-            (segments.next(), segments.next(), segments.next()),
-            (Some(_), Some(IDENTITY_ITEM), None)
-        )
+        split(key).is_some_and(|(_, last)| last == IDENTITY_ITEM)
     }
 
     /// Whether the core wrote an item of this name: an entry, a claim or an identity item.
@@ -202,9 +229,11 @@ pub(crate) mod grammar {
         is_entry(key) || is_claim(key) || is_identity(key)
     }
 
-    /// Turns a function path into a single, readable folder name: `a::b::c` becomes `a.b.c`,
-    /// and anything but ASCII letters, digits and `._-@+=,` becomes `_`. Long names are cut and
-    /// get a hash suffix.
+    /// The folder of a function's results: a readable form of its name (`a::b::c` as `a.b.c`,
+    /// anything but ASCII letters, digits and `._-@+=,` as `_`, cut to 120 characters), then
+    /// `-` and 16 hex digits of a hash of the exact name. The hash makes the mapping injective:
+    /// `model/v1` and `model_v1`, `stats::mean` and `stats.mean`, `résumé` and `r_sum_` read
+    /// alike and still get folders of their own.
     pub(crate) fn folder_of(name: &str) -> String {
         let dotted = name.replace("::", ".");
         let mut folder: String = dotted
@@ -216,16 +245,13 @@ pub(crate) mod grammar {
                     '_'
                 }
             })
+            .take(FOLDER_READABLE_LEN)
             .collect();
         if folder.starts_with('.') {
             folder.insert(0, '_');
         }
-        if folder.len() > 160 {
-            let hash = xxhash_rust::xxh3::xxh3_64(name.as_bytes());
-            folder.truncate(140);
-            folder.push_str(&format!("-{hash:016x}"));
-        }
-        folder
+        let hash = xxhash_rust::xxh3::xxh3_64(name.as_bytes());
+        format!("{folder}-{hash:016x}")
     }
 }
 
@@ -312,18 +338,26 @@ mod tests {
     }
 
     #[test]
-    fn folders_are_single_readable_segments() {
+    fn folders_are_single_readable_segments_and_never_shared() {
         use grammar::folder_of;
-        assert_eq!(folder_of("my_crate::stats::mean"), "my_crate.stats.mean");
-        assert_eq!(
-            folder_of("tour::main::closure@tour.rs:10:5"),
-            "tour.main.closure@tour.rs_10_5"
+        assert!(folder_of("my_crate::stats::mean").starts_with("my_crate.stats.mean-"));
+        assert!(
+            folder_of("tour::main::closure@tour.rs:10:5")
+                .starts_with("tour.main.closure@tour.rs_10_5-")
         );
         assert!(!folder_of("a/b\\c").contains(['/', '\\']));
-        assert_eq!(folder_of(".hidden"), "_.hidden");
+        assert!(folder_of(".hidden").starts_with("_.hidden-"));
         let long = "x".repeat(500);
-        assert!(folder_of(&long).len() <= 160);
+        assert!(folder_of(&long).len() <= 140);
         assert_ne!(folder_of(&long), folder_of(&"x".repeat(501)));
+        for (a, b) in [
+            ("model/v1", "model_v1"),
+            ("stats::mean", "stats.mean"),
+            ("résumé", "r_sum_"),
+        ] {
+            assert_ne!(folder_of(a), folder_of(b), "{a} and {b}");
+        }
+        assert_eq!(folder_of("a::b"), folder_of("a::b"), "stable");
     }
 
     #[test]

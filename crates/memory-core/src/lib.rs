@@ -77,7 +77,7 @@ pub use report::{Report, Reporter};
 pub use result::{MemorizedResult, NotMemorizedResult, Shelved};
 pub use signing::SigningKey;
 pub use size::{ByteSize, ReduceReport, SizeLimits};
-pub use validation::{ExpiresAfter, Validation, expires_after};
+pub use validation::{ExpiresAfter, MAX_CLOCK_AHEAD, Validation, expires_after};
 
 /// What the macros expand to (not a public API).
 #[doc(hidden)]

@@ -12,7 +12,7 @@ use crate::backend::DynBackend;
 use crate::config::MemoryConfig;
 use crate::entry::Metadata;
 use crate::error::Result;
-use crate::key::{Prefix, grammar};
+use crate::key::grammar;
 use crate::layers::{BackendStats, RetryPolicy, StatsHandle, TierCounters, TierHandle};
 use crate::once::Once;
 use crate::options::Options;
@@ -280,16 +280,19 @@ impl Memory {
         };
         let prefix = match func {
             Some(folder) => grammar::folder(folder)?,
-            None => Prefix::root(),
+            None => grammar::root(),
         };
         let items = finish(shared.store.entries(Reach::Blocking, &prefix))?;
         Ok(items
             .into_iter()
-            .map(|item| EntryInfo {
-                func: item.key.parent().to_owned(),
-                args_id: item.key.file_name().to_owned(),
-                size: item.size,
-                last_access: item.last_access,
+            .filter_map(|item| {
+                let (func, args_id) = grammar::split(&item.key)?;
+                Some(EntryInfo {
+                    func: func.to_owned(),
+                    args_id: args_id.to_owned(),
+                    size: item.size,
+                    last_access: item.last_access,
+                })
             })
             .collect())
     }
@@ -301,7 +304,7 @@ impl Memory {
             return Ok(None);
         };
         let key = grammar::entry(func, args_id)?;
-        finish(shared.store.metadata(Reach::Blocking, &key))
+        finish(shared.store.metadata(Reach::Blocking, &key, None))
     }
 
     /// Checks one entry as a load would, without decoding the output or recording an access:

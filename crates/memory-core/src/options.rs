@@ -44,6 +44,13 @@ pub struct Options {
     /// See [`MemoryBuilder::compute_once`](crate::MemoryBuilder::compute_once).
     #[serde(skip_serializing_if = "is_true")]
     pub compute_once: bool,
+    /// Whether a memory-mapped load checks its arrays against their block checksums
+    /// (`verify_maps`, default `true`). Checking reads every page of the arrays once (about
+    /// a tenth of a second per gigabyte from the page cache), which a map otherwise defers to
+    /// the first use. Turn it off only for a store nobody else writes to. Strict mode checks
+    /// whatever this says. See [`MemoryBuilder::verify_maps`](crate::MemoryBuilder::verify_maps).
+    #[serde(skip_serializing_if = "is_true")]
+    pub verify_maps: bool,
     /// Whether compute-once takes claims in the store, to work across processes (not a config
     /// key: the default follows how the store was given). See
     /// [`MemoryBuilder::claims`](crate::MemoryBuilder::claims).
@@ -80,6 +87,7 @@ impl Default for Options {
             compress: None,
             stats: true,
             compute_once: true,
+            verify_maps: true,
             claims: None,
             strict: false,
             lease: DEFAULT_LEASE,

@@ -145,7 +145,12 @@ impl<R: DeserializeOwned> MemorizedResult<R> {
         let key = self.key()?;
         shared
             .store
-            .load(reach, &key, shared.options.mmap_mode)
+            .load(
+                reach,
+                &key,
+                shared.options.mmap_mode,
+                shared.options.verify_maps,
+            )
             .await?
             .ok_or_else(|| self.not_found())
     }

@@ -283,14 +283,17 @@ mod reduction_tests {
     #[test]
     fn least_recently_accessed_go_first() {
         let items = vec![
-            info(&format!("f/{H1}"), 10, 300),
-            info(&format!("f/{H2}"), 10, 100),
-            info(&format!("g/{H3}"), 10, 200),
-            info("f/func_code", 5, 0),
+            info(&format!("cachette/f/{H1}"), 10, 300),
+            info(&format!("cachette/f/{H2}"), 10, 100),
+            info(&format!("cachette/g/{H3}"), 10, 200),
+            info("cachette/f/func_code", 5, 0),
         ];
         let (doomed, report) = plan_entries(items.clone(), &SizeLimits::default().items_limit(1));
         let names: Vec<_> = doomed.iter().map(|k| k.as_str().to_owned()).collect();
-        assert_eq!(names, [format!("f/{H2}"), format!("g/{H3}")]);
+        assert_eq!(
+            names,
+            [format!("cachette/f/{H2}"), format!("cachette/g/{H3}")]
+        );
         assert_eq!(report.kept_items, 1);
         let (doomed, _) = plan_entries(
             items.clone(),
@@ -305,16 +308,16 @@ mod reduction_tests {
     fn stale_claims_go_and_live_ones_stay() {
         let now = Utc::now().timestamp();
         let items = vec![
-            info(&format!("f/{H1}"), 10, now),
-            info(&format!("f/{H1}.claim"), 1, now - 7200),
-            info(&format!("f/{H2}.claim"), 1, now - 60),
-            info("f/other.claim", 1, 0),
+            info(&format!("cachette/f/{H1}"), 10, now),
+            info(&format!("cachette/f/{H1}.claim"), 1, now - 7200),
+            info(&format!("cachette/f/{H2}.claim"), 1, now - 60),
+            info("cachette/f/other.claim", 1, 0),
         ];
         assert!(grammar::is_claim(&items[1].key) && !grammar::is_claim(&items[3].key));
         let (doomed, report) =
             plan_reduction(items, &SizeLimits::default(), Duration::from_secs(30));
         let names: Vec<_> = doomed.iter().map(|k| k.as_str().to_owned()).collect();
-        assert_eq!(names, [format!("f/{H1}.claim")]);
+        assert_eq!(names, [format!("cachette/f/{H1}.claim")]);
         assert_eq!((report.deleted_items, report.kept_items), (0, 1));
     }
 }

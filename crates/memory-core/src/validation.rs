@@ -8,6 +8,11 @@ use chrono::{TimeDelta, Utc};
 
 use crate::entry::Metadata;
 
+/// How far ahead of this machine's clock the time of a stored call may be before the entry is
+/// refused by every [`Validation`]: five minutes, more than the clocks of machines sharing a
+/// store should differ by.
+pub const MAX_CLOCK_AHEAD: TimeDelta = TimeDelta::minutes(5);
+
 /// A validation callback over an entry's [`Metadata`]: when it returns `false`, the stored
 /// result is not reused and the function runs again (joblib's `cache_validation_callback`).
 ///
@@ -32,8 +37,15 @@ impl Validation {
         }
     }
 
-    /// Whether the entry described by `metadata` may be reused.
+    /// Whether the entry described by `metadata` may be reused. An entry whose recorded time
+    /// lies more than [`MAX_CLOCK_AHEAD`] in the future is never valid: the clock of the
+    /// machine that wrote it was wrong (or its writer lied), and a callback comparing times,
+    /// such as [`expires_after`], would otherwise accept it for as long as its time stays ahead.
     pub fn is_valid(&self, metadata: &Metadata) -> bool {
+        if metadata.time > Utc::now() + MAX_CLOCK_AHEAD {
+            tracing::debug!(target: "cachette", "an entry of {} is dated {} in the future: not valid", metadata.func, metadata.time);
+            return false;
+        }
         (self.check)(metadata)
     }
 

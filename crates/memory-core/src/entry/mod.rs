@@ -109,9 +109,110 @@ pub struct Metadata {
     pub hasher: String,
     /// The id of the output codec.
     pub codec: String,
+    /// The exact name of the function whose call this is (empty in entries of old versions).
+    #[serde(default)]
+    pub name: String,
+    /// The hash of the function's code when its results were stored, if known.
+    #[serde(default)]
+    pub code: Option<String>,
+    /// The function's version when its results were stored, if it has one.
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+/// The code an entry must have been written by: the exact name, code hash and version of a
+/// function. An entry of other code is a miss for it, whatever the function's folder holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeIdentity<'a> {
+    /// The function's exact name.
+    pub name: &'a str,
+    /// The hash of its code, if known.
+    pub code: Option<&'a str>,
+    /// Its version, if it has one.
+    pub version: Option<&'a str>,
+}
+
+/// What an entry must answer for: the call (the function's folder and the arguments' hash)
+/// and, when the reader knows it, the code that computed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected<'a> {
+    /// The function's folder.
+    pub func: &'a str,
+    /// The arguments' hash.
+    pub args_id: &'a str,
+    /// The code, when the reader knows which code it runs.
+    pub code: Option<CodeIdentity<'a>>,
+}
+
+/// The fields of a header that say what an entry answers for, decoded without allocating.
+#[derive(Deserialize)]
+struct Answers<'a> {
+    #[serde(borrow)]
+    func: &'a str,
+    #[serde(borrow)]
+    args_id: &'a str,
+    #[serde(borrow, default)]
+    name: &'a str,
+    #[serde(borrow, default)]
+    code: Option<&'a str>,
+    #[serde(borrow, default)]
+    version: Option<&'a str>,
+}
+
+impl Answers<'_> {
+    fn check(&self, expected: &Expected<'_>) -> Result<(), EntryError> {
+        if self.func != expected.func || self.args_id != expected.args_id {
+            return Err(EntryError::Corrupted(format!(
+                "written for {}/{}, found under {}/{}",
+                self.func, self.args_id, expected.func, expected.args_id
+            )));
+        }
+        if let Some(code) = &expected.code
+            && (self.name != code.name || self.code != code.code || self.version != code.version)
+        {
+            let show = |o: Option<&str>| o.unwrap_or("-").to_owned();
+            return Err(EntryError::OtherCode(format!(
+                "written by '{}' (code {}, version {}), read by '{}' (code {}, version {})",
+                self.name,
+                show(self.code),
+                show(self.version),
+                code.name,
+                show(code.code),
+                show(code.version)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Checks that the metadata header `header` (MessagePack) answers for `expected`.
+fn check_answers(header: &[u8], expected: &Expected<'_>) -> Result<(), EntryError> {
+    let answers: Answers<'_> =
+        rmp_serde::from_slice(header).map_err(|e| EntryError::Decode(format!("metadata: {e}")))?;
+    answers.check(expected)
 }
 
 impl Metadata {
+    /// Records the code that computed the call (see [`CodeIdentity`]).
+    pub fn with_code(mut self, code: CodeIdentity<'_>) -> Self {
+        self.name = code.name.to_owned();
+        self.code = code.code.map(str::to_owned);
+        self.version = code.version.map(str::to_owned);
+        self
+    }
+
+    /// Checks that this metadata answers for `expected`: the call, and the code when given.
+    pub fn check(&self, expected: &Expected<'_>) -> Result<(), EntryError> {
+        Answers {
+            func: &self.func,
+            args_id: &self.args_id,
+            name: &self.name,
+            code: self.code.as_deref(),
+            version: self.version.as_deref(),
+        }
+        .check(expected)
+    }
+
     /// A new metadata record.
     pub fn new(
         duration: f64,
@@ -130,6 +231,9 @@ impl Metadata {
             args_id: args_id.into(),
             hasher: hasher.into(),
             codec: codec.into(),
+            name: String::new(),
+            code: None,
+            version: None,
         }
     }
 

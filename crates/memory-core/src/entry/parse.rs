@@ -3,12 +3,11 @@
 use std::ops::Range;
 
 use bytes::Bytes;
-use serde::Deserialize;
 
 use super::{
-    ARRAY_BLOCK, FLAG_ARRAYS, FLAG_SIGNED, FLAG_ZSTD, FORMAT_VERSION, HEAD_FIXED, KNOWN_FLAGS,
-    MAGIC, Metadata, PAYLOAD_ALIGN, PREFIX_LEN, ZSTD_WINDOW_LOG_MAX, decode_metadata,
-    header_checksum, parallel_map,
+    ARRAY_BLOCK, Expected, FLAG_ARRAYS, FLAG_SIGNED, FLAG_ZSTD, FORMAT_VERSION, HEAD_FIXED,
+    KNOWN_FLAGS, MAGIC, Metadata, PAYLOAD_ALIGN, PREFIX_LEN, ZSTD_WINDOW_LOG_MAX, check_answers,
+    decode_metadata, header_checksum, parallel_map,
 };
 use crate::error::EntryError;
 use crate::signing::{SIGNATURE_LEN, SigningKey};
@@ -288,28 +287,13 @@ impl Entry {
         })
     }
 
-    /// Checks that the entry was written for the call `args_id` of the function whose folder is
-    /// `func`, as its metadata records: an entry moved or copied under another call's key (by
-    /// a tool, a person, or a hostile writer of a shared store) is refused, not served as that
-    /// call's result. Decodes only those two fields, without allocating.
-    pub fn check_written_for(&self, func: &str, args_id: &str) -> Result<(), EntryError> {
-        #[derive(Deserialize)]
-        struct Ids<'a> {
-            #[serde(borrow)]
-            func: &'a str,
-            #[serde(borrow)]
-            args_id: &'a str,
-        }
+    /// Checks that the entry answers for `expected`, as its metadata records: an entry moved or
+    /// copied under another call's key (by a tool, a person, or a hostile writer of a shared
+    /// store) is refused, not served as that call's result, and an entry of other code is
+    /// [`EntryError::OtherCode`]. Decodes only those fields, without allocating.
+    pub fn check_written_for(&self, expected: &Expected<'_>) -> Result<(), EntryError> {
         let header = &self.bytes[PREFIX_LEN..PREFIX_LEN + self.prefix.header_len as usize];
-        let ids: Ids<'_> = rmp_serde::from_slice(header)
-            .map_err(|e| EntryError::Decode(format!("metadata: {e}")))?;
-        if ids.func != func || ids.args_id != args_id {
-            return Err(EntryError::Corrupted(format!(
-                "written for {}/{}, found under {func}/{args_id}",
-                ids.func, ids.args_id
-            )));
-        }
-        Ok(())
+        check_answers(header, expected)
     }
 
     /// Checks that the entry is signed with `key` ([`FLAG_SIGNED`]): every byte of it is read.

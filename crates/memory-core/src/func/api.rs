@@ -15,16 +15,73 @@ use crate::memory::Memory;
 use crate::reach::{Reach, finish};
 use crate::result::{NotMemorizedResult, Shelved};
 
+/// The message of the compile-time refusal of closures that capture values.
+macro_rules! captures_refused {
+    () => {
+        "this closure captures values (or is a reference or a pointer to a function), and what it captures would not be part of the cache key: pass them as arguments, or use `Memory::cache_with(state, f)` to make them part of the key, or `Memory::cache_capturing(f)` if they cannot change the result (a counter, a logger); pass a function itself, not a reference to it"
+    };
+}
+
 impl Memory {
     /// Memoizes a function or closure taking one argument (use a tuple for several). Call it
     /// with [`MemorizedFunc::eval`].
     ///
     /// A function item is identified by its path (`my_crate::module::name`). A closure is
-    /// identified by its enclosing function and the place of this call in the source; give it a
-    /// stable name with [`MemorizedFunc::name`] and a [`MemorizedFunc::version`] that you change
-    /// when its body changes.
+    /// identified by its enclosing function and the place of this call in the source: an edit
+    /// of its body that keeps it at the same place is not seen. Give it a stable name with
+    /// [`MemorizedFunc::name`] and a [`MemorizedFunc::version`] that you change with its body,
+    /// or write it with the `cachette::cache!` macro, which hashes its tokens.
+    ///
+    /// A closure that captures values does not compile here: what it captures is not part of
+    /// the key, so a closure built with `k = 1` and then with `k = 100` would share results.
+    /// Pass such values as arguments, or use [`cache_with`](Self::cache_with) (they become
+    /// part of the key) or [`cache_capturing`](Self::cache_capturing) (they cannot change the
+    /// result).
+    ///
+    /// ```compile_fail
+    /// # let memory = cachette_core::Memory::disabled();
+    /// let k = 100;
+    /// let scaled = memory.cache(|x: u64| x * k); // refused: `k` would not be in the key
+    /// ```
     #[track_caller]
     pub fn cache<A, R, F>(&self, f: F) -> MemorizedFunc<R, F>
+    where
+        F: Fn(A) -> R,
+    {
+        const { assert!(size_of::<F>() == 0, captures_refused!()) };
+        let id = FuncId::of_callable::<F>(std::panic::Location::caller());
+        MemorizedFunc::with_function(self, id, f)
+    }
+
+    /// Memoizes a function of `state` and one argument: the state is hashed into every key, as
+    /// joblib hashes the bound arguments of a `functools.partial`, so functions built with
+    /// different states never share results.
+    ///
+    /// ```
+    /// # let memory = cachette_core::Memory::from_url("memory://cache-with-doc").unwrap();
+    /// let by_1 = memory.cache_with(1u64, |k: &u64, x: u64| x * k);
+    /// let by_100 = memory.cache_with(100u64, |k: &u64, x: u64| x * k);
+    /// assert_eq!(by_1.eval(7), 7);
+    /// assert_eq!(by_100.eval(7), 700);
+    /// ```
+    #[track_caller]
+    pub fn cache_with<S, A, R, F>(&self, state: S, f: F) -> MemorizedFunc<R, impl Fn(A) -> R>
+    where
+        S: Serialize,
+        F: Fn(&S, A) -> R,
+    {
+        const { assert!(size_of::<F>() == 0, captures_refused!()) };
+        let id = FuncId::of_callable::<F>(std::panic::Location::caller());
+        let salt = cachette_hashing::hash(&state).map_err(|e| e.to_string());
+        let readable = cachette_hashing::readable(&state, super::call::READABLE_ARG_LEN);
+        MemorizedFunc::with_function(self, id, move |a: A| f(&state, a)).salted(salt, readable)
+    }
+
+    /// Memoizes a closure whose captured values cannot change its result (a counter of calls,
+    /// a logger, a progress bar): they are not part of the key. The caller answers for that;
+    /// a capture that changes the result makes calls return each other's results.
+    #[track_caller]
+    pub fn cache_capturing<A, R, F>(&self, f: F) -> MemorizedFunc<R, F>
     where
         F: Fn(A) -> R,
     {
@@ -33,7 +90,8 @@ impl Memory {
     }
 
     /// Runs `f(args)` in the context of this memory: the function runs only if its result is
-    /// not stored yet (joblib's `Memory.eval`).
+    /// not stored yet (joblib's `Memory.eval`). `f` captures nothing (see
+    /// [`cache`](Self::cache)).
     #[track_caller]
     pub fn eval<A, R, F>(&self, f: F, args: A) -> R
     where
@@ -41,6 +99,7 @@ impl Memory {
         A: Serialize,
         R: Serialize + DeserializeOwned,
     {
+        const { assert!(size_of::<F>() == 0, captures_refused!()) };
         let id = FuncId::of_callable::<F>(std::panic::Location::caller());
         MemorizedFunc::with_function(self, id, f).eval(args)
     }
@@ -54,6 +113,7 @@ impl Memory {
         A: Serialize,
         R: Serialize + DeserializeOwned,
     {
+        const { assert!(size_of::<F>() == 0, captures_refused!()) };
         let id = FuncId::of_callable::<F>(std::panic::Location::caller());
         MemorizedFunc::with_function(self, id, f).try_eval(args)
     }

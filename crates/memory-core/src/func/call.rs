@@ -21,7 +21,7 @@ use super::{MemorizedFunc, verbose};
 use crate::array::MmapMode;
 use crate::backend::Blob;
 use crate::entry::Metadata;
-use crate::error::Error;
+use crate::error::{EntryError, Error};
 use crate::key::{Key, grammar};
 use crate::memory::Shared;
 use crate::once::Landing;
@@ -31,7 +31,7 @@ use crate::store::{EntryStore, IdentityCheck};
 use crate::validation::Validation;
 
 /// The longest readable form of one argument kept in metadata and verbose output.
-const READABLE_ARG_LEN: usize = 200;
+pub(super) const READABLE_ARG_LEN: usize = 200;
 
 /// One call of a memoized function: what every step needs.
 pub(super) struct Call<'a, R, F> {
@@ -91,6 +91,13 @@ impl<R, F> Call<'_, R, F> {
 
     fn digest<A: Serialize + ?Sized>(&self, args: &A) -> Result<Digest, Error> {
         let mut hasher = CanonicalHasher::new(self.shared.hasher.hasher());
+        if let Some(state) = &self.func.state {
+            let state = state.digest.as_ref().map_err(|e| {
+                Error::InvalidArgument(format!("the state of the function cannot be hashed: {e}"))
+            })?;
+            hasher.add_raw(b"state");
+            hasher.add_raw(state.as_bytes());
+        }
         hasher.add_args(args, &self.func.ignore)?;
         Ok(hasher.finish())
     }
@@ -98,6 +105,9 @@ impl<R, F> Call<'_, R, F> {
     /// The readable form of each argument, by name.
     fn readable_args<A: Serialize + ?Sized>(&self, args: &A) -> Vec<(String, String)> {
         let mut parts = cachette_hashing::readable_args(args, &self.func.ignore, READABLE_ARG_LEN);
+        if let Some(state) = &self.func.state {
+            parts.insert(0, ("state".to_owned(), state.readable.clone()));
+        }
         if !self.func.arg_names.is_empty() {
             for (name, _) in &mut parts {
                 if let Some(real) = name
@@ -180,9 +190,11 @@ impl<R, F> Call<'_, R, F> {
     /// Whether the entry of `key` is stored and valid, reading only its metadata. `Ok(None)`
     /// when there is no entry at all (as opposed to one that is not usable).
     async fn check_key<P: Faults>(&self, key: &Key, faults: P) -> Result<Option<bool>, P::Fault> {
-        match self.store().metadata(self.reach, key).await {
+        let code = Some(self.func.id.code_identity());
+        match self.store().metadata(self.reach, key, code).await {
             Ok(Some(meta)) => Ok(Some(self.valid(&meta))),
             Ok(None) => Ok(None),
+            Err(e) if is_other_code(&e) => Ok(Some(false)),
             Err(e) => {
                 let warning = match &e {
                     Error::Entry { source, .. } => format!(
@@ -340,6 +352,12 @@ where
         let entry = match found {
             Ok(Some(entry)) => entry,
             Ok(None) => return Ok(None),
+            Err(e) if is_other_code(&e) => {
+                if self.verbosity() > 0 {
+                    verbose::other_code(&self.shared.reporter, &self.func.id, &e);
+                }
+                return Ok(None);
+            }
             Err(e) => return unusable(e),
         };
         if self.func.validation.is_some() {
@@ -384,7 +402,9 @@ where
         started: Instant,
         faults: P,
     ) -> Result<(Option<R>, bool), P::Fault> {
-        let found = self.store().read(self.reach, key, mode).await;
+        let code = Some(self.func.id.code_identity());
+        let verify = self.shared.options.verify_maps || faults.is_strict();
+        let found = self.store().read(self.reach, key, mode, code, verify).await;
         let absent = matches!(found, Ok(None));
         Ok((self.use_stored(key, found, mode, started, faults)?, absent))
     }
@@ -417,7 +437,8 @@ where
             key.file_name(),
             self.shared.hasher.id(),
             self.store().codec().id(),
-        );
+        )
+        .with_code(self.func.id.code_identity());
         let entry = match self.store().encode(&meta, &out) {
             Ok(entry) => Some(entry),
             Err(e) => {
@@ -442,7 +463,9 @@ where
     /// computed one if that fails. A failure here is a warning in every mode: the output is
     /// right, only not mapped.
     async fn reload(&self, key: &Key, mode: MmapMode, out: R) -> R {
-        let loaded = match self.store().read(self.reach, key, mode).await {
+        let code = Some(self.func.id.code_identity());
+        // The bytes were written just now, by this call: nothing to check in the arrays.
+        let loaded = match self.store().read(self.reach, key, mode, code, false).await {
             Ok(Some(entry)) => entry.decode::<R>(self.store().codec(), mode),
             Ok(None) => Err(Error::InvalidArgument("it is gone".into())),
             Err(e) => Err(e),
@@ -614,6 +637,17 @@ where
         )
         .await
     }
+}
+
+/// Whether a read found an entry of other code than the caller's: a miss for it, not a fault.
+fn is_other_code(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Entry {
+            source: EntryError::OtherCode(_),
+            ..
+        }
+    )
 }
 
 /// The metadata of a call whose result is not stored (a disabled memory, arguments that cannot

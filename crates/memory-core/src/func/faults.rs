@@ -20,6 +20,9 @@ pub(super) trait Faults: Copy {
 
     /// Either warns (the call goes on without the store's help) or gives the fault back.
     fn fault(self, reporter: &Reporter, error: Error, warning: String) -> Result<(), Self::Fault>;
+
+    /// Whether faults are errors (strict mode): then nothing unchecked is returned.
+    fn is_strict(self) -> bool;
 }
 
 /// Faults are warnings: the call computes its output and returns it.
@@ -28,6 +31,10 @@ pub(super) struct Lenient;
 
 impl Faults for Lenient {
     type Fault = Infallible;
+
+    fn is_strict(self) -> bool {
+        false
+    }
 
     fn fault(self, reporter: &Reporter, _error: Error, warning: String) -> Result<(), Infallible> {
         reporter.warn(warning);
@@ -43,6 +50,10 @@ pub(super) struct Strictness {
 
 impl Faults for Strictness {
     type Fault = Error;
+
+    fn is_strict(self) -> bool {
+        self.strict
+    }
 
     fn fault(self, reporter: &Reporter, error: Error, warning: String) -> Result<(), Error> {
         if self.strict {

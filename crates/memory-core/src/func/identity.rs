@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::{Mutex, OnceLock};
 
+use crate::entry::CodeIdentity;
 use crate::key::grammar;
 use crate::report::Reporter;
 
@@ -93,6 +94,15 @@ impl FuncId {
     pub fn short_name(&self) -> &str {
         let base = self.name.split('@').next().unwrap_or(&self.name);
         base.rsplit("::").next().unwrap_or(base)
+    }
+
+    /// The code this function's entries must have been written by.
+    pub(crate) fn code_identity(&self) -> CodeIdentity<'_> {
+        CodeIdentity {
+            name: &self.name,
+            code: self.code_hash.as_deref(),
+            version: self.version.as_deref(),
+        }
     }
 
     /// What is stored in the function's `func_code` item.

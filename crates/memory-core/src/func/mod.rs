@@ -63,8 +63,19 @@ pub struct MemorizedFunc<R, F = NoFunc> {
     strict: Option<bool>,
     /// The store generation + 1 at which the code identity was last checked; 0 when never.
     checked: AtomicU64,
+    /// The state hashed into every key ([`Memory::cache_with`]).
+    state: Option<State>,
     f: F,
     _output: PhantomData<fn() -> R>,
+}
+
+/// The state of a function made by [`Memory::cache_with`].
+#[derive(Debug, Clone)]
+struct State {
+    /// Its hash, or why it cannot be hashed.
+    digest: Result<cachette_hashing::Digest, String>,
+    /// Its readable form, for metadata.
+    readable: String,
 }
 
 impl<R, F> fmt::Debug for MemorizedFunc<R, F> {
@@ -102,6 +113,7 @@ impl<R, F> MemorizedFunc<R, F> {
             compute_once: None,
             strict: None,
             checked: AtomicU64::new(0),
+            state: None,
             f,
             _output: PhantomData,
         }
@@ -117,6 +129,24 @@ impl<R, F> MemorizedFunc<R, F> {
             version,
             ..FuncId::new(name).with_origin(origin)
         };
+        self
+    }
+
+    /// Hashes `state` into every key (see [`Memory::cache_with`]).
+    fn salted(
+        mut self,
+        digest: Result<cachette_hashing::Digest, String>,
+        readable: String,
+    ) -> Self {
+        self.state = Some(State { digest, readable });
+        self
+    }
+
+    /// Sets the hash of the function's code: stored results of other code are discarded on
+    /// first use, and never served. `#[memoize]` and `cachette::cache!` set it from the
+    /// function's tokens.
+    pub fn code_hash(mut self, hash: impl Into<String>) -> Self {
+        self.id.code_hash = Some(hash.into());
         self
     }
 

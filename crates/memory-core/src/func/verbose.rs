@@ -63,3 +63,12 @@ pub(super) fn code_changed(reporter: &Reporter, id: &FuncId, previous: &str) {
         id.version.as_deref().unwrap_or("-"),
     ));
 }
+
+/// A stored result of other code than the caller's (another version running on the same store,
+/// or an entry left by an older version).
+pub(super) fn other_code(reporter: &Reporter, id: &FuncId, why: &crate::error::Error) {
+    reporter.line(format!(
+        "[Memory] The stored result of {} was computed by other code ({why}): computing it again",
+        id.name
+    ));
+}

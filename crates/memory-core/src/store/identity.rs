@@ -124,15 +124,24 @@ impl EntryStore {
         Ok(check)
     }
 
-    /// Deletes every entry of the function whose folder is `folder`, then writes its identity.
+    /// Writes the identity of the function whose folder is `folder`, then deletes its entries
+    /// and claims. A failure between the two leaves entries that every reader refuses anyway
+    /// (each entry names the code that wrote it), never an identity that vouches for them.
     pub(crate) async fn reset_function(
         &self,
         reach: Reach,
         folder: &str,
         identity: &str,
     ) -> Result<(), Error> {
-        self.delete_ours(reach, &grammar::folder(folder)?).await?;
-        self.write_identity(reach, folder, identity).await
+        self.write_identity(reach, folder, identity).await?;
+        let keys: Vec<_> = self
+            .items(reach, &grammar::folder(folder)?)
+            .await?
+            .into_iter()
+            .map(|item| item.key)
+            .filter(|key| !grammar::is_identity(key))
+            .collect();
+        self.delete_keys(reach, keys).await
     }
 
     async fn write_identity(

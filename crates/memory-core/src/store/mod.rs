@@ -35,7 +35,7 @@ use crate::backend::{
     StoreBackendExt,
 };
 use crate::codec::{self, Codec};
-use crate::entry::{self, HEADER_READ_HINT, Metadata};
+use crate::entry::{self, CodeIdentity, HEADER_READ_HINT, Metadata};
 use crate::error::{BackendError, EntryError, Error};
 use crate::key::{Key, Prefix, grammar};
 use crate::reach::Reach;
@@ -105,9 +105,14 @@ impl EntryStore {
         self.compress
     }
 
-    /// Whether a load in `mode` maps the entry's local file.
+    /// Whether a load in `mode` maps the entry's local file: never for compressed entries, and
+    /// never with a signing key (the signature is checked on bytes read, and a map would read
+    /// them again later, when they may have changed).
     pub(crate) fn maps(&self, mode: MmapMode) -> bool {
-        mode.maps() && self.capabilities.local_files && self.compress.is_none()
+        mode.maps()
+            && self.capabilities.local_files
+            && self.compress.is_none()
+            && self.signing.is_none()
     }
 
     /// Runs one backend operation as `reach` says.
@@ -125,13 +130,16 @@ impl EntryStore {
             .await
     }
 
-    /// Reads and checks the entry under `key`, for a load in `mode`: `Ok(None)` when there is
-    /// none. Records the access.
+    /// Reads and checks the entry under `key`, for a load in `mode`, as written by `code` when
+    /// given: `Ok(None)` when there is none. Records the access. A mapped entry's arrays are
+    /// checked against their block checksums when `verify_arrays`.
     pub(crate) async fn read(
         &self,
         reach: Reach,
         key: &Key,
         mode: MmapMode,
+        code: Option<CodeIdentity<'_>>,
+        verify_arrays: bool,
     ) -> Result<Option<Checked>, Error> {
         let options = GetOptions::hit().with_local_file(self.maps(mode));
         let k = key.clone();
@@ -145,7 +153,7 @@ impl EntryStore {
         };
         let read = read::into_read(key, found, mode)
             .map_err(|e| BackendError::from_io(e, format!("cannot read {key}")))?;
-        Checked::parse(read, key, self.signing.as_ref())
+        Checked::parse(read, key, code, self.signing.as_ref(), verify_arrays)
             .map(Some)
             .map_err(|source| entry_error(key, source))
     }
@@ -166,8 +174,14 @@ impl EntryStore {
         let bytes = found
             .into_bytes()
             .map_err(|e| BackendError::from_io(e, format!("cannot read {key}")))?;
-        let checked = Checked::parse(read::Read::whole(bytes), key, self.signing.as_ref())
-            .map_err(|source| entry_error(key, source))?;
+        let checked = Checked::parse(
+            read::Read::whole(bytes),
+            key,
+            None,
+            self.signing.as_ref(),
+            true,
+        )
+        .map_err(|source| entry_error(key, source))?;
         checked.check_payload()?;
         Ok(true)
     }
@@ -179,32 +193,73 @@ impl EntryStore {
         reach: Reach,
         key: &Key,
         mode: MmapMode,
+        verify_arrays: bool,
     ) -> Result<Option<R>, Error> {
-        match self.read(reach, key, mode).await? {
+        match self.read(reach, key, mode, None, verify_arrays).await? {
             Some(entry) => entry.decode(self.codec(), mode).map(Some),
             None => Ok(None),
         }
     }
 
-    /// Reads and checks the metadata of the entry under `key`, with ranged reads of its head:
-    /// no access is recorded. `Ok(None)` when there is none.
+    /// Reads and checks the metadata of the entry under `key`, recording no access: that it
+    /// answers for its key (and `code` when given), its length and the checksum of its head;
+    /// with a signing key, its signature, which takes a read of the whole entry. Without one,
+    /// two ranged reads at most. `Ok(None)` when there is none.
     pub(crate) async fn metadata(
         &self,
         reach: Reach,
         key: &Key,
+        code: Option<CodeIdentity<'_>>,
     ) -> Result<Option<Metadata>, Error> {
+        if self.signing.is_some() {
+            return self.metadata_signed(reach, key, code).await;
+        }
         let k = key.clone();
         let found = self
             .run(reach, move |b| {
                 Box::pin(async move { read_head(b, k).await })
             })
             .await?;
-        match found {
-            None => Ok(None),
-            Some((head, size)) => entry::parse_metadata(&head, Some(size))
-                .map(Some)
-                .map_err(|source| entry_error(key, source)),
-        }
+        let Some((head, size)) = found else {
+            return Ok(None);
+        };
+        let checked = entry::parse_metadata(&head, Some(size)).and_then(|meta| {
+            meta.check(&read::expected(key, code)?)?;
+            Ok(meta)
+        });
+        checked.map(Some).map_err(|source| entry_error(key, source))
+    }
+
+    /// [`metadata`](Self::metadata) with a signing key: the whole entry is read (no access is
+    /// recorded) and its signature checked.
+    async fn metadata_signed(
+        &self,
+        reach: Reach,
+        key: &Key,
+        code: Option<CodeIdentity<'_>>,
+    ) -> Result<Option<Metadata>, Error> {
+        let k = key.clone();
+        let found = self
+            .run(reach, move |b| {
+                Box::pin(async move { b.get_opts(&k, GetOptions::default()).await })
+            })
+            .await?;
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let bytes = found
+            .into_bytes()
+            .map_err(|e| BackendError::from_io(e, format!("cannot read {key}")))?;
+        Checked::parse(
+            read::Read::whole(bytes),
+            key,
+            code,
+            self.signing.as_ref(),
+            true,
+        )
+        .and_then(|checked| checked.metadata())
+        .map(Some)
+        .map_err(|source| entry_error(key, source))
     }
 
     /// The entry of an output: its metadata, then its payload, signed and compressed as the
@@ -276,7 +331,7 @@ impl EntryStore {
     }
 
     /// Deletes `keys`.
-    async fn delete_many(&self, reach: Reach, keys: Vec<Key>) -> Result<(), Error> {
+    pub(super) async fn delete_keys(&self, reach: Reach, keys: Vec<Key>) -> Result<(), Error> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -298,14 +353,14 @@ impl EntryStore {
             .map(|item| item.key)
             .collect();
         let n = keys.len() as u64;
-        self.delete_many(reach, keys).await?;
+        self.delete_keys(reach, keys).await?;
         Ok(n)
     }
 
     /// Deletes every entry of every function; functions check their identity again afterwards.
     pub(crate) async fn clear(&self, reach: Reach) -> Result<(), Error> {
         let swept = self.sweep(reach).await;
-        self.delete_ours(reach, &Prefix::root()).await?;
+        self.delete_ours(reach, &grammar::root()).await?;
         self.identities.forget();
         swept
     }
@@ -314,7 +369,7 @@ impl EntryStore {
     /// [`StoreBackend::sweep`](crate::backend::StoreBackend::sweep).
     async fn sweep(&self, reach: Reach) -> Result<(), Error> {
         self.run(reach, |b| {
-            Box::pin(async move { b.sweep(&Prefix::root()).await })
+            Box::pin(async move { b.sweep(&grammar::root()).await })
         })
         .await?;
         Ok(())
@@ -323,7 +378,7 @@ impl EntryStore {
     /// Sweeps leftovers of interrupted writers; gives how many entries the store holds.
     pub(crate) async fn housekeeping(&self, reach: Reach) -> Result<usize, Error> {
         self.sweep(reach).await?;
-        Ok(self.entries(reach, &Prefix::root()).await?.len())
+        Ok(self.entries(reach, &grammar::root()).await?.len())
     }
 
     /// Deletes entries until the store is within `limits`, and claims left unrenewed (see
@@ -336,9 +391,9 @@ impl EntryStore {
     ) -> Result<ReduceReport, Error> {
         check_limits(limits)?;
         self.sweep(reach).await?;
-        let items = self.items(reach, &Prefix::root()).await?;
+        let items = self.items(reach, &grammar::root()).await?;
         let (doomed, report) = plan_reduction(items, limits, lease);
-        self.delete_many(reach, doomed).await?;
+        self.delete_keys(reach, doomed).await?;
         Ok(report)
     }
 }

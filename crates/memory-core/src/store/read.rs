@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::array::{self, MmapMode, RegionMaps, Source};
 use crate::backend::{GetPayload, GetResult, LocalFile};
 use crate::codec::{self, Codec};
-use crate::entry::{Entry, Metadata};
+use crate::entry::{CodeIdentity, Entry, Expected, Metadata};
 use crate::error::{EntryError, Error};
 use crate::key::Key;
 use crate::signing::SigningKey;
@@ -50,16 +50,19 @@ pub(crate) struct Checked {
 }
 
 impl Checked {
-    /// Parses and checks an entry: every checksum for an entry in memory; all but the arrays'
-    /// for a mapped entry, whose pages are then only read when the arrays are used.
-    /// The entry must have been written for `key` (see [`Entry::check_written_for`]), and
-    /// signed with `signing` if that is given.
+    /// Parses and checks an entry: every checksum for an entry in memory; for a mapped entry,
+    /// all but the arrays' unless `verify_arrays` (the arrays' pages are then only read when
+    /// they are used).
+    /// The entry must have been written for `key`, by `code` when given (see
+    /// [`Entry::check_written_for`]), and signed with `signing` if that is given.
     pub(crate) fn parse(
         read: Read,
         key: &Key,
+        code: Option<CodeIdentity<'_>>,
         signing: Option<&SigningKey>,
+        verify_arrays: bool,
     ) -> Result<Checked, EntryError> {
-        let entry = if read.mapped {
+        let entry = if read.mapped && !verify_arrays {
             Entry::parse_head(read.bytes)?
         } else {
             Entry::parse(read.bytes)?
@@ -67,7 +70,7 @@ impl Checked {
         if let Some(signing) = signing {
             entry.verify_signature(signing)?;
         }
-        entry.check_written_for(key.parent(), key.file_name())?;
+        entry.check_written_for(&expected(key, code)?)?;
         Ok(Checked {
             key: key.clone(),
             entry,
@@ -134,6 +137,20 @@ impl Checked {
         array::decoding(source, || codec::decode_value(codec, payload.structure()))
             .map_err(undecodable)
     }
+}
+
+/// What the entry under `key` must answer for: its call, and `code` when given.
+pub(super) fn expected<'a>(
+    key: &'a Key,
+    code: Option<CodeIdentity<'a>>,
+) -> Result<Expected<'a>, EntryError> {
+    let (func, args_id) = crate::key::grammar::split(key)
+        .ok_or_else(|| EntryError::Corrupted(format!("{key} is not the key of an entry")))?;
+    Ok(Expected {
+        func,
+        args_id,
+        code,
+    })
 }
 
 /// What a read gave, ready to parse: the bytes, or a map of the local file (read whole instead

@@ -161,7 +161,7 @@ pub(crate) fn seeds() -> Vec<Vec<u8>> {
         }
         let memory = builder.build().unwrap();
         let f = memory
-            .cache(move |k: usize| output(arrays, k))
+            .cache_with(arrays, |arrays: &bool, k: usize| output(*arrays, k))
             .name("fuzz::seed");
         f.eval(n);
         out.extend(entries_in(&backend));
@@ -368,7 +368,7 @@ impl Stage {
         }
         let memory = builder.build().unwrap();
         let f = memory
-            .cache(stage_output as fn(usize) -> Output)
+            .cache_capturing(stage_output as fn(usize) -> Output)
             .name("fuzz::stage");
         let keys = STAGE_CALLS
             .iter()
@@ -376,7 +376,8 @@ impl Stage {
                 let cachette_core::Shelved::Memorized(shelved) = f.call_and_shelve(k) else {
                     panic!("not stored");
                 };
-                let key = Key::new(format!("{}/{}", shelved.func(), shelved.args_id())).unwrap();
+                let key =
+                    Key::new(format!("cachette/{}/{}", shelved.func(), shelved.args_id())).unwrap();
                 (k, key)
             })
             .collect();
@@ -430,8 +431,18 @@ impl Stage {
     /// Whether a load would accept `input` as the entry of its call.
     fn is_valid_entry(&self, input: &[u8]) -> bool {
         let (_, key) = self.call_for(input);
+        let (_, folder) = key.parent().split_once('/').expect("a namespaced key");
+        let expected = entry::Expected {
+            func: folder,
+            args_id: key.file_name(),
+            code: Some(entry::CodeIdentity {
+                name: self.f.id().name(),
+                code: None,
+                version: None,
+            }),
+        };
         Entry::parse(Bytes::copy_from_slice(input))
-            .and_then(|e| e.check_written_for(key.parent(), key.file_name()))
+            .and_then(|e| e.check_written_for(&expected))
             .is_ok()
     }
 }
