@@ -57,7 +57,7 @@ fn sync_calls_without_a_runtime() {
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = calls.clone();
         let double = memory
-            .cache(move |x: u64| {
+            .cache_capturing(move |x: u64| {
                 counter.fetch_add(1, Ordering::SeqCst);
                 x * 2
             })
@@ -93,7 +93,7 @@ fn reduce_size_follows_reads() {
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = calls.clone();
         let f = memory
-            .cache(move |x: u32| {
+            .cache_capturing(move |x: u32| {
                 counter.fetch_add(1, Ordering::SeqCst);
                 vec![x; 100]
             })
@@ -138,7 +138,7 @@ fn expires_after_expires_in_redis() {
         let calls = Arc::new(AtomicUsize::new(0));
         let counter = calls.clone();
         let f = memory
-            .cache(move |x: u8| {
+            .cache_capturing(move |x: u8| {
                 counter.fetch_add(1, Ordering::SeqCst);
                 x
             })

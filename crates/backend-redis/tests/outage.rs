@@ -38,7 +38,7 @@ fn redis_stopped_mid_run() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let f = memory
-        .cache(move |x: u64| {
+        .cache_capturing(move |x: u64| {
             counter.fetch_add(1, Ordering::SeqCst);
             x * 10
         })

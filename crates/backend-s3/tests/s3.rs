@@ -545,7 +545,7 @@ fn an_unreachable_server_fails_fast_and_calls_still_return() {
         .build()
         .unwrap();
     let calls = AtomicUsize::new(0);
-    let square = memory.cache(|x: u32| {
+    let square = memory.cache_capturing(|x: u32| {
         calls.fetch_add(1, Ordering::SeqCst);
         x * x
     });
@@ -569,7 +569,7 @@ fn memory_from_a_url_memoizes_once_per_argument() {
     let memory = Memory::from_url(&server.url("s3-memory")).unwrap();
     assert!(memory.location().unwrap().starts_with("s3://"));
     let calls = AtomicUsize::new(0);
-    let double = memory.cache(|x: u64| {
+    let double = memory.cache_capturing(|x: u64| {
         calls.fetch_add(1, Ordering::SeqCst);
         2 * x
     });
@@ -606,7 +606,7 @@ fn reduce_size_evicts_the_least_recently_read() {
     let memory = Memory::from_url(&server.url("s3-reduce")).unwrap();
     let calls = AtomicUsize::new(0);
     let f = memory
-        .cache(|x: u32| {
+        .cache_capturing(|x: u32| {
             calls.fetch_add(1, Ordering::SeqCst);
             vec![x; 100]
         })

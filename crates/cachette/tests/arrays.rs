@@ -113,7 +113,7 @@ fn every_element_type_and_shape_round_trips_nested() {
         let memory = fs_memory(dir.path(), mode);
         let calls = AtomicUsize::new(0);
         let f = memory
-            .cache(|seed: u8| {
+            .cache_capturing(|seed: u8| {
                 calls.fetch_add(1, Ordering::SeqCst);
                 frame(seed)
             })
@@ -256,7 +256,7 @@ fn a_corrupted_array_is_detected_and_recomputed() {
     let (memory, reports) = capture(Memory::builder().path(dir.path()));
     let calls = AtomicUsize::new(0);
     let f = memory
-        .cache(|x: Array<f64>| {
+        .cache_capturing(|x: Array<f64>| {
             calls.fetch_add(1, Ordering::SeqCst);
             square(&x)
         })
@@ -290,7 +290,7 @@ fn a_damaged_head_is_detected_in_mapped_loads() {
     );
     let calls = AtomicUsize::new(0);
     let f = memory
-        .cache(|x: Array<f64>| {
+        .cache_capturing(|x: Array<f64>| {
             calls.fetch_add(1, Ordering::SeqCst);
             square(&x)
         })
@@ -422,7 +422,7 @@ fn array_arguments_hash_by_type_shape_and_values() {
     let memory = fs_memory(dir.path(), MmapMode::None);
     let calls = AtomicUsize::new(0);
     let f = memory
-        .cache(|x: Array<f64>| {
+        .cache_capturing(|x: Array<f64>| {
             calls.fetch_add(1, Ordering::SeqCst);
             x.len()
         })
@@ -536,7 +536,7 @@ mod ndarray_support {
         let memory = fs_memory(dir.path(), MmapMode::ReadOnly);
         let calls = AtomicUsize::new(0);
         let f = memory
-            .cache(|x: Array2<f64>| {
+            .cache_capturing(|x: Array2<f64>| {
                 calls.fetch_add(1, Ordering::SeqCst);
                 Array::from(x.mapv(|v| v * 2.0))
             })

@@ -79,7 +79,7 @@ fn slow(
     let calls = Calls::default();
     let c = calls.clone();
     let f = memory
-        .cache(move |x: u64| {
+        .cache_capturing(move |x: u64| {
             c.hit();
             std::thread::sleep(Duration::from_millis(200));
             x * 3
@@ -349,7 +349,7 @@ fn stale_claims_of_dead_holders_are_taken_over() {
     let calls = Calls::default();
     let c = calls.clone();
     let f = memory
-        .cache(move |x: u64| {
+        .cache_capturing(move |x: u64| {
             c.hit();
             x + 1
         })
@@ -382,7 +382,7 @@ fn waiting_is_bounded_by_the_wait_timeout() {
     let calls = Calls::default();
     let c = calls.clone();
     let f = memory
-        .cache(move |x: u64| {
+        .cache_capturing(move |x: u64| {
             c.hit();
             x + 1
         })
@@ -504,7 +504,7 @@ fn stress_child(url: &str, dir: &Path) {
     let computed = dir.join("computed");
     let seq = AtomicU64::new(0);
     let f = memory
-        .cache(|k: u64| {
+        .cache_capturing(|k: u64| {
             let n = seq.fetch_add(1, Ordering::Relaxed);
             let name = format!("k{k}-{}-{n}", std::process::id());
             std::fs::OpenOptions::new()
@@ -637,7 +637,7 @@ fn hold_child(url: &str, dir: &Path) {
         .build()
         .unwrap();
     let f = memory
-        .cache(|x: u64| {
+        .cache_capturing(|x: u64| {
             std::fs::write(dir.join("started"), b"").unwrap();
             std::thread::sleep(Duration::from_secs(120));
             x
@@ -671,7 +671,7 @@ fn killed_holder(test: &str, url: &str) {
     let calls = Calls::default();
     let c = calls.clone();
     let f = memory
-        .cache(move |x: u64| {
+        .cache_capturing(move |x: u64| {
             c.hit();
             x * 10
         })

@@ -223,7 +223,7 @@ fn ship_and_share(memory: &Memory) {
         calls.fetch_add(1, Ordering::SeqCst);
         x * x
     };
-    let f = memory.cache(&square).name("cfg::square");
+    let f = memory.cache_capturing(&square).name("cfg::square");
     assert_eq!(f.eval(12), 144);
     let shipped = memory
         .config()
@@ -237,7 +237,7 @@ fn ship_and_share(memory: &Memory) {
         .unwrap();
     assert_eq!(store_of(&worker), store_of(memory));
     assert_eq!(worker.verbose(), memory.verbose());
-    let g = worker.cache(&square).name("cfg::square");
+    let g = worker.cache_capturing(&square).name("cfg::square");
     assert!(g.check_call_in_cache(&12), "{shipped}");
     assert_eq!(g.eval(12), 144);
     assert_eq!(
@@ -358,7 +358,7 @@ fn a_local_tier_from_a_config_file() {
         calls.fetch_add(1, Ordering::SeqCst);
         x * x
     };
-    assert_eq!(first.cache(&square).name("cfg::tier").eval(7), 49);
+    assert_eq!(first.cache_capturing(&square).name("cfg::tier").eval(7), 49);
     let stats = first.stats().unwrap();
     assert_eq!(
         stats.store.puts, 2,
@@ -371,7 +371,7 @@ fn a_local_tier_from_a_config_file() {
     let shipped = second.config().unwrap();
     assert_eq!(shipped.retry.as_ref().unwrap().max_retries, 2);
     assert!(shipped.local_tier.as_ref().unwrap().ends_with("local-2"));
-    let f = second.cache(&square).name("cfg::tier");
+    let f = second.cache_capturing(&square).name("cfg::tier");
     assert_eq!(f.eval(7), 49);
     let after_first = second.stats().unwrap().tiers.unwrap();
     assert!(after_first.remote_hits >= 1, "{after_first:?}");

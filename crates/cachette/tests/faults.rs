@@ -93,7 +93,7 @@ fn a_full_disk_warns_returns_outputs_and_recovers() {
         calls.fetch_add(1, Ordering::SeqCst);
         vec![i as u8; 300 << 10]
     };
-    let f = memory.cache(&block).name("faults::block");
+    let f = memory.cache_capturing(&block).name("faults::block");
     // 12 × 300 KiB do not fit in 2 MiB: the later stores fail.
     for i in 0..12 {
         assert_eq!(f.eval(i), vec![i as u8; 300 << 10]);
@@ -153,13 +153,13 @@ fn a_read_only_location_serves_hits_and_computes_misses() {
     };
     {
         let (memory, _) = memory(&loc);
-        let f = memory.cache(&twice).name("faults::twice");
+        let f = memory.cache_capturing(&twice).name("faults::twice");
         f.eval(1);
         f.eval(2);
     }
     fs.remount("ro");
     let (memory, warnings) = memory(&loc);
-    let f = memory.cache(&twice).name("faults::twice");
+    let f = memory.cache_capturing(&twice).name("faults::twice");
     let before = calls.load(Ordering::SeqCst);
     assert_eq!(f.eval(1), 2, "a hit from the read-only location");
     assert_eq!(f.eval(2), 4);
@@ -175,7 +175,7 @@ fn a_read_only_location_serves_hits_and_computes_misses() {
     assert!(w.iter().any(|w| w.contains("cannot store")), "{w:?}");
     // Strict mode: the hit loads; the miss that cannot be stored is an error.
     let strict = Memory::builder().url(&loc).strict(true).build().unwrap();
-    let f_strict = strict.cache(&twice).name("faults::twice");
+    let f_strict = strict.cache_capturing(&twice).name("faults::twice");
     assert_eq!(f_strict.try_eval(1).unwrap(), 2);
     let err = f_strict.try_eval(9).unwrap_err();
     let cachette::Error::Backend(backend) = &err else {
@@ -282,7 +282,7 @@ fn s3_stopped_mid_run_then_back() {
         calls.fetch_add(1, Ordering::SeqCst);
         x * x
     };
-    let f = memory.cache(&square).name("faults::square");
+    let f = memory.cache_capturing(&square).name("faults::square");
     assert_eq!(f.eval(3), 9);
     assert_eq!(f.eval(3), 9);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -304,7 +304,7 @@ fn s3_stopped_mid_run_then_back() {
     // Strict mode: the outage is the caller's error.
     let strict = Memory::builder().url(&url).strict(true).build().unwrap();
     let err = strict
-        .cache(&square)
+        .cache_capturing(&square)
         .name("faults::square")
         .try_eval(3)
         .unwrap_err();

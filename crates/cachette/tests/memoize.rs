@@ -649,8 +649,9 @@ impl CachedModel {
         };
         CachedModel {
             scale,
+            // A function pointer captures nothing: its state (`scale`) is an argument.
             predict: memory
-                .cache(predict)
+                .cache_capturing(predict)
                 .name("memoize::CachedModel::predict")
                 .arg_names(["scale", "x"]),
         }

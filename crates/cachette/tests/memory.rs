@@ -72,7 +72,7 @@ fn runs_once_per_argument_even_after_a_restart() {
     let fx = Fixture::new();
     let calls = Calls::default();
     let c = calls.clone();
-    let square = fx.memory.cache(move |x: i64| {
+    let square = fx.memory.cache_capturing(move |x: i64| {
         c.hit();
         x * x
     });
@@ -88,7 +88,7 @@ fn runs_once_per_argument_even_after_a_restart() {
     let c = calls.clone();
     let first = fx
         .memory
-        .cache(move |x: i64| {
+        .cache_capturing(move |x: i64| {
             c.hit();
             x * x
         })
@@ -96,7 +96,7 @@ fn runs_once_per_argument_even_after_a_restart() {
     assert_eq!(first.eval(5), 25);
     let c = calls.clone();
     let second = again
-        .cache(move |x: i64| {
+        .cache_capturing(move |x: i64| {
             c.hit();
             x * x
         })
@@ -132,7 +132,7 @@ fn arguments_are_a_tuple_and_their_order_counts() {
     let fx = Fixture::new();
     let calls = Calls::default();
     let c = calls.clone();
-    let sub = fx.memory.cache(move |(a, b): (i32, i32)| {
+    let sub = fx.memory.cache_capturing(move |(a, b): (i32, i32)| {
         c.hit();
         a - b
     });
@@ -143,7 +143,7 @@ fn arguments_are_a_tuple_and_their_order_counts() {
     // Rust has no keyword or default arguments: an `Option` stands for a default, and `None`
     // is a value of its own.
     let c = calls.clone();
-    let with_default = fx.memory.cache(move |(x, scale): (f64, Option<f64>)| {
+    let with_default = fx.memory.cache_capturing(move |(x, scale): (f64, Option<f64>)| {
         c.hit();
         x * scale.unwrap_or(1.0)
     });
@@ -159,7 +159,7 @@ fn ignored_arguments_do_not_count() {
     let c = calls.clone();
     let f = fx
         .memory
-        .cache(move |(x, _debug): (i32, bool)| {
+        .cache_capturing(move |(x, _debug): (i32, bool)| {
             c.hit();
             x + 1
         })
@@ -186,7 +186,7 @@ fn a_changed_version_invalidates_old_results_and_says_why() {
     let make = |version: &str| {
         let c = calls.clone();
         fx.memory
-            .cache(move |x: i32| {
+            .cache_capturing(move |x: i32| {
                 c.hit();
                 x * 2
             })
@@ -266,7 +266,7 @@ fn errors_and_panics_propagate_and_are_not_cached() {
     assert_eq!(calls.get(), 3);
 
     let c = calls.clone();
-    let boom = fx.memory.cache(move |x: i32| {
+    let boom = fx.memory.cache_capturing(move |x: i32| {
         c.hit();
         assert!(x != 7, "seven");
         x
@@ -285,7 +285,7 @@ fn call_forces_a_run_and_gives_metadata() {
     let c = calls.clone();
     let f = fx
         .memory
-        .cache(move |(a, b): (i32, String)| {
+        .cache_capturing(move |(a, b): (i32, String)| {
             c.hit();
             format!("{a}{b}")
         })
@@ -315,7 +315,7 @@ fn check_call_in_cache_neither_runs_nor_loads() {
     let fx = Fixture::new();
     let calls = Calls::default();
     let c = calls.clone();
-    let f = fx.memory.cache(move |x: i32| {
+    let f = fx.memory.cache_capturing(move |x: i32| {
         c.hit();
         vec![x; 1000]
     });
@@ -352,7 +352,7 @@ fn eval_on_memory_and_clear() {
             c.hit();
             x - 1
         };
-        assert_eq!(fx.memory.eval(f, 1), 0);
+        assert_eq!(fx.memory.cache_capturing(f).eval(1), 0);
     }
     assert_eq!(closure_calls.get(), 1);
 
@@ -385,7 +385,7 @@ fn shelved_results_round_trip_through_serde_and_their_printed_form() {
     let fx = Fixture::new();
     let calls = Calls::default();
     let c = calls.clone();
-    let stats = fx.memory.cache(move |xs: Vec<f64>| {
+    let stats = fx.memory.cache_capturing(move |xs: Vec<f64>| {
         c.hit();
         Stats {
             mean: xs.iter().sum::<f64>() / xs.len() as f64,
@@ -438,7 +438,7 @@ fn a_disabled_memory_calls_through() {
     let memory = Memory::disabled();
     let calls = Calls::default();
     let c = calls.clone();
-    let f = memory.cache(move |x: i32| {
+    let f = memory.cache_capturing(move |x: i32| {
         c.hit();
         x
     });
@@ -472,7 +472,7 @@ fn validation_accepts_rejects_and_expires() {
     let (c, s) = (calls.clone(), seen.clone());
     let accept = fx
         .memory
-        .cache(move |x: i32| {
+        .cache_capturing(move |x: i32| {
             c.hit();
             x
         })
@@ -492,7 +492,7 @@ fn validation_accepts_rejects_and_expires() {
     let c = calls.clone();
     let reject = fx
         .memory
-        .cache(move |x: i32| {
+        .cache_capturing(move |x: i32| {
             c.hit();
             x
         })
@@ -506,7 +506,7 @@ fn validation_accepts_rejects_and_expires() {
     let c = calls.clone();
     let slow_only = fx
         .memory
-        .cache(move |ms: u64| {
+        .cache_capturing(move |ms: u64| {
             c.hit();
             std::thread::sleep(Duration::from_millis(ms));
             ms
@@ -521,7 +521,7 @@ fn validation_accepts_rejects_and_expires() {
     let c = calls.clone();
     let expiring = fx
         .memory
-        .cache(move |x: i32| {
+        .cache_capturing(move |x: i32| {
             c.hit();
             x
         })
@@ -679,7 +679,7 @@ fn damaged_entries_are_reported_once_and_recomputed() {
         let c = calls.clone();
         let f = fx
             .memory
-            .cache(move |x: i32| {
+            .cache_capturing(move |x: i32| {
                 c.hit();
                 x.to_string()
             })
@@ -709,7 +709,7 @@ fn an_output_of_another_type_is_recomputed() {
     let c = calls.clone();
     let f = fx
         .memory
-        .cache(move |x: i32| {
+        .cache_capturing(move |x: i32| {
             c.hit();
             format!("{x}")
         })
@@ -727,7 +727,7 @@ fn an_unwritable_location_still_returns_outputs() {
     let (memory, reports) = capturing(&file.join("cache"), 0);
     let calls = Calls::default();
     let c = calls.clone();
-    let f = memory.cache(move |x: i32| {
+    let f = memory.cache_capturing(move |x: i32| {
         c.hit();
         x + 1
     });
@@ -763,7 +763,7 @@ fn an_output_that_cannot_be_serialized_is_returned_and_reported() {
     let fx = Fixture::new();
     let calls = Calls::default();
     let c = calls.clone();
-    let f = fx.memory.cache(move |_: i32| {
+    let f = fx.memory.cache_capturing(move |_: i32| {
         c.hit();
         Unserializable
     });
@@ -786,7 +786,7 @@ fn concurrent_threads_never_see_a_partial_entry() {
     let c = calls.clone();
     let f = Arc::new(
         fx.memory
-            .cache(move |x: u32| {
+            .cache_capturing(move |x: u32| {
                 c.hit();
                 std::thread::sleep(Duration::from_millis(5));
                 vec![x; 50_000]

@@ -40,7 +40,7 @@ fn signed_entries_load_only_with_their_key() {
         x * 2
     };
     let (alice, _) = memory(&backend, Some("alice's long secret"));
-    let Shelved::Memorized(shelved) = alice.cache(&f).name("s::f").call_and_shelve(21) else {
+    let Shelved::Memorized(shelved) = alice.cache_capturing(&f).name("s::f").call_and_shelve(21) else {
         panic!("not stored");
     };
     let entry_key = Key::new(format!("{}/{}", shelved.func(), shelved.args_id())).unwrap();
@@ -54,17 +54,17 @@ fn signed_entries_load_only_with_their_key() {
     );
 
     // The same key: a hit.
-    assert_eq!(alice.cache(&f).name("s::f").eval(21), 42);
+    assert_eq!(alice.cache_capturing(&f).name("s::f").eval(21), 42);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // No key: signatures are not checked, the entry loads.
     let (plain, reports) = memory(&backend, None);
-    assert_eq!(plain.cache(&f).name("s::f").eval(21), 42);
+    assert_eq!(plain.cache_capturing(&f).name("s::f").eval(21), 42);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     let w = warnings(&reports);
     assert!(!w.iter().any(|w| w.contains("signature")), "{w:?}");
     // Another key: refused with a warning, computed, and stored signed with that key.
     let (bob, reports) = memory(&backend, Some("bob's long secret!!"));
-    assert_eq!(bob.cache(&f).name("s::f").eval(21), 42);
+    assert_eq!(bob.cache_capturing(&f).name("s::f").eval(21), 42);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     let w = warnings(&reports);
     assert!(w.iter().any(|w| w.contains("signature")), "{w:?}");
@@ -88,12 +88,12 @@ fn unsigned_and_forged_entries_are_refused() {
     };
     // Written without a key.
     let (plain, _) = memory(&backend, None);
-    let Shelved::Memorized(shelved) = plain.cache(&f).name("s::g").call_and_shelve(1) else {
+    let Shelved::Memorized(shelved) = plain.cache_capturing(&f).name("s::g").call_and_shelve(1) else {
         panic!("not stored");
     };
     let entry_key = Key::new(format!("{}/{}", shelved.func(), shelved.args_id())).unwrap();
     let (signed, reports) = memory(&backend, Some("a long enough secret"));
-    assert_eq!(signed.cache(&f).name("s::g").eval(1), 2);
+    assert_eq!(signed.cache_capturing(&f).name("s::g").eval(1), 2);
     assert_eq!(
         calls.load(Ordering::SeqCst),
         2,
@@ -112,12 +112,12 @@ fn unsigned_and_forged_entries_are_refused() {
         .unwrap()
         .unwrap();
     assert_eq!(
-        plain.cache(&f).name("s::g").eval(1),
+        plain.cache_capturing(&f).name("s::g").eval(1),
         666,
         "without a key it is believed"
     );
     assert_eq!(
-        signed.cache(&f).name("s::g").eval(1),
+        signed.cache_capturing(&f).name("s::g").eval(1),
         2,
         "with the key it is refused"
     );
@@ -143,7 +143,7 @@ fn signed_arrays_load_mapped_and_compressed() {
                 .build()
                 .unwrap()
         };
-        let run = |memory: &Memory| memory.cache(&ramp).name("s::ramp").eval(100_000);
+        let run = |memory: &Memory| memory.cache_capturing(&ramp).name("s::ramp").eval(100_000);
         let before = calls.load(Ordering::SeqCst);
         let memory = build("the first long secret");
         let first = run(&memory);

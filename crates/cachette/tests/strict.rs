@@ -45,7 +45,7 @@ fn a_damaged_entry_is_an_error_only_in_strict_mode() {
         x * x
     };
     let (lenient, reports) = memory(&backend, false);
-    let f = lenient.cache(&square).name("strict::square");
+    let f = lenient.cache_capturing(&square).name("strict::square");
     assert!(!f.is_strict());
     assert_eq!(f.try_eval(7).unwrap(), 49);
     assert_eq!(damage(&backend, "strict.square"), 1);
@@ -60,7 +60,7 @@ fn a_damaged_entry_is_an_error_only_in_strict_mode() {
     damage(&backend, "strict.square");
     let (strict, reports) = memory(&backend, true);
     assert!(strict.strict());
-    let f = strict.cache(&square).name("strict::square");
+    let f = strict.cache_capturing(&square).name("strict::square");
     let err = f.try_eval(7).unwrap_err();
     assert!(matches!(err, Error::Entry { .. }), "{err:?}");
     assert!(err.to_string().contains("strict.square/"), "{err}");
@@ -88,7 +88,7 @@ fn a_damaged_entry_is_an_error_only_in_strict_mode() {
 
     // A function can leave strict mode.
     damage(&backend, "strict.square");
-    let f = strict.cache(&square).name("strict::square").strict(false);
+    let f = strict.cache_capturing(&square).name("strict::square").strict(false);
     assert_eq!(f.try_eval(7).unwrap(), 49);
     // And `try_call_and_shelve` reads the metadata, which is damaged too.
     damage(&backend, "strict.square");
@@ -146,19 +146,19 @@ fn a_store_that_cannot_be_written_is_an_error_in_strict_mode() {
         x * 2
     };
     let (strict, _) = capture(MemoryBuilder::new().path(dir.path()).strict(true));
-    let f = strict.cache(&double).name("strict::double");
+    let f = strict.cache_capturing(&double).name("strict::double");
     assert_eq!(f.try_eval(1).unwrap(), 2);
     // The function's folder becomes a file: every read and write of it fails.
     let folder = dir.path().join("strict.double");
     std::fs::remove_dir_all(&folder).unwrap();
     std::fs::write(&folder, b"in the way").unwrap();
     let strict = strict.clone(); // the code identity was checked: reads fail first
-    let f = strict.cache(&double).name("strict::double");
+    let f = strict.cache_capturing(&double).name("strict::double");
     let err = f.try_eval(2).unwrap_err();
     assert!(matches!(err, Error::Backend(_)), "{err:?}");
     // Not strict: the value, with a warning.
     let (lenient, reports) = capture(MemoryBuilder::new().path(dir.path()));
-    let f = lenient.cache(&double).name("strict::double");
+    let f = lenient.cache_capturing(&double).name("strict::double");
     assert_eq!(f.try_eval(2).unwrap(), 4);
     assert_eq!(f.eval(3), 6);
     assert!(!warnings(&reports).is_empty());

@@ -86,7 +86,7 @@ pub(crate) fn child_if_asked() {
         .unwrap();
     let outputs: Vec<Array<f64>> = (0..SEEDS).map(big).collect();
     let f = memory
-        .cache(move |seed: u64| outputs[seed as usize].clone())
+        .cache_capturing(move |seed: u64| outputs[seed as usize].clone())
         .name(NAME);
     // A forced call writes every time. After each persist, append how long it took (ms) to
     // the progress file, or why it failed.
@@ -281,7 +281,7 @@ impl Reader {
         let seen = Arc::new(Mutex::new(None));
         let sink = seen.clone();
         let f = memory
-            .cache(big as Big)
+            .cache_capturing(big as Big)
             .name(NAME)
             .validate(Validation::new(move |meta: &Metadata| {
                 *sink.lock().unwrap() = Some(meta.time);
