@@ -102,7 +102,8 @@ fn threads_missing_one_key_compute_it_once() {
     assert_eq!(eight_threads(&|x| f.eval(x)), vec![21; 8]);
     assert_eq!(calls.get(), 1, "one computation, seven loads");
     assert!(warnings(&reports).is_empty(), "{:?}", warnings(&reports));
-    let names: Vec<String> = std::fs::read_dir(dir.path().join("once.threads"))
+    let folder = dir.path().join("cachette").join(f.id().folder());
+    let names: Vec<String> = std::fs::read_dir(folder)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
@@ -320,7 +321,7 @@ fn args_id(name: &str, x: u64) -> String {
 /// Writes the claim of another process by hand, as the documented format says.
 fn write_claim(memory: &Memory, name: &str, x: u64, lease_ms: u64, expires_ms: u64) -> Key {
     let folder = FuncId::new(name).folder().to_owned();
-    let key = Key::new(format!("{folder}/{}.claim", args_id(name, x))).unwrap();
+    let key = Key::new(format!("cachette/{folder}/{}.claim", args_id(name, x))).unwrap();
     let text = format!(
         "cachette claim 1\nhost elsewhere\npid 999999\ntoken 0123456789abcdef0123456789abcdef\nlease_ms {lease_ms}\nexpires_ms {expires_ms}\nrenewals 0\n"
     );

@@ -71,7 +71,7 @@ pub use entry::Metadata;
 pub use error::{CallError, Error, Result};
 pub use func::{FuncId, MemorizedFunc, NoFunc, TakesArgs};
 pub use global::{AsMemory, global, set_global};
-pub use memory::{EntryInfo, Memory, MemoryStats};
+pub use memory::{EntryInfo, FunctionInfo, Memory, MemoryStats};
 pub use options::Options;
 pub use report::{Report, Reporter};
 pub use result::{MemorizedResult, NotMemorizedResult, Shelved};

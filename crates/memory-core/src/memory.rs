@@ -297,6 +297,44 @@ impl Memory {
             .collect())
     }
 
+    /// The functions with results in the store, by folder, with their exact names (read from
+    /// their identity items), how many entries they hold, how many bytes, and their last
+    /// access. Records no access.
+    pub fn functions(&self) -> Result<Vec<FunctionInfo>> {
+        let Some(shared) = &self.shared else {
+            return Ok(Vec::new());
+        };
+        let items = finish(shared.store.items(Reach::Blocking, &grammar::root()))?;
+        let mut by_folder: std::collections::BTreeMap<String, FunctionInfo> = Default::default();
+        for item in &items {
+            let Some((folder, _)) = grammar::split(&item.key) else {
+                continue;
+            };
+            let info = by_folder
+                .entry(folder.to_owned())
+                .or_insert_with(|| FunctionInfo {
+                    folder: folder.to_owned(),
+                    name: None,
+                    entries: 0,
+                    bytes: 0,
+                    last_access: None,
+                });
+            if grammar::is_entry(&item.key) {
+                info.entries += 1;
+                info.bytes += item.size;
+                info.last_access = info.last_access.max(Some(item.last_access));
+            }
+        }
+        for info in by_folder.values_mut() {
+            if let Ok(Some(stored)) =
+                finish(shared.store.stored_identity(Reach::Blocking, &info.folder))
+            {
+                info.name = crate::store::name_of_identity(&stored).map(str::to_owned);
+            }
+        }
+        Ok(by_folder.into_values().collect())
+    }
+
     /// The metadata of one entry, read and checked (no access is recorded); `Ok(None)` when
     /// there is no such entry.
     pub fn entry_metadata(&self, func: &str, args_id: &str) -> Result<Option<Metadata>> {
@@ -342,6 +380,22 @@ impl Memory {
     pub(crate) fn shared(&self) -> Option<&Shared> {
         self.shared.as_deref()
     }
+}
+
+/// A function with results in the store, as [`Memory::functions`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FunctionInfo {
+    /// Its folder in the store (see [`FuncId::folder`](crate::FuncId::folder)).
+    pub folder: String,
+    /// Its exact name, as its identity item records it (`None` without one).
+    pub name: Option<String>,
+    /// How many entries it holds.
+    pub entries: usize,
+    /// Their size in bytes.
+    pub bytes: u64,
+    /// The last access to any of them.
+    pub last_access: Option<DateTime<Utc>>,
 }
 
 /// One stored entry, as [`Memory::entries`] lists it.

@@ -17,6 +17,19 @@ use crate::error::Error;
 use crate::key::grammar;
 use crate::reach::Reach;
 
+/// The longest identity item read. An identity is three short lines; a longer item is not one
+/// the core wrote, and reads as another identity.
+pub(crate) const MAX_IDENTITY_LEN: u64 = 4096;
+
+/// The function name an identity item holds, if it is one.
+pub(crate) fn name_of_identity(stored: &[u8]) -> Option<&str> {
+    std::str::from_utf8(stored)
+        .ok()?
+        .lines()
+        .next()?
+        .strip_prefix("cachette function ")
+}
+
 /// What [`EntryStore::check_identity`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum IdentityCheck {
@@ -76,7 +89,8 @@ impl EntryStore {
             .insert(folder.to_owned(), identity.to_owned());
     }
 
-    /// The identity stored in `folder`, read and not changed; no access is recorded.
+    /// The identity stored in `folder`, read and not changed; no access is recorded. At most
+    /// [`MAX_IDENTITY_LEN`] bytes are read: an identity is a few lines.
     pub(crate) async fn stored_identity(
         &self,
         reach: Reach,
@@ -85,7 +99,10 @@ impl EntryStore {
         let key = grammar::identity(folder)?;
         let found = self
             .run(reach, move |b| {
-                Box::pin(async move { b.get_opts(&key, GetOptions::default()).await })
+                Box::pin(async move {
+                    b.get_opts(&key, GetOptions::range(0..MAX_IDENTITY_LEN))
+                        .await
+                })
             })
             .await?;
         match found {
