@@ -124,12 +124,12 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
             .expect("backend"),
     );
     let memory = Memory::with_backend(backend.clone());
-    let small_fn: Func = memory.cache(small as fn(u64) -> String).name("bench.small");
-    let big_fn: Func = memory.cache(big as fn(u64) -> String).name("bench.big");
+    let small_fn: Func = memory.cache_fn(small as fn(u64) -> String).name("bench.small");
+    let big_fn: Func = memory.cache_fn(big as fn(u64) -> String).name("bench.big");
     assert_eq!(small_fn.eval(7), small(7));
     assert_eq!(big_fn.eval(7).len(), BIG);
     let array_fn: ArrayFunc = memory
-        .cache(big_array as fn(u64) -> Array<u8>)
+        .cache_fn(big_array as fn(u64) -> Array<u8>)
         .name("bench.array");
     let expected = big_array(7);
     assert_eq!(array_fn.eval(7), expected);

@@ -52,7 +52,7 @@ struct Hot {
 static HOT: LazyLock<Hot> = LazyLock::new(|| {
     let dir = tempdir();
     let memory = Memory::new(dir.path().join("cache")).expect("memory");
-    let f = memory.cache(square as fn(i64) -> i64).name("bench::square");
+    let f = memory.cache_fn(square as fn(i64) -> i64).name("bench::square");
     f.eval(42);
     // The raw baselines use files of the size of a real entry.
     let folder = dir.path().join("cache").join("bench.square");
@@ -129,7 +129,7 @@ fn fresh_memory() -> (tempfile::TempDir, Memory) {
 
 fn populate(memory: &Memory) {
     let f = memory
-        .cache(square as fn(i64) -> i64)
+        .cache_fn(square as fn(i64) -> i64)
         .name("bench::populate");
     for x in 0..N {
         f.eval(x);

@@ -283,7 +283,9 @@ fn generated_handle() {
 fn identity_is_the_path() {
     let id = square::memorized().id();
     assert_eq!(id.name(), "memoize::square");
-    assert_eq!(id.folder(), "memoize.square");
+    let (readable, hash) = id.folder().rsplit_once('-').unwrap();
+    assert_eq!(readable, "memoize.square");
+    assert_eq!(hash.len(), 16, "a hash of the exact name keeps folders apart");
 }
 
 static NESTED: LazyLock<Memory> = LazyLock::new(|| memory("nested"));
@@ -593,11 +595,8 @@ fn results_persist_on_the_local_disk() {
     assert_eq!(cube(2), 8);
     assert_eq!(RUNS.load(Ordering::SeqCst), 1);
     let id = cube::memorized().id().clone();
-    assert!(
-        DIR.join(id.folder()).is_dir(),
-        "{:?}",
-        DIR.join(id.folder())
-    );
+    let folder = DIR.join("cachette").join(id.folder());
+    assert!(folder.is_dir(), "{folder:?}");
 
     // Another memory on the same folder (as another process would open it) finds the result.
     let reopened = MemorizedFunc::<u64>::new(&Memory::new(&*DIR).unwrap(), id);
@@ -649,9 +648,9 @@ impl CachedModel {
         };
         CachedModel {
             scale,
-            // A function pointer captures nothing: its state (`scale`) is an argument.
+            // A function pointer captures nothing: the state (`scale`) is an argument.
             predict: memory
-                .cache_capturing(predict)
+                .cache_fn(predict)
                 .name("memoize::CachedModel::predict")
                 .arg_names(["scale", "x"]),
         }

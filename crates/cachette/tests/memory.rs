@@ -41,6 +41,13 @@ impl Fixture {
         self.dir.path().join("cache")
     }
 
+    /// The folder of the function `name` in the store.
+    fn folder(&self, name: &str) -> PathBuf {
+        self.cache_dir()
+            .join("cachette")
+            .join(FuncId::new(name).folder())
+    }
+
     fn warnings(&self) -> Vec<String> {
         warnings(&self.reports)
     }
@@ -115,7 +122,7 @@ fn the_layout_is_a_folder_per_function_and_a_file_per_call() {
     let fx = Fixture::new();
     let f = fx.memory.cache(|x: u8| x).name("my_crate::stats::mean");
     f.eval(1);
-    let folder = fx.cache_dir().join("my_crate.stats.mean");
+    let folder = fx.folder("my_crate::stats::mean");
     let mut names: Vec<String> = std::fs::read_dir(&folder)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -207,7 +214,7 @@ fn a_changed_version_invalidates_old_results_and_says_why() {
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("has changed"), "{}", warnings[0]);
     // The results of version 1 are gone from the store, not just hidden.
-    let folder = fx.cache_dir().join("tests.double");
+    let folder = fx.folder("tests::double");
     assert_eq!(std::fs::read_dir(folder).unwrap().count(), 2); // func_code + one entry
 }
 
@@ -685,7 +692,7 @@ fn damaged_entries_are_reported_once_and_recomputed() {
             })
             .name("tests::damaged");
         f.eval(1);
-        let entry = only_entry(&fx.cache_dir().join("tests.damaged"));
+        let entry = only_entry(&fx.folder("tests::damaged"));
         let mut bytes = std::fs::read(&entry).unwrap();
         damage(&mut bytes);
         std::fs::write(&entry, bytes).unwrap();

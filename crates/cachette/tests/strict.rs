@@ -19,8 +19,9 @@ fn memory(backend: &Arc<InMemoryBackend>, strict: bool) -> (Memory, common::Repo
 }
 
 /// Overwrites every entry of the function folder `folder` with bytes that are no entry.
-fn damage(backend: &InMemoryBackend, folder: &str) -> usize {
-    let prefix = Prefix::new(folder).unwrap();
+fn damage(backend: &InMemoryBackend, name: &str) -> usize {
+    let folder = cachette::FuncId::new(name).folder().to_owned();
+    let prefix = Prefix::new(format!("cachette/{folder}")).unwrap();
     let items = block_on(false, backend.list(&prefix)).unwrap().unwrap();
     let mut damaged = 0;
     for item in items {
@@ -48,7 +49,7 @@ fn a_damaged_entry_is_an_error_only_in_strict_mode() {
     let f = lenient.cache_capturing(&square).name("strict::square");
     assert!(!f.is_strict());
     assert_eq!(f.try_eval(7).unwrap(), 49);
-    assert_eq!(damage(&backend, "strict.square"), 1);
+    assert_eq!(damage(&backend, "strict::square"), 1);
 
     // Not strict: a warning, and the value, computed again and stored again.
     assert_eq!(f.try_eval(7).unwrap(), 49);
@@ -57,7 +58,7 @@ fn a_damaged_entry_is_an_error_only_in_strict_mode() {
     assert!(w.iter().any(|w| w.contains("unusable")), "{w:?}");
 
     // Strict: the damaged entry is the caller's error, naming the key; nothing runs.
-    damage(&backend, "strict.square");
+    damage(&backend, "strict::square");
     let (strict, reports) = memory(&backend, true);
     assert!(strict.strict());
     let f = strict.cache_capturing(&square).name("strict::square");
@@ -77,7 +78,7 @@ fn a_damaged_entry_is_an_error_only_in_strict_mode() {
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 
     // The infallible methods cannot fail: in strict mode too they warn and compute.
-    damage(&backend, "strict.square");
+    damage(&backend, "strict::square");
     assert_eq!(f.eval(7), 49);
     assert_eq!(calls.load(Ordering::SeqCst), 4);
     assert!(
@@ -87,11 +88,11 @@ fn a_damaged_entry_is_an_error_only_in_strict_mode() {
     );
 
     // A function can leave strict mode.
-    damage(&backend, "strict.square");
+    damage(&backend, "strict::square");
     let f = strict.cache_capturing(&square).name("strict::square").strict(false);
     assert_eq!(f.try_eval(7).unwrap(), 49);
     // And `try_call_and_shelve` reads the metadata, which is damaged too.
-    damage(&backend, "strict.square");
+    damage(&backend, "strict::square");
     let f = f.strict(true);
     let err = f.try_call_and_shelve(7).unwrap_err();
     assert!(matches!(err, Error::Entry { .. }), "{err:?}");
@@ -149,7 +150,10 @@ fn a_store_that_cannot_be_written_is_an_error_in_strict_mode() {
     let f = strict.cache_capturing(&double).name("strict::double");
     assert_eq!(f.try_eval(1).unwrap(), 2);
     // The function's folder becomes a file: every read and write of it fails.
-    let folder = dir.path().join("strict.double");
+    let folder = dir
+        .path()
+        .join("cachette")
+        .join(cachette::FuncId::new("strict::double").folder());
     std::fs::remove_dir_all(&folder).unwrap();
     std::fs::write(&folder, b"in the way").unwrap();
     let strict = strict.clone(); // the code identity was checked: reads fail first
@@ -187,7 +191,7 @@ fn the_functions_own_errors_stay_apart_and_are_not_stored() {
     assert_eq!(f.try_call_with(5, checked).unwrap(), 5);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     // A store error converts into an error type that can hold it.
-    damage(&backend, "strict.checked");
+    damage(&backend, "strict::checked");
     let boxed = |x: i32| -> Result<i32, BoxError> { Ok(x) };
     let err: BoxError = f
         .try_call_with(5, boxed)
@@ -222,14 +226,14 @@ async fn async_calls_are_strict_too() {
     let f = strict.cache(|x: u32| x).name("strict::fetch");
     let fetch = |x: u32| async move { Ok::<u32, std::io::Error>(x + 1) };
     assert_eq!(f.try_call_with_async(1, fetch).await.unwrap(), 2);
-    damage(&backend, "strict.fetch");
+    damage(&backend, "strict::fetch");
     let err = f.try_call_with_async(1, fetch).await.unwrap_err();
     assert!(
         matches!(err, CallError::Store(Error::Entry { .. })),
         "{err:?}"
     );
     assert_eq!(f.call_with_async(1, fetch).await.unwrap(), 2, "lenient");
-    damage(&backend, "strict.fetch");
+    damage(&backend, "strict::fetch");
     let err = f
         .try_call_and_shelve_with_async(1, fetch)
         .await
@@ -271,8 +275,8 @@ fn memoize_strict_returns_faults_as_the_functions_error() {
     assert_eq!(halve(8).unwrap(), 4);
     assert_eq!(halve(3).unwrap_err().to_string(), "3 is odd");
     assert_eq!(halve_leniently(8).unwrap(), 4);
-    damage(&MACRO_BACKEND, "strict.halve");
-    damage(&MACRO_BACKEND, "strict.halve_leniently");
+    damage(&MACRO_BACKEND, "strict::halve");
+    damage(&MACRO_BACKEND, "strict::halve_leniently");
     let err = halve(8).unwrap_err();
     assert!(err.to_string().contains("strict.halve/"), "{err}");
     assert_eq!(halve_leniently(8).unwrap(), 4, "lenient: computed again");

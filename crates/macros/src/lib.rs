@@ -177,7 +177,7 @@ use proc_macro::TokenStream;
 ///         let predict: fn((f64, f64)) -> f64 = |(scale, x)| scale * x;
 ///         Model {
 ///             scale,
-///             predict: memory.cache(predict).name("my_crate::Model::predict").version("1"),
+///             predict: memory.cache_fn(predict).name("my_crate::Model::predict").version("1"),
 ///         }
 ///     }
 ///

@@ -281,7 +281,7 @@ impl Reader {
         let seen = Arc::new(Mutex::new(None));
         let sink = seen.clone();
         let f = memory
-            .cache_capturing(big as Big)
+            .cache_fn(big)
             .name(NAME)
             .validate(Validation::new(move |meta: &Metadata| {
                 *sink.lock().unwrap() = Some(meta.time);

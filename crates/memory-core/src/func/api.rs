@@ -77,6 +77,15 @@ impl Memory {
         MemorizedFunc::with_function(self, id, move |a: A| f(&state, a)).salted(salt, readable)
     }
 
+    /// Memoizes a function pointer: it captures nothing, and its type can be named, for a
+    /// struct that holds the memoized function (`MemorizedFunc<R, fn(A) -> R>`). It is
+    /// identified like a closure, by where this is called.
+    #[track_caller]
+    pub fn cache_fn<A, R>(&self, f: fn(A) -> R) -> MemorizedFunc<R, fn(A) -> R> {
+        let id = FuncId::of_callable::<fn(A) -> R>(std::panic::Location::caller());
+        MemorizedFunc::with_function(self, id, f)
+    }
+
     /// Memoizes a closure whose captured values cannot change its result (a counter of calls,
     /// a logger, a progress bar): they are not part of the key. The caller answers for that;
     /// a capture that changes the result makes calls return each other's results.

@@ -368,7 +368,7 @@ impl Stage {
         }
         let memory = builder.build().unwrap();
         let f = memory
-            .cache_capturing(stage_output as fn(usize) -> Output)
+            .cache_fn(stage_output)
             .name("fuzz::stage");
         let keys = STAGE_CALLS
             .iter()
