@@ -126,14 +126,16 @@ fn disk_in_front_of_redis_writes_through_backfills_then_serves_locally() {
         counters,
         TierCounters {
             remote_hits: 2,
-            backfills: 2,
+            backfills: 1,
             ..TierCounters::default()
         },
-        "func_code and the entry came from Redis"
+        "func_code and the entry came from Redis; the entry was copied down (the identity \
+         item, read with a ranged read, was not)"
     );
-    assert_eq!(
-        items(&FsBackend::new(dir_b.path()).unwrap()),
-        stored,
+    assert!(
+        items(&FsBackend::new(dir_b.path()).unwrap())
+            .iter()
+            .any(|(key, _)| key == entry.as_str()),
         "backfilled"
     );
     assert!(dir_b.path().join(entry.as_str()).is_file());
@@ -199,7 +201,7 @@ fn mapped_loads_use_the_backfilled_local_file() {
         fetched.is_mapped(),
         "read from Redis, copied down, then mapped"
     );
-    assert_eq!(tiered.counters().backfills, 2);
+    assert_eq!(tiered.counters().backfills, 1, "the entry was copied down");
     let before = remote.snapshot();
 
     let mapped = f.eval(1000);

@@ -235,12 +235,13 @@ fn checks_shelving_and_verifying_record_no_access() {
 #[test]
 fn closures_built_with_other_state_do_not_share_results() {
     let memory = Memory::from_url("memory://shared-state").unwrap();
+    // One place in the source, so one function, built with two states.
+    let scaled = |k: u64| memory.cache_with(k, |k: &u64, x: u64| x * k);
     for k in [1u64, 100] {
-        let scaled = memory.cache_with(k, |k: &u64, x: u64| x * k);
-        assert_eq!(scaled.eval(3), 3 * k, "k = {k}");
+        assert_eq!(scaled(k).eval(3), 3 * k, "k = {k}");
     }
-    let again = memory.cache_with(1u64, |k: &u64, x: u64| x * k);
-    assert!(again.check_call_in_cache(&3), "the same state shares its results");
+    assert!(scaled(1).check_call_in_cache(&3), "the same state shares its results");
+    assert!(!scaled(2).check_call_in_cache(&3));
 }
 
 // ------------------------------------------------------------------------------------------
