@@ -370,10 +370,14 @@ fn cube(x: u64) -> u64 {
     x * x * x
 }
 
-/// Overwrites the stored results of the function folder `folder` with garbage, as a failing
-/// disk or a bad copy could.
-fn damage(folder: &str) {
-    for file in std::fs::read_dir(CACHEDIR.join(folder)).expect("the function's folder") {
+/// Overwrites the stored results of the function `name` with garbage, as a failing disk or a
+/// bad copy could. (Everything Cachette writes lives in `cachette/` in the location, in a
+/// folder per function.)
+fn damage(name: &str) {
+    let folder = CACHEDIR
+        .join("cachette")
+        .join(cachette::FuncId::new(name).folder());
+    for file in std::fs::read_dir(folder).expect("the function's folder") {
         let path = file.expect("a directory entry").path();
         if path.file_name().is_some_and(|n| n != "func_code") {
             std::fs::write(&path, b"no longer an entry").expect("damaging an entry");
@@ -385,9 +389,9 @@ fn faults() {
     section("Faults: a warning and a recomputation, or an error in strict mode");
     let memorized = MEMORY.cache(cube).name("tour::cube");
     println!("{}", memorized.eval(3));
-    damage("tour.cube");
+    damage("tour::cube");
     println!("{}", memorized.eval(3)); // a warning, and the body runs again
-    damage("tour.cube");
+    damage("tour::cube");
     let strict = Memory::builder()
         .path(&*CACHEDIR)
         .reporter(Reporter::new(print_report))
