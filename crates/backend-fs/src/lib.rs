@@ -1,16 +1,18 @@
 //! The local-disk backend of Cachette.
 //!
-//! A cache location is a folder a person can read: one folder per memoized function, named from
-//! its module path and name, and inside it one file per cached call, named by the hash of the
+//! A cache location is a folder a person can read. The core keeps everything in its folder
+//! `cachette/`: one folder per memoized function, named from its module path and name (and a
+//! hash of the exact name), and inside it one file per cached call, named by the hash of the
 //! arguments:
 //!
 //! ```text
 //! cache/
 //! ├── .gitignore
-//! └── my_crate.pipeline.load/
-//!     ├── func_code
-//!     ├── 3f0c55d2e1b6a9f08d7c4e21a5b3c6d7
-//!     └── 9a1e…
+//! └── cachette/
+//!     └── my_crate.pipeline.load-5be1c0d2a4f87e19/
+//!         ├── func_code
+//!         ├── 3f0c55d2e1b6a9f08d7c4e21a5b3c6d7
+//!         └── 9a1e…
 //! ```
 //!
 //! # Guarantees
