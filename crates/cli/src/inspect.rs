@@ -194,8 +194,8 @@ struct ShowReport {
     args_id: String,
     time: DateTime<Utc>,
     duration_seconds: f64,
-    bytes: Option<u64>,
-    last_access: Option<DateTime<Utc>>,
+    bytes: u64,
+    last_access: DateTime<Utc>,
     input_args: Vec<Argument>,
     hasher: String,
     codec: String,
@@ -309,8 +309,8 @@ pub(crate) fn show(
         args_id: entry.args_id.clone(),
         time: meta.time,
         duration_seconds: meta.duration,
-        bytes: Some(entry.size),
-        last_access: Some(entry.last_access),
+        bytes: entry.size,
+        last_access: entry.last_access,
         input_args: meta
             .input_args
             .iter()
@@ -329,7 +329,7 @@ pub(crate) fn show(
     }
     let now = Utc::now();
     let none = || "-".to_owned();
-    let mut rows = vec![
+    let rows = vec![
         ("function", report.function.clone().unwrap_or_else(none)),
         ("folder", report.folder.clone()),
         ("args id", report.args_id.clone()),
@@ -342,14 +342,14 @@ pub(crate) fn show(
             ),
         ),
         ("duration", human::duration(report.duration_seconds)),
-        ("size", report.bytes.map_or_else(none, human::size)),
-        ("last access", human::when(report.last_access, now)),
+        ("size", human::size(report.bytes)),
+        ("last access", human::when(Some(report.last_access), now)),
         ("hasher", report.hasher.clone()),
         ("codec", report.codec.clone()),
         ("code", report.code.clone().unwrap_or_else(none)),
         ("version", report.version.clone().unwrap_or_else(none)),
+        ("location", report.location.clone()),
     ];
-    rows.push(("location", report.location.clone()));
     let mut out = human::table(
         &[("", Align::Left), ("", Align::Left)],
         rows.into_iter()

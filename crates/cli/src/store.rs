@@ -9,6 +9,9 @@ use serde::Serialize;
 
 use crate::fail::{Code, fail, not_found};
 
+/// The folder of the location where the library keeps everything it writes.
+const NAMESPACE: &str = "cachette";
+
 /// An open store.
 pub(crate) struct Store {
     pub(crate) memory: Memory,
@@ -63,10 +66,18 @@ pub(crate) fn open(location: &str) -> Result<Store> {
         .map_or_else(String::new, |b| b.scheme().to_owned());
     let opened = memory.location().unwrap_or(location).to_owned();
     // A `file://` URL or a config file may name a folder that does not exist either.
-    if backend == "file" && !Path::new(&opened).exists() {
-        return Err(not_found(format!(
-            "{opened}: no such file or folder (the store of {location})"
-        )));
+    if backend == "file" {
+        let root = Path::new(&opened);
+        if !root.exists() {
+            return Err(not_found(format!(
+                "{opened}: no such file or folder (the store of {location})"
+            )));
+        }
+        if !root.join(NAMESPACE).exists() {
+            eprintln!(
+                "cachette: note: nothing is stored in {opened} (it has no {NAMESPACE}/ folder)"
+            );
+        }
     }
     Ok(Store {
         memory,

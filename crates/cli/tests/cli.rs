@@ -441,6 +441,12 @@ fn a_location_that_does_not_exist_is_not_found_and_not_created() {
         .code(2)
         .stderr(predicate::str::contains("no such file or folder"));
     assert!(!missing.exists() && !toml.exists());
+    // A folder that exists but holds no store: empty, with a note.
+    cachette(&["inspect", tmp.path().to_str().unwrap()])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("0 functions, 0 entries"))
+        .stderr(predicate::str::contains("nothing is stored in"));
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert_eq!(left.len(), 1, "only the config file: {left:?}");
 }
