@@ -471,6 +471,57 @@ fn reads_change_nothing() {
 }
 
 #[test]
+fn show_of_an_entry_with_damaged_metadata_is_3() {
+    let store = local();
+    let loc = store.location.as_str();
+    let shelved = fill(&store);
+    let path =
+        store
+            .dir
+            .as_ref()
+            .unwrap()
+            .join(format!("cachette/{}/{}", folder(FIT), shelved.args_id()));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[60] ^= 0xff; // inside the metadata
+    std::fs::write(&path, bytes).unwrap();
+    cachette(&["show", loc, FIT, shelved.args_id()])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains("is damaged"));
+    assert_eq!(
+        json(&["show", loc, FIT, shelved.args_id()], 3)["error"]["kind"],
+        "damaged"
+    );
+}
+
+#[test]
+fn verify_checks_signatures_with_the_key_of_the_environment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("signed");
+    let key = "a secret of at least sixteen bytes";
+    let memory = Memory::builder()
+        .path(&dir)
+        .signing_key(cachette::SigningKey::new(key).unwrap())
+        .build()
+        .unwrap();
+    memory.cache(|x: u32| x + 1).name(FIT).eval(1);
+    let loc = dir.to_str().unwrap();
+    // Without a key, signatures are not checked; with the right one they pass.
+    run(&["verify", loc], 0);
+    cachette(&["verify", loc])
+        .env("CACHETTE_SIGNING_KEY", key)
+        .assert()
+        .code(0);
+    let out = cachette(&["verify", loc, "--json"])
+        .env("CACHETTE_SIGNING_KEY", "another secret, just as long")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["damaged"][0]["function"], FIT, "{doc}");
+}
+
+#[test]
 fn tables_stay_aligned_with_long_names() {
     let store = local();
     let loc = store.location.as_str();
