@@ -3,6 +3,13 @@
 use chrono::{DateTime, Local, Utc};
 use comfy_table::{CellAlignment, Table};
 
+/// Prints a line on stdout; a closed pipe (`cachette inspect … | head`) is not an error.
+pub(crate) fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+}
+
 /// A size in binary units with one decimal: `512 B`, `1.5 KiB`, `34.8 MiB`.
 pub(crate) fn size(bytes: u64) -> String {
     const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];

@@ -19,7 +19,6 @@ mod prune;
 mod store;
 mod verify;
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -139,7 +138,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok((output, code)) => {
             if !output.is_empty() {
-                print(&output);
+                human::say(&output);
             }
             code.map_or(ExitCode::SUCCESS, ExitCode::from)
         }
@@ -164,19 +163,13 @@ fn main() -> ExitCode {
                     },
                 };
                 if let Ok(text) = inspect::to_json(&report) {
-                    print(&text);
+                    human::say(&text);
                 }
             }
             eprintln!("cachette: {e:#}");
             code.into()
         }
     }
-}
-
-/// Prints to stdout; a closed pipe (`cachette inspect … | head`) is not an error.
-fn print(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
 }
 
 fn run(cli: Cli) -> Result<(String, Option<Code>)> {

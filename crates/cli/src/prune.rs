@@ -113,7 +113,7 @@ pub(crate) struct Deleted {
 pub(crate) fn go_ahead(careful: Careful, question: &str, json: bool) -> Result<bool> {
     if careful.dry_run {
         if !json {
-            println!("dry run: nothing deleted");
+            human::say("dry run: nothing deleted");
         }
         return Ok(false);
     }
@@ -176,9 +176,9 @@ pub(crate) fn clear(
         };
     }
     if !json {
-        println!("will delete from {}:", store.location);
-        println!("{}", plan.table());
-        println!("total: {}", plan.summary());
+        human::say(&format!("will delete from {}:", store.location));
+        human::say(&plan.table());
+        human::say(&format!("total: {}", plan.summary()));
     }
     let question = format!("Delete {} from {}?", plan.summary(), store.location);
     if !go_ahead(careful, &question, json)? {
@@ -353,9 +353,9 @@ pub(crate) fn reduce_size(
         };
     }
     if !json {
-        println!("will delete from {}:", store.location);
-        println!("{}", plan.table());
-        println!("total: {}; keeping {keeping}", plan.summary());
+        human::say(&format!("will delete from {}:", store.location));
+        human::say(&plan.table());
+        human::say(&format!("total: {}; keeping {keeping}", plan.summary()));
     }
     let question = format!("Delete {} from {}?", plan.summary(), store.location);
     if !go_ahead(careful, &question, json)? {

@@ -134,27 +134,26 @@ pub(crate) fn verify(
         text.push_str(&format!(", {gone} deleted meanwhile"));
     }
     if !json && !report.damaged.is_empty() {
-        println!(
-            "{}",
-            human::table(
-                &[
-                    ("DAMAGED", Align::Left),
-                    ("ARGS ID", Align::Left),
-                    ("SIZE", Align::Right),
-                    ("PROBLEM", Align::Left),
-                ],
-                report
-                    .damaged
-                    .iter()
-                    .map(|d| vec![
+        human::say(&human::table(
+            &[
+                ("DAMAGED", Align::Left),
+                ("ARGS ID", Align::Left),
+                ("SIZE", Align::Right),
+                ("PROBLEM", Align::Left),
+            ],
+            report
+                .damaged
+                .iter()
+                .map(|d| {
+                    vec![
                         d.function.clone().unwrap_or_else(|| d.folder.clone()),
                         d.args_id.clone(),
                         human::size(d.bytes),
                         d.error.clone(),
-                    ])
-                    .collect(),
-            )
-        );
+                    ]
+                })
+                .collect(),
+        ));
     }
     if report.damaged.is_empty() || !delete {
         let code = if report.damaged.is_empty() {
@@ -166,8 +165,8 @@ pub(crate) fn verify(
     }
     let plan = Plan::of_entries(&funcs, damaged_entries.iter().copied());
     if !json {
-        println!("{text}");
-        println!("will delete {}", plan.summary());
+        human::say(&text);
+        human::say(&format!("will delete {}", plan.summary()));
     }
     let question = format!("Delete {} damaged from {}?", plan.summary(), store.location);
     if !prune::go_ahead(careful, &question, json)? {

@@ -202,6 +202,46 @@ fn inspect_lists_functions_with_names_sizes_and_ages() {
 }
 
 #[test]
+fn reads_record_no_access() {
+    let listing = |store: &TestStore| {
+        let mut entries: Vec<_> = store
+            .memory
+            .entries(None)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.key(), e.size, e.last_access))
+            .collect();
+        entries.sort();
+        entries
+    };
+    let stores = stores();
+    let filled: Vec<_> = stores.iter().map(|s| (fill(s), listing(s))).collect();
+    // Longer than the coarsest clock of a store: Redis keeps idle times in whole seconds,
+    // so its last accesses are known to a second either way.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    for (store, (shelved, before)) in stores.iter().zip(filled) {
+        let loc = store.location.as_str();
+        run(&["inspect", loc], 0);
+        run(&["inspect", loc, "--func", FIT], 0);
+        run(&["show", loc, FIT, shelved.args_id()], 0);
+        run(&["verify", loc], 0);
+        run(&["verify", loc, "--delete", "--dry-run"], 0);
+        run(&["clear", loc, "--dry-run"], 0);
+        run(&["reduce-size", loc, "--items-limit", "0", "--dry-run"], 0);
+        let after = listing(store);
+        assert_eq!(before.len(), after.len(), "{loc}");
+        for (b, a) in before.iter().zip(&after) {
+            assert_eq!((&b.0, b.1), (&a.0, a.1), "{loc}");
+            let moved = (a.2 - b.2).num_milliseconds().abs();
+            assert!(
+                moved < 1500,
+                "{loc}: a read recorded an access: {b:?} -> {a:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn functions_answer_to_every_form_of_their_name() {
     for store in stores() {
         let loc = store.location.as_str();
