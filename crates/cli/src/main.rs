@@ -127,11 +127,15 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                Code::Usage.into()
-            } else {
-                ExitCode::SUCCESS
-            };
+            if !e.use_stderr() {
+                return ExitCode::SUCCESS; // --help, --version
+            }
+            if std::env::args_os().any(|a| a == "--json") {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or("invalid arguments");
+                print_error(Code::Usage, first.trim_start_matches("error: ").to_owned());
+            }
+            return Code::Usage.into();
         }
     };
     let json = cli.json;
@@ -145,30 +149,35 @@ fn main() -> ExitCode {
         Err(e) => {
             let code = code_of(&e);
             if json {
-                #[derive(Serialize)]
-                struct ErrorReport {
-                    error: ErrorBody,
-                }
-                #[derive(Serialize)]
-                struct ErrorBody {
-                    code: u8,
-                    kind: &'static str,
-                    message: String,
-                }
-                let report = ErrorReport {
-                    error: ErrorBody {
-                        code: code.exit_code(),
-                        kind: code.name(),
-                        message: format!("{e:#}"),
-                    },
-                };
-                if let Ok(text) = inspect::to_json(&report) {
-                    human::say(&text);
-                }
+                print_error(code, format!("{e:#}"));
             }
             eprintln!("cachette: {e:#}");
             code.into()
         }
+    }
+}
+
+/// The JSON document of an error, on stdout.
+fn print_error(code: Code, message: String) {
+    #[derive(Serialize)]
+    struct ErrorReport {
+        error: ErrorBody,
+    }
+    #[derive(Serialize)]
+    struct ErrorBody {
+        code: u8,
+        kind: &'static str,
+        message: String,
+    }
+    let report = ErrorReport {
+        error: ErrorBody {
+            code: code.exit_code(),
+            kind: code.name(),
+            message,
+        },
+    };
+    if let Ok(text) = inspect::to_json(&report) {
+        human::say(&text);
     }
 }
 
