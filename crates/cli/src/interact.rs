@@ -95,7 +95,7 @@ impl Progress {
 const THREADS: usize = 4;
 
 /// `work` on each item, on a few threads, in order; the first error (in item order) stops it.
-/// Each item done moves `progress` by one.
+/// Each item done moves `progress` by one; the caller finishes it.
 pub(crate) fn each<T: Sync, R: Send>(
     items: &[T],
     progress: &Progress,
@@ -130,7 +130,6 @@ pub(crate) fn each_weighted<T: Sync, R: Send>(
             });
         }
     });
-    progress.finish();
     let mut out = Vec::with_capacity(items.len());
     for slot in results {
         match slot.into_inner().unwrap_or_else(|e| e.into_inner()) {

@@ -48,7 +48,7 @@ Exit codes:
 #[command(name = "cachette", version, after_help = EXIT_CODES)]
 struct Cli {
     /// Print one JSON document on stdout instead of text.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, display_order = 100)]
     json: bool,
     #[command(subcommand)]
     command: Command,

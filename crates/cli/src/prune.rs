@@ -188,8 +188,8 @@ pub(crate) fn clear(
             Ok(String::new())
         };
     }
-    let progress = Progress::new(plan.entries as u64 + 1, "clearing", json);
-    interact::each_weighted(
+    let progress = Progress::new(plan.entries as u64, "clearing", json);
+    let cleared = interact::each_weighted(
         &plan.functions,
         &progress,
         |f| f.entries as u64,
@@ -199,7 +199,9 @@ pub(crate) fn clear(
                 .clear_function(&f.folder)
                 .with_context(|| format!("cannot clear `{}`", f.label()))
         },
-    )?;
+    );
+    progress.finish();
+    cleared?;
     if all {
         // What was written meanwhile, and the leftovers of interrupted writers.
         store
@@ -207,8 +209,6 @@ pub(crate) fn clear(
             .clear()
             .with_context(|| format!("cannot clear {}", store.location))?;
     }
-    progress.inc(1);
-    progress.finish();
     let deleted = Deleted {
         entries: plan.entries,
         bytes: plan.bytes,
@@ -366,12 +366,14 @@ pub(crate) fn reduce_size(
         };
     }
     let progress = Progress::new(doomed.len() as u64, "deleting", json);
-    interact::each(&doomed, &progress, |e| {
+    let deleted = interact::each(&doomed, &progress, |e| {
         store
             .memory
             .delete_entry(&e.func, &e.args_id)
             .with_context(|| format!("cannot delete {}", e.key()))
-    })?;
+    });
+    progress.finish();
+    deleted?;
     // No entry is over the limits any more: this only sweeps the leftovers of interrupted
     // writers and the compute-once claims nobody renewed.
     store

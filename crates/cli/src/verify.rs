@@ -76,7 +76,9 @@ pub(crate) fn verify(
             Err(e) => Err(anyhow::Error::new(e)),
         }
         .with_context(|| format!("cannot read {}", e.key()))
-    })?;
+    });
+    progress.finish();
+    let outcomes = outcomes?;
     let name_of = |folder: &str| {
         funcs
             .iter()
@@ -173,12 +175,14 @@ pub(crate) fn verify(
         return finish(&report, String::new(), json, Some(Code::Damaged));
     }
     let progress = Progress::new(damaged_entries.len() as u64, "deleting", json);
-    interact::each(&damaged_entries, &progress, |e| {
+    let deleted = interact::each(&damaged_entries, &progress, |e| {
         store
             .memory
             .delete_entry(&e.func, &e.args_id)
             .with_context(|| format!("cannot delete {}", e.key()))
-    })?;
+    });
+    progress.finish();
+    deleted?;
     report.deleted = Some(Deleted {
         entries: plan.entries,
         bytes: plan.bytes,
