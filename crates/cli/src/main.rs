@@ -3,69 +3,115 @@
 //! A store is named like in code: a folder path, or a URL (`file:///…`, `s3://bucket/prefix`,
 //! `redis://host:port/db`) whose backend is enabled by this build's features, or a config file
 //! (`cachette.toml`, as `Memory::from_config` reads, without the environment's overrides).
+//!
+//! Reads (`inspect`, `show`, `verify`) create and change nothing. Deletions (`clear`,
+//! `reduce-size`, `verify --delete`) print what they will delete, stop there with `--dry-run`,
+//! and ask first unless `--yes` is given. `--json` prints one JSON document instead of text.
+//! The exit codes are listed in [`EXIT_CODES`]; `docs/cli.md` documents it all.
 
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
+mod fail;
+mod human;
+mod inspect;
+mod interact;
+mod prune;
+mod store;
+mod verify;
+
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
-use cachette::{ByteSize, EntryInfo, MemorizedResult, Memory, SizeLimits};
-use chrono::{DateTime, TimeDelta, Utc};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
+use serde::Serialize;
+
+use crate::fail::{Code, code_of};
+use crate::inspect::SortBy;
+use crate::prune::{Careful, Limits};
+
+/// What the exit codes mean (in `--help`).
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  1   error: the store cannot be reached or read, an invalid configuration, a failed deletion
+  2   not found: the location, the function or the entry does not exist (or is ambiguous)
+  3   damaged entries: `verify` found some (and did not delete them); `show` of a damaged entry
+  4   not confirmed: the deletion was declined, or stdin is not a terminal and --yes is missing
+  64  usage: invalid arguments";
 
 /// Inspect, verify and prune a Cachette store.
+///
+/// LOCATION is a folder, a URL (file://, s3://, redis://, as the library takes) or a config file
+/// such as cachette.toml. Reads change nothing in the store; deletions show what they will
+/// delete and ask first.
 #[derive(Debug, Parser)]
-#[command(name = "cachette", version)]
+#[command(name = "cachette", version, after_help = EXIT_CODES)]
 struct Cli {
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true, display_order = 100)]
+    json: bool,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Lists the memoized functions of a store: entries, size, last access.
+    /// List the functions of a store (entries, size, last access), or the entries of one.
     Inspect {
-        /// The store: a folder, a URL or a config file (`*.toml`).
+        /// The store: a folder, a URL or a config file.
         location: String,
-        /// List the entries of this function (its folder name) instead.
-        #[arg(long)]
+        /// List the entries of this function: `a::b::f`, `a.b.f` or its folder.
+        #[arg(long, value_name = "FUNC")]
         func: Option<String>,
+        /// Sort the rows.
+        #[arg(long, value_enum, default_value_t)]
+        sort: SortBy,
     },
-    /// Prints the metadata of a stored call (duration, time, input arguments).
+    /// Print the metadata of one stored call: when, how long, size, input arguments, code.
+    #[command(after_help = "Examples:\n  \
+        cachette show /data/cache my_crate::load 3f2a\n  \
+        cachette show 'MemorizedResult(location=\"/data/cache\", func=\"…\", args_id=\"…\")'")]
     Show {
-        /// A printed `MemorizedResult(location="…", func="…", args_id="…")`.
-        result: String,
+        /// A printed `MemorizedResult(...)`, or the store (then FUNC and ARGS_ID follow).
+        #[arg(value_name = "RESULT|LOCATION")]
+        target: String,
+        /// The function: `a::b::f`, `a.b.f` or its folder.
+        #[arg(requires = "args_id")]
+        func: Option<String>,
+        /// The arguments' hash, or its first digits (at least 4) when they name one entry.
+        args_id: Option<String>,
     },
-    /// Reads every entry and checks its checksums; reports damaged entries.
+    /// Read every entry as a load would (checksums, key, signature) and report damaged ones.
     Verify {
-        /// The store: a folder, a URL or a config file (`*.toml`).
+        /// The store: a folder, a URL or a config file.
         location: String,
-        /// Delete the damaged entries.
+        /// Only this function (repeat for several): `a::b::f`, `a.b.f` or its folder.
+        #[arg(long, value_name = "FUNC")]
+        func: Vec<String>,
+        /// Delete the damaged entries (after printing them and asking).
         #[arg(long)]
         delete: bool,
+        #[command(flatten)]
+        careful: Careful,
     },
-    /// Deletes every stored result, or those of one function.
+    /// Delete every stored result, or those of some functions.
     Clear {
-        /// The store: a folder, a URL or a config file (`*.toml`).
+        /// The store: a folder, a URL or a config file.
         location: String,
-        /// Only this function (its folder name).
-        #[arg(long)]
-        func: Option<String>,
+        /// Only this function (repeat for several): `a::b::f`, `a.b.f` or its folder.
+        #[arg(long, value_name = "FUNC")]
+        func: Vec<String>,
+        #[command(flatten)]
+        careful: Careful,
     },
-    /// Deletes least recently accessed entries until the store is within the limits.
+    /// Delete the least recently accessed entries until the store is within the limits.
     ReduceSize {
-        /// The store: a folder, a URL or a config file (`*.toml`).
+        /// The store: a folder, a URL or a config file.
         location: String,
-        /// The most bytes to keep: "500M", "10G" (K = 1024) or a number of bytes.
-        #[arg(long)]
-        bytes_limit: Option<ByteSize>,
-        /// The most entries to keep.
-        #[arg(long)]
-        items_limit: Option<usize>,
-        /// Delete entries not accessed for this long: "30s", "15m", "12h", "7d".
-        #[arg(long, value_parser = parse_age)]
-        age_limit: Option<TimeDelta>,
+        #[command(flatten)]
+        limits: Limits,
+        #[command(flatten)]
+        careful: Careful,
     },
 }
 
@@ -77,212 +123,114 @@ fn main() -> ExitCode {
         )
         .init();
     cachette::link_backends();
-    match run(Cli::parse()) {
-        Ok(code) => code,
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
         Err(e) => {
+            let _ = e.print();
+            if !e.use_stderr() {
+                return ExitCode::SUCCESS; // --help, --version
+            }
+            if std::env::args_os().any(|a| a == "--json") {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or("invalid arguments");
+                print_error(Code::Usage, first.trim_start_matches("error: ").to_owned());
+            }
+            return Code::Usage.into();
+        }
+    };
+    let json = cli.json;
+    match run(cli) {
+        Ok((output, code)) => {
+            if !output.is_empty() {
+                human::say(&output);
+            }
+            code.map_or(ExitCode::SUCCESS, ExitCode::from)
+        }
+        Err(e) => {
+            let code = code_of(&e);
+            if json {
+                print_error(code, format!("{e:#}"));
+            }
             eprintln!("cachette: {e:#}");
-            ExitCode::FAILURE
+            code.into()
         }
     }
 }
 
-fn run(cli: Cli) -> Result<ExitCode> {
+/// The JSON document of an error, on stdout.
+fn print_error(code: Code, message: String) {
+    #[derive(Serialize)]
+    struct ErrorReport {
+        error: ErrorBody,
+    }
+    #[derive(Serialize)]
+    struct ErrorBody {
+        code: u8,
+        kind: &'static str,
+        message: String,
+    }
+    let report = ErrorReport {
+        error: ErrorBody {
+            code: code.exit_code(),
+            kind: code.name(),
+            message,
+        },
+    };
+    if let Ok(text) = inspect::to_json(&report) {
+        human::say(&text);
+    }
+}
+
+fn run(cli: Cli) -> Result<(String, Option<Code>)> {
+    let json = cli.json;
+    let done = |text: String| Ok((text, None));
     match cli.command {
-        Command::Inspect { location, func } => inspect(&location, func.as_deref()),
-        Command::Show { result } => show(&result),
-        Command::Verify { location, delete } => verify(&location, delete),
-        Command::Clear { location, func } => clear(&location, func.as_deref()),
+        Command::Inspect {
+            location,
+            func,
+            sort,
+        } => done(inspect::inspect(&location, func.as_deref(), sort, json)?),
+        Command::Show {
+            target,
+            func,
+            args_id,
+        } => done(inspect::show(
+            &target,
+            func.as_deref(),
+            args_id.as_deref(),
+            json,
+        )?),
+        Command::Verify {
+            location,
+            func,
+            delete,
+            careful,
+        } => {
+            if !delete && (careful.dry_run || careful.yes) {
+                return Err(fail::usage("--dry-run and --yes go with --delete"));
+            }
+            verify::verify(&location, &func, delete, careful, json)
+        }
+        Command::Clear {
+            location,
+            func,
+            careful,
+        } => done(prune::clear(&location, &func, careful, json)?),
         Command::ReduceSize {
             location,
-            bytes_limit,
-            items_limit,
-            age_limit,
-        } => {
-            let limits = SizeLimits {
-                bytes_limit,
-                items_limit,
-                age_limit,
-            };
-            if limits == SizeLimits::default() {
-                bail!("give at least one of --bytes-limit, --items-limit, --age-limit");
-            }
-            let memory = open(&location)?;
-            let report = memory.reduce_size(&limits)?;
-            println!(
-                "deleted {} entries ({}), kept {} entries ({})",
-                report.deleted_items,
-                ByteSize(report.deleted_bytes),
-                report.kept_items,
-                ByteSize(report.kept_bytes)
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
-/// The store a location names: a config file (a path ending in `.toml`) or a URL or folder.
-fn open(location: &str) -> Result<Memory> {
-    if location.ends_with(".toml") && std::path::Path::new(location).is_file() {
-        return cachette::MemoryConfig::from_file(location)
-            .and_then(|config| config.build())
-            .with_context(|| format!("cannot open the store of {location}"));
-    }
-    Memory::from_url(location).with_context(|| format!("cannot open the store {location:?}"))
-}
-
-fn when(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-fn inspect(location: &str, func: Option<&str>) -> Result<ExitCode> {
-    let memory = open(location)?;
-    if let Some(func) = func {
-        let items = memory.entries(Some(func))?;
-        println!("{:<32}  {:>10}  last access", "args_id", "size");
-        for item in &items {
-            println!(
-                "{:<32}  {:>10}  {}",
-                item.args_id,
-                ByteSize(item.size).to_string(),
-                when(item.last_access)
-            );
-        }
-        println!("{} entries", items.len());
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut by_func: BTreeMap<String, (usize, u64, DateTime<Utc>)> = BTreeMap::new();
-    for item in memory.entries(None)? {
-        let slot = by_func
-            .entry(item.func.clone())
-            .or_insert((0, 0, DateTime::<Utc>::MIN_UTC));
-        slot.0 += 1;
-        slot.1 += item.size;
-        slot.2 = slot.2.max(item.last_access);
-    }
-    println!("store {}", memory.location().unwrap_or(location));
-    println!(
-        "{:<50}  {:>8}  {:>10}  last access",
-        "function", "entries", "size"
-    );
-    let (mut entries, mut bytes) = (0, 0);
-    for (func, (n, size, last)) in &by_func {
-        println!(
-            "{func:<50}  {n:>8}  {:>10}  {}",
-            ByteSize(*size).to_string(),
-            when(*last)
-        );
-        entries += n;
-        bytes += size;
-    }
-    println!(
-        "{} functions, {entries} entries, {}",
-        by_func.len(),
-        ByteSize(bytes)
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-fn show(printed: &str) -> Result<ExitCode> {
-    let result: MemorizedResult<()> = printed
-        .trim()
-        .parse()
-        .context("expected MemorizedResult(location=\"…\", func=\"…\", args_id=\"…\")")?;
-    let memory = open(result.location())?;
-    let Some(meta) = memory.entry_metadata(result.func(), result.args_id())? else {
-        bail!("no such entry in {}", result.location());
-    };
-    let size = memory
-        .entries(Some(result.func()))?
-        .into_iter()
-        .find(|e| e.args_id == result.args_id())
-        .map(|e| e.size);
-    println!("function  {}", meta.func);
-    println!("args_id   {}", meta.args_id);
-    println!("time      {}", when(meta.time));
-    println!("duration  {:.3}s", meta.duration);
-    if let Some(size) = size {
-        println!("size      {}", ByteSize(size));
-    }
-    println!("hasher    {}", meta.hasher);
-    println!("codec     {}", meta.codec);
-    for (name, value) in &meta.input_args {
-        println!("  {name} = {value}");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn verify(location: &str, delete: bool) -> Result<ExitCode> {
-    let memory = open(location)?;
-    let items: Vec<EntryInfo> = memory.entries(None)?;
-    let mut damaged = Vec::new();
-    for item in &items {
-        match memory.verify_entry(&item.func, &item.args_id) {
-            Ok(_) => {}
-            Err(e @ cachette::Error::Entry { .. }) => {
-                println!("damaged  {}: {e}", item.key());
-                damaged.push(item);
-            }
-            Err(e) => return Err(e).with_context(|| format!("cannot read {}", item.key())),
-        }
-    }
-    if delete && !damaged.is_empty() {
-        for item in &damaged {
-            memory.delete_entry(&item.func, &item.args_id)?;
-        }
-        println!("deleted {} damaged entries", damaged.len());
-    }
-    println!("{} entries checked, {} damaged", items.len(), damaged.len());
-    Ok(if damaged.is_empty() || delete {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
-    })
-}
-
-fn clear(location: &str, func: Option<&str>) -> Result<ExitCode> {
-    let memory = open(location)?;
-    match func {
-        None => {
-            memory.clear()?;
-            println!("cleared {}", memory.location().unwrap_or(location));
-        }
-        Some(func) => {
-            let n = memory.clear_function(func)?;
-            println!("cleared {func}: {n} items deleted");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn parse_age(text: &str) -> Result<TimeDelta, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let n: i64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not an age like 30s, 15m, 12h or 7d"))?;
-    match unit {
-        "s" => Ok(TimeDelta::seconds(n)),
-        "m" => Ok(TimeDelta::minutes(n)),
-        "h" => Ok(TimeDelta::hours(n)),
-        "d" => Ok(TimeDelta::days(n)),
-        _ => Err(format!(
-            "unknown unit {unit:?} in {text:?} (use s, m, h or d)"
-        )),
+            limits,
+            careful,
+        } => done(prune::reduce_size(&location, limits, careful, json)?),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::CommandFactory;
 
     #[test]
-    fn ages() {
-        assert_eq!(parse_age("90"), Ok(TimeDelta::seconds(90)));
-        assert_eq!(parse_age("7d"), Ok(TimeDelta::days(7)));
-        assert!(parse_age("-1d").is_err());
-        assert!(parse_age("3w").is_err());
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
     }
 }
