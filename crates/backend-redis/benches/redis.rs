@@ -124,7 +124,9 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
             .expect("backend"),
     );
     let memory = Memory::with_backend(backend.clone());
-    let small_fn: Func = memory.cache_fn(small as fn(u64) -> String).name("bench.small");
+    let small_fn: Func = memory
+        .cache_fn(small as fn(u64) -> String)
+        .name("bench.small");
     let big_fn: Func = memory.cache_fn(big as fn(u64) -> String).name("bench.big");
     assert_eq!(small_fn.eval(7), small(7));
     assert_eq!(big_fn.eval(7).len(), BIG);

@@ -148,7 +148,9 @@ fn expires_after_expires_in_redis() {
         f.eval(1);
         assert_eq!(calls.load(Ordering::SeqCst), 1, "{kind}");
         let backend = memory.backend().unwrap().clone();
-        let folder = cachette_core::FuncId::new("tests.expiring").folder().to_owned();
+        let folder = cachette_core::FuncId::new("tests.expiring")
+            .folder()
+            .to_owned();
         let prefix = cachette_core::plugin::Prefix::new(format!("cachette/{folder}")).unwrap();
         let entries = cachette_core::plugin::block_on(false, backend.list(&prefix))
             .unwrap()

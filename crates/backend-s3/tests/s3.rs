@@ -737,7 +737,11 @@ fn two_processes_share_a_result() {
         "{printed}"
     );
     let result: MemorizedResult<u64> = printed.parse().unwrap();
-    assert!(result.func().starts_with("shared.square-"), "{}", result.func());
+    assert!(
+        result.func().starts_with("shared.square-"),
+        "{}",
+        result.func()
+    );
     assert_eq!(result.get().unwrap(), 50);
     let memory = Memory::from_url(&url).unwrap();
     memory.clear().unwrap();

@@ -56,7 +56,9 @@ struct Fixture {
 
 fn big(memory: &Memory, array: Array<f64>) -> Big {
     memory
-        .cache_capturing(Box::new(move |_: u64| array.clone()) as Box<dyn Fn(u64) -> Array<f64> + Send + Sync>)
+        .cache_capturing(
+            Box::new(move |_: u64| array.clone()) as Box<dyn Fn(u64) -> Array<f64> + Send + Sync>
+        )
         .name("bench::big")
 }
 

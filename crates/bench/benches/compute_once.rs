@@ -40,7 +40,9 @@ fn hot(compute_once: bool) -> Hot {
         .compute_once(compute_once)
         .build()
         .expect("memory");
-    let f = memory.cache_fn(square as fn(i64) -> i64).name("bench::square");
+    let f = memory
+        .cache_fn(square as fn(i64) -> i64)
+        .name("bench::square");
     assert_eq!(f.computes_once(), compute_once);
     f.eval(42);
     Hot { _dir: dir, f }

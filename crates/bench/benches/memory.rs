@@ -52,7 +52,9 @@ struct Hot {
 static HOT: LazyLock<Hot> = LazyLock::new(|| {
     let dir = tempdir();
     let memory = Memory::new(dir.path().join("cache")).expect("memory");
-    let f = memory.cache_fn(square as fn(i64) -> i64).name("bench::square");
+    let f = memory
+        .cache_fn(square as fn(i64) -> i64)
+        .name("bench::square");
     f.eval(42);
     // The raw baselines use files of the size of a real entry.
     let folder = dir.path().join("cache").join("bench.square");

@@ -285,7 +285,11 @@ fn identity_is_the_path() {
     assert_eq!(id.name(), "memoize::square");
     let (readable, hash) = id.folder().rsplit_once('-').unwrap();
     assert_eq!(readable, "memoize.square");
-    assert_eq!(hash.len(), 16, "a hash of the exact name keeps folders apart");
+    assert_eq!(
+        hash.len(),
+        16,
+        "a hash of the exact name keeps folders apart"
+    );
 }
 
 static NESTED: LazyLock<Memory> = LazyLock::new(|| memory("nested"));

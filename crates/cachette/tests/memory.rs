@@ -150,10 +150,12 @@ fn arguments_are_a_tuple_and_their_order_counts() {
     // Rust has no keyword or default arguments: an `Option` stands for a default, and `None`
     // is a value of its own.
     let c = calls.clone();
-    let with_default = fx.memory.cache_capturing(move |(x, scale): (f64, Option<f64>)| {
-        c.hit();
-        x * scale.unwrap_or(1.0)
-    });
+    let with_default = fx
+        .memory
+        .cache_capturing(move |(x, scale): (f64, Option<f64>)| {
+            c.hit();
+            x * scale.unwrap_or(1.0)
+        });
     assert_eq!(with_default.eval((2.0, None)), 2.0);
     assert_eq!(with_default.eval((2.0, Some(1.0))), 2.0);
     assert_eq!(calls.get(), 4);

@@ -83,10 +83,15 @@ fn clear_keeps_foreign_files_of_a_project_folder() {
     let memory = Memory::new(dir.path()).unwrap();
     let f = memory.cache(square).name("shared::square");
     f.eval(3);
-    assert!(dir.path().join("cachette").is_dir(), "results live in cachette/");
+    assert!(
+        dir.path().join("cachette").is_dir(),
+        "results live in cachette/"
+    );
     f.clear().unwrap();
     memory.clear().unwrap();
-    memory.reduce_size(&cachette::SizeLimits::default().items_limit(0)).unwrap();
+    memory
+        .reduce_size(&cachette::SizeLimits::default().items_limit(0))
+        .unwrap();
     assert_foreign_intact(dir.path());
     assert!(
         !dir.path().join(".gitignore").exists(),
@@ -114,9 +119,12 @@ fn clear_keeps_foreign_objects_of_a_bucket_with_an_empty_prefix() {
     .map(|k| Key::new(k).unwrap())
     .collect();
     for key in &foreign {
-        block_on(false, backend.put(key, Bytes::from_static(b"theirs").into()))
-            .unwrap()
-            .unwrap();
+        block_on(
+            false,
+            backend.put(key, Bytes::from_static(b"theirs").into()),
+        )
+        .unwrap()
+        .unwrap();
     }
     let f = memory.cache(square).name(format!("shared::{tag}"));
     f.eval(4);
@@ -125,7 +133,9 @@ fn clear_keeps_foreign_objects_of_a_bucket_with_an_empty_prefix() {
         let kept = block_on(false, backend.get(key)).unwrap().unwrap();
         assert_eq!(kept.as_deref(), Some(&b"theirs"[..]), "{key} must survive");
     }
-    block_on(false, backend.delete_many(&foreign)).unwrap().unwrap();
+    block_on(false, backend.delete_many(&foreign))
+        .unwrap()
+        .unwrap();
 }
 
 #[test]
@@ -137,9 +147,12 @@ fn clear_keeps_foreign_keys_of_a_redis_prefix() {
     let memory = Memory::from_url(&format!("{server}?prefix={prefix}")).unwrap();
     let backend = memory.backend().unwrap().clone();
     let foreign = Key::new(format!("sessions/{}", "b".repeat(32))).unwrap();
-    block_on(false, backend.put(&foreign, Bytes::from_static(b"theirs").into()))
-        .unwrap()
-        .unwrap();
+    block_on(
+        false,
+        backend.put(&foreign, Bytes::from_static(b"theirs").into()),
+    )
+    .unwrap()
+    .unwrap();
     memory.cache(square).name("shared::redis").eval(5);
     memory.clear().unwrap();
     let kept = block_on(false, backend.get(&foreign)).unwrap().unwrap();
@@ -158,8 +171,11 @@ fn a_function_folder_planted_as_a_link_receives_nothing() {
     let f = memory.cache(square).name("shared::linked");
     let folder = f.id().folder().to_owned();
     std::fs::create_dir_all(dir.path().join("store/cachette")).unwrap();
-    std::os::unix::fs::symlink(outside.path(), dir.path().join("store/cachette").join(&folder))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        outside.path(),
+        dir.path().join("store/cachette").join(&folder),
+    )
+    .unwrap();
     let (memory, reports) = common::capture(Memory::builder().path(dir.path().join("store")));
     let f = memory.cache(square).name("shared::linked");
     assert_eq!(f.eval(6), 36, "still computed");
@@ -187,11 +203,8 @@ fn reading_a_location_that_does_not_exist_creates_nothing() {
     let f = memory.cache(square).name("shared::read");
     assert!(!f.check_call_in_cache(&2));
     assert!(memory.entries(None).unwrap().is_empty());
-    let reference: MemorizedResult<u64> = MemorizedResult::from_parts(
-        missing.to_str().unwrap(),
-        f.id().folder(),
-        "0".repeat(32),
-    );
+    let reference: MemorizedResult<u64> =
+        MemorizedResult::from_parts(missing.to_str().unwrap(), f.id().folder(), "0".repeat(32));
     assert!(matches!(reference.get(), Err(Error::NotFound { .. })));
     assert!(!missing.exists(), "a read created the location");
     // In a repository root: no `.gitignore` appears.
@@ -222,9 +235,19 @@ fn checks_shelving_and_verifying_record_no_access() {
     assert!(f.check_call_in_cache(&7));
     assert!(matches!(f.call_and_shelve(7), Shelved::Memorized(_)));
     let entries = memory.entries(None).unwrap();
-    assert!(memory.verify_entry(&entries[0].func, &entries[0].args_id).unwrap());
-    memory.entry_metadata(&entries[0].func, &entries[0].args_id).unwrap();
-    assert_eq!(ctime(&file), before, "a read that only looks recorded an access");
+    assert!(
+        memory
+            .verify_entry(&entries[0].func, &entries[0].args_id)
+            .unwrap()
+    );
+    memory
+        .entry_metadata(&entries[0].func, &entries[0].args_id)
+        .unwrap();
+    assert_eq!(
+        ctime(&file),
+        before,
+        "a read that only looks recorded an access"
+    );
     f.eval(7);
     assert!(ctime(&file) > before, "a hit records its access");
 }
@@ -240,7 +263,10 @@ fn closures_built_with_other_state_do_not_share_results() {
     for k in [1u64, 100] {
         assert_eq!(scaled(k).eval(3), 3 * k, "k = {k}");
     }
-    assert!(scaled(1).check_call_in_cache(&3), "the same state shares its results");
+    assert!(
+        scaled(1).check_call_in_cache(&3),
+        "the same state shares its results"
+    );
     assert!(!scaled(2).check_call_in_cache(&3));
 }
 
@@ -276,7 +302,10 @@ impl Versions {
 fn version_checks(url: &str) {
     let memory = Memory::from_url(url).unwrap();
     let v = Versions::new();
-    let (one, two) = (v.func(&memory, 1), v.func(&Memory::from_url(url).unwrap(), 2));
+    let (one, two) = (
+        v.func(&memory, 1),
+        v.func(&Memory::from_url(url).unwrap(), 2),
+    );
     assert_eq!(one(0), 1);
     // Version 2 runs meanwhile (another process): it takes over the folder and stores.
     assert_eq!(two(0), 2);
@@ -343,12 +372,21 @@ fn a_signed_entry_of_old_code_copied_back_is_not_served() {
         .find(|i| !i.key.as_str().ends_with("/func_code"))
         .unwrap()
         .key;
-    let old = block_on(true, backend.get(&entry)).unwrap().unwrap().unwrap();
+    let old = block_on(true, backend.get(&entry))
+        .unwrap()
+        .unwrap()
+        .unwrap();
     // Version 2: invalidates, then the old signed entry is copied back.
     let two = v.func(&signed(), 2);
     assert_eq!(two(1), 2);
-    block_on(true, backend.put(&entry, old.into())).unwrap().unwrap();
-    assert_eq!(two(0), 2, "version 1's signed entry was served to version 2");
+    block_on(true, backend.put(&entry, old.into()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        two(0),
+        2,
+        "version 1's signed entry was served to version 2"
+    );
 }
 
 // ------------------------------------------------------------------------------------------
@@ -364,9 +402,21 @@ fn names_that_read_alike_never_share_results() {
     ] {
         // Two processes: each memory is new, so no collision warning could help.
         let first = Memory::new(dir.path()).unwrap();
-        assert_eq!(first.cache_with(1u64, |s: &u64, _x: u64| *s).name(a).eval(0), 1);
+        assert_eq!(
+            first
+                .cache_with(1u64, |s: &u64, _x: u64| *s)
+                .name(a)
+                .eval(0),
+            1
+        );
         let second = Memory::new(dir.path()).unwrap();
-        assert_eq!(second.cache_with(2u64, |s: &u64, _x: u64| *s).name(b).eval(0), 2);
+        assert_eq!(
+            second
+                .cache_with(2u64, |s: &u64, _x: u64| *s)
+                .name(b)
+                .eval(0),
+            2
+        );
         assert_ne!(
             first.cache(square).name(a).id().folder(),
             second.cache(square).name(b).id().folder()
@@ -489,7 +539,10 @@ fn with_signing_checks_refuse_unsigned_entries() {
         .build()
         .unwrap();
     let f = signed.cache(square).name("shared::sig");
-    assert!(!f.check_call_in_cache(&4), "an unsigned entry counts as cached");
+    assert!(
+        !f.check_call_in_cache(&4),
+        "an unsigned entry counts as cached"
+    );
     assert!(matches!(f.call_and_shelve(4), Shelved::Memorized(_)));
     assert!(f.check_call_in_cache(&4), "stored again, signed");
 }
@@ -544,7 +597,11 @@ fn a_file_dated_in_the_future_is_neither_recent_nor_immortal() {
     let ahead = SystemTime::now() + Duration::from_secs(10 * 365 * 86400);
     let handle = std::fs::File::options().write(true).open(&file).unwrap();
     handle
-        .set_times(std::fs::FileTimes::new().set_accessed(ahead).set_modified(ahead))
+        .set_times(
+            std::fs::FileTimes::new()
+                .set_accessed(ahead)
+                .set_modified(ahead),
+        )
         .unwrap();
     for entry in memory.entries(None).unwrap() {
         assert!(
@@ -556,7 +613,10 @@ fn a_file_dated_in_the_future_is_neither_recent_nor_immortal() {
     let report = memory
         .reduce_size(&cachette::SizeLimits::default().age_limit(chrono::TimeDelta::seconds(1)))
         .unwrap();
-    assert_eq!(report.kept_items, 0, "an entry dated ahead survived an age limit");
+    assert_eq!(
+        report.kept_items, 0,
+        "an entry dated ahead survived an age limit"
+    );
 }
 
 // ------------------------------------------------------------------------------------------

@@ -40,7 +40,8 @@ fn signed_entries_load_only_with_their_key() {
         x * 2
     };
     let (alice, _) = memory(&backend, Some("alice's long secret"));
-    let Shelved::Memorized(shelved) = alice.cache_capturing(&f).name("s::f").call_and_shelve(21) else {
+    let Shelved::Memorized(shelved) = alice.cache_capturing(&f).name("s::f").call_and_shelve(21)
+    else {
         panic!("not stored");
     };
     let entry_key = Key::new(format!("cachette/{}/{}", shelved.func(), shelved.args_id())).unwrap();
@@ -88,7 +89,8 @@ fn unsigned_and_forged_entries_are_refused() {
     };
     // Written without a key.
     let (plain, _) = memory(&backend, None);
-    let Shelved::Memorized(shelved) = plain.cache_capturing(&f).name("s::g").call_and_shelve(1) else {
+    let Shelved::Memorized(shelved) = plain.cache_capturing(&f).name("s::g").call_and_shelve(1)
+    else {
         panic!("not stored");
     };
     let entry_key = Key::new(format!("cachette/{}/{}", shelved.func(), shelved.args_id())).unwrap();

@@ -89,7 +89,10 @@ fn a_damaged_entry_is_an_error_only_in_strict_mode() {
 
     // A function can leave strict mode.
     damage(&backend, "strict::square");
-    let f = strict.cache_capturing(&square).name("strict::square").strict(false);
+    let f = strict
+        .cache_capturing(&square)
+        .name("strict::square")
+        .strict(false);
     assert_eq!(f.try_eval(7).unwrap(), 49);
     // And `try_call_and_shelve` reads the metadata, which is damaged too.
     damage(&backend, "strict::square");

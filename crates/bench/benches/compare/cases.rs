@@ -28,7 +28,9 @@ pub(crate) type SquareFn = MemorizedFunc<i64, fn(i64) -> i64>;
 
 /// `square` memoized in `memory`, under the name the concurrent workers share.
 pub(crate) fn square_func(memory: &Memory) -> SquareFn {
-    memory.cache_fn(square as fn(i64) -> i64).name("bench::square")
+    memory
+        .cache_fn(square as fn(i64) -> i64)
+        .name("bench::square")
 }
 
 #[allow(clippy::ptr_arg)] // A memoized function of a `Vec` argument, as users write them.
@@ -353,7 +355,9 @@ type BigFn = MemorizedFunc<Array<f64>, Box<dyn Fn(u64) -> Array<f64> + Send + Sy
 /// A function of a key returning (a shared view of) `array`: computing costs nothing.
 fn big_func(memory: &Memory, array: Array<f64>) -> BigFn {
     memory
-        .cache_capturing(Box::new(move |_: u64| array.clone()) as Box<dyn Fn(u64) -> Array<f64> + Send + Sync>)
+        .cache_capturing(
+            Box::new(move |_: u64| array.clone()) as Box<dyn Fn(u64) -> Array<f64> + Send + Sync>
+        )
         .name("bench::big")
 }
 
@@ -535,7 +539,11 @@ pub(crate) fn reload(ctx: &Ctx, mmap: bool, title: &str) -> Workload {
         Ok(t)
     })];
     contenders.push(ctx.joblib(json!({"w": id, "dir": ws.join("joblib"), "n": n, "probe": probe})));
-    let entry = entry_file(&store.join("cachette").join(FuncId::new("bench.big").folder()));
+    let entry = entry_file(
+        &store
+            .join("cachette")
+            .join(FuncId::new("bench.big").folder()),
+    );
     contenders.push(match (entry, mmap) {
         (Ok(path), true) => {
             Contender::new("floor: memmap2 map + one read", Kind::Floor, move |iters| {

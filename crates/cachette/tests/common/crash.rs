@@ -280,13 +280,14 @@ impl Reader {
             .unwrap();
         let seen = Arc::new(Mutex::new(None));
         let sink = seen.clone();
-        let f = memory
-            .cache_fn(big)
-            .name(NAME)
-            .validate(Validation::new(move |meta: &Metadata| {
-                *sink.lock().unwrap() = Some(meta.time);
-                true
-            }));
+        let f =
+            memory
+                .cache_fn(big)
+                .name(NAME)
+                .validate(Validation::new(move |meta: &Metadata| {
+                    *sink.lock().unwrap() = Some(meta.time);
+                    true
+                }));
         Reader {
             memory,
             f,

@@ -367,9 +367,7 @@ impl Stage {
             builder = builder.compress(level);
         }
         let memory = builder.build().unwrap();
-        let f = memory
-            .cache_fn(stage_output)
-            .name("fuzz::stage");
+        let f = memory.cache_fn(stage_output).name("fuzz::stage");
         let keys = STAGE_CALLS
             .iter()
             .map(|&k| {
