@@ -173,13 +173,17 @@ fn shelving() {
     println!("{result}");
     println!("{}", show(&result.get().expect("stored")));
 
-    // The printed form is all another process needs to read the value.
+    // The printed form is all another process needs to read the value, in a store that
+    // process chose: a reference from a message opens nothing by itself.
     if let Shelved::Memorized(reference) = &result {
         let printed = reference.to_string();
         let parsed: cachette::MemorizedResult<Vec<f64>> = printed.parse().expect("parses");
+        if let Err(e) = parsed.get() {
+            println!("a parsed reference on its own: {e}");
+        }
         println!(
             "read back from its printed form: {}",
-            show(&parsed.get().expect("stored"))
+            show(&MEMORY.resolve(&parsed).get().expect("stored"))
         );
     }
 

@@ -200,7 +200,9 @@ fn the_environment_overrides_files_in_the_documented_order() {
         Some(Path::new("a secret from the environment")),
     );
     let signed = Memory::from_config(&file_a).unwrap();
-    let shipped = signed.config().unwrap();
+    // The shipped config leaves the key out unless asked for it.
+    assert!(signed.config().unwrap().signing_key.is_none());
+    let shipped = signed.config_with_secrets().unwrap();
     assert_eq!(
         shipped.signing_key.as_ref().map(|s| s.0.as_str()),
         Some("a secret from the environment")
@@ -209,7 +211,7 @@ fn the_environment_overrides_files_in_the_documented_order() {
     assert!(
         Memory::from_config(&file_a)
             .unwrap()
-            .config()
+            .config_with_secrets()
             .unwrap()
             .signing_key
             .is_none()

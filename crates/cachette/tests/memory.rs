@@ -418,6 +418,10 @@ fn shelved_results_round_trip_through_serde_and_their_printed_form() {
     );
     let parsed: MemorizedResult<Stats> = printed.parse().unwrap();
     assert_eq!(&parsed, result);
+    // A reference from outside opens nothing by itself: it is resolved in a chosen memory.
+    let err = parsed.get().unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+    let parsed = fx.memory.resolve(&parsed);
     assert_eq!(parsed.get().unwrap(), expected);
 
     #[derive(Serialize, Deserialize)]
@@ -429,7 +433,7 @@ fn shelved_results_round_trip_through_serde_and_their_printed_form() {
     })
     .unwrap();
     let job: Job = toml::from_str(&text).unwrap();
-    assert_eq!(job.result.get().unwrap(), expected);
+    assert_eq!(fx.memory.resolve(&job.result).get().unwrap(), expected);
 
     // After clear, get is a typed error saying the value does not exist.
     result.clear().unwrap();

@@ -203,12 +203,14 @@ fn reading_a_location_that_does_not_exist_creates_nothing() {
     let f = memory.cache(square).name("shared::read");
     assert!(!f.check_call_in_cache(&2));
     assert!(memory.entries(None).unwrap().is_empty());
+    // References open the locations they name only when those are allowed.
+    let repo = dir.path().join("repo");
+    cachette::allow_reference_locations([missing.to_str().unwrap(), repo.to_str().unwrap()]);
     let reference: MemorizedResult<u64> =
         MemorizedResult::from_parts(missing.to_str().unwrap(), f.id().folder(), "0".repeat(32));
     assert!(matches!(reference.get(), Err(Error::NotFound { .. })));
     assert!(!missing.exists(), "a read created the location");
     // In a repository root: no `.gitignore` appears.
-    let repo = dir.path().join("repo");
     std::fs::create_dir(&repo).unwrap();
     let reference: MemorizedResult<u64> =
         MemorizedResult::from_parts(repo.to_str().unwrap(), f.id().folder(), "0".repeat(32));

@@ -64,7 +64,7 @@ fn a_damaged_entry_is_an_error_only_in_strict_mode() {
     let f = strict.cache_capturing(&square).name("strict::square");
     let err = f.try_eval(7).unwrap_err();
     assert!(matches!(err, Error::Entry { .. }), "{err:?}");
-    assert!(err.to_string().contains("strict.square/"), "{err}");
+    assert!(err.to_string().contains("strict.square-"), "{err}");
     assert_eq!(calls.load(Ordering::SeqCst), 2, "nothing computed");
     let w = warnings(&reports);
     assert!(
@@ -200,7 +200,7 @@ fn the_functions_own_errors_stay_apart_and_are_not_stored() {
         .try_call_with(5, boxed)
         .map_err(CallError::into_inner)
         .unwrap_err();
-    assert!(err.to_string().contains("strict.checked/"), "{err}");
+    assert!(err.to_string().contains("strict.checked-"), "{err}");
 }
 
 #[test]
@@ -281,7 +281,7 @@ fn memoize_strict_returns_faults_as_the_functions_error() {
     damage(&MACRO_BACKEND, "strict::halve");
     damage(&MACRO_BACKEND, "strict::halve_leniently");
     let err = halve(8).unwrap_err();
-    assert!(err.to_string().contains("strict.halve/"), "{err}");
+    assert!(err.to_string().contains("strict.halve-"), "{err}");
     assert_eq!(halve_leniently(8).unwrap(), 4, "lenient: computed again");
     // The forced call replaces the damaged entry; then it loads again.
     assert_eq!(halve::call(8).unwrap().0, 4);
@@ -290,7 +290,8 @@ fn memoize_strict_returns_faults_as_the_functions_error() {
         halve::call_and_shelve(8).unwrap(),
         cachette::Shelved::Memorized(_)
     ));
-    let key = Key::new("strict.halve/func_code").unwrap();
+    let folder = cachette::FuncId::new("strict::halve").folder().to_owned();
+    let key = Key::new(format!("cachette/{folder}/func_code")).unwrap();
     assert!(
         block_on(false, MACRO_BACKEND.get(&key))
             .unwrap()

@@ -1,5 +1,6 @@
 //! [`MemoryBuilder`]: options of a [`Memory`], its store and its layers, and how it is built.
 
+use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,7 +95,7 @@ impl MemoryConfig {
 }
 
 /// Where the store of a memory comes from.
-#[derive(Debug, Default)]
+#[derive(Default)]
 enum StoreSource {
     #[default]
     None,
@@ -104,6 +105,17 @@ enum StoreSource {
     Config(Box<dyn BackendConfig>),
     /// A backend built in code.
     Backend(DynBackend),
+}
+
+impl fmt::Debug for StoreSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreSource::None => f.write_str("None"),
+            StoreSource::Url(url) => write!(f, "Url({:?})", crate::report::redact_url(url)),
+            StoreSource::Config(config) => write!(f, "Config({config:?})"),
+            StoreSource::Backend(backend) => write!(f, "Backend({backend:?})"),
+        }
+    }
 }
 
 /// A layer given to the builder.
@@ -121,7 +133,7 @@ enum LayerSpec {
 /// let memory = Memory::builder().url("memory://builder-doc").verbose(1).build().unwrap();
 /// assert_eq!(memory.verbose(), 1);
 /// ```
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct MemoryBuilder {
     store: StoreSource,
     options: Options,
@@ -132,6 +144,22 @@ pub struct MemoryBuilder {
     reporter: Reporter,
     signing: Option<SigningKey>,
     signing_secret: Option<String>,
+    previous_secrets: Option<Vec<String>>,
+}
+
+impl fmt::Debug for MemoryBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryBuilder")
+            .field("store", &self.store)
+            .field("options", &self.options)
+            .field("layers", &self.layers)
+            .field("disabled", &self.disabled)
+            .field(
+                "signing",
+                &(self.signing.is_some() || self.signing_secret.is_some()),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl MemoryBuilder {
@@ -185,6 +213,13 @@ impl MemoryBuilder {
         }
         self.signing_secret = config.signing_key.map(|s| s.0);
         self.signing = None;
+        self.previous_secrets = (!config.previous_signing_keys.is_empty()).then(|| {
+            config
+                .previous_signing_keys
+                .into_iter()
+                .map(|s| s.0)
+                .collect()
+        });
         self
     }
 
@@ -207,6 +242,18 @@ impl MemoryBuilder {
     pub fn signing_key(mut self, key: SigningKey) -> Self {
         self.signing = Some(key);
         self.signing_secret = None;
+        self
+    }
+
+    /// Also accepts entries signed with these previous keys' secrets while keys are rotated
+    /// (see [`SigningKey::with_previous`]); `CACHETTE_PREVIOUS_SIGNING_KEYS` gives them when
+    /// this is not called.
+    pub fn previous_signing_keys<I, S>(mut self, secrets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.previous_secrets = Some(secrets.into_iter().map(Into::into).collect());
         self
     }
 
@@ -277,6 +324,16 @@ impl MemoryBuilder {
     /// entries are never mapped: their signature covers bytes that a map would read later.
     pub fn verify_maps(mut self, on: bool) -> Self {
         self.options.verify_maps = on;
+        self
+    }
+
+    /// The most bytes a compressed entry may decompress to when it is read (4 GiB by
+    /// default). Every compressed entry announces its size; one that announces more, or holds
+    /// another size than it announces, is refused as damaged (a warning and a recomputation),
+    /// so an entry of a few kilobytes written by someone else cannot make this memory
+    /// allocate gigabytes. Raise it for outputs larger than 4 GiB that are compressed.
+    pub fn max_decompressed_size(mut self, bytes: u64) -> Self {
+        self.options.max_decompressed_size = bytes;
         self
     }
 
@@ -391,9 +448,21 @@ impl MemoryBuilder {
             return Ok(Memory::disabled());
         }
         self.options.validate().map_err(Error::Config)?;
-        let signing = match self.signing_secret {
-            Some(secret) => Some(SigningKey::new(secret)?),
-            None => self.signing,
+        // The one place that reads the environment's signing keys, for every constructor.
+        let signing = match (self.signing_secret, self.signing) {
+            (Some(secret), _) => Some(SigningKey::new(secret)?),
+            (None, Some(key)) => Some(key),
+            (None, None) => crate::config::env_var(crate::config::SIGNING_KEY_ENV)
+                .map(SigningKey::new)
+                .transpose()?,
+        };
+        let previous = self.previous_secrets.or_else(|| {
+            crate::config::previous_keys_from_env()
+                .map(|keys| keys.into_iter().map(|s| s.0).collect())
+        });
+        let signing = match (signing, previous) {
+            (Some(key), Some(previous)) => Some(key.with_previous(previous)?),
+            (key, _) => key,
         };
         let (mut backend, config, opened) = match self.store {
             StoreSource::Backend(backend) => (backend, None, false),
@@ -461,6 +530,7 @@ impl MemoryBuilder {
             self.codec.unwrap_or_else(|| Arc::new(MessagePack)),
             signing,
             compress,
+            options.max_decompressed_size,
         );
         Ok(Memory {
             shared: Some(Arc::new(Shared {
@@ -521,7 +591,10 @@ mod tests {
             .build()
             .unwrap();
         assert!(memory.config().is_none());
-        let location = memory.location().unwrap();
-        assert!(location.contains("in front of"), "{location}");
+        assert_eq!(
+            memory.location(),
+            Some("memory://builder-layers"),
+            "the shared store"
+        );
     }
 }

@@ -60,8 +60,14 @@ pub const CONFIG_ENV: &str = "CACHETTE_CONFIG";
 pub const LOCATION_ENV: &str = "CACHETTE_LOCATION";
 
 /// The environment variable that holds the secret entries are signed with, overriding a config
-/// file's `signing_key` (so that the secret need not be in the file).
+/// file's `signing_key` (so that the secret need not be in the file). Every memory built
+/// without a signing key in code reads it: `Memory::new`, `Memory::from_url`, the builder and
+/// config files alike.
 pub const SIGNING_KEY_ENV: &str = "CACHETTE_SIGNING_KEY";
+
+/// The environment variable that holds the secrets of previous signing keys, comma-separated,
+/// whose signatures are still accepted while keys are rotated.
+pub const PREVIOUS_SIGNING_KEYS_ENV: &str = "CACHETTE_PREVIOUS_SIGNING_KEYS";
 
 /// The whole configuration of a [`Memory`](crate::Memory): its store, its layers and its
 /// [`Options`]. See the [module documentation](self) for the file format and the precedence of
@@ -71,7 +77,7 @@ pub const SIGNING_KEY_ENV: &str = "CACHETTE_SIGNING_KEY";
 /// [`Memory::from_url`](crate::Memory::from_url) takes) or `backend` (a backend's own
 /// configuration, tagged by `type`), not both. The options' keys sit at the top level of the
 /// file, beside `location`. Unknown keys are errors.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct MemoryConfig {
     /// `false` builds a disabled memory: every call runs, nothing is stored (default `true`).
@@ -93,6 +99,10 @@ pub struct MemoryConfig {
     /// `CACHETTE_SIGNING_KEY` overrides it. Keep a file that holds it readable only by its
     /// users.
     pub signing_key: Option<Secret>,
+    /// Secrets of previous signing keys, whose signatures are still accepted while keys are
+    /// rotated (see [`SigningKey::with_previous`](crate::SigningKey::with_previous));
+    /// `CACHETTE_PREVIOUS_SIGNING_KEYS` (comma-separated) overrides it.
+    pub previous_signing_keys: Vec<Secret>,
     /// How the memory behaves: the other top-level keys.
     pub options: Options,
     /// Where the configuration was read from, for errors.
@@ -112,6 +122,7 @@ impl Default for MemoryConfig {
             local_tier: None,
             retry: None,
             signing_key: None,
+            previous_signing_keys: Vec::new(),
             options: Options::default(),
             origin: None,
         }
@@ -131,6 +142,8 @@ struct Repr<'a> {
     local_tier: &'a Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     signing_key: &'a Option<Secret>,
+    #[serde(skip_serializing_if = "<[Secret]>::is_empty")]
+    previous_signing_keys: &'a [Secret],
     #[serde(skip_serializing_if = "Option::is_none")]
     retry: &'a Option<RetryPolicy>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,6 +162,7 @@ impl Serialize for MemoryConfig {
             options: &self.options,
             local_tier: &self.local_tier,
             signing_key: &self.signing_key,
+            previous_signing_keys: &self.previous_signing_keys,
             retry: &self.retry,
             backend: self.backend.as_deref(),
         }
@@ -221,6 +235,8 @@ impl MemoryConfig {
         let local_tier = take::<String>(&mut table, "local_tier")?;
         let retry = take::<RetryPolicy>(&mut table, "retry")?;
         let signing_key = take::<Secret>(&mut table, "signing_key")?;
+        let previous_signing_keys =
+            take::<Vec<Secret>>(&mut table, "previous_signing_keys")?.unwrap_or_default();
         let backend = match table.remove("backend") {
             None => None,
             Some(toml::Value::Table(section)) => Some(
@@ -255,6 +271,7 @@ impl MemoryConfig {
             local_tier,
             retry,
             signing_key,
+            previous_signing_keys,
             options,
             origin: None,
         })
@@ -327,6 +344,9 @@ impl MemoryConfig {
         if let Some(secret) = env_var(SIGNING_KEY_ENV) {
             config.signing_key = Some(Secret(secret));
         }
+        if let Some(previous) = previous_keys_from_env() {
+            config.previous_signing_keys = previous;
+        }
         config
     }
 
@@ -368,18 +388,84 @@ impl MemoryConfig {
     }
 }
 
-impl fmt::Display for MemoryConfig {
-    /// The configuration as TOML.
+impl fmt::Debug for MemoryConfig {
+    /// Secrets left out: passwords in URLs, signing keys (the backend's own configuration hides
+    /// its secrets in its `Debug`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.to_toml() {
+        f.debug_struct("MemoryConfig")
+            .field("enabled", &self.enabled)
+            .field(
+                "location",
+                &self.location.as_deref().map(crate::report::redact_url),
+            )
+            .field("backend", &self.backend)
+            .field(
+                "local_tier",
+                &self.local_tier.as_deref().map(crate::report::redact_url),
+            )
+            .field("retry", &self.retry)
+            .field("signing_key", &self.signing_key)
+            .field("previous_signing_keys", &self.previous_signing_keys.len())
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+impl fmt::Display for MemoryConfig {
+    /// The configuration as TOML, with its secrets hidden: passwords in URLs, and the values of
+    /// keys that name a secret (`password`, `secret`, `token`, `signing_key`, `credentials`).
+    /// [`to_toml`](Self::to_toml) gives them, to ship the configuration.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let table = match toml::Table::try_from(self) {
+            Ok(table) => table,
+            Err(e) => return write!(f, "<cannot write as TOML: {e}>"),
+        };
+        match toml::to_string(&redact_table(table)) {
             Ok(text) => f.write_str(&text),
-            Err(e) => write!(f, "<{e}>"),
+            Err(e) => write!(f, "<cannot write as TOML: {e}>"),
         }
     }
 }
 
+/// `table`, with the values of keys that name a secret hidden, and the passwords of URLs.
+fn redact_table(table: toml::Table) -> toml::Table {
+    const SECRET_WORDS: &[&str] = &["password", "secret", "token", "signing_key", "credential"];
+    table
+        .into_iter()
+        .map(|(key, value)| {
+            let lower = key.to_ascii_lowercase();
+            let value = if SECRET_WORDS.iter().any(|w| lower.contains(w)) {
+                toml::Value::String("<hidden>".into())
+            } else {
+                redact_value(value)
+            };
+            (key, value)
+        })
+        .collect()
+}
+
+fn redact_value(value: toml::Value) -> toml::Value {
+    match value {
+        toml::Value::String(s) => toml::Value::String(crate::report::redact_url(&s)),
+        toml::Value::Table(t) => toml::Value::Table(redact_table(t)),
+        toml::Value::Array(a) => toml::Value::Array(a.into_iter().map(redact_value).collect()),
+        other => other,
+    }
+}
+
+/// The secrets of `CACHETTE_PREVIOUS_SIGNING_KEYS`, if set.
+pub(crate) fn previous_keys_from_env() -> Option<Vec<Secret>> {
+    env_var(PREVIOUS_SIGNING_KEYS_ENV).map(|list| {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| Secret(s.to_owned()))
+            .collect()
+    })
+}
+
 /// The value of an environment variable, `None` when unset, empty or not Unicode.
-fn env_var(name: &str) -> Option<String> {
+pub(crate) fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 

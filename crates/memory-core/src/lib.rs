@@ -74,7 +74,7 @@ pub use global::{AsMemory, global, set_global};
 pub use memory::{EntryInfo, FunctionInfo, Memory, MemoryStats};
 pub use options::Options;
 pub use report::{Report, Reporter};
-pub use result::{MemorizedResult, NotMemorizedResult, Shelved};
+pub use result::{MemorizedResult, NotMemorizedResult, Shelved, allow_reference_locations};
 pub use signing::SigningKey;
 pub use size::{ByteSize, ReduceReport, SizeLimits};
 pub use validation::{ExpiresAfter, MAX_CLOCK_AHEAD, Validation, expires_after};

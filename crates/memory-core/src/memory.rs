@@ -113,7 +113,19 @@ impl Memory {
     /// backend given as an object ([`Memory::with_backend`]) or with layers a configuration
     /// cannot describe, which have no configuration to give. A disabled memory gives a
     /// disabled configuration.
+    ///
+    /// The signing key is left out: workers take theirs from their environment
+    /// (`CACHETTE_SIGNING_KEY`), or use [`config_with_secrets`](Self::config_with_secrets).
     pub fn config(&self) -> Option<MemoryConfig> {
+        let mut config = self.config_with_secrets()?;
+        config.signing_key = None;
+        config.previous_signing_keys.clear();
+        Some(config)
+    }
+
+    /// [`config`](Self::config), with the signing key and the previous keys: for a channel as
+    /// private as the keys themselves.
+    pub fn config_with_secrets(&self) -> Option<MemoryConfig> {
         let Some(shared) = &self.shared else {
             return Some(MemoryConfig {
                 enabled: false,
@@ -126,6 +138,11 @@ impl Memory {
         config.local_tier.clone_from(&origin.local_tier);
         config.retry.clone_from(&origin.retry);
         config.signing_key = shared.store.signing().map(|k| k.secret().clone());
+        config.previous_signing_keys = shared
+            .store
+            .signing()
+            .map(SigningKey::previous_secrets)
+            .unwrap_or_default();
         Some(config)
     }
 

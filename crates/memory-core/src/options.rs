@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::array::MmapMode;
+use crate::entry::DEFAULT_MAX_DECOMPRESSED;
 
 /// The default lease of a compute-once claim.
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -77,6 +78,12 @@ pub struct Options {
         skip_serializing_if = "is_default_wait_timeout"
     )]
     pub wait_timeout: Duration,
+    /// The most bytes a compressed entry may decompress to (`max_decompressed_size`, default
+    /// 4 GiB). A larger entry is refused as damaged, so a hostile entry of a few kilobytes
+    /// cannot make a reader allocate gigabytes. See
+    /// [`MemoryBuilder::max_decompressed_size`](crate::MemoryBuilder::max_decompressed_size).
+    #[serde(skip_serializing_if = "is_default_max_decompressed")]
+    pub max_decompressed_size: u64,
 }
 
 impl Default for Options {
@@ -92,6 +99,7 @@ impl Default for Options {
             strict: false,
             lease: DEFAULT_LEASE,
             wait_timeout: DEFAULT_WAIT_TIMEOUT,
+            max_decompressed_size: DEFAULT_MAX_DECOMPRESSED,
         }
     }
 }
@@ -159,6 +167,10 @@ fn is_default_lease(d: &Duration) -> bool {
 
 fn is_default_wait_timeout(d: &Duration) -> bool {
     *d == DEFAULT_WAIT_TIMEOUT
+}
+
+fn is_default_max_decompressed(n: &u64) -> bool {
+    *n == DEFAULT_MAX_DECOMPRESSED
 }
 
 #[cfg(test)]

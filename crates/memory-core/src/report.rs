@@ -74,3 +74,66 @@ pub(crate) fn rule_ending_with(message: &str) -> String {
     let width = message.chars().count();
     format!("{}{message}", "_".repeat(80usize.saturating_sub(width)))
 }
+
+/// A string read from a store or a message, made safe to print: control characters (terminal
+/// escape codes among them) escaped, and cut to 300 characters.
+pub(crate) fn untrusted(text: &str) -> String {
+    const MAX: usize = 300;
+    let mut out = String::with_capacity(text.len().min(MAX + 8));
+    for (i, c) in text.chars().enumerate() {
+        if i == MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A location (a URL or a path) made safe to print: the password of its user information, if
+/// any, hidden. Whatever stands between `://` and the last `@` before the path is user
+/// information, so a password holding an unescaped `/`, `#`, `?` or `@` is hidden whole.
+pub(crate) fn redact_url(location: &str) -> String {
+    let Some(start) = location.find("://").map(|i| i + 3) else {
+        return location.to_owned();
+    };
+    let rest = &location[start..];
+    let Some(at) = rest.rfind('@') else {
+        return location.to_owned();
+    };
+    let userinfo = &rest[..at];
+    let user = userinfo.split_once(':').map_or("", |(user, _)| user);
+    let shown = if userinfo.contains(':') {
+        format!("{user}:***")
+    } else {
+        "***".to_owned()
+    };
+    format!("{}{shown}{}", &location[..start], &rest[at..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden_whatever_they_hold() {
+        for (url, shown) in [
+            ("redis://:s3cret@host:6379/0", "redis://:***@host:6379/0"),
+            (
+                "redis://alice:p#ss/w@rd?x@host/2",
+                "redis://alice:***@host/2",
+            ),
+            ("rediss://token@host", "rediss://***@host"),
+            ("s3://bucket/prefix", "s3://bucket/prefix"),
+            ("/var/cache/with@sign", "/var/cache/with@sign"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+            assert!(!redact_url(url).contains("s3cret"));
+        }
+        assert_eq!(untrusted("a\u{1b}[31mred"), "a\\u{1b}[31mred");
+    }
+}

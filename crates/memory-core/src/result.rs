@@ -9,6 +9,7 @@ use std::sync::{Mutex, OnceLock};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::array::MmapMode;
 use crate::error::{Error, Result};
 use crate::key::{Key, grammar};
 use crate::memory::Memory;
@@ -21,12 +22,72 @@ use crate::reach::{Reach, finish};
 /// It implements `Serialize`/`Deserialize`, and its printed form
 /// (`MemorizedResult(location="…", func="…", args_id="…")`) parses back with [`str::parse`],
 /// in another process, on another machine with the same backend.
+///
+/// **A reference that arrives from outside is a stranger's input.** Read it in a store you
+/// chose, with [`Memory::resolve`]: it is then loaded, checked (with that memory's signing key)
+/// and cleared there, whatever location it names. A parsed reference opens the location it
+/// names by itself only when that location was allowed with [`allow_reference_locations`];
+/// otherwise [`get`](Self::get) and [`clear`](Self::clear) refuse, so that a message cannot
+/// make a reader connect to a host, read or delete where it should not.
 pub struct MemorizedResult<R> {
     location: String,
     func: String,
     args_id: String,
     memory: OnceLock<Memory>,
+    mmap_mode: Option<MmapMode>,
     _output: PhantomData<fn() -> R>,
+}
+
+/// The locations that references from outside may open by themselves (see
+/// [`allow_reference_locations`]).
+static ALLOWED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Allows references parsed from messages ([`MemorizedResult`]'s printed or serialized form) to
+/// open the store of these locations by themselves, as they name them (exact strings: the
+/// location a memory reports, [`Memory::location`]). Without this, such a reference is read
+/// through [`Memory::resolve`] only. The memory opened follows the environment
+/// (`CACHETTE_SIGNING_KEY`).
+pub fn allow_reference_locations<I, S>(locations: I)
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut allowed = ALLOWED.lock().unwrap_or_else(|e| e.into_inner());
+    for location in locations {
+        let location = location.into();
+        if !allowed.contains(&location) {
+            allowed.push(location);
+        }
+    }
+}
+
+impl Memory {
+    /// The reference `reference` (received from elsewhere, say) resolved in this memory's
+    /// store: it is loaded with this memory's backend, signing key and [`MmapMode`], and
+    /// cleared in this store, whatever location it names.
+    ///
+    /// ```
+    /// use cachette_core::{MemorizedResult, Memory};
+    /// let memory = Memory::from_url("memory://resolve-doc").unwrap();
+    /// let f = memory.cache(|x: u32| x + 1);
+    /// let printed = f.call_and_shelve(1).to_string();
+    /// // Elsewhere: a message brings `printed`.
+    /// let received: MemorizedResult<u32> = printed.parse().unwrap();
+    /// assert_eq!(memory.resolve(&received).get().unwrap(), 2);
+    /// ```
+    pub fn resolve<R>(&self, reference: &MemorizedResult<R>) -> MemorizedResult<R> {
+        let location = self
+            .location()
+            .map_or_else(|| reference.location.clone(), str::to_owned);
+        MemorizedResult {
+            location,
+            func: reference.func.clone(),
+            args_id: reference.args_id.clone(),
+            memory: OnceLock::from(self.clone()),
+            mmap_mode: reference.mmap_mode,
+            _output: PhantomData,
+        }
+    }
 }
 
 impl<R> MemorizedResult<R> {
@@ -38,11 +99,12 @@ impl<R> MemorizedResult<R> {
             func,
             args_id,
             memory: cell,
+            mmap_mode: None,
             _output: PhantomData,
         }
     }
 
-    /// A reference from its parts.
+    /// A reference from its parts. It is not bound to a memory: see [`Memory::resolve`].
     pub fn from_parts(
         location: impl Into<String>,
         func: impl Into<String>,
@@ -53,8 +115,15 @@ impl<R> MemorizedResult<R> {
             func: func.into(),
             args_id: args_id.into(),
             memory: OnceLock::new(),
+            mmap_mode: None,
             _output: PhantomData,
         }
+    }
+
+    /// Loads the arrays of the value as `mode` says, instead of the memory's mode.
+    pub fn mmap_mode(mut self, mode: MmapMode) -> Self {
+        self.mmap_mode = Some(mode);
+        self
     }
 
     /// The location of the store.
@@ -72,15 +141,29 @@ impl<R> MemorizedResult<R> {
         &self.args_id
     }
 
+    /// The key of the entry, once the parts are checked: a function folder (one segment) and
+    /// an argument hash (32 hex digits), so that a reference names an entry and nothing else.
     fn key(&self) -> Result<Key> {
+        check_parts(&self.func, &self.args_id)?;
         Ok(grammar::entry(&self.func, &self.args_id)?)
     }
 
-    /// The memory the result lives in: the one that made it, or one opened from the location
-    /// (shared by every reference to that location in this process).
+    /// The memory the result lives in: the one that made it or resolved it, or one opened from
+    /// the location when references may open it (see [`allow_reference_locations`]), shared by
+    /// every reference to that location in this process.
     fn memory(&self) -> Result<&Memory> {
         if let Some(m) = self.memory.get() {
             return Ok(m);
+        }
+        let allowed = ALLOWED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&self.location);
+        if !allowed {
+            return Err(Error::InvalidArgument(format!(
+                "this reference names the location {:?}, which references may not open by themselves: read it with Memory::resolve in a store of your choice, or allow the location with cachette::allow_reference_locations",
+                crate::report::untrusted(&self.location)
+            )));
         }
         static OPENED: OnceLock<Mutex<HashMap<String, Memory>>> = OnceLock::new();
         let mut opened = OPENED
@@ -148,7 +231,7 @@ impl<R: DeserializeOwned> MemorizedResult<R> {
             .load(
                 reach,
                 &key,
-                shared.options.mmap_mode,
+                self.mmap_mode.unwrap_or(shared.options.mmap_mode),
                 shared.options.verify_maps,
             )
             .await?
@@ -163,9 +246,33 @@ impl<R> Clone for MemorizedResult<R> {
             func: self.func.clone(),
             args_id: self.args_id.clone(),
             memory: self.memory.clone(),
+            mmap_mode: self.mmap_mode,
             _output: PhantomData,
         }
     }
+}
+
+/// Checks the parts of a reference: `func` a function folder (one key segment), `args_id` an
+/// argument hash (32 hex digits).
+fn check_parts(func: &str, args_id: &str) -> Result<()> {
+    let bad = |what: &str| {
+        Err(Error::InvalidArgument(format!(
+            "not a reference to an entry: {what}"
+        )))
+    };
+    if func.is_empty() || func.contains(['/', '\\', '\0']) || func == "." || func == ".." {
+        return bad(&format!(
+            "{:?} is not a function folder",
+            crate::report::untrusted(func)
+        ));
+    }
+    if args_id.len() != 32 || !args_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return bad(&format!(
+            "{:?} is not an argument hash (32 hex digits)",
+            crate::report::untrusted(args_id)
+        ));
+    }
+    Ok(())
 }
 
 impl<R> PartialEq for MemorizedResult<R> {

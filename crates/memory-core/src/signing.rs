@@ -26,10 +26,16 @@ pub(crate) const SIGNATURE_LEN: usize = 32;
 pub(crate) const MIN_SECRET_LEN: usize = 16;
 
 /// A secret key that signs and checks entries (HMAC-SHA256). Its `Debug` form hides it.
+///
+/// Keys are rotated with [`with_previous`](Self::with_previous): entries are signed with the
+/// current key, and entries signed with a previous one are still accepted, until the previous
+/// keys are dropped.
 #[derive(Clone)]
 pub struct SigningKey {
     mac: Hmac<Sha256>,
     secret: Secret,
+    /// Keys whose signatures are still accepted.
+    previous: Vec<(Hmac<Sha256>, Secret)>,
 }
 
 impl SigningKey {
@@ -49,7 +55,28 @@ impl SigningKey {
         Ok(SigningKey {
             mac,
             secret: Secret(secret),
+            previous: Vec::new(),
         })
+    }
+
+    /// This key, accepting also the signatures of the keys of `previous` (secrets of at least
+    /// [`MIN_SECRET_LEN`] bytes), for a rotation: readers take both while writers move to the
+    /// new key.
+    pub fn with_previous<I, S>(mut self, previous: I) -> Result<SigningKey>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        for secret in previous {
+            let key = SigningKey::new(secret)?;
+            self.previous.push((key.mac, key.secret));
+        }
+        Ok(self)
+    }
+
+    /// The secrets of the previous keys, to ship them with a configuration.
+    pub(crate) fn previous_secrets(&self) -> Vec<Secret> {
+        self.previous.iter().map(|(_, s)| s.clone()).collect()
     }
 
     /// The secret, to ship the key with a configuration.
@@ -69,17 +96,22 @@ impl SigningKey {
         mac.finalize().into_bytes().into()
     }
 
-    /// Whether `signature` signs the bytes `parts` yields (compared in constant time).
+    /// Whether `signature` signs the bytes `parts` yields with this key or a previous one
+    /// (compared in constant time).
     pub(crate) fn verify<'a>(
         &self,
-        parts: impl IntoIterator<Item = &'a [u8]>,
+        parts: impl IntoIterator<Item = &'a [u8]> + Clone,
         signature: &[u8],
     ) -> bool {
-        let mut mac = self.mac.clone();
-        for part in parts {
-            mac.update(part);
-        }
-        mac.verify_slice(signature).is_ok()
+        std::iter::once(&self.mac)
+            .chain(self.previous.iter().map(|(mac, _)| mac))
+            .any(|key| {
+                let mut mac = key.clone();
+                for part in parts.clone() {
+                    mac.update(part);
+                }
+                mac.verify_slice(signature).is_ok()
+            })
     }
 }
 

@@ -46,7 +46,9 @@
 //!   describe, and the payload checksum covers the compressed bytes. The frame's window is at
 //!   most 2 MiB ([`ZSTD_WINDOW_LOG_MAX`]): a decoder allocates the window a frame header
 //!   announces before it decodes anything, so a reader refuses larger ones rather than let a
-//!   few bytes make it allocate up to 128 MiB.
+//!   few bytes make it allocate up to 128 MiB. The frame header announces the decompressed
+//!   size; a reader refuses frames that do not, that announce more than its cap
+//!   ([`DEFAULT_MAX_DECOMPRESSED`] unless configured), or that hold another size.
 //! - [`FLAG_SIGNED`]: the 32 bytes before the payload hold an HMAC-SHA256, with the key of
 //!   the memory that wrote it, of every other byte of the entry (see
 //!   [`SigningKey`]). Readers without a key ignore it; readers with one
@@ -88,6 +90,9 @@ pub const ARRAY_BLOCK: usize = 16 << 20;
 /// payload: 2 MiB, the window of zstd's default level for large inputs. Writers compress with
 /// it at most, readers refuse frames that announce a larger one.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 21;
+/// The most a compressed payload may decompress to unless a memory says otherwise
+/// (`max_decompressed_size`): 4 GiB.
+pub const DEFAULT_MAX_DECOMPRESSED: u64 = 4 << 30;
 const HEAD_FIXED: usize = 24;
 static ZEROS: [u8; PAYLOAD_ALIGN] = [0; PAYLOAD_ALIGN];
 

@@ -5,9 +5,9 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use super::{
-    ARRAY_BLOCK, Expected, FLAG_ARRAYS, FLAG_SIGNED, FLAG_ZSTD, FORMAT_VERSION, HEAD_FIXED,
-    KNOWN_FLAGS, MAGIC, Metadata, PAYLOAD_ALIGN, PREFIX_LEN, ZSTD_WINDOW_LOG_MAX, check_answers,
-    decode_metadata, header_checksum, parallel_map,
+    ARRAY_BLOCK, DEFAULT_MAX_DECOMPRESSED, Expected, FLAG_ARRAYS, FLAG_SIGNED, FLAG_ZSTD,
+    FORMAT_VERSION, HEAD_FIXED, KNOWN_FLAGS, MAGIC, Metadata, PAYLOAD_ALIGN, PREFIX_LEN,
+    ZSTD_WINDOW_LOG_MAX, check_answers, decode_metadata, header_checksum, parallel_map,
 };
 use crate::error::EntryError;
 use crate::signing::{SIGNATURE_LEN, SigningKey};
@@ -323,11 +323,21 @@ impl Entry {
         self.bytes.slice(self.prefix.payload_offset as usize..)
     }
 
-    /// The payload, decompressed if needed, with its arrays located.
+    /// The payload, decompressed if needed, with its arrays located. A compressed payload may
+    /// decompress to at most [`DEFAULT_MAX_DECOMPRESSED`] bytes; see
+    /// [`decode_payload_within`](Entry::decode_payload_within).
     pub fn decode_payload(&self) -> Result<Payload, EntryError> {
+        self.decode_payload_within(DEFAULT_MAX_DECOMPRESSED)
+    }
+
+    /// The payload, decompressed if needed, with its arrays located. A compressed payload must
+    /// announce its size in its zstd frame header, and decompress to exactly that many bytes,
+    /// at most `max_decompressed`: a hostile entry of a few kilobytes cannot make a reader
+    /// allocate more.
+    pub fn decode_payload_within(&self, max_decompressed: u64) -> Result<Payload, EntryError> {
         let stored = self.payload();
         let (bytes, layout) = if self.prefix.flags & FLAG_ZSTD != 0 {
-            let bytes = Bytes::from(decompress(&stored)?);
+            let bytes = Bytes::from(decompress(&stored, max_decompressed)?);
             let layout = if self.prefix.flags & FLAG_ARRAYS != 0 {
                 Some(Layout::parse(&bytes)?)
             } else {
@@ -367,15 +377,48 @@ impl Entry {
     }
 }
 
-/// Decompresses a payload, refusing frames whose window is larger than
-/// [`ZSTD_WINDOW_LOG_MAX`] allows. Allocates the window (at most 2 MiB) and the output as it
-/// grows, whatever size the frame header announces.
-fn decompress(stored: &[u8]) -> Result<Vec<u8>, EntryError> {
+/// Decompresses a payload. The frame must announce its decompressed size (every writer
+/// pledges it), that size must be at most `max`, and the frame must decompress to exactly that
+/// size; frames whose window is larger than [`ZSTD_WINDOW_LOG_MAX`] allows are refused.
+/// Allocates the window (at most 2 MiB) and the output as it grows, never more than the
+/// announced size, whatever the frame holds.
+fn decompress(stored: &[u8], max: u64) -> Result<Vec<u8>, EntryError> {
+    use std::io::Read as _;
     let fail = |e: std::io::Error| EntryError::Corrupted(format!("cannot decompress: {e}"));
+    let announced = match zstd::zstd_safe::get_frame_content_size(stored) {
+        Ok(Some(size)) => size,
+        Ok(None) => {
+            return Err(EntryError::Corrupted(
+                "the compressed payload does not announce its size".into(),
+            ));
+        }
+        Err(_) => return Err(EntryError::Corrupted("not a zstd frame".into())),
+    };
+    if announced > max {
+        return Err(EntryError::Corrupted(format!(
+            "the compressed payload announces {announced} bytes, more than the {max} a read \
+             may decompress (`max_decompressed_size`)"
+        )));
+    }
     let mut decoder = zstd::stream::read::Decoder::with_buffer(stored).map_err(fail)?;
     decoder.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(fail)?;
-    let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut decoder, &mut out).map_err(fail)?;
+    // Grow with what is really there: the announcement is only an upper bound here.
+    let start = usize::try_from(announced.min(stored.len() as u64 * 4)).unwrap_or(0);
+    let mut out = Vec::with_capacity(start);
+    decoder
+        .take(announced.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(fail)?;
+    if out.len() as u64 != announced {
+        let held = if out.len() as u64 > announced {
+            "more".to_owned()
+        } else {
+            out.len().to_string()
+        };
+        return Err(EntryError::Corrupted(format!(
+            "the compressed payload announces {announced} bytes and holds {held}"
+        )));
+    }
     Ok(out)
 }
 

@@ -377,10 +377,11 @@ where
                 return Ok(None);
             }
         }
-        let out = match entry.decode::<R>(self.store().codec(), mode) {
-            Ok(out) => out,
-            Err(e) => return unusable(e),
-        };
+        let out =
+            match entry.decode::<R>(self.store().codec(), mode, self.store().max_decompressed()) {
+                Ok(out) => out,
+                Err(e) => return unusable(e),
+            };
         if self.verbosity() > 1 {
             verbose::loaded(
                 &self.shared.reporter,
@@ -466,7 +467,9 @@ where
         let code = Some(self.func.id.code_identity());
         // The bytes were written just now, by this call: nothing to check in the arrays.
         let loaded = match self.store().read(self.reach, key, mode, code, false).await {
-            Ok(Some(entry)) => entry.decode::<R>(self.store().codec(), mode),
+            Ok(Some(entry)) => {
+                entry.decode::<R>(self.store().codec(), mode, self.store().max_decompressed())
+            }
             Ok(None) => Err(Error::InvalidArgument("it is gone".into())),
             Err(e) => Err(e),
         };

@@ -47,7 +47,8 @@ use crate::key::{Key, Prefix};
 ///   **`sweep`**: both tiers.
 /// - **`capabilities`**: the remote tier's, except `local_files` (the local tier's) and
 ///   `blocking_io` (only when both tiers do blocking I/O, since one operation may use both).
-///   **`scheme`** is the remote tier's; **`location`** is `"<local> in front of <remote>"`.
+///   **`scheme`** and **`location`** are the remote tier's (a `MemorizedResult` shelved behind a
+///   local tier names the shared store, and parses on another machine).
 /// - **TTLs** in [`PutOptions`] go to both tiers as given. A backfilled copy has none (the
 ///   remote tier does not say how long its item has left); the core checks expiry when it
 ///   reads.
@@ -285,12 +286,10 @@ impl StoreBackend for Tiered {
         self.remote.scheme()
     }
 
+    /// The remote tier's: the shared store, which a reference shelved here names, so that it
+    /// parses on another machine (the local tier is this machine's copy).
     fn location(&self) -> String {
-        format!(
-            "{} in front of {}",
-            self.local.location(),
-            self.remote.location()
-        )
+        self.remote.location()
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -696,7 +695,8 @@ mod tests {
         let location = s.tiered.location();
         assert_eq!(
             location,
-            format!("{} in front of {}", s.local.location(), s.remote.location())
+            s.remote.location(),
+            "the shared store: what a reference shelved here names"
         );
         let caps = s.tiered.capabilities();
         assert_eq!(caps, s.remote.capabilities());

@@ -54,6 +54,8 @@ pub(crate) struct EntryStore {
     codec: Arc<dyn Codec>,
     signing: Option<SigningKey>,
     compress: Option<i32>,
+    /// The most a compressed entry may decompress to.
+    max_decompressed: u64,
     identities: identity::Checks,
 }
 
@@ -63,6 +65,7 @@ impl EntryStore {
         codec: Arc<dyn Codec>,
         signing: Option<SigningKey>,
         compress: Option<i32>,
+        max_decompressed: u64,
     ) -> EntryStore {
         EntryStore {
             location: backend.location(),
@@ -71,6 +74,7 @@ impl EntryStore {
             codec,
             signing,
             compress,
+            max_decompressed,
             identities: identity::Checks::default(),
         }
     }
@@ -93,6 +97,11 @@ impl EntryStore {
     /// The codec of outputs.
     pub(crate) fn codec(&self) -> &dyn Codec {
         &*self.codec
+    }
+
+    /// The most a compressed entry may decompress to.
+    pub(crate) fn max_decompressed(&self) -> u64 {
+        self.max_decompressed
     }
 
     /// The key entries are signed and checked with.
@@ -182,7 +191,7 @@ impl EntryStore {
             true,
         )
         .map_err(|source| entry_error(key, source))?;
-        checked.check_payload()?;
+        checked.check_payload(self.max_decompressed)?;
         Ok(true)
     }
 
@@ -196,7 +205,9 @@ impl EntryStore {
         verify_arrays: bool,
     ) -> Result<Option<R>, Error> {
         match self.read(reach, key, mode, None, verify_arrays).await? {
-            Some(entry) => entry.decode(self.codec(), mode).map(Some),
+            Some(entry) => entry
+                .decode(self.codec(), mode, self.max_decompressed)
+                .map(Some),
             None => Ok(None),
         }
     }

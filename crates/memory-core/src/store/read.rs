@@ -86,9 +86,9 @@ impl Checked {
     }
 
     /// Checks that the payload decompresses and lays out its arrays as announced.
-    pub(crate) fn check_payload(&self) -> Result<(), Error> {
+    pub(crate) fn check_payload(&self, max_decompressed: u64) -> Result<(), Error> {
         self.entry
-            .decode_payload()
+            .decode_payload_within(max_decompressed)
             .map(drop)
             .map_err(|source| Error::Entry {
                 key: self.key.to_string(),
@@ -101,6 +101,7 @@ impl Checked {
         self,
         codec: &dyn Codec,
         mode: MmapMode,
+        max_decompressed: u64,
     ) -> Result<R, Error> {
         let key = self.key.to_string();
         let fail = |source: EntryError| Error::Entry {
@@ -113,7 +114,10 @@ impl Checked {
                 e.0
             )))
         };
-        let payload = self.entry.decode_payload().map_err(fail)?;
+        let payload = self
+            .entry
+            .decode_payload_within(max_decompressed)
+            .map_err(fail)?;
         if payload.arrays().is_empty() {
             return codec::decode_value(codec, payload.structure()).map_err(undecodable);
         }
