@@ -35,7 +35,9 @@ use bytes::Bytes;
 use cachette_core::MessagePack;
 use cachette_core::MmapMode;
 use cachette_core::plugin::entry::{Entry, EntryError, Prefix, encode_parts, encode_value};
-use fuzz_support::{Counting, Stage, check_decode, check_entry, metadata, output, reseal, seeds};
+use fuzz_support::{
+    Counting, MAX_DECOMPRESSED, Stage, check_decode, check_entry, metadata, output, reseal, seeds,
+};
 
 #[global_allocator]
 static ALLOCATOR: Counting = Counting;
@@ -309,6 +311,32 @@ fn headers_that_claim_huge_sizes_allocate_nothing_of_the_sort() {
             check_entry(&b);
         }
     }
+}
+
+/// A few kilobytes of zstd that decompress to 64 MiB (a "bomb" a writer of a shared store can
+/// plant) cost a reader no more than its cap: the frame announces its size, over the cap, and
+/// is refused before anything is decompressed; a frame that lies about its size is refused as
+/// soon as it holds more.
+#[test]
+fn a_compressed_bomb_costs_a_reader_at_most_its_cap() {
+    // Written for a call of the stage, so that a load gets as far as decompressing it.
+    let stage = Stage::new(MmapMode::None, Some(3));
+    let meta = cachette_core::plugin::entry::parse_metadata(&stage.entries()[0], None).unwrap();
+    let structure = vec![0u8; 64 << 20];
+    let bomb = encode_parts(&meta, structure, Vec::new(), Some(19))
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    assert!(bomb.len() < 16 << 10, "{} bytes", bomb.len());
+    check_entry(&bomb);
+    let entry = Entry::parse(Bytes::from(bomb.clone())).unwrap();
+    let (refused, peak) = fuzz_support::peak_of(|| entry.decode_payload_within(MAX_DECOMPRESSED));
+    let err = refused.unwrap_err().to_string();
+    assert!(err.contains("announces 67108864 bytes"), "{err}");
+    assert!(peak < 1 << 20, "allocated {peak} bytes to refuse it");
+    // Through a memory with a 1 MiB cap: a warning and a recomputation, and little memory.
+    let ((), peak) = fuzz_support::peak_of(|| stage.check(&bomb, true));
+    assert!(peak < 8 << 20, "a load of the bomb allocated {peak} bytes");
 }
 
 #[test]

@@ -185,10 +185,15 @@ pub(crate) fn seeds() -> Vec<Vec<u8>> {
 
 // ------------------------------------------------------------------ decoding
 
-/// The most a decode of `input` may allocate at once: a few times its size (a copy of the
+/// The most a compressed payload may decompress to in these checks (a reader's
+/// `max_decompressed_size`): a decode allocates at most [`allowance`] of the larger of this and
+/// the input, whatever the entry announces.
+pub(crate) const MAX_DECOMPRESSED: u64 = 1 << 20;
+
+/// The most a decode of `input` bytes may allocate at once: a few times its size (a copy of the
 /// payload, a decoded value no larger than the bytes it came from, growth of vectors) plus a
-/// fixed allowance. Decompressed payloads are what they are, bounded by the same factor of the
-/// decompressed size, which the check measures too.
+/// fixed allowance. A compressed payload counts as its decompressed size, which is at most
+/// [`MAX_DECOMPRESSED`].
 pub(crate) fn allowance(input: usize) -> usize {
     8 * input + (4 << 20)
 }
@@ -207,7 +212,7 @@ pub(crate) fn check_entry(input: &[u8]) {
             };
             let Ok(entry) = parsed else { continue };
             let _ = entry.metadata();
-            if let Ok(payload) = entry.decode_payload() {
+            if let Ok(payload) = entry.decode_payload_within(MAX_DECOMPRESSED) {
                 decompressed = decompressed.max(payload.bytes().len());
                 let structure = payload.structure();
                 let _ = decode_value::<Output>(&MessagePack, structure);
@@ -220,6 +225,11 @@ pub(crate) fn check_entry(input: &[u8]) {
         }
         decompressed
     });
+    assert!(
+        decompressed as u64 <= MAX_DECOMPRESSED.max(input.len() as u64),
+        "a {}-byte entry decompressed to {decompressed} bytes, over the cap",
+        input.len()
+    );
     let limit = allowance(input.len().max(decompressed));
     assert!(
         peak <= limit,
@@ -361,6 +371,7 @@ impl Stage {
         let backend = Arc::new(InMemoryBackend::new());
         let mut builder = Memory::builder()
             .backend(backend.clone())
+            .max_decompressed_size(MAX_DECOMPRESSED)
             .mmap_mode(mode)
             .reporter(cachette_core::Reporter::new(|_| {}));
         if let Some(level) = compress {
