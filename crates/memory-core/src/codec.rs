@@ -64,8 +64,17 @@ pub fn decode_value<T: DeserializeOwned>(codec: &dyn Codec, bytes: &[u8]) -> Res
 
 /// MessagePack, through `rmp-serde`, with structs as maps (so that adding an optional field to
 /// an output type does not make old entries unreadable).
+///
+/// Decoding refuses values nested deeper than [`MessagePack::MAX_DEPTH`]: an entry is input
+/// from whoever can write the store, and a value nested a thousand deep would otherwise
+/// overflow the reader's stack.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MessagePack;
+
+impl MessagePack {
+    /// The deepest nesting of arrays, maps and structs a decoded value may have.
+    pub const MAX_DEPTH: usize = 128;
+}
 
 impl Codec for MessagePack {
     fn id(&self) -> &'static str {
@@ -90,6 +99,7 @@ impl Codec for MessagePack {
     ) -> Result<(), CodecError> {
         // Reading from the borrowed slice copies each string and byte string once.
         let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+        de.set_max_depth(MessagePack::MAX_DEPTH);
         let mut erased = <dyn erased_serde::Deserializer>::erase(&mut de);
         visit(&mut erased).map_err(CodecError::new)
     }
@@ -114,6 +124,35 @@ mod tests {
         assert_eq!(back.1, value.1);
         assert_eq!(back.0[0], 1.0);
         assert!(back.0[1].is_nan());
+    }
+
+    /// A value of any depth: `N(vec![N(vec![…])])`.
+    #[derive(Debug, serde::Deserialize)]
+    struct Nested(#[allow(dead_code)] Vec<Nested>);
+
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut bytes = vec![0x91; depth - 1]; // arrays of one element
+        bytes.push(0x90); // the empty array
+        bytes
+    }
+
+    #[test]
+    fn nesting_is_bounded_before_the_stack_is() {
+        // On a thread with the default stack of spawned threads: 1,024 levels (the depth
+        // rmp-serde allows by default) would overflow it.
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let ok = decode_value::<Nested>(&MessagePack, &nested(MessagePack::MAX_DEPTH - 1));
+                assert!(ok.is_ok(), "{ok:?}");
+                for depth in [MessagePack::MAX_DEPTH + 1, 1024, 100_000] {
+                    let err = decode_value::<Nested>(&MessagePack, &nested(depth)).unwrap_err();
+                    assert!(err.0.contains("depth"), "{err:?}");
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]

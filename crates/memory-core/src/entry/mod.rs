@@ -192,9 +192,19 @@ impl Answers<'_> {
 
 /// Checks that the metadata header `header` (MessagePack) answers for `expected`.
 fn check_answers(header: &[u8], expected: &Expected<'_>) -> Result<(), EntryError> {
-    let answers: Answers<'_> =
-        rmp_serde::from_slice(header).map_err(|e| EntryError::Decode(format!("metadata: {e}")))?;
+    let answers: Answers<'_> = from_header(header)?;
     answers.check(expected)
+}
+
+/// The deepest nesting a metadata header may have; a header is a map of scalars and of
+/// lists of pairs, three deep.
+const METADATA_MAX_DEPTH: usize = 8;
+
+/// Decodes a metadata header with its nesting bounded ([`METADATA_MAX_DEPTH`]).
+fn from_header<'de, T: Deserialize<'de>>(header: &'de [u8]) -> Result<T, EntryError> {
+    let mut de = rmp_serde::Deserializer::from_read_ref(header);
+    de.set_max_depth(METADATA_MAX_DEPTH);
+    T::deserialize(&mut de).map_err(|e| EntryError::Decode(format!("metadata: {e}")))
 }
 
 impl Metadata {
@@ -292,7 +302,7 @@ fn parallel_map<T: Sync, R: Send + Default + Clone>(
 }
 
 fn decode_metadata(header: &[u8]) -> Result<Metadata, EntryError> {
-    rmp_serde::from_slice(header).map_err(|e| EntryError::Decode(format!("metadata: {e}")))
+    from_header(header)
 }
 
 #[cfg(test)]
