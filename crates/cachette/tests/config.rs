@@ -200,6 +200,22 @@ fn the_environment_overrides_files_in_the_documented_order() {
         Some(Path::new("a secret from the environment")),
     );
     let signed = Memory::from_config(&file_a).unwrap();
+    // Every constructor reads it.
+    for memory in [
+        Memory::new(dir.path().join("env-new")).unwrap(),
+        Memory::from_url("memory://env-url").unwrap(),
+        cachette::MemoryBuilder::new()
+            .url("memory://env-builder")
+            .build()
+            .unwrap(),
+    ] {
+        let shipped = memory.config_with_secrets().unwrap();
+        assert_eq!(
+            shipped.signing_key.as_ref().map(|s| s.0.as_str()),
+            Some("a secret from the environment"),
+            "{memory:?}"
+        );
+    }
     // The shipped config leaves the key out unless asked for it.
     assert!(signed.config().unwrap().signing_key.is_none());
     let shipped = signed.config_with_secrets().unwrap();

@@ -1,6 +1,7 @@
 //! `cachette inspect` and `cachette show`: reads that change nothing.
 
 use anyhow::{Context, Result};
+use cachette::plugin::untrusted;
 use cachette::{Error, MemorizedResult};
 use chrono::{DateTime, Utc};
 use clap::ValueEnum;
@@ -327,10 +328,14 @@ pub(crate) fn show(
     if json {
         return to_json(&report);
     }
+    // What an entry holds is a stranger's text: escaped before it reaches the terminal.
     let now = Utc::now();
     let none = || "-".to_owned();
     let rows = vec![
-        ("function", report.function.clone().unwrap_or_else(none)),
+        (
+            "function",
+            report.function.as_deref().map_or_else(none, untrusted),
+        ),
         ("folder", report.folder.clone()),
         ("args id", report.args_id.clone()),
         (
@@ -344,10 +349,13 @@ pub(crate) fn show(
         ("duration", human::duration(report.duration_seconds)),
         ("size", human::size(report.bytes)),
         ("last access", human::when(Some(report.last_access), now)),
-        ("hasher", report.hasher.clone()),
-        ("codec", report.codec.clone()),
-        ("code", report.code.clone().unwrap_or_else(none)),
-        ("version", report.version.clone().unwrap_or_else(none)),
+        ("hasher", untrusted(&report.hasher)),
+        ("codec", untrusted(&report.codec)),
+        ("code", report.code.as_deref().map_or_else(none, untrusted)),
+        (
+            "version",
+            report.version.as_deref().map_or_else(none, untrusted),
+        ),
         ("location", report.location.clone()),
     ];
     let mut out = human::table(
@@ -361,7 +369,11 @@ pub(crate) fn show(
         out.push_str(" none");
     }
     for arg in &report.input_args {
-        out.push_str(&format!("\n  {} = {}", arg.name, arg.value));
+        out.push_str(&format!(
+            "\n  {} = {}",
+            untrusted(&arg.name),
+            untrusted(&arg.value)
+        ));
     }
     Ok(out)
 }

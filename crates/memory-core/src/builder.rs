@@ -380,6 +380,12 @@ impl MemoryBuilder {
     /// over. Renewed every third of it. The default is 30 seconds. The clocks of machines that
     /// share a store should agree to within a third of it: a clock ahead by more takes live
     /// claims for stale, and its process computes results that are being computed.
+    ///
+    /// A claim in the store that announces a longer lease than this one counts as this long:
+    /// a claim planted with a lease of a year makes callers wait one lease, not the whole
+    /// [`wait_timeout`](Self::wait_timeout). Processes that share a store should therefore use
+    /// leases within a factor of three of each other (a holder renews every third of its own
+    /// lease); a longer one is taken over by the others, which then compute too.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.options.lease = lease;
         self

@@ -203,7 +203,8 @@ impl std::error::Error for BackendError {
     }
 }
 
-/// Why a stored entry could not be read.
+/// Why a stored entry could not be read. The messages quote what the entry holds, escaped
+/// (control characters, terminal escapes among them, are shown as escapes) and cut short.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EntryError {
@@ -214,20 +215,20 @@ pub enum EntryError {
     #[error("unsupported entry format version {0}")]
     UnsupportedVersion(u16),
     /// The item is shorter than its header says.
-    #[error("truncated entry: {0}")]
+    #[error("truncated entry: {}", crate::report::untrusted_within(.0, 1000))]
     Truncated(String),
     /// A checksum does not match.
-    #[error("corrupted entry: {0}")]
+    #[error("corrupted entry: {}", crate::report::untrusted_within(.0, 1000))]
     Corrupted(String),
     /// The entry was signed with another key, or not signed while signing is required.
-    #[error("entry signature refused: {0}")]
+    #[error("entry signature refused: {}", crate::report::untrusted_within(.0, 1000))]
     BadSignature(String),
     /// The metadata or payload could not be decoded.
-    #[error("cannot decode entry: {0}")]
+    #[error("cannot decode entry: {}", crate::report::untrusted_within(.0, 1000))]
     Decode(String),
     /// The entry was written by other code than the reader's (another name, code hash or
     /// version of the function): for that reader it is a miss, not damage.
-    #[error("entry of other code: {0}")]
+    #[error("entry of other code: {}", crate::report::untrusted_within(.0, 1000))]
     OtherCode(String),
 }
 

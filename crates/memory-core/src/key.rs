@@ -269,6 +269,10 @@ fn validate(key: &str, is_prefix: bool) -> Result<(), BackendError> {
     if key.contains('\0') {
         return refuse("it contains a NUL byte");
     }
+    if key.chars().any(char::is_control) {
+        // Keys are printed in messages; no item Cachette writes has one.
+        return refuse("it contains a control character");
+    }
     if key.contains('\\') {
         return refuse("it contains a backslash");
     }

@@ -21,7 +21,7 @@ use crate::registry::BackendConfig;
 use crate::report::Reporter;
 use crate::signing::SigningKey;
 use crate::size::{ReduceReport, SizeLimits};
-use crate::store::EntryStore;
+use crate::store::{EntryStore, StoredIdentity};
 
 /// A context for lazy evaluation: it memoizes functions' results in a store, so that a
 /// function never runs twice for the same arguments, in this process or any other that shares
@@ -343,10 +343,11 @@ impl Memory {
             }
         }
         for info in by_folder.values_mut() {
-            if let Ok(Some(stored)) =
+            if let Ok(Some(StoredIdentity::Trusted(stored))) =
                 finish(shared.store.stored_identity(Reach::Blocking, &info.folder))
             {
-                info.name = crate::store::name_of_identity(&stored).map(str::to_owned);
+                info.name =
+                    crate::store::name_of_identity(stored.as_bytes()).map(crate::report::untrusted);
             }
         }
         Ok(by_folder.into_values().collect())

@@ -49,6 +49,7 @@ pub use crate::registry::{
     BackendConfig, CloneConfig, InMemoryConfig, Registration, backend_from_url, config_from_url,
     register, registrations, scheme_of,
 };
+pub use crate::report::untrusted;
 pub use crate::rt::{block_on, io_handle, io_runtime};
 
 /// The entry format: what the core stores in each item, and the codec helpers that read and

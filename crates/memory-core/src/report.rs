@@ -76,22 +76,32 @@ pub(crate) fn rule_ending_with(message: &str) -> String {
 }
 
 /// A string read from a store or a message, made safe to print: control characters (terminal
-/// escape codes among them) escaped, and cut to 300 characters.
-pub(crate) fn untrusted(text: &str) -> String {
-    const MAX: usize = 300;
-    let mut out = String::with_capacity(text.len().min(MAX + 8));
+/// escape codes among them) and the invisible characters that reorder text (bidirectional
+/// overrides) escaped, and cut to 300 characters.
+pub fn untrusted(text: &str) -> String {
+    untrusted_within(text, 300)
+}
+
+/// [`untrusted`], cut to `max` characters.
+pub(crate) fn untrusted_within(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max + 8));
     for (i, c) in text.chars().enumerate() {
-        if i == MAX {
+        if i == max {
             out.push('…');
             break;
         }
-        if c.is_control() {
+        if c.is_control() || reorders(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// The characters that change the order text is shown in (Unicode's bidirectional controls).
+fn reorders(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// A location (a URL or a path) made safe to print: the password of its user information, if

@@ -27,7 +27,7 @@ use crate::memory::Shared;
 use crate::once::Landing;
 use crate::reach::Reach;
 use crate::result::{MemorizedResult, NotMemorizedResult, Shelved};
-use crate::store::{EntryStore, IdentityCheck};
+use crate::store::{EntryStore, IdentityCheck, StoredIdentity};
 use crate::validation::Validation;
 
 /// The longest readable form of one argument kept in metadata and verbose output.
@@ -157,8 +157,14 @@ impl<R, F> Call<'_, R, F> {
             .await;
         match checked {
             Ok(check) => {
-                if let IdentityCheck::Changed { previous } = check {
-                    verbose::code_changed(&self.shared.reporter, id, &previous);
+                match check {
+                    IdentityCheck::Changed { previous } => {
+                        verbose::code_changed(&self.shared.reporter, id, &previous);
+                    }
+                    IdentityCheck::Untrusted => {
+                        verbose::untrusted_identity(&self.shared.reporter, id);
+                    }
+                    IdentityCheck::Same | IdentityCheck::New => {}
                 }
                 self.func.checked.store(generation + 1, Ordering::Relaxed);
                 Ok(())
@@ -184,7 +190,12 @@ impl<R, F> Call<'_, R, F> {
             .store()
             .stored_identity(self.reach, &self.func.id.folder)
             .await;
-        matches!(stored, Ok(Some(bytes)) if bytes != self.func.id.identity().as_bytes())
+        match stored {
+            Ok(Some(StoredIdentity::Trusted(stored))) => stored != self.func.id.identity(),
+            // An item this memory does not trust vouches for nothing, and is replaced by the
+            // next call; entries still name the code that wrote them.
+            _ => false,
+        }
     }
 
     /// Whether the entry of `key` is stored and valid, reading only its metadata. `Ok(None)`

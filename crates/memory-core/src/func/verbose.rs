@@ -44,6 +44,15 @@ pub(super) fn no_longer_valid(reporter: &Reporter, id: &FuncId) {
     ));
 }
 
+/// The warning of a function whose stored identity item was not signed with the memory's key:
+/// replaced, and nothing deleted.
+pub(super) fn untrusted_identity(reporter: &Reporter, id: &FuncId) {
+    reporter.warn(format!(
+        "the stored code identity of function '{}' is not signed with this memory's key: replaced with this code's, and no result deleted",
+        id.name
+    ));
+}
+
 /// The warning of a function whose code changed since its results were stored.
 pub(super) fn code_changed(reporter: &Reporter, id: &FuncId, previous: &str) {
     let line = |n: usize, label: &str| {
@@ -54,6 +63,7 @@ pub(super) fn code_changed(reporter: &Reporter, id: &FuncId, previous: &str) {
             .trim_start_matches(label)
             .to_owned()
     };
+    let line = |n: usize, label: &str| crate::report::untrusted(&line(n, label));
     reporter.warn(format!(
         "the code of function '{}' has changed since its results were stored ({} -> {}, version {} -> {}): clearing its cache",
         id.name,

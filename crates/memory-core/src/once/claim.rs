@@ -145,7 +145,11 @@ impl Once {
                         now
                     }
                 };
-                let lease = holder.as_ref().map_or(self.lease, |h| h.lease);
+                // The holder's lease, at most this memory's: a claim planted with a lease of a
+                // year is stale after one of ours, not after the whole wait.
+                let lease = holder
+                    .as_ref()
+                    .map_or(self.lease, |h| h.lease.min(self.lease));
                 let expired = holder.as_ref().is_some_and(ClaimRecord::expired);
                 if expired || now.duration_since(since) > lease {
                     self.take_over(reach, func, &claim_key, &bytes, holder.as_ref())

@@ -15,7 +15,7 @@
 //!   up to 500 ms) until it goes, then loads the entry, or takes the claim over when the entry is
 //!   not there (its holder failed) or when the claim is stale (its holder died): its expiry has
 //!   passed on this machine's clock, or its bytes have not changed for a whole lease of the
-//!   holder, as timed here. A stale claim is deleted (if it still holds the bytes seen stale)
+//!   holder (at most this memory's own lease, whatever the claim announces), as timed here. A stale claim is deleted (if it still holds the bytes seen stale)
 //!   and created again; one contender wins.
 //!
 //! The claim text (UTF-8 lines, `key value`):

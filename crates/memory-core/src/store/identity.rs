@@ -4,6 +4,12 @@
 //! its version. A memory checks it once per function and generation (a generation ends with
 //! [`EntryStore::clear`]): when it names other code, the folder's entries are deleted and the
 //! item rewritten.
+//!
+//! With a signing key, the item ends with a line `signature <hex>`: an HMAC of the folder and
+//! the identity, under a context of its own (so that no entry's signature can stand for it).
+//! A memory with a key takes an item that is not signed with it for no item at all: it writes
+//! its own and deletes nothing, so a stranger who plants an identity cannot make it delete a
+//! function's entries. A memory without a key ignores the line.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,10 +22,64 @@ use crate::backend::{GetOptions, StoreBackendExt};
 use crate::error::Error;
 use crate::key::grammar;
 use crate::reach::Reach;
+use crate::signing::{SIGNATURE_LEN, SigningKey};
 
 /// The longest identity item read. An identity is three short lines; a longer item is not one
 /// the core wrote, and reads as another identity.
 pub(crate) const MAX_IDENTITY_LEN: u64 = 4096;
+
+/// What an identity signature covers first: the context, then the folder and the identity.
+const SIGNED_CONTEXT: &[u8] = b"cachette identity 1\n";
+
+/// The line that carries the signature of a signed identity item.
+const SIGNATURE_LINE: &str = "\nsignature ";
+
+/// The identity item of `identity` in `folder`: the identity, signed with `key` if given.
+fn seal(folder: &str, identity: &str, key: Option<&SigningKey>) -> String {
+    match key {
+        None => identity.to_owned(),
+        Some(key) => {
+            let signature = key.sign(identity_parts(folder, identity));
+            let hex: String = signature.iter().map(|b| format!("{b:02x}")).collect();
+            format!("{identity}{SIGNATURE_LINE}{hex}")
+        }
+    }
+}
+
+fn identity_parts<'a>(folder: &'a str, identity: &'a str) -> [&'a [u8]; 4] {
+    [
+        SIGNED_CONTEXT,
+        folder.as_bytes(),
+        b"\n",
+        identity.as_bytes(),
+    ]
+}
+
+/// The identity an item of `folder` vouches for: its text without the signature line, when
+/// it is UTF-8 and, with `key`, signed with it. `None` for an item this memory cannot trust.
+fn open<'a>(folder: &str, stored: &'a [u8], key: Option<&SigningKey>) -> Option<&'a str> {
+    let text = std::str::from_utf8(stored).ok()?;
+    let (identity, hex) = match text.rsplit_once(SIGNATURE_LINE) {
+        Some((identity, hex)) => (identity, Some(hex)),
+        None => (text, None),
+    };
+    let Some(key) = key else {
+        return Some(identity);
+    };
+    let signature = decode_hex(hex?.trim_end())?;
+    key.verify(identity_parts(folder, identity), &signature)
+        .then_some(identity)
+}
+
+fn decode_hex(hex: &str) -> Option<Vec<u8>> {
+    if hex.len() != 2 * SIGNATURE_LEN || !hex.is_ascii() {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+        .collect()
+}
 
 /// The function name an identity item holds, if it is one.
 pub(crate) fn name_of_identity(stored: &[u8]) -> Option<&str> {
@@ -42,6 +102,18 @@ pub(crate) enum IdentityCheck {
         /// The identity that was stored.
         previous: String,
     },
+    /// The stored item was not one this memory trusts (not signed with its key, or not
+    /// text): this identity was written over it, and nothing deleted.
+    Untrusted,
+}
+
+/// An identity item as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoredIdentity {
+    /// The identity it vouches for.
+    Trusted(String),
+    /// Not signed with this memory's key (with one), or not text.
+    Untrusted,
 }
 
 /// Which identities this memory checked, in the current generation.
@@ -90,8 +162,23 @@ impl EntryStore {
     }
 
     /// The identity stored in `folder`, read and not changed; no access is recorded. At most
-    /// [`MAX_IDENTITY_LEN`] bytes are read: an identity is a few lines.
+    /// [`MAX_IDENTITY_LEN`] bytes are read: an identity is a few lines. An item this memory
+    /// cannot trust (see the [module documentation](self)) reads as `Some(Untrusted)`.
     pub(crate) async fn stored_identity(
+        &self,
+        reach: Reach,
+        folder: &str,
+    ) -> Result<Option<StoredIdentity>, Error> {
+        let Some(stored) = self.stored_identity_item(reach, folder).await? else {
+            return Ok(None);
+        };
+        Ok(Some(match open(folder, &stored, self.signing()) {
+            Some(identity) => StoredIdentity::Trusted(identity.to_owned()),
+            None => StoredIdentity::Untrusted,
+        }))
+    }
+
+    async fn stored_identity_item(
         &self,
         reach: Reach,
         folder: &str,
@@ -125,12 +212,15 @@ impl EntryStore {
             return Ok(IdentityCheck::Same);
         }
         let check = match self.stored_identity(reach, folder).await? {
-            Some(stored) if stored == identity.as_bytes() => IdentityCheck::Same,
-            Some(stored) => {
+            Some(StoredIdentity::Trusted(stored)) if stored == identity => IdentityCheck::Same,
+            Some(StoredIdentity::Trusted(previous)) => {
                 self.reset_function(reach, folder, identity).await?;
-                IdentityCheck::Changed {
-                    previous: String::from_utf8_lossy(&stored).into_owned(),
-                }
+                IdentityCheck::Changed { previous }
+            }
+            Some(StoredIdentity::Untrusted) => {
+                // Not ours to act on: vouch for our code, delete nothing.
+                self.write_identity(reach, folder, identity).await?;
+                IdentityCheck::Untrusted
             }
             None => {
                 self.write_identity(reach, folder, identity).await?;
@@ -168,11 +258,49 @@ impl EntryStore {
         identity: &str,
     ) -> Result<(), Error> {
         let key = grammar::identity(folder)?;
-        let value = Bytes::from(identity.to_owned());
+        let value = Bytes::from(seal(folder, identity, self.signing()));
         self.run(reach, move |b| {
             Box::pin(async move { b.put(&key, value.into()).await })
         })
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IDENTITY: &str = "cachette function m.f\ncode 0123\nversion ";
+
+    #[test]
+    fn signed_items_open_with_their_key_and_folder_only() {
+        let key = SigningKey::new("a key of sixteen bytes or more").unwrap();
+        let other = SigningKey::new("another key, also long enough").unwrap();
+        let sealed = seal("m.f-00", IDENTITY, Some(&key));
+        assert_eq!(
+            open("m.f-00", sealed.as_bytes(), Some(&key)),
+            Some(IDENTITY)
+        );
+        assert_eq!(open("m.f-00", sealed.as_bytes(), None), Some(IDENTITY));
+        assert_eq!(open("m.f-00", sealed.as_bytes(), Some(&other)), None);
+        assert_eq!(open("m.g-00", sealed.as_bytes(), Some(&key)), None, "moved");
+        assert_eq!(
+            open("m.f-00", IDENTITY.as_bytes(), Some(&key)),
+            None,
+            "unsigned"
+        );
+        let rotated = other
+            .clone()
+            .with_previous(["a key of sixteen bytes or more"])
+            .unwrap();
+        assert_eq!(
+            open("m.f-00", sealed.as_bytes(), Some(&rotated)),
+            Some(IDENTITY)
+        );
+        let forged = sealed.replace("code 0123", "code 9999");
+        assert_eq!(open("m.f-00", forged.as_bytes(), Some(&key)), None);
+        assert_eq!(open("m.f-00", b"\xff\xfe", None), None);
+        assert_eq!(seal("m.f-00", IDENTITY, None), IDENTITY);
     }
 }

@@ -42,7 +42,7 @@ use crate::reach::Reach;
 use crate::signing::SigningKey;
 use crate::size::{ReduceReport, SizeLimits, check_limits, plan_reduction};
 
-pub(crate) use identity::{IdentityCheck, name_of_identity};
+pub(crate) use identity::{IdentityCheck, StoredIdentity, name_of_identity};
 pub(crate) use read::Checked;
 
 /// The entry store of a memory; see the [module documentation](self).

@@ -1,0 +1,417 @@
+//! Strangers: a reference that arrives in a message, and a store others can write to, are
+//! input that may be hostile. A reader never connects, reads or deletes where the reference
+//! says without being allowed to, never accepts a forged result, never waits on a planted
+//! claim for long, never lets a planted identity delete its results, and never prints a
+//! secret or a stranger's terminal escapes. See docs/security.md.
+
+#![cfg(all(feature = "fs", feature = "testkit"))]
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cachette::plugin::entry::{Entry, encode_parts};
+use cachette::plugin::{
+    Bytes, InMemoryBackend, Key, Prefix, StoreBackend, StoreBackendExt, block_on,
+};
+use cachette::{
+    Array, Error, MemorizedResult, Memory, MemoryBuilder, MemoryConfig, MmapMode, Shelved,
+    SigningKey,
+};
+use common::{capture, warnings};
+
+mod common;
+
+const SECRET: &str = "a secret shared by the trusted writers";
+
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+/// The only stored entry of `backend` under `cachette/`, its key and bytes.
+fn only_entry(backend: &InMemoryBackend) -> (Key, Bytes) {
+    let items = block_on(false, backend.list(&Prefix::new("cachette").unwrap()))
+        .unwrap()
+        .unwrap();
+    let key = items
+        .into_iter()
+        .map(|i| i.key)
+        .find(|k| k.file_name().len() == 32)
+        .expect("an entry");
+    let bytes = block_on(false, backend.get(&key))
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    (key, bytes)
+}
+
+// ------------------------------------------------------------------------------------------
+// 2. References from outside.
+
+#[test]
+fn a_parsed_reference_connects_nowhere_by_itself() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    for location in [
+        format!("redis://127.0.0.1:{port}/0"),
+        format!("s3://bucket/prefix?endpoint=http://127.0.0.1:{port}&region=x"),
+    ] {
+        let printed = format!(
+            "MemorizedResult(location=\"{location}\", func=\"m.f-0011223344556677\", args_id=\"{}\")",
+            "ab".repeat(16)
+        );
+        let reference: MemorizedResult<u64> = printed.parse().unwrap();
+        let err = reference.get().unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
+        assert!(err.to_string().contains("Memory::resolve"), "{err}");
+        assert!(matches!(reference.clear(), Err(Error::InvalidArgument(_))));
+    }
+    assert!(
+        listener.accept().is_err(),
+        "a reference from a message connected to the host it names"
+    );
+}
+
+#[test]
+fn a_parsed_reference_deletes_nothing_it_names() {
+    let home = tempfile::tempdir().unwrap();
+    let ssh = home.path().join(".ssh");
+    std::fs::create_dir(&ssh).unwrap();
+    std::fs::write(ssh.join("authorized_keys"), "ssh-ed25519 AAAA…").unwrap();
+    let location = home.path().to_str().unwrap().to_owned();
+    // Not allowed: refused whatever it names.
+    let reference: MemorizedResult<u64> =
+        MemorizedResult::from_parts(&location, ".ssh", "authorized_keys");
+    assert!(matches!(reference.clear(), Err(Error::InvalidArgument(_))));
+    // Allowed: a reference names an entry of the cachette/ namespace, and nothing else.
+    cachette::allow_reference_locations([location.clone()]);
+    for (func, args_id) in [
+        (".ssh", "authorized_keys"),
+        ("../.ssh", &"0".repeat(32)[..]),
+        (".ssh/x", &"0".repeat(32)[..]),
+        ("..", &"0".repeat(32)[..]),
+    ] {
+        let reference: MemorizedResult<u64> = MemorizedResult::from_parts(&location, func, args_id);
+        assert!(reference.clear().is_err(), "{func}/{args_id}");
+    }
+    assert!(
+        ssh.join("authorized_keys").exists(),
+        "a reference deleted a file"
+    );
+}
+
+#[test]
+fn a_resolved_reference_uses_the_receivers_store_key_and_mode() {
+    let backend = Arc::new(InMemoryBackend::new());
+    let (signed, _) = capture(
+        MemoryBuilder::new()
+            .backend(backend.clone())
+            .signing_key(SigningKey::new(SECRET).unwrap()),
+    );
+    let f = signed.cache(square).name("untrusted::square");
+    assert_eq!(f.eval(4), 16);
+    // A forger replaces the entry with an unsigned one saying 17.
+    let (key, bytes) = only_entry(&backend);
+    let entry = Entry::parse(bytes).unwrap();
+    let mut value = Vec::new();
+    cachette::plugin::entry::encode_value(&cachette::MessagePack, &17u64, &mut value).unwrap();
+    let forged = encode_parts(&entry.metadata().unwrap(), value, Vec::new(), None).unwrap();
+    block_on(false, backend.put(&key, forged)).unwrap().unwrap();
+    // The reference of the sender names some other place; the receiver reads its own store,
+    // with its own key: the forgery is refused.
+    let printed = format!(
+        "MemorizedResult(location=\"redis://203.0.113.9/0\", func=\"{}\", args_id=\"{}\")",
+        key.parent().trim_start_matches("cachette/"),
+        key.file_name()
+    );
+    let received: MemorizedResult<u64> = printed.parse().unwrap();
+    let resolved = signed.resolve(&received);
+    assert_eq!(Some(resolved.location()), signed.location());
+    let err = resolved.get().unwrap_err();
+    assert!(err.to_string().contains("signature"), "{err}");
+    assert!(matches!(resolved.clear(), Ok(())));
+    assert!(resolved.get().is_err());
+
+    // The receiver chooses how arrays load.
+    let dir = tempfile::tempdir().unwrap();
+    let memory = Memory::new(dir.path()).unwrap();
+    let ramp =
+        memory.cache(|n: usize| Array::from_vec((0..n).map(|i| i as f64).collect(), [n]).unwrap());
+    let Shelved::Memorized(shelved) = ramp.call_and_shelve(1000) else {
+        panic!("not stored")
+    };
+    let received: MemorizedResult<Array<f64>> = shelved.to_string().parse().unwrap();
+    assert!(!memory.resolve(&received).get().unwrap().is_mapped());
+    let mapped = memory
+        .resolve(&received)
+        .mmap_mode(MmapMode::ReadOnly)
+        .get()
+        .unwrap();
+    assert!(mapped.is_mapped());
+    assert_eq!(mapped.as_slice()[999], 999.0);
+}
+
+#[test]
+fn a_reference_shelved_behind_a_local_tier_names_the_shared_tier() {
+    let shared = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let memory = MemoryBuilder::new()
+        .path(shared.path())
+        .local_tier(local.path().to_str().unwrap())
+        .build()
+        .unwrap();
+    let f = memory.cache(square).name("untrusted::tiered");
+    let Shelved::Memorized(shelved) = f.call_and_shelve(3) else {
+        panic!("not stored")
+    };
+    let shared_location = Memory::new(shared.path())
+        .unwrap()
+        .location()
+        .unwrap()
+        .to_owned();
+    assert_eq!(shelved.location(), shared_location);
+    // On another machine, the shared tier opens it.
+    let elsewhere = Memory::new(shared.path()).unwrap();
+    let received: MemorizedResult<u64> = shelved.to_string().parse().unwrap();
+    assert_eq!(elsewhere.resolve(&received).get().unwrap(), 9);
+}
+
+// ------------------------------------------------------------------------------------------
+// 3. Signing: rotation.
+
+#[test]
+fn keys_rotate_previous_keys_are_read_new_entries_signed_with_the_new_one() {
+    let backend = Arc::new(InMemoryBackend::new());
+    let old = MemoryBuilder::new()
+        .backend(backend.clone())
+        .signing_key(SigningKey::new(SECRET).unwrap())
+        .build()
+        .unwrap();
+    let runs = AtomicUsize::new(0);
+    let count = |x: u64| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        x + 1
+    };
+    assert_eq!(
+        old.cache_capturing(&count).name("untrusted::rot").eval(1),
+        2
+    );
+    let rotated = MemoryBuilder::new()
+        .backend(backend.clone())
+        .signing_key(SigningKey::new("the new secret of the writers").unwrap())
+        .previous_signing_keys([SECRET])
+        .build()
+        .unwrap();
+    let f = rotated.cache_capturing(&count).name("untrusted::rot");
+    assert_eq!(f.eval(1), 2);
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the old key's entry was read"
+    );
+    assert_eq!(f.eval(2), 3);
+    // Without the previous key, the old entry is refused, the new one read.
+    let (dropped, reports) = capture(
+        MemoryBuilder::new()
+            .backend(backend.clone())
+            .signing_key(SigningKey::new("the new secret of the writers").unwrap()),
+    );
+    let f = dropped.cache_capturing(&count).name("untrusted::rot");
+    assert_eq!(f.eval(2), 3);
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(f.eval(1), 2);
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "the old key's entry was refused"
+    );
+    assert!(
+        warnings(&reports).iter().any(|w| w.contains("signature")),
+        "{:?}",
+        warnings(&reports)
+    );
+}
+
+// ------------------------------------------------------------------------------------------
+// 4. Planted items cost bounded work.
+
+#[test]
+fn a_planted_claim_with_a_huge_lease_delays_a_caller_one_lease_at_most() {
+    let backend = Arc::new(InMemoryBackend::new());
+    let (memory, reports) = capture(
+        MemoryBuilder::new()
+            .backend(backend.clone())
+            .claims(true)
+            .lease(Duration::from_millis(300))
+            .wait_timeout(Duration::from_secs(60)),
+    );
+    let f = memory.cache(square).name("untrusted::claimed");
+    // Find the key of the call, then plant a claim that announces a lease of a year.
+    f.eval(5);
+    let (key, _) = only_entry(&backend);
+    f.clear().unwrap();
+    let year = 365 * 24 * 3600 * 1000u64;
+    let planted = format!(
+        "cachette claim 1\nhost elsewhere\npid 1\ntoken planted\nlease_ms {year}\nexpires_ms {}\nrenewals 0\n",
+        u64::MAX / 2
+    );
+    let claim = Key::new(format!("{key}.claim")).unwrap();
+    block_on(false, backend.put(&claim, Bytes::from(planted).into()))
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.eval(5), 25);
+    let w = warnings(&reports);
+    assert!(w.iter().any(|w| w.contains("stale")), "{w:?}");
+    assert!(
+        !w.iter()
+            .any(|w| w.contains("waited") || w.contains("timed out")),
+        "the caller waited for the planted claim: {w:?}"
+    );
+}
+
+#[test]
+fn a_planted_identity_makes_a_signing_memory_delete_nothing() {
+    let backend = Arc::new(InMemoryBackend::new());
+    let builder = || {
+        MemoryBuilder::new()
+            .backend(backend.clone())
+            .signing_key(SigningKey::new(SECRET).unwrap())
+    };
+    let memory = builder().build().unwrap();
+    let f = memory.cache(square).name("untrusted::identity");
+    f.eval(6);
+    let (entry, _) = only_entry(&backend);
+    let identity = Key::new(format!("{}/func_code", entry.parent())).unwrap();
+    let stored = block_on(false, backend.get(&identity))
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(stored.to_vec()).unwrap();
+    assert!(text.contains("\nsignature "), "{text}");
+    // A stranger plants another identity, unsigned: a new memory replaces it, keeps the entry.
+    let planted = "cachette function untrusted.identity\ncode 0000\nversion ";
+    block_on(false, backend.put(&identity, Bytes::from(planted).into()))
+        .unwrap()
+        .unwrap();
+    let (fresh, reports) = capture(builder());
+    let f = fresh.cache(square).name("untrusted::identity");
+    assert_eq!(f.eval(6), 36);
+    assert!(f.check_call_in_cache(&6));
+    assert!(
+        block_on(false, backend.get(&entry))
+            .unwrap()
+            .unwrap()
+            .is_some(),
+        "the planted identity deleted the entry"
+    );
+    let w = warnings(&reports);
+    assert!(w.iter().any(|w| w.contains("not signed")), "{w:?}");
+    // The item vouches for this code again, signed.
+    let stored = block_on(false, backend.get(&identity))
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&stored).contains("\nsignature "));
+}
+
+// ------------------------------------------------------------------------------------------
+// 5. Secrets and strangers' text are never printed.
+
+#[test]
+fn debug_and_display_hide_secrets() {
+    let url = "redis://admin:p#ss/w@rd?x@127.0.0.1:6390/0";
+    let builder = MemoryBuilder::new()
+        .url(url)
+        .signing_key(SigningKey::new(SECRET).unwrap());
+    let shown = format!("{builder:?}");
+    assert!(
+        !shown.contains("p#ss") && !shown.contains("rd?x"),
+        "{shown}"
+    );
+    assert!(!shown.contains(SECRET), "{shown}");
+
+    let config = MemoryConfig::from_toml(
+        &format!(
+            "location = \"{url}\"\nsigning_key = \"{SECRET}\"\nprevious_signing_keys = [\"an older secret, long enough\"]\n"
+        ),
+        "test",
+    )
+    .unwrap();
+    for shown in [
+        format!("{config:?}"),
+        format!("{config:#?}"),
+        config.to_string(),
+    ] {
+        assert!(
+            !shown.contains("p#ss") && !shown.contains("rd?x"),
+            "{shown}"
+        );
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(!shown.contains("an older secret"), "{shown}");
+        assert!(shown.contains("admin"), "{shown}");
+    }
+
+    // A shipped configuration leaves the keys out unless asked.
+    let memory = MemoryBuilder::new()
+        .url("memory://untrusted-shipping")
+        .signing_key(SigningKey::new(SECRET).unwrap())
+        .build()
+        .unwrap();
+    let shipped = memory.config().unwrap();
+    assert!(shipped.signing_key.is_none());
+    assert!(!shipped.to_toml().unwrap().contains(SECRET));
+    assert!(
+        memory
+            .config_with_secrets()
+            .unwrap()
+            .to_toml()
+            .unwrap()
+            .contains(SECRET)
+    );
+}
+
+#[test]
+fn strangers_text_reaches_messages_escaped() {
+    let backend = Arc::new(InMemoryBackend::new());
+    let (memory, reports) = capture(MemoryBuilder::new().backend(backend.clone()).verbose(2));
+    let f = memory.cache(square).name("untrusted::escapes");
+    f.eval(8);
+    let (key, bytes) = only_entry(&backend);
+    // An entry written for this call by "other code" whose name carries terminal escapes
+    // (a title change, a screen clear) and a right-to-left override.
+    let mut meta = cachette::plugin::entry::parse_metadata(&bytes, None).unwrap();
+    meta.name = "\u{1b}]0;owned\u{7}\u{1b}[2J\u{202e}evil".into();
+    meta.code = Some("\u{1b}[31mred".into());
+    let mut value = Vec::new();
+    cachette::plugin::entry::encode_value(&cachette::MessagePack, &0u64, &mut value).unwrap();
+    let planted = encode_parts(&meta, value, Vec::new(), None).unwrap();
+    block_on(false, backend.put(&key, planted))
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.eval(8), 64);
+    let lines = common::lines(&reports);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("other code") && l.contains("\\u{1b}")),
+        "{lines:?}"
+    );
+    let mut texts = lines;
+    texts.extend(warnings(&reports));
+    // And through an error's message.
+    let err = memory
+        .entry_metadata(
+            key.parent().trim_start_matches("cachette/"),
+            key.file_name(),
+        )
+        .map(|_| ());
+    texts.extend(err.err().map(|e| e.to_string()));
+    for text in &texts {
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\u{202e}'),
+            "unescaped: {text:?}"
+        );
+    }
+}
