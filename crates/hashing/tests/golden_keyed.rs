@@ -240,6 +240,38 @@ fn encoding_spelled_out() {
     assert_eq!(alg().id(), "blake3-keyed");
 }
 
+/// Byte strings around the sizes where the hasher stops gathering writes
+/// (16 KiB in all) and BLAKE3's chunk and subtree boundaries: the digest is
+/// always that of the whole encoding hashed at once.
+#[test]
+fn every_size_matches_the_one_shot_hash() {
+    let data: Vec<u8> = (0..70_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    for len in [
+        0, 1, 1014, 1015, 4096, 16_373, 16_374, 16_375, 16_384, 20_000, 65_536, 70_000,
+    ] {
+        let bytes = &data[..len];
+        let mut encoding = vec![0x22, 0x07];
+        encoding.extend_from_slice(&(len as u64).to_le_bytes());
+        encoding.extend_from_slice(bytes);
+        let expected = blake3::keyed_hash(&KEY, &encoding);
+        assert_eq!(d(bytes).0[..], expected.as_bytes()[..16], "{len} bytes");
+        // Behind a string of the same length first, so writes split elsewhere.
+        let pair = ("x".repeat(len), bytes);
+        let mut encoding = vec![0x1B, 2, 0, 0, 0, 0, 0, 0, 0, 0x10];
+        encoding.extend_from_slice(&(len as u64).to_le_bytes());
+        encoding.extend_from_slice(pair.0.as_bytes());
+        encoding.extend_from_slice(&[0x22, 0x07]);
+        encoding.extend_from_slice(&(len as u64).to_le_bytes());
+        encoding.extend_from_slice(bytes);
+        let expected = blake3::keyed_hash(&KEY, &encoding);
+        assert_eq!(
+            d(&pair).0[..],
+            expected.as_bytes()[..16],
+            "string and {len} bytes"
+        );
+    }
+}
+
 #[cfg(feature = "ndarray")]
 mod nd {
     use ndarray::{Array2, Array3, ArrayD, IxDyn, ShapeBuilder, s};
