@@ -2,7 +2,8 @@
 //!
 //! `cargo bench -p cachette-hashing` hashes a 1 GiB `Vec<f64>`; run as a test
 //! (`cargo test --benches`, no `--bench` flag) the big vector is 1 MiB so the
-//! run stays quick.
+//! run stays quick. The `algorithms` group hashes the same values with xxh3
+//! and with keyed BLAKE3 (`cargo bench -p cachette-hashing -- algorithms`).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -144,4 +145,84 @@ fn small_struct_hand_encoded() -> u128 {
 fn vec_tuple_i64_100() -> cachette_hashing::Digest {
     static V: LazyLock<Vec<(i64,)>> = LazyLock::new(|| (0..100).map(|i| (i,)).collect());
     cachette_hashing::hash(black_box(&*V)).unwrap()
+}
+
+/// The default algorithm against the hardened key mode, through
+/// `hash_with(&dyn HashAlgorithm, ..)` as a memory hashes arguments.
+mod algorithms {
+    use std::fmt;
+    use std::sync::LazyLock;
+
+    use cachette_hashing::{Blake3Keyed, Digest, HashAlgorithm, Xxh3, hash_with};
+    use divan::counter::BytesCount;
+    use divan::{Bencher, black_box};
+
+    #[derive(Clone, Copy)]
+    enum Alg {
+        Xxh3,
+        Blake3Keyed,
+    }
+
+    const ALGS: [Alg; 2] = [Alg::Xxh3, Alg::Blake3Keyed];
+
+    static KEYED: LazyLock<Blake3Keyed> =
+        LazyLock::new(|| Blake3Keyed::from_secret("a benchmark secret, 32 bytes long").unwrap());
+
+    impl Alg {
+        fn get(self) -> &'static dyn HashAlgorithm {
+            match self {
+                Alg::Xxh3 => &Xxh3,
+                Alg::Blake3Keyed => &*KEYED,
+            }
+        }
+    }
+
+    impl fmt::Display for Alg {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.get().id())
+        }
+    }
+
+    /// 100 MB of `f64` when measuring, 1 MiB otherwise.
+    static VEC_100MB: LazyLock<Vec<f64>> = LazyLock::new(|| {
+        let bytes = if super::measuring() {
+            100_000_000
+        } else {
+            1 << 20
+        };
+        (0..bytes / 8).map(|i| i as f64 * 0.25).collect()
+    });
+
+    static STRING_100: LazyLock<String> = LazyLock::new(|| "0123456789".repeat(10));
+
+    static BYTES_4K: LazyLock<Vec<u8>> = LazyLock::new(|| (0..4096u32).map(|i| i as u8).collect());
+
+    #[divan::bench(args = ALGS)]
+    fn i64(alg: Alg) -> Digest {
+        hash_with(alg.get(), black_box(&42i64)).unwrap()
+    }
+
+    #[divan::bench(args = ALGS)]
+    fn string_100_bytes(bencher: Bencher, alg: Alg) {
+        let s: &str = &STRING_100;
+        bencher
+            .counter(BytesCount::of_str(s))
+            .bench(|| hash_with(alg.get(), black_box(s)).unwrap());
+    }
+
+    #[divan::bench(args = ALGS)]
+    fn bytes_4k(bencher: Bencher, alg: Alg) {
+        let b: &[u8] = &BYTES_4K;
+        bencher
+            .counter(BytesCount::of_slice(b))
+            .bench(|| hash_with(alg.get(), black_box(b)).unwrap());
+    }
+
+    #[divan::bench(args = ALGS, sample_count = 10, sample_size = 1)]
+    fn vec_f64_100mb(bencher: Bencher, alg: Alg) {
+        let v: &Vec<f64> = &VEC_100MB;
+        bencher
+            .counter(BytesCount::of_slice(v))
+            .bench(|| hash_with(alg.get(), black_box(v)).unwrap());
+    }
 }

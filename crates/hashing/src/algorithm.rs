@@ -1,5 +1,5 @@
 //! Hash functions: the [`StableHasher`] and [`HashAlgorithm`] traits and the
-//! default xxh3-128 implementation.
+//! default xxh3-128 implementation (the keyed BLAKE3 one is in `keyed.rs`).
 
 use std::fmt;
 
