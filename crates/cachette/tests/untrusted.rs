@@ -7,10 +7,11 @@
 #![cfg(all(feature = "fs", feature = "testkit"))]
 
 use std::net::TcpListener;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cachette::hashing::{Digest, HashAlgorithm, StableHasher, Xxh3Hasher};
 use cachette::plugin::entry::{Entry, encode_parts};
 use cachette::plugin::{
     Bytes, InMemoryBackend, Key, Prefix, StoreBackend, StoreBackendExt, block_on,
@@ -414,4 +415,125 @@ fn strangers_text_reaches_messages_escaped() {
             "unescaped: {text:?}"
         );
     }
+}
+
+// ------------------------------------------------------------------------------------------
+// 1. Argument keys against someone who builds collisions.
+
+/// The first 80 bytes of XXH3's published default secret.
+const XXH3_SECRET: [u8; 80] = [
+    0xb8, 0xfe, 0x6c, 0x39, 0x23, 0xa4, 0x4b, 0xbe, 0x7c, 0x01, 0x81, 0x2c, 0xf7, 0x21, 0xad, 0x1c,
+    0xde, 0xd4, 0x6d, 0xe9, 0x83, 0x90, 0x97, 0xdb, 0x72, 0x40, 0xa4, 0xa4, 0xb7, 0xb3, 0x67, 0x1f,
+    0xcb, 0x79, 0xe6, 0x4e, 0xcc, 0xc0, 0xe5, 0x78, 0x82, 0x5a, 0xd0, 0x7d, 0xcc, 0xff, 0x72, 0x21,
+    0xb8, 0x08, 0x46, 0x74, 0xf7, 0x43, 0x24, 0x8e, 0xe0, 0x35, 0x90, 0xe6, 0x81, 0x3a, 0x26, 0x4c,
+    0x3c, 0x28, 0x52, 0xbb, 0x91, 0xc3, 0x00, 0xcb, 0x88, 0xd0, 0x65, 0x8b, 0x1b, 0x53, 0x2e, 0xa3,
+];
+
+/// xxh3-128 that also records the bytes it hashes, to see where an argument lands.
+#[derive(Debug, Default)]
+struct Recorder(Arc<Mutex<Vec<u8>>>);
+
+struct Recording(Arc<Mutex<Vec<u8>>>, Xxh3Hasher);
+
+impl HashAlgorithm for Recorder {
+    fn id(&self) -> &'static str {
+        "xxh3-128"
+    }
+    fn hasher(&self) -> Box<dyn StableHasher + Send> {
+        Box::new(Recording(self.0.clone(), Xxh3Hasher::default()))
+    }
+}
+
+impl StableHasher for Recording {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        self.1.write(bytes);
+    }
+    fn finish(&self) -> Digest {
+        self.1.finish()
+    }
+}
+
+/// A weighted sum of the bytes: different for the two colliding arguments.
+fn total(data: Vec<u8>) -> u64 {
+    data.iter()
+        .enumerate()
+        .map(|(i, &b)| (i as u64 + 1) * u64::from(b))
+        .sum()
+}
+
+/// Two different 4 KiB arguments of `total` with one xxh3-128 key: in the first block of
+/// stripes, lane `l` of stripes 0 and 1 hold words whose low half equals the secret's (so the
+/// multiplication of XXH3's accumulation adds zero), and whose high halves add to the same
+/// sum in both arguments. Built in no time, from the published secret.
+fn colliding_arguments() -> (Vec<u8>, Vec<u8>) {
+    let base: Vec<u8> = (0..4096u32).map(|i| (i * 13 % 251) as u8).collect();
+    let recorder = Recorder::default();
+    let log = recorder.0.clone();
+    let memory = MemoryBuilder::new()
+        .url("memory://untrusted-recorder")
+        .hasher(Arc::new(recorder))
+        .build()
+        .unwrap();
+    memory
+        .cache(total)
+        .name("untrusted::total")
+        .eval(base.clone());
+    let stream = log.lock().unwrap().clone();
+    let at = stream
+        .windows(64)
+        .position(|w| w == &base[..64])
+        .expect("the argument's bytes in the hashed stream");
+    let lane = at.div_ceil(8);
+    assert!(lane < 8, "the argument starts {at} bytes into the stream");
+    let word = |o: usize| u64::from_le_bytes(XXH3_SECRET[o..o + 8].try_into().unwrap());
+    let (s0, s1) = (word(8 * lane), word(8 * lane + 8));
+    let with = |high: u32, s: u64| (s & 0xffff_ffff) | (u64::from(high) << 32);
+    let build = |h0: u32, h1: u32| {
+        let mut v = base.clone();
+        let (p0, p1) = (8 * lane - at, 64 + 8 * lane - at);
+        v[p0..p0 + 8].copy_from_slice(&with(h0, s0).to_le_bytes());
+        v[p1..p1 + 8].copy_from_slice(&with(h1, s1).to_le_bytes());
+        v
+    };
+    (build(1000, 5000), build(1001, 4999))
+}
+
+#[test]
+fn hardened_keys_keep_built_collisions_apart() {
+    let (a, b) = colliding_arguments();
+    assert_ne!(a, b);
+    assert_ne!(total(a.clone()), total(b.clone()));
+    // The default keys: one key for both, so a writer who plants `a`'s result serves it for
+    // `b` (this is what hardened keys are for).
+    let memory = Memory::from_url("memory://untrusted-default-keys").unwrap();
+    let f = memory.cache(total).name("untrusted::total");
+    assert_eq!(f.eval(a.clone()), total(a.clone()));
+    assert_eq!(f.eval(b.clone()), total(a.clone()), "the built collision");
+    // Hardened keys: two keys, the right results.
+    let hardened = MemoryBuilder::new()
+        .url("memory://untrusted-hardened-keys")
+        .signing_key(SigningKey::new(SECRET).unwrap())
+        .hardened_keys(true)
+        .build()
+        .unwrap();
+    let f = hardened.cache(total).name("untrusted::total");
+    assert_eq!(f.eval(a.clone()), total(a.clone()));
+    assert_eq!(f.eval(b.clone()), total(b.clone()));
+    assert_eq!(hardened.entries(None).unwrap().len(), 2);
+    // They need a signing key, and choose the hash themselves.
+    let err = MemoryBuilder::new()
+        .url("memory://untrusted-hardened-unsigned")
+        .hardened_keys(true)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("signing key"), "{err}");
+    let err = MemoryBuilder::new()
+        .url("memory://untrusted-hardened-hasher")
+        .signing_key(SigningKey::new(SECRET).unwrap())
+        .hasher(Arc::new(cachette::Xxh3))
+        .hardened_keys(true)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("hardened_keys"), "{err}");
 }

@@ -84,6 +84,11 @@ pub struct Options {
     /// [`MemoryBuilder::max_decompressed_size`](crate::MemoryBuilder::max_decompressed_size).
     #[serde(skip_serializing_if = "is_default_max_decompressed")]
     pub max_decompressed_size: u64,
+    /// Whether argument keys come from keyed BLAKE3, keyed from the signing key
+    /// (`hardened_keys`, default `false`), for stores that people the memory does not trust
+    /// can write to. See [`MemoryBuilder::hardened_keys`](crate::MemoryBuilder::hardened_keys).
+    #[serde(skip_serializing_if = "is_false")]
+    pub hardened_keys: bool,
 }
 
 impl Default for Options {
@@ -100,6 +105,7 @@ impl Default for Options {
             lease: DEFAULT_LEASE,
             wait_timeout: DEFAULT_WAIT_TIMEOUT,
             max_decompressed_size: DEFAULT_MAX_DECOMPRESSED,
+            hardened_keys: false,
         }
     }
 }

@@ -72,7 +72,12 @@ impl Memory {
     {
         const { assert!(size_of::<F>() == 0, captures_refused!()) };
         let id = FuncId::of_callable::<F>(std::panic::Location::caller());
-        let salt = cachette_hashing::hash(&state).map_err(|e| e.to_string());
+        // With the memory's own algorithm: keyed, with hardened keys.
+        let salt = match self.shared() {
+            Some(shared) => cachette_hashing::hash_with(&*shared.hasher, &state),
+            None => cachette_hashing::hash(&state),
+        }
+        .map_err(|e| e.to_string());
         let readable = cachette_hashing::readable(&state, super::call::READABLE_ARG_LEN);
         MemorizedFunc::with_function(self, id, move |a: A| f(&state, a)).salted(salt, readable)
     }
