@@ -169,11 +169,40 @@ pub(crate) fn hit_int(ctx: &Ctx) -> Workload {
     let memory = Memory::new(ws.join("cachette")).expect("memory");
     let f = square_func(&memory);
     f.eval(42);
-    let mut contenders = vec![Contender::new(CACHETTE, Kind::Cachette, |n| {
-        Ok(timed(n, || {
-            black_box(f.eval(black_box(42)));
-        }))
-    })];
+    // The same hit with signed entries, and with hardened (keyed BLAKE3) argument keys too.
+    let secret = "a signing secret for the benchmark";
+    let signed = Memory::builder()
+        .path(ws.join("cachette-signed"))
+        .signing_key(cachette::SigningKey::new(secret).expect("key"))
+        .build()
+        .expect("memory");
+    let signed_f = square_func(&signed);
+    signed_f.eval(42);
+    let hardened = Memory::builder()
+        .path(ws.join("cachette-hardened"))
+        .signing_key(cachette::SigningKey::new(secret).expect("key"))
+        .hardened_keys(true)
+        .build()
+        .expect("memory");
+    let hardened_f = square_func(&hardened);
+    hardened_f.eval(42);
+    let mut contenders = vec![
+        Contender::new(CACHETTE, Kind::Cachette, |n| {
+            Ok(timed(n, || {
+                black_box(f.eval(black_box(42)));
+            }))
+        }),
+        Contender::new("Cachette, signed", Kind::Cachette, |n| {
+            Ok(timed(n, || {
+                black_box(signed_f.eval(black_box(42)));
+            }))
+        }),
+        Contender::new("Cachette, signed, hardened keys", Kind::Cachette, |n| {
+            Ok(timed(n, || {
+                black_box(hardened_f.eval(black_box(42)));
+            }))
+        }),
+    ];
     contenders.push(ctx.joblib(json!({"w": "hit_int", "dir": ws.join("joblib")})));
     let cache = redb::<String, i64>(&ws, "hit_int");
     contenders.push(Contender::from_setup(
