@@ -167,10 +167,8 @@ impl EntryStore {
             .map_err(|source| entry_error(key, source))
     }
 
-    /// Checks the entry under `key` as a load would (every checksum, arrays included, the key it
-    /// was written for, the signature, and that its payload decompresses), without decoding
-    /// the output or recording an access. `Ok(false)` when there is none.
-    pub(crate) async fn verify(&self, reach: Reach, key: &Key) -> Result<bool, Error> {
+    /// The whole item under `key`, read into memory, recording no access.
+    async fn read_whole(&self, reach: Reach, key: &Key) -> Result<Option<bytes::Bytes>, Error> {
         let k = key.clone();
         let found = self
             .run(reach, move |b| {
@@ -178,11 +176,21 @@ impl EntryStore {
             })
             .await?;
         let Some(found) = found else {
-            return Ok(false);
+            return Ok(None);
         };
         let bytes = found
             .into_bytes()
             .map_err(|e| BackendError::from_io(e, format!("cannot read {key}")))?;
+        Ok(Some(bytes))
+    }
+
+    /// Checks the entry under `key` as a load would (every checksum, arrays included, the key it
+    /// was written for, the signature, and that its payload decompresses), without decoding
+    /// the output or recording an access. `Ok(false)` when there is none.
+    pub(crate) async fn verify(&self, reach: Reach, key: &Key) -> Result<bool, Error> {
+        let Some(bytes) = self.read_whole(reach, key).await? else {
+            return Ok(false);
+        };
         let checked = Checked::parse(
             read::Read::whole(bytes),
             key,
@@ -249,18 +257,9 @@ impl EntryStore {
         key: &Key,
         code: Option<CodeIdentity<'_>>,
     ) -> Result<Option<Metadata>, Error> {
-        let k = key.clone();
-        let found = self
-            .run(reach, move |b| {
-                Box::pin(async move { b.get_opts(&k, GetOptions::default()).await })
-            })
-            .await?;
-        let Some(found) = found else {
+        let Some(bytes) = self.read_whole(reach, key).await? else {
             return Ok(None);
         };
-        let bytes = found
-            .into_bytes()
-            .map_err(|e| BackendError::from_io(e, format!("cannot read {key}")))?;
         Checked::parse(
             read::Read::whole(bytes),
             key,
