@@ -23,6 +23,10 @@ pub use cachette_redis as redis;
 #[cfg(feature = "macros")]
 pub use cachette_macros::memoize;
 
+/// Memoizes a closure, identified by the hash of its tokens: see the crate documentation.
+#[cfg(feature = "macros")]
+pub use cachette_macros::cache;
+
 /// The `ndarray` crate that [`Array`] converts to and from (feature `ndarray`).
 #[cfg(feature = "ndarray")]
 pub use ndarray;

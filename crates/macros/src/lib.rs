@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod closure;
 mod expand;
 mod fingerprint;
 mod options;
@@ -329,3 +330,46 @@ pub fn memoize(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
+/// Memoizes a closure, identified by the hash of its tokens: `cache!(memory, |x: u64| x * x)`
+/// is `memory.cache(|x: u64| x * x)` with `.code_hash(..)` set from the closure's tokens, so
+/// that an edit of its body changes its identity and the results of the old body are never
+/// served (`memory.cache` alone identifies a closure by where it is written, which an edit
+/// that keeps it in place does not change).
+///
+/// ```
+/// use cachette::{Memory, cache};
+///
+/// let memory = Memory::from_url("memory://cache-doc").unwrap();
+/// let square = cache!(memory, |x: u64| x * x);
+/// assert_eq!(square.eval(4), 16); // runs the closure
+/// assert_eq!(square.eval(4), 16); // loads the stored result
+/// ```
+///
+/// The first argument is anything with a `cache` method (a `Memory`, a reference to one, a
+/// `static` `LazyLock<Memory>`), the second a closure that captures nothing (as for
+/// [`Memory::cache`](../cachette/struct.Memory.html#method.cache)). Options follow:
+/// `name = ..` (a stable name, instead of the place of the call) and `version = ..`:
+///
+/// ```
+/// # use cachette::{Memory, cache};
+/// # let memory = Memory::from_url("memory://cache-doc-options").unwrap();
+/// let cube = cache!(memory, |x: u64| x * x * x, name = "my_crate::cube", version = "2");
+/// assert_eq!(cube.id().name(), "my_crate::cube");
+/// ```
+///
+/// The tokens are hashed as for `#[memoize]`: whitespace and comments do not count, any other
+/// change does. What the closure calls is not hashed: change `version` when that changes.
+///
+/// ```compile_fail
+/// # use cachette::{Memory, cache};
+/// # let memory = Memory::disabled();
+/// fn square(x: u64) -> u64 { x * x }
+/// let f = cache!(memory, square); // a function, not a closure: use `memory.cache(square)`
+/// ```
+#[proc_macro]
+pub fn cache(input: TokenStream) -> TokenStream {
+    match syn::parse::<closure::CacheInput>(input) {
+        Ok(input) => closure::expand(input).into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
