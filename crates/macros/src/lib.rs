@@ -1,7 +1,8 @@
-//! The `#[memoize]` attribute macro of Cachette.
+//! The macros of Cachette: the `#[memoize]` attribute, for functions and methods, and
+//! `cache!`, for closures.
 //!
-//! Use it through the `cachette` crate (`cachette::memoize`), which the generated code refers
-//! to; see [`macro@memoize`].
+//! Use them through the `cachette` crate (`cachette::memoize`, `cachette::cache!`), which the
+//! generated code refers to; see [`macro@memoize`] and [`cache!`].
 
 #![forbid(unsafe_code)]
 
