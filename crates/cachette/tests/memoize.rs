@@ -716,3 +716,61 @@ fn visibility_and_attributes_are_kept() {
         &1, &2, &3, &4, &5, &6, &7, &8
     ));
 }
+
+/// Memoizes closures written at one place of the source (this macro's call), as two builds of
+/// a program would have one closure before and after an edit of its body.
+macro_rules! at_one_place {
+    (cache!, $memory:expr, $($closure:expr),+) => {
+        ($(cachette::cache!($memory, $closure)),+)
+    };
+    (plain, $memory:expr, $($closure:expr),+) => {
+        ($($memory.cache($closure)),+)
+    };
+}
+
+#[test]
+fn cache_tells_closures_apart_by_their_tokens() {
+    let (memory, reports) = reporting_memory("closures");
+
+    // `Memory::cache` identifies a closure by its place: these two are one function to it.
+    let (a, b) = at_one_place!(plain, memory, |x: u64| x + 1, |x: u64| x + 2);
+    assert_eq!(a.id(), b.id());
+
+    // `cache!` adds the hash of the tokens: same place and name, another identity.
+    let (old, new) = at_one_place!(cache!, memory, |x: u64| x + 1, |x: u64| x + 2);
+    assert_eq!(old.id().name(), new.id().name());
+    assert_ne!(old.id(), new.id());
+    assert_eq!(old.eval(1), 2);
+    assert!(old.check_call_in_cache(&1));
+    assert!(
+        !new.check_call_in_cache(&1),
+        "the old body's result is not the new one's"
+    );
+    assert_eq!(new.eval(1), 3);
+    assert_eq!(new.eval(1), 3);
+    assert_eq!(old.eval(1), 2);
+    let warnings = warnings(&reports);
+    assert!(
+        warnings.iter().any(|w| w.contains("has changed")),
+        "{warnings:#?}"
+    );
+
+    // The same tokens hash the same wherever they are; options keep the hash.
+    let same = cachette::cache!(memory, |x: u64| x + 1);
+    let named = cachette::cache!(
+        memory,
+        |x: u64| x + 1,
+        name = "memoize::plus_one",
+        version = "1"
+    );
+    assert_eq!(named.id().name(), "memoize::plus_one");
+    let hash_of = |id: &cachette::FuncId| {
+        let debug = format!("{id:?}");
+        let start = debug.find("code_hash").unwrap();
+        debug[start..].split(',').next().unwrap().to_owned()
+    };
+    assert_eq!(hash_of(same.id()), hash_of(old.id()));
+    assert_eq!(hash_of(named.id()), hash_of(old.id()));
+    assert_ne!(hash_of(new.id()), hash_of(old.id()));
+    assert_eq!(named.eval(5), 6);
+}

@@ -67,11 +67,6 @@ fn what_cannot_be_memoized_is_an_error() {
     let cases = [
         (
             "",
-            "fn m(&self, x: u32) -> u32 { x }",
-            "cannot memoize a method",
-        ),
-        (
-            "",
             "fn g<T>(x: T) -> u32 { 1 }",
             "cannot memoize a generic function",
         ),
@@ -90,7 +85,31 @@ fn what_cannot_be_memoized_is_an_error() {
             "fn f(x: u32) -> impl Clone { x }",
             "returning `impl Trait`",
         ),
-        ("", "fn f(x: Self) -> u32 { 1 }", "`Self` has no meaning"),
+        (
+            "",
+            "fn m<T>(&self, x: T) -> u32 { 1 }",
+            "cannot memoize a generic function",
+        ),
+        (
+            "key = x, ignore = [y]",
+            "fn f(x: u32, y: u32) -> u32 { x }",
+            "`key` and `ignore` cannot be used together",
+        ),
+        (
+            "ignore = [y], key = x",
+            "fn f(x: u32, y: u32) -> u32 { x }",
+            "`key` and `ignore` cannot be used together",
+        ),
+        (
+            "key = x, key = y",
+            "fn f(x: u32, y: u32) -> u32 { x }",
+            "duplicate #[memoize] option `key`",
+        ),
+        (
+            "ignore = [self]",
+            "fn f(x: u32) -> u32 { x }",
+            "cannot ignore `self`",
+        ),
         ("", "const fn f() -> u32 { 1 }", "`const fn`"),
         ("", "unsafe fn f() -> u32 { 1 }", "`unsafe fn`"),
         ("", "extern \"C\" fn f() -> u32 { 1 }", "`extern` function"),
@@ -173,12 +192,11 @@ fn which_return_types_are_results() {
 
 #[test]
 fn the_code_hash_follows_tokens_and_options() {
-    let hash = |attr: &str, item: &str| {
-        let options = Options::parse(attr.parse().unwrap()).unwrap();
-        let item: ItemFn = syn::parse_str(item).unwrap();
-        let output = output(&item.sig, options.result).unwrap();
-        code_hash(&item, &options, &output)
-    };
+    assert_ne!(
+        hash_of("key = x", "fn f(x: u32, y: u32) -> u32 { x + y }"),
+        hash_of("key = (x, y)", "fn f(x: u32, y: u32) -> u32 { x + y }")
+    );
+    let hash = hash_of;
     let base = hash("", "fn f(x: u32, y: u32) -> u32 { x + y }");
     assert_eq!(
         base,
@@ -199,4 +217,85 @@ fn the_code_hash_follows_tokens_and_options() {
             "fn f(x: u32, y: u32) -> u32 { x + y }"
         )
     );
+}
+
+#[test]
+fn methods_get_associated_functions() {
+    let tokens = expand(
+        Options::parse(TokenStream::new()).unwrap(),
+        syn::parse_str("pub fn predict(&self, x: u64) -> u64 { x }").unwrap(),
+    )
+    .unwrap();
+    let block: syn::ItemImpl = syn::parse2(quote!(impl S { #tokens })).unwrap();
+    let names: Vec<String> = block
+        .items
+        .iter()
+        .map(|item| match item {
+            syn::ImplItem::Fn(f) => f.sig.ident.to_string(),
+            _ => "other".to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "predict",
+            "__cachette_predict",
+            "predict_memorized",
+            "predict_call",
+            "predict_call_and_shelve",
+            "predict_check_call_in_cache",
+            "predict_clear",
+        ]
+    );
+    // `Self` in a signature makes an associated function.
+    assert!(is_associated(
+        &syn::parse_str("fn new(n: u32) -> Self").unwrap()
+    ));
+    assert!(is_associated(
+        &syn::parse_str("fn eq(a: &Self, b: &Self) -> bool").unwrap()
+    ));
+    assert!(!is_associated(
+        &syn::parse_str("fn f(n: u32) -> u32").unwrap()
+    ));
+}
+
+#[test]
+fn at_most_sixteen_hashed_arguments() {
+    let args: Vec<String> = (0..17).map(|i| format!("a{i}: u8")).collect();
+    let item = format!("fn f({}) {{}}", args.join(", "));
+    assert!(error_of("", &item).contains("hashes at most 16 arguments"));
+    assert!(expand_str("ignore = [a0]", &item).is_ok());
+    assert!(expand_str("key = a0", &item).is_ok());
+    let method = format!("fn f(&self, {}) {{}}", args[..16].join(", "));
+    assert!(error_of("", &method).contains("(`f` has 17)"));
+    assert!(
+        expand(
+            Options::parse("ignore = [self]".parse().unwrap()).unwrap(),
+            syn::parse_str(&method).unwrap()
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn keys_see_self_as_a_local() {
+    let this = Ident::new("__cachette_self", Span::call_site());
+    let replaced = replace_self(quote!((self.id, f(self), self::g(x))), &this);
+    assert_eq!(
+        replaced.to_string(),
+        "(__cachette_self . id , f (__cachette_self) , self :: g (x))"
+    );
+    assert_eq!(
+        compact(quote!((user.id, day.clone()))),
+        "(user.id, day.clone())"
+    );
+    assert_eq!(compact(quote!(text.len())), "text.len()");
+    assert_eq!(compact(quote!(a::b(&x[0]))), "a::b(&x[0])");
+}
+
+fn hash_of(attr: &str, item: &str) -> String {
+    let options = Options::parse(attr.parse().unwrap()).unwrap();
+    let item: ItemFn = syn::parse_str(item).unwrap();
+    let output = output(&item.sig, options.result).unwrap();
+    code_hash(&item, &options, &output)
 }

@@ -4,11 +4,11 @@ use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
 use syn::parse::{Parse, ParseStream, Parser};
+use syn::spanned::Spanned;
 use syn::{Expr, Ident, LitBool, LitStr, Token};
 
 /// The option names, as listed in error messages.
-const KNOWN: &str =
-    "memory, ignore, version, validate, verbose, mmap_mode, name, result, compute_once, strict";
+const KNOWN: &str = "memory, ignore, key, version, validate, verbose, mmap_mode, name, result, compute_once, strict";
 
 /// The value of `mmap_mode`.
 pub(crate) enum MmapModeOption {
@@ -25,6 +25,8 @@ pub(crate) struct Options {
     pub(crate) memory: Option<Expr>,
     /// `ignore = [a, b]`: arguments left out of the hash, by name.
     pub(crate) ignore: Vec<(String, Span)>,
+    /// `key = EXPR`: hashed instead of the arguments, evaluated with them in scope.
+    pub(crate) key: Option<Expr>,
     /// `version = EXPR`: an explicit version, added to the function's identity.
     pub(crate) version: Option<Expr>,
     /// `validate = EXPR`: anything `Into<Validation>`.
@@ -45,8 +47,10 @@ pub(crate) struct Options {
     /// `strict` / `strict = BOOL`: faults of the store are errors of the function, which
     /// returns a `Result` whose error type converts from `cachette::Error`.
     pub(crate) strict: Option<bool>,
-    /// Whether `ignore` was given (to reject it twice).
-    ignore_given: bool,
+    /// Where `ignore` was given (to reject it twice, or with `key`).
+    ignore_given: Option<Span>,
+    /// Where `key` was given.
+    key_span: Option<Span>,
 }
 
 impl Options {
@@ -55,6 +59,13 @@ impl Options {
         let mut options = Options::default();
         let parser = syn::meta::parser(|meta| options.parse_one(meta));
         parser.parse2(tokens)?;
+        if let (Some(key), Some(_)) = (options.key_span, options.ignore_given) {
+            return Err(syn::Error::new(
+                key,
+                "`key` and `ignore` cannot be used together: with `key = ..` only the key is \
+                 hashed, so every argument is already left out of the hash",
+            ));
+        }
         Ok(options)
     }
 
@@ -98,11 +109,15 @@ impl Options {
             "result" => set_once(&mut self.result, flag(&meta)?, duplicate),
             "strict" => set_once(&mut self.strict, flag(&meta)?, duplicate),
             "compute_once" => set_once(&mut self.compute_once, meta.value()?.parse()?, duplicate),
+            "key" => {
+                self.key_span = Some(meta.path.span());
+                set_once(&mut self.key, meta.value()?.parse()?, duplicate)
+            }
             "ignore" => {
-                if self.ignore_given {
+                if self.ignore_given.is_some() {
                     return Err(duplicate());
                 }
-                self.ignore_given = true;
+                self.ignore_given = Some(meta.path.span());
                 let value = meta.value()?;
                 let content;
                 syn::bracketed!(content in value);
