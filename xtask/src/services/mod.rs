@@ -4,20 +4,24 @@
 //! `env` (`KEY=VALUE` lines), `pids` (`<kind> <pid> <port>` lines) and one directory per
 //! server holding its data and `server.log`.
 
-use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
+use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::thread::sleep;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::flags::ServicesCmd;
+
+mod install;
+mod wire;
+
+pub(crate) use install::run_bounded;
+use install::{ensure_moto, ensure_redis};
+use wire::{Ports, http, redis_cmd};
 
 /// The bucket created in the moto server.
 const BUCKET: &str = "cachette-test";
@@ -704,233 +708,6 @@ fn print_tail(path: &Path) {
         }
         Err(err) => eprintln!("    (cannot read {}: {err})", path.display()),
     }
-}
-
-/// Hands out distinct loopback ports that are free right now.
-struct Ports {
-    taken: HashSet<u16>,
-    rng: u64,
-}
-
-impl Ports {
-    fn new() -> Ports {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        Ports {
-            taken: HashSet::new(),
-            rng: nanos ^ (u64::from(std::process::id()) << 32) | 1,
-        }
-    }
-
-    fn pick(&mut self, with_bus: bool) -> Result<u16> {
-        let span = u64::from(PORT_RANGE.end - PORT_RANGE.start);
-        for _ in 0..2000 {
-            // xorshift64
-            self.rng ^= self.rng << 13;
-            self.rng ^= self.rng >> 7;
-            self.rng ^= self.rng << 17;
-            let port = PORT_RANGE.start + (self.rng % span) as u16;
-            let mut wanted = vec![port];
-            if with_bus {
-                wanted.push(port + CLUSTER_BUS_OFFSET);
-            }
-            if wanted.iter().all(|p| {
-                !self.taken.contains(p) && TcpListener::bind((Ipv4Addr::LOCALHOST, *p)).is_ok()
-            }) {
-                self.taken.extend(wanted);
-                return Ok(port);
-            }
-        }
-        bail!("found no free port on 127.0.0.1 in {PORT_RANGE:?}")
-    }
-}
-
-fn connect(port: u16) -> io::Result<TcpStream> {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(1))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    Ok(stream)
-}
-
-/// Sends one command in RESP and returns a simple, integer or bulk string reply.
-fn redis_cmd(port: u16, args: &[&str]) -> io::Result<String> {
-    let mut stream = connect(port)?;
-    let mut request = format!("*{}\r\n", args.len());
-    for arg in args {
-        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-    }
-    stream.write_all(request.as_bytes())?;
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let line = line.trim_end();
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_owned());
-    match line.split_at_checked(1) {
-        Some(("+" | ":", rest)) => Ok(rest.to_owned()),
-        Some(("-", err)) => Err(io::Error::other(err.to_owned())),
-        Some(("$", len)) => {
-            let Ok(len) = usize::try_from(len.parse::<i64>().map_err(|_| bad(line))?) else {
-                return Ok(String::new()); // nil
-            };
-            let mut buf = vec![0; len + 2];
-            reader.read_exact(&mut buf)?;
-            buf.truncate(len);
-            Ok(String::from_utf8_lossy(&buf).into_owned())
-        }
-        _ => Err(bad(line)),
-    }
-}
-
-/// A bodyless HTTP/1.1 request; returns the status code and the raw body.
-fn http(port: u16, method: &str, path: &str) -> io::Result<(u16, String)> {
-    let mut stream = connect(port)?;
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: cachette-xtask\r\n\
-         Content-Length: 0\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .strip_prefix("HTTP/")
-        .and_then(|rest| rest.split_whitespace().nth(1))
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "not an HTTP response"))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_owned();
-    Ok((status, body))
-}
-
-/// Runs `cmd` to completion, killing it after `timeout`.
-pub(crate) fn run_bounded(cmd: &mut Command, timeout: Duration, what: &str) -> Result<ExitStatus> {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .spawn()
-        .with_context(|| format!("running {what}"))?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("{what} did not finish within {}s", timeout.as_secs());
-        }
-        sleep(POLL);
-    }
-}
-
-/// Runs an installer command with its output on our stderr (stdout may be `eval`ed).
-fn install_step(cmd: &mut Command, what: &str) -> Result<bool> {
-    cmd.stdout(Stdio::from(io::stderr()))
-        .stderr(Stdio::inherit());
-    Ok(run_bounded(cmd, INSTALL_TIMEOUT, what)?.success())
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            p.metadata()
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-}
-
-fn ensure_redis() -> Result<(PathBuf, PathBuf)> {
-    if let (Some(server), Some(cli)) = (which("redis-server"), which("redis-cli")) {
-        return Ok((server, cli));
-    }
-    eprintln!("services: redis-server/redis-cli not found; installing the redis-server package");
-    apt_install(&["redis-server"])?;
-    match (which("redis-server"), which("redis-cli")) {
-        (Some(server), Some(cli)) => Ok((server, cli)),
-        _ => bail!("redis-server or redis-cli still not on PATH after installing redis-server"),
-    }
-}
-
-fn apt_install(packages: &[&str]) -> Result<()> {
-    let manual = format!("apt-get install -y {}", packages.join(" "));
-    if which("apt-get").is_none() {
-        bail!(
-            "apt-get not found; install these yourself: {}",
-            packages.join(" ")
-        );
-    }
-    let sudo = sys::geteuid() != 0;
-    if sudo && which("sudo").is_none() {
-        bail!("not root and no sudo; run as root: {manual}");
-    }
-    let apt = |args: &[&str]| {
-        let mut cmd = if sudo {
-            let mut cmd = Command::new("sudo");
-            cmd.args(["-n", "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]);
-            cmd
-        } else {
-            let mut cmd = Command::new("apt-get");
-            cmd.env("DEBIAN_FRONTEND", "noninteractive");
-            cmd
-        };
-        cmd.args(["-q", "-o", "DPkg::Lock::Timeout=120"]).args(args);
-        cmd
-    };
-    ensure!(
-        install_step(&mut apt(&["update"]), "apt-get update")?,
-        "`apt-get update` failed; try by hand: {manual}"
-    );
-    let mut install = apt(&["install", "-y", "--no-install-recommends"]);
-    install.args(packages);
-    ensure!(
-        install_step(&mut install, "apt-get install")?,
-        "`{manual}` failed"
-    );
-    Ok(())
-}
-
-fn python_ok(args: &[&str]) -> bool {
-    let mut cmd = Command::new("python3");
-    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
-    run_bounded(&mut cmd, Duration::from_secs(120), "python3").is_ok_and(|s| s.success())
-}
-
-fn ensure_moto() -> Result<()> {
-    const IMPORT: [&str; 2] = ["-c", "import moto.server, flask"];
-    if which("python3").is_none() {
-        eprintln!("services: python3 not found; installing it");
-        apt_install(&["python3", "python3-pip"])?;
-    }
-    if python_ok(&IMPORT) {
-        return Ok(());
-    }
-    eprintln!("services: moto is not installed; installing 'moto[server]' with pip");
-    if !python_ok(&["-m", "pip", "--version"]) {
-        apt_install(&["python3-pip"])?;
-    }
-    let pip = |extra: &[&str]| {
-        let mut cmd = Command::new("python3");
-        cmd.args(["-m", "pip", "install", "--quiet"])
-            .args(extra)
-            .arg("moto[server]");
-        cmd
-    };
-    if !install_step(&mut pip(&[]), "pip install")? {
-        eprintln!("services: retrying with --break-system-packages (PEP 668 system Python)");
-        ensure!(
-            install_step(&mut pip(&["--break-system-packages"]), "pip install")?,
-            "`python3 -m pip install 'moto[server]'` failed"
-        );
-    }
-    ensure!(
-        python_ok(&IMPORT),
-        "installed moto, but `python3 -c 'import moto.server'` still fails"
-    );
-    Ok(())
 }
 
 fn shell_quote(value: &str) -> String {
