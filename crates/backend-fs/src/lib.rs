@@ -223,10 +223,9 @@ impl FsBackend {
                 // A miss, unless the kept folder was removed (and maybe made again) meanwhile.
                 tree::Beneath::Missing if self.root_was_removed(&root) => continue,
                 tree::Beneath::Missing => return Some(None),
-                tree::Beneath::Walk => {
-                    if !cfg!(any(target_os = "linux", target_os = "android")) {
-                        self.no_openat2.store(true, Ordering::Relaxed);
-                    }
+                tree::Beneath::Walk => return None,
+                tree::Beneath::Unsupported => {
+                    self.no_openat2.store(true, Ordering::Relaxed);
                     return None;
                 }
             }

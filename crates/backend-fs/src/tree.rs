@@ -195,9 +195,11 @@ pub(crate) enum Beneath {
     Found(File, Info),
     /// No item: nothing there, a folder, or a missing folder on the way.
     Missing,
-    /// This system cannot resolve a path in one call, or the path needs a closer look (a link,
-    /// a special file): walk it one folder at a time.
+    /// The path needs a closer look (a link, a special file): walk it one folder at a time.
     Walk,
+    /// This system cannot resolve a path in one call (no `openat2`, as before Linux 5.6 or
+    /// under a sandbox that filters it): walk this path and every later one.
+    Unsupported,
 }
 
 /// Opens the item at `relative` (`/`-separated, below `root`) in one call: `openat2` with
@@ -211,6 +213,7 @@ pub(crate) fn open_beneath(root: BorrowedFd<'_>, relative: &str) -> Beneath {
     let fd = match rustix::fs::openat2(root, relative, READ_FLAGS, Mode::empty(), resolve) {
         Ok(fd) => fd,
         Err(Errno::NOENT | Errno::NOTDIR) => return Beneath::Missing,
+        Err(Errno::NOSYS) => return Beneath::Unsupported,
         Err(_) => return Beneath::Walk,
     };
     let Ok(st) = rustix::fs::fstat(&fd) else {
@@ -227,7 +230,7 @@ pub(crate) fn open_beneath(root: BorrowedFd<'_>, relative: &str) -> Beneath {
 /// [`open_beneath`] on systems without `openat2`: always a walk.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) fn open_beneath(_root: BorrowedFd<'_>, _relative: &str) -> Beneath {
-    Beneath::Walk
+    Beneath::Unsupported
 }
 
 /// Whether the folder open as `dir` was removed (a handle on a deleted folder sees nothing new).

@@ -169,6 +169,25 @@ pub(crate) mod grammar {
         Key::new(format!("{NAMESPACE}/{folder}/{args_id}"))
     }
 
+    /// The key of a call's entry from the digest of its arguments, built without a second
+    /// look: `folder` comes from [`folder_of`] (ASCII letters, digits, `._-@+=,`, never `.` or
+    /// `..`, never empty), and 32 hex digits are a valid segment, so the key is valid by
+    /// construction. This is the key of every call; [`entry`] is for names read from outside.
+    pub(crate) fn entry_of(folder: &str, digest: &cachette_hashing::Digest) -> Key {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut key = String::with_capacity(NAMESPACE.len() + folder.len() + 2 + ARGS_ID_LEN);
+        key.push_str(NAMESPACE);
+        key.push('/');
+        key.push_str(folder);
+        key.push('/');
+        for &byte in digest.as_bytes() {
+            key.push(char::from(HEX[usize::from(byte >> 4)]));
+            key.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        }
+        debug_assert!(super::validate(&key, false).is_ok(), "{key:?}");
+        Key(key)
+    }
+
     /// The key of a function's identity item.
     pub(crate) fn identity(folder: &str) -> Result<Key, BackendError> {
         Key::new(format!("{NAMESPACE}/{folder}/{IDENTITY_ITEM}"))
@@ -321,6 +340,17 @@ mod tests {
         assert_eq!((k.parent(), k.file_name()), ("a/b", "c"));
         let k = Key::new("single").unwrap();
         assert_eq!((k.parent(), k.file_name()), ("", "single"));
+    }
+
+    #[test]
+    fn entry_keys_from_digests_are_the_checked_ones() {
+        for name in ["", ".", "..", "a::b", "a/b", "ünï code", &"x".repeat(300)] {
+            let folder = grammar::folder_of(name);
+            let digest = cachette_hashing::Digest([0xa5; 16]);
+            let fast = grammar::entry_of(&folder, &digest);
+            assert_eq!(fast, grammar::entry(&folder, &digest.to_hex()).unwrap());
+            assert!(grammar::is_entry(&fast));
+        }
     }
 
     #[test]

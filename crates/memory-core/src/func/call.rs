@@ -74,7 +74,7 @@ impl<R, F> Call<'_, R, F> {
     ) -> Result<Option<Key>, P::Fault> {
         let key = self
             .digest(args)
-            .and_then(|d| Ok(grammar::entry(&self.func.id.folder, &d.to_string())?));
+            .map(|d| grammar::entry_of(&self.func.id.folder, &d));
         match key {
             Ok(key) => Ok(Some(key)),
             Err(e) => {
