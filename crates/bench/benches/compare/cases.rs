@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cached::{ConcurrentCached, RedbCache};
-use cachette::{Array, FuncId, MemorizedFunc, Memory, MmapMode, SizeLimits};
+use cachette::{Array, FuncId, MemorizedFunc, Memory, MmapMode};
 use memmap2::Mmap;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -43,7 +43,7 @@ fn first(array: &Array<f64>) -> f64 {
 }
 
 /// Runs `op` `iters` times and returns the time taken.
-fn timed(iters: u64, mut op: impl FnMut()) -> Duration {
+pub(crate) fn timed(iters: u64, mut op: impl FnMut()) -> Duration {
     let started = Instant::now();
     for _ in 0..iters {
         op();
@@ -78,7 +78,7 @@ fn entry_file(folder: &Path) -> Res<PathBuf> {
 }
 
 /// The first entry file below a Cachette store.
-fn any_entry(store: &Path) -> Res<PathBuf> {
+pub(crate) fn any_entry(store: &Path) -> Res<PathBuf> {
     for folder in std::fs::read_dir(store.join("cachette"))? {
         let folder = folder?.path();
         if folder.is_dir()
@@ -91,7 +91,7 @@ fn any_entry(store: &Path) -> Res<PathBuf> {
 }
 
 /// A memoized call through the `cached` crate's store, as its `#[io_cached]` functions do it.
-fn cached_call<K, V, C>(cache: &C, key: K, compute: impl FnOnce() -> V) -> Res<V>
+pub(crate) fn cached_call<K, V, C>(cache: &C, key: K, compute: impl FnOnce() -> V) -> Res<V>
 where
     C: ConcurrentCached<K, V>,
     V: Clone,
@@ -105,7 +105,7 @@ where
 }
 
 /// A `cached` redb store in `dir`, with `durable(false)` (no fsync per write, as Cachette).
-fn redb<K, V>(dir: &Path, name: &str) -> Res<RedbCache<K, V>>
+pub(crate) fn redb<K, V>(dir: &Path, name: &str) -> Res<RedbCache<K, V>>
 where
     K: ToString + Clone,
     V: Serialize + DeserializeOwned,
@@ -117,7 +117,7 @@ where
 }
 
 /// Writes `bytes` to a temporary file in `dir`, then renames it to `name`.
-fn temp_rename(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn temp_rename(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let temp = dir.join(format!(".tmp-{name}"));
     let mut file = std::fs::File::options()
         .write(true)
@@ -610,237 +610,6 @@ pub(crate) fn reload(ctx: &Ctx, mmap: bool, title: &str) -> Workload {
     } else {
         w
     }
-}
-
-/// The number of entries of the many-entries workloads.
-const ENTRIES: usize = 10_000;
-
-/// Fills `memory` with `ENTRIES` tiny entries.
-fn populate(memory: &Memory) {
-    let f = memory
-        .cache_fn(square as fn(i64) -> i64)
-        .name("bench::populate");
-    for x in 0..ENTRIES as i64 {
-        f.eval(x);
-    }
-}
-
-/// Removes a folder, ignoring a missing one.
-fn remove(dir: &Path) -> Res<()> {
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-        _ => Ok(()),
-    }
-}
-
-/// Populating a fresh store with 10,000 tiny entries.
-pub(crate) fn populate_10k(ctx: &Ctx) -> Workload {
-    let ws = ctx.workspace("populate");
-    let entry_bytes = {
-        let probe = ws.join("probe");
-        let memory = Memory::new(&probe).expect("memory");
-        square_func(&memory).eval(1);
-        any_entry(&probe).and_then(|p| Ok(std::fs::read(p)?))
-    };
-    let mut run = 0;
-    let base = ws.clone();
-    let mut fresh = move |who: &str| {
-        run += 1;
-        base.join(format!("{who}-{run}"))
-    };
-    let mut contenders = vec![Contender::new(CACHETTE, Kind::Cachette, |iters| {
-        let mut total = Duration::ZERO;
-        for _ in 0..iters {
-            let dir = fresh("cachette");
-            let memory = Memory::new(&dir)?;
-            total += timed(1, || populate(&memory));
-            remove(&dir)?;
-        }
-        Ok(total)
-    })];
-    contenders.push(ctx.joblib(json!({"w": "populate", "dir": ws.join("joblib"), "n": ENTRIES})));
-    let mut cached_run = 0;
-    let cached_dir = ws.join("cached");
-    contenders.push(Contender::new(CACHED_REDB, Kind::Cached, move |iters| {
-        let mut total = Duration::ZERO;
-        for _ in 0..iters {
-            cached_run += 1;
-            let dir = cached_dir.join(cached_run.to_string());
-            let cache = redb::<String, i64>(&dir, "populate")?;
-            let started = Instant::now();
-            for x in 0..ENTRIES as i64 {
-                cached_call(&cache, x.to_string(), || square(x))?;
-            }
-            // `durable(false)` writes are made durable by one flush at the end.
-            cache.flush()?;
-            total += started.elapsed();
-            drop(cache);
-            remove(&dir)?;
-        }
-        Ok(total)
-    }));
-    let mut floor_run = 0;
-    let floor_dir = ws.join("floor");
-    contenders.push(match entry_bytes {
-        Ok(bytes) => Contender::new(
-            "floor: 10k × write temp, rename",
-            Kind::Floor,
-            move |iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    floor_run += 1;
-                    let dir = floor_dir.join(floor_run.to_string());
-                    std::fs::create_dir_all(&dir)?;
-                    let started = Instant::now();
-                    for x in 0..ENTRIES {
-                        temp_rename(&dir, &format!("{x:032x}"), &bytes)?;
-                    }
-                    total += started.elapsed();
-                    remove(&dir)?;
-                }
-                Ok(total)
-            },
-        ),
-        Err(e) => Contender::unavailable(
-            "floor: 10k × write temp, rename",
-            Kind::Floor,
-            e.to_string(),
-        ),
-    });
-    let rows = run_rounds("populate", contenders, ctx.cfg.huge());
-    ctx.done(&ws);
-    Workload::new("populate", "populate 10k tiny entries (time for all)", rows)
-}
-
-/// Listing 10,000 entries (what `reduce_size` reads before deleting anything).
-pub(crate) fn list_10k(ctx: &Ctx) -> Workload {
-    let ws = ctx.workspace("list");
-    let store = ws.join("cachette");
-    let memory = Memory::new(&store).expect("memory");
-    populate(&memory);
-    let limits = SizeLimits::default().items_limit(usize::MAX);
-    let folder = store.join("bench.populate");
-    let contenders = vec![
-        Contender::new(CACHETTE, Kind::Cachette, |iters| {
-            let mut r = Ok(());
-            let t = timed(iters, || {
-                r = memory.reduce_size(&limits).map(|report| {
-                    black_box(report);
-                });
-            });
-            r?;
-            Ok(t)
-        }),
-        ctx.joblib(json!({"w": "list", "dir": ws.join("joblib"), "n": ENTRIES})),
-        Contender::new("floor: read_dir + stat", Kind::Floor, |iters| {
-            let mut r: Res<()> = Ok(());
-            let t = timed(iters, || {
-                r = read_dir_stat(&folder).map(|total| {
-                    black_box(total);
-                });
-            });
-            r?;
-            Ok(t)
-        }),
-    ];
-    let rows = run_rounds("list", contenders, ctx.cfg.heavy());
-    ctx.done(&ws);
-    Workload::new(
-        "list",
-        "list 10k entries (reduce_size deleting nothing)",
-        rows,
-    )
-}
-
-/// `read_dir` and a `stat` of every file of a folder; returns their total size.
-fn read_dir_stat(folder: &Path) -> Res<u64> {
-    let mut total = 0;
-    for entry in std::fs::read_dir(folder)? {
-        total += entry?.metadata()?.len();
-    }
-    Ok(total)
-}
-
-/// Copies a folder tree (files and folders only).
-fn copy_tree(from: &Path, to: &Path) -> Res<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_tree(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(())
-}
-
-/// `reduce_size` on 10,000 entries, down to `keep` entries; each sample first copies a
-/// populated store (untimed).
-pub(crate) fn reduce(ctx: &Ctx, keep: usize) -> Workload {
-    let id = if keep == 0 {
-        "reduce_all"
-    } else {
-        "reduce_half"
-    };
-    let ws = ctx.workspace(id);
-    let template = ws.join("template");
-    populate(&Memory::new(&template).expect("memory"));
-    let work = ws.join("work");
-    let limits = SizeLimits::default().items_limit(keep);
-    let contenders = vec![
-        Contender::new(CACHETTE, Kind::Cachette, |iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                remove(&work)?;
-                copy_tree(&template, &work)?;
-                let memory = Memory::new(&work)?;
-                let started = Instant::now();
-                let report = memory.reduce_size(&limits)?;
-                total += started.elapsed();
-                if report.deleted_items != ENTRIES - keep {
-                    return Err(format!("deleted {} entries", report.deleted_items).into());
-                }
-            }
-            Ok(total)
-        }),
-        ctx.joblib(json!({"w": id, "dir": ws.join("joblib"), "n": ENTRIES})),
-        Contender::new("floor: read_dir + stat + unlink", Kind::Floor, |iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                remove(&work)?;
-                copy_tree(&template, &work)?;
-                let folder = work.join("bench.populate");
-                let started = Instant::now();
-                let mut files = Vec::new();
-                for entry in std::fs::read_dir(&folder)? {
-                    let entry = entry?;
-                    let meta = entry.metadata()?;
-                    if entry.file_name().len() == 32 {
-                        files.push((meta.modified()?, entry.path()));
-                    }
-                }
-                files.sort();
-                for (_, path) in &files[..files.len() - keep.min(files.len())] {
-                    std::fs::remove_file(path)?;
-                }
-                total += started.elapsed();
-            }
-            Ok(total)
-        }),
-    ];
-    let rows = run_rounds(id, contenders, ctx.cfg.huge());
-    ctx.done(&ws);
-    let title = if keep == 0 {
-        "reduce_size deleting all of 10k"
-    } else {
-        "reduce_size deleting half of 10k"
-    };
-    Workload::new(id, title, rows).target(Target::Faster {
-        than: crate::JOBLIB,
-        factor: 20.0,
-    })
 }
 
 /// Two workers started by `start`, set up with `setup`; each sample runs `n` operations in

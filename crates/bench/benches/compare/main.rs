@@ -28,6 +28,7 @@
 //! harness too, and rewrite `BENCHMARKS.md`), it exits at once without measuring.
 
 mod cases;
+mod many;
 mod plot;
 mod proc;
 mod remote;
@@ -392,13 +393,13 @@ fn suite(cfg: &Config) -> Vec<(&'static str, Case)> {
             "reload_copy",
             Box::new(move |ctx: &Ctx| cases::reload(ctx, false, &copy_title)),
         ),
-        ("populate", Box::new(cases::populate_10k)),
-        ("list", Box::new(cases::list_10k)),
+        ("populate", Box::new(many::populate_10k)),
+        ("list", Box::new(many::list_10k)),
         (
             "reduce_half",
-            Box::new(|ctx: &Ctx| cases::reduce(ctx, 5_000)),
+            Box::new(|ctx: &Ctx| many::reduce(ctx, 5_000)),
         ),
-        ("reduce_all", Box::new(|ctx: &Ctx| cases::reduce(ctx, 0))),
+        ("reduce_all", Box::new(|ctx: &Ctx| many::reduce(ctx, 0))),
         ("concurrent", Box::new(cases::concurrent)),
         ("redis_hit", Box::new(remote::redis_hit)),
         ("s3_hit", Box::new(remote::s3_hit)),
