@@ -234,6 +234,26 @@ fn the_environment_overrides_files_in_the_documented_order() {
     );
 }
 
+/// A URL with a typo in its `://` is an error, not a folder of that name created beside the
+/// program.
+#[test]
+fn urls_with_a_typo_are_errors_not_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = std::env::current_dir().unwrap();
+    for typo in ["redis//127.0.0.1:6379", "s3:/bucket/prefix", "redis:host"] {
+        let err = Memory::from_url(typo).unwrap_err().to_string();
+        assert!(err.contains("typo"), "{typo}: {err}");
+        let file = write(dir.path(), "typo.toml", &format!("location = {typo:?}\n"));
+        let err = Memory::from_config(&file).unwrap_err().to_string();
+        assert!(err.contains("typo"), "{typo}: {err}");
+    }
+    assert!(!cwd.join("redis").exists() && !cwd.join("s3:").exists());
+    // The folder of that name is still reachable as a path.
+    let folder = dir.path().join("redis//host");
+    let memory = Memory::new(&folder).unwrap();
+    assert_eq!(memory.cache(|x: i64| x + 1).eval(1), 2);
+}
+
 /// A coordinator's memory, shipped as its configuration, gives a worker the same entries.
 fn ship_and_share(memory: &Memory) {
     let calls = AtomicUsize::new(0);

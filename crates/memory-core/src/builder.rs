@@ -521,7 +521,10 @@ impl MemoryBuilder {
             backend = layer.layer(backend)?;
         }
         let origin = config.and_then(|backend| origin_of(backend, &self.layers));
-        let options = self.options;
+        let mut options = self.options;
+        if let Some(verbose) = crate::config::verbose_from_env()? {
+            options.verbose = options.verbose.max(verbose);
+        }
         let capabilities = backend.capabilities();
         let location = backend.location();
         let compress = options.compression();

@@ -69,6 +69,12 @@ pub const SIGNING_KEY_ENV: &str = "CACHETTE_SIGNING_KEY";
 /// whose signatures are still accepted while keys are rotated.
 pub const PREVIOUS_SIGNING_KEYS_ENV: &str = "CACHETTE_PREVIOUS_SIGNING_KEYS";
 
+/// The environment variable that raises the verbosity of every memory built in the process
+/// (`0` to `255`, as [`MemoryBuilder::verbose`](crate::MemoryBuilder::verbose)): a memory
+/// prints at the larger of its own verbosity and this one, so that a run can be made talkative
+/// without a rebuild. Any other value is an error at build time, not ignored.
+pub const VERBOSE_ENV: &str = "CACHETTE_VERBOSE";
+
 /// The whole configuration of a [`Memory`](crate::Memory): its store, its layers and its
 /// [`Options`]. See the [module documentation](self) for the file format and the precedence of
 /// the environment.
@@ -461,6 +467,19 @@ pub(crate) fn previous_keys_from_env() -> Option<Vec<Secret>> {
             .filter(|s| !s.is_empty())
             .map(|s| Secret(s.to_owned()))
             .collect()
+    })
+}
+
+/// The verbosity `CACHETTE_VERBOSE` asks for, if set.
+pub(crate) fn verbose_from_env() -> crate::Result<Option<u8>> {
+    let Some(value) = env_var(VERBOSE_ENV) else {
+        return Ok(None);
+    };
+    value.trim().parse::<u8>().map(Some).map_err(|_| {
+        crate::Error::Config(format!(
+            "{VERBOSE_ENV}={}: expected a verbosity from 0 to 255",
+            crate::report::untrusted_within(&value, 100)
+        ))
     })
 }
 

@@ -274,9 +274,37 @@ fn missing(what: &str, name: &str) -> Error {
     ))
 }
 
+/// A plain path that is a URL with a typo in its `://`: `redis//host`, `s3:/bucket`,
+/// `redis:host`. Its would-be scheme, when that is a known one (registered, or built in behind
+/// a feature). `./redis//host` and `file://…` stay paths.
+fn mistyped_scheme(location: &str) -> Option<&str> {
+    if location.contains("://") {
+        return None;
+    }
+    let end = location.find([':', '/'])?;
+    let (head, rest) = location.split_at(end);
+    if head.is_empty() || !(rest.starts_with(':') || rest.starts_with("//")) {
+        return None;
+    }
+    let known = FEATURES.iter().any(|(s, _)| s.eq_ignore_ascii_case(head))
+        || registrations().any(|r| r.schemes.iter().any(|s| s.eq_ignore_ascii_case(head)));
+    known.then_some(head)
+}
+
 /// Parses a location (a URL or a plain path) into a backend configuration, through the
 /// registered schemes.
+///
+/// A path that looks like a URL of a known scheme with a typo (`redis//host`, `s3:/bucket`)
+/// is an error, not a folder of that name; write `./redis//host` to mean the folder.
 pub fn config_from_url(location: &str) -> Result<Box<dyn BackendConfig>> {
+    if let Some(scheme) = mistyped_scheme(location) {
+        return Err(Error::Config(format!(
+            "the location {} looks like a `{scheme}://` URL with a typo; write `{scheme}://…`, \
+             or `./{}` for a folder of that name",
+            crate::report::untrusted_within(location, 200),
+            crate::report::untrusted_within(location, 200),
+        )));
+    }
     let scheme = scheme_of(location);
     for registered in registrations() {
         if registered
@@ -421,6 +449,32 @@ mod tests {
         assert_eq!(scheme_of("s3://bucket/p"), "s3");
         assert_eq!(scheme_of("memory://"), "memory");
         assert_eq!(scheme_of("redis+cluster://h:1"), "redis+cluster");
+    }
+
+    #[test]
+    fn urls_with_a_typo_are_refused_not_taken_for_folders() {
+        for typo in [
+            "redis//host:6379",
+            "redis:host",
+            "s3:/bucket/prefix",
+            "S3//bucket",
+            "rediss+cluster:/h:1",
+            "memory:/x",
+            "file:/tmp/x",
+        ] {
+            let err = config_from_url(typo).unwrap_err().to_string();
+            assert!(err.contains("typo"), "{typo}: {err}");
+        }
+        for path in [
+            "./redis//host",
+            "/tmp/redis:1",
+            "s3/bucket",
+            "data:2024/x",
+            "redis",
+            "relative/dir",
+        ] {
+            assert_eq!(mistyped_scheme(path), None, "{path}");
+        }
     }
 
     #[test]
