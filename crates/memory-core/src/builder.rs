@@ -19,6 +19,7 @@ use crate::options::Options;
 use crate::registry::{self, BackendConfig};
 use crate::report::Reporter;
 use crate::signing::SigningKey;
+use crate::size::{SizeLimits, TryIntoByteSize, check_limits};
 use crate::store::EntryStore;
 
 impl Memory {
@@ -145,6 +146,8 @@ pub struct MemoryBuilder {
     signing: Option<SigningKey>,
     signing_secret: Option<String>,
     previous_secrets: Option<Vec<String>>,
+    /// The first invalid limit given to a setter, reported by `build`.
+    invalid_limit: Option<Error>,
 }
 
 impl fmt::Debug for MemoryBuilder {
@@ -417,6 +420,79 @@ impl MemoryBuilder {
         self
     }
 
+    /// Keeps the store within `limit` bytes of entries (a size string such as `"10G"`,
+    /// `"500M"` or `"1.5GiB"`, K = 1024, or a number of bytes), as
+    /// [`Memory::reduce_size`] would, automatically after writes: least recently accessed
+    /// entries go first. Config key `bytes_limit`. An invalid size makes
+    /// [`build`](Self::build) fail.
+    ///
+    /// Clean-ups run on a thread of the memory, never on the caller's: at most one per
+    /// [`limits_interval`](Self::limits_interval) while entries are written, and one at once
+    /// whenever a tenth of a limit was written since the last, so that a burst overshoots a
+    /// limit by about a tenth of it. Each clean-up lists the store (what `reduce_size` does), and
+    /// deletes only entries, never a claim held by a live writer or its temporary files. Each
+    /// process keeps the limits after its own writes; processes sharing a store each do it.
+    /// See [`Memory::wait_for_clean_up`].
+    ///
+    /// ```
+    /// use cachette_core::Memory;
+    /// let memory = Memory::builder()
+    ///     .url("memory://limits-doc")
+    ///     .bytes_limit("10M")
+    ///     .items_limit(10_000)
+    ///     .age_limit(std::time::Duration::from_secs(7 * 24 * 3600))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = memory;
+    /// ```
+    pub fn bytes_limit(mut self, limit: impl TryIntoByteSize) -> Self {
+        match limit.try_into_byte_size() {
+            Ok(limit) => self.options.bytes_limit = Some(limit),
+            Err(e) => {
+                self.invalid_limit.get_or_insert(e);
+            }
+        }
+        self
+    }
+
+    /// Keeps at most `limit` entries in the store, automatically after writes, least recently
+    /// accessed first; see [`bytes_limit`](Self::bytes_limit). Config key `items_limit`.
+    pub fn items_limit(mut self, limit: usize) -> Self {
+        self.options.items_limit = Some(limit);
+        self
+    }
+
+    /// Deletes entries not accessed for `limit`, automatically after writes; see
+    /// [`bytes_limit`](Self::bytes_limit). Config key `age_limit` (`"7d"`, `"12h"`, or a
+    /// number of seconds). Entries age while nothing is written, but are only deleted by a
+    /// clean-up, which writes bring about.
+    pub fn age_limit(mut self, limit: Duration) -> Self {
+        self.options.age_limit = Some(limit);
+        self
+    }
+
+    /// Sets the three limits from one [`SizeLimits`], as [`Memory::reduce_size`] takes them
+    /// (limits it leaves unset are unset here too). A negative age limit makes
+    /// [`build`](Self::build) fail.
+    pub fn limits(mut self, limits: SizeLimits) -> Self {
+        if let Err(e) = check_limits(&limits) {
+            self.invalid_limit.get_or_insert(e);
+        }
+        self.options.bytes_limit = limits.bytes_limit;
+        self.options.items_limit = limits.items_limit;
+        self.options.age_limit = limits.age_limit.and_then(|age| age.to_std().ok());
+        self
+    }
+
+    /// The shortest time between two automatic clean-ups of the size limits (60 seconds by
+    /// default), unless a tenth of a limit was written since the last one; see
+    /// [`bytes_limit`](Self::bytes_limit). Zero checks after every write (one clean-up at a
+    /// time still). Config key `limits_interval_secs`.
+    pub fn limits_interval(mut self, interval: Duration) -> Self {
+        self.options.limits_interval = interval;
+        self
+    }
+
     /// Builds a disabled `Memory` (joblib's `Memory(None)`).
     pub fn disabled(mut self) -> Self {
         self.disabled = true;
@@ -470,6 +546,9 @@ impl MemoryBuilder {
     pub fn build(self) -> Result<Memory> {
         if self.disabled {
             return Ok(Memory::disabled());
+        }
+        if let Some(e) = self.invalid_limit {
+            return Err(e);
         }
         self.options.validate().map_err(Error::Config)?;
         // The one place that reads the environment's signing keys, for every constructor.
@@ -560,8 +639,10 @@ impl MemoryBuilder {
             compress,
             options.max_decompressed_size,
         );
+        let limits = options.size_limits();
+        let interval = options.limits_interval;
         Ok(Memory {
-            shared: Some(Arc::new(Shared {
+            shared: Some(Arc::new_cyclic(|me| Shared {
                 store,
                 options,
                 once,
@@ -570,6 +651,7 @@ impl MemoryBuilder {
                 stats,
                 tiers,
                 origin,
+                limits: crate::limits::Keeper::new(limits, interval, me),
             })),
         })
     }

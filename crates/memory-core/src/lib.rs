@@ -35,6 +35,7 @@ pub mod error;
 mod func;
 mod global;
 pub mod layers;
+mod limits;
 mod memory;
 mod options;
 pub mod plugin;

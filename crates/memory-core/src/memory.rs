@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     pub(crate) tiers: Option<TierHandle>,
     /// How the store was built, when a configuration can rebuild it.
     pub(crate) origin: Option<Origin>,
+    /// Keeps the store within the size limits of the options, if any.
+    pub(crate) limits: Option<crate::limits::Keeper>,
 }
 
 /// The configuration of a store and its layers, as [`Memory::config`] ships it.

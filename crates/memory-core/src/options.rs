@@ -12,11 +12,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::array::MmapMode;
 use crate::entry::DEFAULT_MAX_DECOMPRESSED;
+use crate::size::{ByteSize, SizeLimits};
 
 /// The default lease of a compute-once claim.
 pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// The default longest wait for another caller's result.
 pub(crate) const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(600);
+/// The default shortest time between two automatic clean-ups of the size limits.
+pub(crate) const DEFAULT_LIMITS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// How a [`Memory`](crate::Memory) behaves: every option but its store and layers. Each field
 /// is a key of a config file, with the default given.
@@ -89,6 +92,29 @@ pub struct Options {
     /// can write to. See [`MemoryBuilder::hardened_keys`](crate::MemoryBuilder::hardened_keys).
     #[serde(skip_serializing_if = "is_false")]
     pub hardened_keys: bool,
+    /// The most bytes of entries the store keeps (`bytes_limit`: `"10G"`, `"500M"`, `"1.5GiB"`
+    /// with K = 1024, or a number of bytes; default none). Kept after writes, least recently
+    /// accessed entries first. See [`MemoryBuilder::bytes_limit`](crate::MemoryBuilder::bytes_limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_limit: Option<ByteSize>,
+    /// The most entries the store keeps (`items_limit`, default none). See
+    /// [`MemoryBuilder::items_limit`](crate::MemoryBuilder::items_limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items_limit: Option<usize>,
+    /// How long an entry is kept after its last access (`age_limit`: `"90s"`, `"15m"`,
+    /// `"1h30m"`, `"7d"`, `"1w"`, or a number of seconds; default none). See
+    /// [`MemoryBuilder::age_limit`](crate::MemoryBuilder::age_limit).
+    #[serde(with = "age", skip_serializing_if = "Option::is_none")]
+    pub age_limit: Option<Duration>,
+    /// The shortest time between two automatic clean-ups of the limits above, unless a tenth
+    /// of a limit was written since the last one (`limits_interval_secs`, in seconds, default
+    /// 60). See [`MemoryBuilder::limits_interval`](crate::MemoryBuilder::limits_interval).
+    #[serde(
+        rename = "limits_interval_secs",
+        with = "seconds",
+        skip_serializing_if = "is_default_limits_interval"
+    )]
+    pub limits_interval: Duration,
 }
 
 impl Default for Options {
@@ -106,6 +132,10 @@ impl Default for Options {
             wait_timeout: DEFAULT_WAIT_TIMEOUT,
             max_decompressed_size: DEFAULT_MAX_DECOMPRESSED,
             hardened_keys: false,
+            bytes_limit: None,
+            items_limit: None,
+            age_limit: None,
+            limits_interval: DEFAULT_LIMITS_INTERVAL,
         }
     }
 }
@@ -119,7 +149,29 @@ impl Options {
                     .into(),
             );
         }
+        if self
+            .age_limit
+            .is_some_and(|age| chrono::TimeDelta::from_std(age).is_err())
+        {
+            return Err("key `age_limit`: the age limit is too long".into());
+        }
         Ok(())
+    }
+
+    /// The size limits the memory keeps after its writes (see
+    /// [`MemoryBuilder::bytes_limit`](crate::MemoryBuilder::bytes_limit)), `None` without any:
+    /// what [`Memory::reduce_size`](crate::Memory::reduce_size) takes.
+    pub fn size_limits(&self) -> Option<SizeLimits> {
+        if self.bytes_limit.is_none() && self.items_limit.is_none() && self.age_limit.is_none() {
+            return None;
+        }
+        Some(SizeLimits {
+            bytes_limit: self.bytes_limit,
+            items_limit: self.items_limit,
+            age_limit: self
+                .age_limit
+                .map(|age| chrono::TimeDelta::from_std(age).unwrap_or(chrono::TimeDelta::MAX)),
+        })
     }
 
     /// The zstd level to compress with, clamped to the levels zstd knows; `None` for none.
@@ -151,6 +203,65 @@ mod seconds {
     }
 }
 
+/// A duration as people write it: a number of seconds, or `humantime`'s form (`"90s"`,
+/// `"15m"`, `"1h30m"`, `"1 day"`, `"7d"`, `"1w"`). Written back in `humantime`'s form.
+mod age {
+    use std::fmt;
+    use std::time::Duration;
+
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        d.deserialize_any(Age).map(Some)
+    }
+
+    struct Age;
+
+    const EXPECTED: &str = "a duration like \"90s\", \"15m\", \"1h30m\", \"7d\" or \"1w\", or a number of seconds, zero or more";
+
+    impl Visitor<'_> for Age {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(EXPECTED)
+        }
+
+        fn visit_u64<E: de::Error>(self, secs: u64) -> Result<Duration, E> {
+            Ok(Duration::from_secs(secs))
+        }
+
+        fn visit_i64<E: de::Error>(self, secs: i64) -> Result<Duration, E> {
+            u64::try_from(secs)
+                .map(Duration::from_secs)
+                .map_err(|_| E::custom(format!("expected {EXPECTED}, got {secs}")))
+        }
+
+        fn visit_f64<E: de::Error>(self, secs: f64) -> Result<Duration, E> {
+            Duration::try_from_secs_f64(secs)
+                .map_err(|_| E::custom(format!("expected {EXPECTED}, got {secs}")))
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
+            let t = text.trim();
+            if let Ok(secs) = t.parse::<u64>() {
+                return Ok(Duration::from_secs(secs));
+            }
+            humantime::parse_duration(t)
+                .map_err(|e| E::custom(format!("expected {EXPECTED}, got {text:?} ({e})")))
+        }
+    }
+}
+
 fn is_true(b: &bool) -> bool {
     *b
 }
@@ -177,6 +288,10 @@ fn is_default_wait_timeout(d: &Duration) -> bool {
 
 fn is_default_max_decompressed(n: &u64) -> bool {
     *n == DEFAULT_MAX_DECOMPRESSED
+}
+
+fn is_default_limits_interval(d: &Duration) -> bool {
+    *d == DEFAULT_LIMITS_INTERVAL
 }
 
 #[cfg(test)]

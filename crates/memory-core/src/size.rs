@@ -69,6 +69,59 @@ impl From<u64> for ByteSize {
     }
 }
 
+impl ByteSize {
+    /// The shortest exact size string: `"10G"` for 10 GiB, a number of bytes when no unit
+    /// divides it.
+    fn human(self) -> Option<String> {
+        if self.0 == 0 {
+            return None;
+        }
+        [('T', 40), ('G', 30), ('M', 20), ('K', 10)]
+            .into_iter()
+            .find(|(_, shift)| self.0.is_multiple_of(1u64 << shift))
+            .map(|(unit, shift)| format!("{}{unit}", self.0 >> shift))
+    }
+}
+
+/// Written as the shortest exact size string (`"10G"`), or a number of bytes.
+impl serde::Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.human() {
+            Some(text) => s.serialize_str(&text),
+            None => s.serialize_u64(self.0),
+        }
+    }
+}
+
+/// Read from a size string (`"10G"`, `"1.5MiB"`) or a number of bytes.
+impl<'de> serde::Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Size;
+        impl serde::de::Visitor<'_> for Size {
+            type Value = ByteSize;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size like \"10G\" or \"500M\" (K = 1024), or a number of bytes")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(n))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ByteSize, E> {
+                u64::try_from(n)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("expected a size, zero or more, got {n}")))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ByteSize, E> {
+                text.parse().map_err(|e: Error| E::custom(e.to_string()))
+            }
+        }
+        d.deserialize_any(Size)
+    }
+}
+
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} B", self.0)
@@ -257,6 +310,29 @@ mod tests {
             "99999999999999999999T",
         ] {
             assert!(s.parse::<ByteSize>().is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn sizes_round_trip_through_config_files() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct File {
+            size: ByteSize,
+        }
+        for (text, n, back) in [
+            ("size = \"10G\"", 10 << 30, "size = \"10G\"\n"),
+            ("size = \"1.5M\"", 1_572_864, "size = \"1536K\"\n"),
+            ("size = 1000", 1000, "size = 1000\n"),
+            ("size = 2048", 2048, "size = \"2K\"\n"),
+            ("size = 0", 0, "size = 0\n"),
+        ] {
+            let file: File = toml::from_str(text).unwrap();
+            assert_eq!(file.size, ByteSize(n), "{text}");
+            assert_eq!(toml::to_string(&file).unwrap(), back);
+            assert_eq!(toml::from_str::<File>(back).unwrap(), file);
+        }
+        for bad in ["size = \"ten\"", "size = -1", "size = 1.5"] {
+            assert!(toml::from_str::<File>(bad).is_err(), "{bad}");
         }
     }
 }

@@ -250,8 +250,14 @@ impl<R, F> Call<'_, R, F> {
         entry: Blob,
         faults: P,
     ) -> Result<bool, P::Fault> {
+        let bytes = entry.len();
         match self.store().save(self.reach, key, entry, self.ttl()).await {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                if let Some(limits) = &self.shared.limits {
+                    limits.wrote(bytes);
+                }
+                Ok(true)
+            }
             Err(e) => {
                 let warning = format!(
                     "cannot store the result of '{}' (args {}) in {}: {e}; it is returned but not stored",
