@@ -382,12 +382,18 @@ impl S3Config {
             .map_err(|e| invalid(format!("invalid prefix: {}", e.message())))?;
         if let Some(endpoint) = &self.endpoint {
             let shown = without_userinfo(endpoint);
+            let refuse_credentials = || {
+                invalid(format!(
+                    "the endpoint {shown:?} holds credentials (user:password@); they do not belong in an endpoint, which is printed: use access_key_id and secret_access_key, or the AWS_* environment"
+                ))
+            };
+            if shown != *endpoint {
+                return Err(refuse_credentials());
+            }
             let url = url::Url::parse(endpoint)
                 .map_err(|e| invalid(format!("invalid endpoint {shown:?}: {e}")))?;
             if !url.username().is_empty() || url.password().is_some() {
-                return Err(invalid(format!(
-                    "the endpoint {shown:?} holds credentials (user:password@); they do not belong in an endpoint, which is printed: use access_key_id and secret_access_key, or the AWS_* environment"
-                )));
+                return Err(refuse_credentials());
             }
             let endpoint = &shown;
             match url.scheme() {
@@ -582,14 +588,17 @@ impl S3Config {
 /// The most listing requests in flight that [`S3Config::list_concurrency`] allows.
 pub const MAX_LIST_CONCURRENCY: usize = 256;
 
-/// A URL without the `user:password@` part of its authority, as it may be shown.
+/// A URL without the `user:password@` part of its authority, as it may be shown: everything
+/// before the last `@` ahead of the query is replaced by `***`. Secret keys hold `/` and `+`,
+/// which end an authority for a URL parser, so the cut does not trust the parser (a path
+/// holding `@` is cut too: this is only for showing).
 pub(crate) fn without_userinfo(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
         None => url.to_owned(),
     }
 }
@@ -719,10 +728,73 @@ mod tests {
 
     #[test]
     fn debug_hides_secrets() {
-        let c = S3Config::new("b").with_credentials("AKIDEXAMPLE", "very-secret");
+        let mut c = S3Config::new("b")
+            .with_credentials("AKIDEXAMPLE", "very-secret")
+            .with_endpoint("https://user:pass/word@s3.example.com/x");
+        c.session_token = Some("token-secret".to_owned());
         let shown = format!("{c:?}");
         assert!(shown.contains("AKIDEXAMPLE"));
-        assert!(!shown.contains("very-secret"), "{shown}");
-        assert!(!c.to_url().contains("very-secret"));
+        for secret in ["very-secret", "token-secret", "pass/word"] {
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(!c.to_url().contains(secret));
+        }
+        assert!(shown.contains("https://***@s3.example.com/x"), "{shown}");
+    }
+
+    #[test]
+    fn shown_urls_leave_credentials_out() {
+        for (url, shown) in [
+            ("s3://bucket/p", "s3://bucket/p"),
+            ("s3://k:s/ec+ret@bucket/p", "s3://***@bucket/p"),
+            ("s3://bucket/p?secret_access_key=x", "s3://bucket/p?…"),
+            ("s3://k:s@bucket/p?q=1#f", "s3://***@bucket/p?…"),
+            ("s3://bucket/p#frag", "s3://bucket/p#…"),
+            ("k:s@host", "***@host"),
+        ] {
+            assert_eq!(shown_url(url), shown, "{url}");
+        }
+        assert_eq!(without_userinfo("http://h:1/p?a=b@c"), "http://h:1/p?a=b@c");
+    }
+
+    #[test]
+    fn new_settings_parse_from_urls() {
+        let c = S3Config::from_url(
+            "s3://b/p?access_tracking=none&list_concurrency=64&retry_init_backoff_ms=50&retry_max_backoff_ms=800&access_log_retention_secs=3600&access_log_max_objects=10&access_log_max_bytes=1M",
+        )
+        .unwrap();
+        assert_eq!(c.access_tracking, AccessTracking::None);
+        assert_eq!(c.list_concurrency, 64);
+        assert_eq!((c.retry_init_backoff_ms, c.retry_max_backoff_ms), (50, 800));
+        assert_eq!(c.access_log_retention_secs, 3600);
+        assert_eq!(
+            (c.access_log_max_objects, c.access_log_max_bytes),
+            (10, MIB)
+        );
+        for (value, mode) in [
+            ("log", AccessTracking::Log),
+            ("true", AccessTracking::Log),
+            ("false", AccessTracking::None),
+        ] {
+            let c = S3Config::from_url(&format!("s3://b/p?access_tracking={value}")).unwrap();
+            assert_eq!(c.access_tracking, mode);
+        }
+        for (url, why) in [
+            ("s3://b/p?access_tracking=markers", "\"log\" or \"none\""),
+            ("s3://b/p?list_concurrency=0", "list_concurrency"),
+            ("s3://b/p?list_concurrency=257", "list_concurrency"),
+            ("s3://b/p?retry_init_backoff_ms=0", "retry_init_backoff_ms"),
+            (
+                "s3://b/p?retry_init_backoff_ms=900&retry_max_backoff_ms=800",
+                "at most",
+            ),
+            ("s3://b/p?access_log_retention_secs=0", "retention"),
+        ] {
+            let err = S3Config::from_url(url).unwrap_err();
+            assert!(err.to_string().contains(why), "{url}: {err}");
+        }
+        let retry = S3Config::new("b").retry_config();
+        assert_eq!(retry.max_retries, 5);
+        assert_eq!(retry.retry_timeout, Duration::from_secs(10));
+        assert_eq!(retry.backoff.max_backoff, Duration::from_secs(3));
     }
 }

@@ -158,6 +158,22 @@ fn configs_round_trip_through_toml() {
         "defaults: {shown}"
     );
 
+    // The access tracking mode, and the booleans of older files.
+    for (value, mode) in [
+        ("\"log\"", "access_tracking: Log"),
+        ("\"none\"", "access_tracking: None"),
+        ("true", "access_tracking: Log"),
+        ("false", "access_tracking: None"),
+    ] {
+        let written =
+            format!("[backend]\ntype = \"s3\"\nbucket = \"b\"\naccess_tracking = {value}\n");
+        let parsed: File = toml::from_str(&written).unwrap();
+        assert!(format!("{:?}", parsed.backend).contains(mode), "{value}");
+    }
+    let bad = "[backend]\ntype = \"s3\"\nbucket = \"b\"\naccess_tracking = \"markers\"\n";
+    let err = toml::from_str::<File>(bad).unwrap_err().to_string();
+    assert!(err.contains("\"log\" or \"none\""), "{err}");
+
     let typo = "[backend]\ntype = \"s3\"\nbucket = \"b\"\nbukcet = \"c\"\n";
     let err = toml::from_str::<File>(typo).unwrap_err().to_string();
     assert!(err.contains("bukcet"), "{err}");
