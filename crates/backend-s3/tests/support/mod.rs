@@ -65,6 +65,16 @@ pub(crate) struct Bucket {
     pub(crate) name: String,
 }
 
+impl Bucket {
+    /// A configuration of a fresh prefix of this bucket, through `endpoint`.
+    pub(crate) fn config_via(&self, endpoint: &str, tag: &str) -> S3Config {
+        S3Config::new(&self.name)
+            .with_prefix(unique_root(tag))
+            .with_endpoint(endpoint)
+            .with_allow_http(true)
+    }
+}
+
 impl Drop for Bucket {
     fn drop(&mut self) {
         // Fails (and leaves it) when it still holds objects.
