@@ -47,6 +47,11 @@ const MAX_PARTS: u64 = 10_000;
 #[derive(Clone)]
 pub struct S3Backend {
     store: Arc<dyn ObjectStore>,
+    /// The same bucket through a client that deletes with one `DELETE` per object rather than
+    /// `DeleteObjects` (object_store deletes one object with a `DeleteObjects` of one key): a
+    /// `DELETE` is free on S3, a `DeleteObjects` billed as a `POST`. Used for one-key deletes,
+    /// such as a claim's release. `None` for stores given to [`S3Backend::from_store`].
+    single_delete: Option<Arc<dyn ObjectStore>>,
     lister: Lister,
     /// The prefix, without trailing `/`; empty for the whole bucket.
     root: String,
@@ -142,14 +147,17 @@ impl S3Backend {
                 builder = builder.with_config(AmazonS3ConfigKey::Client(key), format!("{secs}s"));
             }
         }
-        let store = builder
+        let builder = builder
             .with_retry(config.retry_config())
-            .with_http_connector(SpawnedReqwestConnector::new(runtime.clone()))
-            .build()
-            .map_err(|e| {
+            .with_http_connector(SpawnedReqwestConnector::new(runtime.clone()));
+        let build = |builder: AmazonS3Builder| {
+            builder.build().map_err(|e| {
                 config_error(format!("cannot configure the S3 client: {e}")).with_source(e)
-            })?;
-        let store = Arc::new(store);
+            })
+        };
+        let single_delete: Arc<dyn ObjectStore> =
+            Arc::new(build(builder.clone().with_disable_bulk_delete(true))?);
+        let store = Arc::new(build(builder)?);
 
         let granularity = (config.access_tracking == AccessTracking::Log)
             .then(|| Duration::from_secs(config.access_granularity_secs));
@@ -176,6 +184,7 @@ impl S3Backend {
         backend
             .atomic_create
             .store(config.conditional_put, Ordering::Relaxed);
+        backend.single_delete = Some(single_delete);
         Ok(backend)
     }
 
@@ -265,6 +274,7 @@ impl S3Backend {
                 concurrency: 1,
             },
             store,
+            single_delete: None,
             root: prefix.as_str().to_owned(),
             scheme,
             location,

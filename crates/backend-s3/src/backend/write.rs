@@ -157,8 +157,9 @@ impl S3Backend {
         deleted.map(|_| ())
     }
 
-    /// Deletes objects, one with a `DELETE`, more in batches (`DeleteObjects`, 1000 keys a
-    /// request on S3); gives those deleted. Missing objects are skipped.
+    /// Deletes objects: one with a `DELETE` (on a bucket opened from a configuration), more
+    /// in batches (`DeleteObjects`, 1000 keys a request on S3); gives those deleted. Missing
+    /// objects are skipped.
     pub(super) async fn delete_paths(
         &self,
         operation: &'static str,
@@ -168,10 +169,10 @@ impl S3Backend {
         if paths.is_empty() {
             return Ok(Vec::new());
         }
-        if let [path] = paths.as_slice() {
+        if let ([path], Some(single)) = (paths.as_slice(), &self.single_delete) {
             // One `DELETE` rather than a `DeleteObjects` of one key: the same single request,
             // but a `DELETE` (free on AWS), and no XML to build or parse.
-            return match self.store.delete(path).await {
+            return match single.delete(path).await {
                 Ok(()) => Ok(paths),
                 Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
                 Err(e) => Err(self.error(operation, what, e)),
