@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cachette_core::ByteSize;
 use cachette_core::plugin::{BackendConfig, BackendError, DynBackend, ErrorKind, Prefix};
@@ -95,17 +96,122 @@ pub struct S3Config {
     /// Seconds a transfer may stall before it fails; 0 for no limit. Default 30.
     pub read_timeout_secs: u64,
     /// How many times a failed request (a connection error, a timeout of a safe request, a 5xx
-    /// or 429 answer) is retried. Default 3.
+    /// answer such as S3's `503 SlowDown`, a 429 or a 408) is retried, with jittered
+    /// exponential backoff. Default 5.
     pub max_retries: usize,
     /// No retry starts later than this many seconds after the first attempt. Default 10.
     pub retry_timeout_secs: u64,
-    /// Record reads in access markers, so that `reduce_size` evicts the least recently read
-    /// entries first (see the crate docs). Default `true`; when `false`, the last access of an
-    /// item is its last write (or the markers other processes wrote).
-    pub access_tracking: bool,
-    /// One item's reads are recorded at most once per this many seconds per process (0 to
-    /// record every read). Default 60.
+    /// The first pause before a retry, in milliseconds (at least 1). Each next pause is drawn at
+    /// random between this and twice the previous one ("decorrelated jitter"). Default 100.
+    pub retry_init_backoff_ms: u64,
+    /// The longest pause before a retry, in milliseconds (at least `retry_init_backoff_ms`).
+    /// Default 3000.
+    pub retry_max_backoff_ms: u64,
+    /// How `reduce_size` learns which entries were read last (see the crate docs): `"log"`
+    /// (the default) batches the reads of each process into access logs, written at most once
+    /// per `access_granularity_secs`; `"none"` writes nothing, and an item's last access is its
+    /// last write (reads recorded by other processes still count). `true` and `false` are
+    /// accepted for `"log"` and `"none"`.
+    pub access_tracking: AccessTracking,
+    /// The period of the access logs: each process writes at most one access log per this many
+    /// seconds (more only when its batch outgrows one log), and records one key's reads at most
+    /// once per period. 0 writes the reads of each hit soon after it. Default 60.
     pub access_granularity_secs: u64,
+    /// Access logs older than this many seconds are deleted by `sweep` (which `reduce_size`,
+    /// `clear` and housekeeping run), and not read by listings: reads older than this are
+    /// forgotten. Default 604800 (7 days).
+    pub access_log_retention_secs: u64,
+    /// A listing reads at most this many access logs, the newest first. Default 10000.
+    pub access_log_max_objects: usize,
+    /// A listing reads at most this many bytes of access logs, the newest first. Default
+    /// 268435456 (256 MiB).
+    pub access_log_max_bytes: u64,
+    /// How many listing requests run at once (1 to 256): listings split a large prefix by the
+    /// first hex digit of the entries' names (see the crate docs). 1 lists everything in one
+    /// sequential listing. Default 16.
+    pub list_concurrency: usize,
+}
+
+/// How reads are recorded for `reduce_size` (see [`S3Config::access_tracking`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum AccessTracking {
+    /// Each process batches the keys it reads and writes them in one access log object per
+    /// period; listings merge the logs.
+    #[default]
+    Log,
+    /// Nothing is written: an item's last access is its last write, or a read recorded by
+    /// another process.
+    None,
+}
+
+impl AccessTracking {
+    /// The name of the mode in config files and URLs: `"log"` or `"none"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessTracking::Log => "log",
+            AccessTracking::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for AccessTracking {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AccessTracking {
+    type Err = BackendError;
+
+    /// `log` or `none`; also `true`/`false` (and `1`/`0`, `yes`/`no`, `on`/`off`), the values
+    /// of the older boolean setting.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "log" => Ok(AccessTracking::Log),
+            "none" => Ok(AccessTracking::None),
+            other => match parse_bool("access_tracking", other) {
+                Ok(true) => Ok(AccessTracking::Log),
+                Ok(false) => Ok(AccessTracking::None),
+                Err(_) => Err(invalid(format!(
+                    "access_tracking={s:?}: expected \"log\" or \"none\""
+                ))),
+            },
+        }
+    }
+}
+
+impl Serialize for AccessTracking {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for AccessTracking {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = AccessTracking;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"log\" or \"none\" (or a boolean)")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<AccessTracking, E> {
+                Ok(if v {
+                    AccessTracking::Log
+                } else {
+                    AccessTracking::None
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<AccessTracking, E> {
+                match v {
+                    "log" => Ok(AccessTracking::Log),
+                    "none" => Ok(AccessTracking::None),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl Default for S3Config {
@@ -128,10 +234,16 @@ impl Default for S3Config {
             connect_timeout_secs: 3,
             request_timeout_secs: 300,
             read_timeout_secs: 30,
-            max_retries: 3,
+            max_retries: 5,
             retry_timeout_secs: 10,
-            access_tracking: true,
+            retry_init_backoff_ms: 100,
+            retry_max_backoff_ms: 3000,
+            access_tracking: AccessTracking::Log,
             access_granularity_secs: 60,
+            access_log_retention_secs: 7 * 24 * 3600,
+            access_log_max_objects: 10_000,
+            access_log_max_bytes: 256 * MIB,
+            list_concurrency: 16,
         }
     }
 }
@@ -143,7 +255,7 @@ impl fmt::Debug for S3Config {
             .field("bucket", &self.bucket)
             .field("prefix", &self.prefix)
             .field("region", &self.region)
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.endpoint.as_deref().map(without_userinfo))
             .field("allow_http", &self.allow_http)
             .field("virtual_hosted_style", &self.virtual_hosted_style)
             .field("access_key_id", &self.access_key_id)
@@ -159,8 +271,14 @@ impl fmt::Debug for S3Config {
             .field("read_timeout_secs", &self.read_timeout_secs)
             .field("max_retries", &self.max_retries)
             .field("retry_timeout_secs", &self.retry_timeout_secs)
+            .field("retry_init_backoff_ms", &self.retry_init_backoff_ms)
+            .field("retry_max_backoff_ms", &self.retry_max_backoff_ms)
             .field("access_tracking", &self.access_tracking)
             .field("access_granularity_secs", &self.access_granularity_secs)
+            .field("access_log_retention_secs", &self.access_log_retention_secs)
+            .field("access_log_max_objects", &self.access_log_max_objects)
+            .field("access_log_max_bytes", &self.access_log_max_bytes)
+            .field("list_concurrency", &self.list_concurrency)
             .finish()
     }
 }
@@ -220,6 +338,25 @@ impl S3Config {
         self
     }
 
+    /// The retries of the S3 client: `max_retries`, `retry_timeout_secs` and the backoff
+    /// between `retry_init_backoff_ms` and `retry_max_backoff_ms` (object_store's
+    /// [`RetryConfig`](object_store::RetryConfig), which retries 5xx, 429 and 408 answers and
+    /// connection errors with decorrelated jitter).
+    pub fn retry_config(&self) -> object_store::RetryConfig {
+        object_store::RetryConfig {
+            max_retries: self.max_retries,
+            retry_timeout: Duration::from_secs(self.retry_timeout_secs),
+            backoff: object_store::BackoffConfig {
+                init_backoff: Duration::from_millis(self.retry_init_backoff_ms.max(1)),
+                max_backoff: Duration::from_millis(
+                    self.retry_max_backoff_ms
+                        .max(self.retry_init_backoff_ms.max(1)),
+                ),
+                base: 2.0,
+            },
+        }
+    }
+
     /// Builds the backend (see [`S3Backend::from_config`]).
     pub fn build_backend(&self) -> crate::Result<S3Backend> {
         S3Backend::from_config(self)
@@ -244,8 +381,21 @@ impl S3Config {
         Prefix::new(self.prefix.clone())
             .map_err(|e| invalid(format!("invalid prefix: {}", e.message())))?;
         if let Some(endpoint) = &self.endpoint {
+            let shown = without_userinfo(endpoint);
+            let refuse_credentials = || {
+                invalid(format!(
+                    "the endpoint {shown:?} holds credentials (user:password@); they do not belong in an endpoint, which is printed: use access_key_id and secret_access_key, or the AWS_* environment"
+                ))
+            };
+            if shown != *endpoint {
+                return Err(refuse_credentials());
+            }
             let url = url::Url::parse(endpoint)
-                .map_err(|e| invalid(format!("invalid endpoint {endpoint:?}: {e}")))?;
+                .map_err(|e| invalid(format!("invalid endpoint {shown:?}: {e}")))?;
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(refuse_credentials());
+            }
+            let endpoint = &shown;
             match url.scheme() {
                 "https" => {}
                 "http" if self.allow_http || env_allows_http() => {}
@@ -280,6 +430,22 @@ impl S3Config {
                 "connect_timeout_secs and request_timeout_secs must be at least 1",
             ));
         }
+        if self.retry_init_backoff_ms == 0 || self.retry_max_backoff_ms < self.retry_init_backoff_ms
+        {
+            return Err(invalid(format!(
+                "retry_init_backoff_ms must be at least 1 and at most retry_max_backoff_ms, got {} and {}",
+                self.retry_init_backoff_ms, self.retry_max_backoff_ms
+            )));
+        }
+        if !(1..=MAX_LIST_CONCURRENCY).contains(&self.list_concurrency) {
+            return Err(invalid(format!(
+                "list_concurrency must be between 1 and {MAX_LIST_CONCURRENCY}, got {}",
+                self.list_concurrency
+            )));
+        }
+        if self.access_log_retention_secs == 0 {
+            return Err(invalid("access_log_retention_secs must be at least 1"));
+        }
         Ok(())
     }
 
@@ -288,10 +454,18 @@ impl S3Config {
     /// `endpoint`, `region`, `allow_http`, `virtual_hosted_style`, `skip_signature`,
     /// `conditional_put`, `multipart_threshold` and `multipart_part_size` (bytes, or sizes
     /// like `64M`), `multipart_concurrency`, `connect_timeout_secs`, `request_timeout_secs`,
-    /// `read_timeout_secs`, `max_retries`, `retry_timeout_secs`, `access_tracking`,
-    /// `access_granularity_secs`. Percent-escapes in the prefix are decoded.
-    pub fn from_url(location: &str) -> crate::Result<S3Config> {
-        let url = url::Url::parse(location)
+    /// `read_timeout_secs`, `max_retries`, `retry_timeout_secs`, `retry_init_backoff_ms`,
+    /// `retry_max_backoff_ms`, `access_tracking` (`log` or `none`), `access_granularity_secs`,
+    /// `access_log_retention_secs`, `access_log_max_objects`, `access_log_max_bytes` (bytes or
+    /// a size), `list_concurrency`. Percent-escapes in the prefix are decoded.
+    ///
+    /// Errors never repeat credentials: a URL is shown without its `user:password@` part and
+    /// without its query.
+    pub fn from_url(input: &str) -> crate::Result<S3Config> {
+        // What error messages show of the URL.
+        let shown = shown_url(input);
+        let location = shown.as_str();
+        let url = url::Url::parse(input)
             .map_err(|e| invalid(format!("cannot parse {location:?} as a URL: {e}")))?;
         if !matches!(url.scheme(), "s3" | "s3a") {
             return Err(invalid(format!(
@@ -353,8 +527,14 @@ impl S3Config {
             "read_timeout_secs" => self.read_timeout_secs = number(value)?,
             "max_retries" => self.max_retries = number(value)? as usize,
             "retry_timeout_secs" => self.retry_timeout_secs = number(value)?,
-            "access_tracking" => self.access_tracking = flag(value)?,
+            "retry_init_backoff_ms" => self.retry_init_backoff_ms = number(value)?,
+            "retry_max_backoff_ms" => self.retry_max_backoff_ms = number(value)?,
+            "access_tracking" => self.access_tracking = value.parse()?,
             "access_granularity_secs" => self.access_granularity_secs = number(value)?,
+            "access_log_retention_secs" => self.access_log_retention_secs = number(value)?,
+            "access_log_max_objects" => self.access_log_max_objects = number(value)? as usize,
+            "access_log_max_bytes" => self.access_log_max_bytes = size(value)?,
+            "list_concurrency" => self.list_concurrency = number(value)? as usize,
             "access_key_id" | "secret_access_key" | "session_token" => {
                 return Err(invalid(format!(
                     "{key} does not belong in a URL (URLs are printed): use the AWS_* environment or a config file"
@@ -362,7 +542,7 @@ impl S3Config {
             }
             other => {
                 return Err(invalid(format!(
-                    "unknown URL parameter {other:?} (known: endpoint, region, allow_http, virtual_hosted_style, skip_signature, conditional_put, multipart_threshold, multipart_part_size, multipart_concurrency, connect_timeout_secs, request_timeout_secs, read_timeout_secs, max_retries, retry_timeout_secs, access_tracking, access_granularity_secs)"
+                    "unknown URL parameter {other:?} (known: endpoint, region, allow_http, virtual_hosted_style, skip_signature, conditional_put, multipart_threshold, multipart_part_size, multipart_concurrency, connect_timeout_secs, request_timeout_secs, read_timeout_secs, max_retries, retry_timeout_secs, retry_init_backoff_ms, retry_max_backoff_ms, access_tracking, access_granularity_secs, access_log_retention_secs, access_log_max_objects, access_log_max_bytes, list_concurrency)"
                 )));
             }
         }
@@ -372,7 +552,8 @@ impl S3Config {
     /// The URL of the store: `s3://bucket/prefix`, with the settings that say where the items
     /// are and how to reach them (`endpoint`, `region`, `allow_http`, `virtual_hosted_style`,
     /// `skip_signature`) as query parameters. Never holds credentials. [`S3Config::from_url`]
-    /// parses it back; it is what `MemorizedResult`s print.
+    /// parses it back; it is what `MemorizedResult`s print. An endpoint's `user:password@`
+    /// part (which [`validate`](Self::validate) refuses) is left out.
     pub fn to_url(&self) -> String {
         let mut url = format!("s3://{}", self.bucket);
         if !self.prefix.is_empty() {
@@ -381,7 +562,7 @@ impl S3Config {
         }
         let mut query = url::form_urlencoded::Serializer::new(String::new());
         if let Some(endpoint) = &self.endpoint {
-            query.append_pair("endpoint", endpoint);
+            query.append_pair("endpoint", &without_userinfo(endpoint));
         }
         if let Some(region) = &self.region {
             query.append_pair("region", region);
@@ -401,6 +582,38 @@ impl S3Config {
             url.push_str(&query);
         }
         url
+    }
+}
+
+/// The most listing requests in flight that [`S3Config::list_concurrency`] allows.
+pub const MAX_LIST_CONCURRENCY: usize = 256;
+
+/// A URL without the `user:password@` part of its authority, as it may be shown: everything
+/// before the last `@` ahead of the query is replaced by `***`. Secret keys hold `/` and `+`,
+/// which end an authority for a URL parser, so the cut does not trust the parser (a path
+/// holding `@` is cut too: this is only for showing).
+pub(crate) fn without_userinfo(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &url[start + at..]),
+        None => url.to_owned(),
+    }
+}
+
+/// A URL as error messages show it: without `user:password@`, and with its query (which may
+/// hold credentials given by mistake) and fragment cut to `?…` and `#…`.
+fn shown_url(url: &str) -> String {
+    let url = without_userinfo(url);
+    let (base, query) = match url.split_once('?') {
+        Some((base, _)) => (base, "?…"),
+        None => (url.as_str(), ""),
+    };
+    match base.split_once('#') {
+        Some((base, _)) => format!("{base}#…{query}"),
+        None => format!("{base}{query}"),
     }
 }
 
@@ -515,10 +728,73 @@ mod tests {
 
     #[test]
     fn debug_hides_secrets() {
-        let c = S3Config::new("b").with_credentials("AKIDEXAMPLE", "very-secret");
+        let mut c = S3Config::new("b")
+            .with_credentials("AKIDEXAMPLE", "very-secret")
+            .with_endpoint("https://user:pass/word@s3.example.com/x");
+        c.session_token = Some("token-secret".to_owned());
         let shown = format!("{c:?}");
         assert!(shown.contains("AKIDEXAMPLE"));
-        assert!(!shown.contains("very-secret"), "{shown}");
-        assert!(!c.to_url().contains("very-secret"));
+        for secret in ["very-secret", "token-secret", "pass/word"] {
+            assert!(!shown.contains(secret), "{shown}");
+            assert!(!c.to_url().contains(secret));
+        }
+        assert!(shown.contains("https://***@s3.example.com/x"), "{shown}");
+    }
+
+    #[test]
+    fn shown_urls_leave_credentials_out() {
+        for (url, shown) in [
+            ("s3://bucket/p", "s3://bucket/p"),
+            ("s3://k:s/ec+ret@bucket/p", "s3://***@bucket/p"),
+            ("s3://bucket/p?secret_access_key=x", "s3://bucket/p?…"),
+            ("s3://k:s@bucket/p?q=1#f", "s3://***@bucket/p?…"),
+            ("s3://bucket/p#frag", "s3://bucket/p#…"),
+            ("k:s@host", "***@host"),
+        ] {
+            assert_eq!(shown_url(url), shown, "{url}");
+        }
+        assert_eq!(without_userinfo("http://h:1/p?a=b@c"), "http://h:1/p?a=b@c");
+    }
+
+    #[test]
+    fn new_settings_parse_from_urls() {
+        let c = S3Config::from_url(
+            "s3://b/p?access_tracking=none&list_concurrency=64&retry_init_backoff_ms=50&retry_max_backoff_ms=800&access_log_retention_secs=3600&access_log_max_objects=10&access_log_max_bytes=1M",
+        )
+        .unwrap();
+        assert_eq!(c.access_tracking, AccessTracking::None);
+        assert_eq!(c.list_concurrency, 64);
+        assert_eq!((c.retry_init_backoff_ms, c.retry_max_backoff_ms), (50, 800));
+        assert_eq!(c.access_log_retention_secs, 3600);
+        assert_eq!(
+            (c.access_log_max_objects, c.access_log_max_bytes),
+            (10, MIB)
+        );
+        for (value, mode) in [
+            ("log", AccessTracking::Log),
+            ("true", AccessTracking::Log),
+            ("false", AccessTracking::None),
+        ] {
+            let c = S3Config::from_url(&format!("s3://b/p?access_tracking={value}")).unwrap();
+            assert_eq!(c.access_tracking, mode);
+        }
+        for (url, why) in [
+            ("s3://b/p?access_tracking=markers", "\"log\" or \"none\""),
+            ("s3://b/p?list_concurrency=0", "list_concurrency"),
+            ("s3://b/p?list_concurrency=257", "list_concurrency"),
+            ("s3://b/p?retry_init_backoff_ms=0", "retry_init_backoff_ms"),
+            (
+                "s3://b/p?retry_init_backoff_ms=900&retry_max_backoff_ms=800",
+                "at most",
+            ),
+            ("s3://b/p?access_log_retention_secs=0", "retention"),
+        ] {
+            let err = S3Config::from_url(url).unwrap_err();
+            assert!(err.to_string().contains(why), "{url}: {err}");
+        }
+        let retry = S3Config::new("b").retry_config();
+        assert_eq!(retry.max_retries, 5);
+        assert_eq!(retry.retry_timeout, Duration::from_secs(10));
+        assert_eq!(retry.backoff.max_backoff, Duration::from_secs(3));
     }
 }

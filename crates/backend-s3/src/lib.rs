@@ -6,11 +6,11 @@ mod backend;
 mod config;
 mod error;
 
-pub use access::MARKER_DIR;
+pub use access::{LOG_DIR, MARKER_DIR};
 pub use backend::S3Backend;
 pub use config::{
-    DEFAULT_MULTIPART_PART_SIZE, DEFAULT_MULTIPART_THRESHOLD, MAX_PART_SIZE, MIN_PART_SIZE,
-    S3Config,
+    AccessTracking, DEFAULT_MULTIPART_PART_SIZE, DEFAULT_MULTIPART_THRESHOLD, MAX_LIST_CONCURRENCY,
+    MAX_PART_SIZE, MIN_PART_SIZE, S3Config,
 };
 pub use object_store;
 

@@ -19,7 +19,7 @@ use cachette_core::plugin::{
 use cachette_core::{FuncId, MemorizedFunc, MemorizedResult, Memory, Report, Reporter, SizeLimits};
 use cachette_s3::object_store::path::Path;
 use cachette_s3::object_store::{ObjectStore, ObjectStoreExt};
-use cachette_s3::{MARKER_DIR, S3Backend, S3Config};
+use cachette_s3::{LOG_DIR, MARKER_DIR, S3Backend, S3Config};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
@@ -158,6 +158,22 @@ fn configs_round_trip_through_toml() {
         "defaults: {shown}"
     );
 
+    // The access tracking mode, and the booleans of older files.
+    for (value, mode) in [
+        ("\"log\"", "access_tracking: Log"),
+        ("\"none\"", "access_tracking: None"),
+        ("true", "access_tracking: Log"),
+        ("false", "access_tracking: None"),
+    ] {
+        let written =
+            format!("[backend]\ntype = \"s3\"\nbucket = \"b\"\naccess_tracking = {value}\n");
+        let parsed: File = toml::from_str(&written).unwrap();
+        assert!(format!("{:?}", parsed.backend).contains(mode), "{value}");
+    }
+    let bad = "[backend]\ntype = \"s3\"\nbucket = \"b\"\naccess_tracking = \"markers\"\n";
+    let err = toml::from_str::<File>(bad).unwrap_err().to_string();
+    assert!(err.contains("\"log\" or \"none\""), "{err}");
+
     let typo = "[backend]\ntype = \"s3\"\nbucket = \"b\"\nbukcet = \"c\"\n";
     let err = toml::from_str::<File>(typo).unwrap_err().to_string();
     assert!(err.contains("bukcet"), "{err}");
@@ -194,9 +210,9 @@ fn urls_go_through_the_registry() {
 // The backend itself.
 
 #[tokio::test(flavor = "multi_thread")]
-async fn markers_are_hidden_and_deleted_with_their_items() {
+async fn reads_go_to_one_access_log_which_is_never_listed() {
     let Some(server) = server() else { return };
-    let backend = server.config("s3-markers").build_backend().unwrap();
+    let backend = server.config("s3-logs").build_backend().unwrap();
     let root = backend.prefix().to_owned();
     for name in ["f/a", "f/b", "g/c"] {
         backend
@@ -209,49 +225,62 @@ async fn markers_are_hidden_and_deleted_with_their_items() {
     assert_eq!(
         names(&listed),
         ["f/a", "f/b", "g/c"],
-        "markers must not be listed"
+        "access logs must not be listed"
     );
-    let marker = |k: &str| format!("{root}/{MARKER_DIR}/{k}");
-    backend.flush_access_markers().await;
-    let raw = raw_paths(&backend).await;
-    for k in ["f/a", "f/b", "g/c"] {
-        assert!(raw.contains(&marker(k)), "no marker for {k} in {raw:?}");
-    }
-
-    backend.delete(&key("f/a")).await.unwrap();
-    assert!(!raw_paths(&backend).await.contains(&marker("f/a")));
     assert_eq!(
-        backend
-            .delete_prefix(&Prefix::new("f").unwrap())
-            .await
-            .unwrap(),
-        1
+        backend.access_logs_written(),
+        0,
+        "a log waits for its period"
     );
-    backend
-        .delete_many(&[key("g/c"), key("g/none")])
+    backend.flush_access_log().await;
+    assert_eq!(backend.access_logs_written(), 1, "three reads, one log");
+    let raw = raw_paths(&backend).await;
+    let logs: Vec<&String> = raw
+        .iter()
+        .filter(|p| p.starts_with(&format!("{root}/{MARKER_DIR}/{LOG_DIR}/")))
+        .collect();
+    assert_eq!(logs.len(), 1, "{raw:?}");
+    let body = backend
+        .store()
+        .get(&Path::parse(logs[0]).unwrap())
+        .await
+        .unwrap()
+        .bytes()
         .await
         .unwrap();
-    assert_eq!(raw_paths(&backend).await, Vec::<String>::new());
+    let body = String::from_utf8(body.to_vec()).unwrap();
+    assert!(body.starts_with("cachette access log 1\n"), "{body}");
+    for k in ["f/a", "f/b", "g/c"] {
+        assert!(body.contains(&format!(" {k}\n")), "{k} is not in {body}");
+    }
+    let listed = backend.list(&Prefix::root()).await.unwrap();
+    assert_eq!(names(&listed), ["f/a", "f/b", "g/c"]);
+
+    backend.delete_prefix(&Prefix::root()).await.unwrap();
+    assert_eq!(backend.list(&Prefix::root()).await.unwrap(), Vec::new());
+    // The log stays (it is swept when it is older than the retention).
+    assert_eq!(raw_paths(&backend).await.len(), 1);
+    backend
+        .store()
+        .delete(&Path::parse(logs[0]).unwrap())
+        .await
+        .unwrap();
 
     let reserved = backend.get(&key(&format!("{MARKER_DIR}/x"))).await;
     assert_eq!(reserved.unwrap_err().kind(), ErrorKind::InvalidKey);
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sweep_deletes_orphaned_markers_and_keeps_live_ones() {
+async fn markers_of_older_versions_count_and_are_swept() {
     let Some(server) = server() else { return };
-    let backend = server.config("s3-sweep").build_backend().unwrap();
+    let mut config = server.config("s3-sweep");
+    config.access_log_retention_secs = 3;
+    let backend = config.build_backend().unwrap();
     let root = backend.prefix().to_owned();
-    let live = key("f/live");
-    backend
-        .put(&live, Bytes::from_static(b"v").into())
-        .await
-        .unwrap();
-    backend.get(&live).await.unwrap().unwrap();
-    backend.flush_access_markers().await;
-    let raw_put = |name: &str, bytes: &'static [u8]| {
-        let path = Path::parse(format!("{root}/{MARKER_DIR}/{name}")).unwrap();
-        let store = backend.store().clone();
+    let store = backend.store().clone();
+    let raw_put = |name: String, bytes: &'static [u8]| {
+        let path = Path::parse(format!("{root}/{name}")).unwrap();
+        let store = store.clone();
         async move {
             store
                 .put(&path, Bytes::from_static(bytes).into())
@@ -259,39 +288,63 @@ async fn sweep_deletes_orphaned_markers_and_keeps_live_ones() {
                 .unwrap()
         }
     };
+    let live = key("f/live");
+    backend
+        .put(&live, Bytes::from_static(b"v").into())
+        .await
+        .unwrap();
+    let written = last_access(&backend, &live).await;
+    // Last-modified times have a granularity of a second on S3.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The marker an older version wrote for a read of the live item.
+    raw_put(format!("{MARKER_DIR}/f/live"), b"").await;
+    assert!(
+        last_access(&backend, &live).await > written,
+        "a marker of an older version still counts"
+    );
     // Markers of items deleted by another process while a read was being recorded.
-    raw_put("f/gone", b"").await;
-    raw_put("h/gone", b"").await;
-    // Not a marker this backend wrote (markers are empty): left alone.
-    raw_put("f/foreign", b"not empty").await;
+    raw_put(format!("{MARKER_DIR}/f/gone"), b"").await;
+    raw_put(format!("{MARKER_DIR}/h/gone"), b"").await;
+    // Not a marker this library wrote (markers are empty): left alone.
+    raw_put(format!("{MARKER_DIR}/f/foreign"), b"not empty").await;
+    // An access log of an hour long gone, and one of now.
+    raw_put(
+        format!("{MARKER_DIR}/{LOG_DIR}/20200101T00/20200101T000000.000Z-h-1-00"),
+        b"cachette access log 1\n0 f/live\n",
+    )
+    .await;
+    let marker = |name: &str| format!("{root}/{MARKER_DIR}/{name}");
     let everything = vec![
-        format!("{root}/{MARKER_DIR}/f/foreign"),
-        format!("{root}/{MARKER_DIR}/f/gone"),
-        format!("{root}/{MARKER_DIR}/f/live"),
-        format!("{root}/{MARKER_DIR}/h/gone"),
+        marker("f/foreign"),
+        marker("f/gone"),
+        marker("f/live"),
+        marker("h/gone"),
+        marker(&format!(
+            "{LOG_DIR}/20200101T00/20200101T000000.000Z-h-1-00"
+        )),
         format!("{root}/f/live"),
     ];
-
     // Listing neither lists markers nor deletes them.
     let listed = backend.list(&Prefix::root()).await.unwrap();
     assert_eq!(names(&listed), ["f/live"]);
-    assert_eq!(raw_paths(&backend).await, everything);
+    let mut sorted = everything.clone();
+    sorted.sort();
+    assert_eq!(raw_paths(&backend).await, sorted);
 
-    // Sweeping is scoped to its prefix, and deletes only orphaned markers.
+    // The old log is not older than the retention yet: sweeps are scoped to their prefix,
+    // and delete only orphaned markers.
     assert_eq!(backend.sweep(&Prefix::new("g").unwrap()).await.unwrap(), 0);
     assert_eq!(backend.sweep(&Prefix::new("f").unwrap()).await.unwrap(), 1);
-    let after: Vec<String> = everything
-        .iter()
-        .filter(|p| !p.ends_with("f/gone"))
-        .cloned()
-        .collect();
-    assert_eq!(raw_paths(&backend).await, after);
+    assert!(!raw_paths(&backend).await.contains(&marker("f/gone")));
     assert_eq!(backend.sweep(&Prefix::root()).await.unwrap(), 1);
-    let after: Vec<String> = after
-        .into_iter()
-        .filter(|p| !p.ends_with("h/gone"))
-        .collect();
-    assert_eq!(raw_paths(&backend).await, after);
+    assert!(!raw_paths(&backend).await.contains(&marker("h/gone")));
+    // Past the retention, the old log goes, and the live item's marker too.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    assert_eq!(backend.sweep(&Prefix::root()).await.unwrap(), 2);
+    assert_eq!(
+        raw_paths(&backend).await,
+        [marker("f/foreign"), format!("{root}/f/live")]
+    );
     assert_eq!(backend.sweep(&Prefix::root()).await.unwrap(), 0);
     assert!(backend.contains(&live).await.unwrap());
 
@@ -300,7 +353,7 @@ async fn sweep_deletes_orphaned_markers_and_keeps_live_ones() {
     backend.delete(&live).await.unwrap();
     backend
         .store()
-        .delete(&Path::parse(&after[0]).unwrap())
+        .delete(&Path::parse(marker("f/foreign")).unwrap())
         .await
         .unwrap();
     assert_eq!(raw_paths(&backend).await, Vec::<String>::new());
@@ -326,7 +379,7 @@ async fn last_access(backend: &S3Backend, key: &Key) -> DateTime<Utc> {
 async fn heads_and_ranged_reads_record_no_access() {
     let Some(server) = server() else { return };
     let mut config = server.config("s3-no-access");
-    config.access_granularity_secs = 0;
+    config.access_granularity_secs = 3600;
     let backend = config.build_backend().unwrap();
     let k = key("f/item");
     backend
@@ -360,47 +413,51 @@ async fn heads_and_ranged_reads_record_no_access() {
         .unwrap()
         .unwrap();
     assert_eq!(whole.into_bytes().unwrap(), &b"0123456789"[..]);
-    backend.flush_access_markers().await;
+    backend.flush_access_log().await;
     assert_eq!(
         last_access(&backend, &k).await,
         written,
         "reads without record_access must leave the last access alone"
     );
+    assert_eq!(backend.access_logs_written(), 0);
     assert!(
         !raw_paths(&backend)
             .await
             .iter()
             .any(|p| p.contains(MARKER_DIR)),
-        "no marker was asked for"
+        "no access was asked to be recorded"
     );
 
     // A read that asks records its access.
     let hit = backend.get_opts(&k, GetOptions::hit()).await.unwrap();
     assert_eq!(hit.unwrap().size, 10);
-    backend.flush_access_markers().await;
+    backend.flush_access_log().await;
     assert!(last_access(&backend, &k).await > written);
-    assert!(
-        raw_paths(&backend)
-            .await
-            .iter()
-            .any(|p| p.ends_with(&format!("{MARKER_DIR}/f/item"))),
-        "a hit writes a marker"
-    );
+    assert_eq!(backend.access_logs_written(), 1, "a hit is logged");
     backend.delete_prefix(&Prefix::root()).await.unwrap();
-    assert_eq!(raw_paths(&backend).await, Vec::<String>::new());
+    for path in raw_paths(&backend).await {
+        assert!(path.contains(LOG_DIR), "{path}");
+        backend
+            .store()
+            .delete(&Path::parse(path).unwrap())
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn listing_sees_reads_whose_markers_are_not_written_yet() {
+async fn listing_sees_reads_not_logged_yet() {
     use cachette_s3::object_store::memory::InMemory;
     use cachette_s3::object_store::throttle::{ThrottleConfig, ThrottledStore};
-    // Slow writes: the marker of a read is still being written when the listing runs.
+    // Slow writes: the log of a read is still being written when the listing runs.
     let latency = ThrottleConfig {
         wait_put_per_call: Duration::from_millis(1500),
         ..ThrottleConfig::default()
     };
     let store = Arc::new(ThrottledStore::new(InMemory::new(), latency));
-    let backend = S3Backend::from_store(store, "p").unwrap();
+    let backend = S3Backend::from_store(store, "p")
+        .unwrap()
+        .with_access_granularity(Some(Duration::ZERO));
     let k = key("f/item");
     backend
         .put(&k, Bytes::from_static(b"v").into())
@@ -412,16 +469,52 @@ async fn listing_sees_reads_whose_markers_are_not_written_yet() {
     let read = last_access(&backend, &k).await;
     assert!(read > written, "the read is listed at once");
     assert!(read <= Utc::now());
-    let has_marker = |paths: Vec<String>| paths.iter().any(|p| p.contains(MARKER_DIR));
-    assert!(
-        !has_marker(raw_paths(&backend).await),
-        "listing wrote the marker"
-    );
-    backend.flush_access_markers().await;
-    assert!(has_marker(raw_paths(&backend).await));
+    let has_log = |paths: Vec<String>| paths.iter().any(|p| p.contains(MARKER_DIR));
+    assert!(!has_log(raw_paths(&backend).await), "listing wrote the log");
+    backend.flush_access_log().await;
+    assert!(has_log(raw_paths(&backend).await));
+    assert_eq!(backend.access_logs_written(), 1);
     assert!(last_access(&backend, &k).await >= read);
-    backend.delete(&k).await.unwrap();
-    assert_eq!(raw_paths(&backend).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logs_are_written_in_the_background_once_per_period() {
+    use cachette_s3::object_store::memory::InMemory;
+    let backend = S3Backend::from_store(Arc::new(InMemory::new()), "p")
+        .unwrap()
+        .with_access_granularity(Some(Duration::from_millis(300)));
+    let keys: Vec<Key> = (0..50).map(|i| key(&format!("f/{i}"))).collect();
+    for k in &keys {
+        backend
+            .put(k, Bytes::from_static(b"v").into())
+            .await
+            .unwrap();
+    }
+    for _ in 0..3 {
+        for k in &keys {
+            backend.get(k).await.unwrap().unwrap();
+        }
+    }
+    assert_eq!(backend.access_logs_written(), 0, "not before the period");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        backend.access_logs_written(),
+        1,
+        "150 reads of 50 keys, one log"
+    );
+    // Dropping the backend loses no read: the writer holds what it needs.
+    backend.get(&keys[0]).await.unwrap().unwrap();
+    let store = backend.store().clone();
+    drop(backend);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let logs: Vec<_> = store
+        .list(Some(
+            &Path::parse(format!("p/{MARKER_DIR}/{LOG_DIR}")).unwrap(),
+        ))
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(logs.len(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread")]

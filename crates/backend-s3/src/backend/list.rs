@@ -1,32 +1,62 @@
 //! Listings (`list`, `sweep`): the items under a prefix with their last access, merged from
-//! their own times and their access markers', and the sweep of markers whose item is gone.
+//! their own times, the access logs, the markers of older versions and this process's reads
+//! not logged yet; and the sweep of old logs and markers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
+use cachette_core::plugin::chrono::TimeDelta;
 use cachette_core::plugin::{
-    BackendResult, DateTime, ItemInfo, Key, Prefix, StoreBackendExt as _, Utc,
+    BackendError, BackendResult, DateTime, ItemInfo, Key, Prefix, StoreBackendExt as _, Utc,
 };
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 use object_store::path::Path;
 
 use super::{MARKER_DIR, S3Backend, join};
+use crate::access::{LogReader, Reads};
 
 /// Items checked at once by a sweep before their markers go.
 const SWEEP_CONCURRENCY: usize = 16;
 
 impl S3Backend {
+    fn log_reader(&self) -> LogReader<'_> {
+        LogReader {
+            store: &self.store,
+            log_dir: self.log_dir_str(),
+            limits: self.log_limits,
+            concurrency: self.lister.concurrency,
+        }
+    }
+
     /// [`StoreBackend::list`](cachette_core::plugin::StoreBackend::list). Writes nothing.
     pub(super) async fn list_items(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {
-        self.check_prefix("list", prefix)?;
-        // Taken before the listing: a marker written meanwhile is then in the listing, and a
-        // read whose marker is not written yet is here.
+        const OPERATION: &str = "list";
+        self.check_prefix(OPERATION, prefix)?;
+        // Taken before the listing: a read logged meanwhile is then in the logs, and a read
+        // not logged yet is here.
         let unwritten = self
             .tracker
             .as_ref()
             .map(|tracker| tracker.unwritten_under(prefix))
             .unwrap_or_default();
-        let (items, markers) = self.objects_under("list", prefix).await?;
+        let now = Utc::now();
+        let logs = async {
+            self.log_reader()
+                .read(|key| prefix.matches(key), now)
+                .await
+                .map_err(|e| self.error(OPERATION, MARKER_DIR, e))
+        };
+        let ((items, markers), reads) =
+            futures::future::try_join(self.objects_under(OPERATION, prefix), logs).await?;
+        let Reads {
+            last: logged,
+            logs_read,
+            bytes_read,
+            logs_left,
+        } = reads;
+        if logs_left > 0 {
+            tracing::debug!(target: "cachette", logs_read, bytes_read, logs_left, "read the newest access logs only (access_log_max_objects, access_log_max_bytes)");
+        }
         let marked: HashMap<&str, DateTime<Utc>> = markers
             .iter()
             .filter(|m| m.size == 0)
@@ -42,7 +72,7 @@ impl S3Backend {
                 tracing::debug!(target: "cachette", object = %meta.location, "skipping an object whose name is not a key");
                 continue;
             };
-            let reads = [marked.get(name), unwritten.get(name)];
+            let reads = [marked.get(name), logged.get(name), unwritten.get(name)];
             let last_access = last_access(meta.last_modified, reads.into_iter().flatten(), now);
             out.push(ItemInfo {
                 key,
@@ -53,87 +83,80 @@ impl S3Backend {
         Ok(out)
     }
 
-    /// [`StoreBackend::sweep`](cachette_core::plugin::StoreBackend::sweep): deletes the empty
-    /// marker objects (what this backend writes) under the prefix whose item is not listed and,
-    /// checked again with a `HEAD`, still does not exist. Gives how many went.
-    pub(super) async fn sweep_markers(&self, prefix: &Prefix) -> BackendResult<u64> {
+    /// [`StoreBackend::sweep`](cachette_core::plugin::StoreBackend::sweep): deletes the access
+    /// logs older than the retention (wherever the prefix), and the empty marker objects of
+    /// older versions under the prefix that are older than the retention or whose item, checked
+    /// with a `HEAD`, does not exist. Nothing else. Gives how many objects went.
+    pub(super) async fn sweep_tracking(&self, prefix: &Prefix) -> BackendResult<u64> {
         const OPERATION: &str = "sweep";
         self.check_prefix(OPERATION, prefix)?;
-        let (items, markers) = self.objects_under(OPERATION, prefix).await?;
-        let live: HashSet<&str> = items
-            .iter()
-            .filter_map(|m| self.key_of(&m.location))
-            .collect();
-        let candidates: Vec<(Key, Path)> = markers
-            .iter()
+        let now = Utc::now();
+        let logs = self
+            .log_reader()
+            .sweep(now)
+            .await
+            .map_err(|e| self.error(OPERATION, MARKER_DIR, e))?;
+        let markers = self
+            .lister
+            .list(
+                self.prefix_path(OPERATION, &join(MARKER_DIR, prefix.as_str()))?
+                    .as_ref(),
+            )
+            .await
+            .map_err(|e| self.error(OPERATION, prefix.as_str(), e))?;
+        let oldest = now - TimeDelta::from_std(self.log_limits.retention).unwrap_or(TimeDelta::MAX);
+        let candidates: Vec<(Key, Path, bool)> = markers
+            .into_iter()
             .filter(|m| m.size == 0)
             .filter_map(|m| {
                 let name = self.marked_key(&m.location)?;
-                if live.contains(name) {
-                    return None;
-                }
-                // Markers are only written for keys, never for reserved ones.
+                // Markers were only written for keys, never for reserved ones.
                 let key = Key::new(name).ok()?;
                 self.path(OPERATION, &key).ok()?;
-                Some((key, m.location.clone()))
+                Some((key, m.location, m.last_modified < oldest))
             })
             .collect();
-        if candidates.is_empty() {
-            return Ok(0);
-        }
-        // An item written since the listing keeps its marker.
-        let orphans: Vec<Path> = futures::stream::iter(candidates)
-            .map(|(key, marker)| async move {
-                Ok::<_, cachette_core::plugin::BackendError>(
-                    (!self.contains(&key).await?).then_some(marker),
-                )
+        // An item deleted, or written since its marker (which it then outdates), loses
+        // nothing with its marker.
+        let doomed: Vec<Path> = futures::stream::iter(candidates)
+            .map(|(key, marker, old)| async move {
+                let gone = old || !self.contains(&key).await?;
+                Ok::<_, BackendError>(gone.then_some(marker))
             })
             .buffer_unordered(SWEEP_CONCURRENCY)
-            .try_filter_map(|orphan| async move { Ok(orphan) })
+            .try_filter_map(|doomed| async move { Ok(doomed) })
             .try_collect()
             .await?;
         let deleted = self
-            .delete_paths(OPERATION, "orphaned access markers", orphans)
+            .delete_paths(OPERATION, "access markers", doomed)
             .await?;
-        Ok(deleted.len() as u64)
+        Ok(logs + deleted.len() as u64)
     }
 
-    async fn list_objects(
-        &self,
-        operation: &'static str,
-        path: Option<Path>,
-    ) -> BackendResult<Vec<ObjectMeta>> {
-        let shown = path.as_ref().map(|p| p.to_string()).unwrap_or_default();
-        self.store
-            .list(path.as_ref())
-            .try_collect()
-            .await
-            .map_err(|e| self.error(operation, &shown, e))
-    }
-
-    /// Item and marker objects under a prefix of keys. For the whole store, one listing
-    /// gives both.
+    /// Item objects under a prefix of keys, and the markers (of older versions) of those
+    /// items. For the whole store, one listing gives both.
     async fn objects_under(
         &self,
         operation: &'static str,
         prefix: &Prefix,
     ) -> BackendResult<(Vec<ObjectMeta>, Vec<ObjectMeta>)> {
+        let list = |path: Option<Path>| async move {
+            let shown = path.as_ref().map(|p| p.to_string()).unwrap_or_default();
+            self.lister
+                .list(path.as_ref())
+                .await
+                .map_err(|e| self.error(operation, &shown, e))
+        };
         if prefix.is_root() {
-            let all = self
-                .list_objects(operation, self.prefix_path(operation, "")?)
-                .await?;
-            let (markers, items) = all
+            let all = list(self.prefix_path(operation, "")?).await?;
+            let (tracking, items) = all
                 .into_iter()
-                .partition(|meta| self.is_marker(&meta.location));
-            return Ok((items, markers));
+                .partition(|meta| self.is_tracking(&meta.location));
+            return Ok((items, tracking));
         }
         let item_path = self.prefix_path(operation, prefix.as_str())?;
         let marker_path = self.prefix_path(operation, &join(MARKER_DIR, prefix.as_str()))?;
-        futures::future::try_join(
-            self.list_objects(operation, item_path),
-            self.list_objects(operation, marker_path),
-        )
-        .await
+        futures::future::try_join(list(item_path), list(marker_path)).await
     }
 }
 

@@ -1,8 +1,10 @@
 //! [`S3Backend`]: the [`StoreBackend`] over any object_store, how it is built, and how keys map
 //! to object paths. The operations themselves are in [`read`] (`get_opts`), [`write`]
-//! (`put_opts`, `delete_many`) and [`list`] (`list`, `sweep`).
+//! (`put_opts`, `delete_many`) and [`list`] (`list`, `sweep`); [`listing`] lists a prefix with
+//! many requests at once.
 
 mod list;
+mod listing;
 mod read;
 mod write;
 
@@ -17,14 +19,16 @@ use cachette_core::plugin::{
 };
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::client::SpawnedReqwestConnector;
+use object_store::list::PaginatedListStore;
 use object_store::path::Path;
-use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
+use object_store::{ClientConfigKey, ObjectStore};
 use tokio::runtime::Handle;
 
-use crate::access::{AccessTracker, MARKER_DIR};
-use crate::config::S3Config;
+use crate::access::{AccessLog, LOG_DIR, LogLimits, MARKER_DIR};
+use crate::config::{AccessTracking, MAX_LIST_CONCURRENCY, S3Config};
 use crate::error::convert;
 use crate::{OBJECT_STORE_SCHEME, SCHEME};
+use listing::Lister;
 
 /// The credentials of requests to an explicit endpoint when there are none (see
 /// [`S3Config::access_key_id`]).
@@ -37,12 +41,18 @@ const MAX_PARTS: u64 = 10_000;
 /// `s3://` URL), or any [`ObjectStore`] (GCS, Azure, the local disk, memory) through
 /// [`S3Backend::from_store`].
 ///
-/// Items are objects named `<prefix>/<key>`; reads are recorded in access markers under
-/// `<prefix>/.cachette-access/` (see the crate docs). Clones share the store and the pending
-/// markers.
+/// Items are objects named `<prefix>/<key>`; reads are recorded in access logs under
+/// `<prefix>/.cachette-access/log/` (see the crate docs). Clones share the store and the
+/// pending reads.
 #[derive(Clone)]
 pub struct S3Backend {
     store: Arc<dyn ObjectStore>,
+    /// The same bucket through a client that deletes with one `DELETE` per object rather than
+    /// `DeleteObjects` (object_store deletes one object with a `DeleteObjects` of one key): a
+    /// `DELETE` is free on S3, a `DeleteObjects` billed as a `POST`. Used for one-key deletes,
+    /// such as a claim's release. `None` for stores given to [`S3Backend::from_store`].
+    single_delete: Option<Arc<dyn ObjectStore>>,
+    lister: Lister,
     /// The prefix, without trailing `/`; empty for the whole bucket.
     root: String,
     scheme: &'static str,
@@ -50,8 +60,11 @@ pub struct S3Backend {
     multipart: Multipart,
     /// Whether `PutMode::Create` works (cleared when the store says it does not).
     atomic_create: Arc<AtomicBool>,
-    tracker: Option<Arc<AccessTracker>>,
-    /// The `cachette-io` runtime, where access markers are written.
+    tracker: Option<Arc<AccessLog>>,
+    log_limits: LogLimits,
+    /// `<prefix>/.cachette-access/log`.
+    log_dir: String,
+    /// The `cachette-io` runtime, where access logs are written.
     runtime: Handle,
 }
 
@@ -71,6 +84,9 @@ impl fmt::Debug for S3Backend {
             .field("multipart", &self.multipart)
             .field("atomic_create", &self.atomic_create.load(Ordering::Relaxed))
             .field("access_tracking", &self.tracker)
+            .field("access_log_limits", &self.log_limits)
+            .field("list_concurrency", &self.lister.concurrency)
+            .field("parallel_listing", &self.lister.pages.is_some())
             .finish()
     }
 }
@@ -131,33 +147,34 @@ impl S3Backend {
                 builder = builder.with_config(AmazonS3ConfigKey::Client(key), format!("{secs}s"));
             }
         }
-        let retry = RetryConfig {
-            max_retries: config.max_retries,
-            retry_timeout: Duration::from_secs(config.retry_timeout_secs),
-            backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(2),
-                base: 2.0,
-            },
-        };
-        let store = builder
-            .with_retry(retry)
-            .with_http_connector(SpawnedReqwestConnector::new(runtime.clone()))
-            .build()
-            .map_err(|e| {
+        let builder = builder
+            .with_retry(config.retry_config())
+            .with_http_connector(SpawnedReqwestConnector::new(runtime.clone()));
+        let build = |builder: AmazonS3Builder| {
+            builder.build().map_err(|e| {
                 config_error(format!("cannot configure the S3 client: {e}")).with_source(e)
-            })?;
+            })
+        };
+        let single_delete: Arc<dyn ObjectStore> =
+            Arc::new(build(builder.clone().with_disable_bulk_delete(true))?);
+        let store = Arc::new(build(builder)?);
 
-        let granularity = config
-            .access_tracking
+        let granularity = (config.access_tracking == AccessTracking::Log)
             .then(|| Duration::from_secs(config.access_granularity_secs));
         let mut backend = S3Backend::new(
-            Arc::new(store),
+            store.clone(),
+            Some(store),
             Prefix::new(config.prefix.clone())?,
             SCHEME,
             config.to_url(),
             granularity,
             runtime,
+        )
+        .with_list_concurrency(config.list_concurrency)
+        .with_access_log_limits(
+            Duration::from_secs(config.access_log_retention_secs),
+            config.access_log_max_objects,
+            config.access_log_max_bytes,
         );
         backend.multipart = Multipart {
             threshold: config.multipart_threshold,
@@ -167,6 +184,7 @@ impl S3Backend {
         backend
             .atomic_create
             .store(config.conditional_put, Ordering::Relaxed);
+        backend.single_delete = Some(single_delete);
         Ok(backend)
     }
 
@@ -189,8 +207,34 @@ impl S3Backend {
     /// assert_eq!(double.eval(21), 42);
     /// assert!(double.check_call_in_cache(&21));
     /// ```
+    ///
+    /// Such a backend lists sequentially: a store that gives pages of listings (S3, GCS,
+    /// Azure) lists concurrently through [`from_paginated_store`](Self::from_paginated_store).
     pub fn from_store(
         store: Arc<dyn ObjectStore>,
+        prefix: impl Into<String>,
+    ) -> crate::Result<S3Backend> {
+        S3Backend::from_parts(store, None, prefix)
+    }
+
+    /// [`from_store`](Self::from_store) for a store that also gives pages of listings
+    /// ([`PaginatedListStore`]: `AmazonS3`, `GoogleCloudStorage`, `MicrosoftAzure`, or a
+    /// wrapper of one), so that listings run many requests at once (see
+    /// [`with_list_concurrency`](Self::with_list_concurrency)). The store must list in key
+    /// order, as those do.
+    pub fn from_paginated_store<S>(
+        store: Arc<S>,
+        prefix: impl Into<String>,
+    ) -> crate::Result<S3Backend>
+    where
+        S: ObjectStore + PaginatedListStore,
+    {
+        S3Backend::from_parts(store.clone(), Some(store), prefix)
+    }
+
+    fn from_parts(
+        store: Arc<dyn ObjectStore>,
+        pages: Option<Arc<dyn PaginatedListStore>>,
         prefix: impl Into<String>,
     ) -> crate::Result<S3Backend> {
         let prefix = Prefix::new(prefix.into())?;
@@ -198,16 +242,24 @@ impl S3Backend {
         let defaults = S3Config::default();
         Ok(S3Backend::new(
             store,
+            pages,
             prefix,
             OBJECT_STORE_SCHEME,
             location,
             Some(Duration::from_secs(defaults.access_granularity_secs)),
             io_handle()?,
+        )
+        .with_list_concurrency(defaults.list_concurrency)
+        .with_access_log_limits(
+            Duration::from_secs(defaults.access_log_retention_secs),
+            defaults.access_log_max_objects,
+            defaults.access_log_max_bytes,
         ))
     }
 
     fn new(
         store: Arc<dyn ObjectStore>,
+        pages: Option<Arc<dyn PaginatedListStore>>,
         prefix: Prefix,
         scheme: &'static str,
         location: String,
@@ -216,7 +268,13 @@ impl S3Backend {
     ) -> S3Backend {
         let defaults = S3Config::default();
         S3Backend {
+            lister: Lister {
+                store: Arc::clone(&store),
+                pages,
+                concurrency: 1,
+            },
             store,
+            single_delete: None,
             root: prefix.as_str().to_owned(),
             scheme,
             location,
@@ -227,6 +285,12 @@ impl S3Backend {
             },
             atomic_create: Arc::new(AtomicBool::new(true)),
             tracker: None,
+            log_dir: join(&join(prefix.as_str(), MARKER_DIR), LOG_DIR),
+            log_limits: LogLimits {
+                retention: Duration::from_secs(defaults.access_log_retention_secs),
+                max_objects: defaults.access_log_max_objects,
+                max_bytes: defaults.access_log_max_bytes,
+            },
             runtime,
         }
         .with_access_granularity(granularity)
@@ -250,14 +314,15 @@ impl S3Backend {
         self
     }
 
-    /// Records reads at most once per `granularity` per key and process; `None` stops
-    /// recording reads (markers written by others still count).
+    /// Records reads in access logs, one per `granularity` at most (the period; see
+    /// [`S3Config::access_granularity_secs`]); `None` records nothing
+    /// ([`AccessTracking::None`]: reads recorded by other processes still count).
     pub fn with_access_granularity(mut self, granularity: Option<Duration>) -> Self {
         let runtime = self.runtime.clone();
         self.tracker = granularity.map(|g| {
-            Arc::new(AccessTracker::new(
+            Arc::new(AccessLog::new(
                 Arc::clone(&self.store),
-                join(&self.root, MARKER_DIR),
+                self.log_dir.clone(),
                 g,
                 runtime,
             ))
@@ -265,13 +330,46 @@ impl S3Backend {
         self
     }
 
-    /// Writes the access markers of the reads this process recorded so far, and waits for
-    /// those being written in the background. Markers are written soon after each read anyway;
-    /// this is for a process about to exit, or a test that looks at the markers themselves.
-    pub async fn flush_access_markers(&self) {
+    /// How many listing requests run at once (1 to 256; 1 lists sequentially). Only a store
+    /// that gives pages of listings lists concurrently (see
+    /// [`from_paginated_store`](Self::from_paginated_store)).
+    pub fn with_list_concurrency(mut self, concurrency: usize) -> Self {
+        self.lister.concurrency = concurrency.clamp(1, MAX_LIST_CONCURRENCY);
+        self
+    }
+
+    /// How long access logs are kept, and how many of them (and bytes) a listing reads at most,
+    /// the newest first (see [`S3Config::access_log_retention_secs`]).
+    pub fn with_access_log_limits(
+        mut self,
+        retention: Duration,
+        max_objects: usize,
+        max_bytes: u64,
+    ) -> Self {
+        self.log_limits = LogLimits {
+            retention: retention.max(Duration::from_secs(1)),
+            max_objects,
+            max_bytes,
+        };
+        self
+    }
+
+    /// Writes the reads this process recorded so far as an access log now, and waits for logs
+    /// being written in the background. Logs are written within a period of each read anyway;
+    /// this is for a process about to exit (its pending reads are lost otherwise), or a test.
+    pub async fn flush_access_log(&self) {
         if let Some(tracker) = &self.tracker {
             tracker.flush().await;
         }
+    }
+
+    /// How many access logs this backend (and its clones) wrote.
+    pub fn access_logs_written(&self) -> u64 {
+        self.tracker.as_ref().map_or(0, |t| t.logs_written())
+    }
+
+    fn log_dir_str(&self) -> &str {
+        &self.log_dir
     }
 
     /// The object store, for direct access.
@@ -298,15 +396,11 @@ impl S3Backend {
         };
         if key.segments().next() == Some(MARKER_DIR) {
             return Err(refuse(format!(
-                "keys under {MARKER_DIR}/ are reserved for access markers"
+                "keys under {MARKER_DIR}/ are reserved for access tracking"
             )));
         }
         Path::parse(join(&self.root, key.as_str()))
             .map_err(|e| refuse(format!("not a valid object name: {e}")))
-    }
-
-    fn marker_path(&self, key: &str) -> Option<Path> {
-        Path::parse(join(&join(&self.root, MARKER_DIR), key)).ok()
     }
 
     /// The object path of a prefix; `None` for the whole store. A prefix that is no object
@@ -342,7 +436,7 @@ impl S3Backend {
         if prefix.as_str().split('/').next() == Some(MARKER_DIR) {
             return Err(BackendError::new(
                 ErrorKind::InvalidKey,
-                format!("{MARKER_DIR}/ is reserved for access markers"),
+                format!("{MARKER_DIR}/ is reserved for access tracking"),
             )
             .with_backend(self.scheme)
             .with_operation(operation)
@@ -351,15 +445,15 @@ impl S3Backend {
         Ok(())
     }
 
-    /// The key a marker object records reads of.
+    /// The key a marker object (of older versions) records reads of.
     fn marked_key<'a>(&self, marker: &'a Path) -> Option<&'a str> {
         self.key_of(marker)?
             .strip_prefix(MARKER_DIR)?
             .strip_prefix('/')
     }
 
-    /// Whether an object is an access marker.
-    fn is_marker(&self, location: &Path) -> bool {
+    /// Whether an object is in the access tracking folder (a log or a marker).
+    fn is_tracking(&self, location: &Path) -> bool {
         self.key_of(location)
             .is_some_and(|k| k.split('/').next() == Some(MARKER_DIR))
     }
@@ -395,9 +489,10 @@ fn has_credentials(builder: &AmazonS3Builder) -> bool {
     .any(|k| builder.get_config_value(k).is_some_and(|v| !v.is_empty()))
 }
 
-/// The store's side of the contract. Reads only read (a read asked to record its access queues
-/// a marker, written in the background); `list` writes nothing; `sweep` deletes only orphaned
-/// markers.
+/// The store's side of the contract. Reads only read (a read asked to record its access adds
+/// its key to this process's batch of reads, written as an access log in the background);
+/// `list` writes nothing; `sweep` deletes only old access logs and the markers of older
+/// versions.
 #[async_trait]
 impl StoreBackend for S3Backend {
     fn scheme(&self) -> &'static str {
@@ -417,8 +512,8 @@ impl StoreBackend for S3Backend {
 
     /// One request per read: a `HEAD` for [`GetOptions::head`], a ranged `GET` (which also
     /// gives the object's whole size) for [`GetOptions::range`], else a `GET`. Only with
-    /// [`GetOptions::record_access`] is the read recorded, by an access marker written in the
-    /// background. [`GetOptions::local_file`] is ignored: there are no local files.
+    /// [`GetOptions::record_access`] is the read recorded, in memory, for the next access log.
+    /// [`GetOptions::local_file`] is ignored: there are no local files.
     async fn get_opts(&self, key: &Key, options: GetOptions) -> BackendResult<Option<GetResult>> {
         self.read(key, options).await
     }
@@ -437,30 +532,27 @@ impl StoreBackend for S3Backend {
         self.write(key, value, options).await
     }
 
-    /// Deletes the items and their access markers, in batches (`DeleteObjects`, 1000 keys a
-    /// request on S3). Reads of these items that this process has not recorded yet are
-    /// forgotten.
+    /// Deletes the items in batches (`DeleteObjects`, 1000 keys a request on S3). Reads of
+    /// these items that this process has not logged yet are forgotten.
     async fn delete_many(&self, keys: &[Key]) -> BackendResult<()> {
         self.delete_keys(keys).await
     }
 
-    /// Lists the items under the prefix (one listing of the items and one of their markers,
-    /// or a single one for the whole store) and writes nothing, not even this process's pending
-    /// markers. An item's last access is the latest of its own last-modified time, its
-    /// marker's (both stamped by the server) and the time of a read of it by this process
-    /// whose marker is not written yet; a time ahead of this machine's clock is taken as now.
-    /// Markers are never listed.
+    /// Lists the items under the prefix, many requests at once (see the crate docs), and
+    /// writes nothing, not even this process's pending reads. An item's last access is the
+    /// latest of its own last-modified time, the reads in the newest access logs, the markers
+    /// of older versions, and this process's reads not logged yet; never later than now.
     async fn list(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {
         self.list_items(prefix).await
     }
 
-    /// Deletes the access markers under the prefix whose item no longer exists (a read
-    /// recorded while its item was being deleted), after checking each item again, and
-    /// nothing else. Unfinished multipart uploads of killed writers are invisible to
-    /// object_store; a lifecycle rule of the bucket (`AbortIncompleteMultipartUpload`) removes
-    /// them.
+    /// Deletes the access logs older than the retention and the access markers of older
+    /// versions under the prefix that are older than the retention or whose item no longer
+    /// exists, and nothing else. Unfinished multipart uploads of killed writers are invisible
+    /// to object_store; a lifecycle rule of the bucket (`AbortIncompleteMultipartUpload`)
+    /// removes them.
     async fn sweep(&self, prefix: &Prefix) -> BackendResult<u64> {
-        self.sweep_markers(prefix).await
+        self.sweep_tracking(prefix).await
     }
 }
 

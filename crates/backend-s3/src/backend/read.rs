@@ -1,6 +1,6 @@
 //! Reads (`get_opts`): a `HEAD`, a ranged `GET` or a whole `GET`, each one request (plus a
-//! `HEAD` when the server refuses a range that starts past the end), and the access marker of
-//! a read that asks for one.
+//! `HEAD` when the server refuses a range that starts past the end). A read that asks to
+//! record its access adds its key to this process's next access log, in memory.
 
 use std::ops::Range;
 

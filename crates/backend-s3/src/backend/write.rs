@@ -1,5 +1,5 @@
 //! Writes and deletes (`put_opts`, `delete_many`): single and multipart `PUT`s, conditional
-//! creates, and batched deletes that take the items' access markers with them.
+//! creates, and batched deletes.
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -135,37 +135,31 @@ impl S3Backend {
     }
 
     /// [`StoreBackend::delete_many`](cachette_core::plugin::StoreBackend::delete_many): the
-    /// items and their markers, in batches. Marker writes of this process wait meanwhile, and
-    /// its pending reads of these keys are forgotten, before and after (reads that raced with
-    /// the delete), so that it leaves no marker behind for them.
+    /// items, in batches. This process's pending reads of these keys are forgotten (they would
+    /// only be ignored by listings). Markers of older versions are left to `sweep`.
     pub(super) async fn delete_keys(&self, keys: &[Key]) -> BackendResult<()> {
         if keys.is_empty() {
             return Ok(());
         }
-        let mut paths = Vec::with_capacity(2 * keys.len());
-        for key in keys {
-            paths.push(self.path("delete", key)?);
-            paths.extend(self.marker_path(key.as_str()));
-        }
-        let doomed: HashSet<&str> = keys.iter().map(Key::as_str).collect();
-        let is_doomed = |k: &str| doomed.contains(k);
-        let quiet = match &self.tracker {
-            Some(tracker) => Some(tracker.quiesce(is_doomed).await),
-            None => None,
-        };
+        let paths = keys
+            .iter()
+            .map(|key| self.path("delete", key))
+            .collect::<BackendResult<Vec<Path>>>()?;
         let what = match keys {
             [one] => one.as_str().to_owned(),
             _ => format!("{} keys", keys.len()),
         };
         let deleted = self.delete_paths("delete", &what, paths).await;
         if let Some(tracker) = &self.tracker {
-            tracker.forget(is_doomed);
+            let doomed: HashSet<&str> = keys.iter().map(Key::as_str).collect();
+            tracker.forget(|k| doomed.contains(k));
         }
-        drop(quiet);
         deleted.map(|_| ())
     }
 
-    /// Deletes objects in batches; gives those deleted. Missing objects are skipped.
+    /// Deletes objects: one with a `DELETE` (on a bucket opened from a configuration), more
+    /// in batches (`DeleteObjects`, 1000 keys a request on S3); gives those deleted. Missing
+    /// objects are skipped.
     pub(super) async fn delete_paths(
         &self,
         operation: &'static str,
@@ -174,6 +168,15 @@ impl S3Backend {
     ) -> BackendResult<Vec<Path>> {
         if paths.is_empty() {
             return Ok(Vec::new());
+        }
+        if let ([path], Some(single)) = (paths.as_slice(), &self.single_delete) {
+            // One `DELETE` rather than a `DeleteObjects` of one key: the same single request,
+            // but a `DELETE` (free on AWS), and no XML to build or parse.
+            return match single.delete(path).await {
+                Ok(()) => Ok(paths),
+                Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+                Err(e) => Err(self.error(operation, what, e)),
+            };
         }
         let locations = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
         let mut results = self.store.delete_stream(locations);

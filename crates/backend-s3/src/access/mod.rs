@@ -1,0 +1,420 @@
+//! Access tracking: how reads are recorded on a store that has no access time.
+//!
+//! Each process batches the keys it reads (those of reads that ask to record their access) in
+//! memory, and writes them as one *access log* object per period under
+//! `<prefix>/.cachette-access/log/` (see [`log`] for the format and names). A log is written
+//! in the background on the `cachette-io` runtime, one period after the first read of its
+//! batch; a batch that outgrows one log ([`log::MAX_KEYS_PER_LOG`] keys) is written at once. So
+//! a process writes at most one log per period, plus one per 100,000 distinct keys read, and a
+//! hit itself waits for nothing but its `GET`.
+//!
+//! Listings merge the newest logs (bounded: [`LogLimits`]) into last-access times, and this
+//! process's reads not written yet from memory ([`AccessLog::unwritten_under`]). Sweeps delete
+//! logs older than the retention.
+//!
+//! Older versions wrote one empty *marker* object per key, `<prefix>/.cachette-access/<key>`;
+//! listings still read them and sweeps delete them (see `backend/list.rs`).
+
+pub(crate) mod log;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use cachette_core::plugin::chrono::TimeDelta;
+use cachette_core::plugin::{DateTime, Key, Prefix, Utc};
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+
+/// The folder, under the backend's prefix, that holds access logs (and the markers of older
+/// versions). Keys under it are reserved.
+pub const MARKER_DIR: &str = ".cachette-access";
+
+/// The folder of access logs, under [`MARKER_DIR`].
+pub const LOG_DIR: &str = "log";
+
+/// At most this many distinct keys wait to be written; reads of more are dropped (and those
+/// items look less recently read).
+const MAX_PENDING: usize = 4 * log::MAX_KEYS_PER_LOG;
+
+/// How much of the access logs a listing reads, and how long logs are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LogLimits {
+    /// Logs older than this are not read, and sweeps delete them.
+    pub(crate) retention: Duration,
+    /// A listing reads at most this many logs, the newest first.
+    pub(crate) max_objects: usize,
+    /// A listing reads at most this many bytes of logs, the newest first.
+    pub(crate) max_bytes: u64,
+}
+
+/// The reads of this process not written yet.
+#[derive(Default)]
+struct Pending {
+    /// Key → when this process last read it.
+    reads: HashMap<String, Instant>,
+    /// The first read of the batch: the batch is written one period after it.
+    since: Option<Instant>,
+}
+
+/// Records reads in access logs (see the module docs). Shared by the clones of a backend.
+pub(crate) struct AccessLog {
+    store: Arc<dyn ObjectStore>,
+    /// `<prefix>/.cachette-access/log`.
+    log_dir: String,
+    period: Duration,
+    pending: Mutex<Pending>,
+    /// A background writer is running (or about to).
+    scheduled: AtomicBool,
+    /// Wakes the background writer early: its batch is full.
+    full: Notify,
+    /// Held while logs are written.
+    writer: tokio::sync::Mutex<()>,
+    /// Logs written by this process.
+    written: AtomicU64,
+    runtime: Handle,
+}
+
+impl fmt::Debug for AccessLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccessLog")
+            .field("log_dir", &self.log_dir)
+            .field("period", &self.period)
+            .field("pending", &lock(&self.pending).reads.len())
+            .field("written", &self.written.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl AccessLog {
+    pub(crate) fn new(
+        store: Arc<dyn ObjectStore>,
+        log_dir: String,
+        period: Duration,
+        runtime: Handle,
+    ) -> Self {
+        AccessLog {
+            store,
+            log_dir,
+            period,
+            pending: Mutex::default(),
+            scheduled: AtomicBool::new(false),
+            full: Notify::new(),
+            writer: tokio::sync::Mutex::new(()),
+            written: AtomicU64::new(0),
+            runtime,
+        }
+    }
+
+    /// Notes a read of `key`: an insertion in a map, nothing more. The background writer
+    /// writes it within a period.
+    pub(crate) fn record(self: &Arc<Self>, key: &Key) {
+        let now = Instant::now();
+        let full = {
+            let mut pending = lock(&self.pending);
+            let count = pending.reads.len();
+            match pending.reads.get_mut(key.as_str()) {
+                Some(at) => *at = now,
+                None if count >= MAX_PENDING => {
+                    tracing::debug!(target: "cachette", key = %key, "too many reads waiting to be logged; dropping one");
+                    return;
+                }
+                None => {
+                    pending.reads.insert(key.as_str().to_owned(), now);
+                }
+            }
+            pending.since.get_or_insert(now);
+            pending.reads.len() >= log::MAX_KEYS_PER_LOG
+        };
+        if !self.scheduled.swap(true, Ordering::AcqRel) {
+            let me = Arc::clone(self);
+            self.runtime.spawn(async move { me.run().await });
+        } else if full {
+            self.full.notify_one();
+        }
+    }
+
+    /// The background writer: writes the batch one period after its first read (or at once
+    /// when it is full), until nothing is pending. It holds the tracker, so that dropping the
+    /// backend loses no read (the end of the process does).
+    async fn run(self: Arc<Self>) {
+        loop {
+            let due = {
+                let pending = lock(&self.pending);
+                let full = pending.reads.len() >= log::MAX_KEYS_PER_LOG;
+                match pending.since {
+                    Some(since) if !full => Some(since + self.period),
+                    _ => None,
+                }
+            };
+            if let Some(due) = due {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                    _ = self.full.notified() => {}
+                }
+            }
+            self.flush().await;
+            self.scheduled.store(false, Ordering::Release);
+            let more = lock(&self.pending).since.is_some();
+            if !more || self.scheduled.swap(true, Ordering::AcqRel) {
+                return;
+            }
+        }
+    }
+
+    /// Writes every pending read now (one log, or more for a large batch), and waits for logs
+    /// being written in the background. A failure drops the reads being written, and is
+    /// logged: a lost read only makes an item look less recently read.
+    pub(crate) async fn flush(&self) {
+        let _writing = self.writer.lock().await;
+        let batch: Vec<(String, Instant)> = lock(&self.pending)
+            .reads
+            .iter()
+            .map(|(k, t)| (k.clone(), *t))
+            .collect();
+        if batch.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let reads: Vec<(String, u64)> = batch
+            .iter()
+            .map(|(k, t)| {
+                let age = now.saturating_duration_since(*t).as_millis();
+                (k.clone(), u64::try_from(age).unwrap_or(u64::MAX))
+            })
+            .collect();
+        for body in log::encode(&reads) {
+            let name = log::new_name(Utc::now());
+            let result = match Path::parse(format!("{}/{name}", self.log_dir)) {
+                Ok(path) => self
+                    .store
+                    .put(&path, PutPayload::from(body))
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(object_store::Error::from(e)),
+            };
+            match result {
+                Ok(()) => {
+                    self.written.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::debug!(target: "cachette", error = %e, reads = reads.len(), "cannot write an access log; dropping the reads it held");
+                    break;
+                }
+            }
+        }
+        // Reads of the same keys made meanwhile stay pending.
+        let mut pending = lock(&self.pending);
+        for (key, at) in &batch {
+            if pending.reads.get(key) == Some(at) {
+                pending.reads.remove(key);
+            }
+        }
+        pending.since = pending.reads.values().min().copied();
+    }
+
+    /// How many access logs this process wrote.
+    pub(crate) fn logs_written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// The reads of keys under `prefix` not written yet, with their time on this machine's
+    /// clock.
+    pub(crate) fn unwritten_under(&self, prefix: &Prefix) -> HashMap<String, DateTime<Utc>> {
+        let (now, wall) = (Instant::now(), Utc::now());
+        lock(&self.pending)
+            .reads
+            .iter()
+            .filter(|(k, _)| prefix.matches(k))
+            .map(|(k, t)| (k.clone(), wall - delta(now.saturating_duration_since(*t))))
+            .collect()
+    }
+
+    /// Forgets pending reads of the keys `doomed` selects: they are being deleted.
+    pub(crate) fn forget(&self, doomed: impl Fn(&str) -> bool) {
+        let mut pending = lock(&self.pending);
+        pending.reads.retain(|k, _| !doomed(k));
+        if pending.reads.is_empty() {
+            pending.since = None;
+        }
+    }
+}
+
+fn delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+/// Where access logs are, and how to read them.
+pub(crate) struct LogReader<'a> {
+    pub(crate) store: &'a Arc<dyn ObjectStore>,
+    /// `<prefix>/.cachette-access/log`.
+    pub(crate) log_dir: &'a str,
+    pub(crate) limits: LogLimits,
+    /// Logs read at once.
+    pub(crate) concurrency: usize,
+}
+
+/// What [`LogReader::read`] found: the last read of each key, and what it read.
+#[derive(Debug, Default)]
+pub(crate) struct Reads {
+    pub(crate) last: HashMap<String, DateTime<Utc>>,
+    pub(crate) logs_read: usize,
+    pub(crate) bytes_read: u64,
+    /// Logs within the retention left unread by the limits.
+    pub(crate) logs_left: usize,
+}
+
+impl LogReader<'_> {
+    fn dir(&self) -> object_store::Result<Path> {
+        Ok(Path::parse(self.log_dir)?)
+    }
+
+    /// The hour folders of the log directory, newest first, with their start.
+    async fn hours(&self) -> object_store::Result<Vec<(DateTime<Utc>, Path)>> {
+        let listed = self.store.list_with_delimiter(Some(&self.dir()?)).await?;
+        let mut hours: Vec<(DateTime<Utc>, Path)> = listed
+            .common_prefixes
+            .into_iter()
+            .filter_map(|p| Some((log::hour_of_folder(p.filename()?)?, p)))
+            .collect();
+        hours.sort_by_key(|h| std::cmp::Reverse(h.0));
+        Ok(hours)
+    }
+
+    /// The name of a log relative to the log directory, and its time, if this library wrote it.
+    fn log_time(&self, meta: &ObjectMeta) -> Option<DateTime<Utc>> {
+        let name = meta
+            .location
+            .as_ref()
+            .strip_prefix(self.log_dir)?
+            .strip_prefix('/')?;
+        log::time_of_log(name)
+    }
+
+    /// The last read of each key `wanted` selects, from the newest logs within the limits: logs
+    /// are listed hour folder by hour folder, newest first, until [`LogLimits`] are reached,
+    /// then read `concurrency` at a time. A read's time is its log's last-modified time (the
+    /// store's clock) minus its age, never later than `now`.
+    pub(crate) async fn read(
+        &self,
+        wanted: impl Fn(&str) -> bool,
+        now: DateTime<Utc>,
+    ) -> object_store::Result<Reads> {
+        let oldest = now - delta(self.limits.retention);
+        let mut chosen: Vec<ObjectMeta> = Vec::new();
+        let mut reads = Reads::default();
+        for (hour, folder) in self.hours().await? {
+            if hour + TimeDelta::hours(1) < oldest {
+                break;
+            }
+            let mut logs: Vec<ObjectMeta> = self
+                .store
+                .list(Some(&folder))
+                .try_filter(|meta| {
+                    futures::future::ready(
+                        self.log_time(meta).is_some()
+                            && meta.size > 0
+                            && meta.size <= log::MAX_READ_LOG_BYTES
+                            && meta.last_modified >= oldest,
+                    )
+                })
+                .try_collect()
+                .await?;
+            logs.sort_by(|a, b| b.location.cmp(&a.location));
+            for meta in logs {
+                let fits = chosen.len() < self.limits.max_objects
+                    && reads.bytes_read + meta.size <= self.limits.max_bytes;
+                if fits {
+                    reads.bytes_read += meta.size;
+                    chosen.push(meta);
+                } else {
+                    reads.logs_left += 1;
+                }
+            }
+            if chosen.len() >= self.limits.max_objects {
+                break;
+            }
+        }
+        let mut bodies = futures::stream::iter(chosen)
+            .map(|meta| async move {
+                match self.store.get(&meta.location).await {
+                    Ok(found) => found.bytes().await.map(|b| Some((meta, b))),
+                    // Swept meanwhile.
+                    Err(object_store::Error::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffer_unordered(self.concurrency.max(1));
+        while let Some((meta, body)) = bodies.try_next().await?.flatten() {
+            // The store may answer more than it listed.
+            if body.len() as u64 > log::MAX_READ_LOG_BYTES {
+                continue;
+            }
+            let written = meta.last_modified;
+            let parsed = log::parse(&body, |key, age| {
+                if !wanted(&key) {
+                    return;
+                }
+                let at = (written - delta(age)).min(now);
+                reads
+                    .last
+                    .entry(key)
+                    .and_modify(|t| *t = (*t).max(at))
+                    .or_insert(at);
+            });
+            match parsed {
+                Some(parsed) if parsed.skipped > 0 => {
+                    tracing::debug!(target: "cachette", log = %meta.location, skipped = parsed.skipped, "skipped lines of an access log");
+                }
+                Some(_) => {}
+                None => {
+                    tracing::debug!(target: "cachette", log = %meta.location, "not an access log; ignored");
+                }
+            }
+            reads.logs_read += 1;
+        }
+        Ok(reads)
+    }
+
+    /// Deletes the logs this library wrote that are older than the retention (by their
+    /// last-modified time, in hour folders that ended before the retention began). Gives how
+    /// many went.
+    pub(crate) async fn sweep(&self, now: DateTime<Utc>) -> object_store::Result<u64> {
+        let oldest = now - delta(self.limits.retention);
+        let mut old: Vec<Path> = Vec::new();
+        for (hour, folder) in self.hours().await? {
+            if hour + TimeDelta::hours(1) >= oldest {
+                continue;
+            }
+            let logs: Vec<ObjectMeta> = self.store.list(Some(&folder)).try_collect().await?;
+            old.extend(
+                logs.into_iter()
+                    .filter(|meta| self.log_time(meta).is_some() && meta.last_modified < oldest)
+                    .map(|meta| meta.location),
+            );
+        }
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let locations = futures::stream::iter(old.into_iter().map(Ok)).boxed();
+        let mut deleted = 0;
+        let mut results = self.store.delete_stream(locations);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) => deleted += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(deleted)
+    }
+}

@@ -1,0 +1,301 @@
+//! Listings with many requests at once, against an in-memory store that serves pages of a few
+//! objects, so that small sets of names go through every cut: folders, hex prefixes, the
+//! ranges between them, a second level of cuts. Every listing must give exactly the objects a
+//! sequential listing gives, whatever their names.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use cachette_core::plugin::{Bytes, Prefix, StoreBackend, StoreBackendExt};
+use cachette_s3::S3Backend;
+use cachette_s3::object_store::list::{
+    PaginatedListOptions, PaginatedListResult, PaginatedListStore,
+};
+use cachette_s3::object_store::memory::InMemory;
+use cachette_s3::object_store::path::Path;
+use cachette_s3::object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+};
+use futures::TryStreamExt;
+use futures::stream::BoxStream;
+
+/// An in-memory store that lists in pages of `page` names, in key order, as S3 does, and
+/// counts its listing requests and the most in flight at once.
+#[derive(Debug)]
+struct Paged {
+    inner: InMemory,
+    page: usize,
+    requests: AtomicUsize,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+}
+
+impl Paged {
+    fn new(page: usize) -> Self {
+        Paged {
+            inner: InMemory::new(),
+            page,
+            requests: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl fmt::Display for Paged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Paged({})", self.page)
+    }
+}
+
+#[cachette_core::plugin::async_trait]
+impl ObjectStore for Paged {
+    async fn put_opts(&self, p: &Path, v: PutPayload, o: PutOptions) -> Result<PutResult> {
+        self.inner.put_opts(p, v, o).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        p: &Path,
+        o: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(p, o).await
+    }
+    async fn get_opts(&self, p: &Path, o: GetOptions) -> Result<GetResult> {
+        self.inner.get_opts(p, o).await
+    }
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(&self, from: &Path, to: &Path, o: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, o).await
+    }
+}
+
+#[cachette_core::plugin::async_trait]
+impl PaginatedListStore for Paged {
+    async fn list_paginated(
+        &self,
+        prefix: Option<&str>,
+        opts: PaginatedListOptions,
+    ) -> Result<PaginatedListResult> {
+        self.requests.fetch_add(1, Ordering::SeqCst);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        if self.page >= 10 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+        let prefix = prefix.unwrap_or("");
+        let mut all: Vec<ObjectMeta> = self.inner.list(None).try_collect().await?;
+        all.retain(|m| m.location.as_ref().starts_with(prefix));
+        all.sort_by(|a, b| a.location.cmp(&b.location));
+        // Names (objects and common prefixes) in order, after the token or offset.
+        let after = opts.page_token.clone().or(opts.offset.clone());
+        let mut names: Vec<(String, Option<ObjectMeta>)> = Vec::new();
+        for meta in all {
+            let name = meta.location.as_ref().to_owned();
+            let rest = &name[prefix.len()..];
+            let entry = match (&opts.delimiter, rest.find('/')) {
+                (Some(_), Some(slash)) => (name[..prefix.len() + slash].to_owned(), None),
+                _ => (name.clone(), Some(meta)),
+            };
+            if names
+                .last()
+                .is_some_and(|(n, m)| m.is_none() && *n == entry.0)
+            {
+                continue;
+            }
+            names.push(entry);
+        }
+        names.retain(|(n, _)| after.as_deref().is_none_or(|a| n.as_str() > a));
+        let more = names.len() > self.page;
+        names.truncate(self.page);
+        let token = more.then(|| names.last().unwrap().0.clone());
+        let mut result = ListResult {
+            common_prefixes: Vec::new(),
+            objects: Vec::new(),
+            extensions: Default::default(),
+        };
+        for (name, meta) in names {
+            match meta {
+                Some(meta) => result.objects.push(meta),
+                None => result.common_prefixes.push(Path::from(name)),
+            }
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        Ok(PaginatedListResult {
+            result,
+            page_token: token,
+        })
+    }
+}
+
+/// Names under the backend's prefix: folders of hex entries (with claims and identity
+/// items), odd names around the cuts, nested folders.
+fn names() -> Vec<String> {
+    let mut names = Vec::new();
+    let hex = |i: u32| {
+        format!(
+            "{:032x}",
+            (i as u128).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
+        )
+    };
+    for i in 0..300 {
+        names.push(format!("cachette/big-0123456789abcdef/{}", hex(i)));
+        if i % 7 == 0 {
+            names.push(format!("cachette/big-0123456789abcdef/{}.claim", hex(i)));
+        }
+    }
+    names.push("cachette/big-0123456789abcdef/func_code".to_owned());
+    for odd in [
+        "-dash",
+        ".dot",
+        "0",
+        "00",
+        "9",
+        "9z",
+        ":colon",
+        "A",
+        "Fupper",
+        "_under",
+        "`tick",
+        "f",
+        "g",
+        "zz",
+        "~tilde",
+        "é",
+        "日本",
+        "sub/deeper/x",
+        "sub/y",
+    ] {
+        names.push(format!("cachette/big-0123456789abcdef/{odd}"));
+    }
+    for f in 0..12 {
+        for i in 0..(f * 3) {
+            names.push(format!("cachette/small-{f}/{}", hex(1000 + f * 100 + i)));
+        }
+        names.push(format!("cachette/small-{f}/func_code"));
+    }
+    names.push("cachette/top-level-object".to_owned());
+    names.push("elsewhere/a".to_owned());
+    names.push("z".to_owned());
+    names
+}
+
+async fn filled(page: usize) -> Arc<Paged> {
+    let store = Arc::new(Paged::new(page));
+    for name in names() {
+        store
+            .put(
+                &Path::parse(format!("p/{name}")).unwrap(),
+                Bytes::from_static(b"v").into(),
+            )
+            .await
+            .unwrap();
+    }
+    store
+}
+
+fn listed(items: &[cachette_core::plugin::ItemInfo]) -> Vec<String> {
+    let mut keys: Vec<String> = items.iter().map(|i| i.key.to_string()).collect();
+    let unique: BTreeSet<&String> = keys.iter().collect();
+    assert_eq!(unique.len(), keys.len(), "an object was listed twice");
+    keys.sort();
+    keys
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_cut_lists_each_object_exactly_once() {
+    let mut expected: Vec<String> = names();
+    expected.sort();
+    for page in [2, 7, 40] {
+        let store = filled(page).await;
+        for concurrency in [1, 2, 16, 17, 64] {
+            let backend = S3Backend::from_paginated_store(store.clone(), "p")
+                .unwrap()
+                .with_list_concurrency(concurrency);
+            store.most_in_flight.store(0, Ordering::SeqCst);
+            let all = backend.list(&Prefix::root()).await.unwrap();
+            assert_eq!(
+                listed(&all),
+                expected,
+                "page {page}, concurrency {concurrency}"
+            );
+            assert!(
+                store.most_in_flight.load(Ordering::SeqCst) <= concurrency,
+                "more than {concurrency} requests at once"
+            );
+            for prefix in [
+                "cachette",
+                "cachette/big-0123456789abcdef",
+                "cachette/small-3",
+                "elsewhere",
+            ] {
+                let under = backend.list(&Prefix::new(prefix).unwrap()).await.unwrap();
+                let want: Vec<&String> = expected
+                    .iter()
+                    .filter(|k| k.starts_with(&format!("{prefix}/")))
+                    .collect();
+                assert_eq!(
+                    listed(&under).iter().collect::<Vec<_>>(),
+                    want,
+                    "{prefix}, page {page}, concurrency {concurrency}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_small_store_takes_one_request_and_a_large_one_spreads() {
+    // Pages of 1000, as S3's: everything fits in one page.
+    let store = filled(1000).await;
+    let backend = S3Backend::from_paginated_store(store.clone(), "p")
+        .unwrap()
+        .with_list_concurrency(16)
+        .with_access_granularity(None);
+    store.requests.store(0, Ordering::SeqCst);
+    let items = backend
+        .list(&Prefix::new("cachette").unwrap())
+        .await
+        .unwrap();
+    let under = names()
+        .iter()
+        .filter(|n| n.starts_with("cachette/"))
+        .count();
+    assert_eq!(items.len(), under);
+    // The items, the markers of older versions, the access log folders.
+    assert_eq!(
+        store.requests.load(Ordering::SeqCst),
+        2,
+        "one page of items, one of markers"
+    );
+
+    // Pages of 10: the big folder is cut, and listed at up to 16 requests at once.
+    let store = filled(10).await;
+    let backend = S3Backend::from_paginated_store(store.clone(), "p")
+        .unwrap()
+        .with_list_concurrency(16);
+    store.most_in_flight.store(0, Ordering::SeqCst);
+    backend
+        .list(&Prefix::new("cachette").unwrap())
+        .await
+        .unwrap();
+    assert!(store.most_in_flight.load(Ordering::SeqCst) > 4);
+    let key = cachette_core::plugin::Key::new("cachette/small-1/func_code").unwrap();
+    assert!(backend.contains(&key).await.unwrap());
+}
