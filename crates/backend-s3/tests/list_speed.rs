@@ -9,7 +9,7 @@
 //! CI=true cargo test --release -p cachette-s3 --test list_speed -- --nocapture
 //! ```
 //!
-//! `CACHETTE_LIST_SPEED_ENTRIES` (default 1500) and `CACHETTE_LIST_SPEED_ROUNDS` (default 3)
+//! `CACHETTE_LIST_SPEED_ENTRIES` (default 300) and `CACHETTE_LIST_SPEED_ROUNDS` (default 1)
 //! change the size and the number of rounds.
 
 mod support;
@@ -36,8 +36,8 @@ fn median(mut times: Vec<Duration>) -> Duration {
 
 #[test]
 fn listing_sequential_vs_parallel() {
-    let n = env_number("CACHETTE_LIST_SPEED_ENTRIES", 1500);
-    let rounds = env_number("CACHETTE_LIST_SPEED_ROUNDS", 3).max(1);
+    let n = env_number("CACHETTE_LIST_SPEED_ENTRIES", 300);
+    let rounds = env_number("CACHETTE_LIST_SPEED_ROUNDS", 1).max(1);
     let Some(server) = support::server() else {
         return;
     };
