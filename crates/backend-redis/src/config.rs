@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::SCHEME;
 use crate::backend::RedisBackend;
+use crate::location::{normalize, redact, userinfo_end};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -30,7 +31,7 @@ pub const DEFAULT_CHUNK_GRACE: Duration = Duration::from_secs(300);
 pub const DEFAULT_MAX_ITEM_SIZE: u64 = 64 * 1024 * MIB;
 
 /// The query parameters a URL may carry (the field names of [`RedisConfig`]).
-const URL_PARAMS: &[&str] = &[
+pub(crate) const URL_PARAMS: &[&str] = &[
     "prefix",
     "chunk_size",
     "connection_timeout_ms",
@@ -188,6 +189,13 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
+/// The configuration's URL without its password: [`RedisConfig::location`].
+impl fmt::Display for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.location())
+    }
+}
+
 impl RedisConfig {
     /// A single server, with the defaults.
     pub fn new(url: impl Into<String>) -> Self {
@@ -286,28 +294,34 @@ impl RedisConfig {
     ///
     /// The parameters are the fields of [`RedisConfig`] (`prefix`, `chunk_size` (a size string
     /// such as `4M`), `connection_timeout_ms`, `response_timeout_ms`, `default_ttl_secs`,
-    /// `chunk_grace_secs`, `access_tracking`, `max_item_size` (a size string)). A `#fragment` is kept on the server URLs (the
-    /// `redis` crate reads `#insecure` on `rediss://` URLs).
+    /// `chunk_grace_secs`, `access_tracking`, `max_item_size` (a size string)). A `#fragment` is kept on the server URLs (the `redis` crate reads
+    /// `#insecure` on `rediss://` URLs). A password should be percent-encoded; one that is not
+    /// (holding `/`, `?`, `#` or `@`) is read up to the URL's last `@` when the rest of the URL
+    /// could not hold that `@`, and percent-encoded in the server URLs.
     pub fn from_url(location: &str) -> Result<Self, BackendError> {
-        let (rest, fragment) = match location.split_once('#') {
-            Some((rest, fragment)) => (rest, format!("#{fragment}")),
-            None => (location, String::new()),
-        };
-        let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (scheme, after) = base
+        let (scheme, after) = location
             .split_once("://")
             .ok_or_else(|| invalid(format!("{:?} is not a Redis URL", redact(location))))?;
+        // The user information first: a password that is not percent-encoded may hold `/`,
+        // `?`, `#` and `@` (see `crate::location`).
+        let (userinfo, rest) = match userinfo_end(after) {
+            Some(at) => after.split_at(at + 1),
+            None => ("", after),
+        };
+        let (rest, fragment) = match rest.split_once('#') {
+            Some((rest, fragment)) => (rest, format!("#{fragment}")),
+            None => (rest, String::new()),
+        };
+        let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut config = match scheme.to_ascii_lowercase().as_str() {
-            "redis" | "rediss" => RedisConfig::new(format!("{base}{fragment}")),
+            "redis" | "rediss" => {
+                RedisConfig::new(normalize(&format!("{scheme}://{userinfo}{base}{fragment}")))
+            }
             "redis+cluster" | "rediss+cluster" => {
                 let node_scheme = &scheme[..scheme.len() - "+cluster".len()];
-                let (authority, path) = match after.find('/') {
-                    Some(i) => after.split_at(i),
-                    None => (after, ""),
-                };
-                let (userinfo, hosts) = match authority.rfind('@') {
-                    Some(i) => (&authority[..=i], &authority[i + 1..]),
-                    None => ("", authority),
+                let (hosts, path) = match base.find('/') {
+                    Some(i) => base.split_at(i),
+                    None => (base, ""),
                 };
                 let mut urls = Vec::new();
                 for host in hosts.split(',') {
@@ -317,7 +331,9 @@ impl RedisConfig {
                             redact(location)
                         )));
                     }
-                    urls.push(format!("{node_scheme}://{userinfo}{host}{path}{fragment}"));
+                    urls.push(normalize(&format!(
+                        "{node_scheme}://{userinfo}{host}{path}{fragment}"
+                    )));
                 }
                 RedisConfig::cluster(urls)
             }
@@ -369,12 +385,17 @@ impl RedisConfig {
     }
 
     /// The URL of this configuration, which [`RedisConfig::from_url`] parses back (parameters
-    /// at their default are left out). It holds the password, if the server URLs do.
+    /// at their default are left out). It holds the password, if the server URLs do
+    /// (percent-encoded): it is for handing the configuration over, never for printing. Print
+    /// [`RedisConfig::location`] (or the configuration itself: its `Display` and `Debug` forms
+    /// hide the password).
     pub fn to_url(&self) -> String {
-        self.url_with(|u| u.to_owned())
+        self.url_with(normalize)
     }
 
-    /// [`RedisConfig::to_url`] without the password: where the store is, for printing.
+    /// [`RedisConfig::to_url`] without the password: where the store is, for printing. Also
+    /// the configuration's `Display` form, and the backend's location (which printed
+    /// `MemorizedResult`s show).
     pub fn location(&self) -> String {
         self.url_with(redact)
     }
@@ -484,7 +505,8 @@ impl BackendConfig for RedisConfig {
 }
 
 fn check_server_url(url: &str) -> Result<(), BackendError> {
-    let parsed = url::Url::parse(url)
+    let normal = normalize(url);
+    let parsed = url::Url::parse(&normal)
         .map_err(|e| invalid(format!("invalid Redis server URL {:?}: {e}", redact(url))))?;
     match parsed.scheme() {
         "redis" | "rediss" => {}
@@ -495,7 +517,7 @@ fn check_server_url(url: &str) -> Result<(), BackendError> {
             )));
         }
     }
-    redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| {
+    redis::IntoConnectionInfo::into_connection_info(normal.as_str()).map_err(|e| {
         invalid(format!("invalid Redis server URL {:?}", redact(url))).with_source(e)
     })?;
     Ok(())
@@ -511,6 +533,7 @@ fn cluster_url(urls: &[String], show: &impl Fn(&str) -> String) -> String {
     let hosts: Vec<String> = urls
         .iter()
         .map(|u| {
+            let u = normalize(u);
             let rest = u.split_once("://").map_or(u.as_str(), |(_, r)| r);
             let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
             let authority = &rest[..end];
@@ -521,27 +544,6 @@ fn cluster_url(urls: &[String], show: &impl Fn(&str) -> String) -> String {
         })
         .collect();
     format!("{scheme}+cluster://{userinfo}{}{tail}", hosts.join(","))
-}
-
-/// A URL with its password replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            match userinfo.split_once(':') {
-                Some((user, _password)) => {
-                    format!("{scheme}://{user}:***{}", &rest[at..])
-                }
-                None => url.to_owned(),
-            }
-        }
-        None => url.to_owned(),
-    }
 }
 
 fn millis(d: Duration) -> u64 {
@@ -584,20 +586,6 @@ fn byte_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact("redis://user:secret@h:1/0"),
-            "redis://user:***@h:1/0"
-        );
-        assert_eq!(redact("redis://:secret@h:1"), "redis://:***@h:1");
-        assert_eq!(redact("redis://user@h:1"), "redis://user@h:1");
-        assert_eq!(
-            redact("redis://h:1/0?prefix=a@b"),
-            "redis://h:1/0?prefix=a@b"
-        );
-    }
 
     #[test]
     fn cluster_urls_round_trip() {

@@ -16,6 +16,7 @@ use tokio::sync::OnceCell;
 use cachette_core::plugin::BackendError;
 
 use crate::config::{RedisConfig, invalid};
+use crate::location::normalize;
 
 /// After a failed attempt to reach a cluster, later operations fail at once for this long
 /// instead of queueing behind another attempt.
@@ -62,7 +63,8 @@ impl Connector {
         let connect = config.connection_timeout();
         let respond = config.response_timeout();
         if config.cluster {
-            let client = ClusterClientBuilder::new(config.urls.clone())
+            let urls: Vec<String> = config.urls.iter().map(|u| normalize(u)).collect();
+            let client = ClusterClientBuilder::new(urls)
                 .connection_timeout(connect)
                 .response_timeout(respond)
                 .retries(3)
@@ -77,7 +79,7 @@ impl Connector {
                 failed: Mutex::new(None),
             })))
         } else {
-            let client = redis::Client::open(config.urls[0].as_str())
+            let client = redis::Client::open(normalize(&config.urls[0]).as_str())
                 .map_err(|e| invalid("cannot set up the Redis client").with_source(e))?;
             let manager_config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(connect))

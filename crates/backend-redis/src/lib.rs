@@ -191,6 +191,7 @@ mod deleter;
 mod error;
 mod keys;
 mod lister;
+mod location;
 mod lua;
 mod manifest;
 mod reader;
