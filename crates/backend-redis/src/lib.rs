@@ -74,7 +74,10 @@
 //!   *manifest* (a hash in the data key: write id, chunk count, size, chunk size) last. A reader
 //!   gets the data key: `WRONGTYPE` on a string `GET` says it is a manifest; it then reads the
 //!   chunks the manifest names, in parallel, and ranged reads fetch only the chunks they overlap
-//!   (`GETRANGE` inside them).
+//!   (`GETRANGE` inside them). `head` and ranged reads start with one read-only script that
+//!   returns the type and length of the data key (and the bytes of a whole value's range): one
+//!   command, and no `MULTI`/`EXEC` transaction, which the `redis` crate cannot unwind when the
+//!   server refuses the `MULTI` itself (it panics).
 //!
 //! # The store is untrusted
 //!
@@ -104,7 +107,7 @@
 //!   (`Memory::housekeeping`) removes at once the chunks that no manifest names and whose writer
 //!   was a process of the same host (and process-id namespace) that is gone.
 //! - `PutMode::Create` is `SET NX` (with `PX` for an expiry, so that a crashed holder's claim
-//!   goes away) for small items, followed by the record, and the same check inside the
+//!   goes away) and the record, in one script, for small items, and the same check inside the
 //!   publishing script for large ones: exactly one of several racing creators wins, across
 //!   processes and machines.
 //! - Deleting removes the data key, the record and the chunks in one script.
