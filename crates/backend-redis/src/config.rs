@@ -29,6 +29,11 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_CHUNK_GRACE: Duration = Duration::from_secs(300);
 /// Default largest item: 64 GiB.
 pub const DEFAULT_MAX_ITEM_SIZE: u64 = 64 * 1024 * MIB;
+/// Default time during which a command that the server refuses for now (`BUSY`, `LOADING`,
+/// `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`) is retried: 3 s.
+pub const DEFAULT_RETRY_BUSY: Duration = Duration::from_secs(3);
+/// The longest `retry_busy_ms` accepted: 1 min.
+pub const MAX_RETRY_BUSY: Duration = Duration::from_secs(60);
 
 /// The query parameters a URL may carry (the field names of [`RedisConfig`]).
 pub(crate) const URL_PARAMS: &[&str] = &[
@@ -40,6 +45,7 @@ pub(crate) const URL_PARAMS: &[&str] = &[
     "chunk_grace_secs",
     "access_tracking",
     "max_item_size",
+    "retry_busy_ms",
 ];
 
 /// How the backend learns when an item was last read with `record_access` (a hit), for
@@ -152,6 +158,12 @@ pub struct RedisConfig {
     /// give a size string (`"64G"`). Default 64 GiB.
     #[serde(deserialize_with = "byte_size")]
     pub max_item_size: u64,
+    /// How long, in milliseconds, a command that the server refuses for now is retried
+    /// (`BUSY`: a script runs; `LOADING`: a restart; `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`,
+    /// and on a cluster `MOVED`/`ASK` beyond the client's own redirections: resharding and
+    /// failovers), with jittered exponential backoff, before the operation fails with a
+    /// temporary error. At most 60000; 0 retries nothing. Default 3000.
+    pub retry_busy_ms: u64,
 }
 
 impl Default for RedisConfig {
@@ -167,6 +179,7 @@ impl Default for RedisConfig {
             chunk_grace_secs: DEFAULT_CHUNK_GRACE.as_secs(),
             access_tracking: AccessTracking::Auto,
             max_item_size: DEFAULT_MAX_ITEM_SIZE,
+            retry_busy_ms: DEFAULT_RETRY_BUSY.as_millis() as u64,
         }
     }
 }
@@ -185,6 +198,7 @@ impl fmt::Debug for RedisConfig {
             .field("chunk_grace_secs", &self.chunk_grace_secs)
             .field("access_tracking", &self.access_tracking)
             .field("max_item_size", &self.max_item_size)
+            .field("retry_busy_ms", &self.retry_busy_ms)
             .finish()
     }
 }
@@ -266,6 +280,18 @@ impl RedisConfig {
         self
     }
 
+    /// Sets how long commands refused for now are retried (see [`RedisConfig::retry_busy_ms`];
+    /// whole milliseconds, `Duration::ZERO` retries nothing).
+    pub fn with_retry_busy(mut self, budget: Duration) -> Self {
+        self.retry_busy_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
+        self
+    }
+
+    /// How long commands refused for now are retried.
+    pub fn retry_busy(&self) -> Duration {
+        Duration::from_millis(self.retry_busy_ms)
+    }
+
     /// The connection timeout.
     pub fn connection_timeout(&self) -> Duration {
         Duration::from_millis(self.connection_timeout_ms)
@@ -294,7 +320,8 @@ impl RedisConfig {
     ///
     /// The parameters are the fields of [`RedisConfig`] (`prefix`, `chunk_size` (a size string
     /// such as `4M`), `connection_timeout_ms`, `response_timeout_ms`, `default_ttl_secs`,
-    /// `chunk_grace_secs`, `access_tracking`, `max_item_size` (a size string)). A `#fragment` is kept on the server URLs (the `redis` crate reads
+    /// `chunk_grace_secs`, `access_tracking`, `max_item_size` (a size string),
+    /// `retry_busy_ms`). A `#fragment` is kept on the server URLs (the `redis` crate reads
     /// `#insecure` on `rediss://` URLs). A password should be percent-encoded; one that is not
     /// (holding `/`, `?`, `#` or `@`) is read up to the URL's last `@` when the rest of the URL
     /// could not hold that `@`, and percent-encoded in the server URLs.
@@ -368,6 +395,7 @@ impl RedisConfig {
             "default_ttl_secs" => self.default_ttl_secs = Some(number(value)?),
             "chunk_grace_secs" => self.chunk_grace_secs = number(value)?,
             "access_tracking" => self.access_tracking = value.parse()?,
+            "retry_busy_ms" => self.retry_busy_ms = number(value)?,
             "max_item_size" => {
                 self.max_item_size = value
                     .parse::<ByteSize>()
@@ -439,6 +467,9 @@ impl RedisConfig {
         if self.max_item_size != defaults.max_item_size {
             query.append_pair("max_item_size", &self.max_item_size.to_string());
         }
+        if self.retry_busy_ms != defaults.retry_busy_ms {
+            query.append_pair("retry_busy_ms", &self.retry_busy_ms.to_string());
+        }
         let query = query.finish();
         if !query.is_empty() {
             url = format!("{head}?{query}{fragment}");
@@ -486,6 +517,13 @@ impl RedisConfig {
         }
         if self.max_item_size == 0 {
             return Err(invalid("max_item_size must be at least 1 byte"));
+        }
+        if self.retry_busy() > MAX_RETRY_BUSY {
+            return Err(invalid(format!(
+                "retry_busy_ms must be at most {} (one minute), not {}",
+                MAX_RETRY_BUSY.as_millis(),
+                self.retry_busy_ms
+            )));
         }
         Ok(())
     }

@@ -70,6 +70,15 @@ pub(crate) fn corrupted(data: &str, why: &str) -> Fail {
 /// are temporary, so that a retry layer may retry them; a wrong password or a full server are
 /// not.
 pub(crate) fn from_redis(err: RedisError) -> BackendError {
+    if crate::retry::is_busy(&err, true) {
+        return BackendError::new(
+            ErrorKind::Unavailable,
+            "the Redis server kept refusing the command for now (busy, loading, failing over or resharding) for longer than retry_busy_ms",
+        )
+        .with_backend(SCHEME)
+        .with_source(err)
+        .set_temporary(true);
+    }
     let kind = kind_of(&err);
     let message = match kind {
         ErrorKind::Unavailable => "the Redis server cannot be reached",

@@ -48,12 +48,25 @@
 //! chunk_grace_secs = 300          # default 5 min: lifetime of chunks in transit
 //! access_tracking = "auto"        # or "idletime", "stored"
 //! max_item_size = "64G"          # default 64 GiB: the largest item written or read
+//! retry_busy_ms = 3000            # default 3 s: how long refusals for now are retried
 //! ```
 //!
 //! A dead server fails an operation within the connection timeout (at once when the connection
 //! is refused), and a hung one within the response timeout: a memoized call then warns and runs
 //! the function, it never waits minutes. The next operation connects again. (A cluster gets the
 //! two timeouts together for its first connection, which discovers the slot map.)
+//!
+//! # Backpressure
+//!
+//! A server that refuses a command *for now* (`BUSY`: a script runs; `LOADING`: a restart;
+//! `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, and on a cluster `MOVED`/`ASK` beyond the client's
+//! own redirections: resharding and failovers) did not run it: the backend sends it again after
+//! a jittered, doubling wait (10 ms up to 500 ms), for at most `retry_busy_ms` in all (3 s by
+//! default, at most 1 min, 0 for none). Then the operation fails with a temporary
+//! `Unavailable` error, which a memoized call reports as a warning before running the function.
+//! Every command of the backend is safe to send twice (reads, idempotent writes of an item's
+//! record, scripts that check before they write), so a pipeline that met a refusal is sent
+//! again whole.
 //!
 //! # Storage layout
 //!
@@ -198,12 +211,14 @@ mod location;
 mod lua;
 mod manifest;
 mod reader;
+mod retry;
 mod writer;
 
 pub use backend::RedisBackend;
 pub use config::{
     AccessTracking, DEFAULT_CHUNK_GRACE, DEFAULT_CHUNK_SIZE, DEFAULT_CONNECTION_TIMEOUT,
-    DEFAULT_MAX_ITEM_SIZE, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT, MAX_CHUNK_SIZE, RedisConfig,
+    DEFAULT_MAX_ITEM_SIZE, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT, DEFAULT_RETRY_BUSY,
+    MAX_CHUNK_SIZE, MAX_RETRY_BUSY, RedisConfig,
 };
 pub use manifest::MAX_CHUNKS;
 
