@@ -128,8 +128,10 @@
 //! # Listing, deleting, sweeping
 //!
 //! `list` walks the data keys with `SCAN … MATCH <prefix>:<escaped key prefix>/* COUNT 1000`
-//! (glob characters escaped; on a cluster, on every master), then reads each item's size and
-//! last access with a read-only script per batch (per slot on a cluster). It writes nothing.
+//! (glob characters escaped; on a cluster, on every master, four masters at once), and while
+//! the scan goes on reads the items' sizes and last accesses with a read-only script per batch
+//! of 256 items (per slot on a cluster), eight batches at once. It writes nothing. No command
+//! is sent per item: `OBJECT IDLETIME` runs inside the script.
 //! `delete_many` deletes in batches with a script that `UNLINK`s the keys, batched per slot on a
 //! cluster. `sweep` walks the chunks written from this host under the prefix the same way, and
 //! deletes those of dead writers (see above), one script per write that checks the item's
