@@ -182,9 +182,22 @@
 //!
 //! Connections are created on, and driven by, the core's `cachette-io` runtime
 //! ([`io_runtime`](cachette_core::plugin::io_runtime)). Synchronous callers run operations
-//! there directly (no extra thread hop); async callers on another runtime hand each operation to
-//! it as a task. So the backend works from plain threads, from both tokio runtime flavors and
-//! from other executors, and a caller's runtime shutting down never breaks the connection.
+//! there directly; async callers on another runtime hand each operation to it as a task. So the
+//! backend works from plain threads, from both tokio runtime flavors and from other executors,
+//! and a caller's runtime shutting down never breaks the connection.
+//!
+//! The multiplexed connection's socket is driven by a task of that runtime, so a synchronous
+//! caller's command through it costs two hand-offs between threads (the request to that task,
+//! the answer back). On a single server, the first round trip of a synchronous caller's read
+//! (the `GET` with its access recorded, or the probe of `head` and ranged reads) therefore goes
+//! through a blocking connection on the caller's own thread, as a plain synchronous `GET`
+//! would; a chunked item goes on through the multiplexed connection. The blocking connections
+//! are opened as concurrent synchronous callers need them, at most
+//! [`MAX_BLOCKING_CONNECTIONS`] per backend (a caller that finds none free takes the
+//! multiplexed connection), with the same timeouts; one that failed or timed out is closed.
+//! A process with one synchronous thread thus holds two connections to Redis. A cluster has
+//! no blocking path (the blocking cluster client retries a command that timed out, so a hung
+//! node would cost several response timeouts).
 //!
 //! # Capabilities
 //!
@@ -196,13 +209,15 @@
 //!
 //! `backend` (the `StoreBackend` implementation, dispatching), `reader`, `writer`, `deleter`,
 //! `lister` (listing and sweeping), `access` (access tracking), `manifest` (the bounds of
-//! chunked items), `keys` (Redis key names), `lua` (the scripts), `conn` (connections),
-//! `config` and `error`.
+//! chunked items), `keys` (Redis key names), `lua` (the scripts), `conn` (connections, with
+//! the retries of `retry`), `blocking` (synchronous callers' reads), `config`, `location`
+//! (passwords in URLs) and `error`.
 
 #![forbid(unsafe_code)]
 
 mod access;
 mod backend;
+mod blocking;
 mod config;
 mod conn;
 mod deleter;
@@ -217,6 +232,7 @@ mod retry;
 mod writer;
 
 pub use backend::RedisBackend;
+pub use blocking::MAX_BLOCKING_CONNECTIONS;
 pub use config::{
     AccessTracking, DEFAULT_CHUNK_GRACE, DEFAULT_CHUNK_SIZE, DEFAULT_CONNECTION_TIMEOUT,
     DEFAULT_MAX_ITEM_SIZE, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT, DEFAULT_RETRY_BUSY,

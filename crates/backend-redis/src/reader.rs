@@ -166,23 +166,35 @@ pub(crate) fn first_answer(data: &str, shape: &Shape, values: Vec<Value>) -> Res
 }
 
 impl Inner {
-    /// Reads as `options` say; see [`GetOptions`].
-    pub(crate) async fn get(&self, key: &Key, options: GetOptions) -> Res<Option<GetResult>> {
+    /// Reads as `options` say; see [`GetOptions`]. With `chunked`, the item is known to be
+    /// chunked and its access (if asked) already recorded: the read starts on its manifest.
+    pub(crate) async fn get(
+        &self,
+        key: &Key,
+        options: GetOptions,
+        chunked: bool,
+    ) -> Res<Option<GetResult>> {
         let data = self.layout.data(key);
         let shape = Shape::of(&options);
         let mut conn = self.connector.conn().await?;
         // The access is recorded once, by the first attempt's round trip.
-        let mut record = if options.record_access {
+        let mut record = if options.record_access && !chunked {
             let stored = self.stored_access(&mut conn).await?;
             Some(access::record_cmd(stored, &data))
         } else {
             None
         };
+        let mut skip_first = chunked;
         for _ in 0..READ_ATTEMPTS {
-            let values: Vec<Value> = first_request(&data, &shape, record.take())
-                .query_async(&mut conn)
-                .await?;
-            let step = match first_answer(&data, &shape, values)? {
+            let first = if std::mem::take(&mut skip_first) {
+                First::Chunked
+            } else {
+                let values: Vec<Value> = first_request(&data, &shape, record.take())
+                    .query_async(&mut conn)
+                    .await?;
+                first_answer(&data, &shape, values)?
+            };
+            let step = match first {
                 First::Read(step) => step,
                 First::Chunked => self.chunked(&mut conn, &data, &shape).await?,
             };
