@@ -338,6 +338,31 @@ impl Conn {
         Ok(redis::from_redis_value(answer)?)
     }
 
+    /// Sends a pipeline, once, to the master of a cluster that serves `slot`, whatever the
+    /// slots of its commands (all must be served by that master: the server answers `MOVED`
+    /// to the others). The errors of its commands are kept as values, and refusals are not
+    /// retried: the caller sends the commands that failed again on their own. Not for a
+    /// single server.
+    pub(crate) async fn pipeline_to_master(
+        &mut self,
+        slot: u16,
+        pipe: &Pipeline,
+    ) -> RedisResult<Vec<Value>> {
+        match &mut self.link {
+            Link::Cluster(c) => {
+                let route = Route::new(slot, SlotAddr::Master);
+                c.route_pipeline(
+                    pipe.clone(),
+                    0,
+                    pipe.len(),
+                    SingleNodeRoutingInfo::SpecificNode(route),
+                )
+                .await
+            }
+            Link::Single(c) => c.req_packed_commands(pipe, 0, pipe.len()).await,
+        }
+    }
+
     /// Sends a command to any node (the single server, or a random cluster node).
     pub(crate) async fn any_node(&mut self, cmd: Cmd) -> RedisResult<Value> {
         self.routed(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))

@@ -130,8 +130,10 @@
 //! `list` walks the data keys with `SCAN … MATCH <prefix>:<escaped key prefix>/* COUNT 1000`
 //! (glob characters escaped; on a cluster, on every master, four masters at once), and while
 //! the scan goes on reads the items' sizes and last accesses with a read-only script per batch
-//! of 256 items (per slot on a cluster), eight batches at once. It writes nothing. No command
-//! is sent per item: `OBJECT IDLETIME` runs inside the script.
+//! of 256 items, eight batches at once. On a cluster a script touches one slot, so a batch
+//! holds the keys of one master and goes to it as one pipeline of a script per slot (a script
+//! refused there, as when its slot moved meanwhile, is sent again on its own). It writes
+//! nothing. No command is sent per item: `OBJECT IDLETIME` runs inside the script.
 //! `delete_many` deletes in batches with a script that `UNLINK`s the keys, batched per slot on a
 //! cluster. `sweep` walks the chunks written from this host under the prefix the same way, and
 //! deletes those of dead writers (see above), one script per write that checks the item's

@@ -5,9 +5,12 @@
 //!
 //! A listing of `n` items costs `n / SCAN_COUNT` `SCAN` pages (at least one per master) and
 //! about `n / BATCH` listing scripts on a single server. On a cluster a script may only touch
-//! one slot, so the items are grouped by slot as they come, and a batch is sent when its slot
-//! has gathered `BATCH` items (the rest at the end): about `n / BATCH + 16384` scripts at
-//! most, whatever the order of the scan.
+//! one slot, so the items are grouped by slot as they come, and a slot's batch is sent once it
+//! has gathered `BATCH` items; at the end of the scan, the slots' remaining groups are packed,
+//! per master, into pipelines of at most `BATCH` items, each sent to its master as a script
+//! per slot. So at most `n / BATCH + 16384` scripts, and about `n / BATCH` round trips plus one
+//! per master. A script that its master refuses in such a pipeline (the slot moved meanwhile)
+//! is sent again on its own, routed by its slot.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -73,7 +76,7 @@ impl Inner {
         let pattern = self.layout.pattern(prefix);
         let pages = scan(conn, targets, pattern, &self.layout, prefix, Walk::Data);
         let probes = batched(pages, conn.is_cluster())
-            .map_ok(|batch| self.probe(conn, batch, stored))
+            .map_ok(|(target, groups)| self.probe(conn, target, groups, stored))
             .try_buffer_unordered(BATCH_PARALLELISM);
         let now = Utc::now();
         let max_size = self.max_item_size();
@@ -123,36 +126,56 @@ impl Inner {
         })
     }
 
-    /// Runs the listing script on a batch of data keys (of one slot on a cluster).
-    async fn probe(&self, conn: &Conn, batch: Vec<String>, stored: bool) -> Res<Vec<Probe>> {
+    /// Runs the listing script on groups of data keys (each of one slot on a cluster): one
+    /// script per group; several groups (of the master `target` serves) in one pipeline to it.
+    async fn probe(
+        &self,
+        conn: &Conn,
+        target: Option<u16>,
+        mut groups: Vec<Vec<String>>,
+        stored: bool,
+    ) -> Res<Vec<Probe>> {
         let mut conn = conn.clone();
-        let values: Vec<Value> = lua::eval(lua::LIST, &batch)
-            .arg(if stored { "1" } else { "0" })
-            .arg(MAX_FIELD_LEN)
-            .query_async(&mut conn)
-            .await?;
-        if values.len() != batch.len() * 4 {
-            return Err(unexpected("the listing script", &Value::Array(values)).into());
-        }
-        let mut values = values.into_iter();
-        let mut next = || values.next().unwrap_or(Value::Nil);
-        Ok(batch
-            .into_iter()
-            .map(|data| {
-                let kind = match next() {
-                    Value::Int(kind) => kind,
-                    _ => 3,
-                };
-                let (size, first, second) = (next(), next(), next());
-                Probe {
-                    data,
-                    kind,
-                    size: access::text_of(&size),
-                    first: access::text_of(&first),
-                    second: access::text_of(&second),
+        let target = match target {
+            Some(target) if conn.is_cluster() && groups.len() > 1 => target,
+            _ => {
+                let mut probes = Vec::new();
+                for group in groups.drain(..) {
+                    let values: Vec<Value> =
+                        list_script(&group, stored).query_async(&mut conn).await?;
+                    probes.extend(probes_of(group, values)?);
                 }
-            })
-            .collect())
+                return Ok(probes);
+            }
+        };
+        let mut pipe = redis::pipe();
+        for group in &groups {
+            pipe.add_command(list_script(group, stored));
+        }
+        let answers = match conn.pipeline_to_master(target, &pipe).await {
+            Ok(answers) if answers.len() == groups.len() => answers.into_iter().map(Some).collect(),
+            Ok(answers) => {
+                return Err(unexpected("the listing pipeline", &Value::Array(answers)).into());
+            }
+            // Refused as a whole (the master is busy, or no longer serves `target`): each
+            // script on its own.
+            Err(e) if e.code().is_some() => vec![None; groups.len()],
+            Err(e) => return Err(e.into()),
+        };
+        let mut probes = Vec::new();
+        for (group, answer) in groups.into_iter().zip(answers) {
+            let values = match answer {
+                Some(Value::Array(values)) => values,
+                // Refused (the slot moved meanwhile, the master is busy) or failed: on its own,
+                // routed by its slot, with the retries of every command.
+                Some(Value::ServerError(_)) | None => {
+                    list_script(&group, stored).query_async(&mut conn).await?
+                }
+                Some(other) => return Err(unexpected("the listing script", &other).into()),
+            };
+            probes.extend(probes_of(group, values)?);
+        }
+        Ok(probes)
     }
 
     /// Deletes the chunks under `prefix` that writers of this host left when they died before
@@ -172,7 +195,7 @@ impl Inner {
             prefix,
             Walk::OwnChunks,
         );
-        while let Some(page) = pages.try_next().await? {
+        while let Some((_, page)) = pages.try_next().await? {
             for chunk in page {
                 let Some((data, _, id)) = self.layout.chunk_of(&chunk) else {
                     continue;
@@ -217,7 +240,43 @@ impl Inner {
     }
 }
 
-/// What a [`Scanner`] walks.
+/// The listing script on a batch of data keys (of one slot on a cluster).
+fn list_script(batch: &[String], stored: bool) -> redis::Cmd {
+    let mut cmd = lua::eval(lua::LIST, batch);
+    cmd.arg(if stored { "1" } else { "0" }).arg(MAX_FIELD_LEN);
+    cmd
+}
+
+/// The probes of a batch from the answer of its listing script.
+fn probes_of(batch: Vec<String>, values: Vec<Value>) -> Res<Vec<Probe>> {
+    if values.len() != batch.len() * 4 {
+        return Err(unexpected("the listing script", &Value::Array(values)).into());
+    }
+    let mut values = values.into_iter();
+    let mut next = || values.next().unwrap_or(Value::Nil);
+    Ok(batch
+        .into_iter()
+        .map(|data| {
+            let kind = match next() {
+                Value::Int(kind) => kind,
+                _ => 3,
+            };
+            let (size, first, second) = (next(), next(), next());
+            Probe {
+                data,
+                kind,
+                size: access::text_of(&size),
+                first: access::text_of(&first),
+                second: access::text_of(&second),
+            }
+        })
+        .collect())
+}
+
+/// A page of keys, and the target of [`Conn::scan_targets`] it was read from.
+type Page<K> = (Option<u16>, Vec<K>);
+
+/// What a scan walks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Walk {
     /// The data keys of the items.
@@ -227,7 +286,7 @@ enum Walk {
     OwnChunks,
 }
 
-/// The pages of keys of a walk under `prefix`: `SCAN` on each target of
+/// The pages of keys of a walk under `prefix`, each with its target: `SCAN` on each target of
 /// [`Conn::scan_targets`], [`SCAN_PARALLELISM`] of them at once, keeping the keys that are of
 /// the walk and under the prefix.
 fn scan<'a>(
@@ -237,15 +296,15 @@ fn scan<'a>(
     layout: &'a Layout,
     prefix: &'a Prefix,
     walk: Walk,
-) -> impl Stream<Item = Res<Vec<String>>> + Send + 'a {
+) -> impl Stream<Item = Res<Page<String>>> + Send + 'a {
     let conn = conn.clone();
     let fetch = move |target: Option<u16>, cursor: u64| {
         let (mut conn, pattern) = (conn.clone(), pattern.clone());
         async move { Ok(conn.scan_page(target, cursor, &pattern, SCAN_COUNT).await?) }
     };
     pages(targets, fetch)
-        .map_ok(move |found| {
-            found
+        .map_ok(move |(target, found)| {
+            let keys = found
                 .into_iter()
                 .filter_map(|k| String::from_utf8(k).ok())
                 .filter(|k| {
@@ -255,24 +314,25 @@ fn scan<'a>(
                     };
                     key.is_some_and(|key| key.starts_with(prefix))
                 })
-                .collect::<Vec<String>>()
+                .collect::<Vec<String>>();
+            (target, keys)
         })
-        .try_filter(|page| futures::future::ready(!page.is_empty()))
+        .try_filter(|(_, page)| futures::future::ready(!page.is_empty()))
 }
 
-/// The pages of a scan of every target: each target's pages one after the other (a `SCAN`
-/// cursor is sequential), [`SCAN_PARALLELISM`] targets at once. `fetch(target, cursor)` gives
-/// the next cursor (0 at the end) and the keys of a page.
+/// The pages of a scan of every target, each with its target: each target's pages one after
+/// the other (a `SCAN` cursor is sequential), [`SCAN_PARALLELISM`] targets at once.
+/// `fetch(target, cursor)` gives the next cursor (0 at the end) and the keys of a page.
 fn pages<F, Fut>(
     targets: Vec<Option<u16>>,
     fetch: F,
-) -> impl Stream<Item = Res<Vec<Vec<u8>>>> + Send + 'static
+) -> impl Stream<Item = Res<Page<Vec<u8>>>> + Send + 'static
 where
     F: Fn(Option<u16>, u64) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Res<(u64, Vec<Vec<u8>>)>> + Send + 'static,
 {
     stream::iter(targets)
-        .map(move |target| -> BoxStream<'static, Res<Vec<Vec<u8>>>> {
+        .map(move |target| -> BoxStream<'static, Res<Page<Vec<u8>>>> {
             let fetch = fetch.clone();
             stream::try_unfold(Some(0u64), move |cursor| {
                 let fetch = fetch.clone();
@@ -281,7 +341,7 @@ where
                         return Ok(None);
                     };
                     let (next, found) = fetch(target, cursor).await?;
-                    Ok(Some((found, (next != 0).then_some(next))))
+                    Ok(Some(((target, found), (next != 0).then_some(next))))
                 }
             })
             .boxed()
@@ -289,49 +349,69 @@ where
         .flatten_unordered(SCAN_PARALLELISM)
 }
 
-/// Groups the data keys of pages into batches for multi-key scripts, as they come: in batches
-/// of [`BATCH`] on a single server; by slot on a cluster, a slot's batch going once it is full,
-/// and the rest at the end.
+/// What is probed together: the target of the pages its keys came from, and the keys in
+/// groups of one slot on a cluster (one group on a single server).
+type Batch = (Option<u16>, Vec<Vec<String>>);
+
+/// Groups the data keys of pages for the listing script, as they come: in batches of
+/// [`BATCH`] on a single server; by slot on a cluster, a slot's batch going once it is full,
+/// and at the end the slots' remaining groups packed, per target, into batches of at most
+/// [`BATCH`] keys.
 fn batched<'a>(
-    pages: impl Stream<Item = Res<Vec<String>>> + Send + 'a,
+    pages: impl Stream<Item = Res<Page<String>>> + Send + 'a,
     cluster: bool,
-) -> impl Stream<Item = Res<Vec<String>>> + Send + 'a {
+) -> impl Stream<Item = Res<Batch>> + Send + 'a {
     let mut pending: Vec<String> = Vec::new();
-    let mut by_slot: HashMap<Slot, Vec<String>> = HashMap::new();
+    let mut by_slot: HashMap<Slot, (Option<u16>, Vec<String>)> = HashMap::new();
     pages
         .map(Some)
         .chain(stream::once(async { None }))
         .flat_map(move |page| {
-            let mut out: Vec<Res<Vec<String>>> = Vec::new();
+            let mut out: Vec<Res<Batch>> = Vec::new();
             match page {
                 Some(Err(e)) => out.push(Err(e)),
-                Some(Ok(keys)) if !cluster => {
+                Some(Ok((target, keys))) if !cluster => {
                     pending.extend(keys);
                     while pending.len() >= BATCH {
                         let rest = pending.split_off(BATCH);
-                        out.push(Ok(std::mem::replace(&mut pending, rest)));
+                        out.push(Ok((target, vec![std::mem::replace(&mut pending, rest)])));
                     }
                 }
-                Some(Ok(keys)) => {
+                Some(Ok((target, keys))) => {
                     for key in keys {
-                        let batch = by_slot.entry(Slot::for_key(&key)).or_default();
+                        let (_, batch) = by_slot
+                            .entry(Slot::for_key(&key))
+                            .or_insert_with(|| (target, Vec::new()));
                         batch.push(key);
                         if batch.len() >= BATCH {
-                            out.push(Ok(std::mem::take(batch)));
+                            out.push(Ok((target, vec![std::mem::take(batch)])));
                         }
                     }
                 }
                 None => {
                     if !pending.is_empty() {
-                        out.push(Ok(std::mem::take(&mut pending)));
+                        out.push(Ok((None, vec![std::mem::take(&mut pending)])));
                     }
-                    out.extend(
-                        by_slot
-                            .drain()
-                            .map(|(_, batch)| batch)
-                            .filter(|batch| !batch.is_empty())
-                            .map(Ok),
-                    );
+                    let mut per_target: HashMap<Option<u16>, Vec<Vec<String>>> = HashMap::new();
+                    for (_, (target, group)) in by_slot.drain() {
+                        if !group.is_empty() {
+                            per_target.entry(target).or_default().push(group);
+                        }
+                    }
+                    for (target, groups) in per_target {
+                        let (mut unit, mut keys) = (Vec::new(), 0);
+                        for group in groups {
+                            if keys + group.len() > BATCH && !unit.is_empty() {
+                                out.push(Ok((target, std::mem::take(&mut unit))));
+                                keys = 0;
+                            }
+                            keys += group.len();
+                            unit.push(group);
+                        }
+                        if !unit.is_empty() {
+                            out.push(Ok((target, unit)));
+                        }
+                    }
                 }
             }
             stream::iter(out)
@@ -389,7 +469,18 @@ mod tests {
         };
         let targets: Vec<Option<u16>> = (0..6).map(Some).collect();
         let started = Instant::now();
-        let mut keys: Vec<Vec<u8>> = rt.block_on(pages(targets, fetch).try_concat()).unwrap();
+        let mut keys: Vec<Vec<u8>> = rt
+            .block_on(
+                pages(targets, fetch)
+                    .map_ok(|(target, keys)| {
+                        // Each page comes with the target it was read from.
+                        let tag = format!("{}-", target.unwrap_or(0)).into_bytes();
+                        assert!(keys.iter().all(|k| k.starts_with(&tag)), "{keys:?}");
+                        keys
+                    })
+                    .try_concat(),
+            )
+            .unwrap();
         let took = started.elapsed();
         keys.sort();
         let expected: Vec<Vec<u8>> = (0..6)
@@ -412,11 +503,15 @@ mod tests {
             }
             Ok((if cursor < 2 { cursor + 1 } else { 0 }, vec![b"k".to_vec()]))
         };
-        let result = rt.block_on(pages(vec![Some(0), Some(1)], fetch).try_concat());
+        let result = rt.block_on(
+            pages(vec![Some(0), Some(1)], fetch)
+                .map_ok(|(_, keys)| keys)
+                .try_concat(),
+        );
         assert!(result.is_err());
     }
 
-    fn run_batched(cluster: bool, pages_of_keys: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    fn run_batched(cluster: bool, pages_of_keys: Vec<Page<String>>) -> Vec<Batch> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
@@ -427,28 +522,53 @@ mod tests {
     #[test]
     fn single_servers_batch_pages_as_they_come() {
         let keys: Vec<String> = (0..600).map(|i| format!("ns:k{i}")).collect();
-        let pages: Vec<Vec<String>> = keys.chunks(250).map(<[String]>::to_vec).collect();
+        let pages = keys.chunks(250).map(|c| (None, c.to_vec())).collect();
         let batches = run_batched(false, pages);
-        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
-        assert_eq!(sizes, [BATCH, BATCH, 600 - 2 * BATCH]);
-        assert_eq!(batches.concat(), keys);
+        let sizes: Vec<Vec<usize>> = batches
+            .iter()
+            .map(|(_, groups)| groups.iter().map(Vec::len).collect())
+            .collect();
+        assert_eq!(sizes, [[BATCH], [BATCH], [600 - 2 * BATCH]]);
+        let all: Vec<String> = batches.into_iter().flat_map(|(_, g)| g.concat()).collect();
+        assert_eq!(all, keys);
     }
 
     #[test]
-    fn cluster_batches_hold_one_slot_each() {
-        // Keys of three slots (hash tags), interleaved over pages, plus many lone slots.
+    fn cluster_batches_group_slots_and_pack_the_rest_per_master() {
+        // Keys of three slots (hash tags), interleaved over the pages of one master, plus
+        // many lone slots on two masters.
+        let mut pages = Vec::new();
         let mut keys: Vec<String> = (0..BATCH * 3 + 10)
             .map(|i| format!("{{tag{}}}:k{i}", i % 3))
             .collect();
-        keys.extend((0..50).map(|i| format!("lone{i}")));
-        let pages: Vec<Vec<String>> = keys.chunks(100).map(<[String]>::to_vec).collect();
-        let batches = run_batched(true, pages);
-        for batch in &batches {
-            assert!(!batch.is_empty() && batch.len() <= BATCH);
-            let slot = Slot::for_key(&batch[0]);
-            assert!(batch.iter().all(|k| Slot::for_key(k) == slot), "{batch:?}");
+        for page in keys.chunks(100) {
+            pages.push((Some(0), page.to_vec()));
         }
-        let mut all: Vec<String> = batches.concat();
+        for target in [1, 2] {
+            let lone: Vec<String> = (0..300).map(|i| format!("lone{target}-{i}")).collect();
+            keys.extend(lone.clone());
+            pages.push((Some(target), lone));
+        }
+        let batches = run_batched(true, pages);
+        for (target, groups) in &batches {
+            assert!(!groups.is_empty());
+            assert!(groups.iter().map(Vec::len).sum::<usize>() <= BATCH);
+            for group in groups {
+                assert!(!group.is_empty());
+                let slot = Slot::for_key(&group[0]);
+                assert!(group.iter().all(|k| Slot::for_key(k) == slot), "{group:?}");
+                let tagged = group[0].starts_with('{');
+                assert_eq!(tagged, *target == Some(0), "{group:?}");
+            }
+        }
+        // The three full slots' batches, their rests in one batch, and about 300 lone keys of
+        // each of two masters in two batches each (a few slots hold two of them).
+        let full = batches
+            .iter()
+            .filter(|(_, g)| g.len() == 1 && g[0].len() == BATCH);
+        assert_eq!(full.count(), 3);
+        assert!(batches.len() <= 3 + 1 + 2 * 2, "{}", batches.len());
+        let mut all: Vec<String> = batches.into_iter().flat_map(|(_, g)| g.concat()).collect();
         all.sort();
         keys.sort();
         assert_eq!(all, keys, "every key once");

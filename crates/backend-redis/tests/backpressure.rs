@@ -223,3 +223,58 @@ fn memoized_calls_ride_out_throttling() {
     assert!(warnings.is_empty(), "{warnings:?}");
     memory.clear().unwrap();
 }
+
+/// On a cluster whose masters refuse the next commands, every operation still succeeds within
+/// the budget; a listing's pipeline to a master that refuses some of its scripts sends them
+/// again on their own.
+#[test]
+fn cluster_refusals_are_retried() {
+    let Some(bin) =
+        cachette_core::plugin::testkit::server_from_env("CACHETTE_TEST_REDIS_SERVER_BIN")
+    else {
+        return;
+    };
+    let cluster = common::ProxiedCluster::start(&bin, 3);
+    let budget = Duration::from_secs(3);
+    let backend = RedisConfig::from_url(&cluster.url())
+        .unwrap()
+        .with_retry_busy(budget)
+        .build_backend()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let names: Vec<String> = (0..300).map(|i| format!("c{i}")).collect();
+    for name in &names {
+        rt.block_on(backend.put(&key(name), Blob::from(name.as_bytes().to_vec())))
+            .unwrap();
+    }
+    let prefix = Prefix::new("cachette/bp").unwrap();
+    for reply in [REFUSALS[0], REFUSALS[1], REFUSALS[3]] {
+        for proxy in &cluster.proxies {
+            proxy.refuse(2, reply);
+        }
+        let before: u64 = cluster.proxies.iter().map(|p| p.refused()).sum();
+        let started = Instant::now();
+        let items = rt.block_on(backend.list(&prefix)).expect("list");
+        assert_eq!(items.len(), names.len(), "{reply}");
+        for (i, name) in names.iter().enumerate().step_by(37) {
+            let got = rt.block_on(backend.get(&key(name))).expect("get");
+            assert_eq!(got.as_deref(), Some(name.as_bytes()), "{reply} {i}");
+        }
+        assert!(started.elapsed() < budget * 2, "{reply}");
+        let refused: u64 = cluster.proxies.iter().map(|p| p.refused()).sum();
+        assert_eq!(refused - before, 6, "{reply}: not refused");
+    }
+    // Scripts of the listing pipelines refused (a busy master, a slot that moved): each sent
+    // again on its own, and the listing is whole.
+    for reply in [REFUSALS[0], "MOVED 3999 127.0.0.1:1"] {
+        for proxy in &cluster.proxies {
+            proxy.take_counts();
+            proxy.refuse_only(3, "EVAL list", reply);
+        }
+        let items = rt.block_on(backend.list(&prefix)).expect("list");
+        assert_eq!(items.len(), names.len(), "{reply}");
+        for proxy in &cluster.proxies {
+            assert_eq!(proxy.refused_pending(), 0, "{reply}: not refused");
+        }
+    }
+}

@@ -244,7 +244,8 @@ fn commands_per_operation_on_a_cluster() {
     println!("{table}");
     check_fixed(&rows, &table);
     // A listing: the masters (`CLUSTER SLOTS`), `SCAN` pages on each master, and the listing
-    // script once per slot holding items (at most 256 items each).
+    // script once per slot holding items (no slot gathers 256 of them here), sent in
+    // pipelines of up to 256 items to each master.
     let list = row(&rows, LIST);
     let mut expected = BTreeMap::from([
         ("CLUSTER SLOTS".to_owned(), 1),

@@ -38,6 +38,8 @@ struct State {
     /// How many of the next commands get `reply` instead of being forwarded.
     faults: AtomicU64,
     reply: Mutex<String>,
+    /// Only commands whose name (see [`name_of`]) is this are refused, when set.
+    only: Mutex<Option<String>>,
     /// Commands refused so far.
     refused: AtomicU64,
     /// Commands forwarded, by name (`EVAL` is named after its script, see [`name_of`]).
@@ -110,7 +112,21 @@ impl Proxy {
     /// error line such as `BUSY Redis is busy running a script`), instead of forwarding them.
     pub(crate) fn refuse(&self, n: u64, reply: &str) {
         *self.state.reply.lock().unwrap() = reply.to_owned();
+        *self.state.only.lock().unwrap() = None;
         self.state.faults.store(n, Ordering::SeqCst);
+    }
+
+    /// Answers the next `n` commands named `name` (see [`name_of`]: `EVAL list`, `SCAN`, …)
+    /// with `reply`, and forwards the others.
+    pub(crate) fn refuse_only(&self, n: u64, name: &str, reply: &str) {
+        *self.state.reply.lock().unwrap() = reply.to_owned();
+        *self.state.only.lock().unwrap() = Some(name.to_owned());
+        self.state.faults.store(n, Ordering::SeqCst);
+    }
+
+    /// How many of the refusals asked for are still to come.
+    pub(crate) fn refused_pending(&self) -> u64 {
+        self.state.faults.load(Ordering::SeqCst)
     }
 
     /// Commands refused so far.
@@ -169,7 +185,12 @@ fn serve(state: &State, client: TcpStream, upstream: SocketAddr) -> io::Result<(
         }
         let name = name_of(&args);
         let setup = SETUP.contains(&args.first().map(|a| upper(a)).unwrap_or_default().as_str());
+        let chosen = match &*state.only.lock().unwrap() {
+            Some(only) => *only == name,
+            None => true,
+        };
         if !setup
+            && chosen
             && state
                 .faults
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
