@@ -278,3 +278,23 @@ fn cluster_refusals_are_retried() {
         }
     }
 }
+
+/// A node of a cluster named as a single server: its `MOVED` replies are not retried (nothing
+/// would change), and the error says what to do.
+#[test]
+fn a_cluster_node_as_a_single_server_is_reported_at_once() {
+    let Some(urls) = common::cluster_urls() else {
+        return;
+    };
+    let backend = RedisConfig::new(urls[0].clone())
+        .with_retry_busy(Duration::from_secs(10))
+        .build_backend()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let started = Instant::now();
+    let err = (0..50)
+        .find_map(|i| rt.block_on(backend.get(&key(&format!("moved-{i}")))).err())
+        .expect("a key of another node");
+    assert!(started.elapsed() < Duration::from_secs(5), "retried");
+    assert!(err.to_string().contains("redis+cluster://"), "{err}");
+}
