@@ -9,8 +9,13 @@
 //! - `get_*`: the backend's `get` alone, driven like `Memory` drives it;
 //! - `async_hit_*`: `call_with_async` from a current-thread tokio runtime;
 //! - `raw_get_*`: the baseline: `GET` of the same bytes on a `redis` multiplexed connection,
-//!   driven by a two-worker multi-thread runtime from the calling thread (the set-up `Memory`
-//!   uses), and `raw_sync_get_*` on a blocking `redis::Connection`.
+//!   driven by a two-worker multi-thread runtime from the calling thread, and `raw_sync_get_*`
+//!   on a blocking `redis::Connection`; `raw_sync_get_touch` adds the `TOUCH` a hit sends in
+//!   the same round trip to record the access.
+//!
+//! Under `valgrind --tool=callgrind --toggle-collect=<helper>` (`redis::small_hit`,
+//! `redis::backend_get`, `redis::raw_sync_get`, `redis::raw_sync_get_touch`) each of these
+//! counts the instructions of its calls alone, on the calling thread.
 //!
 //! `entry_10mb` measures these for a 10 MB `String` output, which a hit decodes into a new
 //! allocation (`decode_only` is that decoding alone); `array_10mb` for a 10 MB `Array<u8>`
@@ -21,7 +26,7 @@ use std::convert::Infallible;
 use std::sync::{LazyLock, Mutex};
 
 use bytes::Bytes;
-use cachette_core::plugin::{DynBackend, Key, Prefix, StoreBackendExt, block_on};
+use cachette_core::plugin::{DynBackend, Key, StoreBackendExt, block_on};
 use cachette_core::{Array, Codec, MemorizedFunc, Memory, MessagePack, Storage};
 use cachette_redis::RedisConfig;
 use divan::black_box;
@@ -102,16 +107,15 @@ struct Fixture {
     async_rt: tokio::runtime::Runtime,
 }
 
-/// The key of the one entry of a function.
-fn entry_key(backend: &DynBackend, folder: &str) -> Key {
-    let items = block_on(false, backend.list(&Prefix::new(folder).expect("prefix")))
-        .expect("runtime")
-        .expect("list");
-    items
+/// The key of the one entry of a function (`cachette/<function folder>/<args id>`).
+fn entry_key(memory: &Memory, name: &str) -> Key {
+    let entry = memory
+        .entries(None)
+        .expect("entries")
         .into_iter()
-        .map(|i| i.key)
-        .find(|k| k.file_name() != "func_code")
-        .expect("an entry")
+        .find(|e| e.func.starts_with(&format!("{name}-")))
+        .expect("an entry");
+    Key::new(format!("cachette/{}/{}", entry.func, entry.args_id)).expect("key")
 }
 
 static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
@@ -139,9 +143,9 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     assert_eq!(loaded.storage(), Storage::Buffer);
     assert!(loaded == expected, "the loaded array differs");
     drop((loaded, expected));
-    let small_key = entry_key(&backend, "bench.small");
-    let big_key = entry_key(&backend, "bench.big");
-    let array_key = entry_key(&backend, "bench.array");
+    let small_key = entry_key(&memory, "bench.small");
+    let big_key = entry_key(&memory, "bench.big");
+    let array_key = entry_key(&memory, "bench.array");
 
     let client = redis::Client::open(url).expect("client");
     let mut raw_sync = client.get_connection().expect("sync connection");
@@ -218,6 +222,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     }
 });
 
+#[inline(never)] // A symbol of its own, for `valgrind --toggle-collect`.
 fn raw_get(key: &str) -> Vec<u8> {
     let f = &*FIXTURE;
     let mut conn = f.raw_async.clone();
@@ -226,12 +231,31 @@ fn raw_get(key: &str) -> Vec<u8> {
         .expect("GET")
 }
 
+#[inline(never)] // A symbol of its own, for `valgrind --toggle-collect`.
 fn raw_sync_get(key: &str) -> Vec<u8> {
     let f = &*FIXTURE;
     let mut conn = f.raw_sync.lock().unwrap_or_else(|e| e.into_inner());
     redis::cmd("GET").arg(key).query(&mut *conn).expect("GET")
 }
 
+/// `GET` of the value with a `TOUCH` of a second key in the same round trip: what a hit sends
+/// (the access recorded with the read, `idletime` tracking).
+#[inline(never)] // A symbol of its own, for `valgrind --toggle-collect`.
+fn raw_sync_get_touch(key: &str) -> Vec<u8> {
+    let f = &*FIXTURE;
+    let mut conn = f.raw_sync.lock().unwrap_or_else(|e| e.into_inner());
+    let (value,): (Vec<u8>,) = redis::pipe()
+        .cmd("GET")
+        .arg(key)
+        .cmd("TOUCH")
+        .arg(format!("{{{key}}}:s"))
+        .ignore()
+        .query(&mut *conn)
+        .expect("GET");
+    value
+}
+
+#[inline(never)] // A symbol of its own, for `valgrind --toggle-collect`.
 fn backend_get(key: &Key) -> Bytes {
     let f = &*FIXTURE;
     block_on(false, f.backend.get(key))
@@ -240,6 +264,7 @@ fn backend_get(key: &Key) -> Bytes {
         .expect("entry")
 }
 
+#[inline(never)] // A symbol of its own, for `valgrind --toggle-collect`.
 fn async_hit(func: &Func) -> String {
     let f = &*FIXTURE;
     f.async_rt
@@ -247,12 +272,18 @@ fn async_hit(func: &Func) -> String {
         .expect("hit")
 }
 
+/// A hit of the small entry's function.
+#[inline(never)] // A symbol of its own, for `valgrind --toggle-collect`.
+fn small_hit(x: u64) -> String {
+    FIXTURE.small.eval(x)
+}
+
 mod small_entry {
     use super::*;
 
     #[divan::bench]
     fn hit() -> String {
-        FIXTURE.small.eval(black_box(7))
+        super::small_hit(black_box(7))
     }
 
     #[divan::bench]
@@ -273,6 +304,11 @@ mod small_entry {
     #[divan::bench]
     fn raw_sync_get() -> Vec<u8> {
         super::raw_sync_get(black_box(&FIXTURE.raw_small))
+    }
+
+    #[divan::bench]
+    fn raw_sync_get_touch() -> Vec<u8> {
+        super::raw_sync_get_touch(black_box(&FIXTURE.raw_small))
     }
 }
 

@@ -45,14 +45,27 @@ impl Inner {
     /// used). Decided once, from the server's eviction policy, when the configuration says
     /// `auto`. Fails only when the server cannot be reached.
     pub(crate) async fn stored_access(&self, conn: &mut Conn) -> Res<bool> {
-        match self.access.load(Ordering::Relaxed) {
-            IDLETIME => return Ok(false),
-            STORED => return Ok(true),
-            _ => {}
+        if let Some(stored) = self.access_decided() {
+            return Ok(stored);
         }
         let mut cmd = redis::cmd("CONFIG");
         cmd.arg("GET").arg("maxmemory-policy");
-        let decided = match conn.any_node(cmd).await {
+        let answer = conn.any_node(cmd).await;
+        self.decide_access(answer)
+    }
+
+    /// Whether accesses are stored, if that is decided.
+    pub(crate) fn access_decided(&self) -> Option<bool> {
+        match self.access.load(Ordering::Relaxed) {
+            IDLETIME => Some(false),
+            STORED => Some(true),
+            _ => None,
+        }
+    }
+
+    /// Decides how accesses are tracked from the answer to `CONFIG GET maxmemory-policy`.
+    pub(crate) fn decide_access(&self, answer: redis::RedisResult<Value>) -> Res<bool> {
+        let decided = match answer {
             Ok(answer) => {
                 let lfu = strings_of(&answer).iter().any(|s| s.contains("lfu"));
                 if lfu { STORED } else { IDLETIME }

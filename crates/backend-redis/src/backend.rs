@@ -14,6 +14,7 @@ use tokio::runtime::Handle;
 
 use crate::SCHEME;
 use crate::access;
+use crate::blocking::{Blocking, BlockingPool};
 use crate::config::RedisConfig;
 use crate::conn::Connector;
 use crate::error::{Fail, Res};
@@ -39,6 +40,8 @@ pub(crate) struct Inner {
     pub(crate) location: String,
     pub(crate) layout: Layout,
     pub(crate) connector: Connector,
+    /// The blocking connections of synchronous callers (single servers only).
+    pub(crate) blocking: Option<BlockingPool>,
     pub(crate) io: Handle,
     /// How accesses are tracked (see [`crate::access`]).
     pub(crate) access: AtomicU8,
@@ -58,11 +61,13 @@ impl RedisBackend {
     pub(crate) fn new(config: RedisConfig) -> Result<Self, BackendError> {
         let io = io_handle()?;
         let connector = Connector::new(&config, &io)?;
+        let blocking = BlockingPool::new(&config)?;
         Ok(RedisBackend {
             inner: Arc::new(Inner {
                 location: config.location(),
                 layout: Layout::new(&config.prefix),
                 connector,
+                blocking,
                 io,
                 access: AtomicU8::new(access::initial(config.access_tracking)),
                 config,
@@ -73,6 +78,22 @@ impl RedisBackend {
     /// The configuration of the backend.
     pub fn config(&self) -> &RedisConfig {
         &self.inner.config
+    }
+
+    /// How many blocking connections are open (for tests and diagnostics).
+    #[doc(hidden)]
+    pub fn blocking_connections(&self) -> usize {
+        self.inner.blocking.as_ref().map_or(0, BlockingPool::open)
+    }
+
+    /// Whether the operation being polled is a synchronous caller's: polled by the
+    /// `cachette-io` runtime's `block_on` (how the core runs the operations of synchronous
+    /// callers), on the caller's thread, inside the runtime's context but outside any task. A
+    /// task (an async caller's operation handed to the runtime, or anything else running on
+    /// its workers) never is.
+    fn polled_by_blocking_caller(&self) -> bool {
+        matches!(Handle::try_current(), Ok(h) if h.id() == self.inner.io.id())
+            && tokio::task::try_id().is_none()
     }
 
     /// Runs an operation on the `cachette-io` runtime, which owns the connection: in place when
@@ -99,13 +120,21 @@ impl RedisBackend {
                 ))),
             },
         };
-        result.map_err(|fail| {
-            let err = fail.into_backend().with_backend(SCHEME).with_operation(op);
-            match key {
-                Some(key) => err.with_key(key),
-                None => err,
-            }
-        })
+        result.map_err(|fail| self.fail(op, key, fail))
+    }
+
+    /// The backend error of a failed operation.
+    fn fail(
+        &self,
+        op: &'static str,
+        key: Option<&(dyn fmt::Display + Sync)>,
+        fail: Fail,
+    ) -> BackendError {
+        let err = fail.into_backend().with_backend(SCHEME).with_operation(op);
+        match key {
+            Some(key) => err.with_key(key),
+            None => err,
+        }
     }
 }
 
@@ -148,9 +177,23 @@ impl StoreBackend for RedisBackend {
         } else {
             "get"
         };
+        // A synchronous caller's read does its first round trip on its own thread (see
+        // `crate::blocking`).
+        let mut chunked = false;
+        if let Some(pool) = &self.inner.blocking
+            && self.polled_by_blocking_caller()
+        {
+            match self.inner.get_blocking(pool, key, &options) {
+                Blocking::Done(result) => {
+                    return result.map_err(|fail| self.fail(op, Some(key), fail));
+                }
+                Blocking::Chunked => chunked = true,
+                Blocking::Declined => {}
+            }
+        }
         let k = key.clone();
         self.run(op, Some(key), |inner| async move {
-            inner.get(&k, options).await
+            inner.get(&k, options, chunked).await
         })
         .await
     }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::SCHEME;
 use crate::backend::RedisBackend;
+use crate::location::{normalize, redact, userinfo_end};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -28,9 +29,14 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_CHUNK_GRACE: Duration = Duration::from_secs(300);
 /// Default largest item: 64 GiB.
 pub const DEFAULT_MAX_ITEM_SIZE: u64 = 64 * 1024 * MIB;
+/// Default time during which a command that the server refuses for now (`BUSY`, `LOADING`,
+/// `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`) is retried: 3 s.
+pub const DEFAULT_RETRY_BUSY: Duration = Duration::from_secs(3);
+/// The longest `retry_busy_ms` accepted: 1 min.
+pub const MAX_RETRY_BUSY: Duration = Duration::from_secs(60);
 
 /// The query parameters a URL may carry (the field names of [`RedisConfig`]).
-const URL_PARAMS: &[&str] = &[
+pub(crate) const URL_PARAMS: &[&str] = &[
     "prefix",
     "chunk_size",
     "connection_timeout_ms",
@@ -39,6 +45,7 @@ const URL_PARAMS: &[&str] = &[
     "chunk_grace_secs",
     "access_tracking",
     "max_item_size",
+    "retry_busy_ms",
 ];
 
 /// How the backend learns when an item was last read with `record_access` (a hit), for
@@ -151,6 +158,12 @@ pub struct RedisConfig {
     /// give a size string (`"64G"`). Default 64 GiB.
     #[serde(deserialize_with = "byte_size")]
     pub max_item_size: u64,
+    /// How long, in milliseconds, a command that the server refuses for now is retried
+    /// (`BUSY`: a script runs; `LOADING`: a restart; `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`,
+    /// and on a cluster `MOVED`/`ASK` beyond the client's own redirections: resharding and
+    /// failovers), with jittered exponential backoff, before the operation fails with a
+    /// temporary error. At most 60000; 0 retries nothing. Default 3000.
+    pub retry_busy_ms: u64,
 }
 
 impl Default for RedisConfig {
@@ -166,6 +179,7 @@ impl Default for RedisConfig {
             chunk_grace_secs: DEFAULT_CHUNK_GRACE.as_secs(),
             access_tracking: AccessTracking::Auto,
             max_item_size: DEFAULT_MAX_ITEM_SIZE,
+            retry_busy_ms: DEFAULT_RETRY_BUSY.as_millis() as u64,
         }
     }
 }
@@ -184,7 +198,15 @@ impl fmt::Debug for RedisConfig {
             .field("chunk_grace_secs", &self.chunk_grace_secs)
             .field("access_tracking", &self.access_tracking)
             .field("max_item_size", &self.max_item_size)
+            .field("retry_busy_ms", &self.retry_busy_ms)
             .finish()
+    }
+}
+
+/// The configuration's URL without its password: [`RedisConfig::location`].
+impl fmt::Display for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.location())
     }
 }
 
@@ -258,6 +280,18 @@ impl RedisConfig {
         self
     }
 
+    /// Sets how long commands refused for now are retried (see [`RedisConfig::retry_busy_ms`];
+    /// whole milliseconds, `Duration::ZERO` retries nothing).
+    pub fn with_retry_busy(mut self, budget: Duration) -> Self {
+        self.retry_busy_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
+        self
+    }
+
+    /// How long commands refused for now are retried.
+    pub fn retry_busy(&self) -> Duration {
+        Duration::from_millis(self.retry_busy_ms)
+    }
+
     /// The connection timeout.
     pub fn connection_timeout(&self) -> Duration {
         Duration::from_millis(self.connection_timeout_ms)
@@ -286,28 +320,35 @@ impl RedisConfig {
     ///
     /// The parameters are the fields of [`RedisConfig`] (`prefix`, `chunk_size` (a size string
     /// such as `4M`), `connection_timeout_ms`, `response_timeout_ms`, `default_ttl_secs`,
-    /// `chunk_grace_secs`, `access_tracking`, `max_item_size` (a size string)). A `#fragment` is kept on the server URLs (the
-    /// `redis` crate reads `#insecure` on `rediss://` URLs).
+    /// `chunk_grace_secs`, `access_tracking`, `max_item_size` (a size string),
+    /// `retry_busy_ms`). A `#fragment` is kept on the server URLs (the `redis` crate reads
+    /// `#insecure` on `rediss://` URLs). A password should be percent-encoded; one that is not
+    /// (holding `/`, `?`, `#` or `@`) is read up to the URL's last `@` when the rest of the URL
+    /// could not hold that `@`, and percent-encoded in the server URLs.
     pub fn from_url(location: &str) -> Result<Self, BackendError> {
-        let (rest, fragment) = match location.split_once('#') {
-            Some((rest, fragment)) => (rest, format!("#{fragment}")),
-            None => (location, String::new()),
-        };
-        let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let (scheme, after) = base
+        let (scheme, after) = location
             .split_once("://")
             .ok_or_else(|| invalid(format!("{:?} is not a Redis URL", redact(location))))?;
+        // The user information first: a password that is not percent-encoded may hold `/`,
+        // `?`, `#` and `@` (see `crate::location`).
+        let (userinfo, rest) = match userinfo_end(after) {
+            Some(at) => after.split_at(at + 1),
+            None => ("", after),
+        };
+        let (rest, fragment) = match rest.split_once('#') {
+            Some((rest, fragment)) => (rest, format!("#{fragment}")),
+            None => (rest, String::new()),
+        };
+        let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
         let mut config = match scheme.to_ascii_lowercase().as_str() {
-            "redis" | "rediss" => RedisConfig::new(format!("{base}{fragment}")),
+            "redis" | "rediss" => {
+                RedisConfig::new(normalize(&format!("{scheme}://{userinfo}{base}{fragment}")))
+            }
             "redis+cluster" | "rediss+cluster" => {
                 let node_scheme = &scheme[..scheme.len() - "+cluster".len()];
-                let (authority, path) = match after.find('/') {
-                    Some(i) => after.split_at(i),
-                    None => (after, ""),
-                };
-                let (userinfo, hosts) = match authority.rfind('@') {
-                    Some(i) => (&authority[..=i], &authority[i + 1..]),
-                    None => ("", authority),
+                let (hosts, path) = match base.find('/') {
+                    Some(i) => base.split_at(i),
+                    None => (base, ""),
                 };
                 let mut urls = Vec::new();
                 for host in hosts.split(',') {
@@ -317,7 +358,9 @@ impl RedisConfig {
                             redact(location)
                         )));
                     }
-                    urls.push(format!("{node_scheme}://{userinfo}{host}{path}{fragment}"));
+                    urls.push(normalize(&format!(
+                        "{node_scheme}://{userinfo}{host}{path}{fragment}"
+                    )));
                 }
                 RedisConfig::cluster(urls)
             }
@@ -352,6 +395,7 @@ impl RedisConfig {
             "default_ttl_secs" => self.default_ttl_secs = Some(number(value)?),
             "chunk_grace_secs" => self.chunk_grace_secs = number(value)?,
             "access_tracking" => self.access_tracking = value.parse()?,
+            "retry_busy_ms" => self.retry_busy_ms = number(value)?,
             "max_item_size" => {
                 self.max_item_size = value
                     .parse::<ByteSize>()
@@ -369,12 +413,17 @@ impl RedisConfig {
     }
 
     /// The URL of this configuration, which [`RedisConfig::from_url`] parses back (parameters
-    /// at their default are left out). It holds the password, if the server URLs do.
+    /// at their default are left out). It holds the password, if the server URLs do
+    /// (percent-encoded): it is for handing the configuration over, never for printing. Print
+    /// [`RedisConfig::location`] (or the configuration itself: its `Display` and `Debug` forms
+    /// hide the password).
     pub fn to_url(&self) -> String {
-        self.url_with(|u| u.to_owned())
+        self.url_with(normalize)
     }
 
-    /// [`RedisConfig::to_url`] without the password: where the store is, for printing.
+    /// [`RedisConfig::to_url`] without the password: where the store is, for printing. Also
+    /// the configuration's `Display` form, and the backend's location (which printed
+    /// `MemorizedResult`s show).
     pub fn location(&self) -> String {
         self.url_with(redact)
     }
@@ -417,6 +466,9 @@ impl RedisConfig {
         }
         if self.max_item_size != defaults.max_item_size {
             query.append_pair("max_item_size", &self.max_item_size.to_string());
+        }
+        if self.retry_busy_ms != defaults.retry_busy_ms {
+            query.append_pair("retry_busy_ms", &self.retry_busy_ms.to_string());
         }
         let query = query.finish();
         if !query.is_empty() {
@@ -466,6 +518,13 @@ impl RedisConfig {
         if self.max_item_size == 0 {
             return Err(invalid("max_item_size must be at least 1 byte"));
         }
+        if self.retry_busy() > MAX_RETRY_BUSY {
+            return Err(invalid(format!(
+                "retry_busy_ms must be at most {} (one minute), not {}",
+                MAX_RETRY_BUSY.as_millis(),
+                self.retry_busy_ms
+            )));
+        }
         Ok(())
     }
 
@@ -484,7 +543,8 @@ impl BackendConfig for RedisConfig {
 }
 
 fn check_server_url(url: &str) -> Result<(), BackendError> {
-    let parsed = url::Url::parse(url)
+    let normal = normalize(url);
+    let parsed = url::Url::parse(&normal)
         .map_err(|e| invalid(format!("invalid Redis server URL {:?}: {e}", redact(url))))?;
     match parsed.scheme() {
         "redis" | "rediss" => {}
@@ -495,7 +555,7 @@ fn check_server_url(url: &str) -> Result<(), BackendError> {
             )));
         }
     }
-    redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| {
+    redis::IntoConnectionInfo::into_connection_info(normal.as_str()).map_err(|e| {
         invalid(format!("invalid Redis server URL {:?}", redact(url))).with_source(e)
     })?;
     Ok(())
@@ -511,6 +571,7 @@ fn cluster_url(urls: &[String], show: &impl Fn(&str) -> String) -> String {
     let hosts: Vec<String> = urls
         .iter()
         .map(|u| {
+            let u = normalize(u);
             let rest = u.split_once("://").map_or(u.as_str(), |(_, r)| r);
             let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
             let authority = &rest[..end];
@@ -521,27 +582,6 @@ fn cluster_url(urls: &[String], show: &impl Fn(&str) -> String) -> String {
         })
         .collect();
     format!("{scheme}+cluster://{userinfo}{}{tail}", hosts.join(","))
-}
-
-/// A URL with its password replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            match userinfo.split_once(':') {
-                Some((user, _password)) => {
-                    format!("{scheme}://{user}:***{}", &rest[at..])
-                }
-                None => url.to_owned(),
-            }
-        }
-        None => url.to_owned(),
-    }
 }
 
 fn millis(d: Duration) -> u64 {
@@ -584,20 +624,6 @@ fn byte_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact("redis://user:secret@h:1/0"),
-            "redis://user:***@h:1/0"
-        );
-        assert_eq!(redact("redis://:secret@h:1"), "redis://:***@h:1");
-        assert_eq!(redact("redis://user@h:1"), "redis://user@h:1");
-        assert_eq!(
-            redact("redis://h:1/0?prefix=a@b"),
-            "redis://h:1/0?prefix=a@b"
-        );
-    }
 
     #[test]
     fn cluster_urls_round_trip() {

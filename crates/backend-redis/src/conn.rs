@@ -16,13 +16,21 @@ use tokio::sync::OnceCell;
 use cachette_core::plugin::BackendError;
 
 use crate::config::{RedisConfig, invalid};
+use crate::location::normalize;
+use crate::retry::{AsValues, Backoff, busy_result};
 
 /// After a failed attempt to reach a cluster, later operations fail at once for this long
 /// instead of queueing behind another attempt.
 const CLUSTER_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Opens connections lazily and hands out cheap clones of them.
-pub(crate) enum Connector {
+pub(crate) struct Connector {
+    kind: ConnectorKind,
+    /// How long refusals for now are retried (`retry_busy_ms`, see [`crate::retry`]).
+    busy: Duration,
+}
+
+enum ConnectorKind {
     /// A single server: the manager reconnects by itself after a failure.
     Single(ConnectionManager),
     /// A Redis Cluster: connected on first use, then the connection follows the topology.
@@ -41,9 +49,9 @@ pub(crate) struct ClusterConnector {
 
 impl std::fmt::Debug for Connector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Connector::Single(_) => f.write_str("Connector::Single"),
-            Connector::Cluster(cluster) => f
+        match &self.kind {
+            ConnectorKind::Single(_) => f.write_str("Connector::Single"),
+            ConnectorKind::Cluster(cluster) => f
                 .debug_struct("Connector::Cluster")
                 .field("connected", &cluster.conn.initialized())
                 .finish(),
@@ -61,8 +69,10 @@ impl Connector {
         let _in_io = io.enter();
         let connect = config.connection_timeout();
         let respond = config.response_timeout();
-        if config.cluster {
-            let client = ClusterClientBuilder::new(config.urls.clone())
+        let busy = config.retry_busy();
+        let kind = if config.cluster {
+            let urls: Vec<String> = config.urls.iter().map(|u| normalize(u)).collect();
+            let client = ClusterClientBuilder::new(urls)
                 .connection_timeout(connect)
                 .response_timeout(respond)
                 .retries(3)
@@ -70,14 +80,14 @@ impl Connector {
                 .max_retry_wait(500)
                 .build()
                 .map_err(|e| invalid("cannot set up the Redis Cluster client").with_source(e))?;
-            Ok(Connector::Cluster(Box::new(ClusterConnector {
+            ConnectorKind::Cluster(Box::new(ClusterConnector {
                 client,
                 conn: OnceCell::new(),
                 timeout: connect + respond,
                 failed: Mutex::new(None),
-            })))
+            }))
         } else {
-            let client = redis::Client::open(config.urls[0].as_str())
+            let client = redis::Client::open(normalize(&config.urls[0]).as_str())
                 .map_err(|e| invalid("cannot set up the Redis client").with_source(e))?;
             let manager_config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(connect))
@@ -87,15 +97,24 @@ impl Connector {
                 .set_number_of_retries(0);
             let manager = ConnectionManager::new_lazy_with_config(client, manager_config)
                 .map_err(|e| invalid("cannot set up the Redis connection").with_source(e))?;
-            Ok(Connector::Single(manager))
-        }
+            ConnectorKind::Single(manager)
+        };
+        Ok(Connector { kind, busy })
     }
 
     /// A connection. Must run on the `cachette-io` runtime.
     pub(crate) async fn conn(&self) -> RedisResult<Conn> {
-        match self {
-            Connector::Single(manager) => Ok(Conn::Single(manager.clone())),
-            Connector::Cluster(cluster) => {
+        let link = self.link().await?;
+        Ok(Conn {
+            link,
+            busy: self.busy,
+        })
+    }
+
+    async fn link(&self) -> RedisResult<Link> {
+        match &self.kind {
+            ConnectorKind::Single(manager) => Ok(Link::Single(manager.clone())),
+            ConnectorKind::Cluster(cluster) => {
                 let ClusterConnector {
                     client,
                     conn,
@@ -103,7 +122,7 @@ impl Connector {
                     failed,
                 } = &**cluster;
                 if let Some(c) = conn.get() {
-                    return Ok(Conn::Cluster(c.clone()));
+                    return Ok(Link::Cluster(c.clone()));
                 }
                 if let Some((at, err)) = &*failed.lock().unwrap_or_else(|e| e.into_inner())
                     && at.elapsed() < CLUSTER_RETRY_AFTER
@@ -122,7 +141,7 @@ impl Connector {
                     })
                     .await;
                 match connected {
-                    Ok(c) => Ok(Conn::Cluster(c.clone())),
+                    Ok(c) => Ok(Link::Cluster(c.clone())),
                     Err(err) => {
                         *failed.lock().unwrap_or_else(|e| e.into_inner()) =
                             Some((Instant::now(), err.clone()));
@@ -143,21 +162,60 @@ fn ensure_crypto_provider() {
     }
 }
 
-/// A connection to a single server or to a cluster; clones share it.
+/// A connection to a single server or to a cluster; clones share it. Every command sent
+/// through it is retried while the server refuses it for now (see [`crate::retry`]).
 #[derive(Clone)]
-pub(crate) enum Conn {
+pub(crate) struct Conn {
+    link: Link,
+    busy: Duration,
+}
+
+#[derive(Clone)]
+enum Link {
     /// A single server.
     Single(ConnectionManager),
     /// A cluster: commands are routed by the slot of their first key.
     Cluster(ClusterConnection),
 }
 
+/// After an attempt: the result to return, or `None` (after the wait) to try again because the
+/// server refused the command for now and the budget is not spent.
+async fn settle<T: AsValues>(
+    backoff: &mut Backoff,
+    result: RedisResult<T>,
+    cluster: bool,
+) -> Option<RedisResult<T>> {
+    if !busy_result(&result, cluster) {
+        backoff.report(false);
+        return Some(result);
+    }
+    match backoff.wait() {
+        Some(wait) => {
+            tokio::time::sleep(wait).await;
+            None
+        }
+        None => {
+            backoff.report(true);
+            Some(result)
+        }
+    }
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
+        Box::pin(async move {
+            let cluster = self.is_cluster();
+            let mut backoff = Backoff::new(self.busy);
+            loop {
+                let result = match &mut self.link {
+                    Link::Single(c) => c.req_packed_command(cmd).await,
+                    Link::Cluster(c) => c.req_packed_command(cmd).await,
+                };
+                if let Some(result) = settle(&mut backoff, result, cluster).await {
+                    return result;
+                }
+            }
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -166,16 +224,25 @@ impl ConnectionLike for Conn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
+        Box::pin(async move {
+            let cluster = self.is_cluster();
+            let mut backoff = Backoff::new(self.busy);
+            loop {
+                let result = match &mut self.link {
+                    Link::Single(c) => c.req_packed_commands(pipeline, offset, count).await,
+                    Link::Cluster(c) => c.req_packed_commands(pipeline, offset, count).await,
+                };
+                if let Some(result) = settle(&mut backoff, result, cluster).await {
+                    return result;
+                }
+            }
+        })
     }
 
     fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
+        match &self.link {
+            Link::Single(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
         }
     }
 }
@@ -183,17 +250,33 @@ impl ConnectionLike for Conn {
 impl Conn {
     /// Whether this is a cluster connection.
     pub(crate) fn is_cluster(&self) -> bool {
-        matches!(self, Conn::Cluster(_))
+        matches!(self.link, Link::Cluster(_))
+    }
+
+    /// Sends a command to the node a routing names (on a cluster; to the server otherwise),
+    /// retrying refusals for now.
+    async fn routed(&mut self, cmd: Cmd, routing: RoutingInfo) -> RedisResult<Value> {
+        let cluster = self.is_cluster();
+        let mut backoff = Backoff::new(self.busy);
+        loop {
+            let result = match &mut self.link {
+                Link::Cluster(c) => c.route_command(cmd.clone(), routing.clone()).await,
+                Link::Single(c) => c.req_packed_command(&cmd).await,
+            };
+            if let Some(result) = settle(&mut backoff, result, cluster).await {
+                return result;
+            }
+        }
     }
 
     /// Where `SCAN` must run to see every key: the single server, or one slot of each master
     /// of the cluster (a command for that slot goes to that master).
     pub(crate) async fn scan_targets(&mut self) -> RedisResult<Vec<Option<u16>>> {
-        let Conn::Cluster(conn) = self else {
+        if !self.is_cluster() {
             return Ok(vec![None]);
-        };
-        let slots = conn
-            .route_command(
+        }
+        let slots = self
+            .routed(
                 redis::cmd("CLUSTER").arg("SLOTS").clone(),
                 RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
             )
@@ -241,29 +324,49 @@ impl Conn {
             .arg(pattern)
             .arg("COUNT")
             .arg(count);
-        let answer = match (self, target) {
-            (Conn::Cluster(conn), Some(slot)) => {
+        let answer = match target {
+            Some(slot) => {
                 let route = Route::new(slot, SlotAddr::Master);
-                conn.route_command(
+                self.routed(
                     cmd,
                     RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route)),
                 )
                 .await?
             }
-            (conn, _) => cmd.query_async::<Value>(conn).await?,
+            None => cmd.query_async::<Value>(self).await?,
         };
         Ok(redis::from_redis_value(answer)?)
     }
 
+    /// Sends a pipeline, once, to the master of a cluster that serves `slot`, whatever the
+    /// slots of its commands (all must be served by that master: the server answers `MOVED`
+    /// to the others). The errors of its commands are kept as values, and refusals are not
+    /// retried: the caller sends the commands that failed again on their own. Not for a
+    /// single server.
+    pub(crate) async fn pipeline_to_master(
+        &mut self,
+        slot: u16,
+        pipe: &Pipeline,
+    ) -> RedisResult<Vec<Value>> {
+        match &mut self.link {
+            Link::Cluster(c) => {
+                let route = Route::new(slot, SlotAddr::Master);
+                c.route_pipeline(
+                    pipe.clone(),
+                    0,
+                    pipe.len(),
+                    SingleNodeRoutingInfo::SpecificNode(route),
+                )
+                .await
+            }
+            Link::Single(c) => c.req_packed_commands(pipe, 0, pipe.len()).await,
+        }
+    }
+
     /// Sends a command to any node (the single server, or a random cluster node).
     pub(crate) async fn any_node(&mut self, cmd: Cmd) -> RedisResult<Value> {
-        match self {
-            Conn::Single(c) => cmd.query_async(c).await,
-            Conn::Cluster(c) => {
-                c.route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
-                    .await
-            }
-        }
+        self.routed(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random))
+            .await
     }
 }
 

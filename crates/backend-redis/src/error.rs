@@ -70,6 +70,19 @@ pub(crate) fn corrupted(data: &str, why: &str) -> Fail {
 /// are temporary, so that a retry layer may retry them; a wrong password or a full server are
 /// not.
 pub(crate) fn from_redis(err: RedisError) -> BackendError {
+    if crate::retry::is_busy(&err, true) {
+        // `MOVED` and `ASK` are retried on a cluster only: on a single server they mean that
+        // the URL names a node of a cluster.
+        let message = if crate::retry::is_busy(&err, false) {
+            "the Redis server kept refusing the command for now (busy, loading, failing over or resharding) for longer than retry_busy_ms"
+        } else {
+            "the Redis server sent the command to another node: a cluster kept resharding for longer than retry_busy_ms, or a cluster node is configured as a single server (use a redis+cluster:// URL)"
+        };
+        return BackendError::new(ErrorKind::Unavailable, message)
+            .with_backend(SCHEME)
+            .with_source(err)
+            .set_temporary(true);
+    }
     let kind = kind_of(&err);
     let message = match kind {
         ErrorKind::Unavailable => "the Redis server cannot be reached",

@@ -29,6 +29,17 @@ const ESCAPED: &[char] = &['%', '{', '}', ':'];
 /// Escapes a key so that it holds no `{`, `}` or `:`.
 pub(crate) fn escape(key: &str) -> String {
     let mut out = String::with_capacity(key.len() + 8);
+    escape_into(key, &mut out);
+    out
+}
+
+/// Appends `key` escaped to `out`.
+fn escape_into(key: &str, out: &mut String) {
+    // The keys of the core's grammar hold none of these: no escaping, one copy.
+    if !key.bytes().any(|b| matches!(b, b'%' | b'{' | b'}' | b':')) {
+        out.push_str(key);
+        return;
+    }
     for c in key.chars() {
         if ESCAPED.contains(&c) {
             let _ = write!(out, "%{:02X}", c as u32);
@@ -36,7 +47,6 @@ pub(crate) fn escape(key: &str) -> String {
             out.push(c);
         }
     }
-    out
 }
 
 /// Reverses [`escape`]; `None` for text that [`escape`] cannot have produced.
@@ -90,7 +100,10 @@ impl Layout {
 
     /// The data key of an item.
     pub(crate) fn data(&self, key: &Key) -> String {
-        format!("{}{}", self.head, escape(key.as_str()))
+        let mut data = String::with_capacity(self.head.len() + key.as_str().len() + 8);
+        data.push_str(&self.head);
+        escape_into(key.as_str(), &mut data);
+        data
     }
 
     /// The `SCAN` pattern matching the data keys under a prefix (and maybe a few more, which
@@ -149,7 +162,11 @@ impl Layout {
 
 /// The record of an item: its size and last access.
 pub(crate) fn record(data: &str) -> String {
-    format!("{{{data}}}:s")
+    let mut record = String::with_capacity(data.len() + 4);
+    record.push('{');
+    record.push_str(data);
+    record.push_str("}:s");
+    record
 }
 
 /// Chunk `index` of the write `write_id` of an item.

@@ -48,12 +48,25 @@
 //! chunk_grace_secs = 300          # default 5 min: lifetime of chunks in transit
 //! access_tracking = "auto"        # or "idletime", "stored"
 //! max_item_size = "64G"          # default 64 GiB: the largest item written or read
+//! retry_busy_ms = 3000            # default 3 s: how long refusals for now are retried
 //! ```
 //!
 //! A dead server fails an operation within the connection timeout (at once when the connection
 //! is refused), and a hung one within the response timeout: a memoized call then warns and runs
 //! the function, it never waits minutes. The next operation connects again. (A cluster gets the
 //! two timeouts together for its first connection, which discovers the slot map.)
+//!
+//! # Backpressure
+//!
+//! A server that refuses a command *for now* (`BUSY`: a script runs; `LOADING`: a restart;
+//! `TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, and on a cluster `MOVED`/`ASK` beyond the client's
+//! own redirections: resharding and failovers) did not run it: the backend sends it again after
+//! a jittered, doubling wait (10 ms up to 500 ms), for at most `retry_busy_ms` in all (3 s by
+//! default, at most 1 min, 0 for none). Then the operation fails with a temporary
+//! `Unavailable` error, which a memoized call reports as a warning before running the function.
+//! Every command of the backend is safe to send twice (reads, idempotent writes of an item's
+//! record, scripts that check before they write), so a pipeline that met a refusal is sent
+//! again whole.
 //!
 //! # Storage layout
 //!
@@ -74,7 +87,10 @@
 //!   *manifest* (a hash in the data key: write id, chunk count, size, chunk size) last. A reader
 //!   gets the data key: `WRONGTYPE` on a string `GET` says it is a manifest; it then reads the
 //!   chunks the manifest names, in parallel, and ranged reads fetch only the chunks they overlap
-//!   (`GETRANGE` inside them).
+//!   (`GETRANGE` inside them). `head` and ranged reads start with one read-only script that
+//!   returns the type and length of the data key (and the bytes of a whole value's range): one
+//!   command, and no `MULTI`/`EXEC` transaction, which the `redis` crate cannot unwind when the
+//!   server refuses the `MULTI` itself (it panics).
 //!
 //! # The store is untrusted
 //!
@@ -104,7 +120,7 @@
 //!   (`Memory::housekeeping`) removes at once the chunks that no manifest names and whose writer
 //!   was a process of the same host (and process-id namespace) that is gone.
 //! - `PutMode::Create` is `SET NX` (with `PX` for an expiry, so that a crashed holder's claim
-//!   goes away) for small items, followed by the record, and the same check inside the
+//!   goes away) and the record, in one script, for small items, and the same check inside the
 //!   publishing script for large ones: exactly one of several racing creators wins, across
 //!   processes and machines.
 //! - Deleting removes the data key, the record and the chunks in one script.
@@ -112,8 +128,12 @@
 //! # Listing, deleting, sweeping
 //!
 //! `list` walks the data keys with `SCAN … MATCH <prefix>:<escaped key prefix>/* COUNT 1000`
-//! (glob characters escaped; on a cluster, on every master), then reads each item's size and
-//! last access with a read-only script per batch (per slot on a cluster). It writes nothing.
+//! (glob characters escaped; on a cluster, on every master, four masters at once), and while
+//! the scan goes on reads the items' sizes and last accesses with a read-only script per batch
+//! of 256 items, eight batches at once. On a cluster a script touches one slot, so a batch
+//! holds the keys of one master and goes to it as one pipeline of a script per slot (a script
+//! refused there, as when its slot moved meanwhile, is sent again on its own). It writes
+//! nothing. No command is sent per item: `OBJECT IDLETIME` runs inside the script.
 //! `delete_many` deletes in batches with a script that `UNLINK`s the keys, batched per slot on a
 //! cluster. `sweep` walks the chunks written from this host under the prefix the same way, and
 //! deletes those of dead writers (see above), one script per write that checks the item's
@@ -164,9 +184,22 @@
 //!
 //! Connections are created on, and driven by, the core's `cachette-io` runtime
 //! ([`io_runtime`](cachette_core::plugin::io_runtime)). Synchronous callers run operations
-//! there directly (no extra thread hop); async callers on another runtime hand each operation to
-//! it as a task. So the backend works from plain threads, from both tokio runtime flavors and
-//! from other executors, and a caller's runtime shutting down never breaks the connection.
+//! there directly; async callers on another runtime hand each operation to it as a task. So the
+//! backend works from plain threads, from both tokio runtime flavors and from other executors,
+//! and a caller's runtime shutting down never breaks the connection.
+//!
+//! The multiplexed connection's socket is driven by a task of that runtime, so a synchronous
+//! caller's command through it costs two hand-offs between threads (the request to that task,
+//! the answer back). On a single server, the first round trip of a synchronous caller's read
+//! (the `GET` with its access recorded, or the probe of `head` and ranged reads) therefore goes
+//! through a blocking connection on the caller's own thread, as a plain synchronous `GET`
+//! would; a chunked item goes on through the multiplexed connection. The blocking connections
+//! are opened as concurrent synchronous callers need them, at most
+//! [`MAX_BLOCKING_CONNECTIONS`] per backend (a caller that finds none free takes the
+//! multiplexed connection), with the same timeouts; one that failed or timed out is closed.
+//! A process with one synchronous thread thus holds two connections to Redis. A cluster has
+//! no blocking path (the blocking cluster client retries a command that timed out, so a hung
+//! node would cost several response timeouts).
 //!
 //! # Capabilities
 //!
@@ -178,28 +211,34 @@
 //!
 //! `backend` (the `StoreBackend` implementation, dispatching), `reader`, `writer`, `deleter`,
 //! `lister` (listing and sweeping), `access` (access tracking), `manifest` (the bounds of
-//! chunked items), `keys` (Redis key names), `lua` (the scripts), `conn` (connections),
-//! `config` and `error`.
+//! chunked items), `keys` (Redis key names), `lua` (the scripts), `conn` (connections, with
+//! the retries of `retry`), `blocking` (synchronous callers' reads), `config`, `location`
+//! (passwords in URLs) and `error`.
 
 #![forbid(unsafe_code)]
 
 mod access;
 mod backend;
+mod blocking;
 mod config;
 mod conn;
 mod deleter;
 mod error;
 mod keys;
 mod lister;
+mod location;
 mod lua;
 mod manifest;
 mod reader;
+mod retry;
 mod writer;
 
 pub use backend::RedisBackend;
+pub use blocking::MAX_BLOCKING_CONNECTIONS;
 pub use config::{
     AccessTracking, DEFAULT_CHUNK_GRACE, DEFAULT_CHUNK_SIZE, DEFAULT_CONNECTION_TIMEOUT,
-    DEFAULT_MAX_ITEM_SIZE, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT, MAX_CHUNK_SIZE, RedisConfig,
+    DEFAULT_MAX_ITEM_SIZE, DEFAULT_PREFIX, DEFAULT_RESPONSE_TIMEOUT, DEFAULT_RETRY_BUSY,
+    MAX_CHUNK_SIZE, MAX_RETRY_BUSY, RedisConfig,
 };
 pub use manifest::MAX_CHUNKS;
 

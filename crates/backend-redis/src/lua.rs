@@ -43,6 +43,21 @@ end
 return 0
 ";
 
+/// The type and length of a data key, and (with a range) bytes of it when it holds a string,
+/// read together. Returns `{type}` for anything but a string, else `{type, length}`, and with
+/// a range `{type, length, bytes}`. (A script rather than a `MULTI`/`EXEC` transaction: one
+/// command instead of five, and no transaction for the client to unwind when the server
+/// refuses the `MULTI`.)
+///
+/// `KEYS`: data key. `ARGV`: nothing, or the first and last byte of the range.
+pub(crate) const PROBE: &str = r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'string' then return {kind} end
+local len = redis.call('STRLEN', KEYS[1])
+if #ARGV < 2 then return {kind, len} end
+return {kind, len, redis.call('GETRANGE', KEYS[1], ARGV[1], ARGV[2])}
+";
+
 /// Reads the manifest of a chunked item, without transferring long fields. Returns 0 when the
 /// key does not exist, 1 when it holds a string (a whole value), 2 when it holds anything else
 /// or a field longer than the limit (a corrupted item), else the fields `w`, `n`, `s`, `c` (nil
@@ -132,6 +147,25 @@ if ttl > 0 then redis.call('PEXPIRE', record, ttl) else redis.call('PERSIST', re
 return 1
 "
 );
+
+/// Creates a whole (unchunked) value unless the data key exists: `SET NX` (with `PX` for an
+/// expiry, so that a crashed holder's claim goes away), then the record, in one round trip.
+/// Returns 1 when created, 0 when the key exists.
+///
+/// `KEYS`: data key, record. `ARGV`: value, size, expiry in ms (0 for none), now in ms.
+pub(crate) const CREATE: &str = r"
+local data, record, ttl = KEYS[1], KEYS[2], tonumber(ARGV[3])
+local created
+if ttl > 0 then
+  created = redis.call('SET', data, ARGV[1], 'NX', 'PX', ttl)
+else
+  created = redis.call('SET', data, ARGV[1], 'NX')
+end
+if not created then return 0 end
+redis.call('HSET', record, 's', ARGV[2], 'a', ARGV[4])
+if ttl > 0 then redis.call('PEXPIRE', record, ttl) else redis.call('PERSIST', record) end
+return 1
+";
 
 /// Deletes items: data key, record and chunks. Returns how many items existed.
 ///

@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use cachette_core::plugin::{Bytes, GetOptions, GetResult, Key, bytes::BytesMut};
 use futures::{StreamExt, TryStreamExt, stream};
-use redis::{Cmd, RedisError, Value};
+use redis::{Cmd, Pipeline, RedisError, Value};
 
 use crate::access;
 use crate::backend::Inner;
@@ -26,8 +26,8 @@ const READ_ATTEMPTS: usize = 8;
 /// Chunks transferred at once for one item.
 pub(crate) const CHUNK_PARALLELISM: usize = 4;
 
-/// What reading a chunked item gave.
-enum ChunkRead {
+/// What reading an item gave.
+pub(crate) enum ChunkRead {
     /// The bytes read, and the item's whole size.
     Bytes(Bytes, u64),
     Missing,
@@ -50,37 +50,156 @@ enum ChunkFail {
     Short,
 }
 
+/// What a read asks for.
+#[derive(Debug, Clone)]
+pub(crate) enum Shape {
+    Whole,
+    Head,
+    Range(Range<u64>),
+}
+
+impl Shape {
+    pub(crate) fn of(options: &GetOptions) -> Shape {
+        if options.head {
+            Shape::Head
+        } else if let Some(range) = &options.range {
+            Shape::Range(range.clone())
+        } else {
+            Shape::Whole
+        }
+    }
+
+    /// The result of a read of this shape.
+    pub(crate) fn result(&self, bytes: Bytes, size: u64) -> GetResult {
+        match self {
+            Shape::Whole => GetResult::whole(bytes),
+            Shape::Head => GetResult::head(size),
+            Shape::Range(_) => GetResult::part(bytes, size),
+        }
+    }
+}
+
+/// What the first round trip of a read gave.
+pub(crate) enum First {
+    /// The item, whole, in part or its size; or that it is missing.
+    Read(ChunkRead),
+    /// The data key holds a manifest: the item is chunked.
+    Chunked,
+}
+
+/// The first round trip of a read, which answers it unless the item is chunked: a `GET` for a
+/// whole read; the [`lua::PROBE`] script (the type and length of the data key, and for a
+/// ranged read the bytes) otherwise. With `record`, the access is recorded in the same round
+/// trip.
+pub(crate) fn first_request(data: &str, shape: &Shape, record: Option<Cmd>) -> Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    match shape {
+        Shape::Whole => {
+            pipe.cmd("GET").arg(data);
+        }
+        Shape::Head => {
+            pipe.add_command(lua::eval(lua::PROBE, &[data]));
+        }
+        Shape::Range(range) => {
+            let mut probe = lua::eval(lua::PROBE, &[data]);
+            if range.end > range.start {
+                probe.arg(to_i64(range.start)).arg(to_i64(range.end - 1));
+            }
+            pipe.add_command(probe);
+        }
+    }
+    if let Some(record) = record {
+        pipe.add_command(record).ignore();
+    }
+    pipe
+}
+
+/// Reads the answer to [`first_request`].
+pub(crate) fn first_answer(data: &str, shape: &Shape, values: Vec<Value>) -> Res<First> {
+    let mut values = values.into_iter();
+    match shape {
+        Shape::Whole => match values.next().map(Value::extract_error) {
+            None | Some(Ok(Value::Nil)) => Ok(First::Read(ChunkRead::Missing)),
+            Some(Ok(Value::BulkString(bytes))) => {
+                let size = bytes.len() as u64;
+                Ok(First::Read(ChunkRead::Bytes(Bytes::from(bytes), size)))
+            }
+            Some(Ok(other)) => Err(unexpected("GET", &other).into()),
+            Some(Err(e)) if is_wrong_type(&e) => Ok(First::Chunked),
+            Some(Err(e)) => Err(e.into()),
+        },
+        Shape::Head | Shape::Range(_) => {
+            let fields = match values.next().map(Value::extract_error) {
+                Some(Ok(Value::Array(fields))) if (1..=3).contains(&fields.len()) => fields,
+                Some(Ok(other)) => return Err(unexpected("the probe script", &other).into()),
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(unexpected("the probe script", &Value::Nil).into()),
+            };
+            let mut fields = fields.into_iter();
+            let (kind, len) = (fields.next(), fields.next());
+            match type_name(kind)?.as_str() {
+                "none" => Ok(First::Read(ChunkRead::Missing)),
+                "string" => {
+                    let size = match len {
+                        Some(Value::Int(len)) => u64::try_from(len)
+                            .map_err(|_| unexpected("STRLEN", &Value::Int(len)))?,
+                        Some(other) => return Err(unexpected("STRLEN", &other).into()),
+                        None => return Err(unexpected("STRLEN", &Value::Nil).into()),
+                    };
+                    let bytes = match shape {
+                        Shape::Range(range) if range.end > range.start => match fields.next() {
+                            Some(Value::BulkString(bytes)) => Bytes::from(bytes),
+                            Some(Value::Nil) => Bytes::new(),
+                            Some(other) => return Err(unexpected("GETRANGE", &other).into()),
+                            None => return Err(unexpected("GETRANGE", &Value::Nil).into()),
+                        },
+                        _ => Bytes::new(),
+                    };
+                    Ok(First::Read(ChunkRead::Bytes(bytes, size)))
+                }
+                "hash" => Ok(First::Chunked),
+                other => Err(corrupted(data, &format!("the key holds a {other}"))),
+            }
+        }
+    }
+}
+
 impl Inner {
-    /// Reads as `options` say; see [`GetOptions`].
-    pub(crate) async fn get(&self, key: &Key, options: GetOptions) -> Res<Option<GetResult>> {
+    /// Reads as `options` say; see [`GetOptions`]. With `chunked`, the item is known to be
+    /// chunked and its access (if asked) already recorded: the read starts on its manifest.
+    pub(crate) async fn get(
+        &self,
+        key: &Key,
+        options: GetOptions,
+        chunked: bool,
+    ) -> Res<Option<GetResult>> {
         let data = self.layout.data(key);
+        let shape = Shape::of(&options);
         let mut conn = self.connector.conn().await?;
         // The access is recorded once, by the first attempt's round trip.
-        let mut record = if options.record_access {
+        let mut record = if options.record_access && !chunked {
             let stored = self.stored_access(&mut conn).await?;
             Some(access::record_cmd(stored, &data))
         } else {
             None
         };
+        let mut skip_first = chunked;
         for _ in 0..READ_ATTEMPTS {
-            let step = if options.head {
-                self.head(&mut conn, &data, record.take()).await?
-            } else if let Some(range) = &options.range {
-                self.range(&mut conn, &data, range.clone(), record.take())
-                    .await?
+            let first = if std::mem::take(&mut skip_first) {
+                First::Chunked
             } else {
-                self.whole(&mut conn, &data, record.take()).await?
+                let values: Vec<Value> = first_request(&data, &shape, record.take())
+                    .query_async(&mut conn)
+                    .await?;
+                first_answer(&data, &shape, values)?
+            };
+            let step = match first {
+                First::Read(step) => step,
+                First::Chunked => self.chunked(&mut conn, &data, &shape).await?,
             };
             match step {
-                ChunkRead::Bytes(bytes, size) => {
-                    return Ok(Some(if options.head {
-                        GetResult::head(size)
-                    } else if options.range.is_some() {
-                        GetResult::part(bytes, size)
-                    } else {
-                        GetResult::whole(bytes)
-                    }));
-                }
+                ChunkRead::Bytes(bytes, size) => return Ok(Some(shape.result(bytes, size))),
                 ChunkRead::Missing => return Ok(None),
                 ChunkRead::Changed => continue,
             }
@@ -88,127 +207,16 @@ impl Inner {
         Err(kept_changing())
     }
 
-    /// A whole read: one `GET` of the data key (with the access, when recorded, in the same
-    /// round trip), then the chunks if it holds a manifest.
-    async fn whole(&self, conn: &mut Conn, data: &str, record: Option<Cmd>) -> Res<ChunkRead> {
-        let answer = match record {
-            Some(record) => {
-                let mut pipe = redis::pipe();
-                pipe.ignore_errors()
-                    .cmd("GET")
-                    .arg(data)
-                    .add_command(record)
-                    .ignore();
-                let values: Vec<Value> = pipe.query_async(conn).await?;
-                values
-                    .into_iter()
-                    .next()
-                    .unwrap_or(Value::Nil)
-                    .extract_error()
-            }
-            None => redis::cmd("GET").arg(data).query_async::<Value>(conn).await,
-        };
-        match answer {
-            Ok(Value::Nil) => Ok(ChunkRead::Missing),
-            Ok(Value::BulkString(bytes)) => {
-                let size = bytes.len() as u64;
-                Ok(ChunkRead::Bytes(Bytes::from(bytes), size))
-            }
-            Ok(other) => Err(unexpected("GET", &other).into()),
-            Err(e) if is_wrong_type(&e) => self.read_chunked(conn, data, None).await,
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// The size only: the type and length of the data key in one transaction, or the
-    /// manifest's size.
-    async fn head(&self, conn: &mut Conn, data: &str, record: Option<Cmd>) -> Res<ChunkRead> {
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .ignore_errors()
-            .cmd("TYPE")
-            .arg(data)
-            .cmd("STRLEN")
-            .arg(data);
-        if let Some(record) = record {
-            pipe.add_command(record).ignore();
-        }
-        let values: Vec<Value> = pipe.query_async(conn).await?;
-        let mut values = values.into_iter();
-        let (kind, len) = (values.next(), values.next());
-        match type_name(kind)?.as_str() {
-            "none" => Ok(ChunkRead::Missing),
-            "string" => match len.map(Value::extract_error) {
-                Some(Ok(Value::Int(len))) => {
-                    let size =
-                        u64::try_from(len).map_err(|_| unexpected("STRLEN", &Value::Int(len)))?;
-                    Ok(ChunkRead::Bytes(Bytes::new(), size))
-                }
-                Some(Ok(other)) => Err(unexpected("STRLEN", &other).into()),
-                Some(Err(e)) => Err(e.into()),
-                None => Err(unexpected("STRLEN", &Value::Nil).into()),
-            },
-            "hash" => Ok(match self.manifest(conn, data).await? {
+    /// The read of a chunked item: its manifest's size for `head`, else its chunks.
+    async fn chunked(&self, conn: &mut Conn, data: &str, shape: &Shape) -> Res<ChunkRead> {
+        match shape {
+            Shape::Head => Ok(match self.manifest(conn, data).await? {
                 Lookup::Found(m) => ChunkRead::Bytes(Bytes::new(), m.size),
                 Lookup::Missing => ChunkRead::Missing,
                 Lookup::Changed => ChunkRead::Changed,
             }),
-            other => Err(corrupted(data, &format!("the key holds a {other}"))),
-        }
-    }
-
-    /// A ranged read: the type, the length and the bytes of a whole value in one transaction
-    /// (`GETRANGE`), or the chunks the range overlaps.
-    async fn range(
-        &self,
-        conn: &mut Conn,
-        data: &str,
-        range: Range<u64>,
-        record: Option<Cmd>,
-    ) -> Res<ChunkRead> {
-        let empty = range.end <= range.start;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .ignore_errors()
-            .cmd("TYPE")
-            .arg(data)
-            .cmd("STRLEN")
-            .arg(data);
-        if !empty {
-            pipe.cmd("GETRANGE")
-                .arg(data)
-                .arg(to_i64(range.start))
-                .arg(to_i64(range.end - 1));
-        }
-        if let Some(record) = record {
-            pipe.add_command(record).ignore();
-        }
-        let values: Vec<Value> = pipe.query_async(conn).await?;
-        let mut values = values.into_iter();
-        let (kind, len, bytes) = (values.next(), values.next(), values.next());
-        match type_name(kind)?.as_str() {
-            "none" => Ok(ChunkRead::Missing),
-            "string" => {
-                let size = match len.map(Value::extract_error) {
-                    Some(Ok(Value::Int(len))) => {
-                        u64::try_from(len).map_err(|_| unexpected("STRLEN", &Value::Int(len)))?
-                    }
-                    Some(Ok(other)) => return Err(unexpected("STRLEN", &other).into()),
-                    Some(Err(e)) => return Err(e.into()),
-                    None => return Err(unexpected("STRLEN", &Value::Nil).into()),
-                };
-                let bytes = match bytes.map(Value::extract_error) {
-                    None if empty => Bytes::new(),
-                    Some(Ok(Value::BulkString(bytes))) => Bytes::from(bytes),
-                    Some(Ok(Value::Nil)) => Bytes::new(),
-                    Some(Ok(other)) => return Err(unexpected("GETRANGE", &other).into()),
-                    Some(Err(e)) => return Err(e.into()),
-                    None => return Err(unexpected("GETRANGE", &Value::Nil).into()),
-                };
-                Ok(ChunkRead::Bytes(bytes, size))
-            }
-            "hash" => self.read_chunked(conn, data, Some(range)).await,
-            other => Err(corrupted(data, &format!("the key holds a {other}"))),
+            Shape::Whole => self.read_chunked(conn, data, None).await,
+            Shape::Range(range) => self.read_chunked(conn, data, Some(range.clone())).await,
         }
     }
 

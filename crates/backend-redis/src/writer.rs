@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use cachette_core::plugin::{BackendError, Blob, ErrorKind, Key, PutOutcome};
 use futures::{StreamExt, TryStreamExt, stream};
-use redis::{RedisError, Value};
+use redis::RedisError;
 
 use crate::access::now_ms;
 use crate::backend::Inner;
 use crate::conn::Conn;
-use crate::error::{Res, unexpected};
+use crate::error::Res;
 use crate::keys;
 use crate::lua;
 use crate::manifest::MAX_CHUNKS;
@@ -71,8 +71,8 @@ impl Inner {
         Ok(PutOutcome::Created)
     }
 
-    /// `SET NX` (with `PX` for an expiry, so that a crashed holder's claim goes away), then
-    /// the record.
+    /// `SET NX` (with `PX` for an expiry, so that a crashed holder's claim goes away) and the
+    /// record, in one script.
     async fn create_whole(
         &self,
         conn: &mut Conn,
@@ -80,38 +80,18 @@ impl Inner {
         value: &[u8],
         ttl: Option<u64>,
     ) -> Res<PutOutcome> {
-        let mut set = redis::cmd("SET");
-        set.arg(data).arg(value).arg("NX");
-        if let Some(ms) = ttl {
-            set.arg("PX").arg(ms);
-        }
-        let created = match set.query_async::<Value>(conn).await? {
-            Value::Nil => false,
-            Value::Okay => true,
-            Value::SimpleString(s) if s == "OK" => true,
-            other => return Err(unexpected("SET NX", &other).into()),
-        };
-        if !created {
-            return Ok(PutOutcome::AlreadyExists);
-        }
-        let record = keys::record(data);
-        let mut pipe = redis::pipe();
-        pipe.cmd("HSET")
-            .arg(&record)
-            .arg("s")
+        let created: i64 = lua::eval(lua::CREATE, &[data, keys::record(data).as_str()])
+            .arg(value)
             .arg(value.len())
-            .arg("a")
+            .arg(ttl.unwrap_or(0))
             .arg(now_ms())
-            .ignore();
-        match ttl {
-            Some(ms) => pipe.cmd("PEXPIRE").arg(&record).arg(ms).ignore(),
-            None => pipe.cmd("PERSIST").arg(&record).ignore(),
-        };
-        // The item is created whatever happens to its record: listing does without it.
-        if let Err(e) = pipe.query_async::<()>(conn).await {
-            tracing::debug!(target: "cachette", "redis: cannot write the record of {data}: {e}");
-        }
-        Ok(PutOutcome::Created)
+            .query_async(conn)
+            .await?;
+        Ok(if created == 1 {
+            PutOutcome::Created
+        } else {
+            PutOutcome::AlreadyExists
+        })
     }
 
     /// Writes the chunks (with the grace expiry), then publishes them with the manifest.

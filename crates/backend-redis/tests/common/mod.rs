@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub(crate) mod proxy;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -236,7 +238,10 @@ impl Server {
         }
         let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
         let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+        // A server with a password answers, but refuses the command.
+        s.write_all(b"PING\r\n").is_ok()
+            && s.read_exact(&mut buf).is_ok()
+            && (&buf == b"+PONG\r\n" || &buf == b"-NOAUTH")
     }
 
     /// The URL of the server, with `query` appended.
@@ -267,5 +272,158 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A free port on loopback.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A Redis Cluster of its own, each master behind a [`proxy::Proxy`] that it announces as its
+/// address: a cluster client that connects through the proxies reaches every master through
+/// them, so that the proxies see every command it sends. The masters talk to each other
+/// directly.
+pub(crate) struct ProxiedCluster {
+    pub(crate) proxies: Vec<proxy::Proxy>,
+    servers: Vec<Server>,
+    node_files: Vec<std::path::PathBuf>,
+}
+
+impl ProxiedCluster {
+    /// Starts `masters` masters sharing the 16384 slots, and waits until the cluster is up.
+    pub(crate) fn start(bin: &str, masters: usize) -> ProxiedCluster {
+        let tag = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        let mut servers = Vec::new();
+        let mut buses = Vec::new();
+        let mut node_files = Vec::new();
+        for i in 0..masters {
+            let bus = free_port().to_string();
+            let file = format!("cachette-nodes-{tag}-{i}.conf");
+            node_files.push(std::env::temp_dir().join(&file));
+            servers.push(Server::start(
+                bin,
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &file,
+                    "--cluster-port",
+                    &bus,
+                    "--cluster-announce-ip",
+                    "127.0.0.1",
+                ],
+            ));
+            buses.push(bus);
+        }
+        let proxies: Vec<proxy::Proxy> = servers
+            .iter()
+            .map(|s| proxy::Proxy::start((Ipv4Addr::LOCALHOST, s.port).into()))
+            .collect();
+        let mut conns: Vec<redis::Connection> = servers
+            .iter()
+            .map(|s| {
+                redis::Client::open(format!("redis://127.0.0.1:{}", s.port))
+                    .and_then(|c| c.get_connection())
+                    .expect("a connection to a cluster node")
+            })
+            .collect();
+        for (i, conn) in conns.iter_mut().enumerate() {
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("cluster-announce-port")
+                .arg(proxies[i].port)
+                .query(conn)
+                .expect("CONFIG SET cluster-announce-port");
+            let (first, last) = (16384 * i / masters, 16384 * (i + 1) / masters - 1);
+            let _: () = redis::cmd("CLUSTER")
+                .arg("ADDSLOTSRANGE")
+                .arg(first)
+                .arg(last)
+                .query(conn)
+                .expect("CLUSTER ADDSLOTSRANGE");
+        }
+        for i in 1..masters {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("MEET")
+                .arg("127.0.0.1")
+                .arg(servers[i].port)
+                .arg(&buses[i])
+                .query(&mut conns[0])
+                .expect("CLUSTER MEET");
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = conns.iter_mut().all(|conn| {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query(conn)
+                    .unwrap_or_default();
+                let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query(conn)
+                    .unwrap_or_default();
+                info.contains("cluster_state:ok")
+                    && info.contains(&format!("cluster_known_nodes:{masters}"))
+                    && slots.len() == masters
+            });
+            if up {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the cluster did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ProxiedCluster {
+            proxies,
+            servers,
+            node_files,
+        }
+    }
+
+    /// The `redis+cluster://` URL of the cluster through its proxies.
+    pub(crate) fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .proxies
+            .iter()
+            .map(|p| format!("127.0.0.1:{}", p.port))
+            .collect();
+        format!("redis+cluster://{}/", hosts.join(","))
+    }
+
+    /// The keys matching `pattern` on every master, read directly (not through the proxies).
+    pub(crate) fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut keys = Vec::new();
+        for s in &self.servers {
+            let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}", s.port))
+                .and_then(|c| c.get_connection())
+                .expect("a connection to a cluster node");
+            let found: Vec<String> = redis::cmd("KEYS")
+                .arg(pattern)
+                .query(&mut conn)
+                .expect("KEYS");
+            keys.extend(found);
+        }
+        keys
+    }
+}
+
+impl Drop for ProxiedCluster {
+    fn drop(&mut self) {
+        self.proxies.clear();
+        for s in &mut self.servers {
+            s.stop();
+        }
+        for file in &self.node_files {
+            let _ = std::fs::remove_file(file);
+        }
     }
 }
