@@ -49,8 +49,8 @@ pub struct Options {
     #[serde(skip_serializing_if = "is_true")]
     pub compute_once: bool,
     /// Whether a memory-mapped load checks its arrays against their block checksums
-    /// (`verify_maps`, default `true`). Checking reads every page of the arrays once (about
-    /// a tenth of a second per gigabyte from the page cache), which a map otherwise defers to
+    /// (`verify_maps`, default `true`). Checking reads every page of the arrays once (185 ms
+    /// for 1 GiB from the page cache on a shared 2-core machine), which a map otherwise defers to
     /// the first use. Turn it off only for a store nobody else writes to. Strict mode checks
     /// whatever this says. See [`MemoryBuilder::verify_maps`](crate::MemoryBuilder::verify_maps).
     #[serde(skip_serializing_if = "is_true")]
