@@ -19,7 +19,7 @@
 //! - **Whole or nothing.** A write goes to a temporary file in the item's own folder, which is
 //!   then renamed into place. A reader sees the old item, the new item, or no item, never part of
 //!   one, whatever the number of threads and processes writing the same key.
-//! - **Atomic create.** [`PutMode::Create`] publishes the temporary file with a hard link, which
+//! - **Atomic create.** [`PutMode::Create`](cachette_core::plugin::PutMode::Create) publishes the temporary file with a hard link, which
 //!   fails if the name exists: exactly one racer wins.
 //! - **Confined keys.** Keys are validated by [`Key`]: empty segments, `.`, `..`, absolute paths,
 //!   backslashes and NUL bytes are refused with a clear error, so no key names a file outside the

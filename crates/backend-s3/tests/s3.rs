@@ -4,56 +4,27 @@
 //! Tests that need the server skip (saying so) when `CACHETTE_TEST_S3_ENDPOINT` is not set, and
 //! fail under `CI=true`.
 
+mod support;
+
 use std::convert::Infallible;
 use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cachette_core::plugin::chrono::TimeDelta;
-use cachette_core::plugin::testkit::{self, unique_root};
+use cachette_core::plugin::testkit;
 use cachette_core::plugin::{
     BackendConfig, Bytes, DateTime, DynBackend, ErrorKind, GetOptions, ItemInfo, Key, Prefix,
     PutOutcome, StoreBackend, StoreBackendExt, Utc, block_on,
 };
-use cachette_core::{FuncId, MemorizedFunc, MemorizedResult, Memory, Report, Reporter, SizeLimits};
+use cachette_core::{FuncId, MemorizedFunc, MemorizedResult, Memory, SizeLimits};
 use cachette_s3::object_store::path::Path;
 use cachette_s3::object_store::{ObjectStore, ObjectStoreExt};
 use cachette_s3::{LOG_DIR, MARKER_DIR, S3Backend, S3Config};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
-
-struct Server {
-    endpoint: String,
-    bucket: String,
-}
-
-fn server() -> Option<Server> {
-    cachette_s3::link();
-    let endpoint = testkit::server_from_env("CACHETTE_TEST_S3_ENDPOINT")?;
-    let bucket =
-        std::env::var("CACHETTE_TEST_S3_BUCKET").unwrap_or_else(|_| "cachette-test".to_owned());
-    Some(Server { endpoint, bucket })
-}
-
-impl Server {
-    fn config(&self, tag: &str) -> S3Config {
-        S3Config::new(&self.bucket)
-            .with_prefix(unique_root(tag))
-            .with_endpoint(&self.endpoint)
-            .with_allow_http(true)
-    }
-
-    /// A URL written by hand, as a user would.
-    fn url(&self, tag: &str) -> String {
-        format!(
-            "s3://{}/{}?endpoint={}&allow_http=true",
-            self.bucket,
-            unique_root(tag),
-            self.endpoint
-        )
-    }
-}
+use support::{capture_warnings, server};
 
 fn key(s: &str) -> Key {
     Key::new(s).unwrap()
@@ -81,17 +52,6 @@ fn wipe(memory: &Memory) {
     })
     .unwrap()
     .unwrap();
-}
-
-fn capture_warnings() -> (Reporter, Arc<Mutex<Vec<String>>>) {
-    let warnings = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&warnings);
-    let reporter = Reporter::new(move |report| {
-        if let Report::Warning(w) = report {
-            sink.lock().unwrap().push(w.clone());
-        }
-    });
-    (reporter, warnings)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,26 +5,16 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cachette_core::Memory;
 use cachette_core::plugin::{
     Bytes, DynBackend, ErrorKind, Key, Prefix, StoreBackendExt as _, block_on,
 };
-use cachette_core::{Memory, Report, Reporter};
+use support::capture_warnings;
 use support::proxy::Proxy;
-
-fn capture_warnings() -> (Reporter, Arc<Mutex<Vec<String>>>) {
-    let warnings = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&warnings);
-    let reporter = Reporter::new(move |report| {
-        if let Report::Warning(w) = report {
-            sink.lock().unwrap().push(w.clone());
-        }
-    });
-    (reporter, warnings)
-}
 
 #[test]
 fn calls_ride_out_a_burst_of_slow_downs() {

@@ -263,7 +263,7 @@ impl MemoryBuilder {
     /// Puts a local tier in front of the store: a location (a path, or any URL; usually the
     /// local disk) that keeps a copy of the entries read or written, so that hits are served
     /// locally and, on the local disk, arrays can be memory-mapped. Reads that miss locally go
-    /// to the store and are copied down; writes go to both. See [`Tiered`]. It is a
+    /// to the store and are copied down; writes go to both. See [`Tiered`](crate::layers::Tiered). It is a
     /// [`TieredLayer`] around the stack built so far (see [`layer`](Self::layer)).
     pub fn local_tier(mut self, location: impl Into<String>) -> Self {
         self.layers
@@ -272,7 +272,7 @@ impl MemoryBuilder {
     }
 
     /// Retries the store's operations that fail with a transient error (unreachable, timed
-    /// out), as `policy` says; see [`Retry`]. It is a [`RetryLayer`] around the stack built so far (see
+    /// out), as `policy` says; see [`Retry`](crate::layers::Retry). It is a [`RetryLayer`] around the stack built so far (see
     /// [`layer`](Self::layer)): give it before [`local_tier`](Self::local_tier) to retry only
     /// the store behind the tier, as a config file does.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
@@ -292,7 +292,7 @@ impl MemoryBuilder {
     /// callers miss the same key at once, one computes and the others wait for its entry, then
     /// load it: threads and async tasks of this process, and other processes and machines that
     /// share the store. Hits cost nothing more: all of it happens after a miss. Functions can
-    /// override it ([`MemorizedFunc::compute_once`]).
+    /// override it ([`MemorizedFunc::compute_once`](crate::MemorizedFunc::compute_once)).
     ///
     /// - **In a process**, the first caller to miss a key computes it; the others wait (async
     ///   callers without blocking their runtime), then load its entry.
@@ -312,7 +312,7 @@ impl MemoryBuilder {
     ///   and an error that repeats reaches each caller in turn). When the output cannot be
     ///   stored, the waiters of the process compute their own at once.
     ///
-    /// Forced runs ([`MemorizedFunc::call`], `force_call_with`) never wait.
+    /// Forced runs ([`MemorizedFunc::call`](crate::MemorizedFunc::call), `force_call_with`) never wait.
     pub fn compute_once(mut self, on: bool) -> Self {
         self.options.compute_once = on;
         self
@@ -359,7 +359,7 @@ impl MemoryBuilder {
     }
 
     /// Strict mode (off by default): the fallible methods of memoized functions
-    /// ([`MemorizedFunc::try_eval`], [`try_call_with`](MemorizedFunc::try_call_with), and the
+    /// ([`MemorizedFunc::try_eval`](crate::MemorizedFunc::try_eval), [`try_call_with`](crate::MemorizedFunc::try_call_with), and the
     /// other `try_` methods) return the faults of the store as errors
     /// ([`CallError::Store`](crate::CallError::Store)) instead of warning and computing.
     ///
@@ -373,7 +373,7 @@ impl MemoryBuilder {
     /// that cannot be taken (the call computes without waiting), the wait timeout, and a result
     /// stored but not mapped back. The infallible methods (`eval`, `call_with`, ...) cannot
     /// return an error, so they warn and compute in every mode. Functions can override it
-    /// ([`MemorizedFunc::strict`]); `#[memoize(strict)]` makes a function returning a
+    /// ([`MemorizedFunc::strict`](crate::MemorizedFunc::strict)); `#[memoize(strict)]` makes a function returning a
     /// `Result` strict.
     pub fn strict(mut self, on: bool) -> Self {
         self.options.strict = on;

@@ -1,4 +1,4 @@
-//! Whole configurations of a [`Memory`]: read from a TOML file, overridden by the environment,
+//! Whole configurations of a [`Memory`](crate::Memory): read from a TOML file, overridden by the environment,
 //! and shipped between machines.
 //!
 //! A [`MemoryConfig`] names the store (a URL, or a `[backend]` section tagged by `type`) and the
@@ -29,7 +29,7 @@
 //!
 //! # Precedence
 //!
-//! [`Memory::from_config`] and [`Memory::from_env`] look in this order, first match first:
+//! [`Memory::from_config`](crate::Memory::from_config) and [`Memory::from_env`](crate::Memory::from_env) look in this order, first match first:
 //!
 //! 1. `CACHETTE_CONFIG`, a config file's path, replaces the file named in code;
 //! 2. `CACHETTE_LOCATION`, a URL or path, replaces the store the file names (its `location` or

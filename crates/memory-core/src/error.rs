@@ -15,7 +15,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum ErrorKind {
     /// The key is not acceptable to the backend (escapes the location, empty, NUL, …).
     InvalidKey,
-    /// The backend does not offer this operation (see [`crate::Capabilities`]).
+    /// The backend does not offer this operation (see [`Capabilities`](crate::plugin::Capabilities)).
     Unsupported,
     /// The backend's configuration is wrong (bad URL, missing bucket, …).
     ConfigInvalid,

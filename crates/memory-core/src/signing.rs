@@ -39,7 +39,7 @@ pub struct SigningKey {
 }
 
 impl SigningKey {
-    /// A key from a secret of at least [`MIN_SECRET_LEN`] bytes (a long random string, say,
+    /// A key from a secret of at least 16 bytes (a long random string, say,
     /// kept out of the code: in a config file readable only by its users, or in the
     /// environment).
     pub fn new(secret: impl Into<String>) -> Result<SigningKey> {
@@ -60,7 +60,7 @@ impl SigningKey {
     }
 
     /// This key, accepting also the signatures of the keys of `previous` (secrets of at least
-    /// [`MIN_SECRET_LEN`] bytes), for a rotation: readers take both while writers move to the
+    /// 16 bytes), for a rotation: readers take both while writers move to the
     /// new key.
     pub fn with_previous<I, S>(mut self, previous: I) -> Result<SigningKey>
     where

@@ -40,6 +40,16 @@ impl Server {
         self.config_via(&self.endpoint, tag)
     }
 
+    /// The URL of a fresh prefix of the test bucket, written by hand, as a user would.
+    pub(crate) fn url(&self, tag: &str) -> String {
+        format!(
+            "s3://{}/{}?endpoint={}&allow_http=true",
+            self.bucket,
+            unique_root(tag),
+            self.endpoint
+        )
+    }
+
     /// Creates a bucket of its own on the test server (deleted by [`Bucket`]'s `drop`, once
     /// emptied), so that a test with many objects neither sees nor slows the others.
     pub(crate) fn own_bucket(&self, tag: &str) -> Bucket {
@@ -102,4 +112,19 @@ fn raw_request(endpoint: &str, method: &str, path: &str) -> u16 {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
+}
+
+/// A reporter that keeps the warnings it is given, and those warnings.
+pub(crate) fn capture_warnings() -> (
+    cachette_core::Reporter,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    let warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&warnings);
+    let reporter = cachette_core::Reporter::new(move |report| {
+        if let cachette_core::Report::Warning(w) = report {
+            sink.lock().unwrap().push(w.clone());
+        }
+    });
+    (reporter, warnings)
 }

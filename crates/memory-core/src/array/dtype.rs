@@ -10,7 +10,7 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// The element types an [`Array`] can hold.
+/// The element types an [`Array`](crate::Array) can hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DType {
@@ -94,7 +94,7 @@ impl FromStr for DType {
     }
 }
 
-/// A number type an [`Array`] can hold: `u8`, `i8`, `u16`, `i16`, `u32`, `i32`, `u64`, `i64`,
+/// A number type an [`Array`](crate::Array) can hold: `u8`, `i8`, `u16`, `i16`, `u32`, `i32`, `u64`, `i64`,
 /// `f32` and `f64`. Sealed: every bit pattern of these types is a valid value and they have no
 /// padding, which is what lets arrays view stored bytes in place.
 pub trait Element:
@@ -147,12 +147,12 @@ element! {
 #[serde(into = "&'static str", try_from = "String")]
 pub enum MmapMode {
     /// No map: the entry is read into memory (`"none"`). Arrays view that buffer;
-    /// [`Array::make_mut`] copies an array before its first write.
+    /// [`Array::make_mut`](crate::Array::make_mut) copies an array before its first write.
     #[default]
     None,
     /// `"r"`: arrays view a read-only map of the entry file. Loading takes microseconds
     /// whatever the size, pages are read when touched and shared between processes. Nothing can
-    /// write through the view: [`Array::get_mut`] is `None`.
+    /// write through the view: [`Array::get_mut`](crate::Array::get_mut) is `None`.
     ReadOnly,
     /// `"c"`: each array is a private map of its region. Writes change only this process's
     /// copy of the touched pages; the stored entry is unchanged.

@@ -78,7 +78,6 @@ enum Data<T: Element> {
 }
 
 /// An n-dimensional array of numbers, in row-major order, that is stored raw and loaded in place.
-/// See the [module documentation](self).
 ///
 /// ```
 /// use cachette_core::Array;

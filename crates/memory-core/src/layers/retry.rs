@@ -82,7 +82,7 @@ impl RetryPolicy {
 ///   whose first attempt created the item but whose answer was lost reports
 ///   [`PutOutcome::AlreadyExists`] on the retry.
 ///
-/// [`ErrorKind::is_usually_temporary`]: crate::ErrorKind::is_usually_temporary
+/// [`ErrorKind::is_usually_temporary`]: crate::error::ErrorKind::is_usually_temporary
 #[derive(Debug)]
 pub struct Retry {
     inner: DynBackend,
