@@ -25,7 +25,7 @@ use crate::entry::Metadata;
 use crate::error::{EntryError, Error};
 use crate::key::{Key, grammar};
 use crate::memory::Shared;
-use crate::once::Landing;
+use crate::once::{Asker, Landing};
 use crate::reach::Reach;
 use crate::report::untrusted_within;
 use crate::result::{MemorizedResult, NotMemorizedResult, Shelved};
@@ -327,7 +327,11 @@ impl<R, F> Call<'_, R, F> {
         run: impl AsyncFnOnce() -> Result<(T, bool), Failed<E, S>>,
     ) -> Result<T, Failed<E, S>> {
         let once = &self.shared.once;
-        let turn = once.turn(self.reach, key, self.name(), absent).await;
+        let asker = Asker {
+            name: self.name(),
+            warned: &self.warned,
+        };
+        let turn = once.turn(self.reach, key, asker, absent).await;
         if turn.load_first {
             match probe().await {
                 Ok(Some(found)) => {
