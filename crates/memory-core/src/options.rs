@@ -346,4 +346,24 @@ mod tests {
         };
         assert!(zero.validate().unwrap_err().contains("lease_secs"));
     }
+
+    #[test]
+    fn breaker_keys_load_and_default_to_on() {
+        let defaults = Options::default();
+        assert_eq!(defaults.breaker_threshold, 5);
+        assert_eq!(defaults.breaker_cooldown, Duration::from_secs(30));
+        // A file without the keys (written before them) loads with the defaults.
+        assert_eq!(
+            toml::from_str::<Options>("verbose = 1")
+                .unwrap()
+                .breaker_threshold,
+            5
+        );
+        let off: Options =
+            toml::from_str("breaker_threshold = 0\nbreaker_cooldown_secs = 2.5").unwrap();
+        assert_eq!(off.breaker_threshold, 0);
+        assert_eq!(off.breaker_cooldown, Duration::from_millis(2500));
+        let text = toml::to_string(&off).unwrap();
+        assert_eq!(text, "breaker_threshold = 0\nbreaker_cooldown_secs = 2.5\n");
+    }
 }
