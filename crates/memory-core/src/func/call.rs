@@ -27,13 +27,10 @@ use crate::key::{Key, grammar};
 use crate::memory::Shared;
 use crate::once::{Asker, Landing};
 use crate::reach::Reach;
-use crate::report::untrusted_within;
+use crate::report::{WARNING_LEN, untrusted_within};
 use crate::result::{MemorizedResult, NotMemorizedResult, Shelved};
 use crate::store::{EntryStore, IdentityCheck, StoredIdentity};
 use crate::validation::Validation;
-
-/// The most characters of a warning about a fault.
-const WARNING_LEN: usize = 300;
 
 /// The longest readable form of one argument kept in metadata and verbose output.
 pub(super) const READABLE_ARG_LEN: usize = 200;

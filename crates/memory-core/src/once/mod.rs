@@ -406,8 +406,10 @@ impl Once {
         if func.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
             tracing::debug!(target: "cachette", "{warning}");
         } else {
-            self.reporter
-                .warn(crate::report::untrusted_within(&warning, 300));
+            self.reporter.warn(crate::report::untrusted_within(
+                &warning,
+                crate::report::WARNING_LEN,
+            ));
         }
     }
 }
