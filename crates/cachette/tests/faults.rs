@@ -99,7 +99,12 @@ fn a_full_disk_warns_returns_outputs_and_recovers() {
         assert_eq!(f.eval(i), vec![i as u8; 300 << 10]);
     }
     let w = warnings.lock().unwrap().clone();
-    assert!(w.iter().any(|w| w.contains("cannot store")), "{w:?}");
+    // One warning per faulty call: its first fault, the claim's or the write's.
+    assert!(
+        w.iter()
+            .any(|w| w.contains("cannot store") || w.contains("cannot claim")),
+        "{w:?}"
+    );
     // Whatever is stored is whole: every hit gives the right value.
     for i in 0..12 {
         if f.check_call_in_cache(&i) {
@@ -172,7 +177,10 @@ fn a_read_only_location_serves_hits_and_computes_misses() {
         "and cannot be stored"
     );
     let w = warnings.lock().unwrap().clone();
-    assert!(w.iter().any(|w| w.contains("cannot store")), "{w:?}");
+    // One warning per call that meets the fault: its first (the claim, then the write).
+    assert!(w.iter().any(|w| w.contains("permission denied")), "{w:?}");
+    let faulty = w.iter().filter(|w| w.contains("permission denied")).count();
+    assert!(faulty <= 2, "one per miss: {w:?}");
     // Strict mode: the hit loads; the miss that cannot be stored is an error.
     let strict = Memory::builder().url(&loc).strict(true).build().unwrap();
     let f_strict = strict.cache_capturing(&twice).name("faults::twice");

@@ -16,6 +16,8 @@ pub(crate) enum Code {
     NotConfirmed,
     /// 64 (sysexits' `EX_USAGE`): the command line is wrong.
     Usage,
+    /// 5: `check` found the store readable but not writable.
+    ReadOnly,
 }
 
 impl Code {
@@ -26,6 +28,7 @@ impl Code {
             Code::Damaged => 3,
             Code::NotConfirmed => 4,
             Code::Usage => 64,
+            Code::ReadOnly => 5,
         }
     }
 
@@ -37,6 +40,7 @@ impl Code {
             Code::Damaged => "damaged",
             Code::NotConfirmed => "not_confirmed",
             Code::Usage => "usage",
+            Code::ReadOnly => "read_only",
         }
     }
 }

@@ -4,13 +4,15 @@
 //! `redis://host:port/db`) whose backend is enabled by this build's features, or a config file
 //! (`cachette.toml`, as `Memory::from_config` reads, without the environment's overrides).
 //!
-//! Reads (`inspect`, `show`, `verify`) create and change nothing. Deletions (`clear`,
+//! Reads (`inspect`, `show`, `verify`) create and change nothing; `check` writes one small item
+//! of its own under `cachette/_check/` and deletes it. Deletions (`clear`,
 //! `reduce-size`, `verify --delete`) print what they will delete, stop there with `--dry-run`,
 //! and ask first unless `--yes` is given. `--json` prints one JSON document instead of text.
 //! The exit codes are listed in [`EXIT_CODES`]; `docs/cli.md` documents it all.
 
 #![forbid(unsafe_code)]
 
+mod check;
 mod fail;
 mod human;
 mod inspect;
@@ -37,6 +39,7 @@ Exit codes:
   2   not found: the location, the function or the entry does not exist (or is ambiguous)
   3   damaged entries: `verify` found some (and did not delete them); `show` of a damaged entry
   4   not confirmed: the deletion was declined, or stdin is not a terminal and --yes is missing
+  5   read-only: `check` found the store readable but not writable
   64  usage: invalid arguments";
 
 /// Inspect, verify and prune a Cachette store.
@@ -93,6 +96,11 @@ enum Command {
         delete: bool,
         #[command(flatten)]
         careful: Careful,
+    },
+    /// Write, read back and delete one small item under cachette/_check/, and time each step.
+    Check {
+        /// The store: a folder, a URL or a config file.
+        location: String,
     },
     /// Delete every stored result, or those of some functions.
     Clear {
@@ -211,6 +219,7 @@ fn run(cli: Cli) -> Result<(String, Option<Code>)> {
             }
             verify::verify(&location, &func, delete, careful, json)
         }
+        Command::Check { location } => check::check(&location, json),
         Command::Clear {
             location,
             func,

@@ -662,3 +662,94 @@ fn unknown_schemes_name_the_feature() {
         .code(1)
         .stderr(predicate::str::contains("no backend for scheme `gopher`"));
 }
+
+#[test]
+fn check_writes_reads_and_deletes_one_item() {
+    for store in stores() {
+        let location = store.location.as_str();
+        if let Some(dir) = &store.dir {
+            // Like the other commands, it creates no store where there is none.
+            json(&["check", location], 2);
+            assert!(!dir.exists());
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        let doc = json(&["check", location], 0);
+        assert_eq!(doc["status"], "ok", "{doc}");
+        for step in ["write_ms", "read_ms", "delete_ms"] {
+            assert!(doc[step].as_f64().is_some(), "{step}: {doc}");
+        }
+        assert!(doc["error"].is_null(), "{doc}");
+        cachette(&["check", location])
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains(
+                "ok: written, read back and deleted",
+            ));
+        // Nothing is left behind, not even in the store's namespace.
+        assert_eq!(
+            store.memory.entries(None).unwrap().len(),
+            0,
+            "{location}: no entries"
+        );
+        if let Some(dir) = &store.dir {
+            let files: Vec<_> = walk_files(dir);
+            assert!(files.is_empty(), "{location}: {files:?}");
+        }
+    }
+}
+
+/// The files under `dir`, at any depth.
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let Ok(read) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in read {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk_files(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn check_reports_unreachable_and_read_only_stores() {
+    if cfg!(feature = "redis") {
+        // Nothing listens on port 1.
+        let out = cachette(&["check", "redis://127.0.0.1:1/0", "--json"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            doc["status"] == "unreachable" || doc["error"]["code"] == 1,
+            "{doc}"
+        );
+    } else {
+        eprintln!("SKIPPED: an unreachable Redis: this build has no `redis` feature");
+    }
+    // A read-only folder: a tmpfs mounted read-only (root ignores file modes).
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("ro");
+    std::fs::create_dir(&mnt).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs"])
+        .arg(&mnt)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!(
+            "SKIPPED: a read-only store: cannot mount a tmpfs here (it needs the right to mount)"
+        );
+        return;
+    }
+    let doc = json(&["check", mnt.to_str().unwrap()], 5);
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    assert_eq!(doc["status"], "read_only", "{doc}");
+    assert!(doc["read_ms"].as_f64().is_some(), "{doc}");
+    assert!(doc["write_ms"].is_null(), "{doc}");
+}

@@ -493,6 +493,34 @@ impl MemoryBuilder {
         self
     }
 
+    /// The circuit breaker: after `threshold` faults of the store in a row (5 by default),
+    /// calls skip the store for `cooldown` (30 seconds by default), computing and returning
+    /// their values without reading or writing it, so that an unreachable or hung store does
+    /// not cost its timeout on every call. One warning says when it opens, one line when it
+    /// closes. After the cool-down one call tries the store again (the others keep skipping
+    /// it); its first successful operation closes the breaker. While it is open, strict calls
+    /// (see [`strict`](Self::strict)) fail with a temporary
+    /// [`ErrorKind::Unavailable`](crate::error::ErrorKind::Unavailable) error instead.
+    /// Faults about one key or item (an invalid key, an item too large) do not count.
+    /// A `threshold` of 0 turns the breaker off. Config keys `breaker_threshold` and
+    /// `breaker_cooldown_secs`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use cachette_core::Memory;
+    /// let memory = Memory::builder()
+    ///     .url("memory://breaker-doc")
+    ///     .breaker(3, Duration::from_secs(60))
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = memory;
+    /// ```
+    pub fn breaker(mut self, threshold: u32, cooldown: Duration) -> Self {
+        self.options.breaker_threshold = threshold;
+        self.options.breaker_cooldown = cooldown;
+        self
+    }
+
     /// Builds a disabled `Memory` (joblib's `Memory(None)`).
     pub fn disabled(mut self) -> Self {
         self.disabled = true;
@@ -638,7 +666,13 @@ impl MemoryBuilder {
             signing,
             compress,
             options.max_decompressed_size,
-        );
+        )
+        .with_breaker(crate::breaker::Breaker::new(
+            options.breaker_threshold,
+            options.breaker_cooldown,
+            self.reporter.clone(),
+            &location,
+        ));
         let limits = options.size_limits();
         let interval = options.limits_interval;
         Ok(Memory {

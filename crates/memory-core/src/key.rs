@@ -140,6 +140,8 @@ impl From<&Key> for Prefix {
 pub(crate) const NAMESPACE: &str = "cachette";
 /// The name of the item holding a function's code identity, in its folder.
 pub(crate) const IDENTITY_ITEM: &str = "func_code";
+/// The folder of the items of [`Memory::check`](crate::Memory::check).
+const CHECK_FOLDER: &str = "_check";
 /// What is appended to an entry's key to name its compute-once claim.
 pub(crate) const CLAIM_SUFFIX: &str = ".claim";
 /// The length of an argument hash in hex digits: the last segment of an entry key.
@@ -155,7 +157,8 @@ const FOLDER_READABLE_LEN: usize = 120;
 /// named here, and [`is_ours`] tells its names from any other.
 pub(crate) mod grammar {
     use super::{
-        ARGS_ID_LEN, CLAIM_SUFFIX, FOLDER_READABLE_LEN, IDENTITY_ITEM, Key, NAMESPACE, Prefix,
+        ARGS_ID_LEN, CHECK_FOLDER, CLAIM_SUFFIX, FOLDER_READABLE_LEN, IDENTITY_ITEM, Key,
+        NAMESPACE, Prefix,
     };
     use crate::error::BackendError;
 
@@ -191,6 +194,13 @@ pub(crate) mod grammar {
     /// The key of a function's identity item.
     pub(crate) fn identity(folder: &str) -> Result<Key, BackendError> {
         Key::new(format!("{NAMESPACE}/{folder}/{IDENTITY_ITEM}"))
+    }
+
+    /// The key of the item [`Memory::check`](crate::Memory::check) writes and deletes:
+    /// `cachette/_check/<token>`. No function folder is `_check` (theirs end with a hash), so
+    /// it is never an entry, a claim or an identity item.
+    pub(crate) fn check_item(token: &str) -> Result<Key, BackendError> {
+        Key::new(format!("{NAMESPACE}/{CHECK_FOLDER}/{token}"))
     }
 
     /// The key of an entry's compute-once claim.

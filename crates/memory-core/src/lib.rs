@@ -44,6 +44,8 @@ mod result;
 // The engine: it never imports the user API.
 mod array;
 mod backend;
+mod breaker;
+mod check;
 mod codec;
 mod entry;
 mod host;
@@ -66,6 +68,7 @@ mod validation;
 pub use array::{Array, DType, Element, MmapMode, ShapeError, Storage};
 pub use builder::MemoryBuilder;
 pub use cachette_hashing::{Digest, HashAlgorithm, Xxh3, hash};
+pub use check::{CheckStatus, StoreCheck};
 pub use codec::{Codec, CodecError, MessagePack};
 pub use config::MemoryConfig;
 pub use entry::Metadata;

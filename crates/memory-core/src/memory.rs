@@ -11,7 +11,7 @@ use crate::array::MmapMode;
 use crate::backend::DynBackend;
 use crate::config::MemoryConfig;
 use crate::entry::Metadata;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::key::grammar;
 use crate::layers::{BackendStats, RetryPolicy, StatsHandle, TierCounters, TierHandle};
 use crate::once::Once;
@@ -238,6 +238,46 @@ impl Memory {
             return Ok(0);
         };
         finish(shared.store.housekeeping(Reach::Blocking))
+    }
+
+    /// Probes the store: writes one small item under `cachette/_check/`, reads it back and
+    /// deletes it, timing each step, as a start-up check. Past any local tier, to the store
+    /// itself. It deletes only the item it wrote. A store that cannot be written but can be
+    /// read is [`CheckStatus::ReadOnly`](crate::CheckStatus::ReadOnly); one that answers
+    /// neither is [`Unreachable`](crate::CheckStatus::Unreachable). The verdict is in the
+    /// [`StoreCheck`](crate::StoreCheck): faults of the store are not errors here. The
+    /// circuit breaker (see [`MemoryBuilder::breaker`](crate::MemoryBuilder::breaker)) does not
+    /// stop the check. An error only for a disabled memory, which has no store.
+    ///
+    /// ```
+    /// use cachette_core::{CheckStatus, Memory};
+    /// let memory = Memory::from_url("memory://check-doc").unwrap();
+    /// let check = memory.check().unwrap();
+    /// assert_eq!(check.status, CheckStatus::Ok);
+    /// ```
+    pub fn check(&self) -> Result<crate::StoreCheck> {
+        finish(self.check_with(Reach::Blocking))
+    }
+
+    /// [`check`](Self::check), for async callers.
+    pub async fn check_async(&self) -> Result<crate::StoreCheck> {
+        self.check_with(Reach::Task).await
+    }
+
+    async fn check_with(&self, reach: Reach) -> Result<crate::StoreCheck> {
+        let Some(shared) = &self.shared else {
+            return Err(Error::InvalidArgument(
+                "a disabled memory has no store to check".into(),
+            ));
+        };
+        let store = &shared.store;
+        Ok(crate::check::check(
+            reach,
+            store.backend(),
+            store.capabilities().blocking_io,
+            &crate::report::redact_url(store.location()),
+        )
+        .await)
     }
 
     /// Deletes every stored result of every function (and the claims and identity items that

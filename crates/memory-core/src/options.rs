@@ -20,6 +20,10 @@ pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(600);
 /// The default shortest time between two automatic clean-ups of the size limits.
 pub(crate) const DEFAULT_LIMITS_INTERVAL: Duration = Duration::from_secs(60);
+/// The default number of store faults in a row that open the circuit breaker.
+pub(crate) const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
+/// The default time the circuit breaker stays open.
+pub(crate) const DEFAULT_BREAKER_COOLDOWN: Duration = Duration::from_secs(30);
 
 /// How a [`Memory`](crate::Memory) behaves: every option but its store and layers. Each field
 /// is a key of a config file, with the default given.
@@ -115,6 +119,21 @@ pub struct Options {
         skip_serializing_if = "is_default_limits_interval"
     )]
     pub limits_interval: Duration,
+    /// How many store faults in a row open the circuit breaker (`breaker_threshold`, default
+    /// 5; 0 turns it off). While it is open, calls skip the store: they compute and return
+    /// their value without reading or writing it. See
+    /// [`MemoryBuilder::breaker`](crate::MemoryBuilder::breaker).
+    #[serde(skip_serializing_if = "is_default_breaker_threshold")]
+    pub breaker_threshold: u32,
+    /// How long the circuit breaker stays open before one call tries the store again
+    /// (`breaker_cooldown_secs`, in seconds, default 30). See
+    /// [`MemoryBuilder::breaker`](crate::MemoryBuilder::breaker).
+    #[serde(
+        rename = "breaker_cooldown_secs",
+        with = "seconds",
+        skip_serializing_if = "is_default_breaker_cooldown"
+    )]
+    pub breaker_cooldown: Duration,
 }
 
 impl Default for Options {
@@ -136,6 +155,8 @@ impl Default for Options {
             items_limit: None,
             age_limit: None,
             limits_interval: DEFAULT_LIMITS_INTERVAL,
+            breaker_threshold: DEFAULT_BREAKER_THRESHOLD,
+            breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
         }
     }
 }
@@ -294,6 +315,14 @@ fn is_default_limits_interval(d: &Duration) -> bool {
     *d == DEFAULT_LIMITS_INTERVAL
 }
 
+fn is_default_breaker_threshold(n: &u32) -> bool {
+    *n == DEFAULT_BREAKER_THRESHOLD
+}
+
+fn is_default_breaker_cooldown(d: &Duration) -> bool {
+    *d == DEFAULT_BREAKER_COOLDOWN
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +345,25 @@ mod tests {
             ..Options::default()
         };
         assert!(zero.validate().unwrap_err().contains("lease_secs"));
+    }
+
+    #[test]
+    fn breaker_keys_load_and_default_to_on() {
+        let defaults = Options::default();
+        assert_eq!(defaults.breaker_threshold, 5);
+        assert_eq!(defaults.breaker_cooldown, Duration::from_secs(30));
+        // A file without the keys (written before them) loads with the defaults.
+        assert_eq!(
+            toml::from_str::<Options>("verbose = 1")
+                .unwrap()
+                .breaker_threshold,
+            5
+        );
+        let off: Options =
+            toml::from_str("breaker_threshold = 0\nbreaker_cooldown_secs = 2.5").unwrap();
+        assert_eq!(off.breaker_threshold, 0);
+        assert_eq!(off.breaker_cooldown, Duration::from_millis(2500));
+        let text = toml::to_string(&off).unwrap();
+        assert_eq!(text, "breaker_threshold = 0\nbreaker_cooldown_secs = 2.5\n");
     }
 }

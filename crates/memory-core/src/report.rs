@@ -82,6 +82,11 @@ pub fn untrusted(text: &str) -> String {
     untrusted_within(text, 300)
 }
 
+/// The most characters of a warning about a fault of the store (before escapes): room for a
+/// function's name, the location, the key and the error's kind and first words, never a whole
+/// error body from a server.
+pub(crate) const WARNING_LEN: usize = 500;
+
 /// [`untrusted`], cut to `max` characters.
 pub(crate) fn untrusted_within(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max + 8));

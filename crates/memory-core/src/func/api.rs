@@ -7,6 +7,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::call::{Call, Stored, unstored_metadata};
+use std::sync::atomic::AtomicBool;
+
 use super::faults::{Failed, Faults, Lenient, Strictness};
 use super::{FuncId, MemorizedFunc, TakesArgs};
 use crate::entry::Metadata;
@@ -140,6 +142,7 @@ impl<R, F> MemorizedFunc<R, F> {
             func: self,
             shared,
             reach,
+            warned: AtomicBool::new(false),
         })
     }
 

@@ -7,7 +7,7 @@
 //! ([`Faults`]); the entry store reports them as [`Error`]s and prints nothing.
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use cachette_hashing::{CanonicalHasher, Digest};
@@ -20,12 +20,14 @@ use super::identity::register_identity;
 use super::{MemorizedFunc, verbose};
 use crate::array::MmapMode;
 use crate::backend::Blob;
+use crate::breaker::Gate;
 use crate::entry::Metadata;
 use crate::error::{EntryError, Error};
 use crate::key::{Key, grammar};
 use crate::memory::Shared;
-use crate::once::Landing;
+use crate::once::{Asker, Landing};
 use crate::reach::Reach;
+use crate::report::{WARNING_LEN, untrusted_within};
 use crate::result::{MemorizedResult, NotMemorizedResult, Shelved};
 use crate::store::{EntryStore, IdentityCheck, StoredIdentity};
 use crate::validation::Validation;
@@ -38,6 +40,8 @@ pub(super) struct Call<'a, R, F> {
     pub(super) func: &'a MemorizedFunc<R, F>,
     pub(super) shared: &'a Shared,
     pub(super) reach: Reach,
+    /// Whether the call printed a warning already: a call prints at most one.
+    pub(super) warned: AtomicBool,
 }
 
 /// A computed output, its metadata, and its entry (`None` when it cannot be serialized and the
@@ -61,6 +65,48 @@ impl<R, F> Call<'_, R, F> {
         &self.func.id.name
     }
 
+    /// Hands a fault to the policy, with its warning cut to [`WARNING_LEN`] characters and
+    /// made safe to print: a call warns at most once, later faults of the same call are only
+    /// logged at debug level (in strict mode the first fault ends the call anyway).
+    fn fault<P: Faults>(&self, faults: P, error: Error, warning: String) -> Result<(), P::Fault> {
+        if !faults.is_strict() && self.warned.swap(true, Ordering::Relaxed) {
+            tracing::debug!(target: "cachette", "{}", untrusted_within(&warning, WARNING_LEN));
+            return Ok(());
+        }
+        faults.fault(
+            &self.shared.reporter,
+            error,
+            untrusted_within(&warning, WARNING_LEN),
+        )
+    }
+
+    /// Prints a warning, unless the call printed one already.
+    fn warn(&self, warning: String) {
+        if self.warned.swap(true, Ordering::Relaxed) {
+            tracing::debug!(target: "cachette", "{}", untrusted_within(&warning, WARNING_LEN));
+        } else {
+            self.shared
+                .reporter
+                .warn(untrusted_within(&warning, WARNING_LEN));
+        }
+    }
+
+    /// Whether the call may use the store: not while the circuit breaker is open, when it
+    /// computes its value without the store (strict calls fail with a temporary error).
+    fn store_usable<P: Faults>(&self, faults: P) -> Result<bool, P::Fault> {
+        match self.store().breaker().gate() {
+            Gate::Closed | Gate::Probe => Ok(true),
+            Gate::Open(retry_in) if faults.is_strict() => {
+                let error = Error::Backend(self.store().breaker().open_error(retry_in));
+                let warning = error.to_string();
+                faults
+                    .fault(&self.shared.reporter, error, warning)
+                    .map(|()| false)
+            }
+            Gate::Open(_) => Ok(false),
+        }
+    }
+
     fn verbosity(&self) -> u8 {
         self.func.verbosity(self.shared)
     }
@@ -82,9 +128,7 @@ impl<R, F> Call<'_, R, F> {
                     "cannot hash the arguments of '{}' ({e}); calling it without the cache",
                     self.name()
                 );
-                faults
-                    .fault(&self.shared.reporter, e, warning)
-                    .map(|()| None)
+                self.fault(faults, e, warning).map(|()| None)
             }
         }
     }
@@ -175,7 +219,7 @@ impl<R, F> Call<'_, R, F> {
                     id.name,
                     self.store().location()
                 );
-                faults.fault(&self.shared.reporter, e, warning)
+                self.fault(faults, e, warning)
             }
         }
     }
@@ -214,9 +258,7 @@ impl<R, F> Call<'_, R, F> {
                     ),
                     other => format!("cannot read {key} in {}: {other}", self.store().location()),
                 };
-                faults
-                    .fault(&self.shared.reporter, e, warning)
-                    .map(|()| Some(false))
+                self.fault(faults, e, warning).map(|()| Some(false))
             }
         }
     }
@@ -265,9 +307,7 @@ impl<R, F> Call<'_, R, F> {
                     meta.args_id,
                     self.store().location()
                 );
-                faults
-                    .fault(&self.shared.reporter, e, warning)
-                    .map(|()| false)
+                self.fault(faults, e, warning).map(|()| false)
             }
         }
     }
@@ -284,7 +324,11 @@ impl<R, F> Call<'_, R, F> {
         run: impl AsyncFnOnce() -> Result<(T, bool), Failed<E, S>>,
     ) -> Result<T, Failed<E, S>> {
         let once = &self.shared.once;
-        let turn = once.turn(self.reach, key, self.name(), absent).await;
+        let asker = Asker {
+            name: self.name(),
+            warned: &self.warned,
+        };
+        let turn = once.turn(self.reach, key, asker, absent).await;
         if turn.load_first {
             match probe().await {
                 Ok(Some(found)) => {
@@ -325,8 +369,9 @@ impl<R, F> Call<'_, R, F> {
 
     /// The body of `check_call_in_cache`.
     pub(super) async fn check_cached<A: Serialize>(&self, args: &A) -> bool {
+        let Ok(usable) = self.store_usable(Lenient);
         let Ok(key) = self.key(args, Lenient);
-        let Some(key) = key else {
+        let (true, Some(key)) = (usable, key) else {
             return false;
         };
         if self.identity_differs().await {
@@ -362,9 +407,7 @@ where
                     self.store().location()
                 ),
             };
-            faults
-                .fault(&self.shared.reporter, e, warning)
-                .map(|()| None)
+            self.fault(faults, e, warning).map(|()| None)
         };
         let entry = match found {
             Ok(Some(entry)) => entry,
@@ -464,9 +507,7 @@ where
                     "the output of '{}' cannot be serialized ({e}); it is returned but not stored",
                     self.name()
                 );
-                faults
-                    .fault(&self.shared.reporter, e, warning)
-                    .map_err(store)?;
+                self.fault(faults, e, warning).map_err(store)?;
                 None
             }
         };
@@ -493,7 +534,7 @@ where
         match loaded {
             Ok(mapped) => mapped,
             Err(e) => {
-                self.shared.reporter.warn(format!(
+                self.warn(format!(
                     "cannot map the result of '{}' just stored at {key} ({e}); returning it from memory",
                     self.name()
                 ));
@@ -541,7 +582,9 @@ where
         A: Serialize,
         Fut: Future<Output = Result<R, E>>,
     {
-        let Some(key) = self.key(&args, faults).map_err(store)? else {
+        let usable = self.store_usable(faults).map_err(store)?;
+        let key = self.key(&args, faults).map_err(store)?;
+        let (true, Some(key)) = (usable, key) else {
             return compute(args).await.map_err(Failed::Function);
         };
         self.ensure_checked(faults).await.map_err(store)?;
@@ -580,7 +623,9 @@ where
         A: Serialize,
         Fut: Future<Output = Result<R, E>>,
     {
-        let Some(key) = self.key(&args, faults).map_err(store)? else {
+        let usable = self.store_usable(faults).map_err(store)?;
+        let key = self.key(&args, faults).map_err(store)?;
+        let (true, Some(key)) = (usable, key) else {
             let (time, t0) = (Utc::now(), Instant::now());
             let out = compute(args).await.map_err(Failed::Function)?;
             let meta = unstored_metadata(Some(self), time, t0);
@@ -625,7 +670,9 @@ where
         A: Serialize,
         Fut: Future<Output = Result<R, E>>,
     {
-        let Some(key) = self.key(&args, faults).map_err(store)? else {
+        let usable = self.store_usable(faults).map_err(store)?;
+        let key = self.key(&args, faults).map_err(store)?;
+        let (true, Some(key)) = (usable, key) else {
             let out = compute(args).await.map_err(Failed::Function)?;
             return Ok(Shelved::NotMemorized(NotMemorizedResult::new(out)));
         };

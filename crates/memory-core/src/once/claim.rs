@@ -76,7 +76,7 @@ impl Once {
         key: &Key,
         deadline: Instant,
         reach: Reach,
-        func: &str,
+        func: super::Asker<'_>,
     ) -> (Claimed, bool) {
         if !self.claims_on() {
             return (Claimed::Unclaimed, self.exists(reach, key).await);
@@ -168,7 +168,7 @@ impl Once {
     async fn take_over(
         &self,
         reach: Reach,
-        func: &str,
+        func: super::Asker<'_>,
         claim_key: &Key,
         stale: &Bytes,
         holder: Option<&ClaimRecord>,

@@ -254,7 +254,13 @@ impl Once {
     /// flight, and holding its claim when the store takes claims). `absent` says that the miss
     /// found no entry (rather than one it could not use): only then does an entry found once
     /// the claim is taken tell of another caller's result.
-    pub(crate) async fn turn(&self, reach: Reach, key: &Key, func: &str, absent: bool) -> Turn<'_> {
+    pub(crate) async fn turn(
+        &self,
+        reach: Reach,
+        key: &Key,
+        func: Asker<'_>,
+        absent: bool,
+    ) -> Turn<'_> {
         match reach {
             Reach::Blocking => self.turn_now(key, func, absent),
             Reach::Task => self.turn_async(key, func, absent).await,
@@ -262,7 +268,7 @@ impl Once {
     }
 
     /// [`turn`](Self::turn) for a caller that blocks its thread.
-    fn turn_now(&self, key: &Key, func: &str, absent: bool) -> Turn<'_> {
+    fn turn_now(&self, key: &Key, func: Asker<'_>, absent: bool) -> Turn<'_> {
         // Waiting blocks the thread: inside a multi-thread runtime, let its other tasks move.
         match Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(RuntimeFlavor::MultiThread) => {
@@ -275,7 +281,13 @@ impl Once {
 
     /// [`turn`](Self::turn) on a thread that may block; `current_thread` when that thread runs
     /// a current-thread runtime, whose async callers cannot land their flights while it waits.
-    fn turn_blocking(&self, key: &Key, func: &str, absent: bool, current_thread: bool) -> Turn<'_> {
+    fn turn_blocking(
+        &self,
+        key: &Key,
+        func: Asker<'_>,
+        absent: bool,
+        current_thread: bool,
+    ) -> Turn<'_> {
         let started = Instant::now();
         let deadline = started + self.wait_timeout;
         loop {
@@ -301,7 +313,7 @@ impl Once {
     }
 
     /// [`turn`](Self::turn), for async callers: the runtime is never blocked.
-    async fn turn_async(&self, key: &Key, func: &str, absent: bool) -> Turn<'_> {
+    async fn turn_async(&self, key: &Key, func: Asker<'_>, absent: bool) -> Turn<'_> {
         let started = Instant::now();
         let deadline = started + self.wait_timeout;
         loop {
@@ -335,7 +347,7 @@ impl Once {
         mut lead: Lead<'a>,
         claimed: Claimed,
         exists: bool,
-        func: &str,
+        func: Asker<'_>,
         key: &Key,
         started: Instant,
     ) -> Turn<'a> {
@@ -360,7 +372,7 @@ impl Once {
     fn follower_turn(
         &self,
         landed: Option<Landing>,
-        func: &str,
+        func: Asker<'_>,
         key: &Key,
         started: Instant,
     ) -> Turn<'static> {
@@ -378,17 +390,40 @@ impl Once {
         }
     }
 
-    fn timed_out(&self, func: &str, key: &Key, started: Instant) {
+    fn timed_out(&self, func: Asker<'_>, key: &Key, started: Instant) {
         self.reporter.warn(format!(
             "waited {} for another caller to compute '{func}' ({key}), the wait_timeout: computing it here too",
             format_time(started.elapsed().as_secs_f64())
         ));
     }
 
-    fn cannot_claim(&self, func: &str, key: &Key, why: &str) {
-        self.reporter.warn(format!(
+    fn cannot_claim(&self, func: Asker<'_>, key: &Key, why: &str) {
+        let warning = format!(
             "cannot claim the computation of '{func}' ({key}) in {}: {why}; computing it without waiting for other processes",
             self.location
-        ));
+        );
+        // The call warned already (the store failed it before): one warning per call.
+        if func.warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::debug!(target: "cachette", "{warning}");
+        } else {
+            self.reporter.warn(crate::report::untrusted_within(
+                &warning,
+                crate::report::WARNING_LEN,
+            ));
+        }
+    }
+}
+
+/// The function a caller of [`Once::turn`] computes, and whether that call printed a warning
+/// already (it prints at most one).
+#[derive(Clone, Copy)]
+pub(crate) struct Asker<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) warned: &'a std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Display for Asker<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
     }
 }

@@ -34,11 +34,13 @@ use crate::backend::{
     BackendResult, Blob, Capabilities, DynBackend, GetOptions, ItemInfo, PutOptions,
     StoreBackendExt,
 };
+use crate::breaker::Breaker;
 use crate::codec::{self, Codec};
 use crate::entry::{self, CodeIdentity, HEADER_READ_HINT, Metadata};
 use crate::error::{BackendError, EntryError, Error};
 use crate::key::{Key, Prefix, grammar};
 use crate::reach::Reach;
+use crate::report::Reporter;
 use crate::signing::SigningKey;
 use crate::size::{ReduceReport, SizeLimits, check_limits, plan_reduction};
 
@@ -57,6 +59,8 @@ pub(crate) struct EntryStore {
     /// The most a compressed entry may decompress to.
     max_decompressed: u64,
     identities: identity::Checks,
+    /// Skips a store that keeps failing; told the outcome of every operation.
+    breaker: Breaker,
 }
 
 impl EntryStore {
@@ -76,7 +80,19 @@ impl EntryStore {
             compress,
             max_decompressed,
             identities: identity::Checks::default(),
+            breaker: Breaker::new(0, Duration::ZERO, Reporter::default(), ""),
         }
+    }
+
+    /// The store with `breaker` told the outcome of its operations.
+    pub(crate) fn with_breaker(mut self, breaker: Breaker) -> EntryStore {
+        self.breaker = breaker;
+        self
+    }
+
+    /// The circuit breaker of the store.
+    pub(crate) fn breaker(&self) -> &Breaker {
+        &self.breaker
     }
 
     /// The backend stack.
@@ -134,9 +150,14 @@ impl EntryStore {
             + Send
             + 'static,
     {
-        reach
+        let outcome = reach
             .run(&self.backend, self.capabilities.blocking_io, op)
-            .await
+            .await;
+        match &outcome {
+            Ok(_) => self.breaker.success(),
+            Err(e) => self.breaker.fault(e),
+        }
+        outcome
     }
 
     /// Reads and checks the entry under `key`, for a load in `mode`, as written by `code` when

@@ -1,0 +1,298 @@
+//! A failing store costs little: after a few faults in a row the circuit breaker skips the
+//! store (calls still return their values), one call tries it again after the cool-down, and
+//! each call warns at most once. `Memory::check` tells a working store from a read-only and
+//! an unreachable one.
+//!
+//! The store here is an in-memory one behind a switch that makes every operation fail, or hang
+//! (sleep, then time out, as a client with a timeout sees a hung server), and counts the
+//! operations that reach it. Counts are asserted, never times.
+
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cachette::plugin::{
+    BackendError, BackendResult, Blob, Capabilities, ErrorKind, GetOptions, GetResult,
+    InMemoryBackend, ItemInfo, Key, Prefix, PutOptions, PutOutcome, StoreBackend, async_trait,
+};
+use cachette::{CheckStatus, Memory, Report, Reporter};
+
+const UP: u8 = 0;
+/// Every operation fails at once (connection refused).
+const DOWN: u8 = 1;
+/// Every operation waits, then times out.
+const HUNG: u8 = 2;
+/// Reads work, writes are refused.
+const READ_ONLY: u8 = 3;
+
+/// An in-memory store behind a switch, counting the operations that reach it.
+#[derive(Debug)]
+struct Switch {
+    inner: InMemoryBackend,
+    state: AtomicU8,
+    operations: AtomicUsize,
+}
+
+impl Switch {
+    fn new() -> Arc<Switch> {
+        Arc::new(Switch {
+            inner: InMemoryBackend::new(),
+            state: AtomicU8::new(UP),
+            operations: AtomicUsize::new(0),
+        })
+    }
+
+    fn set(&self, state: u8) {
+        self.state.store(state, Ordering::SeqCst);
+    }
+
+    fn operations(&self) -> usize {
+        self.operations.load(Ordering::SeqCst)
+    }
+
+    fn enter(&self, write: bool) -> BackendResult<()> {
+        self.operations.fetch_add(1, Ordering::SeqCst);
+        match self.state.load(Ordering::SeqCst) {
+            DOWN => Err(BackendError::new(
+                ErrorKind::Unavailable,
+                format!("connection refused\n<html>{}</html>", "x".repeat(5000)),
+            )),
+            HUNG => {
+                std::thread::sleep(Duration::from_millis(20));
+                Err(BackendError::new(
+                    ErrorKind::Timeout,
+                    "no answer within 20ms",
+                ))
+            }
+            READ_ONLY if write => Err(BackendError::new(
+                ErrorKind::PermissionDenied,
+                "read-only file system",
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl StoreBackend for Switch {
+    fn scheme(&self) -> &'static str {
+        "switch"
+    }
+
+    fn location(&self) -> String {
+        "switch://test".into()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+
+    async fn get_opts(&self, key: &Key, options: GetOptions) -> BackendResult<Option<GetResult>> {
+        self.enter(false)?;
+        self.inner.get_opts(key, options).await
+    }
+
+    async fn put_opts(
+        &self,
+        key: &Key,
+        value: Blob,
+        options: PutOptions,
+    ) -> BackendResult<PutOutcome> {
+        self.enter(true)?;
+        self.inner.put_opts(key, value, options).await
+    }
+
+    async fn delete_many(&self, keys: &[Key]) -> BackendResult<()> {
+        self.enter(true)?;
+        self.inner.delete_many(keys).await
+    }
+
+    async fn list(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {
+        self.enter(false)?;
+        self.inner.list(prefix).await
+    }
+}
+
+/// A memory on `store` with the breaker as given, and its reports.
+fn memory(
+    store: &Arc<Switch>,
+    threshold: u32,
+    cooldown: Duration,
+    strict: bool,
+) -> (Memory, Arc<Mutex<Vec<Report>>>) {
+    let reports = Arc::new(Mutex::new(Vec::new()));
+    let sink = reports.clone();
+    let memory = Memory::builder()
+        .backend(store.clone())
+        .breaker(threshold, cooldown)
+        .strict(strict)
+        .reporter(Reporter::new(move |r| sink.lock().unwrap().push(r.clone())))
+        .build()
+        .unwrap();
+    (memory, reports)
+}
+
+fn warnings(reports: &Mutex<Vec<Report>>) -> Vec<String> {
+    reports
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|r| match r {
+            Report::Warning(w) => Some(w.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+#[test]
+fn a_dead_store_is_skipped_after_a_few_faults_and_calls_still_return() {
+    for state in [DOWN, HUNG] {
+        let store = Switch::new();
+        store.set(state);
+        let (memory, reports) = memory(&store, 5, Duration::from_secs(3600), false);
+        let f = memory.cache_fn(double);
+        for x in 0..100 {
+            assert_eq!(f.eval(x), x * 2);
+        }
+        let operations = store.operations();
+        eprintln!(
+            "state {state}: {operations} operations, {} warnings for 100 calls",
+            warnings(&reports).len()
+        );
+        // Without the breaker each call tries the identity item, the entry and the write.
+        assert!(
+            operations <= 12,
+            "100 calls on a failing store reached it {operations} times"
+        );
+        let warnings = warnings(&reports);
+        assert!(
+            warnings.len() <= 4,
+            "{} warnings: {warnings:#?}",
+            warnings.len()
+        );
+        assert_eq!(
+            warnings.iter().filter(|w| w.contains("in a row")).count(),
+            1,
+            "one warning says the breaker opened: {warnings:#?}"
+        );
+    }
+}
+
+#[test]
+fn the_breaker_closes_once_the_store_answers_again() {
+    let store = Switch::new();
+    store.set(DOWN);
+    let (memory, reports) = memory(&store, 2, Duration::from_millis(300), false);
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    fn plus_one(x: u64) -> u64 {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        x + 1
+    }
+    let calls = &CALLS;
+    let f = memory.cache_fn(plus_one);
+    for _ in 0..20 {
+        assert_eq!(f.eval(1), 2);
+    }
+    let skipped_from = store.operations();
+    assert!(skipped_from <= 6, "{skipped_from} operations");
+    store.set(UP);
+    // The cool-down runs out; the next call tries the store, stores its result and closes the
+    // breaker; the one after is a hit.
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(f.eval(1), 2);
+    let computed = calls.load(Ordering::SeqCst);
+    assert_eq!(f.eval(1), 2);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        computed,
+        "a hit after recovery"
+    );
+    assert!(store.operations() > skipped_from);
+    let lines: Vec<Report> = reports
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| matches!(r, Report::Line(l) if l.contains("answers again")))
+        .cloned()
+        .collect();
+    assert_eq!(lines.len(), 1, "{:#?}", reports.lock().unwrap());
+}
+
+#[test]
+fn strict_calls_fail_fast_with_a_temporary_error_while_open() {
+    let store = Switch::new();
+    store.set(DOWN);
+    let (memory, _reports) = memory(&store, 3, Duration::from_secs(3600), true);
+    let f = memory.cache_fn(double);
+    let mut errors = Vec::new();
+    for x in 0..50 {
+        match f.try_eval(x) {
+            Err(e) => errors.push(e),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(store.operations() <= 3, "{} operations", store.operations());
+    let last = errors.last().unwrap();
+    let cachette::Error::Backend(e) = last else {
+        panic!("{last:?}")
+    };
+    assert!(
+        e.is_temporary() && e.kind() == ErrorKind::Unavailable,
+        "{e}"
+    );
+    assert!(e.to_string().contains("circuit breaker"), "{e}");
+}
+
+#[test]
+fn a_faulty_call_warns_once_and_briefly() {
+    let store = Switch::new();
+    store.set(DOWN);
+    // Without the breaker, every call meets every fault.
+    let (memory, reports) = memory(&store, 0, Duration::from_secs(30), false);
+    let f = memory.cache_fn(double);
+    for x in 0..10 {
+        assert_eq!(f.eval(x), x * 2);
+    }
+    assert!(store.operations() >= 20, "every call tried the store");
+    let warnings = warnings(&reports);
+    assert_eq!(warnings.len(), 10, "one per call: {warnings:#?}");
+    for w in &warnings {
+        // 500 characters of the message, escapes (`\n` for a newline) and the ellipsis.
+        assert!(w.chars().count() <= 520, "{} characters: {w}", w.len());
+        assert!(!w.contains('\n'), "control characters escaped: {w}");
+    }
+}
+
+#[test]
+fn check_tells_working_read_only_and_unreachable_stores_apart() {
+    let store = Switch::new();
+    let (memory, _) = memory(&store, 5, Duration::from_secs(30), false);
+    let check = memory.check().unwrap();
+    assert_eq!(check.status, CheckStatus::Ok, "{check:?}");
+    assert!(check.write.is_some() && check.read.is_some() && check.delete.is_some());
+    assert!(check.error.is_none());
+    // It deleted what it wrote, and nothing else.
+    let left = cachette::plugin::block_on(true, store.inner.list(&Prefix::root()))
+        .unwrap()
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+
+    store.set(READ_ONLY);
+    let check = memory.check().unwrap();
+    assert_eq!(check.status, CheckStatus::ReadOnly, "{check:?}");
+    assert!(check.write.is_none() && check.read.is_some());
+    assert!(check.error.unwrap().contains("read-only"));
+
+    for state in [DOWN, HUNG] {
+        store.set(state);
+        let check = memory.check().unwrap();
+        assert_eq!(check.status, CheckStatus::Unreachable, "{check:?}");
+        let error = check.error.unwrap();
+        assert!(error.chars().count() <= 320, "{error}");
+    }
+    assert!(Memory::disabled().check().is_err());
+}
