@@ -238,6 +238,8 @@ fn the_environment_overrides_files_in_the_documented_order() {
 /// program.
 #[test]
 fn urls_with_a_typo_are_errors_not_folders() {
+    // `from_config` reads the environment, which another test of this binary writes.
+    let _env = env_lock();
     let dir = tempfile::tempdir().unwrap();
     let cwd = std::env::current_dir().unwrap();
     for typo in ["redis//127.0.0.1:6379", "s3:/bucket/prefix", "redis:host"] {
