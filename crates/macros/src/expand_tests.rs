@@ -1,6 +1,7 @@
 //! Tests of `expand.rs`.
 
 use super::*;
+use syn::Type;
 
 fn expand_str(attr: &str, item: &str) -> syn::Result<syn::File> {
     let options = Options::parse(attr.parse().unwrap())?;

@@ -10,6 +10,7 @@ mod closure;
 mod expand;
 mod fingerprint;
 mod options;
+mod signature;
 
 use proc_macro::TokenStream;
 
