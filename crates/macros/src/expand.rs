@@ -584,6 +584,28 @@ impl Func {
         }
     }
 
+    /// The function's `cfg` attributes, which every generated item repeats.
+    fn cfg_attrs(&self) -> impl Iterator<Item = &Attribute> {
+        self.attrs.iter().filter(|a| a.path().is_ident("cfg"))
+    }
+
+    /// The attributes of the generated handle items: the function's `cfg` and lint attributes
+    /// (`expect` as `allow`), and the allowances every handle needs.
+    fn shared_attrs(&self) -> TokenStream {
+        let cfg_attrs = self.cfg_attrs();
+        let lint_attrs = self
+            .attrs
+            .iter()
+            .filter(|a| is_lint(a))
+            .map(expect_as_allow);
+        quote! {
+            #(#cfg_attrs)*
+            #(#lint_attrs)*
+            #[allow(dead_code)] // handles the caller may not use
+            #[allow(clippy::type_complexity)] // (output, metadata) of arbitrary outputs
+        }
+    }
+
     /// A free function: the wrapper, and a type of the same name holding the handle.
     fn expand_free(&self) -> TokenStream {
         let support = support();
@@ -602,17 +624,8 @@ impl Func {
             ],
             &TokenStream::new(),
         );
-        // Attributes the generated type and impl share with the function.
-        let cfg_attrs: Vec<&Attribute> = self
-            .attrs
-            .iter()
-            .filter(|a| a.path().is_ident("cfg"))
-            .collect();
-        let lint_attrs = self
-            .attrs
-            .iter()
-            .filter(|a| is_lint(a))
-            .map(expect_as_allow);
+        let cfg_attrs = self.cfg_attrs();
+        let shared = self.shared_attrs();
         let memorized_doc = doc(format!(
             "The `MemorizedFunc` of `{name}`, built on first use. Its argument is the tuple of \
              the arguments of `{name}` that are not ignored: \
@@ -633,10 +646,7 @@ impl Func {
             #[derive(Debug)]
             #vis enum #name {}
 
-            #(#cfg_attrs)*
-            #(#lint_attrs)*
-            #[allow(dead_code)] // handles the caller may not use
-            #[allow(clippy::type_complexity)] // (output, metadata) of arbitrary outputs
+            #shared
             impl #name {
                 #memorized_doc
                 #vis fn memorized() -> &'static #support::MemorizedFunc<#stored> {
@@ -664,18 +674,7 @@ impl Func {
         let build = self.build(quote! {
             ::std::format!("{}::{}", ::core::any::type_name::<Self>(), #name_str)
         });
-        let cfg_attrs = self.attrs.iter().filter(|a| a.path().is_ident("cfg"));
-        let lint_attrs = self
-            .attrs
-            .iter()
-            .filter(|a| is_lint(a))
-            .map(expect_as_allow);
-        let shared = quote! {
-            #(#cfg_attrs)*
-            #(#lint_attrs)*
-            #[allow(dead_code)] // handles the caller may not use
-            #[allow(clippy::type_complexity)] // (output, metadata) of arbitrary outputs
-        };
+        let shared = self.shared_attrs();
         let named = |suffix: &str| format_ident!("{}_{}", name, suffix, span = name.span());
         let handle = self.handle_fns(
             [
