@@ -7,15 +7,18 @@
 //! (sleep, then time out, as a client with a timeout sees a hung server), and counts the
 //! operations that reach it. Counts are asserted, never times.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cachette::plugin::{
     BackendError, BackendResult, Blob, Capabilities, ErrorKind, GetOptions, GetResult,
     InMemoryBackend, ItemInfo, Key, Prefix, PutOptions, PutOutcome, StoreBackend, async_trait,
 };
-use cachette::{CheckStatus, Memory, Report, Reporter};
+use cachette::{CheckStatus, Memory};
+use common::{Reports, capture, lines, warnings};
+
+mod common;
 
 const UP: u8 = 0;
 /// Every operation fails at once (connection refused).
@@ -119,29 +122,13 @@ fn memory(
     threshold: u32,
     cooldown: Duration,
     strict: bool,
-) -> (Memory, Arc<Mutex<Vec<Report>>>) {
-    let reports = Arc::new(Mutex::new(Vec::new()));
-    let sink = reports.clone();
-    let memory = Memory::builder()
-        .backend(store.clone())
-        .breaker(threshold, cooldown)
-        .strict(strict)
-        .reporter(Reporter::new(move |r| sink.lock().unwrap().push(r.clone())))
-        .build()
-        .unwrap();
-    (memory, reports)
-}
-
-fn warnings(reports: &Mutex<Vec<Report>>) -> Vec<String> {
-    reports
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|r| match r {
-            Report::Warning(w) => Some(w.clone()),
-            _ => None,
-        })
-        .collect()
+) -> (Memory, Reports) {
+    capture(
+        Memory::builder()
+            .backend(store.clone())
+            .breaker(threshold, cooldown)
+            .strict(strict),
+    )
 }
 
 fn double(x: u64) -> u64 {
@@ -212,14 +199,11 @@ fn the_breaker_closes_once_the_store_answers_again() {
         "a hit after recovery"
     );
     assert!(store.operations() > skipped_from);
-    let lines: Vec<Report> = reports
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| matches!(r, Report::Line(l) if l.contains("answers again")))
-        .cloned()
+    let again: Vec<String> = lines(&reports)
+        .into_iter()
+        .filter(|l| l.contains("answers again"))
         .collect();
-    assert_eq!(lines.len(), 1, "{:#?}", reports.lock().unwrap());
+    assert_eq!(again.len(), 1, "{:#?}", reports.lock().unwrap());
 }
 
 #[test]
