@@ -204,9 +204,13 @@ fn requests_per_call() {
     assert_eq!(log, kinds([("PUT", 1)]));
     // The items (1 page), the markers of older versions (1), the access logs' hour folders
     // (1) and the log of this hour (1), plus the sweep's look at the logs and the markers.
-    assert_eq!(housekeeping, kinds([("LIST", 6), ("GET", 1)]));
-    assert_eq!(reduce, kinds([("LIST", 6), ("GET", 1)]));
-    assert_eq!(clear, kinds([("LIST", 6), ("GET", 1), ("DELETE batch", 1)]));
+    // The access log is read with a bounded range, whatever size the object has by then.
+    assert_eq!(housekeeping, kinds([("LIST", 6), ("GET range", 1)]));
+    assert_eq!(reduce, kinds([("LIST", 6), ("GET range", 1)]));
+    assert_eq!(
+        clear,
+        kinds([("LIST", 6), ("GET range", 1), ("DELETE batch", 1)])
+    );
     wipe(&backend);
 }
 

@@ -346,7 +346,15 @@ impl LogReader<'_> {
         }
         let mut bodies = futures::stream::iter(chosen)
             .map(|meta| async move {
-                match self.store.get(&meta.location).await {
+                // A log may be replaced between the listing and this read: never more than
+                // one byte past the largest log read, whatever the object holds now.
+                let bounded = object_store::GetOptions {
+                    range: Some(object_store::GetRange::Bounded(
+                        0..log::MAX_READ_LOG_BYTES + 1,
+                    )),
+                    ..Default::default()
+                };
+                match self.store.get_opts(&meta.location, bounded).await {
                     Ok(found) => found.bytes().await.map(|b| Some((meta, b))),
                     // Swept meanwhile.
                     Err(object_store::Error::NotFound { .. }) => Ok(None),
