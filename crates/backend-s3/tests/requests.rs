@@ -334,7 +334,10 @@ fn hits_on_distinct_keys_take_one_log_write_per_thousand() {
     .unwrap();
     let entries: Vec<_> = items
         .iter()
-        .filter(|i| i.key.file_name().len() == 32)
+        .filter(|i| {
+            let name = i.key.file_name();
+            name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
+        })
         .collect();
     assert_eq!(entries.len() as u64, N);
     for entry in entries {

@@ -413,6 +413,26 @@ fn faults() {
     println!("{value}, stored again; then loaded: {}", memorized.eval(3));
 }
 
+// --- Statistics ---------------------------------------------------------------------------
+
+fn statistics() {
+    section("Statistics: what each function's calls did");
+    // Counted once per call, with the time spent computing and the time the hits saved (the
+    // duration stored with each entry they loaded).
+    for (name, stats) in MEMORY.call_stats() {
+        println!("{name}: {stats}");
+    }
+    // Every process that shares the store writes its counts there (once per
+    // call_stats_interval, and when its memory is dropped); `cachette stats` reads the sum.
+    MEMORY.flush_stats().expect("statistics written");
+    let stored = MEMORY.stored_stats().expect("statistics read");
+    println!(
+        "stored: {} functions, {} calls",
+        stored.functions.len(),
+        stored.functions.iter().map(|f| f.stats.calls).sum::<u64>()
+    );
+}
+
 // --- Clean-up -----------------------------------------------------------------------------
 
 fn clean_up() {
@@ -447,5 +467,6 @@ fn main() {
     memorized_func();
     async_functions();
     faults();
+    statistics();
     clean_up();
 }

@@ -301,4 +301,7 @@ mod guides {
     mod layers {}
     #[doc = include_str!("../../../docs/reliability.md")]
     mod reliability {}
+    #[cfg(feature = "fs")]
+    #[doc = include_str!("../../../docs/statistics.md")]
+    mod statistics {}
 }

@@ -38,7 +38,10 @@ fn only_entry(backend: &InMemoryBackend) -> (Key, Bytes) {
     let key = items
         .into_iter()
         .map(|i| i.key)
-        .find(|k| k.file_name().len() == 32)
+        .find(|k| {
+            let name = k.file_name();
+            name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
+        })
         .expect("an entry");
     let bytes = block_on(false, backend.get(&key))
         .unwrap()

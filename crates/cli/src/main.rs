@@ -4,8 +4,8 @@
 //! `redis://host:port/db`) whose backend is enabled by this build's features, or a config file
 //! (`cachette.toml`, as `Memory::from_config` reads, without the environment's overrides).
 //!
-//! Reads (`inspect`, `show`, `verify`) create and change nothing; `check` writes one small item
-//! of its own under `cachette/_check/` and deletes it. Deletions (`clear`,
+//! Reads (`inspect`, `show`, `stats`, `verify`) create and change nothing; `check` writes one
+//! small item of its own under `cachette/_check/` and deletes it. Deletions (`clear`,
 //! `reduce-size`, `verify --delete`) print what they will delete, stop there with `--dry-run`,
 //! and ask first unless `--yes` is given. `--json` prints one JSON document instead of text.
 //! The exit codes are listed in [`EXIT_CODES`]; `docs/cli.md` documents it all.
@@ -18,6 +18,7 @@ mod human;
 mod inspect;
 mod interact;
 mod prune;
+mod stats;
 mod store;
 mod verify;
 
@@ -96,6 +97,21 @@ enum Command {
         delete: bool,
         #[command(flatten)]
         careful: Careful,
+    },
+    /// Calls, hits, misses, compute time and time saved per function, as every process that
+    /// shares the store recorded them.
+    Stats {
+        /// The store: a folder, a URL or a config file.
+        location: String,
+        /// Only this function: `a::b::f`, `a.b.f` or its folder.
+        #[arg(long, value_name = "FUNC")]
+        func: Option<String>,
+        /// Sort the rows.
+        #[arg(long, value_enum, default_value_t)]
+        sort: stats::SortBy,
+        /// Also draw the time saved and the size per function as an SVG picture in FILE.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<std::path::PathBuf>,
     },
     /// Write, read back and delete one small item under cachette/_check/, and time each step.
     Check {
@@ -219,6 +235,18 @@ fn run(cli: Cli) -> Result<(String, Option<Code>)> {
             }
             verify::verify(&location, &func, delete, careful, json)
         }
+        Command::Stats {
+            location,
+            func,
+            sort,
+            svg,
+        } => done(stats::stats(
+            &location,
+            func.as_deref(),
+            sort,
+            svg.as_deref(),
+            json,
+        )?),
         Command::Check { location } => check::check(&location, json),
         Command::Clear {
             location,

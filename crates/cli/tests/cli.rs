@@ -238,6 +238,7 @@ fn reads_record_no_access() {
         run(&["verify", loc, "--delete", "--dry-run"], 0);
         run(&["clear", loc, "--dry-run"], 0);
         run(&["reduce-size", loc, "--items-limit", "0", "--dry-run"], 0);
+        run(&["stats", loc], 0);
         let after = listing(store);
         assert_eq!(before.len(), after.len(), "{loc}");
         for (b, a) in before.iter().zip(&after) {
@@ -248,6 +249,71 @@ fn reads_record_no_access() {
                 "{loc}: a read recorded an access: {b:?} -> {a:?}"
             );
         }
+    }
+}
+
+/// Every item under `cachette/`, with its size.
+fn all_items(store: &TestStore) -> Vec<(String, u64)> {
+    let backend = store.memory.backend().unwrap();
+    let prefix = cachette::plugin::Prefix::new("cachette").unwrap();
+    let mut items: Vec<_> = block_on(false, backend.list(&prefix))
+        .unwrap()
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.key.to_string(), i.size))
+        .collect();
+    items.sort();
+    items
+}
+
+#[test]
+fn stats_agrees_with_the_true_counts_and_draws_them() {
+    for store in stores() {
+        let loc = store.location.as_str();
+        fill(&store);
+        let load = store
+            .memory
+            .cache(|x: u32| vec![x as u8; 100 * 1024])
+            .name(LOAD);
+        for x in 0..5 {
+            load.eval(x); // five hits
+        }
+        store.memory.flush_stats().unwrap();
+        let before = all_items(&store);
+        let doc = json(&["stats", loc], 0);
+        let functions = doc["functions"].as_array().unwrap();
+        assert_eq!(functions.len(), 2, "{doc:#}");
+        let row = |name: &str| {
+            functions
+                .iter()
+                .find(|f| f["name"] == name)
+                .unwrap_or_else(|| panic!("{name} missing: {doc:#}"))
+        };
+        let load_row = row(LOAD);
+        assert_eq!(load_row["calls"], 10, "{loc}: {doc:#}");
+        assert_eq!(load_row["hits"], 5, "{loc}");
+        assert_eq!(load_row["misses"], 5, "{loc}");
+        assert_eq!(load_row["entries"], 5, "{loc}");
+        assert_eq!(row(FIT)["calls"], 2, "{loc}");
+        assert_eq!(row(FIT)["misses"], 2, "{loc}");
+        assert_eq!(doc["total"]["calls"], 12, "{loc}");
+
+        let text = run(&["stats", loc, "--func", "pipeline.load"], 0);
+        assert!(text.contains(LOAD) && !text.contains(FIT), "{text}");
+        assert!(text.contains("50%"), "the hit ratio: {text}");
+
+        let tmp = tempfile::tempdir().unwrap();
+        let svg = tmp.path().join("stats.svg");
+        run(&["stats", loc, "--svg", svg.to_str().unwrap()], 0);
+        let picture = std::fs::read_to_string(&svg).unwrap();
+        assert!(picture.starts_with("<svg"), "{picture}");
+        assert!(
+            picture.contains(LOAD) && picture.contains("time saved"),
+            "{loc}"
+        );
+
+        assert_eq!(all_items(&store), before, "{loc}: `stats` wrote or deleted");
+        run(&["stats", loc, "--func", "pipeline::nope"], 2);
     }
 }
 

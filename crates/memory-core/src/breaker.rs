@@ -103,7 +103,6 @@ impl Breaker {
     }
 
     /// Whether the breaker is open (the store is being skipped).
-    #[cfg(test)]
     pub(crate) fn is_open(&self) -> bool {
         self.retry_at.load(Ordering::Acquire) != 0
     }

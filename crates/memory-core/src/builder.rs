@@ -493,6 +493,17 @@ impl MemoryBuilder {
         self
     }
 
+    /// The shortest time between two writes of the call statistics (see
+    /// [`Memory::call_stats`]) to the store, where `cachette stats` and
+    /// [`Memory::stored_stats`] read them across processes: 300 seconds by default. Each
+    /// memory writes one small item at most once per interval, off the callers' threads, and
+    /// once more when its last clone is dropped. Zero keeps the statistics in the process.
+    /// Config key `call_stats_interval_secs`.
+    pub fn call_stats_interval(mut self, interval: Duration) -> Self {
+        self.options.call_stats_interval = interval;
+        self
+    }
+
     /// The circuit breaker: after `threshold` faults of the store in a row (5 by default),
     /// calls skip the store for `cooldown` (30 seconds by default), computing and returning
     /// their values without reading or writing it, so that an unreachable or hung store does
@@ -675,6 +686,8 @@ impl MemoryBuilder {
         ));
         let limits = options.size_limits();
         let interval = options.limits_interval;
+        let call_stats_interval =
+            Some(options.call_stats_interval).filter(|interval| !interval.is_zero());
         Ok(Memory {
             shared: Some(Arc::new_cyclic(|me| Shared {
                 store,
@@ -686,6 +699,7 @@ impl MemoryBuilder {
                 tiers,
                 origin,
                 limits: crate::limits::Keeper::new(limits, interval, me),
+                usage: crate::usage::Usage::new(call_stats_interval),
             })),
         })
     }

@@ -142,6 +142,10 @@ pub(crate) const NAMESPACE: &str = "cachette";
 pub(crate) const IDENTITY_ITEM: &str = "func_code";
 /// The folder of the items of [`Memory::check`](crate::Memory::check).
 const CHECK_FOLDER: &str = "_check";
+/// The folder of the persisted call statistics ([`crate::usage`]).
+const STATS_FOLDER: &str = "_stats";
+/// The name of the item that sums a closed day of call statistics.
+pub(crate) const STATS_DAY_ITEM: &str = "all";
 /// What is appended to an entry's key to name its compute-once claim.
 pub(crate) const CLAIM_SUFFIX: &str = ".claim";
 /// The length of an argument hash in hex digits: the last segment of an entry key.
@@ -158,7 +162,7 @@ const FOLDER_READABLE_LEN: usize = 120;
 pub(crate) mod grammar {
     use super::{
         ARGS_ID_LEN, CHECK_FOLDER, CLAIM_SUFFIX, FOLDER_READABLE_LEN, IDENTITY_ITEM, Key,
-        NAMESPACE, Prefix,
+        NAMESPACE, Prefix, STATS_DAY_ITEM, STATS_FOLDER,
     };
     use crate::error::BackendError;
 
@@ -201,6 +205,49 @@ pub(crate) mod grammar {
     /// it is never an entry, a claim or an identity item.
     pub(crate) fn check_item(token: &str) -> Result<Key, BackendError> {
         Key::new(format!("{NAMESPACE}/{CHECK_FOLDER}/{token}"))
+    }
+
+    /// The folder of the persisted call statistics: `cachette/_stats`. No function folder is
+    /// `_stats` (theirs end with a hash).
+    pub(crate) fn stats_root() -> Prefix {
+        Prefix(format!("{NAMESPACE}/{STATS_FOLDER}"))
+    }
+
+    /// The key of one item of call statistics: `cachette/_stats/<day>/<name>`, where `day` is
+    /// a date (`2026-12-02`) and `name` a writer's name or [`STATS_DAY_ITEM`].
+    pub(crate) fn stats_item(day: &str, name: &str) -> Result<Key, BackendError> {
+        Key::new(format!("{NAMESPACE}/{STATS_FOLDER}/{day}/{name}"))
+    }
+
+    /// The day and the name of an item of call statistics; `None` for any other key, and for
+    /// names that no writer gives (a day that is not a date, a name of other characters than
+    /// letters, digits and `-`, or longer than 64).
+    pub(crate) fn split_stats(key: &Key) -> Option<(chrono::NaiveDate, &str)> {
+        let mut segments = key.segments();
+        let (Some(NAMESPACE), Some(STATS_FOLDER), Some(day), Some(name), None) = (
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+            segments.next(),
+        ) else {
+            return None;
+        };
+        let day = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").ok()?;
+        let well_formed = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        well_formed.then_some((day, name))
+    }
+
+    /// Whether a key names an item of call statistics.
+    pub(crate) fn is_stats(key: &Key) -> bool {
+        split_stats(key).is_some()
+    }
+
+    /// Whether an item of call statistics sums a whole day.
+    pub(crate) fn is_stats_day(name: &str) -> bool {
+        name == STATS_DAY_ITEM
     }
 
     /// The key of an entry's compute-once claim.
@@ -253,9 +300,10 @@ pub(crate) mod grammar {
         split(key).is_some_and(|(_, last)| last == IDENTITY_ITEM)
     }
 
-    /// Whether the core wrote an item of this name: an entry, a claim or an identity item.
+    /// Whether the core wrote an item of this name: an entry, a claim, an identity item or an
+    /// item of call statistics.
     pub(crate) fn is_ours(key: &Key) -> bool {
-        is_entry(key) || is_claim(key) || is_identity(key)
+        is_entry(key) || is_claim(key) || is_identity(key) || is_stats(key)
     }
 
     /// The folder of a function's results: a readable form of its name (`a::b::c` as `a.b.c`,

@@ -63,6 +63,7 @@ mod size;
 mod store;
 #[cfg(feature = "testkit")]
 mod testkit;
+mod usage;
 mod validation;
 
 pub use array::{Array, DType, Element, MmapMode, ShapeError, Storage};
@@ -81,6 +82,7 @@ pub use report::{Report, Reporter};
 pub use result::{MemorizedResult, NotMemorizedResult, Shelved, allow_reference_locations};
 pub use signing::SigningKey;
 pub use size::{ByteSize, ReduceReport, SizeLimits};
+pub use usage::{CallStats, StoredFunctionStats, StoredStats};
 pub use validation::{ExpiresAfter, MAX_CLOCK_AHEAD, Validation, expires_after};
 
 /// What the macros expand to (not a public API).

@@ -1,5 +1,6 @@
 //! [`Memory`]: a context for lazy evaluation, over any backend.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,7 @@ use crate::report::Reporter;
 use crate::signing::SigningKey;
 use crate::size::{ReduceReport, SizeLimits};
 use crate::store::{EntryStore, StoredIdentity};
+use crate::usage::{CallStats, StoredStats};
 
 /// A context for lazy evaluation: it memoizes functions' results in a store, so that a
 /// function never runs twice for the same arguments, in this process or any other that shares
@@ -60,6 +62,14 @@ pub(crate) struct Shared {
     pub(crate) origin: Option<Origin>,
     /// Keeps the store within the size limits of the options, if any.
     pub(crate) limits: Option<crate::limits::Keeper>,
+    /// The call statistics of its functions.
+    pub(crate) usage: crate::usage::Usage,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        crate::usage::stored::flush_at_drop(self);
+    }
 }
 
 /// The configuration of a store and its layers, as [`Memory::config`] ships it.
@@ -154,9 +164,52 @@ impl Memory {
     pub fn stats(&self) -> Option<MemoryStats> {
         let shared = self.shared.as_ref()?;
         Some(MemoryStats {
+            calls: shared.usage.total(),
             store: shared.stats.as_ref()?.snapshot(),
             tiers: shared.tiers.as_ref().map(TierHandle::snapshot),
         })
+    }
+
+    /// What the calls of each function of this memory did in this process, by exact name:
+    /// calls, hits, misses, compute time and time saved, counted once per call (not per store
+    /// operation). Empty when disabled. [`stored_stats`](Self::stored_stats) gives the counts
+    /// of every process that shares the store.
+    pub fn call_stats(&self) -> BTreeMap<String, CallStats> {
+        let Some(shared) = &self.shared else {
+            return BTreeMap::new();
+        };
+        let mut by_name = BTreeMap::new();
+        for (name, stats) in shared.usage.snapshot().into_values() {
+            by_name
+                .entry(name)
+                .or_insert_with(CallStats::default)
+                .add(&stats);
+        }
+        by_name
+    }
+
+    /// The call statistics every process that shares the store wrote there, summed by
+    /// function: what `cachette stats` shows. Memories write theirs at most once per
+    /// [`call_stats_interval`](crate::MemoryBuilder::call_stats_interval) and when their last
+    /// clone is dropped; [`flush_stats`](Self::flush_stats) writes this memory's at once.
+    /// Reads only: it writes and deletes nothing.
+    pub fn stored_stats(&self) -> Result<StoredStats> {
+        let Some(shared) = &self.shared else {
+            return Ok(StoredStats::default());
+        };
+        finish(crate::usage::stored::read_all(shared, Reach::Blocking))
+    }
+
+    /// Writes this memory's call statistics to the store now (when they changed since the
+    /// last write), as it does by itself once per
+    /// [`call_stats_interval`](crate::MemoryBuilder::call_stats_interval): for a process that
+    /// keeps its memory in a `static` (as `#[memoize]`'s global memory), which is never
+    /// dropped, before it ends. Nothing to do when the interval is zero, or when disabled.
+    pub fn flush_stats(&self) -> Result<()> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        crate::usage::stored::flush(shared)
     }
 
     /// Sets the counters of [`stats`](Self::stats) back to zero (not the tiers').
@@ -482,7 +535,11 @@ impl EntryInfo {
 /// A memory's statistics; see [`Memory::stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct MemoryStats {
-    /// The operations the memory asked of its store (through every layer).
+    /// What the calls of the memory's functions did, summed over its functions: one count per
+    /// call (see [`Memory::call_stats`] for each function).
+    pub calls: CallStats,
+    /// The operations the memory asked of its store (through every layer): a hit of a
+    /// function reads the store once or more, so these are not counts of calls.
     pub store: BackendStats,
     /// With a local tier: reads served locally, from the store behind it, and copies made.
     pub tiers: Option<TierCounters>,
@@ -490,7 +547,7 @@ pub struct MemoryStats {
 
 impl fmt::Display for MemoryStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.store)?;
+        write!(f, "{}; store: {}", self.calls, self.store)?;
         if let Some(t) = &self.tiers {
             write!(
                 f,

@@ -20,6 +20,8 @@ pub(crate) const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(600);
 /// The default shortest time between two automatic clean-ups of the size limits.
 pub(crate) const DEFAULT_LIMITS_INTERVAL: Duration = Duration::from_secs(60);
+/// The default time between two writes of the call statistics to the store.
+pub(crate) const DEFAULT_CALL_STATS_INTERVAL: Duration = Duration::from_secs(300);
 /// The default number of store faults in a row that open the circuit breaker.
 pub(crate) const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
 /// The default time the circuit breaker stays open.
@@ -119,6 +121,15 @@ pub struct Options {
         skip_serializing_if = "is_default_limits_interval"
     )]
     pub limits_interval: Duration,
+    /// The shortest time between two writes of the call statistics to the store
+    /// (`call_stats_interval_secs`, in seconds, default 300; 0 keeps them in the process). See
+    /// [`MemoryBuilder::call_stats_interval`](crate::MemoryBuilder::call_stats_interval).
+    #[serde(
+        rename = "call_stats_interval_secs",
+        with = "seconds",
+        skip_serializing_if = "is_default_call_stats_interval"
+    )]
+    pub call_stats_interval: Duration,
     /// How many store faults in a row open the circuit breaker (`breaker_threshold`, default
     /// 5; 0 turns it off). While it is open, calls skip the store: they compute and return
     /// their value without reading or writing it. See
@@ -155,6 +166,7 @@ impl Default for Options {
             items_limit: None,
             age_limit: None,
             limits_interval: DEFAULT_LIMITS_INTERVAL,
+            call_stats_interval: DEFAULT_CALL_STATS_INTERVAL,
             breaker_threshold: DEFAULT_BREAKER_THRESHOLD,
             breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
         }
@@ -313,6 +325,10 @@ fn is_default_max_decompressed(n: &u64) -> bool {
 
 fn is_default_limits_interval(d: &Duration) -> bool {
     *d == DEFAULT_LIMITS_INTERVAL
+}
+
+fn is_default_call_stats_interval(d: &Duration) -> bool {
+    *d == DEFAULT_CALL_STATS_INTERVAL
 }
 
 fn is_default_breaker_threshold(n: &u32) -> bool {

@@ -162,9 +162,21 @@ struct Answers<'a> {
     code: Option<&'a str>,
     #[serde(borrow, default)]
     version: Option<&'a str>,
+    /// How long the call took, in seconds (a value of the store: see [`Answers::duration`]).
+    #[serde(default)]
+    duration: f64,
 }
 
 impl Answers<'_> {
+    /// The duration of the call, when it is one (finite, zero or more); zero otherwise.
+    fn duration(&self) -> f64 {
+        if self.duration.is_finite() && self.duration >= 0.0 {
+            self.duration
+        } else {
+            0.0
+        }
+    }
+
     fn check(&self, expected: &Expected<'_>) -> Result<(), EntryError> {
         if self.func != expected.func || self.args_id != expected.args_id {
             return Err(EntryError::Corrupted(format!(
@@ -190,10 +202,12 @@ impl Answers<'_> {
     }
 }
 
-/// Checks that the metadata header `header` (MessagePack) answers for `expected`.
-fn check_answers(header: &[u8], expected: &Expected<'_>) -> Result<(), EntryError> {
+/// Checks that the metadata header `header` (MessagePack) answers for `expected`; gives the
+/// duration of the call it records (zero when it records none that makes sense).
+fn check_answers(header: &[u8], expected: &Expected<'_>) -> Result<f64, EntryError> {
     let answers: Answers<'_> = from_header(header)?;
-    answers.check(expected)
+    answers.check(expected)?;
+    Ok(answers.duration())
 }
 
 /// The deepest nesting a metadata header may have; a header is a map of scalars and of
@@ -224,6 +238,7 @@ impl Metadata {
             name: &self.name,
             code: self.code.as_deref(),
             version: self.version.as_deref(),
+            duration: self.duration,
         }
         .check(expected)
     }

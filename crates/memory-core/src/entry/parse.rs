@@ -290,8 +290,10 @@ impl Entry {
     /// Checks that the entry answers for `expected`, as its metadata records: an entry moved or
     /// copied under another call's key (by a tool, a person, or a hostile writer of a shared
     /// store) is refused, not served as that call's result, and an entry of other code is
-    /// [`EntryError::OtherCode`]. Decodes only those fields, without allocating.
-    pub fn check_written_for(&self, expected: &Expected<'_>) -> Result<(), EntryError> {
+    /// [`EntryError::OtherCode`]. Decodes only those fields and the call's duration, which it
+    /// gives (in seconds; zero when the metadata records none that makes sense), without
+    /// allocating.
+    pub fn check_written_for(&self, expected: &Expected<'_>) -> Result<f64, EntryError> {
         let header = &self.bytes[PREFIX_LEN..PREFIX_LEN + self.prefix.header_len as usize];
         check_answers(header, expected)
     }

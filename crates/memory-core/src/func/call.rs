@@ -111,6 +111,31 @@ impl<R, F> Call<'_, R, F> {
         self.func.verbosity(self.shared)
     }
 
+    /// Counts a hit of an entry whose call took `stored_secs`.
+    fn count_hit(&self, stored_secs: f64) {
+        self.func.tally(self.shared).hit(stored_secs);
+        self.shared.usage.counted(&self.func.memory.shared);
+    }
+
+    /// Counts a miss whose computation took `took`.
+    fn count_miss(&self, took: std::time::Duration) {
+        self.func.tally(self.shared).miss(took);
+        self.shared.usage.counted(&self.func.memory.shared);
+    }
+
+    /// Runs the function without the store, and counts the call.
+    async fn uncached<A, O, Fut: Future<Output = O>>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+    ) -> O {
+        let t0 = Instant::now();
+        let out = compute(args).await;
+        self.func.tally(self.shared).uncached(t0.elapsed());
+        self.shared.usage.counted(&self.func.memory.shared);
+        out
+    }
+
     /// The key of a call with `args`, or `None` when they cannot be hashed and the policy lets
     /// the call go on without the cache.
     pub(super) fn key<A: Serialize + ?Sized, P: Faults>(
@@ -242,14 +267,14 @@ impl<R, F> Call<'_, R, F> {
         }
     }
 
-    /// Whether the entry of `key` is stored and valid, reading only its metadata. `Ok(None)`
-    /// when there is no entry at all (as opposed to one that is not usable).
-    async fn check_key<P: Faults>(&self, key: &Key, faults: P) -> Result<Option<bool>, P::Fault> {
+    /// Whether the entry of `key` is stored and valid, reading only its metadata.
+    async fn check_key<P: Faults>(&self, key: &Key, faults: P) -> Result<Found, P::Fault> {
         let code = Some(self.func.id.code_identity());
         match self.store().metadata(self.reach, key, code).await {
-            Ok(Some(meta)) => Ok(Some(self.valid(&meta))),
-            Ok(None) => Ok(None),
-            Err(e) if is_other_code(&e) => Ok(Some(false)),
+            Ok(Some(meta)) if self.valid(&meta) => Ok(Found::Usable(meta.duration)),
+            Ok(Some(_)) => Ok(Found::Unusable),
+            Ok(None) => Ok(Found::Absent),
+            Err(e) if is_other_code(&e) => Ok(Found::Unusable),
             Err(e) => {
                 let warning = match &e {
                     Error::Entry { source, .. } => format!(
@@ -258,7 +283,7 @@ impl<R, F> Call<'_, R, F> {
                     ),
                     other => format!("cannot read {key} in {}: {other}", self.store().location()),
                 };
-                self.fault(faults, e, warning).map(|()| Some(false))
+                self.fault(faults, e, warning).map(|()| Found::Unusable)
             }
         }
     }
@@ -378,7 +403,7 @@ impl<R, F> Call<'_, R, F> {
             return false;
         }
         let Ok(cached) = self.check_key(&key, Lenient).await;
-        cached == Some(true)
+        matches!(cached, Found::Usable(_))
     }
 }
 
@@ -437,11 +462,13 @@ where
                 return Ok(None);
             }
         }
+        let stored_secs = entry.duration();
         let out =
             match entry.decode::<R>(self.store().codec(), mode, self.store().max_decompressed()) {
                 Ok(out) => out,
                 Err(e) => return unusable(e),
             };
+        self.count_hit(stored_secs);
         if self.verbosity() > 1 {
             verbose::loaded(
                 &self.shared.reporter,
@@ -488,8 +515,11 @@ where
         }
         let time = Utc::now();
         let t0 = Instant::now();
-        let out = compute(args).await.map_err(Failed::Function)?;
-        let duration = t0.elapsed().as_secs_f64();
+        let out = compute(args).await;
+        let took = t0.elapsed();
+        self.count_miss(took);
+        let out = out.map_err(Failed::Function)?;
+        let duration = took.as_secs_f64();
         let meta = Metadata::new(
             duration,
             time,
@@ -585,7 +615,7 @@ where
         let usable = self.store_usable(faults).map_err(store)?;
         let key = self.key(&args, faults).map_err(store)?;
         let (true, Some(key)) = (usable, key) else {
-            return compute(args).await.map_err(Failed::Function);
+            return self.uncached(args, compute).await.map_err(Failed::Function);
         };
         self.ensure_checked(faults).await.map_err(store)?;
         let started = Instant::now();
@@ -627,7 +657,10 @@ where
         let key = self.key(&args, faults).map_err(store)?;
         let (true, Some(key)) = (usable, key) else {
             let (time, t0) = (Utc::now(), Instant::now());
-            let out = compute(args).await.map_err(Failed::Function)?;
+            let out = self
+                .uncached(args, compute)
+                .await
+                .map_err(Failed::Function)?;
             let meta = unstored_metadata(Some(self), time, t0);
             return Ok(((out, meta), None));
         };
@@ -673,12 +706,16 @@ where
         let usable = self.store_usable(faults).map_err(store)?;
         let key = self.key(&args, faults).map_err(store)?;
         let (true, Some(key)) = (usable, key) else {
-            let out = compute(args).await.map_err(Failed::Function)?;
+            let out = self
+                .uncached(args, compute)
+                .await
+                .map_err(Failed::Function)?;
             return Ok(Shelved::NotMemorized(NotMemorizedResult::new(out)));
         };
         self.ensure_checked(faults).await.map_err(store)?;
         let checked = self.check_key(&key, faults).await.map_err(store)?;
-        if checked == Some(true) {
+        if let Found::Usable(stored_secs) = checked {
+            self.count_hit(stored_secs);
             return Ok(Shelved::Memorized(self.reference(&key)));
         }
         let shelved = |stored: Stored<R>| match stored {
@@ -691,10 +728,13 @@ where
         }
         self.once(
             &key,
-            checked.is_none(),
-            async || {
-                Ok((self.check_key(&key, faults).await? == Some(true))
-                    .then(|| Shelved::Memorized(self.reference(&key))))
+            checked == Found::Absent,
+            async || match self.check_key(&key, faults).await? {
+                Found::Usable(stored_secs) => {
+                    self.count_hit(stored_secs);
+                    Ok(Some(Shelved::Memorized(self.reference(&key))))
+                }
+                Found::Absent | Found::Unusable => Ok(None),
             },
             async || {
                 let stored = self.store_computed(&key, args, compute, faults).await?;
@@ -704,6 +744,17 @@ where
         )
         .await
     }
+}
+
+/// What a look at an entry's metadata found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Found {
+    /// No entry.
+    Absent,
+    /// An entry the call cannot use (damaged, of other code, refused by validation).
+    Unusable,
+    /// A usable entry, whose call took this many seconds.
+    Usable(f64),
 }
 
 /// Whether a read found an entry of other code than the caller's: a miss for it, not a fault.

@@ -16,6 +16,7 @@ mod verbose;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, OnceLock};
 
 use crate::array::MmapMode;
 use crate::memory::{Memory, Shared};
@@ -65,6 +66,8 @@ pub struct MemorizedFunc<R, F = NoFunc> {
     checked: AtomicU64,
     /// The state hashed into every key ([`Memory::cache_with`]).
     state: Option<State>,
+    /// The counters of its calls, from its first call on.
+    tally: OnceLock<Arc<crate::usage::Tally>>,
     f: F,
     _output: PhantomData<fn() -> R>,
 }
@@ -114,6 +117,7 @@ impl<R, F> MemorizedFunc<R, F> {
             strict: None,
             checked: AtomicU64::new(0),
             state: None,
+            tally: OnceLock::new(),
             f,
             _output: PhantomData,
         }
@@ -275,6 +279,18 @@ impl<R, F> MemorizedFunc<R, F> {
     /// The identity of the function.
     pub fn id(&self) -> &FuncId {
         &self.id
+    }
+
+    /// What the calls of this function did in this process: calls, hits, misses, compute
+    /// time and time saved (see [`Memory::call_stats`] for every function, and
+    /// [`Memory::stored_stats`] for every process that shares the store).
+    pub fn stats(&self) -> crate::CallStats {
+        self.tally.get().map(|t| t.snapshot()).unwrap_or_default()
+    }
+
+    /// The counters of this function's calls in `shared`'s memory, made on its first call.
+    pub(crate) fn tally(&self, shared: &Shared) -> &crate::usage::Tally {
+        self.tally.get_or_init(|| shared.usage.tally(&self.id))
     }
 
     /// The memory this function stores its results in.

@@ -361,8 +361,63 @@ impl EntryStore {
         Ok(items)
     }
 
+    /// Reads a whole item of the core other than an entry, from the store of record (past any
+    /// caching layer), if it is at most `max_len` bytes long: `Ok(None)` when there is none;
+    /// a longer item is an error, and is not read past `max_len`.
+    pub(crate) async fn read_item(
+        &self,
+        reach: Reach,
+        key: &Key,
+        max_len: u64,
+    ) -> Result<Option<bytes::Bytes>, Error> {
+        let k = key.clone();
+        let options = GetOptions::range(0..max_len + 1).with_bypass_cache(true);
+        let found = self
+            .run(reach, move |b| {
+                Box::pin(async move { b.get_opts(&k, options).await })
+            })
+            .await?;
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let bytes = found
+            .into_bytes()
+            .map_err(|e| BackendError::from_io(e, format!("cannot read {key}")))?;
+        if bytes.len() as u64 > max_len {
+            return Err(Error::InvalidArgument(format!(
+                "{key} is longer than {max_len} bytes"
+            )));
+        }
+        Ok(Some(bytes))
+    }
+
+    /// Writes an item of the core other than an entry (no time to live), to the store of
+    /// record (past any caching layer): over what is there, or only where nothing is with
+    /// `create`. Says whether it was written.
+    pub(crate) async fn put_item(
+        &self,
+        reach: Reach,
+        key: &Key,
+        item: Blob,
+        create: bool,
+    ) -> Result<bool, Error> {
+        let k = key.clone();
+        let options = if create {
+            PutOptions::create()
+        } else {
+            PutOptions::default()
+        }
+        .with_bypass_cache(true);
+        let outcome = self
+            .run(reach, move |b| {
+                Box::pin(async move { b.put_opts(&k, item, options).await })
+            })
+            .await?;
+        Ok(outcome == crate::backend::PutOutcome::Created)
+    }
+
     /// Deletes `keys`.
-    pub(super) async fn delete_keys(&self, reach: Reach, keys: Vec<Key>) -> Result<(), Error> {
+    pub(crate) async fn delete_keys(&self, reach: Reach, keys: Vec<Key>) -> Result<(), Error> {
         if keys.is_empty() {
             return Ok(());
         }

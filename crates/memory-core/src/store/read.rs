@@ -44,6 +44,9 @@ impl Read {
 pub(crate) struct Checked {
     key: Key,
     entry: Entry,
+    /// How long the call took, in seconds, as its metadata records (zero when it makes no
+    /// sense).
+    duration: f64,
     file: Option<File>,
     mapped: bool,
     writable: bool,
@@ -70,14 +73,20 @@ impl Checked {
         if let Some(signing) = signing {
             entry.verify_signature(signing)?;
         }
-        entry.check_written_for(&expected(key, code)?)?;
+        let duration = entry.check_written_for(&expected(key, code)?)?;
         Ok(Checked {
             key: key.clone(),
             entry,
+            duration,
             file: read.file,
             mapped: read.mapped,
             writable: read.writable,
         })
+    }
+
+    /// How long the call took, in seconds, as the entry's metadata records.
+    pub(crate) fn duration(&self) -> f64 {
+        self.duration
     }
 
     /// The metadata.
