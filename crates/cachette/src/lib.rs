@@ -303,4 +303,6 @@ mod guides {
     mod layers {}
     #[doc = include_str!("../../../docs/reliability.md")]
     mod reliability {}
+    #[doc = include_str!("../../../docs/explain.md")]
+    mod explain {}
 }

@@ -33,8 +33,8 @@ pub(crate) fn explain(location: &str, func: &str, args: &[String], json: bool) -
     if json {
         return to_json(&explanation);
     }
-    // The explanation escapes what it read from the store; its reason comes first.
-    Ok(format!("{}\n{explanation}", explanation.reason()))
+    // The explanation escapes what it read from the store.
+    Ok(explanation.to_string())
 }
 
 #[cfg(test)]

@@ -347,9 +347,10 @@ impl Explanation {
         }
     }
 
-    /// Whether `cause` is one of the causes (compared by kind, not by content).
-    pub fn has(&self, cause: impl Fn(&Cause) -> bool) -> bool {
-        self.causes.iter().any(cause)
+    /// Whether one of the causes satisfies `pred`:
+    /// `why.has(|c| matches!(c, Cause::Expired { .. }))`.
+    pub fn has(&self, pred: impl Fn(&Cause) -> bool) -> bool {
+        self.causes.iter().any(pred)
     }
 }
 
@@ -827,9 +828,18 @@ async fn resolve(shared: &Shared, reach: Reach, query: &str) -> Result<(String, 
         candidates.push(grammar::folder_of(&colons));
     }
     if grammar::folder(query).is_ok() && Key::new(format!("x/{query}")).is_ok() {
-        candidates.push(query.to_owned());
+        // A folder (`<readable>-<16 hex digits>`) is tried first: the CLI passes folders.
+        let folder_like = query
+            .rsplit_once('-')
+            .is_some_and(|(_, h)| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if folder_like {
+            candidates.insert(0, query.to_owned());
+        } else {
+            candidates.push(query.to_owned());
+        }
     }
-    candidates.dedup();
+    let mut seen = BTreeSet::new();
+    candidates.retain(|c| seen.insert(c.clone()));
     for folder in &candidates {
         let examined = Examined::read(shared, reach, folder).await?;
         if !examined.entries.is_empty()
