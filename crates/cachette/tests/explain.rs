@@ -30,10 +30,12 @@ fn add((x, y): (u64, u64)) -> u64 {
     x + y
 }
 
+type Add = fn((u64, u64)) -> u64;
+
 /// `add` memoized as `tests::add` in `memory`, with its arguments named `x` and `y`.
-fn added(memory: &Memory) -> MemorizedFunc<u64, fn((u64, u64)) -> u64> {
+fn added(memory: &Memory) -> MemorizedFunc<u64, Add> {
     memory
-        .cache_fn(add as fn((u64, u64)) -> u64)
+        .cache_fn(add as Add)
         .name("tests::add")
         .arg_names(["x", "y"])
 }
@@ -562,4 +564,62 @@ fn explaining_on_redis() {
     block_on(false, backend.delete_prefix(&Prefix::root()))
         .unwrap()
         .unwrap();
+}
+
+/// An entry whose metadata carries terminal escapes and a right-to-left override (in its name,
+/// code hash and readable arguments): the explanation quotes them escaped, in its text and its
+/// fields.
+#[test]
+fn strangers_text_is_escaped() {
+    let backend = Arc::new(InMemoryBackend::new());
+    let memory = Memory::builder().backend(backend.clone()).build().unwrap();
+    let f = added(&memory);
+    f.eval((1, 2));
+    let items = block_on(false, backend.list(&Prefix::root()))
+        .unwrap()
+        .unwrap();
+    let key = items
+        .iter()
+        .map(|i| i.key.clone())
+        .find(|k| !k.as_str().ends_with("func_code"))
+        .unwrap();
+    let bytes = block_on(false, backend.get(&key))
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let mut meta = cachette::plugin::entry::parse_metadata(&bytes, None).unwrap();
+    meta.name = "\u{1b}]0;owned\u{7}\u{202e}evil".into();
+    meta.code = Some("\u{1b}[31mred".into());
+    meta.input_args = vec![("\u{1b}[2Jx".into(), "\u{1b}[31m1".into())];
+    let mut value = Vec::new();
+    cachette::plugin::entry::encode_value(&cachette::MessagePack, &0u64, &mut value).unwrap();
+    let planted = cachette::plugin::entry::encode_parts(&meta, value, Vec::new(), None).unwrap();
+    block_on(false, backend.put(&key, planted))
+        .unwrap()
+        .unwrap();
+    let raw = |s: &str| s.contains('\u{1b}') || s.contains('\u{202e}') || s.contains('\u{7}');
+    // The planted entry under the call's key: other code.
+    let why = f.explain(&(1, 2));
+    assert!(!raw(&why.to_string()), "{why:?}");
+    assert!(why.to_string().contains("\\u{1b}"), "{why}");
+    // The planted entry as the nearest one.
+    let why = f.explain(&(5, 6));
+    assert!(!raw(&why.to_string()), "{why:?}");
+    let Cause::OtherArguments {
+        nearest: Some(nearest),
+    } = only(&why)
+    else {
+        panic!("{why}");
+    };
+    assert!(
+        nearest
+            .differing
+            .iter()
+            .all(|d| !raw(&d.name) && !d.stored.as_deref().is_some_and(raw))
+    );
+    assert!(!raw(&nearest.code.name));
+    let by_name = memory
+        .explain("tests::add", &[("x".into(), "1".into())])
+        .unwrap();
+    assert!(!raw(&by_name.to_string()), "{by_name:?}");
 }
