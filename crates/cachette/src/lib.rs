@@ -54,8 +54,8 @@ pub fn link_backends() -> &'static [&'static str] {
 #[doc(hidden)]
 pub mod __macro_support {
     pub use cachette_core::{
-        AsMemory, CallError, Error, FuncId, MemorizedFunc, Memory, Metadata, MmapMode, Shelved,
-        global,
+        AsMemory, CallError, Error, Explanation, FuncId, MemorizedFunc, Memory, Metadata, MmapMode,
+        Shelved, global,
     };
     pub use std::convert::Infallible;
     pub use std::sync::OnceLock;
@@ -170,7 +170,7 @@ pub mod __macro_support {
         use std::future::Future;
         use std::marker::PhantomData;
 
-        use cachette_core::{CallError, MemorizedFunc, Metadata, Shelved};
+        use cachette_core::{CallError, Explanation, MemorizedFunc, Metadata, Shelved};
         use serde::Serialize;
         use serde::de::DeserializeOwned;
 
@@ -264,6 +264,7 @@ pub mod __macro_support {
             sync fn call_and_shelve_with<E>(&self, args: A, compute: impl FnOnce(A) -> Result<R, E>) -> Result<Shelved<R>, E>;
             sync fn try_call_and_shelve_with<E>(&self, args: A, compute: impl FnOnce(A) -> Result<R, E>) -> Result<Shelved<R>, CallError<E>>;
             sync fn check_call_in_cache<>(&self, args: &A) -> bool;
+            sync fn explain<>(&self, args: &A) -> Explanation;
             future fn call_with_async<E, Fut>(&self, args: A, compute: impl FnOnce(A) -> Fut) -> impl Future<Output = Result<R, E>>
                 where Fut: Future<Output = Result<R, E>>;
             future fn try_call_with_async<E, Fut>(&self, args: A, compute: impl FnOnce(A) -> Fut) -> impl Future<Output = Result<R, CallError<E>>>
@@ -277,6 +278,7 @@ pub mod __macro_support {
             future fn try_call_and_shelve_with_async<E, Fut>(&self, args: A, compute: impl FnOnce(A) -> Fut) -> impl Future<Output = Result<Shelved<R>, CallError<E>>>
                 where Fut: Future<Output = Result<R, E>>;
             future fn check_call_in_cache_async<>(&self, args: &A) -> impl Future<Output = bool>;
+            future fn explain_async<>(&self, args: &A) -> impl Future<Output = Explanation>;
         }
     }
 }
@@ -304,4 +306,6 @@ mod guides {
     #[cfg(feature = "fs")]
     #[doc = include_str!("../../../docs/statistics.md")]
     mod statistics {}
+    #[doc = include_str!("../../../docs/explain.md")]
+    mod explain {}
 }

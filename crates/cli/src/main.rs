@@ -4,8 +4,8 @@
 //! `redis://host:port/db`) whose backend is enabled by this build's features, or a config file
 //! (`cachette.toml`, as `Memory::from_config` reads, without the environment's overrides).
 //!
-//! Reads (`inspect`, `show`, `stats`, `verify`) create and change nothing; `check` writes one
-//! small item of its own under `cachette/_check/` and deletes it. Deletions (`clear`,
+//! Reads (`inspect`, `show`, `stats`, `verify`, `explain`) create and change nothing; `check`
+//! writes one small item of its own under `cachette/_check/` and deletes it. Deletions (`clear`,
 //! `reduce-size`, `verify --delete`) print what they will delete, stop there with `--dry-run`,
 //! and ask first unless `--yes` is given. `--json` prints one JSON document instead of text.
 //! The exit codes are listed in [`EXIT_CODES`]; `docs/cli.md` documents it all.
@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod check;
+mod explain;
 mod fail;
 mod human;
 mod inspect;
@@ -112,6 +113,21 @@ enum Command {
         /// Also draw the time saved and the size per function as an SVG picture in FILE.
         #[arg(long, value_name = "FILE")]
         svg: Option<std::path::PathBuf>,
+    },
+    /// Say why a call would miss: no stored result, the nearest entry and its differing
+    /// arguments, or other code.
+    #[command(after_help = "Examples:\n  \
+        cachette explain /data/cache my_crate::load --arg path='\"a.csv\"' --arg rows=10\n  \
+        cachette explain /data/cache my_crate.load --arg path=a.csv --arg rows=10 --json")]
+    Explain {
+        /// The store: a folder, a URL or a config file.
+        location: String,
+        /// The function: `a::b::f`, `a.b.f` or its folder.
+        func: String,
+        /// An argument's readable form, by name, as `show` prints it (repeat for each
+        /// argument); a string may be given without its quotes.
+        #[arg(long = "arg", value_name = "NAME=VALUE")]
+        args: Vec<String>,
     },
     /// Write, read back and delete one small item under cachette/_check/, and time each step.
     Check {
@@ -247,6 +263,11 @@ fn run(cli: Cli) -> Result<(String, Option<Code>)> {
             svg.as_deref(),
             json,
         )?),
+        Command::Explain {
+            location,
+            func,
+            args,
+        } => done(explain::explain(&location, &func, &args, json)?),
         Command::Check { location } => check::check(&location, json),
         Command::Clear {
             location,

@@ -357,6 +357,42 @@ fn a_near_miss_says_did_you_mean_and_fails() {
 }
 
 #[test]
+fn explain_says_why_a_call_would_miss() {
+    for store in stores() {
+        let loc = store.location.as_str();
+        fill(&store);
+        // `fit` holds the calls with 1 and 7 (its argument is unnamed: `0`).
+        let doc = json(&["explain", loc, FIT, "--arg", "0=7"], 0);
+        assert_eq!(doc["hit"], true, "{loc}: {doc}");
+        assert_eq!(doc["function"], FIT);
+        assert_eq!(doc["examined"], 2);
+        let doc = json(&["explain", loc, "pipeline.fit", "--arg", "0=8"], 0);
+        assert_eq!(doc["hit"], false, "{loc}: {doc}");
+        let cause = &doc["causes"][0];
+        assert_eq!(cause["cause"], "other_arguments", "{doc}");
+        let differing = &cause["nearest"]["differing"][0];
+        assert_eq!(differing["name"], "0", "{doc}");
+        assert_eq!(differing["call"], "8", "{doc}");
+        assert_eq!(cause["nearest"]["code"]["version"], "2", "{doc}");
+        let text = run(&["explain", loc, FIT, "--arg", "0=8"], 0);
+        assert!(
+            text.contains("would miss: no stored result for these arguments; the nearest"),
+            "{text}"
+        );
+        assert!(text.contains("0 (stored "), "{text}");
+        assert!(text.contains(", this call 8)"), "{text}");
+        let text = run(&["explain", loc, LOAD, "--arg", "0=3"], 0);
+        assert!(text.contains("would load its stored result"), "{text}");
+        cachette(&["explain", loc, "pipeline::laod", "--arg", "0=1"])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("did you mean `pipeline::load`?"));
+        let doc = json(&["explain", loc, FIT, "--arg", "novalue"], 64);
+        assert_eq!(doc["error"]["kind"], "usage");
+    }
+}
+
+#[test]
 fn show_prints_the_metadata_of_an_entry() {
     for store in stores() {
         let loc = store.location.as_str();
@@ -580,6 +616,8 @@ fn reads_change_nothing() {
     run(&["show", &shelved.to_string()], 0);
     run(&["show", loc, FIT, shelved.args_id()], 0);
     run(&["verify", loc], 0);
+    run(&["explain", loc, FIT, "--arg", "0=7"], 0);
+    run(&["explain", loc, FIT, "--arg", "0=9"], 0);
     run(&["clear", loc, "--dry-run"], 0);
     run(&["reduce-size", loc, "--items-limit", "0", "--dry-run"], 0);
     run(&["verify", loc, "--delete", "--dry-run"], 0);

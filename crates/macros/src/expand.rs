@@ -7,7 +7,7 @@
 //! - `enum square {}`: an uninhabited type in the type namespace (so it does not clash with the
 //!   function), whose associated functions are the handle: `square::memorized()`,
 //!   `square::call(..)`, `square::call_and_shelve(..)`, `square::check_call_in_cache(..)`,
-//!   `square::clear()`, and the original body as a hidden `square::__cachette_body`.
+//!   `square::explain(..)`, `square::clear()`, and the original body as a hidden `square::__cachette_body`.
 //!
 //! An `impl` block, unlike a `mod`, resolves names exactly where the function was written, also
 //! inside another function's body: the body sees the same items as before, and
@@ -16,7 +16,7 @@
 //! A method (`self` receiver, or `Self` in the signature) lives in an `impl` block, where only
 //! associated items can go: the handle is a set of associated functions named after the method
 //! (`predict_memorized()`, `predict_call(..)`, `predict_call_and_shelve(..)`,
-//! `predict_check_call_in_cache(..)`, `predict_clear()`), and the body a hidden
+//! `predict_check_call_in_cache(..)`, `predict_explain(..)`, `predict_clear()`), and the body a hidden
 //! `__cachette_predict`.
 //!
 //! Every call of the `MemorizedFunc` goes through `__macro_support::dispatch`, and the types
@@ -335,8 +335,9 @@ impl Func {
         }
     }
 
-    /// The body of `check_call_in_cache`.
-    fn check_body(&self) -> TokenStream {
+    /// The body of `check_call_in_cache` (`method` is `check_call_in_cache`) or `explain`
+    /// (`explain`): the method, or its `_async` form, on the arguments by reference.
+    fn check_body(&self, method: &str) -> TokenStream {
         let support = support();
         let args = local("__cachette_args");
         let gate = local("__cachette_gate");
@@ -344,9 +345,9 @@ impl Func {
         let prologue = self.prologue();
         let value = self.hashed_value(true);
         let (method, dot_await) = if self.is_async() {
-            (quote!(check_call_in_cache_async), quote!(.await))
+            (format_ident!("{method}_async"), quote!(.await))
         } else {
-            (quote!(check_call_in_cache), TokenStream::new())
+            (format_ident!("{method}"), TokenStream::new())
         };
         quote! {
             use #support::dispatch::{Ready as _, Unready as _};
@@ -509,8 +510,9 @@ impl Func {
         }
     }
 
-    /// `call`, `call_and_shelve`, `check_call_in_cache` and `clear`, under the given names.
-    fn handle_fns(&self, names: [Ident; 4], shared: &TokenStream) -> TokenStream {
+    /// `call`, `call_and_shelve`, `check_call_in_cache`, `clear` and `explain`, under the
+    /// given names.
+    fn handle_fns(&self, names: [Ident; 5], shared: &TokenStream) -> TokenStream {
         let support = support();
         let name = self.name();
         let vis = &self.vis;
@@ -518,7 +520,7 @@ impl Func {
         let where_clause = &self.sig.generics.where_clause;
         let is_async = self.is_async();
         let asyncness = is_async.then(|| quote!(async));
-        let [call, shelve, check, clear] = names;
+        let [call, shelve, check, clear, explain] = names;
         let ret = &self.output.ret;
         let (call_ret, shelve_ret) = match &self.output.ok {
             None => (
@@ -535,7 +537,8 @@ impl Func {
         let by_ref = self.by_ref();
         let call_body = self.invoke(Call::Forced);
         let shelve_body = self.invoke(Call::Shelved);
-        let check_body = self.check_body();
+        let check_body = self.check_body("check_call_in_cache");
+        let explain_body = self.check_body("explain");
         let memorized = self.memorized_call();
         let clear_body = if is_async {
             quote!(#memorized.clear_async().await)
@@ -555,6 +558,10 @@ impl Func {
              runs and no output is loaded (only the entry's metadata is read, for the validation)."
         ));
         let clear_doc = doc(format!("Deletes every stored result of `{name}`."));
+        let explain_doc = doc(format!(
+            "Why a call of `{name}` with these arguments would load a stored result or not \
+             (`Display` prints it): reads metadata only, nothing runs and nothing is written."
+        ));
         quote! {
             #call_doc
             #shared
@@ -580,6 +587,14 @@ impl Func {
             #shared
             #vis #asyncness fn #clear() -> ::core::result::Result<(), #support::Error> {
                 #clear_body
+            }
+
+            #explain_doc
+            #shared
+            #[allow(unused_variables)] // ignored arguments
+            #[allow(clippy::ptr_arg)] // a reference to each argument's type, as declared
+            #vis #asyncness fn #explain #generics (#(#by_ref),*) -> #support::Explanation #where_clause {
+                #explain_body
             }
         }
     }
@@ -621,6 +636,7 @@ impl Func {
                 Ident::new("call_and_shelve", name.span()),
                 Ident::new("check_call_in_cache", name.span()),
                 Ident::new("clear", name.span()),
+                Ident::new("explain", name.span()),
             ],
             &TokenStream::new(),
         );
@@ -633,7 +649,8 @@ impl Func {
         ));
         let type_doc = doc(format!(
             "The memoization handle of the function `{name}` (generated by `#[memoize]`): \
-             `{name}::memorized()`, `{name}::check_call_in_cache(..)`, `{name}::clear()`, and \
+             `{name}::memorized()`, `{name}::check_call_in_cache(..)`, `{name}::explain(..)`, \
+             `{name}::clear()`, and \
              forced calls `{name}::call(..)` and `{name}::call_and_shelve(..)`."
         ));
         quote! {
@@ -682,6 +699,7 @@ impl Func {
                 named("call_and_shelve"),
                 named("check_call_in_cache"),
                 named("clear"),
+                named("explain"),
             ],
             &shared,
         );

@@ -48,13 +48,14 @@ fn a_function_becomes_a_wrapper_a_type_and_its_handle() {
 }
 
 /// The associated functions of every handle, sync or async.
-const HANDLE: [&str; 6] = [
+const HANDLE: [&str; 7] = [
     "memorized",
     "__cachette_body",
     "call",
     "call_and_shelve",
     "check_call_in_cache",
     "clear",
+    "explain",
 ];
 
 #[test]
@@ -246,6 +247,7 @@ fn methods_get_associated_functions() {
             "predict_call_and_shelve",
             "predict_check_call_in_cache",
             "predict_clear",
+            "predict_explain",
         ]
     );
     // `Self` in a signature makes an associated function.

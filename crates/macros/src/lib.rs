@@ -35,6 +35,8 @@ use proc_macro::TokenStream;
 /// assert_eq!(square(4), 16); // loads the stored result
 /// assert!(square::check_call_in_cache(&4));
 /// assert!(!square::check_call_in_cache(&5));
+/// println!("{}", square::explain(&5)); // why square(5) would miss: 4 is stored, not 5
+/// assert!(square::explain(&4).hit);
 ///
 /// let (value, metadata) = square::call(4); // runs the body whatever is stored
 /// assert_eq!(value, 16);
@@ -92,6 +94,7 @@ use proc_macro::TokenStream;
 /// | `square::call(x: u64) -> (u64, Metadata)` | runs the body whatever is stored, stores and returns the output with its metadata (joblib's `func.call`) |
 /// | `square::call_and_shelve(x: u64) -> Shelved<u64>` | a reference to the stored result, computed first if needed |
 /// | `square::check_call_in_cache(x: &u64) -> bool` | whether a call would load a stored result; nothing runs, no output is loaded |
+/// | `square::explain(x: &u64) -> Explanation` | why a call would load a stored result or not (no stored result, the nearest entry and the arguments that differ, other code, expiry, ...); reads metadata only and writes nothing |
 /// | `square::clear() -> Result<(), Error>` | deletes every stored result of the function |
 ///
 /// For a `Result` return type `R<T, ..>`, `call` returns `R<(T, Metadata), ..>` and
@@ -116,8 +119,8 @@ use proc_macro::TokenStream;
 ///
 /// An `async fn` stays an `async fn`. It reaches the store without blocking the runtime: network
 /// backends are awaited, and local ones run on the runtime's blocking pool. Its handle has
-/// `memorized()`, and `call(..)`, `call_and_shelve(..)`, `check_call_in_cache(..)` and
-/// `clear()` as `async fn`s.
+/// `memorized()`, and `call(..)`, `call_and_shelve(..)`, `check_call_in_cache(..)`,
+/// `explain(..)` and `clear()` as `async fn`s.
 ///
 /// ```no_run
 /// use cachette::memoize;
@@ -185,6 +188,7 @@ use proc_macro::TokenStream;
 /// | `value.predict_call(x)` | runs the body whatever is stored, stores and returns the output with its metadata |
 /// | `value.predict_call_and_shelve(x)` | a reference to the stored result, computed first if needed |
 /// | `value.predict_check_call_in_cache(&x) -> bool` | whether a call would load a stored result (it takes `&self` whatever the method's receiver) |
+/// | `value.predict_explain(&x) -> Explanation` | why a call would load a stored result or not (it takes `&self` whatever the method's receiver) |
 /// | `Type::predict_clear()` | deletes every stored result of the method |
 ///
 /// (`async` for an `async fn`, as for free functions; without `self` for an associated
@@ -213,6 +217,7 @@ use proc_macro::TokenStream;
 /// let model = Model { scale: 2.0 };
 /// assert_eq!(model.predict(3.0), 6.0);
 /// assert!(model.predict_check_call_in_cache(&3.0));
+/// assert!(model.predict_explain(&3.0).hit);
 /// assert!(!Model { scale: 3.0 }.predict_check_call_in_cache(&3.0)); // another `self`
 /// assert!(Model::predict_memorized().id().name().ends_with("::Model::predict"));
 /// ```
@@ -221,8 +226,8 @@ use proc_macro::TokenStream;
 /// results live under one static, shared by every instance of the `impl`. So are methods of
 /// trait definitions and trait impls, where the handle's functions cannot be added: memoize an
 /// inherent method (or a free function) and call it from there. A memoized method's name
-/// followed by `_call`, `_call_and_shelve`, `_check_call_in_cache`, `_clear` or `_memorized`
-/// must not be taken by another item of the type.
+/// followed by `_call`, `_call_and_shelve`, `_check_call_in_cache`, `_explain`, `_clear` or
+/// `_memorized` must not be taken by another item of the type.
 ///
 /// For a state that is not `Serialize` and not worth a key, a struct can also hold a
 /// `MemorizedFunc` built by `Memory::cache_fn` in its constructor, hashing what it depends on:

@@ -74,6 +74,7 @@ pub use codec::{Codec, CodecError, MessagePack};
 pub use config::MemoryConfig;
 pub use entry::Metadata;
 pub use error::{CallError, Error, Result};
+pub use func::{ArgDifference, Cause, CodeInfo, Explanation, MAX_EXAMINED, Nearest};
 pub use func::{FuncId, MemorizedFunc, NoFunc, TakesArgs};
 pub use global::{AsMemory, global, set_global};
 pub use memory::{EntryInfo, FunctionInfo, Memory, MemoryStats};

@@ -158,7 +158,7 @@ impl<R, F> Call<'_, R, F> {
         }
     }
 
-    fn digest<A: Serialize + ?Sized>(&self, args: &A) -> Result<Digest, Error> {
+    pub(super) fn digest<A: Serialize + ?Sized>(&self, args: &A) -> Result<Digest, Error> {
         let mut hasher = CanonicalHasher::new(self.shared.hasher.hasher());
         if let Some(state) = &self.func.state {
             let state = state.digest.as_ref().map_err(|e| {
@@ -172,7 +172,7 @@ impl<R, F> Call<'_, R, F> {
     }
 
     /// The readable form of each argument, by name.
-    fn readable_args<A: Serialize + ?Sized>(&self, args: &A) -> Vec<(String, String)> {
+    pub(super) fn readable_args<A: Serialize + ?Sized>(&self, args: &A) -> Vec<(String, String)> {
         let mut parts = cachette_hashing::readable_args(args, &self.func.ignore, READABLE_ARG_LEN);
         if let Some(state) = &self.func.state {
             parts.insert(0, ("state".to_owned(), state.readable.clone()));
@@ -457,7 +457,13 @@ where
             };
             if !self.valid(&meta) {
                 if self.verbosity() > 0 {
-                    verbose::no_longer_valid(&self.shared.reporter, &self.func.id);
+                    let validation = self.func.validation.as_ref();
+                    verbose::no_longer_valid(
+                        &self.shared.reporter,
+                        &self.func.id,
+                        validation,
+                        &meta,
+                    );
                 }
                 return Ok(None);
             }
@@ -615,6 +621,13 @@ where
         let usable = self.store_usable(faults).map_err(store)?;
         let key = self.key(&args, faults).map_err(store)?;
         let (true, Some(key)) = (usable, key) else {
+            if !usable && self.verbosity() > 0 {
+                verbose::store_skipped(
+                    &self.shared.reporter,
+                    &self.func.id,
+                    self.store().location(),
+                );
+            }
             return self.uncached(args, compute).await.map_err(Failed::Function);
         };
         self.ensure_checked(faults).await.map_err(store)?;
@@ -626,6 +639,9 @@ where
             .map_err(store)?;
         if let Some(out) = found {
             return Ok(out);
+        }
+        if absent && self.verbosity() > 0 {
+            verbose::not_stored(&self.shared.reporter, &self.func.id);
         }
         if !self.computes_once() {
             return self

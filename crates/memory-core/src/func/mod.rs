@@ -5,10 +5,12 @@
 //! - `api`: its public entry points, and [`Memory::cache`];
 //! - `call`: the call pipeline, each step written once for sync and async callers;
 //! - `faults`: what a call does with a fault of the store (a warning, or strict mode's error);
-//! - `verbose`: joblib's human lines.
+//! - `verbose`: joblib's human lines;
+//! - `explain`: why a call would miss ([`MemorizedFunc::explain`], [`Memory::explain`]).
 
 mod api;
 mod call;
+mod explain;
 mod faults;
 mod identity;
 mod verbose;
@@ -22,6 +24,7 @@ use crate::array::MmapMode;
 use crate::memory::{Memory, Shared};
 use crate::validation::Validation;
 
+pub use explain::{ArgDifference, Cause, CodeInfo, Explanation, MAX_EXAMINED, Nearest};
 pub use identity::FuncId;
 
 /// The stand-in for "no function" in a [`MemorizedFunc`] driven by [`MemorizedFunc::call_with`]

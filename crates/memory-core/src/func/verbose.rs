@@ -36,10 +36,41 @@ pub(super) fn loaded(reporter: &Reporter, id: &FuncId, location: &str, key: &Key
     )));
 }
 
-/// A stored result the validation callback refused.
-pub(super) fn no_longer_valid(reporter: &Reporter, id: &FuncId) {
+/// A stored result the validation callback refused: expired (older than the lifetime of
+/// `expires_after`), or refused.
+pub(super) fn no_longer_valid(
+    reporter: &Reporter,
+    id: &FuncId,
+    validation: Option<&crate::validation::Validation>,
+    meta: &crate::entry::Metadata,
+) {
+    let why = match validation.map(|v| super::explain::refusal(v, meta, "")) {
+        Some(super::Cause::Expired {
+            age_secs,
+            lifetime_secs,
+            ..
+        }) => format!("has expired (age {age_secs:.1}s, lifetime {lifetime_secs:.1}s)"),
+        _ => "is no longer valid (refused by validation)".to_owned(),
+    };
     reporter.line(format!(
-        "[Memory] The stored result of {} is no longer valid: computing it again",
+        "[Memory] The stored result of {} {why}: computing it again",
+        id.name
+    ));
+}
+
+/// A miss with nothing stored under the call's key (the cheap reason: no listing).
+pub(super) fn not_stored(reporter: &Reporter, id: &FuncId) {
+    reporter.line(format!(
+        "[Memory] No stored result of {} for these arguments: computing it",
+        id.name
+    ));
+}
+
+/// A call that skips the store (its circuit breaker is open).
+pub(super) fn store_skipped(reporter: &Reporter, id: &FuncId, location: &str) {
+    reporter.line(format!(
+        "[Memory] The store {} is unavailable (circuit breaker open): computing {} without it",
+        crate::report::redact_url(location),
         id.name
     ));
 }
