@@ -150,23 +150,57 @@ fn a_dead_store_is_skipped_after_a_few_faults_and_calls_still_return() {
             "state {state}: {operations} operations, {} warnings for 100 calls",
             warnings(&reports).len()
         );
-        // Without the breaker each call tries the identity item, the entry and the write.
-        assert!(
-            operations <= 12,
+        // Each call stops at its first fault of the store; the breaker opens after 5 faults
+        // (at the first timeout), then calls skip the store.
+        let most = if state == HUNG { 1 } else { 5 };
+        assert_eq!(
+            operations, most,
             "100 calls on a failing store reached it {operations} times"
         );
+        // One warning per faulty call; the call that opens the breaker says only that.
         let warnings = warnings(&reports);
-        assert!(
-            warnings.len() <= 4,
+        assert_eq!(
+            warnings.len(),
+            most,
             "{} warnings: {warnings:#?}",
             warnings.len()
         );
+        let opened = if state == HUNG {
+            "timed out"
+        } else {
+            "in a row"
+        };
         assert_eq!(
-            warnings.iter().filter(|w| w.contains("in a row")).count(),
+            warnings.iter().filter(|w| w.contains(opened)).count(),
             1,
             "one warning says the breaker opened: {warnings:#?}"
         );
     }
+}
+
+/// A hung store costs its timeout once: the first operation that times out opens the breaker,
+/// and neither that call nor the next ones go back to the store.
+#[test]
+fn a_hung_store_costs_its_timeout_once() {
+    let store = Switch::new();
+    let (memory, reports) = memory(&store, 5, Duration::from_secs(3600), false);
+    let f = memory.cache_fn(double);
+    assert_eq!(f.eval(1), 2); // the identity is checked while the store answers
+    let before = store.operations();
+    store.set(HUNG);
+    for x in 0..100 {
+        assert_eq!(f.eval(x), x * 2);
+    }
+    assert_eq!(
+        store.operations() - before,
+        1,
+        "100 calls on a hung store waited for it more than once"
+    );
+    let stats = f.stats();
+    assert_eq!(stats.calls, 101, "{stats}");
+    let warnings = warnings(&reports);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(warnings[0].contains("timed out"), "{warnings:#?}");
 }
 
 #[test]
@@ -235,13 +269,14 @@ fn strict_calls_fail_fast_with_a_temporary_error_while_open() {
 fn a_faulty_call_warns_once_and_briefly() {
     let store = Switch::new();
     store.set(DOWN);
-    // Without the breaker, every call meets every fault.
+    // Without the breaker, every call meets the store's fault, once: a call that met it does
+    // not go back to the store.
     let (memory, reports) = memory(&store, 0, Duration::from_secs(30), false);
     let f = memory.cache_fn(double);
     for x in 0..10 {
         assert_eq!(f.eval(x), x * 2);
     }
-    assert!(store.operations() >= 20, "every call tried the store");
+    assert_eq!(store.operations(), 10, "each call tried the store once");
     let warnings = warnings(&reports);
     assert_eq!(warnings.len(), 10, "one per call: {warnings:#?}");
     for w in &warnings {
@@ -279,4 +314,81 @@ fn check_tells_working_read_only_and_unreachable_stores_apart() {
         assert!(error.chars().count() <= 320, "{error}");
     }
     assert!(Memory::disabled().check().is_err());
+}
+
+/// A server that accepts connections and never answers, on 127.0.0.1: a hung Redis or S3 as
+/// a client sees it. It counts the connections it accepted.
+#[cfg(any(feature = "redis", feature = "s3"))]
+struct Hung {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+}
+
+#[cfg(any(feature = "redis", feature = "s3"))]
+impl Hung {
+    fn start() -> Hung {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            // Bounded: a test opens a handful of connections at most.
+            for stream in listener.incoming().take(64) {
+                counted.fetch_add(1, Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        Hung { port, connections }
+    }
+}
+
+/// 100 calls against a hung server: the first waits for its timeout, the others skip the
+/// store at once. The figure asked is ≤ 2 × (one timeout + 100 computations); here the counts
+/// that make it: one call reaches the server, the 99 others never do.
+#[cfg(any(feature = "redis", feature = "s3"))]
+fn hung_server_costs_one_timeout(url: &str, server: &Hung) {
+    let (memory, reports) = capture(Memory::builder().url(url));
+    let f = memory.cache_fn(|x: u64| {
+        std::thread::sleep(Duration::from_millis(2));
+        x * 2
+    });
+    let started = std::time::Instant::now();
+    for x in 0..100 {
+        assert_eq!(f.eval(x), x * 2);
+    }
+    let took = started.elapsed();
+    let store = memory.stats().unwrap().store;
+    eprintln!(
+        "{url}: 100 calls in {took:?}, {} store errors, {} connections",
+        store.errors,
+        server.connections.load(Ordering::SeqCst)
+    );
+    assert_eq!(store.errors, 1, "one operation timed out: {store}");
+    assert_eq!(f.stats().calls, 100);
+    let warnings = warnings(&reports);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(warnings[0].contains("timed out"), "{warnings:#?}");
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn a_hung_redis_costs_its_timeout_once() {
+    let server = Hung::start();
+    let url = format!(
+        "redis://127.0.0.1:{}/0?connection_timeout_ms=300&response_timeout_ms=300",
+        server.port
+    );
+    hung_server_costs_one_timeout(&url, &server);
+}
+
+#[cfg(feature = "s3")]
+#[test]
+fn a_hung_s3_costs_its_timeout_once() {
+    let server = Hung::start();
+    let url = format!(
+        "s3://bucket/prefix?endpoint=http://127.0.0.1:{}&allow_http=true&request_timeout_secs=1&max_retries=0",
+        server.port
+    );
+    hung_server_costs_one_timeout(&url, &server);
 }

@@ -7,7 +7,9 @@
 //! store no longer costs its timeout, and a warning, on every call. Once
 //! [`breaker_cooldown`](crate::Options::breaker_cooldown) has passed, one call goes to the store
 //! (the others keep skipping it for another cool-down); its first successful operation closes
-//! the breaker, with one line, and a fault keeps it open.
+//! the breaker, with one line, and a fault keeps it open. A timeout opens it at once: a hung
+//! store costs its timeout once, not `breaker_threshold` times. A call whose store operation
+//! failed this way does not go back to the store either: it computes its value without it.
 //!
 //! On the hot path (closed breaker) a call costs one atomic load, and each store operation
 //! one or two more.
@@ -122,7 +124,8 @@ impl Breaker {
         }
     }
 
-    /// The store failed with `error`.
+    /// The store failed with `error`. A timeout opens the breaker at once: the store was given
+    /// its whole timeout already, and a hung store would cost it again on every call.
     pub(crate) fn fault(&self, error: &BackendError) {
         if self.threshold == 0 || !is_store_fault(error) {
             return;
@@ -131,7 +134,7 @@ impl Breaker {
             .faults
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1);
-        if faults < self.threshold {
+        if faults < self.threshold && error.kind() != ErrorKind::Timeout {
             return;
         }
         if self.retry_at.load(Ordering::Acquire) != 0 {
@@ -143,8 +146,13 @@ impl Breaker {
             .compare_exchange(0, self.deadline(), Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
+            let failed = if faults < self.threshold {
+                "timed out".to_owned()
+            } else {
+                format!("failed {faults} times in a row")
+            };
             self.reporter.warn(format!(
-                "{} failed {faults} times in a row (last: {}); calls skip it for {}s, computing their values without storing them",
+                "{} {failed} (last: {}); calls skip it for {}s, computing their values without storing them",
                 self.location,
                 crate::report::untrusted_within(&error.to_string(), 160),
                 self.cooldown.as_secs_f64()
@@ -169,7 +177,7 @@ impl Breaker {
 
 /// Whether an error says something about the store as a whole (it is down, slow, refusing or
 /// full), as opposed to one key or one item.
-fn is_store_fault(error: &BackendError) -> bool {
+pub(crate) fn is_store_fault(error: &BackendError) -> bool {
     !matches!(
         error.kind(),
         ErrorKind::InvalidKey | ErrorKind::Unsupported | ErrorKind::TooLarge

@@ -143,6 +143,7 @@ impl<R, F> MemorizedFunc<R, F> {
             shared,
             reach,
             warned: AtomicBool::new(false),
+            gave_up: AtomicBool::new(false),
         })
     }
 

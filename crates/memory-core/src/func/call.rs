@@ -42,6 +42,9 @@ pub(super) struct Call<'a, R, F> {
     pub(super) reach: Reach,
     /// Whether the call printed a warning already: a call prints at most one.
     pub(super) warned: AtomicBool,
+    /// Whether the store as a whole failed this call (down, hung, refusing): the call does not
+    /// go back to it, and computes its value without it.
+    pub(super) gave_up: AtomicBool,
 }
 
 /// A computed output, its metadata, and its entry (`None` when it cannot be serialized and the
@@ -69,6 +72,20 @@ impl<R, F> Call<'_, R, F> {
     /// made safe to print: a call warns at most once, later faults of the same call are only
     /// logged at debug level (in strict mode the first fault ends the call anyway).
     fn fault<P: Faults>(&self, faults: P, error: Error, warning: String) -> Result<(), P::Fault> {
+        if let Error::Backend(e) = &error
+            && crate::breaker::is_store_fault(e)
+        {
+            self.gave_up.store(true, Ordering::Relaxed);
+            // The breaker opened on this fault, with a warning of its own (or was open, and
+            // warned already): the call says nothing more.
+            if !faults.is_strict()
+                && self.store().breaker().is_open()
+                && !self.warned.swap(true, Ordering::Relaxed)
+            {
+                tracing::debug!(target: "cachette", "{}", untrusted_within(&warning, WARNING_LEN));
+                return Ok(());
+            }
+        }
         if !faults.is_strict() && self.warned.swap(true, Ordering::Relaxed) {
             tracing::debug!(target: "cachette", "{}", untrusted_within(&warning, WARNING_LEN));
             return Ok(());
@@ -109,6 +126,11 @@ impl<R, F> Call<'_, R, F> {
 
     fn verbosity(&self) -> u8 {
         self.func.verbosity(self.shared)
+    }
+
+    /// Whether the store as a whole failed this call: it does not go back to it.
+    fn gave_up(&self) -> bool {
+        self.gave_up.load(Ordering::Relaxed)
     }
 
     /// Counts a hit of an entry whose call took `stored_secs`.
@@ -598,7 +620,7 @@ where
         let Some(entry) = entry else {
             return Ok((out, false));
         };
-        if !self.save(key, &meta, entry, faults).await.map_err(store)? {
+        if self.gave_up() || !self.save(key, &meta, entry, faults).await.map_err(store)? {
             return Ok((out, false));
         }
         if self.store().maps(mode) {
@@ -631,6 +653,9 @@ where
             return self.uncached(args, compute).await.map_err(Failed::Function);
         };
         self.ensure_checked(faults).await.map_err(store)?;
+        if self.gave_up() {
+            return self.uncached(args, compute).await.map_err(Failed::Function);
+        }
         let started = Instant::now();
         let mode = self.func.effective_mmap_mode();
         let (found, absent) = self
@@ -639,6 +664,9 @@ where
             .map_err(store)?;
         if let Some(out) = found {
             return Ok(out);
+        }
+        if self.gave_up() {
+            return self.uncached(args, compute).await.map_err(Failed::Function);
         }
         if absent && self.verbosity() > 0 {
             verbose::not_stored(&self.shared.reporter, &self.func.id);
@@ -701,6 +729,7 @@ where
             self.compute(key, readable, args, compute, faults).await?;
         let mut stored = None;
         if let Some(entry) = entry
+            && !self.gave_up()
             && self.save(key, &meta, entry, faults).await.map_err(store)?
         {
             stored = Some(key.clone());
