@@ -97,6 +97,44 @@ pub(crate) struct Tally {
     misses: AtomicU64,
     compute_nanos: AtomicU64,
     saved_nanos: AtomicU64,
+    /// The same counts, through the `metrics` facade.
+    #[cfg(feature = "metrics")]
+    exported: Option<exported::Exported>,
+}
+
+/// The statistics through the [`metrics`] facade (feature `metrics`), registered with the
+/// recorder installed when a function is first called:
+///
+/// - `cachette_calls_total` (counter; labels `function`, and `outcome`: `hit`, `miss` or
+///   `uncached`);
+/// - `cachette_compute_seconds` (histogram, label `function`): how long each computation took;
+/// - `cachette_saved_seconds` (histogram, label `function`): for each hit, the stored duration
+///   of the entry it loaded; its sum is the time saved.
+#[cfg(feature = "metrics")]
+mod exported {
+    use metrics::{Counter, Histogram, counter, histogram};
+
+    #[derive(Debug)]
+    pub(super) struct Exported {
+        pub(super) hits: Counter,
+        pub(super) misses: Counter,
+        pub(super) uncached: Counter,
+        pub(super) compute: Histogram,
+        pub(super) saved: Histogram,
+    }
+
+    impl Exported {
+        pub(super) fn new(function: &str) -> Exported {
+            let calls = |outcome: &'static str| counter!("cachette_calls_total", "function" => function.to_owned(), "outcome" => outcome);
+            Exported {
+                hits: calls("hit"),
+                misses: calls("miss"),
+                uncached: calls("uncached"),
+                compute: histogram!("cachette_compute_seconds", "function" => function.to_owned()),
+                saved: histogram!("cachette_saved_seconds", "function" => function.to_owned()),
+            }
+        }
+    }
 }
 
 /// Nanoseconds of a duration, saturating.
@@ -105,6 +143,16 @@ fn nanos(d: Duration) -> u64 {
 }
 
 impl Tally {
+    /// The counters of the function `name`.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    fn new(name: &str) -> Tally {
+        Tally {
+            #[cfg(feature = "metrics")]
+            exported: Some(exported::Exported::new(name)),
+            ..Tally::default()
+        }
+    }
+
     /// A hit of an entry that took `stored_secs` to compute (as its metadata says: a value of
     /// the store, so anything not finite and positive counts as nothing).
     pub(crate) fn hit(&self, stored_secs: f64) {
@@ -112,6 +160,11 @@ impl Tally {
         self.hits.fetch_add(1, Ordering::Relaxed);
         let saved = Duration::try_from_secs_f64(stored_secs).unwrap_or(Duration::ZERO);
         self.saved_nanos.fetch_add(nanos(saved), Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        if let Some(exported) = &self.exported {
+            exported.hits.increment(1);
+            exported.saved.record(saved.as_secs_f64());
+        }
     }
 
     /// A miss whose computation took `took`.
@@ -119,12 +172,22 @@ impl Tally {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.misses.fetch_add(1, Ordering::Relaxed);
         self.compute_nanos.fetch_add(nanos(took), Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        if let Some(exported) = &self.exported {
+            exported.misses.increment(1);
+            exported.compute.record(took.as_secs_f64());
+        }
     }
 
     /// A call that ran without the store and took `took`.
     pub(crate) fn uncached(&self, took: Duration) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.compute_nanos.fetch_add(nanos(took), Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        if let Some(exported) = &self.exported {
+            exported.uncached.increment(1);
+            exported.compute.record(took.as_secs_f64());
+        }
     }
 
     pub(crate) fn snapshot(&self) -> CallStats {
@@ -185,7 +248,7 @@ impl Usage {
             .entry(id.folder().to_owned())
             .or_insert_with(|| Counted {
                 name: id.name().to_owned(),
-                tally: Arc::default(),
+                tally: Arc::new(Tally::new(id.name())),
             });
         counted.tally.clone()
     }
@@ -248,5 +311,101 @@ impl Usage {
     /// Whether the counts are written to the store.
     pub(crate) fn persists(&self) -> bool {
         self.interval.is_some()
+    }
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod metrics_tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{
+        Counter, CounterFn, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
+        SharedString, Unit,
+    };
+
+    use crate::Memory;
+
+    /// Counter totals and histogram sums, by metric name and labels.
+    #[derive(Debug, Default)]
+    struct Seen(Mutex<BTreeMap<String, f64>>);
+
+    struct Handle(Arc<Seen>, String);
+
+    impl CounterFn for Handle {
+        fn increment(&self, value: u64) {
+            *self.0.0.lock().unwrap().entry(self.1.clone()).or_default() += value as f64;
+        }
+        fn absolute(&self, value: u64) {
+            self.0
+                .0
+                .lock()
+                .unwrap()
+                .insert(self.1.clone(), value as f64);
+        }
+    }
+
+    impl HistogramFn for Handle {
+        fn record(&self, value: f64) {
+            *self.0.0.lock().unwrap().entry(self.1.clone()).or_default() += value;
+        }
+    }
+
+    struct Collect(Arc<Seen>);
+
+    fn name(key: &Key) -> String {
+        let mut labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        labels.sort();
+        format!("{}{{{}}}", key.name(), labels.join(","))
+    }
+
+    impl Recorder for Collect {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(Arc::new(Handle(self.0.clone(), name(key))))
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::from_arc(Arc::new(Handle(self.0.clone(), name(key))))
+        }
+    }
+
+    #[test]
+    fn calls_are_exported_through_the_metrics_facade() {
+        let seen = Arc::new(Seen::default());
+        let recorder = Collect(seen.clone());
+        let memory = Memory::from_url("memory://usage-metrics").unwrap();
+        metrics::with_local_recorder(&recorder, || {
+            let f = memory
+                .cache(|x: u64| {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    x
+                })
+                .name("probe");
+            f.eval(1);
+            f.eval(1);
+            f.eval(1);
+        });
+        let seen = seen.0.lock().unwrap();
+        assert_eq!(
+            seen.get("cachette_calls_total{function=probe,outcome=hit}"),
+            Some(&2.0),
+            "{seen:?}"
+        );
+        assert_eq!(
+            seen.get("cachette_calls_total{function=probe,outcome=miss}"),
+            Some(&1.0)
+        );
+        let computed = seen["cachette_compute_seconds{function=probe}"];
+        let saved = seen["cachette_saved_seconds{function=probe}"];
+        assert!(computed >= 0.002, "{seen:?}");
+        assert!((saved - 2.0 * computed).abs() < 1e-6, "{seen:?}");
     }
 }
