@@ -309,17 +309,22 @@ pub(crate) fn reduce_size(
     careful: Careful,
     json: bool,
 ) -> Result<String> {
-    let limits = SizeLimits {
+    let given = SizeLimits {
         bytes_limit: limits.bytes_limit,
         items_limit: limits.items_limit,
         age_limit: limits.age_limit,
     };
-    if limits == SizeLimits::default() {
-        return Err(usage(
-            "give at least one of --bytes-limit, --items-limit, --age-limit",
-        ));
-    }
     let store = store::open(location)?;
+    // Without limits on the command line, those of the config file that names the store.
+    let limits = if given == SizeLimits::default() {
+        store.memory.options().size_limits().ok_or_else(|| {
+            usage(
+                "give at least one of --bytes-limit, --items-limit, --age-limit (or a config file that sets bytes_limit, items_limit or age_limit)",
+            )
+        })?
+    } else {
+        given
+    };
     let funcs = store::functions(&store)?;
     let entries = list(&store, None)?;
     let (doomed, kept) = plan_reduction(entries, &limits);

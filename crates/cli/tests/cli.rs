@@ -730,6 +730,19 @@ fn a_config_file_names_the_store() {
     .unwrap();
     let text = run(&["inspect", config.to_str().unwrap()], 0);
     assert!(text.contains("2 functions, 7 entries"), "{text}");
+    // reduce-size without limits takes those of the config file, and wants some.
+    run(&["reduce-size", &store.location, "--yes"], 64);
+    std::fs::write(
+        &config,
+        format!(
+            "items_limit = 3\n[backend]\ntype = \"file\"\npath = {:?}\n",
+            store.location
+        ),
+    )
+    .unwrap();
+    let doc = json(&["reduce-size", config.to_str().unwrap(), "--yes"], 0);
+    assert_eq!(doc["limits"]["items_limit"], 3, "{doc:#}");
+    assert_eq!(entry_count(&store), 3);
     // A bad file is an error that names it and the key.
     std::fs::write(&config, "[backend]\ntype = \"file\"\npaht = \"x\"\n").unwrap();
     cachette(&["inspect", config.to_str().unwrap()])
