@@ -79,7 +79,7 @@ pub use func::{FuncId, MemorizedFunc, NoFunc, TakesArgs};
 pub use global::{AsMemory, global, set_global};
 pub use memory::{EntryInfo, FunctionInfo, Memory, MemoryStats};
 pub use options::Options;
-pub use report::{Report, Reporter};
+pub use report::{Report, Reporter, WARNINGS_PER_WINDOW};
 pub use result::{MemorizedResult, NotMemorizedResult, Shelved, allow_reference_locations};
 pub use signing::SigningKey;
 pub use size::{ByteSize, ReduceReport, SizeLimits};

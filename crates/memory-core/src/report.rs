@@ -7,7 +7,8 @@
 //! lost.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 /// What the library reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,16 +22,76 @@ pub enum Report {
 
 /// Where reports go. The default prints lines on standard error and sends warnings to
 /// `tracing`.
+///
+/// Warnings are rate-limited: at most [`WARNINGS_PER_WINDOW`] every ten seconds per reporter
+/// (clones share the limit; a memory's clones share its reporter); those beyond go to `tracing`
+/// at debug level only, and the first warning of the next window says how many were left out.
 #[derive(Clone, Default)]
-pub struct Reporter(Option<Sink>);
+pub struct Reporter(Option<Sink>, Arc<Limiter>);
 
 type Sink = Arc<dyn Fn(&Report) + Send + Sync>;
+
+/// The most warnings a reporter passes on in one window of [`WARNING_WINDOW`].
+pub const WARNINGS_PER_WINDOW: u32 = 20;
+/// The window of the warnings' rate limit.
+const WARNING_WINDOW: Duration = Duration::from_secs(10);
+
+/// The rate limit of a reporter's warnings.
+#[derive(Debug)]
+struct Limiter {
+    window: Duration,
+    state: Mutex<Window>,
+}
+
+#[derive(Debug)]
+struct Window {
+    start: Instant,
+    passed: u32,
+    left_out: u64,
+}
+
+impl Default for Limiter {
+    fn default() -> Self {
+        Limiter::with_window(WARNING_WINDOW)
+    }
+}
+
+impl Limiter {
+    fn with_window(window: Duration) -> Limiter {
+        Limiter {
+            window,
+            state: Mutex::new(Window {
+                start: Instant::now(),
+                passed: 0,
+                left_out: 0,
+            }),
+        }
+    }
+
+    /// Whether a warning passes now, and how many were left out in the windows before it.
+    fn admit(&self) -> Option<u64> {
+        let mut w = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        let mut left_out = 0;
+        if now.duration_since(w.start) >= self.window {
+            w.start = now;
+            w.passed = 0;
+            left_out = std::mem::take(&mut w.left_out);
+        }
+        if w.passed >= WARNINGS_PER_WINDOW {
+            w.left_out += 1;
+            return None;
+        }
+        w.passed += 1;
+        Some(left_out)
+    }
+}
 
 impl Reporter {
     /// A reporter calling `sink` for every report (lines and warnings). Warnings still go to
     /// `tracing` too.
     pub fn new(sink: impl Fn(&Report) + Send + Sync + 'static) -> Self {
-        Reporter(Some(Arc::new(sink)))
+        Reporter(Some(Arc::new(sink)), Arc::default())
     }
 
     pub(crate) fn line(&self, line: String) {
@@ -42,6 +103,20 @@ impl Reporter {
     }
 
     pub(crate) fn warn(&self, message: String) {
+        let Some(left_out) = self.1.admit() else {
+            tracing::debug!(target: "cachette", "warning left out (rate limit): {message}");
+            return;
+        };
+        if left_out > 0 {
+            self.emit(format!(
+                "{left_out} more warnings were left out (at most {WARNINGS_PER_WINDOW} every {}s)",
+                self.1.window.as_secs()
+            ));
+        }
+        self.emit(message);
+    }
+
+    fn emit(&self, message: String) {
         tracing::warn!(target: "cachette", "{message}");
         match &self.0 {
             Some(sink) => sink(&Report::Warning(message)),
@@ -150,5 +225,44 @@ mod tests {
             assert!(!redact_url(url).contains("s3cret"));
         }
         assert_eq!(untrusted("a\u{1b}[31mred"), "a\\u{1b}[31mred");
+    }
+
+    #[test]
+    fn warnings_are_rate_limited_and_the_left_out_counted() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let mut reporter = Reporter::new(move |r| {
+            if let Report::Warning(w) = r {
+                sink.lock().unwrap().push(w.clone());
+            }
+        });
+        reporter.1 = Arc::new(Limiter::with_window(Duration::from_millis(200)));
+        let clone = reporter.clone();
+        for i in 0..100 {
+            clone.warn(format!("warning {i}"));
+        }
+        assert_eq!(seen.lock().unwrap().len(), WARNINGS_PER_WINDOW as usize);
+        std::thread::sleep(Duration::from_millis(250));
+        reporter.warn("after the window".into());
+        let seen = seen.lock().unwrap();
+        let n = WARNINGS_PER_WINDOW as usize;
+        assert_eq!(seen.len(), n + 2, "{seen:?}");
+        assert!(
+            seen[n].starts_with("80 more warnings were left out"),
+            "{seen:?}"
+        );
+        assert_eq!(seen[n + 1], "after the window");
+        // Lines are never limited.
+        let lines = Arc::new(Mutex::new(0));
+        let count = lines.clone();
+        let reporter = Reporter::new(move |r| {
+            if let Report::Line(_) = r {
+                *count.lock().unwrap() += 1;
+            }
+        });
+        for _ in 0..100 {
+            reporter.line("line".into());
+        }
+        assert_eq!(*lines.lock().unwrap(), 100);
     }
 }
