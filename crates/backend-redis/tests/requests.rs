@@ -93,7 +93,7 @@ const LARGE: &str = "entries of a function of 1011";
 const EXPECTED: &[(&str, u64, u64)] = &[
     (HIT, 2, 1),
     (MISS, 3, 2),
-    (MISS_CLAIM, 7, 6),
+    (MISS_CLAIM, 6, 5),
     (HIT_CLAIM, 2, 1),
     (SHELVE, 1, 1),
     (LOAD, 2, 1),

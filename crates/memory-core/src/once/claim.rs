@@ -90,6 +90,7 @@ impl Once {
         let mut poll = FIRST_POLL;
         loop {
             record.expires_ms = now_ms() + millis(self.lease);
+            let sent = Instant::now();
             let (k, value, lease) = (claim_key.clone(), record.to_bytes(), self.lease);
             let created = self
                 .call(reach, move |b| {
@@ -102,7 +103,9 @@ impl Once {
                 })
                 .await;
             match created {
-                Ok(PutOutcome::Created) => return self.hold(reach, key, claim_key, record).await,
+                Ok(PutOutcome::Created) => {
+                    return self.hold(reach, key, claim_key, (record, sent)).await;
+                }
                 Ok(PutOutcome::AlreadyExists) => {}
                 Err(e) if e.kind() == ErrorKind::Unsupported => {
                     tracing::debug!(target: "cachette", "{}: no create-if-absent ({e}); compute-once works within this process only", self.location);
@@ -136,7 +139,7 @@ impl Once {
                 let holder = ClaimRecord::parse(&bytes);
                 if holder.as_ref().is_some_and(|h| h.token == record.token) {
                     // Ours: a create that succeeded although its answer was lost (and retried).
-                    return self.hold(reach, key, claim_key, record).await;
+                    return self.hold(reach, key, claim_key, (record, sent)).await;
                 }
                 let since = match &seen {
                     Some((seen_bytes, since)) if *seen_bytes == bytes => *since,
@@ -192,19 +195,22 @@ impl Once {
         }
     }
 
-    /// Starts renewing a claim just created.
+    /// Starts renewing a claim just created (the record, and when its write was sent), and
+    /// says whether the entry exists: another process may have claimed, computed, stored and
+    /// released it between the caller's miss and this claim (with many processes and quick
+    /// computations, it happens), and compute-once means once.
     async fn hold(
         &self,
         reach: Reach,
         key: &Key,
         claim_key: Key,
-        record: ClaimRecord,
+        written: (ClaimRecord, Instant),
     ) -> (Claimed, bool) {
         let claim = HeldClaim::start(
             self.backend.clone(),
             self.blocking_io,
             claim_key,
-            record,
+            written,
             self.lease,
             self.reporter.clone(),
         );

@@ -36,16 +36,20 @@ struct Lease {
 #[derive(Debug)]
 struct LeaseIo {
     record: ClaimRecord,
+    /// When the claim was last written (taken just before the write was sent).
+    written: Instant,
     /// Renewals found the claim taken over or deleted.
     lost: bool,
 }
 
 impl HeldClaim {
+    /// Holds the claim `record` written under `key` at `written` (taken just before the write
+    /// was sent).
     pub(super) fn start(
         backend: DynBackend,
         blocking_io: bool,
         key: Key,
-        record: ClaimRecord,
+        (record, written): (ClaimRecord, Instant),
         lease: Duration,
         reporter: Reporter,
     ) -> HeldClaim {
@@ -59,6 +63,7 @@ impl HeldClaim {
             abandoned: AtomicBool::new(false),
             io: Mutex::new(LeaseIo {
                 record,
+                written,
                 lost: false,
             }),
         });
@@ -71,20 +76,24 @@ impl HeldClaim {
         HeldClaim(held)
     }
 
-    /// Stops the renewals; gives the token once no renewal is under way.
-    fn stop(&self) -> Option<String> {
+    /// Stops the renewals; gives the token and when the claim was last written, once no
+    /// renewal is under way.
+    fn stop(&self) -> Option<(String, Instant)> {
         self.0.stopped.store(true, Ordering::SeqCst);
         let io = self.0.io.lock().unwrap_or_else(PoisonError::into_inner);
-        (!io.lost).then(|| io.record.token.clone())
+        (!io.lost).then(|| (io.record.token.clone(), io.written))
     }
 
     /// Releases the claim: deletes it, if it is still this process's.
     pub(super) fn release(self) {
-        let Some(token) = self.stop() else { return };
+        let Some((token, written)) = self.stop() else {
+            return;
+        };
         let lease = &self.0;
+        let surely_ours = lease.surely_ours(written);
         let deleted = rt::block_on(
             lease.blocking_io,
-            delete_if_owned(&*lease.backend, &lease.key, &token),
+            delete_own(&*lease.backend, &lease.key, &token, surely_ours),
         );
         if let Err(e) | Ok(Err(e)) = deleted {
             tracing::debug!(target: "cachette", "cannot delete the claim {}: {e}", lease.key);
@@ -97,11 +106,11 @@ impl HeldClaim {
         // Waits for a renewal under way, without holding the lock across an await.
         let token = loop {
             let attempt = match self.0.io.try_lock() {
-                Ok(io) => Some((!io.lost).then(|| io.record.token.clone())),
+                Ok(io) => Some((!io.lost).then(|| (io.record.token.clone(), io.written))),
                 Err(TryLockError::WouldBlock) => None,
                 Err(TryLockError::Poisoned(io)) => {
                     let io = io.into_inner();
-                    Some((!io.lost).then(|| io.record.token.clone()))
+                    Some((!io.lost).then(|| (io.record.token.clone(), io.written)))
                 }
             };
             match attempt {
@@ -109,10 +118,13 @@ impl HeldClaim {
                 None => rt::pause_async(Duration::from_millis(1)).await,
             }
         };
-        let Some(token) = token else { return };
+        let Some((token, written)) = token else {
+            return;
+        };
         let key = self.0.key.clone();
+        let surely_ours = self.0.surely_ours(written);
         let deleted = rt::offload(&self.0.backend, self.0.blocking_io, move |b| {
-            Box::pin(async move { delete_if_owned(b, &key, &token).await })
+            Box::pin(async move { delete_own(b, &key, &token, surely_ours).await })
         })
         .await;
         if let Err(e) | Ok(Err(e)) = deleted {
@@ -141,6 +153,7 @@ impl Lease {
         }
         io.record.renewals += 1;
         io.record.expires_ms = now_ms() + millis(self.lease);
+        let sent = Instant::now();
         let record = &io.record;
         let renewed = rt::block_on(self.blocking_io, async {
             let current = read_claim(&*self.backend, self.key.clone()).await?;
@@ -155,7 +168,7 @@ impl Lease {
                 .map(|_| true)
         });
         match renewed {
-            Ok(Ok(true)) => {}
+            Ok(Ok(true)) => io.written = sent,
             Ok(Ok(false)) => {
                 io.lost = true;
                 self.reporter.warn(format!(
@@ -185,8 +198,31 @@ impl Lease {
         }
     }
 
+    /// Whether a claim this process wrote at `written` is surely still its own: no other
+    /// process takes a claim over before its lease has run out, by the expiry it records (on
+    /// the other process's clock) or by the time it saw the claim unchanged (on its own). Half
+    /// a lease after the write, only a clock running half a lease ahead could have.
+    fn surely_ours(&self, written: Instant) -> bool {
+        written.elapsed() < self.lease / 2
+    }
+
     fn interval(&self) -> Duration {
         (self.lease / 3).max(Duration::from_millis(1))
+    }
+}
+
+/// Deletes this process's claim under `key`, holding `token`: at once when it is
+/// `surely_ours` (one request), else only after reading that it still holds `token`.
+async fn delete_own(
+    backend: &dyn StoreBackend,
+    key: &Key,
+    token: &str,
+    surely_ours: bool,
+) -> BackendResult<()> {
+    if surely_ours {
+        backend.delete(key).await
+    } else {
+        delete_if_owned(backend, key, token).await
     }
 }
 
@@ -286,5 +322,66 @@ impl LeaseThread {
             }
             leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory_backend::InMemoryBackend;
+
+    fn claim(backend: &DynBackend, key: &Key, record: &ClaimRecord) {
+        rt::block_on(false, backend.put(key, record.to_bytes().into()))
+            .unwrap()
+            .unwrap();
+    }
+
+    fn exists(backend: &DynBackend, key: &Key) -> bool {
+        rt::block_on(false, backend.contains(key)).unwrap().unwrap()
+    }
+
+    /// Released within half its lease, a claim is deleted at once; later, only when it still
+    /// holds this process's token, so that another process's claim stays.
+    #[test]
+    fn a_claim_is_deleted_blindly_only_while_surely_ours() {
+        let backend: DynBackend = Arc::new(InMemoryBackend::new());
+        let key = Key::new("cachette/f/0.claim").unwrap();
+        let hour = Duration::from_secs(3600);
+        let mine = ClaimRecord::new(hour);
+        claim(&backend, &key, &mine);
+        let held = HeldClaim::start(
+            backend.clone(),
+            false,
+            key.clone(),
+            (mine, Instant::now()),
+            hour,
+            Reporter::default(),
+        );
+        assert!(held.0.surely_ours(Instant::now()));
+        held.release();
+        assert!(!exists(&backend, &key), "released at once");
+
+        // Written half a lease ago, and replaced by another process's claim since.
+        let lease = Duration::from_millis(40);
+        let mine = ClaimRecord::new(lease);
+        let theirs = ClaimRecord::new(lease);
+        claim(&backend, &key, &theirs);
+        let held = HeldClaim::start(
+            backend.clone(),
+            false,
+            key.clone(),
+            (mine, Instant::now()),
+            lease,
+            Reporter::new(|_| {}),
+        );
+        std::thread::sleep(lease);
+        assert!(!held.0.surely_ours(held.0.io.lock().unwrap().written));
+        held.release();
+        let left = rt::block_on(false, backend.get(&key)).unwrap().unwrap();
+        assert_eq!(
+            left,
+            Some(theirs.to_bytes()),
+            "another process's claim stays"
+        );
     }
 }

@@ -15,8 +15,12 @@
 //!   up to 500 ms) until it goes, then loads the entry, or takes the claim over when the entry is
 //!   not there (its holder failed) or when the claim is stale (its holder died): its expiry has
 //!   passed on this machine's clock, or its bytes have not changed for a whole lease of the
-//!   holder (at most this memory's own lease, whatever the claim announces), as timed here. A stale claim is deleted (if it still holds the bytes seen stale)
-//!   and created again; one contender wins.
+//!   holder (at most this memory's own lease, whatever the claim announces), as timed here. A
+//!   stale claim is deleted (if it still holds the bytes seen stale) and created again; one
+//!   contender wins. Once it holds the claim, a leader looks for the entry again: another
+//!   process may have stored it between the miss and the claim. Its holder releases a claim
+//!   by deleting it: at once within half a lease of its last write (no one takes a claim over
+//!   before its lease has run out), else only after reading that it still holds its token.
 //!
 //! The claim text (UTF-8 lines, `key value`):
 //!
