@@ -9,19 +9,18 @@
 //! configured server that does not answer is a failure.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use cachette::plugin::{
-    BackendError, BackendResult, Blob, Capabilities, DynBackend, ErrorKind, GetOptions, GetResult,
-    InMemoryBackend, ItemInfo, Key, Prefix, PutOptions, PutOutcome, StoreBackend, StoreBackendExt,
-    async_trait, block_on, testkit,
-};
 use cachette::plugin::{DateTime, Utc, chrono::TimeDelta};
+use cachette::plugin::{
+    DynBackend, InMemoryBackend, Key, Prefix, StoreBackend, StoreBackendExt, block_on, testkit,
+};
 use cachette::redis::RedisConfig;
 use cachette::{
-    Cause, Explanation, MAX_EXAMINED, MemorizedFunc, Memory, Metadata, expires_after, memoize,
+    Cause, CodeInfo, Explanation, MAX_EXAMINED, MemorizedFunc, Memory, Metadata, expires_after,
+    memoize,
 };
+use common::switch::{DOWN, Switch};
 use common::{capture, lines, warnings};
 
 mod common;
@@ -90,14 +89,9 @@ fn the_nearest_entry_and_the_arguments_that_differ() {
     assert!(text.contains("2 stored entries examined"), "{text}");
 }
 
-#[test]
-fn the_code_hash_changed() {
-    let memory = fresh("code");
-    added(&memory).code_hash("a1b2").eval((1, 2));
-    let why = added(&memory).code_hash("c3d4").explain(&(1, 2));
-    assert!(!why.hit);
-    let other = why
-        .causes
+/// The stored and the current code of an explanation's `OtherCode` cause.
+fn other_code(why: &Explanation) -> (&CodeInfo, &CodeInfo) {
+    why.causes
         .iter()
         .find_map(|c| match c {
             Cause::OtherCode {
@@ -105,7 +99,16 @@ fn the_code_hash_changed() {
             } => Some((stored, current)),
             _ => None,
         })
-        .unwrap_or_else(|| panic!("{why}"));
+        .unwrap_or_else(|| panic!("{why}"))
+}
+
+#[test]
+fn the_code_hash_changed() {
+    let memory = fresh("code");
+    added(&memory).code_hash("a1b2").eval((1, 2));
+    let why = added(&memory).code_hash("c3d4").explain(&(1, 2));
+    assert!(!why.hit);
+    let other = other_code(&why);
     assert_eq!(other.0.code.as_deref(), Some("a1b2"));
     assert_eq!(other.1.code.as_deref(), Some("c3d4"));
     // The next call would clear the function: the identity item names the old code.
@@ -123,16 +126,7 @@ fn the_version_changed() {
     let memory = fresh("version");
     added(&memory).version("1").eval((1, 2));
     let why = added(&memory).version("2").explain(&(1, 2));
-    let other = why
-        .causes
-        .iter()
-        .find_map(|c| match c {
-            Cause::OtherCode {
-                stored, current, ..
-            } => Some((stored, current)),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("{why}"));
+    let other = other_code(&why);
     assert_eq!(other.0.version.as_deref(), Some("1"));
     assert_eq!(other.1.version.as_deref(), Some("2"));
     assert_eq!(other.0.code, other.1.code);
@@ -233,68 +227,9 @@ async fn async_callers_get_the_same_explanation() {
     assert!(matches!(only(&why), Cause::OtherArguments { .. }), "{why}");
 }
 
-/// A store that fails every operation while it is down.
-#[derive(Debug, Default)]
-struct Down {
-    inner: InMemoryBackend,
-    down: AtomicBool,
-}
-
-impl Down {
-    fn enter(&self) -> BackendResult<()> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(BackendError::new(
-                ErrorKind::Unavailable,
-                "connection refused",
-            ));
-        }
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl StoreBackend for Down {
-    fn scheme(&self) -> &'static str {
-        "down"
-    }
-
-    fn location(&self) -> String {
-        "down://test".into()
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-
-    async fn get_opts(&self, key: &Key, options: GetOptions) -> BackendResult<Option<GetResult>> {
-        self.enter()?;
-        self.inner.get_opts(key, options).await
-    }
-
-    async fn put_opts(
-        &self,
-        key: &Key,
-        value: Blob,
-        options: PutOptions,
-    ) -> BackendResult<PutOutcome> {
-        self.enter()?;
-        self.inner.put_opts(key, value, options).await
-    }
-
-    async fn delete_many(&self, keys: &[Key]) -> BackendResult<()> {
-        self.enter()?;
-        self.inner.delete_many(keys).await
-    }
-
-    async fn list(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {
-        self.enter()?;
-        self.inner.list(prefix).await
-    }
-}
-
 #[test]
 fn an_unreachable_store_and_an_open_breaker() {
-    let store = Arc::new(Down::default());
+    let store = Switch::new();
     let (memory, reports) = capture(
         Memory::builder()
             .backend(store.clone())
@@ -303,7 +238,7 @@ fn an_unreachable_store_and_an_open_breaker() {
     );
     let f = added(&memory);
     f.eval((1, 2));
-    store.down.store(true, Ordering::SeqCst);
+    store.set(DOWN);
     let why = f.explain(&(1, 2));
     let Cause::StoreUnavailable { reason } = only(&why) else {
         panic!("{why}");

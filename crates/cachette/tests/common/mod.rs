@@ -1,5 +1,8 @@
 //! Helpers shared by the facade's test binaries.
 
+#[allow(dead_code)] // Not every test binary uses the switch.
+pub(crate) mod switch;
+
 use std::sync::{Arc, Mutex};
 
 use cachette::{Memory, MemoryBuilder, Report, Reporter};

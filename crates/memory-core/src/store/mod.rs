@@ -31,7 +31,7 @@ use serde::de::DeserializeOwned;
 
 use crate::array::{self, MmapMode};
 use crate::backend::{
-    BackendResult, Blob, Capabilities, DynBackend, GetOptions, ItemInfo, PutOptions,
+    BackendResult, Blob, Capabilities, DynBackend, GetOptions, GetResult, ItemInfo, PutOptions,
     StoreBackendExt,
 };
 use crate::breaker::Breaker;
@@ -172,13 +172,7 @@ impl EntryStore {
         verify_arrays: bool,
     ) -> Result<Option<Checked>, Error> {
         let options = GetOptions::hit().with_local_file(self.maps(mode));
-        let k = key.clone();
-        let found = self
-            .run(reach, move |b| {
-                Box::pin(async move { b.get_opts(&k, options).await })
-            })
-            .await?;
-        let Some(found) = found else {
+        let Some(found) = self.get(reach, key, options).await? else {
             return Ok(None);
         };
         let read = read::into_read(key, found, mode)
@@ -188,21 +182,36 @@ impl EntryStore {
             .map_err(|source| entry_error(key, source))
     }
 
-    /// The whole item under `key`, read into memory, recording no access.
-    async fn read_whole(&self, reach: Reach, key: &Key) -> Result<Option<bytes::Bytes>, Error> {
+    /// One read of the item under `key`.
+    async fn get(
+        &self,
+        reach: Reach,
+        key: &Key,
+        options: GetOptions,
+    ) -> Result<Option<GetResult>, Error> {
         let k = key.clone();
         let found = self
             .run(reach, move |b| {
-                Box::pin(async move { b.get_opts(&k, GetOptions::default()).await })
+                Box::pin(async move { b.get_opts(&k, options).await })
             })
             .await?;
-        let Some(found) = found else {
-            return Ok(None);
-        };
+        Ok(found)
+    }
+
+    /// What a read of `key` gave, in memory.
+    fn bytes_of(key: &Key, found: GetResult) -> Result<bytes::Bytes, Error> {
         let bytes = found
             .into_bytes()
             .map_err(|e| BackendError::from_io(e, format!("cannot read {key}")))?;
-        Ok(Some(bytes))
+        Ok(bytes)
+    }
+
+    /// The whole item under `key`, read into memory, recording no access.
+    async fn read_whole(&self, reach: Reach, key: &Key) -> Result<Option<bytes::Bytes>, Error> {
+        match self.get(reach, key, GetOptions::default()).await? {
+            Some(found) => Self::bytes_of(key, found).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Checks the entry under `key` as a load would (every checksum, arrays included, the key it
@@ -370,19 +379,11 @@ impl EntryStore {
         key: &Key,
         max_len: u64,
     ) -> Result<Option<bytes::Bytes>, Error> {
-        let k = key.clone();
         let options = GetOptions::range(0..max_len + 1).with_bypass_cache(true);
-        let found = self
-            .run(reach, move |b| {
-                Box::pin(async move { b.get_opts(&k, options).await })
-            })
-            .await?;
-        let Some(found) = found else {
+        let Some(found) = self.get(reach, key, options).await? else {
             return Ok(None);
         };
-        let bytes = found
-            .into_bytes()
-            .map_err(|e| BackendError::from_io(e, format!("cannot read {key}")))?;
+        let bytes = Self::bytes_of(key, found)?;
         if bytes.len() as u64 > max_len {
             return Err(Error::InvalidArgument(format!(
                 "{key} is longer than {max_len} bytes"
