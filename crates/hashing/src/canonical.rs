@@ -176,10 +176,9 @@ impl<H: StableHasher> CanonicalHasher<H> {
         self.recover(result)
     }
 
-    /// The digest of everything added so far (flushes the staging buffer).
+    /// The digest of everything added so far (with the staging buffer as the last input).
     pub fn finish(mut self) -> Digest {
-        self.out.flush();
-        self.out.hasher.finish()
+        self.out.hasher.finish_with(&self.out.buf)
     }
 
     /// After a failed `add`, forget any half-encoded map or set.

@@ -101,7 +101,7 @@ mod keyed;
 mod probe;
 mod readable;
 
-pub use algorithm::{HashAlgorithm, StableHasher, Xxh3, Xxh3Hasher};
+pub use algorithm::{HashAlgorithm, LazyHasher, StableHasher, Xxh3, Xxh3Hasher};
 pub use canonical::{CanonicalHasher, HashError};
 pub use digest::{Digest, ParseDigestError};
 pub use keyed::{
@@ -125,7 +125,7 @@ pub fn hash_with<T: serde::Serialize + ?Sized>(
     algorithm: &dyn HashAlgorithm,
     value: &T,
 ) -> Result<Digest, HashError> {
-    let mut hasher = CanonicalHasher::new(algorithm.hasher());
+    let mut hasher = CanonicalHasher::new(LazyHasher::new(algorithm));
     hasher.add(value)?;
     Ok(hasher.finish())
 }

@@ -10,7 +10,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use cachette_hashing::{CanonicalHasher, Digest};
+use cachette_hashing::{CanonicalHasher, Digest, LazyHasher};
 use chrono::Utc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -181,7 +181,7 @@ impl<R, F> Call<'_, R, F> {
     }
 
     pub(super) fn digest<A: Serialize + ?Sized>(&self, args: &A) -> Result<Digest, Error> {
-        let mut hasher = CanonicalHasher::new(self.shared.hasher.hasher());
+        let mut hasher = CanonicalHasher::new(LazyHasher::new(&*self.shared.hasher));
         if let Some(state) = &self.func.state {
             let state = state.digest.as_ref().map_err(|e| {
                 Error::InvalidArgument(format!("the state of the function cannot be hashed: {e}"))
