@@ -31,7 +31,7 @@ pub struct Reporter(Option<Sink>, Arc<Limiter>);
 
 type Sink = Arc<dyn Fn(&Report) + Send + Sync>;
 
-/// The most warnings a reporter passes on in one window of [`WARNING_WINDOW`].
+/// The most warnings a reporter passes on in one window of ten seconds.
 pub const WARNINGS_PER_WINDOW: u32 = 20;
 /// The window of the warnings' rate limit.
 const WARNING_WINDOW: Duration = Duration::from_secs(10);

@@ -97,23 +97,16 @@ const HEAD_FIXED: usize = 24;
 static ZEROS: [u8; PAYLOAD_ALIGN] = [0; PAYLOAD_ALIGN];
 
 /// The metadata of a cached call, stored in its entry.
+///
+/// Written in the order of its fields: those a load checks (`func`, `args_id`, `name`, `code`,
+/// `version`) and `duration` come first, so that a load reads them and stops there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Metadata {
-    /// How long the call took, in seconds.
-    pub duration: f64,
-    /// When the call was made.
-    pub time: DateTime<Utc>,
-    /// A readable form of each input argument, by name, in order. Ignored arguments are left out.
-    pub input_args: Vec<(String, String)>,
     /// The id of the function (its folder in the store).
     pub func: String,
     /// The hash of the arguments.
     pub args_id: String,
-    /// The id of the argument hasher.
-    pub hasher: String,
-    /// The id of the output codec.
-    pub codec: String,
     /// The exact name of the function whose call this is (empty in entries of old versions).
     #[serde(default)]
     pub name: String,
@@ -123,6 +116,16 @@ pub struct Metadata {
     /// The function's version when its results were stored, if it has one.
     #[serde(default)]
     pub version: Option<String>,
+    /// How long the call took, in seconds.
+    pub duration: f64,
+    /// When the call was made.
+    pub time: DateTime<Utc>,
+    /// A readable form of each input argument, by name, in order. Ignored arguments are left out.
+    pub input_args: Vec<(String, String)>,
+    /// The id of the argument hasher.
+    pub hasher: String,
+    /// The id of the output codec.
+    pub codec: String,
 }
 
 /// The code an entry must have been written by: the exact name, code hash and version of a
@@ -150,21 +153,128 @@ pub struct Expected<'a> {
 }
 
 /// The fields of a header that say what an entry answers for, decoded without allocating.
-#[derive(Deserialize)]
 struct Answers<'a> {
-    #[serde(borrow)]
     func: &'a str,
-    #[serde(borrow)]
     args_id: &'a str,
-    #[serde(borrow, default)]
     name: &'a str,
-    #[serde(borrow, default)]
     code: Option<&'a str>,
-    #[serde(borrow, default)]
     version: Option<&'a str>,
     /// How long the call took, in seconds (a value of the store: see [`Answers::duration`]).
-    #[serde(default)]
     duration: f64,
+}
+
+/// The keys of [`Answers`], in the order [`Metadata`] writes them.
+const ANSWER_KEYS: [&str; 6] = ["func", "args_id", "name", "code", "version", "duration"];
+
+impl<'a> Answers<'a> {
+    /// The answer of a header that begins with the six keys of an answer, in the order
+    /// [`Metadata`] writes them, read with MessagePack's primitives, without decoding the rest
+    /// of the header (the arguments' readable forms, the time): what a load does. `None` for
+    /// any other header (of an older version, or not written by this library), which
+    /// [`from_header`] then decodes whole. The rest of the header is covered by its checksum
+    /// and decoded by whoever reads the whole metadata, who refuses a key seen twice.
+    fn leading(header: &'a [u8]) -> Option<Answers<'a>> {
+        fn key(rest: &mut &[u8], want: &str) -> Option<()> {
+            let (key, after) = rmp::decode::read_str_from_slice(*rest).ok()?;
+            (key == want).then(|| *rest = after)
+        }
+        fn text<'a>(rest: &mut &'a [u8]) -> Option<&'a str> {
+            let (value, after) = rmp::decode::read_str_from_slice(*rest).ok()?;
+            *rest = after;
+            Some(value)
+        }
+        fn optional<'a>(rest: &mut &'a [u8]) -> Option<Option<&'a str>> {
+            if let Some((&NIL, after)) = rest.split_first() {
+                *rest = after;
+                return Some(None);
+            }
+            text(rest).map(Some)
+        }
+        const NIL: u8 = 0xc0;
+        let mut rest = header;
+        let len = rmp::decode::read_map_len(&mut rest).ok()?;
+        if (len as usize) < ANSWER_KEYS.len() {
+            return None;
+        }
+        key(&mut rest, "func")?;
+        let func = text(&mut rest)?;
+        key(&mut rest, "args_id")?;
+        let args_id = text(&mut rest)?;
+        key(&mut rest, "name")?;
+        let name = text(&mut rest)?;
+        key(&mut rest, "code")?;
+        let code = optional(&mut rest)?;
+        key(&mut rest, "version")?;
+        let version = optional(&mut rest)?;
+        key(&mut rest, "duration")?;
+        let duration = rmp::decode::read_f64(&mut rest).ok()?;
+        Some(Answers {
+            func,
+            args_id,
+            name,
+            code,
+            version,
+            duration,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Answers<'de> {
+    /// Reads the six keys of an answer from the header's map, whatever their order, and skips
+    /// the others. A key seen twice is an error, as for [`Metadata`].
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{Error as _, IgnoredAny, MapAccess, Visitor};
+
+        struct AnswersVisitor;
+
+        impl<'de> Visitor<'de> for AnswersVisitor {
+            type Value = Answers<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the metadata map of an entry")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Answers<'de>, A::Error> {
+                let mut func: Option<&'de str> = None;
+                let mut args_id: Option<&'de str> = None;
+                let mut name: Option<&'de str> = None;
+                let mut code: Option<Option<&'de str>> = None;
+                let mut version: Option<Option<&'de str>> = None;
+                let mut duration: Option<f64> = None;
+                while let Some(key) = map.next_key::<&'de str>()? {
+                    macro_rules! once {
+                        ($slot:ident) => {{
+                            if $slot.is_some() {
+                                return Err(A::Error::duplicate_field(stringify!($slot)));
+                            }
+                            $slot = Some(map.next_value()?);
+                        }};
+                    }
+                    match key {
+                        "func" => once!(func),
+                        "args_id" => once!(args_id),
+                        "name" => once!(name),
+                        "code" => once!(code),
+                        "version" => once!(version),
+                        "duration" => once!(duration),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Answers {
+                    func: func.ok_or_else(|| A::Error::missing_field("func"))?,
+                    args_id: args_id.ok_or_else(|| A::Error::missing_field("args_id"))?,
+                    name: name.unwrap_or(""),
+                    code: code.flatten(),
+                    version: version.flatten(),
+                    duration: duration.unwrap_or(0.0),
+                })
+            }
+        }
+
+        d.deserialize_map(AnswersVisitor)
+    }
 }
 
 impl Answers<'_> {
@@ -205,7 +315,10 @@ impl Answers<'_> {
 /// Checks that the metadata header `header` (MessagePack) answers for `expected`; gives the
 /// duration of the call it records (zero when it records none that makes sense).
 fn check_answers(header: &[u8], expected: &Expected<'_>) -> Result<f64, EntryError> {
-    let answers: Answers<'_> = from_header(header)?;
+    let answers = match Answers::leading(header) {
+        Some(answers) => answers,
+        None => from_header::<Answers<'_>>(header)?,
+    };
     answers.check(expected)?;
     Ok(answers.duration())
 }
@@ -523,5 +636,90 @@ mod tests {
             parse_metadata(head, Some(bytes.len() as u64)).unwrap(),
             meta
         );
+    }
+
+    fn expected<'a>(meta: &'a Metadata) -> Expected<'a> {
+        Expected {
+            func: &meta.func,
+            args_id: &meta.args_id,
+            code: Some(CodeIdentity {
+                name: &meta.name,
+                code: meta.code.as_deref(),
+                version: meta.version.as_deref(),
+            }),
+        }
+    }
+
+    /// A load reads the six fields it checks and stops: what follows them in the header is
+    /// never decoded (here, a map announcing more entries than the bytes hold).
+    #[test]
+    fn answers_stop_after_the_fields_a_load_checks() {
+        let (meta, _) = sample();
+        let meta = meta.with_code(CodeIdentity {
+            name: "m::f",
+            code: Some("c0de"),
+            version: None,
+        });
+        let full = rmp_serde::to_vec_named(&meta).unwrap();
+        assert_eq!(check_answers(&full, &expected(&meta)).unwrap(), 0.5);
+        // The same six fields, in a map that announces 10 entries and holds 6.
+        let mut cut = vec![0x8a];
+        let mut six = Vec::new();
+        for (key, value) in [
+            ("func", rmp_serde::to_vec(&meta.func).unwrap()),
+            ("args_id", rmp_serde::to_vec(&meta.args_id).unwrap()),
+            ("name", rmp_serde::to_vec(&meta.name).unwrap()),
+            ("code", rmp_serde::to_vec(&meta.code).unwrap()),
+            ("version", rmp_serde::to_vec(&meta.version).unwrap()),
+            ("duration", rmp_serde::to_vec(&meta.duration).unwrap()),
+        ] {
+            six.extend(rmp_serde::to_vec(key).unwrap());
+            six.extend(value);
+        }
+        cut.extend(&six);
+        assert_eq!(check_answers(&cut, &expected(&meta)).unwrap(), 0.5);
+    }
+
+    /// Headers of older versions, whose fields come in another order, are read to their end;
+    /// a key seen twice is refused, as the whole metadata refuses it.
+    #[test]
+    fn answers_of_old_headers_and_duplicate_keys() {
+        #[derive(Serialize)]
+        struct Old<'a> {
+            duration: f64,
+            time: DateTime<Utc>,
+            input_args: Vec<(String, String)>,
+            func: &'a str,
+            args_id: &'a str,
+            hasher: &'a str,
+            codec: &'a str,
+            name: &'a str,
+            code: Option<&'a str>,
+            version: Option<&'a str>,
+        }
+        let (meta, _) = sample();
+        let old = Old {
+            duration: 2.5,
+            time: meta.time,
+            input_args: meta.input_args.clone(),
+            func: &meta.func,
+            args_id: &meta.args_id,
+            hasher: &meta.hasher,
+            codec: &meta.codec,
+            name: &meta.name,
+            code: None,
+            version: None,
+        };
+        let header = rmp_serde::to_vec_named(&old).unwrap();
+        assert_eq!(check_answers(&header, &expected(&meta)).unwrap(), 2.5);
+        assert_eq!(from_header::<Metadata>(&header).unwrap().duration, 2.5);
+
+        let mut twice = vec![0x82];
+        for func in ["m.f", "other.g"] {
+            twice.extend(rmp_serde::to_vec("func").unwrap());
+            twice.extend(rmp_serde::to_vec(func).unwrap());
+        }
+        let err = check_answers(&twice, &expected(&meta)).unwrap_err();
+        assert!(err.to_string().contains("duplicate"), "{err}");
     }
 }
