@@ -174,9 +174,12 @@ impl<'a> Answers<'a> {
     /// [`from_header`] then decodes whole. The rest of the header is covered by its checksum
     /// and decoded by whoever reads the whole metadata, who refuses a key seen twice.
     fn leading(header: &'a [u8]) -> Option<Answers<'a>> {
+        /// Compares the key's bytes with `want` (an ASCII name): no UTF-8 check needed.
         fn key(rest: &mut &[u8], want: &str) -> Option<()> {
-            let (key, after) = rmp::decode::read_str_from_slice(*rest).ok()?;
-            (key == want).then(|| *rest = after)
+            let mut after = *rest;
+            let len = rmp::decode::read_str_len(&mut after).ok()? as usize;
+            let (key, after) = after.split_at_checked(len)?;
+            (key == want.as_bytes()).then(|| *rest = after)
         }
         fn text<'a>(rest: &mut &'a [u8]) -> Option<&'a str> {
             let (value, after) = rmp::decode::read_str_from_slice(*rest).ok()?;
