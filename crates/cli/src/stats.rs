@@ -202,6 +202,7 @@ pub(crate) fn stats(
 /// Draws two bar charts side by side: the time each function saved, and the size of its
 /// entries, longest bar first (at most 30 functions).
 fn draw(path: &Path, rows: &[Row], location: &str) -> Result<()> {
+    use plotters::coord::ranged1d::SegmentValue;
     use plotters::prelude::*;
 
     const MAX_BARS: usize = 30;
@@ -239,19 +240,21 @@ fn draw(path: &Path, rows: &[Row], location: &str) -> Result<()> {
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(label_width)
-            .build_cartesian_2d(0.0..max * 1.1, 0..n)
+            // A segmented range of integers covers both ends: `0..n - 1` is n bands (one row,
+            // `0..0`, would be none: it gets two, the top one empty).
+            .build_cartesian_2d(0.0..max * 1.1, (0..(n - 1).max(1)).into_segmented())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         chart
             .configure_mesh()
             .disable_y_mesh()
             .y_labels(n as usize)
-            .y_label_formatter(&|i| {
-                let i = usize::try_from(n - 1 - *i).unwrap_or(usize::MAX);
-                if label_width == 0 {
-                    String::new()
-                } else {
-                    labels.get(i).cloned().unwrap_or_default()
-                }
+            .y_label_formatter(&|y| match y {
+                // Each row's name at the middle of its band, the first row on top.
+                SegmentValue::CenterOf(i) if label_width > 0 => usize::try_from(n - 1 - *i)
+                    .ok()
+                    .and_then(|i| labels.get(i).cloned())
+                    .unwrap_or_default(),
+                _ => String::new(),
             })
             .x_labels(5)
             .x_label_formatter(&|x| unit(*x))
@@ -260,7 +263,13 @@ fn draw(path: &Path, rows: &[Row], location: &str) -> Result<()> {
         chart
             .draw_series(values.iter().enumerate().map(|(i, v)| {
                 let y = n - 1 - i as i32;
-                let mut bar = Rectangle::new([(0.0, y), (*v, y + 1)], color.filled());
+                let mut bar = Rectangle::new(
+                    [
+                        (0.0, SegmentValue::Exact(y)),
+                        (*v, SegmentValue::Exact(y + 1)),
+                    ],
+                    color.filled(),
+                );
                 bar.set_margin(4, 4, 0, 0);
                 bar
             }))
