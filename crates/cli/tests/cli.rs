@@ -311,6 +311,13 @@ fn stats_agrees_with_the_true_counts_and_draws_them() {
             picture.contains(LOAD) && picture.contains("time saved"),
             "{loc}"
         );
+        // One function: one bar, named.
+        run(
+            &["stats", loc, "--func", FIT, "--svg", svg.to_str().unwrap()],
+            0,
+        );
+        let picture = std::fs::read_to_string(&svg).unwrap();
+        assert!(picture.contains(FIT) && !picture.contains(LOAD), "{loc}");
 
         assert_eq!(all_items(&store), before, "{loc}: `stats` wrote or deleted");
         run(&["stats", loc, "--func", "pipeline::nope"], 2);
