@@ -169,7 +169,7 @@ impl Server {
             port,
             child: None,
         };
-        server.restart();
+        server.launch(true);
         server
     }
 
@@ -203,8 +203,36 @@ impl Server {
         server
     }
 
-    /// Starts the server (again) on its port and waits until it answers.
+    /// Starts the server again on its port and waits until it answers.
     pub(crate) fn restart(&mut self) {
+        self.launch(false);
+    }
+
+    /// Starts the server and waits until it answers. A port chosen free may be taken by another
+    /// server before this one binds it (tests run in parallel): this one then exits, and the
+    /// other answers in its place. With `fresh` (a plain server just created), such a start is
+    /// tried again on another free port.
+    fn launch(&mut self, fresh: bool) {
+        for _ in 0..5 {
+            if self.spawn_and_wait() {
+                return;
+            }
+            self.stop();
+            assert!(
+                fresh && !self.tls,
+                "another server answers on port {}",
+                self.port
+            );
+            self.port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+        }
+        panic!("redis-server could not get a port of its own");
+    }
+
+    /// Starts the server on its port; says whether it is the one that answers there.
+    fn spawn_and_wait(&mut self) -> bool {
         let plain_port = if self.tls { 0 } else { self.port };
         let child = Command::new(&self.bin)
             .args(["--port", &plain_port.to_string()])
@@ -217,9 +245,13 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting redis-server");
+        let pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.answers() {
+            if self.exited() {
+                return false;
+            }
             assert!(
                 Instant::now() < deadline,
                 "redis-server did not answer on port {}",
@@ -227,6 +259,29 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+        self.tls
+            || self
+                .answering_pid()
+                .is_none_or(|answering| answering == pid)
+    }
+
+    /// Whether the server's process has ended.
+    fn exited(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_none_or(|c| c.try_wait().is_ok_and(|status| status.is_some()))
+    }
+
+    /// The process id of the server answering on the port (`None` when it asks for a
+    /// password, or does not say).
+    fn answering_pid(&self) -> Option<u32> {
+        let mut conn = redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+            .ok()?;
+        let info: String = redis::cmd("INFO").arg("server").query(&mut conn).ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .and_then(|pid| pid.trim().parse().ok())
     }
 
     pub(crate) fn answers(&self) -> bool {
