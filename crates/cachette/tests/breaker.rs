@@ -218,6 +218,30 @@ fn check_tells_working_read_only_and_unreachable_stores_apart() {
     assert!(Memory::disabled().check().is_err());
 }
 
+/// `call_and_shelve` on a hung store costs its timeout once too: the call that met it does
+/// not go on to look for the entry, claim or write.
+#[test]
+fn a_hung_store_costs_shelving_calls_its_timeout_once() {
+    let store = Switch::new();
+    let (memory, _reports) = memory(&store, 5, Duration::from_secs(3600), false);
+    let f = memory.cache_fn(double);
+    assert_eq!(f.eval(1), 2); // the identity is checked while the store answers
+    memory.clear().unwrap(); // the next call checks the identity again
+    let before = store.operations();
+    store.set(HUNG);
+    for x in 0..100 {
+        assert!(matches!(
+            f.call_and_shelve(x),
+            cachette::Shelved::NotMemorized(_)
+        ));
+    }
+    assert_eq!(
+        store.operations() - before,
+        1,
+        "100 shelving calls on a hung store waited for it more than once"
+    );
+}
+
 /// A server that accepts connections and never answers, on 127.0.0.1: a hung Redis or S3 as
 /// a client sees it. It counts the connections it accepted.
 #[cfg(any(feature = "redis", feature = "s3"))]

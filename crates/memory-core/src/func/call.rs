@@ -71,22 +71,16 @@ impl<R, F> Call<'_, R, F> {
     /// Hands a fault to the policy, with its warning cut to [`WARNING_LEN`] characters and
     /// made safe to print: a call warns at most once, later faults of the same call are only
     /// logged at debug level (in strict mode the first fault ends the call anyway).
+    /// A fault of the store as a whole also ends the call's use of the store; if the breaker
+    /// opened on it, with a warning of its own (or was open, and warned already), the call says
+    /// nothing more.
     fn fault<P: Faults>(&self, faults: P, error: Error, warning: String) -> Result<(), P::Fault> {
-        if let Error::Backend(e) = &error
-            && crate::breaker::is_store_fault(e)
-        {
+        let store_fault = matches!(&error, Error::Backend(e) if crate::breaker::is_store_fault(e));
+        if store_fault {
             self.gave_up.store(true, Ordering::Relaxed);
-            // The breaker opened on this fault, with a warning of its own (or was open, and
-            // warned already): the call says nothing more.
-            if !faults.is_strict()
-                && self.store().breaker().is_open()
-                && !self.warned.swap(true, Ordering::Relaxed)
-            {
-                tracing::debug!(target: "cachette", "{}", untrusted_within(&warning, WARNING_LEN));
-                return Ok(());
-            }
         }
-        if !faults.is_strict() && self.warned.swap(true, Ordering::Relaxed) {
+        let breaker_warned = store_fault && self.store().breaker().is_open();
+        if !faults.is_strict() && (self.warned.swap(true, Ordering::Relaxed) || breaker_warned) {
             tracing::debug!(target: "cachette", "{}", untrusted_within(&warning, WARNING_LEN));
             return Ok(());
         }
@@ -331,7 +325,8 @@ impl<R, F> Call<'_, R, F> {
         )
     }
 
-    /// Writes an entry; says whether it was stored (a failed write goes to the policy).
+    /// Writes an entry; says whether it was stored (a failed write goes to the policy). A call
+    /// that gave up on the store writes nothing.
     async fn save<P: Faults>(
         &self,
         key: &Key,
@@ -339,6 +334,9 @@ impl<R, F> Call<'_, R, F> {
         entry: Blob,
         faults: P,
     ) -> Result<bool, P::Fault> {
+        if self.gave_up() {
+            return Ok(false);
+        }
         let bytes = entry.len();
         match self.store().save(self.reach, key, entry, self.ttl()).await {
             Ok(()) => {
@@ -620,7 +618,7 @@ where
         let Some(entry) = entry else {
             return Ok((out, false));
         };
-        if self.gave_up() || !self.save(key, &meta, entry, faults).await.map_err(store)? {
+        if !self.save(key, &meta, entry, faults).await.map_err(store)? {
             return Ok((out, false));
         }
         if self.store().maps(mode) {
@@ -729,7 +727,6 @@ where
             self.compute(key, readable, args, compute, faults).await?;
         let mut stored = None;
         if let Some(entry) = entry
-            && !self.gave_up()
             && self.save(key, &meta, entry, faults).await.map_err(store)?
         {
             stored = Some(key.clone());
@@ -749,15 +746,18 @@ where
         Fut: Future<Output = Result<R, E>>,
     {
         let usable = self.store_usable(faults).map_err(store)?;
-        let key = self.key(&args, faults).map_err(store)?;
-        let (true, Some(key)) = (usable, key) else {
+        let mut key = self.key(&args, faults).map_err(store)?.filter(|_| usable);
+        if key.is_some() {
+            self.ensure_checked(faults).await.map_err(store)?;
+            key = key.filter(|_| !self.gave_up());
+        }
+        let Some(key) = key else {
             let out = self
                 .uncached(args, compute)
                 .await
                 .map_err(Failed::Function)?;
             return Ok(Shelved::NotMemorized(NotMemorizedResult::new(out)));
         };
-        self.ensure_checked(faults).await.map_err(store)?;
         let checked = self.check_key(&key, faults).await.map_err(store)?;
         if let Found::Usable(stored_secs) = checked {
             self.count_hit(stored_secs);
