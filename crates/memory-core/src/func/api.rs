@@ -137,7 +137,7 @@ impl Memory {
 
 impl<R, F> MemorizedFunc<R, F> {
     /// The context of a call reaching the store as `reach` says; `None` for a disabled memory.
-    fn context(&self, reach: Reach) -> Option<Call<'_, R, F>> {
+    pub(super) fn context(&self, reach: Reach) -> Option<Call<'_, R, F>> {
         self.memory.shared().map(|shared| Call {
             func: self,
             shared,

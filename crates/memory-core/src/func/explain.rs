@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use chrono::Utc;
 use serde::Serialize;
@@ -621,27 +621,21 @@ impl<R, F> Call<'_, R, F> {
             });
             return;
         }
-        let codec = self.shared.store.codec().id();
-        if meta.codec != codec {
-            out.causes.push(Cause::Unusable {
-                args_id: args_id.to_owned(),
-                reason: format!(
-                    "written with the codec {}, this memory's is {codec}",
-                    untrusted(&meta.codec)
-                ),
-            });
-            return;
-        }
-        let hasher = self.shared.hasher.id();
-        if meta.hasher != hasher {
-            out.causes.push(Cause::Unusable {
-                args_id: args_id.to_owned(),
-                reason: format!(
-                    "written with the hasher {}, this memory's is {hasher}",
-                    untrusted(&meta.hasher)
-                ),
-            });
-            return;
+        let formats = [
+            ("codec", &meta.codec, self.shared.store.codec().id()),
+            ("hasher", &meta.hasher, self.shared.hasher.id()),
+        ];
+        for (what, stored, ours) in formats {
+            if stored != ours {
+                out.causes.push(Cause::Unusable {
+                    args_id: args_id.to_owned(),
+                    reason: format!(
+                        "written with the {what} {}, this memory's is {ours}",
+                        untrusted(stored)
+                    ),
+                });
+                return;
+            }
         }
         if let Some(validation) = &self.func.validation
             && !validation.is_valid(meta)
@@ -701,7 +695,7 @@ impl<R, F> MemorizedFunc<R, F> {
         A: Serialize,
         F: TakesArgs<A>,
     {
-        match self.explain_context(Reach::Blocking) {
+        match self.context(Reach::Blocking) {
             Some(call) => finish(call.explain(args)),
             None => self.disabled_explanation(),
         }
@@ -713,20 +707,10 @@ impl<R, F> MemorizedFunc<R, F> {
         A: Serialize,
         F: TakesArgs<A>,
     {
-        match self.explain_context(Reach::Task) {
+        match self.context(Reach::Task) {
             Some(call) => call.explain(args).await,
             None => self.disabled_explanation(),
         }
-    }
-
-    fn explain_context(&self, reach: Reach) -> Option<Call<'_, R, F>> {
-        self.memory.shared().map(|shared| Call {
-            func: self,
-            shared,
-            reach,
-            warned: AtomicBool::new(false),
-            gave_up: AtomicBool::new(false),
-        })
     }
 
     fn disabled_explanation(&self) -> Explanation {
