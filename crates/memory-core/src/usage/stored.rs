@@ -287,18 +287,17 @@ async fn read(shared: &Shared, reach: Reach, key: &Key) -> Result<Option<Item>, 
         .map_err(|why| Error::InvalidArgument(format!("{key} is not usable: {why}")))
 }
 
-/// Adds an item's counts to `into`, by folder.
-fn add_item(into: &mut BTreeMap<String, Counts>, item: Item) {
+/// Sums of counts by function folder, with the function's name.
+type Sums = BTreeMap<String, (String, CallStats)>;
+
+/// Adds an item's counts to `into`, by folder (the first name given for a folder stays).
+fn add_item(into: &mut Sums, item: Item) {
     for (folder, counts) in item.functions {
-        let slot = into.entry(folder).or_default();
-        if slot.name.is_empty() {
-            slot.name = counts.name.clone();
+        let (name, stats) = into.entry(folder).or_default();
+        if name.is_empty() {
+            name.clone_from(&counts.name);
         }
-        slot.calls = slot.calls.saturating_add(counts.calls);
-        slot.hits = slot.hits.saturating_add(counts.hits);
-        slot.misses = slot.misses.saturating_add(counts.misses);
-        slot.compute_nanos = slot.compute_nanos.saturating_add(counts.compute_nanos);
-        slot.saved_nanos = slot.saved_nanos.saturating_add(counts.saved_nanos);
+        stats.add(&counts.stats());
     }
 }
 
@@ -316,7 +315,7 @@ async fn sum_closed_days(shared: &Shared, reach: Reach, now: DateTime<Utc>) -> R
     });
     for (day, items) in closed.take(MAX_DAYS_PER_PASS) {
         if items.sum.is_none() {
-            let mut functions = BTreeMap::new();
+            let mut functions = Sums::new();
             for key in &items.writers {
                 match read(shared, reach, key).await {
                     Ok(Some(item)) => add_item(&mut functions, item),
@@ -327,12 +326,15 @@ async fn sum_closed_days(shared: &Shared, reach: Reach, now: DateTime<Utc>) -> R
                     Err(e) => return Err(e),
                 }
             }
-            functions.retain(|_, counts| counts.calls > 0);
             let sum = Item {
                 format: FORMAT.to_owned(),
                 writer: STATS_DAY_ITEM.to_owned(),
                 written: now,
-                functions,
+                functions: functions
+                    .into_iter()
+                    .filter(|(_, (_, stats))| stats.calls > 0)
+                    .map(|(folder, (name, stats))| (folder, Counts::new(&name, &stats)))
+                    .collect(),
             };
             let key = grammar::stats_item(&day_name(day), STATS_DAY_ITEM)?;
             // The first sum of the day wins; a later one may have missed deleted items.
@@ -378,7 +380,7 @@ pub struct StoredFunctionStats {
 /// Reads the stored call statistics. Reads only; writes and deletes nothing.
 pub(crate) async fn read_all(shared: &Shared, reach: Reach) -> Result<StoredStats, Error> {
     let (days, truncated) = days(shared, reach).await?;
-    let mut functions = BTreeMap::new();
+    let mut functions = Sums::new();
     let mut report = StoredStats {
         truncated,
         since: days.keys().next().copied(),
@@ -403,10 +405,10 @@ pub(crate) async fn read_all(shared: &Shared, reach: Reach) -> Result<StoredStat
     }
     report.functions = functions
         .into_iter()
-        .map(|(folder, counts)| StoredFunctionStats {
+        .map(|(folder, (name, stats))| StoredFunctionStats {
             folder: crate::report::untrusted_within(&folder, MAX_NAME_LEN),
-            name: crate::report::untrusted_within(&counts.name, MAX_NAME_LEN),
-            stats: counts.stats(),
+            name: crate::report::untrusted_within(&name, MAX_NAME_LEN),
+            stats,
         })
         .collect();
     Ok(report)
