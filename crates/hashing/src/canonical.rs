@@ -5,6 +5,7 @@
 //! data model (a few lines each) and the compound serializers they hand out, sharing one staging
 //! buffer and one set of rules; cut in two, each half would need the other to be read.
 
+use std::cell::Cell;
 use std::fmt;
 
 use serde::Serialize;
@@ -44,6 +45,32 @@ impl ser::Error for HashError {
 struct Staging<H> {
     hasher: H,
     buf: Vec<u8>,
+}
+
+thread_local! {
+    /// A staging buffer kept between the hashes of a thread, so that hashing a key allocates
+    /// nothing once the thread hashed one.
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// An empty staging buffer of [`STAGING`] bytes: the thread's spare one, or a new one.
+fn staging_buffer() -> Vec<u8> {
+    let mut buf = SPARE.try_with(Cell::take).unwrap_or_default();
+    if buf.capacity() < STAGING {
+        return Vec::with_capacity(STAGING);
+    }
+    buf.clear();
+    buf
+}
+
+impl<H> Drop for Staging<H> {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        // Only buffers of the usual size are kept: one that grew stays with nobody.
+        if buf.capacity() == STAGING {
+            let _ = SPARE.try_with(|spare| spare.set(buf));
+        }
+    }
 }
 
 impl<H: StableHasher> Staging<H> {
@@ -126,7 +153,7 @@ impl<H: StableHasher> CanonicalHasher<H> {
         CanonicalHasher {
             out: Staging {
                 hasher,
-                buf: Vec::with_capacity(STAGING),
+                buf: staging_buffer(),
             },
             arena: Vec::new(),
             entries: Vec::new(),
