@@ -2,6 +2,8 @@
 //! the same run: `cargo bench -p cachette-bench --bench memory` (or `cargo xtask bench --micro`).
 //!
 //! - `hit_i64` vs `baseline_open_read_100b`: a cache hit of `f(i64)`;
+//! - `hit_i64_memo` vs `baseline_hashmap_get`: a repeated hit from the in-process memo
+//!   (`memo_size`, `.memo()`), against a `HashMap` lookup behind a lock;
 //! - `miss_tiny` vs `baseline_temp_rename_tiny`: a miss with a tiny output;
 //! - `populate_10k` vs `baseline_populate_10k`: 10,000 tiny entries;
 //! - `list_10k` vs `baseline_readdir_stat_10k`: the listing `reduce_size` does;
@@ -33,6 +35,20 @@ fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir_in(root).expect("tempdir")
 }
 
+/// The folder of the function named `name` in the store at `cache`
+/// (`cachette/<name>-<hash of the name>`).
+fn function_folder(cache: &Path, name: &str) -> PathBuf {
+    let prefix = format!("{name}-");
+    std::fs::read_dir(cache.join("cachette"))
+        .expect("the store's functions")
+        .map(|e| e.expect("a function").path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        })
+        .expect("the function's folder")
+}
+
 const N: i64 = 10_000;
 
 fn square(x: i64) -> i64 {
@@ -57,7 +73,7 @@ static HOT: LazyLock<Hot> = LazyLock::new(|| {
         .name("bench::square");
     f.eval(42);
     // The raw baselines use files of the size of a real entry.
-    let folder = dir.path().join("cache").join("bench.square");
+    let folder = function_folder(&dir.path().join("cache"), "bench.square");
     let entry = std::fs::read_dir(&folder)
         .expect("folder")
         .map(|e| e.expect("entry").path())
@@ -81,6 +97,36 @@ static HOT: LazyLock<Hot> = LazyLock::new(|| {
 #[divan::bench]
 fn hit_i64() -> i64 {
     HOT.f.eval(black_box(42))
+}
+
+static MEMO: LazyLock<(tempfile::TempDir, Square)> = LazyLock::new(|| {
+    let dir = tempdir();
+    let memory = Memory::builder()
+        .path(dir.path().join("cache"))
+        .memo_size("16M")
+        .build()
+        .expect("memory");
+    let f = memory
+        .cache_fn(square as fn(i64) -> i64)
+        .name("bench::square_memo")
+        .memo();
+    f.eval(42);
+    (dir, f)
+});
+
+/// A repeated hit of `f(i64)` from the in-process memo.
+#[divan::bench]
+fn hit_i64_memo() -> i64 {
+    MEMO.1.eval(black_box(42))
+}
+
+static MAP: LazyLock<std::sync::RwLock<std::collections::HashMap<i64, i64>>> =
+    LazyLock::new(|| std::sync::RwLock::new([(42, 42 * 42)].into_iter().collect()));
+
+/// Baseline: a lookup in a `HashMap` behind a read lock, the least an in-process memo does.
+#[divan::bench]
+fn baseline_hashmap_get() -> Option<i64> {
+    MAP.read().expect("lock").get(&black_box(42)).copied()
 }
 
 /// Baseline: `File::open` and read of a 100-byte file.
@@ -177,7 +223,7 @@ fn list_10k() -> cachette::ReduceReport {
 /// Baseline: `read_dir` plus a `stat` of every file of the same folder.
 #[divan::bench(sample_count = 10, sample_size = 1)]
 fn baseline_readdir_stat_10k() -> u64 {
-    let folder = POPULATED.0.path().join("cache").join("bench.populate");
+    let folder = function_folder(&POPULATED.0.path().join("cache"), "bench.populate");
     let mut total = 0;
     for entry in std::fs::read_dir(folder).expect("read_dir") {
         total += entry.expect("entry").metadata().expect("stat").len();
