@@ -774,3 +774,33 @@ fn cache_tells_closures_apart_by_their_tokens() {
     assert_ne!(hash_of(new.id()), hash_of(old.id()));
     assert_eq!(named.eval(5), 6);
 }
+
+static MEMO_URL: LazyLock<String> =
+    LazyLock::new(|| format!("memory://memoize-memo-{}", std::process::id()));
+static MEMO: LazyLock<Memory> = LazyLock::new(|| {
+    Memory::builder()
+        .url(MEMO_URL.as_str())
+        .memo_size("1M")
+        .build()
+        .unwrap()
+});
+static MEMO_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[memoize(memory = MEMO, memo)]
+fn memo_double(x: u64) -> u64 {
+    MEMO_RUNS.fetch_add(1, Ordering::SeqCst);
+    x * 2
+}
+
+#[test]
+fn memo_keeps_outputs_in_the_process() {
+    assert_eq!(memo_double(21), 42);
+    // Another memory on the same store deletes the entry: this memory's memo still has it.
+    Memory::from_url(MEMO_URL.as_str()).unwrap().clear().unwrap();
+    assert_eq!(memo_double(21), 42);
+    assert_eq!(MEMO_RUNS.load(Ordering::SeqCst), 1);
+    // This memory's own clear drops it.
+    MEMO.clear().unwrap();
+    assert_eq!(memo_double(21), 42);
+    assert_eq!(MEMO_RUNS.load(Ordering::SeqCst), 2);
+}

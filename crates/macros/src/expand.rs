@@ -397,6 +397,7 @@ impl Func {
             .as_ref()
             .map(|v| quote_spanned!(v.span()=> .compute_once(#v)));
         let strict = self.strict.then(|| quote!(.strict(true)));
+        let memo = (options.memo == Some(true)).then(|| quote!(.memo()));
         let mmap_mode = options.mmap_mode.as_ref().map(|m| match m {
             MmapModeOption::Named(variant) => {
                 quote_spanned!(variant.span()=> .mmap_mode(#support::MmapMode::#variant))
@@ -424,6 +425,7 @@ impl Func {
                 #mmap_mode
                 #compute_once
                 #strict
+                #memo
         }
     }
 

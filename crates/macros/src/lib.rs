@@ -63,6 +63,7 @@ use proc_macro::TokenStream;
 /// | `result` | `result` or `result = true/false`: whether the return type is a `Result` whose `Ok` alone is stored (see below). | from the return type |
 /// | `compute_once` | a `bool` expression: whether concurrent misses of one key compute it once, the other callers waiting (see `MemoryBuilder::compute_once`). | the memory's |
 /// | `strict` | `strict` or `strict = true/false`: faults of the store (unreadable, unwritable, a damaged entry) are returned as the function's error instead of warning and computing. Needs a `Result` return type whose error type implements `From<cachette::Error>` (`anyhow::Error`, `Box<dyn Error + Send + Sync>`, ...). | `false` |
+/// | `memo` | `memo` or `memo = true/false`: keeps outputs decoded in the memory's in-process memo (`MemoryBuilder::memo_size`), so that a repeated hit is a lookup and a clone. Needs an output type that is `Clone + Send + Sync + 'static`. | `false` |
 ///
 /// An unknown option is a compile error.
 ///

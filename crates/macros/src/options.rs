@@ -8,7 +8,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, Ident, LitBool, LitStr, Token};
 
 /// The option names, as listed in error messages.
-const KNOWN: &str = "memory, ignore, key, version, validate, verbose, mmap_mode, name, result, compute_once, strict";
+const KNOWN: &str = "memory, ignore, key, version, validate, verbose, mmap_mode, name, result, compute_once, strict, memo";
 
 /// The value of `mmap_mode`.
 pub(crate) enum MmapModeOption {
@@ -47,6 +47,9 @@ pub(crate) struct Options {
     /// `strict` / `strict = BOOL`: faults of the store are errors of the function, which
     /// returns a `Result` whose error type converts from `cachette::Error`.
     pub(crate) strict: Option<bool>,
+    /// `memo` / `memo = BOOL`: outputs are kept decoded in the memory's memo (the output type
+    /// must be `Clone + Send + Sync + 'static`).
+    pub(crate) memo: Option<bool>,
     /// Where `ignore` was given (to reject it twice, or with `key`).
     ignore_given: Option<Span>,
     /// Where `key` was given.
@@ -108,6 +111,7 @@ impl Options {
             }
             "result" => set_once(&mut self.result, flag(&meta)?, duplicate),
             "strict" => set_once(&mut self.strict, flag(&meta)?, duplicate),
+            "memo" => set_once(&mut self.memo, flag(&meta)?, duplicate),
             "compute_once" => set_once(&mut self.compute_once, meta.value()?.parse()?, duplicate),
             "key" => {
                 self.key_span = Some(meta.path.span());

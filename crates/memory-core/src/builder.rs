@@ -455,6 +455,40 @@ impl MemoryBuilder {
         self
     }
 
+    /// Keeps the decoded outputs of this process's hits and misses in memory, at most `size`
+    /// bytes of them (a size string such as `"64M"`, or a number of bytes), for the functions
+    /// that ask for it with [`MemorizedFunc::memo`](crate::MemorizedFunc::memo): a repeated
+    /// hit is then a lookup and a clone of the output, without reading the store. Config key
+    /// `memo_size`; default none (no memo). An invalid size makes [`build`](Self::build) fail.
+    ///
+    /// Each value counts the size of its stored entry; the least useful go first when the memo
+    /// is full. Values are used only by the code that made them, their validation callback
+    /// (such as [`expires_after`](crate::expires_after)) runs on every hit, and this memory's
+    /// writes, deletes and clears drop them. Another process's writes and deletes are not seen:
+    /// a value stays until this process evicts it. Outputs loaded with a memory map
+    /// ([`MmapMode`](crate::MmapMode) other than `None`) are not kept.
+    ///
+    /// ```
+    /// use cachette_core::Memory;
+    /// let memory = Memory::builder()
+    ///     .url("memory://memo-doc")
+    ///     .memo_size("64M")
+    ///     .build()
+    ///     .unwrap();
+    /// let square = memory.cache(|x: u64| x * x).memo();
+    /// assert_eq!(square.eval(12), 144); // computed and stored
+    /// assert_eq!(square.eval(12), 144); // from the memo
+    /// ```
+    pub fn memo_size(mut self, size: impl TryIntoByteSize) -> Self {
+        match size.try_into_byte_size() {
+            Ok(size) => self.options.memo_size = Some(size),
+            Err(e) => {
+                self.invalid_limit.get_or_insert(e);
+            }
+        }
+        self
+    }
+
     /// Keeps at most `limit` entries in the store, automatically after writes, least recently
     /// accessed first; see [`bytes_limit`](Self::bytes_limit). Config key `items_limit`.
     pub fn items_limit(mut self, limit: usize) -> Self {
@@ -683,7 +717,8 @@ impl MemoryBuilder {
             options.breaker_cooldown,
             self.reporter.clone(),
             &location,
-        ));
+        ))
+        .with_memo(options.memo_size.map_or(0, |size| size.0));
         let limits = options.size_limits();
         let interval = options.limits_interval;
         let call_stats_interval =

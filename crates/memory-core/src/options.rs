@@ -112,6 +112,11 @@ pub struct Options {
     /// [`MemoryBuilder::age_limit`](crate::MemoryBuilder::age_limit).
     #[serde(with = "age", skip_serializing_if = "Option::is_none")]
     pub age_limit: Option<Duration>,
+    /// The most bytes of decoded values this process keeps in memory for the functions that
+    /// ask for it (`memo_size`: a size as for `bytes_limit`; default none, no memo). See
+    /// [`MemoryBuilder::memo_size`](crate::MemoryBuilder::memo_size).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memo_size: Option<ByteSize>,
     /// The shortest time between two automatic clean-ups of the limits above, unless a tenth
     /// of a limit was written since the last one (`limits_interval_secs`, in seconds, default
     /// 60). See [`MemoryBuilder::limits_interval`](crate::MemoryBuilder::limits_interval).
@@ -165,6 +170,7 @@ impl Default for Options {
             bytes_limit: None,
             items_limit: None,
             age_limit: None,
+            memo_size: None,
             limits_interval: DEFAULT_LIMITS_INTERVAL,
             call_stats_interval: DEFAULT_CALL_STATS_INTERVAL,
             breaker_threshold: DEFAULT_BREAKER_THRESHOLD,

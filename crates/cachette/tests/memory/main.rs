@@ -13,6 +13,7 @@ use common::{Reports, capture, lines, warnings};
 
 #[path = "../common/mod.rs"]
 mod common;
+mod memo;
 mod store;
 use chrono::TimeDelta;
 use serde::{Deserialize, Serialize};

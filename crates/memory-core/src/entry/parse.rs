@@ -252,6 +252,11 @@ impl Payload {
 }
 
 impl Entry {
+    /// The size of the whole entry in bytes.
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Parses a whole entry and checks every checksum, arrays included. Never allocates more
     /// than the entry's array count.
     pub fn parse(bytes: Bytes) -> Result<Entry, EntryError> {

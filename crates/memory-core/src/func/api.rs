@@ -144,6 +144,7 @@ impl<R, F> MemorizedFunc<R, F> {
             reach,
             warned: AtomicBool::new(false),
             gave_up: AtomicBool::new(false),
+            memo_ticket: None,
         })
     }
 
@@ -274,7 +275,8 @@ where
     where
         A: Serialize,
     {
-        finish(self.lookup(Reach::Blocking, args, now(compute), Lenient)).map_err(Failed::function)
+        self.lookup_blocking(args, compute, Lenient)
+            .map_err(Failed::function)
     }
 
     /// [`call_with`](Self::call_with), with the faults of the store as errors in
@@ -288,7 +290,7 @@ where
     where
         A: Serialize,
     {
-        finish(self.lookup(Reach::Blocking, args, now(compute), self.faults()))
+        self.lookup_blocking(args, compute, self.faults())
             .map_err(CallError::from)
     }
 
@@ -458,9 +460,40 @@ where
         Fut: Future<Output = Result<R, E>>,
     {
         match self.context(reach) {
-            Some(call) => call.lookup(args, compute, faults).await,
+            Some(mut call) => {
+                let digest = call.digest(&args);
+                if let Ok(digest) = &digest
+                    && let Some(out) = call.memo_hit(digest)
+                {
+                    return Ok(out);
+                }
+                call.lookup(digest, args, compute, faults).await
+            }
             None => compute(args).await.map_err(Failed::Function),
         }
+    }
+
+    /// [`lookup`](Self::lookup) for synchronous callers: a value from the memo is returned
+    /// before any future is made.
+    fn lookup_blocking<A, E, P: Faults>(
+        &self,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+        faults: P,
+    ) -> Result<R, Failed<E, P::Fault>>
+    where
+        A: Serialize,
+    {
+        let Some(mut call) = self.context(Reach::Blocking) else {
+            return compute(args).map_err(Failed::Function);
+        };
+        let digest = call.digest(&args);
+        if let Ok(digest) = &digest
+            && let Some(out) = call.memo_hit(digest)
+        {
+            return Ok(out);
+        }
+        finish(call.lookup(digest, args, now(compute), faults))
     }
 
     /// A call's forced run, or the function alone with a disabled memory.

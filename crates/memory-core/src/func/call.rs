@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use cachette_hashing::{CanonicalHasher, Digest, LazyHasher};
@@ -29,6 +30,7 @@ use crate::once::{Asker, Landing};
 use crate::reach::Reach;
 use crate::report::{WARNING_LEN, untrusted_within};
 use crate::result::{MemorizedResult, NotMemorizedResult, Shelved};
+use crate::store::memo::{MemoKey, Slot};
 use crate::store::{EntryStore, IdentityCheck, StoredIdentity};
 use crate::validation::Validation;
 
@@ -45,6 +47,9 @@ pub(super) struct Call<'a, R, F> {
     /// Whether the store as a whole failed this call (down, hung, refusing): the call does not
     /// go back to it, and computes its value without it.
     pub(super) gave_up: AtomicBool,
+    /// Where the call's output goes in the memo, and the memo's epoch before the store was
+    /// read: set by [`memo_hit`](Self::memo_hit) when the function keeps its outputs there.
+    pub(super) memo_ticket: Option<(MemoKey, u64)>,
 }
 
 /// A computed output, its metadata, and its entry (`None` when it cannot be serialized and the
@@ -159,9 +164,17 @@ impl<R, F> Call<'_, R, F> {
         args: &A,
         faults: P,
     ) -> Result<Option<Key>, P::Fault> {
-        let key = self
-            .digest(args)
-            .map(|d| grammar::entry_of(&self.func.id.folder, &d));
+        self.key_of(self.digest(args), faults)
+    }
+
+    /// The key of a call whose arguments hash to `digest`, or `None` as for
+    /// [`key`](Self::key).
+    fn key_of<P: Faults>(
+        &self,
+        digest: Result<Digest, Error>,
+        faults: P,
+    ) -> Result<Option<Key>, P::Fault> {
+        let key = digest.map(|d| grammar::entry_of(&self.func.id.folder, &d));
         match key {
             Ok(key) => Ok(Some(key)),
             Err(e) => {
@@ -431,6 +444,71 @@ impl<R, F> Call<'_, R, F>
 where
     R: Serialize + DeserializeOwned,
 {
+    /// The output of the call with `digest` from the memo, if the function keeps its outputs
+    /// there and the memo holds a valid one of this code. Sets the call's
+    /// [`memo_ticket`](Self::memo_ticket) so that a load or a miss fills the memo.
+    pub(super) fn memo_hit(&mut self, digest: &Digest) -> Option<R> {
+        let (shared, func) = (self.shared, self.func);
+        let (memo, uses) = (shared.store.memo()?, func.memo.as_ref()?);
+        if shared.store.maps(func.effective_mmap_mode()) {
+            return None;
+        }
+        let (folder, code) = uses.place(&func.id);
+        let place = MemoKey::new(folder, digest);
+        self.memo_ticket = Some((place, memo.epoch()));
+        // Values are kept once the function's identity was checked; a clear asks again.
+        if self.func.checked.load(Ordering::Relaxed) != self.store().generation() + 1 {
+            return None;
+        }
+        let slot = memo.get(&place)?;
+        if slot.code != code {
+            return None;
+        }
+        if let Some(validation) = &self.func.validation
+            && !slot.meta.as_deref().is_some_and(|meta| validation.is_valid(meta))
+        {
+            memo.remove(&place);
+            return None;
+        }
+        let out = (uses.get)(&*slot.value)?;
+        self.count_hit(slot.stored_secs);
+        if self.verbosity() > 1 {
+            let key = grammar::entry_of(&self.func.id.folder, digest);
+            verbose::loaded(
+                &self.shared.reporter,
+                &self.func.id,
+                self.store().location(),
+                &key,
+                0.0,
+            );
+        }
+        Some(out)
+    }
+
+    /// Keeps a copy of `out` in the memo at `place`, unless this memory wrote or deleted
+    /// anything since `epoch`.
+    fn keep(
+        &self,
+        out: &R,
+        place: MemoKey,
+        epoch: u64,
+        meta: Option<Metadata>,
+        stored_secs: f64,
+        weight: u64,
+    ) {
+        let (Some(memo), Some(uses)) = (self.store().memo(), self.func.memo.as_ref()) else {
+            return;
+        };
+        let slot = Slot {
+            value: (uses.keep)(out),
+            code: uses.place(&self.func.id).1,
+            meta: meta.map(Arc::new),
+            stored_secs,
+            weight,
+        };
+        memo.put(place, slot, epoch);
+    }
+
     /// Interprets what the store gave for `key`: the output, or `None` to compute it.
     fn use_stored<P: Faults>(
         &self,
@@ -465,6 +543,7 @@ where
             }
             Err(e) => return unusable(e),
         };
+        let mut validated = None;
         if self.func.validation.is_some() {
             let meta = match entry.metadata() {
                 Ok(meta) => meta,
@@ -487,13 +566,18 @@ where
                 }
                 return Ok(None);
             }
+            validated = Some(meta);
         }
         let stored_secs = entry.duration();
+        let weight = entry.len();
         let out =
             match entry.decode::<R>(self.store().codec(), mode, self.store().max_decompressed()) {
                 Ok(out) => out,
                 Err(e) => return unusable(e),
             };
+        if let Some((place, epoch)) = self.memo_ticket {
+            self.keep(&out, place, epoch, validated, stored_secs, weight);
+        }
         self.count_hit(stored_secs);
         if self.verbosity() > 1 {
             verbose::loaded(
@@ -618,18 +702,28 @@ where
         let Some(entry) = entry else {
             return Ok((out, false));
         };
+        let weight = entry.len();
         if !self.save(key, &meta, entry, faults).await.map_err(store)? {
             return Ok((out, false));
         }
         if self.store().maps(mode) {
             return Ok((self.reload(key, mode, out).await, true));
         }
+        if let (Some((place, _)), Some(memo)) = (self.memo_ticket, self.store().memo()) {
+            // The epoch after this call's own write: a later write or delete drops the value.
+            let (secs, epoch) = (meta.duration, memo.epoch());
+            let meta = self.func.validation.is_some().then_some(meta);
+            self.keep(&out, place, epoch, meta, secs, weight);
+        }
         Ok((out, true))
     }
 
-    /// The body of `call_with`: a hit loads, a miss computes (once, when asked) and stores.
+    /// The body of `call_with` for arguments that hash to `digest`, after
+    /// [`memo_hit`](Self::memo_hit): a hit loads, a miss computes (once, when asked) and
+    /// stores.
     pub(super) async fn lookup<A, E, Fut, P: Faults>(
         &self,
+        digest: Result<Digest, Error>,
         args: A,
         compute: impl FnOnce(A) -> Fut,
         faults: P,
@@ -638,8 +732,9 @@ where
         A: Serialize,
         Fut: Future<Output = Result<R, E>>,
     {
+        let mode = self.func.effective_mmap_mode();
         let usable = self.store_usable(faults).map_err(store)?;
-        let key = self.key(&args, faults).map_err(store)?;
+        let key = self.key_of(digest, faults).map_err(store)?;
         let (true, Some(key)) = (usable, key) else {
             if !usable && self.verbosity() > 0 {
                 verbose::store_skipped(
@@ -655,7 +750,6 @@ where
             return self.uncached(args, compute).await.map_err(Failed::Function);
         }
         let started = Instant::now();
-        let mode = self.func.effective_mmap_mode();
         let (found, absent) = self
             .load(&key, mode, started, faults)
             .await

@@ -15,6 +15,7 @@ mod faults;
 mod identity;
 mod verbose;
 
+use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::AtomicU64;
@@ -71,6 +72,8 @@ pub struct MemorizedFunc<R, F = NoFunc> {
     state: Option<State>,
     /// The counters of its calls, from its first call on.
     tally: OnceLock<Arc<crate::usage::Tally>>,
+    /// How it keeps its outputs in the memory's memo, when it does ([`Self::memo`]).
+    memo: Option<MemoUse<R>>,
     f: F,
     _output: PhantomData<fn() -> R>,
 }
@@ -84,6 +87,28 @@ struct State {
     readable: String,
 }
 
+/// How a function keeps its outputs in its memory's memo of decoded values.
+struct MemoUse<R> {
+    /// A clone of a kept output (`None` if it is not an `R`).
+    get: fn(&(dyn Any + Send + Sync)) -> Option<R>,
+    /// A copy of an output, to keep.
+    keep: fn(&R) -> crate::store::memo::Value,
+    /// The hashes of the function's folder and of its identity, made on first use.
+    place: OnceLock<(u64, u64)>,
+}
+
+impl<R> MemoUse<R> {
+    /// The hashes of the folder and of the identity of `id`.
+    fn place(&self, id: &FuncId) -> (u64, u64) {
+        *self.place.get_or_init(|| {
+            (
+                crate::store::memo::folder_hash(&id.folder),
+                crate::store::memo::stable_hash(&id.identity()),
+            )
+        })
+    }
+}
+
 impl<R, F> fmt::Debug for MemorizedFunc<R, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MemorizedFunc")
@@ -94,6 +119,7 @@ impl<R, F> fmt::Debug for MemorizedFunc<R, F> {
             .field("mmap_mode", &self.mmap_mode)
             .field("compute_once", &self.compute_once)
             .field("strict", &self.strict)
+            .field("memo", &self.memo.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -103,6 +129,26 @@ impl<R> MemorizedFunc<R, NoFunc> {
     /// [`call_with`](Self::call_with). This is what `#[memoize]` builds.
     pub fn new(memory: &Memory, id: FuncId) -> Self {
         MemorizedFunc::with_function(memory, id, NoFunc)
+    }
+}
+
+impl<R, F> MemorizedFunc<R, F>
+where
+    R: Clone + Send + Sync + 'static,
+{
+    /// Keeps this function's outputs decoded in the memory's memo of at most
+    /// [`memo_size`](crate::MemoryBuilder::memo_size) bytes: a repeated hit is then a lookup
+    /// and a clone of the output (wrap a large output in an `Arc` to make the clone cheap).
+    /// Validation callbacks still run on every hit; the values of other code are never used,
+    /// and this memory's writes, deletes and clears drop them. Without a `memo_size`, it does
+    /// nothing. `#[memoize(memo)]` sets it.
+    pub fn memo(mut self) -> Self {
+        self.memo = Some(MemoUse {
+            get: |value| value.downcast_ref::<R>().cloned(),
+            keep: |out| std::sync::Arc::new(out.clone()),
+            place: OnceLock::new(),
+        });
+        self
     }
 }
 
@@ -121,6 +167,7 @@ impl<R, F> MemorizedFunc<R, F> {
             checked: AtomicU64::new(0),
             state: None,
             tally: OnceLock::new(),
+            memo: None,
             f,
             _output: PhantomData,
         }

@@ -21,6 +21,7 @@
 //! they are warnings or errors, and what to print.
 
 mod identity;
+pub(crate) mod memo;
 mod read;
 
 use std::sync::Arc;
@@ -61,6 +62,8 @@ pub(crate) struct EntryStore {
     identities: identity::Checks,
     /// Skips a store that keeps failing; told the outcome of every operation.
     breaker: Breaker,
+    /// The decoded values of this process's hits and misses, with `memo_size`.
+    memo: Option<memo::Memo>,
 }
 
 impl EntryStore {
@@ -81,7 +84,19 @@ impl EntryStore {
             max_decompressed,
             identities: identity::Checks::default(),
             breaker: Breaker::new(0, Duration::ZERO, Reporter::default(), ""),
+            memo: None,
         }
+    }
+
+    /// The store with a memo of decoded values of at most `max_bytes` bytes.
+    pub(crate) fn with_memo(mut self, max_bytes: u64) -> EntryStore {
+        self.memo = (max_bytes > 0).then(|| memo::Memo::new(max_bytes));
+        self
+    }
+
+    /// The memo of decoded values, with one.
+    pub(crate) fn memo(&self) -> Option<&memo::Memo> {
+        self.memo.as_ref()
     }
 
     /// The store with `breaker` told the outcome of its operations.
@@ -328,6 +343,9 @@ impl EntryStore {
         entry: Blob,
         ttl: Option<Duration>,
     ) -> Result<(), Error> {
+        if let Some(memo) = &self.memo {
+            memo.forget([key]);
+        }
         let k = key.clone();
         self.run(reach, move |b| {
             Box::pin(async move { b.put_opts(&k, entry, PutOptions::with_ttl(ttl)).await })
@@ -338,6 +356,9 @@ impl EntryStore {
 
     /// Deletes the entry under `key`.
     pub(crate) async fn delete(&self, reach: Reach, key: &Key) -> Result<(), Error> {
+        if let Some(memo) = &self.memo {
+            memo.forget([key]);
+        }
         let k = key.clone();
         self.run(reach, move |b| Box::pin(async move { b.delete(&k).await }))
             .await?;
@@ -422,6 +443,9 @@ impl EntryStore {
         if keys.is_empty() {
             return Ok(());
         }
+        if let Some(memo) = &self.memo {
+            memo.forget(&keys);
+        }
         self.run(reach, move |b| {
             Box::pin(async move { b.delete_many(&keys).await })
         })
@@ -447,6 +471,9 @@ impl EntryStore {
     /// Deletes every entry of every function; functions check their identity again afterwards.
     pub(crate) async fn clear(&self, reach: Reach) -> Result<(), Error> {
         let swept = self.sweep(reach).await;
+        if let Some(memo) = &self.memo {
+            memo.clear();
+        }
         self.delete_ours(reach, &grammar::root()).await?;
         self.identities.forget();
         swept

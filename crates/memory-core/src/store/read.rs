@@ -84,6 +84,11 @@ impl Checked {
         })
     }
 
+    /// The size of the entry in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.entry.size() as u64
+    }
+
     /// How long the call took, in seconds, as the entry's metadata records.
     pub(crate) fn duration(&self) -> f64 {
         self.duration
