@@ -23,8 +23,8 @@
 //!   fails if the name exists: exactly one racer wins.
 //! - **Confined keys.** Keys are validated by [`Key`]: empty segments, `.`, `..`, absolute paths,
 //!   backslashes and NUL bytes are refused with a clear error, so no key names a file outside the
-//!   location. Segments named `.gitignore` or starting with `.cachette-tmp-` are reserved, and
-//!   keys have at most 64 segments.
+//!   location. Segments named `.gitignore` or `.cachette-index`, or starting with
+//!   `.cachette-tmp-`, are reserved, and keys have at most 64 segments.
 //! - **No links followed.** Below the store's folder, every file and folder is reached relative
 //!   to a folder handle opened without following links, so a symbolic link planted in the store
 //!   (or swapped for a folder while an operation runs) is never followed: a read, write or delete
@@ -73,7 +73,7 @@
 //! durable = false
 //! ```
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 #[cfg(not(unix))]
 compile_error!("cachette-fs needs a Unix-like system (it relies on openat and O_NOFOLLOW)");
@@ -81,12 +81,14 @@ compile_error!("cachette-fs needs a Unix-like system (it relies on openat and O_
 mod config;
 mod delete;
 mod files;
+mod index;
 mod list;
 mod tree;
 mod write;
 
-pub use config::FsConfig;
+pub use config::{FsConfig, Layout};
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -101,6 +103,7 @@ use cachette_core::plugin::{
 };
 
 use files::{read_range, read_whole, record_access};
+use index::INDEX_DIR;
 use tree::{Fault, Info};
 
 /// The URL scheme of this backend.
@@ -146,6 +149,14 @@ pub struct FsBackend {
     root_handle: RwLock<Option<Arc<OwnedFd>>>,
     /// `openat2` is not available here: reads walk the folders.
     no_openat2: AtomicBool,
+    /// The index of small items, with [`Layout::Index`].
+    index: Option<index::Index>,
+}
+
+impl Drop for FsBackend {
+    fn drop(&mut self) {
+        self.flush_accesses();
+    }
 }
 
 impl FsBackend {
@@ -338,6 +349,9 @@ impl FsBackend {
         };
         let segments = segments(key, op)?;
         let fail = |fault: Fault| fault.into_backend(op, key);
+        if let Some(found) = self.index_get(key, options).map_err(fail)? {
+            return Ok(Some(found));
+        }
         let path = self.path_of(&segments);
         let opened = match self.open_file_fast(key) {
             Some(opened) => opened,
@@ -417,11 +431,29 @@ impl StoreBackend for FsBackend {
     }
 
     async fn delete_many(&self, keys: &[Key]) -> BackendResult<()> {
-        self.delete_many_blocking(keys)
+        match self.index_delete(keys, &|keys| self.delete_many_blocking(keys)) {
+            Some(deleted) => deleted,
+            None => self.delete_many_blocking(keys),
+        }
     }
 
     async fn list(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {
-        self.list_blocking(prefix)
+        let mut items = self
+            .index_list(prefix)
+            .map_err(|fault| fault.into_backend("list", prefix))?;
+        let files = self.list_blocking(prefix)?;
+        if items.is_empty() {
+            return Ok(files);
+        }
+        // A key in both places is read from the index (a writer was stopped between the two
+        // steps of a replacement): it is listed once.
+        let indexed: HashSet<Key> = items.iter().map(|item| item.key.clone()).collect();
+        items.extend(
+            files
+                .into_iter()
+                .filter(|item| !indexed.contains(&item.key)),
+        );
+        Ok(items)
     }
 
     async fn sweep(&self, prefix: &Prefix) -> BackendResult<u64> {
@@ -441,6 +473,14 @@ fn segments<'k>(key: &'k Key, op: &'static str) -> BackendResult<Vec<&'k str>> {
         ));
     }
     for segment in &segments {
+        if *segment == INDEX_DIR {
+            return Err(err(
+                ErrorKind::InvalidKey,
+                op,
+                key,
+                format!("the name {INDEX_DIR:?} is reserved"),
+            ));
+        }
         if segment.starts_with(TEMP_PREFIX) {
             return Err(err(
                 ErrorKind::InvalidKey,
@@ -463,7 +503,7 @@ fn segments<'k>(key: &'k Key, op: &'static str) -> BackendResult<Vec<&'k str>> {
 
 /// Whether no key may have a segment named so.
 fn is_reserved(name: &str) -> bool {
-    name.starts_with(TEMP_PREFIX) || name == GITIGNORE
+    name.starts_with(TEMP_PREFIX) || name == GITIGNORE || name == INDEX_DIR
 }
 
 /// Writes the `.gitignore` of a folder the store created, unless one is there.
