@@ -8,7 +8,51 @@ use std::sync::atomic::AtomicBool;
 use cachette_core::plugin::{BackendConfig, BackendError, BackendResult, DynBackend, ErrorKind};
 use serde::{Deserialize, Serialize};
 
+use crate::index::{DEFAULT_INDEX_MAP_SIZE, DEFAULT_INDEX_THRESHOLD, Index, MAX_INDEX_THRESHOLD};
 use crate::{FsBackend, SCHEME};
+
+/// How a local-disk store keeps its items (see the crate's documentation, "Layouts").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// One file per item (the default).
+    #[default]
+    Files,
+    /// Items of at most [`FsConfig::index_threshold`] bytes in an embedded LMDB environment
+    /// shared by the processes using the store, larger ones one file each as with
+    /// [`Layout::Files`].
+    Index,
+}
+
+impl Layout {
+    /// The name of the layout in URLs and configuration files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Layout::Files => "files",
+            Layout::Index => "index",
+        }
+    }
+}
+
+impl std::str::FromStr for Layout {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "files" => Ok(Layout::Files),
+            "index" => Ok(Layout::Index),
+            _ => Err(format!("unknown layout {s:?} (known: files, index)")),
+        }
+    }
+}
+
+fn default_index_threshold() -> u64 {
+    DEFAULT_INDEX_THRESHOLD
+}
+
+fn default_index_map_size() -> u64 {
+    DEFAULT_INDEX_MAP_SIZE
+}
 
 /// The configuration of a local-disk store (`type = "file"` in configuration files).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,15 +66,43 @@ pub struct FsConfig {
     /// Flush every write to the device before publishing it (slower; survives power loss).
     #[serde(default)]
     pub durable: bool,
+    /// How items are kept: one file each ([`Layout::Files`], the default), or small ones in an
+    /// index ([`Layout::Index`]).
+    #[serde(default)]
+    pub layout: Layout,
+    /// With [`Layout::Index`], items of at most this many bytes go to the index (default
+    /// 64 KiB, at most 16 MiB); larger ones are files.
+    #[serde(default = "default_index_threshold")]
+    pub index_threshold: u64,
+    /// With [`Layout::Index`], the size of the index's memory map in bytes, so the most the
+    /// index can hold (default 1 TiB on 64-bit systems, 1 GiB on others; the file is sparse and
+    /// grows with what it holds). Items that do not fit any more are written as files.
+    #[serde(default = "default_index_map_size")]
+    pub index_map_size: u64,
 }
 
 impl FsConfig {
-    /// A configuration for `path`, not durable.
+    /// A configuration for `path`, not durable, in the files layout.
     pub fn new(path: impl Into<PathBuf>) -> Self {
         FsConfig {
             path: path.into(),
             durable: false,
+            layout: Layout::Files,
+            index_threshold: DEFAULT_INDEX_THRESHOLD,
+            index_map_size: DEFAULT_INDEX_MAP_SIZE,
         }
+    }
+
+    /// Sets [`layout`](Self::layout).
+    pub fn with_layout(mut self, layout: Layout) -> Self {
+        self.layout = layout;
+        self
+    }
+
+    /// Sets [`index_threshold`](Self::index_threshold).
+    pub fn with_index_threshold(mut self, bytes: u64) -> Self {
+        self.index_threshold = bytes;
+        self
     }
 
     /// Opens the store this configuration describes. It creates nothing, and only checks the
@@ -48,6 +120,35 @@ impl FsConfig {
                 .with_backend(SCHEME)
         })?;
         let root = canonical(&root);
+        let index = match self.layout {
+            Layout::Files => None,
+            Layout::Index => {
+                let invalid = |why: String| {
+                    BackendError::new(ErrorKind::ConfigInvalid, why).with_backend(SCHEME)
+                };
+                if self.index_threshold > MAX_INDEX_THRESHOLD {
+                    return Err(invalid(format!(
+                        "index_threshold is {} bytes; at most {MAX_INDEX_THRESHOLD} are allowed",
+                        self.index_threshold
+                    )));
+                }
+                let map_size = usize::try_from(self.index_map_size)
+                    .ok()
+                    .filter(|&size| size >= 1 << 20)
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "index_map_size is {} bytes; it must be at least 1 MiB and fit in memory",
+                            self.index_map_size
+                        ))
+                    })?;
+                Some(Index::new(
+                    &root,
+                    self.index_threshold,
+                    map_size,
+                    self.durable,
+                ))
+            }
+        };
         if let Ok(meta) = fs::metadata(&root)
             && !meta.is_dir()
         {
@@ -64,10 +165,12 @@ impl FsConfig {
             hard_links_fail: AtomicBool::new(false),
             root_handle: RwLock::new(None),
             no_openat2: AtomicBool::new(false),
+            index,
         })
     }
 
-    /// Parses a plain path or a `file://` URL.
+    /// Parses a plain path or a `file://` URL. A URL's query may set `durable`, `layout`,
+    /// `index_threshold` and `index_map_size`: `file:///var/cache/pipeline?layout=index`.
     pub fn from_url(location: &str) -> BackendResult<Self> {
         if !location.contains("://") {
             return Ok(FsConfig::new(location));
@@ -94,7 +197,22 @@ impl FsConfig {
                         .parse()
                         .map_err(|_| invalid(format!("durable={value} is not true or false")))?;
                 }
-                _ => return Err(invalid(format!("unknown option {name:?} (known: durable)"))),
+                "layout" => config.layout = value.parse().map_err(invalid)?,
+                "index_threshold" => {
+                    config.index_threshold = value.parse().map_err(|_| {
+                        invalid(format!("index_threshold={value} is not a number of bytes"))
+                    })?;
+                }
+                "index_map_size" => {
+                    config.index_map_size = value.parse().map_err(|_| {
+                        invalid(format!("index_map_size={value} is not a number of bytes"))
+                    })?;
+                }
+                _ => {
+                    return Err(invalid(format!(
+                        "unknown option {name:?} (known: durable, layout, index_threshold, index_map_size)"
+                    )));
+                }
             }
         }
         Ok(config)

@@ -18,13 +18,14 @@
 //! # Guarantees
 //! - **Whole or nothing.** A write goes to a temporary file in the item's own folder, which is
 //!   then renamed into place. A reader sees the old item, the new item, or no item, never part of
-//!   one, whatever the number of threads and processes writing the same key.
+//!   one, whatever the number of threads and processes writing the same key. (In the index
+//!   layout, a small item is written in one LMDB transaction: see [Layouts](#layouts).)
 //! - **Atomic create.** [`PutMode::Create`](cachette_core::plugin::PutMode::Create) publishes the temporary file with a hard link, which
 //!   fails if the name exists: exactly one racer wins.
 //! - **Confined keys.** Keys are validated by [`Key`]: empty segments, `.`, `..`, absolute paths,
 //!   backslashes and NUL bytes are refused with a clear error, so no key names a file outside the
-//!   location. Segments named `.gitignore` or starting with `.cachette-tmp-` are reserved, and
-//!   keys have at most 64 segments.
+//!   location. Segments named `.gitignore` or `.cachette-index`, or starting with
+//!   `.cachette-tmp-`, are reserved, and keys have at most 64 segments.
 //! - **No links followed.** Below the store's folder, every file and folder is reached relative
 //!   to a folder handle opened without following links, so a symbolic link planted in the store
 //!   (or swapped for a folder while an operation runs) is never followed: a read, write or delete
@@ -34,22 +35,80 @@
 //!   item is expected is refused with an error, without blocking; listings leave them out.
 //! - **Reads only read.** Opening a store creates nothing; reading, listing and sweeping a store
 //!   whose folder does not exist find nothing and create nothing. The folders are made by the
-//!   first write, with a `.gitignore` (see [`FsConfig::path`]).
+//!   first write, with a `.gitignore` (see [`FsConfig::path`]). (In the index layout, listing
+//!   also writes the accesses that earlier reads were asked to record.)
 //! - **Deletes delete what they are given.** [`StoreBackend::delete_many`] removes the items
 //!   named and then the folders they leave empty, nothing else (not the temporary files of
 //!   writers at work in the same folder).
 //! - **Access tracking.** A read with [`GetOptions::record_access`] sets the item's access time
 //!   (at most once a second per item), so least-recently-used clean-up works on `relatime` and
 //!   `noatime` mounts too. Listings report the inode's change time, which nobody can set to the
-//!   future (see [`ItemInfo::last_access`]).
+//!   future (see [`ItemInfo::last_access`]). The index layout records accesses in batches.
 //! - **Memory mapping.** [`GetOptions::local_file`] gives the open file of an item, so large
-//!   arrays can be memory-mapped instead of read.
+//!   arrays can be memory-mapped instead of read (in the index layout, of an item stored as a
+//!   file; a small item in the index is read).
 //!
 //! Writes are not flushed to the device unless [`FsConfig::durable`] is set: after a power loss
 //! an entry may be missing or damaged, which the entry checksum detects (the call is then
 //! recomputed).
 //!
 //! The backend needs a Unix-like system (it relies on `openat` and `O_NOFOLLOW`).
+//!
+//! # Layouts
+//! [`FsConfig::layout`] chooses how items are kept. Every guarantee above holds for both.
+//!
+//! - **Files** ([`Layout::Files`], the default): one file per item, as shown above.
+//! - **Index** ([`Layout::Index`]): items of at most [`FsConfig::index_threshold`] bytes
+//!   (64 KiB by default) live in an embedded [LMDB](http://www.lmdb.tech/doc/) environment
+//!   shared by every process using the store; larger items are one file each, exactly as in
+//!   the files layout, so large arrays are still memory-mapped through
+//!   [`GetOptions::local_file`]. Item bytes are stored unchanged. A store of many small items
+//!   then costs two files instead of one per item, and a hit costs no system call.
+//!
+//! In the index layout:
+//! - **Where.** The environment is the folder `.cachette-index/` directly under the store's
+//!   folder (`data.mdb`, `lock.mdb`). No key may name it: a segment named `.cachette-index` is
+//!   refused like `.gitignore`, and listings, sweeps and clears leave the folder alone. The
+//!   first write creates it; opening, reading and listing a store without one create nothing
+//!   and find only the files. (Reading a store that has one uses LMDB's lock file,
+//!   `lock.mdb`, to register as a reader, and creates it if it is missing.)
+//! - **Reads** look in the index first (one read transaction), then for a file. An item in
+//!   the index is read into memory, never mapped: [`GetOptions::local_file`] gives its bytes.
+//!   Ranged and `head` reads work on both.
+//! - **Writes** of a small item put it in the index in one write transaction and remove a
+//!   file of the same key; a large item is written as a file, then removed from the index.
+//!   LMDB's write transaction is a lock shared by all the processes using the store, and every
+//!   write that may move a key between the two places runs holding it, so readers see the old
+//!   or the new item, and [`PutMode::Create`](cachette_core::plugin::PutMode::Create) checks
+//!   both places and writes while holding it: exactly one racer wins, across processes. A small
+//!   item that does not fit in the index ([`FsConfig::index_map_size`], 1 TiB of address space
+//!   by default) and keys longer than LMDB's 511 bytes are written as files instead.
+//! - **Access tracking** is batched: a read with [`GetOptions::record_access`] records the
+//!   access in memory, and the pending accesses are written in one write transaction when
+//!   there are more than 1024, when the oldest is five seconds old (checked on the next
+//!   recorded access), and before a listing or a delete, and when the last store of the process
+//!   on the folder is dropped. Listings report for an index item the later of its write and its
+//!   last recorded access. Another process sees an access once it is written; accesses pending
+//!   in a process that crashes are lost (the items then look older than they are).
+//! - **Durability.** With [`FsConfig::durable`], every commit is flushed to the device. Without
+//!   it, commits are not flushed (LMDB's `MDB_NOSYNC`): a process that crashes or is killed
+//!   (`kill -9`) never loses a committed item nor leaves a partial one, since committed pages
+//!   are in the system's cache; but a *system* crash (power loss, kernel panic) may lose the
+//!   latest items, and, as LMDB's documentation warns, may corrupt the whole index on file
+//!   systems that do not keep the order of writes. The index is a cache: if LMDB then
+//!   refuses to open it, delete the folder `.cachette-index/` (the items in it are computed
+//!   again). Use `durable` if that is not acceptable.
+//! - **Network file systems.** LMDB's locks and shared memory map are not safe on NFS, SMB,
+//!   CIFS, FUSE, Ceph, AFS, 9P, Lustre, GPFS and the like. When the store's folder is on one
+//!   (detected with `statfs` on Linux), the store uses the files layout, with one warning.
+//! - **Trust.** LMDB trusts its file: a damaged or hostile `data.mdb` can make it read out of
+//!   bounds, which the checks of this crate cannot prevent. The index layout is for stores whose
+//!   writers are trusted (yours, your team's); a store shared with writers you do not trust
+//!   keeps the files layout. Values longer than any item the index stores, and malformed access
+//!   records, are refused or ignored, never a panic.
+//! - **Processes.** All the processes using a store should use the same layout: the files
+//!   layout does not look in the index. A process must not use a store opened before a
+//!   `fork()` in the child (LMDB's rule); `fork()` then `exec()` is fine.
 //!
 //! # Configuration
 //! A plain path or a `file://` URL selects this backend:
@@ -65,15 +124,42 @@
 //! assert!(!path.exists(), "the folder is made by the first write");
 //! ```
 //!
+//! The query of a URL sets the options, the index layout for one:
+//!
+//! ```
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let path = dir.path().join("cache");
+//! use cachette_core::plugin::{StoreBackendExt, backend_from_url};
+//! use cachette_fs::{FsConfig, Layout};
+//!
+//! cachette_fs::link();
+//! let url = format!("file://{}?layout=index", path.display());
+//! let config = FsConfig::from_url(&url).unwrap();
+//! assert_eq!(config.layout, Layout::Index);
+//! assert_eq!(config.index_threshold, 64 << 10);
+//!
+//! let backend = backend_from_url(&url).unwrap();
+//! assert!(!path.exists(), "the folder is made by the first write");
+//! # cachette_core::plugin::block_on(true, async {
+//! let key = cachette_core::plugin::Key::new("f/x").unwrap();
+//! backend.put(&key, b"small".to_vec().into()).await.unwrap();
+//! assert!(path.join(".cachette-index/data.mdb").exists());
+//! assert!(!path.join("f/x").exists(), "a small item is no file");
+//! # }).unwrap();
+//! ```
+//!
 //! In a configuration file, the type is `file`:
 //!
 //! ```toml
 //! type = "file"
 //! path = "/var/cache/pipeline"
 //! durable = false
+//! # "files" (the default) or "index"; then optional, in bytes:
+//! layout = "index"
+//! index_threshold = 65536
 //! ```
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 #[cfg(not(unix))]
 compile_error!("cachette-fs needs a Unix-like system (it relies on openat and O_NOFOLLOW)");
@@ -81,12 +167,14 @@ compile_error!("cachette-fs needs a Unix-like system (it relies on openat and O_
 mod config;
 mod delete;
 mod files;
+mod index;
 mod list;
 mod tree;
 mod write;
 
-pub use config::FsConfig;
+pub use config::{FsConfig, Layout};
 
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -101,6 +189,7 @@ use cachette_core::plugin::{
 };
 
 use files::{read_range, read_whole, record_access};
+use index::INDEX_DIR;
 use tree::{Fault, Info};
 
 /// The URL scheme of this backend.
@@ -146,6 +235,14 @@ pub struct FsBackend {
     root_handle: RwLock<Option<Arc<OwnedFd>>>,
     /// `openat2` is not available here: reads walk the folders.
     no_openat2: AtomicBool,
+    /// The index of small items, with [`Layout::Index`].
+    index: Option<index::Index>,
+}
+
+impl Drop for FsBackend {
+    fn drop(&mut self) {
+        self.flush_accesses();
+    }
 }
 
 impl FsBackend {
@@ -338,6 +435,9 @@ impl FsBackend {
         };
         let segments = segments(key, op)?;
         let fail = |fault: Fault| fault.into_backend(op, key);
+        if let Some(found) = self.index_get(key, options).map_err(fail)? {
+            return Ok(Some(found));
+        }
         let path = self.path_of(&segments);
         let opened = match self.open_file_fast(key) {
             Some(opened) => opened,
@@ -417,11 +517,29 @@ impl StoreBackend for FsBackend {
     }
 
     async fn delete_many(&self, keys: &[Key]) -> BackendResult<()> {
-        self.delete_many_blocking(keys)
+        match self.index_delete(keys, &|keys| self.delete_many_blocking(keys)) {
+            Some(deleted) => deleted,
+            None => self.delete_many_blocking(keys),
+        }
     }
 
     async fn list(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {
-        self.list_blocking(prefix)
+        let mut items = self
+            .index_list(prefix)
+            .map_err(|fault| fault.into_backend("list", prefix))?;
+        let files = self.list_blocking(prefix)?;
+        if items.is_empty() {
+            return Ok(files);
+        }
+        // A key in both places is read from the index (a writer was stopped between the two
+        // steps of a replacement): it is listed once.
+        let indexed: HashSet<Key> = items.iter().map(|item| item.key.clone()).collect();
+        items.extend(
+            files
+                .into_iter()
+                .filter(|item| !indexed.contains(&item.key)),
+        );
+        Ok(items)
     }
 
     async fn sweep(&self, prefix: &Prefix) -> BackendResult<u64> {
@@ -441,6 +559,14 @@ fn segments<'k>(key: &'k Key, op: &'static str) -> BackendResult<Vec<&'k str>> {
         ));
     }
     for segment in &segments {
+        if *segment == INDEX_DIR {
+            return Err(err(
+                ErrorKind::InvalidKey,
+                op,
+                key,
+                format!("the name {INDEX_DIR:?} is reserved"),
+            ));
+        }
         if segment.starts_with(TEMP_PREFIX) {
             return Err(err(
                 ErrorKind::InvalidKey,
@@ -463,7 +589,7 @@ fn segments<'k>(key: &'k Key, op: &'static str) -> BackendResult<Vec<&'k str>> {
 
 /// Whether no key may have a segment named so.
 fn is_reserved(name: &str) -> bool {
-    name.starts_with(TEMP_PREFIX) || name == GITIGNORE
+    name.starts_with(TEMP_PREFIX) || name == GITIGNORE || name == INDEX_DIR
 }
 
 /// Writes the `.gitignore` of a folder the store created, unless one is there.

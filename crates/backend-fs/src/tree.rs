@@ -53,6 +53,8 @@ pub(crate) enum Fault {
     Link(PathBuf),
     /// An entry that is neither a folder nor a regular file (a named pipe, a socket, a device).
     Special { path: PathBuf, what: &'static str },
+    /// An error already told in the backend's terms.
+    Backend(Box<BackendError>),
 }
 
 impl Fault {
@@ -75,6 +77,7 @@ impl Fault {
         key: impl std::fmt::Display,
     ) -> BackendError {
         let error = match self {
+            Fault::Backend(error) => return *error,
             Fault::Io { error, path } => {
                 BackendError::from_io(error, format!("{op} failed at {}", path.display()))
             }

@@ -29,9 +29,15 @@ impl FsBackend {
         let Some((name, folders)) = segments.split_last() else {
             return Err(err(ErrorKind::InvalidKey, op, key, "the key is empty"));
         };
+        if let Some(outcome) = self
+            .index_put(key, &segments, value, mode)
+            .map_err(|fault| fault.into_backend(op, key))?
+        {
+            return Ok(outcome);
+        }
         let mut attempts = 0;
         loop {
-            match self.try_put(folders, name, value, mode) {
+            match self.try_put(key, folders, name, value, mode) {
                 // A folder of the item was removed by a delete while this write went through it.
                 Err(fault) if fault.is(io::ErrorKind::NotFound) && attempts < 4 => attempts += 1,
                 other => return other.map_err(|fault| fault.into_backend(op, key)),
@@ -39,8 +45,11 @@ impl FsBackend {
         }
     }
 
+    /// Writes the file of `key` (whose folders are `folders` and name `name`), publishing it
+    /// under the index's lock when the store has an index.
     pub(super) fn try_put(
         &self,
+        key: &Key,
         folders: &[&str],
         name: &str,
         value: &Blob,
@@ -59,14 +68,16 @@ impl FsBackend {
             return Ok(PutOutcome::AlreadyExists);
         }
         let (temp, file) = self.write_temp(dir, name, value, &path)?;
-        let outcome = if create {
-            self.publish_new(dir, &temp, file, name, &path)
-        } else {
-            drop(file);
-            tree::rename(dir, &temp, name)
-                .map(|()| PutOutcome::Created)
-                .map_err(|e| Fault::io(e, &path))
-        };
+        let outcome = self.with_index_lock(key, create, || {
+            if create {
+                self.publish_new(dir, &temp, file, name, &path)
+            } else {
+                drop(file);
+                tree::rename(dir, &temp, name)
+                    .map(|()| PutOutcome::Created)
+                    .map_err(|e| Fault::io(e, &path))
+            }
+        });
         if create || outcome.is_err() {
             let _ = tree::unlink(dir, &temp);
         }

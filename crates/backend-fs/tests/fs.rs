@@ -578,8 +578,8 @@ fn urls_and_paths() {
     assert_eq!(
         config,
         FsConfig {
-            path: path.clone(),
-            durable: true
+            durable: true,
+            ..FsConfig::new(path.clone())
         }
     );
     assert_eq!(

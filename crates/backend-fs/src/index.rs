@@ -1,0 +1,867 @@
+//! The index layout: items of at most [`FsConfig::index_threshold`](crate::FsConfig) bytes in
+//! an embedded LMDB environment in the folder [`INDEX_DIR`] of the store, larger ones one file
+//! each as in the files layout (see the crate's documentation, "Layouts").
+//!
+//! The environment holds two databases, keyed by the item's key (its UTF-8 bytes):
+//! - `items`: the item's bytes, unchanged;
+//! - `times`: when the item was written and last read with `record_access`, in nanoseconds
+//!   since the Unix epoch (two little-endian `u64`s).
+//!
+//! Every write that may change which representation holds a key runs while holding LMDB's
+//! write transaction, which is a lock shared by every process using the environment: a small
+//! write puts the item and removes the file of the same key, a large one publishes its file and
+//! removes the key from the index, and a create checks both places before writing. So writers
+//! of the two representations never interleave, and a create has exactly one winner.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError, Weak};
+use std::time::{Duration, Instant, SystemTime};
+
+use cachette_core::plugin::{
+    Blob, Bytes, DateTime, GetOptions, GetResult, ItemInfo, Key, Prefix, PutMode, PutOutcome, Utc,
+};
+use heed::types::Bytes as Raw;
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithoutTls};
+use rustix::fs::FileType;
+
+use crate::tree::{self, Fault};
+use crate::{FsBackend, is_reserved};
+
+/// The folder of the environment, directly under the store's root. No key may name it.
+pub(crate) const INDEX_DIR: &str = ".cachette-index";
+
+/// Items of at most this many bytes go to the index, by default.
+pub(crate) const DEFAULT_INDEX_THRESHOLD: u64 = 64 << 10;
+
+/// The largest threshold allowed, and so the largest value the index ever holds: a longer one
+/// read from it is refused as damaged.
+pub(crate) const MAX_INDEX_THRESHOLD: u64 = 16 << 20;
+
+/// The size of the memory map by default: the most the index can hold. The file is sparse and
+/// grows with what it holds; only address space is reserved.
+#[cfg(target_pointer_width = "64")]
+pub(crate) const DEFAULT_INDEX_MAP_SIZE: u64 = 1 << 40;
+/// The size of the memory map by default: the most the index can hold.
+#[cfg(not(target_pointer_width = "64"))]
+pub(crate) const DEFAULT_INDEX_MAP_SIZE: u64 = 1 << 30;
+
+/// Read transactions open at once in all the processes using an environment.
+const MAX_READERS: u32 = 1024;
+
+/// The longest key LMDB stores (its `MDB_MAXKEYSIZE`); longer keys are files.
+pub(crate) const MAX_KEY: usize = 511;
+
+/// Recorded accesses are written once more than this many are pending...
+const PENDING_MAX: usize = 1024;
+
+/// ...or once the oldest pending one is this old (checked when the next one is recorded).
+const PENDING_AGE: Duration = Duration::from_secs(5);
+
+/// Keys deleted in one write transaction: a transaction has a limited number of dirty pages.
+const DELETE_BATCH: usize = 8192;
+
+/// The length of a record of the `times` database.
+const TIMES_LEN: usize = 16;
+
+type Db = Database<'static, Raw, Raw>;
+
+/// The two databases of an environment.
+#[derive(Debug, Clone, Copy)]
+struct Dbs {
+    items: Db,
+    times: Db,
+}
+
+/// The index of a store: where its environment is, and the environment once opened.
+pub(crate) struct Index {
+    dir: PathBuf,
+    threshold: u64,
+    map_size: usize,
+    durable: bool,
+    shared: OnceLock<Arc<Shared>>,
+    /// The store is on a network file system: the files layout is used instead.
+    unusable: AtomicBool,
+    /// The index was found full once (warned once).
+    full: AtomicBool,
+}
+
+impl fmt::Debug for Index {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Index")
+            .field("dir", &self.dir)
+            .field("threshold", &self.threshold)
+            .field("map_size", &self.map_size)
+            .field("open", &self.shared.get().is_some())
+            .field("unusable", &self.unusable.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Index {
+    /// The index of the store in `root`. Nothing is opened or created.
+    pub(crate) fn new(root: &Path, threshold: u64, map_size: usize, durable: bool) -> Self {
+        // LMDB wants a multiple of the page size: a multiple of 1 MiB is one on every system.
+        let map_size = map_size
+            .checked_next_multiple_of(1 << 20)
+            .unwrap_or(map_size & !((1 << 20) - 1));
+        Index {
+            dir: root.join(INDEX_DIR),
+            threshold,
+            map_size,
+            durable,
+            shared: OnceLock::new(),
+            unusable: AtomicBool::new(false),
+            full: AtomicBool::new(false),
+        }
+    }
+}
+
+/// An open environment, shared by every store of this process on the same folder: LMDB must
+/// not open one environment twice in a process.
+struct Shared {
+    env: Env<WithoutTls>,
+    dbs: OnceLock<Dbs>,
+    /// Commits are flushed to the device by LMDB (the environment was opened without
+    /// `MDB_NOSYNC`).
+    synced: bool,
+    pending: Mutex<Pending>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("env", &self.env)
+            .field("synced", &self.synced)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Accesses recorded in memory, not yet written.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Key → time of the last access (nanoseconds since the epoch).
+    at: HashMap<Vec<u8>, u64>,
+    /// When the oldest of them was recorded.
+    since: Option<Instant>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// The open environments of this process, by canonical path.
+static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<Shared>>>> = LazyLock::new(Mutex::default);
+
+impl Shared {
+    /// The databases, created if `create` (which takes the write lock once per process). `None`
+    /// if they do not exist and `create` is false.
+    fn dbs(&self, create: bool) -> heed::Result<Option<Dbs>> {
+        if let Some(dbs) = self.dbs.get() {
+            return Ok(Some(*dbs));
+        }
+        let opened = if create {
+            let txn = self.env.write_txn()?;
+            self.env
+                .create_databases_and_commit(txn, |opener, txn| -> heed::Result<_> {
+                    let items = opener.create_database::<Raw, Raw>(txn, Some("items"))?;
+                    let times = opener.create_database::<Raw, Raw>(txn, Some("times"))?;
+                    Ok(CommitOrAbort::<_, ()>::Commit((items, times)))
+                })?
+        } else {
+            let txn = self.env.read_txn()?;
+            self.env
+                .open_databases_and_commit(txn, |opener, txn| -> heed::Result<_> {
+                    let items = opener.open_database::<Raw, Raw>(txn, Some("items"))?;
+                    let times = opener.open_database::<Raw, Raw>(txn, Some("times"))?;
+                    Ok(match (items, times) {
+                        (Some(items), Some(times)) => CommitOrAbort::Commit((items, times)),
+                        _ => CommitOrAbort::Abort(()),
+                    })
+                })?
+        };
+        let CommitOrAbort::Commit((items, times)) = opened else {
+            return Ok(None);
+        };
+        let dbs = *self.dbs.get_or_init(|| Dbs { items, times });
+        Ok(Some(dbs))
+    }
+
+    /// Records an access to `key` in memory; writes the pending ones if there are many, or the
+    /// oldest is old. Never call it holding a write transaction.
+    fn record_access(&self, key: &[u8]) {
+        let now = nanos(SystemTime::now());
+        let due = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.at.insert(key.to_vec(), now);
+            let since = *pending.since.get_or_insert_with(Instant::now);
+            pending.at.len() > PENDING_MAX || since.elapsed() >= PENDING_AGE
+        };
+        if due {
+            self.flush();
+        }
+    }
+
+    /// Writes the pending accesses, in one write transaction. Best effort, as in the files
+    /// layout. Never call it holding a write transaction.
+    fn flush(&self) {
+        let at = {
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.since = None;
+            std::mem::take(&mut pending.at)
+        };
+        if at.is_empty() {
+            return;
+        }
+        let Some(dbs) = self.dbs.get().copied() else {
+            return;
+        };
+        let written = self.env.write_txn().and_then(|mut txn| {
+            for (key, &time) in &at {
+                if dbs.items.get(&txn, key)?.is_none() {
+                    continue; // Deleted since: not brought back.
+                }
+                let (written, accessed) = dbs
+                    .times
+                    .get(&txn, key)?
+                    .and_then(decode_times)
+                    .unwrap_or((0, 0));
+                if time > accessed {
+                    dbs.times.put(&mut txn, key, &encode_times(written, time))?;
+                }
+            }
+            txn.commit()
+        });
+        if let Err(e) = written {
+            tracing::debug!(target: "cachette", "cannot record accesses in {}: {e}", self.env.path().display());
+        }
+    }
+
+    /// Commits `txn`, flushed to the device if the store is durable and the environment does
+    /// not flush its commits itself.
+    fn commit(&self, txn: RwTxn<'_>, durable: bool) -> heed::Result<()> {
+        txn.commit()?;
+        if durable && !self.synced {
+            self.env.force_sync()?;
+        }
+        Ok(())
+    }
+}
+
+/// The environment in the folder `dir` (which exists), opened once per process.
+fn open_shared(dir: &Path, map_size: usize, durable: bool) -> heed::Result<Arc<Shared>> {
+    let path = std::fs::canonicalize(dir)?;
+    let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
+    open.retain(|_, shared| shared.strong_count() > 0);
+    if let Some(shared) = open.get(&path).and_then(Weak::upgrade) {
+        return Ok(shared);
+    }
+    let mut tries = 0;
+    let mut read_only = false;
+    let env = loop {
+        match open_env(&path, map_size, durable, read_only) {
+            // A store this process may read but not write (a read-only mount, another user's
+            // store): read it; writes fail, as they do in the files layout.
+            Err(heed::Error::Io(e))
+                if !read_only
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+                    ) =>
+            {
+                read_only = true;
+            }
+            // The last store of this process on the folder was dropped, and its environment is
+            // being closed: wait for it.
+            Err(heed::Error::EnvAlreadyOpened) if tries < 100 => {
+                tries += 1;
+                match heed::env_closing_event(&path) {
+                    Some(closing) => {
+                        closing.wait_timeout(Duration::from_millis(100));
+                    }
+                    None => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+            other => break other?,
+        }
+    };
+    // Reader slots of processes that died (a crash, `kill -9`) would pin old pages for ever.
+    match env.clear_stale_readers() {
+        Ok(0) => {}
+        Ok(n) => {
+            tracing::debug!(target: "cachette", "{}: cleared {n} reader slots of dead processes", path.display());
+        }
+        Err(e) => {
+            tracing::debug!(target: "cachette", "{}: cannot check reader slots: {e}", path.display());
+        }
+    }
+    let shared = Arc::new(Shared {
+        env,
+        dbs: OnceLock::new(),
+        synced: durable,
+        pending: Mutex::default(),
+    });
+    open.insert(path, Arc::downgrade(&shared));
+    Ok(shared)
+}
+
+/// Opens the LMDB environment in the folder `path`: a large map (sparse), many reader slots,
+/// read transactions not tied to threads (so that any thread of a pool may use them), and no
+/// flush on commit unless `durable`; for reading only if `read_only`.
+#[allow(unsafe_code)]
+fn open_env(
+    path: &Path,
+    map_size: usize,
+    durable: bool,
+    read_only: bool,
+) -> heed::Result<Env<WithoutTls>> {
+    let mut options = EnvOpenOptions::new().read_txn_without_tls();
+    options
+        .map_size(map_size)
+        .max_readers(MAX_READERS)
+        .max_dbs(2);
+    let mut flags = EnvFlags::NO_READ_AHEAD;
+    if !durable {
+        flags |= EnvFlags::NO_SYNC;
+    }
+    if read_only {
+        flags |= EnvFlags::READ_ONLY;
+    }
+    // SAFETY: heed marks opening unsafe because the memory map would be undefined behaviour if
+    // the file were changed other than by LMDB, or the environment used in ways LMDB forbids.
+    // - The environment lives in a folder no key can name (`INDEX_DIR` is reserved), so this
+    //   crate never writes its files but through LMDB; other writers of the store are trusted
+    //   (the crate's documentation says so: stores shared with untrusted writers keep the
+    //   files layout).
+    // - It is opened at most once per process: `open_shared` keeps one `Env` per canonical
+    //   path, and heed refuses a second open.
+    // - It is not on a network file system (checked with `statfs` before this call), and it
+    //   keeps LMDB's own locking (no `MDB_NOLOCK`).
+    // - `MDB_NOSYNC` only gives up durability across a system crash, which the crate's
+    //   documentation states; `MDB_WRITEMAP` is not used, so a process crash never leaves a
+    //   partial commit.
+    // - Values are only read through heed inside a transaction, and copied out before it ends.
+    unsafe {
+        options.flags(flags);
+        options.open(path)
+    }
+}
+
+/// The error of an LMDB call on the environment in `dir`.
+fn lmdb_fault(e: heed::Error, dir: &Path) -> Fault {
+    let error = match e {
+        heed::Error::Io(e) => e,
+        heed::Error::Mdb(MdbError::MapFull) => io::Error::new(
+            io::ErrorKind::StorageFull,
+            "the index is full (MDB_MAP_FULL)",
+        ),
+        other => io::Error::other(format!("LMDB: {other}")),
+    };
+    Fault::io(error, dir)
+}
+
+/// Whether an LMDB error says that the value does not fit (in the map, or in one transaction).
+fn is_full(e: &heed::Error) -> bool {
+    matches!(e, heed::Error::Mdb(MdbError::MapFull | MdbError::TxnFull))
+}
+
+fn nanos(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn encode_times(written: u64, accessed: u64) -> [u8; TIMES_LEN] {
+    let mut record = [0u8; TIMES_LEN];
+    record[..8].copy_from_slice(&written.to_le_bytes());
+    record[8..].copy_from_slice(&accessed.to_le_bytes());
+    record
+}
+
+/// A `times` record; `None` if it is malformed (then ignored).
+fn decode_times(record: &[u8]) -> Option<(u64, u64)> {
+    let record: &[u8; TIMES_LEN] = record.try_into().ok()?;
+    let (written, accessed) = record.split_at(8);
+    Some((
+        u64::from_le_bytes(written.try_into().ok()?),
+        u64::from_le_bytes(accessed.try_into().ok()?),
+    ))
+}
+
+/// The name of the network (or otherwise shared) file system whose `statfs` type is `f_type`,
+/// if it is one: LMDB's locking and memory map are not safe there. Linux's magic numbers.
+pub(crate) fn network_fs_name(f_type: u64) -> Option<&'static str> {
+    // Magic numbers are 32 bits; `f_type` is a signed word on some platforms.
+    let name = match f_type & 0xFFFF_FFFF {
+        0x6969 => "NFS",
+        0x517B => "SMB",
+        0xFF53_4D42 => "CIFS",
+        0xFE53_4D42 => "SMB2",
+        0x6573_5546 => "FUSE",
+        0x00C3_6400 => "Ceph",
+        0x5346_414F | 0x6B41_4653 => "AFS",
+        0x0102_1997 => "9P",
+        0x0BD0_0BD0 => "Lustre",
+        0x4750_4653 => "GPFS",
+        0x7375_7245 => "Coda",
+        0x564C => "NCP",
+        0x7461_636F => "OCFS2",
+        0x0116_1970 => "GFS2",
+        0x2003_0528 => "OrangeFS",
+        0x1983_0326 => "BeeGFS",
+        0x786F_4256 => "VirtualBox shared folder",
+        0xBACB_ACBC => "VMware shared folder",
+        _ => return None,
+    };
+    Some(name)
+}
+
+/// The network file system the folder `dir` is on, if it is on one.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn network_fs(dir: BorrowedFd<'_>) -> Option<&'static str> {
+    let st = rustix::fs::fstatfs(dir).ok()?;
+    // The type of `f_type` differs between platforms.
+    #[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)]
+    network_fs_name(st.f_type as u64)
+}
+
+/// The network file system the folder `dir` is on: not detected on this system.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn network_fs(_dir: BorrowedFd<'_>) -> Option<&'static str> {
+    None
+}
+
+impl FsBackend {
+    /// The open environment and its databases. With `create`, they are created if missing
+    /// (the folders too); without, `None` when the environment or its databases do not exist,
+    /// and nothing is created. `None` also when the store is on a network file system.
+    fn index_handles(
+        &self,
+        index: &Index,
+        create: bool,
+    ) -> Result<Option<(Arc<Shared>, Dbs)>, Fault> {
+        if index.unusable.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let shared = match index.shared.get() {
+            Some(shared) => shared.clone(),
+            None => {
+                let dir = if create {
+                    self.make_folders(&[INDEX_DIR])?
+                } else {
+                    let Some(dir) = self.open_folders(&[INDEX_DIR])? else {
+                        return Ok(None);
+                    };
+                    dir
+                };
+                let data = index.dir.join("data.mdb");
+                match tree::stat_at(dir.as_fd(), "data.mdb").map_err(|e| Fault::io(e, &data))? {
+                    None if !create => return Ok(None),
+                    None => {}
+                    Some(info) if info.kind == FileType::RegularFile => {}
+                    Some(info) if info.kind == FileType::Symlink => return Err(Fault::Link(data)),
+                    Some(_) => {
+                        return Err(Fault::Special {
+                            path: data,
+                            what: "file that is not a regular file",
+                        });
+                    }
+                }
+                if let Some(name) = network_fs(dir.as_fd()) {
+                    if !index.unusable.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            target: "cachette",
+                            "{}: the store is on a network file system ({name}), where LMDB is not safe; small items are stored as files (the files layout)",
+                            self.location
+                        );
+                    }
+                    return Ok(None);
+                }
+                let shared = open_shared(&index.dir, index.map_size, index.durable)
+                    .map_err(|e| lmdb_fault(e, &index.dir))?;
+                index.shared.get_or_init(|| shared).clone()
+            }
+        };
+        match shared.dbs(create).map_err(|e| lmdb_fault(e, &index.dir))? {
+            Some(dbs) => Ok(Some((shared, dbs))),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads `key` from the index. `None` if it is not there (or there is no index).
+    pub(crate) fn index_get(
+        &self,
+        key: &Key,
+        options: &GetOptions,
+    ) -> Result<Option<GetResult>, Fault> {
+        let Some(index) = &self.index else {
+            return Ok(None);
+        };
+        let k = key.as_str().as_bytes();
+        if k.len() > MAX_KEY {
+            return Ok(None);
+        }
+        let Some((shared, dbs)) = self.index_handles(index, false)? else {
+            return Ok(None);
+        };
+        let fail = |e| lmdb_fault(e, &index.dir);
+        let found = {
+            let txn = shared.env.read_txn().map_err(fail)?;
+            let Some(value) = dbs.items.get(&txn, k).map_err(fail)? else {
+                return Ok(None);
+            };
+            let size = value.len() as u64;
+            if size > MAX_INDEX_THRESHOLD {
+                return Err(Fault::io(
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "the index holds {size} bytes under {key}, more than any item it stores: it is damaged"
+                        ),
+                    ),
+                    &index.dir,
+                ));
+            }
+            if options.head {
+                GetResult::head(size)
+            } else if let Some(range) = &options.range {
+                let start = range.start.min(size);
+                let end = range.end.clamp(start, size);
+                // Both are at most the length of a slice.
+                let part = value.get(start as usize..end as usize).unwrap_or_default();
+                GetResult::part(Bytes::copy_from_slice(part), size)
+            } else {
+                GetResult::whole(Bytes::copy_from_slice(value))
+            }
+        };
+        if options.record_access {
+            shared.record_access(k);
+        }
+        Ok(Some(found))
+    }
+
+    /// Writes `key` to the index if it belongs there (a small value, a short key): `None` when
+    /// it does not, or the index is full or unusable, and the caller writes a file.
+    pub(crate) fn index_put(
+        &self,
+        key: &Key,
+        segments: &[&str],
+        value: &Blob,
+        mode: PutMode,
+    ) -> Result<Option<PutOutcome>, Fault> {
+        let Some(index) = &self.index else {
+            return Ok(None);
+        };
+        let k = key.as_str().as_bytes();
+        if value.len() > index.threshold || k.len() > MAX_KEY {
+            return Ok(None);
+        }
+        let Some((shared, dbs)) = self.index_handles(index, true)? else {
+            return Ok(None);
+        };
+        let fail = |e| lmdb_fault(e, &index.dir);
+        let full = |e: heed::Error| {
+            if !index.full.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    target: "cachette",
+                    "{}: the index is full ({e}); small items are stored as files",
+                    self.location
+                );
+            }
+            Ok(None)
+        };
+        // The write transaction is also the lock that orders this write with those of the
+        // other representation, in every process.
+        let mut txn = shared.env.write_txn().map_err(fail)?;
+        if mode == PutMode::Create
+            && (dbs.items.get(&txn, k).map_err(fail)?.is_some() || self.has_file(key, segments)?)
+        {
+            return Ok(Some(PutOutcome::AlreadyExists));
+        }
+        // At most `MAX_INDEX_THRESHOLD`, checked by the configuration.
+        let len = value.len() as usize;
+        let stored = dbs
+            .items
+            .put_reserved(&mut txn, k, len, |space| {
+                for part in value.parts() {
+                    space.write_all(part)?;
+                }
+                Ok(())
+            })
+            .and_then(|()| {
+                let now = nanos(SystemTime::now());
+                dbs.times.put(&mut txn, k, &encode_times(now, 0))
+            });
+        match stored {
+            Ok(()) => {}
+            Err(e) if is_full(&e) => return full(e),
+            Err(e) => return Err(fail(e)),
+        }
+        if mode == PutMode::Overwrite {
+            self.remove_file(key, segments)?;
+        }
+        match shared.commit(txn, index.durable) {
+            Ok(()) => Ok(Some(PutOutcome::Created)),
+            Err(e) if is_full(&e) => full(e),
+            Err(e) => Err(fail(e)),
+        }
+    }
+
+    /// Runs `publish`, which publishes the file of `key`, holding the index's write lock: with
+    /// `create`, only if the index does not hold the key; once the file is published, the key
+    /// is removed from the index. Without an index, runs `publish` alone.
+    pub(crate) fn with_index_lock(
+        &self,
+        key: &Key,
+        create: bool,
+        publish: impl FnOnce() -> Result<PutOutcome, Fault>,
+    ) -> Result<PutOutcome, Fault> {
+        let Some(index) = &self.index else {
+            return publish();
+        };
+        let k = key.as_str().as_bytes();
+        if k.len() > MAX_KEY {
+            return publish(); // Never in the index.
+        }
+        let Some((shared, dbs)) = self.index_handles(index, true)? else {
+            return publish();
+        };
+        let fail = |e| lmdb_fault(e, &index.dir);
+        let mut txn = shared.env.write_txn().map_err(fail)?;
+        if create && dbs.items.get(&txn, k).map_err(fail)?.is_some() {
+            return Ok(PutOutcome::AlreadyExists);
+        }
+        let outcome = publish()?;
+        if outcome == PutOutcome::Created {
+            let removed = dbs.items.delete(&mut txn, k).map_err(fail)?;
+            let timed = dbs.times.delete(&mut txn, k).map_err(fail)?;
+            if removed || timed {
+                shared.commit(txn, index.durable).map_err(fail)?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Whether the item `key` exists as a file.
+    fn has_file(&self, key: &Key, segments: &[&str]) -> Result<bool, Fault> {
+        let opened = match self.open_file_fast(key) {
+            Some(opened) => opened,
+            None => self.open_file_walking(segments, &self.path_of(segments))?,
+        };
+        Ok(opened.is_some())
+    }
+
+    /// Removes the file of `key`, if there is one, and the folders it leaves empty.
+    fn remove_file(&self, key: &Key, segments: &[&str]) -> Result<(), Fault> {
+        let Some((name, folders)) = segments.split_last() else {
+            return Ok(());
+        };
+        let Some(dir) = self.open_folders(folders)? else {
+            return Ok(());
+        };
+        let path = self.path_of(segments);
+        match tree::stat_at(dir.as_fd(), name).map_err(|e| Fault::io(e, &path))? {
+            // A folder is where other items are, not this one.
+            None => Ok(()),
+            Some(info) if info.kind == FileType::Directory => Ok(()),
+            Some(_) => self
+                .delete_in(folders, &[(name, key)])
+                .map_err(|e| Fault::Backend(Box::new(e))),
+        }
+    }
+
+    /// Lists the items of the index under `prefix`, after writing the pending accesses.
+    pub(crate) fn index_list(&self, prefix: &Prefix) -> Result<Vec<ItemInfo>, Fault> {
+        let Some(index) = &self.index else {
+            return Ok(Vec::new());
+        };
+        let Some((shared, dbs)) = self.index_handles(index, false)? else {
+            return Ok(Vec::new());
+        };
+        shared.flush();
+        let fail = |e| lmdb_fault(e, &index.dir);
+        let start = if prefix.is_root() {
+            Vec::new()
+        } else {
+            format!("{}/", prefix.as_str()).into_bytes()
+        };
+        let now = SystemTime::now();
+        let txn = shared.env.read_txn().map_err(fail)?;
+        let mut items = Vec::new();
+        // LMDB refuses an empty key, so the root is a plain scan.
+        type Scan<'t> = Box<dyn Iterator<Item = heed::Result<(&'t [u8], &'t [u8])>> + 't>;
+        let scan: Scan<'_> = if start.is_empty() {
+            Box::new(dbs.items.iter(&txn).map_err(fail)?)
+        } else {
+            Box::new(dbs.items.prefix_iter(&txn, &start).map_err(fail)?)
+        };
+        for item in scan {
+            let (k, value) = item.map_err(fail)?;
+            let Some(key) = std::str::from_utf8(k)
+                .ok()
+                .and_then(|k| Key::new(k).ok())
+                .filter(|key| !key.segments().any(is_reserved))
+            else {
+                continue; // No key of this store.
+            };
+            let at = dbs
+                .times
+                .get(&txn, k)
+                .map_err(fail)?
+                .and_then(decode_times)
+                .map_or(0, |(written, accessed)| written.max(accessed));
+            let at = (SystemTime::UNIX_EPOCH + Duration::from_nanos(at)).min(now);
+            items.push(ItemInfo {
+                key,
+                size: value.len() as u64,
+                last_access: DateTime::<Utc>::from(at),
+            });
+        }
+        Ok(items)
+    }
+
+    /// Deletes `keys` from the index, and calls `files` to delete their files, holding the
+    /// index's write lock (in batches of [`DELETE_BATCH`] keys). `None` when there is no index:
+    /// the caller deletes the files alone.
+    pub(crate) fn index_delete(
+        &self,
+        keys: &[Key],
+        files: &dyn Fn(&[Key]) -> Result<(), cachette_core::plugin::BackendError>,
+    ) -> Option<Result<(), cachette_core::plugin::BackendError>> {
+        let index = self.index.as_ref()?;
+        let first = keys.first()?;
+        let (shared, dbs) = match self.index_handles(index, false) {
+            Ok(handles) => handles?,
+            Err(fault) => return Some(Err(fault.into_backend("delete", first))),
+        };
+        shared.flush();
+        let mut first_error = None;
+        for batch in keys.chunks(DELETE_BATCH) {
+            let Some(batch_first) = batch.first() else {
+                continue;
+            };
+            let fail = |e| lmdb_fault(e, &index.dir).into_backend("delete", batch_first);
+            let deleted = shared.env.write_txn().map_err(fail).and_then(|mut txn| {
+                for key in batch {
+                    let k = key.as_str().as_bytes();
+                    if k.len() <= MAX_KEY {
+                        dbs.items.delete(&mut txn, k).map_err(fail)?;
+                        dbs.times.delete(&mut txn, k).map_err(fail)?;
+                    }
+                }
+                let files = files(batch);
+                shared.commit(txn, index.durable).map_err(fail)?;
+                files
+            });
+            if let Err(e) = deleted {
+                first_error.get_or_insert(e);
+            }
+        }
+        Some(first_error.map_or(Ok(()), Err))
+    }
+
+    /// Writes the accesses recorded in memory.
+    pub(crate) fn flush_accesses(&self) {
+        if let Some(shared) = self.index.as_ref().and_then(|index| index.shared.get()) {
+            shared.flush();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_file_systems_are_recognised() {
+        for (magic, name) in [
+            (0x6969, "NFS"),
+            (0x517B, "SMB"),
+            (0xFF53_4D42, "CIFS"),
+            (0xFE53_4D42, "SMB2"),
+            (0x6573_5546, "FUSE"),
+            (0x00C3_6400, "Ceph"),
+            (0x5346_414F, "AFS"),
+            (0x0102_1997, "9P"),
+            (0x0BD0_0BD0, "Lustre"),
+            (0x4750_4653, "GPFS"),
+        ] {
+            assert_eq!(network_fs_name(magic), Some(name), "{magic:#x}");
+        }
+        // As a sign-extended 32-bit word, as some platforms give it.
+        let cifs = i64::from(0xFF53_4D42_u32 as i32) as u64;
+        assert_eq!(network_fs_name(cifs), Some("CIFS"));
+        // Local file systems: ext4, XFS, Btrfs, tmpfs, ZFS, overlayfs.
+        for local in [
+            0xEF53,
+            0x5846_5342,
+            0x9123_683E,
+            0x0102_1994,
+            0x2FC1_2FC1,
+            0x794C_7630,
+        ] {
+            assert_eq!(network_fs_name(local), None, "{local:#x}");
+        }
+    }
+
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[test]
+    fn a_local_folder_is_not_a_network_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = std::fs::File::open(dir.path()).unwrap();
+        let st = rustix::fs::fstatfs(&handle).unwrap();
+        // Unless the test itself runs on one.
+        #[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)]
+        let expected = network_fs_name(st.f_type as u64);
+        assert_eq!(network_fs(handle.as_fd()), expected);
+    }
+
+    #[test]
+    fn damaged_records_are_refused_or_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = crate::FsConfig::new(dir.path())
+            .with_layout(crate::Layout::Index)
+            .open()
+            .unwrap();
+        fn run<T: Send>(f: impl std::future::Future<Output = T> + Send) -> T {
+            cachette_core::plugin::block_on(true, f).unwrap()
+        }
+        use cachette_core::plugin::{StoreBackend, StoreBackendExt};
+        let (x, y) = (Key::new("f/x").unwrap(), Key::new("f/y").unwrap());
+        run(b.put(&x, b"1".to_vec().into())).unwrap();
+        run(b.put(&y, b"2".to_vec().into())).unwrap();
+        let index = b.index.as_ref().unwrap();
+        let (shared, dbs) = b.index_handles(index, false).unwrap().unwrap();
+        let mut txn = shared.env.write_txn().unwrap();
+        // An access record of the wrong length, and a value longer than any item.
+        dbs.times.put(&mut txn, b"f/x", &[1, 2, 3]).unwrap();
+        let long = vec![0u8; MAX_INDEX_THRESHOLD as usize + 1];
+        dbs.items.put(&mut txn, b"f/y", &long).unwrap();
+        txn.commit().unwrap();
+
+        let listed = run(b.list(&Prefix::root())).unwrap();
+        assert_eq!(listed.len(), 2);
+        let x_at = listed.iter().find(|i| i.key == x).unwrap().last_access;
+        assert_eq!(x_at, DateTime::<Utc>::from(SystemTime::UNIX_EPOCH));
+        let e = run(b.get(&y)).unwrap_err();
+        assert!(e.to_string().contains("damaged"), "{e}");
+        // A recorded access replaces the malformed record.
+        run(b.get(&x)).unwrap().unwrap();
+        let listed = run(b.list(&Prefix::root())).unwrap();
+        let x_at = listed.iter().find(|i| i.key == x).unwrap().last_access;
+        assert!(x_at > DateTime::<Utc>::from(SystemTime::UNIX_EPOCH));
+    }
+
+    #[test]
+    fn times_records_are_checked() {
+        assert_eq!(decode_times(&encode_times(1, 2)), Some((1, 2)));
+        assert_eq!(decode_times(&[0; 15]), None);
+        assert_eq!(decode_times(&[0; 17]), None);
+        assert_eq!(decode_times(&[]), None);
+    }
+}

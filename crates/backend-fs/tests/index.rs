@@ -1,0 +1,736 @@
+//! The index layout of the local-disk backend: small items in an LMDB environment, large ones
+//! files. The conformance suite, and the layout's own promises.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cachette_core::plugin::{
+    BackendConfig, Blob, Bytes, DynBackend, ErrorKind, GetOptions, GetPayload, Key, Prefix,
+    PutOutcome, StoreBackend, StoreBackendExt, backend_from_url, block_on, testkit,
+};
+use cachette_fs::{FsBackend, FsConfig, Layout};
+
+/// Set in a child's environment: what it does, and where (see [`child_if_asked`]).
+const CHILD: &str = "CACHETTE_INDEX_TEST_CHILD";
+
+fn config(path: &Path) -> FsConfig {
+    FsConfig::new(path).with_layout(Layout::Index)
+}
+
+fn open(path: &Path) -> FsBackend {
+    config(path).open().unwrap()
+}
+
+fn key(k: &str) -> Key {
+    Key::new(k).unwrap()
+}
+
+fn blob(bytes: Vec<u8>) -> Blob {
+    Bytes::from(bytes).into()
+}
+
+/// The paths of every entry below `root` that is not a folder, relative to it, sorted.
+fn files_under(root: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+/// What the index layout keeps in a root that existed (a temporary folder): the environment,
+/// and the `.gitignore` of the folder the store made in it.
+const IN_EXISTING_ROOT: [&str; 3] = [
+    ".cachette-index/.gitignore",
+    ".cachette-index/data.mdb",
+    ".cachette-index/lock.mdb",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_with_the_default_threshold() {
+    let dir = tempfile::tempdir().unwrap();
+    let b: DynBackend = Arc::new(open(dir.path()));
+    let root = testkit::unique_root("index");
+    testkit::round_trip(&*b, &root).await;
+    testkit::unusual_keys(&*b, &root).await;
+    testkit::missing_is_a_value(&*b, &root).await;
+    testkit::ranged_reads(&*b, &root).await;
+    testkit::prefix_listing(&*b, &root).await;
+    testkit::delete_prefix_is_scoped(&*b, &root).await;
+    testkit::access_tracking(&*b, &root).await;
+    // `testkit::heads_and_local_files` wants a local file for a 3000-byte item, which the
+    // index holds: small items are read, never mapped. Checked here instead.
+    heads_and_local_files(&*b, &root).await;
+    testkit::segmented_writes(&*b, &root).await;
+    testkit::create_if_absent(b.clone(), &root).await;
+    testkit::atomic_visibility(b.clone(), &root).await;
+    testkit::large_item(&*b, &root).await;
+    let root = Prefix::new(root).unwrap();
+    b.delete_prefix(&root).await.unwrap();
+    assert!(b.list(&root).await.unwrap().is_empty());
+    assert_eq!(files_under(dir.path()), IN_EXISTING_ROOT);
+}
+
+/// `head` and ranges of an index item; a local file is given for a file item only.
+async fn heads_and_local_files(b: &dyn StoreBackend, root: &str) {
+    let small = key(&format!("{root}/head/small"));
+    let value = Bytes::from(vec![5u8; 3000]);
+    b.put(&small, value.clone().into()).await.unwrap();
+    let head = b
+        .get_opts(&small, GetOptions::head())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(head.size, 3000);
+    assert!(matches!(&head.payload, GetPayload::Bytes(bytes) if bytes.is_empty()));
+    let part = b
+        .get_opts(&small, GetOptions::range(10..20))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(part.size, 3000);
+    assert_eq!(part.into_bytes().unwrap(), value.slice(10..20));
+    let found = b
+        .get_opts(&small, GetOptions::default().with_local_file(true))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(found.payload, GetPayload::Bytes(_)),
+        "an index item is read"
+    );
+    assert_eq!(found.into_bytes().unwrap(), value);
+
+    let large = key(&format!("{root}/head/large"));
+    let value = Bytes::from(vec![6u8; 100_000]);
+    b.put(&large, value.clone().into()).await.unwrap();
+    let found = b
+        .get_opts(&large, GetOptions::default().with_local_file(true))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(found.payload, GetPayload::File(_)),
+        "a large item is a file"
+    );
+    assert_eq!(found.into_bytes().unwrap(), value);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_with_both_representations_mixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = config(dir.path()).with_index_threshold(16).open().unwrap();
+    testkit::run_all(Arc::new(b)).await;
+}
+
+#[tokio::test]
+async fn small_items_are_no_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    for i in 0..1000u32 {
+        b.put(
+            &key(&format!("f.{}/{i:04}", i % 7)),
+            blob(i.to_le_bytes().to_vec()),
+        )
+        .await
+        .unwrap();
+    }
+    let mut expected = IN_EXISTING_ROOT.to_vec();
+    assert_eq!(
+        files_under(dir.path()),
+        expected,
+        "a small item made a file"
+    );
+    for i in 0..1000u32 {
+        let got = b.get(&key(&format!("f.{}/{i:04}", i % 7))).await.unwrap();
+        assert_eq!(got.as_deref(), Some(&i.to_le_bytes()[..]));
+    }
+    assert_eq!(b.list(&Prefix::root()).await.unwrap().len(), 1000);
+    let listed = b.list(&Prefix::new("f.3").unwrap()).await.unwrap();
+    assert_eq!(listed.len(), (0..1000).filter(|i| i % 7 == 3).count());
+    assert!(listed.iter().all(|item| item.size == 4));
+
+    // A large item is a file, as in the files layout.
+    b.put(&key("g/big"), blob(vec![1; 200_000])).await.unwrap();
+    expected.extend(["g/.gitignore", "g/big"]);
+    expected.sort();
+    assert_eq!(files_under(dir.path()), expected);
+    assert_eq!(
+        std::fs::read(dir.path().join("g/big")).unwrap(),
+        vec![1; 200_000]
+    );
+}
+
+#[tokio::test]
+async fn opening_and_reading_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("a/cache");
+    let b = open(&root);
+    let k = key("f/x");
+    assert_eq!(b.get(&k).await.unwrap(), None);
+    assert_eq!(b.head(&k).await.unwrap(), None);
+    assert_eq!(b.get_range(&k, 0..4).await.unwrap(), None);
+    assert!(
+        b.get_opts(&k, GetOptions::hit().with_local_file(true))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(b.list(&Prefix::root()).await.unwrap().is_empty());
+    assert_eq!(b.sweep(&Prefix::root()).await.unwrap(), 0);
+    b.delete(&k).await.unwrap();
+    assert!(!dir.path().join("a").exists(), "a read created a folder");
+
+    // A store of files, without an index: read, listed, and still without an index.
+    FsBackend::new(&root)
+        .unwrap()
+        .put(&k, blob(b"v".to_vec()))
+        .await
+        .unwrap();
+    let b = open(&root);
+    assert_eq!(
+        b.get_opts(&k, GetOptions::hit())
+            .await
+            .unwrap()
+            .unwrap()
+            .into_bytes()
+            .unwrap(),
+        &b"v"[..]
+    );
+    assert_eq!(b.get(&key("f/missing")).await.unwrap(), None);
+    assert_eq!(b.list(&Prefix::root()).await.unwrap().len(), 1);
+    assert!(
+        !root.join(".cachette-index").exists(),
+        "a read created the index"
+    );
+    // The first write of a small item creates it.
+    b.put(&key("f/y"), blob(b"w".to_vec())).await.unwrap();
+    assert_eq!(
+        files_under(&root),
+        [
+            ".cachette-index/data.mdb",
+            ".cachette-index/lock.mdb",
+            ".gitignore",
+            "f/x"
+        ],
+        "the root the store made is ignored by git as a whole"
+    );
+    assert_eq!(b.list(&Prefix::root()).await.unwrap().len(), 2);
+
+    // An index folder without an environment in it (it was removed): a miss, and nothing made.
+    let bare = dir.path().join("bare");
+    std::fs::create_dir_all(bare.join(".cachette-index")).unwrap();
+    let b = open(&bare);
+    assert_eq!(b.get(&k).await.unwrap(), None);
+    assert!(b.list(&Prefix::root()).await.unwrap().is_empty());
+    assert!(files_under(&bare).is_empty(), "{:?}", files_under(&bare));
+}
+
+#[tokio::test]
+async fn replacing_across_representations_reads_the_last_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    let k = key("f/x");
+    let file = dir.path().join("f/x");
+    for round in 0..3u8 {
+        let small = vec![round; 100];
+        let large = vec![round + 100; 100_000];
+        b.put(&k, blob(small.clone())).await.unwrap();
+        assert_eq!(b.get(&k).await.unwrap().unwrap(), small);
+        assert!(!file.exists(), "the file of the replaced item stays");
+        b.put(&k, blob(large.clone())).await.unwrap();
+        assert_eq!(b.get(&k).await.unwrap().unwrap(), large);
+        assert!(file.exists());
+        let listed = b.list(&Prefix::root()).await.unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0].size, 100_000);
+    }
+    b.put(&k, blob(vec![7; 10])).await.unwrap();
+    assert_eq!(b.get(&k).await.unwrap().unwrap(), vec![7; 10]);
+    assert!(!dir.path().join("f").exists(), "the emptied folder stays");
+    // A create finds the item in either place.
+    assert_eq!(
+        b.put_if_absent(&k, blob(vec![8; 10])).await.unwrap(),
+        PutOutcome::AlreadyExists
+    );
+    assert_eq!(
+        b.put_if_absent(&k, blob(vec![8; 100_000])).await.unwrap(),
+        PutOutcome::AlreadyExists
+    );
+    b.put(&k, blob(vec![9; 100_000])).await.unwrap();
+    assert_eq!(
+        b.put_if_absent(&k, blob(vec![8; 10])).await.unwrap(),
+        PutOutcome::AlreadyExists
+    );
+    assert_eq!(b.get(&k).await.unwrap().unwrap(), vec![9; 100_000]);
+    // Deleting removes it from both places.
+    b.delete(&k).await.unwrap();
+    assert_eq!(b.get(&k).await.unwrap(), None);
+    assert_eq!(
+        b.put_if_absent(&k, blob(vec![8; 10])).await.unwrap(),
+        PutOutcome::Created
+    );
+    assert_eq!(b.get(&k).await.unwrap().unwrap(), vec![8; 10]);
+}
+
+#[tokio::test]
+async fn long_keys_are_files_and_reserved_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    let long = format!(
+        "f/{}/{}/{}",
+        "a".repeat(200),
+        "b".repeat(200),
+        "c".repeat(200)
+    );
+    b.put(&key(&long), blob(b"v".to_vec())).await.unwrap();
+    assert!(
+        dir.path().join(&long).exists(),
+        "a key longer than LMDB's limit is a file"
+    );
+    assert_eq!(
+        b.get(&key(&long)).await.unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+    assert_eq!(
+        b.put_if_absent(&key(&long), blob(b"w".to_vec()))
+            .await
+            .unwrap(),
+        PutOutcome::AlreadyExists
+    );
+    assert_eq!(b.list(&Prefix::root()).await.unwrap().len(), 1);
+
+    b.put(&key("g/x"), blob(b"v".to_vec())).await.unwrap();
+    for layout in [Layout::Index, Layout::Files] {
+        let b = FsConfig::new(dir.path())
+            .with_layout(layout)
+            .open()
+            .unwrap();
+        for bad in [
+            ".cachette-index",
+            ".cachette-index/data.mdb",
+            "f/.cachette-index",
+        ] {
+            let e = b.put(&key(bad), blob(b"v".to_vec())).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidKey, "{bad}: {e}");
+            let e = b.get(&key(bad)).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidKey, "{bad}: {e}");
+        }
+        // The index's folder is never listed, nor swept, nor cleared.
+        let listed: Vec<String> = b
+            .list(&Prefix::root())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.key.to_string())
+            .collect();
+        assert_eq!(
+            listed.len(),
+            if layout == Layout::Index { 2 } else { 1 },
+            "{listed:?}"
+        );
+        assert!(listed.iter().all(|k| !k.contains(".cachette-index")));
+        assert!(
+            b.list(&Prefix::new(".cachette-index").unwrap())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(b.sweep(&Prefix::root()).await.unwrap(), 0);
+    }
+    let b = open(dir.path());
+    b.delete_prefix(&Prefix::root()).await.unwrap();
+    assert_eq!(files_under(dir.path()), IN_EXISTING_ROOT);
+}
+
+#[tokio::test]
+async fn accesses_are_recorded_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    let (x, y) = (key("f/x"), key("f/y"));
+    b.put(&x, blob(b"1".to_vec())).await.unwrap();
+    b.put(&y, blob(b"2".to_vec())).await.unwrap();
+    let at = |items: &[cachette_core::plugin::ItemInfo], k: &Key| {
+        items.iter().find(|i| &i.key == k).unwrap().last_access
+    };
+    let written = b.list(&Prefix::root()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // Reads that only look change nothing.
+    b.get_opts(&x, GetOptions::default())
+        .await
+        .unwrap()
+        .unwrap();
+    b.head(&x).await.unwrap().unwrap();
+    b.get_range(&x, 0..1).await.unwrap().unwrap();
+    let listed = b.list(&Prefix::root()).await.unwrap();
+    assert_eq!(at(&listed, &x), at(&written, &x));
+
+    // A hit is recorded (in memory, written by `list`).
+    let before = cachette_core::plugin::Utc::now();
+    b.get(&x).await.unwrap().unwrap();
+    let listed = b.list(&Prefix::root()).await.unwrap();
+    assert!(at(&listed, &x) >= before, "{} < {before}", at(&listed, &x));
+    assert!(at(&listed, &x) > at(&listed, &y));
+    assert_eq!(at(&listed, &y), at(&written, &y));
+    assert!(at(&listed, &x) <= cachette_core::plugin::Utc::now());
+
+    // Many hits: one write for many of them, and the latest counts.
+    for _ in 0..3000 {
+        b.get(&y).await.unwrap().unwrap();
+    }
+    let last = cachette_core::plugin::Utc::now();
+    b.get(&x).await.unwrap().unwrap();
+    drop(b);
+    // Dropping the store wrote what was pending: another store sees it.
+    let b = open(dir.path());
+    let listed = b.list(&Prefix::root()).await.unwrap();
+    assert!(at(&listed, &x) >= last);
+    assert!(at(&listed, &y) > at(&written, &y));
+    // A deleted item is not brought back by a pending access.
+    b.get(&y).await.unwrap().unwrap();
+    b.delete(&y).await.unwrap();
+    assert_eq!(b.list(&Prefix::root()).await.unwrap().len(), 1);
+    assert_eq!(b.get(&y).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn stores_on_one_folder_share_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = open(dir.path());
+    let b = open(dir.path());
+    a.put(&key("f/x"), blob(b"1".to_vec())).await.unwrap();
+    assert_eq!(
+        b.get(&key("f/x")).await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    drop(a);
+    b.put(&key("f/y"), blob(b"2".to_vec())).await.unwrap();
+    drop(b);
+    // Opened and closed again and again, from several threads at once.
+    let path = dir.path().to_path_buf();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    let b = open(&path);
+                    let k = key(&format!("t{t}/{i}"));
+                    block_on(true, b.put(&k, blob(vec![t; 10])))
+                        .unwrap()
+                        .unwrap();
+                    let got = block_on(true, b.get(&key("f/y"))).unwrap().unwrap();
+                    assert_eq!(got.as_deref(), Some(&b"2"[..]));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    // The same folder through another path.
+    let alias = dir.path().with_extension("alias");
+    std::os::unix::fs::symlink(dir.path(), &alias).unwrap();
+    let c = open(&alias);
+    assert_eq!(c.list(&Prefix::root()).await.unwrap().len(), 102);
+    std::fs::remove_file(&alias).unwrap();
+}
+
+#[test]
+fn create_is_exactly_once_between_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(open(dir.path()));
+    for round in 0..30 {
+        let k = key(&format!("claim/{round}"));
+        let barrier = Arc::new(std::sync::Barrier::new(8));
+        let racers: Vec<_> = (0..8u8)
+            .map(|i| {
+                let (b, k, barrier) = (b.clone(), k.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    // Half the racers write a small item, half a large one.
+                    let size = if i % 2 == 0 { 100 } else { 100_000 };
+                    barrier.wait();
+                    let outcome = block_on(true, b.put_if_absent(&k, blob(vec![i; size])))
+                        .unwrap()
+                        .unwrap();
+                    (outcome == PutOutcome::Created).then_some((i, size))
+                })
+            })
+            .collect();
+        let winners: Vec<(u8, usize)> = racers
+            .into_iter()
+            .filter_map(|r| r.join().unwrap())
+            .collect();
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let (i, size) = winners[0];
+        let stored = block_on(true, b.get(&k)).unwrap().unwrap().unwrap();
+        assert!(
+            stored == vec![i; size],
+            "round {round}: the winner's value is not stored"
+        );
+    }
+}
+
+/// In a child (the test binary started again by a test below), does what [`CHILD`] says and
+/// returns true; elsewhere returns false at once.
+fn child_if_asked() -> bool {
+    let Ok(task) = std::env::var(CHILD) else {
+        return false;
+    };
+    let mut parts = task.splitn(3, ':');
+    let (what, id, dir) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let dir = PathBuf::from(dir);
+    let id: u8 = id.parse().unwrap();
+    let b = open(&dir.join("store"));
+    match what {
+        "race" => {
+            while !dir.join("go").exists() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let mut out = String::new();
+            for k in 0..40 {
+                let size = if (k + usize::from(id)) % 2 == 0 {
+                    50
+                } else {
+                    80_000
+                };
+                let outcome = block_on(
+                    true,
+                    b.put_if_absent(&key(&format!("race/{k}")), blob(vec![id; size])),
+                )
+                .unwrap()
+                .unwrap();
+                if outcome == PutOutcome::Created {
+                    out.push_str(&format!("{k} {size}\n"));
+                }
+            }
+            std::fs::write(dir.join(format!("won-{id}")), out).unwrap();
+        }
+        "write" => {
+            // Writes self-checking items until killed.
+            std::fs::write(dir.join("started"), b"").unwrap();
+            for i in 0u64.. {
+                let k = key(&format!("k/{}", i % 64));
+                let len = SIZES[(i as usize * 7919) % SIZES.len()];
+                let value = checked_value(len, i as u8);
+                let result = match i % 11 {
+                    0 => block_on(true, b.delete(&k))
+                        .unwrap()
+                        .map(|()| PutOutcome::Created),
+                    1 => block_on(true, b.put_if_absent(&k, value)).unwrap(),
+                    _ => block_on(true, b.put(&k, value))
+                        .unwrap()
+                        .map(|()| PutOutcome::Created),
+                };
+                result.unwrap();
+                if i % 16 == 0 {
+                    block_on(true, b.get(&key(&format!("k/{}", i % 5))))
+                        .unwrap()
+                        .unwrap();
+                }
+            }
+        }
+        other => panic!("unknown child task {other}"),
+    }
+    true
+}
+
+/// The sizes of the items the killed child writes: small (index) and large (files) ones.
+const SIZES: [usize; 7] = [4, 10, 1000, 60_000, 65_536, 70_000, 300_000];
+
+/// `len` bytes (at least 4): the length, then `fill` repeated.
+fn checked_value(len: usize, fill: u8) -> Blob {
+    let mut bytes = vec![fill; len];
+    bytes[..4].copy_from_slice(&u32::try_from(len).unwrap().to_le_bytes());
+    blob(bytes)
+}
+
+/// Whether `bytes` are a whole value of [`checked_value`].
+fn is_whole(bytes: &[u8]) -> bool {
+    bytes.len() >= 4
+        && u32::from_le_bytes(bytes[..4].try_into().unwrap()) as usize == bytes.len()
+        && SIZES.contains(&bytes.len())
+        && bytes[4..]
+            .iter()
+            .all(|&b| b == bytes.get(4).copied().unwrap_or(0))
+}
+
+#[test]
+fn child_task() {
+    // Run by the tests below in a child process; does nothing as a test of its own.
+    child_if_asked();
+}
+
+fn spawn_child(task: &str) -> std::process::Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_task", "--nocapture", "--test-threads=1"])
+        .env(CHILD, task)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn create_is_exactly_once_between_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|id| spawn_child(&format!("race:{id}:{}", dir.path().display())))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    std::fs::write(dir.path().join("go"), b"").unwrap();
+    for mut child in children {
+        assert!(child.wait().unwrap().success());
+    }
+    let mut winners: HashMap<usize, Vec<(u8, usize)>> = HashMap::new();
+    for id in 0..4u8 {
+        let won = std::fs::read_to_string(dir.path().join(format!("won-{id}"))).unwrap();
+        for line in won.lines() {
+            let (k, size) = line.split_once(' ').unwrap();
+            winners
+                .entry(k.parse().unwrap())
+                .or_default()
+                .push((id, size.parse().unwrap()));
+        }
+    }
+    let b = open(&dir.path().join("store"));
+    for k in 0..40 {
+        let won = winners.get(&k).cloned().unwrap_or_default();
+        assert_eq!(won.len(), 1, "race/{k}: {won:?}");
+        let (id, size) = won[0];
+        let stored = block_on(true, b.get(&key(&format!("race/{k}"))))
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(
+            stored == vec![id; size],
+            "race/{k}: the winner's value is not stored"
+        );
+    }
+}
+
+#[test]
+fn a_writer_killed_at_any_moment_leaves_whole_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    for round in 0..8 {
+        let _ = std::fs::remove_file(dir.path().join("started"));
+        let mut child = spawn_child(&format!("write:0:{}", dir.path().display()));
+        let started = Instant::now();
+        while !dir.path().join("started").exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the child did not start"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_millis(50 + rng % 400));
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        assert!(
+            !status.success(),
+            "round {round}: the child stopped by itself: {status}"
+        );
+
+        let b = open(&store);
+        let listed = block_on(true, b.list(&Prefix::root())).unwrap().unwrap();
+        assert!(!listed.is_empty(), "round {round}: nothing was written");
+        for i in 0..64 {
+            let k = key(&format!("k/{i}"));
+            if let Some(bytes) = block_on(true, b.get(&k)).unwrap().unwrap() {
+                assert!(
+                    is_whole(&bytes),
+                    "round {round}: k/{i} is damaged ({} bytes)",
+                    bytes.len()
+                );
+            }
+        }
+        for item in &listed {
+            let bytes = block_on(true, b.get(&item.key)).unwrap().unwrap().unwrap();
+            assert_eq!(bytes.len() as u64, item.size, "round {round}: {}", item.key);
+        }
+        // New writes work.
+        for len in [10, 300_000] {
+            let k = key(&format!("after/{round}-{len}"));
+            block_on(true, b.put(&k, checked_value(len, 3)))
+                .unwrap()
+                .unwrap();
+            assert!(is_whole(
+                &block_on(true, b.get(&k)).unwrap().unwrap().unwrap()
+            ));
+        }
+    }
+}
+
+#[test]
+fn configuration() {
+    cachette_fs::link();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("via-url");
+    let url = format!("file://{}?layout=index&index_threshold=16", path.display());
+    let config = FsConfig::from_url(&url).unwrap();
+    assert_eq!(
+        config,
+        FsConfig::new(&path)
+            .with_layout(Layout::Index)
+            .with_index_threshold(16)
+    );
+    assert_eq!(
+        FsConfig::new(&path).layout,
+        Layout::Files,
+        "files is the default"
+    );
+    let backend = backend_from_url(&url).unwrap();
+    assert_eq!(backend.scheme(), "file");
+    assert!(!path.exists(), "building a backend creates nothing");
+    for bad in [
+        format!("file://{}?layout=tree", path.display()),
+        format!("file://{}?index_threshold=lots", path.display()),
+    ] {
+        let e = FsConfig::from_url(&bad).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConfigInvalid, "{bad}: {e}");
+    }
+    let e = config
+        .clone()
+        .with_index_threshold(1 << 30)
+        .open()
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ConfigInvalid, "{e}");
+
+    let text = "type = \"file\"\npath = \"/var/cache/x\"\nlayout = \"index\"\n";
+    let config: Box<dyn BackendConfig> = toml::from_str(text).unwrap();
+    let back = toml::to_string(&config).unwrap();
+    assert!(back.contains("layout = \"index\""), "{back}");
+    let parsed: FsConfig =
+        toml::from_str("path = \"/x\"\nlayout = \"index\"\nindex_threshold = 1024\n").unwrap();
+    assert_eq!(
+        parsed,
+        FsConfig::new("/x")
+            .with_layout(Layout::Index)
+            .with_index_threshold(1024)
+    );
+    let bad: Result<FsConfig, _> = toml::from_str("path = \"/x\"\nlayout = \"tree\"\n");
+    assert!(bad.is_err());
+}
