@@ -66,20 +66,9 @@ async fn conformance_with_the_default_threshold() {
     let dir = tempfile::tempdir().unwrap();
     let b: DynBackend = Arc::new(open(dir.path()));
     let root = testkit::unique_root("index");
-    testkit::round_trip(&*b, &root).await;
-    testkit::unusual_keys(&*b, &root).await;
-    testkit::missing_is_a_value(&*b, &root).await;
-    testkit::ranged_reads(&*b, &root).await;
-    testkit::prefix_listing(&*b, &root).await;
-    testkit::delete_prefix_is_scoped(&*b, &root).await;
-    testkit::access_tracking(&*b, &root).await;
-    // `testkit::heads_and_local_files` wants a local file for a 3000-byte item, which the
-    // index holds: small items are read, never mapped. Checked here instead.
+    testkit::run_all(b.clone()).await;
+    // Small items are read, never mapped; larger ones are files to map.
     heads_and_local_files(&*b, &root).await;
-    testkit::segmented_writes(&*b, &root).await;
-    testkit::create_if_absent(b.clone(), &root).await;
-    testkit::atomic_visibility(b.clone(), &root).await;
-    testkit::large_item(&*b, &root).await;
     let root = Prefix::new(root).unwrap();
     b.delete_prefix(&root).await.unwrap();
     assert!(b.list(&root).await.unwrap().is_empty());

@@ -348,11 +348,12 @@ pub async fn heads_and_local_files(b: &dyn StoreBackend, root: &str) {
         .await
         .expect("get_opts with local_file")
         .expect("exists");
+    // A backend with local files may still answer with bytes (an item it keeps elsewhere,
+    // such as a small one in an index); one without never gives a file.
     let is_file = matches!(found.payload, GetPayload::File(_));
-    assert_eq!(
-        is_file,
-        b.capabilities().local_files,
-        "a local file is given exactly when the capabilities say so"
+    assert!(
+        !is_file || b.capabilities().local_files,
+        "a local file is given only by a backend whose capabilities say it can"
     );
     assert_eq!(found.into_bytes().expect("read the file"), value);
 }

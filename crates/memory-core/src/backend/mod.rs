@@ -48,7 +48,9 @@ pub type BackendResult<T> = std::result::Result<T, BackendError>;
 #[non_exhaustive]
 pub struct Capabilities {
     /// [`GetOptions::local_file`] can give a file holding exactly the item's bytes, which may be
-    /// memory-mapped.
+    /// memory-mapped. A backend may still answer such a read with bytes, for items it keeps
+    /// elsewhere than in files of their own (the index layout of the local disk keeps small
+    /// items in an index).
     pub local_files: bool,
     /// [`PutMode::Create`] is atomic across processes and machines that share the store
     /// (otherwise it is only atomic within this process, or not at all).
