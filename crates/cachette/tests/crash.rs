@@ -1,5 +1,6 @@
-//! Crash safety on the local disk: a writer killed with SIGKILL at random moments during a
-//! 256 MiB persist never leaves a partial entry visible, and housekeeping removes what it left.
+//! Crash safety on the local disk, in both layouts: a writer killed with SIGKILL at random
+//! moments during a 256 MiB persist never leaves a partial entry visible, and housekeeping
+//! removes what it left.
 //!
 //! The test re-runs its own binary as the child (see `common/crash.rs`); the child persists one
 //! large output in a loop until it is killed.
@@ -34,32 +35,54 @@ fn temp_files(dir: &Path) -> Vec<PathBuf> {
 fn a_writer_killed_mid_persist_leaves_no_partial_entry() {
     crash::child_if_asked();
     let dir = tempfile::tempdir().unwrap();
-    let location = dir.path().to_str().unwrap();
+    kill_and_check(
+        "a_writer_killed_mid_persist_leaves_no_partial_entry",
+        dir.path(),
+        dir.path().to_str().unwrap(),
+        "local disk",
+    );
+}
+
+/// The same on the index layout: the 256 MiB outputs are files, published (and taken out of
+/// the index) while the writer holds the index's write lock, and the identity and statistics
+/// items live in the index; a writer killed holding that lock must not block the next one.
+#[test]
+fn a_writer_killed_mid_persist_leaves_the_index_layout_whole() {
+    crash::child_if_asked();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}?layout=index", dir.path().display());
+    kill_and_check(
+        "a_writer_killed_mid_persist_leaves_the_index_layout_whole",
+        dir.path(),
+        &url,
+        "local disk, index layout",
+    );
+    assert!(
+        dir.path().join(".cachette-index").join("data.mdb").is_file(),
+        "the store has an index"
+    );
+}
+
+/// Kills a writer of `location` (in the folder `dir`) at random moments, and checks that every
+/// read gets a whole entry or a miss, and that housekeeping removes what the writers left.
+fn kill_and_check(test: &str, dir: &Path, location: &str, what: &str) {
     let reader = crash::Reader::new(location);
     let mut killed_with_leftovers = 0;
-    let summary = crash::kill_loop(
-        "a_writer_killed_mid_persist_leaves_no_partial_entry",
-        location,
-        |kill| {
-            if !temp_files(dir.path()).is_empty() {
-                killed_with_leftovers += 1;
-            }
-            // Every read gets the whole entry or a miss.
-            reader.check(kill.round);
-        },
-    );
+    let summary = crash::kill_loop(test, location, |kill| {
+        if !temp_files(dir).is_empty() {
+            killed_with_leftovers += 1;
+        }
+        // Every read gets the whole entry or a miss.
+        reader.check(kill.round);
+    });
     // Housekeeping removes what the killed writers left, and no entry.
     let before = reader.cached();
     reader.memory().housekeeping().unwrap();
-    assert!(
-        temp_files(dir.path()).is_empty(),
-        "left: {:?}",
-        temp_files(dir.path())
-    );
+    assert!(temp_files(dir).is_empty(), "left: {:?}", temp_files(dir));
     let after = reader.check(crash::KILLS);
     assert_eq!(before, after);
     println!(
-        "local disk: {}; {killed_with_leftovers} left a temporary file; entries kept: {after:?}",
+        "{what}: {}; {killed_with_leftovers} left a temporary file; entries kept: {after:?}",
         summary.line()
     );
     assert!(
