@@ -630,6 +630,17 @@ fn stress_local_disk() {
     stress("stress_local_disk", dir.path().to_str().unwrap());
 }
 
+#[test]
+fn stress_local_disk_index_layout() {
+    if run_child() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}?layout=index", dir.path().display());
+    stress("stress_local_disk_index_layout", &url);
+    assert!(dir.path().join(".cachette-index").join("data.mdb").is_file());
+}
+
 /// A child holding a claim: its computation never ends (the parent kills it).
 fn hold_child(url: &str, dir: &Path) {
     let memory = Memory::builder()
@@ -702,6 +713,19 @@ fn a_killed_holder_is_taken_over_local_disk() {
     killed_holder(
         "a_killed_holder_is_taken_over_local_disk",
         dir.path().to_str().unwrap(),
+    );
+}
+
+#[test]
+fn a_killed_holder_is_taken_over_local_disk_index_layout() {
+    if run_child() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}?layout=index", dir.path().display());
+    killed_holder(
+        "a_killed_holder_is_taken_over_local_disk_index_layout",
+        &url,
     );
 }
 
