@@ -30,6 +30,7 @@
 mod cases;
 mod many;
 mod plot;
+mod probe;
 mod proc;
 mod remote;
 mod report;
@@ -60,6 +61,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--worker") {
         return worker::serve();
+    }
+    if args.first().is_some_and(|a| a == "--probe") {
+        return probe::main_with(&args[1..]);
     }
     if !args.iter().any(|a| a == "--bench") {
         eprintln!(
