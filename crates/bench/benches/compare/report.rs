@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::stats::Outcome;
+use crate::stats::{CALIBRATION_TOLERANCE, Outcome};
 use crate::{CACHETTE, Target, Workload};
 
 /// The machine the run measured.
@@ -274,6 +274,38 @@ impl Report {
         }
     }
 
+    /// The note under the table naming the rows whose median is off their calibration, if
+    /// any.
+    fn drift_note(&self) -> Option<String> {
+        let mut rows = Vec::new();
+        for w in &self.results {
+            for r in &w.rows {
+                if let Outcome::Measured(s) = &r.outcome
+                    && let (Some(drift), Some(cal)) = (s.calibration_drift(), s.calibrated)
+                {
+                    rows.push(format!(
+                        "{} (`{}`), {}: median {}, calibration {}/op ({})",
+                        w.title,
+                        w.id,
+                        r.name,
+                        duration(s.median),
+                        duration(cal),
+                        ratio(drift)
+                    ));
+                }
+            }
+        }
+        (!rows.is_empty()).then(|| {
+            format!(
+                "Off their calibration (the median per operation is more than \
+                 {CALIBRATION_TOLERANCE}× away from what the warm-up measured when it set the \
+                 operations per sample, so the samples did not last what was planned; to be read \
+                 with care): {}.",
+                rows.join("; ")
+            )
+        })
+    }
+
     fn lines(&self) -> Vec<Line> {
         let mut lines = Vec::new();
         for w in &self.results {
@@ -309,7 +341,16 @@ impl Report {
                         _ => String::new(),
                     },
                     samples: match &row.outcome {
-                        Outcome::Measured(s) => format!("{} × {}", s.samples, s.iters),
+                        Outcome::Measured(s) => match (s.calibration_drift(), s.calibrated) {
+                            (Some(drift), Some(cal)) => format!(
+                                "{} × {} (off its calibration: {}/op, {})",
+                                s.samples,
+                                s.iters,
+                                duration(cal),
+                                ratio(drift)
+                            ),
+                            _ => format!("{} × {}", s.samples, s.iters),
+                        },
                         Outcome::NotRun(_) => String::new(),
                     },
                     target,
@@ -386,6 +427,9 @@ impl Report {
             out.push('\n');
         }
         for note in &self.notes {
+            out.push_str(&format!("\n{note}\n"));
+        }
+        if let Some(note) = self.drift_note() {
             out.push_str(&format!("\n{note}\n"));
         }
         out
@@ -473,6 +517,9 @@ impl Report {
             ));
         }
         for note in &self.notes {
+            md.push_str(&format!("\n{note}\n"));
+        }
+        if let Some(note) = self.drift_note() {
             md.push_str(&format!("\n{note}\n"));
         }
         md.push_str("\n## Targets\n\n");
