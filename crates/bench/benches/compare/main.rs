@@ -20,6 +20,9 @@
 //! - `CACHETTE_BENCH_ONLY`: a comma-separated list of workload ids to run (then the report
 //!   goes to `target/bench-partial/` and the committed `BENCHMARKS.md` is left alone);
 //! - `CACHETTE_BENCH_DIR`: where the caches go (default `target/bench-tmp`);
+//! - `CACHETTE_BENCH_NO_CALLGRIND`: leave out the instruction counts of the small-entry rows
+//!   (otherwise measured with `valgrind --tool=callgrind` when it is on `PATH`, whenever
+//!   `hit_int` or `miss_tiny` runs; see `callgrind.rs`);
 //! - `CACHETTE_TEST_REDIS_URL`, `CACHETTE_TEST_S3_ENDPOINT`, `CACHETTE_TEST_S3_BUCKET`: the
 //!   servers of the Redis and S3 workloads, which are skipped without them.
 //!
@@ -27,6 +30,7 @@
 //! (as `cargo xtask bench --micro` does: its `cargo bench --workspace` would otherwise run this
 //! harness too, and rewrite `BENCHMARKS.md`), it exits at once without measuring.
 
+mod callgrind;
 mod cases;
 mod many;
 mod plot;
@@ -480,9 +484,22 @@ fn run() -> Res<ExitCode> {
         ));
     }
     drop(ctx);
+    let ran: Vec<&str> = results.iter().map(|w| w.id).collect();
+    eprintln!(
+        "compare: instruction counts ({:.0}s)",
+        started.elapsed().as_secs_f64()
+    );
+    let instructions = callgrind::count(&ran, &scratch);
     let _ = std::fs::remove_dir_all(&scratch);
 
-    let report = report::Report::new(report::Machine::probe(), versions, mode, notes, results);
+    let report = report::Report::new(
+        report::Machine::probe(),
+        versions,
+        mode,
+        notes,
+        results,
+        instructions,
+    );
     println!("{}", report.terminal_table());
     println!("{}", report.target_lines().join("\n"));
     // A partial run leaves the committed BENCHMARKS.md alone and writes beside the build.

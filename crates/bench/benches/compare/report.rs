@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::callgrind::Counted;
 use crate::stats::{CALIBRATION_TOLERANCE, Outcome};
 use crate::{CACHETTE, Target, Workload};
 
@@ -253,6 +254,8 @@ pub(crate) struct Report {
     notes: Vec<String>,
     /// The workloads' results.
     pub(crate) results: Vec<Workload>,
+    /// Instructions per operation of the small-entry rows.
+    instructions: Vec<Counted>,
 }
 
 impl Report {
@@ -263,6 +266,7 @@ impl Report {
         mode: &'static str,
         notes: Vec<String>,
         results: Vec<Workload>,
+        instructions: Vec<Counted>,
     ) -> Report {
         Report {
             machine,
@@ -271,6 +275,7 @@ impl Report {
             notes,
             date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
             results,
+            instructions,
         }
     }
 
@@ -304,6 +309,37 @@ impl Report {
                 rows.join("; ")
             )
         })
+    }
+
+    /// The instruction counts as table lines: workload, contender, median, instructions,
+    /// operations counted.
+    fn instruction_lines(&self) -> Vec<[String; 5]> {
+        self.instructions
+            .iter()
+            .map(|c| {
+                let w = self.results.iter().find(|w| w.id == c.workload);
+                let median = w
+                    .and_then(|w| w.rows.iter().find(|r| r.name == c.row))
+                    .map_or_else(String::new, |r| match &r.outcome {
+                        Outcome::Measured(s) => duration(s.median),
+                        Outcome::NotRun(_) => "not run".into(),
+                    });
+                let instructions = match &c.per_op {
+                    Ok(n) => thousands(n.round() as i64),
+                    Err(why) => format!("not measured ({why})"),
+                };
+                [
+                    w.map_or_else(
+                        || c.workload.to_owned(),
+                        |w| format!("{} (`{}`)", w.title, w.id),
+                    ),
+                    c.row.to_owned(),
+                    median,
+                    instructions,
+                    thousands(c.ops as i64),
+                ]
+            })
+            .collect()
     }
 
     fn lines(&self) -> Vec<Line> {
@@ -432,6 +468,12 @@ impl Report {
         if let Some(note) = self.drift_note() {
             out.push_str(&format!("\n{note}\n"));
         }
+        if !self.instructions.is_empty() {
+            out.push_str("\nInstructions per operation (callgrind):\n");
+            for [w, c, m, i, _] in self.instruction_lines() {
+                out.push_str(&format!("  {w:<34} {c:<46} {m:>10}  {i}\n"));
+            }
+        }
         out
     }
 
@@ -522,6 +564,23 @@ impl Report {
         if let Some(note) = self.drift_note() {
             md.push_str(&format!("\n{note}\n"));
         }
+        md.push_str(
+            "\n### Instructions per operation\n\n\
+             User-space instructions of one operation, counted by callgrind in a process of its \
+             own (see How it is measured), beside the median time of the same row above.\n\n",
+        );
+        let counted = self.instruction_lines();
+        if counted.is_empty() {
+            md.push_str("Not measured in this run (neither `hit_int` nor `miss_tiny` ran).\n");
+        } else {
+            md.push_str(
+                "| workload | contender | median | instructions/op | operations counted |\n\
+                 | --- | --- | ---: | ---: | ---: |\n",
+            );
+            for [w, c, m, i, n] in counted {
+                md.push_str(&format!("| {w} | {c} | {m} | {i} | {n} |\n"));
+            }
+        }
         md.push_str("\n## Targets\n\n");
         for line in self.target_lines() {
             md.push_str(&format!("- {line}\n"));
@@ -536,6 +595,19 @@ impl Report {
         md.push_str(METHOD);
         md
     }
+}
+
+/// An integer with thin separators of thousands: `12,345`.
+pub(crate) fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    if n < 0 { format!("-{out}") } else { out }
 }
 
 /// How the figures are taken, for `BENCHMARKS.md`.
