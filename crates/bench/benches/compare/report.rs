@@ -53,6 +53,16 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// The machine in one line, for sections measured apart from the main table.
+    pub(crate) fn line(&self) -> String {
+        format!(
+            "{}, {} cores, {}, {}",
+            self.cpu, self.cores, self.memory, self.os
+        )
+    }
+}
+
 /// The versions of everything measured.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Versions {
@@ -256,6 +266,8 @@ pub(crate) struct Report {
     pub(crate) results: Vec<Workload>,
     /// Instructions per operation of the small-entry rows.
     instructions: Vec<Counted>,
+    /// The `## Scaling` section, kept from the previous `BENCHMARKS.md` or new.
+    scaling: Option<String>,
 }
 
 impl Report {
@@ -267,6 +279,7 @@ impl Report {
         notes: Vec<String>,
         results: Vec<Workload>,
         instructions: Vec<Counted>,
+        scaling: Option<String>,
     ) -> Report {
         Report {
             machine,
@@ -276,6 +289,7 @@ impl Report {
             date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
             results,
             instructions,
+            scaling,
         }
     }
 
@@ -592,8 +606,44 @@ impl Report {
                  (docs/bench/hit-latency.svg)\n",
             );
         }
+        md.push('\n');
+        md.push_str(
+            self.scaling
+                .as_deref()
+                .unwrap_or(SCALING_NOT_RUN)
+                .trim_end(),
+        );
+        md.push('\n');
         md.push_str(METHOD);
         md
+    }
+}
+
+/// The `## Scaling` section before any `--scaling` run.
+const SCALING_NOT_RUN: &str = "## Scaling
+
+Not measured yet: `cargo xtask bench --scaling` measures it (stores of 1k to 1M entries; it
+takes several minutes, so the default run leaves it out).
+";
+
+/// The `## Scaling` section of a `BENCHMARKS.md` (up to the next `## ` heading), if any.
+pub(crate) fn scaling_section(md: &str) -> Option<String> {
+    let start = md.find("\n## Scaling\n")? + 1;
+    let rest = &md[start..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 4);
+    Some(rest[..end].to_owned())
+}
+
+/// `md` with its `## Scaling` section replaced by `section` (or `section` added before
+/// `## How it is measured`, or at the end).
+pub(crate) fn with_scaling(md: &str, section: &str) -> String {
+    let section = format!("{}\n", section.trim_end());
+    if let Some(old) = scaling_section(md) {
+        return md.replacen(&old, &format!("{section}\n"), 1);
+    }
+    match md.find("\n## How it is measured\n") {
+        Some(i) => format!("{}\n{section}{}", &md[..i], &md[i..]),
+        None => format!("{}\n\n{section}", md.trim_end()),
     }
 }
 
