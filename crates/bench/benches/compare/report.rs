@@ -667,10 +667,16 @@ const METHOD: &str = "
 - **One command**: `cargo xtask bench` starts Redis and an S3 server (moto) on 127.0.0.1,
   creates `target/bench-venv` with `joblib` and `numpy` from PyPI when missing, and runs the
   harness `crates/bench/benches/compare` (`--full` for the full sizes and more samples;
-  `--only id,…` for some workloads; `--micro` for the per-crate divan micro-benchmarks).
+  `--only id,…` for some workloads; `--micro` for the per-crate divan micro-benchmarks;
+  `--scaling` for the scaling table alone).
 - **Interleaved**: within a workload, each round takes one sample of every contender, in an
   order rotated from round to round, so that a slow period of the machine touches all of them.
-  A warm-up sample, which also sets the operations per sample, is not counted.
+  A warm-up, which also sets the operations per sample, is not counted: it grows the count
+  until a sample lasts a quarter of the planned time, then checks the count with a sample of
+  that many operations (estimating again while that sample is more than 1.5× off the planned
+  time), and the rounds use the count it settled on. A row whose median is more than 1.5×
+  away from the time per operation of that checking sample says so in its samples cell
+  (`off its calibration`).
 - **joblib** runs in a long-lived Python worker that the harness drives over a pipe; it times
   joblib's calls itself with `time.perf_counter_ns`, so neither the interpreter's start-up nor
   the pipe is counted.
@@ -678,20 +684,51 @@ const METHOD: &str = "
   `arange(n) * 0.5`); the map of `\"key-i\" → i` for 100,000 keys; array outputs of `i * 1.0`.
   Every contender has its own fresh cache folder on the same file system; the folders are
   removed after each workload.
-- **`cached`** (its redb disk store and its Redis store) is used as its `#[io_cached]`
-  functions use it: `cache_get`, then on a miss `cache_set`. Its keys are strings, so a key is
-  the argument's `to_string()`, a list's `Debug` form, or an array's xxh3-128 in hex. Its redb
-  store is built with `durable(false)` (no fsync per write, like Cachette); populating ends
-  with one `flush`.
-- **Floors**: what a contender cannot avoid: open and read the entry file of a small hit,
-  write-temp-then-rename for a miss, xxh3-128 over the argument's bytes for a large argument,
-  `std::fs::write` and `std::fs::read` of the output, a memmap2 map plus one read for a mapped
-  reload, `read_dir` + `stat` (+ `unlink`) for listing and deleting, a `GET` on a plain
-  `redis::Connection`, and an `object_store` `GET` of the same object.
+- **Same work outside the clock**: what a memoized function returns is ready before a timed
+  miss starts, for every contender: Cachette's function returns a shared view of the prepared
+  array, joblib's the prepared array, and `cached`'s gets its own copy of it made before the
+  clock starts (the timed call moves it). The outputs are dropped after the clock stops.
+- **`cached`** (its redb disk store and its Redis store) is used as its `#[io_cached]` and
+  `#[concurrent_cached]` functions use it: `cache_get`, then on a miss `cache_set_ref` (the
+  borrowed set its macros call for these stores: the value is serialized, not cloned). Its
+  keys are strings, so a key is the argument's `to_string()`, a list's `Debug` form, or an
+  array's xxh3-128 in hex. Its redb store is built with `durable(false)` (no fsync per write,
+  like Cachette); populating ends with one `flush`.
+- **Floors**: the least a contender could do for the same result, with nothing of a cache
+  around it. For a small hit, four of them, each returning the entry's bytes (the bytes of
+  Cachette's entry file, under its key `function-folder/argument-id`): `open` and a whole
+  `read` of a copy of the entry file; `pread` (`FileExt::read_at`) of that file kept open, into
+  a buffer allocated once (no `open`, no allocation: the least a file store could do); an LMDB
+  get through heed (one read transaction, one `get`, a copy into a `Vec`); and a `redb` table
+  get without the `cached` layer (one read transaction, the table opened, one `get`, a copy
+  into a `Vec`). Then write-temp-then-rename for a miss, xxh3-128 over the argument's bytes
+  for a large argument, `std::fs::write` and `std::fs::read` of the output, a memmap2 map plus
+  one read for a mapped reload, `read_dir` + `stat` (+ `unlink`) for listing and deleting, a
+  `GET` on a plain `redis::Connection`, and an `object_store` `GET` of the same object.
+- **Instructions per operation**: for the small hit (`hit_int`: Cachette, `cached` (redb) and
+  the four floors) and the tiny miss (`miss_tiny`: Cachette, `cached` (redb) and
+  write-temp-then-rename), the harness runs itself as a probe (`--probe <op> <n>`, the code in
+  `benches/compare/probe.rs`; `examples/probe.rs` builds it alone) under
+  `valgrind --tool=callgrind`, once with no operation and once with 2,000 hits or 200 misses,
+  after the same set-up and 20 warm-up operations; one operation is the difference of the two
+  totals (callgrind's `Collected`: the user-space instructions of the whole process; the
+  kernel's work in system calls is not counted) divided by the number of operations. Without
+  valgrind on `PATH` the column says `not measured`.
 - **Misses and large outputs**: each sample first empties the contender's cache (untimed), so
   that every timed call is a real miss and the disk holds one large output at a time.
 - **reduce_size**: each sample starts from a copy (untimed) of a store of 10,000 entries.
 - **Concurrent hits**: two processes of each contender (two harness workers, two Python
-  workers) start their hits at the same instant; the figure is the mean time per hit.
+  workers) start their hits at the same instant; the figure is the mean time per hit. For
+  `cached` (redb), the run tries it: a first harness worker opens the redb store, a second
+  one opens the same file; redb locks its file for one process, and the row shows the error
+  that attempt gave (`not run: redb refuses a second process (…)`).
+- **Scaling** (`cargo xtask bench --scaling`, not part of the default run): stores of 1k, 10k,
+  100k and 1M tiny entries of one memoized `i64 → i64` function, populated by calls, for
+  each store location (the plain folder path, and `file://<folder>?layout=index`; a location
+  the local-disk backend refuses shows its error). For each: populating (time for all),
+  the inodes and disk used, listing every entry (`reduce_size` with a limit that deletes
+  nothing), the median of 2,000 hits on random existing keys, `reduce_size` deleting 10%,
+  and the median of 200 misses. Each store is removed before the next one.
+  `--scaling-max N` stops at N entries and writes to `target/bench-partial/`.
 - Rows that could not run say why (`not run: …`) instead of showing a figure.
 ";
