@@ -674,7 +674,7 @@ const METHOD: &str = "
   A warm-up, which also sets the operations per sample, is not counted: it grows the count
   until a sample lasts a quarter of the planned time, then checks the count with a sample of
   that many operations (estimating again while that sample is more than 1.5× off the planned
-  time), and the rounds use the count it settled on. A row whose median is more than 1.5×
+  time), and the rounds use the count it settled on. A row whose median is more than 2×
   away from the time per operation of that checking sample says so in its samples cell
   (`off its calibration`).
 - **joblib** runs in a long-lived Python worker that the harness drives over a pipe; it times

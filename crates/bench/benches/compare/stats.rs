@@ -107,7 +107,7 @@ impl Summary {
 
 /// How far (as a factor) the median may be from the calibration's time per operation before
 /// the table points it out.
-pub(crate) const CALIBRATION_TOLERANCE: f64 = 1.5;
+pub(crate) const CALIBRATION_TOLERANCE: f64 = 2.0;
 
 /// The `q` quantile of sorted values, interpolated linearly.
 fn quantile(sorted: &[f64], q: f64) -> f64 {
