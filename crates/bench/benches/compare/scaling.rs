@@ -327,7 +327,8 @@ fn markdown(runs: &[LayoutRun], sizes: &[usize], max: usize, run_line: &str) -> 
             .map(|&n| size_label(n))
             .collect();
         md.push_str(&format!(
-            "\nPartial run: the sizes {} were left out (`--scaling-max {max}`).\n",
+            "\nPartial run, stopped at {} entries (`--scaling-max {max}`): left out {}.\n",
+            thousands(max as i64),
             left.join(", ")
         ));
     }
