@@ -623,7 +623,7 @@ impl Report {
 const SCALING_NOT_RUN: &str = "## Scaling
 
 Not measured yet: `cargo xtask bench --scaling` measures it (stores of 1k to 1M entries; it
-takes several minutes, so the default run leaves it out).
+takes over ten minutes, so the default run leaves it out).
 ";
 
 /// The `## Scaling` section of a `BENCHMARKS.md` (up to the next `## ` heading), if any.
