@@ -3,25 +3,22 @@
 
 use std::collections::HashMap;
 use std::hint::black_box;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cached::{ConcurrentCached, RedbCache};
+use cached::ConcurrentCached;
 use cachette::{Array, FuncId, MemorizedFunc, Memory, MmapMode};
 use memmap2::Mmap;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::probe::{
+    LmdbFloor, PreadFloor, RedbFloor, SmallEntry, cached_call, entry_file, open_read,
+    redb_cache as redb, square,
+};
+use crate::probe::{any_entry, temp_rename};
 use crate::proc::Worker;
 use crate::stats::{Contender, Kind, Sampler, run_rounds};
 use crate::{CACHED_REDB, CACHETTE, Ctx, Res, Target, Workload};
-
-/// The function every hit and miss workload memoizes.
-pub(crate) fn square(x: i64) -> i64 {
-    x * x
-}
 
 /// `square`, memoized.
 pub(crate) type SquareFn = MemorizedFunc<i64, fn(i64) -> i64>;
@@ -69,98 +66,79 @@ fn steps(n: usize) -> Vec<f64> {
     (0..n).map(|i| i as f64).collect()
 }
 
-/// The one entry file in a Cachette function folder.
-fn entry_file(folder: &Path) -> Res<PathBuf> {
-    std::fs::read_dir(folder)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.file_name().is_some_and(|n| n.len() == 32))
-        .ok_or_else(|| format!("no entry in {}", folder.display()).into())
-}
+/// The floor rows of a small hit.
+pub(crate) const FLOOR_OPEN_READ: &str = "floor: open+read of the entry";
+pub(crate) const FLOOR_PREAD: &str = "floor: pread of the entry on a file kept open";
+pub(crate) const FLOOR_LMDB: &str = "floor: LMDB get (heed)";
+pub(crate) const FLOOR_REDB: &str = "floor: redb get";
+/// The floor row of a tiny miss.
+pub(crate) const FLOOR_TEMP_RENAME: &str = "floor: write temp, rename";
 
-/// The first entry file below a Cachette store.
-pub(crate) fn any_entry(store: &Path) -> Res<PathBuf> {
-    for folder in std::fs::read_dir(store.join("cachette"))? {
-        let folder = folder?.path();
-        if folder.is_dir()
-            && let Ok(entry) = entry_file(&folder)
-        {
-            return Ok(entry);
-        }
+/// A floor contender of a small hit that reads the entry with `read`, once set up.
+fn floor_contender<'a, T: 'a>(
+    name: &str,
+    setup: Res<T>,
+    mut read: impl FnMut(&mut T) -> Res<()> + 'a,
+) -> Contender<'a> {
+    match setup {
+        Ok(mut state) => Contender::new(name, Kind::Floor, move |n| {
+            let mut result = Ok(());
+            let t = timed(n, || {
+                if result.is_ok() {
+                    result = read(&mut state);
+                }
+            });
+            result?;
+            Ok(t)
+        }),
+        Err(e) => Contender::unavailable(name, Kind::Floor, format!("set-up failed: {e}")),
     }
-    Err(format!("no entry below {}", store.display()).into())
 }
 
-/// A memoized call through the `cached` crate's store, as its `#[io_cached]` functions do it.
-pub(crate) fn cached_call<K, V, C>(cache: &C, key: K, compute: impl FnOnce() -> V) -> Res<V>
-where
-    C: ConcurrentCached<K, V>,
-    V: Clone,
-{
-    if let Some(v) = cache.cache_get(&key)? {
-        return Ok(v);
-    }
-    let v = compute();
-    cache.cache_set(key, v.clone())?;
-    Ok(v)
-}
-
-/// A `cached` redb store in `dir`, with `durable(false)` (no fsync per write, as Cachette).
-pub(crate) fn redb<K, V>(dir: &Path, name: &str) -> Res<RedbCache<K, V>>
-where
-    K: ToString + Clone,
-    V: Serialize + DeserializeOwned,
-{
-    Ok(RedbCache::builder(name)
-        .disk_dir(dir)
-        .durable(false)
-        .build()?)
-}
-
-/// Writes `bytes` to a temporary file in `dir`, then renames it to `name`.
-pub(crate) fn temp_rename(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-    let temp = dir.join(format!(".tmp-{name}"));
-    let mut file = std::fs::File::options()
-        .write(true)
-        .create_new(true)
-        .open(&temp)?;
-    file.write_all(bytes)?;
-    drop(file);
-    std::fs::rename(&temp, dir.join(name))
-}
-
-/// `File::open` and a whole read.
-fn open_read(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
-    buf.clear();
-    std::fs::File::open(path)?.read_to_end(buf)?;
-    Ok(())
-}
-
-/// The floor of a small hit: open and read a copy of the entry Cachette reads.
-fn open_read_floor<'a>(entry: Res<PathBuf>, dir: &Path) -> Contender<'a> {
-    let setup = || -> Res<PathBuf> {
+/// The floors of a small hit on the entry of `store` (a Cachette store with one entry), each
+/// doing the least a store could do to return the entry's bytes: open and read a copy of the
+/// entry file; `pread` it from a file kept open; an LMDB get (heed) and a raw redb table get
+/// of the same bytes under the same key, each in one read transaction and copied into a `Vec`.
+fn small_hit_floors<'a>(store: &Path, dir: &Path) -> Vec<Contender<'a>> {
+    let entry = any_entry(store).and_then(|path| {
         let copy = dir.join("entry-copy");
-        std::fs::copy(entry?, &copy)?;
-        Ok(copy)
-    };
-    match setup() {
-        Ok(path) => {
-            let mut buf = Vec::with_capacity(4096);
-            Contender::new("floor: open+read of the entry", Kind::Floor, move |n| {
-                let mut result = Ok(());
-                let t = timed(n, || {
-                    if result.is_ok() {
-                        result = open_read(&path, &mut buf);
-                        black_box(&buf);
-                    }
-                });
-                result?;
-                Ok(t)
-            })
-        }
+        std::fs::copy(&path, &copy)?;
+        Ok((SmallEntry::read(&path)?, copy))
+    });
+    let (entry, copy) = match entry {
+        Ok(v) => v,
         Err(e) => {
-            Contender::unavailable("floor: open+read of the entry", Kind::Floor, e.to_string())
+            let why = format!("set-up failed: {e}");
+            return [FLOOR_OPEN_READ, FLOOR_PREAD, FLOOR_LMDB, FLOOR_REDB]
+                .into_iter()
+                .map(|name| Contender::unavailable(name, Kind::Floor, why.clone()))
+                .collect();
         }
-    }
+    };
+    let lmdb = LmdbFloor::new(&dir.join("floor-lmdb"), &entry);
+    let redb = RedbFloor::new(&dir.join("floor.redb"), &entry);
+    vec![
+        floor_contender(
+            FLOOR_OPEN_READ,
+            Ok((copy.clone(), Vec::with_capacity(4096))),
+            |(path, buf): &mut (PathBuf, Vec<u8>)| {
+                open_read(path, buf)?;
+                black_box(&buf);
+                Ok(())
+            },
+        ),
+        floor_contender(FLOOR_PREAD, PreadFloor::new(&copy), |floor| {
+            floor.read().map(drop)
+        }),
+        floor_contender(FLOOR_LMDB, lmdb, |floor| {
+            black_box(floor.get()?);
+            Ok(())
+        }),
+        floor_contender(FLOOR_REDB, redb, |floor| {
+            black_box(floor.get()?);
+            Ok(())
+        }),
+    ]
 }
 
 /// A hit whose argument is a small int.
@@ -220,7 +198,7 @@ pub(crate) fn hit_int(ctx: &Ctx) -> Workload {
             }) as Sampler<'_>
         }),
     ));
-    contenders.push(open_read_floor(any_entry(&ws.join("cachette")), &ws));
+    contenders.extend(small_hit_floors(&ws.join("cachette"), &ws));
     let rows = run_rounds("hit_int", contenders, ctx.cfg.fast());
     ctx.done(&ws);
     Workload::new("hit_int", "hit, int argument", rows)
@@ -229,7 +207,7 @@ pub(crate) fn hit_int(ctx: &Ctx) -> Workload {
             factor: 20.0,
         })
         .target(Target::Within {
-            floor: "floor: open+read of the entry",
+            floor: FLOOR_OPEN_READ,
             factor: 2.0,
         })
         .arg_bytes(8.0)
@@ -266,7 +244,7 @@ pub(crate) fn hit_list(ctx: &Ctx) -> Workload {
             }) as Sampler<'_>
         }),
     ));
-    contenders.push(open_read_floor(any_entry(&ws.join("cachette")), &ws));
+    contenders.extend(small_hit_floors(&ws.join("cachette"), &ws));
     let rows = run_rounds("hit_list", contenders, ctx.cfg.fast());
     ctx.done(&ws);
     Workload::new("hit_list", "hit, list of 100 ints", rows).arg_bytes(800.0)
@@ -363,7 +341,7 @@ pub(crate) fn miss_tiny(ctx: &Ctx) -> Workload {
     let floor_dir = ws.join("floor");
     let mut k = 0u64;
     contenders.push(match entry_bytes {
-        Ok(bytes) => Contender::new("floor: write temp, rename", Kind::Floor, move |n| {
+        Ok(bytes) => Contender::new(FLOOR_TEMP_RENAME, Kind::Floor, move |n| {
             std::fs::create_dir_all(&floor_dir)?;
             let started = Instant::now();
             for _ in 0..n {
@@ -372,7 +350,7 @@ pub(crate) fn miss_tiny(ctx: &Ctx) -> Workload {
             }
             Ok(started.elapsed())
         }),
-        Err(e) => Contender::unavailable("floor: write temp, rename", Kind::Floor, e.to_string()),
+        Err(e) => Contender::unavailable(FLOOR_TEMP_RENAME, Kind::Floor, e.to_string()),
     });
     let rows = run_rounds("miss_tiny", contenders, ctx.cfg.fast());
     ctx.done(&ws);
@@ -405,9 +383,11 @@ pub(crate) fn miss_big(ctx: &Ctx, id: &'static str, title: &str, bytes: usize) -
         for _ in 0..iters {
             memory.clear()?;
             key += 1;
-            total += timed(1, || {
-                black_box(f.eval(key).len());
-            });
+            let started = Instant::now();
+            let output = f.eval(key);
+            total += started.elapsed();
+            // Dropped untimed, as every contender's output.
+            black_box(output.len());
         }
         Ok(total)
     })];
@@ -429,9 +409,14 @@ pub(crate) fn miss_big(ctx: &Ctx, id: &'static str, title: &str, bytes: usize) -
                     for _ in 0..iters {
                         cache.cache_remove(&cached_key)?;
                         cached_key += 1;
+                        // The function's output is ready before the clock starts, as
+                        // Cachette's (a shared view of the array) and joblib's are: the
+                        // timed call moves it, it does not copy it.
+                        let ready = values.clone();
                         let started = Instant::now();
-                        black_box(cached_call(&cache, cached_key, || values.clone())?.len());
+                        let output = cached_call(&cache, cached_key, move || ready)?;
                         total += started.elapsed();
+                        black_box(output.len());
                     }
                     Ok(total)
                 }) as Sampler<'_>
@@ -619,19 +604,44 @@ fn pair_sampler<'a>(start: impl Fn() -> Res<Worker>, setup: serde_json::Value) -
     for w in &mut workers {
         w.request(&setup)?;
     }
-    Ok(Box::new(move |n| {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64;
-        let request = json!({"op": "conc_run", "n": n, "start_at_ns": now + 50_000_000});
-        for w in &mut workers {
-            w.send(&request)?;
+    Ok(Box::new(move |n| pair_run(&mut workers, n)))
+}
+
+/// Runs `n` operations in both workers at once; the mean of their times.
+fn pair_run(workers: &mut [Worker; 2], n: u64) -> Res<Duration> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64;
+    let request = json!({"op": "conc_run", "n": n, "start_at_ns": now + 50_000_000});
+    for w in workers.iter_mut() {
+        w.send(&request)?;
+    }
+    let mut total = Duration::ZERO;
+    for w in workers.iter_mut() {
+        let answer = w.answer()?;
+        total += Duration::from_nanos(answer["ns"].as_u64().ok_or("no ns")?);
+    }
+    Ok(total / 2)
+}
+
+/// The `cached` (redb) contender of the concurrent hits: two harness workers open the same
+/// redb store in `dir`. redb locks its file for one process, so the second worker's set-up is
+/// expected to fail: the row then says so, with the error the attempt gave.
+fn redb_pair<'a>(exe: &Path, dir: &Path) -> Contender<'a> {
+    let setup = json!({"op": "conc_setup", "kind": "cached", "dir": dir});
+    let attempt = || -> Res<Result<Sampler<'a>, String>> {
+        let mut first = Worker::spawn("harness worker", exe, &["--worker"])?;
+        first.request(&setup)?;
+        let mut second = Worker::spawn("harness worker", exe, &["--worker"])?;
+        if let Err(e) = second.request(&setup) {
+            return Ok(Err(format!("redb refuses a second process ({e})")));
         }
-        let mut total = Duration::ZERO;
-        for w in &mut workers {
-            let answer = w.answer()?;
-            total += Duration::from_nanos(answer["ns"].as_u64().ok_or("no ns")?);
-        }
-        Ok(total / 2)
-    }))
+        let mut workers = [first, second];
+        Ok(Ok(Box::new(move |n| pair_run(&mut workers, n))))
+    };
+    match attempt() {
+        Ok(Ok(sampler)) => Contender::new(CACHED_REDB, Kind::Cached, sampler),
+        Ok(Err(refused)) => Contender::unavailable(CACHED_REDB, Kind::Cached, refused),
+        Err(e) => Contender::unavailable(CACHED_REDB, Kind::Cached, format!("set-up failed: {e}")),
+    }
 }
 
 /// Hits of the same small entry from two processes at once.
@@ -667,6 +677,7 @@ pub(crate) fn concurrent(ctx: &Ctx) -> Workload {
         ),
         Err(why) => Contender::unavailable(crate::JOBLIB, Kind::Joblib, why),
     });
+    contenders.push(redb_pair(&exe, &ws.join("cached")));
     let floor = any_entry(&store).and_then(|entry| {
         let copy = ws.join("entry-copy");
         std::fs::copy(entry, &copy)?;
@@ -674,16 +685,14 @@ pub(crate) fn concurrent(ctx: &Ctx) -> Workload {
     });
     contenders.push(match floor {
         Ok(path) => Contender::from_setup(
-            "floor: open+read of the entry",
+            FLOOR_OPEN_READ,
             Kind::Floor,
             pair_sampler(
                 rust_worker,
                 json!({"op": "conc_setup", "kind": "floor", "dir": ws, "path": path}),
             ),
         ),
-        Err(e) => {
-            Contender::unavailable("floor: open+read of the entry", Kind::Floor, e.to_string())
-        }
+        Err(e) => Contender::unavailable(FLOOR_OPEN_READ, Kind::Floor, e.to_string()),
     });
     let rows = run_rounds("concurrent", contenders, ctx.cfg.fast());
     ctx.done(&ws);

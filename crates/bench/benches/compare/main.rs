@@ -20,6 +20,13 @@
 //! - `CACHETTE_BENCH_ONLY`: a comma-separated list of workload ids to run (then the report
 //!   goes to `target/bench-partial/` and the committed `BENCHMARKS.md` is left alone);
 //! - `CACHETTE_BENCH_DIR`: where the caches go (default `target/bench-tmp`);
+//! - `CACHETTE_BENCH_NO_CALLGRIND`: leave out the instruction counts of the small-entry rows
+//!   (otherwise measured with `valgrind --tool=callgrind` when it is on `PATH`, whenever
+//!   `hit_int` or `miss_tiny` runs; see `callgrind.rs`);
+//! - `CACHETTE_BENCH_SCALING`: run the scaling table instead of the workloads (`scaling.rs`),
+//!   up to `CACHETTE_BENCH_SCALING_MAX` entries (default 1,000,000); a complete run rewrites
+//!   the `## Scaling` section of `BENCHMARKS.md`, a shorter one writes to
+//!   `target/bench-partial/`; the workloads' runs keep the section as it is;
 //! - `CACHETTE_TEST_REDIS_URL`, `CACHETTE_TEST_S3_ENDPOINT`, `CACHETTE_TEST_S3_BUCKET`: the
 //!   servers of the Redis and S3 workloads, which are skipped without them.
 //!
@@ -27,12 +34,15 @@
 //! (as `cargo xtask bench --micro` does: its `cargo bench --workspace` would otherwise run this
 //! harness too, and rewrite `BENCHMARKS.md`), it exits at once without measuring.
 
+mod callgrind;
 mod cases;
 mod many;
 mod plot;
+mod probe;
 mod proc;
 mod remote;
 mod report;
+mod scaling;
 mod stats;
 mod worker;
 
@@ -60,6 +70,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--worker") {
         return worker::serve();
+    }
+    if args.first().is_some_and(|a| a == "--probe") {
+        return probe::main_with(&args[1..]);
     }
     if !args.iter().any(|a| a == "--bench") {
         eprintln!(
@@ -429,6 +442,11 @@ fn run() -> Res<ExitCode> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/bench-tmp"));
     std::fs::create_dir_all(&scratch)?;
+    let committed = std::fs::read_to_string(root.join("BENCHMARKS.md")).unwrap_or_default();
+
+    if flag("CACHETTE_BENCH_SCALING") {
+        return run_scaling(&root, &scratch, &committed);
+    }
 
     let joblib_cmd = joblib_cmd(&root);
     let mut versions = report::Versions::probe(&root);
@@ -476,9 +494,23 @@ fn run() -> Res<ExitCode> {
         ));
     }
     drop(ctx);
+    let ran: Vec<&str> = results.iter().map(|w| w.id).collect();
+    eprintln!(
+        "compare: instruction counts ({:.0}s)",
+        started.elapsed().as_secs_f64()
+    );
+    let instructions = callgrind::count(&ran, &scratch);
     let _ = std::fs::remove_dir_all(&scratch);
 
-    let report = report::Report::new(report::Machine::probe(), versions, mode, notes, results);
+    let report = report::Report::new(
+        report::Machine::probe(),
+        versions,
+        mode,
+        notes,
+        results,
+        instructions,
+        report::scaling_section(&committed),
+    );
     println!("{}", report.terminal_table());
     println!("{}", report.target_lines().join("\n"));
     // A partial run leaves the committed BENCHMARKS.md alone and writes beside the build.
@@ -497,5 +529,40 @@ fn run() -> Res<ExitCode> {
     std::fs::write(&md, report.markdown(plotted.is_ok()))?;
     eprintln!("compare: wrote {}", md.display());
     eprintln!("compare: done in {:.0}s", started.elapsed().as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a flag variable is set (non-empty, not `0`).
+fn flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The scaling table alone (`CACHETTE_BENCH_SCALING`): a complete run rewrites the
+/// `## Scaling` section of `BENCHMARKS.md` (the rest is left as it is); one stopped early by
+/// `CACHETTE_BENCH_SCALING_MAX` writes `target/bench-partial/BENCHMARKS.md`.
+fn run_scaling(root: &Path, scratch: &Path, committed: &str) -> Res<ExitCode> {
+    let full = *scaling::SIZES.last().unwrap_or(&0);
+    let max = match std::env::var("CACHETTE_BENCH_SCALING_MAX") {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .replace('_', "")
+            .parse::<usize>()
+            .map_err(|e| format!("CACHETTE_BENCH_SCALING_MAX={v}: {e}"))?,
+        _ => full,
+    };
+    let date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC");
+    let run_line = format!("{date}; {}", report::Machine::probe().line());
+    let section = scaling::run(scratch, max, &run_line);
+    let _ = std::fs::remove_dir_all(scratch);
+    println!("{section}");
+    let out = if max >= full {
+        root.to_path_buf()
+    } else {
+        root.join("target/bench-partial")
+    };
+    std::fs::create_dir_all(&out)?;
+    let md = out.join("BENCHMARKS.md");
+    std::fs::write(&md, report::with_scaling(committed, &section))?;
+    eprintln!("compare: wrote the scaling section of {}", md.display());
     Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use cachette::{Memory, SizeLimits};
 use serde_json::json;
 
-use crate::cases::{any_entry, cached_call, redb, square, square_func, temp_rename, timed};
+use crate::cases::{square_func, timed};
+use crate::probe::{any_entry, cached_call, redb_cache as redb, square, temp_rename};
 use crate::stats::{Contender, Kind, run_rounds};
 use crate::{CACHED_REDB, CACHETTE, Ctx, Res, Target, Workload};
 

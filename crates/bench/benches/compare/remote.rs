@@ -7,14 +7,15 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cached::{ConcurrentCached, RedisCache};
+use cached::{ConcurrentCached, RedisCache, SerializeCached};
 use cachette::Memory;
 use cachette::plugin::{DynBackend, Key, StoreBackendExt, block_on, io_runtime};
 use cachette::redis::RedisConfig;
 use cachette::s3::object_store::ObjectStoreExt;
 use cachette::s3::{S3Backend, S3Config};
 
-use crate::cases::{square, square_func};
+use crate::cases::square_func;
+use crate::probe::square;
 use crate::stats::{Contender, Kind, Sampler, run_rounds};
 use crate::{CACHETTE, Ctx, Res, Target, Workload};
 
@@ -121,7 +122,7 @@ pub(crate) fn redis_hit(ctx: &Ctx) -> Workload {
                         if let Some(v) = cache.cache_get(&x)? {
                             black_box(v);
                         } else {
-                            cache.cache_set(x, square(x))?;
+                            cache.cache_set_ref(&x, &square(x))?;
                         }
                         Ok(())
                     })

@@ -3,7 +3,8 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::stats::Outcome;
+use crate::callgrind::Counted;
+use crate::stats::{CALIBRATION_TOLERANCE, Outcome};
 use crate::{CACHETTE, Target, Workload};
 
 /// The machine the run measured.
@@ -49,6 +50,16 @@ impl Machine {
             memory,
             os: format!("{name}, Linux {}", kernel.trim()),
         }
+    }
+}
+
+impl Machine {
+    /// The machine in one line, for sections measured apart from the main table.
+    pub(crate) fn line(&self) -> String {
+        format!(
+            "{}, {} cores, {}, {}",
+            self.cpu, self.cores, self.memory, self.os
+        )
     }
 }
 
@@ -253,6 +264,10 @@ pub(crate) struct Report {
     notes: Vec<String>,
     /// The workloads' results.
     pub(crate) results: Vec<Workload>,
+    /// Instructions per operation of the small-entry rows.
+    instructions: Vec<Counted>,
+    /// The `## Scaling` section, kept from the previous `BENCHMARKS.md` or new.
+    scaling: Option<String>,
 }
 
 impl Report {
@@ -263,6 +278,8 @@ impl Report {
         mode: &'static str,
         notes: Vec<String>,
         results: Vec<Workload>,
+        instructions: Vec<Counted>,
+        scaling: Option<String>,
     ) -> Report {
         Report {
             machine,
@@ -271,7 +288,72 @@ impl Report {
             notes,
             date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
             results,
+            instructions,
+            scaling,
         }
+    }
+
+    /// The note under the table naming the rows whose median is off their calibration, if
+    /// any.
+    fn drift_note(&self) -> Option<String> {
+        let mut rows = Vec::new();
+        for w in &self.results {
+            for r in &w.rows {
+                if let Outcome::Measured(s) = &r.outcome
+                    && let (Some(drift), Some(cal)) = (s.calibration_drift(), s.calibrated)
+                {
+                    rows.push(format!(
+                        "{} (`{}`), {}: median {}, calibration {}/op ({})",
+                        w.title,
+                        w.id,
+                        r.name,
+                        duration(s.median),
+                        duration(cal),
+                        ratio(drift)
+                    ));
+                }
+            }
+        }
+        (!rows.is_empty()).then(|| {
+            format!(
+                "Off their calibration (the median per operation is more than \
+                 {CALIBRATION_TOLERANCE}× away from what the warm-up measured when it set the \
+                 operations per sample, so the samples did not last what was planned; to be read \
+                 with care): {}.",
+                rows.join("; ")
+            )
+        })
+    }
+
+    /// The instruction counts as table lines: workload, contender, median, instructions,
+    /// operations counted.
+    fn instruction_lines(&self) -> Vec<[String; 5]> {
+        self.instructions
+            .iter()
+            .map(|c| {
+                let w = self.results.iter().find(|w| w.id == c.workload);
+                let median = w
+                    .and_then(|w| w.rows.iter().find(|r| r.name == c.row))
+                    .map_or_else(String::new, |r| match &r.outcome {
+                        Outcome::Measured(s) => duration(s.median),
+                        Outcome::NotRun(_) => "not run".into(),
+                    });
+                let instructions = match &c.per_op {
+                    Ok(n) => thousands(n.round() as i64),
+                    Err(why) => format!("not measured ({why})"),
+                };
+                [
+                    w.map_or_else(
+                        || c.workload.to_owned(),
+                        |w| format!("{} (`{}`)", w.title, w.id),
+                    ),
+                    c.row.to_owned(),
+                    median,
+                    instructions,
+                    thousands(c.ops as i64),
+                ]
+            })
+            .collect()
     }
 
     fn lines(&self) -> Vec<Line> {
@@ -309,7 +391,16 @@ impl Report {
                         _ => String::new(),
                     },
                     samples: match &row.outcome {
-                        Outcome::Measured(s) => format!("{} × {}", s.samples, s.iters),
+                        Outcome::Measured(s) => match (s.calibration_drift(), s.calibrated) {
+                            (Some(drift), Some(cal)) => format!(
+                                "{} × {} (off its calibration: {}/op, {})",
+                                s.samples,
+                                s.iters,
+                                duration(cal),
+                                ratio(drift)
+                            ),
+                            _ => format!("{} × {}", s.samples, s.iters),
+                        },
                         Outcome::NotRun(_) => String::new(),
                     },
                     target,
@@ -387,6 +478,15 @@ impl Report {
         }
         for note in &self.notes {
             out.push_str(&format!("\n{note}\n"));
+        }
+        if let Some(note) = self.drift_note() {
+            out.push_str(&format!("\n{note}\n"));
+        }
+        if !self.instructions.is_empty() {
+            out.push_str("\nInstructions per operation (callgrind):\n");
+            for [w, c, m, i, _] in self.instruction_lines() {
+                out.push_str(&format!("  {w:<34} {c:<46} {m:>10}  {i}\n"));
+            }
         }
         out
     }
@@ -475,6 +575,26 @@ impl Report {
         for note in &self.notes {
             md.push_str(&format!("\n{note}\n"));
         }
+        if let Some(note) = self.drift_note() {
+            md.push_str(&format!("\n{note}\n"));
+        }
+        md.push_str(
+            "\n### Instructions per operation\n\n\
+             User-space instructions of one operation, counted by callgrind in a process of its \
+             own (see How it is measured), beside the median time of the same row above.\n\n",
+        );
+        let counted = self.instruction_lines();
+        if counted.is_empty() {
+            md.push_str("Not measured in this run (neither `hit_int` nor `miss_tiny` ran).\n");
+        } else {
+            md.push_str(
+                "| workload | contender | median | instructions/op | operations counted |\n\
+                 | --- | --- | ---: | ---: | ---: |\n",
+            );
+            for [w, c, m, i, n] in counted {
+                md.push_str(&format!("| {w} | {c} | {m} | {i} | {n} |\n"));
+            }
+        }
         md.push_str("\n## Targets\n\n");
         for line in self.target_lines() {
             md.push_str(&format!("- {line}\n"));
@@ -486,9 +606,58 @@ impl Report {
                  (docs/bench/hit-latency.svg)\n",
             );
         }
+        md.push('\n');
+        md.push_str(
+            self.scaling
+                .as_deref()
+                .unwrap_or(SCALING_NOT_RUN)
+                .trim_end(),
+        );
+        md.push('\n');
         md.push_str(METHOD);
         md
     }
+}
+
+/// The `## Scaling` section before any `--scaling` run.
+const SCALING_NOT_RUN: &str = "## Scaling
+
+Not measured yet: `cargo xtask bench --scaling` measures it (stores of 1k to 1M entries; it
+takes over ten minutes, so the default run leaves it out).
+";
+
+/// The `## Scaling` section of a `BENCHMARKS.md` (up to the next `## ` heading), if any.
+pub(crate) fn scaling_section(md: &str) -> Option<String> {
+    let start = md.find("\n## Scaling\n")? + 1;
+    let rest = &md[start..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 4);
+    Some(rest[..end].to_owned())
+}
+
+/// `md` with its `## Scaling` section replaced by `section` (or `section` added before
+/// `## How it is measured`, or at the end).
+pub(crate) fn with_scaling(md: &str, section: &str) -> String {
+    let section = format!("{}\n", section.trim_end());
+    if let Some(old) = scaling_section(md) {
+        return md.replacen(&old, &format!("{section}\n"), 1);
+    }
+    match md.find("\n## How it is measured\n") {
+        Some(i) => format!("{}\n{section}{}", &md[..i], &md[i..]),
+        None => format!("{}\n\n{section}", md.trim_end()),
+    }
+}
+
+/// An integer with thin separators of thousands: `12,345`.
+pub(crate) fn thousands(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    if n < 0 { format!("-{out}") } else { out }
 }
 
 /// How the figures are taken, for `BENCHMARKS.md`.
@@ -498,10 +667,16 @@ const METHOD: &str = "
 - **One command**: `cargo xtask bench` starts Redis and an S3 server (moto) on 127.0.0.1,
   creates `target/bench-venv` with `joblib` and `numpy` from PyPI when missing, and runs the
   harness `crates/bench/benches/compare` (`--full` for the full sizes and more samples;
-  `--only id,…` for some workloads; `--micro` for the per-crate divan micro-benchmarks).
+  `--only id,…` for some workloads; `--micro` for the per-crate divan micro-benchmarks;
+  `--scaling` for the scaling table alone).
 - **Interleaved**: within a workload, each round takes one sample of every contender, in an
   order rotated from round to round, so that a slow period of the machine touches all of them.
-  A warm-up sample, which also sets the operations per sample, is not counted.
+  A warm-up, which also sets the operations per sample, is not counted: it grows the count
+  until a sample lasts a quarter of the planned time, then checks the count with a sample of
+  that many operations (estimating again while that sample is more than 1.5× off the planned
+  time), and the rounds use the count it settled on. A row whose median is more than 2×
+  away from the time per operation of that checking sample says so in its samples cell
+  (`off its calibration`).
 - **joblib** runs in a long-lived Python worker that the harness drives over a pipe; it times
   joblib's calls itself with `time.perf_counter_ns`, so neither the interpreter's start-up nor
   the pipe is counted.
@@ -509,20 +684,51 @@ const METHOD: &str = "
   `arange(n) * 0.5`); the map of `\"key-i\" → i` for 100,000 keys; array outputs of `i * 1.0`.
   Every contender has its own fresh cache folder on the same file system; the folders are
   removed after each workload.
-- **`cached`** (its redb disk store and its Redis store) is used as its `#[io_cached]`
-  functions use it: `cache_get`, then on a miss `cache_set`. Its keys are strings, so a key is
-  the argument's `to_string()`, a list's `Debug` form, or an array's xxh3-128 in hex. Its redb
-  store is built with `durable(false)` (no fsync per write, like Cachette); populating ends
-  with one `flush`.
-- **Floors**: what a contender cannot avoid: open and read the entry file of a small hit,
-  write-temp-then-rename for a miss, xxh3-128 over the argument's bytes for a large argument,
-  `std::fs::write` and `std::fs::read` of the output, a memmap2 map plus one read for a mapped
-  reload, `read_dir` + `stat` (+ `unlink`) for listing and deleting, a `GET` on a plain
-  `redis::Connection`, and an `object_store` `GET` of the same object.
+- **Same work outside the clock**: what a memoized function returns is ready before a timed
+  miss starts, for every contender: Cachette's function returns a shared view of the prepared
+  array, joblib's the prepared array, and `cached`'s gets its own copy of it made before the
+  clock starts (the timed call moves it). The outputs are dropped after the clock stops.
+- **`cached`** (its redb disk store and its Redis store) is used as its `#[io_cached]` and
+  `#[concurrent_cached]` functions use it: `cache_get`, then on a miss `cache_set_ref` (the
+  borrowed set its macros call for these stores: the value is serialized, not cloned). Its
+  keys are strings, so a key is the argument's `to_string()`, a list's `Debug` form, or an
+  array's xxh3-128 in hex. Its redb store is built with `durable(false)` (no fsync per write,
+  like Cachette); populating ends with one `flush`.
+- **Floors**: the least a contender could do for the same result, with nothing of a cache
+  around it. For a small hit, four of them, each returning the entry's bytes (the bytes of
+  Cachette's entry file, under its key `function-folder/argument-id`): `open` and a whole
+  `read` of a copy of the entry file; `pread` (`FileExt::read_at`) of that file kept open, into
+  a buffer allocated once (no `open`, no allocation: the least a file store could do); an LMDB
+  get through heed (one read transaction, one `get`, a copy into a `Vec`); and a `redb` table
+  get without the `cached` layer (one read transaction, the table opened, one `get`, a copy
+  into a `Vec`). Then write-temp-then-rename for a miss, xxh3-128 over the argument's bytes
+  for a large argument, `std::fs::write` and `std::fs::read` of the output, a memmap2 map plus
+  one read for a mapped reload, `read_dir` + `stat` (+ `unlink`) for listing and deleting, a
+  `GET` on a plain `redis::Connection`, and an `object_store` `GET` of the same object.
+- **Instructions per operation**: for the small hit (`hit_int`: Cachette, `cached` (redb) and
+  the four floors) and the tiny miss (`miss_tiny`: Cachette, `cached` (redb) and
+  write-temp-then-rename), the harness runs itself as a probe (`--probe <op> <n>`, the code in
+  `benches/compare/probe.rs`; `examples/probe.rs` builds it alone) under
+  `valgrind --tool=callgrind`, once with no operation and once with 2,000 hits or 200 misses,
+  after the same set-up and 20 warm-up operations; one operation is the difference of the two
+  totals (callgrind's `Collected`: the user-space instructions of the whole process; the
+  kernel's work in system calls is not counted) divided by the number of operations. Without
+  valgrind on `PATH` the column says `not measured`.
 - **Misses and large outputs**: each sample first empties the contender's cache (untimed), so
   that every timed call is a real miss and the disk holds one large output at a time.
 - **reduce_size**: each sample starts from a copy (untimed) of a store of 10,000 entries.
 - **Concurrent hits**: two processes of each contender (two harness workers, two Python
-  workers) start their hits at the same instant; the figure is the mean time per hit.
+  workers) start their hits at the same instant; the figure is the mean time per hit. For
+  `cached` (redb), the run tries it: a first harness worker opens the redb store, a second
+  one opens the same file; redb locks its file for one process, and the row shows the error
+  that attempt gave (`not run: redb refuses a second process (…)`).
+- **Scaling** (`cargo xtask bench --scaling`, not part of the default run): stores of 1k, 10k,
+  100k and 1M tiny entries of one memoized `i64 → i64` function, populated by calls, for
+  each store location (the plain folder path, and `file://<folder>?layout=index`; a location
+  the local-disk backend refuses shows its error). For each: populating (time for all),
+  the inodes and disk used, listing every entry (`reduce_size` with a limit that deletes
+  nothing), the median of 2,000 hits on random existing keys, `reduce_size` deleting 10%,
+  and the median of 200 misses. Each store is removed before the next one.
+  `--scaling-max N` stops at N entries and writes to `target/bench-partial/`.
 - Rows that could not run say why (`not run: …`) instead of showing a figure.
 ";

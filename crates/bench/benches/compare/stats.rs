@@ -77,11 +77,14 @@ pub(crate) struct Summary {
     pub(crate) samples: usize,
     /// Operations per sample.
     pub(crate) iters: u64,
+    /// The time per operation of the calibration's last sample (the one that set `iters`),
+    /// when calibrated.
+    pub(crate) calibrated: Option<f64>,
 }
 
 impl Summary {
     /// Summarizes per-operation times (at least one).
-    pub(crate) fn of(mut per_op: Vec<f64>, iters: u64) -> Summary {
+    pub(crate) fn of(mut per_op: Vec<f64>, iters: u64, calibrated: Option<f64>) -> Summary {
         per_op.sort_by(f64::total_cmp);
         Summary {
             median: quantile(&per_op, 0.5),
@@ -89,9 +92,22 @@ impl Summary {
             p90: quantile(&per_op, 0.9),
             samples: per_op.len(),
             iters,
+            calibrated,
         }
     }
+
+    /// The median over the calibration's time per operation, when that is off by more than
+    /// [`CALIBRATION_TOLERANCE`] either way: the samples did not last what the calibration
+    /// planned, and the rounds measured something the warm-up did not see.
+    pub(crate) fn calibration_drift(&self) -> Option<f64> {
+        let ratio = self.median / self.calibrated?;
+        (!(1.0 / CALIBRATION_TOLERANCE..=CALIBRATION_TOLERANCE).contains(&ratio)).then_some(ratio)
+    }
 }
+
+/// How far (as a factor) the median may be from the calibration's time per operation before
+/// the table points it out.
+pub(crate) const CALIBRATION_TOLERANCE: f64 = 2.0;
 
 /// The `q` quantile of sorted values, interpolated linearly.
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -145,17 +161,46 @@ pub(crate) struct Plan {
 /// The most operations in one sample.
 const MAX_ITERS: u64 = 1_000_000;
 
-/// Finds how many operations make a sample of about `target` (untimed warm-up included).
-fn calibrate(sampler: &mut Sampler<'_>, target: Duration) -> Res<u64> {
+/// How a contender was calibrated: operations per sample, and the time per operation of the
+/// sample that confirmed them.
+#[derive(Debug, Clone, Copy)]
+struct Calibration {
+    iters: u64,
+    per_op_ns: f64,
+}
+
+/// Finds how many operations make a sample of about `target` (untimed warm-up included):
+/// grows the count until a sample lasts a quarter of `target`, then checks the estimate with
+/// a sample of that many operations, estimating again (up to a few times) while that sample is
+/// not within a factor 1.5 of `target`: a slow first operation (a connection being set up, a
+/// cold cache) does not set the count for the whole run. The count returned is the one the
+/// rounds use, and the time per operation of its confirming sample is kept with the results.
+fn calibrate(sampler: &mut Sampler<'_>, target: Duration) -> Res<Calibration> {
     let mut iters = 1u64;
+    let estimate = |iters: u64, took: Duration| -> u64 {
+        let scale = target.as_secs_f64() / took.max(Duration::from_nanos(1)).as_secs_f64();
+        ((iters as f64 * scale).round() as u64).clamp(1, MAX_ITERS)
+    };
     loop {
         let took = sampler(iters)?.max(Duration::from_nanos(1));
         if took * 4 >= target || iters >= MAX_ITERS {
-            let scale = target.as_secs_f64() / took.as_secs_f64();
-            return Ok(((iters as f64 * scale).round() as u64).clamp(1, MAX_ITERS));
+            iters = estimate(iters, took);
+            break;
         }
         let grow = (target.as_secs_f64() / 4.0 / took.as_secs_f64()).ceil() as u64;
         iters = (iters * grow.clamp(2, 1000)).min(MAX_ITERS);
+    }
+    let mut checks = 0;
+    loop {
+        let took = sampler(iters)?.max(Duration::from_nanos(1));
+        let per_op_ns = took.as_nanos() as f64 / iters as f64;
+        let ratio = took.as_secs_f64() / target.as_secs_f64();
+        checks += 1;
+        let next = estimate(iters, took);
+        if (1.0 / 1.5..=1.5).contains(&ratio) || checks >= 4 || next == iters {
+            return Ok(Calibration { iters, per_op_ns });
+        }
+        iters = next;
     }
 }
 
@@ -167,6 +212,7 @@ pub(crate) fn run_rounds(workload: &str, contenders: Vec<Contender<'_>>, plan: P
     struct Live<'a> {
         sampler: Sampler<'a>,
         iters: u64,
+        calibrated: Option<f64>,
         per_op: Vec<f64>,
     }
     let mut rows = Vec::new();
@@ -181,15 +227,18 @@ pub(crate) fn run_rounds(workload: &str, contenders: Vec<Contender<'_>>, plan: P
         match c.sampler {
             Ok(mut sampler) => {
                 let warm = match plan.sample_time {
-                    Some(target) => calibrate(&mut sampler, target),
-                    None if plan.warm_up => sampler(1).map(|_| 1),
-                    None => Ok(1),
+                    Some(target) => {
+                        calibrate(&mut sampler, target).map(|c| (c.iters, Some(c.per_op_ns)))
+                    }
+                    None if plan.warm_up => sampler(1).map(|_| (1, None)),
+                    None => Ok((1, None)),
                 };
                 match warm {
-                    Ok(iters) => {
+                    Ok((iters, calibrated)) => {
                         live.push(Some(Live {
                             sampler,
                             iters,
+                            calibrated,
                             per_op: Vec::new(),
                         }));
                         failures.push(None);
@@ -225,7 +274,7 @@ pub(crate) fn run_rounds(workload: &str, contenders: Vec<Contender<'_>>, plan: P
     for (i, row) in rows.iter_mut().enumerate() {
         row.outcome = match (live[i].take(), failures[i].take()) {
             (Some(l), _) if !l.per_op.is_empty() => {
-                Outcome::Measured(Summary::of(l.per_op, l.iters))
+                Outcome::Measured(Summary::of(l.per_op, l.iters, l.calibrated))
             }
             (_, Some(why)) => Outcome::NotRun(why),
             _ => Outcome::NotRun("no sample taken".into()),

@@ -1,25 +1,29 @@
 //! The harness's own worker mode (`compare --worker`), for the concurrent-hits workload: two
 //! such processes hit the same Cachette store (or read the same file, for the floor) at once.
 //!
-//! It speaks the joblib worker's protocol: `conc_setup` (`dir`, `kind`: `cachette` or
-//! `floor`, `path` for the floor), then `conc_run` (`n`, `start_at_ns`): wait for that
-//! wall-clock instant, run `n` operations, answer their time in `ns`.
+//! It speaks the joblib worker's protocol: `conc_setup` (`dir`, `kind`: `cachette`, `cached`
+//! (the `cached` crate's redb store in `dir`) or `floor`, `path` for the floor), then
+//! `conc_run` (`n`, `start_at_ns`): wait for that wall-clock instant, run `n` operations,
+//! answer their time in `ns`.
 
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use cached::RedbCache;
 use cachette::Memory;
 use serde_json::{Value, json};
 
 use crate::Res;
 use crate::cases::{SquareFn, square_func};
+use crate::probe::{cached_call, redb_cache, square};
 
 /// What this worker does on `conc_run`.
 enum Task {
     None,
     Hit(Box<SquareFn>),
+    Cached(Box<RedbCache<String, i64>>),
     Read(PathBuf),
 }
 
@@ -60,6 +64,11 @@ fn handle(task: &mut Task, req: &Value) -> Res<Value> {
                     f.eval(42);
                     Task::Hit(Box::new(f))
                 }
+                Some("cached") => {
+                    let cache = redb_cache::<String, i64>(dir.as_ref(), "concurrent")?;
+                    cached_call(&cache, 42.to_string(), || square(42))?;
+                    Task::Cached(Box::new(cache))
+                }
                 Some("floor") => Task::Read(PathBuf::from(req["path"].as_str().ok_or("no path")?)),
                 other => return Err(format!("unknown kind {other:?}").into()),
             };
@@ -77,6 +86,12 @@ fn handle(task: &mut Task, req: &Value) -> Res<Value> {
                 Task::Hit(f) => {
                     for _ in 0..n {
                         std::hint::black_box(f.eval(std::hint::black_box(42)));
+                    }
+                }
+                Task::Cached(cache) => {
+                    for _ in 0..n {
+                        let x = std::hint::black_box(42i64);
+                        std::hint::black_box(cached_call(&**cache, x.to_string(), || square(x))?);
                     }
                 }
                 Task::Read(path) => {

@@ -1,0 +1,121 @@
+//! Instruction counts of the small-entry operations, next to their times: the harness runs
+//! itself as a probe (`compare --probe <op> <n>`, see `probe.rs`) under
+//! `valgrind --tool=callgrind`, once with no operation and once with `n`; one operation is
+//! the difference of the two totals (callgrind's `Collected`, user-space instructions of the
+//! whole process) divided by `n`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::cases::{FLOOR_LMDB, FLOOR_OPEN_READ, FLOOR_PREAD, FLOOR_REDB, FLOOR_TEMP_RENAME};
+use crate::{CACHED_REDB, CACHETTE, Res};
+
+/// Hits counted per run (one run with none, one with these).
+const HITS: u64 = 2_000;
+/// Misses counted per run.
+const MISSES: u64 = 200;
+
+/// The operations counted: `(workload, row, probe operation)`.
+const COUNTED: &[(&str, &str, &str)] = &[
+    ("hit_int", CACHETTE, "hit"),
+    ("hit_int", CACHED_REDB, "cached-hit"),
+    ("hit_int", FLOOR_OPEN_READ, "floor-open-read"),
+    ("hit_int", FLOOR_PREAD, "floor-pread"),
+    ("hit_int", FLOOR_LMDB, "floor-lmdb"),
+    ("hit_int", FLOOR_REDB, "floor-redb"),
+    ("miss_tiny", CACHETTE, "miss"),
+    ("miss_tiny", CACHED_REDB, "cached-miss"),
+    ("miss_tiny", FLOOR_TEMP_RENAME, "floor-temp-rename"),
+];
+
+/// The instruction count of one row.
+#[derive(Debug, Clone)]
+pub(crate) struct Counted {
+    /// The workload id.
+    pub(crate) workload: &'static str,
+    /// The row's contender.
+    pub(crate) row: &'static str,
+    /// Operations per counted run.
+    pub(crate) ops: u64,
+    /// Instructions per operation, or why not measured.
+    pub(crate) per_op: Result<f64, String>,
+}
+
+/// `valgrind` on `PATH`, if any.
+fn valgrind() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("valgrind"))
+        .find(|p| p.is_file())
+}
+
+/// Counts the rows of `workloads` (ids) that have counted operations, running the probe in
+/// `scratch`. Without valgrind (or with `CACHETTE_BENCH_NO_CALLGRIND` set), every row says
+/// why it was not measured.
+pub(crate) fn count(workloads: &[&str], scratch: &Path) -> Vec<Counted> {
+    let skip =
+        if std::env::var("CACHETTE_BENCH_NO_CALLGRIND").is_ok_and(|v| !v.is_empty() && v != "0") {
+            Some("left out (CACHETTE_BENCH_NO_CALLGRIND)".to_owned())
+        } else {
+            None
+        };
+    let valgrind = valgrind();
+    let exe = std::env::current_exe();
+    let mut out = Vec::new();
+    for &(workload, row, op) in COUNTED {
+        if !workloads.contains(&workload) {
+            continue;
+        }
+        let ops = if workload == "hit_int" { HITS } else { MISSES };
+        let per_op = match (&skip, &valgrind, &exe) {
+            (Some(why), _, _) => Err(why.clone()),
+            (None, None, _) => Err("valgrind is not on PATH".to_owned()),
+            (None, Some(_), Err(e)) => Err(format!("no harness path: {e}")),
+            (None, Some(valgrind), Ok(exe)) => {
+                eprintln!("  callgrind: {op} (0 and {ops})");
+                per_op(valgrind, exe, scratch, op, ops).map_err(|e| e.to_string())
+            }
+        };
+        if let Err(e) = &per_op {
+            eprintln!("  callgrind: {op}: {e}");
+        }
+        out.push(Counted {
+            workload,
+            row,
+            ops,
+            per_op,
+        });
+    }
+    out
+}
+
+/// Instructions of one operation `op`: the totals of `n` and of 0 operations, apart, over `n`.
+fn per_op(valgrind: &Path, exe: &Path, scratch: &Path, op: &str, n: u64) -> Res<f64> {
+    let none = total(valgrind, exe, scratch, op, 0)?;
+    let some = total(valgrind, exe, scratch, op, n)?;
+    Ok((some as f64 - none as f64) / n as f64)
+}
+
+/// The instructions callgrind collected in a probe process running `n` operations `op`.
+fn total(valgrind: &Path, exe: &Path, scratch: &Path, op: &str, n: u64) -> Res<u64> {
+    let output = Command::new(valgrind)
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg(exe)
+        .args(["--probe", op, &n.to_string()])
+        .arg(scratch)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if !output.status.success() {
+        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+        return Err(format!("the probe failed ({}): {}", output.status, tail.join(" / ")).into());
+    }
+    stderr
+        .lines()
+        .find_map(|l| {
+            l.split_once("Collected :")
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .ok_or("no `Collected` line in callgrind's output")?
+        .parse::<u64>()
+        .map_err(|e| format!("callgrind's `Collected`: {e}").into())
+}

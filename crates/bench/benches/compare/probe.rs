@@ -1,0 +1,373 @@
+//! The small-entry operations, and a probe that runs `N` of one of them in a process of its
+//! own, for instruction counts under callgrind.
+//!
+//! The harness times these operations (`hit_int`, `hit_list`, `miss_tiny`) and counts their
+//! instructions: it runs itself as `compare --probe <op> <n>` under
+//! `valgrind --tool=callgrind`, with `n = 0` and with `n` operations; the difference of the two
+//! totals divided by `n` is the instructions of one operation (set-up, warm-up and process
+//! start are the same in both runs, so they cancel). `examples/probe.rs` builds the same probe
+//! as an example, for comparing two commits by hand.
+//!
+//! This file is included by the example too: it uses nothing of the harness.
+
+use std::fs::File;
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use cached::{ConcurrentCached, RedbCache, SerializeCached};
+use cachette::Memory;
+use heed::types::Bytes;
+use redb::{ReadableDatabase, TableDefinition};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Errors of the probe and the floors.
+pub(crate) type ProbeRes<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The function every small hit and miss memoizes.
+pub(crate) fn square(x: i64) -> i64 {
+    x * x
+}
+
+/// A memoized call through the `cached` crate's store, as its `#[concurrent_cached]` and
+/// `#[io_cached]` functions make it: `cache_get`, then on a miss the borrowed
+/// `cache_set_ref` (no clone of the value).
+pub(crate) fn cached_call<K, V, C>(cache: &C, key: K, compute: impl FnOnce() -> V) -> ProbeRes<V>
+where
+    C: ConcurrentCached<K, V> + SerializeCached<K, V>,
+    <C as cached::ConcurrentCacheBase>::Error: std::error::Error + Send + Sync + 'static,
+{
+    if let Some(v) = cache.cache_get(&key)? {
+        return Ok(v);
+    }
+    let v = compute();
+    cache.cache_set_ref(&key, &v)?;
+    Ok(v)
+}
+
+/// A `cached` redb store in `dir`, with `durable(false)` (no fsync per write, as Cachette).
+pub(crate) fn redb_cache<K, V>(dir: &Path, name: &str) -> ProbeRes<RedbCache<K, V>>
+where
+    K: ToString + Clone,
+    V: Serialize + DeserializeOwned,
+{
+    Ok(RedbCache::builder(name)
+        .disk_dir(dir)
+        .durable(false)
+        .build()?)
+}
+
+/// Writes `bytes` to a temporary file in `dir`, then renames it to `name`.
+pub(crate) fn temp_rename(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let temp = dir.join(format!(".tmp-{name}"));
+    let mut file = std::fs::File::options()
+        .write(true)
+        .create_new(true)
+        .open(&temp)?;
+    file.write_all(bytes)?;
+    drop(file);
+    std::fs::rename(&temp, dir.join(name))
+}
+
+/// `File::open` and a whole read into `buf`.
+pub(crate) fn open_read(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.clear();
+    std::fs::File::open(path)?.read_to_end(buf)?;
+    Ok(())
+}
+
+/// The one entry file in a Cachette function folder.
+pub(crate) fn entry_file(folder: &Path) -> ProbeRes<PathBuf> {
+    std::fs::read_dir(folder)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().is_some_and(|n| n.len() == 32))
+        .ok_or_else(|| format!("no entry in {}", folder.display()).into())
+}
+
+/// The first entry file below a Cachette store.
+pub(crate) fn any_entry(store: &Path) -> ProbeRes<PathBuf> {
+    for folder in std::fs::read_dir(store.join("cachette"))? {
+        let folder = folder?.path();
+        if folder.is_dir()
+            && let Ok(entry) = entry_file(&folder)
+        {
+            return Ok(entry);
+        }
+    }
+    Err(format!("no entry below {}", store.display()).into())
+}
+
+/// An entry of a Cachette store: its key (function folder / argument id, as the store names
+/// it) and its bytes, which the floors of a small hit store and read back.
+pub(crate) struct SmallEntry {
+    /// The key.
+    pub(crate) key: String,
+    /// The bytes of the entry file.
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl SmallEntry {
+    /// The entry file `path` of a Cachette store.
+    pub(crate) fn read(path: &Path) -> ProbeRes<SmallEntry> {
+        let name = |p: Option<&Path>| -> ProbeRes<String> {
+            Ok(p.and_then(Path::file_name)
+                .and_then(|n| n.to_str())
+                .ok_or("an entry path without a name")?
+                .to_owned())
+        };
+        Ok(SmallEntry {
+            key: format!("{}/{}", name(path.parent())?, name(Some(path))?),
+            bytes: std::fs::read(path)?,
+        })
+    }
+}
+
+/// The floor of a small hit without the `open`: `pread` of the whole entry from a file opened
+/// once, into a buffer allocated once.
+pub(crate) struct PreadFloor {
+    file: File,
+    buf: Vec<u8>,
+}
+
+impl PreadFloor {
+    /// Opens `path` (a copy of the entry) and sizes the buffer.
+    pub(crate) fn new(path: &Path) -> ProbeRes<PreadFloor> {
+        let file = File::open(path)?;
+        let len = usize::try_from(file.metadata()?.len())?;
+        Ok(PreadFloor {
+            file,
+            buf: vec![0; len],
+        })
+    }
+
+    /// One read of the whole entry.
+    pub(crate) fn read(&mut self) -> ProbeRes<usize> {
+        let n = self.file.read_at(&mut self.buf, 0)?;
+        if n != self.buf.len() {
+            return Err(format!("short read: {n} of {} bytes", self.buf.len()).into());
+        }
+        black_box(&self.buf);
+        Ok(n)
+    }
+}
+
+/// The floor of a small hit in LMDB (heed): an environment holding the entry's bytes under its
+/// key; one read transaction, one `get` and a copy into a `Vec` per hit.
+pub(crate) struct LmdbFloor {
+    env: &'static heed::Env,
+    db: heed::Database<'static, Bytes, Bytes>,
+    key: String,
+}
+
+impl LmdbFloor {
+    /// An LMDB environment in `dir` (created) holding `entry`. The environment is left open
+    /// until the process ends (heed's databases borrow it; a harness run opens two).
+    pub(crate) fn new(dir: &Path, entry: &SmallEntry) -> ProbeRes<LmdbFloor> {
+        std::fs::create_dir_all(dir)?;
+        // SAFETY: the environment is opened once in this process, and nothing else maps it.
+        let env = unsafe { heed::EnvOpenOptions::new().map_size(16 << 20).open(dir)? };
+        let env: &'static heed::Env = Box::leak(Box::new(env));
+        let wtxn = env.write_txn()?;
+        let db: heed::Database<'static, Bytes, Bytes> = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| {
+                opener
+                    .create_database(wtxn, None)
+                    .map(heed::CommitOrAbort::<_, ()>::Commit)
+            })?
+            .unwrap_commit();
+        let mut wtxn = env.write_txn()?;
+        db.put(&mut wtxn, entry.key.as_bytes(), &entry.bytes)?;
+        wtxn.commit()?;
+        Ok(LmdbFloor {
+            env,
+            db,
+            key: entry.key.clone(),
+        })
+    }
+
+    /// One hit: the entry's bytes, copied out of the map.
+    pub(crate) fn get(&self) -> ProbeRes<Vec<u8>> {
+        let rtxn = self.env.read_txn()?;
+        let bytes = self
+            .db
+            .get(&rtxn, black_box(self.key.as_bytes()))?
+            .ok_or("the LMDB entry is gone")?;
+        Ok(bytes.to_vec())
+    }
+}
+
+/// The table of the redb floor.
+const REDB_TABLE: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("entries");
+
+/// The floor of a small hit in redb, without the `cached` layer: a database file holding the
+/// entry's bytes under its key; one read transaction, one table `get` and a copy into a `Vec`
+/// per hit.
+pub(crate) struct RedbFloor {
+    db: redb::Database,
+    key: String,
+}
+
+impl RedbFloor {
+    /// A redb database `path` (created) holding `entry`.
+    pub(crate) fn new(path: &Path, entry: &SmallEntry) -> ProbeRes<RedbFloor> {
+        let db = redb::Database::create(path)?;
+        let wtxn = db.begin_write()?;
+        wtxn.open_table(REDB_TABLE)?
+            .insert(entry.key.as_str(), entry.bytes.as_slice())?;
+        wtxn.commit()?;
+        Ok(RedbFloor {
+            db,
+            key: entry.key.clone(),
+        })
+    }
+
+    /// One hit: the entry's bytes, copied out of the table.
+    pub(crate) fn get(&self) -> ProbeRes<Vec<u8>> {
+        let rtxn = self.db.begin_read()?;
+        let table = rtxn.open_table(REDB_TABLE)?;
+        let value = table
+            .get(black_box(self.key.as_str()))?
+            .ok_or("the redb entry is gone")?;
+        Ok(value.value().to_vec())
+    }
+}
+
+/// The operations the probe runs: `(name, what it is, hit or miss)`.
+pub(crate) const OPS: &[(&str, &str, bool)] = &[
+    ("hit", "Cachette hit of square(42)", true),
+    ("cached-hit", "cached (redb) hit of square(42)", true),
+    ("floor-open-read", "open + read of the entry", true),
+    (
+        "floor-pread",
+        "pread of the entry on a file kept open",
+        true,
+    ),
+    ("floor-lmdb", "LMDB get (heed) of the entry", true),
+    ("floor-redb", "redb get of the entry", true),
+    ("miss", "Cachette miss of square(x), new x each time", false),
+    ("cached-miss", "cached (redb) miss, new x each time", false),
+    (
+        "floor-temp-rename",
+        "write temp, rename of the entry",
+        false,
+    ),
+];
+
+/// Operations run before the counted ones, in both the `n = 0` run and the `n` run.
+const WARM_UP: u64 = 20;
+
+/// Runs `n` operations `op` (see [`OPS`]) in a fresh folder below `scratch`, after the same
+/// set-up and warm-up whatever `n`; removes the folder.
+pub(crate) fn run(op: &str, n: u64, scratch: &Path) -> ProbeRes<()> {
+    let dir = scratch.join(format!("probe-{op}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let result = run_in(op, n, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run_in(op: &str, n: u64, dir: &Path) -> ProbeRes<()> {
+    let store = dir.join("cachette");
+    let memory = Memory::new(&store)?;
+    let f = memory
+        .cache_fn(square as fn(i64) -> i64)
+        .name("bench::square");
+    f.eval(42);
+    let entry_path = any_entry(&store)?;
+    let entry = SmallEntry::read(&entry_path)?;
+    let copy = dir.join("entry-copy");
+    std::fs::write(&copy, &entry.bytes)?;
+    // Runs the warm-up, then the `n` counted operations, of `step` (given its index).
+    let repeat = |step: &mut dyn FnMut(u64) -> ProbeRes<()>| -> ProbeRes<()> {
+        for i in 0..WARM_UP + n {
+            step(i)?;
+        }
+        Ok(())
+    };
+    match op {
+        "hit" => repeat(&mut |_| {
+            black_box(f.eval(black_box(42)));
+            Ok(())
+        }),
+        "miss" => repeat(&mut |i| {
+            black_box(f.eval(black_box(1_000_000 + i as i64)));
+            Ok(())
+        }),
+        "cached-hit" => {
+            let cache = redb_cache::<String, i64>(dir, "probe")?;
+            cached_call(&cache, 42.to_string(), || square(42))?;
+            repeat(&mut |_| {
+                let x = black_box(42i64);
+                black_box(cached_call(&cache, x.to_string(), || square(x))?);
+                Ok(())
+            })
+        }
+        "cached-miss" => {
+            let cache = redb_cache::<String, i64>(dir, "probe")?;
+            repeat(&mut |i| {
+                let x = black_box(1_000_000 + i as i64);
+                black_box(cached_call(&cache, x.to_string(), || square(x))?);
+                Ok(())
+            })
+        }
+        "floor-open-read" => {
+            let mut buf = Vec::with_capacity(4096);
+            repeat(&mut |_| {
+                open_read(&copy, &mut buf)?;
+                black_box(&buf);
+                Ok(())
+            })
+        }
+        "floor-pread" => {
+            let mut floor = PreadFloor::new(&copy)?;
+            repeat(&mut |_| floor.read().map(drop))
+        }
+        "floor-lmdb" => {
+            let floor = LmdbFloor::new(&dir.join("lmdb"), &entry)?;
+            repeat(&mut |_| {
+                black_box(floor.get()?);
+                Ok(())
+            })
+        }
+        "floor-redb" => {
+            let floor = RedbFloor::new(&dir.join("floor.redb"), &entry)?;
+            repeat(&mut |_| {
+                black_box(floor.get()?);
+                Ok(())
+            })
+        }
+        "floor-temp-rename" => {
+            let out = dir.join("floor");
+            std::fs::create_dir_all(&out)?;
+            repeat(&mut |i| Ok(temp_rename(&out, &format!("{i:032x}"), &entry.bytes)?))
+        }
+        other => {
+            let names: Vec<&str> = OPS.iter().map(|(name, _, _)| *name).collect();
+            Err(format!("unknown probe `{other}` (probes: {})", names.join(", ")).into())
+        }
+    }
+}
+
+/// `<op> <n> [folder]`: runs the probe; the folder defaults to the system's temporary one.
+pub(crate) fn main_with(args: &[String]) -> std::process::ExitCode {
+    let op = args.first().map_or("hit", String::as_str);
+    let n = match args.get(1).map(|a| a.parse::<u64>()) {
+        None => 100_000,
+        Some(Ok(n)) => n,
+        Some(Err(e)) => {
+            eprintln!("probe: the count {:?}: {e}", args[1]);
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let scratch = args.get(2).map_or_else(std::env::temp_dir, PathBuf::from);
+    match run(op, n, &scratch) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("probe: {op}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
