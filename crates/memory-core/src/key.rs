@@ -187,10 +187,13 @@ pub(crate) mod grammar {
         key.push('/');
         key.push_str(folder);
         key.push('/');
-        for &byte in digest.as_bytes() {
-            key.push(char::from(HEX[usize::from(byte >> 4)]));
-            key.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        let mut hex = [0u8; ARGS_ID_LEN];
+        for (pair, &byte) in hex.chunks_exact_mut(2).zip(digest.as_bytes()) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0x0f)];
         }
+        // ASCII hex digits: always UTF-8.
+        key.push_str(std::str::from_utf8(&hex).unwrap_or_default());
         debug_assert!(super::validate(&key, false).is_ok(), "{key:?}");
         Key(key)
     }
@@ -269,16 +272,10 @@ pub(crate) mod grammar {
     /// The function folder and the last segment of a key of the core: `("f", "0123…")` for
     /// `cachette/f/0123…`. `None` for any other key.
     pub(crate) fn split(key: &Key) -> Option<(&str, &str)> {
-        let mut segments = key.segments();
-        match (
-            segments.next(),
-            segments.next(),
-            segments.next(),
-            segments.next(),
-        ) {
-            (Some(NAMESPACE), Some(folder), Some(last), None) => Some((folder, last)),
-            _ => None,
-        }
+        // A key has no empty segment (see `validate`), so two cuts tell the whole shape.
+        let rest = key.0.strip_prefix(NAMESPACE)?.strip_prefix('/')?;
+        let (folder, last) = rest.split_once('/')?;
+        (!last.contains('/')).then_some((folder, last))
     }
 
     fn is_args_id(name: &str) -> bool {
@@ -432,12 +429,21 @@ mod tests {
         let claim = grammar::claim(&entry).unwrap();
         assert!(grammar::is_claim(&claim) && !grammar::is_entry(&claim));
         assert!(grammar::is_identity(&grammar::identity("f").unwrap()));
+        assert_eq!(
+            grammar::split_entry(&entry),
+            Some(("f", [0x0a; 16])),
+            "an entry's key gives its folder and digest back"
+        );
         for foreign in [
             "notes.txt",
             "f/notes.txt",
             "src/main.rs",
             "f/other.claim",
             "a/b/c",
+            "cachette",
+            "cachette/f",
+            "cachettes/f/0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a",
+            "cachette/f/0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a0a/x",
         ] {
             assert!(!grammar::is_ours(&Key::new(foreign).unwrap()), "{foreign}");
         }
