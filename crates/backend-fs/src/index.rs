@@ -20,7 +20,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use cachette_core::plugin::{
     Blob, Bytes, DateTime, GetOptions, GetResult, ItemInfo, Key, Prefix, PutMode, PutOutcome, Utc,
@@ -146,8 +146,8 @@ impl fmt::Debug for Shared {
 struct Pending {
     /// Key → time of the last access (nanoseconds since the epoch).
     at: HashMap<Vec<u8>, u64>,
-    /// When the oldest of them was recorded.
-    since: Option<Instant>,
+    /// When the oldest of them was recorded (nanoseconds since the epoch).
+    since: Option<u64>,
 }
 
 impl Drop for Shared {
@@ -199,9 +199,16 @@ impl Shared {
         let now = nanos(SystemTime::now());
         let due = {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            pending.at.insert(key.to_vec(), now);
-            let since = *pending.since.get_or_insert_with(Instant::now);
-            pending.at.len() > PENDING_MAX || since.elapsed() >= PENDING_AGE
+            // A key read again keeps its entry: no allocation on repeated hits.
+            match pending.at.get_mut(key) {
+                Some(at) => *at = now,
+                None => {
+                    pending.at.insert(key.to_vec(), now);
+                }
+            }
+            let since = *pending.since.get_or_insert(now);
+            pending.at.len() > PENDING_MAX
+                || Duration::from_nanos(now.saturating_sub(since)) >= PENDING_AGE
         };
         if due {
             self.flush();

@@ -433,11 +433,12 @@ impl FsBackend {
         } else {
             "get"
         };
-        let segments = segments(key, op)?;
+        check_segments(key, op)?;
         let fail = |fault: Fault| fault.into_backend(op, key);
         if let Some(found) = self.index_get(key, options).map_err(fail)? {
             return Ok(Some(found));
         }
+        let segments: Vec<&str> = key.segments().collect();
         let path = self.path_of(&segments);
         let opened = match self.open_file_fast(key) {
             Some(opened) => opened,
@@ -549,42 +550,31 @@ impl StoreBackend for FsBackend {
 
 /// The segments of a key, checked for reserved names and depth.
 fn segments<'k>(key: &'k Key, op: &'static str) -> BackendResult<Vec<&'k str>> {
-    let segments: Vec<&str> = key.segments().collect();
-    if segments.len() > MAX_SEGMENTS {
-        return Err(err(
-            ErrorKind::InvalidKey,
-            op,
-            key,
-            format!("keys have at most {MAX_SEGMENTS} segments"),
-        ));
+    check_segments(key, op)?;
+    Ok(key.segments().collect())
+}
+
+/// Checks the segments of `key` as [`segments`] does, without collecting them.
+fn check_segments(key: &Key, op: &'static str) -> BackendResult<()> {
+    for (i, segment) in key.segments().enumerate() {
+        if i == MAX_SEGMENTS {
+            return Err(err(
+                ErrorKind::InvalidKey,
+                op,
+                key,
+                format!("keys have at most {MAX_SEGMENTS} segments"),
+            ));
+        }
+        let reserved = if segment == INDEX_DIR || segment == GITIGNORE {
+            format!("the name {segment:?} is reserved")
+        } else if segment.starts_with(TEMP_PREFIX) {
+            format!("names starting with {TEMP_PREFIX:?} are reserved")
+        } else {
+            continue;
+        };
+        return Err(err(ErrorKind::InvalidKey, op, key, reserved));
     }
-    for segment in &segments {
-        if *segment == INDEX_DIR {
-            return Err(err(
-                ErrorKind::InvalidKey,
-                op,
-                key,
-                format!("the name {INDEX_DIR:?} is reserved"),
-            ));
-        }
-        if segment.starts_with(TEMP_PREFIX) {
-            return Err(err(
-                ErrorKind::InvalidKey,
-                op,
-                key,
-                format!("names starting with {TEMP_PREFIX:?} are reserved"),
-            ));
-        }
-        if *segment == GITIGNORE {
-            return Err(err(
-                ErrorKind::InvalidKey,
-                op,
-                key,
-                format!("the name {GITIGNORE:?} is reserved"),
-            ));
-        }
-    }
-    Ok(segments)
+    Ok(())
 }
 
 /// Whether no key may have a segment named so.
