@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::cases::{FLOOR_LMDB, FLOOR_OPEN_READ, FLOOR_PREAD, FLOOR_REDB, FLOOR_TEMP_RENAME};
-use crate::{CACHED_REDB, CACHETTE, Res};
+use crate::{CACHED_REDB, CACHETTE, CACHETTE_INDEX, CACHETTE_MEMO, Res};
 
 /// Hits counted per run (one run with none, one with these).
 const HITS: u64 = 2_000;
@@ -18,12 +18,15 @@ const MISSES: u64 = 200;
 /// The operations counted: `(workload, row, probe operation)`.
 const COUNTED: &[(&str, &str, &str)] = &[
     ("hit_int", CACHETTE, "hit"),
+    ("hit_int", CACHETTE_INDEX, "index-hit"),
+    ("hit_int", CACHETTE_MEMO, "memo-hit"),
     ("hit_int", CACHED_REDB, "cached-hit"),
     ("hit_int", FLOOR_OPEN_READ, "floor-open-read"),
     ("hit_int", FLOOR_PREAD, "floor-pread"),
     ("hit_int", FLOOR_LMDB, "floor-lmdb"),
     ("hit_int", FLOOR_REDB, "floor-redb"),
     ("miss_tiny", CACHETTE, "miss"),
+    ("miss_tiny", CACHETTE_INDEX, "index-miss"),
     ("miss_tiny", CACHED_REDB, "cached-miss"),
     ("miss_tiny", FLOOR_TEMP_RENAME, "floor-temp-rename"),
 ];

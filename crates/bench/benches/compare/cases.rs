@@ -18,7 +18,7 @@ use crate::probe::{
 use crate::probe::{any_entry, temp_rename};
 use crate::proc::Worker;
 use crate::stats::{Contender, Kind, Sampler, run_rounds};
-use crate::{CACHED_REDB, CACHETTE, Ctx, Res, Target, Workload};
+use crate::{CACHED_REDB, CACHETTE, CACHETTE_INDEX, CACHETTE_MEMO, Ctx, Res, Target, Workload};
 
 /// `square`, memoized.
 pub(crate) type SquareFn = MemorizedFunc<i64, fn(i64) -> i64>;
@@ -141,6 +141,11 @@ fn small_hit_floors<'a>(store: &Path, dir: &Path) -> Vec<Contender<'a>> {
     ]
 }
 
+/// A memory on the index layout of the local disk (small entries in LMDB) in `dir`.
+fn index_memory(dir: &Path) -> Memory {
+    Memory::from_url(&format!("file://{}?layout=index", dir.display())).expect("memory")
+}
+
 /// A hit whose argument is a small int.
 pub(crate) fn hit_int(ctx: &Ctx) -> Workload {
     let ws = ctx.workspace("hit_int");
@@ -164,10 +169,31 @@ pub(crate) fn hit_int(ctx: &Ctx) -> Workload {
         .expect("memory");
     let hardened_f = square_func(&hardened);
     hardened_f.eval(42);
+    // The index layout (small entries in LMDB), and the in-process memo of decoded values.
+    let index = index_memory(&ws.join("cachette-index"));
+    let index_f = square_func(&index);
+    index_f.eval(42);
+    let memo = Memory::builder()
+        .path(ws.join("cachette-memo"))
+        .memo_size("16M")
+        .build()
+        .expect("memory");
+    let memo_f = square_func(&memo).memo();
+    memo_f.eval(42);
     let mut contenders = vec![
         Contender::new(CACHETTE, Kind::Cachette, |n| {
             Ok(timed(n, || {
                 black_box(f.eval(black_box(42)));
+            }))
+        }),
+        Contender::new(CACHETTE_INDEX, Kind::Cachette, |n| {
+            Ok(timed(n, || {
+                black_box(index_f.eval(black_box(42)));
+            }))
+        }),
+        Contender::new(CACHETTE_MEMO, Kind::Cachette, |n| {
+            Ok(timed(n, || {
+                black_box(memo_f.eval(black_box(42)));
             }))
         }),
         Contender::new("Cachette, signed", Kind::Cachette, |n| {
@@ -208,7 +234,16 @@ pub(crate) fn hit_int(ctx: &Ctx) -> Workload {
         })
         .target(Target::Within {
             floor: FLOOR_OPEN_READ,
-            factor: 2.0,
+            factor: 1.5,
+        })
+        .target(Target::RowWithin {
+            row: CACHETTE_INDEX,
+            of: CACHED_REDB,
+            factor: 1.0,
+        })
+        .target(Target::RowAtMost {
+            row: CACHETTE_MEMO,
+            limit: Duration::from_nanos(100),
         })
         .arg_bytes(8.0)
 }
@@ -222,11 +257,23 @@ pub(crate) fn hit_list(ctx: &Ctx) -> Workload {
         .name("bench::total");
     let arg: Vec<i64> = (0..100).collect();
     f.eval(&arg);
-    let mut contenders = vec![Contender::new(CACHETTE, Kind::Cachette, |n| {
-        Ok(timed(n, || {
-            black_box(f.eval(black_box(&arg)));
-        }))
-    })];
+    let index = index_memory(&ws.join("cachette-index"));
+    let index_f = index
+        .cache_capturing(total as fn(&Vec<i64>) -> i64)
+        .name("bench::total");
+    index_f.eval(&arg);
+    let mut contenders = vec![
+        Contender::new(CACHETTE, Kind::Cachette, |n| {
+            Ok(timed(n, || {
+                black_box(f.eval(black_box(&arg)));
+            }))
+        }),
+        Contender::new(CACHETTE_INDEX, Kind::Cachette, |n| {
+            Ok(timed(n, || {
+                black_box(index_f.eval(black_box(&arg)));
+            }))
+        }),
+    ];
     contenders.push(ctx.joblib(json!({"w": "hit_list", "dir": ws.join("joblib"), "n": 100})));
     contenders.push(Contender::from_setup(
         CACHED_REDB,
@@ -314,12 +361,24 @@ pub(crate) fn miss_tiny(ctx: &Ctx) -> Workload {
     f.eval(0);
     let entry_bytes = any_entry(&ws.join("cachette")).and_then(|p| Ok(std::fs::read(p)?));
     let mut next = 1_000_000i64;
-    let mut contenders = vec![Contender::new(CACHETTE, Kind::Cachette, move |n| {
-        Ok(timed(n, || {
-            black_box(f.eval(next));
-            next += 1;
-        }))
-    })];
+    let index = index_memory(&ws.join("cachette-index"));
+    let index_f = square_func(&index);
+    index_f.eval(0);
+    let mut next_index = 1_000_000i64;
+    let mut contenders = vec![
+        Contender::new(CACHETTE, Kind::Cachette, move |n| {
+            Ok(timed(n, || {
+                black_box(f.eval(next));
+                next += 1;
+            }))
+        }),
+        Contender::new(CACHETTE_INDEX, Kind::Cachette, move |n| {
+            Ok(timed(n, || {
+                black_box(index_f.eval(next_index));
+                next_index += 1;
+            }))
+        }),
+    ];
     contenders.push(ctx.joblib(json!({"w": "miss_tiny", "dir": ws.join("joblib")})));
     let mut next_cached = 1_000_000i64;
     contenders.push(Contender::from_setup(
@@ -355,6 +414,15 @@ pub(crate) fn miss_tiny(ctx: &Ctx) -> Workload {
     let rows = run_rounds("miss_tiny", contenders, ctx.cfg.fast());
     ctx.done(&ws);
     Workload::new("miss_tiny", "miss, tiny output", rows)
+        .target(Target::Within {
+            floor: FLOOR_TEMP_RENAME,
+            factor: 1.5,
+        })
+        .target(Target::RowWithin {
+            row: CACHETTE_INDEX,
+            of: CACHED_REDB,
+            factor: 1.0,
+        })
 }
 
 type BigFn = MemorizedFunc<Array<f64>, Box<dyn Fn(u64) -> Array<f64> + Send + Sync>>;

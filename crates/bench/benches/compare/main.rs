@@ -61,6 +61,10 @@ pub(crate) type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// The name of the Cachette rows.
 pub(crate) const CACHETTE: &str = "Cachette";
+/// The name of the Cachette rows on the index layout of the local disk.
+pub(crate) const CACHETTE_INDEX: &str = "Cachette, index layout";
+/// The name of the Cachette rows of a repeated hit from the in-process memo.
+pub(crate) const CACHETTE_MEMO: &str = "Cachette, in-process memo (repeated hit)";
 /// The name of the joblib rows.
 pub(crate) const JOBLIB: &str = "joblib";
 /// The name of the `cached` rows on disk.
@@ -252,6 +256,23 @@ pub(crate) enum Target {
     },
     /// Cachette's median is at most this.
     AtMost(Duration),
+    /// Row `row` takes at most `factor` times the time of row `of` (another contender or a
+    /// floor).
+    RowWithin {
+        /// The row checked.
+        row: &'static str,
+        /// The row it is compared with.
+        of: &'static str,
+        /// The greatest ratio.
+        factor: f64,
+    },
+    /// Row `row`'s median is at most `limit`.
+    RowAtMost {
+        /// The row checked.
+        row: &'static str,
+        /// The greatest median.
+        limit: Duration,
+    },
 }
 
 /// One workload's rows and targets.

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::cases::{square_func, timed};
 use crate::probe::{any_entry, cached_call, redb_cache as redb, square, temp_rename};
 use crate::stats::{Contender, Kind, run_rounds};
-use crate::{CACHED_REDB, CACHETTE, Ctx, Res, Target, Workload};
+use crate::{CACHED_REDB, CACHETTE, CACHETTE_INDEX, Ctx, Res, Target, Workload};
 
 /// The number of entries of the many-entries workloads.
 const ENTRIES: usize = 10_000;
@@ -32,6 +32,31 @@ fn remove(dir: &Path) -> Res<()> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
         _ => Ok(()),
     }
+}
+
+/// A memory on the index layout of the local disk (small entries in LMDB) in `dir`.
+fn index_memory(dir: &Path) -> Res<Memory> {
+    Ok(Memory::from_url(&format!(
+        "file://{}?layout=index",
+        dir.display()
+    ))?)
+}
+
+/// The folder of the function named `name` in the store at `store`
+/// (`cachette/<name>-<hash of the name>`); the path it would have if there is none.
+fn function_folder(store: &Path, name: &str) -> std::path::PathBuf {
+    let functions = store.join("cachette");
+    let prefix = format!("{name}-");
+    std::fs::read_dir(&functions)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        })
+        .unwrap_or_else(|| functions.join(name))
 }
 
 /// Populating a fresh store with 10,000 tiny entries.
@@ -59,6 +84,20 @@ pub(crate) fn populate_10k(ctx: &Ctx) -> Workload {
         }
         Ok(total)
     })];
+    let mut index_run = 0;
+    let index_base = ws.clone();
+    contenders.push(Contender::new(CACHETTE_INDEX, Kind::Cachette, move |iters| {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            index_run += 1;
+            let dir = index_base.join(format!("cachette-index-{index_run}"));
+            let memory = index_memory(&dir)?;
+            total += timed(1, || populate(&memory));
+            drop(memory);
+            remove(&dir)?;
+        }
+        Ok(total)
+    }));
     contenders.push(ctx.joblib(json!({"w": "populate", "dir": ws.join("joblib"), "n": ENTRIES})));
     let mut cached_run = 0;
     let cached_dir = ws.join("cached");
@@ -110,7 +149,13 @@ pub(crate) fn populate_10k(ctx: &Ctx) -> Workload {
     });
     let rows = run_rounds("populate", contenders, ctx.cfg.huge());
     ctx.done(&ws);
-    Workload::new("populate", "populate 10k tiny entries (time for all)", rows)
+    Workload::new("populate", "populate 10k tiny entries (time for all)", rows).target(
+        Target::RowWithin {
+            row: CACHETTE_INDEX,
+            of: CACHED_REDB,
+            factor: 1.5,
+        },
+    )
 }
 
 /// Listing 10,000 entries (what `reduce_size` reads before deleting anything).
@@ -119,13 +164,25 @@ pub(crate) fn list_10k(ctx: &Ctx) -> Workload {
     let store = ws.join("cachette");
     let memory = Memory::new(&store).expect("memory");
     populate(&memory);
+    let index = index_memory(&ws.join("cachette-index")).expect("memory");
+    populate(&index);
     let limits = SizeLimits::default().items_limit(usize::MAX);
-    let folder = store.join("bench.populate");
+    let folder = function_folder(&store, "bench.populate");
     let contenders = vec![
         Contender::new(CACHETTE, Kind::Cachette, |iters| {
             let mut r = Ok(());
             let t = timed(iters, || {
                 r = memory.reduce_size(&limits).map(|report| {
+                    black_box(report);
+                });
+            });
+            r?;
+            Ok(t)
+        }),
+        Contender::new(CACHETTE_INDEX, Kind::Cachette, |iters| {
+            let mut r = Ok(());
+            let t = timed(iters, || {
+                r = index.reduce_size(&limits).map(|report| {
                     black_box(report);
                 });
             });
@@ -188,21 +245,34 @@ pub(crate) fn reduce(ctx: &Ctx, keep: usize) -> Workload {
     let ws = ctx.workspace(id);
     let template = ws.join("template");
     populate(&Memory::new(&template).expect("memory"));
+    let index_template = ws.join("template-index");
+    populate(&index_memory(&index_template).expect("memory"));
     let work = ws.join("work");
     let limits = SizeLimits::default().items_limit(keep);
+    let reduce_copy = |template: &Path, open: fn(&Path) -> Res<Memory>| -> Res<Duration> {
+        remove(&work)?;
+        copy_tree(template, &work)?;
+        let memory = open(&work)?;
+        let started = Instant::now();
+        let report = memory.reduce_size(&limits)?;
+        let took = started.elapsed();
+        if report.deleted_items != ENTRIES - keep {
+            return Err(format!("deleted {} entries", report.deleted_items).into());
+        }
+        Ok(took)
+    };
     let contenders = vec![
         Contender::new(CACHETTE, Kind::Cachette, |iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                remove(&work)?;
-                copy_tree(&template, &work)?;
-                let memory = Memory::new(&work)?;
-                let started = Instant::now();
-                let report = memory.reduce_size(&limits)?;
-                total += started.elapsed();
-                if report.deleted_items != ENTRIES - keep {
-                    return Err(format!("deleted {} entries", report.deleted_items).into());
-                }
+                total += reduce_copy(&template, |dir| Ok(Memory::new(dir)?))?;
+            }
+            Ok(total)
+        }),
+        Contender::new(CACHETTE_INDEX, Kind::Cachette, |iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                total += reduce_copy(&index_template, index_memory)?;
             }
             Ok(total)
         }),
@@ -212,7 +282,7 @@ pub(crate) fn reduce(ctx: &Ctx, keep: usize) -> Workload {
             for _ in 0..iters {
                 remove(&work)?;
                 copy_tree(&template, &work)?;
-                let folder = work.join("bench.populate");
+                let folder = function_folder(&work, "bench.populate");
                 let started = Instant::now();
                 let mut files = Vec::new();
                 for entry in std::fs::read_dir(&folder)? {

@@ -246,7 +246,22 @@ pub(crate) const OPS: &[(&str, &str, bool)] = &[
     ),
     ("floor-lmdb", "LMDB get (heed) of the entry", true),
     ("floor-redb", "redb get of the entry", true),
+    (
+        "index-hit",
+        "Cachette hit of square(42), index layout",
+        true,
+    ),
+    (
+        "memo-hit",
+        "Cachette repeated hit of square(42) from the in-process memo",
+        true,
+    ),
     ("miss", "Cachette miss of square(x), new x each time", false),
+    (
+        "index-miss",
+        "Cachette miss of square(x), index layout, new x each time",
+        false,
+    ),
     ("cached-miss", "cached (redb) miss, new x each time", false),
     (
         "floor-temp-rename",
@@ -287,7 +302,42 @@ fn run_in(op: &str, n: u64, dir: &Path) -> ProbeRes<()> {
         }
         Ok(())
     };
+    // The index layout, with a map of 1 GiB: valgrind cannot reserve the default 1 TiB of
+    // address space (the map's size changes nothing else).
+    let index = Memory::from_url(&format!(
+        "file://{}?layout=index&index_map_size=1073741824",
+        dir.join("cachette-index").display()
+    ))?;
+    let index_f = index
+        .cache_fn(square as fn(i64) -> i64)
+        .name("bench::square");
+    let memo = Memory::builder()
+        .path(dir.join("cachette-memo"))
+        .memo_size("16M")
+        .build()?;
+    let memo_f = memo
+        .cache_fn(square as fn(i64) -> i64)
+        .name("bench::square")
+        .memo();
     match op {
+        "index-hit" => {
+            index_f.eval(42);
+            repeat(&mut |_| {
+                black_box(index_f.eval(black_box(42)));
+                Ok(())
+            })
+        }
+        "index-miss" => repeat(&mut |i| {
+            black_box(index_f.eval(black_box(1_000_000 + i as i64)));
+            Ok(())
+        }),
+        "memo-hit" => {
+            memo_f.eval(42);
+            repeat(&mut |_| {
+                black_box(memo_f.eval(black_box(42)));
+                Ok(())
+            })
+        }
         "hit" => repeat(&mut |_| {
             black_box(f.eval(black_box(42)));
             Ok(())

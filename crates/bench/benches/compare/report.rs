@@ -239,6 +239,34 @@ fn check(w: &Workload, target: &Target) -> Checked {
                 verdict,
             }
         }
+        Target::RowWithin { row, of, factor } => {
+            let verdict = match (w.median(row), w.median(of)) {
+                (Some(r), Some(o)) if r / o <= factor => Verdict::Met(ratio(r / o)),
+                (Some(r), Some(o)) => Verdict::Missed(format!("{} > {factor}×", ratio(r / o))),
+                (None, _) => missing(row),
+                (_, None) => missing(of),
+            };
+            Checked {
+                row: row.to_owned(),
+                text: format!("≤ {factor}× {}", floor_name(of)),
+                long: format!("{row} ≤ {factor}× {}", floor_name(of)),
+                verdict,
+            }
+        }
+        Target::RowAtMost { row, limit } => {
+            let limit_ns = limit.as_nanos() as f64;
+            let verdict = match w.median(row) {
+                Some(r) if r <= limit_ns => Verdict::Met(duration(r)),
+                Some(r) => Verdict::Missed(format!("{} > {}", duration(r), duration(limit_ns))),
+                None => missing(row),
+            };
+            Checked {
+                row: row.to_owned(),
+                text: format!("≤ {}", duration(limit_ns)),
+                long: format!("{row} ≤ {}", duration(limit_ns)),
+                verdict,
+            }
+        }
     }
 }
 
