@@ -117,9 +117,9 @@ impl Checked {
         mode: MmapMode,
         max_decompressed: u64,
     ) -> Result<R, Error> {
-        let key = self.key.to_string();
+        let key = &self.key;
         let fail = |source: EntryError| Error::Entry {
-            key: key.clone(),
+            key: key.to_string(),
             source,
         };
         let undecodable = |e: codec::CodecError| {
