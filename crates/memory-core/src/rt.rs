@@ -58,7 +58,8 @@ where
     F::Output: Send,
 {
     if blocking_io {
-        return Ok(futures::executor::block_on(fut));
+        // Ready at its first poll (it does its I/O when polled): no executor to set up.
+        return Ok(crate::reach::finish(fut));
     }
     let io = io_runtime()?;
     match Handle::try_current() {
