@@ -5,8 +5,11 @@ use super::*;
 /// A memory with a memo of `size`, in a fresh folder.
 fn memo_fixture(size: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let (memory, reports) =
-        capture(Memory::builder().path(dir.path().join("cache")).memo_size(size));
+    let (memory, reports) = capture(
+        Memory::builder()
+            .path(dir.path().join("cache"))
+            .memo_size(size),
+    );
     Fixture {
         dir,
         memory,
@@ -29,19 +32,29 @@ fn remove_entries(fx: &Fixture, name: &str) -> usize {
     removed
 }
 
+/// `op` memoized in `memory` under `name`, keeping its outputs in the memo, with the counter
+/// of its runs.
+fn counted(
+    memory: &Memory,
+    name: &str,
+    op: fn(i64) -> i64,
+) -> (MemorizedFunc<i64, impl Fn(i64) -> i64>, Calls) {
+    let calls = Calls::default();
+    let c = calls.clone();
+    let f = memory
+        .cache_capturing(move |x: i64| {
+            c.hit();
+            op(x)
+        })
+        .name(name)
+        .memo();
+    (f, calls)
+}
+
 #[test]
 fn a_repeated_hit_comes_from_the_memo() {
     let fx = memo_fixture("1M");
-    let calls = Calls::default();
-    let c = calls.clone();
-    let square = fx
-        .memory
-        .cache_capturing(move |x: i64| {
-            c.hit();
-            x * x
-        })
-        .name("memo_square")
-        .memo();
+    let (square, calls) = counted(&fx.memory, "memo_square", |x| x * x);
     assert_eq!(square.eval(3), 9);
     assert_eq!(square.eval(4), 16);
     assert_eq!(remove_entries(&fx, "memo_square"), 2);
@@ -70,16 +83,7 @@ fn a_repeated_hit_comes_from_the_memo() {
 #[test]
 fn without_a_memo_size_memo_does_nothing() {
     let fx = Fixture::new();
-    let calls = Calls::default();
-    let c = calls.clone();
-    let f = fx
-        .memory
-        .cache_capturing(move |x: i64| {
-            c.hit();
-            x + 1
-        })
-        .name("no_memo_size")
-        .memo();
+    let (f, calls) = counted(&fx.memory, "no_memo_size", |x| x + 1);
     assert_eq!(f.eval(1), 2);
     remove_entries(&fx, "no_memo_size");
     assert_eq!(f.eval(1), 2);
@@ -89,16 +93,7 @@ fn without_a_memo_size_memo_does_nothing() {
 #[test]
 fn a_clear_drops_the_memo() {
     let fx = memo_fixture("1M");
-    let calls = Calls::default();
-    let c = calls.clone();
-    let f = fx
-        .memory
-        .cache_capturing(move |x: i64| {
-            c.hit();
-            x + 1
-        })
-        .name("memo_clear")
-        .memo();
+    let (f, calls) = counted(&fx.memory, "memo_clear", |x| x + 1);
     assert_eq!(f.eval(1), 2);
     assert_eq!(f.eval(1), 2);
     assert_eq!(calls.get(), 1);
@@ -160,7 +155,11 @@ fn validation_runs_on_every_memo_hit() {
         assert_eq!(f.eval(5), 10);
     }
     assert_eq!(calls.get(), 1);
-    assert_eq!(checks.get(), 3, "the callback ran on each hit from the memo");
+    assert_eq!(
+        checks.get(),
+        3,
+        "the callback ran on each hit from the memo"
+    );
 
     // An expired value is not used.
     let calls = Calls::default();
@@ -238,15 +237,7 @@ fn a_memo_size_in_a_config_file() {
     )
     .unwrap();
     let memory = Memory::from_config(&config).unwrap();
-    let calls = Calls::default();
-    let c = calls.clone();
-    let f = memory
-        .cache_capturing(move |x: i64| {
-            c.hit();
-            x - 1
-        })
-        .name("memo_config")
-        .memo();
+    let (f, calls) = counted(&memory, "memo_config", |x| x - 1);
     assert_eq!(f.eval(1), 0);
     std::fs::remove_dir_all(&cache).unwrap();
     assert_eq!(f.eval(1), 0);
