@@ -638,7 +638,12 @@ fn stress_local_disk_index_layout() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("file://{}?layout=index", dir.path().display());
     stress("stress_local_disk_index_layout", &url);
-    assert!(dir.path().join(".cachette-index").join("data.mdb").is_file());
+    assert!(
+        dir.path()
+            .join(".cachette-index")
+            .join("data.mdb")
+            .is_file()
+    );
 }
 
 /// A child holding a claim: its computation never ends (the parent kills it).

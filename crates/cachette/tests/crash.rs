@@ -58,7 +58,10 @@ fn a_writer_killed_mid_persist_leaves_the_index_layout_whole() {
         "local disk, index layout",
     );
     assert!(
-        dir.path().join(".cachette-index").join("data.mdb").is_file(),
+        dir.path()
+            .join(".cachette-index")
+            .join("data.mdb")
+            .is_file(),
         "the store has an index"
     );
 }

@@ -796,7 +796,10 @@ fn memo_double(x: u64) -> u64 {
 fn memo_keeps_outputs_in_the_process() {
     assert_eq!(memo_double(21), 42);
     // Another memory on the same store deletes the entry: this memory's memo still has it.
-    Memory::from_url(MEMO_URL.as_str()).unwrap().clear().unwrap();
+    Memory::from_url(MEMO_URL.as_str())
+        .unwrap()
+        .clear()
+        .unwrap();
     assert_eq!(memo_double(21), 42);
     assert_eq!(MEMO_RUNS.load(Ordering::SeqCst), 1);
     // This memory's own clear drops it.

@@ -86,18 +86,22 @@ pub(crate) fn populate_10k(ctx: &Ctx) -> Workload {
     })];
     let mut index_run = 0;
     let index_base = ws.clone();
-    contenders.push(Contender::new(CACHETTE_INDEX, Kind::Cachette, move |iters| {
-        let mut total = Duration::ZERO;
-        for _ in 0..iters {
-            index_run += 1;
-            let dir = index_base.join(format!("cachette-index-{index_run}"));
-            let memory = index_memory(&dir)?;
-            total += timed(1, || populate(&memory));
-            drop(memory);
-            remove(&dir)?;
-        }
-        Ok(total)
-    }));
+    contenders.push(Contender::new(
+        CACHETTE_INDEX,
+        Kind::Cachette,
+        move |iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                index_run += 1;
+                let dir = index_base.join(format!("cachette-index-{index_run}"));
+                let memory = index_memory(&dir)?;
+                total += timed(1, || populate(&memory));
+                drop(memory);
+                remove(&dir)?;
+            }
+            Ok(total)
+        },
+    ));
     contenders.push(ctx.joblib(json!({"w": "populate", "dir": ws.join("joblib"), "n": ENTRIES})));
     let mut cached_run = 0;
     let cached_dir = ws.join("cached");

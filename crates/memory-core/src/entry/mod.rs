@@ -238,7 +238,8 @@ impl<'a> Leading<'a> {
     /// texts, UTF-8 included, and the entry answers for it (the usual case of a load, checked
     /// without a UTF-8 pass).
     fn matches(&self, expected: &Expected<'_>) -> bool {
-        let same = |stored: Option<&[u8]>, wanted: Option<&str>| stored == wanted.map(str::as_bytes);
+        let same =
+            |stored: Option<&[u8]>, wanted: Option<&str>| stored == wanted.map(str::as_bytes);
         self.func == expected.func.as_bytes()
             && self.args_id == expected.args_id.as_bytes()
             && expected.code.as_ref().is_none_or(|code| {

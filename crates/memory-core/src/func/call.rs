@@ -7,8 +7,8 @@
 //! ([`Faults`]); the entry store reports them as [`Error`]s and prints nothing.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use cachette_hashing::{CanonicalHasher, Digest, LazyHasher};
@@ -465,7 +465,10 @@ where
             return None;
         }
         if let Some(validation) = &self.func.validation
-            && !slot.meta.as_deref().is_some_and(|meta| validation.is_valid(meta))
+            && !slot
+                .meta
+                .as_deref()
+                .is_some_and(|meta| validation.is_valid(meta))
         {
             memo.remove(&place);
             return None;

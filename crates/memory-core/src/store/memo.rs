@@ -212,7 +212,10 @@ mod tests {
         let epoch = memo.epoch();
         memo.forget([]);
         memo.put(key, slot(10), epoch);
-        assert!(memo.get(&key).is_none(), "a value read before a write is not kept");
+        assert!(
+            memo.get(&key).is_none(),
+            "a value read before a write is not kept"
+        );
         memo.put(key, slot(10), memo.epoch());
         assert!(memo.get(&key).is_some());
     }
