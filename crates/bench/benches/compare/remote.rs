@@ -34,7 +34,12 @@ fn entry_key(memory: &Memory) -> Res<Key> {
     let f = square_func(memory);
     let shelved = f.call_and_shelve_with(42i64, |x| Ok::<_, Infallible>(square(x)))?;
     let stored = shelved.as_memorized().ok_or("the entry was not stored")?;
-    Ok(Key::new(format!("{}/{}", stored.func(), stored.args_id()))?)
+    // Everything the core writes is under `cachette/`.
+    Ok(Key::new(format!(
+        "cachette/{}/{}",
+        stored.func(),
+        stored.args_id()
+    ))?)
 }
 
 /// Runs `op` `n` times, stopping at the first error.
