@@ -464,8 +464,8 @@ impl MemoryBuilder {
     /// Each value counts the size of its stored entry; the least useful go first when the memo
     /// is full. Values are used only by the code that made them, their validation callback
     /// (such as [`expires_after`](crate::expires_after)) runs on every hit, and this memory's
-    /// writes, deletes and clears drop them. Another process's writes and deletes are not seen:
-    /// a value stays until this process evicts it. Outputs loaded with a memory map
+    /// writes, deletes and clears drop them. Another memory's or process's writes and deletes
+    /// are not seen: a value stays until this memory evicts it. Outputs loaded with a memory map
     /// ([`MmapMode`](crate::MmapMode) other than `None`) are not kept.
     ///
     /// ```
