@@ -39,6 +39,11 @@ Commands:
                                          harness reads to step aside)
                      --skip-services     do not start the test servers (the Redis and S3
                                          workloads then say `not run`)
+                     --scaling           the scaling table instead (1k to 1M tiny entries,
+                                         both local-disk layouts; over ten minutes): rewrites
+                                         the Scaling section of BENCHMARKS.md
+                     --scaling-max <N>   with --scaling, stop at N entries (the report then
+                                         goes to target/bench-partial/)
                      Other arguments (and everything after `--`) go to `cargo bench`.
 
   fuzz [options]      Fuzz the entry decoder for a bounded time with cargo-fuzz (libFuzzer,
