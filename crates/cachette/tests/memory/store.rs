@@ -329,3 +329,30 @@ async fn async_calls() {
     // A synchronous call from inside the runtime works too.
     assert_eq!(fx.memory.cache(|x: u8| x).eval(1), 1);
 }
+
+/// A store of the index layout removed once its memory is dropped, and made again at the same
+/// path, starts empty: the process does not keep the removed index open.
+#[test]
+fn an_index_store_removed_and_made_again_starts_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("cache");
+    let url = format!("file://{}?layout=index", folder.display());
+    let calls = Calls::default();
+    for round in 0..3 {
+        let memory = Memory::from_url(&url).unwrap();
+        let c = calls.clone();
+        let f = memory
+            .cache_capturing(move |x: i64| {
+                c.hit();
+                x + 1
+            })
+            .name("index_again");
+        for x in 0..10 {
+            assert_eq!(f.eval(x), x + 1);
+        }
+        assert_eq!(calls.get(), 10 * (round + 1), "round {round}: every call ran");
+        drop(f);
+        drop(memory);
+        std::fs::remove_dir_all(&folder).unwrap();
+    }
+}

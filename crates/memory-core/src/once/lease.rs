@@ -80,6 +80,7 @@ impl HeldClaim {
     /// renewal is under way.
     fn stop(&self) -> Option<(String, Instant)> {
         self.0.stopped.store(true, Ordering::SeqCst);
+        forget(&self.0);
         let io = self.0.io.lock().unwrap_or_else(PoisonError::into_inner);
         (!io.lost).then(|| (io.record.token.clone(), io.written))
     }
@@ -103,6 +104,7 @@ impl HeldClaim {
     /// [`release`](Self::release), without blocking an async caller's runtime.
     pub(super) async fn release_async(self) {
         self.0.stopped.store(true, Ordering::SeqCst);
+        forget(&self.0);
         // Waits for a renewal under way, without holding the lock across an await.
         let token = loop {
             let attempt = match self.0.io.try_lock() {
@@ -264,6 +266,19 @@ fn lease_thread() -> Option<&'static LeaseThread> {
             }
         }
     })
+}
+
+/// Takes a stopped lease off the lease thread's list at once, so that the thread holds on to
+/// nothing of a released claim (its backend, and through it the store, is let go with the
+/// memory: a store reopened at the same place is not served by the old one).
+fn forget(lease: &Arc<Lease>) {
+    if let Some(thread) = lease_thread() {
+        thread
+            .leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(held, _)| !Arc::ptr_eq(held, lease));
+    }
 }
 
 impl LeaseThread {
