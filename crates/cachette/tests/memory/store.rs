@@ -350,7 +350,11 @@ fn an_index_store_removed_and_made_again_starts_empty() {
         for x in 0..10 {
             assert_eq!(f.eval(x), x + 1);
         }
-        assert_eq!(calls.get(), 10 * (round + 1), "round {round}: every call ran");
+        assert_eq!(
+            calls.get(),
+            10 * (round + 1),
+            "round {round}: every call ran"
+        );
         drop(f);
         drop(memory);
         std::fs::remove_dir_all(&folder).unwrap();
