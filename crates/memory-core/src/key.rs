@@ -290,15 +290,8 @@ pub(crate) mod grammar {
     /// The function folder and the argument digest of an entry's key; `None` for any other key.
     pub(crate) fn split_entry(key: &Key) -> Option<(&str, [u8; 16])> {
         let (folder, last) = split(key)?;
-        if !is_args_id(last) {
-            return None;
-        }
-        let mut digest = [0u8; 16];
-        for (byte, pair) in digest.iter_mut().zip(last.as_bytes().chunks_exact(2)) {
-            let text = std::str::from_utf8(pair).ok()?;
-            *byte = u8::from_str_radix(text, 16).ok()?;
-        }
-        Some((folder, digest))
+        let digest: cachette_hashing::Digest = last.parse().ok()?;
+        Some((folder, digest.0))
     }
 
     /// Whether a key names the compute-once claim of an entry (`<entry key>.claim`).
