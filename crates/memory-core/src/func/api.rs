@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::ops::ControlFlow;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -460,15 +461,10 @@ where
         Fut: Future<Output = Result<R, E>>,
     {
         match self.context(reach) {
-            Some(mut call) => {
-                let digest = call.digest(&args);
-                if let Ok(digest) = &digest
-                    && let Some(out) = call.memo_hit(digest)
-                {
-                    return Ok(out);
-                }
-                call.lookup(digest, args, compute, faults).await
-            }
+            Some(mut call) => match call.digest_or_memo(&args) {
+                ControlFlow::Break(out) => Ok(out),
+                ControlFlow::Continue(digest) => call.lookup(digest, args, compute, faults).await,
+            },
             None => compute(args).await.map_err(Failed::Function),
         }
     }
@@ -487,13 +483,12 @@ where
         let Some(mut call) = self.context(Reach::Blocking) else {
             return compute(args).map_err(Failed::Function);
         };
-        let digest = call.digest(&args);
-        if let Ok(digest) = &digest
-            && let Some(out) = call.memo_hit(digest)
-        {
-            return Ok(out);
+        match call.digest_or_memo(&args) {
+            ControlFlow::Break(out) => Ok(out),
+            ControlFlow::Continue(digest) => {
+                finish(call.lookup(digest, args, now(compute), faults))
+            }
         }
-        finish(call.lookup(digest, args, now(compute), faults))
     }
 
     /// A call's forced run, or the function alone with a disabled memory.

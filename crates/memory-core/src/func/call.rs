@@ -7,6 +7,7 @@
 //! ([`Faults`]); the entry store reports them as [`Error`]s and prints nothing.
 
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -444,10 +445,25 @@ impl<R, F> Call<'_, R, F>
 where
     R: Serialize + DeserializeOwned,
 {
+    /// The digest of `args`, unless the memo answers the call ([`memo_hit`](Self::memo_hit)):
+    /// what a lookup does first, before any future is made.
+    pub(super) fn digest_or_memo<A: Serialize>(
+        &mut self,
+        args: &A,
+    ) -> ControlFlow<R, Result<Digest, Error>> {
+        let digest = self.digest(args);
+        if let Ok(digest) = &digest
+            && let Some(out) = self.memo_hit(digest)
+        {
+            return ControlFlow::Break(out);
+        }
+        ControlFlow::Continue(digest)
+    }
+
     /// The output of the call with `digest` from the memo, if the function keeps its outputs
     /// there and the memo holds a valid one of this code. Sets the call's
     /// [`memo_ticket`](Self::memo_ticket) so that a load or a miss fills the memo.
-    pub(super) fn memo_hit(&mut self, digest: &Digest) -> Option<R> {
+    fn memo_hit(&mut self, digest: &Digest) -> Option<R> {
         let (shared, func) = (self.shared, self.func);
         let (memo, uses) = (shared.store.memo()?, func.memo.as_ref()?);
         if shared.store.maps(func.effective_mmap_mode()) {
