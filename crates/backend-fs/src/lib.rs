@@ -433,12 +433,15 @@ impl FsBackend {
         } else {
             "get"
         };
-        check_segments(key, op)?;
         let fail = |fault: Fault| fault.into_backend(op, key);
-        if let Some(found) = self.index_get(key, options).map_err(fail)? {
-            return Ok(Some(found));
+        if self.index.is_some() {
+            // The index first, before the segments are collected for the files.
+            check_segments(key, op)?;
+            if let Some(found) = self.index_get(key, options).map_err(fail)? {
+                return Ok(Some(found));
+            }
         }
-        let segments: Vec<&str> = key.segments().collect();
+        let segments = segments(key, op)?;
         let path = self.path_of(&segments);
         let opened = match self.open_file_fast(key) {
             Some(opened) => opened,
