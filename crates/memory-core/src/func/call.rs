@@ -135,8 +135,9 @@ impl<R, F> Call<'_, R, F> {
 
     /// Counts a hit of an entry whose call took `stored_secs`.
     fn count_hit(&self, stored_secs: f64) {
-        self.func.tally(self.shared).hit(stored_secs);
-        self.shared.usage.counted(&self.func.memory.shared);
+        if self.func.tally(self.shared).hit(stored_secs) {
+            self.shared.usage.counted(&self.func.memory.shared);
+        }
     }
 
     /// Counts a miss whose computation took `took`.

@@ -3,8 +3,9 @@
 //! Every call of a memoized function counts once, whatever it asked of the store: a hit (its
 //! output was loaded; the time saved is the duration stored with the entry), a miss (the
 //! function ran), or a call that ran without the store (arguments that cannot be hashed, the
-//! circuit breaker open). A call counts with three atomic additions on counters of its own
-//! function ([`Tally`]); nothing is written on the hot path.
+//! circuit breaker open). A hit counts with one or two atomic additions on counters of its
+//! own function ([`Tally`]) and, one hit in 64, a reading of the clock; nothing is written on the
+//! hot path.
 //!
 //! The counts are persisted in the store ([`stored`]), so that `cachette stats` shows them
 //! across processes and machines: at most once per interval, off the caller's thread, each
@@ -92,9 +93,10 @@ impl fmt::Display for CallStats {
 /// The counters of one function in one memory.
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
-    calls: AtomicU64,
     hits: AtomicU64,
     misses: AtomicU64,
+    /// Calls that ran without the store (every call is a hit, a miss or one of these).
+    uncached: AtomicU64,
     compute_nanos: AtomicU64,
     saved_nanos: AtomicU64,
     /// The same counts, through the `metrics` facade.
@@ -137,6 +139,10 @@ mod exported {
     }
 }
 
+/// A run of hits looks whether a write of the counts is due once every this many hits (a miss
+/// always looks): a hit reads no clock.
+const HITS_PER_CHECK: u64 = 64;
+
 /// Nanoseconds of a duration, saturating.
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -154,22 +160,25 @@ impl Tally {
     }
 
     /// A hit of an entry that took `stored_secs` to compute (as its metadata says: a value of
-    /// the store, so anything not finite and positive counts as nothing).
-    pub(crate) fn hit(&self, stored_secs: f64) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.hits.fetch_add(1, Ordering::Relaxed);
+    /// the store, so anything not finite and positive counts as nothing). Says whether the
+    /// caller should see if a write of the counts is due ([`Usage::counted`]): on the first
+    /// hit and every [`HITS_PER_CHECK`] hits after it, so that a run of hits reads no clock.
+    pub(crate) fn hit(&self, stored_secs: f64) -> bool {
+        let before = self.hits.fetch_add(1, Ordering::Relaxed);
         let saved = Duration::try_from_secs_f64(stored_secs).unwrap_or(Duration::ZERO);
-        self.saved_nanos.fetch_add(nanos(saved), Ordering::Relaxed);
+        if !saved.is_zero() {
+            self.saved_nanos.fetch_add(nanos(saved), Ordering::Relaxed);
+        }
         #[cfg(feature = "metrics")]
         if let Some(exported) = &self.exported {
             exported.hits.increment(1);
             exported.saved.record(saved.as_secs_f64());
         }
+        before % HITS_PER_CHECK == 0
     }
 
     /// A miss whose computation took `took`.
     pub(crate) fn miss(&self, took: Duration) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
         self.misses.fetch_add(1, Ordering::Relaxed);
         self.compute_nanos.fetch_add(nanos(took), Ordering::Relaxed);
         #[cfg(feature = "metrics")]
@@ -181,7 +190,7 @@ impl Tally {
 
     /// A call that ran without the store and took `took`.
     pub(crate) fn uncached(&self, took: Duration) {
-        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.uncached.fetch_add(1, Ordering::Relaxed);
         self.compute_nanos.fetch_add(nanos(took), Ordering::Relaxed);
         #[cfg(feature = "metrics")]
         if let Some(exported) = &self.exported {
@@ -191,10 +200,13 @@ impl Tally {
     }
 
     pub(crate) fn snapshot(&self) -> CallStats {
+        let hits = self.hits.load(Ordering::Relaxed);
+        let misses = self.misses.load(Ordering::Relaxed);
+        let uncached = self.uncached.load(Ordering::Relaxed);
         CallStats {
-            calls: self.calls.load(Ordering::Relaxed),
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+            calls: hits.saturating_add(misses).saturating_add(uncached),
+            hits,
+            misses,
             compute_time: Duration::from_nanos(self.compute_nanos.load(Ordering::Relaxed)),
             time_saved: Duration::from_nanos(self.saved_nanos.load(Ordering::Relaxed)),
         }
@@ -407,5 +419,36 @@ mod metrics_tests {
         let saved = seen["cachette_saved_seconds{function=probe}"];
         assert!(computed >= 0.002, "{seen:?}");
         assert!((saved - 2.0 * computed).abs() < 1e-6, "{seen:?}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{HITS_PER_CHECK, Tally};
+
+    #[test]
+    fn every_call_counts_once() {
+        let tally = Tally::default();
+        tally.hit(0.5);
+        tally.hit(f64::NAN);
+        tally.miss(Duration::from_millis(3));
+        tally.uncached(Duration::from_millis(2));
+        let stats = tally.snapshot();
+        assert_eq!(
+            (stats.calls, stats.hits, stats.misses),
+            (4, 2, 1),
+            "{stats:?}"
+        );
+        assert_eq!(stats.time_saved, Duration::from_millis(500));
+        assert_eq!(stats.compute_time, Duration::from_millis(5));
+    }
+
+    #[test]
+    fn a_run_of_hits_looks_for_a_due_write_once_every_so_many() {
+        let tally = Tally::default();
+        let looks: Vec<u64> = (0..3 * HITS_PER_CHECK).filter(|_| tally.hit(0.0)).collect();
+        assert_eq!(looks, [0, HITS_PER_CHECK, 2 * HITS_PER_CHECK]);
     }
 }
