@@ -246,9 +246,39 @@ pub(super) async fn delete_if_owned(
 /// ones. Started on the first claim; it sleeps while there is nothing to do.
 #[derive(Debug, Default)]
 struct LeaseThread {
-    /// The claims held, with when each is due for renewal.
-    leases: Mutex<Vec<(Arc<Lease>, Instant)>>,
+    state: Mutex<ThreadState>,
     wake: Condvar,
+    /// How many times a claim added woke the thread.
+    #[cfg(test)]
+    woken: std::sync::atomic::AtomicU64,
+}
+
+/// How many times in a row the lease thread, holding no claim, wakes at the pace of the last
+/// lease before it sleeps until a claim comes (a minute with the default lease).
+const IDLE_ROUNDS: u32 = 6;
+
+#[derive(Debug, Default)]
+struct ThreadState {
+    /// The claims held, with when each is due for renewal.
+    leases: Vec<(Arc<Lease>, Instant)>,
+    /// When the thread wakes next: a claim added with a later renewal needs no wake-up.
+    wakes: Wakes,
+    /// The renewal interval of the last claim added: the pace at which the thread, holding
+    /// none, keeps waking for [`IDLE_ROUNDS`], so that the next claim needs no wake-up (a
+    /// system call and a switch of threads on every miss).
+    idle_interval: Option<Duration>,
+    idle_rounds: u32,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+enum Wakes {
+    /// Not waiting: it looks at every claim before it waits again.
+    #[default]
+    Busy,
+    /// Waiting until then.
+    At(Instant),
+    /// Waiting until woken.
+    Never,
 }
 
 fn lease_thread() -> Option<&'static LeaseThread> {
@@ -274,30 +304,41 @@ fn lease_thread() -> Option<&'static LeaseThread> {
 fn forget(lease: &Arc<Lease>) {
     if let Some(thread) = lease_thread() {
         thread
-            .leases
+            .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+            .leases
             .retain(|(held, _)| !Arc::ptr_eq(held, lease));
     }
 }
 
 impl LeaseThread {
     fn add(&self, lease: Arc<Lease>) {
-        let due = Instant::now() + lease.interval();
-        self.leases
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((lease, due));
-        self.wake.notify_one();
+        let interval = lease.interval();
+        let due = Instant::now() + interval;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.leases.push((lease, due));
+        state.idle_interval = Some(interval);
+        let wake = match state.wakes {
+            Wakes::Busy => false,
+            Wakes::At(at) => at > due,
+            Wakes::Never => true,
+        };
+        drop(state);
+        if wake {
+            #[cfg(test)]
+            self.woken.fetch_add(1, Ordering::SeqCst);
+            self.wake.notify_one();
+        }
     }
 
     fn run(&self) {
-        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             let now = Instant::now();
             let mut work = Vec::new();
             let mut next: Option<Instant> = None;
-            leases.retain_mut(|(lease, due)| {
+            state.leases.retain_mut(|(lease, due)| {
                 if lease.abandoned.load(Ordering::SeqCst) {
                     work.push((lease.clone(), true));
                     return false;
@@ -313,21 +354,36 @@ impl LeaseThread {
                 true
             });
             if work.is_empty() {
-                leases = match next {
+                let pace = match next {
                     Some(next) => {
+                        state.idle_rounds = 0;
+                        Some(next.saturating_duration_since(now))
+                    }
+                    None if state.idle_rounds < IDLE_ROUNDS => {
+                        state.idle_rounds += 1;
+                        state.idle_interval
+                    }
+                    None => None,
+                };
+                state = match pace {
+                    Some(pace) => {
+                        state.wakes = Wakes::At(now + pace);
                         self.wake
-                            .wait_timeout(leases, next.saturating_duration_since(now))
+                            .wait_timeout(state, pace)
                             .unwrap_or_else(PoisonError::into_inner)
                             .0
                     }
-                    None => self
-                        .wake
-                        .wait(leases)
-                        .unwrap_or_else(PoisonError::into_inner),
+                    None => {
+                        state.wakes = Wakes::Never;
+                        self.wake
+                            .wait(state)
+                            .unwrap_or_else(PoisonError::into_inner)
+                    }
                 };
+                state.wakes = Wakes::Busy;
                 continue;
             }
-            drop(leases);
+            drop(state);
             for (lease, abandoned) in work {
                 if abandoned {
                     lease.delete_abandoned();
@@ -335,7 +391,7 @@ impl LeaseThread {
                     lease.renew();
                 }
             }
-            leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+            state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         }
     }
 }
@@ -353,6 +409,63 @@ mod tests {
 
     fn exists(backend: &DynBackend, key: &Key) -> bool {
         rt::block_on(false, backend.contains(key)).unwrap().unwrap()
+    }
+
+    /// A claim added while the lease thread waits for an earlier renewal, or keeps its idle
+    /// pace, needs no wake-up (a system call and a switch of threads on every miss).
+    #[test]
+    fn a_claim_taken_while_the_thread_keeps_pace_wakes_nobody() {
+        let thread: &'static LeaseThread = Box::leak(Box::default());
+        std::thread::spawn(move || thread.run());
+        let backend: DynBackend = Arc::new(InMemoryBackend::new());
+        let hour = Duration::from_secs(3600);
+        let lease = |n: u32| {
+            Arc::new(Lease {
+                backend: backend.clone(),
+                blocking_io: false,
+                key: Key::new(format!("cachette/f/{n}.claim")).unwrap(),
+                lease: hour,
+                reporter: Reporter::default(),
+                stopped: AtomicBool::new(false),
+                abandoned: AtomicBool::new(false),
+                io: Mutex::new(LeaseIo {
+                    record: ClaimRecord::new(hour),
+                    written: Instant::now(),
+                    lost: false,
+                }),
+            })
+        };
+        let waits_until = || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Wakes::At(at) = thread.state.lock().unwrap().wakes {
+                    return at;
+                }
+                assert!(Instant::now() < deadline, "the lease thread never waits");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        // The first claim (which wakes the thread if it waits for nothing), then the thread
+        // waits for its renewal.
+        thread.add(lease(0));
+        waits_until();
+        let woken = thread.woken.load(Ordering::SeqCst);
+        // A second claim, due later: nobody is woken.
+        thread.add(lease(1));
+        assert_eq!(thread.woken.load(Ordering::SeqCst), woken);
+        // Both released: the thread keeps waking at their pace, and a new claim wakes nobody.
+        for held in &thread.state.lock().unwrap().leases {
+            held.0.stopped.store(true, Ordering::SeqCst);
+        }
+        thread.wake.notify_one();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !thread.state.lock().unwrap().leases.is_empty() {
+            assert!(Instant::now() < deadline, "released claims stay listed");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        waits_until();
+        thread.add(lease(2));
+        assert_eq!(thread.woken.load(Ordering::SeqCst), woken);
     }
 
     /// Released within half its lease, a claim is deleted at once; later, only when it still
