@@ -16,11 +16,19 @@ pub(super) struct Flight {
     /// Led by an async caller (which a synchronous caller blocking a current-thread runtime
     /// could starve).
     pub(super) async_leader: bool,
-    landing: Mutex<Option<Landing>>,
+    landing: Mutex<Landed>,
     /// Wakes synchronous followers.
     landed: Condvar,
     /// Wakes async followers.
     notify: Notify,
+}
+
+/// How a flight landed, and how many synchronous followers wait for it (none, mostly: a
+/// landing then makes no system call).
+#[derive(Debug, Default)]
+struct Landed {
+    landing: Option<Landing>,
+    waiting: usize,
 }
 
 impl Flight {
@@ -33,31 +41,43 @@ impl Flight {
     }
 
     pub(super) fn landing(&self) -> Option<Landing> {
-        *self.landing.lock().unwrap_or_else(PoisonError::into_inner)
+        self.landing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .landing
     }
 
     pub(super) fn land(&self, landing: Landing) {
-        *self.landing.lock().unwrap_or_else(PoisonError::into_inner) = Some(landing);
-        self.landed.notify_all();
+        let mut landed = self.landing.lock().unwrap_or_else(PoisonError::into_inner);
+        landed.landing = Some(landing);
+        let waiting = landed.waiting > 0;
+        drop(landed);
+        if waiting {
+            self.landed.notify_all();
+        }
         self.notify.notify_waiters();
     }
 
     /// Blocks until the flight lands, or until `deadline` (`None`).
     pub(super) fn wait(&self, deadline: Instant) -> Option<Landing> {
-        let mut landing = self.landing.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut landed = self.landing.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
-            if let Some(landing) = *landing {
+            if let Some(landing) = landed.landing {
                 return Some(landing);
             }
             let now = Instant::now();
             if now >= deadline {
                 return None;
             }
-            landing = self
+            // Counted under the lock the landing takes: it sees this follower, or this
+            // follower sees the landing.
+            landed.waiting += 1;
+            landed = self
                 .landed
-                .wait_timeout(landing, deadline - now)
+                .wait_timeout(landed, deadline - now)
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
+            landed.waiting -= 1;
         }
     }
 
@@ -76,5 +96,36 @@ impl Flight {
             let timer = pin!(rt::pause_async(deadline - now));
             future::select(notified, timer).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use super::{Flight, Landing};
+
+    /// A synchronous follower waiting when the flight lands is woken; one that comes after
+    /// sees the landing at once.
+    #[test]
+    fn followers_see_the_landing() {
+        let flight = Arc::new(Flight::new(false));
+        let follower = std::thread::spawn({
+            let flight = flight.clone();
+            move || flight.wait(Instant::now() + Duration::from_secs(60))
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while flight.landing.lock().unwrap().waiting == 0 {
+            assert!(Instant::now() < deadline, "the follower never waits");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        flight.land(Landing::Stored);
+        assert!(matches!(follower.join().unwrap(), Some(Landing::Stored)));
+        assert_eq!(flight.landing.lock().unwrap().waiting, 0);
+        assert!(matches!(
+            flight.wait(Instant::now() + Duration::from_secs(60)),
+            Some(Landing::Stored)
+        ));
     }
 }
