@@ -261,8 +261,18 @@ impl FsBackend {
 
     /// The path of an entry (for messages and [`LocalFile::path`]; never used to reach it).
     fn path_of(&self, segments: &[&str]) -> PathBuf {
-        let mut path = self.root.clone();
+        let len = segments.iter().map(|s| s.len() + 1).sum::<usize>();
+        let mut path = PathBuf::with_capacity(self.root.as_os_str().len() + len);
+        path.push(&self.root);
         path.extend(segments);
+        path
+    }
+
+    /// The path of the file of `key` (whose segments were checked).
+    fn path_of_key(&self, key: &Key) -> PathBuf {
+        let mut path = PathBuf::with_capacity(self.root.as_os_str().len() + key.as_str().len() + 1);
+        path.push(&self.root);
+        path.extend(key.segments());
         path
     }
 
@@ -434,18 +444,21 @@ impl FsBackend {
             "get"
         };
         let fail = |fault: Fault| fault.into_backend(op, key);
-        if self.index.is_some() {
-            // The index first, before the segments are collected for the files.
-            check_segments(key, op)?;
-            if let Some(found) = self.index_get(key, options).map_err(fail)? {
-                return Ok(Some(found));
-            }
+        // The key's segments are checked without being collected, and its path is made only
+        // for an error, a local file or a walk from the root: a read allocates nothing here
+        // but the bytes it returns.
+        check_segments(key, op)?;
+        if let Some(found) = self.index_get(key, options).map_err(fail)? {
+            return Ok(Some(found));
         }
-        let segments = segments(key, op)?;
-        let path = self.path_of(&segments);
+        let path = || self.path_of_key(key);
         let opened = match self.open_file_fast(key) {
             Some(opened) => opened,
-            None => self.open_file_walking(&segments, &path).map_err(fail)?,
+            None => {
+                let segments: Vec<&str> = key.segments().collect();
+                self.open_file_walking(&segments, &self.path_of(&segments))
+                    .map_err(fail)?
+            }
         };
         let Some((mut file, info)) = opened else {
             return Ok(None);
@@ -458,17 +471,17 @@ impl FsBackend {
             return Ok(Some(GetResult::head(size)));
         }
         if let Some(range) = &options.range {
-            let bytes = read_range(&file, range, size).map_err(|e| fail(Fault::io(e, &path)))?;
+            let bytes = read_range(&file, range, size).map_err(|e| fail(Fault::io(e, path())))?;
             return Ok(Some(GetResult::part(bytes, size)));
         }
         if options.local_file {
-            tree::make_blocking(&file).map_err(|e| fail(Fault::io(e, &path)))?;
+            tree::make_blocking(&file).map_err(|e| fail(Fault::io(e, path())))?;
             return Ok(Some(GetResult {
-                payload: GetPayload::File(LocalFile { file, path }),
+                payload: GetPayload::File(LocalFile { file, path: path() }),
                 size,
             }));
         }
-        let bytes = read_whole(&mut file, size).map_err(|e| fail(Fault::io(e, &path)))?;
+        let bytes = read_whole(&mut file, size).map_err(|e| fail(Fault::io(e, path())))?;
         Ok(Some(GetResult::whole(bytes)))
     }
 
