@@ -145,7 +145,7 @@ impl fmt::Debug for Shared {
 #[derive(Debug, Default)]
 struct Pending {
     /// Key → time of the last access (nanoseconds since the epoch).
-    at: HashMap<Vec<u8>, u64>,
+    at: HashMap<Vec<u8>, u64, foldhash::fast::RandomState>,
     /// When the oldest of them was recorded (nanoseconds since the epoch).
     since: Option<u64>,
 }

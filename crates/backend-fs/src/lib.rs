@@ -570,17 +570,26 @@ fn segments<'k>(key: &'k Key, op: &'static str) -> BackendResult<Vec<&'k str>> {
     Ok(key.segments().collect())
 }
 
-/// Checks the segments of `key` as [`segments`] does, without collecting them.
+/// Checks the segments of `key` as [`segments`] does, without collecting them: at most
+/// [`MAX_SEGMENTS`], none reserved. Every reserved name starts with a dot, so only the
+/// segments that do are compared.
 fn check_segments(key: &Key, op: &'static str) -> BackendResult<()> {
-    for (i, segment) in key.segments().enumerate() {
-        if i == MAX_SEGMENTS {
-            return Err(err(
-                ErrorKind::InvalidKey,
-                op,
-                key,
-                format!("keys have at most {MAX_SEGMENTS} segments"),
-            ));
+    let bytes = key.as_str().as_bytes();
+    // A key has no empty segment: one of more than MAX_SEGMENTS segments is longer than this.
+    if bytes.len() > 2 * MAX_SEGMENTS && memchr::memchr_iter(b'/', bytes).count() >= MAX_SEGMENTS {
+        return Err(err(
+            ErrorKind::InvalidKey,
+            op,
+            key,
+            format!("keys have at most {MAX_SEGMENTS} segments"),
+        ));
+    }
+    for dot in memchr::memchr_iter(b'.', bytes) {
+        if dot > 0 && bytes[dot - 1] != b'/' {
+            continue;
         }
+        let rest = &key.as_str()[dot..];
+        let segment = rest.split_once('/').map_or(rest, |(segment, _)| segment);
         let reserved = if segment == INDEX_DIR || segment == GITIGNORE {
             format!("the name {segment:?} is reserved")
         } else if segment.starts_with(TEMP_PREFIX) {

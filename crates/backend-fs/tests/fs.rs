@@ -199,6 +199,8 @@ async fn reserved_names_are_refused() {
         "f/.gitignore",
         ".gitignore/x",
         "f/.cachette-tmp-1-2-x",
+        ".cachette-index",
+        "f.g/.cachette-index/x",
         &deep,
     ] {
         let e = b.put(&key(bad), value(b"v")).await.unwrap_err();
@@ -207,6 +209,16 @@ async fn reserved_names_are_refused() {
         assert_eq!(e.kind(), ErrorKind::InvalidKey, "{bad}: {e}");
         let e = b.delete(&key(bad)).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidKey, "{bad}: {e}");
+    }
+    // Names that only resemble reserved ones are fine.
+    for fine in [
+        "f/a.gitignore",
+        "f/.gitignore.x",
+        "f.cachette-index/x",
+        ".f/x",
+    ] {
+        b.put(&key(fine), value(b"v")).await.unwrap();
+        assert!(b.get(&key(fine)).await.unwrap().is_some(), "{fine}");
     }
     // 64 segments are fine, and listed.
     let deepest = vec!["d"; 64].join("/");
