@@ -3,9 +3,9 @@
 //! Every call of a memoized function counts once, whatever it asked of the store: a hit (its
 //! output was loaded; the time saved is the duration stored with the entry), a miss (the
 //! function ran), or a call that ran without the store (arguments that cannot be hashed, the
-//! circuit breaker open). A hit counts with one or two atomic additions on counters of its
-//! own function ([`Tally`]) and, one hit in 64, a reading of the clock; nothing is written on the
-//! hot path.
+//! circuit breaker open). A call counts on counters of its own function and thread
+//! ([`Tally`]: a load and a store each, no read-modify-write shared between threads) and, a
+//! miss or one hit in 64, reads the clock; nothing is written on the hot path.
 //!
 //! The counts are persisted in the store ([`stored`]), so that `cachette stats` shows them
 //! across processes and machines: at most once per interval, off the caller's thread, each
@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use thread_local::ThreadLocal;
 
 use crate::func::FuncId;
 use crate::memory::Shared;
@@ -90,15 +91,13 @@ impl fmt::Display for CallStats {
     }
 }
 
-/// The counters of one function in one memory.
+/// The counters of one function in one memory: one set per thread that called it, which only
+/// that thread writes (a count is a load and a store, no read-modify-write shared with other
+/// threads); a snapshot sums them. The counters of a thread that ended stay, and a thread that
+/// starts later may carry them on: sums are unchanged.
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
-    hits: AtomicU64,
-    misses: AtomicU64,
-    /// Calls that ran without the store (every call is a hit, a miss or one of these).
-    uncached: AtomicU64,
-    compute_nanos: AtomicU64,
-    saved_nanos: AtomicU64,
+    counts: ThreadLocal<Counts>,
     /// The same counts, through the `metrics` facade.
     #[cfg(feature = "metrics")]
     exported: Option<exported::Exported>,
@@ -139,6 +138,24 @@ mod exported {
     }
 }
 
+/// The counts of one function by one thread.
+#[derive(Debug, Default)]
+struct Counts {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    /// Calls that ran without the store (every call is a hit, a miss or one of these).
+    uncached: AtomicU64,
+    compute_nanos: AtomicU64,
+    saved_nanos: AtomicU64,
+}
+
+/// Adds `n` to a counter only this thread writes; gives what it held.
+fn bump(counter: &AtomicU64, n: u64) -> u64 {
+    let before = counter.load(Ordering::Relaxed);
+    counter.store(before.wrapping_add(n), Ordering::Relaxed);
+    before
+}
+
 /// A run of hits looks whether a write of the counts is due once every this many hits (a miss
 /// always looks): a hit reads no clock.
 const HITS_PER_CHECK: u64 = 64;
@@ -164,10 +181,11 @@ impl Tally {
     /// caller should see if a write of the counts is due ([`Usage::counted`]): on the first
     /// hit and every [`HITS_PER_CHECK`] hits after it, so that a run of hits reads no clock.
     pub(crate) fn hit(&self, stored_secs: f64) -> bool {
-        let before = self.hits.fetch_add(1, Ordering::Relaxed);
+        let counts = self.counts.get_or_default();
+        let before = bump(&counts.hits, 1);
         let saved = Duration::try_from_secs_f64(stored_secs).unwrap_or(Duration::ZERO);
         if !saved.is_zero() {
-            self.saved_nanos.fetch_add(nanos(saved), Ordering::Relaxed);
+            bump(&counts.saved_nanos, nanos(saved));
         }
         #[cfg(feature = "metrics")]
         if let Some(exported) = &self.exported {
@@ -179,8 +197,9 @@ impl Tally {
 
     /// A miss whose computation took `took`.
     pub(crate) fn miss(&self, took: Duration) {
-        self.misses.fetch_add(1, Ordering::Relaxed);
-        self.compute_nanos.fetch_add(nanos(took), Ordering::Relaxed);
+        let counts = self.counts.get_or_default();
+        bump(&counts.misses, 1);
+        bump(&counts.compute_nanos, nanos(took));
         #[cfg(feature = "metrics")]
         if let Some(exported) = &self.exported {
             exported.misses.increment(1);
@@ -190,8 +209,9 @@ impl Tally {
 
     /// A call that ran without the store and took `took`.
     pub(crate) fn uncached(&self, took: Duration) {
-        self.uncached.fetch_add(1, Ordering::Relaxed);
-        self.compute_nanos.fetch_add(nanos(took), Ordering::Relaxed);
+        let counts = self.counts.get_or_default();
+        bump(&counts.uncached, 1);
+        bump(&counts.compute_nanos, nanos(took));
         #[cfg(feature = "metrics")]
         if let Some(exported) = &self.exported {
             exported.uncached.increment(1);
@@ -200,15 +220,27 @@ impl Tally {
     }
 
     pub(crate) fn snapshot(&self) -> CallStats {
-        let hits = self.hits.load(Ordering::Relaxed);
-        let misses = self.misses.load(Ordering::Relaxed);
-        let uncached = self.uncached.load(Ordering::Relaxed);
+        let mut sum = [0u64; 5];
+        for counts in self.counts.iter() {
+            let values = [
+                &counts.hits,
+                &counts.misses,
+                &counts.uncached,
+                &counts.compute_nanos,
+                &counts.saved_nanos,
+            ]
+            .map(|c| c.load(Ordering::Relaxed));
+            for (total, value) in sum.iter_mut().zip(values) {
+                *total = total.wrapping_add(value);
+            }
+        }
+        let [hits, misses, uncached, compute_nanos, saved_nanos] = sum;
         CallStats {
             calls: hits.saturating_add(misses).saturating_add(uncached),
             hits,
             misses,
-            compute_time: Duration::from_nanos(self.compute_nanos.load(Ordering::Relaxed)),
-            time_saved: Duration::from_nanos(self.saved_nanos.load(Ordering::Relaxed)),
+            compute_time: Duration::from_nanos(compute_nanos),
+            time_saved: Duration::from_nanos(saved_nanos),
         }
     }
 }
@@ -443,6 +475,27 @@ mod tests {
         );
         assert_eq!(stats.time_saved, Duration::from_millis(500));
         assert_eq!(stats.compute_time, Duration::from_millis(5));
+    }
+
+    /// The counts of every thread are summed, those of threads that ended included.
+    #[test]
+    fn counts_of_all_threads_are_summed() {
+        let tally = Tally::default();
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..100 {
+                        tally.hit(0.001);
+                    }
+                    tally.miss(Duration::from_millis(1));
+                });
+            }
+        });
+        tally.hit(0.0);
+        let stats = tally.snapshot();
+        assert_eq!((stats.calls, stats.hits, stats.misses), (405, 401, 4));
+        assert_eq!(stats.time_saved, Duration::from_millis(400));
+        assert_eq!(stats.compute_time, Duration::from_millis(4));
     }
 
     #[test]
