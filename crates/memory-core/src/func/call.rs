@@ -477,21 +477,26 @@ where
         if self.func.checked.load(Ordering::Relaxed) != self.store().generation() + 1 {
             return None;
         }
-        let slot = memo.get(&place)?;
-        if slot.code != code {
-            return None;
-        }
-        if let Some(validation) = &self.func.validation
-            && !slot
-                .meta
-                .as_deref()
-                .is_some_and(|meta| validation.is_valid(meta))
-        {
+        // `None`: no value of this code; `Some(None)`: one that fails validation.
+        let found = memo.with(&place, |slot| {
+            if slot.code != code {
+                return None;
+            }
+            if let Some(validation) = &self.func.validation
+                && !slot
+                    .meta
+                    .as_deref()
+                    .is_some_and(|meta| validation.is_valid(meta))
+            {
+                return Some(None);
+            }
+            Some((uses.get)(&*slot.value).map(|out| (out, slot.stored_secs)))
+        })??;
+        let Some((out, stored_secs)) = found else {
             memo.remove(&place);
             return None;
-        }
-        let out = (uses.get)(&*slot.value)?;
-        self.count_hit(slot.stored_secs);
+        };
+        self.count_hit(stored_secs);
         if self.verbosity() > 1 {
             let key = grammar::entry_of(&self.func.id.folder, digest);
             verbose::loaded(

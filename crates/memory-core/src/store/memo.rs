@@ -8,8 +8,16 @@
 //! identity is kept with it). It is dropped when this memory writes or deletes its entry, and
 //! entirely by a clear; a fill that races with a write or a delete is dropped too (the
 //! [`epoch`](Memo::epoch)).
+//!
+//! In front of the shared cache, each thread keeps the last small slots it found there
+//! ([`FRONT`] places, slots of at most [`FRONT_MAX_WEIGHT`] bytes): a repeated hit on one of
+//! them takes no lock and touches no reference count. A place of the front serves only its own
+//! memo, and only while nothing was written or deleted in that memory since it was filled
+//! (the epoch); a slot the shared cache evicted meanwhile may still serve from a front, as it
+//! is still this code's value and nothing replaced it.
 
 use std::any::Any;
+use std::cell::RefCell;
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,6 +101,34 @@ pub(crate) struct Memo {
     /// change is not kept after it.
     epoch: AtomicU64,
     max_bytes: u64,
+    /// Unique in the process: what the places of the threads' fronts say they belong to.
+    id: u64,
+}
+
+/// The places of a thread's front.
+const FRONT: usize = 64;
+
+/// The heaviest slot a front keeps: fronts hold at most `FRONT` such slots per thread beyond
+/// the memo's size.
+const FRONT_MAX_WEIGHT: u64 = 4096;
+
+/// A slot in a thread's front.
+struct FrontSlot {
+    memo: u64,
+    epoch: u64,
+    key: MemoKey,
+    slot: Arc<Slot>,
+}
+
+thread_local! {
+    static FRONT_SLOTS: RefCell<Vec<Option<FrontSlot>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl MemoKey {
+    /// Its place in a front: digests are uniform.
+    fn front_place(&self) -> usize {
+        (self.digest[0] as usize ^ self.folder as usize) % FRONT
+    }
 }
 
 impl std::fmt::Debug for Memo {
@@ -114,10 +150,12 @@ impl Memo {
     pub(crate) fn new(max_bytes: u64) -> Memo {
         // Laid out for values of 256 bytes on average; it holds more smaller ones.
         let items = (max_bytes / 256).clamp(MIN_ITEMS, MAX_ITEMS);
+        static IDS: AtomicU64 = AtomicU64::new(0);
         Memo {
             cache: Cache::with_weighter(items as usize, max_bytes, BySize),
             epoch: AtomicU64::new(0),
             max_bytes,
+            id: IDS.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -128,12 +166,56 @@ impl Memo {
     }
 
     /// The value at `key`.
+    #[cfg(test)]
     pub(crate) fn get(&self, key: &MemoKey) -> Option<Arc<Slot>> {
         self.cache.get(key)
     }
 
-    /// Keeps `slot` at `key`, unless this memory wrote or deleted anything since `epoch`
-    /// (the value could be older than the store's), or the value alone is larger than the memo.
+    /// Calls `f` with the slot of `key`, if the memo holds one: from this thread's front when
+    /// it holds it since the last write or delete of this memory, else from the shared cache
+    /// (and the front keeps it, if it is small). `f` may run user code (a validation, a
+    /// clone) that calls memoized functions again.
+    pub(crate) fn with<T>(&self, key: &MemoKey, f: impl FnOnce(&Slot) -> T) -> Option<T> {
+        let epoch = self.epoch();
+        let place = key.front_place();
+        let mut f = Some(f);
+        // The front is only borrowed shared while `f` runs: `f` may read it again (a
+        // memoized call inside), and only a fill, which needs it alone, is then skipped.
+        let fast = FRONT_SLOTS
+            .try_with(|front| {
+                let front = front.try_borrow().ok()?;
+                let held = front.get(place)?.as_ref()?;
+                if held.memo != self.id || held.epoch != epoch || held.key != *key {
+                    return None;
+                }
+                f.take().map(|f| f(&held.slot))
+            })
+            .ok()
+            .flatten();
+        if fast.is_some() {
+            return fast;
+        }
+        let f = f?;
+        let slot = self.cache.get(key)?;
+        let out = f(&slot);
+        if slot.weight <= FRONT_MAX_WEIGHT {
+            let _ = FRONT_SLOTS.try_with(|front| {
+                if let Ok(mut front) = front.try_borrow_mut() {
+                    if front.len() < FRONT {
+                        front.resize_with(FRONT, || None);
+                    }
+                    front[place] = Some(FrontSlot {
+                        memo: self.id,
+                        epoch,
+                        key: *key,
+                        slot,
+                    });
+                }
+            });
+        }
+        Some(out)
+    }
+
     pub(crate) fn put(&self, key: MemoKey, slot: Slot, epoch: u64) {
         if slot.weight > self.max_bytes || self.epoch() != epoch {
             return;
@@ -147,6 +229,7 @@ impl Memo {
 
     /// Drops the value at `key`.
     pub(crate) fn remove(&self, key: &MemoKey) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.cache.remove(key);
     }
 
@@ -235,5 +318,63 @@ mod tests {
         assert!(memo.get(&other).is_some(), "other values stay");
         memo.clear();
         assert!(memo.get(&other).is_none());
+    }
+
+    /// A repeated hit is served by the thread's front, even after the shared cache let the
+    /// slot go; a write or delete of the memory, another memory, or a heavy slot is not.
+    #[test]
+    fn the_front_serves_repeated_hits_of_its_own_memory_until_a_change() {
+        let memo = Memo::new(100_000);
+        let folder = "pkg.f-0123456789abcdef";
+        let d = digest(0x5a);
+        let place = MemoKey::new(folder_hash(folder), &d);
+        memo.put(place, slot(10), memo.epoch());
+        assert_eq!(memo.with(&place, |s| s.weight), Some(10));
+        memo.cache.remove(&place); // As an eviction would: no change of the memory.
+        assert_eq!(
+            memo.with(&place, |s| s.weight),
+            Some(10),
+            "served by the front"
+        );
+
+        let other = Memo::new(100_000);
+        assert!(
+            other.with(&place, |s| s.weight).is_none(),
+            "another memory's front places are not its own"
+        );
+
+        memo.put(place, slot(10), memo.epoch());
+        assert!(memo.with(&place, |_| ()).is_some());
+        memo.forget([&grammar::entry_of(folder, &d)]);
+        assert!(
+            memo.with(&place, |_| ()).is_none(),
+            "a delete of the entry is seen"
+        );
+
+        let heavy = MemoKey::new(folder_hash(folder), &digest(0x77));
+        memo.put(heavy, slot(FRONT_MAX_WEIGHT + 1), memo.epoch());
+        assert!(memo.with(&heavy, |_| ()).is_some());
+        memo.cache.remove(&heavy);
+        assert!(
+            memo.with(&heavy, |_| ()).is_none(),
+            "a heavy slot is not kept in front"
+        );
+    }
+
+    /// What runs with a slot may use the memo again (a validation or a clone calling memoized
+    /// functions).
+    #[test]
+    fn the_memo_may_be_used_again_while_a_slot_is_in_use() {
+        let memo = Memo::new(100_000);
+        let a = MemoKey::new(1, &digest(1));
+        let b = MemoKey::new(1, &digest(2));
+        memo.put(a, slot(10), memo.epoch());
+        memo.put(b, slot(20), memo.epoch());
+        for _ in 0..3 {
+            let inner = memo.with(&a, |_| memo.with(&b, |s| s.weight).unwrap_or(0));
+            assert_eq!(inner, Some(20));
+            let same = memo.with(&a, |_| memo.with(&a, |s| s.weight).unwrap_or(0));
+            assert_eq!(same, Some(10));
+        }
     }
 }
