@@ -663,11 +663,30 @@ impl FsBackend {
         Ok(opened.is_some())
     }
 
+    /// Whether the index of this store is open and in use.
+    pub(crate) fn index_open(&self) -> bool {
+        self.index.as_ref().is_some_and(|index| {
+            index.shared.get().is_some() && !index.unusable.load(Ordering::Relaxed)
+        })
+    }
+
+    /// Whether the folder of `key` surely does not exist (so neither does a file of `key`):
+    /// one call through the kept root handle, which the index layout may trust (its store is
+    /// not removed under a process using it).
+    fn surely_no_file(&self, key: &Key) -> bool {
+        let parent = key.parent();
+        !parent.is_empty()
+            && matches!(self.root_handle(), Ok(Some(root)) if tree::surely_no_folder(root.as_fd(), parent))
+    }
+
     /// Removes the file of `key`, if there is one, and the folders it leaves empty.
     fn remove_file(&self, key: &Key, segments: &[&str]) -> Result<(), Fault> {
         let Some((name, folders)) = segments.split_last() else {
             return Ok(());
         };
+        if self.surely_no_file(key) {
+            return Ok(());
+        }
         let Some(dir) = self.open_folders(folders)? else {
             return Ok(());
         };
@@ -761,7 +780,11 @@ impl FsBackend {
                         dbs.times.delete(&mut txn, k).map_err(fail)?;
                     }
                 }
-                let files = files(batch);
+                // One key whose folder does not exist has no file (a claim, mostly).
+                let files = match batch {
+                    [key] if self.surely_no_file(key) => Ok(()),
+                    _ => files(batch),
+                };
                 shared.commit(txn, index.durable).map_err(fail)?;
                 files
             });

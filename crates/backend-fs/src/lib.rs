@@ -327,8 +327,12 @@ impl FsBackend {
             };
             match tree::open_beneath(root.as_fd(), key.as_str()) {
                 tree::Beneath::Found(file, info) => return Some(Some((file, info))),
-                // A miss, unless the kept folder was removed (and maybe made again) meanwhile.
-                tree::Beneath::Missing if self.root_was_removed(&root) => continue,
+                // A miss, unless the kept folder was removed (and maybe made again) meanwhile;
+                // a store whose index is open is not removed under the process using it (the
+                // documented way is `clear`), so its misses take no second look.
+                tree::Beneath::Missing if !self.index_open() && self.root_was_removed(&root) => {
+                    continue;
+                }
                 tree::Beneath::Missing => return Some(None),
                 tree::Beneath::Walk => return None,
                 tree::Beneath::Unsupported => {

@@ -230,6 +230,26 @@ pub(crate) fn open_beneath(root: BorrowedFd<'_>, relative: &str) -> Beneath {
     }
 }
 
+/// Whether the folder at `relative` (below `root`) surely does not exist, told in one call
+/// (`openat2` as [`open_beneath`] does). `false` when it exists, when it cannot tell, and on
+/// systems without `openat2`.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn surely_no_folder(root: BorrowedFd<'_>, relative: &str) -> bool {
+    use rustix::fs::ResolveFlags;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    matches!(
+        rustix::fs::openat2(root, relative, flags, Mode::empty(), resolve),
+        Err(Errno::NOENT)
+    )
+}
+
+/// [`surely_no_folder`] on systems without `openat2`: it cannot tell.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn surely_no_folder(_root: BorrowedFd<'_>, _relative: &str) -> bool {
+    false
+}
+
 /// [`open_beneath`] on systems without `openat2`: always a walk.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) fn open_beneath(_root: BorrowedFd<'_>, _relative: &str) -> Beneath {
