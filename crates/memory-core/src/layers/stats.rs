@@ -253,8 +253,7 @@ impl StoreBackend for Stats {
         if result.is_ok() {
             self.deleted(keys.len() as u64);
         }
-        let what = format!("({} keys)", keys.len());
-        self.other("delete_many", &what, started, result)
+        self.other("delete_many", &KeyCount(keys.len()), started, result)
     }
 
     async fn list(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {
@@ -267,6 +266,15 @@ impl StoreBackend for Stats {
         let started = Instant::now();
         let result = self.inner.sweep(prefix).await;
         self.other("sweep", prefix, started, result)
+    }
+}
+
+/// "(N keys)", written only when a trace asks for it.
+struct KeyCount(usize);
+
+impl fmt::Display for KeyCount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({} keys)", self.0)
     }
 }
 
