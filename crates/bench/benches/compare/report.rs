@@ -741,7 +741,10 @@ const METHOD: &str = "
   after the same set-up and 20 warm-up operations; one operation is the difference of the two
   totals (callgrind's `Collected`: the user-space instructions of the whole process; the
   kernel's work in system calls is not counted) divided by the number of operations. Without
-  valgrind on `PATH` the column says `not measured`.
+  valgrind on `PATH` the column says `not measured`. A valgrind that does not know the `openat2`
+  system call (3.19 does not), with which the local disk opens an item in one call, makes the
+  files layout walk the item's folders one `openat` at a time instead: its counts (not its
+  times) then include that walk.
 - **Misses and large outputs**: each sample first empties the contender's cache (untimed), so
   that every timed call is a real miss and the disk holds one large output at a time.
 - **reduce_size**: each sample starts from a copy (untimed) of a store of 10,000 entries.
