@@ -477,7 +477,8 @@ where
         if self.func.checked.load(Ordering::Relaxed) != self.store().generation() + 1 {
             return None;
         }
-        // `None`: no value of this code; `Some(None)`: one that fails validation.
+        // `None`: no value of this code; `Some(None)`: one that fails validation (or is not an
+        // output of this type), dropped.
         let found = memo.with(&place, |slot| {
             if slot.code != code {
                 return None;
