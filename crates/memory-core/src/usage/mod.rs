@@ -192,7 +192,7 @@ impl Tally {
             exported.hits.increment(1);
             exported.saved.record(saved.as_secs_f64());
         }
-        before % HITS_PER_CHECK == 0
+        before.is_multiple_of(HITS_PER_CHECK)
     }
 
     /// A miss whose computation took `took`.
