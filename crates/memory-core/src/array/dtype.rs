@@ -152,7 +152,8 @@ pub enum MmapMode {
     None,
     /// `"r"`: arrays view a read-only map of the entry file. Loading takes microseconds
     /// whatever the size, pages are read when touched and shared between processes. Nothing can
-    /// write through the view: [`Array::get_mut`](crate::Array::get_mut) is `None`.
+    /// write through the view: [`Array::get_mut`](crate::Array::get_mut) is `None`. (An entry of
+    /// at most 64 KiB that holds no array is read, not mapped, in every mode.)
     ReadOnly,
     /// `"c"`: each array is a private map of its region. Writes change only this process's
     /// copy of the touched pages; the stored entry is unchanged.

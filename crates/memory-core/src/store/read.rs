@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::array::{self, MmapMode, RegionMaps, Source};
 use crate::backend::{GetPayload, GetResult, LocalFile};
 use crate::codec::{self, Codec};
-use crate::entry::{CodeIdentity, Entry, Expected, Metadata};
+use crate::entry::{CodeIdentity, Entry, Expected, FLAG_ARRAYS, Metadata, Prefix};
 use crate::error::{EntryError, Error};
 use crate::key::Key;
 use crate::signing::SigningKey;
@@ -176,19 +176,66 @@ pub(super) fn expected<'a>(
 pub(super) fn into_read(key: &Key, found: GetResult, mode: MmapMode) -> io::Result<Read> {
     match found.payload {
         GetPayload::Bytes(bytes) => Ok(Read::whole(bytes)),
-        GetPayload::File(local) => match map_file(&local, found.size, mode) {
-            Ok(read) => Ok(read),
-            Err(e) => {
-                tracing::debug!(target: "cachette", "cannot map {} ({key}): {e}; reading it instead", local.path.display());
-                let size = found.size;
-                GetResult {
-                    payload: GetPayload::File(local),
-                    size,
-                }
-                .into_bytes()
-                .map(Read::whole)
+        // A small entry is read, and mapped only if it holds arrays (which then view the map):
+        // a map of a few bytes costs more than their copy.
+        GetPayload::File(local) if found.size <= READ_RATHER_THAN_MAP => {
+            let bytes = read_small(&local.file, found.size)?;
+            if !holds_arrays(&bytes) {
+                return Ok(Read::whole(bytes));
             }
-        },
+            map_or_read(key, local, found.size, mode)
+        }
+        GetPayload::File(local) => map_or_read(key, local, found.size, mode),
+    }
+}
+
+/// Entries of at most this many bytes are read rather than mapped unless they hold arrays.
+const READ_RATHER_THAN_MAP: u64 = 64 * 1024;
+
+/// The whole of a small entry file (`len` bytes, at most [`READ_RATHER_THAN_MAP`]).
+fn read_small(file: &File, len: u64) -> io::Result<Bytes> {
+    let len = usize::try_from(len).map_err(io::Error::other)?;
+    let mut buf = vec![0u8; len];
+    read_exact_at(file, &mut buf)?;
+    Ok(Bytes::from(buf))
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, buf: &mut [u8]) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, 0)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &File, buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match std::os::windows::fs::FileExt::seek_read(file, &mut buf[done..], done as u64)? {
+            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+            n => done += n,
+        }
+    }
+    Ok(())
+}
+
+/// Whether the entry's prefix says it holds arrays. A prefix that does not parse says no: the
+/// read bytes then go to the checks, which tell what is wrong.
+fn holds_arrays(bytes: &[u8]) -> bool {
+    Prefix::parse(bytes, Some(bytes.len() as u64)).is_ok_and(|p| p.flags & FLAG_ARRAYS != 0)
+}
+
+/// Maps an entry's local file, or reads it when it cannot be mapped.
+fn map_or_read(key: &Key, local: LocalFile, size: u64, mode: MmapMode) -> io::Result<Read> {
+    match map_file(&local, size, mode) {
+        Ok(read) => Ok(read),
+        Err(e) => {
+            tracing::debug!(target: "cachette", "cannot map {} ({key}): {e}; reading it instead", local.path.display());
+            GetResult {
+                payload: GetPayload::File(local),
+                size,
+            }
+            .into_bytes()
+            .map(Read::whole)
+        }
     }
 }
 
@@ -241,4 +288,66 @@ fn reopen_writable(local: &LocalFile) -> io::Result<File> {
         }
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use bytes::Bytes;
+    use chrono::Utc;
+
+    use super::{MmapMode, READ_RATHER_THAN_MAP, into_read};
+    use crate::backend::{GetPayload, GetResult, LocalFile};
+    use crate::entry::{Metadata, encode_parts};
+    use crate::key::Key;
+
+    /// A local file holding `bytes`, as a backend with local files gives it.
+    fn local(dir: &std::path::Path, name: &str, bytes: &[u8]) -> GetResult {
+        let path = dir.join(name);
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(bytes)
+            .unwrap();
+        GetResult {
+            payload: GetPayload::File(LocalFile {
+                file: std::fs::File::open(&path).unwrap(),
+                path,
+            }),
+            size: bytes.len() as u64,
+        }
+    }
+
+    fn entry(arrays: Vec<Bytes>, structure: usize) -> Vec<u8> {
+        let meta = Metadata::new(0.5, Utc::now(), vec![], "m.f", "00", "xxh3-128", "msgpack");
+        encode_parts(&meta, vec![7; structure], arrays, None)
+            .unwrap()
+            .to_bytes()
+            .to_vec()
+    }
+
+    /// A small entry without arrays is read, not mapped, whatever the map mode; one with arrays,
+    /// or a large one, is mapped.
+    #[test]
+    fn small_entries_are_read_unless_they_hold_arrays() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Key::new("cachette/m.f/0").unwrap();
+        for mode in [MmapMode::ReadOnly, MmapMode::CopyOnWrite] {
+            let plain = entry(Vec::new(), 16);
+            let read = into_read(&key, local(dir.path(), "plain", &plain), mode).unwrap();
+            assert!(!read.mapped, "{mode:?}: a small entry is read");
+            assert_eq!(read.bytes, plain);
+
+            let with_arrays = entry(vec![Bytes::from(vec![1u8; 64])], 16);
+            let read = into_read(&key, local(dir.path(), "arrays", &with_arrays), mode).unwrap();
+            assert!(read.mapped, "{mode:?}: arrays view the map");
+
+            let large = entry(Vec::new(), READ_RATHER_THAN_MAP as usize + 1);
+            let read = into_read(&key, local(dir.path(), "large", &large), mode).unwrap();
+            assert!(read.mapped, "{mode:?}: a large entry is mapped");
+        }
+        // Bytes that are no entry are read, and left to the checks.
+        let read = into_read(&key, local(dir.path(), "junk", b"junk"), MmapMode::ReadOnly).unwrap();
+        assert!(!read.mapped);
+    }
 }
