@@ -99,6 +99,26 @@ fn hit_i64() -> i64 {
     HOT.f.eval(black_box(42))
 }
 
+static MAPPED: LazyLock<(tempfile::TempDir, Square)> = LazyLock::new(|| {
+    let dir = tempdir();
+    let memory = Memory::builder()
+        .path(dir.path().join("cache"))
+        .mmap_mode(cachette::MmapMode::ReadOnly)
+        .build()
+        .expect("memory");
+    let f = memory
+        .cache_fn(square as fn(i64) -> i64)
+        .name("bench::square_mapped");
+    f.eval(42);
+    (dir, f)
+});
+
+/// A hit of `f(i64)` in a memory with `mmap_mode = "r"`: its entry holds no array.
+#[divan::bench]
+fn hit_i64_mmap_r() -> i64 {
+    MAPPED.1.eval(black_box(42))
+}
+
 static MEMO: LazyLock<(tempfile::TempDir, Square)> = LazyLock::new(|| {
     let dir = tempdir();
     let memory = Memory::builder()
