@@ -460,8 +460,7 @@ impl FsBackend {
             Some(opened) => opened,
             None => {
                 let segments: Vec<&str> = key.segments().collect();
-                self.open_file_walking(&segments, &self.path_of(&segments))
-                    .map_err(fail)?
+                self.open_file_walking(&segments, &path()).map_err(fail)?
             }
         };
         let Some((mut file, info)) = opened else {

@@ -202,21 +202,27 @@ impl GetResult {
     pub fn into_bytes(self) -> std::io::Result<Bytes> {
         match self.payload {
             GetPayload::Bytes(bytes) => Ok(bytes),
-            GetPayload::File(local) => {
-                use std::io::Read;
-                let len = usize::try_from(self.size)
-                    .map_err(|_| std::io::Error::other("the item is too large to read"))?;
-                let mut buf = Vec::with_capacity(len);
-                local.file.take(self.size).read_to_end(&mut buf)?;
-                if buf.len() != len {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the item's file changed while it was read",
-                    ));
-                }
-                Ok(Bytes::from(buf))
-            }
+            GetPayload::File(local) => local.read_bytes(self.size),
         }
+    }
+}
+
+impl LocalFile {
+    /// The file's `size` bytes (the size the backend reported, so a file that grew is not read
+    /// past it), read from where the file stands: its start, as a backend gives it.
+    pub(crate) fn read_bytes(&self, size: u64) -> std::io::Result<Bytes> {
+        use std::io::Read;
+        let len = usize::try_from(size)
+            .map_err(|_| std::io::Error::other("the item is too large to read"))?;
+        let mut buf = Vec::with_capacity(len);
+        (&self.file).take(size).read_to_end(&mut buf)?;
+        if buf.len() != len {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the item's file changed while it was read",
+            ));
+        }
+        Ok(Bytes::from(buf))
     }
 }
 

@@ -174,69 +174,40 @@ pub(super) fn expected<'a>(
 /// What a read gave, ready to parse: the bytes, or a map of the local file (read whole instead
 /// when it cannot be mapped).
 pub(super) fn into_read(key: &Key, found: GetResult, mode: MmapMode) -> io::Result<Read> {
-    match found.payload {
-        GetPayload::Bytes(bytes) => Ok(Read::whole(bytes)),
-        // A small entry is read, and mapped only if it holds arrays (which then view the map):
-        // a map of a few bytes costs more than their copy.
-        GetPayload::File(local) if found.size <= READ_RATHER_THAN_MAP => {
-            let bytes = read_small(&local.file, found.size)?;
-            if !holds_arrays(&bytes) {
-                return Ok(Read::whole(bytes));
-            }
-            map_or_read(key, local, found.size, mode)
+    let local = match found.payload {
+        GetPayload::Bytes(bytes) => return Ok(Read::whole(bytes)),
+        GetPayload::File(local) => local,
+    };
+    // A small entry is read, and mapped only if it holds arrays (which then view the map): a
+    // map of a few bytes costs more than their copy.
+    let read = if found.size <= READ_RATHER_THAN_MAP {
+        let bytes = local.read_bytes(found.size)?;
+        if !holds_arrays(&bytes) {
+            return Ok(Read::whole(bytes));
         }
-        GetPayload::File(local) => map_or_read(key, local, found.size, mode),
+        Some(bytes)
+    } else {
+        None
+    };
+    match map_file(&local, found.size, mode) {
+        Ok(mapped) => Ok(mapped),
+        Err(e) => {
+            tracing::debug!(target: "cachette", "cannot map {} ({key}): {e}; reading it instead", local.path.display());
+            match read {
+                Some(bytes) => Ok(Read::whole(bytes)),
+                None => local.read_bytes(found.size).map(Read::whole),
+            }
+        }
     }
 }
 
 /// Entries of at most this many bytes are read rather than mapped unless they hold arrays.
 const READ_RATHER_THAN_MAP: u64 = 64 * 1024;
 
-/// The whole of a small entry file (`len` bytes, at most [`READ_RATHER_THAN_MAP`]).
-fn read_small(file: &File, len: u64) -> io::Result<Bytes> {
-    let len = usize::try_from(len).map_err(io::Error::other)?;
-    let mut buf = vec![0u8; len];
-    read_exact_at(file, &mut buf)?;
-    Ok(Bytes::from(buf))
-}
-
-#[cfg(unix)]
-fn read_exact_at(file: &File, buf: &mut [u8]) -> io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, 0)
-}
-
-#[cfg(windows)]
-fn read_exact_at(file: &File, buf: &mut [u8]) -> io::Result<()> {
-    let mut done = 0;
-    while done < buf.len() {
-        match std::os::windows::fs::FileExt::seek_read(file, &mut buf[done..], done as u64)? {
-            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            n => done += n,
-        }
-    }
-    Ok(())
-}
-
 /// Whether the entry's prefix says it holds arrays. A prefix that does not parse says no: the
 /// read bytes then go to the checks, which tell what is wrong.
 fn holds_arrays(bytes: &[u8]) -> bool {
     Prefix::parse(bytes, Some(bytes.len() as u64)).is_ok_and(|p| p.flags & FLAG_ARRAYS != 0)
-}
-
-/// Maps an entry's local file, or reads it when it cannot be mapped.
-fn map_or_read(key: &Key, local: LocalFile, size: u64, mode: MmapMode) -> io::Result<Read> {
-    match map_file(&local, size, mode) {
-        Ok(read) => Ok(read),
-        Err(e) => {
-            tracing::debug!(target: "cachette", "cannot map {} ({key}): {e}; reading it instead", local.path.display());
-            GetResult {
-                payload: GetPayload::File(local),
-                size,
-            }
-            .into_bytes()
-            .map(Read::whole)
-        }
-    }
 }
 
 /// Maps an entry's local file read-only, keeping it open (reopened for writing in read-write
