@@ -107,9 +107,11 @@ impl BlockingPool {
                 // `timeout`) or by a proxy: try once more on a new one. (Not after a timeout:
                 // the server is there but does not answer.)
                 if reused && !e.is_timeout() && (e.is_connection_dropped() || e.is_io_error()) {
-                    self.discard(conn);
+                    // The new connection takes the slot of the dead one, which is never
+                    // given back in between: another caller cannot take it meanwhile.
+                    drop(conn);
                     reused = false;
-                    match self.take_new() {
+                    match self.connect() {
                         Ok(new) => {
                             conn = new;
                             continue;
@@ -157,17 +159,17 @@ impl BlockingPool {
                 None => {}
             }
         }
-        if self.open.fetch_add(1, Ordering::AcqRel) >= MAX_BLOCKING_CONNECTIONS {
-            self.open.fetch_sub(1, Ordering::AcqRel);
+        // The slot is taken only below the bound, so the count never passes it, not even for
+        // an instant (an add undone after the check would let a reader see it past).
+        let slot = self
+            .open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < MAX_BLOCKING_CONNECTIONS).then_some(open + 1)
+            });
+        if slot.is_err() {
             return Taken::None;
         }
         Taken::New(self.connect())
-    }
-
-    /// A new connection in place of one discarded (the count is taken again).
-    fn take_new(&self) -> RedisResult<redis::Connection> {
-        self.open.fetch_add(1, Ordering::AcqRel);
-        self.connect()
     }
 
     /// Opens a connection whose slot is counted in `open`; on failure the slot is given back
@@ -248,5 +250,39 @@ impl Inner {
         let answer =
             answer.and_then(|mut values| values.pop().unwrap_or(Value::Nil).extract_error());
         Some(self.decide_access(answer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    /// Callers that find the pool full never make the count pass the bound, not even for the
+    /// instant between taking a slot and giving it back.
+    #[test]
+    fn a_full_pool_is_never_counted_past_its_bound() {
+        let pool = BlockingPool::new(&RedisConfig::new("redis://127.0.0.1:1"))
+            .unwrap()
+            .unwrap();
+        pool.open.store(MAX_BLOCKING_CONNECTIONS, Ordering::Relaxed);
+        let done = AtomicBool::new(false);
+        let seen = std::thread::scope(|scope| {
+            for _ in 0..2 {
+                scope.spawn(|| {
+                    for _ in 0..200_000 {
+                        assert!(matches!(pool.take(), Taken::None));
+                    }
+                    done.store(true, Ordering::Relaxed);
+                });
+            }
+            let mut most = 0;
+            while !done.load(Ordering::Relaxed) {
+                most = most.max(pool.open());
+            }
+            most
+        });
+        assert_eq!(seen, MAX_BLOCKING_CONNECTIONS);
     }
 }
