@@ -553,14 +553,17 @@ impl FsBackend {
     }
 
     /// Writes `key` to the index if it belongs there (a small value, a short key): `None` when
-    /// it does not, or the index is full or unusable, and the caller writes a file.
+    /// it does not, or the index is full or unusable, and the caller writes a file. A stored
+    /// value also deletes `delete`, when given, in the same transaction (index entry and file);
+    /// a create that finds the key taken leaves it to the caller.
     pub(crate) fn index_put(
         &self,
         key: &Key,
         segments: &[&str],
         value: &Blob,
         mode: PutMode,
-    ) -> Result<Option<PutOutcome>, Fault> {
+        delete: Option<&Key>,
+    ) -> Result<Option<Written>, Fault> {
         let Some(index) = &self.index else {
             return Ok(None);
         };
@@ -588,7 +591,7 @@ impl FsBackend {
         if mode == PutMode::Create
             && (dbs.items.get(&txn, k).map_err(fail)?.is_some() || self.has_file(key, segments)?)
         {
-            return Ok(Some(PutOutcome::AlreadyExists));
+            return Ok(Some(Written::Alone(PutOutcome::AlreadyExists)));
         }
         // At most `MAX_INDEX_THRESHOLD`, checked by the configuration.
         let len = value.len() as usize;
@@ -609,11 +612,34 @@ impl FsBackend {
             Err(e) if is_full(&e) => return full(e),
             Err(e) => return Err(fail(e)),
         }
-        if mode == PutMode::Overwrite {
+        // Whether the folder of `key` surely does not exist (asked once: the item to delete is
+        // mostly in the same folder).
+        let no_folder = std::cell::OnceCell::new();
+        let surely_no_file = |of: &Key| {
+            if of.parent() == key.parent() {
+                *no_folder.get_or_init(|| self.surely_no_file(key))
+            } else {
+                self.surely_no_file(of)
+            }
+        };
+        if mode == PutMode::Overwrite && !surely_no_file(key) {
             self.remove_file(key, segments)?;
         }
+        if let Some(delete) = delete {
+            let d = delete.as_str().as_bytes();
+            if d.len() <= MAX_KEY {
+                dbs.items.delete(&mut txn, d).map_err(fail)?;
+                dbs.times.delete(&mut txn, d).map_err(fail)?;
+            }
+            // Not an error of the write (see `StoreBackend::put_then_delete`).
+            if !surely_no_file(delete)
+                && let Err(e) = self.delete_many_blocking(std::slice::from_ref(delete))
+            {
+                tracing::debug!(target: "cachette", "wrote {key}, but cannot delete {delete}: {e}");
+            }
+        }
         match shared.commit(txn, index.durable) {
-            Ok(()) => Ok(Some(PutOutcome::Created)),
+            Ok(()) => Ok(Some(Written::WithDelete(PutOutcome::Created))),
             Err(e) if is_full(&e) => full(e),
             Err(e) => Err(fail(e)),
         }
@@ -684,9 +710,6 @@ impl FsBackend {
         let Some((name, folders)) = segments.split_last() else {
             return Ok(());
         };
-        if self.surely_no_file(key) {
-            return Ok(());
-        }
         let Some(dir) = self.open_folders(folders)? else {
             return Ok(());
         };
@@ -801,6 +824,15 @@ impl FsBackend {
             shared.flush();
         }
     }
+}
+
+/// What [`FsBackend::index_put`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    /// The write, and the delete that came with it, in one transaction.
+    WithDelete(PutOutcome),
+    /// The write alone: the delete that came with it, if any, is the caller's.
+    Alone(PutOutcome),
 }
 
 #[cfg(test)]

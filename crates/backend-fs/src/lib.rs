@@ -488,6 +488,14 @@ impl FsBackend {
         Ok(Some(GetResult::whole(bytes)))
     }
 
+    /// Deletes `keys` from the index and as files.
+    fn delete_many_everywhere(&self, keys: &[Key]) -> BackendResult<()> {
+        match self.index_delete(keys, &|keys| self.delete_many_blocking(keys)) {
+            Some(deleted) => deleted,
+            None => self.delete_many_blocking(keys),
+        }
+    }
+
     /// Opens the item whose key has `segments` for reading, one folder at a time from the root.
     fn open_file_walking(
         &self,
@@ -527,6 +535,10 @@ impl StoreBackend for FsBackend {
         self.get_blocking(key, &options)
     }
 
+    fn get_now(&self, key: &Key, options: &GetOptions) -> Option<BackendResult<Option<GetResult>>> {
+        Some(self.get_blocking(key, options))
+    }
+
     async fn put_opts(
         &self,
         key: &Key,
@@ -536,11 +548,18 @@ impl StoreBackend for FsBackend {
         self.put_blocking(key, &value, options.mode)
     }
 
+    async fn put_then_delete(
+        &self,
+        key: &Key,
+        value: Blob,
+        options: PutOptions,
+        delete: &Key,
+    ) -> BackendResult<PutOutcome> {
+        self.put_then_delete_blocking(key, &value, options.mode, Some(delete))
+    }
+
     async fn delete_many(&self, keys: &[Key]) -> BackendResult<()> {
-        match self.index_delete(keys, &|keys| self.delete_many_blocking(keys)) {
-            Some(deleted) => deleted,
-            None => self.delete_many_blocking(keys),
-        }
+        self.delete_many_everywhere(keys)
     }
 
     async fn list(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {

@@ -10,6 +10,7 @@ use std::sync::atomic::Ordering;
 use cachette_core::plugin::{BackendResult, Blob, ErrorKind, Key, PutMode, PutOutcome, owner_tag};
 
 use crate::files::write_parts;
+use crate::index::Written;
 use crate::tree::{self, Fault};
 use crate::{FsBackend, TEMP_COUNTER, TEMP_NAME_PART, TEMP_PREFIX, err, segments};
 
@@ -20,6 +21,19 @@ impl FsBackend {
         value: &Blob,
         mode: PutMode,
     ) -> BackendResult<PutOutcome> {
+        self.put_then_delete_blocking(key, value, mode, None)
+    }
+
+    /// Writes `key`; then, when the write succeeded, deletes `delete` (see
+    /// `StoreBackend::put_then_delete`): in the write's own transaction when the item goes to
+    /// the index, else with a delete of its own, whose failure is only traced.
+    pub(super) fn put_then_delete_blocking(
+        &self,
+        key: &Key,
+        value: &Blob,
+        mode: PutMode,
+        delete: Option<&Key>,
+    ) -> BackendResult<PutOutcome> {
         let op = if mode == PutMode::Create {
             "put_if_absent"
         } else {
@@ -29,18 +43,30 @@ impl FsBackend {
         let Some((name, folders)) = segments.split_last() else {
             return Err(err(ErrorKind::InvalidKey, op, key, "the key is empty"));
         };
-        if let Some(outcome) = self
-            .index_put(key, &segments, value, mode)
+        let delete_after = |outcome: PutOutcome| {
+            if let Some(delete) = delete
+                && let Err(e) = self.delete_many_everywhere(std::slice::from_ref(delete))
+            {
+                tracing::debug!(target: "cachette", "wrote {key}, but cannot delete {delete}: {e}");
+            }
+            Ok(outcome)
+        };
+        if let Some(written) = self
+            .index_put(key, &segments, value, mode, delete)
             .map_err(|fault| fault.into_backend(op, key))?
         {
-            return Ok(outcome);
+            return match written {
+                Written::WithDelete(outcome) => Ok(outcome),
+                Written::Alone(outcome) => delete_after(outcome),
+            };
         }
         let mut attempts = 0;
         loop {
             match self.try_put(key, folders, name, value, mode) {
                 // A folder of the item was removed by a delete while this write went through it.
                 Err(fault) if fault.is(io::ErrorKind::NotFound) && attempts < 4 => attempts += 1,
-                other => return other.map_err(|fault| fault.into_backend(op, key)),
+                Ok(outcome) => return delete_after(outcome),
+                Err(fault) => return Err(fault.into_backend(op, key)),
             }
         }
     }

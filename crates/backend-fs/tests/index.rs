@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use cachette_core::plugin::{
     BackendConfig, Blob, Bytes, DynBackend, ErrorKind, GetOptions, GetPayload, Key, Prefix,
-    PutOutcome, StoreBackend, StoreBackendExt, backend_from_url, block_on, testkit,
+    PutOptions, PutOutcome, StoreBackend, StoreBackendExt, backend_from_url, block_on, testkit,
 };
 use cachette_fs::{FsBackend, FsConfig, Layout};
 
@@ -125,6 +125,50 @@ async fn conformance_with_both_representations_mixed() {
     let dir = tempfile::tempdir().unwrap();
     let b = config(dir.path()).with_index_threshold(16).open().unwrap();
     testkit::run_all(Arc::new(b)).await;
+}
+
+/// A write that deletes another item deletes it wherever it is, the write and the item in
+/// the index or as files, and leaves no file behind.
+#[tokio::test]
+async fn writes_delete_items_in_either_representation() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = config(dir.path()).with_index_threshold(16).open().unwrap();
+    let (small, large) = (vec![1u8; 8], vec![2u8; 100]);
+    for (entry_bytes, claim_bytes) in [
+        (&small, &small),
+        (&small, &large),
+        (&large, &small),
+        (&large, &large),
+    ] {
+        let entry = key("f/entry");
+        let claim = key("f/entry.claim");
+        b.put(&claim, blob(claim_bytes.clone())).await.unwrap();
+        let outcome = b
+            .put_then_delete(
+                &entry,
+                blob(entry_bytes.clone()),
+                PutOptions::default(),
+                &claim,
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, PutOutcome::Created);
+        assert_eq!(
+            b.get(&entry).await.unwrap().as_deref(),
+            Some(&entry_bytes[..])
+        );
+        assert_eq!(b.get(&claim).await.unwrap(), None);
+        let listed: Vec<String> = b
+            .list(&Prefix::root())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|item| item.key.as_str().to_owned())
+            .collect();
+        assert_eq!(listed, ["f/entry"]);
+        b.delete(&entry).await.unwrap();
+    }
+    assert_eq!(files_under(dir.path()), IN_EXISTING_ROOT);
 }
 
 #[tokio::test]

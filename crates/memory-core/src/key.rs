@@ -274,8 +274,12 @@ pub(crate) mod grammar {
     pub(crate) fn split(key: &Key) -> Option<(&str, &str)> {
         // A key has no empty segment (see `validate`), so two cuts tell the whole shape.
         let rest = key.0.strip_prefix(NAMESPACE)?.strip_prefix('/')?;
-        let (folder, last) = rest.split_once('/')?;
-        (!last.contains('/')).then_some((folder, last))
+        let cut = memchr::memchr(b'/', rest.as_bytes())?;
+        // Both parts are cut at an ASCII `/`, so on character boundaries.
+        let (folder, last) = (rest.get(..cut)?, rest.get(cut + 1..)?);
+        memchr::memchr(b'/', last.as_bytes())
+            .is_none()
+            .then_some((folder, last))
     }
 
     fn is_args_id(name: &str) -> bool {

@@ -82,6 +82,28 @@ impl InMemoryBackend {
         self.items.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A read of `key` as `options` say (`get_opts` and `get_now` alike).
+    fn read_item(&self, key: &Key, options: &GetOptions) -> Option<GetResult> {
+        let map = self.read();
+        let item = map.get(key.as_str()).filter(|i| i.live(Instant::now()))?;
+        if options.record_access {
+            item.last_access
+                .store(Utc::now().timestamp_micros(), Ordering::Relaxed);
+        }
+        let len = item.value.len() as u64;
+        if options.head {
+            return Some(GetResult::head(len));
+        }
+        Some(match &options.range {
+            None => GetResult::whole(item.value.clone()),
+            Some(range) => {
+                let start = range.start.min(len) as usize;
+                let end = range.end.clamp(range.start.min(len), len) as usize;
+                GetResult::part(item.value.slice(start..end), len)
+            }
+        })
+    }
+
     fn new_item(value: Bytes, options: &PutOptions) -> Item {
         Item {
             value,
@@ -120,26 +142,11 @@ impl StoreBackend for InMemoryBackend {
     }
 
     async fn get_opts(&self, key: &Key, options: GetOptions) -> BackendResult<Option<GetResult>> {
-        let map = self.read();
-        let Some(item) = map.get(key.as_str()).filter(|i| i.live(Instant::now())) else {
-            return Ok(None);
-        };
-        if options.record_access {
-            item.last_access
-                .store(Utc::now().timestamp_micros(), Ordering::Relaxed);
-        }
-        let len = item.value.len() as u64;
-        if options.head {
-            return Ok(Some(GetResult::head(len)));
-        }
-        Ok(Some(match options.range {
-            None => GetResult::whole(item.value.clone()),
-            Some(range) => {
-                let start = range.start.min(len) as usize;
-                let end = range.end.clamp(range.start.min(len), len) as usize;
-                GetResult::part(item.value.slice(start..end), len)
-            }
-        }))
+        Ok(self.read_item(key, &options))
+    }
+
+    fn get_now(&self, key: &Key, options: &GetOptions) -> Option<BackendResult<Option<GetResult>>> {
+        Some(Ok(self.read_item(key, options)))
     }
 
     async fn put_opts(

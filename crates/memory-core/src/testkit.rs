@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::backend::{
-    Blob, DynBackend, GetOptions, GetPayload, PutOutcome, StoreBackend, StoreBackendExt,
+    Blob, DynBackend, GetOptions, GetPayload, GetResult, PutOptions, PutOutcome, StoreBackend,
+    StoreBackendExt,
 };
 use crate::key::{Key, Prefix};
 use crate::rt;
@@ -73,6 +74,8 @@ pub async fn run_all(backend: DynBackend) {
     unusual_keys(&*backend, &root).await;
     missing_is_a_value(&*backend, &root).await;
     ranged_reads(&*backend, &root).await;
+    reads_now_agree(&*backend, &root).await;
+    writes_that_delete(&*backend, &root).await;
     prefix_listing(&*backend, &root).await;
     delete_prefix_is_scoped(&*backend, &root).await;
     access_tracking(&*backend, &root).await;
@@ -202,6 +205,79 @@ pub async fn ranged_reads(b: &dyn StoreBackend, root: &str) {
         let e = (end as usize).min(value.len());
         assert_eq!(&got[..], &value[s..e], "range {start}..{end}");
     }
+}
+
+/// A read answered by [`StoreBackend::get_now`] is the one [`StoreBackend::get_opts`] gives:
+/// whole, ranged, a head, or a miss.
+pub async fn reads_now_agree(b: &dyn StoreBackend, root: &str) {
+    let k = key(root, "now/item");
+    let value: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+    b.put(&k, Bytes::from(value).into()).await.expect("put");
+    let missing = key(root, "now/missing");
+    for (name, key, options) in [
+        ("whole", &k, GetOptions::default()),
+        ("hit", &k, GetOptions::hit()),
+        ("range", &k, GetOptions::range(10..50)),
+        ("head", &k, GetOptions::head()),
+        ("missing", &missing, GetOptions::hit()),
+    ] {
+        let Some(now) = b.get_now(key, &options) else {
+            continue;
+        };
+        let now = now.expect("get_now");
+        let awaited = b.get_opts(key, options).await.expect("get_opts");
+        let shape = |found: Option<GetResult>| {
+            found.map(|found| {
+                let size = found.size;
+                (size, found.into_bytes().expect("read the payload"))
+            })
+        };
+        assert_eq!(shape(now), shape(awaited), "{name}");
+    }
+}
+
+/// [`StoreBackend::put_then_delete`] writes its item and deletes the other; a missing item to
+/// delete is no error.
+pub async fn writes_that_delete(b: &dyn StoreBackend, root: &str) {
+    let claim = key(root, "ptd/entry.claim");
+    let entry = key(root, "ptd/entry");
+    b.put(&claim, Bytes::from_static(b"claim").into())
+        .await
+        .expect("put");
+    let outcome = b
+        .put_then_delete(
+            &entry,
+            Bytes::from_static(b"entry").into(),
+            PutOptions::default(),
+            &claim,
+        )
+        .await
+        .expect("put_then_delete");
+    assert_eq!(outcome, PutOutcome::Created);
+    assert_eq!(
+        b.get(&entry).await.expect("get").as_deref(),
+        Some(&b"entry"[..])
+    );
+    assert_eq!(
+        b.get(&claim).await.expect("get"),
+        None,
+        "deleted with the write"
+    );
+    let outcome = b
+        .put_then_delete(
+            &entry,
+            Bytes::from_static(b"again").into(),
+            PutOptions::default(),
+            &claim,
+        )
+        .await
+        .expect("put_then_delete of a missing item");
+    assert_eq!(outcome, PutOutcome::Created);
+    assert_eq!(
+        b.get(&entry).await.expect("get").as_deref(),
+        Some(&b"again"[..])
+    );
+    b.delete(&entry).await.expect("delete");
 }
 
 /// Listing matches whole segments only and reports sizes.

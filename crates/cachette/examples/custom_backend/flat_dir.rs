@@ -411,6 +411,11 @@ impl StoreBackend for FlatDirBackend {
         self.get_blocking(key, &options)
     }
 
+    // The same read without a future, for synchronous callers.
+    fn get_now(&self, key: &Key, options: &GetOptions) -> Option<BackendResult<Option<GetResult>>> {
+        Some(self.get_blocking(key, options))
+    }
+
     async fn put_opts(
         &self,
         key: &Key,

@@ -339,6 +339,21 @@ pub trait StoreBackend: Send + Sync + Debug + 'static {
     /// Reads an item as `options` say. `Ok(None)` if it does not exist.
     async fn get_opts(&self, key: &Key, options: GetOptions) -> BackendResult<Option<GetResult>>;
 
+    /// Reads an item as [`get_opts`](Self::get_opts) would, on the caller's thread and without
+    /// a future, when the backend can: its reads are plain blocking I/O, or no I/O at all.
+    /// `None` when it cannot; the caller then awaits `get_opts`. Only callers that may block
+    /// their thread call it (the synchronous calls of a `Memory`), and an answer must be the
+    /// one `get_opts` would give, access recorded alike.
+    ///
+    /// It spares a hit the boxed future of every layer, which on a local store costs as much
+    /// as the read itself. The default answers `None`, so a backend or a layer that does not
+    /// override it is only read the usual way; a layer that overrides it does for the read
+    /// what its `get_opts` does.
+    fn get_now(&self, key: &Key, options: &GetOptions) -> Option<BackendResult<Option<GetResult>>> {
+        let _ = (key, options);
+        None
+    }
+
     /// Writes an item whose bytes are the segments of `value`, in order, as `options` say.
     async fn put_opts(
         &self,
@@ -349,6 +364,29 @@ pub trait StoreBackend: Send + Sync + Debug + 'static {
 
     /// Deletes items, in batches where the store allows. Missing items are skipped.
     async fn delete_many(&self, keys: &[Key]) -> BackendResult<()>;
+
+    /// Writes an item as [`put_opts`](Self::put_opts) does and, once it is written, deletes
+    /// the item `delete` (the core's compute-once claim of the entry it writes): both in one
+    /// atomic step where the store can, so that other processes see the entry and the claim
+    /// gone at once, for the price of one write.
+    ///
+    /// Gives the write's outcome. `delete` goes only after a write that succeeded (whatever
+    /// its outcome); a failure to delete it is not an error of the write (it stays, and the
+    /// core's claims expire). The default writes, then deletes, with the two methods; a layer
+    /// that overrides it does for the write what its `put_opts` does.
+    async fn put_then_delete(
+        &self,
+        key: &Key,
+        value: Blob,
+        options: PutOptions,
+        delete: &Key,
+    ) -> BackendResult<PutOutcome> {
+        let outcome = self.put_opts(key, value, options).await?;
+        if let Err(e) = self.delete_many(std::slice::from_ref(delete)).await {
+            tracing::debug!(target: "cachette", "wrote {key}, but cannot delete {delete}: {e}");
+        }
+        Ok(outcome)
+    }
 
     /// Lists the items under the prefix with their size and last access. It writes nothing.
     async fn list(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>>;

@@ -120,7 +120,8 @@ impl Prefix {
         }
         let header = &bytes[PREFIX_LEN..end];
         let padding_end = (self.payload_offset as usize - self.signature_len()).min(bytes.len());
-        if bytes[end..padding_end].iter().any(|&b| b != 0) {
+        // An OR of every byte (no early exit, so it runs on whole vectors).
+        if bytes[end..padding_end].iter().fold(0, |acc, &b| acc | b) != 0 {
             return Err(EntryError::Corrupted("non-zero padding".into()));
         }
         if header_checksum(&bytes[..PREFIX_LEN], header) != self.header_checksum {
@@ -328,6 +329,14 @@ impl Entry {
     /// The payload as stored (compressed if it is), sharing the entry's buffer.
     pub fn payload(&self) -> Bytes {
         self.bytes.slice(self.prefix.payload_offset as usize..)
+    }
+
+    /// The structure of a payload that is neither compressed nor holds arrays, borrowed from
+    /// the entry (a decode of it needs no copy and no shared handle on the bytes); `None` for
+    /// any other payload, which [`decode_payload_within`](Entry::decode_payload_within) gives.
+    pub fn plain_structure(&self) -> Option<&[u8]> {
+        (self.prefix.flags & (FLAG_ZSTD | FLAG_ARRAYS) == 0)
+            .then(|| &self.bytes[self.prefix.payload_offset as usize..])
     }
 
     /// The payload, decompressed if needed, with its arrays located. A compressed payload may

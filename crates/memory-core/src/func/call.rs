@@ -27,7 +27,7 @@ use crate::entry::Metadata;
 use crate::error::{EntryError, Error};
 use crate::key::{Key, grammar};
 use crate::memory::Shared;
-use crate::once::{Asker, Landing};
+use crate::once::{Asker, Landing, WriteRelease};
 use crate::reach::Reach;
 use crate::report::{WARNING_LEN, untrusted_within};
 use crate::result::{MemorizedResult, NotMemorizedResult, Shelved};
@@ -348,13 +348,22 @@ impl<R, F> Call<'_, R, F> {
         meta: &Metadata,
         entry: Blob,
         faults: P,
+        claim: &WriteRelease,
     ) -> Result<bool, P::Fault> {
         if self.gave_up() {
             return Ok(false);
         }
         let bytes = entry.len();
-        match self.store().save(self.reach, key, entry, self.ttl()).await {
+        let claim_key = claim.key_for(bytes);
+        let saved = self
+            .store()
+            .save(self.reach, key, entry, self.ttl(), claim_key)
+            .await;
+        match saved {
             Ok(()) => {
+                if claim_key.is_some() {
+                    claim.done();
+                }
                 if let Some(limits) = &self.shared.limits {
                     limits.wrote(bytes);
                 }
@@ -381,7 +390,7 @@ impl<R, F> Call<'_, R, F> {
         key: &Key,
         absent: bool,
         probe: impl AsyncFnOnce() -> Result<Option<T>, S>,
-        run: impl AsyncFnOnce() -> Result<(T, bool), Failed<E, S>>,
+        run: impl AsyncFnOnce(WriteRelease) -> Result<(T, bool), Failed<E, S>>,
     ) -> Result<T, Failed<E, S>> {
         let once = &self.shared.once;
         let asker = Asker {
@@ -402,7 +411,7 @@ impl<R, F> Call<'_, R, F> {
                 }
             }
         }
-        let outcome = run().await;
+        let outcome = run(turn.write_release()).await;
         let landing = match &outcome {
             Ok((_, true)) => Landing::Stored,
             Ok((_, false)) => Landing::NotStored,
@@ -596,11 +605,15 @@ where
         }
         let stored_secs = entry.duration();
         let weight = entry.len();
-        let out =
-            match entry.decode::<R>(self.store().codec(), mode, self.store().max_decompressed()) {
-                Ok(out) => out,
-                Err(e) => return unusable(e),
-            };
+        let out = match entry.decode::<R>(
+            key,
+            self.store().codec(),
+            mode,
+            self.store().max_decompressed(),
+        ) {
+            Ok(out) => out,
+            Err(e) => return unusable(e),
+        };
         if let Some((place, epoch)) = self.memo_ticket {
             self.keep(&out, place, epoch, validated, stored_secs, weight);
         }
@@ -691,9 +704,12 @@ where
         let code = Some(self.func.id.code_identity());
         // The bytes were written just now, by this call: nothing to check in the arrays.
         let loaded = match self.store().read(self.reach, key, mode, code, false).await {
-            Ok(Some(entry)) => {
-                entry.decode::<R>(self.store().codec(), mode, self.store().max_decompressed())
-            }
+            Ok(Some(entry)) => entry.decode::<R>(
+                key,
+                self.store().codec(),
+                mode,
+                self.store().max_decompressed(),
+            ),
             Ok(None) => Err(Error::InvalidArgument("it is gone".into())),
             Err(e) => Err(e),
         };
@@ -717,6 +733,7 @@ where
         args: A,
         compute: impl FnOnce(A) -> Fut,
         faults: P,
+        claim: WriteRelease,
     ) -> Result<(R, bool), Failed<E, P::Fault>>
     where
         A: Serialize,
@@ -729,7 +746,11 @@ where
             return Ok((out, false));
         };
         let weight = entry.len();
-        if !self.save(key, &meta, entry, faults).await.map_err(store)? {
+        if !self
+            .save(key, &meta, entry, faults, &claim)
+            .await
+            .map_err(store)?
+        {
             return Ok((out, false));
         }
         if self.store().maps(mode) {
@@ -791,7 +812,7 @@ where
         }
         if !self.computes_once() {
             return self
-                .miss(&key, mode, args, compute, faults)
+                .miss(&key, mode, args, compute, faults, WriteRelease::default())
                 .await
                 .map(|(out, _)| out);
         }
@@ -799,7 +820,7 @@ where
             &key,
             absent,
             async || Ok(self.load(&key, mode, started, faults).await?.0),
-            async || self.miss(&key, mode, args, compute, faults).await,
+            async |claim| self.miss(&key, mode, args, compute, faults, claim).await,
         )
         .await
     }
@@ -827,7 +848,8 @@ where
             return Ok(((out, meta), None));
         };
         self.ensure_checked(faults).await.map_err(store)?;
-        self.store_computed(&key, args, compute, faults).await
+        self.store_computed(&key, args, compute, faults, WriteRelease::default())
+            .await
     }
 
     /// Computes the result of `key` and stores it.
@@ -837,6 +859,7 @@ where
         args: A,
         compute: impl FnOnce(A) -> Fut,
         faults: P,
+        claim: WriteRelease,
     ) -> Result<Stored<R>, Failed<E, P::Fault>>
     where
         A: Serialize,
@@ -847,7 +870,10 @@ where
             self.compute(key, readable, args, compute, faults).await?;
         let mut stored = None;
         if let Some(entry) = entry
-            && self.save(key, &meta, entry, faults).await.map_err(store)?
+            && self
+                .save(key, &meta, entry, faults, &claim)
+                .await
+                .map_err(store)?
         {
             stored = Some(key.clone());
         }
@@ -888,7 +914,9 @@ where
             ((out, _), None) => Shelved::NotMemorized(NotMemorizedResult::new(out)),
         };
         if !self.computes_once() {
-            let stored = self.store_computed(&key, args, compute, faults).await?;
+            let stored = self
+                .store_computed(&key, args, compute, faults, WriteRelease::default())
+                .await?;
             return Ok(shelved(stored));
         }
         self.once(
@@ -901,8 +929,10 @@ where
                 }
                 Found::Absent | Found::Unusable => Ok(None),
             },
-            async || {
-                let stored = self.store_computed(&key, args, compute, faults).await?;
+            async |claim| {
+                let stored = self
+                    .store_computed(&key, args, compute, faults, claim)
+                    .await?;
                 let was_stored = stored.1.is_some();
                 Ok((shelved(stored), was_stored))
             },

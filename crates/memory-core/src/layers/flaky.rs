@@ -139,6 +139,31 @@ impl StoreBackend for Flaky {
         self.inner.put_opts(key, value, options).await
     }
 
+    /// Reads the usual way, where faults are injected.
+    fn get_now(
+        &self,
+        _key: &Key,
+        _options: &GetOptions,
+    ) -> Option<BackendResult<Option<GetResult>>> {
+        None
+    }
+
+    async fn put_then_delete(
+        &self,
+        key: &Key,
+        value: Blob,
+        options: PutOptions,
+        delete: &Key,
+    ) -> BackendResult<PutOutcome> {
+        self.inject(match options.mode {
+            PutMode::Create => "put_if_absent",
+            _ => "put",
+        })?;
+        self.inner
+            .put_then_delete(key, value, options, delete)
+            .await
+    }
+
     async fn delete_many(&self, keys: &[Key]) -> BackendResult<()> {
         self.inject("delete_many")?;
         self.inner.delete_many(keys).await

@@ -223,6 +223,29 @@ impl StoreBackend for Retry {
         .await
     }
 
+    /// One attempt without a future; a transient error leaves the read to `get_opts`, which
+    /// retries it (a read may be repeated).
+    fn get_now(&self, key: &Key, options: &GetOptions) -> Option<BackendResult<Option<GetResult>>> {
+        match self.inner.get_now(key, options)? {
+            Err(err) if is_transient(&err) => None,
+            answer => Some(answer),
+        }
+    }
+
+    async fn put_then_delete(
+        &self,
+        key: &Key,
+        value: Blob,
+        options: PutOptions,
+        delete: &Key,
+    ) -> BackendResult<PutOutcome> {
+        self.run("put", key, || {
+            self.inner
+                .put_then_delete(key, value.clone(), options.clone(), delete)
+        })
+        .await
+    }
+
     async fn delete_many(&self, keys: &[Key]) -> BackendResult<()> {
         let count = Keys(keys.len());
         self.run("delete_many", &count, || self.inner.delete_many(keys))

@@ -15,6 +15,23 @@ use crate::backend::{
 use crate::error::BackendError;
 use crate::key::{Key, Prefix};
 
+/// The name a read is counted and traced under.
+fn read_op(options: &GetOptions) -> &'static str {
+    match (&options.range, options.local_file) {
+        (Some(_), _) => "get_range",
+        (None, true) => "get_file",
+        (None, false) => "get",
+    }
+}
+
+/// The name a write is counted and traced under.
+fn put_op(options: &PutOptions) -> &'static str {
+    match options.mode {
+        PutMode::Create => "put_if_absent",
+        _ => "put",
+    }
+}
+
 /// The tracing target of the per-operation events.
 const TARGET: &str = "cachette::stats";
 
@@ -217,13 +234,22 @@ impl StoreBackend for Stats {
             let result = self.inner.get_opts(key, options).await;
             return self.other("head", key, started, result);
         }
-        let op = match (&options.range, options.local_file) {
-            (Some(_), _) => "get_range",
-            (None, true) => "get_file",
-            (None, false) => "get",
-        };
+        let op = read_op(&options);
         let result = self.inner.get_opts(key, options).await;
         self.read(op, key, started, result)
+    }
+
+    fn get_now(&self, key: &Key, options: &GetOptions) -> Option<BackendResult<Option<GetResult>>> {
+        if options.bypass_cache {
+            return self.inner.get_now(key, options);
+        }
+        let started = Instant::now();
+        let result = self.inner.get_now(key, options)?;
+        Some(if options.head {
+            self.other("head", key, started, result)
+        } else {
+            self.read(read_op(options), key, started, result)
+        })
     }
 
     async fn put_opts(
@@ -236,12 +262,37 @@ impl StoreBackend for Stats {
             return self.inner.put_opts(key, value, options).await;
         }
         let len = value.len();
-        let op = match options.mode {
-            PutMode::Create => "put_if_absent",
-            _ => "put",
-        };
+        let op = put_op(&options);
         let started = Instant::now();
         let result = self.inner.put_opts(key, value, options).await;
+        self.write(op, key, len, started, result, |outcome| {
+            *outcome == PutOutcome::Created
+        })
+    }
+
+    async fn put_then_delete(
+        &self,
+        key: &Key,
+        value: Blob,
+        options: PutOptions,
+        delete: &Key,
+    ) -> BackendResult<PutOutcome> {
+        if options.bypass_cache {
+            return self
+                .inner
+                .put_then_delete(key, value, options, delete)
+                .await;
+        }
+        let len = value.len();
+        let op = put_op(&options);
+        let started = Instant::now();
+        let result = self
+            .inner
+            .put_then_delete(key, value, options, delete)
+            .await;
+        if result.is_ok() {
+            self.deleted(1);
+        }
         self.write(op, key, len, started, result, |outcome| {
             *outcome == PutOutcome::Created
         })

@@ -242,14 +242,25 @@ impl Tiered {
 
     /// Writes an item the remote tier accepted to the local tier; on failure, drops the local
     /// copy, so that an older value is not served.
-    async fn write_local(&self, key: &Key, value: Blob, options: PutOptions) {
+    async fn write_local(&self, key: &Key, value: Blob, options: PutOptions, delete: Option<&Key>) {
         let options = PutOptions {
             mode: PutMode::Overwrite,
             ..options
         };
-        let Err(e) = self.local.put_opts(key, value, options).await else {
+        let written = match delete {
+            Some(delete) => {
+                self.local
+                    .put_then_delete(key, value, options, delete)
+                    .await
+            }
+            None => self.local.put_opts(key, value, options).await,
+        };
+        let Err(e) = written else {
             return;
         };
+        if let Some(delete) = delete {
+            self.drop_local(delete).await;
+        }
         let dropped = match self.local.delete(key).await {
             Ok(()) => String::new(),
             Err(e) => format!("; deleting its older local copy failed too ({e})"),
@@ -366,8 +377,52 @@ impl StoreBackend for Tiered {
             .await?;
         match outcome {
             // The remote tier stored it: any local copy is older, and replaced.
-            PutOutcome::Created => self.write_local(key, value, options).await,
+            PutOutcome::Created => self.write_local(key, value, options, None).await,
             PutOutcome::AlreadyExists => self.drop_local(key).await,
+        }
+        Ok(outcome)
+    }
+
+    /// A hit of the local tier, without a future; anything else (a local miss or error, a
+    /// read for the store of record) is read the usual way.
+    fn get_now(&self, key: &Key, options: &GetOptions) -> Option<BackendResult<Option<GetResult>>> {
+        if options.bypass_cache {
+            return self.remote.get_now(key, options);
+        }
+        let found = self.local.get_now(key, options)?.ok().flatten()?;
+        if !options.head {
+            Self::count(&self.counters.local_hits);
+        }
+        Some(Ok(Some(found)))
+    }
+
+    /// As `put_opts`, the remote tier's write deleting `delete` there, the local one's
+    /// deleting its copy, if any.
+    async fn put_then_delete(
+        &self,
+        key: &Key,
+        value: Blob,
+        options: PutOptions,
+        delete: &Key,
+    ) -> BackendResult<PutOutcome> {
+        if options.bypass_cache {
+            return self
+                .remote
+                .put_then_delete(key, value, options, delete)
+                .await;
+        }
+        let outcome = self
+            .remote
+            .put_then_delete(key, value.clone(), options.clone(), delete)
+            .await?;
+        match outcome {
+            PutOutcome::Created => {
+                self.write_local(key, value, options, Some(delete)).await;
+            }
+            PutOutcome::AlreadyExists => {
+                self.drop_local(key).await;
+                self.drop_local(delete).await;
+            }
         }
         Ok(outcome)
     }
@@ -595,6 +650,34 @@ mod tests {
         assert!(run(tiered.contains(&k2)).unwrap());
         // The injected faults were met: one put, one put_if_absent per read, one put for k2.
         assert_eq!(flaky.calls(), 4);
+    }
+
+    #[test]
+    fn local_hits_are_read_now_and_writes_delete_in_both_tiers() {
+        let s = setup();
+        let k = key("f/k");
+        run(s.remote.put(&k, Bytes::from_static(b"v").into())).unwrap();
+        let hit = GetOptions::hit();
+        assert!(
+            s.tiered.get_now(&k, &hit).is_none(),
+            "a remote hit is awaited"
+        );
+        assert_eq!(run(s.tiered.get(&k)).unwrap().as_deref(), Some(&b"v"[..]));
+        let now = s.tiered.get_now(&k, &hit).unwrap().unwrap().unwrap();
+        assert_eq!(now.into_bytes().unwrap(), Bytes::from_static(b"v"));
+        assert_eq!(s.tiered.counters().local_hits, 1);
+
+        // The item to delete, with a copy in each tier, goes from both.
+        let entry = key("f/e");
+        let options = PutOptions::default();
+        run(s
+            .tiered
+            .put_then_delete(&entry, Bytes::from_static(b"e").into(), options, &k))
+        .unwrap();
+        assert!(!run(s.remote.contains(&k)).unwrap());
+        assert!(!run(s.local.contains(&k)).unwrap());
+        assert!(run(s.remote.contains(&entry)).unwrap());
+        assert!(run(s.local.contains(&entry)).unwrap());
     }
 
     #[test]

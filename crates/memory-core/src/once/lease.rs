@@ -31,6 +31,8 @@ struct Lease {
     abandoned: AtomicBool,
     /// Held while the claim is written; what was written last.
     io: Mutex<LeaseIo>,
+    /// Deleted by the write of the entry it guarded: nothing is left to release.
+    released: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -66,6 +68,7 @@ impl HeldClaim {
                 written,
                 lost: false,
             }),
+            released: AtomicBool::new(false),
         });
         match lease_thread() {
             Some(thread) => thread.add(held.clone()),
@@ -82,7 +85,13 @@ impl HeldClaim {
         self.0.stopped.store(true, Ordering::SeqCst);
         forget(&self.0);
         let io = self.0.io.lock().unwrap_or_else(PoisonError::into_inner);
-        (!io.lost).then(|| (io.record.token.clone(), io.written))
+        (!io.lost && !self.0.released.load(Ordering::SeqCst))
+            .then(|| (io.record.token.clone(), io.written))
+    }
+
+    /// The claim as the write of the entry it guards sees it.
+    pub(super) fn for_write(&self) -> WriteRelease {
+        WriteRelease(Some(self.0.clone()))
     }
 
     /// Releases the claim: deletes it, if it is still this process's.
@@ -107,13 +116,14 @@ impl HeldClaim {
         forget(&self.0);
         // Waits for a renewal under way, without holding the lock across an await.
         let token = loop {
+            let held = |io: &LeaseIo| {
+                (!io.lost && !self.0.released.load(Ordering::SeqCst))
+                    .then(|| (io.record.token.clone(), io.written))
+            };
             let attempt = match self.0.io.try_lock() {
-                Ok(io) => Some((!io.lost).then(|| (io.record.token.clone(), io.written))),
+                Ok(io) => Some(held(&io)),
                 Err(TryLockError::WouldBlock) => None,
-                Err(TryLockError::Poisoned(io)) => {
-                    let io = io.into_inner();
-                    Some((!io.lost).then(|| (io.record.token.clone(), io.written)))
-                }
+                Err(TryLockError::Poisoned(io)) => Some(held(&io.into_inner())),
             };
             match attempt {
                 Some(token) => break token,
@@ -131,6 +141,50 @@ impl HeldClaim {
         .await;
         if let Err(e) | Ok(Err(e)) = deleted {
             tracing::debug!(target: "cachette", "cannot delete the claim {}: {e}", self.0.key);
+        }
+    }
+}
+
+/// The largest entry whose write carries the deletion of its claim: a write of this size ends
+/// well within the margin [`WriteRelease::key_for`] keeps.
+const WRITE_RELEASE_MAX: u64 = 1 << 20;
+
+/// The claim a leader holds, as the write of the entry it guards sees it: deleted by that write
+/// (`StoreBackend::put_then_delete`) when it is surely this process's, which on a store that
+/// does both in one step saves a request per miss.
+#[derive(Debug, Default)]
+pub(crate) struct WriteRelease(Option<Arc<Lease>>);
+
+impl WriteRelease {
+    /// The key of the claim, when the write of an entry of `len` bytes may delete it unread:
+    /// a small entry, and a claim written less than a quarter of its lease ago that no renewal
+    /// found lost, so that it is still this process's when the write is done. Its renewals then
+    /// stop. `None` otherwise: the claim is released after the write, as usual.
+    pub(crate) fn key_for(&self, len: u64) -> Option<&Key> {
+        let lease = self.0.as_ref()?;
+        if len > WRITE_RELEASE_MAX {
+            return None;
+        }
+        {
+            let io = lease.io.lock().unwrap_or_else(PoisonError::into_inner);
+            if io.lost
+                || lease.stopped.load(Ordering::SeqCst)
+                || io.written.elapsed() >= lease.lease / 4
+            {
+                return None;
+            }
+            // Under the lock: a renewal waits for it, then finds the claim stopped.
+            lease.stopped.store(true, Ordering::SeqCst);
+        }
+        forget(lease);
+        Some(&lease.key)
+    }
+
+    /// The write that deleted the claim succeeded: its release has nothing left to do. (A
+    /// write that failed leaves the release to delete it, after the usual checks.)
+    pub(crate) fn done(&self) {
+        if let Some(lease) = &self.0 {
+            lease.released.store(true, Ordering::SeqCst);
         }
     }
 }
@@ -433,6 +487,7 @@ mod tests {
                     written: Instant::now(),
                     lost: false,
                 }),
+                released: AtomicBool::new(false),
             })
         };
         let waits_until = || {
@@ -466,6 +521,52 @@ mod tests {
         waits_until();
         thread.add(lease(2));
         assert_eq!(thread.woken.load(Ordering::SeqCst), woken);
+    }
+
+    /// A claim is handed to the entry's write only while surely this process's and for a
+    /// small entry; deleted by the write, its release deletes nothing (another process's claim
+    /// taken since stays); not deleted by a write that failed, its release deletes it.
+    #[test]
+    fn a_claim_goes_with_the_write_only_while_surely_ours() {
+        let backend: DynBackend = Arc::new(InMemoryBackend::new());
+        let key = Key::new("cachette/f/0.claim").unwrap();
+        let hour = Duration::from_secs(3600);
+        let start = |written: Instant, lease: Duration| {
+            let mine = ClaimRecord::new(lease);
+            claim(&backend, &key, &mine);
+            HeldClaim::start(
+                backend.clone(),
+                false,
+                key.clone(),
+                (mine, written),
+                lease,
+                Reporter::new(|_| {}),
+            )
+        };
+
+        let held = start(Instant::now(), hour);
+        let write = held.for_write();
+        assert_eq!(write.key_for(WRITE_RELEASE_MAX + 1), None, "a large entry");
+        assert_eq!(write.key_for(100), Some(&key));
+        // The write deleted the claim; another process claimed the key since.
+        rt::block_on(false, backend.delete(&key)).unwrap().unwrap();
+        claim(&backend, &key, &ClaimRecord::new(hour));
+        write.done();
+        held.release();
+        assert!(exists(&backend, &key), "another process's claim stays");
+
+        // A write that failed: the release deletes the claim.
+        let held = start(Instant::now(), hour);
+        assert_eq!(held.for_write().key_for(100), Some(&key));
+        held.release();
+        assert!(!exists(&backend, &key), "released after a failed write");
+
+        // Written a third of its lease ago: released after the write, as usual.
+        let lease = Duration::from_secs(60);
+        let held = start(Instant::now() - lease / 3, lease);
+        assert_eq!(held.for_write().key_for(100), None);
+        held.release();
+        assert!(!exists(&backend, &key));
     }
 
     /// Released within half its lease, a claim is deleted at once; later, only when it still

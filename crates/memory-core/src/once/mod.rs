@@ -64,6 +64,7 @@ use crate::report::{Reporter, format_time};
 use claim::Claimed;
 use flight::Flight;
 use lease::HeldClaim;
+pub(crate) use lease::WriteRelease;
 
 /// The first pause between two looks at another process's claim.
 const FIRST_POLL: Duration = Duration::from_millis(20);
@@ -133,6 +134,15 @@ pub(crate) struct Turn<'a> {
 }
 
 impl Turn<'_> {
+    /// The claim this caller holds, as the write of the entry sees it (none when it holds no
+    /// claim).
+    pub(crate) fn write_release(&self) -> WriteRelease {
+        self.lead
+            .as_ref()
+            .and_then(|lead| lead.claim.as_ref())
+            .map_or_else(WriteRelease::default, HeldClaim::for_write)
+    }
+
     /// Says how the computation ended: releases the claim, then wakes the followers.
     pub(crate) async fn land(self, reach: Reach, landing: Landing) {
         match reach {

@@ -204,6 +204,15 @@ impl EntryStore {
         key: &Key,
         options: GetOptions,
     ) -> Result<Option<GetResult>, Error> {
+        if reach == Reach::Blocking
+            && let Some(found) = self.backend.get_now(key, &options)
+        {
+            match &found {
+                Ok(_) => self.breaker.success(),
+                Err(e) => self.breaker.fault(e),
+            }
+            return Ok(found?);
+        }
         let k = key.clone();
         let found = self
             .run(reach, move |b| {
@@ -244,7 +253,7 @@ impl EntryStore {
             true,
         )
         .map_err(|source| entry_error(key, source))?;
-        checked.check_payload(self.max_decompressed)?;
+        checked.check_payload(key, self.max_decompressed)?;
         Ok(true)
     }
 
@@ -259,7 +268,7 @@ impl EntryStore {
     ) -> Result<Option<R>, Error> {
         match self.read(reach, key, mode, None, verify_arrays).await? {
             Some(entry) => entry
-                .decode(self.codec(), mode, self.max_decompressed)
+                .decode(key, self.codec(), mode, self.max_decompressed)
                 .map(Some),
             None => Ok(None),
         }
@@ -335,20 +344,29 @@ impl EntryStore {
         .map_err(Error::Codec)
     }
 
-    /// Writes an entry, replacing any previous one.
+    /// Writes an entry, replacing any previous one; with `claim`, deletes that compute-once claim
+    /// with the write (see `StoreBackend::put_then_delete`).
     pub(crate) async fn save(
         &self,
         reach: Reach,
         key: &Key,
         entry: Blob,
         ttl: Option<Duration>,
+        claim: Option<&Key>,
     ) -> Result<(), Error> {
         if let Some(memo) = &self.memo {
             memo.forget([key]);
         }
         let k = key.clone();
+        let claim = claim.cloned();
         self.run(reach, move |b| {
-            Box::pin(async move { b.put_opts(&k, entry, PutOptions::with_ttl(ttl)).await })
+            Box::pin(async move {
+                let options = PutOptions::with_ttl(ttl);
+                match &claim {
+                    Some(claim) => b.put_then_delete(&k, entry, options, claim).await,
+                    None => b.put_opts(&k, entry, options).await,
+                }
+            })
         })
         .await?;
         Ok(())

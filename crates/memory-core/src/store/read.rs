@@ -42,7 +42,6 @@ impl Read {
 /// An entry whose checksums (those a load needs) were checked.
 #[derive(Debug)]
 pub(crate) struct Checked {
-    key: Key,
     entry: Entry,
     /// How long the call took, in seconds, as its metadata records (zero when it makes no
     /// sense).
@@ -75,7 +74,6 @@ impl Checked {
         }
         let duration = entry.check_written_for(&expected(key, code)?)?;
         Ok(Checked {
-            key: key.clone(),
             entry,
             duration,
             file: read.file,
@@ -99,25 +97,27 @@ impl Checked {
         self.entry.metadata()
     }
 
-    /// Checks that the payload decompresses and lays out its arrays as announced.
-    pub(crate) fn check_payload(&self, max_decompressed: u64) -> Result<(), Error> {
+    /// Checks that the payload of the entry under `key` decompresses and lays out its arrays
+    /// as announced.
+    pub(crate) fn check_payload(&self, key: &Key, max_decompressed: u64) -> Result<(), Error> {
         self.entry
             .decode_payload_within(max_decompressed)
             .map(drop)
             .map_err(|source| Error::Entry {
-                key: self.key.to_string(),
+                key: key.to_string(),
                 source,
             })
     }
 
-    /// Decodes the output; its arrays view the entry's bytes as `mode` says.
+    /// Decodes the output of the entry under `key`; its arrays view the entry's bytes as `mode`
+    /// says.
     pub(crate) fn decode<R: DeserializeOwned>(
         self,
+        key: &Key,
         codec: &dyn Codec,
         mode: MmapMode,
         max_decompressed: u64,
     ) -> Result<R, Error> {
-        let key = &self.key;
         let fail = |source: EntryError| Error::Entry {
             key: key.to_string(),
             source,
@@ -128,6 +128,9 @@ impl Checked {
                 e.0
             )))
         };
+        if let Some(structure) = self.entry.plain_structure() {
+            return codec::decode_value(codec, structure).map_err(undecodable);
+        }
         let payload = self
             .entry
             .decode_payload_within(max_decompressed)
