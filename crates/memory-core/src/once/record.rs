@@ -39,10 +39,12 @@ pub(super) struct ClaimRecord {
 
 impl ClaimRecord {
     pub(super) fn new(lease: Duration) -> ClaimRecord {
+        // One system call (the process id is not cached: a forked child has its own).
+        let pid = std::process::id();
         ClaimRecord {
             host: crate::host::host_name().to_owned(),
-            pid: std::process::id(),
-            token: new_token(),
+            pid,
+            token: new_token(pid),
             lease,
             expires_ms: now_ms() + millis(lease),
             renewals: 0,
@@ -103,8 +105,8 @@ pub(super) fn now_ms() -> u64 {
 }
 
 /// A token no other claim has: 128 bits from the standard library's per-process random keys,
-/// the process, the time and a counter.
-fn new_token() -> String {
+/// the process `pid`, the time and a counter.
+fn new_token(pid: u32) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -113,7 +115,7 @@ fn new_token() -> String {
     for part in &mut parts {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-        h.write_u32(std::process::id());
+        h.write_u32(pid);
         h.write_u128(nanos);
         *part = h.finish();
     }
@@ -139,7 +141,7 @@ mod tests {
             ..record
         };
         assert!(old.expired());
-        assert_eq!(new_token().len(), 32);
-        assert_ne!(new_token(), new_token());
+        assert_eq!(new_token(1).len(), 32);
+        assert_ne!(new_token(1), new_token(1));
     }
 }
