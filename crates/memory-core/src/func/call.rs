@@ -810,18 +810,19 @@ where
         if absent && self.verbosity() > 0 {
             verbose::not_stored(&self.shared.reporter, &self.func.id);
         }
+        // The miss's state lives in a box of its own: the lookup's future, which every hit
+        // builds and moves, stays small.
         if !self.computes_once() {
-            return self
-                .miss(&key, mode, args, compute, faults, WriteRelease::default())
+            return Box::pin(self.miss(&key, mode, args, compute, faults, WriteRelease::default()))
                 .await
                 .map(|(out, _)| out);
         }
-        self.once(
+        Box::pin(self.once(
             &key,
             absent,
             async || Ok(self.load(&key, mode, started, faults).await?.0),
             async |claim| self.miss(&key, mode, args, compute, faults, claim).await,
-        )
+        ))
         .await
     }
 
