@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicU8;
 
 use cachette_core::plugin::{
     BackendError, BackendResult, Blob, Capabilities, ErrorKind, GetOptions, GetResult, ItemInfo,
-    Key, PutMode, PutOptions, PutOutcome, StoreBackend, async_trait, io_handle,
+    Key, PutMode, PutOptions, PutOutcome, StoreBackend, async_trait, block_on, io_handle,
 };
 use tokio::runtime::Handle;
 
@@ -138,6 +138,17 @@ impl RedisBackend {
     }
 }
 
+/// The name of a read with `options`, for errors.
+fn read_op(options: &GetOptions) -> &'static str {
+    if options.head {
+        "head"
+    } else if options.range.is_some() {
+        "get_range"
+    } else {
+        "get"
+    }
+}
+
 impl Inner {
     /// The largest item written or read: `max_item_size`, and no more than [`MAX_CHUNKS`]
     /// chunks of `chunk_size`.
@@ -170,13 +181,7 @@ impl StoreBackend for RedisBackend {
     }
 
     async fn get_opts(&self, key: &Key, options: GetOptions) -> BackendResult<Option<GetResult>> {
-        let op = if options.head {
-            "head"
-        } else if options.range.is_some() {
-            "get_range"
-        } else {
-            "get"
-        };
+        let op = read_op(&options);
         // A synchronous caller's read does its first round trip on its own thread (see
         // `crate::blocking`).
         let mut chunked = false;
@@ -196,6 +201,27 @@ impl StoreBackend for RedisBackend {
             inner.get(&k, options, chunked).await
         })
         .await
+    }
+
+    /// A synchronous caller's read on a single server: its first round trip on a blocking
+    /// connection of the caller's thread, with no future and no hand-off to the runtime (see
+    /// `crate::blocking`); a chunked item goes on through the multiplexed connection, from
+    /// where the first round trip left it. `None` when no blocking connection is free (the
+    /// read then goes the asynchronous way) and on a cluster.
+    fn get_now(&self, key: &Key, options: &GetOptions) -> Option<BackendResult<Option<GetResult>>> {
+        let pool = self.inner.blocking.as_ref()?;
+        let op = read_op(options);
+        match self.inner.get_blocking(pool, key, options) {
+            Blocking::Done(result) => Some(result.map_err(|fail| self.fail(op, Some(key), fail))),
+            Blocking::Chunked => {
+                let (k, options) = (key.clone(), options.clone());
+                let rest = self.run(op, Some(key), |inner| async move {
+                    inner.get(&k, options, true).await
+                });
+                Some(block_on(false, rest).and_then(|read| read))
+            }
+            Blocking::Declined => None,
+        }
     }
 
     async fn put_opts(

@@ -88,3 +88,49 @@ fn synchronous_reads_use_blocking_connections_within_bounds() {
     assert!(got.is_none());
     assert!(backend.blocking_connections() >= 1);
 }
+
+/// A synchronous caller's read is answered by `get_now`, on its own thread and without a
+/// future: whole, as a hit, a head, a range, a chunked item (whose rest is read from where the
+/// first round trip left it) and a missing one, as `get_opts` answers them.
+#[test]
+fn synchronous_reads_are_answered_without_a_future() {
+    let Some(bin) =
+        cachette_core::plugin::testkit::server_from_env("CACHETTE_TEST_REDIS_SERVER_BIN")
+    else {
+        return;
+    };
+    let server = common::Server::start(&bin, &[]);
+    let backend = RedisConfig::new(server.url(""))
+        .with_chunk_size(16)
+        .build_backend()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let big: Vec<u8> = (0..100u8).collect();
+    rt.block_on(backend.put(&key("now-small"), Blob::from(b"value".to_vec())))
+        .unwrap();
+    rt.block_on(backend.put(&key("now-big"), Blob::from(big.clone())))
+        .unwrap();
+    let read = |name: &str, options: GetOptions| {
+        let now = backend
+            .get_now(&key(name), &options)
+            .expect("a single server answers synchronous reads now")
+            .unwrap()
+            .map(|found| (found.size, found.into_bytes().unwrap()));
+        let awaited = rt
+            .block_on(backend.get_opts(&key(name), options))
+            .unwrap()
+            .map(|found| (found.size, found.into_bytes().unwrap()));
+        assert_eq!(now, awaited, "{name}");
+        now
+    };
+    let (size, bytes) = read("now-small", GetOptions::hit()).unwrap();
+    assert_eq!((size, &bytes[..]), (5, &b"value"[..]));
+    let (size, bytes) = read("now-big", GetOptions::hit()).unwrap();
+    assert_eq!((size, &bytes[..]), (100, &big[..]));
+    let (size, bytes) = read("now-big", GetOptions::range(10..20)).unwrap();
+    assert_eq!((size, &bytes[..]), (100, &big[10..20]));
+    let (size, bytes) = read("now-small", GetOptions::head()).unwrap();
+    assert_eq!((size, bytes.len()), (5, 0));
+    assert!(read("now-missing", GetOptions::hit()).is_none());
+    assert_eq!(backend.blocking_connections(), 1);
+}
