@@ -361,6 +361,19 @@ impl FsBackend {
         Ok(Some(dir))
     }
 
+    /// Opens the folders `folders` (which `relative` joins with `/`) below the root in one
+    /// call through the kept root handle, when they all exist and the kernel resolves a path
+    /// beneath a handle (see [`tree::open_dir_beneath`]); `None` to walk them instead. A
+    /// root removed meanwhile holds nothing, so its kept handle finds no folder here, and the
+    /// walk opens the root again through its path.
+    fn open_folders_fast(&self, relative: &str) -> Option<OwnedFd> {
+        if relative.is_empty() || self.no_openat2.load(Ordering::Relaxed) {
+            return None;
+        }
+        let root = self.root_handle().ok()??;
+        tree::open_dir_beneath(root.as_fd(), relative)
+    }
+
     /// Opens the folders `folders` below the root, creating those that are missing (and the
     /// root), with a `.gitignore` where it belongs.
     fn make_folders(&self, folders: &[&str]) -> Result<OwnedFd, Fault> {

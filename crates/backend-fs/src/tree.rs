@@ -244,6 +244,23 @@ pub(crate) fn surely_no_folder(root: BorrowedFd<'_>, relative: &str) -> bool {
     )
 }
 
+/// Opens the folder at `relative` (below `root`) in one call, as [`open_beneath`] opens an
+/// item: no link followed on the way or at the end, nothing outside `root` reached. `None`
+/// when it cannot (a missing folder, a link, anything but a folder, no `openat2`): the caller
+/// then walks the folders one at a time.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn open_dir_beneath(root: BorrowedFd<'_>, relative: &str) -> Option<OwnedFd> {
+    use rustix::fs::ResolveFlags;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    rustix::fs::openat2(root, relative, DIR_FLAGS, Mode::empty(), resolve).ok()
+}
+
+/// [`open_dir_beneath`] on systems without `openat2`: always a walk.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn open_dir_beneath(_root: BorrowedFd<'_>, _relative: &str) -> Option<OwnedFd> {
+    None
+}
+
 /// [`surely_no_folder`] on systems without `openat2`: it cannot tell.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 pub(crate) fn surely_no_folder(_root: BorrowedFd<'_>, _relative: &str) -> bool {

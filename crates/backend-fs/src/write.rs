@@ -60,11 +60,20 @@ impl FsBackend {
                 Written::Alone(outcome) => delete_after(outcome),
             };
         }
+        // On the files layout, an item to delete beside the one written (a claim beside its
+        // entry) is unlinked through the folder handle the write holds: no second walk, and no
+        // look for emptied folders (the folder holds the item just written).
+        let beside = delete.filter(|d| {
+            self.index.is_none()
+                && d.parent() == key.parent()
+                && crate::check_segments(d, "delete").is_ok()
+        });
         let mut attempts = 0;
         loop {
-            match self.try_put(key, folders, name, value, mode) {
+            match self.try_put(key, folders, name, value, mode, beside) {
                 // A folder of the item was removed by a delete while this write went through it.
                 Err(fault) if fault.is(io::ErrorKind::NotFound) && attempts < 4 => attempts += 1,
+                Ok(outcome) if beside.is_some() => return Ok(outcome),
                 Ok(outcome) => return delete_after(outcome),
                 Err(fault) => return Err(fault.into_backend(op, key)),
             }
@@ -72,7 +81,8 @@ impl FsBackend {
     }
 
     /// Writes the file of `key` (whose folders are `folders` and name `name`), publishing it
-    /// under the index's lock when the store has an index.
+    /// under the index's lock when the store has an index; then, once it is written, deletes
+    /// the item `beside` of the same folder, if given (a failure to is only traced).
     pub(super) fn try_put(
         &self,
         key: &Key,
@@ -80,8 +90,12 @@ impl FsBackend {
         name: &str,
         value: &Blob,
         mode: PutMode,
+        beside: Option<&Key>,
     ) -> Result<PutOutcome, Fault> {
-        let dir = self.make_folders(folders)?;
+        let dir = match self.open_folders_fast(key.parent()) {
+            Some(dir) => dir,
+            None => self.make_folders(folders)?,
+        };
         let dir = dir.as_fd();
         let mut path = self.path_of(folders);
         path.push(name);
@@ -110,6 +124,11 @@ impl FsBackend {
         let outcome = outcome?;
         if outcome == PutOutcome::Created && self.durable {
             tree::sync_dir(dir).map_err(|e| Fault::io(e, &path))?;
+        }
+        if let Some(beside) = beside
+            && let Err(e) = tree::unlink(dir, beside.file_name())
+        {
+            tracing::debug!(target: "cachette", "wrote {key}, but cannot delete {beside}: {e}");
         }
         Ok(outcome)
     }

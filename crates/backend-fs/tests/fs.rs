@@ -565,6 +565,63 @@ async fn create_if_absent_keeps_the_first_value() {
     }
 }
 
+/// Writes open their folder in one call through the handle on the store's folder that reads
+/// keep; once that folder is removed and made again, writes land in the new one, never in the
+/// removed folder the handle still names.
+#[tokio::test]
+async fn writes_follow_a_store_folder_made_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("cache");
+    let b = FsBackend::new(&root).unwrap();
+    b.put(&key("f/a"), value(b"1")).await.unwrap();
+    assert_eq!(&b.get(&key("f/a")).await.unwrap().unwrap()[..], b"1");
+    b.put(&key("f/b"), value(b"2")).await.unwrap();
+    assert_eq!(names(&root.join("f")), ["a", "b"]);
+    // Made again empty, then with the item's folder already there.
+    for folder_too in [false, true] {
+        std::fs::remove_dir_all(&root).unwrap();
+        std::fs::create_dir(&root).unwrap();
+        if folder_too {
+            std::fs::create_dir(root.join("f")).unwrap();
+        }
+        b.put(&key("f/c"), value(b"3")).await.unwrap();
+        assert_eq!(std::fs::read(root.join("f/c")).unwrap(), b"3");
+        assert_eq!(&b.get(&key("f/c")).await.unwrap().unwrap()[..], b"3");
+    }
+}
+
+/// `put_then_delete` deletes the item beside the one it wrote (a claim beside its entry), one
+/// that is missing without an error, and one in another folder too.
+#[tokio::test]
+async fn writes_delete_the_item_beside_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = FsBackend::new(dir.path().join("cache")).unwrap();
+    let put = |k: &'static str, delete: &'static str| {
+        let b = &b;
+        async move {
+            b.put_then_delete(&key(k), value(b"v"), Default::default(), &key(delete))
+                .await
+                .unwrap()
+        }
+    };
+    b.put(&key("f/x.claim"), value(b"claim")).await.unwrap();
+    assert_eq!(put("f/x", "f/x.claim").await, PutOutcome::Created);
+    assert_eq!(names(&b.root().join("f")), ["x"]);
+    assert_eq!(put("f/y", "f/y.claim").await, PutOutcome::Created);
+    b.put(&key("g/z.claim"), value(b"claim")).await.unwrap();
+    assert_eq!(put("f/z", "g/z.claim").await, PutOutcome::Created);
+    assert_eq!(names(&b.root().join("f")), ["x", "y", "z"]);
+    assert!(
+        !b.root().join("g").exists(),
+        "the emptied folder is removed"
+    );
+    // A folder where the item to delete is expected is left, and the write stands.
+    std::fs::create_dir(b.root().join("f/w.claim")).unwrap();
+    assert_eq!(put("f/w", "f/w.claim").await, PutOutcome::Created);
+    assert!(b.root().join("f/w.claim").is_dir());
+    assert_eq!(&b.get(&key("f/w")).await.unwrap().unwrap()[..], b"v");
+}
+
 #[tokio::test]
 async fn an_unusable_location_fails_writes_not_construction() {
     let dir = tempfile::tempdir().unwrap();
