@@ -558,7 +558,7 @@ impl StoreBackend for FsBackend {
         value: Blob,
         options: PutOptions,
     ) -> BackendResult<PutOutcome> {
-        self.put_blocking(key, &value, options.mode)
+        self.put_blocking(key, &value, &options)
     }
 
     async fn put_then_delete(
@@ -568,7 +568,7 @@ impl StoreBackend for FsBackend {
         options: PutOptions,
         delete: &Key,
     ) -> BackendResult<PutOutcome> {
-        self.put_then_delete_blocking(key, &value, options.mode, Some(delete))
+        self.put_then_delete_blocking(key, &value, &options, Some(delete))
     }
 
     async fn delete_many(&self, keys: &[Key]) -> BackendResult<()> {

@@ -273,6 +273,17 @@ pub(crate) fn open_beneath(_root: BorrowedFd<'_>, _relative: &str) -> Beneath {
     Beneath::Unsupported
 }
 
+/// Whether the entry `name` of `dir` is the file open as `file` (same device and inode).
+pub(crate) fn is_same_file(dir: BorrowedFd<'_>, name: &str, file: &File) -> bool {
+    match (
+        rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW),
+        rustix::fs::fstat(file),
+    ) {
+        (Ok(named), Ok(open)) => named.st_dev == open.st_dev && named.st_ino == open.st_ino,
+        _ => false,
+    }
+}
+
 /// Whether the folder open as `dir` was removed (a handle on a deleted folder sees nothing new).
 pub(crate) fn is_removed(dir: BorrowedFd<'_>) -> bool {
     rustix::fs::fstat(dir).is_ok_and(|st| st.st_nlink == 0)

@@ -7,7 +7,9 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use cachette_core::plugin::{BackendResult, Blob, ErrorKind, Key, PutMode, PutOutcome, owner_tag};
+use cachette_core::plugin::{
+    BackendResult, Blob, ErrorKind, Key, PutMode, PutOptions, PutOutcome, owner_tag,
+};
 
 use crate::files::write_parts;
 use crate::index::Written;
@@ -19,9 +21,9 @@ impl FsBackend {
         &self,
         key: &Key,
         value: &Blob,
-        mode: PutMode,
+        options: &PutOptions,
     ) -> BackendResult<PutOutcome> {
-        self.put_then_delete_blocking(key, value, mode, None)
+        self.put_then_delete_blocking(key, value, options, None)
     }
 
     /// Writes `key`; then, when the write succeeded, deletes `delete` (see
@@ -31,9 +33,10 @@ impl FsBackend {
         &self,
         key: &Key,
         value: &Blob,
-        mode: PutMode,
+        options: &PutOptions,
         delete: Option<&Key>,
     ) -> BackendResult<PutOutcome> {
+        let mode = options.mode;
         let op = if mode == PutMode::Create {
             "put_if_absent"
         } else {
@@ -70,7 +73,7 @@ impl FsBackend {
         });
         let mut attempts = 0;
         loop {
-            match self.try_put(key, folders, name, value, mode, beside) {
+            match self.try_put(key, folders, name, value, options, beside) {
                 // A folder of the item was removed by a delete while this write went through it.
                 Err(fault) if fault.is(io::ErrorKind::NotFound) && attempts < 4 => attempts += 1,
                 Ok(outcome) if beside.is_some() => return Ok(outcome),
@@ -89,7 +92,7 @@ impl FsBackend {
         folders: &[&str],
         name: &str,
         value: &Blob,
-        mode: PutMode,
+        options: &PutOptions,
         beside: Option<&Key>,
     ) -> Result<PutOutcome, Fault> {
         let dir = match self.open_folders_fast(key.parent()) {
@@ -99,7 +102,11 @@ impl FsBackend {
         let dir = dir.as_fd();
         let mut path = self.path_of(folders);
         path.push(name);
-        let create = mode == PutMode::Create;
+        let create = options.mode == PutMode::Create;
+        // Without an index, whose lock a create takes, a create asked in place is one.
+        if create && options.in_place && self.index.is_none() {
+            return self.create_in_place(dir, name, value, &path);
+        }
         if create
             && tree::stat_at(dir, name)
                 .map_err(|e| Fault::io(e, &path))?
@@ -131,6 +138,44 @@ impl FsBackend {
             tracing::debug!(target: "cachette", "wrote {key}, but cannot delete {beside}: {e}");
         }
         Ok(outcome)
+    }
+
+    /// Creates the item `name` of `dir` (at `path`) in its place, exclusively, and writes
+    /// `value` in it (see `PutOptions::in_place`): an open and a write, where a create through
+    /// a temporary file also links and unlinks. A write that fails removes the item it made,
+    /// unless another has taken its name meanwhile.
+    fn create_in_place(
+        &self,
+        dir: BorrowedFd<'_>,
+        name: &str,
+        value: &Blob,
+        path: &Path,
+    ) -> Result<PutOutcome, Fault> {
+        let mut file = match tree::create_file(dir, name) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                return Ok(PutOutcome::AlreadyExists);
+            }
+            Err(e) => return Err(Fault::io(e, path)),
+        };
+        let written = write_parts(&mut file, value).and_then(|()| {
+            if self.durable {
+                file.sync_all()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            if tree::is_same_file(dir, name, &file) {
+                let _ = tree::unlink(dir, name);
+            }
+            return Err(Fault::io(e, path));
+        }
+        drop(file);
+        if self.durable {
+            tree::sync_dir(dir).map_err(|e| Fault::io(e, path))?;
+        }
+        Ok(PutOutcome::Created)
     }
 
     /// Writes `value` to a new temporary file in `dir`, beside the item `name` (at `path`). The

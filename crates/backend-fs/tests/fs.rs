@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use cachette_core::plugin::{
-    BackendConfig, Bytes, ErrorKind, GetOptions, GetPayload, Key, Prefix, PutOutcome, StoreBackend,
-    StoreBackendExt, backend_from_url, config_from_url, owner_tag, testkit,
+    BackendConfig, Bytes, ErrorKind, GetOptions, GetPayload, Key, Prefix, PutOptions, PutOutcome,
+    StoreBackend, StoreBackendExt, backend_from_url, config_from_url, owner_tag, testkit,
 };
 use cachette_fs::{FsBackend, FsConfig};
 
@@ -620,6 +620,49 @@ async fn writes_delete_the_item_beside_them() {
     assert_eq!(put("f/w", "f/w.claim").await, PutOutcome::Created);
     assert!(b.root().join("f/w.claim").is_dir());
     assert_eq!(&b.get(&key("f/w")).await.unwrap().unwrap()[..], b"v");
+}
+
+/// A create asked in place (as compute-once claims are) is made where the item goes, and
+/// keeps the semantics of a create: the first value stays, later ones find it, and nothing
+/// else is left in the folder, durable or not.
+#[tokio::test]
+async fn creates_in_place_keep_the_first_value() {
+    let dir = tempfile::tempdir().unwrap();
+    for durable in [false, true] {
+        let mut config = FsConfig::new(dir.path().join(format!("durable-{durable}")));
+        config.durable = durable;
+        let b = config.open().unwrap();
+        let in_place = PutOptions::create().with_in_place(true);
+        let k = key("f/x.claim");
+        let value = |v: &'static [u8]| -> cachette_core::plugin::Blob {
+            [Bytes::from_static(&v[..1]), Bytes::from_static(&v[1..])]
+                .into_iter()
+                .collect()
+        };
+        assert_eq!(
+            b.put_opts(&k, value(b"first"), in_place.clone())
+                .await
+                .unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(
+            b.put_opts(&k, value(b"second"), in_place.clone())
+                .await
+                .unwrap(),
+            PutOutcome::AlreadyExists
+        );
+        assert_eq!(&b.get(&k).await.unwrap().unwrap()[..], b"first");
+        assert_eq!(names(&b.root().join("f")), ["x.claim"]);
+        // A link where the item goes is an existing item: never written through.
+        symlink(dir.path().join("elsewhere"), b.root().join("f/y.claim")).unwrap();
+        assert_eq!(
+            b.put_opts(&key("f/y.claim"), value(b"v"), in_place.clone())
+                .await
+                .unwrap(),
+            PutOutcome::AlreadyExists
+        );
+        assert!(!dir.path().join("elsewhere").exists());
+    }
 }
 
 #[tokio::test]

@@ -249,6 +249,13 @@ pub struct PutOptions {
     /// Write to the store of record only, past any caching layer, which keeps no copy; see
     /// [`GetOptions::bypass_cache`].
     pub bypass_cache: bool,
+    /// A create ([`PutMode::Create`]) may make the item in its place and write it there, so
+    /// that a reader may find it, for an instant, empty or partly written; still one writer
+    /// wins. The core asks it for compute-once claims, small records whose readers take one
+    /// they cannot parse for a claim being written. On a local disk it is an exclusive create
+    /// and a write, where an atomic create is a temporary file, a hard link and an unlink.
+    /// A backend whose creates are atomic anyway ignores it; entries never ask it.
+    pub in_place: bool,
 }
 
 impl PutOptions {
@@ -277,6 +284,12 @@ impl PutOptions {
     /// Sets [`bypass_cache`](Self::bypass_cache).
     pub fn with_bypass_cache(mut self, on: bool) -> Self {
         self.bypass_cache = on;
+        self
+    }
+
+    /// Sets [`in_place`](Self::in_place).
+    pub fn with_in_place(mut self, on: bool) -> Self {
+        self.in_place = on;
         self
     }
 }

@@ -95,9 +95,12 @@ impl Once {
             let created = self
                 .call(reach, move |b| {
                     Box::pin(async move {
+                        // Made in place: a reader that finds it half written waits for it
+                        // as for any claim it cannot parse.
                         let options = PutOptions::create()
                             .ttl(Some(lease))
-                            .with_bypass_cache(true);
+                            .with_bypass_cache(true)
+                            .with_in_place(true);
                         b.put_opts(&k, value.into(), options).await
                     })
                 })
