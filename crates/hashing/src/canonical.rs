@@ -41,9 +41,17 @@ impl ser::Error for HashError {
     }
 }
 
-/// The hasher plus the staging buffer in front of it.
+/// Bytes staged in place before any staging buffer is taken: most keys (a few numbers and
+/// short strings) fit, and are hashed without touching the thread's spare buffer.
+const HEAD: usize = 128;
+
+/// The hasher plus the staging buffer in front of it: the first [`HEAD`] bytes in place, then,
+/// once they overflow, a buffer of [`STAGING`] bytes (the thread's spare one).
 struct Staging<H> {
     hasher: H,
+    head: [u8; HEAD],
+    head_len: usize,
+    /// Without capacity until the head overflows.
     buf: Vec<u8>,
 }
 
@@ -74,9 +82,25 @@ impl<H> Drop for Staging<H> {
 }
 
 impl<H: StableHasher> Staging<H> {
+    fn new(hasher: H) -> Self {
+        Staging {
+            hasher,
+            head: [0; HEAD],
+            head_len: 0,
+            buf: Vec::new(),
+        }
+    }
+
     #[inline(always)]
     fn put(&mut self, bytes: &[u8]) {
-        if bytes.len() < DIRECT && bytes.len() <= self.buf.capacity() - self.buf.len() {
+        if self.buf.capacity() == 0
+            && let Some(head) = self
+                .head
+                .get_mut(self.head_len..self.head_len + bytes.len())
+        {
+            head.copy_from_slice(bytes);
+            self.head_len += bytes.len();
+        } else if bytes.len() < DIRECT && bytes.len() <= self.buf.capacity() - self.buf.len() {
             self.buf.extend_from_slice(bytes);
         } else {
             self.put_slow(bytes);
@@ -85,6 +109,39 @@ impl<H: StableHasher> Staging<H> {
 
     #[inline(never)]
     fn put_slow(&mut self, bytes: &[u8]) {
+        if self.buf.capacity() == 0 {
+            // The head overflows: the staged bytes move to a staging buffer.
+            self.buf = staging_buffer();
+            self.buf.extend_from_slice(&self.head[..self.head_len]);
+            self.head_len = 0;
+        }
+        self.put_staged(bytes);
+    }
+
+    /// The bytes staged so far (none of them hashed yet when the head still holds them).
+    fn staged(&self) -> &[u8] {
+        if self.buf.capacity() == 0 {
+            &self.head[..self.head_len]
+        } else {
+            &self.buf
+        }
+    }
+
+    /// Hashes what is staged, and gives the digest.
+    fn finish(&mut self) -> Digest {
+        if self.buf.capacity() == 0 {
+            self.hasher.finish_with(&self.head[..self.head_len])
+        } else {
+            self.hasher.finish_with(&self.buf)
+        }
+    }
+
+    /// Puts `bytes` once the staging buffer is taken.
+    fn put_staged(&mut self, bytes: &[u8]) {
+        if bytes.len() < DIRECT && bytes.len() <= self.buf.capacity() - self.buf.len() {
+            self.buf.extend_from_slice(bytes);
+            return;
+        }
         self.flush();
         if bytes.len() >= DIRECT {
             self.hasher.write(bytes);
@@ -142,7 +199,7 @@ pub struct CanonicalHasher<H: StableHasher> {
 impl<H: StableHasher> fmt::Debug for CanonicalHasher<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CanonicalHasher")
-            .field("staged_bytes", &self.out.buf.len())
+            .field("staged_bytes", &self.out.staged().len())
             .finish_non_exhaustive()
     }
 }
@@ -151,10 +208,7 @@ impl<H: StableHasher> CanonicalHasher<H> {
     /// A canonical hasher writing into `hasher`.
     pub fn new(hasher: H) -> Self {
         CanonicalHasher {
-            out: Staging {
-                hasher,
-                buf: staging_buffer(),
-            },
+            out: Staging::new(hasher),
             arena: Vec::new(),
             entries: Vec::new(),
             depth: 0,
@@ -205,7 +259,7 @@ impl<H: StableHasher> CanonicalHasher<H> {
 
     /// The digest of everything added so far (with the staging buffer as the last input).
     pub fn finish(mut self) -> Digest {
-        self.out.hasher.finish_with(&self.out.buf)
+        self.out.finish()
     }
 
     /// After a failed `add`, forget any half-encoded map or set.

@@ -94,6 +94,39 @@ fn many_small_writes_are_staged() {
     assert!(rec.1 < rec.0.len() / 4096 + 2, "{} writes", rec.1);
 }
 
+/// A small key is staged in place, leaving the thread's spare buffer alone; bytes that
+/// overflow the place move to a staging buffer in order.
+#[test]
+fn small_keys_are_staged_in_place() {
+    // Leaves a spare buffer with the thread.
+    encode(&vec!["x".repeat(100); 10]);
+    let spare = || {
+        SPARE.with(|s| {
+            let buf = s.take();
+            let capacity = buf.capacity();
+            s.set(buf);
+            capacity
+        })
+    };
+    assert_eq!(spare(), STAGING);
+    let mut rec = Recorder::default();
+    let mut c = CanonicalHasher::new(&mut rec);
+    c.add(&(42i64, "short")).unwrap();
+    assert_eq!(spare(), STAGING, "a small key took the spare buffer");
+    c.finish();
+    assert_eq!(rec.1, 1, "one write: the staged bytes at the end");
+
+    let parts: Vec<String> = (0..40).map(|i| "y".repeat(i * 3)).collect();
+    let mut rec = Recorder::default();
+    let mut c = CanonicalHasher::new(&mut rec);
+    for part in &parts {
+        c.add(part).unwrap();
+    }
+    c.finish();
+    let expected: Vec<u8> = parts.iter().flat_map(encode).collect();
+    assert_eq!(rec.0, expected);
+}
+
 #[test]
 fn set_type_names() {
     assert!(is_set_type(std::any::type_name::<HashSet<i32>>()));
