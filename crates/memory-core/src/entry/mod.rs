@@ -185,16 +185,35 @@ impl<'a> Leading<'a> {
     /// header is covered by its checksum and decoded by whoever reads the whole metadata, who
     /// refuses a key seen twice.
     fn parse(header: &'a [u8]) -> Option<Leading<'a>> {
-        /// Compares the key's bytes with `want` (an ASCII name): no UTF-8 check needed.
-        fn key(rest: &mut &[u8], want: &str) -> Option<()> {
-            let mut after = *rest;
-            let len = rmp::decode::read_str_len(&mut after).ok()? as usize;
-            let (key, after) = after.split_at_checked(len)?;
-            (key == want.as_bytes()).then(|| *rest = after)
+        /// Takes the key `want` (as its MessagePack bytes: a fixstr, which is how every writer
+        /// of this library spells a short key; another spelling makes the header decoded whole).
+        fn key(rest: &mut &[u8], want: &[u8]) -> Option<()> {
+            *rest = rest.strip_prefix(want)?;
+            Some(())
+        }
+        /// The length of the MessagePack string at the start of `rest` (any of its four
+        /// forms), and what follows its marker.
+        fn str_len(rest: &[u8]) -> Option<(usize, &[u8])> {
+            let (&marker, after) = rest.split_first()?;
+            match marker {
+                0xa0..=0xbf => Some((usize::from(marker & 0x1f), after)),
+                0xd9 => {
+                    let (&len, after) = after.split_first()?;
+                    Some((usize::from(len), after))
+                }
+                0xda => {
+                    let (len, after) = after.split_first_chunk::<2>()?;
+                    Some((usize::from(u16::from_be_bytes(*len)), after))
+                }
+                0xdb => {
+                    let (len, after) = after.split_first_chunk::<4>()?;
+                    Some((usize::try_from(u32::from_be_bytes(*len)).ok()?, after))
+                }
+                _ => None,
+            }
         }
         fn text<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
-            let mut after = *rest;
-            let len = rmp::decode::read_str_len(&mut after).ok()? as usize;
+            let (len, after) = str_len(rest)?;
             let (value, after) = after.split_at_checked(len)?;
             *rest = after;
             Some(value)
@@ -207,23 +226,27 @@ impl<'a> Leading<'a> {
             text(rest).map(Some)
         }
         const NIL: u8 = 0xc0;
+        const F64: u8 = 0xcb;
         let mut rest = header;
         let len = rmp::decode::read_map_len(&mut rest).ok()?;
         if (len as usize) < ANSWER_KEYS.len() {
             return None;
         }
-        key(&mut rest, "func")?;
+        key(&mut rest, b"\xa4func")?;
         let func = text(&mut rest)?;
-        key(&mut rest, "args_id")?;
+        key(&mut rest, b"\xa7args_id")?;
         let args_id = text(&mut rest)?;
-        key(&mut rest, "name")?;
+        key(&mut rest, b"\xa4name")?;
         let name = text(&mut rest)?;
-        key(&mut rest, "code")?;
+        key(&mut rest, b"\xa4code")?;
         let code = optional(&mut rest)?;
-        key(&mut rest, "version")?;
+        key(&mut rest, b"\xa7version")?;
         let version = optional(&mut rest)?;
-        key(&mut rest, "duration")?;
-        let duration = rmp::decode::read_f64(&mut rest).ok()?;
+        key(&mut rest, b"\xa8duration")?;
+        let (&F64, after) = rest.split_first()? else {
+            return None;
+        };
+        let duration = f64::from_be_bytes(*after.first_chunk::<8>()?);
         Some(Leading {
             func,
             args_id,
@@ -762,6 +785,58 @@ mod tests {
         }
         cut.extend(&six);
         assert_eq!(check_answers(&cut, &expected(&meta)).unwrap(), 0.5);
+    }
+
+    /// Every spelling MessagePack has for a string is read: values in any of the four forms
+    /// are taken in place, and a key spelled otherwise than as a short string makes the header
+    /// decoded whole, with the same answer.
+    #[test]
+    fn answers_read_every_spelling_of_a_string() {
+        let (meta, _) = sample();
+        let meta = meta.with_code(CodeIdentity {
+            name: "m::f",
+            code: Some("c0de"),
+            version: None,
+        });
+        let spell = |text: &str, form: u8| -> Vec<u8> {
+            let len = text.len();
+            let mut out = match form {
+                0 => vec![0xa0 | u8::try_from(len).unwrap()],
+                1 => vec![0xd9, u8::try_from(len).unwrap()],
+                2 => [&[0xda][..], &u16::try_from(len).unwrap().to_be_bytes()].concat(),
+                _ => [&[0xdb][..], &u32::try_from(len).unwrap().to_be_bytes()].concat(),
+            };
+            out.extend(text.as_bytes());
+            out
+        };
+        for (key_form, value_form) in [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (3, 2)] {
+            let mut header = vec![0x86];
+            for (key, value) in [
+                ("func", Some(meta.func.as_str())),
+                ("args_id", Some(meta.args_id.as_str())),
+                ("name", Some(meta.name.as_str())),
+                ("code", meta.code.as_deref()),
+                ("version", None),
+            ] {
+                header.extend(spell(key, key_form));
+                match value {
+                    Some(value) => header.extend(spell(value, value_form)),
+                    None => header.push(0xc0),
+                }
+            }
+            header.extend(spell("duration", key_form));
+            header.extend(rmp_serde::to_vec(&0.5f64).unwrap());
+            assert_eq!(
+                Leading::parse(&header).is_some(),
+                key_form == 0,
+                "keys {key_form}, values {value_form}"
+            );
+            assert_eq!(
+                check_answers(&header, &expected(&meta)).unwrap(),
+                0.5,
+                "keys {key_form}, values {value_form}"
+            );
+        }
     }
 
     /// Headers of older versions, whose fields come in another order, are read to their end;
