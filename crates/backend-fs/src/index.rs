@@ -744,13 +744,31 @@ impl FsBackend {
         let mut items = Vec::new();
         // LMDB refuses an empty key, so the root is a plain scan.
         type Scan<'t> = Box<dyn Iterator<Item = heed::Result<(&'t [u8], &'t [u8])>> + 't>;
-        let scan: Scan<'_> = if start.is_empty() {
-            Box::new(dbs.items.iter(&txn).map_err(fail)?)
-        } else {
-            Box::new(dbs.items.prefix_iter(&txn, &start).map_err(fail)?)
+        let scan = |db: &Db| -> Result<Scan<'_>, Fault> {
+            Ok(if start.is_empty() {
+                Box::new(db.iter(&txn).map_err(fail)?)
+            } else {
+                Box::new(db.prefix_iter(&txn, &start).map_err(fail)?)
+            })
         };
-        for item in scan {
+        // Both databases are in key order: their records are met side by side, one pass
+        // over each, instead of a lookup in `times` per item.
+        let mut times = scan(&dbs.times)?;
+        let mut time = times.next().transpose().map_err(fail)?;
+        for item in scan(&dbs.items)? {
             let (k, value) = item.map_err(fail)?;
+            let mut at = 0;
+            while let Some((tk, record)) = time {
+                let order = tk.cmp(k);
+                if order.is_gt() {
+                    break;
+                }
+                if order.is_eq() {
+                    at =
+                        decode_times(record).map_or(0, |(written, accessed)| written.max(accessed));
+                }
+                time = times.next().transpose().map_err(fail)?;
+            }
             let Some(key) = std::str::from_utf8(k)
                 .ok()
                 .and_then(|k| Key::new(k).ok())
@@ -758,12 +776,6 @@ impl FsBackend {
             else {
                 continue; // No key of this store.
             };
-            let at = dbs
-                .times
-                .get(&txn, k)
-                .map_err(fail)?
-                .and_then(decode_times)
-                .map_or(0, |(written, accessed)| written.max(accessed));
             let at = (SystemTime::UNIX_EPOCH + Duration::from_nanos(at)).min(now);
             items.push(ItemInfo {
                 key,

@@ -391,6 +391,43 @@ async fn long_keys_are_files_and_reserved_names_are_refused() {
     assert_eq!(files_under(dir.path()), IN_EXISTING_ROOT);
 }
 
+/// A listing gives each item its own time, under any prefix: items written in the reverse of
+/// their keys' order are listed with times in that order.
+#[tokio::test]
+async fn listings_give_each_item_its_own_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    let names: Vec<String> = ["f", "f2", "g"]
+        .iter()
+        .flat_map(|folder| (0..12).map(move |i| format!("{folder}/{i:02}")))
+        .collect();
+    for name in names.iter().rev() {
+        b.put(&key(name), blob(name.as_bytes().to_vec()))
+            .await
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for prefix in [
+        Prefix::root(),
+        Prefix::new("f").unwrap(),
+        Prefix::new("g").unwrap(),
+    ] {
+        let mut listed = b.list(&prefix).await.unwrap();
+        listed.sort_by(|a, b| a.key.as_str().cmp(b.key.as_str()));
+        assert!(!listed.is_empty());
+        for pair in listed.windows(2) {
+            assert!(
+                pair[0].last_access > pair[1].last_access,
+                "{} listed at {}, {} at {}",
+                pair[0].key,
+                pair[0].last_access,
+                pair[1].key,
+                pair[1].last_access
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn accesses_are_recorded_in_batches() {
     let dir = tempfile::tempdir().unwrap();
