@@ -463,11 +463,13 @@ impl FsBackend {
         let fail = |fault: Fault| fault.into_backend(op, key);
         // The key's segments are checked without being collected, and its path is made only
         // for an error, a local file or a walk from the root: a read allocates nothing here
-        // but the bytes it returns.
-        check_segments(key, op)?;
+        // but the bytes it returns. The index holds no key that fails the check (its writes
+        // are checked), so they are checked once the index did not have the key, before any
+        // file is looked for.
         if let Some(found) = self.index_get(key, options).map_err(fail)? {
             return Ok(Some(found));
         }
+        check_segments(key, op)?;
         let path = || self.path_of_key(key);
         let opened = match self.open_file_fast(key) {
             Some(opened) => opened,
