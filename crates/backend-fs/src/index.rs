@@ -724,7 +724,8 @@ impl FsBackend {
         }
     }
 
-    /// Lists the items of the index under `prefix`, after writing the pending accesses.
+    /// Lists the items of the index under `prefix`, in key order, after writing the pending
+    /// accesses.
     pub(crate) fn index_list(&self, prefix: &Prefix) -> Result<Vec<ItemInfo>, Fault> {
         let Some(index) = &self.index else {
             return Ok(Vec::new());

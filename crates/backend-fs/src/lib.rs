@@ -174,7 +174,6 @@ mod write;
 
 pub use config::{FsConfig, Layout};
 
-use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -586,13 +585,18 @@ impl StoreBackend for FsBackend {
             return Ok(files);
         }
         // A key in both places is read from the index (a writer was stopped between the two
-        // steps of a replacement): it is listed once.
-        let indexed: HashSet<Key> = items.iter().map(|item| item.key.clone()).collect();
-        items.extend(
-            files
-                .into_iter()
-                .filter(|item| !indexed.contains(&item.key)),
-        );
+        // steps of a replacement): it is listed once. The index lists in key order, and the
+        // files are the few large items: each is looked for there, and no index key is hashed
+        // or copied.
+        let only_files: Vec<ItemInfo> = files
+            .into_iter()
+            .filter(|file| {
+                items
+                    .binary_search_by(|item| item.key.cmp(&file.key))
+                    .is_err()
+            })
+            .collect();
+        items.extend(only_files);
         Ok(items)
     }
 

@@ -391,6 +391,43 @@ async fn long_keys_are_files_and_reserved_names_are_refused() {
     assert_eq!(files_under(dir.path()), IN_EXISTING_ROOT);
 }
 
+/// A listing gives every item once: those of the index, the large ones in files, and a key
+/// found in both places (a writer stopped between the two steps of a replacement) as the index
+/// has it.
+#[tokio::test]
+async fn listings_give_a_key_in_both_places_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    for name in ["f/a", "f/m", "f/z", "g/b"] {
+        b.put(&key(name), blob(vec![1; 10])).await.unwrap();
+    }
+    for name in ["f/large", "h/large"] {
+        b.put(&key(name), blob(vec![2; 100_000])).await.unwrap();
+    }
+    // A file of the same key beside the index's record.
+    std::fs::write(dir.path().join("f/m"), vec![3; 50]).unwrap();
+    let mut listed: Vec<(String, u64)> = b
+        .list(&Prefix::root())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|item| (item.key.as_str().to_owned(), item.size))
+        .collect();
+    listed.sort();
+    let expected: Vec<(String, u64)> = [
+        ("f/a", 10),
+        ("f/large", 100_000),
+        ("f/m", 10),
+        ("f/z", 10),
+        ("g/b", 10),
+        ("h/large", 100_000),
+    ]
+    .into_iter()
+    .map(|(k, size)| (k.to_owned(), size))
+    .collect();
+    assert_eq!(listed, expected);
+}
+
 /// A listing gives each item its own time, under any prefix: items written in the reverse of
 /// their keys' order are listed with times in that order.
 #[tokio::test]
