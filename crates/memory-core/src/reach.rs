@@ -8,7 +8,7 @@
 //! never block the runtime. A store operation goes `MemorizedFunc` → `EntryStore` → `rt`.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -59,7 +59,12 @@ impl Reach {
 /// wait on any reactor, so its first poll completes it; should it ever be pending, the thread
 /// parks until it is woken.
 pub(crate) fn finish<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
+    finish_pinned(pin!(future))
+}
+
+/// [`finish`] of a future pinned where its caller made it: a call's lookup is a large future,
+/// and moving it into [`finish`] cost a hit more than a hundred instructions of copying.
+pub(crate) fn finish_pinned<F: Future>(mut future: Pin<&mut F>) -> F::Output {
     if let Poll::Ready(out) = future
         .as_mut()
         .poll(&mut Context::from_waker(Waker::noop()))

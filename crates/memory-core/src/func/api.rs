@@ -3,6 +3,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::ops::ControlFlow;
+use std::pin::pin;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -15,7 +16,7 @@ use super::{FuncId, MemorizedFunc, TakesArgs};
 use crate::entry::Metadata;
 use crate::error::{CallError, Error, Result};
 use crate::memory::Memory;
-use crate::reach::{Reach, finish};
+use crate::reach::{Reach, finish, finish_pinned};
 use crate::result::{NotMemorizedResult, Shelved};
 
 /// The message of the compile-time refusal of closures that capture values.
@@ -485,10 +486,25 @@ where
         };
         match call.digest_or_memo(&args) {
             ControlFlow::Break(out) => Ok(out),
-            ControlFlow::Continue(digest) => {
-                finish(call.lookup(digest, args, now(compute), faults))
-            }
+            ControlFlow::Continue(digest) => Self::look_up_now(call, digest, args, compute, faults),
         }
+    }
+
+    /// The lookup of a synchronous call the memo did not answer, completed on this thread. Its
+    /// future is large: it is pinned in this function's frame, where it is made (never moved),
+    /// and a frame of its own keeps the memo's answer from setting up room for it.
+    #[inline(never)]
+    fn look_up_now<A, E, P: Faults>(
+        call: Call<'_, R, F>,
+        digest: Result<cachette_hashing::Digest, Error>,
+        args: A,
+        compute: impl FnOnce(A) -> Result<R, E>,
+        faults: P,
+    ) -> Result<R, Failed<E, P::Fault>>
+    where
+        A: Serialize,
+    {
+        finish_pinned(pin!(call.lookup(digest, args, now(compute), faults)))
     }
 
     /// A call's forced run, or the function alone with a disabled memory.
