@@ -158,14 +158,7 @@ impl FsBackend {
             }
             Err(e) => return Err(Fault::io(e, path)),
         };
-        let written = write_parts(&mut file, value).and_then(|()| {
-            if self.durable {
-                file.sync_all()
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(e) = written {
+        if let Err(e) = self.write_out(&mut file, value) {
             if tree::is_same_file(dir, name, &file) {
                 let _ = tree::unlink(dir, name);
             }
@@ -176,6 +169,15 @@ impl FsBackend {
             tree::sync_dir(dir).map_err(|e| Fault::io(e, path))?;
         }
         Ok(PutOutcome::Created)
+    }
+
+    /// Writes `value` to the new file `file`, flushed to the device when the store is durable.
+    fn write_out(&self, file: &mut File, value: &Blob) -> io::Result<()> {
+        write_parts(file, value)?;
+        if self.durable {
+            file.sync_all()?;
+        }
+        Ok(())
     }
 
     /// Writes `value` to a new temporary file in `dir`, beside the item `name` (at `path`). The
@@ -192,14 +194,7 @@ impl FsBackend {
             let temp_path = path.with_file_name(&temp);
             match tree::create_file(dir, &temp) {
                 Ok(mut file) => {
-                    let written = write_parts(&mut file, value).and_then(|()| {
-                        if self.durable {
-                            file.sync_all()
-                        } else {
-                            Ok(())
-                        }
-                    });
-                    if let Err(e) = written {
+                    if let Err(e) = self.write_out(&mut file, value) {
                         drop(file);
                         let _ = tree::unlink(dir, &temp);
                         return Err(Fault::io(e, temp_path));
