@@ -105,7 +105,9 @@ impl FsBackend {
         let create = options.mode == PutMode::Create;
         // Without an index, whose lock a create takes, a create asked in place is one.
         if create && options.in_place && self.index.is_none() {
-            return self.create_in_place(dir, name, value, &path);
+            let outcome = self.create_in_place(dir, name, value, &path)?;
+            delete_beside(dir, key, beside);
+            return Ok(outcome);
         }
         if create
             && tree::stat_at(dir, name)
@@ -132,11 +134,7 @@ impl FsBackend {
         if outcome == PutOutcome::Created && self.durable {
             tree::sync_dir(dir).map_err(|e| Fault::io(e, &path))?;
         }
-        if let Some(beside) = beside
-            && let Err(e) = tree::unlink(dir, beside.file_name())
-        {
-            tracing::debug!(target: "cachette", "wrote {key}, but cannot delete {beside}: {e}");
-        }
+        delete_beside(dir, key, beside);
         Ok(outcome)
     }
 
@@ -262,6 +260,16 @@ impl FsBackend {
             return Err(Fault::io(e, path));
         }
         Ok(PutOutcome::Created)
+    }
+}
+
+/// Deletes the item `beside`, of the folder `dir` where `key` was just written, if given; a
+/// failure to is only traced (see `StoreBackend::put_then_delete`).
+fn delete_beside(dir: BorrowedFd<'_>, key: &Key, beside: Option<&Key>) {
+    if let Some(beside) = beside
+        && let Err(e) = tree::unlink(dir, beside.file_name())
+    {
+        tracing::debug!(target: "cachette", "wrote {key}, but cannot delete {beside}: {e}");
     }
 }
 

@@ -653,6 +653,17 @@ async fn creates_in_place_keep_the_first_value() {
         );
         assert_eq!(&b.get(&k).await.unwrap().unwrap()[..], b"first");
         assert_eq!(names(&b.root().join("f")), ["x.claim"]);
+        // Made in place with an item to delete beside it: both done.
+        assert_eq!(
+            b.put_then_delete(&key("f/w.claim"), value(b"w"), in_place.clone(), &k)
+                .await
+                .unwrap(),
+            PutOutcome::Created
+        );
+        assert_eq!(names(&b.root().join("f")), ["w.claim"]);
+        b.put_opts(&k, value(b"first"), in_place.clone())
+            .await
+            .unwrap();
         // A link where the item goes is an existing item: never written through.
         symlink(dir.path().join("elsewhere"), b.root().join("f/y.claim")).unwrap();
         assert_eq!(
