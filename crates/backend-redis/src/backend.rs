@@ -207,8 +207,13 @@ impl StoreBackend for RedisBackend {
     /// connection of the caller's thread, with no future and no hand-off to the runtime (see
     /// `crate::blocking`); a chunked item goes on through the multiplexed connection, from
     /// where the first round trip left it. `None` when no blocking connection is free (the
-    /// read then goes the asynchronous way) and on a cluster.
+    /// read then goes the asynchronous way), on a cluster, and for a synchronous caller inside a
+    /// runtime (a worker of the caller's own tokio runtime is not blocked on the network here:
+    /// the usual path steps aside from it first).
     fn get_now(&self, key: &Key, options: &GetOptions) -> Option<BackendResult<Option<GetResult>>> {
+        if Handle::try_current().is_ok() {
+            return None;
+        }
         let pool = self.inner.blocking.as_ref()?;
         let op = read_op(options);
         match self.inner.get_blocking(pool, key, options) {

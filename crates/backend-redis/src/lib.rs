@@ -194,9 +194,9 @@
 //! (the `GET` with its access recorded, or the probe of `head` and ranged reads) therefore goes
 //! through a blocking connection on the caller's own thread, as a plain synchronous `GET`
 //! would. The backend answers such a read in
-//! [`get_now`](cachette_core::plugin::StoreBackend::get_now), so a synchronous hit builds no
-//! future and is never handed to the runtime; a chunked item goes on through the multiplexed
-//! connection. The blocking connections
+//! [`get_now`](cachette_core::plugin::StoreBackend::get_now) when the caller runs outside any
+//! runtime, so such a hit builds no future and is never handed to the runtime; a chunked item
+//! goes on through the multiplexed connection. The blocking connections
 //! are opened as concurrent synchronous callers need them, at most
 //! [`MAX_BLOCKING_CONNECTIONS`] per backend (a caller that finds none free takes the
 //! multiplexed connection), with the same timeouts; one that failed or timed out is closed.

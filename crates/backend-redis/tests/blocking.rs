@@ -133,4 +133,12 @@ fn synchronous_reads_are_answered_without_a_future() {
     assert_eq!((size, bytes.len()), (5, 0));
     assert!(read("now-missing", GetOptions::hit()).is_none());
     assert_eq!(backend.blocking_connections(), 1);
+    // Inside a runtime, the read takes the usual way, which steps aside from the runtime's
+    // worker before it blocks.
+    let _inside = rt.enter();
+    assert!(
+        backend
+            .get_now(&key("now-small"), &GetOptions::hit())
+            .is_none()
+    );
 }
