@@ -37,8 +37,9 @@ pub use bytes::{self, Bytes};
 pub use chrono::{self, DateTime, Utc};
 
 pub use crate::backend::{
-    BackendResult, Blob, Capabilities, DynBackend, GetOptions, GetPayload, GetResult, ItemInfo,
-    Layer, LayerFn, LocalFile, PutMode, PutOptions, PutOutcome, StoreBackend, StoreBackendExt,
+    BackendResult, Blob, Capabilities, ClaimAttempt, ClaimGuard, DynBackend, GetOptions,
+    GetPayload, GetResult, ItemInfo, Layer, LayerFn, LocalFile, PutMode, PutOptions, PutOutcome,
+    StoreBackend, StoreBackendExt,
 };
 pub use crate::error::{BackendError, BoxError, ErrorKind};
 pub use crate::host::{host_name, owner_tag, writer_is_gone};

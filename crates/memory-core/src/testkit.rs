@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::backend::{
-    Blob, DynBackend, GetOptions, GetPayload, GetResult, PutOptions, PutOutcome, StoreBackend,
-    StoreBackendExt,
+    Blob, ClaimAttempt, DynBackend, GetOptions, GetPayload, GetResult, PutOptions, PutOutcome,
+    StoreBackend, StoreBackendExt,
 };
 use crate::key::{Key, Prefix};
 use crate::rt;
@@ -76,6 +76,7 @@ pub async fn run_all(backend: DynBackend) {
     ranged_reads(&*backend, &root).await;
     reads_now_agree(&*backend, &root).await;
     writes_that_delete(&*backend, &root).await;
+    own_claims(&*backend, &root).await;
     prefix_listing(&*backend, &root).await;
     delete_prefix_is_scoped(&*backend, &root).await;
     access_tracking(&*backend, &root).await;
@@ -234,6 +235,42 @@ pub async fn reads_now_agree(b: &dyn StoreBackend, root: &str) {
         };
         assert_eq!(shape(now), shape(awaited), "{name}");
     }
+}
+
+/// A backend's own claims ([`StoreBackend::try_claim`]), if it has them: one holder per key,
+/// its holder included, released when the guard is dropped, and no item written.
+pub async fn own_claims(b: &dyn StoreBackend, root: &str) {
+    let k = key(root, "claims/entry");
+    let attempt = |k: &Key| match b.try_claim(k) {
+        None => None,
+        Some(Ok(attempt)) => Some(attempt),
+        Some(Err(e)) => panic!("try_claim: {e}"),
+    };
+    let Some(first) = attempt(&k) else {
+        return;
+    };
+    let ClaimAttempt::Held(held) = first else {
+        panic!("a free claim is taken");
+    };
+    assert!(
+        matches!(attempt(&k), Some(ClaimAttempt::Busy)),
+        "a held claim is not taken again, by its holder either"
+    );
+    let other = attempt(&key(root, "claims/other"));
+    assert!(
+        matches!(other, Some(ClaimAttempt::Held(_))),
+        "another key's claim is free"
+    );
+    drop((held, other));
+    assert!(
+        matches!(attempt(&k), Some(ClaimAttempt::Held(_))),
+        "a dropped claim is released"
+    );
+    let listed = b
+        .list(&prefix(root, "claims"))
+        .await
+        .expect("list after claims");
+    assert!(listed.is_empty(), "claims wrote items: {listed:?}");
 }
 
 /// [`StoreBackend::put_then_delete`] writes its item and deletes the other; a missing item to

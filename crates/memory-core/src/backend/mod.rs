@@ -12,6 +12,12 @@
 //! | [`delete_many`](StoreBackend::delete_many) | deletes items by key |
 //! | [`list`](StoreBackend::list) | lists the items under a prefix, with their size and last access |
 //!
+//! Four more have a default that works, so a backend writes them only to do better: `sweep`
+//! (leftovers of dead writers), and three shortcuts: [`get_now`](StoreBackend::get_now) (a read
+//! without a future), [`put_then_delete`](StoreBackend::put_then_delete) (a write and a delete
+//! in one step) and [`try_claim`](StoreBackend::try_claim) (compute-once claims held through
+//! the store's own locks).
+//!
 //! A memory-mapped read is an ordinary [`get_opts`](StoreBackend::get_opts) with
 //! [`GetOptions::local_file`]: it flows through every [layer](crate::layers) like any other
 //! read, so a layer that counts, tiers or retries sees it too.
@@ -315,6 +321,32 @@ pub struct ItemInfo {
     pub last_access: DateTime<Utc>,
 }
 
+/// What [`StoreBackend::try_claim`] found.
+#[derive(Debug)]
+pub enum ClaimAttempt {
+    /// The caller holds the claim until it drops the guard.
+    Held(ClaimGuard),
+    /// Another holder (in this process or another) has it.
+    Busy,
+}
+
+/// A compute-once claim held through a lock of the backend's own (see
+/// [`StoreBackend::try_claim`]). Dropping it releases the claim.
+pub struct ClaimGuard(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl ClaimGuard {
+    /// A guard holding `held`, whose `Drop` releases the lock.
+    pub fn new(held: impl Send + Sync + 'static) -> Self {
+        ClaimGuard(Box::new(held))
+    }
+}
+
+impl Debug for ClaimGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClaimGuard")
+    }
+}
+
 /// A storage backend: stores opaque items under [`Key`]s and knows nothing of functions,
 /// hashing or entries.
 ///
@@ -335,8 +367,10 @@ pub struct ItemInfo {
 ///   configuration see the same items.
 ///
 /// The conveniences (`get`, `put`, `put_if_absent`, `contains`, `delete`, `delete_prefix`, …)
-/// come from [`StoreBackendExt`]. [`sweep`](Self::sweep) is the only provided method; a layer
-/// forwards it like the others.
+/// come from [`StoreBackendExt`]. The provided methods ([`get_now`](Self::get_now),
+/// [`put_then_delete`](Self::put_then_delete), [`try_claim`](Self::try_claim),
+/// [`sweep`](Self::sweep)) are shortcuts with a default that works; a layer forwards them like
+/// the others.
 #[async_trait]
 pub trait StoreBackend: Send + Sync + Debug + 'static {
     /// The scheme of the backend (`"file"`, `"s3"`, `"redis"`, `"memory"`, …).
@@ -399,6 +433,21 @@ pub trait StoreBackend: Send + Sync + Debug + 'static {
             tracing::debug!(target: "cachette", "wrote {key}, but cannot delete {delete}: {e}");
         }
         Ok(outcome)
+    }
+
+    /// Takes the compute-once claim of the entry `key` through a lock of the backend's own,
+    /// which every process sharing the store sees and which is released when its holder drops
+    /// the guard or dies (so there is no lease to renew, and nothing stale to take over). Never
+    /// waits: [`ClaimAttempt::Busy`] when another holder has it.
+    ///
+    /// `None` when the backend has no such locks; the core then takes its claims as items
+    /// (`<entry key>.claim`, created only if absent, with a lease). The default answers `None`;
+    /// a layer forwards it to the store that holds the entries, and claims are never counted
+    /// as reads or writes. A backend that answers must answer for every handle on the store,
+    /// in every process: two claims of one key never both hold.
+    fn try_claim(&self, key: &Key) -> Option<BackendResult<ClaimAttempt>> {
+        let _ = key;
+        None
     }
 
     /// Lists the items under the prefix with their size and last access. It writes nothing.

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use async_trait::async_trait;
 
 use crate::backend::{
-    BackendResult, Blob, Capabilities, DynBackend, GetOptions, GetResult, ItemInfo, PutMode,
-    PutOptions, PutOutcome, StoreBackend,
+    BackendResult, Blob, Capabilities, ClaimAttempt, DynBackend, GetOptions, GetResult, ItemInfo,
+    PutMode, PutOptions, PutOutcome, StoreBackend,
 };
 use crate::error::{BackendError, ErrorKind};
 use crate::key::{Key, Prefix};
@@ -137,6 +137,12 @@ impl StoreBackend for Flaky {
             _ => "put",
         })?;
         self.inner.put_opts(key, value, options).await
+    }
+
+    /// Claims through the inner store's locks, with the faults of a create.
+    fn try_claim(&self, key: &Key) -> Option<BackendResult<ClaimAttempt>> {
+        let attempt = self.inner.try_claim(key)?;
+        Some(self.inject("put_if_absent").and(attempt))
     }
 
     /// Reads the usual way, where faults are injected.

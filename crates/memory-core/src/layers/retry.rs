@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{
-    BackendResult, Blob, Capabilities, DynBackend, GetOptions, GetResult, ItemInfo, Layer,
-    PutOptions, PutOutcome, StoreBackend,
+    BackendResult, Blob, Capabilities, ClaimAttempt, DynBackend, GetOptions, GetResult, ItemInfo,
+    Layer, PutOptions, PutOutcome, StoreBackend,
 };
 use crate::error::BackendError;
 use crate::key::{Key, Prefix};
@@ -225,6 +225,11 @@ impl StoreBackend for Retry {
 
     /// One attempt without a future; a transient error leaves the read to `get_opts`, which
     /// retries it (a read may be repeated).
+    /// A claim that fails is not retried: the core then computes without one.
+    fn try_claim(&self, key: &Key) -> Option<BackendResult<ClaimAttempt>> {
+        self.inner.try_claim(key)
+    }
+
     fn get_now(&self, key: &Key, options: &GetOptions) -> Option<BackendResult<Option<GetResult>>> {
         match self.inner.get_now(key, options)? {
             Err(err) if is_transient(&err) => None,

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::backend::{
-    BackendResult, Blob, Capabilities, DynBackend, GetOptions, GetPayload, GetResult, ItemInfo,
-    Layer, PutMode, PutOptions, PutOutcome, StoreBackend,
+    BackendResult, Blob, Capabilities, ClaimAttempt, DynBackend, GetOptions, GetPayload, GetResult,
+    ItemInfo, Layer, PutMode, PutOptions, PutOutcome, StoreBackend,
 };
 use crate::error::BackendError;
 use crate::key::{Key, Prefix};
@@ -237,6 +237,11 @@ impl StoreBackend for Stats {
         let op = read_op(&options);
         let result = self.inner.get_opts(key, options).await;
         self.read(op, key, started, result)
+    }
+
+    /// Claims are not entries: not counted.
+    fn try_claim(&self, key: &Key) -> Option<BackendResult<ClaimAttempt>> {
+        self.inner.try_claim(key)
     }
 
     fn get_now(&self, key: &Key, options: &GetOptions) -> Option<BackendResult<Option<GetResult>>> {

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use crate::backend::{
-    BackendResult, Blob, Capabilities, DynBackend, GetOptions, GetPayload, GetResult, ItemInfo,
-    Layer, PutMode, PutOptions, PutOutcome, StoreBackend, StoreBackendExt,
+    BackendResult, Blob, Capabilities, ClaimAttempt, DynBackend, GetOptions, GetPayload, GetResult,
+    ItemInfo, Layer, PutMode, PutOptions, PutOutcome, StoreBackend, StoreBackendExt,
 };
 use crate::error::{BackendError, ErrorKind};
 use crate::key::{Key, Prefix};
@@ -385,6 +385,11 @@ impl StoreBackend for Tiered {
 
     /// A hit of the local tier, without a future; anything else (a local miss or error, a
     /// read for the store of record) is read the usual way.
+    /// Claims are shared: the remote tier's.
+    fn try_claim(&self, key: &Key) -> Option<BackendResult<ClaimAttempt>> {
+        self.remote.try_claim(key)
+    }
+
     fn get_now(&self, key: &Key, options: &GetOptions) -> Option<BackendResult<Option<GetResult>>> {
         if options.bypass_cache {
             return self.remote.get_now(key, options);

@@ -11,20 +11,57 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
-use super::lease::HeldClaim;
+use super::lease::{HeldClaim, WriteRelease};
 use super::record::{ClaimRecord, millis, now_ms, read_claim};
 use super::{FIRST_POLL, MAX_POLL, Once};
 use crate::backend::{
-    BackendResult, GetOptions, PutOptions, PutOutcome, StoreBackend, StoreBackendExt,
+    BackendResult, ClaimAttempt, ClaimGuard, GetOptions, PutOptions, PutOutcome, StoreBackend,
+    StoreBackendExt,
 };
 use crate::error::ErrorKind;
 use crate::key::{Key, grammar};
 use crate::reach::Reach;
 
+/// A claim this process holds.
+#[derive(Debug)]
+pub(super) enum Holding {
+    /// An item, renewed by the lease thread until it is released.
+    Item(HeldClaim),
+    /// A lock of the backend's own ([`StoreBackend::try_claim`]), released when dropped.
+    Lock(ClaimGuard),
+}
+
+impl Holding {
+    /// The claim as the write of the entry it guards sees it: a lock has nothing for the write
+    /// to delete.
+    pub(super) fn for_write(&self) -> WriteRelease {
+        match self {
+            Holding::Item(claim) => claim.for_write(),
+            Holding::Lock(_) => WriteRelease::default(),
+        }
+    }
+
+    /// Releases the claim.
+    pub(super) fn release(self) {
+        match self {
+            Holding::Item(claim) => claim.release(),
+            Holding::Lock(guard) => drop(guard),
+        }
+    }
+
+    /// [`release`](Self::release), without blocking an async caller's runtime.
+    pub(super) async fn release_async(self) {
+        match self {
+            Holding::Item(claim) => claim.release_async().await,
+            Holding::Lock(guard) => drop(guard),
+        }
+    }
+}
+
 /// How the claim of a flight's leader went.
 pub(super) enum Claimed {
     /// This process holds the claim.
-    Held(HeldClaim),
+    Held(Holding),
     /// No claim (none on this backend, or the store failed): compute.
     Unclaimed,
     /// The holder released its claim and its entry is there: load it.
@@ -78,6 +115,12 @@ impl Once {
         reach: Reach,
         func: super::Asker<'_>,
     ) -> (Claimed, bool) {
+        if self.claims
+            && !self.no_claims.load(Ordering::Relaxed)
+            && let Some(first) = self.backend.try_claim(key)
+        {
+            return self.lock(key, deadline, reach, func, first).await;
+        }
         if !self.claims_on() {
             return (Claimed::Unclaimed, self.exists(reach, key).await);
         }
@@ -169,6 +212,50 @@ impl Once {
         }
     }
 
+    /// [`claim`](Self::claim) through the backend's own locks, `first` being the first
+    /// attempt: polls a lock held by another until it is released (by its holder, or by the
+    /// system when its holder dies), or the wait times out.
+    async fn lock(
+        &self,
+        key: &Key,
+        deadline: Instant,
+        reach: Reach,
+        func: super::Asker<'_>,
+        first: BackendResult<ClaimAttempt>,
+    ) -> (Claimed, bool) {
+        let mut attempt = first;
+        let mut poll = FIRST_POLL;
+        let mut waited = false;
+        loop {
+            match attempt {
+                Ok(ClaimAttempt::Held(guard)) => {
+                    let exists = self.exists(reach, key).await;
+                    if waited && exists {
+                        // Its holder stored it and let go: load it, holding nothing.
+                        return (Claimed::Released, true);
+                    }
+                    return (Claimed::Held(Holding::Lock(guard)), exists);
+                }
+                Ok(ClaimAttempt::Busy) => {}
+                Err(e) => {
+                    self.cannot_claim(func, key, &e.to_string());
+                    return (Claimed::Unclaimed, self.exists(reach, key).await);
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return (Claimed::TimedOut, false);
+            }
+            reach.pause(poll.min(deadline - now)).await;
+            poll = (poll * 2).min(MAX_POLL);
+            waited = true;
+            let Some(again) = self.backend.try_claim(key) else {
+                return (Claimed::Unclaimed, self.exists(reach, key).await);
+            };
+            attempt = again;
+        }
+    }
+
     /// Deletes a stale claim, if it still holds the bytes seen stale (a claim renewed or taken
     /// over meanwhile is left alone).
     async fn take_over(
@@ -217,6 +304,9 @@ impl Once {
             self.lease,
             self.reporter.clone(),
         );
-        (Claimed::Held(claim), self.exists(reach, key).await)
+        (
+            Claimed::Held(Holding::Item(claim)),
+            self.exists(reach, key).await,
+        )
     }
 }

@@ -34,6 +34,13 @@
 //! renewals 3
 //! ```
 //!
+//! A backend with locks of its own that every process sees, and that the system releases when
+//! their holder dies, holds the claims instead
+//! ([`try_claim`](crate::backend::StoreBackend::try_claim): the local disk's index layout): the
+//! leader takes the key's lock without waiting, or polls it as it would a claim, until it is
+//! released; then it loads the entry if it appeared, or computes. No lease, no renewal, nothing
+//! stale to take over, and nothing for the entry's write to delete.
+//!
 //! Claims live in the shared store itself: every operation on them passes `bypass_cache`, so a
 //! local tier sends them to the remote tier without keeping a copy, and the
 //! [`Stats`](crate::layers::Stats) counters, which count what the memory asks for entries,
@@ -61,9 +68,8 @@ use crate::backend::DynBackend;
 use crate::key::Key;
 use crate::reach::{Reach, finish};
 use crate::report::{Reporter, format_time};
-use claim::Claimed;
+use claim::{Claimed, Holding};
 use flight::Flight;
-use lease::HeldClaim;
 pub(crate) use lease::WriteRelease;
 
 /// The first pause between two looks at another process's claim.
@@ -140,7 +146,7 @@ impl Turn<'_> {
         self.lead
             .as_ref()
             .and_then(|lead| lead.claim.as_ref())
-            .map_or_else(WriteRelease::default, HeldClaim::for_write)
+            .map_or_else(WriteRelease::default, Holding::for_write)
     }
 
     /// Says how the computation ended: releases the claim, then wakes the followers.
@@ -179,7 +185,7 @@ struct Lead<'a> {
     once: &'a Once,
     key: Key,
     flight: Arc<Flight>,
-    claim: Option<HeldClaim>,
+    claim: Option<Holding>,
     /// Led by an async caller: a drop must not block.
     is_async: bool,
     landed: bool,
