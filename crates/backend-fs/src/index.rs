@@ -23,12 +23,14 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
 use cachette_core::plugin::{
-    Blob, Bytes, DateTime, GetOptions, GetResult, ItemInfo, Key, Prefix, PutMode, PutOutcome, Utc,
+    Blob, Bytes, ClaimAttempt, DateTime, GetOptions, GetResult, ItemInfo, Key, Prefix, PutMode,
+    PutOutcome, Utc,
 };
 use heed::types::Bytes as Raw;
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithoutTls};
 use rustix::fs::FileType;
 
+use crate::claims::{self, Claims};
 use crate::tree::{self, Fault};
 use crate::{FsBackend, is_reserved};
 
@@ -130,6 +132,8 @@ struct Shared {
     /// `MDB_NOSYNC`).
     synced: bool,
     pending: Mutex<Pending>,
+    /// The compute-once claims of this process on the environment.
+    claims: Arc<Claims>,
 }
 
 impl fmt::Debug for Shared {
@@ -313,6 +317,7 @@ fn open_shared(dir: &Path, map_size: usize, durable: bool) -> heed::Result<Arc<S
         dbs: OnceLock::new(),
         synced: durable,
         pending: Mutex::default(),
+        claims: Arc::default(),
     });
     open.insert(path, Arc::downgrade(&shared));
     Ok(shared)
@@ -498,6 +503,22 @@ impl FsBackend {
             Some(dbs) => Ok(Some((shared, dbs))),
             None => Ok(None),
         }
+    }
+
+    /// Takes the compute-once claim of `key` (see [`crate::claims`]). `None` without an index,
+    /// or when the system has no open-file-description locks: claims are then items.
+    pub(crate) fn index_claim(&self, key: &Key) -> Result<Option<ClaimAttempt>, Fault> {
+        let Some(index) = &self.index else {
+            return Ok(None);
+        };
+        let Some((shared, _)) = self.index_handles(index, true)? else {
+            return Ok(None);
+        };
+        shared.claims.try_claim(
+            claims::offset_of(key.as_str()),
+            || self.make_folders(&[INDEX_DIR]),
+            &index.dir,
+        )
     }
 
     /// Reads `key` from the index. `None` if it is not there (or there is no index).

@@ -98,6 +98,13 @@
 //!   systems that do not keep the order of writes. The index is a cache: if LMDB then
 //!   refuses to open it, delete the folder `.cachette-index/` (the items in it are computed
 //!   again). Use `durable` if that is not acceptable.
+//! - **Compute-once claims** ([`StoreBackend::try_claim`]) are locks, not items: a write lock on
+//!   one byte of `.cachette-index/claims.lock`, at an offset from the key's hash, taken with
+//!   `F_OFD_SETLK` (Linux), which never waits and which the kernel releases when the holder
+//!   lets go or dies, `kill -9` included. So a miss writes its entry in one transaction, and a
+//!   waiter takes over a dead holder's claim as soon as it looks again, with no lease to wait
+//!   for. The file stays empty. Elsewhere than on Linux, claims are items as in the files
+//!   layout.
 //! - **Network file systems.** LMDB's locks and shared memory map are not safe on NFS, SMB,
 //!   CIFS, FUSE, Ceph, AFS, 9P, Lustre, GPFS and the like. When the store's folder is on one
 //!   (detected with `statfs` on Linux), the store uses the files layout, with one warning.
@@ -164,6 +171,7 @@
 #[cfg(not(unix))]
 compile_error!("cachette-fs needs a Unix-like system (it relies on openat and O_NOFOLLOW)");
 
+mod claims;
 mod config;
 mod delete;
 mod files;
@@ -183,8 +191,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use cachette_core::plugin::{
-    BackendError, BackendResult, Blob, Capabilities, ErrorKind, GetOptions, GetPayload, GetResult,
-    ItemInfo, Key, LocalFile, Prefix, PutOptions, PutOutcome, StoreBackend, async_trait,
+    BackendError, BackendResult, Blob, Capabilities, ClaimAttempt, ErrorKind, GetOptions,
+    GetPayload, GetResult, ItemInfo, Key, LocalFile, Prefix, PutOptions, PutOutcome, StoreBackend,
+    async_trait,
 };
 
 use files::{read_range, read_whole, record_access};
@@ -551,6 +560,13 @@ impl StoreBackend for FsBackend {
 
     fn get_now(&self, key: &Key, options: &GetOptions) -> Option<BackendResult<Option<GetResult>>> {
         Some(self.get_blocking(key, options))
+    }
+
+    /// In the index layout, a lock on one byte of a file of the index (see "Layouts").
+    fn try_claim(&self, key: &Key) -> Option<BackendResult<ClaimAttempt>> {
+        self.index_claim(key)
+            .map_err(|fault| fault.into_backend("claim", key))
+            .transpose()
     }
 
     async fn put_opts(

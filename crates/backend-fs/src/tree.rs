@@ -442,6 +442,34 @@ pub(crate) fn holds_only(dir: BorrowedFd<'_>, name: &str) -> io::Result<bool> {
     Ok(found)
 }
 
+/// Opens the file `name` of `dir` for reading and writing, made (empty, for its owner only) if
+/// missing; `path` is `dir`'s, for messages. A link or anything but a regular file is refused.
+pub(crate) fn open_lock_file(dir: BorrowedFd<'_>, name: &str, path: &Path) -> Result<File, Fault> {
+    let path = path.join(name);
+    let flags = OFlags::RDWR
+        .union(OFlags::CREATE)
+        .union(OFlags::NOFOLLOW)
+        .union(OFlags::NONBLOCK)
+        .union(OFlags::CLOEXEC);
+    let fd = match rustix::fs::openat(dir, name, flags, Mode::from_raw_mode(0o600)) {
+        Ok(fd) => fd,
+        Err(e) => {
+            return Err(match stat_at(dir, name) {
+                Ok(Some(info)) => refusal(info.kind, &path).unwrap_or(Fault::io(e, &path)),
+                _ => Fault::io(e, &path),
+            });
+        }
+    };
+    let info = rustix::fs::fstat(&fd).map_err(|e| Fault::io(e, &path))?;
+    match Info::of(&info).kind {
+        FileType::RegularFile => Ok(File::from(fd)),
+        other => Err(refusal(other, &path).unwrap_or(Fault::Special {
+            path,
+            what: describe(other),
+        })),
+    }
+}
+
 /// Reads a small file of `dir` whole, if it is a regular file of at most `limit` bytes.
 pub(crate) fn read_small(dir: BorrowedFd<'_>, name: &str, limit: u64) -> Option<Vec<u8>> {
     let (file, info) = open_file(dir, name, Path::new(name)).ok()??;

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cachette_core::plugin::{
-    BackendConfig, Blob, Bytes, DynBackend, ErrorKind, GetOptions, GetPayload, Key, Prefix,
-    PutOptions, PutOutcome, StoreBackend, StoreBackendExt, backend_from_url, block_on, testkit,
+    BackendConfig, Blob, Bytes, ClaimAttempt, DynBackend, ErrorKind, GetOptions, GetPayload, Key,
+    Prefix, PutOptions, PutOutcome, StoreBackend, StoreBackendExt, backend_from_url, block_on,
+    testkit,
 };
 use cachette_fs::{FsBackend, FsConfig, Layout};
 
@@ -72,7 +73,12 @@ async fn conformance_with_the_default_threshold() {
     let root = Prefix::new(root).unwrap();
     b.delete_prefix(&root).await.unwrap();
     assert!(b.list(&root).await.unwrap().is_empty());
-    assert_eq!(files_under(dir.path()), IN_EXISTING_ROOT);
+    // The suite took claims: their lock file stays, empty.
+    let mut expected = IN_EXISTING_ROOT.to_vec();
+    expected.insert(1, ".cachette-index/claims.lock");
+    assert_eq!(files_under(dir.path()), expected);
+    let claims = dir.path().join(".cachette-index/claims.lock");
+    assert_eq!(std::fs::metadata(claims).unwrap().len(), 0);
 }
 
 /// `head` and ranges of an index item; a local file is given for a file item only.
@@ -656,6 +662,16 @@ fn child_if_asked() -> bool {
                 }
             }
         }
+        "claim" => {
+            // Holds the claim of `claimed/1` until killed.
+            let Some(Ok(ClaimAttempt::Held(_guard))) = b.try_claim(&key("claimed/1")) else {
+                panic!("the child could not claim");
+            };
+            std::fs::write(dir.join("started"), b"").unwrap();
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+            }
+        }
         other => panic!("unknown child task {other}"),
     }
     true
@@ -840,4 +856,88 @@ fn configuration() {
     );
     let bad: Result<FsConfig, _> = toml::from_str("path = \"/x\"\nlayout = \"tree\"\n");
     assert!(bad.is_err());
+}
+
+fn is_held(attempt: Option<cachette_core::plugin::BackendResult<ClaimAttempt>>) -> bool {
+    match attempt {
+        Some(Ok(ClaimAttempt::Held(_))) => true,
+        Some(Ok(ClaimAttempt::Busy)) => false,
+        other => panic!("no claim: {other:?}"),
+    }
+}
+
+/// Claims of the index layout are locks: one holder per key among the handles and threads of
+/// a process, released when dropped, and nothing written that a listing shows.
+#[test]
+fn claims_exclude_each_other_until_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (open(dir.path()), open(dir.path()));
+    let k = key("claimed/1");
+    let Some(Ok(ClaimAttempt::Held(held))) = a.try_claim(&k) else {
+        panic!("the first claim holds");
+    };
+    assert!(!is_held(a.try_claim(&k)), "not twice, even by its holder");
+    assert!(!is_held(b.try_claim(&k)), "nor by another store");
+    std::thread::scope(|s| {
+        assert!(!s.spawn(|| is_held(b.try_claim(&k))).join().unwrap());
+    });
+    assert!(
+        is_held(b.try_claim(&key("claimed/2"))),
+        "another key is free"
+    );
+    drop(held);
+    let Some(Ok(ClaimAttempt::Held(again))) = b.try_claim(&k) else {
+        panic!("released when dropped");
+    };
+    assert!(!is_held(a.try_claim(&k)));
+    drop(again);
+    let listed = block_on(true, b.list(&Prefix::root())).unwrap().unwrap();
+    assert!(listed.is_empty(), "{listed:?}");
+    // The files layout has no such locks: its claims are items.
+    let files = FsConfig::new(dir.path().join("files")).open().unwrap();
+    assert!(files.try_claim(&k).is_none());
+}
+
+/// A claim held by a process is seen by the others, and released by its death (`kill -9`),
+/// with no lease to run out.
+#[test]
+fn a_killed_holder_releases_its_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_child(&format!("claim:0:{}", dir.path().display()));
+    let t0 = Instant::now();
+    while !dir.path().join("started").exists() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the child never started"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let b = open(&dir.path().join("store"));
+    let k = key("claimed/1");
+    assert!(!is_held(b.try_claim(&k)), "the child holds it");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(is_held(b.try_claim(&k)), "its death released it");
+}
+
+/// The lock file is never reached through a link.
+#[test]
+fn claims_refuse_a_linked_lock_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    block_on(true, b.put(&key("a/b"), blob(vec![1; 8])))
+        .unwrap()
+        .unwrap();
+    let target = dir.path().join("elsewhere");
+    std::fs::write(&target, b"").unwrap();
+    std::os::unix::fs::symlink(
+        &target,
+        dir.path().join(".cachette-index").join("claims.lock"),
+    )
+    .unwrap();
+    let fresh = open(dir.path());
+    match fresh.try_claim(&key("a/b")) {
+        Some(Err(e)) => assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}"),
+        other => panic!("a link was followed: {other:?}"),
+    }
 }
