@@ -27,7 +27,7 @@ use cachette_core::plugin::{
     PutOutcome, Utc,
 };
 use heed::types::Bytes as Raw;
-use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithoutTls};
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithTls};
 use rustix::fs::FileType;
 
 use crate::claims::{self, Claims};
@@ -52,8 +52,11 @@ pub(crate) const DEFAULT_INDEX_MAP_SIZE: u64 = 1 << 40;
 #[cfg(not(target_pointer_width = "64"))]
 pub(crate) const DEFAULT_INDEX_MAP_SIZE: u64 = 1 << 30;
 
-/// Read transactions open at once in all the processes using an environment.
-const MAX_READERS: u32 = 1024;
+/// Reader slots of an environment, for all the processes using it. A thread keeps its slot
+/// from its first read until it ends (read transactions use the thread's slot), so this bounds
+/// the threads that read the store at once, across processes; the lock file holds 64 bytes
+/// per slot (512 KiB).
+const MAX_READERS: u32 = 8192;
 
 /// The longest key LMDB stores (its `MDB_MAXKEYSIZE`); longer keys are files.
 pub(crate) const MAX_KEY: usize = 511;
@@ -126,7 +129,7 @@ impl Index {
 /// An open environment, shared by every store of this process on the same folder: LMDB must
 /// not open one environment twice in a process.
 struct Shared {
-    env: Env<WithoutTls>,
+    env: Env<WithTls>,
     dbs: OnceLock<Dbs>,
     /// Commits are flushed to the device by LMDB (the environment was opened without
     /// `MDB_NOSYNC`).
@@ -324,16 +327,17 @@ fn open_shared(dir: &Path, map_size: usize, durable: bool) -> heed::Result<Arc<S
 }
 
 /// Opens the LMDB environment in the folder `path`: a large map (sparse), many reader slots,
-/// read transactions not tied to threads (so that any thread of a pool may use them), and no
-/// flush on commit unless `durable`; for reading only if `read_only`.
+/// read transactions on the slot of their thread (a read then takes no lock: a thread reserves
+/// its slot once, and a transaction never moves between threads, `RoTxn<WithTls>` is not
+/// `Send`), and no flush on commit unless `durable`; for reading only if `read_only`.
 #[allow(unsafe_code)]
 fn open_env(
     path: &Path,
     map_size: usize,
     durable: bool,
     read_only: bool,
-) -> heed::Result<Env<WithoutTls>> {
-    let mut options = EnvOpenOptions::new().read_txn_without_tls();
+) -> heed::Result<Env<WithTls>> {
+    let mut options = EnvOpenOptions::new().read_txn_with_tls();
     options
         .map_size(map_size)
         .max_readers(MAX_READERS)

@@ -74,7 +74,9 @@
 //!   `lock.mdb`, to register as a reader, and creates it if it is missing.)
 //! - **Reads** look in the index first (one read transaction), then for a file. An item in
 //!   the index is read into memory, never mapped: [`GetOptions::local_file`] gives its bytes.
-//!   Ranged and `head` reads work on both.
+//!   Ranged and `head` reads work on both. A thread that reads takes one of LMDB's reader
+//!   slots in `lock.mdb` and keeps it until it ends, so that its reads take no lock; 8192
+//!   threads, across the processes using the store, may read it at once.
 //! - **Writes** of a small item put it in the index in one write transaction and remove a
 //!   file of the same key; a large item is written as a file, then removed from the index.
 //!   LMDB's write transaction is a lock shared by all the processes using the store, and every
