@@ -2,7 +2,7 @@
 //! itself as a probe (`compare --probe <op> <n>`, see `probe.rs`) under
 //! `valgrind --tool=callgrind`, once with no operation and once with `n`; one operation is
 //! the difference of the two totals (callgrind's `Collected`, user-space instructions of the
-//! whole process) divided by `n`.
+//! whole process) divided by `n`. System calls are counted the same way, under `strace -f -c`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,13 +42,15 @@ pub(crate) struct Counted {
     pub(crate) ops: u64,
     /// Instructions per operation, or why not measured.
     pub(crate) per_op: Result<f64, String>,
+    /// System calls per operation (all threads of the process), or why not measured.
+    pub(crate) syscalls: Result<f64, String>,
 }
 
-/// `valgrind` on `PATH`, if any.
-fn valgrind() -> Option<PathBuf> {
+/// The program `name` on `PATH`, if any.
+fn on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
-        .map(|dir| dir.join("valgrind"))
+        .map(|dir| dir.join(name))
         .find(|p| p.is_file())
 }
 
@@ -62,7 +64,7 @@ pub(crate) fn count(workloads: &[&str], scratch: &Path) -> Vec<Counted> {
         } else {
             None
         };
-    let valgrind = valgrind();
+    let (valgrind, strace) = (on_path("valgrind"), on_path("strace"));
     let exe = std::env::current_exe();
     let mut out = Vec::new();
     for &(workload, row, op) in COUNTED {
@@ -82,11 +84,24 @@ pub(crate) fn count(workloads: &[&str], scratch: &Path) -> Vec<Counted> {
         if let Err(e) = &per_op {
             eprintln!("  callgrind: {op}: {e}");
         }
+        let syscalls = match (&skip, &strace, &exe) {
+            (Some(why), _, _) => Err(why.clone()),
+            (None, None, _) => Err("strace is not on PATH".to_owned()),
+            (None, Some(_), Err(e)) => Err(format!("no harness path: {e}")),
+            (None, Some(strace), Ok(exe)) => {
+                eprintln!("  strace: {op} (0 and {ops})");
+                syscalls_per_op(strace, exe, scratch, op, ops).map_err(|e| e.to_string())
+            }
+        };
+        if let Err(e) = &syscalls {
+            eprintln!("  strace: {op}: {e}");
+        }
         out.push(Counted {
             workload,
             row,
             ops,
             per_op,
+            syscalls,
         });
     }
     out
@@ -121,4 +136,41 @@ fn total(valgrind: &Path, exe: &Path, scratch: &Path, op: &str, n: u64) -> Res<u
         .ok_or("no `Collected` line in callgrind's output")?
         .parse::<u64>()
         .map_err(|e| format!("callgrind's `Collected`: {e}").into())
+}
+
+/// System calls of one operation `op`: the totals of `n` and of 0 operations, apart, over `n`.
+fn syscalls_per_op(strace: &Path, exe: &Path, scratch: &Path, op: &str, n: u64) -> Res<f64> {
+    let none = syscalls(strace, exe, scratch, op, 0)?;
+    let some = syscalls(strace, exe, scratch, op, n)?;
+    Ok((some as f64 - none as f64) / n as f64)
+}
+
+/// The system calls `strace -f -c` counted in a probe process (all its threads) running `n`
+/// operations `op`.
+fn syscalls(strace: &Path, exe: &Path, scratch: &Path, op: &str, n: u64) -> Res<u64> {
+    let summary = scratch.join(format!("strace-{op}-{n}-{}.txt", std::process::id()));
+    let output = Command::new(strace)
+        .args(["-f", "-c", "-o"])
+        .arg(&summary)
+        .arg(exe)
+        .args(["--probe", op, &n.to_string()])
+        .arg(scratch)
+        .output()?;
+    let text = std::fs::read_to_string(&summary);
+    let _ = std::fs::remove_file(&summary);
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+        return Err(format!("the probe failed ({}): {}", output.status, tail.join(" / ")).into());
+    }
+    total_calls(&text?).ok_or_else(|| "no `total` line in strace's summary".into())
+}
+
+/// The `calls` column of the `total` line of a `strace -c` summary (`% time`, `seconds`,
+/// `usecs/call`, `calls`, then `errors` when there were some, and `total`).
+fn total_calls(summary: &str) -> Option<u64> {
+    let line = summary
+        .lines()
+        .find(|l| l.split_whitespace().last() == Some("total"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }

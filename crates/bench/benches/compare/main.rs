@@ -20,9 +20,9 @@
 //! - `CACHETTE_BENCH_ONLY`: a comma-separated list of workload ids to run (then the report
 //!   goes to `target/bench-partial/` and the committed `BENCHMARKS.md` is left alone);
 //! - `CACHETTE_BENCH_DIR`: where the caches go (default `target/bench-tmp`);
-//! - `CACHETTE_BENCH_NO_CALLGRIND`: leave out the instruction counts of the small-entry rows
-//!   (otherwise measured with `valgrind --tool=callgrind` when it is on `PATH`, whenever
-//!   `hit_int` or `miss_tiny` runs; see `callgrind.rs`);
+//! - `CACHETTE_BENCH_NO_CALLGRIND`: leave out the instruction and system-call counts of the
+//!   small-entry rows (otherwise measured with `valgrind --tool=callgrind` and `strace -f -c`
+//!   when they are on `PATH`, whenever `hit_int` or `miss_tiny` runs; see `callgrind.rs`);
 //! - `CACHETTE_BENCH_SCALING`: run the scaling table instead of the workloads (`scaling.rs`),
 //!   up to `CACHETTE_BENCH_SCALING_MAX` entries (default 1,000,000); a complete run rewrites
 //!   the `## Scaling` section of `BENCHMARKS.md`, a shorter one writes to

@@ -354,8 +354,8 @@ impl Report {
     }
 
     /// The instruction counts as table lines: workload, contender, median, instructions,
-    /// operations counted.
-    fn instruction_lines(&self) -> Vec<[String; 5]> {
+    /// system calls, operations counted.
+    fn instruction_lines(&self) -> Vec<[String; 6]> {
         self.instructions
             .iter()
             .map(|c| {
@@ -370,6 +370,12 @@ impl Report {
                     Ok(n) => thousands(n.round() as i64),
                     Err(why) => format!("not measured ({why})"),
                 };
+                let syscalls = match &c.syscalls {
+                    // A difference of two counts: a tenth either side of zero is none.
+                    Ok(n) if n.abs() < 0.1 => "0".to_owned(),
+                    Ok(n) => format!("{n:.1}"),
+                    Err(why) => format!("not measured ({why})"),
+                };
                 [
                     w.map_or_else(
                         || c.workload.to_owned(),
@@ -378,6 +384,7 @@ impl Report {
                     c.row.to_owned(),
                     median,
                     instructions,
+                    syscalls,
                     thousands(c.ops as i64),
                 ]
             })
@@ -511,9 +518,9 @@ impl Report {
             out.push_str(&format!("\n{note}\n"));
         }
         if !self.instructions.is_empty() {
-            out.push_str("\nInstructions per operation (callgrind):\n");
-            for [w, c, m, i, _] in self.instruction_lines() {
-                out.push_str(&format!("  {w:<34} {c:<46} {m:>10}  {i}\n"));
+            out.push_str("\nInstructions and system calls per operation (callgrind, strace):\n");
+            for [w, c, m, i, s, _] in self.instruction_lines() {
+                out.push_str(&format!("  {w:<34} {c:<46} {m:>10}  {i:>8}  {s}\n"));
             }
         }
         out
@@ -607,20 +614,21 @@ impl Report {
             md.push_str(&format!("\n{note}\n"));
         }
         md.push_str(
-            "\n### Instructions per operation\n\n\
-             User-space instructions of one operation, counted by callgrind in a process of its \
-             own (see How it is measured), beside the median time of the same row above.\n\n",
+            "\n### Instructions and system calls per operation\n\n\
+             User-space instructions of one operation, counted by callgrind, and its system calls, \
+             counted by strace, each in a process of its own (see How it is measured), beside the \
+             median time of the same row above.\n\n",
         );
         let counted = self.instruction_lines();
         if counted.is_empty() {
             md.push_str("Not measured in this run (neither `hit_int` nor `miss_tiny` ran).\n");
         } else {
             md.push_str(
-                "| workload | contender | median | instructions/op | operations counted |\n\
-                 | --- | --- | ---: | ---: | ---: |\n",
+                "| workload | contender | median | instructions/op | system calls/op | operations counted |\n\
+                 | --- | --- | ---: | ---: | ---: | ---: |\n",
             );
-            for [w, c, m, i, n] in counted {
-                md.push_str(&format!("| {w} | {c} | {m} | {i} | {n} |\n"));
+            for [w, c, m, i, s, n] in counted {
+                md.push_str(&format!("| {w} | {c} | {m} | {i} | {s} | {n} |\n"));
             }
         }
         md.push_str("\n## Targets\n\n");
@@ -741,7 +749,9 @@ const METHOD: &str = "
   after the same set-up and 20 warm-up operations; one operation is the difference of the two
   totals (callgrind's `Collected`: the user-space instructions of the whole process; the
   kernel's work in system calls is not counted) divided by the number of operations. Without
-  valgrind on `PATH` the column says `not measured`. A valgrind that does not know the `openat2`
+  valgrind on `PATH` the column says `not measured`. The system calls are counted the same way
+  (two runs, the difference over the operations) under `strace -f -c`, every thread of the
+  process included (a Redis or S3 call would count its network calls; these rows make none). A valgrind that does not know the `openat2`
   system call (3.19 does not), with which the local disk opens an item in one call, makes the
   files layout walk the item's folders one `openat` at a time instead: its counts (not its
   times) then include that walk.
