@@ -729,7 +729,11 @@ const METHOD: &str = "
   borrowed set its macros call for these stores: the value is serialized, not cloned). Its
   keys are strings, so a key is the argument's `to_string()`, a list's `Debug` form, or an
   array's xxh3-128 in hex. Its redb store is built with `durable(false)` (no fsync per write,
-  like Cachette); populating ends with one `flush`.
+  like Cachette); populating ends with one `flush`. The two do not keep the same promise,
+  though: redb keeps such commits in the process's memory until a durable one (its miss makes
+  no write to the file: see the system calls below), so a process that is killed loses them,
+  while Cachette's commits without fsync are in the system's page cache, which survives the
+  process (only a system crash loses them).
 - **Floors**: the least a contender could do for the same result, with nothing of a cache
   around it. For a small hit, four of them, each returning the entry's bytes (the bytes of
   Cachette's entry file, under its key `function-folder/argument-id`): `open` and a whole
