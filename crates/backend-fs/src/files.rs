@@ -159,7 +159,7 @@ mod tests {
     use super::*;
     use crate::config::canonical;
     use crate::write::temp_name;
-    use crate::{TEMP_NAME_PART, TEMP_PREFIX, is_reserved};
+    use crate::{TEMP_NAME_PART, TEMP_PREFIX, has_reserved_segment, is_reserved};
 
     /// `LARGE_READ` and a bit more, in a pattern that shows misplaced bytes.
     fn large_bytes() -> Vec<u8> {
@@ -217,6 +217,28 @@ mod tests {
         assert!(read_range(&file, &(20..30), 10).unwrap().is_empty());
         let reversed = Range { start: 5, end: 2 };
         assert!(read_range(&file, &reversed, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn reserved_segments_are_found_wherever_they_are() {
+        for key in [
+            ".gitignore",
+            "a/.gitignore",
+            ".cachette-index/data.mdb",
+            "a/b/.cachette-tmp-x",
+            "a/.hidden/.cachette-index",
+        ] {
+            assert!(has_reserved_segment(key), "{key}");
+        }
+        for key in [
+            "a/b",
+            "a/.hidden",
+            ".hidden/b",
+            "a/b.gitignore",
+            "x.cachette-index/y",
+        ] {
+            assert!(!has_reserved_segment(key), "{key}");
+        }
     }
 
     #[test]

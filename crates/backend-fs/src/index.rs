@@ -32,7 +32,7 @@ use rustix::fs::FileType;
 
 use crate::claims::{self, Claims};
 use crate::tree::{self, Fault};
-use crate::{FsBackend, is_reserved};
+use crate::{FsBackend, has_reserved_segment};
 
 /// The folder of the environment, directly under the store's root. No key may name it.
 pub(crate) const INDEX_DIR: &str = ".cachette-index";
@@ -798,7 +798,7 @@ impl FsBackend {
             let Some(key) = std::str::from_utf8(k)
                 .ok()
                 .and_then(|k| Key::new(k).ok())
-                .filter(|key| !key.segments().any(is_reserved))
+                .filter(|key| !has_reserved_segment(key.as_str()))
             else {
                 continue; // No key of this store.
             };

@@ -666,6 +666,19 @@ fn is_reserved(name: &str) -> bool {
     name.starts_with(TEMP_PREFIX) || name == GITIGNORE || name == INDEX_DIR
 }
 
+/// Whether a segment of `key` is a reserved name. They all start with `.`, so a key with no
+/// segment that does (the usual one) is cleared in one pass over its bytes, without an early
+/// exit, and only a suspect one is split.
+fn has_reserved_segment(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    let dotted = bytes.first() == Some(&b'.')
+        || bytes
+            .iter()
+            .zip(bytes.get(1..).unwrap_or_default())
+            .fold(false, |any, (&a, &b)| any | ((a == b'/') & (b == b'.')));
+    dotted && key.split('/').any(is_reserved)
+}
+
 /// Writes the `.gitignore` of a folder the store created, unless one is there.
 fn write_gitignore(dir: BorrowedFd<'_>) -> io::Result<()> {
     match tree::create_file(dir, GITIGNORE) {

@@ -372,11 +372,25 @@ fn validate(key: &str, is_prefix: bool) -> Result<(), BackendError> {
     if key.starts_with('/') {
         return refuse("it is absolute (starts with '/')");
     }
-    for segment in key.split('/') {
-        match segment {
-            "" => return refuse("it has an empty segment"),
-            "." | ".." => return refuse("it has a '.' or '..' segment"),
-            _ => {}
+    // An empty, `.` or `..` segment shows as a `/` at the end, or a `/` or `.` after a `/` or
+    // at the start: one pass over the pairs of bytes (again without an early exit) clears the
+    // usual key, and only a suspect one is split.
+    let bytes = key.as_bytes();
+    let suspect = bytes.first() == Some(&b'.')
+        || bytes.last() == Some(&b'/')
+        || bytes
+            .iter()
+            .zip(bytes.get(1..).unwrap_or_default())
+            .fold(false, |any, (&a, &b)| {
+                any | ((a == b'/') & ((b == b'/') | (b == b'.')))
+            });
+    if suspect {
+        for segment in key.split('/') {
+            match segment {
+                "" => return refuse("it has an empty segment"),
+                "." | ".." => return refuse("it has a '.' or '..' segment"),
+                _ => {}
+            }
         }
     }
     Ok(())
@@ -396,6 +410,13 @@ mod tests {
             ".",
             "a//b",
             "a/",
+            "./a",
+            "../a",
+            "a/.",
+            "a/..",
+            "a/./b",
+            "é/../b",
+            "//",
             "nul\0x",
             "a\\b",
             "tab\tx",
@@ -412,6 +433,9 @@ mod tests {
             "with space/ünïcödé",
             "x/%20#?&=+",
             "a/.hidden",
+            ".hidden/a",
+            "...",
+            "a/..b/.c.",
             "a/b..c",
             "tilde~/and more",
         ] {

@@ -252,6 +252,34 @@ fn plan_entries(items: Vec<ItemInfo>, limits: &SizeLimits) -> (Vec<Key>, ReduceR
         .into_iter()
         .filter(|i| grammar::is_entry(&i.key))
         .collect();
+    let cutoff = limits.age_limit.map(|age| Utc::now() - age);
+    let over = |items: usize, bytes: u64| {
+        limits.items_limit.is_some_and(|n| items > n)
+            || limits.bytes_limit.is_some_and(|b| bytes > b.0)
+    };
+    let total_bytes: u64 = entries.iter().map(|i| i.size).sum();
+    if !over(entries.len(), total_bytes) {
+        // Within the count and size limits, deleting only makes the store smaller: what goes
+        // is what is too old, in any order. No sort (the usual housekeeping of a store that
+        // fits).
+        let mut report = ReduceReport {
+            kept_items: entries.len(),
+            kept_bytes: total_bytes,
+            ..ReduceReport::default()
+        };
+        let doomed = entries
+            .into_iter()
+            .filter(|item| cutoff.is_some_and(|c| item.last_access <= c))
+            .map(|item| {
+                report.kept_items -= 1;
+                report.kept_bytes -= item.size;
+                report.deleted_items += 1;
+                report.deleted_bytes += item.size;
+                item.key
+            })
+            .collect();
+        return (doomed, report);
+    }
     // Keys are unique, so the order is total: an unstable sort gives the same one, quicker.
     entries.sort_unstable_by(|a, b| {
         a.last_access
@@ -259,15 +287,12 @@ fn plan_entries(items: Vec<ItemInfo>, limits: &SizeLimits) -> (Vec<Key>, ReduceR
             .then_with(|| a.key.cmp(&b.key))
     });
     let mut kept_items = entries.len();
-    let mut kept_bytes: u64 = entries.iter().map(|i| i.size).sum();
-    let cutoff = limits.age_limit.map(|age| Utc::now() - age);
+    let mut kept_bytes = total_bytes;
     let mut doomed = Vec::new();
     let mut report = ReduceReport::default();
     for item in entries {
         let too_old = cutoff.is_some_and(|c| item.last_access <= c);
-        let too_many = limits.items_limit.is_some_and(|n| kept_items > n);
-        let too_big = limits.bytes_limit.is_some_and(|b| kept_bytes > b.0);
-        if !(too_old || too_many || too_big) {
+        if !(too_old || over(kept_items, kept_bytes)) {
             continue;
         }
         kept_items -= 1;
@@ -377,8 +402,29 @@ mod reduction_tests {
             &SizeLimits::default().bytes_limit("15").unwrap(),
         );
         assert_eq!(doomed.len(), 2);
-        let (doomed, _) = plan_entries(items, &SizeLimits::default().age_limit(TimeDelta::zero()));
+        let (doomed, _) = plan_entries(
+            items.clone(),
+            &SizeLimits::default().age_limit(TimeDelta::zero()),
+        );
         assert_eq!(doomed.len(), 3, "age zero deletes every entry");
+        // Within the count and size limits, only what is too old goes.
+        let (doomed, report) = plan_entries(items.clone(), &SizeLimits::default().items_limit(3));
+        assert!(doomed.is_empty());
+        assert_eq!((report.kept_items, report.kept_bytes), (3, 30));
+        let cut = Utc::now() - DateTime::from_timestamp(150, 0).unwrap();
+        let (doomed, report) =
+            plan_entries(items, &SizeLimits::default().items_limit(3).age_limit(cut));
+        let names: Vec<_> = doomed.iter().map(|k| k.as_str().to_owned()).collect();
+        assert_eq!(names, [format!("cachette/f/{H2}")]);
+        assert_eq!(
+            (
+                report.kept_items,
+                report.kept_bytes,
+                report.deleted_items,
+                report.deleted_bytes
+            ),
+            (2, 20, 1, 10)
+        );
     }
 
     #[test]
