@@ -73,6 +73,9 @@ fn staging_buffer() -> Vec<u8> {
 
 impl<H> Drop for Staging<H> {
     fn drop(&mut self) {
+        if self.buf.capacity() == 0 {
+            return; // The head held everything: no buffer to give back.
+        }
         let buf = std::mem::take(&mut self.buf);
         // Only buffers of the usual size are kept: one that grew stays with nobody.
         if buf.capacity() == STAGING {
@@ -260,6 +263,20 @@ impl<H: StableHasher> CanonicalHasher<H> {
     /// The digest of everything added so far (with the staging buffer as the last input).
     pub fn finish(mut self) -> Digest {
         self.out.finish()
+    }
+
+    /// The digest of what `fill` adds to a new canonical hasher writing into `hasher` (or its
+    /// error). The same as [`new`](Self::new), the additions, then [`finish`](Self::finish),
+    /// without moving the hasher (and its staged bytes) into `finish`: the quicker way when the
+    /// input is small.
+    #[inline]
+    pub fn digest<E>(
+        hasher: H,
+        fill: impl FnOnce(&mut Self) -> Result<(), E>,
+    ) -> Result<Digest, E> {
+        let mut this = Self::new(hasher);
+        fill(&mut this)?;
+        Ok(this.out.finish())
     }
 
     /// After a failed `add`, forget any half-encoded map or set.

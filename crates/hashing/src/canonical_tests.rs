@@ -200,3 +200,23 @@ fn wrong_field_count_is_an_error() {
     let mut c = CanonicalHasher::new(Recorder::default());
     assert!(c.add(&Liar).is_err());
 }
+
+#[test]
+fn digest_in_one_go_is_new_add_finish() {
+    use crate::algorithm::{LazyHasher, Xxh3};
+    let long = "x".repeat(10_000);
+    for args in [vec!["a".to_owned()], vec!["b".to_owned(), long]] {
+        let mut c = CanonicalHasher::new(LazyHasher::new(&Xxh3));
+        c.add_raw(b"state");
+        c.add_args(&args, &[1]).unwrap();
+        let by_parts = c.finish();
+        let in_one_go = CanonicalHasher::digest(LazyHasher::new(&Xxh3), |c| {
+            c.add_raw(b"state");
+            c.add_args(&args, &[1])
+        })
+        .unwrap();
+        assert_eq!(in_one_go, by_parts);
+    }
+    let failed = CanonicalHasher::digest(LazyHasher::new(&Xxh3), |_| Err("no"));
+    assert_eq!(failed, Err("no"));
+}

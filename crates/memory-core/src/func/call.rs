@@ -190,16 +190,20 @@ impl<R, F> Call<'_, R, F> {
     }
 
     pub(super) fn digest<A: Serialize + ?Sized>(&self, args: &A) -> Result<Digest, Error> {
-        let mut hasher = CanonicalHasher::new(LazyHasher::new(&*self.shared.hasher));
-        if let Some(state) = &self.func.state {
-            let state = state.digest.as_ref().map_err(|e| {
+        let state = match &self.func.state {
+            Some(state) => Some(state.digest.as_ref().map_err(|e| {
                 Error::InvalidArgument(format!("the state of the function cannot be hashed: {e}"))
-            })?;
-            hasher.add_raw(b"state");
-            hasher.add_raw(state.as_bytes());
-        }
-        hasher.add_args(args, &self.func.ignore)?;
-        Ok(hasher.finish())
+            })?),
+            None => None,
+        };
+        let hasher = LazyHasher::new(&*self.shared.hasher);
+        Ok(CanonicalHasher::digest(hasher, |hasher| {
+            if let Some(state) = state {
+                hasher.add_raw(b"state");
+                hasher.add_raw(state.as_bytes());
+            }
+            hasher.add_args(args, &self.func.ignore)
+        })?)
     }
 
     /// The readable form of each argument, by name.
