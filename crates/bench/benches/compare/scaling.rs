@@ -1,7 +1,8 @@
 //! The scaling table (`cargo xtask bench --scaling`): stores of 1k, 10k, 100k and 1M tiny
 //! entries (int → int results of one memoized function), for each store layout, measuring a
 //! small hit, a tiny miss, listing every entry, `reduce_size` deleting 10%, populating, and
-//! the inodes and disk the store uses.
+//! the inodes and disk the store uses; for the index layout, also the floor of its hit: an
+//! LMDB get (heed) of a random item of the store's own environment.
 //!
 //! A layout is the location URL a `Memory` is opened on: the plain folder path (the files
 //! layout) and `file://<folder>?layout=index`. A location the backend refuses gives a
@@ -60,6 +61,8 @@ fn layouts() -> Vec<(&'static str, UrlOf)> {
 struct Point {
     populate: Duration,
     hit_ns: f64,
+    /// The LMDB floor of a hit (index layout only), or why not measured.
+    floor_hit_ns: Option<Result<f64, String>>,
     miss_ns: f64,
     list: Duration,
     reduce: Duration,
@@ -219,6 +222,7 @@ fn measure(url: &str, folder: &Path, n: usize) -> Result<Point, String> {
         Ok(Point {
             populate,
             hit_ns: median(hits),
+            floor_hit_ns: None,
             miss_ns: median(misses),
             list: Duration::from_nanos(median(lists) as u64),
             reduce,
@@ -226,7 +230,65 @@ fn measure(url: &str, folder: &Path, n: usize) -> Result<Point, String> {
             disk_bytes,
         })
     };
-    point().map_err(|e| e.to_string())
+    let point = point();
+    drop((f, memory));
+    let mut point = point.map_err(|e| e.to_string())?;
+    if url.contains("layout=index") {
+        point.floor_hit_ns = Some(lmdb_floor(folder).map_err(|e| e.to_string()));
+    }
+    Ok(point)
+}
+
+/// The floor of a hit on the index layout: the median of [`HITS`] LMDB gets through heed (a
+/// read transaction, a `get`, a copy into a `Vec`), each timed alone, of random items of the
+/// store's own environment, opened once the store's memory is dropped.
+fn lmdb_floor(folder: &Path) -> Res<f64> {
+    use heed::types::Bytes;
+    let dir = folder.join(".cachette-index");
+    // SAFETY: the store's memory is dropped, so nothing else in this process maps the
+    // environment, and no other process uses it.
+    let env = unsafe {
+        heed::EnvOpenOptions::new()
+            .max_dbs(2)
+            .map_size(1 << 40)
+            .open(&dir)?
+    };
+    let opened = env.open_databases_and_commit(env.read_txn()?, |opener, txn| {
+        Ok::<_, heed::Error>(
+            match opener.open_database::<Bytes, Bytes>(txn, Some("items"))? {
+                Some(items) => heed::CommitOrAbort::Commit(items),
+                None => heed::CommitOrAbort::Abort(()),
+            },
+        )
+    })?;
+    let heed::CommitOrAbort::Commit(items) = opened else {
+        return Err("no items database".into());
+    };
+    let rtxn = env.read_txn()?;
+    let keys = items
+        .iter(&rtxn)?
+        .map(|item| item.map(|(k, _)| k.to_vec()))
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(rtxn);
+    if keys.is_empty() {
+        return Err("no items".into());
+    }
+    let mut pick = Keys(0x2545_F491_4F6C_DD1D);
+    let mut gets = Vec::with_capacity(HITS);
+    for _ in 0..HITS {
+        let key = &keys[pick.below(keys.len()) as usize];
+        let started = Instant::now();
+        let rtxn = env.read_txn()?;
+        let value = items.get(&rtxn, black_box(key))?.map(<[u8]>::to_vec);
+        drop(rtxn);
+        gets.push(started.elapsed().as_nanos() as f64);
+        if value.is_none() {
+            return Err("an item listed is gone".into());
+        }
+        black_box(value);
+    }
+    drop(env.prepare_for_closing());
+    Ok(median(gets))
 }
 
 /// Runs every layout at every size up to `max` entries, in `scratch`; the `## Scaling`
@@ -311,7 +373,11 @@ fn markdown(runs: &[LayoutRun], sizes: &[usize], max: usize, run_line: &str) -> 
          included), listing every entry (`reduce_size` with a limit that deletes nothing; median \
          of 3, 1 at 1M), the median of {} hits on random existing keys (each timed alone), \
          `reduce_size` deleting 10% of the entries, and the median of {} misses on new keys. \
-         Each store is removed before the next size.\n",
+         For the index layout, the floor of its hit: the median of as many LMDB gets through \
+         heed (a read transaction, a `get`, a copy), each timed alone, of random items of the \
+         store's own environment, opened once the memory is dropped (its pages were walked \
+         once, as the listing walked the memory's). Each store is removed before the next \
+         size.\n",
         if max < *SIZES.last().unwrap_or(&0) {
             format!(" --scaling-max {max}")
         } else {
@@ -359,7 +425,7 @@ fn markdown(runs: &[LayoutRun], sizes: &[usize], max: usize, run_line: &str) -> 
         }
         md.push('\n');
         type Cell = fn(&Point, usize) -> String;
-        let rows: [(&str, Cell); 8] = [
+        let rows: [(&str, Cell); 9] = [
             ("populate (N misses)", |p, _| {
                 duration(p.populate.as_nanos() as f64)
             }),
@@ -367,6 +433,14 @@ fn markdown(runs: &[LayoutRun], sizes: &[usize], max: usize, run_line: &str) -> 
                 duration(p.populate.as_nanos() as f64 / n as f64)
             }),
             ("hit (median)", |p, _| duration(p.hit_ns)),
+            (
+                "hit floor: LMDB get (heed) of a random item",
+                |p, _| match &p.floor_hit_ns {
+                    None => "—".to_owned(),
+                    Some(Ok(ns)) => duration(*ns),
+                    Some(Err(e)) => format!("not measured: {}", e.replace('|', "\\|")),
+                },
+            ),
             ("miss (median)", |p, _| duration(p.miss_ns)),
             (
                 "list all entries",
