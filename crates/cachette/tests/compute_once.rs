@@ -188,6 +188,44 @@ async fn async_tasks_missing_one_key_compute_it_once() {
     assert_eq!(calls.get(), 1);
 }
 
+/// Async callers of two memories on one index-layout store: the claims are the store's locks,
+/// taken off the runtime, and the key is computed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_tasks_of_two_memories_share_the_index_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}?layout=index", dir.path().display());
+    let (a, b) = (
+        Memory::from_url(&url).unwrap(),
+        Memory::from_url(&url).unwrap(),
+    );
+    let name = FuncId::new("once::index-tasks");
+    let funcs = [
+        Arc::new(MemorizedFunc::<u64>::new(&a, name.clone())),
+        Arc::new(MemorizedFunc::<u64>::new(&b, name)),
+    ];
+    let calls = Calls::default();
+    let barrier = Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let (f, calls, barrier) = (funcs[i % 2].clone(), calls.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                f.call_with_async(7u64, |x| async move {
+                    calls.hit();
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    Ok::<_, Infallible>(x * 3)
+                })
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 21);
+    }
+    assert_eq!(calls.get(), 1);
+}
+
 #[test]
 fn a_failed_computation_is_not_cached_and_a_waiter_takes_over() {
     let dir = tempfile::tempdir().unwrap();

@@ -117,7 +117,7 @@ impl Once {
     ) -> (Claimed, bool) {
         if self.claims
             && !self.no_claims.load(Ordering::Relaxed)
-            && let Some(first) = self.backend.try_claim(key)
+            && let Some(first) = self.try_lock(reach, key).await
         {
             return self.lock(key, deadline, reach, func, first).await;
         }
@@ -212,6 +212,19 @@ impl Once {
         }
     }
 
+    /// The backend's own claim of `key` ([`StoreBackend::try_claim`]), taken where the store's
+    /// blocking work goes: off an async caller's runtime (the first claim may open the store's
+    /// lock file, or its index).
+    async fn try_lock(&self, reach: Reach, key: &Key) -> Option<BackendResult<ClaimAttempt>> {
+        if reach == Reach::Blocking || !self.blocking_io {
+            return self.backend.try_claim(key);
+        }
+        let k = key.clone();
+        self.call(reach, move |b| Box::pin(async move { Ok(b.try_claim(&k)) }))
+            .await
+            .unwrap_or_else(|e| Some(Err(e)))
+    }
+
     /// [`claim`](Self::claim) through the backend's own locks, `first` being the first
     /// attempt: polls a lock held by another until it is released (by its holder, or by the
     /// system when its holder dies), or the wait times out.
@@ -249,7 +262,7 @@ impl Once {
             reach.pause(poll.min(deadline - now)).await;
             poll = (poll * 2).min(MAX_POLL);
             waited = true;
-            let Some(again) = self.backend.try_claim(key) else {
+            let Some(again) = self.try_lock(reach, key).await else {
                 return (Claimed::Unclaimed, self.exists(reach, key).await);
             };
             attempt = again;
