@@ -181,7 +181,17 @@ pub(crate) mod grammar {
     /// `..`, never empty), and 32 hex digits are a valid segment, so the key is valid by
     /// construction. This is the key of every call; [`entry`] is for names read from outside.
     pub(crate) fn entry_of(folder: &str, digest: &cachette_hashing::Digest) -> Key {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+        /// The two hex digits of every byte: one load per byte.
+        const HEX_PAIRS: [[u8; 2]; 256] = {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let mut pairs = [[0u8; 2]; 256];
+            let mut byte = 0;
+            while byte < 256 {
+                pairs[byte] = [HEX[byte >> 4], HEX[byte & 0x0f]];
+                byte += 1;
+            }
+            pairs
+        };
         let mut key = String::with_capacity(NAMESPACE.len() + folder.len() + 2 + ARGS_ID_LEN);
         key.push_str(NAMESPACE);
         key.push('/');
@@ -189,8 +199,7 @@ pub(crate) mod grammar {
         key.push('/');
         let mut hex = [0u8; ARGS_ID_LEN];
         for (pair, &byte) in hex.chunks_exact_mut(2).zip(digest.as_bytes()) {
-            pair[0] = HEX[usize::from(byte >> 4)];
-            pair[1] = HEX[usize::from(byte & 0x0f)];
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
         }
         // ASCII hex digits: always UTF-8.
         key.push_str(std::str::from_utf8(&hex).unwrap_or_default());
