@@ -135,11 +135,20 @@ fn threads_missing_one_key_compute_it_once() {
 /// on or off; how many computations ran.
 async fn eight_tasks(memory: &Memory, name: &str, once: bool) -> usize {
     let f = Arc::new(MemorizedFunc::<u64>::new(memory, FuncId::new(name)).compute_once(once));
+    eight_tasks_of(&[f]).await
+}
+
+/// Eight async tasks calling the functions `funcs` in turn on one key; the computations.
+async fn eight_tasks_of(funcs: &[Arc<MemorizedFunc<u64>>]) -> usize {
     let calls = Calls::default();
     let barrier = Arc::new(tokio::sync::Barrier::new(8));
     let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let (f, calls, barrier) = (f.clone(), calls.clone(), barrier.clone());
+        .map(|i| {
+            let (f, calls, barrier) = (
+                funcs[i % funcs.len()].clone(),
+                calls.clone(),
+                barrier.clone(),
+            );
             tokio::spawn(async move {
                 barrier.wait().await;
                 f.call_with_async(7u64, |x| async move {
@@ -203,27 +212,7 @@ async fn async_tasks_of_two_memories_share_the_index_claims() {
         Arc::new(MemorizedFunc::<u64>::new(&a, name.clone())),
         Arc::new(MemorizedFunc::<u64>::new(&b, name)),
     ];
-    let calls = Calls::default();
-    let barrier = Arc::new(tokio::sync::Barrier::new(8));
-    let tasks: Vec<_> = (0..8)
-        .map(|i| {
-            let (f, calls, barrier) = (funcs[i % 2].clone(), calls.clone(), barrier.clone());
-            tokio::spawn(async move {
-                barrier.wait().await;
-                f.call_with_async(7u64, |x| async move {
-                    calls.hit();
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    Ok::<_, Infallible>(x * 3)
-                })
-                .await
-                .unwrap()
-            })
-        })
-        .collect();
-    for task in tasks {
-        assert_eq!(task.await.unwrap(), 21);
-    }
-    assert_eq!(calls.get(), 1);
+    assert_eq!(eight_tasks_of(&funcs).await, 1);
 }
 
 #[test]

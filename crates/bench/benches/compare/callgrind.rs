@@ -31,6 +31,10 @@ const COUNTED: &[(&str, &str, &str)] = &[
     ("miss_tiny", FLOOR_TEMP_RENAME, "floor-temp-rename"),
 ];
 
+/// A count of one operation under a tool: the tool, the harness, the scratch folder, the
+/// operation and how many.
+type Measure = fn(&Path, &Path, &Path, &str, u64) -> Res<f64>;
+
 /// The instruction count of one row.
 #[derive(Debug, Clone)]
 pub(crate) struct Counted {
@@ -66,36 +70,31 @@ pub(crate) fn count(workloads: &[&str], scratch: &Path) -> Vec<Counted> {
         };
     let (valgrind, strace) = (on_path("valgrind"), on_path("strace"));
     let exe = std::env::current_exe();
+    // One count of `op` by the tool `name` at `tool` (`measure` given the tool and the
+    // harness), or why there is none.
+    let by = |name: &str, tool: &Option<PathBuf>, op: &str, ops: u64, measure: Measure| {
+        let counted = match (&skip, tool, &exe) {
+            (Some(why), _, _) => Err(why.clone()),
+            (None, None, _) => Err(format!("{name} is not on PATH")),
+            (None, Some(_), Err(e)) => Err(format!("no harness path: {e}")),
+            (None, Some(tool), Ok(exe)) => {
+                eprintln!("  {name}: {op} (0 and {ops})");
+                measure(tool, exe, scratch, op, ops).map_err(|e| e.to_string())
+            }
+        };
+        if let Err(e) = &counted {
+            eprintln!("  {name}: {op}: {e}");
+        }
+        counted
+    };
     let mut out = Vec::new();
     for &(workload, row, op) in COUNTED {
         if !workloads.contains(&workload) {
             continue;
         }
         let ops = if workload == "hit_int" { HITS } else { MISSES };
-        let per_op = match (&skip, &valgrind, &exe) {
-            (Some(why), _, _) => Err(why.clone()),
-            (None, None, _) => Err("valgrind is not on PATH".to_owned()),
-            (None, Some(_), Err(e)) => Err(format!("no harness path: {e}")),
-            (None, Some(valgrind), Ok(exe)) => {
-                eprintln!("  callgrind: {op} (0 and {ops})");
-                per_op(valgrind, exe, scratch, op, ops).map_err(|e| e.to_string())
-            }
-        };
-        if let Err(e) = &per_op {
-            eprintln!("  callgrind: {op}: {e}");
-        }
-        let syscalls = match (&skip, &strace, &exe) {
-            (Some(why), _, _) => Err(why.clone()),
-            (None, None, _) => Err("strace is not on PATH".to_owned()),
-            (None, Some(_), Err(e)) => Err(format!("no harness path: {e}")),
-            (None, Some(strace), Ok(exe)) => {
-                eprintln!("  strace: {op} (0 and {ops})");
-                syscalls_per_op(strace, exe, scratch, op, ops).map_err(|e| e.to_string())
-            }
-        };
-        if let Err(e) = &syscalls {
-            eprintln!("  strace: {op}: {e}");
-        }
+        let per_op = by("valgrind", &valgrind, op, ops, per_op);
+        let syscalls = by("strace", &strace, op, ops, syscalls_per_op);
         out.push(Counted {
             workload,
             row,
