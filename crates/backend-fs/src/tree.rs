@@ -470,6 +470,20 @@ pub(crate) fn open_lock_file(dir: BorrowedFd<'_>, name: &str, path: &Path) -> Re
     }
 }
 
+/// Opens the item `name` of `dir` for writing over it, if it is a regular file with no other
+/// name (a hard link elsewhere would see the write): with its size. `None` otherwise (missing,
+/// a link, anything but a regular file, or linked elsewhere); nothing is changed.
+pub(crate) fn open_sole_file(dir: BorrowedFd<'_>, name: &str) -> Option<(File, u64)> {
+    let flags = OFlags::WRONLY
+        .union(OFlags::NOFOLLOW)
+        .union(OFlags::NONBLOCK)
+        .union(OFlags::CLOEXEC);
+    let fd = rustix::fs::openat(dir, name, flags, Mode::empty()).ok()?;
+    let st = rustix::fs::fstat(&fd).ok()?;
+    let sole = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_nlink == 1;
+    sole.then(|| (File::from(fd), Info::of(&st).size))
+}
+
 /// Reads a small file of `dir` whole, if it is a regular file of at most `limit` bytes.
 pub(crate) fn read_small(dir: BorrowedFd<'_>, name: &str, limit: u64) -> Option<Vec<u8>> {
     let (file, info) = open_file(dir, name, Path::new(name)).ok()??;

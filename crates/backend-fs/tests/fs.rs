@@ -622,6 +622,87 @@ async fn writes_delete_the_item_beside_them() {
     assert_eq!(&b.get(&key("f/w")).await.unwrap().unwrap()[..], b"v");
 }
 
+/// A write that deletes an item beside it (an entry and its claim) takes that item's file:
+/// written over, then renamed into place, so no file is made for it and none freed. An item
+/// that is not a file of its own (linked elsewhere, a link) is never written through: the
+/// write then goes the usual way, and the item's name goes.
+#[tokio::test]
+async fn writes_take_the_file_of_the_item_they_delete() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    for durable in [false, true] {
+        let mut config = FsConfig::new(dir.path().join(format!("durable-{durable}")));
+        config.durable = durable;
+        let b = config.open().unwrap();
+        let root = b.root().to_path_buf();
+        let long_claim = vec![b'c'; 500];
+        b.put(&key("f/x.claim"), Bytes::from(long_claim).into())
+            .await
+            .unwrap();
+        let inode = std::fs::metadata(root.join("f/x.claim")).unwrap().ino();
+        let outcome = b
+            .put_then_delete(
+                &key("f/x"),
+                value(b"entry"),
+                Default::default(),
+                &key("f/x.claim"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, PutOutcome::Created);
+        assert_eq!(names(&root.join("f")), ["x"]);
+        assert_eq!(std::fs::metadata(root.join("f/x")).unwrap().ino(), inode);
+        assert_eq!(
+            std::fs::read(root.join("f/x")).unwrap(),
+            b"entry",
+            "cut to its length"
+        );
+
+        // Linked elsewhere: the other name keeps its bytes.
+        b.put(&key("f/y.claim"), value(b"claim")).await.unwrap();
+        let elsewhere = dir.path().join(format!("elsewhere-{durable}"));
+        std::fs::hard_link(root.join("f/y.claim"), &elsewhere).unwrap();
+        b.put_then_delete(
+            &key("f/y"),
+            value(b"entry"),
+            Default::default(),
+            &key("f/y.claim"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(std::fs::read(&elsewhere).unwrap(), b"claim");
+        assert_eq!(std::fs::read(root.join("f/y")).unwrap(), b"entry");
+        assert!(!root.join("f/y.claim").exists());
+
+        // A symbolic link: never followed, its target unchanged.
+        let target = dir.path().join(format!("target-{durable}"));
+        std::fs::write(&target, b"target").unwrap();
+        symlink(&target, root.join("f/z.claim")).unwrap();
+        b.put_then_delete(
+            &key("f/z"),
+            value(b"entry"),
+            Default::default(),
+            &key("f/z.claim"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"target");
+        assert_eq!(std::fs::read(root.join("f/z")).unwrap(), b"entry");
+        assert_eq!(names(&root.join("f")), ["x", "y", "z"]);
+
+        // Missing: the usual write.
+        b.put_then_delete(
+            &key("f/w"),
+            value(b"entry"),
+            Default::default(),
+            &key("f/w.claim"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(names(&root.join("f")), ["w", "x", "y", "z"]);
+    }
+}
+
 /// A create asked in place (as compute-once claims are) is made where the item goes, and
 /// keeps the semantics of a create: the first value stays, later ones find it, and nothing
 /// else is left in the folder, durable or not.
