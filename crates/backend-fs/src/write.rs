@@ -120,7 +120,7 @@ impl FsBackend {
         // and its claim) is written over that one, which is then renamed into place.
         if !create
             && self.index.is_none()
-            && let Some(beside) = beside
+            && let Some(beside) = beside.filter(|b| b.file_name() != name)
             && self.write_over(dir, beside.file_name(), name, value, &path)?
         {
             if self.durable {

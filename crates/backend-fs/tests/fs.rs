@@ -700,6 +700,19 @@ async fn writes_take_the_file_of_the_item_they_delete() {
         .await
         .unwrap();
         assert_eq!(names(&root.join("f")), ["w", "x", "y", "z"]);
+        // The item itself: never written over in place (a reader could see part of it).
+        let inode = std::fs::metadata(root.join("f/w")).unwrap().ino();
+        b.put_then_delete(
+            &key("f/w"),
+            value(b"again"),
+            Default::default(),
+            &key("f/w"),
+        )
+        .await
+        .unwrap();
+        if let Ok(meta) = std::fs::metadata(root.join("f/w")) {
+            assert_ne!(meta.ino(), inode, "written through a temporary file");
+        }
     }
 }
 
