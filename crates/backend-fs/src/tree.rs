@@ -480,8 +480,9 @@ pub(crate) fn open_sole_file(dir: BorrowedFd<'_>, name: &str) -> Option<(File, u
         .union(OFlags::CLOEXEC);
     let fd = rustix::fs::openat(dir, name, flags, Mode::empty()).ok()?;
     let st = rustix::fs::fstat(&fd).ok()?;
-    let sole = FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_nlink == 1;
-    sole.then(|| (File::from(fd), Info::of(&st).size))
+    let info = Info::of(&st);
+    let sole = info.kind == FileType::RegularFile && st.st_nlink == 1;
+    sole.then(|| (File::from(fd), info.size))
 }
 
 /// Reads a small file of `dir` whole, if it is a regular file of at most `limit` bytes.

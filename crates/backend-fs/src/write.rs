@@ -203,21 +203,13 @@ impl FsBackend {
         let Some((mut file, old_len)) = tree::open_sole_file(dir, spent) else {
             return Ok(false);
         };
-        let written = write_parts(&mut file, value)
-            .and_then(|()| {
-                // Only a longer old content needs cutting (a claim is shorter than an entry).
-                if old_len > value.len() {
-                    file.set_len(value.len())?;
-                }
-                Ok(())
-            })
-            .and_then(|()| {
-                if self.durable {
-                    file.sync_all()
-                } else {
-                    Ok(())
-                }
-            });
+        // Only a longer old content needs cutting (a claim is shorter than an entry).
+        let cut = if old_len > value.len() {
+            file.set_len(value.len())
+        } else {
+            Ok(())
+        };
+        let written = cut.and_then(|()| self.write_out(&mut file, value));
         drop(file);
         let published = written.and_then(|()| tree::rename(dir, spent, name));
         if let Err(e) = published {

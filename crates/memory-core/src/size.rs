@@ -258,34 +258,17 @@ fn plan_entries(items: Vec<ItemInfo>, limits: &SizeLimits) -> (Vec<Key>, ReduceR
             || limits.bytes_limit.is_some_and(|b| bytes > b.0)
     };
     let total_bytes: u64 = entries.iter().map(|i| i.size).sum();
-    if !over(entries.len(), total_bytes) {
-        // Within the count and size limits, deleting only makes the store smaller: what goes
-        // is what is too old, in any order. No sort (the usual housekeeping of a store that
-        // fits).
-        let mut report = ReduceReport {
-            kept_items: entries.len(),
-            kept_bytes: total_bytes,
-            ..ReduceReport::default()
-        };
-        let doomed = entries
-            .into_iter()
-            .filter(|item| cutoff.is_some_and(|c| item.last_access <= c))
-            .map(|item| {
-                report.kept_items -= 1;
-                report.kept_bytes -= item.size;
-                report.deleted_items += 1;
-                report.deleted_bytes += item.size;
-                item.key
-            })
-            .collect();
-        return (doomed, report);
+    // Within the count and size limits, deleting only makes the store smaller, so what goes is
+    // what is too old, in any order: no sort (the usual housekeeping of a store that fits).
+    // Otherwise the least recently accessed go first. Keys are unique, so the order is total:
+    // an unstable sort gives the same one, quicker.
+    if over(entries.len(), total_bytes) {
+        entries.sort_unstable_by(|a, b| {
+            a.last_access
+                .cmp(&b.last_access)
+                .then_with(|| a.key.cmp(&b.key))
+        });
     }
-    // Keys are unique, so the order is total: an unstable sort gives the same one, quicker.
-    entries.sort_unstable_by(|a, b| {
-        a.last_access
-            .cmp(&b.last_access)
-            .then_with(|| a.key.cmp(&b.key))
-    });
     let mut kept_items = entries.len();
     let mut kept_bytes = total_bytes;
     let mut doomed = Vec::new();

@@ -190,12 +190,15 @@ impl<R, F> Call<'_, R, F> {
     }
 
     pub(super) fn digest<A: Serialize + ?Sized>(&self, args: &A) -> Result<Digest, Error> {
-        let state = match &self.func.state {
-            Some(state) => Some(state.digest.as_ref().map_err(|e| {
+        let state = self
+            .func
+            .state
+            .as_ref()
+            .map(|state| state.digest.as_ref())
+            .transpose()
+            .map_err(|e| {
                 Error::InvalidArgument(format!("the state of the function cannot be hashed: {e}"))
-            })?),
-            None => None,
-        };
+            })?;
         let hasher = LazyHasher::new(&*self.shared.hasher);
         Ok(CanonicalHasher::digest(hasher, |hasher| {
             if let Some(state) = state {
