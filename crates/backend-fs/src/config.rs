@@ -166,6 +166,7 @@ impl FsConfig {
             root_handle: RwLock::new(None),
             no_openat2: AtomicBool::new(false),
             index,
+            recent: crate::files::RecentAccesses::default(),
         })
     }
 

@@ -1,10 +1,13 @@
 //! Reading and writing open files: whole reads (large ones into huge pages), ranges, segmented
 //! writes, and the times an item was last written or read.
 
+use std::collections::HashMap;
 use std::fs::File;
+use std::hash::BuildHasher;
 use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use cachette_core::plugin::{Blob, Bytes, DateTime, Utc, writer_is_gone};
@@ -111,13 +114,72 @@ pub(super) fn write_parts(file: &mut File, value: &Blob) -> io::Result<()> {
 
 /// Records a read: sets the access time to now, unless the item was written or its access
 /// recorded less than [`ACCESS_GRANULARITY`] ago (by its change time, see [`last_access`]).
-/// Best effort (a store shared between users may not allow it).
-pub(super) fn record_access(file: &File, info: &Info) {
-    let recent = SystemTime::now()
-        .duration_since(info.ctime)
-        .is_ok_and(|d| d < ACCESS_GRANULARITY);
-    if !recent && let Err(e) = tree::touch(file) {
-        tracing::debug!(target: "cachette", "cannot record an access: {e}");
+/// Best effort (a store shared between users may not allow it). Notes in `recent` until when
+/// the record holds, so that the next reads of `key` need not look (see [`RecentAccesses`]).
+pub(super) fn record_access(file: &File, info: &Info, recent: &RecentAccesses, key: &str) {
+    let now = SystemTime::now();
+    let changed = info.ctime.min(now);
+    let held_since = if now
+        .duration_since(changed)
+        .is_ok_and(|d| d < ACCESS_GRANULARITY)
+    {
+        changed
+    } else {
+        match tree::touch(file) {
+            Ok(()) => now,
+            Err(e) => {
+                tracing::debug!(target: "cachette", "cannot record an access: {e}");
+                return;
+            }
+        }
+    };
+    recent.note(key, held_since + ACCESS_GRANULARITY, now);
+}
+
+/// The items whose access this process recorded, or saw recorded, less than
+/// [`ACCESS_GRANULARITY`] ago, with when each record stops counting: a read of one of them
+/// need not learn the item's change time (a `fstat`), so a small item is opened, read and
+/// closed, three system calls. Change times only move forward (every write, rename and
+/// recorded access sets them to now), so a record seen stays true until it is too old.
+///
+/// Keys are kept as 64-bit hashes (two keys that share one would skip each other's record for
+/// at most a second) and at most [`RECENT_MAX`] of them: a full set forgets the records that
+/// ended, or all of them.
+#[derive(Debug, Default)]
+pub(super) struct RecentAccesses {
+    until: Mutex<HashMap<u64, SystemTime, foldhash::fast::FixedState>>,
+}
+
+/// The most items [`RecentAccesses`] keeps.
+const RECENT_MAX: usize = 4096;
+
+impl RecentAccesses {
+    fn hash(key: &str) -> u64 {
+        foldhash::fast::FixedState::default().hash_one(key)
+    }
+
+    /// Whether the access of `key` was recorded recently enough that a read need not record it.
+    pub(super) fn holds(&self, key: &str) -> bool {
+        let hash = Self::hash(key);
+        let until = self.lock().get(&hash).copied();
+        until.is_some_and(|until| SystemTime::now() < until)
+    }
+
+    /// Notes that the access of `key` is recorded until `until` (it is `now`).
+    fn note(&self, key: &str, until: SystemTime, now: SystemTime) {
+        let hash = Self::hash(key);
+        let mut map = self.lock();
+        if map.len() >= RECENT_MAX && !map.contains_key(&hash) {
+            map.retain(|_, until| *until > now);
+            if map.len() >= RECENT_MAX {
+                map.clear();
+            }
+        }
+        map.insert(hash, until);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, SystemTime, foldhash::fast::FixedState>> {
+        self.until.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 

@@ -707,11 +707,12 @@ impl FsBackend {
 
     /// Whether the item `key` exists as a file.
     fn has_file(&self, key: &Key, segments: &[&str]) -> Result<bool, Fault> {
-        let opened = match self.open_file_fast(key) {
-            Some(opened) => opened,
-            None => self.open_file_walking(segments, &self.path_of(segments))?,
-        };
-        Ok(opened.is_some())
+        Ok(match self.open_file_fast(key, false) {
+            Some(opened) => opened.is_some(),
+            None => self
+                .open_file_walking(segments, &self.path_of(segments))?
+                .is_some(),
+        })
     }
 
     /// Whether the index of this store is open and in use.

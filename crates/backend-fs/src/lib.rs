@@ -43,7 +43,8 @@
 //!   writers at work in the same folder).
 //! - **Access tracking.** A read with [`GetOptions::record_access`] sets the item's access time
 //!   (at most once a second per item), so least-recently-used clean-up works on `relatime` and
-//!   `noatime` mounts too. Listings report the inode's change time, which nobody can set to the
+//!   `noatime` mounts too; a small item whose access was recorded in the last second (as the
+//!   process knows) is read in three system calls: open, `pread`, close. Listings report the inode's change time, which nobody can set to the
 //!   future (see [`ItemInfo::last_access`]). The index layout records accesses in batches.
 //! - **Memory mapping.** [`GetOptions::local_file`] gives the open file of an item, so large
 //!   arrays can be memory-mapped instead of read (in the index layout, of an item stored as a
@@ -194,12 +195,12 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use cachette_core::plugin::{
-    BackendError, BackendResult, Blob, Capabilities, ClaimAttempt, ErrorKind, GetOptions,
+    BackendError, BackendResult, Blob, Bytes, Capabilities, ClaimAttempt, ErrorKind, GetOptions,
     GetPayload, GetResult, ItemInfo, Key, LocalFile, Prefix, PutOptions, PutOutcome, StoreBackend,
     async_trait,
 };
 
-use files::{read_range, read_whole, record_access};
+use files::{RecentAccesses, read_range, read_whole, record_access};
 use index::INDEX_DIR;
 use tree::{Fault, Info};
 
@@ -248,6 +249,16 @@ pub struct FsBackend {
     no_openat2: AtomicBool,
     /// The index of small items, with [`Layout::Index`].
     index: Option<index::Index>,
+    /// The items whose access was recorded less than a second ago, as this process knows.
+    recent: RecentAccesses,
+}
+
+/// An item [`FsBackend::open_file_fast`] found.
+enum Opened {
+    /// Open for reading.
+    File(File, Info),
+    /// Read whole (a small item).
+    Small(Bytes),
 }
 
 impl Drop for FsBackend {
@@ -324,9 +335,10 @@ impl FsBackend {
         true
     }
 
-    /// Opens the item `key` for reading in one call, through the kept root handle. `None` to
-    /// walk the folders instead (see [`open_file_walking`](Self::open_file_walking)).
-    fn open_file_fast(&self, key: &Key) -> Option<Option<(File, Info)>> {
+    /// Opens the item `key` for reading in one call, through the kept root handle; with
+    /// `small`, reads a small item whole instead (see [`tree::open_beneath`]). `None` to walk
+    /// the folders instead (see [`open_file_walking`](Self::open_file_walking)).
+    fn open_file_fast(&self, key: &Key, small: bool) -> Option<Option<Opened>> {
         if self.no_openat2.load(Ordering::Relaxed) {
             return None;
         }
@@ -336,8 +348,9 @@ impl FsBackend {
                 Ok(None) => return Some(None),
                 Err(_) => return None,
             };
-            match tree::open_beneath(root.as_fd(), key.as_str()) {
-                tree::Beneath::Found(file, info) => return Some(Some((file, info))),
+            match tree::open_beneath(root.as_fd(), key.as_str(), small) {
+                tree::Beneath::Found(file, info) => return Some(Some(Opened::File(file, info))),
+                tree::Beneath::Small(bytes) => return Some(Some(Opened::Small(bytes))),
                 // A miss, unless the kept folder was removed (and maybe made again) meanwhile;
                 // a store whose index is open is not removed under the process using it (the
                 // documented way is `clear`), so its misses take no second look.
@@ -482,8 +495,14 @@ impl FsBackend {
         }
         check_segments(key, op)?;
         let path = || self.path_of_key(key);
-        let opened = match self.open_file_fast(key) {
-            Some(opened) => opened,
+        // A whole read of a small item whose access needs no record now is open, read, close:
+        // no `fstat` for its size, its type or its change time.
+        let whole = !options.head && options.range.is_none() && !options.local_file;
+        let small = whole && (!options.record_access || self.recent.holds(key.as_str()));
+        let opened = match self.open_file_fast(key, small) {
+            Some(Some(Opened::Small(bytes))) => return Ok(Some(GetResult::whole(bytes))),
+            Some(Some(Opened::File(file, info))) => Some((file, info)),
+            Some(None) => None,
             None => {
                 let segments: Vec<&str> = key.segments().collect();
                 self.open_file_walking(&segments, &path()).map_err(fail)?
@@ -493,7 +512,7 @@ impl FsBackend {
             return Ok(None);
         };
         if options.record_access {
-            record_access(&file, &info);
+            record_access(&file, &info, &self.recent, key.as_str());
         }
         let size = info.size;
         if options.head {

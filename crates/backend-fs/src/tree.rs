@@ -196,6 +196,8 @@ pub(crate) fn open_dir(
 pub(crate) enum Beneath {
     /// The item, open for reading.
     Found(File, Info),
+    /// The whole of a small item, read at once (see [`open_beneath`]'s `small`).
+    Small(cachette_core::plugin::Bytes),
     /// No item: nothing there, a folder, or a missing folder on the way.
     Missing,
     /// The path needs a closer look (a link, a special file): walk it one folder at a time.
@@ -210,7 +212,7 @@ pub(crate) enum Beneath {
 /// outside `root` is reached. Linux 5.6 and later; elsewhere, and for anything but a regular
 /// file or a plain miss, it says [`Beneath::Walk`].
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) fn open_beneath(root: BorrowedFd<'_>, relative: &str) -> Beneath {
+pub(crate) fn open_beneath(root: BorrowedFd<'_>, relative: &str, small: bool) -> Beneath {
     use rustix::fs::ResolveFlags;
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
     let fd = match rustix::fs::openat2(root, relative, READ_FLAGS, Mode::empty(), resolve) {
@@ -219,6 +221,9 @@ pub(crate) fn open_beneath(root: BorrowedFd<'_>, relative: &str) -> Beneath {
         Err(Errno::NOSYS) => return Beneath::Unsupported,
         Err(_) => return Beneath::Walk,
     };
+    if small && let Some(found) = read_small_whole(&fd) {
+        return found;
+    }
     let Ok(st) = rustix::fs::fstat(&fd) else {
         return Beneath::Walk;
     };
@@ -227,6 +232,28 @@ pub(crate) fn open_beneath(root: BorrowedFd<'_>, relative: &str) -> Beneath {
         FileType::RegularFile => Beneath::Found(File::from(fd), info),
         FileType::Directory => Beneath::Missing,
         _ => Beneath::Walk,
+    }
+}
+
+/// The largest item [`open_beneath`] reads whole without asking its size.
+pub(crate) const SMALL_READ: usize = 4096;
+
+/// The whole of the item open as `fd` when it is small, read without a `fstat`: one `pread`
+/// from its start that returns more than nothing and less than was asked is the whole of a
+/// regular file (a read of a regular file stops short only at its end; items are never
+/// written in place, so none grows meanwhile, and bytes that changed anyway fail the entry's
+/// checks). A `pread` cannot read a named pipe, a socket or a terminal (`ESPIPE`), a folder
+/// fails with `EISDIR`; a device cannot be linked into the store from another file system,
+/// and only its owner can make one. `None` when it cannot tell (an empty or larger item, any
+/// error): the caller asks for the file's type and size.
+fn read_small_whole(fd: &OwnedFd) -> Option<Beneath> {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); SMALL_READ];
+    match rustix::io::pread(fd, &mut buf[..], 0) {
+        Ok((read, _)) if !read.is_empty() && read.len() < SMALL_READ => Some(Beneath::Small(
+            cachette_core::plugin::Bytes::copy_from_slice(read),
+        )),
+        Err(Errno::ISDIR) => Some(Beneath::Missing),
+        _ => None,
     }
 }
 
@@ -269,7 +296,7 @@ pub(crate) fn surely_no_folder(_root: BorrowedFd<'_>, _relative: &str) -> bool {
 
 /// [`open_beneath`] on systems without `openat2`: always a walk.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) fn open_beneath(_root: BorrowedFd<'_>, _relative: &str) -> Beneath {
+pub(crate) fn open_beneath(_root: BorrowedFd<'_>, _relative: &str, _small: bool) -> Beneath {
     Beneath::Unsupported
 }
 

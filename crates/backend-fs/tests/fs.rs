@@ -509,6 +509,76 @@ async fn a_named_pipe_is_refused_without_blocking() {
     assert_eq!(listed.len(), 1, "{listed:?}");
 }
 
+/// Reads whole, with and without an access to record, around the size read in one call
+/// without asking the file's size (4096 bytes), and of an item swapped behind the backend's
+/// back once its access was recorded (the read that follows asks nothing of the file first).
+#[tokio::test]
+async fn small_reads_see_what_is_there_now() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(FsBackend::new(dir.path()).unwrap());
+    let k = key("f/x");
+    let path = dir.path().join("f/x");
+    for len in [0usize, 1, 300, 4095, 4096, 4097, 100_000] {
+        let v: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        b.put(&k, Bytes::from(v.clone()).into()).await.unwrap();
+        for options in [GetOptions::hit(), GetOptions::hit(), GetOptions::default()] {
+            let got = b.get_opts(&k, options).await.unwrap().unwrap();
+            assert_eq!(got.into_bytes().unwrap(), v, "{len} bytes");
+        }
+        // Written again behind the backend's back, shorter: the new bytes, none of the old.
+        std::fs::write(&path, b"new").unwrap();
+        let got = b.get_opts(&k, GetOptions::hit()).await.unwrap().unwrap();
+        assert_eq!(got.into_bytes().unwrap(), &b"new"[..], "{len} bytes");
+    }
+
+    // A folder is no item.
+    std::fs::remove_file(&path).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    assert!(b.get_opts(&k, GetOptions::hit()).await.unwrap().is_none());
+    std::fs::remove_dir(&path).unwrap();
+
+    // A link is refused, never followed.
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret"), b"secret").unwrap();
+    symlink(outside.path().join("secret"), &path).unwrap();
+    let e = b.get_opts(&k, GetOptions::hit()).await.unwrap_err();
+    assert_link_refused(&e, &path);
+    std::fs::remove_file(&path).unwrap();
+
+    // A named pipe, with a writer at the other end or none, is refused without blocking.
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        &path,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = b.clone();
+    let fifo = path.clone();
+    std::thread::spawn(move || {
+        let k = key("f/x");
+        let alone =
+            cachette_core::plugin::block_on(true, reader.get_opts(&k, GetOptions::hit())).unwrap();
+        let writer = rustix::fs::open(
+            &fifo,
+            rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NONBLOCK,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        rustix::io::write(&writer, b"fed").unwrap();
+        let fed =
+            cachette_core::plugin::block_on(true, reader.get_opts(&k, GetOptions::hit())).unwrap();
+        let _ = tx.send([alone.map(|_| ()), fed.map(|_| ())]);
+    });
+    let results = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a read of a named pipe blocked");
+    for result in results {
+        let e = result.unwrap_err();
+        assert!(e.to_string().contains("named pipe"), "{e}");
+    }
+}
+
 #[tokio::test]
 async fn access_times_set_in_the_future_are_not_believed() {
     let dir = tempfile::tempdir().unwrap();
