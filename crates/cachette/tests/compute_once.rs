@@ -456,6 +456,147 @@ fn claims_are_not_entries() {
     assert!(!contains(&memory, &claim), "clear deletes claims");
 }
 
+/// A store whose writes of entries (not of claims, nor of a function's identity item) hang
+/// until `resume`: a request lost in the network, as a store whose futures do not block
+/// (`blocking_io: false`) may lose one.
+#[derive(Debug, Default)]
+struct StalledEntryWrites {
+    inner: cachette::plugin::InMemoryBackend,
+    entered: std::sync::atomic::AtomicBool,
+    resume: std::sync::atomic::AtomicBool,
+}
+
+impl StalledEntryWrites {
+    async fn stall(&self, key: &cachette::plugin::Key) {
+        let name = key.file_name();
+        if name.len() != 32 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return;
+        }
+        self.entered.store(true, Ordering::SeqCst);
+        while !self.resume.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+#[cachette::plugin::async_trait]
+impl cachette::plugin::StoreBackend for StalledEntryWrites {
+    fn scheme(&self) -> &'static str {
+        "stalled"
+    }
+
+    fn location(&self) -> String {
+        "stalled://test".into()
+    }
+
+    fn capabilities(&self) -> cachette::plugin::Capabilities {
+        let mut capabilities = self.inner.capabilities();
+        capabilities.blocking_io = false;
+        capabilities
+    }
+
+    async fn get_opts(
+        &self,
+        key: &Key,
+        options: cachette::plugin::GetOptions,
+    ) -> cachette::plugin::BackendResult<Option<cachette::plugin::GetResult>> {
+        self.inner.get_opts(key, options).await
+    }
+
+    async fn put_opts(
+        &self,
+        key: &Key,
+        value: cachette::plugin::Blob,
+        options: cachette::plugin::PutOptions,
+    ) -> cachette::plugin::BackendResult<cachette::plugin::PutOutcome> {
+        self.stall(key).await;
+        self.inner.put_opts(key, value, options).await
+    }
+
+    async fn put_then_delete(
+        &self,
+        key: &Key,
+        value: cachette::plugin::Blob,
+        options: cachette::plugin::PutOptions,
+        delete: &Key,
+    ) -> cachette::plugin::BackendResult<cachette::plugin::PutOutcome> {
+        self.stall(key).await;
+        self.inner
+            .put_then_delete(key, value, options, delete)
+            .await
+    }
+
+    async fn delete_many(&self, keys: &[Key]) -> cachette::plugin::BackendResult<()> {
+        self.inner.delete_many(keys).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &cachette::plugin::Prefix,
+    ) -> cachette::plugin::BackendResult<Vec<cachette::plugin::ItemInfo>> {
+        self.inner.list(prefix).await
+    }
+}
+
+/// A task cancelled while it writes its entry (with the deletion of its claim) leaves no claim
+/// behind: the lease thread deletes it at once, where it was left to the end of its lease
+/// (here an hour, during which every other caller of the key would wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_cancelled_while_writing_its_entry_leaves_no_claim() {
+    use cachette::plugin::StoreBackend as _;
+    let store = Arc::new(StalledEntryWrites::default());
+    let memory = Memory::builder()
+        .backend(store.clone())
+        .claims(true)
+        .lease(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let name = "once::cancelled";
+    let f = Arc::new(MemorizedFunc::<u64>::new(&memory, FuncId::new(name)));
+    let task = tokio::spawn({
+        let f = f.clone();
+        async move {
+            f.call_with_async(7u64, |x| async move { Ok::<_, Infallible>(x * 3) })
+                .await
+        }
+    });
+    let started = Instant::now();
+    while !store.entered.load(Ordering::SeqCst) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the entry was never written"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let claim = Key::new(format!(
+        "cachette/{}/{}.claim",
+        FuncId::new(name).folder(),
+        args_id(name, 7)
+    ))
+    .unwrap();
+    let backend = memory.backend().unwrap().clone();
+    let listed = store
+        .inner
+        .list(&cachette::plugin::Prefix::root())
+        .await
+        .unwrap();
+    assert!(
+        backend.contains(&claim).await.unwrap(),
+        "the claim {claim} is held: {listed:?}"
+    );
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    let deleted = Instant::now();
+    while backend.contains(&claim).await.unwrap() {
+        assert!(
+            deleted.elapsed() < Duration::from_secs(60),
+            "the claim of a cancelled task was left to its lease"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    store.resume.store(true, Ordering::SeqCst);
+}
+
 // Across processes.
 
 /// Runs this binary's test `test` as a child process with `role` and the environment `env`.

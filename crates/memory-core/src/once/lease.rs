@@ -33,6 +33,10 @@ struct Lease {
     io: Mutex<LeaseIo>,
     /// Deleted by the write of the entry it guarded: nothing is left to release.
     released: AtomicBool,
+    /// Handed to the write of the entry it guards, to delete ([`WriteRelease::key_for`]), and
+    /// not released since: dropped so, the write may never end (a cancelled future), and the
+    /// lease thread deletes the claim.
+    writing: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -69,6 +73,7 @@ impl HeldClaim {
                 lost: false,
             }),
             released: AtomicBool::new(false),
+            writing: AtomicBool::new(false),
         });
         match lease_thread() {
             Some(thread) => thread.add(held.clone()),
@@ -96,6 +101,7 @@ impl HeldClaim {
 
     /// Releases the claim: deletes it, if it is still this process's.
     pub(super) fn release(self) {
+        self.0.writing.store(false, Ordering::SeqCst);
         let Some((token, written)) = self.stop() else {
             return;
         };
@@ -112,6 +118,7 @@ impl HeldClaim {
 
     /// [`release`](Self::release), without blocking an async caller's runtime.
     pub(super) async fn release_async(self) {
+        self.0.writing.store(false, Ordering::SeqCst);
         self.0.stopped.store(true, Ordering::SeqCst);
         forget(&self.0);
         // Waits for a renewal under way, without holding the lock across an await.
@@ -175,6 +182,7 @@ impl WriteRelease {
             }
             // Under the lock: a renewal waits for it, then finds the claim stopped.
             lease.stopped.store(true, Ordering::SeqCst);
+            lease.writing.store(true, Ordering::SeqCst);
         }
         forget(lease);
         Some(&lease.key)
@@ -195,6 +203,17 @@ impl Drop for HeldClaim {
             self.0.abandoned.store(true, Ordering::SeqCst);
             if let Some(thread) = lease_thread() {
                 thread.wake.notify_one();
+            }
+        } else if self.0.writing.swap(false, Ordering::SeqCst)
+            && !self.0.released.load(Ordering::SeqCst)
+        {
+            // Dropped while the write that was to delete the claim ran, neither done nor
+            // released: a cancelled future, whose write may never end. The lease thread (which
+            // forgot the claim when the write took it) deletes it, if it is still this
+            // process's, rather than leave it to the end of its lease.
+            self.0.abandoned.store(true, Ordering::SeqCst);
+            if let Some(thread) = lease_thread() {
+                thread.abandon(self.0.clone());
             }
         }
     }
@@ -386,6 +405,14 @@ impl LeaseThread {
         }
     }
 
+    /// Takes a claim to delete at once (see [`HeldClaim`]'s drop).
+    fn abandon(&self, lease: Arc<Lease>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.leases.push((lease, Instant::now()));
+        drop(state);
+        self.wake.notify_one();
+    }
+
     fn run(&self) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
@@ -488,6 +515,7 @@ mod tests {
                     lost: false,
                 }),
                 released: AtomicBool::new(false),
+                writing: AtomicBool::new(false),
             })
         };
         let waits_until = || {
