@@ -464,18 +464,23 @@ async fn a_folder_swapped_for_a_link_during_delete_many_deletes_nothing_outside(
     assert!(root.join("f/anchor").exists());
 }
 
+/// Makes a named pipe at `path`.
+fn make_fifo(path: &Path) {
+    rustix::fs::mkfifoat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::Mode::from_raw_mode(0o600),
+    )
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_named_pipe_is_refused_without_blocking() {
     let dir = tempfile::tempdir().unwrap();
     let b = Arc::new(FsBackend::new(dir.path()).unwrap());
     b.put(&key("f/item"), value(b"v")).await.unwrap();
     let pipe = dir.path().join("f/pipe");
-    rustix::fs::mkfifoat(
-        rustix::fs::CWD,
-        &pipe,
-        rustix::fs::Mode::from_raw_mode(0o600),
-    )
-    .unwrap();
+    make_fifo(&pipe);
 
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = b.clone();
@@ -546,12 +551,7 @@ async fn small_reads_see_what_is_there_now() {
     std::fs::remove_file(&path).unwrap();
 
     // A named pipe, with a writer at the other end or none, is refused without blocking.
-    rustix::fs::mkfifoat(
-        rustix::fs::CWD,
-        &path,
-        rustix::fs::Mode::from_raw_mode(0o600),
-    )
-    .unwrap();
+    make_fifo(&path);
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = b.clone();
     let fifo = path.clone();
