@@ -44,8 +44,9 @@
 //! - **Access tracking.** A read with [`GetOptions::record_access`] sets the item's access time
 //!   (at most once a second per item), so least-recently-used clean-up works on `relatime` and
 //!   `noatime` mounts too; a small item whose access was recorded in the last second (as the
-//!   process knows) is read in three system calls: open, `pread`, close. Listings report the inode's change time, which nobody can set to the
-//!   future (see [`ItemInfo::last_access`]). The index layout records accesses in batches.
+//!   process knows) is read in three system calls: open, `pread`, close. Listings report the
+//!   inode's change time, which nobody can set to the future (see [`ItemInfo::last_access`]).
+//!   The index layout records accesses in batches.
 //! - **Memory mapping.** [`GetOptions::local_file`] gives the open file of an item, so large
 //!   arrays can be memory-mapped instead of read (in the index layout, of an item stored as a
 //!   file; a small item in the index is read).
