@@ -607,6 +607,16 @@ async fn access_times_set_in_the_future_are_not_believed() {
     assert!(listed[0].last_access <= chrono_now());
 }
 
+/// A store below `dir` that flushes its writes to the device, and one that does not, each
+/// with whether it does.
+fn durable_or_not(dir: &Path) -> [(bool, FsBackend); 2] {
+    [false, true].map(|durable| {
+        let mut config = FsConfig::new(dir.join(format!("durable-{durable}")));
+        config.durable = durable;
+        (durable, config.open().unwrap())
+    })
+}
+
 fn chrono_now() -> cachette_core::plugin::DateTime<cachette_core::plugin::Utc> {
     cachette_core::plugin::Utc::now()
 }
@@ -614,10 +624,7 @@ fn chrono_now() -> cachette_core::plugin::DateTime<cachette_core::plugin::Utc> {
 #[tokio::test]
 async fn create_if_absent_keeps_the_first_value() {
     let dir = tempfile::tempdir().unwrap();
-    for durable in [false, true] {
-        let mut config = FsConfig::new(dir.path().join(format!("durable-{durable}")));
-        config.durable = durable;
-        let b = config.open().unwrap();
+    for (_, b) in durable_or_not(dir.path()) {
         let k = key("f/x");
         assert_eq!(
             b.put_if_absent(&k, value(b"1")).await.unwrap(),
@@ -700,10 +707,7 @@ async fn writes_delete_the_item_beside_them() {
 async fn writes_take_the_file_of_the_item_they_delete() {
     use std::os::unix::fs::MetadataExt;
     let dir = tempfile::tempdir().unwrap();
-    for durable in [false, true] {
-        let mut config = FsConfig::new(dir.path().join(format!("durable-{durable}")));
-        config.durable = durable;
-        let b = config.open().unwrap();
+    for (durable, b) in durable_or_not(dir.path()) {
         let root = b.root().to_path_buf();
         let long_claim = vec![b'c'; 500];
         b.put(&key("f/x.claim"), Bytes::from(long_claim).into())
@@ -792,10 +796,7 @@ async fn writes_take_the_file_of_the_item_they_delete() {
 #[tokio::test]
 async fn creates_in_place_keep_the_first_value() {
     let dir = tempfile::tempdir().unwrap();
-    for durable in [false, true] {
-        let mut config = FsConfig::new(dir.path().join(format!("durable-{durable}")));
-        config.durable = durable;
-        let b = config.open().unwrap();
+    for (_, b) in durable_or_not(dir.path()) {
         let in_place = PutOptions::create().with_in_place(true);
         let k = key("f/x.claim");
         let value = |v: &'static [u8]| -> cachette_core::plugin::Blob {
