@@ -23,6 +23,11 @@ pub fn encode_parts(
     encode_signed(metadata, structure, arrays, zstd_level, None)
 }
 
+/// The capacity the head of an entry is made with: room for the prefix, the metadata of a
+/// call with a few short arguments, a signature and the padding, so that writing the metadata
+/// seldom grows it.
+const HEAD_CAPACITY: usize = 512;
+
 /// [`encode_parts`], signed with `key` if one is given ([`FLAG_SIGNED`]).
 pub fn encode_signed(
     metadata: &Metadata,
@@ -63,16 +68,17 @@ pub fn encode_signed(
         checksum = xxhash_rust::xxh3::xxh3_64(&compressed);
         payload = Blob::from(compressed);
     }
-    let header = rmp_serde::to_vec_named(metadata).map_err(|e| e.to_string())?;
-    let header_len = u32::try_from(header.len()).map_err(|_| "metadata too large".to_owned())?;
+    // The metadata is written in place after the prefix, in a buffer that most headers fit.
+    let mut head = Vec::with_capacity(HEAD_CAPACITY);
+    head.extend_from_slice(&[0; PREFIX_LEN]);
+    rmp_serde::encode::write_named(&mut head, metadata).map_err(|e| e.to_string())?;
+    let header_end = head.len();
+    let header_len =
+        u32::try_from(header_end - PREFIX_LEN).map_err(|_| "metadata too large".to_owned())?;
     let signature_len = if key.is_some() { SIGNATURE_LEN } else { 0 };
-    let payload_offset =
-        (PREFIX_LEN + header.len() + signature_len).next_multiple_of(PAYLOAD_ALIGN);
+    let payload_offset = (header_end + signature_len).next_multiple_of(PAYLOAD_ALIGN);
     let payload_offset_u32 =
         u32::try_from(payload_offset).map_err(|_| "metadata too large".to_owned())?;
-    let mut head = Vec::with_capacity(payload_offset);
-    head.extend_from_slice(&[0; PREFIX_LEN]);
-    head.extend_from_slice(&header);
     head.resize(payload_offset, 0);
     head[0..8].copy_from_slice(MAGIC);
     head[8..10].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -81,7 +87,8 @@ pub fn encode_signed(
     head[16..24].copy_from_slice(&payload.len().to_le_bytes());
     head[32..40].copy_from_slice(&checksum.to_le_bytes());
     head[40..44].copy_from_slice(&payload_offset_u32.to_le_bytes());
-    let header_checksum = header_checksum(&head[..PREFIX_LEN], &header);
+    let (prefix, header) = head.split_at(PREFIX_LEN);
+    let header_checksum = header_checksum(prefix, &header[..header_end - PREFIX_LEN]);
     head[24..32].copy_from_slice(&header_checksum.to_le_bytes());
     if let Some(key) = key {
         let at = payload_offset - SIGNATURE_LEN;

@@ -119,6 +119,7 @@ pub struct Metadata {
     /// How long the call took, in seconds.
     pub duration: f64,
     /// When the call was made.
+    #[serde(serialize_with = "serialize_time")]
     pub time: DateTime<Utc>,
     /// A readable form of each input argument, by name, in order. Ignored arguments are left out.
     pub input_args: Vec<(String, String)>,
@@ -126,6 +127,68 @@ pub struct Metadata {
     pub hasher: String,
     /// The id of the output codec.
     pub codec: String,
+}
+
+/// Serializes `time` as chrono does (RFC 3339 in UTC with `Z`, and the fraction of a second
+/// in 0, 3, 6 or 9 digits, as `SecondsFormat::AutoSi`), written on the stack: chrono's own
+/// goes through a `String` grown three times. Years outside 0–9999 take chrono's way.
+fn serialize_time<S: serde::Serializer>(
+    time: &DateTime<Utc>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use chrono::{Datelike, Timelike};
+    let year = time.year();
+    let Ok(year) = u32::try_from(year) else {
+        return time.serialize(serializer);
+    };
+    if year > 9999 {
+        return time.serialize(serializer);
+    }
+    let (mut second, mut nano) = (time.second(), time.nanosecond());
+    // A leap second, as chrono writes it.
+    if nano >= 1_000_000_000 {
+        second += 1;
+        nano -= 1_000_000_000;
+    }
+    let mut text = [0u8; 30];
+    let mut put = |at: usize, value: u32, digits: u32| {
+        for i in 0..digits {
+            let place = 10u32.pow(digits - 1 - i);
+            // A decimal digit.
+            text[at + i as usize] = b'0' + (value / place % 10) as u8;
+        }
+    };
+    put(0, year, 4);
+    put(5, time.month(), 2);
+    put(8, time.day(), 2);
+    put(11, time.hour(), 2);
+    put(14, time.minute(), 2);
+    put(17, second, 2);
+    let (fraction, digits) = if nano == 0 {
+        (0, 0)
+    } else if nano % 1_000_000 == 0 {
+        (nano / 1_000_000, 3)
+    } else if nano % 1_000 == 0 {
+        (nano / 1_000, 6)
+    } else {
+        (nano, 9)
+    };
+    put(20, fraction, digits);
+    text[4] = b'-';
+    text[7] = b'-';
+    text[10] = b'T';
+    text[13] = b':';
+    text[16] = b':';
+    let mut len = 19;
+    if digits > 0 {
+        text[19] = b'.';
+        len = 20 + digits as usize;
+    }
+    text[len] = b'Z';
+    match std::str::from_utf8(&text[..=len]) {
+        Ok(text) => serializer.serialize_str(text),
+        Err(_) => time.serialize(serializer),
+    }
 }
 
 /// The code an entry must have been written by: the exact name, code hash and version of a
@@ -531,6 +594,47 @@ fn decode_metadata(header: &[u8]) -> Result<Metadata, EntryError> {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    /// Times are written exactly as chrono writes them, on the stack or not.
+    #[test]
+    fn times_are_written_as_chrono_writes_them() {
+        use chrono::{NaiveDate, TimeZone};
+        let mut times = Vec::new();
+        for (y, mo, d) in [
+            (0, 1, 1),
+            (1970, 1, 1),
+            (2026, 12, 3),
+            (9999, 12, 31),
+            (10000, 1, 1),
+            (-1, 6, 15),
+        ] {
+            let date = NaiveDate::from_ymd_opt(y, mo, d).unwrap();
+            for nano in [
+                0,
+                1,
+                999,
+                1_000,
+                120_000,
+                1_000_000,
+                7_000_000,
+                123_456_789,
+                999_999_999,
+                1_000_000_000,
+                1_500_000_000,
+                1_999_999_999,
+            ] {
+                let second = if nano >= 1_000_000_000 { 59 } else { 7 };
+                let at = date.and_hms_nano_opt(23, 59, second, nano).unwrap();
+                times.push(Utc.from_utc_datetime(&at));
+            }
+        }
+        times.push(Utc::now());
+        for time in times {
+            let mut ours = Vec::new();
+            serialize_time(&time, &mut rmp_serde::Serializer::new(&mut ours)).unwrap();
+            assert_eq!(ours, rmp_serde::to_vec(&time).unwrap(), "{time:?}");
+        }
+    }
 
     #[test]
     fn the_header_checksum_is_the_same_in_one_shot_and_streamed() {

@@ -330,7 +330,8 @@ impl EntryStore {
     /// store says.
     pub(crate) fn encode<R: Serialize>(&self, metadata: &Metadata, out: &R) -> Result<Blob, Error> {
         let (structure, arrays) = array::encoding(|| {
-            let mut structure = Vec::new();
+            // Room for a small output without growing.
+            let mut structure = Vec::with_capacity(64);
             codec::encode_value(self.codec(), out, &mut structure).map(|()| structure)
         });
         let structure = structure.map_err(|e| Error::Codec(e.0))?;
