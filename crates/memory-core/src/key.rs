@@ -37,12 +37,12 @@ impl Key {
 
     /// Everything before the last segment (empty for a one-segment key).
     pub fn parent(&self) -> &str {
-        self.0.rsplit_once('/').map_or("", |(parent, _)| parent)
+        memchr::memrchr(b'/', self.0.as_bytes()).map_or("", |at| &self.0[..at])
     }
 
     /// The last segment.
     pub fn file_name(&self) -> &str {
-        self.0.rsplit('/').next().unwrap_or(&self.0)
+        memchr::memrchr(b'/', self.0.as_bytes()).map_or(&self.0, |at| &self.0[at + 1..])
     }
 
     /// Whether the key lies under `prefix` (whole segments only).
@@ -264,7 +264,10 @@ pub(crate) mod grammar {
 
     /// The key of an entry's compute-once claim.
     pub(crate) fn claim(entry: &Key) -> Result<Key, BackendError> {
-        Key::new(format!("{entry}{CLAIM_SUFFIX}"))
+        let mut key = String::with_capacity(entry.0.len() + CLAIM_SUFFIX.len());
+        key.push_str(&entry.0);
+        key.push_str(CLAIM_SUFFIX);
+        Key::new(key)
     }
 
     /// The prefix of a function's folder.

@@ -52,15 +52,29 @@ impl ClaimRecord {
     }
 
     pub(super) fn to_bytes(&self) -> Bytes {
-        Bytes::from(format!(
-            "{CLAIM_MAGIC}\nhost {}\npid {}\ntoken {}\nlease_ms {}\nexpires_ms {}\nrenewals {}\n",
-            self.host,
-            self.pid,
-            self.token,
-            millis(self.lease),
-            self.expires_ms,
-            self.renewals
-        ))
+        let mut numbers = itoa::Buffer::new();
+        // Sized for a host name of 64 bytes: one allocation.
+        let mut text = String::with_capacity(CLAIM_MAGIC.len() + self.token.len() + 160);
+        let fields: [(&str, &str); 3] = [
+            ("\nhost ", &self.host),
+            ("\npid ", numbers.format(self.pid)),
+            ("\ntoken ", &self.token),
+        ];
+        text.push_str(CLAIM_MAGIC);
+        for (name, value) in fields {
+            text.push_str(name);
+            text.push_str(value);
+        }
+        for (name, value) in [
+            ("\nlease_ms ", millis(self.lease)),
+            ("\nexpires_ms ", self.expires_ms),
+            ("\nrenewals ", self.renewals),
+        ] {
+            text.push_str(name);
+            text.push_str(numbers.format(value));
+        }
+        text.push('\n');
+        Bytes::from(text)
     }
 
     pub(super) fn parse(bytes: &[u8]) -> Option<ClaimRecord> {
@@ -119,7 +133,14 @@ fn new_token(pid: u32) -> String {
         h.write_u128(nanos);
         *part = h.finish();
     }
-    format!("{:016x}{:016x}", parts[0], parts[1])
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut token = String::with_capacity(32);
+    for part in parts {
+        for shift in (0..16).rev() {
+            token.push(char::from(HEX[(part >> (shift * 4)) as usize & 0xf]));
+        }
+    }
+    token
 }
 
 #[cfg(test)]
@@ -130,6 +151,12 @@ mod tests {
     fn claims_round_trip_and_tell_their_owner() {
         let record = ClaimRecord::new(Duration::from_secs(30));
         let bytes = record.to_bytes();
+        // The format every version reads.
+        let expected = format!(
+            "{CLAIM_MAGIC}\nhost {}\npid {}\ntoken {}\nlease_ms 30000\nexpires_ms {}\nrenewals 0\n",
+            record.host, record.pid, record.token, record.expires_ms
+        );
+        assert_eq!(&bytes[..], expected.as_bytes());
         let back = ClaimRecord::parse(&bytes).unwrap();
         assert_eq!(back, record);
         assert!(record.owns(&bytes));
@@ -142,6 +169,11 @@ mod tests {
         };
         assert!(old.expired());
         assert_eq!(new_token(1).len(), 32);
+        assert!(
+            new_token(1)
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        );
         assert_ne!(new_token(1), new_token(1));
     }
 }
