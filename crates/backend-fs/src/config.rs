@@ -167,6 +167,7 @@ impl FsConfig {
             no_openat2: AtomicBool::new(false),
             index,
             recent: crate::files::RecentAccesses::default(),
+            parked: crate::write::Parked::default(),
         })
     }
 

@@ -12,6 +12,9 @@ use crate::{FsBackend, GITIGNORE, err, is_ignored_by_us, segments, write_gitigno
 
 impl FsBackend {
     pub(super) fn delete_many_blocking(&self, keys: &[Key]) -> BackendResult<()> {
+        for key in keys {
+            self.parked.forget(key);
+        }
         let mut first_error = None;
         // Items by folder, so that each folder is opened once and emptied folders are removed
         // once all its items are gone.

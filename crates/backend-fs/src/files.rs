@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::hash::BuildHasher;
-use std::io::{self, IoSlice, Read, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -89,11 +89,14 @@ pub(super) fn read_range(file: &File, range: &Range<u64>, len: u64) -> io::Resul
     Ok(Bytes::from(buf))
 }
 
-/// Writes the segments of a value one after the other, without gathering them first.
+/// Writes the segments of a value one after the other from the start of `file`, without
+/// gathering them first. Positional (`pwritev`): a file written before (a claim kept open
+/// and written over) needs no seek.
 pub(super) fn write_parts(file: &mut File, value: &Blob) -> io::Result<()> {
     // The segments go out together, up to this many per system call (an entry is usually a
-    // header and a payload: one `writev` where a `write` per segment took two).
+    // header and a payload: one `pwritev` where a `write` per segment took two).
     const GATHER: usize = 16;
+    let mut offset = 0u64;
     for group in value.parts().chunks(GATHER) {
         let mut slices = [IoSlice::new(&[]); GATHER];
         for (slice, part) in slices.iter_mut().zip(group) {
@@ -101,11 +104,14 @@ pub(super) fn write_parts(file: &mut File, value: &Blob) -> io::Result<()> {
         }
         let mut pending = &mut slices[..group.len()];
         while !pending.is_empty() {
-            match file.write_vectored(pending) {
+            match rustix::io::pwritev(&*file, pending, offset) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(written) => IoSlice::advance_slices(&mut pending, written),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                Ok(written) => {
+                    offset += written as u64;
+                    IoSlice::advance_slices(&mut pending, written);
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }

@@ -252,6 +252,8 @@ pub struct FsBackend {
     index: Option<index::Index>,
     /// The items whose access was recorded less than a second ago, as this process knows.
     recent: RecentAccesses,
+    /// The items this process made in place, kept open for the write that replaces them.
+    parked: write::Parked,
 }
 
 /// An item [`FsBackend::open_file_fast`] found.

@@ -311,6 +311,28 @@ pub(crate) fn is_same_file(dir: BorrowedFd<'_>, name: &str, file: &File) -> bool
     }
 }
 
+/// The device and inode of the open file `file`.
+pub(crate) fn identity(file: &File) -> io::Result<(u64, u64)> {
+    let st = rustix::fs::fstat(file)?;
+    Ok(id_of(&st))
+}
+
+/// Whether the entry `name` of `dir` is the regular file of identity `id` (see [`identity`])
+/// and its only name.
+pub(crate) fn is_sole_name_of(dir: BorrowedFd<'_>, name: &str, id: (u64, u64)) -> bool {
+    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+        id_of(&st) == id
+            && st.st_nlink == 1
+            && FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile
+    })
+}
+
+// The field types of `struct stat` differ between platforms.
+#[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+fn id_of(st: &rustix::fs::Stat) -> (u64, u64) {
+    (st.st_dev as u64, st.st_ino as u64)
+}
+
 /// Whether the folder open as `dir` was removed (a handle on a deleted folder sees nothing new).
 pub(crate) fn is_removed(dir: BorrowedFd<'_>) -> bool {
     rustix::fs::fstat(dir).is_ok_and(|st| st.st_nlink == 0)

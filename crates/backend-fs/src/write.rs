@@ -3,9 +3,10 @@
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use cachette_core::plugin::{
     BackendResult, Blob, ErrorKind, Key, PutMode, PutOptions, PutOutcome, owner_tag,
@@ -46,6 +47,8 @@ impl FsBackend {
         let Some((name, folders)) = segments.split_last() else {
             return Err(err(ErrorKind::InvalidKey, op, key, "the key is empty"));
         };
+        // An item kept open since this process made it is another file once written again.
+        self.parked.forget(key);
         let delete_after = |outcome: PutOutcome| {
             if let Some(delete) = delete
                 && let Err(e) = self.delete_many_everywhere(std::slice::from_ref(delete))
@@ -95,18 +98,29 @@ impl FsBackend {
         options: &PutOptions,
         beside: Option<&Key>,
     ) -> Result<PutOutcome, Fault> {
-        let dir = match self.open_folders_fast(key.parent()) {
+        let create = options.mode == PutMode::Create;
+        let path = self.path_of_key(key);
+        // Written over an item this process made in place and kept open (a claim): no folder
+        // to open, no item to open and check. Kept no longer whatever this write does.
+        let parked = beside.and_then(|b| self.parked.take(b));
+        if let Some(parked) = parked
+            && let Some(beside) = beside.filter(|b| !create && b.file_name() != name)
+            && self.write_over_parked(parked, beside.file_name(), name, value, &path)?
+        {
+            return Ok(PutOutcome::Created);
+        }
+        let owned_dir = match self.open_folders_fast(key.parent()) {
             Some(dir) => dir,
             None => self.make_folders(folders)?,
         };
-        let dir = dir.as_fd();
-        let mut path = self.path_of(folders);
-        path.push(name);
-        let create = options.mode == PutMode::Create;
+        let dir = owned_dir.as_fd();
         // Without an index, whose lock a create takes, a create asked in place is one.
         if create && options.in_place && self.index.is_none() {
-            let outcome = self.create_in_place(dir, name, value, &path)?;
+            let (outcome, file) = self.create_in_place(dir, name, value, &path)?;
             delete_beside(dir, key, beside);
+            if let Some(file) = file {
+                self.parked.park(key, owned_dir, file, value.len());
+            }
             return Ok(outcome);
         }
         if create
@@ -153,18 +167,19 @@ impl FsBackend {
     /// Creates the item `name` of `dir` (at `path`) in its place, exclusively, and writes
     /// `value` in it (see `PutOptions::in_place`): an open and a write, where a create through
     /// a temporary file also links and unlinks. A write that fails removes the item it made,
-    /// unless another has taken its name meanwhile.
+    /// unless another has taken its name meanwhile. The file made, still open, with
+    /// [`PutOutcome::Created`].
     fn create_in_place(
         &self,
         dir: BorrowedFd<'_>,
         name: &str,
         value: &Blob,
         path: &Path,
-    ) -> Result<PutOutcome, Fault> {
+    ) -> Result<(PutOutcome, Option<File>), Fault> {
         let mut file = match tree::create_file(dir, name) {
             Ok(file) => file,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                return Ok(PutOutcome::AlreadyExists);
+                return Ok((PutOutcome::AlreadyExists, None));
             }
             Err(e) => return Err(Fault::io(e, path)),
         };
@@ -174,11 +189,10 @@ impl FsBackend {
             }
             return Err(Fault::io(e, path));
         }
-        drop(file);
         if self.durable {
             tree::sync_dir(dir).map_err(|e| Fault::io(e, path))?;
         }
-        Ok(PutOutcome::Created)
+        Ok((PutOutcome::Created, Some(file)))
     }
 
     /// Writes `value` over the item `spent` of `dir`, then renames it `name` (at `path`): the
@@ -200,9 +214,52 @@ impl FsBackend {
         value: &Blob,
         path: &Path,
     ) -> Result<bool, Fault> {
-        let Some((mut file, old_len)) = tree::open_sole_file(dir, spent) else {
+        let Some((file, old_len)) = tree::open_sole_file(dir, spent) else {
             return Ok(false);
         };
+        self.overwrite_and_rename(dir, file, old_len, spent, name, value, path)?;
+        Ok(true)
+    }
+
+    /// [`write_over`](Self::write_over) the item `spent` that this process made in place and
+    /// kept open ([`Parked`]), in the folder it was made in, if that name is still this file's
+    /// and its only one (a claim taken over as stale was deleted or replaced by another
+    /// process): `false` otherwise, nothing changed. A folder moved meanwhile takes the item
+    /// written with it, beside the claim it replaces.
+    fn write_over_parked(
+        &self,
+        parked: ParkedFile,
+        spent: &str,
+        name: &str,
+        value: &Blob,
+        path: &Path,
+    ) -> Result<bool, Fault> {
+        let ParkedFile {
+            dir, file, len, id, ..
+        } = parked;
+        if !tree::is_sole_name_of(dir.as_fd(), spent, id) {
+            return Ok(false);
+        }
+        self.overwrite_and_rename(dir.as_fd(), file, len, spent, name, value, path)?;
+        if self.durable {
+            tree::sync_dir(dir.as_fd()).map_err(|e| Fault::io(e, path))?;
+        }
+        Ok(true)
+    }
+
+    /// Writes `value` over the open file `file` of `dir` named `spent` (of `old_len` bytes),
+    /// then renames it `name`; on failure, `spent` is unlinked.
+    #[allow(clippy::too_many_arguments)]
+    fn overwrite_and_rename(
+        &self,
+        dir: BorrowedFd<'_>,
+        mut file: File,
+        old_len: u64,
+        spent: &str,
+        name: &str,
+        value: &Blob,
+        path: &Path,
+    ) -> Result<(), Fault> {
         // Only a longer old content needs cutting (a claim is shorter than an entry).
         let cut = if old_len > value.len() {
             file.set_len(value.len())
@@ -217,7 +274,7 @@ impl FsBackend {
             let _ = tree::unlink(dir, spent);
             return Err(Fault::io(e, path));
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Writes `value` to the new file `file`, flushed to the device when the store is durable.
@@ -338,4 +395,64 @@ pub(crate) fn temp_name(name: &str) -> String {
         std::process::id(),
         &name[..end]
     )
+}
+
+/// The most items made in place that a store keeps open at once (two descriptors each).
+const MAX_PARKED: usize = 32;
+
+/// Items this process made in place (compute-once claims), kept open with their folder until
+/// the write that replaces them (`put_then_delete`) or their deletion, so that the write opens
+/// neither: at most [`MAX_PARKED`], the oldest closed first. A claim whose holder never writes
+/// nor deletes it (taken over as stale) stays until pushed out.
+#[derive(Debug, Default)]
+pub(crate) struct Parked {
+    files: Mutex<Vec<ParkedFile>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct ParkedFile {
+    key: Box<str>,
+    /// The folder it was made in.
+    dir: OwnedFd,
+    file: File,
+    /// The bytes written in it.
+    len: u64,
+    /// Its device and inode.
+    id: (u64, u64),
+}
+
+impl Parked {
+    /// Keeps `file`, just made as the item `key` of the folder `dir` with `len` bytes.
+    fn park(&self, key: &Key, dir: OwnedFd, file: File, len: u64) {
+        let Ok(id) = tree::identity(&file) else {
+            return;
+        };
+        let mut files = self.lock();
+        if files.len() >= MAX_PARKED {
+            files.remove(0);
+        }
+        files.push(ParkedFile {
+            key: key.as_str().into(),
+            dir,
+            file,
+            len,
+            id,
+        });
+    }
+
+    /// The file kept for `key`, no longer kept.
+    fn take(&self, key: &Key) -> Option<ParkedFile> {
+        let mut files = self.lock();
+        let at = files.iter().position(|p| *p.key == *key.as_str())?;
+        Some(files.remove(at))
+    }
+
+    /// Closes the file kept for `key`, if any.
+    pub(crate) fn forget(&self, key: &Key) {
+        drop(self.take(key));
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<ParkedFile>> {
+        self.files.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
