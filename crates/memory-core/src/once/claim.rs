@@ -89,12 +89,17 @@ impl Once {
     /// Whether the entry is in the shared store (past any local tier, not counted by the
     /// statistics, not an access).
     async fn exists(&self, reach: Reach, key: &Key) -> bool {
+        let head = GetOptions::head().with_bypass_cache(true);
+        // A caller that may block asks on its thread when the backend can answer so: no key
+        // copied, no future boxed (see `StoreBackend::get_now`).
+        if reach == Reach::Blocking
+            && let Some(found) = self.backend.get_now(key, &head)
+        {
+            return found.is_ok_and(|found| found.is_some());
+        }
         let key = key.clone();
         self.call(reach, move |b| {
-            Box::pin(async move {
-                let head = GetOptions::head().with_bypass_cache(true);
-                Ok(b.get_opts(&key, head).await?.is_some())
-            })
+            Box::pin(async move { Ok(b.get_opts(&key, head).await?.is_some()) })
         })
         .await
         .unwrap_or(false)
