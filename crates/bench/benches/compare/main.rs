@@ -175,6 +175,27 @@ impl Config {
     }
 }
 
+/// The folder of the scratch folder where ended workloads' folders wait for the end of the run.
+const SPENT: &str = "spent";
+
+/// Deletes the files of at least 1 MiB below `dir` (the outputs of large workloads), so that
+/// the folders kept until the end of the run hold few bytes.
+fn remove_large_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            remove_large_files(&entry.path());
+        } else if kind.is_file() && entry.metadata().is_ok_and(|m| m.len() >= 1 << 20) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 /// What the workloads share.
 pub(crate) struct Ctx {
     /// Sizes and sample counts.
@@ -193,14 +214,24 @@ impl Ctx {
         dir
     }
 
-    /// Ends a workload: the joblib worker forgets it, its folder goes.
+    /// Ends a workload: the joblib worker forgets it; its large files go, and its folder is
+    /// moved aside, deleted with the rest at the end of the run. On ext4 a file made after
+    /// many were deleted steps over the inodes freed in the last minutes, so deleting a
+    /// workload's thousands of small files here would slow the misses of the next workloads.
     pub(crate) fn done(&self, dir: &Path) {
         if let Ok(worker) = &mut *self.joblib.borrow_mut()
             && let Err(e) = worker.request(&json!({"op": "teardown"}))
         {
             eprintln!("  joblib teardown: {e}");
         }
-        let _ = std::fs::remove_dir_all(dir);
+        remove_large_files(dir);
+        let spent = self.scratch.join(SPENT);
+        let name = dir.file_name().unwrap_or_default();
+        let moved =
+            std::fs::create_dir_all(&spent).and_then(|()| std::fs::rename(dir, spent.join(name)));
+        if moved.is_err() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 
     /// The joblib contender of a workload, set up by the worker with `setup`.

@@ -719,9 +719,11 @@ const METHOD: &str = "
 - **Same inputs**: the int 42; the list `0..100`; `f64` arrays of `i * 0.5` (numpy
   `arange(n) * 0.5`); the map of `\"key-i\" → i` for 100,000 keys; array outputs of `i * 1.0`.
   Every contender has its own fresh cache folder on the same file system; the folders are
-  removed after each workload, not between its samples (on ext4, a file made after many were
-  deleted steps over the inodes freed in the last minutes: a store deleted between the
-  samples of `populate` would slow the samples after it).
+  kept until the end of the run (their files of 1 MiB or more deleted when their workload
+  ends), not deleted between samples or between workloads: on ext4, a file made after many
+  were deleted steps over the inodes freed in the last minutes, so a store deleted between the
+  samples of `populate`, or a workload's stores deleted before the next workload's misses,
+  would slow the samples after it.
 - **Same work outside the clock**: what a memoized function returns is ready before a timed
   miss starts, for every contender: Cachette's function returns a shared view of the prepared
   array, joblib's the prepared array, and `cached`'s gets its own copy of it made before the
