@@ -253,6 +253,48 @@ fn a_failed_computation_is_not_cached_and_a_waiter_takes_over() {
     assert_eq!(again, Ok(21), "the stored value is the successful one");
 }
 
+/// The files below `dir` whose names end with `suffix`.
+fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            found.extend(files_ending(&path, suffix));
+        } else if path.to_string_lossy().ends_with(suffix) {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// A miss's claim on the local disk, kept open from its create for the entry that replaces it,
+/// is taken by that entry, or deleted with the computation that failed: after a hundred misses
+/// none is left in the store, nor open in the process.
+#[test]
+fn misses_leave_no_claim_behind_stored_or_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::fs::canonicalize(dir.path()).unwrap();
+    let memory = Memory::new(&store).unwrap();
+    let f = MemorizedFunc::<u64>::new(&memory, FuncId::new("once::leaves-nothing"));
+    for x in 0..100u64 {
+        let out = f.call_with(x, |x| {
+            if x % 10 == 0 {
+                Err("this one fails".to_owned())
+            } else {
+                Ok(x * 2)
+            }
+        });
+        assert_eq!(out.is_ok(), x % 10 != 0, "{x}: {out:?}");
+    }
+    assert_eq!(files_ending(&store, ".claim"), Vec::<PathBuf>::new());
+    let open = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.starts_with(&store))
+        .count();
+    assert!(open < 8, "{open} descriptors open in the store");
+}
+
 /// Two memories on one folder stand for two processes: they share claims, not flights.
 #[test]
 fn memories_sharing_a_store_wait_for_each_others_claims() {
