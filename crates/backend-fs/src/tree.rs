@@ -306,7 +306,7 @@ pub(crate) fn is_same_file(dir: BorrowedFd<'_>, name: &str, file: &File) -> bool
         rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW),
         rustix::fs::fstat(file),
     ) {
-        (Ok(named), Ok(open)) => named.st_dev == open.st_dev && named.st_ino == open.st_ino,
+        (Ok(named), Ok(open)) => id_of(&named) == id_of(&open),
         _ => false,
     }
 }
@@ -320,11 +320,14 @@ pub(crate) fn identity(file: &File) -> io::Result<(u64, u64)> {
 /// Whether the entry `name` of `dir` is the regular file of identity `id` (see [`identity`])
 /// and its only name.
 pub(crate) fn is_sole_name_of(dir: BorrowedFd<'_>, name: &str, id: (u64, u64)) -> bool {
-    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
-        id_of(&st) == id
-            && st.st_nlink == 1
-            && FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile
-    })
+    rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| id_of(&st) == id && is_sole_regular(&st))
+}
+
+/// Whether `st` is a regular file's with no other name (a hard link elsewhere would see a write
+/// over it).
+fn is_sole_regular(st: &rustix::fs::Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode as _) == FileType::RegularFile && st.st_nlink == 1
 }
 
 // The field types of `struct stat` differ between platforms.
@@ -529,9 +532,7 @@ pub(crate) fn open_sole_file(dir: BorrowedFd<'_>, name: &str) -> Option<(File, u
         .union(OFlags::CLOEXEC);
     let fd = rustix::fs::openat(dir, name, flags, Mode::empty()).ok()?;
     let st = rustix::fs::fstat(&fd).ok()?;
-    let info = Info::of(&st);
-    let sole = info.kind == FileType::RegularFile && st.st_nlink == 1;
-    sole.then(|| (File::from(fd), info.size))
+    is_sole_regular(&st).then(|| (File::from(fd), Info::of(&st).size))
 }
 
 /// Reads a small file of `dir` whole, if it is a regular file of at most `limit` bytes.

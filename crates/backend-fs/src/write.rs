@@ -47,8 +47,6 @@ impl FsBackend {
         let Some((name, folders)) = segments.split_last() else {
             return Err(err(ErrorKind::InvalidKey, op, key, "the key is empty"));
         };
-        // An item kept open since this process made it is another file once written again.
-        self.parked.forget(key);
         let delete_after = |outcome: PutOutcome| {
             if let Some(delete) = delete
                 && let Err(e) = self.delete_many_everywhere(std::slice::from_ref(delete))
@@ -66,6 +64,9 @@ impl FsBackend {
                 Written::Alone(outcome) => delete_after(outcome),
             };
         }
+        // An item kept open since this process made it (only on the files layout) is another
+        // file once written again.
+        self.parked.forget(key);
         // On the files layout, an item to delete beside the one written (a claim beside its
         // entry) is unlinked through the folder handle the write holds: no second walk, and no
         // look for emptied folders (the folder holds the item just written).
@@ -137,9 +138,6 @@ impl FsBackend {
             && let Some(beside) = beside.filter(|b| b.file_name() != name)
             && self.write_over(dir, beside.file_name(), name, value, &path)?
         {
-            if self.durable {
-                tree::sync_dir(dir).map_err(|e| Fault::io(e, &path))?;
-            }
             return Ok(PutOutcome::Created);
         }
         let (temp, file) = self.write_temp(dir, name, value, &path)?;
@@ -241,14 +239,12 @@ impl FsBackend {
             return Ok(false);
         }
         self.overwrite_and_rename(dir.as_fd(), file, len, spent, name, value, path)?;
-        if self.durable {
-            tree::sync_dir(dir.as_fd()).map_err(|e| Fault::io(e, path))?;
-        }
         Ok(true)
     }
 
     /// Writes `value` over the open file `file` of `dir` named `spent` (of `old_len` bytes),
-    /// then renames it `name`; on failure, `spent` is unlinked.
+    /// then renames it `name`, the folder flushed when the store is durable; on failure,
+    /// `spent` is unlinked.
     #[allow(clippy::too_many_arguments)]
     fn overwrite_and_rename(
         &self,
@@ -273,6 +269,9 @@ impl FsBackend {
             // Spent either way: its writer was deleting it.
             let _ = tree::unlink(dir, spent);
             return Err(Fault::io(e, path));
+        }
+        if self.durable {
+            tree::sync_dir(dir).map_err(|e| Fault::io(e, path))?;
         }
         Ok(())
     }
