@@ -133,14 +133,10 @@ fn new_token(pid: u32) -> String {
         h.write_u128(nanos);
         *part = h.finish();
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut token = String::with_capacity(32);
-    for part in parts {
-        for shift in (0..16).rev() {
-            token.push(char::from(HEX[(part >> (shift * 4)) as usize & 0xf]));
-        }
-    }
-    token
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&parts[0].to_be_bytes());
+    bytes[8..].copy_from_slice(&parts[1].to_be_bytes());
+    cachette_hashing::Digest(bytes).to_hex()
 }
 
 #[cfg(test)]
