@@ -13,21 +13,9 @@ mod common;
 
 /// The entry files under a cache folder (one per stored call).
 fn entry_files(root: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let path = e.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if path.is_dir() {
-                stack.push(path);
-            } else if name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
-                out.push(path);
-            }
-        }
-    }
-    out.sort();
-    out
+    common::files_named(root, |name| {
+        name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
+    })
 }
 
 fn the_entry(root: &Path) -> PathBuf {

@@ -253,20 +253,6 @@ fn a_failed_computation_is_not_cached_and_a_waiter_takes_over() {
     assert_eq!(again, Ok(21), "the stored value is the successful one");
 }
 
-/// The files below `dir` whose names end with `suffix`.
-fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if entry.file_type().unwrap().is_dir() {
-            found.extend(files_ending(&path, suffix));
-        } else if path.to_string_lossy().ends_with(suffix) {
-            found.push(path);
-        }
-    }
-    found
-}
-
 /// A miss's claim on the local disk, kept open from its create for the entry that replaces it,
 /// is taken by that entry, or deleted with the computation that failed: after a hundred misses
 /// none is left in the store, nor open in the process.
@@ -286,7 +272,8 @@ fn misses_leave_no_claim_behind_stored_or_open() {
         });
         assert_eq!(out.is_ok(), x % 10 != 0, "{x}: {out:?}");
     }
-    assert_eq!(files_ending(&store, ".claim"), Vec::<PathBuf>::new());
+    let claims = common::files_named(&store, |name| name.ends_with(".claim"));
+    assert_eq!(claims, Vec::<PathBuf>::new());
     let open = std::fs::read_dir("/proc/self/fd")
         .unwrap()
         .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())

@@ -3,6 +3,7 @@
 #[allow(dead_code)] // Not every test binary uses the switch.
 pub(crate) mod switch;
 
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use cachette::{Memory, MemoryBuilder, Report, Reporter};
@@ -40,4 +41,23 @@ pub(crate) fn lines(reports: &Mutex<Vec<Report>>) -> Vec<String> {
 
 fn collect(reports: &Mutex<Vec<Report>>, pick: impl Fn(&Report) -> Option<String>) -> Vec<String> {
     reports.lock().unwrap().iter().filter_map(pick).collect()
+}
+
+/// The files anywhere below `root` whose names `keep` accepts, sorted.
+#[allow(dead_code)] // Not every test binary looks at files.
+pub(crate) fn files_named(root: &Path, keep: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if keep(&path.file_name().unwrap().to_string_lossy()) {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
 }
