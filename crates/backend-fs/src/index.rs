@@ -2,10 +2,18 @@
 //! an embedded LMDB environment in the folder [`INDEX_DIR`] of the store, larger ones one file
 //! each as in the files layout (see the crate's documentation, "Layouts").
 //!
-//! The environment holds two databases, keyed by the item's key (its UTF-8 bytes):
-//! - `items`: the item's bytes, unchanged;
-//! - `times`: when the item was written and last read with `record_access`, in nanoseconds
-//!   since the Unix epoch (two little-endian `u64`s).
+//! The environment holds three databases:
+//! - `items`, keyed by the item's key (its UTF-8 bytes): the item's bytes, unchanged;
+//! - `times`, keyed the same: when the item was written and last read with `record_access`, in
+//!   nanoseconds since the Unix epoch (two little-endian `u64`s);
+//! - `folders`, the registry: the folders (keys' parents) that may hold files, each recorded
+//!   by the write that publishes the first file in it, in the same transaction. A key missing
+//!   from `items` whose folder is not recorded has no file either: a miss is answered from the
+//!   index, with no system call. The registry is made by the first write of a process that
+//!   finds none (an index made before it), from one walk of the store's folders; a store too
+//!   large to walk, or one that could not be walked whole, records [`EVERYWHERE`], and then
+//!   every miss looks for a file, as it did before the registry. A process that only reads an
+//!   index without a registry looks for files too.
 //!
 //! Every write that may change which representation holds a key runs while holding LMDB's
 //! write transaction, which is a lock shared by every process using the environment: a small
@@ -16,6 +24,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
+use std::ops::ControlFlow;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,13 +82,47 @@ const DELETE_BATCH: usize = 8192;
 /// The length of a record of the `times` database.
 const TIMES_LEN: usize = 16;
 
+/// The name of the registry's database.
+const FOLDERS: &str = "folders";
+
+/// The record of the registry that says any folder may hold files. No folder has this name: no
+/// key holds the reserved segment [`INDEX_DIR`].
+const EVERYWHERE: &[u8] = INDEX_DIR.as_bytes();
+
+/// The most entries the walk that makes the registry looks at: a larger store records
+/// [`EVERYWHERE`].
+#[cfg(not(test))]
+const REGISTRY_WALK_MAX: usize = 1_000_000;
+#[cfg(test)]
+const REGISTRY_WALK_MAX: usize = 64;
+
 type Db = Database<'static, Raw, Raw>;
 
-/// The two databases of an environment.
+/// The two databases of an environment that every index has.
 #[derive(Debug, Clone, Copy)]
 struct Dbs {
     items: Db,
     times: Db,
+}
+
+/// What the registry of an environment says of folders.
+#[derive(Debug, Clone, Copy)]
+enum Registry {
+    /// The folders that may hold files: a key whose folder is not one of them has no file.
+    Folders(Db),
+    /// Any folder may hold files.
+    Everywhere,
+}
+
+/// Where an item is, as far as the index can tell.
+#[derive(Debug)]
+pub(crate) enum InIndex {
+    /// In the index.
+    Found(GetResult),
+    /// Nowhere: neither in the index nor as a file.
+    Nowhere,
+    /// Not in the index: it may be a file.
+    NotHere,
 }
 
 /// The index of a store: where its environment is, and the environment once opened.
@@ -131,6 +174,10 @@ impl Index {
 struct Shared {
     env: Env<WithTls>,
     dbs: OnceLock<Dbs>,
+    /// The registry, once known to exist.
+    registry: OnceLock<Registry>,
+    /// A read looked for the registry and found none (it is looked for again by a write).
+    no_registry_read: AtomicBool,
     /// Commits are flushed to the device by LMDB (the environment was opened without
     /// `MDB_NOSYNC`).
     synced: bool,
@@ -198,6 +245,60 @@ impl Shared {
         };
         let dbs = *self.dbs.get_or_init(|| Dbs { items, times });
         Ok(Some(dbs))
+    }
+
+    /// Finds the registry if it exists, without writing. `None` if there is none.
+    fn open_registry(&self) -> heed::Result<Option<Registry>> {
+        let txn = self.env.read_txn()?;
+        let opened = self
+            .env
+            .open_databases_and_commit(txn, |opener, txn| -> heed::Result<_> {
+                Ok(
+                    match opener.open_database::<Raw, Raw>(txn, Some(FOLDERS))? {
+                        Some(folders) => CommitOrAbort::Commit(folders),
+                        None => CommitOrAbort::Abort(()),
+                    },
+                )
+            })?;
+        let CommitOrAbort::Commit(folders) = opened else {
+            return Ok(None);
+        };
+        self.known_registry(folders).map(Some)
+    }
+
+    /// Keeps the registry `folders` (which exists), as its records say.
+    fn known_registry(&self, folders: Db) -> heed::Result<Registry> {
+        let txn = self.env.read_txn()?;
+        let registry = if folders.get(&txn, EVERYWHERE)?.is_some() {
+            Registry::Everywhere
+        } else {
+            Registry::Folders(folders)
+        };
+        Ok(*self.registry.get_or_init(|| registry))
+    }
+
+    /// Whether `key` may be a file, as the registry says (yes if there is none).
+    fn may_be_file(&self, txn: &heed::RoTxn<'_>, key: &Key) -> heed::Result<bool> {
+        let Some(Registry::Folders(folders)) = self.registry.get() else {
+            return Ok(true);
+        };
+        let folder = key.parent();
+        // A key at the root has no folder to record: it is always looked for.
+        Ok(folder.is_empty() || folders.get(txn, folder.as_bytes())?.is_some())
+    }
+
+    /// Records the folder of `key` in the registry, in `txn`, unless it is there. Whether it
+    /// recorded it.
+    fn register_folder(&self, txn: &mut RwTxn<'_>, key: &Key) -> heed::Result<bool> {
+        let Some(Registry::Folders(folders)) = self.registry.get() else {
+            return Ok(false);
+        };
+        let folder = key.parent().as_bytes();
+        if folder.is_empty() || folders.get(txn, folder)?.is_some() {
+            return Ok(false);
+        }
+        folders.put(txn, folder, &[])?;
+        Ok(true)
     }
 
     /// Records an access to `key` in memory; writes the pending ones if there are many, or the
@@ -318,6 +419,8 @@ fn open_shared(dir: &Path, map_size: usize, durable: bool) -> heed::Result<Arc<S
     let shared = Arc::new(Shared {
         env,
         dbs: OnceLock::new(),
+        registry: OnceLock::new(),
+        no_registry_read: AtomicBool::new(false),
         synced: durable,
         pending: Mutex::default(),
         claims: Arc::default(),
@@ -341,7 +444,7 @@ fn open_env(
     options
         .map_size(map_size)
         .max_readers(MAX_READERS)
-        .max_dbs(2);
+        .max_dbs(3);
     let mut flags = EnvFlags::NO_READ_AHEAD;
     if !durable {
         flags |= EnvFlags::NO_SYNC;
@@ -503,10 +606,84 @@ impl FsBackend {
                 index.shared.get_or_init(|| shared).clone()
             }
         };
-        match shared.dbs(create).map_err(|e| lmdb_fault(e, &index.dir))? {
-            Some(dbs) => Ok(Some((shared, dbs))),
-            None => Ok(None),
+        let fail = |e| lmdb_fault(e, &index.dir);
+        let Some(dbs) = shared.dbs(create).map_err(fail)? else {
+            return Ok(None);
+        };
+        if shared.registry.get().is_none() {
+            if create {
+                self.make_registry(&shared).map_err(fail)?;
+            } else if !shared.no_registry_read.load(Ordering::Relaxed)
+                && shared.open_registry().map_err(fail)?.is_none()
+            {
+                shared.no_registry_read.store(true, Ordering::Relaxed);
+            }
         }
+        Ok(Some((shared, dbs)))
+    }
+
+    /// Makes the registry of the environment of `shared`, unless another process made it: its
+    /// database, and a record of every folder of the store that holds an entry that is not a
+    /// folder, found by one walk, all in one write transaction (which no file is published
+    /// without). A store with more than [`REGISTRY_WALK_MAX`] such entries, or one the walk
+    /// cannot read whole, records [`EVERYWHERE`] instead.
+    fn make_registry(&self, shared: &Shared) -> heed::Result<()> {
+        let txn = shared.env.write_txn()?;
+        let made = shared
+            .env
+            .create_databases_and_commit(txn, |opener, txn| -> heed::Result<_> {
+                if let Some(folders) = opener.open_database::<Raw, Raw>(txn, Some(FOLDERS))? {
+                    return Ok(CommitOrAbort::<_, ()>::Commit(folders));
+                }
+                let folders = opener.create_database::<Raw, Raw>(txn, Some(FOLDERS))?;
+                let mut seen = 0usize;
+                let mut everywhere = false;
+                let mut failed = None;
+                let walked = self.walk(&Prefix::root(), &mut |_, key, name, _| {
+                    if crate::is_reserved(name) {
+                        return ControlFlow::Continue(());
+                    }
+                    seen += 1;
+                    if seen > REGISTRY_WALK_MAX {
+                        everywhere = true;
+                        return ControlFlow::Break(());
+                    }
+                    let Some((folder, _)) = key.rsplit_once('/') else {
+                        return ControlFlow::Continue(()); // At the root: always looked for.
+                    };
+                    let recorded = folders
+                        .get(txn, folder.as_bytes())
+                        .map(|found| found.is_some())
+                        .and_then(|known| {
+                            if !known {
+                                folders.put(txn, folder.as_bytes(), &[])?;
+                            }
+                            Ok(())
+                        });
+                    match recorded {
+                        Ok(()) => ControlFlow::Continue(()),
+                        Err(e) => {
+                            failed = Some(e);
+                            ControlFlow::Break(())
+                        }
+                    }
+                });
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                if let Err(fault) = walked {
+                    tracing::debug!(target: "cachette", "{}: cannot walk the store to record its folders ({fault:?}): every miss looks for a file", self.location);
+                    everywhere = true;
+                }
+                if everywhere {
+                    folders.put(txn, EVERYWHERE, &[])?;
+                }
+                Ok(CommitOrAbort::Commit(folders))
+            })?;
+        if let CommitOrAbort::Commit(folders) = made {
+            shared.known_registry(folders)?;
+        }
+        Ok(())
     }
 
     /// Takes the compute-once claim of `key` (see [`crate::claims`]). `None` without an index,
@@ -525,27 +702,28 @@ impl FsBackend {
         )
     }
 
-    /// Reads `key` from the index. `None` if it is not there (or there is no index).
-    pub(crate) fn index_get(
-        &self,
-        key: &Key,
-        options: &GetOptions,
-    ) -> Result<Option<GetResult>, Fault> {
+    /// Reads `key` from the index: found, surely nowhere (the registry knows no file in its
+    /// folder), or not in the index (there is no index, or the item may be a file).
+    pub(crate) fn index_get(&self, key: &Key, options: &GetOptions) -> Result<InIndex, Fault> {
         let Some(index) = &self.index else {
-            return Ok(None);
+            return Ok(InIndex::NotHere);
         };
         let k = key.as_str().as_bytes();
         if k.len() > MAX_KEY {
-            return Ok(None);
+            return Ok(InIndex::NotHere);
         }
         let Some((shared, dbs)) = self.index_handles(index, false)? else {
-            return Ok(None);
+            return Ok(InIndex::NotHere);
         };
         let fail = |e| lmdb_fault(e, &index.dir);
         let found = {
             let txn = shared.env.read_txn().map_err(fail)?;
             let Some(value) = dbs.items.get(&txn, k).map_err(fail)? else {
-                return Ok(None);
+                return Ok(if shared.may_be_file(&txn, key).map_err(fail)? {
+                    InIndex::NotHere
+                } else {
+                    InIndex::Nowhere
+                });
             };
             let size = value.len() as u64;
             if size > MAX_INDEX_THRESHOLD {
@@ -574,7 +752,7 @@ impl FsBackend {
         if options.record_access {
             shared.record_access(k);
         }
-        Ok(Some(found))
+        Ok(InIndex::Found(found))
     }
 
     /// Writes `key` to the index if it belongs there (a small value, a short key): `None` when
@@ -613,8 +791,22 @@ impl FsBackend {
         // The write transaction is also the lock that orders this write with those of the
         // other representation, in every process.
         let mut txn = shared.env.write_txn().map_err(fail)?;
+        // Whether `of` surely has no file: its folder is not in the registry, or does not exist
+        // (asked once: the item to delete is mostly in the same folder as `key`).
+        let no_folder = std::cell::OnceCell::new();
+        let no_file = |txn: &heed::RoTxn<'_>, of: &Key| -> Result<bool, Fault> {
+            if !shared.may_be_file(txn, of).map_err(fail)? {
+                return Ok(true);
+            }
+            Ok(if of.parent() == key.parent() {
+                *no_folder.get_or_init(|| self.surely_no_file(key))
+            } else {
+                self.surely_no_file(of)
+            })
+        };
         if mode == PutMode::Create
-            && (dbs.items.get(&txn, k).map_err(fail)?.is_some() || self.has_file(key, segments)?)
+            && (dbs.items.get(&txn, k).map_err(fail)?.is_some()
+                || (!no_file(&txn, key)? && self.has_file(key, segments)?))
         {
             return Ok(Some(Written::Alone(PutOutcome::AlreadyExists)));
         }
@@ -637,29 +829,18 @@ impl FsBackend {
             Err(e) if is_full(&e) => return full(e),
             Err(e) => return Err(fail(e)),
         }
-        // Whether the folder of `key` surely does not exist (asked once: the item to delete is
-        // mostly in the same folder).
-        let no_folder = std::cell::OnceCell::new();
-        let surely_no_file = |of: &Key| {
-            if of.parent() == key.parent() {
-                *no_folder.get_or_init(|| self.surely_no_file(key))
-            } else {
-                self.surely_no_file(of)
-            }
-        };
-        if mode == PutMode::Overwrite && !surely_no_file(key) {
+        if mode == PutMode::Overwrite && !no_file(&txn, key)? {
             self.remove_file(key, segments)?;
         }
         if let Some(delete) = delete {
             let d = delete.as_str().as_bytes();
+            let delete_file = !no_file(&txn, delete)?;
             if d.len() <= MAX_KEY {
                 dbs.items.delete(&mut txn, d).map_err(fail)?;
                 dbs.times.delete(&mut txn, d).map_err(fail)?;
             }
             // Not an error of the write (see `StoreBackend::put_then_delete`).
-            if !surely_no_file(delete)
-                && let Err(e) = self.delete_many_blocking(std::slice::from_ref(delete))
-            {
+            if delete_file && let Err(e) = self.delete_many_blocking(std::slice::from_ref(delete)) {
                 tracing::debug!(target: "cachette", "wrote {key}, but cannot delete {delete}: {e}");
             }
         }
@@ -671,8 +852,9 @@ impl FsBackend {
     }
 
     /// Runs `publish`, which publishes the file of `key`, holding the index's write lock: with
-    /// `create`, only if the index does not hold the key; once the file is published, the key
-    /// is removed from the index. Without an index, runs `publish` alone.
+    /// `create`, only if the index does not hold the key; the key's folder is recorded in the
+    /// registry, and once the file is published, the key is removed from the index. Without an
+    /// index, runs `publish` alone.
     pub(crate) fn with_index_lock(
         &self,
         key: &Key,
@@ -694,13 +876,17 @@ impl FsBackend {
         if create && dbs.items.get(&txn, k).map_err(fail)?.is_some() {
             return Ok(PutOutcome::AlreadyExists);
         }
+        // Recorded before the file is published, and committed with what follows: readers
+        // that trust the registry look for the file once it may be there.
+        let registered = shared.register_folder(&mut txn, key).map_err(fail)?;
         let outcome = publish()?;
+        let mut changed = registered;
         if outcome == PutOutcome::Created {
-            let removed = dbs.items.delete(&mut txn, k).map_err(fail)?;
-            let timed = dbs.times.delete(&mut txn, k).map_err(fail)?;
-            if removed || timed {
-                shared.commit(txn, index.durable).map_err(fail)?;
-            }
+            changed |= dbs.items.delete(&mut txn, k).map_err(fail)?;
+            changed |= dbs.times.delete(&mut txn, k).map_err(fail)?;
+        }
+        if changed {
+            shared.commit(txn, index.durable).map_err(fail)?;
         }
         Ok(outcome)
     }
@@ -929,9 +1115,6 @@ mod tests {
             .with_layout(crate::Layout::Index)
             .open()
             .unwrap();
-        fn run<T: Send>(f: impl std::future::Future<Output = T> + Send) -> T {
-            cachette_core::plugin::block_on(true, f).unwrap()
-        }
         use cachette_core::plugin::{StoreBackend, StoreBackendExt};
         let (x, y) = (Key::new("f/x").unwrap(), Key::new("f/y").unwrap());
         run(b.put(&x, b"1".to_vec().into())).unwrap();
@@ -956,6 +1139,114 @@ mod tests {
         let listed = run(b.list(&Prefix::root())).unwrap();
         let x_at = listed.iter().find(|i| i.key == x).unwrap().last_access;
         assert!(x_at > DateTime::<Utc>::from(SystemTime::UNIX_EPOCH));
+    }
+
+    fn run<T: Send>(f: impl std::future::Future<Output = T> + Send) -> T {
+        cachette_core::plugin::block_on(true, f).unwrap()
+    }
+
+    fn index_store(dir: &Path) -> FsBackend {
+        crate::FsConfig::new(dir)
+            .with_layout(crate::Layout::Index)
+            .open()
+            .unwrap()
+    }
+
+    fn registry_of(b: &FsBackend) -> Registry {
+        let index = b.index.as_ref().unwrap();
+        *index.shared.get().unwrap().registry.get().unwrap()
+    }
+
+    /// An index made before the registry (its two databases only, and a file beside it) gets
+    /// one at the first write of a process, from a walk: the file is found before and after.
+    #[test]
+    fn an_index_without_a_registry_gets_one_from_its_files() {
+        use cachette_core::plugin::StoreBackendExt;
+        let dir = tempfile::tempdir().unwrap();
+        let env_dir = dir.path().join(INDEX_DIR);
+        std::fs::create_dir(&env_dir).unwrap();
+        {
+            let env = open_env(&env_dir, 1 << 24, false, false).unwrap();
+            let txn = env.write_txn().unwrap();
+            let (items, times) = env
+                .create_databases_and_commit(txn, |opener, txn| -> heed::Result<_> {
+                    let items = opener.create_database::<Raw, Raw>(txn, Some("items"))?;
+                    let times = opener.create_database::<Raw, Raw>(txn, Some("times"))?;
+                    Ok(CommitOrAbort::<_, ()>::Commit((items, times)))
+                })
+                .unwrap()
+                .commit()
+                .unwrap();
+            let mut txn = env.write_txn().unwrap();
+            items.put(&mut txn, b"f/small", b"1").unwrap();
+            times
+                .put(&mut txn, b"f/small", &encode_times(1, 0))
+                .unwrap();
+            txn.commit().unwrap();
+            env.prepare_for_closing().wait();
+        }
+        std::fs::create_dir_all(dir.path().join("g/h")).unwrap();
+        std::fs::write(dir.path().join("g/h/large"), b"a file").unwrap();
+        let (small, large) = (Key::new("f/small").unwrap(), Key::new("g/h/large").unwrap());
+
+        let b = index_store(dir.path());
+        assert_eq!(run(b.get(&small)).unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(run(b.get(&large)).unwrap().as_deref(), Some(&b"a file"[..]));
+        // Reading wrote no registry.
+        assert!(
+            b.index
+                .as_ref()
+                .unwrap()
+                .shared
+                .get()
+                .unwrap()
+                .registry
+                .get()
+                .is_none()
+        );
+        run(b.put(&Key::new("f/new").unwrap(), b"2".to_vec().into())).unwrap();
+        let Registry::Folders(folders) = registry_of(&b) else {
+            panic!("no registry of folders");
+        };
+        let shared = b.index.as_ref().unwrap().shared.get().unwrap();
+        let txn = shared.env.read_txn().unwrap();
+        let recorded: Vec<Vec<u8>> = folders
+            .iter(&txn)
+            .unwrap()
+            .map(|record| record.unwrap().0.to_vec())
+            .collect();
+        assert_eq!(recorded, [b"g/h".to_vec()]);
+        drop(txn);
+        assert_eq!(run(b.get(&large)).unwrap().as_deref(), Some(&b"a file"[..]));
+        assert_eq!(run(b.get(&Key::new("f/none").unwrap())).unwrap(), None);
+    }
+
+    /// A store with more files than the walk looks at records that any folder may hold files:
+    /// every miss looks for one, and every file is found.
+    #[test]
+    fn a_store_too_large_to_walk_looks_for_files_everywhere() {
+        use cachette_core::plugin::StoreBackendExt;
+        let dir = tempfile::tempdir().unwrap();
+        let files = crate::FsConfig::new(dir.path()).open().unwrap();
+        let keys: Vec<Key> = (0..REGISTRY_WALK_MAX + 10)
+            .map(|i| Key::new(format!("f{}/{i}", i % 10)).unwrap())
+            .collect();
+        for (i, key) in keys.iter().enumerate() {
+            run(files.put(key, i.to_le_bytes().to_vec().into())).unwrap();
+        }
+        let b = index_store(dir.path());
+        run(b.put(&Key::new("new/x").unwrap(), b"1".to_vec().into())).unwrap();
+        assert!(matches!(registry_of(&b), Registry::Everywhere));
+        for (i, key) in keys.iter().enumerate() {
+            assert_eq!(
+                run(b.get(key)).unwrap().as_deref(),
+                Some(&i.to_le_bytes()[..])
+            );
+        }
+        std::fs::create_dir(dir.path().join("by-hand")).unwrap();
+        std::fs::write(dir.path().join("by-hand/x"), b"2").unwrap();
+        let by_hand = Key::new("by-hand/x").unwrap();
+        assert_eq!(run(b.get(&by_hand)).unwrap().as_deref(), Some(&b"2"[..]));
     }
 
     #[test]

@@ -202,7 +202,7 @@ use cachette_core::plugin::{
 };
 
 use files::{RecentAccesses, read_range, read_whole, record_access};
-use index::INDEX_DIR;
+use index::{INDEX_DIR, InIndex};
 use tree::{Fault, Info};
 
 /// The URL scheme of this backend.
@@ -492,11 +492,15 @@ impl FsBackend {
         // for an error, a local file or a walk from the root: a read allocates nothing here
         // but the bytes it returns. The index holds no key that fails the check (its writes
         // are checked), so they are checked once the index did not have the key, before any
-        // file is looked for.
-        if let Some(found) = self.index_get(key, options).map_err(fail)? {
+        // answer of a miss.
+        let in_index = self.index_get(key, options).map_err(fail)?;
+        if let InIndex::Found(found) = in_index {
             return Ok(Some(found));
         }
         check_segments(key, op)?;
+        if let InIndex::Nowhere = in_index {
+            return Ok(None);
+        }
         let path = || self.path_of_key(key);
         // A whole read of a small item whose access needs no record now is open, read, close:
         // no `fstat` for its size, its type or its change time.

@@ -2,6 +2,7 @@
 //! that never follows a link and writes nothing, but for the leftovers `sweep` removes.
 
 use std::io;
+use std::ops::ControlFlow;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -16,10 +17,11 @@ use crate::{FsBackend, MAX_SEGMENTS, TEMP_PREFIX, is_reserved};
 impl FsBackend {
     /// Calls `visit` with each entry under `prefix` that is not a folder: the handle of its
     /// folder, its key (which may be no valid key), its name and what `fstatat` said of it.
+    /// The walk ends early when `visit` breaks.
     pub(super) fn walk(
         &self,
         prefix: &Prefix,
-        visit: &mut dyn FnMut(BorrowedFd<'_>, String, &str, &Info),
+        visit: &mut dyn FnMut(BorrowedFd<'_>, String, &str, &Info) -> ControlFlow<()>,
     ) -> Result<(), Fault> {
         let folders: Vec<&str> = if prefix.is_root() {
             Vec::new()
@@ -34,7 +36,7 @@ impl FsBackend {
             return Ok(());
         };
         let mut path = self.path_of(&folders);
-        walk_folder(dir, prefix.as_str(), folders.len(), &mut path, visit)
+        walk_folder(dir, prefix.as_str(), folders.len(), &mut path, visit).map(drop)
     }
 
     pub(super) fn list_blocking(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {
@@ -42,16 +44,17 @@ impl FsBackend {
         let mut items = Vec::new();
         self.walk(prefix, &mut |_, key, name, info| {
             if is_reserved(name) || info.kind != FileType::RegularFile {
-                return;
+                return ControlFlow::Continue(());
             }
             let Ok(key) = Key::new(key) else {
-                return; // A name no key can have: not ours.
+                return ControlFlow::Continue(()); // A name no key can have: not ours.
             };
             items.push(ItemInfo {
                 key,
                 size: info.size,
                 last_access: last_access(info, now),
             });
+            ControlFlow::Continue(())
         })
         .map_err(|fault| fault.into_backend("list", prefix))?;
         Ok(items)
@@ -69,6 +72,7 @@ impl FsBackend {
             {
                 removed += 1;
             }
+            ControlFlow::Continue(())
         })
         .map_err(|fault| fault.into_backend("sweep", prefix))?;
         Ok(removed)
@@ -76,18 +80,18 @@ impl FsBackend {
 }
 
 /// Walks the folder `dir` (at `path`, holding the keys under `key_prefix`, `depth` folders
-/// below the root) and those below it, calling `visit` with every entry that is not a folder.
-/// Folders swapped for links are skipped, never followed.
+/// below the root) and those below it, calling `visit` with every entry that is not a folder,
+/// until it breaks. Folders swapped for links are skipped, never followed.
 fn walk_folder(
     dir: OwnedFd,
     key_prefix: &str,
     depth: usize,
     path: &mut PathBuf,
-    visit: &mut dyn FnMut(BorrowedFd<'_>, String, &str, &Info),
-) -> Result<(), Fault> {
+    visit: &mut dyn FnMut(BorrowedFd<'_>, String, &str, &Info) -> ControlFlow<()>,
+) -> Result<ControlFlow<()>, Fault> {
     let entries = match tree::entries(dir.as_fd()) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ControlFlow::Continue(())),
         Err(e) => return Err(Fault::io(e, &*path)),
     };
     for name in entries {
@@ -100,23 +104,24 @@ fn walk_folder(
         let result = (|| {
             let Some(info) = tree::stat_at(dir.as_fd(), &name).map_err(|e| Fault::io(e, &*path))?
             else {
-                return Ok(()); // Removed since the folder was read.
+                return Ok(ControlFlow::Continue(())); // Removed since the folder was read.
             };
             if info.kind != FileType::Directory {
-                visit(dir.as_fd(), key, &name, &info);
-                return Ok(());
+                return Ok(visit(dir.as_fd(), key, &name, &info));
             }
             if is_reserved(&name) || depth + 1 >= MAX_SEGMENTS {
-                return Ok(());
+                return Ok(ControlFlow::Continue(()));
             }
             match tree::open_dir(dir.as_fd(), &name, path) {
                 Ok(Some(sub)) => walk_folder(sub, &key, depth + 1, path, visit),
-                Ok(None) | Err(Fault::Link(_)) => Ok(()),
+                Ok(None) | Err(Fault::Link(_)) => Ok(ControlFlow::Continue(())),
                 Err(fault) => Err(fault),
             }
         })();
         path.pop();
-        result?;
+        if result?.is_break() {
+            return Ok(ControlFlow::Break(()));
+        }
     }
-    Ok(())
+    Ok(ControlFlow::Continue(()))
 }

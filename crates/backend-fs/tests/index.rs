@@ -397,6 +397,85 @@ async fn long_keys_are_files_and_reserved_names_are_refused() {
     assert_eq!(files_under(dir.path()), IN_EXISTING_ROOT);
 }
 
+/// A miss is answered by the index when the registry knows no file in the key's folder: a file
+/// put there by hand is not looked for, until a file is written through the store in that
+/// folder. Then misses there look for files, in this process and in a new store on the folder.
+#[tokio::test]
+async fn misses_in_folders_without_files_look_for_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    b.put(&key("f/a"), blob(vec![1; 10])).await.unwrap();
+    std::fs::create_dir(dir.path().join("f")).unwrap();
+    std::fs::write(dir.path().join("f/by-hand"), b"not written by the store").unwrap();
+    assert_eq!(b.get(&key("f/by-hand")).await.unwrap(), None);
+    assert_eq!(
+        b.put_if_absent(&key("f/by-hand"), blob(vec![2; 10]))
+            .await
+            .unwrap(),
+        PutOutcome::Created
+    );
+    assert_eq!(
+        b.get(&key("f/by-hand")).await.unwrap().unwrap(),
+        vec![2; 10]
+    );
+    std::fs::write(dir.path().join("f/other"), b"by hand").unwrap();
+
+    // A file written through the store records its folder.
+    b.put(&key("f/large"), blob(vec![3; 100_000]))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.get(&key("f/other")).await.unwrap().as_deref(),
+        Some(&b"by hand"[..])
+    );
+    drop(b);
+    let again = open(dir.path());
+    assert_eq!(
+        again.get(&key("f/other")).await.unwrap().as_deref(),
+        Some(&b"by hand"[..])
+    );
+    assert_eq!(
+        again.get(&key("f/large")).await.unwrap().unwrap(),
+        vec![3; 100_000]
+    );
+    // Reserved names are refused by a miss as before.
+    let e = again.get(&key("g/.cachette-index")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidKey, "{e}");
+}
+
+/// A store written with the files layout, then opened with the index layout: its files are
+/// read before the index exists, and after, once the first write made the registry from the
+/// folders that hold them.
+#[tokio::test]
+async fn files_written_before_the_index_are_found_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = FsConfig::new(dir.path())
+        .with_layout(Layout::Files)
+        .open()
+        .unwrap();
+    let written: Vec<(Key, Vec<u8>)> = [
+        ("f/small", 10),
+        ("f/large", 100_000),
+        ("g/h/deep", 20),
+        ("root-level", 30),
+    ]
+    .into_iter()
+    .map(|(k, len)| (key(k), vec![len as u8; len]))
+    .collect();
+    for (k, v) in &written {
+        files.put(k, blob(v.clone())).await.unwrap();
+    }
+    let b = open(dir.path());
+    for (k, v) in &written {
+        assert_eq!(b.get(k).await.unwrap().as_deref(), Some(&v[..]), "{k}");
+    }
+    b.put(&key("new/one"), blob(vec![4; 10])).await.unwrap();
+    for (k, v) in &written {
+        assert_eq!(b.get(k).await.unwrap().as_deref(), Some(&v[..]), "{k}");
+    }
+    assert_eq!(b.get(&key("new/two")).await.unwrap(), None);
+}
+
 /// A listing gives every item once: those of the index, the large ones in files, and a key
 /// found in both places (a writer stopped between the two steps of a replacement) as the index
 /// has it.
