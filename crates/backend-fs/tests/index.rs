@@ -751,6 +751,31 @@ fn child_if_asked() -> bool {
                 std::thread::sleep(Duration::from_secs(60));
             }
         }
+        "misses" => {
+            // Misses in a folder with no file, then finds what the parent wrote there.
+            block_on(true, b.put(&key("own/x"), blob(vec![1; 10])))
+                .unwrap()
+                .unwrap();
+            for i in 0..8 {
+                let found = block_on(true, b.get(&key(&format!("fresh/{i}")))).unwrap();
+                assert_eq!(found.unwrap(), None);
+            }
+            std::fs::write(dir.join("ready"), b"").unwrap();
+            while !dir.join("go").exists() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            for i in 0..8usize {
+                let found = block_on(true, b.get(&key(&format!("fresh/{i}"))))
+                    .unwrap()
+                    .unwrap();
+                let size = if i % 2 == 0 { 10 } else { 100_000 };
+                assert!(
+                    found.as_deref() == Some(&vec![i as u8; size][..]),
+                    "fresh/{i}: not what the parent wrote ({:?} bytes)",
+                    found.map(|f| f.len())
+                );
+            }
+        }
         other => panic!("unknown child task {other}"),
     }
     true
@@ -827,6 +852,37 @@ fn create_is_exactly_once_between_processes() {
             "race/{k}: the winner's value is not stored"
         );
     }
+}
+
+/// A process that missed keys in a folder with no file, its registry open, finds the files
+/// another process writes there afterwards.
+#[test]
+fn files_written_by_another_process_are_found_after_misses() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = spawn_child(&format!("misses:0:{}", dir.path().display()));
+    let start = Instant::now();
+    while !dir.path().join("ready").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the child never missed"
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the child ended: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let b = open(&dir.path().join("store"));
+    for i in 0..8usize {
+        let size = if i % 2 == 0 { 10 } else { 100_000 };
+        block_on(
+            true,
+            b.put(&key(&format!("fresh/{i}")), blob(vec![i as u8; size])),
+        )
+        .unwrap()
+        .unwrap();
+    }
+    std::fs::write(dir.path().join("go"), b"").unwrap();
+    assert!(child.wait().unwrap().success());
 }
 
 #[test]
