@@ -816,6 +816,25 @@ fn spawn_child(task: &str) -> std::process::Child {
         .unwrap()
 }
 
+/// Waits (at most a minute) until `child` makes the file `marker`; fails if it ends first.
+fn wait_for_child(child: &mut std::process::Child, marker: &Path) {
+    let start = Instant::now();
+    while !marker.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the child never made {}",
+            marker.display()
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "the child ended before making {}: {status}",
+                marker.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 #[test]
 fn create_is_exactly_once_between_processes() {
     let dir = tempfile::tempdir().unwrap();
@@ -860,17 +879,7 @@ fn create_is_exactly_once_between_processes() {
 fn files_written_by_another_process_are_found_after_misses() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = spawn_child(&format!("misses:0:{}", dir.path().display()));
-    let start = Instant::now();
-    while !dir.path().join("ready").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the child never missed"
-        );
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the child ended: {status}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_child(&mut child, &dir.path().join("ready"));
     let b = open(&dir.path().join("store"));
     for i in 0..8usize {
         let size = if i % 2 == 0 { 10 } else { 100_000 };
@@ -893,14 +902,7 @@ fn a_writer_killed_at_any_moment_leaves_whole_items() {
     for round in 0..8 {
         let _ = std::fs::remove_file(dir.path().join("started"));
         let mut child = spawn_child(&format!("write:0:{}", dir.path().display()));
-        let started = Instant::now();
-        while !dir.path().join("started").exists() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the child did not start"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_for_child(&mut child, &dir.path().join("started"));
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
@@ -1039,14 +1041,7 @@ fn claims_exclude_each_other_until_dropped() {
 fn a_killed_holder_releases_its_claim() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = spawn_child(&format!("claim:0:{}", dir.path().display()));
-    let t0 = Instant::now();
-    while !dir.path().join("started").exists() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "the child never started"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_child(&mut child, &dir.path().join("started"));
     let b = open(&dir.path().join("store"));
     let k = key("claimed/1");
     assert!(!is_held(b.try_claim(&k)), "the child holds it");
