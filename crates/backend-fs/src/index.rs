@@ -13,7 +13,8 @@
 //!   finds none (an index made before it), from one walk of the store's folders; a store too
 //!   large to walk, or one that could not be walked whole, records [`EVERYWHERE`], and then
 //!   every miss looks for a file, as it did before the registry. A process that only reads an
-//!   index without a registry looks for files too.
+//!   index without a registry looks for files too, and so does one that published a file the
+//!   full index had no room to record (`Shared::no_room_for_folders`).
 //!
 //! Every write that may change which representation holds a key runs while holding LMDB's
 //! write transaction, which is a lock shared by every process using the environment: a small
@@ -178,6 +179,9 @@ struct Shared {
     registry: OnceLock<Registry>,
     /// A read looked for the registry and found none (it is looked for again by a write).
     no_registry_read: AtomicBool,
+    /// The registry had no room for a folder this process published a file in: its reads look
+    /// for files in every folder.
+    files_everywhere: AtomicBool,
     /// Commits are flushed to the device by LMDB (the environment was opened without
     /// `MDB_NOSYNC`).
     synced: bool,
@@ -277,11 +281,15 @@ impl Shared {
         Ok(*self.registry.get_or_init(|| registry))
     }
 
-    /// Whether `key` may be a file, as the registry says (yes if there is none).
+    /// Whether `key` may be a file, as the registry says (yes if there is none, or this process
+    /// could not write to it).
     fn may_be_file(&self, txn: &heed::RoTxn<'_>, key: &Key) -> heed::Result<bool> {
         let Some(Registry::Folders(folders)) = self.registry.get() else {
             return Ok(true);
         };
+        if self.files_everywhere.load(Ordering::Relaxed) {
+            return Ok(true);
+        }
         let folder = key.parent();
         // A key at the root has no folder to record: it is always looked for.
         Ok(folder.is_empty() || folders.get(txn, folder.as_bytes())?.is_some())
@@ -293,12 +301,26 @@ impl Shared {
         let Some(Registry::Folders(folders)) = self.registry.get() else {
             return Ok(false);
         };
+        if self.files_everywhere.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
         let folder = key.parent().as_bytes();
         if folder.is_empty() || folders.get(txn, folder)?.is_some() {
             return Ok(false);
         }
         folders.put(txn, folder, &[])?;
         Ok(true)
+    }
+
+    /// Notes that the registry had no room for a folder this process publishes a file in: its
+    /// reads then look for files in every folder (warned once).
+    fn no_room_for_folders(&self, location: &str, e: &heed::Error) {
+        if !self.files_everywhere.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                target: "cachette",
+                "{location}: the index is full ({e}); this process looks for files in every folder, and other processes may not see the files it writes"
+            );
+        }
     }
 
     /// Records an access to `key` in memory; writes the pending ones if there are many, or the
@@ -421,6 +443,7 @@ fn open_shared(dir: &Path, map_size: usize, durable: bool) -> heed::Result<Arc<S
         dbs: OnceLock::new(),
         registry: OnceLock::new(),
         no_registry_read: AtomicBool::new(false),
+        files_everywhere: AtomicBool::new(false),
         synced: durable,
         pending: Mutex::default(),
         claims: Arc::default(),
@@ -612,7 +635,12 @@ impl FsBackend {
         };
         if shared.registry.get().is_none() {
             if create {
-                self.make_registry(&shared).map_err(fail)?;
+                match self.make_registry(&shared) {
+                    Ok(()) => {}
+                    // A full index has no room for it: misses look for files, as without one.
+                    Err(e) if is_full(&e) => {}
+                    Err(e) => return Err(fail(e)),
+                }
             } else if !shared.no_registry_read.load(Ordering::Relaxed)
                 && shared.open_registry().map_err(fail)?.is_none()
             {
@@ -806,7 +834,8 @@ impl FsBackend {
         };
         if mode == PutMode::Create
             && (dbs.items.get(&txn, k).map_err(fail)?.is_some()
-                || (!no_file(&txn, key)? && self.has_file(key, segments)?))
+                || (shared.may_be_file(&txn, key).map_err(fail)?
+                    && self.has_file(key, segments)?))
         {
             return Ok(Some(Written::Alone(PutOutcome::AlreadyExists)));
         }
@@ -872,21 +901,39 @@ impl FsBackend {
             return publish();
         };
         let fail = |e| lmdb_fault(e, &index.dir);
-        let mut txn = shared.env.write_txn().map_err(fail)?;
-        if create && dbs.items.get(&txn, k).map_err(fail)?.is_some() {
-            return Ok(PutOutcome::AlreadyExists);
-        }
-        // Recorded before the file is published, and committed with what follows: readers
-        // that trust the registry look for the file once it may be there.
-        let registered = shared.register_folder(&mut txn, key).map_err(fail)?;
+        let (mut txn, registered) = loop {
+            let mut txn = shared.env.write_txn().map_err(fail)?;
+            if create && dbs.items.get(&txn, k).map_err(fail)?.is_some() {
+                return Ok(PutOutcome::AlreadyExists);
+            }
+            // Recorded before the file is published, and committed with what follows: readers
+            // that trust the registry look for the file once it may be there. A full index has
+            // no room for the record: this process then looks for files in every folder, and
+            // publishes in a transaction of its own (a failed put leaves none to go on with).
+            match shared.register_folder(&mut txn, key) {
+                Ok(registered) => break (txn, registered),
+                Err(e) if is_full(&e) => {
+                    drop(txn);
+                    shared.no_room_for_folders(&self.location, &e);
+                }
+                Err(e) => return Err(fail(e)),
+            }
+        };
         let outcome = publish()?;
-        let mut changed = registered;
+        let mut deleted = false;
         if outcome == PutOutcome::Created {
-            changed |= dbs.items.delete(&mut txn, k).map_err(fail)?;
-            changed |= dbs.times.delete(&mut txn, k).map_err(fail)?;
+            deleted |= dbs.items.delete(&mut txn, k).map_err(fail)?;
+            deleted |= dbs.times.delete(&mut txn, k).map_err(fail)?;
         }
-        if changed {
-            shared.commit(txn, index.durable).map_err(fail)?;
+        if registered || deleted {
+            match shared.commit(txn, index.durable) {
+                Ok(()) => {}
+                // The record alone did not fit: the file is published all the same.
+                Err(e) if is_full(&e) && !deleted => {
+                    shared.no_room_for_folders(&self.location, &e);
+                }
+                Err(e) => return Err(fail(e)),
+            }
         }
         Ok(outcome)
     }
@@ -1247,6 +1294,36 @@ mod tests {
         std::fs::write(dir.path().join("by-hand/x"), b"2").unwrap();
         let by_hand = Key::new("by-hand/x").unwrap();
         assert_eq!(run(b.get(&by_hand)).unwrap().as_deref(), Some(&b"2"[..]));
+    }
+
+    /// A full index stores small items as files, in folders the registry holds and in new
+    /// ones, and finds them again: the process that could not record a folder looks for files
+    /// in every folder.
+    #[test]
+    fn a_full_index_stores_files_in_new_folders_and_finds_them() {
+        use cachette_core::plugin::StoreBackendExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::FsConfig::new(dir.path()).with_layout(crate::Layout::Index);
+        config.index_map_size = 1 << 20;
+        let b = config.open().unwrap();
+        let value = |i: usize| vec![i as u8; 1000];
+        let keys: Vec<Key> = (0..3000)
+            .map(|i| Key::new(format!("f{i}/x")).unwrap())
+            .collect();
+        for (i, key) in keys.iter().enumerate() {
+            run(b.put(key, value(i).into())).unwrap();
+        }
+        let files = keys
+            .iter()
+            .filter(|key| dir.path().join(key.as_str()).exists())
+            .count();
+        assert!(files > 0, "the index never filled");
+        let shared = b.index.as_ref().unwrap().shared.get().unwrap();
+        assert!(shared.files_everywhere.load(Ordering::Relaxed));
+        for (i, key) in keys.iter().enumerate() {
+            let got = run(b.get(key)).unwrap().unwrap();
+            assert!(got[..] == value(i)[..], "{key}");
+        }
     }
 
     #[test]
