@@ -281,31 +281,33 @@ impl Shared {
         Ok(*self.registry.get_or_init(|| registry))
     }
 
-    /// Whether `key` may be a file, as the registry says (yes if there is none, or this process
-    /// could not write to it).
-    fn may_be_file(&self, txn: &heed::RoTxn<'_>, key: &Key) -> heed::Result<bool> {
+    /// The registry's database and the folder of `key`, when the registry answers for it: it
+    /// records folders, this process could write to it, and `key` has a folder (a key at the
+    /// root has none to record: it is always looked for).
+    fn folder_record<'k>(&self, key: &'k Key) -> Option<(Db, &'k [u8])> {
         let Some(Registry::Folders(folders)) = self.registry.get() else {
+            return None;
+        };
+        let folder = key.parent();
+        (!self.files_everywhere.load(Ordering::Relaxed) && !folder.is_empty())
+            .then_some((*folders, folder.as_bytes()))
+    }
+
+    /// Whether `key` may be a file, as the registry says (yes if it cannot answer).
+    fn may_be_file(&self, txn: &heed::RoTxn<'_>, key: &Key) -> heed::Result<bool> {
+        let Some((folders, folder)) = self.folder_record(key) else {
             return Ok(true);
         };
-        if self.files_everywhere.load(Ordering::Relaxed) {
-            return Ok(true);
-        }
-        let folder = key.parent();
-        // A key at the root has no folder to record: it is always looked for.
-        Ok(folder.is_empty() || folders.get(txn, folder.as_bytes())?.is_some())
+        Ok(folders.get(txn, folder)?.is_some())
     }
 
     /// Records the folder of `key` in the registry, in `txn`, unless it is there. Whether it
     /// recorded it.
     fn register_folder(&self, txn: &mut RwTxn<'_>, key: &Key) -> heed::Result<bool> {
-        let Some(Registry::Folders(folders)) = self.registry.get() else {
+        let Some((folders, folder)) = self.folder_record(key) else {
             return Ok(false);
         };
-        if self.files_everywhere.load(Ordering::Relaxed) {
-            return Ok(false);
-        }
-        let folder = key.parent().as_bytes();
-        if folder.is_empty() || folders.get(txn, folder)?.is_some() {
+        if folders.get(txn, folder)?.is_some() {
             return Ok(false);
         }
         folders.put(txn, folder, &[])?;
