@@ -27,6 +27,24 @@ use wire::{Ports, http, redis_cmd};
 const BUCKET: &str = "cachette-test";
 /// How tests start their own moto server (exported as `CACHETTE_TEST_MOTO_CMD`).
 const MOTO_CMD: &str = "python3 -m moto.server";
+/// The shared moto server, run by `python3 -c`: moto's object `PUT` checks `If-None-Match: *`
+/// and then stores, in a server with a thread per request, so two racing creates both won now
+/// and then (2 of 600 rounds of 8 racers); S3 makes the two one step. Object `PUT`s take one
+/// lock here, which makes them so. A moto without the method runs as it is, with a warning.
+const MOTO_SERVER: &str = "\
+import threading, moto.server
+from moto.s3.responses import S3Response
+put = getattr(S3Response, 'put_object', None)
+if put is None:
+    print('services: moto has no S3Response.put_object; racing conditional PUTs may both win', flush=True)
+else:
+    lock = threading.Lock()
+    def put_object(self, *args, **kwargs):
+        with lock:
+            return put(self, *args, **kwargs)
+    S3Response.put_object = put_object
+moto.server.main()
+";
 const CLUSTER_NODES: usize = 3;
 /// Server ports are drawn from here; cluster bus ports (+10000) stay below the
 /// usual ephemeral range (32768..), so they do not collide with client sockets.
@@ -474,7 +492,7 @@ impl Services {
             }
             Kind::Moto => {
                 let mut cmd = Command::new("python3");
-                cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port_s])
+                cmd.args(["-c", MOTO_SERVER, "-H", "127.0.0.1", "-p", &port_s])
                     .env("PYTHONUNBUFFERED", "1");
                 cmd
             }
