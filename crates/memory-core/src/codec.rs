@@ -5,8 +5,11 @@
 //! default is MessagePack through `rmp-serde`. Decoding is data only: loading an entry never runs
 //! code.
 
+use std::any::Any;
 use std::fmt::Debug;
 
+use rmp_serde::config::{DefaultConfig, StructMapConfig};
+use rmp_serde::decode::ReadRefReader;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -22,7 +25,10 @@ impl CodecError {
 }
 
 /// A serialization format for outputs.
-pub trait Codec: Debug + Send + Sync + 'static {
+///
+/// Every `'static` type is [`Any`]: the bound lets the default codec, [`MessagePack`], be
+/// recognised and run without type erasure.
+pub trait Codec: Any + Debug + Send + Sync {
     /// A stable id, stored in each entry's metadata (`"msgpack"`).
     fn id(&self) -> &'static str;
 
@@ -49,11 +55,17 @@ pub fn encode_value<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<(), CodecError> {
+    if (codec as &dyn Any).is::<MessagePack>() {
+        return MessagePack::encode_typed(value, out);
+    }
     codec.encode(&value as &dyn erased_serde::Serialize, out)
 }
 
 /// Decodes a value with a codec.
 pub fn decode_value<T: DeserializeOwned>(codec: &dyn Codec, bytes: &[u8]) -> Result<T, CodecError> {
+    if (codec as &dyn Any).is::<MessagePack>() {
+        return MessagePack::decode_typed(bytes);
+    }
     let mut slot: Option<T> = None;
     codec.decode(bytes, &mut |de| {
         slot = Some(erased_serde::deserialize::<T>(de)?);
@@ -76,6 +88,35 @@ impl MessagePack {
     pub const MAX_DEPTH: usize = 128;
 }
 
+impl MessagePack {
+    /// The serializer every encoding goes through, typed or erased.
+    fn serializer(
+        out: &mut Vec<u8>,
+    ) -> rmp_serde::Serializer<&mut Vec<u8>, StructMapConfig<DefaultConfig>> {
+        rmp_serde::Serializer::new(out).with_struct_map()
+    }
+
+    /// The deserializer every decoding goes through, typed or erased. Reading from the borrowed
+    /// slice copies each string and byte string once.
+    fn deserializer(bytes: &[u8]) -> rmp_serde::Deserializer<ReadRefReader<'_, [u8]>> {
+        let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
+        de.set_max_depth(MessagePack::MAX_DEPTH);
+        de
+    }
+
+    /// [`Codec::encode`] of a value of a known type: the same bytes, without type erasure.
+    fn encode_typed<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        value
+            .serialize(&mut Self::serializer(out))
+            .map_err(CodecError::new)
+    }
+
+    /// [`Codec::decode`] into a known type: the same checks, without type erasure.
+    fn decode_typed<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+        T::deserialize(&mut Self::deserializer(bytes)).map_err(CodecError::new)
+    }
+}
+
 impl Codec for MessagePack {
     fn id(&self) -> &'static str {
         "msgpack"
@@ -86,8 +127,9 @@ impl Codec for MessagePack {
         value: &dyn erased_serde::Serialize,
         out: &mut Vec<u8>,
     ) -> Result<(), CodecError> {
-        let mut ser = rmp_serde::Serializer::new(out).with_struct_map();
-        value.serialize(&mut ser).map_err(CodecError::new)
+        value
+            .serialize(&mut Self::serializer(out))
+            .map_err(CodecError::new)
     }
 
     fn decode<'de>(
@@ -97,9 +139,7 @@ impl Codec for MessagePack {
             &mut dyn erased_serde::Deserializer<'de>,
         ) -> Result<(), erased_serde::Error>,
     ) -> Result<(), CodecError> {
-        // Reading from the borrowed slice copies each string and byte string once.
-        let mut de = rmp_serde::Deserializer::from_read_ref(bytes);
-        de.set_max_depth(MessagePack::MAX_DEPTH);
+        let mut de = Self::deserializer(bytes);
         let mut erased = <dyn erased_serde::Deserializer>::erase(&mut de);
         visit(&mut erased).map_err(CodecError::new)
     }
@@ -153,6 +193,75 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    /// Another codec's type that writes MessagePack: decoded through type erasure.
+    #[derive(Debug)]
+    struct Erased;
+
+    impl Codec for Erased {
+        fn id(&self) -> &'static str {
+            "msgpack"
+        }
+
+        fn encode(
+            &self,
+            value: &dyn erased_serde::Serialize,
+            out: &mut Vec<u8>,
+        ) -> Result<(), CodecError> {
+            MessagePack.encode(value, out)
+        }
+
+        fn decode<'de>(
+            &self,
+            bytes: &'de [u8],
+            visit: &mut dyn FnMut(
+                &mut dyn erased_serde::Deserializer<'de>,
+            ) -> Result<(), erased_serde::Error>,
+        ) -> Result<(), CodecError> {
+            MessagePack.decode(bytes, visit)
+        }
+    }
+
+    /// The default codec runs without type erasure: the same bytes, values and refusals as
+    /// through it.
+    #[test]
+    fn the_typed_path_agrees_with_the_erased_one() {
+        type Value = (
+            i64,
+            Vec<f64>,
+            BTreeMap<String, Option<i64>>,
+            String,
+            Vec<u8>,
+        );
+        let value: Value = (
+            -7,
+            vec![1.0, 2.5],
+            [("a".to_owned(), Some(1)), ("b".to_owned(), None)].into(),
+            "é".into(),
+            vec![0, 255],
+        );
+        let (mut typed, mut erased) = (Vec::new(), Vec::new());
+        encode_value(&MessagePack, &value, &mut typed).unwrap();
+        encode_value(&Erased, &value, &mut erased).unwrap();
+        assert_eq!(typed, erased);
+        let back: Value = decode_value(&MessagePack, &typed).unwrap();
+        assert_eq!(back, decode_value::<Value>(&Erased, &typed).unwrap());
+        assert_eq!(back, value);
+        for bad in [&typed[..typed.len() - 1], &[0xc1], &nested(1024)[..]] {
+            let (a, b) = (
+                decode_value::<Value>(&MessagePack, bad).unwrap_err(),
+                decode_value::<Value>(&Erased, bad).unwrap_err(),
+            );
+            assert!(!a.0.is_empty() && !b.0.is_empty(), "{a:?} {b:?}");
+        }
+        let deep = nested(MessagePack::MAX_DEPTH + 1);
+        assert!(
+            decode_value::<Nested>(&Erased, &deep)
+                .unwrap_err()
+                .0
+                .contains("depth")
+        );
     }
 
     #[test]
