@@ -584,16 +584,17 @@ impl FsBackend {
     /// The open environment and its databases. With `create`, they are created if missing
     /// (the folders too); without, `None` when the environment or its databases do not exist,
     /// and nothing is created. `None` also when the store is on a network file system.
-    fn index_handles(
+    fn index_handles<'i>(
         &self,
-        index: &Index,
+        index: &'i Index,
         create: bool,
-    ) -> Result<Option<(Arc<Shared>, Dbs)>, Fault> {
+    ) -> Result<Option<(&'i Shared, Dbs)>, Fault> {
         if index.unusable.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        let shared = match index.shared.get() {
-            Some(shared) => shared.clone(),
+        // Borrowed, not cloned: a hit takes no reference count.
+        let shared: &Shared = match index.shared.get() {
+            Some(shared) => shared,
             None => {
                 let dir = if create {
                     self.make_folders(&[INDEX_DIR])?
@@ -628,7 +629,7 @@ impl FsBackend {
                 }
                 let shared = open_shared(&index.dir, index.map_size, index.durable)
                     .map_err(|e| lmdb_fault(e, &index.dir))?;
-                index.shared.get_or_init(|| shared).clone()
+                index.shared.get_or_init(|| shared)
             }
         };
         let fail = |e| lmdb_fault(e, &index.dir);
@@ -637,7 +638,7 @@ impl FsBackend {
         };
         if shared.registry.get().is_none() {
             if create {
-                match self.make_registry(&shared) {
+                match self.make_registry(shared) {
                     Ok(()) => {}
                     // A full index has no room for it: misses look for files, as without one.
                     Err(e) if is_full(&e) => {}

@@ -551,13 +551,14 @@ where
         memo.put(place, slot, epoch);
     }
 
-    /// Interprets what the store gave for `key`: the output, or `None` to compute it.
+    /// Interprets what the store gave for `key`: the output, or `None` to compute it. A load
+    /// is reported, with the time since `started`, when that is given.
     fn use_stored<P: Faults>(
         &self,
         key: &Key,
         found: Result<Option<crate::store::Checked>, Error>,
         mode: MmapMode,
-        started: Instant,
+        started: Option<Instant>,
         faults: P,
     ) -> Result<Option<R>, P::Fault> {
         let unusable = |e: Error| {
@@ -625,7 +626,7 @@ where
             self.keep(&out, place, epoch, validated, stored_secs, weight);
         }
         self.count_hit(stored_secs);
-        if self.verbosity() > 1 {
+        if let Some(started) = started {
             verbose::loaded(
                 &self.shared.reporter,
                 &self.func.id,
@@ -643,7 +644,7 @@ where
         &self,
         key: &Key,
         mode: MmapMode,
-        started: Instant,
+        started: Option<Instant>,
         faults: P,
     ) -> Result<(Option<R>, bool), P::Fault> {
         let code = Some(self.func.id.code_identity());
@@ -803,7 +804,8 @@ where
         if self.gave_up() {
             return self.uncached(args, compute).await.map_err(Failed::Function);
         }
-        let started = Instant::now();
+        // Only a verbose memory reports how long a load took: a hit reads no clock for it.
+        let started = (self.verbosity() > 1).then(Instant::now);
         let (found, absent) = self
             .load(&key, mode, started, faults)
             .await

@@ -429,7 +429,10 @@ impl LatencyCounters {
         let n = nanos(elapsed);
         self.count.fetch_add(1, Ordering::Relaxed);
         self.total_nanos.fetch_add(n, Ordering::Relaxed);
-        self.max_nanos.fetch_max(n, Ordering::Relaxed);
+        // Most reads are no slower than the slowest so far: a load, not a locked exchange.
+        if n > self.max_nanos.load(Ordering::Relaxed) {
+            self.max_nanos.fetch_max(n, Ordering::Relaxed);
+        }
     }
 
     fn snapshot(&self) -> Latency {
