@@ -670,17 +670,18 @@ impl FsBackend {
                 let mut seen = 0usize;
                 let mut everywhere = false;
                 let mut failed = None;
-                let walked = self.walk(&Prefix::root(), &mut |_, key, name, _| {
-                    if crate::is_reserved(name) {
-                        return ControlFlow::Continue(());
+                let walked = self.walk(&Prefix::root(), &mut |entry| {
+                    let key = entry.key;
+                    if crate::is_reserved(entry.name) {
+                        return Ok(ControlFlow::Continue(()));
                     }
                     seen += 1;
                     if seen > REGISTRY_WALK_MAX {
                         everywhere = true;
-                        return ControlFlow::Break(());
+                        return Ok(ControlFlow::Break(()));
                     }
                     let Some((folder, _)) = key.rsplit_once('/') else {
-                        return ControlFlow::Continue(()); // At the root: always looked for.
+                        return Ok(ControlFlow::Continue(())); // At the root: always looked for.
                     };
                     let recorded = folders
                         .get(txn, folder.as_bytes())
@@ -691,13 +692,13 @@ impl FsBackend {
                             }
                             Ok(())
                         });
-                    match recorded {
+                    Ok(match recorded {
                         Ok(()) => ControlFlow::Continue(()),
                         Err(e) => {
                             failed = Some(e);
                             ControlFlow::Break(())
                         }
-                    }
+                    })
                 });
                 if let Some(e) = failed {
                     return Err(e);

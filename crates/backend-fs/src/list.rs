@@ -4,7 +4,7 @@
 use std::io;
 use std::ops::ControlFlow;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use cachette_core::plugin::{BackendResult, ItemInfo, Key, Prefix};
@@ -15,13 +15,12 @@ use crate::tree::{self, Fault, Info};
 use crate::{FsBackend, MAX_SEGMENTS, TEMP_PREFIX, is_reserved};
 
 impl FsBackend {
-    /// Calls `visit` with each entry under `prefix` that is not a folder: the handle of its
-    /// folder, its key (which may be no valid key), its name and what `fstatat` said of it.
-    /// The walk ends early when `visit` breaks.
+    /// Calls `visit` with each entry under `prefix` that is not a folder (see [`Walked`]). The
+    /// walk ends early when `visit` breaks, and fails when it does.
     pub(super) fn walk(
         &self,
         prefix: &Prefix,
-        visit: &mut dyn FnMut(BorrowedFd<'_>, String, &str, &Info) -> ControlFlow<()>,
+        visit: &mut dyn FnMut(&Walked<'_>) -> Result<ControlFlow<()>, Fault>,
     ) -> Result<(), Fault> {
         let folders: Vec<&str> = if prefix.is_root() {
             Vec::new()
@@ -36,25 +35,32 @@ impl FsBackend {
             return Ok(());
         };
         let mut path = self.path_of(&folders);
-        walk_folder(dir, prefix.as_str(), folders.len(), &mut path, visit).map(drop)
+        let mut key = prefix.as_str().to_owned();
+        walk_folder(dir, &mut key, folders.len(), &mut path, visit).map(drop)
     }
 
     pub(super) fn list_blocking(&self, prefix: &Prefix) -> BackendResult<Vec<ItemInfo>> {
         let now = SystemTime::now();
         let mut items = Vec::new();
-        self.walk(prefix, &mut |_, key, name, info| {
-            if is_reserved(name) || info.kind != FileType::RegularFile {
-                return ControlFlow::Continue(());
+        self.walk(prefix, &mut |entry| {
+            if is_reserved(entry.name) || !entry.may_be_file() {
+                return Ok(ControlFlow::Continue(()));
             }
-            let Ok(key) = Key::new(key) else {
-                return ControlFlow::Continue(()); // A name no key can have: not ours.
+            let Some(info) = entry.info()? else {
+                return Ok(ControlFlow::Continue(())); // Removed since the folder was read.
+            };
+            if info.kind != FileType::RegularFile {
+                return Ok(ControlFlow::Continue(()));
+            }
+            let Ok(key) = Key::new(entry.key) else {
+                return Ok(ControlFlow::Continue(())); // A name no key can have: not ours.
             };
             items.push(ItemInfo {
                 key,
                 size: info.size,
-                last_access: last_access(info, now),
+                last_access: last_access(&info, now),
             });
-            ControlFlow::Continue(())
+            Ok(ControlFlow::Continue(()))
         })
         .map_err(|fault| fault.into_backend("list", prefix))?;
         Ok(items)
@@ -63,62 +69,108 @@ impl FsBackend {
     pub(super) fn sweep_blocking(&self, prefix: &Prefix) -> BackendResult<u64> {
         let now = SystemTime::now();
         let mut removed = 0u64;
-        self.walk(prefix, &mut |dir, _, name, info| {
+        self.walk(prefix, &mut |entry| {
+            // Only temporary files are looked at closer: the others cost no system call.
+            if !entry.name.starts_with(TEMP_PREFIX) || !entry.may_be_file() {
+                return Ok(ControlFlow::Continue(()));
+            }
+            let Some(info) = entry.info()? else {
+                return Ok(ControlFlow::Continue(()));
+            };
             let age = now.duration_since(info.mtime).unwrap_or_default();
             if info.kind == FileType::RegularFile
-                && name.starts_with(TEMP_PREFIX)
-                && is_leftover(name, age)
-                && matches!(tree::unlink(dir, name), Ok(true))
+                && is_leftover(entry.name, age)
+                && matches!(tree::unlink(entry.dir, entry.name), Ok(true))
             {
                 removed += 1;
             }
-            ControlFlow::Continue(())
+            Ok(ControlFlow::Continue(()))
         })
         .map_err(|fault| fault.into_backend("sweep", prefix))?;
         Ok(removed)
     }
 }
 
-/// Walks the folder `dir` (at `path`, holding the keys under `key_prefix`, `depth` folders
-/// below the root) and those below it, calling `visit` with every entry that is not a folder,
-/// until it breaks. Folders swapped for links are skipped, never followed.
+/// An entry met by a walk, which is not a folder.
+pub(super) struct Walked<'a> {
+    /// Its folder.
+    pub(super) dir: BorrowedFd<'a>,
+    /// Its key (which may be no valid key).
+    pub(super) key: &'a str,
+    pub(super) name: &'a str,
+    /// What the folder says it is: [`FileType::Unknown`] when the file system does not say.
+    kind: FileType,
+    /// Its folder's path, for messages.
+    folder: &'a Path,
+}
+
+impl Walked<'_> {
+    /// Whether it may be a regular file, as its folder says.
+    pub(super) fn may_be_file(&self) -> bool {
+        matches!(self.kind, FileType::RegularFile | FileType::Unknown)
+    }
+
+    /// What `fstatat` says of it now; `None` when it was removed since the folder was read.
+    pub(super) fn info(&self) -> Result<Option<Info>, Fault> {
+        tree::stat_at(self.dir, self.name).map_err(|e| Fault::io(e, self.folder.join(self.name)))
+    }
+}
+
+/// Walks the folder `dir` (at `path`, holding the keys under `key`, `depth` folders below the
+/// root) and those below it, calling `visit` with every entry that is not a folder, until it
+/// breaks. Folders swapped for links are skipped, never followed. An entry is looked at with
+/// `fstatat` only when its folder does not say whether it is a folder, or `visit` asks.
+/// `key` and `path` are given back as they came.
 fn walk_folder(
     dir: OwnedFd,
-    key_prefix: &str,
+    key: &mut String,
     depth: usize,
     path: &mut PathBuf,
-    visit: &mut dyn FnMut(BorrowedFd<'_>, String, &str, &Info) -> ControlFlow<()>,
+    visit: &mut dyn FnMut(&Walked<'_>) -> Result<ControlFlow<()>, Fault>,
 ) -> Result<ControlFlow<()>, Fault> {
     let entries = match tree::entries(dir.as_fd()) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(ControlFlow::Continue(())),
         Err(e) => return Err(Fault::io(e, &*path)),
     };
-    for name in entries {
-        let key = if key_prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{key_prefix}/{name}")
-        };
-        path.push(&name);
+    let key_len = key.len();
+    for (name, mut kind) in entries.iter() {
+        if key_len > 0 {
+            key.push('/');
+        }
+        key.push_str(name);
         let result = (|| {
-            let Some(info) = tree::stat_at(dir.as_fd(), &name).map_err(|e| Fault::io(e, &*path))?
-            else {
-                return Ok(ControlFlow::Continue(())); // Removed since the folder was read.
-            };
-            if info.kind != FileType::Directory {
-                return Ok(visit(dir.as_fd(), key, &name, &info));
+            if kind == FileType::Unknown {
+                let Some(info) =
+                    tree::stat_at(dir.as_fd(), name).map_err(|e| Fault::io(e, path.join(name)))?
+                else {
+                    return Ok(ControlFlow::Continue(())); // Removed since the folder was read.
+                };
+                kind = info.kind;
             }
-            if is_reserved(&name) || depth + 1 >= MAX_SEGMENTS {
+            if kind != FileType::Directory {
+                let entry = Walked {
+                    dir: dir.as_fd(),
+                    key,
+                    name,
+                    kind,
+                    folder: path,
+                };
+                return visit(&entry);
+            }
+            if is_reserved(name) || depth + 1 >= MAX_SEGMENTS {
                 return Ok(ControlFlow::Continue(()));
             }
-            match tree::open_dir(dir.as_fd(), &name, path) {
-                Ok(Some(sub)) => walk_folder(sub, &key, depth + 1, path, visit),
+            path.push(name);
+            let walked = match tree::open_dir(dir.as_fd(), name, path) {
+                Ok(Some(sub)) => walk_folder(sub, key, depth + 1, path, visit),
                 Ok(None) | Err(Fault::Link(_)) => Ok(ControlFlow::Continue(())),
                 Err(fault) => Err(fault),
-            }
+            };
+            path.pop();
+            walked
         })();
-        path.pop();
+        key.truncate(key_len);
         if result?.is_break() {
             return Ok(ControlFlow::Break(()));
         }

@@ -290,6 +290,40 @@ async fn list_writes_nothing_and_sweep_removes_only_abandoned_temporary_files() 
     );
 }
 
+/// A folder whose entries take many reads of the folder (long names, thousands of them) is
+/// listed whole, nested folders included, and swept there too.
+#[tokio::test]
+async fn large_folders_are_listed_and_swept_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = FsBackend::new(dir.path()).unwrap();
+    let long = "n".repeat(200);
+    let mut keys: Vec<String> = (0..1500).map(|i| format!("f/{long}{i:04}")).collect();
+    keys.push(format!("f/g/{long}"));
+    keys.push("h".to_owned());
+    for k in &keys {
+        b.put(&key(k), value(b"v")).await.unwrap();
+    }
+    let dead = dir
+        .path()
+        .join("f/g")
+        .join(temp_name(owner_tag(), dead_pid(), "item"));
+    std::fs::write(&dead, b"partial").unwrap();
+
+    let mut listed: Vec<String> = b
+        .list(&Prefix::root())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.key.as_str().to_owned())
+        .collect();
+    listed.sort();
+    keys.sort();
+    assert_eq!(listed, keys);
+    assert_eq!(b.sweep(&Prefix::new("f").unwrap()).await.unwrap(), 1);
+    assert!(!dead.exists());
+    assert_eq!(b.list(&Prefix::new("f/g").unwrap()).await.unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn delete_many_spares_the_temporary_files_of_live_writers() {
     let dir = tempfile::tempdir().unwrap();
