@@ -430,6 +430,12 @@ fn open_shared(dir: &Path, map_size: usize, durable: bool) -> heed::Result<Arc<S
             other => break other?,
         }
     };
+    if let Some(why) = cut_short(&env)? {
+        return Err(heed::Error::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            why,
+        )));
+    }
     // Reader slots of processes that died (a crash, `kill -9`) would pin old pages for ever.
     match env.clear_stale_readers() {
         Ok(0) => {}
@@ -452,6 +458,19 @@ fn open_shared(dir: &Path, map_size: usize, durable: bool) -> heed::Result<Arc<S
     });
     open.insert(path, Arc::downgrade(&shared));
     Ok(shared)
+}
+
+/// Why the environment's data file cannot be read, if it cannot: LMDB maps the file and reads
+/// the pages its last commit uses where they would be, and one past the file's end kills the
+/// process (`SIGBUS`). A data file cut short (a copy that ran out of room, a hostile writer) is
+/// refused before any page but the two first is read. Only the meta pages are read here.
+fn cut_short(env: &Env<WithTls>) -> heed::Result<Option<String>> {
+    let page_size = env.unnamed_database_stat().page_size as u64;
+    let pages = (env.info().last_page_number as u64).saturating_add(1);
+    let needed = pages.saturating_mul(page_size);
+    let len = env.real_disk_size()?;
+    Ok((len < needed)
+        .then(|| format!("its data file holds {len} bytes, and its last commit uses {needed}")))
 }
 
 /// Opens the LMDB environment in the folder `path`: a large map (sparse), many reader slots,
@@ -627,8 +646,22 @@ impl FsBackend {
                     }
                     return Ok(None);
                 }
-                let shared = open_shared(&index.dir, index.map_size, index.durable)
-                    .map_err(|e| lmdb_fault(e, &index.dir))?;
+                let shared = match open_shared(&index.dir, index.map_size, index.durable) {
+                    Ok(shared) => shared,
+                    // Damaged: never read, never written over; the files layout takes its
+                    // place until `.cachette-index/` is deleted.
+                    Err(heed::Error::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                        if !index.unusable.swap(true, Ordering::Relaxed) {
+                            tracing::warn!(
+                                target: "cachette",
+                                "{}: the index is damaged ({e}); it is not read, and small items are stored as files (the files layout)",
+                                self.location
+                            );
+                        }
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(lmdb_fault(e, &index.dir)),
+                };
                 index.shared.get_or_init(|| shared)
             }
         };

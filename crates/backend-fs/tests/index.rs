@@ -1071,3 +1071,47 @@ fn claims_refuse_a_linked_lock_file() {
         other => panic!("a link was followed: {other:?}"),
     }
 }
+
+/// An index whose data file was cut short (a copy that ran out of room) is refused when a
+/// process opens it, not read past its end (which kills the process with `SIGBUS`): reads find
+/// nothing, writes go to files, and the index's files are left as they are.
+#[test]
+fn an_index_cut_short_is_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<Key> = (0..3000).map(|i| key(&format!("f/{i:05}"))).collect();
+    {
+        let b = open(dir.path());
+        for k in &keys {
+            block_on(true, b.put(k, blob(vec![7; 300])))
+                .unwrap()
+                .unwrap();
+        }
+    }
+    let data = dir.path().join(".cachette-index/data.mdb");
+    let len = std::fs::metadata(&data).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&data)
+        .unwrap()
+        .set_len(len / 3)
+        .unwrap();
+
+    let b = open(dir.path());
+    for k in keys.iter().rev() {
+        assert_eq!(block_on(true, b.get(k)).unwrap().unwrap(), None, "{k}");
+    }
+    let k = key("f/new");
+    block_on(true, b.put(&k, blob(vec![1; 10])))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        block_on(true, b.get(&k)).unwrap().unwrap().as_deref(),
+        Some(&[1u8; 10][..])
+    );
+    assert!(dir.path().join("f/new").is_file(), "stored as a file");
+    assert_eq!(
+        std::fs::metadata(&data).unwrap().len(),
+        len / 3,
+        "left as it was"
+    );
+}
