@@ -133,7 +133,8 @@ pub(crate) struct Index {
     map_size: usize,
     durable: bool,
     shared: OnceLock<Arc<Shared>>,
-    /// The store is on a network file system: the files layout is used instead.
+    /// The store is on a network file system, or its index is damaged: the files layout is used
+    /// instead.
     unusable: AtomicBool,
     /// The index was found full once (warned once).
     full: AtomicBool,
@@ -602,7 +603,8 @@ fn network_fs(_dir: BorrowedFd<'_>) -> Option<&'static str> {
 impl FsBackend {
     /// The open environment and its databases. With `create`, they are created if missing
     /// (the folders too); without, `None` when the environment or its databases do not exist,
-    /// and nothing is created. `None` also when the store is on a network file system.
+    /// and nothing is created. `None` also when the store is on a network file system, or its
+    /// index is damaged.
     fn index_handles<'i>(
         &self,
         index: &'i Index,
@@ -637,13 +639,10 @@ impl FsBackend {
                     }
                 }
                 if let Some(name) = network_fs(dir.as_fd()) {
-                    if !index.unusable.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(
-                            target: "cachette",
-                            "{}: the store is on a network file system ({name}), where LMDB is not safe; small items are stored as files (the files layout)",
-                            self.location
-                        );
-                    }
+                    let why = format!(
+                        "the store is on a network file system ({name}), where LMDB is not safe"
+                    );
+                    self.forgo_index(index, &why);
                     return Ok(None);
                 }
                 let shared = match open_shared(&index.dir, index.map_size, index.durable) {
@@ -651,13 +650,10 @@ impl FsBackend {
                     // Damaged: never read, never written over; the files layout takes its
                     // place until `.cachette-index/` is deleted.
                     Err(heed::Error::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
-                        if !index.unusable.swap(true, Ordering::Relaxed) {
-                            tracing::warn!(
-                                target: "cachette",
-                                "{}: the index is damaged ({e}); it is not read, and small items are stored as files (the files layout)",
-                                self.location
-                            );
-                        }
+                        self.forgo_index(
+                            index,
+                            &format!("the index is damaged ({e}); it is not read"),
+                        );
                         return Ok(None);
                     }
                     Err(e) => return Err(lmdb_fault(e, &index.dir)),
@@ -684,6 +680,17 @@ impl FsBackend {
             }
         }
         Ok(Some((shared, dbs)))
+    }
+
+    /// Uses the files layout from now on, for `why`, with one warning.
+    fn forgo_index(&self, index: &Index, why: &str) {
+        if !index.unusable.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                target: "cachette",
+                "{}: {why}; small items are stored as files (the files layout)",
+                self.location
+            );
+        }
     }
 
     /// Makes the registry of the environment of `shared`, unless another process made it: its
