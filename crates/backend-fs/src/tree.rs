@@ -495,11 +495,11 @@ pub(crate) fn entries(dir: BorrowedFd<'_>) -> io::Result<Entries> {
     let mut out = Entries::default();
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        // Read in batches into one buffer, without a copy of each entry: a folder of ten
-        // thousand entries costs a few system calls and two allocations. An entry is at most
-        // 280 bytes (names are at most 255).
-        let mut buf = Vec::with_capacity(32 * 1024);
-        let mut raw = rustix::fs::RawDir::new(dir, buf.spare_capacity_mut());
+        // Read in batches into a buffer on the stack, without a copy of each entry: a folder
+        // of ten thousand entries costs a few system calls and the growth of one string. An
+        // entry is at most 280 bytes (names are at most 255).
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 32 * 1024];
+        let mut raw = rustix::fs::RawDir::new(dir, &mut buf);
         while let Some(entry) = raw.next() {
             let entry = entry?;
             out.push(entry.file_name(), entry.file_type());
