@@ -8,7 +8,6 @@
 use std::any::Any;
 use std::fmt::Debug;
 
-use rmp_serde::config::{DefaultConfig, StructMapConfig};
 use rmp_serde::decode::ReadRefReader;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -86,15 +85,6 @@ pub struct MessagePack;
 impl MessagePack {
     /// The deepest nesting of arrays, maps and structs a decoded value may have.
     pub const MAX_DEPTH: usize = 128;
-}
-
-impl MessagePack {
-    /// The serializer every encoding goes through, typed or erased.
-    fn serializer(
-        out: &mut Vec<u8>,
-    ) -> rmp_serde::Serializer<&mut Vec<u8>, StructMapConfig<DefaultConfig>> {
-        rmp_serde::Serializer::new(out).with_struct_map()
-    }
 
     /// The deserializer every decoding goes through, typed or erased. Reading from the borrowed
     /// slice copies each string and byte string once.
@@ -104,11 +94,10 @@ impl MessagePack {
         de
     }
 
-    /// [`Codec::encode`] of a value of a known type: the same bytes, without type erasure.
+    /// Encodes a value of a known type; [`Codec::encode`] is this for an erased one.
     fn encode_typed<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        value
-            .serialize(&mut Self::serializer(out))
-            .map_err(CodecError::new)
+        let mut ser = rmp_serde::Serializer::new(out).with_struct_map();
+        value.serialize(&mut ser).map_err(CodecError::new)
     }
 
     /// [`Codec::decode`] into a known type: the same checks, without type erasure.
@@ -127,9 +116,7 @@ impl Codec for MessagePack {
         value: &dyn erased_serde::Serialize,
         out: &mut Vec<u8>,
     ) -> Result<(), CodecError> {
-        value
-            .serialize(&mut Self::serializer(out))
-            .map_err(CodecError::new)
+        Self::encode_typed(value, out)
     }
 
     fn decode<'de>(
