@@ -98,22 +98,33 @@ pub(super) struct Walked<'a> {
     /// Its key (which may be no valid key).
     pub(super) key: &'a str,
     pub(super) name: &'a str,
-    /// What the folder says it is: [`FileType::Unknown`] when the file system does not say.
+    /// What it is, as its folder says (as `fstatat` says where the file system does not).
     kind: FileType,
+    /// What `fstatat` said of it, when the walk had to ask (the folder did not say).
+    stat: Option<Info>,
     /// Its folder's path, for messages.
     folder: &'a Path,
 }
 
 impl Walked<'_> {
-    /// Whether it may be a regular file, as its folder says.
+    /// Whether it may be a regular file: it was one when the folder was read.
     pub(super) fn may_be_file(&self) -> bool {
-        matches!(self.kind, FileType::RegularFile | FileType::Unknown)
+        self.kind == FileType::RegularFile
     }
 
-    /// What `fstatat` says of it now; `None` when it was removed since the folder was read.
+    /// What `fstatat` says of it (asked once per entry); `None` when it was removed since the
+    /// folder was read.
     pub(super) fn info(&self) -> Result<Option<Info>, Fault> {
-        tree::stat_at(self.dir, self.name).map_err(|e| Fault::io(e, self.folder.join(self.name)))
+        if let Some(info) = self.stat {
+            return Ok(Some(info));
+        }
+        stat(self.dir, self.name, self.folder)
     }
+}
+
+/// What `fstatat` says of the entry `name` of `dir` (at `folder`); `None` when there is none.
+fn stat(dir: BorrowedFd<'_>, name: &str, folder: &Path) -> Result<Option<Info>, Fault> {
+    tree::stat_at(dir, name).map_err(|e| Fault::io(e, folder.join(name)))
 }
 
 /// Walks the folder `dir` (at `path`, holding the keys under `key`, `depth` folders below the
@@ -140,13 +151,13 @@ fn walk_folder(
         }
         key.push_str(name);
         let result = (|| {
+            let mut asked = None;
             if kind == FileType::Unknown {
-                let Some(info) =
-                    tree::stat_at(dir.as_fd(), name).map_err(|e| Fault::io(e, path.join(name)))?
-                else {
+                let Some(info) = stat(dir.as_fd(), name, path)? else {
                     return Ok(ControlFlow::Continue(())); // Removed since the folder was read.
                 };
                 kind = info.kind;
+                asked = Some(info);
             }
             if kind != FileType::Directory {
                 let entry = Walked {
@@ -154,6 +165,7 @@ fn walk_folder(
                     key,
                     name,
                     kind,
+                    stat: asked,
                     folder: path,
                 };
                 return visit(&entry);
