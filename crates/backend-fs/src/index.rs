@@ -394,13 +394,18 @@ impl Shared {
     }
 }
 
-/// The environment in the folder `dir` (which exists), opened once per process.
-fn open_shared(dir: &Path, map_size: usize, durable: bool) -> heed::Result<Arc<Shared>> {
+/// The environment in the folder `dir` (which exists), opened once per process; `Err` with why,
+/// when its data file is cut short (see [`cut_short`]).
+fn open_shared(
+    dir: &Path,
+    map_size: usize,
+    durable: bool,
+) -> heed::Result<Result<Arc<Shared>, String>> {
     let path = std::fs::canonicalize(dir)?;
     let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
     open.retain(|_, shared| shared.strong_count() > 0);
     if let Some(shared) = open.get(&path).and_then(Weak::upgrade) {
-        return Ok(shared);
+        return Ok(Ok(shared));
     }
     let mut tries = 0;
     let mut read_only = false;
@@ -432,10 +437,7 @@ fn open_shared(dir: &Path, map_size: usize, durable: bool) -> heed::Result<Arc<S
         }
     };
     if let Some(why) = cut_short(&env)? {
-        return Err(heed::Error::Io(io::Error::new(
-            io::ErrorKind::InvalidData,
-            why,
-        )));
+        return Ok(Err(why));
     }
     // Reader slots of processes that died (a crash, `kill -9`) would pin old pages for ever.
     match env.clear_stale_readers() {
@@ -458,7 +460,7 @@ fn open_shared(dir: &Path, map_size: usize, durable: bool) -> heed::Result<Arc<S
         claims: Arc::default(),
     });
     open.insert(path, Arc::downgrade(&shared));
-    Ok(shared)
+    Ok(Ok(shared))
 }
 
 /// Why the environment's data file cannot be read, if it cannot: LMDB maps the file and reads
@@ -645,18 +647,19 @@ impl FsBackend {
                     self.forgo_index(index, &why);
                     return Ok(None);
                 }
-                let shared = match open_shared(&index.dir, index.map_size, index.durable) {
+                let opened = open_shared(&index.dir, index.map_size, index.durable)
+                    .map_err(|e| lmdb_fault(e, &index.dir))?;
+                let shared = match opened {
                     Ok(shared) => shared,
                     // Damaged: never read, never written over; the files layout takes its
                     // place until `.cachette-index/` is deleted.
-                    Err(heed::Error::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                    Err(why) => {
                         self.forgo_index(
                             index,
-                            &format!("the index is damaged ({e}); it is not read"),
+                            &format!("the index is damaged ({why}); it is not read"),
                         );
                         return Ok(None);
                     }
-                    Err(e) => return Err(lmdb_fault(e, &index.dir)),
                 };
                 index.shared.get_or_init(|| shared)
             }
