@@ -262,6 +262,11 @@ pub struct PutOptions {
     /// and a write, where an atomic create is a temporary file, a hard link and an unlink.
     /// A backend whose creates are atomic anyway ignores it; entries never ask it.
     pub in_place: bool,
+    /// The item is meant to be read through a local file ([`GetOptions::local_file`]): a
+    /// backend that keeps some items elsewhere than in files of their own (the local disk's
+    /// index of small items) keeps this one as a file, so that it can be mapped. The core asks
+    /// it for entries that hold arrays. Other backends ignore it.
+    pub local_file: bool,
 }
 
 impl PutOptions {
@@ -296,6 +301,12 @@ impl PutOptions {
     /// Sets [`in_place`](Self::in_place).
     pub fn with_in_place(mut self, on: bool) -> Self {
         self.in_place = on;
+        self
+    }
+
+    /// Sets [`local_file`](Self::local_file).
+    pub fn with_local_file(mut self, on: bool) -> Self {
+        self.local_file = on;
         self
     }
 }

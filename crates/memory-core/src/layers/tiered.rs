@@ -219,9 +219,15 @@ impl Tiered {
         }
     }
 
-    /// Copies an item read from the remote tier to the local one.
-    async fn backfill(&self, key: &Key, value: &Bytes) -> bool {
-        match self.local.put_if_absent(key, value.clone().into()).await {
+    /// Copies an item read from the remote tier to the local one; as a file of its own if
+    /// `as_file` (the read asked for a local file, see [`PutOptions::local_file`]).
+    async fn backfill(&self, key: &Key, value: &Bytes, as_file: bool) -> bool {
+        let options = PutOptions::create().with_local_file(as_file);
+        match self
+            .local
+            .put_opts(key, value.clone().into(), options)
+            .await
+        {
             Ok(PutOutcome::Created) => {
                 Self::count(&self.counters.backfills);
                 true
@@ -349,7 +355,7 @@ impl StoreBackend for Tiered {
                 BackendError::new(ErrorKind::Other, format!("cannot read {key}: {e}"))
             })?,
         };
-        let copied = self.backfill(key, &bytes).await;
+        let copied = self.backfill(key, &bytes, options.local_file).await;
         if copied && options.local_file && self.local.capabilities().local_files {
             // Give the local copy, as later reads will: it can be mapped.
             let local_options = GetOptions::default().with_local_file(true);

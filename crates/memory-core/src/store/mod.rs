@@ -360,9 +360,15 @@ impl EntryStore {
         }
         let k = key.clone();
         let claim = claim.cloned();
+        // An entry that holds arrays is kept in a file of its own where the backend can, so that
+        // its arrays can be mapped whatever its size.
+        let arrays = entry.parts().first().is_some_and(|head| {
+            entry::Prefix::parse(head, Some(entry.len()))
+                .is_ok_and(|prefix| prefix.flags & entry::FLAG_ARRAYS != 0)
+        });
         self.run(reach, move |b| {
             Box::pin(async move {
-                let options = PutOptions::with_ttl(ttl);
+                let options = PutOptions::with_ttl(ttl).with_local_file(arrays);
                 match &claim {
                     Some(claim) => b.put_then_delete(&k, entry, options, claim).await,
                     None => b.put_opts(&k, entry, options).await,
