@@ -15,12 +15,15 @@ use crate::{FsBackend, SCHEME};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
-    /// One file per item (the default).
+    /// The index layout for a store that only the current user can write, the files layout
+    /// for any other (the default; see the crate's documentation, "The default layout").
     #[default]
+    Auto,
+    /// One file per item.
     Files,
     /// Items of at most [`FsConfig::index_threshold`] bytes in an embedded LMDB environment
     /// shared by the processes using the store, larger ones one file each as with
-    /// [`Layout::Files`].
+    /// [`Layout::Files`]. The writers of the store are trusted (see "Trust").
     Index,
 }
 
@@ -28,6 +31,7 @@ impl Layout {
     /// The name of the layout in URLs and configuration files.
     pub fn as_str(self) -> &'static str {
         match self {
+            Layout::Auto => "auto",
             Layout::Files => "files",
             Layout::Index => "index",
         }
@@ -39,9 +43,10 @@ impl std::str::FromStr for Layout {
 
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
+            "auto" => Ok(Layout::Auto),
             "files" => Ok(Layout::Files),
             "index" => Ok(Layout::Index),
-            _ => Err(format!("unknown layout {s:?} (known: files, index)")),
+            _ => Err(format!("unknown layout {s:?} (known: auto, files, index)")),
         }
     }
 }
@@ -66,15 +71,16 @@ pub struct FsConfig {
     /// Flush every write to the device before publishing it (slower; survives power loss).
     #[serde(default)]
     pub durable: bool,
-    /// How items are kept: one file each ([`Layout::Files`], the default), or small ones in an
-    /// index ([`Layout::Index`]).
+    /// How items are kept: small ones in an index when only the current user can write the
+    /// store ([`Layout::Auto`], the default), one file each ([`Layout::Files`]), or small ones
+    /// in an index whoever may write the store ([`Layout::Index`]).
     #[serde(default)]
     pub layout: Layout,
-    /// With [`Layout::Index`], items of at most this many bytes go to the index (default
+    /// When the index is used, items of at most this many bytes go to the index (default
     /// 64 KiB, at most 16 MiB); larger ones are files.
     #[serde(default = "default_index_threshold")]
     pub index_threshold: u64,
-    /// With [`Layout::Index`], the size of the index's memory map in bytes, so the most the
+    /// When the index is used, the size of the index's memory map in bytes, so the most the
     /// index can hold (default 1 TiB on 64-bit systems, 1 GiB on others; the file is sparse and
     /// grows with what it holds). Items that do not fit any more are written as files.
     #[serde(default = "default_index_map_size")]
@@ -82,12 +88,12 @@ pub struct FsConfig {
 }
 
 impl FsConfig {
-    /// A configuration for `path`, not durable, in the files layout.
+    /// A configuration for `path`, not durable, in the default layout ([`Layout::Auto`]).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         FsConfig {
             path: path.into(),
             durable: false,
-            layout: Layout::Files,
+            layout: Layout::Auto,
             index_threshold: DEFAULT_INDEX_THRESHOLD,
             index_map_size: DEFAULT_INDEX_MAP_SIZE,
         }
@@ -122,7 +128,7 @@ impl FsConfig {
         let root = canonical(&root);
         let index = match self.layout {
             Layout::Files => None,
-            Layout::Index => {
+            Layout::Auto | Layout::Index => {
                 let invalid = |why: String| {
                     BackendError::new(ErrorKind::ConfigInvalid, why).with_backend(SCHEME)
                 };
@@ -146,6 +152,7 @@ impl FsConfig {
                     self.index_threshold,
                     map_size,
                     self.durable,
+                    self.layout == Layout::Auto,
                 ))
             }
         };

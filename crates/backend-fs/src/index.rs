@@ -33,8 +33,8 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
 use cachette_core::plugin::{
-    Blob, Bytes, ClaimAttempt, DateTime, GetOptions, GetResult, ItemInfo, Key, Prefix, PutMode,
-    PutOutcome, Utc,
+    BackendError, Blob, Bytes, ClaimAttempt, DateTime, ErrorKind, GetOptions, GetResult, ItemInfo,
+    Key, Prefix, PutMode, PutOutcome, Utc,
 };
 use heed::types::Bytes as Raw;
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithTls};
@@ -42,7 +42,7 @@ use rustix::fs::FileType;
 
 use crate::claims::{self, Claims};
 use crate::tree::{self, Fault};
-use crate::{FsBackend, has_reserved_segment};
+use crate::{FsBackend, has_reserved_segment, trust};
 
 /// The folder of the environment, directly under the store's root. No key may name it.
 pub(crate) const INDEX_DIR: &str = ".cachette-index";
@@ -132,9 +132,22 @@ pub(crate) struct Index {
     threshold: u64,
     map_size: usize,
     durable: bool,
+    /// The environment, once opened for reading and writing: kept for the store's life.
     shared: OnceLock<Arc<Shared>>,
-    /// The store is on a network file system, or its index is damaged: the files layout is used
-    /// instead.
+    /// The environment while it can only be opened for reading (a read-only mount, a folder
+    /// the process may not write), held by [`READ_ONLY`]: a write that finds the index writable
+    /// again closes it, and opens it for writing.
+    read_only: Mutex<Weak<Shared>>,
+    /// This store counts among the users of its entry of [`READ_ONLY`].
+    read_only_user: AtomicBool,
+    /// The default layout ([`Layout::Auto`](crate::Layout::Auto)): the index is made only in a
+    /// store that only the current user can write, and read only if only that user can write it.
+    private_only: bool,
+    /// With `private_only`: the store's folder was found to be the current user's alone, on a
+    /// local file system.
+    private: AtomicBool,
+    /// The store is on a network file system, its index is damaged, or (with `private_only`)
+    /// other users may write the store and it has no index: the files layout is used instead.
     unusable: AtomicBool,
     /// The index was found full once (warned once).
     full: AtomicBool,
@@ -146,6 +159,7 @@ impl fmt::Debug for Index {
             .field("dir", &self.dir)
             .field("threshold", &self.threshold)
             .field("map_size", &self.map_size)
+            .field("private_only", &self.private_only)
             .field("open", &self.shared.get().is_some())
             .field("unusable", &self.unusable.load(Ordering::Relaxed))
             .finish()
@@ -153,8 +167,15 @@ impl fmt::Debug for Index {
 }
 
 impl Index {
-    /// The index of the store in `root`. Nothing is opened or created.
-    pub(crate) fn new(root: &Path, threshold: u64, map_size: usize, durable: bool) -> Self {
+    /// The index of the store in `root`; with `private_only`, only where nobody else may write
+    /// it (see the field). Nothing is opened or created.
+    pub(crate) fn new(
+        root: &Path,
+        threshold: u64,
+        map_size: usize,
+        durable: bool,
+        private_only: bool,
+    ) -> Self {
         // LMDB wants a multiple of the page size: a multiple of 1 MiB is one on every system.
         let map_size = map_size
             .checked_next_multiple_of(1 << 20)
@@ -164,7 +185,11 @@ impl Index {
             threshold,
             map_size,
             durable,
+            private_only,
+            private: AtomicBool::new(false),
             shared: OnceLock::new(),
+            read_only: Mutex::new(Weak::new()),
+            read_only_user: AtomicBool::new(false),
             unusable: AtomicBool::new(false),
             full: AtomicBool::new(false),
         }
@@ -186,6 +211,9 @@ struct Shared {
     /// Commits are flushed to the device by LMDB (the environment was opened without
     /// `MDB_NOSYNC`).
     synced: bool,
+    /// Opened for reading only (`MDB_RDONLY`): the process could not write the index when it
+    /// opened it.
+    read_only: bool,
     pending: Mutex<Pending>,
     /// The compute-once claims of this process on the environment.
     claims: Arc<Claims>,
@@ -214,6 +242,28 @@ impl Drop for Shared {
         self.flush();
     }
 }
+
+impl Drop for Index {
+    fn drop(&mut self) {
+        if *self.read_only_user.get_mut() {
+            let mut envs = READ_ONLY.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, users)) = envs.get_mut(&self.dir) {
+                *users = users.saturating_sub(1);
+                if *users == 0 {
+                    envs.remove(&self.dir);
+                }
+            }
+        }
+    }
+}
+
+/// The environments of this process opened for reading only, by the folder of their index, and
+/// how many stores use each. Held here rather than by the stores, so that a write that finds
+/// the index writable again can close it, whatever other stores of the process on the folder
+/// do (LMDB opens an environment once per process).
+#[allow(clippy::type_complexity)]
+static READ_ONLY: LazyLock<Mutex<HashMap<PathBuf, (Arc<Shared>, usize)>>> =
+    LazyLock::new(Mutex::default);
 
 /// The open environments of this process, by canonical path.
 static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<Shared>>>> = LazyLock::new(Mutex::default);
@@ -456,6 +506,7 @@ fn open_shared(
         no_registry_read: AtomicBool::new(false),
         files_everywhere: AtomicBool::new(false),
         synced: durable,
+        read_only,
         pending: Mutex::default(),
         claims: Arc::default(),
     });
@@ -474,6 +525,68 @@ fn cut_short(env: &Env<WithTls>) -> heed::Result<Option<String>> {
     let len = env.real_disk_size()?;
     Ok((len < needed)
         .then(|| format!("its data file holds {len} bytes, and its last commit uses {needed}")))
+}
+
+/// An open environment, as [`FsBackend::index_handles`] gives it.
+enum EnvRef<'i> {
+    /// The environment opened for writing, kept for the store's life: borrowed, so a hit takes
+    /// no reference count.
+    Kept(&'i Shared),
+    /// An environment opened for reading only, which a later write may replace.
+    ReadOnly(Arc<Shared>),
+}
+
+impl std::ops::Deref for EnvRef<'_> {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        match self {
+            EnvRef::Kept(shared) => shared,
+            EnvRef::ReadOnly(shared) => shared,
+        }
+    }
+}
+
+/// Whether this process may now write the data file of the environment in the folder `dir` (a
+/// read-only mount made writable again, a mode changed).
+fn writable(dir: &Path) -> bool {
+    use rustix::fs::{Access, AtFlags, CWD};
+    rustix::fs::accessat(
+        CWD,
+        dir.join("data.mdb"),
+        Access::WRITE_OK,
+        AtFlags::EACCESS,
+    )
+    .is_ok()
+}
+
+/// Checks that the data file LMDB opened for `env` is the file `data.mdb` of the folder `dir`
+/// (whose path is `path`), which was checked before it was opened by its path, and that only the
+/// current user may write it.
+fn same_data_file(env: &Env<WithTls>, dir: BorrowedFd<'_>, path: &Path) -> Result<(), Fault> {
+    let data = path.join("data.mdb");
+    let opened = env
+        .try_clone_inner_file()
+        .map_err(|e| lmdb_fault(e, path))
+        .and_then(|file| rustix::fs::fstat(&file).map_err(|e| Fault::io(e, &data)))?;
+    let here = tree::lstat_at(dir, "data.mdb").map_err(|e| Fault::io(e, &data))?;
+    let same =
+        here.is_some_and(|here| here.st_dev == opened.st_dev && here.st_ino == opened.st_ino);
+    let why = if same {
+        match trust::others_may_write(&opened) {
+            Some(why) => why,
+            None => return Ok(()),
+        }
+    } else {
+        "the folder was replaced while it was opened".to_owned()
+    };
+    Err(Fault::Backend(Box::new(
+        BackendError::new(
+            ErrorKind::PermissionDenied,
+            format!("{}: the index is not read: {why}", data.display()),
+        )
+        .with_backend(crate::SCHEME),
+    )))
 }
 
 /// Opens the LMDB environment in the folder `path`: a large map (sparse), many reader slots,
@@ -611,58 +724,17 @@ impl FsBackend {
         &self,
         index: &'i Index,
         create: bool,
-    ) -> Result<Option<(&'i Shared, Dbs)>, Fault> {
+    ) -> Result<Option<(EnvRef<'i>, Dbs)>, Fault> {
         if index.unusable.load(Ordering::Relaxed) {
             return Ok(None);
         }
         // Borrowed, not cloned: a hit takes no reference count.
-        let shared: &Shared = match index.shared.get() {
-            Some(shared) => shared,
-            None => {
-                let dir = if create {
-                    self.make_folders(&[INDEX_DIR])?
-                } else {
-                    let Some(dir) = self.open_folders(&[INDEX_DIR])? else {
-                        return Ok(None);
-                    };
-                    dir
-                };
-                let data = index.dir.join("data.mdb");
-                match tree::stat_at(dir.as_fd(), "data.mdb").map_err(|e| Fault::io(e, &data))? {
-                    None if !create => return Ok(None),
-                    None => {}
-                    Some(info) if info.kind == FileType::RegularFile => {}
-                    Some(info) if info.kind == FileType::Symlink => return Err(Fault::Link(data)),
-                    Some(_) => {
-                        return Err(Fault::Special {
-                            path: data,
-                            what: "file that is not a regular file",
-                        });
-                    }
-                }
-                if let Some(name) = network_fs(dir.as_fd()) {
-                    let why = format!(
-                        "the store is on a network file system ({name}), where LMDB is not safe"
-                    );
-                    self.forgo_index(index, &why);
-                    return Ok(None);
-                }
-                let opened = open_shared(&index.dir, index.map_size, index.durable)
-                    .map_err(|e| lmdb_fault(e, &index.dir))?;
-                let shared = match opened {
-                    Ok(shared) => shared,
-                    // Damaged: never read, never written over; the files layout takes its
-                    // place until `.cachette-index/` is deleted.
-                    Err(why) => {
-                        self.forgo_index(
-                            index,
-                            &format!("the index is damaged ({why}); it is not read"),
-                        );
-                        return Ok(None);
-                    }
-                };
-                index.shared.get_or_init(|| shared)
-            }
+        let shared = match index.shared.get() {
+            Some(shared) => EnvRef::Kept(shared),
+            None => match self.open_index(index, create)? {
+                Some(shared) => shared,
+                None => return Ok(None),
+            },
         };
         let fail = |e| lmdb_fault(e, &index.dir);
         let Some(dbs) = shared.dbs(create).map_err(fail)? else {
@@ -670,7 +742,7 @@ impl FsBackend {
         };
         if shared.registry.get().is_none() {
             if create {
-                match self.make_registry(shared) {
+                match self.make_registry(&shared) {
                     Ok(()) => {}
                     // A full index has no room for it: misses look for files, as without one.
                     Err(e) if is_full(&e) => {}
@@ -683,6 +755,183 @@ impl FsBackend {
             }
         }
         Ok(Some((shared, dbs)))
+    }
+
+    /// Opens the environment of `index`, not yet opened for writing: `None` as
+    /// [`index_handles`](Self::index_handles) says. An environment that can only be read is
+    /// kept aside, and given to reads; a write (`create`) that finds the index writable again
+    /// drops it and opens the environment for writing.
+    fn open_index<'i>(&self, index: &'i Index, create: bool) -> Result<Option<EnvRef<'i>>, Fault> {
+        let kept = index
+            .read_only
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .upgrade();
+        match kept {
+            Some(shared) if !create || !writable(&index.dir) => {
+                return Ok(Some(EnvRef::ReadOnly(shared)));
+            }
+            // Closed once the reads of this process at work on it end, so that it can be opened
+            // for writing.
+            Some(shared) => {
+                READ_ONLY
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&index.dir);
+                index.read_only_user.store(false, Ordering::Relaxed);
+                drop(shared);
+            }
+            None => {}
+        }
+        let dir = match self.open_folders(&[INDEX_DIR])? {
+            Some(dir) => dir,
+            None => {
+                if index.private_only
+                    && !index.private.load(Ordering::Relaxed)
+                    && !self.may_make_index(index, create)?
+                {
+                    return Ok(None);
+                }
+                if !create {
+                    return Ok(None);
+                }
+                self.make_folders(&[INDEX_DIR])?
+            }
+        };
+        let data = index.dir.join("data.mdb");
+        let data_stat =
+            match tree::lstat_at(dir.as_fd(), "data.mdb").map_err(|e| Fault::io(e, &data))? {
+                None if !create => return Ok(None),
+                None => None,
+                Some(st) => match FileType::from_raw_mode(st.st_mode) {
+                    FileType::RegularFile => Some(st),
+                    FileType::Symlink => return Err(Fault::Link(data)),
+                    _ => {
+                        return Err(Fault::Special {
+                            path: data,
+                            what: "file that is not a regular file",
+                        });
+                    }
+                },
+            };
+        if index.private_only {
+            self.check_private(index, dir.as_fd(), data_stat.as_ref())?;
+        }
+        if let Some(name) = network_fs(dir.as_fd()) {
+            let why =
+                format!("the store is on a network file system ({name}), where LMDB is not safe");
+            self.forgo_index(index, &why);
+            return Ok(None);
+        }
+        let opened = open_shared(&index.dir, index.map_size, index.durable)
+            .map_err(|e| lmdb_fault(e, &index.dir))?;
+        let shared = match opened {
+            Ok(shared) => shared,
+            // Damaged: never read, never written over; the files layout takes its
+            // place until `.cachette-index/` is deleted.
+            Err(why) => {
+                self.forgo_index(
+                    index,
+                    &format!("the index is damaged ({why}); it is not read"),
+                );
+                return Ok(None);
+            }
+        };
+        if index.private_only {
+            same_data_file(&shared.env, dir.as_fd(), &index.dir)?;
+        }
+        if shared.read_only {
+            let mut envs = READ_ONLY.lock().unwrap_or_else(PoisonError::into_inner);
+            let (_, users) = envs
+                .entry(index.dir.clone())
+                .or_insert_with(|| (shared.clone(), 0));
+            if !index.read_only_user.swap(true, Ordering::Relaxed) {
+                *users += 1;
+            }
+            *index
+                .read_only
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Arc::downgrade(&shared);
+            return Ok(Some(EnvRef::ReadOnly(shared)));
+        }
+        Ok(Some(EnvRef::Kept(index.shared.get_or_init(|| shared))))
+    }
+
+    /// With the default layout, whether an index may be made in the store, which has none: only
+    /// the current user may write the store's folder (made first if `create`), and it is on a
+    /// local file system. Otherwise the files layout is used from now on (a store without a
+    /// folder is looked at again by the next call).
+    fn may_make_index(&self, index: &Index, create: bool) -> Result<bool, Fault> {
+        let root = if create {
+            self.make_folders(&[])?
+        } else {
+            match tree::open_root(&self.root)? {
+                Some(root) => root,
+                None => return Ok(false),
+            }
+        };
+        let stat = rustix::fs::fstat(&root).map_err(|e| Fault::io(e, &self.root))?;
+        let why = match trust::others_may_write(&stat) {
+            Some(why) => format!("other users may write the store's folder ({why})"),
+            None => match network_fs(root.as_fd()) {
+                Some(name) => format!("the store is on a network file system ({name})"),
+                None => {
+                    index.private.store(true, Ordering::Relaxed);
+                    return Ok(true);
+                }
+            },
+        };
+        if !index.unusable.swap(true, Ordering::Relaxed) {
+            tracing::debug!(
+                target: "cachette",
+                "{}: {why}; items are stored as files (the files layout)",
+                self.location
+            );
+        }
+        Ok(false)
+    }
+
+    /// With the default layout, refuses an index that another user may write: its folder
+    /// `dir`, its data file (whose status is `data`, if it exists) and its lock file must be
+    /// the current user's alone. Not the files layout instead: the index may hold the newest
+    /// items of the store, and reading past it could return older ones.
+    fn check_private(
+        &self,
+        index: &Index,
+        dir: BorrowedFd<'_>,
+        data: Option<&rustix::fs::Stat>,
+    ) -> Result<(), Fault> {
+        let untrusted = |what: &str, why: String| {
+            Fault::Backend(Box::new(
+                BackendError::new(
+                    ErrorKind::PermissionDenied,
+                    format!(
+                        "{}: the index of this store ({what}) may be written by another user: {why}. \
+                         LMDB trusts its files, so the default layout does not read them; make \
+                         the store yours alone, or choose the layout in the store's URL or \
+                         configuration: `layout=index` to trust its writers, or delete the \
+                         folder {} and use `layout=files`",
+                        self.location,
+                        index.dir.display()
+                    ),
+                )
+                .with_backend(crate::SCHEME),
+            ))
+        };
+        let stat = rustix::fs::fstat(dir).map_err(|e| Fault::io(e, &index.dir))?;
+        if let Some(why) = trust::others_may_write(&stat) {
+            return Err(untrusted("its folder", why));
+        }
+        if let Some(why) = data.and_then(trust::others_may_write) {
+            return Err(untrusted("data.mdb", why));
+        }
+        let lock = index.dir.join("lock.mdb");
+        if let Some(stat) = tree::lstat_at(dir, "lock.mdb").map_err(|e| Fault::io(e, &lock))?
+            && let Some(why) = trust::others_may_write(&stat)
+        {
+            return Err(untrusted("lock.mdb", why));
+        }
+        Ok(())
     }
 
     /// Uses the files layout from now on, for `why`, with one warning.
@@ -830,8 +1079,9 @@ impl FsBackend {
         Ok(InIndex::Found(found))
     }
 
-    /// Writes `key` to the index if it belongs there (a small value, a short key): `None` when
-    /// it does not, or the index is full or unusable, and the caller writes a file. A stored
+    /// Writes `key` to the index if it belongs there (a small value, a short key, not asked to be
+    /// a file with `as_file`, see `PutOptions::local_file`): `None` when it does not, or the
+    /// index is full or unusable, and the caller writes a file. A stored
     /// value also deletes `delete`, when given, in the same transaction (index entry and file);
     /// a create that finds the key taken leaves it to the caller.
     pub(crate) fn index_put(
@@ -839,6 +1089,7 @@ impl FsBackend {
         key: &Key,
         segments: &[&str],
         value: &Blob,
+        as_file: bool,
         mode: PutMode,
         delete: Option<&Key>,
     ) -> Result<Option<Written>, Fault> {
@@ -846,7 +1097,7 @@ impl FsBackend {
             return Ok(None);
         };
         let k = key.as_str().as_bytes();
-        if value.len() > index.threshold || k.len() > MAX_KEY {
+        if as_file || value.len() > index.threshold || k.len() > MAX_KEY {
             return Ok(None);
         }
         let Some((shared, dbs)) = self.index_handles(index, true)? else {
@@ -1321,7 +1572,10 @@ mod tests {
     fn a_store_too_large_to_walk_looks_for_files_everywhere() {
         use cachette_core::plugin::StoreBackendExt;
         let dir = tempfile::tempdir().unwrap();
-        let files = crate::FsConfig::new(dir.path()).open().unwrap();
+        let files = crate::FsConfig::new(dir.path())
+            .with_layout(crate::Layout::Files)
+            .open()
+            .unwrap();
         let keys: Vec<Key> = (0..REGISTRY_WALK_MAX + 10)
             .map(|i| Key::new(format!("f{}/{i}", i % 10)).unwrap())
             .collect();

@@ -3,7 +3,8 @@
 //! A cache location is a folder a person can read. The core keeps everything in its folder
 //! `cachette/`: one folder per memoized function, named from its module path and name (and a
 //! hash of the exact name), and inside it one file per cached call, named by the hash of the
-//! arguments:
+//! arguments. That is the files layout; by default, small items of a store that only you may
+//! write live in an index instead, in the folder `.cachette-index/` (see [Layouts](#layouts)):
 //!
 //! ```text
 //! cache/
@@ -60,13 +61,45 @@
 //! # Layouts
 //! [`FsConfig::layout`] chooses how items are kept. Every guarantee above holds for both.
 //!
-//! - **Files** ([`Layout::Files`], the default): one file per item, as shown above.
+//! - **Files** ([`Layout::Files`]): one file per item, as shown above.
 //! - **Index** ([`Layout::Index`]): items of at most [`FsConfig::index_threshold`] bytes
 //!   (64 KiB by default) live in an embedded [LMDB](http://www.lmdb.tech/doc/) environment
 //!   shared by every process using the store; larger items are one file each, exactly as in
-//!   the files layout, so large arrays are still memory-mapped through
+//!   the files layout, and so are items written with
+//!   [`PutOptions::local_file`](cachette_core::plugin::PutOptions::local_file) (the entries
+//!   that hold arrays), so arrays are still memory-mapped through
 //!   [`GetOptions::local_file`]. Item bytes are stored unchanged. A store of many small items
 //!   then costs two files instead of one per item, and a hit costs no system call.
+//! - **Auto** ([`Layout::Auto`], the default): the index layout for a store that only you
+//!   may write, the files layout for one that other users may write (below).
+//!
+//! # The default layout
+//! LMDB trusts its files (see "Trust" below), and a store is untrusted input: so the default
+//! layout uses an index only where nobody but the current user (and the superuser) may write
+//! it. "May write" is read from the folders' and files' owners and modes; a folder that its
+//! group may write counts as the user's alone when that group is the user's *private group*
+//! (the scheme of Debian, Ubuntu and Fedora, whose `umask` of 002 makes new folders group
+//! writable): named like the user, primary group of nobody else and with no other member in
+//! `/etc/passwd` and `/etc/group`.
+//! - **Made** by the first write of a small item, in a store whose folder belongs to the
+//!   current user, may not be written by others, and is on a local file system. In any other
+//!   store no index is made, and items are files: a store shared by several users, one in a
+//!   folder open to all, one on a network file system. So all the processes of a shared store
+//!   use the same layout.
+//! - **Read** only if its folder `.cachette-index/` and its files `data.mdb` and `lock.mdb`
+//!   belong to the current user and may not be written by others. The folder is checked through
+//!   the handle the store opened, and the data file LMDB opened is checked to be that folder's.
+//!   An index that fails the check is not read, nor is the store read past it as files (the
+//!   index may hold the newest items): every operation on the store fails with an error that
+//!   says why and what to do; the memoized calls are then computed, uncached. Another user's
+//!   store, then, is an error by default: set `layout=index` to trust its writers, or
+//!   `layout=files` on a store without an index.
+//! - **Permissions.** The index's folder is made writable by its owner only, whatever the
+//!   `umask`, and LMDB makes its files readable and writable by their owner only.
+//!
+//! The default is the index layout in a store of your own because it wins every small-entry
+//! figure of the benchmarks (see `BENCHMARKS.md`): a hit with no system call, a store of a
+//! million small items in two files, listings in a fraction of the time.
 //!
 //! In the index layout:
 //! - **Where.** The environment is the folder `.cachette-index/` directly under the store's
@@ -79,7 +112,9 @@
 //!   the index is read into memory, never mapped: [`GetOptions::local_file`] gives its bytes.
 //!   Ranged and `head` reads work on both. A thread that reads takes one of LMDB's reader
 //!   slots in `lock.mdb` and keeps it until it ends, so that its reads take no lock; 8192
-//!   threads, across the processes using the store, may read it at once.
+//!   threads, across the processes using the store, may read it at once. An index the process
+//!   may not write (a read-only mount) is opened for reading: its items are read, and writes
+//!   fail; the first write after it becomes writable closes it and opens it for writing.
 //! - **Writes** of a small item put it in the index in one write transaction and remove a
 //!   file of the same key; a large item is written as a file, then removed from the index.
 //!   LMDB's write transaction is a lock shared by all the processes using the store, and every
@@ -112,14 +147,17 @@
 //!   layout.
 //! - **Network file systems.** LMDB's locks and shared memory map are not safe on NFS, SMB,
 //!   CIFS, FUSE, Ceph, AFS, 9P, Lustre, GPFS and the like. When the store's folder is on one
-//!   (detected with `statfs` on Linux), the store uses the files layout, with one warning.
-//! - **Trust.** LMDB trusts its file: a damaged or hostile `data.mdb` can make it read out of
-//!   bounds, which the checks of this crate cannot prevent. The index layout is for stores whose
-//!   writers are trusted (yours, your team's); a store shared with writers you do not trust
-//!   keeps the files layout. Values longer than any item the index stores, and malformed access
-//!   records, are refused or ignored, never a panic.
+//!   (detected with `statfs` on Linux), the store uses the files layout: the default layout
+//!   makes no index there, and an index found there is not used, with one warning.
+//! - **Trust.** LMDB trusts its files: a damaged or hostile `data.mdb` or `lock.mdb` can make it
+//!   read out of bounds, which the checks of this crate cannot prevent. The layout asked for
+//!   ([`Layout::Index`]) trusts the store's writers (yours, your team's); the default layout
+//!   reads only an index nobody else may write (above). A data file shorter than its last
+//!   commit needs is refused before LMDB reads it, values longer than any item the index
+//!   stores, and malformed access records, are refused or ignored, never a panic.
 //! - **Processes.** All the processes using a store should use the same layout: the files
-//!   layout does not look in the index. A process must not use a store opened before a
+//!   layout does not look in the index. (The default layout decides from the store itself, so
+//!   its processes agree.) A process must not use a store opened before a
 //!   `fork()` in the child (LMDB's rule); `fork()` then `exec()` is fine.
 //!
 //! # Configuration
@@ -136,7 +174,8 @@
 //! assert!(!path.exists(), "the folder is made by the first write");
 //! ```
 //!
-//! The query of a URL sets the options, the index layout for one:
+//! The query of a URL sets the options, the layout for one (`auto`, the default, `files` or
+//! `index`):
 //!
 //! ```
 //! # let dir = tempfile::tempdir().unwrap();
@@ -166,7 +205,7 @@
 //! type = "file"
 //! path = "/var/cache/pipeline"
 //! durable = false
-//! # "files" (the default) or "index"; then optional, in bytes:
+//! # "auto" (the default), "files" or "index"; then optional, in bytes:
 //! layout = "index"
 //! index_threshold = 65536
 //! ```
@@ -183,6 +222,7 @@ mod files;
 mod index;
 mod list;
 mod tree;
+mod trust;
 mod write;
 
 pub use config::{FsConfig, Layout};

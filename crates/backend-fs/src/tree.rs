@@ -164,8 +164,14 @@ pub(crate) fn open_root(root: &Path) -> Result<Option<OwnedFd>, Fault> {
 
 /// `fstatat` without following a link. `None` if there is no such entry.
 pub(crate) fn stat_at(dir: BorrowedFd<'_>, name: &str) -> io::Result<Option<Info>> {
+    Ok(lstat_at(dir, name)?.as_ref().map(Info::of))
+}
+
+/// The whole status of the entry `name` of `dir`, not following a link; `None` if there is no
+/// such entry.
+pub(crate) fn lstat_at(dir: BorrowedFd<'_>, name: &str) -> io::Result<Option<rustix::fs::Stat>> {
     match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(st) => Ok(Some(Info::of(&st))),
+        Ok(st) => Ok(Some(st)),
         Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -397,9 +403,16 @@ pub(crate) fn make_blocking(file: &File) -> io::Result<()> {
     Ok(())
 }
 
-/// Creates the folder `name` in `dir`. Whether this call created it (`false` if it existed).
+/// Creates the folder `name` in `dir`, writable by whom the `umask` allows; the index's folder
+/// only by its owner, whatever the `umask` (see the crate's documentation, "Trust"). Whether
+/// this call created it (`false` if it existed).
 pub(crate) fn make_dir(dir: BorrowedFd<'_>, name: &str) -> io::Result<bool> {
-    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(0o777)) {
+    let mode = if name == crate::index::INDEX_DIR {
+        0o755
+    } else {
+        0o777
+    };
+    match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode)) {
         Ok(()) => Ok(true),
         Err(Errno::EXIST) => Ok(false),
         Err(e) => Err(e.into()),

@@ -56,7 +56,7 @@ impl FsBackend {
             Ok(outcome)
         };
         if let Some(written) = self
-            .index_put(key, &segments, value, mode, delete)
+            .index_put(key, &segments, value, options.local_file, mode, delete)
             .map_err(|fault| fault.into_backend(op, key))?
         {
             return match written {

@@ -1,4 +1,5 @@
-//! The local-disk backend against the conformance suite, plus its own promises.
+//! The local-disk backend in the files layout against the conformance suite, plus its own
+//! promises.
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
@@ -10,12 +11,23 @@ use cachette_core::plugin::{
     BackendConfig, Bytes, ErrorKind, GetOptions, GetPayload, Key, Prefix, PutOptions, PutOutcome,
     StoreBackend, StoreBackendExt, backend_from_url, config_from_url, owner_tag, testkit,
 };
-use cachette_fs::{FsBackend, FsConfig};
+use cachette_fs::{FsBackend, FsConfig, Layout};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance() {
     let dir = tempfile::tempdir().unwrap();
-    testkit::run_all(Arc::new(FsBackend::new(dir.path()).unwrap())).await;
+    testkit::run_all(Arc::new(files_store(dir.path()))).await;
+}
+
+/// The configuration of a store in `path` in the files layout, the one these tests are about
+/// (the index layout has its own tests).
+fn files_config(path: &Path) -> FsConfig {
+    FsConfig::new(path).with_layout(Layout::Files)
+}
+
+/// A store in `path` in the files layout.
+fn files_store(path: impl AsRef<Path>) -> FsBackend {
+    files_config(path.as_ref()).open().unwrap()
 }
 
 fn key(k: &str) -> Key {
@@ -39,7 +51,7 @@ fn names(dir: &Path) -> Vec<String> {
 async fn layout_is_readable_and_ignored_by_git() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("cache");
-    let b = FsBackend::new(&root).unwrap();
+    let b = files_store(&root);
     assert!(!root.exists(), "opening a store creates nothing");
 
     b.put(&key("my_crate.load/0123abcd"), value(b"v"))
@@ -82,7 +94,7 @@ async fn an_existing_folder_gets_a_gitignore_only_in_the_folders_made_in_it() {
     let project = dir.path().join("project");
     std::fs::create_dir_all(project.join("existing")).unwrap();
     std::fs::write(project.join("README"), b"mine").unwrap();
-    let b = FsBackend::new(&project).unwrap();
+    let b = files_store(&project);
 
     b.put(&key("f/x"), value(b"1")).await.unwrap();
     b.put(&key("f/sub/y"), value(b"2")).await.unwrap();
@@ -132,10 +144,8 @@ async fn an_existing_folder_gets_a_gitignore_only_in_the_folders_made_in_it() {
 async fn reads_never_write() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("a/cache");
-    for b in [
-        FsBackend::new(&root).unwrap(),
-        FsConfig::new(&root).open().unwrap(),
-    ] {
+    // The default layout and the files layout.
+    for b in [FsBackend::new(&root).unwrap(), files_store(&root)] {
         let k = key("f/x");
         assert_eq!(b.get(&k).await.unwrap(), None);
         assert_eq!(b.head(&k).await.unwrap(), None);
@@ -159,15 +169,16 @@ async fn reads_never_write() {
 
     // An existing store: reading a function that has no folder creates none.
     std::fs::create_dir_all(&root).unwrap();
-    let b = FsBackend::new(&root).unwrap();
-    assert_eq!(b.get(&key("f/x")).await.unwrap(), None);
-    assert!(
-        b.list(&Prefix::new("f/g").unwrap())
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(names(&root).is_empty(), "{:?}", names(&root));
+    for b in [FsBackend::new(&root).unwrap(), files_store(&root)] {
+        assert_eq!(b.get(&key("f/x")).await.unwrap(), None);
+        assert!(
+            b.list(&Prefix::new("f/g").unwrap())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(names(&root).is_empty(), "{:?}", names(&root));
+    }
 }
 
 #[test]
@@ -191,7 +202,7 @@ fn keys_cannot_escape_the_location() {
 #[tokio::test]
 async fn reserved_names_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let b = FsBackend::new(dir.path()).unwrap();
+    let b = files_store(dir.path());
     b.put(&key("f/x"), value(b"v")).await.unwrap();
     let deep = vec!["d"; 65].join("/");
     for bad in [
@@ -250,7 +261,7 @@ fn dead_pid() -> u32 {
 #[tokio::test]
 async fn list_writes_nothing_and_sweep_removes_only_abandoned_temporary_files() {
     let dir = tempfile::tempdir().unwrap();
-    let b = FsBackend::new(dir.path()).unwrap();
+    let b = files_store(dir.path());
     b.put(&key("f/item"), value(b"v")).await.unwrap();
     let folder = dir.path().join("f");
     let dead = folder.join(temp_name(owner_tag(), dead_pid(), "item"));
@@ -295,7 +306,7 @@ async fn list_writes_nothing_and_sweep_removes_only_abandoned_temporary_files() 
 #[tokio::test]
 async fn large_folders_are_listed_and_swept_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let b = FsBackend::new(dir.path()).unwrap();
+    let b = files_store(dir.path());
     let long = "n".repeat(200);
     let mut keys: Vec<String> = (0..1500).map(|i| format!("f/{long}{i:04}")).collect();
     keys.push(format!("f/g/{long}"));
@@ -327,7 +338,7 @@ async fn large_folders_are_listed_and_swept_whole() {
 #[tokio::test]
 async fn delete_many_spares_the_temporary_files_of_live_writers() {
     let dir = tempfile::tempdir().unwrap();
-    let b = FsBackend::new(dir.path()).unwrap();
+    let b = files_store(dir.path());
     for k in ["f/a", "f/b", "g/c"] {
         b.put(&key(k), value(b"v")).await.unwrap();
     }
@@ -375,7 +386,7 @@ async fn a_folder_planted_as_a_link_is_never_followed() {
     std::fs::write(outside.join("x"), b"secret").unwrap();
     let root = root.canonicalize().unwrap();
     symlink(&outside, root.join("f")).unwrap();
-    let b = FsBackend::new(&root).unwrap();
+    let b = files_store(&root);
     let link = root.join("f");
 
     for put in [
@@ -429,7 +440,7 @@ async fn a_folder_planted_as_a_link_is_never_followed() {
     // The store's own folder may be a link.
     let alias = dir.path().join("alias");
     symlink(&root, &alias).unwrap();
-    let through = FsBackend::new(&alias).unwrap();
+    let through = files_store(&alias);
     assert_eq!(
         through.get(&key("g/item")).await.unwrap().as_deref(),
         Some(&b"v"[..])
@@ -446,7 +457,7 @@ async fn a_folder_swapped_for_a_link_during_delete_many_deletes_nothing_outside(
     for i in 0..ITEMS {
         std::fs::write(outside.join(format!("k{i}")), b"keep").unwrap();
     }
-    let b = FsBackend::new(&root).unwrap();
+    let b = files_store(&root);
     let keys: Vec<Key> = (0..ITEMS).map(|i| key(&format!("f/sub/k{i}"))).collect();
     b.put(&key("f/anchor"), value(b"v")).await.unwrap();
 
@@ -511,7 +522,7 @@ fn make_fifo(path: &Path) {
 #[tokio::test]
 async fn a_named_pipe_is_refused_without_blocking() {
     let dir = tempfile::tempdir().unwrap();
-    let b = Arc::new(FsBackend::new(dir.path()).unwrap());
+    let b = Arc::new(files_store(dir.path()));
     b.put(&key("f/item"), value(b"v")).await.unwrap();
     let pipe = dir.path().join("f/pipe");
     make_fifo(&pipe);
@@ -554,7 +565,7 @@ async fn a_named_pipe_is_refused_without_blocking() {
 #[tokio::test]
 async fn small_reads_see_what_is_there_now() {
     let dir = tempfile::tempdir().unwrap();
-    let b = Arc::new(FsBackend::new(dir.path()).unwrap());
+    let b = Arc::new(files_store(dir.path()));
     let k = key("f/x");
     let path = dir.path().join("f/x");
     for len in [0usize, 1, 300, 4095, 4096, 4097, 100_000] {
@@ -616,7 +627,7 @@ async fn small_reads_see_what_is_there_now() {
 #[tokio::test]
 async fn access_times_set_in_the_future_are_not_believed() {
     let dir = tempfile::tempdir().unwrap();
-    let b = FsBackend::new(dir.path()).unwrap();
+    let b = files_store(dir.path());
     b.put(&key("f/x"), value(b"v")).await.unwrap();
     let ten_years = SystemTime::now() + Duration::from_secs(10 * 365 * 24 * 3600);
     let times = std::fs::FileTimes::new()
@@ -645,7 +656,7 @@ async fn access_times_set_in_the_future_are_not_believed() {
 /// with whether it does.
 fn durable_or_not(dir: &Path) -> [(bool, FsBackend); 2] {
     [false, true].map(|durable| {
-        let mut config = FsConfig::new(dir.join(format!("durable-{durable}")));
+        let mut config = files_config(&dir.join(format!("durable-{durable}")));
         config.durable = durable;
         (durable, config.open().unwrap())
     })
@@ -683,7 +694,7 @@ async fn create_if_absent_keeps_the_first_value() {
 async fn writes_follow_a_store_folder_made_again() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("cache");
-    let b = FsBackend::new(&root).unwrap();
+    let b = files_store(&root);
     b.put(&key("f/a"), value(b"1")).await.unwrap();
     assert_eq!(&b.get(&key("f/a")).await.unwrap().unwrap()[..], b"1");
     b.put(&key("f/b"), value(b"2")).await.unwrap();
@@ -706,7 +717,7 @@ async fn writes_follow_a_store_folder_made_again() {
 #[tokio::test]
 async fn writes_delete_the_item_beside_them() {
     let dir = tempfile::tempdir().unwrap();
-    let b = FsBackend::new(dir.path().join("cache")).unwrap();
+    let b = files_store(dir.path().join("cache"));
     let put = |k: &'static str, delete: &'static str| {
         let b = &b;
         async move {
@@ -908,7 +919,7 @@ async fn claims_made_in_place_are_taken_by_their_entry_while_they_are_theirs() {
     // Bounded: a hundred claims left open keep a few dozen descriptors, and their deletion
     // closes them.
     let bounded = dir.path().join("bounded");
-    let b = FsBackend::new(&bounded).unwrap();
+    let b = files_store(&bounded);
     let in_place = PutOptions::create().with_in_place(true);
     // The handle on the store's folder that reads keep, opened first.
     b.put(&key("f/first"), value(b"v")).await.unwrap();

@@ -236,7 +236,9 @@ async fn opening_and_reading_create_nothing() {
     assert!(!dir.path().join("a").exists(), "a read created a folder");
 
     // A store of files, without an index: read, listed, and still without an index.
-    FsBackend::new(&root)
+    FsConfig::new(&root)
+        .with_layout(Layout::Files)
+        .open()
         .unwrap()
         .put(&k, blob(b"v".to_vec()))
         .await
@@ -959,8 +961,14 @@ fn configuration() {
     );
     assert_eq!(
         FsConfig::new(&path).layout,
-        Layout::Files,
-        "files is the default"
+        Layout::Auto,
+        "auto is the default"
+    );
+    assert_eq!(
+        FsConfig::from_url(&format!("file://{}?layout=files", path.display()))
+            .unwrap()
+            .layout,
+        Layout::Files
     );
     let backend = backend_from_url(&url).unwrap();
     assert_eq!(backend.scheme(), "file");
@@ -1031,7 +1039,10 @@ fn claims_exclude_each_other_until_dropped() {
     let listed = block_on(true, b.list(&Prefix::root())).unwrap().unwrap();
     assert!(listed.is_empty(), "{listed:?}");
     // The files layout has no such locks: its claims are items.
-    let files = FsConfig::new(dir.path().join("files")).open().unwrap();
+    let files = FsConfig::new(dir.path().join("files"))
+        .with_layout(Layout::Files)
+        .open()
+        .unwrap();
     assert!(files.try_claim(&k).is_none());
 }
 
@@ -1114,4 +1125,129 @@ fn an_index_cut_short_is_not_read() {
         len / 3,
         "left as it was"
     );
+}
+
+/// The default layout ([`Layout::Auto`]) keeps small items in an index in a store only its user
+/// may write, with the index's folder writable by that user alone.
+#[test]
+fn the_default_layout_indexes_a_store_that_is_yours_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let b = FsConfig::new(&root).open().unwrap();
+    block_on(true, async {
+        b.put(&key("f/x"), blob(b"small".to_vec())).await.unwrap();
+        let got = b.get(&key("f/x")).await.unwrap().unwrap();
+        assert_eq!(&got[..], b"small");
+    })
+    .unwrap();
+    assert!(root.join(".cachette-index/data.mdb").is_file());
+    assert!(!root.join("f/x").exists(), "a small item is no file");
+    let mode = std::fs::metadata(root.join(".cachette-index"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o022, 0, "{mode:o}");
+}
+
+/// A store that other users may write keeps the files layout by default: no index is made.
+#[test]
+fn the_default_layout_keeps_files_where_others_may_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("shared");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o757)).unwrap();
+    let b = FsConfig::new(&root).open().unwrap();
+    block_on(true, async {
+        b.put(&key("f/x"), blob(b"small".to_vec())).await.unwrap();
+        b.put(&key("f/y"), blob(b"small".to_vec())).await.unwrap();
+        assert_eq!(&b.get(&key("f/x")).await.unwrap().unwrap()[..], b"small");
+    })
+    .unwrap();
+    assert!(!root.join(".cachette-index").exists());
+    assert!(root.join("f/x").is_file() && root.join("f/y").is_file());
+}
+
+/// The default layout never reads an index that another user may write: every operation on the
+/// store is an error that says why (a read past it could return an item it replaced). The
+/// index layout, asked for, trusts it.
+#[test]
+fn the_default_layout_does_not_read_an_index_others_may_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    block_on(true, async {
+        open(&root)
+            .put(&key("f/x"), blob(b"small".to_vec()))
+            .await
+            .unwrap();
+    })
+    .unwrap();
+    let index = root.join(".cachette-index");
+    let set = |path: &Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let refused = |what: &str| {
+        let b = FsConfig::new(&root).open().unwrap();
+        block_on(true, async {
+            let e = b.get(&key("f/x")).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{what}: {e}");
+            assert!(e.to_string().contains("another user"), "{what}: {e}");
+            let e = b.put(&key("f/z"), blob(b"z".to_vec())).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{what}: {e}");
+            assert!(b.list(&Prefix::root()).await.is_err(), "{what}");
+            // Asked for, the index layout reads it.
+            let got = open(&root).get(&key("f/x")).await.unwrap().unwrap();
+            assert_eq!(&got[..], b"small", "{what}");
+        })
+        .unwrap();
+    };
+    set(&index.join("data.mdb"), 0o646);
+    refused("data.mdb writable by others");
+    set(&index.join("data.mdb"), 0o600);
+    set(&index.join("lock.mdb"), 0o606);
+    refused("lock.mdb writable by others");
+    set(&index.join("lock.mdb"), 0o600);
+    set(&index, 0o757);
+    refused("its folder writable by others");
+    set(&index, 0o755);
+    // Another owner (only the superuser can give a file away).
+    if std::os::unix::fs::chown(index.join("data.mdb"), Some(4242), None).is_ok() {
+        refused("data.mdb of another user");
+        std::os::unix::fs::chown(index.join("data.mdb"), Some(0), None).unwrap();
+    }
+    let b = FsConfig::new(&root).open().unwrap();
+    block_on(true, async {
+        let got = b.get(&key("f/x")).await.unwrap().unwrap();
+        assert_eq!(&got[..], b"small", "yours alone again");
+    })
+    .unwrap();
+}
+
+/// An item written for a local file (`PutOptions::local_file`, entries that hold arrays) is a
+/// file however small, so that it can be mapped; it replaces the index's item of its key.
+#[test]
+fn an_item_for_a_local_file_is_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    let b = open(&root);
+    let k = key("f/arrays");
+    block_on(true, async {
+        b.put(&k, blob(b"in the index".to_vec())).await.unwrap();
+        assert!(!root.join("f/arrays").exists());
+        let options = PutOptions::default().with_local_file(true);
+        b.put_opts(&k, blob(b"a file".to_vec()), options)
+            .await
+            .unwrap();
+        assert_eq!(std::fs::read(root.join("f/arrays")).unwrap(), b"a file");
+        let found = b
+            .get_opts(&k, GetOptions::default().with_local_file(true))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(found.payload, GetPayload::File(_)));
+        assert_eq!(&b.get(&k).await.unwrap().unwrap()[..], b"a file");
+    })
+    .unwrap();
 }

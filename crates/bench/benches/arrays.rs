@@ -1,5 +1,6 @@
-//! Large arrays on the local disk, against the raw work they cannot avoid, measured in the same
-//! run: `cargo bench -p cachette-bench --bench arrays` (or `cargo xtask bench --micro`).
+//! Large arrays on the local disk (the files layout), against the raw work they cannot avoid,
+//! measured in the same run: `cargo bench -p cachette-bench --bench arrays` (or
+//! `cargo xtask bench --micro`).
 //!
 //! - `load_1gib_mmap_r` vs `baseline_map_read_one`: a hit whose output is a 1 GiB `f64` array,
 //!   loaded with read-only mmap, then one element read; the baseline maps the same file with
@@ -14,7 +15,7 @@
 //!   is a 100 MB `f64` vector (or `Array`), against xxh3-128 over the same 100 MB;
 //! - `hit_100mb_ndarray_arg`: the same with an `ndarray::Array2<f64>` argument.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use cachette::{Array, MemorizedFunc, Memory, MmapMode};
@@ -37,6 +38,18 @@ fn tempdir() -> tempfile::TempDir {
     let root = scratch();
     std::fs::create_dir_all(&root).expect("scratch folder");
     tempfile::tempdir_in(root).expect("tempdir")
+}
+
+/// The location URL of a store in `dir` on the files layout of the local disk (one file per
+/// entry), which these benchmarks measure. The default layout of a folder only the current
+/// user may write, as a temporary one, is the index layout: the benchmarks name theirs.
+fn files_url(dir: &Path) -> String {
+    format!("file://{}?layout=files", dir.display())
+}
+
+/// A memory on the files layout in `dir`.
+fn files_memory(dir: &Path) -> Memory {
+    Memory::from_url(&files_url(dir)).expect("memory")
 }
 
 const GIB_ELEMS: usize = 1 << 27; // 2^27 f64 = 1 GiB
@@ -69,7 +82,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     // A store nobody else writes to: maps skip the arrays' checksums (`verify_maps(false)`),
     // the constant-time load; `checked` keeps the default, which reads every page once.
     let mapped_memory = Memory::builder()
-        .path(&cache)
+        .url(files_url(&cache))
         .mmap_mode(MmapMode::ReadOnly)
         .verify_maps(false)
         .build()
@@ -77,12 +90,12 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
     let mapped = big(&mapped_memory, array.clone());
     mapped.eval(1);
     let checked_memory = Memory::builder()
-        .path(&cache)
+        .url(files_url(&cache))
         .mmap_mode(MmapMode::ReadOnly)
         .build()
         .expect("memory");
     let checked = big(&checked_memory, array.clone());
-    let unmapped = big(&Memory::new(&cache).expect("memory"), array);
+    let unmapped = big(&files_memory(&cache), array);
     let folder = cachette::FuncId::new("bench::big").folder().to_owned();
     let entry = std::fs::read_dir(cache.join("cachette").join(folder))
         .expect("folder")
@@ -151,7 +164,7 @@ fn persist_1gib(bencher: Bencher<'_, '_>) {
 /// Its own cache, emptied before each run of `persist_1gib`.
 static PERSIST: LazyLock<(Memory, Big)> = LazyLock::new(|| {
     let array = Array::from((0..GIB_ELEMS).map(|i| i as f64).collect::<Vec<_>>());
-    let memory = Memory::new(FIXTURE.dir.path().join("persist")).expect("memory");
+    let memory = files_memory(&FIXTURE.dir.path().join("persist"));
     let func = big(&memory, array);
     (memory, func)
 });
@@ -188,7 +201,7 @@ fn first_of_array(x: &Array<f64>) -> f64 {
 
 static ARGS: LazyLock<Args> = LazyLock::new(|| {
     let dir = tempdir();
-    let memory = Memory::new(dir.path()).expect("memory");
+    let memory = files_memory(dir.path());
     let vec_arg: Vec<f64> = (0..ARG_ELEMS).map(|i| i as f64 * 0.5).collect();
     let array_arg = Array::from(vec_arg.clone());
     let by_vec = memory
@@ -238,7 +251,7 @@ fn first_of_ndarray(x: &cachette::ndarray::Array2<f64>) -> f64 {
 
 static NDARRAY: LazyLock<NdArgs> = LazyLock::new(|| {
     let dir = tempdir();
-    let memory = Memory::new(dir.path()).expect("memory");
+    let memory = files_memory(dir.path());
     let arg =
         cachette::ndarray::Array2::from_shape_vec((ARG_ELEMS / 1000, 1000), ARGS.vec_arg.clone())
             .expect("shape");

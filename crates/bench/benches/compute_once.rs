@@ -1,11 +1,13 @@
 //! What compute-once costs: `cargo bench -p cachette-bench --bench compute_once`.
 //!
-//! - `hit_compute_once_on` vs `hit_compute_once_off`: a hit of `f(i64)` on the local disk, with
-//!   compute-once on (the default) and off; compute-once acts only after a miss, so the two
-//!   should not differ (see `main` for the one thing that does: a second thread);
+//! - `hit_compute_once_on` vs `hit_compute_once_off`: a hit of `f(i64)` on the local disk (the
+//!   files layout), with compute-once on (the default) and off; compute-once acts only after a
+//!   miss, so the two should not differ (see `main` for the one thing that does: a second
+//!   thread);
 //! - `miss_compute_once_on` vs `miss_compute_once_off`: a miss with a tiny output, where
 //!   compute-once takes, renews and deletes a claim file.
 
+use std::path::Path;
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -28,6 +30,13 @@ fn square(x: i64) -> i64 {
 
 type Square = MemorizedFunc<i64, fn(i64) -> i64>;
 
+/// The location URL of a store in `dir` on the files layout of the local disk (one file per
+/// entry), which these benchmarks measure. The default layout of a folder only the current
+/// user may write, as a temporary one, is the index layout: the benchmarks name theirs.
+fn files_url(dir: &Path) -> String {
+    format!("file://{}?layout=files", dir.display())
+}
+
 struct Hot {
     _dir: tempfile::TempDir,
     f: Square,
@@ -36,7 +45,7 @@ struct Hot {
 fn hot(compute_once: bool) -> Hot {
     let dir = tempfile::tempdir().expect("tempdir");
     let memory = Memory::builder()
-        .path(dir.path().join("cache"))
+        .url(files_url(&dir.path().join("cache")))
         .compute_once(compute_once)
         .build()
         .expect("memory");

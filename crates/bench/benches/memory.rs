@@ -1,5 +1,6 @@
-//! `Memory` on the local disk, against the raw file-system work it cannot avoid, measured in
-//! the same run: `cargo bench -p cachette-bench --bench memory` (or `cargo xtask bench --micro`).
+//! `Memory` on the local disk (the files layout: one file per entry), against the raw
+//! file-system work it cannot avoid, measured in the same run:
+//! `cargo bench -p cachette-bench --bench memory` (or `cargo xtask bench --micro`).
 //!
 //! - `hit_i64` vs `baseline_open_read_100b`: a cache hit of `f(i64)`;
 //! - `hit_i64_memo` vs `baseline_hashmap_get`: a repeated hit from the in-process memo
@@ -35,6 +36,18 @@ fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir_in(root).expect("tempdir")
 }
 
+/// The location URL of a store in `dir` on the files layout of the local disk (one file per
+/// entry), which these benchmarks measure. The default layout of a folder only the current
+/// user may write, as a temporary one, is the index layout: the benchmarks name theirs.
+fn files_url(dir: &Path) -> String {
+    format!("file://{}?layout=files", dir.display())
+}
+
+/// A memory on the files layout in `dir`.
+fn files_memory(dir: &Path) -> Memory {
+    Memory::from_url(&files_url(dir)).expect("memory")
+}
+
 /// The folder of the function named `name` in the store at `cache`
 /// (`cachette/<name>-<hash of the name>`).
 fn function_folder(cache: &Path, name: &str) -> PathBuf {
@@ -67,7 +80,7 @@ struct Hot {
 
 static HOT: LazyLock<Hot> = LazyLock::new(|| {
     let dir = tempdir();
-    let memory = Memory::new(dir.path().join("cache")).expect("memory");
+    let memory = files_memory(&dir.path().join("cache"));
     let f = memory
         .cache_fn(square as fn(i64) -> i64)
         .name("bench::square");
@@ -102,7 +115,7 @@ fn hit_i64() -> i64 {
 static MAPPED: LazyLock<(tempfile::TempDir, Square)> = LazyLock::new(|| {
     let dir = tempdir();
     let memory = Memory::builder()
-        .path(dir.path().join("cache"))
+        .url(files_url(&dir.path().join("cache")))
         .mmap_mode(cachette::MmapMode::ReadOnly)
         .build()
         .expect("memory");
@@ -122,7 +135,7 @@ fn hit_i64_mmap_r() -> i64 {
 static MEMO: LazyLock<(tempfile::TempDir, Square)> = LazyLock::new(|| {
     let dir = tempdir();
     let memory = Memory::builder()
-        .path(dir.path().join("cache"))
+        .url(files_url(&dir.path().join("cache")))
         .memo_size("16M")
         .build()
         .expect("memory");
@@ -191,7 +204,7 @@ fn baseline_temp_rename_tiny() {
 
 fn fresh_memory() -> (tempfile::TempDir, Memory) {
     let dir = tempdir();
-    let memory = Memory::new(dir.path().join("cache")).expect("memory");
+    let memory = files_memory(&dir.path().join("cache"));
     (dir, memory)
 }
 

@@ -12,8 +12,9 @@
 //!
 //! The instructions of one hit are the difference of the two totals (callgrind's
 //! `Collected`) divided by 2,000 (`miss` with 0 and 200 for a miss). The operations: `hit`,
-//! `miss`, `cached-hit`, `cached-miss`, `floor-open-read`, `floor-pread`, `floor-lmdb`,
-//! `floor-redb`, `floor-temp-rename`; an optional third argument is the folder to work in
+//! `miss` and `memo-hit` (the files layout), `index-hit` and `index-miss` (the index layout),
+//! `cached-hit`, `cached-miss`, `floor-open-read`, `floor-pread`, `floor-lmdb`, `floor-redb`,
+//! `floor-temp-rename`; an optional third argument is the folder to work in
 //! (default: the system's temporary folder). Built at two commits, the same probe compares
 //! them; timed as a whole process (`hit 200000`, interleaved runs), it gives their time ratio.
 

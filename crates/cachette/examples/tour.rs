@@ -374,11 +374,27 @@ fn cube(x: u64) -> u64 {
     x * x * x
 }
 
+/// The folder of the faults' store: on the files layout, where each result is a file of its own
+/// (the default layout keeps small results in an index in a store only you may write).
+fn faults_folder() -> PathBuf {
+    CACHEDIR.join("faults")
+}
+
+/// A memory on the faults' store.
+fn faults_memory(strict: bool) -> Memory {
+    Memory::builder()
+        .url(format!("file://{}?layout=files", faults_folder().display()))
+        .reporter(Reporter::new(print_report))
+        .strict(strict)
+        .build()
+        .expect("the tour's cache folder")
+}
+
 /// Overwrites the stored results of the function `name` with garbage, as a failing disk or a
 /// bad copy could. (Everything Cachette writes lives in `cachette/` in the location, in a
 /// folder per function.)
 fn damage(name: &str) {
-    let folder = CACHEDIR
+    let folder = faults_folder()
         .join("cachette")
         .join(cachette::FuncId::new(name).folder());
     for file in std::fs::read_dir(folder).expect("the function's folder") {
@@ -391,17 +407,13 @@ fn damage(name: &str) {
 
 fn faults() {
     section("Faults: a warning and a recomputation, or an error in strict mode");
-    let memorized = MEMORY.cache(cube).name("tour::cube");
+    let memory = faults_memory(false);
+    let memorized = memory.cache(cube).name("tour::cube");
     println!("{}", memorized.eval(3));
     damage("tour::cube");
     println!("{}", memorized.eval(3)); // a warning, and the body runs again
     damage("tour::cube");
-    let strict = Memory::builder()
-        .path(&*CACHEDIR)
-        .reporter(Reporter::new(print_report))
-        .strict(true)
-        .build()
-        .expect("the tour's cache folder");
+    let strict = faults_memory(true);
     let memorized = strict.cache(cube).name("tour::cube");
     match memorized.try_eval(3) {
         Ok(value) => println!("{value}"),

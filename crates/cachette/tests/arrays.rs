@@ -330,8 +330,9 @@ fn compression_with_mmap_warns_and_loads_into_memory() {
 #[test]
 fn compressed_outputs_without_arrays_round_trip() {
     let dir = tempfile::tempdir().unwrap();
+    // The files layout, whose entry file tells the stored size.
     let memory = Memory::builder()
-        .path(dir.path())
+        .url(format!("file://{}?layout=files", dir.path().display()))
         .compress(19)
         .build()
         .unwrap();

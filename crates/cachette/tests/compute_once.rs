@@ -20,7 +20,7 @@ use bytes::Bytes;
 use cachette::plugin::StoreBackendExt;
 use cachette::plugin::{Key, block_on};
 use cachette::{FuncId, MemorizedFunc, Memory, MemoryBuilder, Shelved};
-use common::{Reports, capture, warnings};
+use common::{Reports, capture, files_layout, files_url, warnings};
 
 mod common;
 
@@ -91,7 +91,8 @@ fn slow(
 #[test]
 fn threads_missing_one_key_compute_it_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (memory, reports) = capture(Memory::builder().path(dir.path()));
+    // The files layout, whose claims are files beside the entries.
+    let (memory, reports) = capture(files_layout(dir.path()));
     assert!(memory.compute_once() && memory.claims());
     // A backend given as an object takes claims only when asked to.
     let object = || Arc::new(cachette::plugin::InMemoryBackend::new());
@@ -113,8 +114,7 @@ fn threads_missing_one_key_compute_it_once() {
     );
 
     // Off for the memory: every caller computes.
-    let off = Memory::builder()
-        .path(dir.path())
+    let off = files_layout(dir.path())
         .compute_once(false)
         .build()
         .unwrap();
@@ -260,7 +260,8 @@ fn a_failed_computation_is_not_cached_and_a_waiter_takes_over() {
 fn misses_leave_no_claim_behind_stored_or_open() {
     let dir = tempfile::tempdir().unwrap();
     let store = std::fs::canonicalize(dir.path()).unwrap();
-    let memory = Memory::new(&store).unwrap();
+    // The files layout, whose claims are files.
+    let memory = Memory::from_url(&files_url(&store)).unwrap();
     let f = MemorizedFunc::<u64>::new(&memory, FuncId::new("once::leaves-nothing"));
     for x in 0..100u64 {
         let out = f.call_with(x, |x| {
@@ -282,11 +283,12 @@ fn misses_leave_no_claim_behind_stored_or_open() {
     assert!(open < 8, "{open} descriptors open in the store");
 }
 
-/// Two memories on one folder stand for two processes: they share claims, not flights.
+/// Two memories on one folder stand for two processes: they share claims, not flights. In the
+/// files layout, whose claims are items.
 #[test]
 fn memories_sharing_a_store_wait_for_each_others_claims() {
     let dir = tempfile::tempdir().unwrap();
-    share_claims(&dir.path().display().to_string());
+    share_claims(&files_url(dir.path()));
 }
 
 /// As above, in the index layout, whose claims are locks.
@@ -413,7 +415,8 @@ fn contains(memory: &Memory, key: &Key) -> bool {
 #[test]
 fn stale_claims_of_dead_holders_are_taken_over() {
     let dir = tempfile::tempdir().unwrap();
-    let (memory, reports) = capture(Memory::builder().path(dir.path()));
+    // The files layout, whose claims are items (in the index layout they are locks).
+    let (memory, reports) = capture(files_layout(dir.path()));
     let calls = Calls::default();
     let c = calls.clone();
     let f = memory
@@ -441,11 +444,9 @@ fn stale_claims_of_dead_holders_are_taken_over() {
 #[test]
 fn waiting_is_bounded_by_the_wait_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let (memory, reports) = capture(
-        Memory::builder()
-            .path(dir.path())
-            .wait_timeout(Duration::from_millis(300)),
-    );
+    // The files layout, whose claims are items (in the index layout they are locks).
+    let (memory, reports) =
+        capture(files_layout(dir.path()).wait_timeout(Duration::from_millis(300)));
     assert_eq!(memory.wait_timeout(), Duration::from_millis(300));
     let calls = Calls::default();
     let c = calls.clone();
@@ -835,7 +836,8 @@ fn stress_local_disk() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    stress("stress_local_disk", dir.path().to_str().unwrap());
+    // The files layout (the index layout has a test of its own below).
+    stress("stress_local_disk", &files_url(dir.path()));
 }
 
 #[test]
@@ -921,9 +923,10 @@ fn a_killed_holder_is_taken_over_local_disk() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    // The files layout, whose claims are items that go stale once their lease runs out.
     let warned = killed_holder(
         "a_killed_holder_is_taken_over_local_disk",
-        dir.path().to_str().unwrap(),
+        &files_url(dir.path()),
     );
     assert!(warned.iter().any(|w| w.contains("stale")), "{warned:?}");
 }

@@ -35,11 +35,12 @@ fn temp_files(dir: &Path) -> Vec<PathBuf> {
 fn a_writer_killed_mid_persist_leaves_no_partial_entry() {
     crash::child_if_asked();
     let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}?layout=files", dir.path().display());
     kill_and_check(
         "a_writer_killed_mid_persist_leaves_no_partial_entry",
         dir.path(),
-        dir.path().to_str().unwrap(),
-        "local disk",
+        &url,
+        "local disk, files layout",
     );
 }
 

@@ -21,7 +21,7 @@ use cachette::{
     memoize,
 };
 use common::switch::{DOWN, Switch};
-use common::{capture, lines, warnings};
+use common::{capture, files_layout, lines, warnings};
 
 mod common;
 
@@ -173,7 +173,8 @@ fn expired() {
 #[test]
 fn a_damaged_entry() {
     let dir = tempfile::tempdir().unwrap();
-    let (memory, reports) = capture(Memory::builder().url(dir.path().to_str().unwrap()));
+    // The files layout, where the entry is a file to damage.
+    let (memory, reports) = capture(files_layout(dir.path()));
     let f = added(&memory);
     f.eval((1, 2));
     let args_id = f.explain(&(1, 2)).args_id.unwrap();

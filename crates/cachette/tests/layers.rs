@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cachette::fs::FsBackend;
+use cachette::fs::{FsBackend, FsConfig, Layout};
 use cachette::layers::{Stats, StatsHandle, TierCounters, Tiered};
 use cachette::plugin::{DynBackend, Key, Prefix, StoreBackend, StoreBackendExt, block_on, testkit};
 use cachette::redis::RedisConfig;
@@ -43,9 +43,17 @@ impl Namespace {
     fn tiered(&self, dir: &Path) -> (Arc<Tiered>, StatsHandle) {
         let stats = Stats::new(self.redis.clone());
         let handle = stats.handle();
-        let local = Arc::new(FsBackend::new(dir).expect("a local store"));
+        let local = Arc::new(files_store(dir));
         (Arc::new(Tiered::new(local, Arc::new(stats))), handle)
     }
+}
+
+/// A local-disk store in the files layout (one file per item), whose files the tests look at.
+fn files_store(dir: &Path) -> FsBackend {
+    FsConfig::new(dir)
+        .with_layout(Layout::Files)
+        .open()
+        .expect("a local store")
 }
 
 impl Drop for Namespace {
@@ -102,7 +110,7 @@ fn disk_in_front_of_redis_writes_through_backfills_then_serves_locally() {
     let stored = items(&*ns.redis);
     let entry = entry_key(&stored);
     assert_eq!(
-        items(&FsBackend::new(dir_a.path()).unwrap()),
+        items(&files_store(dir_a.path())),
         stored,
         "the local tier holds what Redis holds"
     );
@@ -133,7 +141,7 @@ fn disk_in_front_of_redis_writes_through_backfills_then_serves_locally() {
          item, read with a ranged read, was not)"
     );
     assert!(
-        items(&FsBackend::new(dir_b.path()).unwrap())
+        items(&files_store(dir_b.path()))
             .iter()
             .any(|(key, _)| key == entry.as_str()),
         "backfilled"
@@ -161,7 +169,7 @@ fn disk_in_front_of_redis_writes_through_backfills_then_serves_locally() {
     // Clearing reaches both tiers.
     memory.clear().unwrap();
     assert!(items(&*ns.redis).is_empty());
-    assert!(items(&FsBackend::new(dir_b.path()).unwrap()).is_empty());
+    assert!(items(&files_store(dir_b.path())).is_empty());
 }
 
 static RAMPS: AtomicUsize = AtomicUsize::new(0);

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 use cachette::{MemorizedFunc, Memory, Metadata, memoize};
-use common::{Reports, capture, lines, warnings};
+use common::{Reports, capture, files_url, lines, warnings};
 
 mod common;
 
@@ -586,7 +586,8 @@ fn results_persist_on_the_local_disk() {
     static DIR: LazyLock<std::path::PathBuf> = LazyLock::new(|| {
         std::env::temp_dir().join(format!("cachette-memoize-disk-{}", std::process::id()))
     });
-    static DISK: LazyLock<Memory> = LazyLock::new(|| Memory::new(&*DIR).unwrap());
+    // The files layout, where every result is a file in its function's folder.
+    static DISK: LazyLock<Memory> = LazyLock::new(|| Memory::from_url(&files_url(&DIR)).unwrap());
     static RUNS: AtomicUsize = AtomicUsize::new(0);
 
     #[memoize(memory = DISK)]
@@ -603,7 +604,7 @@ fn results_persist_on_the_local_disk() {
     assert!(folder.is_dir(), "{folder:?}");
 
     // Another memory on the same folder (as another process would open it) finds the result.
-    let reopened = MemorizedFunc::<u64>::new(&Memory::new(&*DIR).unwrap(), id);
+    let reopened = MemorizedFunc::<u64>::new(&Memory::from_url(&files_url(&DIR)).unwrap(), id);
     assert!(reopened.check_call_in_cache(&(2u64,)));
     assert!(!reopened.check_call_in_cache(&(3u64,)));
     std::fs::remove_dir_all(&*DIR).unwrap();

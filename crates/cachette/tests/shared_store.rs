@@ -80,7 +80,8 @@ fn entry_file(root: &Path, folder: &str) -> PathBuf {
 fn clear_keeps_foreign_files_of_a_project_folder() {
     let dir = tempfile::tempdir().unwrap();
     plant_foreign(dir.path());
-    let memory = Memory::new(dir.path()).unwrap();
+    // The files layout, where results are files in cachette/.
+    let memory = Memory::from_url(&common::files_url(dir.path())).unwrap();
     let f = memory.cache(square).name("shared::square");
     f.eval(3);
     assert!(
@@ -228,7 +229,8 @@ fn ctime(path: &Path) -> SystemTime {
 #[test]
 fn checks_shelving_and_verifying_record_no_access() {
     let dir = tempfile::tempdir().unwrap();
-    let memory = Memory::new(dir.path()).unwrap();
+    // The files layout, where an entry is a file whose times record its accesses.
+    let memory = Memory::from_url(&common::files_url(dir.path())).unwrap();
     let f = memory.cache(square).name("shared::access");
     f.eval(7);
     let file = entry_file(dir.path(), f.id().folder());
@@ -591,7 +593,8 @@ fn an_entry_dated_years_ahead_does_not_pass_expiry() {
 #[test]
 fn a_file_dated_in_the_future_is_neither_recent_nor_immortal() {
     let dir = tempfile::tempdir().unwrap();
-    let memory = Memory::new(dir.path()).unwrap();
+    // The files layout, where an entry is a file whose times can be set.
+    let memory = Memory::from_url(&common::files_url(dir.path())).unwrap();
     let f = memory.cache(square).name("shared::future");
     f.eval(1);
     f.eval(2);
@@ -627,7 +630,8 @@ fn a_file_dated_in_the_future_is_neither_recent_nor_immortal() {
 #[test]
 fn clear_leaves_the_files_of_live_writers_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let memory = Memory::new(dir.path()).unwrap();
+    // The files layout, where writers write temporary files in the function's folder.
+    let memory = Memory::from_url(&common::files_url(dir.path())).unwrap();
     let f = memory.cache(square).name("shared::live");
     f.eval(1);
     let folder = dir.path().join("cachette").join(f.id().folder());
@@ -641,4 +645,37 @@ fn clear_leaves_the_files_of_live_writers_alone() {
     memory.clear().unwrap();
     assert!(temp.exists(), "a live writer's temporary file was deleted");
     let _ = std::fs::remove_file(&temp);
+}
+
+/// The default layout reads no index that another user may write (LMDB trusts its files): the
+/// calls on such a store are computed, with a warning that says why, never loaded from it; the
+/// index layout, asked for, trusts its writers and reads it.
+#[test]
+fn an_index_others_may_write_is_not_read_by_default() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let calls = AtomicUsize::new(0);
+    let counted = |x: u64| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        x * x
+    };
+    {
+        let memory = Memory::new(dir.path()).unwrap();
+        assert_eq!(memory.cache_capturing(&counted).name("ss::sq").eval(3), 9);
+    }
+    let data = dir.path().join(".cachette-index/data.mdb");
+    assert!(data.is_file(), "the default layout made an index");
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o646)).unwrap();
+    let (memory, reports) = common::capture(Memory::builder().path(dir.path()));
+    let f = memory.cache_capturing(&counted).name("ss::sq");
+    assert_eq!(f.eval(3), 9);
+    assert_eq!(f.eval(3), 9);
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "computed, not loaded");
+    let w = common::warnings(&reports);
+    assert!(w.iter().any(|w| w.contains("another user")), "{w:?}");
+    // Asked for, the index layout reads it.
+    let trusting = Memory::from_url(&format!("file://{}?layout=index", dir.path().display()));
+    let f = trusting.unwrap().cache_capturing(&counted).name("ss::sq");
+    assert_eq!(f.eval(3), 9);
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "loaded");
 }

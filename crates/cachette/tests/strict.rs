@@ -8,7 +8,7 @@ use bytes::Bytes;
 use cachette::plugin::{InMemoryBackend, Key, Prefix, block_on};
 use cachette::plugin::{StoreBackend, StoreBackendExt};
 use cachette::{CallError, Error, Memory, MemoryBuilder, MemoryConfig, memoize};
-use common::{capture, warnings};
+use common::{capture, files_layout, warnings};
 use serde::{Serialize, Serializer};
 
 mod common;
@@ -149,7 +149,8 @@ fn a_store_that_cannot_be_written_is_an_error_in_strict_mode() {
         calls.fetch_add(1, Ordering::SeqCst);
         x * 2
     };
-    let (strict, _) = capture(MemoryBuilder::new().path(dir.path()).strict(true));
+    // The files layout, where the function's folder holds its entries.
+    let (strict, _) = capture(files_layout(dir.path()).strict(true));
     let f = strict.cache_capturing(&double).name("strict::double");
     assert_eq!(f.try_eval(1).unwrap(), 2);
     // The function's folder becomes a file: every read and write of it fails.
@@ -164,7 +165,7 @@ fn a_store_that_cannot_be_written_is_an_error_in_strict_mode() {
     let err = f.try_eval(2).unwrap_err();
     assert!(matches!(err, Error::Backend(_)), "{err:?}");
     // Not strict: the value, with a warning.
-    let (lenient, reports) = capture(MemoryBuilder::new().path(dir.path()));
+    let (lenient, reports) = capture(files_layout(dir.path()));
     let f = lenient.cache_capturing(&double).name("strict::double");
     assert_eq!(f.try_eval(2).unwrap(), 4);
     assert_eq!(f.eval(3), 6);

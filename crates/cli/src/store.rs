@@ -9,6 +9,9 @@ use serde::Serialize;
 
 use crate::fail::{Code, fail, not_found};
 
+/// The folder of the index of a local-disk store (see `cachette::fs`, "Layouts").
+const INDEX_DIR: &str = ".cachette-index";
+
 /// The folder of the location where the library keeps everything it writes.
 const NAMESPACE: &str = "cachette";
 
@@ -73,9 +76,10 @@ pub(crate) fn open(location: &str) -> Result<Store> {
                 "{opened}: no such file or folder (the store of {location})"
             )));
         }
-        if !root.join(NAMESPACE).exists() {
+        // Small items may live in the store's index alone (the index layout), with no folder.
+        if !root.join(NAMESPACE).exists() && !root.join(INDEX_DIR).exists() {
             eprintln!(
-                "cachette: note: nothing is stored in {opened} (it has no {NAMESPACE}/ folder)"
+                "cachette: note: nothing is stored in {opened} (it has no {NAMESPACE}/ folder, nor an index)"
             );
         }
     }

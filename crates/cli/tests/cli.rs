@@ -51,11 +51,23 @@ struct TestStore {
 }
 
 fn local() -> TestStore {
+    local_at(|dir| dir.to_str().unwrap().to_owned())
+}
+
+/// A store on the local disk in the files layout (one file per entry), for the tests that look
+/// at or damage the files of entries.
+fn local_files() -> TestStore {
+    local_at(|dir| format!("file://{}?layout=files", dir.display()))
+}
+
+/// A store on the local disk in a fresh folder, given to the command as `location` names it.
+fn local_at(location: fn(&Path) -> String) -> TestStore {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("cache");
+    let location = location(&dir);
     TestStore {
-        location: dir.to_str().unwrap().to_owned(),
-        memory: Memory::new(&dir).unwrap(),
+        memory: Memory::from_url(&location).unwrap(),
+        location,
         dir: Some(dir),
         _tmp: Some(tmp),
     }
@@ -97,7 +109,12 @@ fn redis() -> Option<TestStore> {
 
 /// Every store this run can reach.
 fn stores() -> Vec<TestStore> {
-    let mut stores = vec![local()];
+    stores_with(local())
+}
+
+/// Every store this run can reach, with `local` for the local disk.
+fn stores_with(local: TestStore) -> Vec<TestStore> {
+    let mut stores = vec![local];
     stores.extend(s3());
     stores.extend(redis());
     stores
@@ -444,7 +461,8 @@ fn show_prints_the_metadata_of_an_entry() {
 
 #[test]
 fn verify_finds_a_damaged_entry_and_deletes_it_when_asked() {
-    for store in stores() {
+    // On the local disk, the entry is damaged in its file.
+    for store in stores_with(local_files()) {
         let loc = store.location.as_str();
         let shelved = fill(&store);
         assert!(run(&["verify", loc], 0).contains("checked 7 entries"));
@@ -612,7 +630,8 @@ fn a_location_that_does_not_exist_is_not_found_and_not_created() {
 
 #[test]
 fn reads_change_nothing() {
-    let store = local();
+    // The files layout, whose files only writes change.
+    let store = local_files();
     let loc = store.location.as_str();
     let shelved = fill(&store);
     let dir = store.dir.clone().unwrap();
@@ -633,7 +652,8 @@ fn reads_change_nothing() {
 
 #[test]
 fn show_of_an_entry_with_damaged_metadata_is_3() {
-    let store = local();
+    // The files layout, where the entry is a file to damage.
+    let store = local_files();
     let loc = store.location.as_str();
     let shelved = fill(&store);
     let path =
@@ -789,7 +809,9 @@ fn unknown_schemes_name_the_feature() {
 
 #[test]
 fn check_writes_reads_and_deletes_one_item() {
-    for store in stores() {
+    // On the local disk, in the files layout: the index layout keeps the index that the
+    // write made (`.cachette-index/`).
+    for store in stores_with(local_files()) {
         let location = store.location.as_str();
         if let Some(dir) = &store.dir {
             // Like the other commands, it creates no store where there is none.
@@ -876,4 +898,24 @@ fn check_reports_unreachable_and_read_only_stores() {
     assert_eq!(doc["status"], "read_only", "{doc}");
     assert!(doc["read_ms"].as_f64().is_some(), "{doc}");
     assert!(doc["write_ms"].is_null(), "{doc}");
+}
+
+/// A store of small entries on the default layout keeps them in its index, with no `cachette/`
+/// folder: it is not said to be empty.
+#[test]
+fn a_store_of_small_entries_in_its_index_is_not_empty() {
+    let store = local();
+    let f = store.memory.cache(|x: u32| x + 1).name("pipeline::small");
+    assert_eq!(f.eval(1), 2);
+    let dir = store.dir.clone().unwrap();
+    assert!(
+        !dir.join("cachette").exists(),
+        "small entries are in the index"
+    );
+    assert!(dir.join(".cachette-index").exists());
+    cachette(&["inspect", &store.location])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("1 entr"))
+        .stderr(predicate::str::contains("nothing is stored").not());
 }

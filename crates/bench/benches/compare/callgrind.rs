@@ -15,7 +15,9 @@ const HITS: u64 = 2_000;
 /// Misses counted per run.
 const MISSES: u64 = 200;
 
-/// The operations counted: `(workload, row, probe operation)`.
+/// The operations counted: `(workload, row, probe operation)`. The `Cachette` rows (`hit`,
+/// `miss`) and the in-process memo's are the files layout, the `Cachette, index layout` rows
+/// (`index-hit`, `index-miss`) the index layout, as in the timed rows.
 const COUNTED: &[(&str, &str, &str)] = &[
     ("hit_int", CACHETTE, "hit"),
     ("hit_int", CACHETTE_INDEX, "index-hit"),

@@ -15,7 +15,7 @@ use crate::probe::{
     LmdbFloor, PreadFloor, RedbFloor, SmallEntry, cached_call, entry_file, open_read,
     redb_cache as redb, square,
 };
-use crate::probe::{any_entry, temp_rename};
+use crate::probe::{any_entry, files_url, temp_rename};
 use crate::proc::Worker;
 use crate::stats::{Contender, Kind, Sampler, run_rounds};
 use crate::{CACHED_REDB, CACHETTE, CACHETTE_INDEX, CACHETTE_MEMO, Ctx, Res, Target, Workload};
@@ -141,6 +141,12 @@ fn small_hit_floors<'a>(store: &Path, dir: &Path) -> Vec<Contender<'a>> {
     ]
 }
 
+/// A memory on the files layout of the local disk (one file per entry) in `dir`: the
+/// `Cachette` rows' (see [`files_url`]).
+pub(crate) fn files_memory(dir: &Path) -> Memory {
+    Memory::from_url(&files_url(dir)).expect("memory")
+}
+
 /// A memory on the index layout of the local disk (small entries in LMDB) in `dir`.
 fn index_memory(dir: &Path) -> Memory {
     Memory::from_url(&format!("file://{}?layout=index", dir.display())).expect("memory")
@@ -149,32 +155,33 @@ fn index_memory(dir: &Path) -> Memory {
 /// A hit whose argument is a small int.
 pub(crate) fn hit_int(ctx: &Ctx) -> Workload {
     let ws = ctx.workspace("hit_int");
-    let memory = Memory::new(ws.join("cachette")).expect("memory");
+    let memory = files_memory(&ws.join("cachette"));
     let f = square_func(&memory);
     f.eval(42);
     // The same hit with signed entries, and with hardened (keyed BLAKE3) argument keys too.
     let secret = "a signing secret for the benchmark";
     let signed = Memory::builder()
-        .path(ws.join("cachette-signed"))
+        .url(files_url(&ws.join("cachette-signed")))
         .signing_key(cachette::SigningKey::new(secret).expect("key"))
         .build()
         .expect("memory");
     let signed_f = square_func(&signed);
     signed_f.eval(42);
     let hardened = Memory::builder()
-        .path(ws.join("cachette-hardened"))
+        .url(files_url(&ws.join("cachette-hardened")))
         .signing_key(cachette::SigningKey::new(secret).expect("key"))
         .hardened_keys(true)
         .build()
         .expect("memory");
     let hardened_f = square_func(&hardened);
     hardened_f.eval(42);
-    // The index layout (small entries in LMDB), and the in-process memo of decoded values.
+    // The index layout (small entries in LMDB), and the in-process memo of decoded values
+    // (over the files layout).
     let index = index_memory(&ws.join("cachette-index"));
     let index_f = square_func(&index);
     index_f.eval(42);
     let memo = Memory::builder()
-        .path(ws.join("cachette-memo"))
+        .url(files_url(&ws.join("cachette-memo")))
         .memo_size("16M")
         .build()
         .expect("memory");
@@ -251,7 +258,7 @@ pub(crate) fn hit_int(ctx: &Ctx) -> Workload {
 /// A hit whose argument is a list of 100 ints.
 pub(crate) fn hit_list(ctx: &Ctx) -> Workload {
     let ws = ctx.workspace("hit_list");
-    let memory = Memory::new(ws.join("cachette")).expect("memory");
+    let memory = files_memory(&ws.join("cachette"));
     let f = memory
         .cache_capturing(total as fn(&Vec<i64>) -> i64)
         .name("bench::total");
@@ -301,7 +308,7 @@ pub(crate) fn hit_list(ctx: &Ctx) -> Workload {
 pub(crate) fn hit_array(ctx: &Ctx, id: &'static str, title: &str, bytes: usize) -> Workload {
     let ws = ctx.workspace(id);
     let n = bytes / 8;
-    let memory = Memory::new(ws.join("cachette")).expect("memory");
+    let memory = files_memory(&ws.join("cachette"));
     let f = memory
         .cache_capturing(first as fn(&Array<f64>) -> f64)
         .name("bench::first");
@@ -356,7 +363,7 @@ pub(crate) fn hit_array(ctx: &Ctx, id: &'static str, title: &str, bytes: usize) 
 /// A miss whose output is a small int: hash, look up, run, encode, write.
 pub(crate) fn miss_tiny(ctx: &Ctx) -> Workload {
     let ws = ctx.workspace("miss_tiny");
-    let memory = Memory::new(ws.join("cachette")).expect("memory");
+    let memory = files_memory(&ws.join("cachette"));
     let f = square_func(&memory);
     f.eval(0);
     let entry_bytes = any_entry(&ws.join("cachette")).and_then(|p| Ok(std::fs::read(p)?));
@@ -442,7 +449,7 @@ pub(crate) fn miss_big(ctx: &Ctx, id: &'static str, title: &str, bytes: usize) -
     let ws = ctx.workspace(id);
     let n = bytes / 8;
     let values = steps(n);
-    let memory = Memory::new(ws.join("cachette")).expect("memory");
+    let memory = files_memory(&ws.join("cachette"));
     let f = big_func(&memory, Array::from(values.clone()));
     let mut key = 0u64;
     let raw = ws.join("raw.bin");
@@ -593,7 +600,7 @@ pub(crate) fn reload(ctx: &Ctx, mmap: bool, title: &str) -> Workload {
     let probe = n - 12_345;
     let store = ws.join("cachette");
     let memory = Memory::builder()
-        .path(&store)
+        .url(files_url(&store))
         .mmap_mode(if mmap {
             MmapMode::ReadOnly
         } else {
@@ -716,7 +723,7 @@ fn redb_pair<'a>(exe: &Path, dir: &Path) -> Contender<'a> {
 pub(crate) fn concurrent(ctx: &Ctx) -> Workload {
     let ws = ctx.workspace("concurrent");
     let store = ws.join("cachette");
-    square_func(&Memory::new(&store).expect("memory")).eval(42);
+    square_func(&files_memory(&store)).eval(42);
     let exe = std::env::current_exe().expect("the harness's path");
     let rust_worker = || Worker::spawn("harness worker", &exe, &["--worker"]);
     let mut contenders = vec![Contender::from_setup(

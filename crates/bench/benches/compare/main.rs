@@ -59,11 +59,14 @@ use crate::stats::{Contender, Kind, Outcome, Plan, Row};
 /// Errors of the harness: reported in the table, never panics in a sample.
 pub(crate) type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
-/// The name of the Cachette rows.
+/// The name of the Cachette rows. On the local disk, they are the files layout
+/// (`?layout=files`: one file per entry, the default in a store others may write).
 pub(crate) const CACHETTE: &str = "Cachette";
-/// The name of the Cachette rows on the index layout of the local disk.
+/// The name of the Cachette rows on the index layout of the local disk (`?layout=index`: small
+/// entries in an LMDB index, the default, `layout=auto`, in a store only you may write).
 pub(crate) const CACHETTE_INDEX: &str = "Cachette, index layout";
-/// The name of the Cachette rows of a repeated hit from the in-process memo.
+/// The name of the Cachette rows of a repeated hit from the in-process memo (of a store on
+/// the files layout).
 pub(crate) const CACHETTE_MEMO: &str = "Cachette, in-process memo (repeated hit)";
 /// The name of the joblib rows.
 pub(crate) const JOBLIB: &str = "joblib";

@@ -9,7 +9,7 @@ use cachette::{Memory, SizeLimits};
 use serde_json::json;
 
 use crate::cases::{square_func, timed};
-use crate::probe::{any_entry, cached_call, redb_cache as redb, square, temp_rename};
+use crate::probe::{any_entry, cached_call, files_url, redb_cache as redb, square, temp_rename};
 use crate::stats::{Contender, Kind, run_rounds};
 use crate::{CACHED_REDB, CACHETTE, CACHETTE_INDEX, Ctx, Res, Target, Workload};
 
@@ -32,6 +32,12 @@ fn remove(dir: &Path) -> Res<()> {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
         _ => Ok(()),
     }
+}
+
+/// A memory on the files layout of the local disk (one file per entry) in `dir`: the
+/// `Cachette` rows' (see [`files_url`]).
+fn files_memory(dir: &Path) -> Res<Memory> {
+    Ok(Memory::from_url(&files_url(dir))?)
 }
 
 /// A memory on the index layout of the local disk (small entries in LMDB) in `dir`.
@@ -68,7 +74,7 @@ pub(crate) fn populate_10k(ctx: &Ctx) -> Workload {
     let ws = ctx.workspace("populate");
     let entry_bytes = {
         let probe = ws.join("probe");
-        let memory = Memory::new(&probe).expect("memory");
+        let memory = files_memory(&probe).expect("memory");
         square_func(&memory).eval(1);
         any_entry(&probe).and_then(|p| Ok(std::fs::read(p)?))
     };
@@ -82,7 +88,7 @@ pub(crate) fn populate_10k(ctx: &Ctx) -> Workload {
         let mut total = Duration::ZERO;
         for _ in 0..iters {
             let dir = fresh("cachette");
-            let memory = Memory::new(&dir)?;
+            let memory = files_memory(&dir)?;
             total += timed(1, || populate(&memory));
         }
         Ok(total)
@@ -164,7 +170,7 @@ pub(crate) fn populate_10k(ctx: &Ctx) -> Workload {
 pub(crate) fn list_10k(ctx: &Ctx) -> Workload {
     let ws = ctx.workspace("list");
     let store = ws.join("cachette");
-    let memory = Memory::new(&store).expect("memory");
+    let memory = files_memory(&store).expect("memory");
     populate(&memory);
     let index = index_memory(&ws.join("cachette-index")).expect("memory");
     populate(&index);
@@ -246,7 +252,7 @@ pub(crate) fn reduce(ctx: &Ctx, keep: usize) -> Workload {
     };
     let ws = ctx.workspace(id);
     let template = ws.join("template");
-    populate(&Memory::new(&template).expect("memory"));
+    populate(&files_memory(&template).expect("memory"));
     let index_template = ws.join("template-index");
     populate(&index_memory(&index_template).expect("memory"));
     let work = ws.join("work");
@@ -267,7 +273,7 @@ pub(crate) fn reduce(ctx: &Ctx, keep: usize) -> Workload {
         Contender::new(CACHETTE, Kind::Cachette, |iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
-                total += reduce_copy(&template, |dir| Ok(Memory::new(dir)?))?;
+                total += reduce_copy(&template, files_memory)?;
             }
             Ok(total)
         }),

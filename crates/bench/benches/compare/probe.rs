@@ -59,6 +59,14 @@ where
         .build()?)
 }
 
+/// The location URL of a store in `dir` on the files layout of the local disk (one file per
+/// entry). The default layout of a folder only the current user may write, as the harness's
+/// scratch folders are, is the index layout: the `Cachette` rows name the files layout, and
+/// every process opening one of their stores does the same.
+pub(crate) fn files_url(dir: &Path) -> String {
+    format!("file://{}?layout=files", dir.display())
+}
+
 /// Writes `bytes` to a temporary file in `dir`, then renames it to `name`.
 pub(crate) fn temp_rename(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let temp = dir.join(format!(".tmp-{name}"));
@@ -236,7 +244,7 @@ impl RedbFloor {
 
 /// The operations the probe runs: `(name, what it is, hit or miss)`.
 pub(crate) const OPS: &[(&str, &str, bool)] = &[
-    ("hit", "Cachette hit of square(42)", true),
+    ("hit", "Cachette hit of square(42), files layout", true),
     ("cached-hit", "cached (redb) hit of square(42)", true),
     ("floor-open-read", "open + read of the entry", true),
     (
@@ -253,10 +261,14 @@ pub(crate) const OPS: &[(&str, &str, bool)] = &[
     ),
     (
         "memo-hit",
-        "Cachette repeated hit of square(42) from the in-process memo",
+        "Cachette repeated hit of square(42) from the in-process memo, files layout",
         true,
     ),
-    ("miss", "Cachette miss of square(x), new x each time", false),
+    (
+        "miss",
+        "Cachette miss of square(x), files layout, new x each time",
+        false,
+    ),
     (
         "index-miss",
         "Cachette miss of square(x), index layout, new x each time",
@@ -286,7 +298,7 @@ pub(crate) fn run(op: &str, n: u64, scratch: &Path) -> ProbeRes<()> {
 
 fn run_in(op: &str, n: u64, dir: &Path) -> ProbeRes<()> {
     let store = dir.join("cachette");
-    let memory = Memory::new(&store)?;
+    let memory = Memory::from_url(&files_url(&store))?;
     let f = memory
         .cache_fn(square as fn(i64) -> i64)
         .name("bench::square");
@@ -312,7 +324,7 @@ fn run_in(op: &str, n: u64, dir: &Path) -> ProbeRes<()> {
         .cache_fn(square as fn(i64) -> i64)
         .name("bench::square");
     let memo = Memory::builder()
-        .path(dir.join("cachette-memo"))
+        .url(files_url(&dir.join("cachette-memo")))
         .memo_size("16M")
         .build()?;
     let memo_f = memo

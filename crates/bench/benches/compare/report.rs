@@ -584,7 +584,11 @@ impl Report {
         md.push_str(
             "Median time per operation; the spread is the 10th to 90th percentile over the \
              samples; `÷ Cachette` is the contender's median divided by Cachette's (above 1: \
-             slower than Cachette); samples are rounds × operations per sample.\n\n",
+             slower than Cachette); samples are rounds × operations per sample. On the local \
+             disk, the `Cachette` rows are the files layout (`?layout=files`: one file per entry, \
+             the default in a store others may write), and the `Cachette, index layout` rows are \
+             the index layout (`?layout=index`: small entries in an LMDB index, the default, \
+             `layout=auto`, in a store only you may write).\n\n",
         );
         md.push_str(
             "| workload | contender | median | p10 – p90 | ÷ Cachette | samples | target |\n\
@@ -728,6 +732,12 @@ const METHOD: &str = "
   miss starts, for every contender: Cachette's function returns a shared view of the prepared
   array, joblib's the prepared array, and `cached`'s gets its own copy of it made before the
   clock starts (the timed call moves it). The outputs are dropped after the clock stops.
+- **Layouts of the local disk**: every Cachette store of a local-disk workload names its
+  layout in its location URL, since the run's folders are ones only the current user may
+  write, where the default layout (`layout=auto`) is the index layout. The `Cachette` rows,
+  and the rows made from them (signed entries, hardened keys, the in-process memo, the two
+  processes of the concurrent hits), use `file://<folder>?layout=files`; the
+  `Cachette, index layout` rows use `file://<folder>?layout=index`.
 - **`cached`** (its redb disk store and its Redis store) is used as its `#[io_cached]` and
   `#[concurrent_cached]` functions use it: `cache_get`, then on a miss `cache_set_ref` (the
   borrowed set its macros call for these stores: the value is serialized, not cloned). Its
@@ -740,29 +750,31 @@ const METHOD: &str = "
   process (only a system crash loses them).
 - **Floors**: the least a contender could do for the same result, with nothing of a cache
   around it. For a small hit, four of them, each returning the entry's bytes (the bytes of
-  Cachette's entry file, under its key `function-folder/argument-id`): `open` and a whole
-  `read` of a copy of the entry file; `pread` (`FileExt::read_at`) of that file kept open, into
-  a buffer allocated once (no `open`, no allocation: the least a file store could do); an LMDB
-  get through heed (one read transaction, one `get`, a copy into a `Vec`); and a `redb` table
-  get without the `cached` layer (one read transaction, the table opened, one `get`, a copy
-  into a `Vec`). Then write-temp-then-rename for a miss, xxh3-128 over the argument's bytes
-  for a large argument, `std::fs::write` and `std::fs::read` of the output, a memmap2 map plus
-  one read for a mapped reload, `read_dir` + `stat` (+ `unlink`) for listing and deleting, a
-  `GET` on a plain `redis::Connection`, and an `object_store` `GET` of the same object.
-- **Instructions per operation**: for the small hit (`hit_int`: Cachette, `cached` (redb) and
-  the four floors) and the tiny miss (`miss_tiny`: Cachette, `cached` (redb) and
-  write-temp-then-rename), the harness runs itself as a probe (`--probe <op> <n>`, the code in
-  `benches/compare/probe.rs`; `examples/probe.rs` builds it alone) under
-  `valgrind --tool=callgrind`, once with no operation and once with 2,000 hits or 200 misses,
-  after the same set-up and 20 warm-up operations; one operation is the difference of the two
-  totals (callgrind's `Collected`: the user-space instructions of the whole process; the
-  kernel's work in system calls is not counted) divided by the number of operations. Without
-  valgrind on `PATH` the column says `not measured`. The system calls are counted the same way
-  (two runs, the difference over the operations) under `strace -f -c`, every thread of the
-  process included (a Redis or S3 call would count its network calls; these rows make none). A valgrind that does not know the `openat2`
-  system call (3.19 does not), with which the local disk opens an item in one call, makes the
-  files layout walk the item's folders one `openat` at a time instead: its counts (not its
-  times) then include that walk.
+  Cachette's entry file on the files layout, under its key `function-folder/argument-id`):
+  `open` and a whole `read` of a copy of the entry file; `pread` (`FileExt::read_at`) of that
+  file kept open, into a buffer allocated once (no `open`, no allocation: the least a file
+  store could do); an LMDB get through heed (one read transaction, one `get`, a copy into a
+  `Vec`); and a `redb` table get without the `cached` layer (one read transaction, the table
+  opened, one `get`, a copy into a `Vec`). Then write-temp-then-rename for a miss, xxh3-128
+  over the argument's bytes for a large argument, `std::fs::write` and `std::fs::read` of the
+  output, a memmap2 map plus one read for a mapped reload, `read_dir` + `stat` (+ `unlink`) for
+  listing and deleting, a `GET` on a plain `redis::Connection`, and an `object_store` `GET` of
+  the same object.
+- **Instructions per operation**: for the small hit (`hit_int`: Cachette on each layout and
+  from its in-process memo, `cached` (redb) and the four floors) and the tiny miss
+  (`miss_tiny`: Cachette on each layout, `cached` (redb) and write-temp-then-rename), the
+  harness runs itself as a probe (`--probe <op> <n>`, the code in `benches/compare/probe.rs`;
+  `examples/probe.rs` builds it alone) under `valgrind --tool=callgrind`, once with no
+  operation and once with 2,000 hits or 200 misses, after the same set-up and 20 warm-up
+  operations; one operation is the difference of the two totals (callgrind's `Collected`: the
+  user-space instructions of the whole process; the kernel's work in system calls is not
+  counted) divided by the number of operations. Without valgrind on `PATH` the column says
+  `not measured`. The system calls are counted the same way (two runs, the difference over the
+  operations) under `strace -f -c`, every thread of the process included (a Redis or S3 call
+  would count its network calls; these rows make none). A valgrind that does not know the
+  `openat2` system call (3.19 does not), with which the local disk opens an item in one call,
+  makes the files layout walk the item's folders one `openat` at a time instead: its counts
+  (not its times) then include that walk.
 - **Misses and large outputs**: each sample first empties the contender's cache (untimed), so
   that every timed call is a real miss and the disk holds one large output at a time.
 - **reduce_size**: each sample starts from a copy (untimed) of a store of 10,000 entries.
@@ -772,12 +784,12 @@ const METHOD: &str = "
   one opens the same file; redb locks its file for one process, and the row shows the error
   that attempt gave (`not run: redb refuses a second process (…)`).
 - **Scaling** (`cargo xtask bench --scaling`, not part of the default run): stores of 1k, 10k,
-  100k and 1M tiny entries of one memoized `i64 → i64` function, populated by calls, for
-  each store location (the plain folder path, and `file://<folder>?layout=index`; a location
-  the local-disk backend refuses shows its error). For each: populating (time for all),
-  the inodes and disk used, listing every entry (`reduce_size` with a limit that deletes
-  nothing), the median of 2,000 hits on random existing keys, `reduce_size` deleting 10%,
-  and the median of 200 misses. Each store is removed before the next one.
-  `--scaling-max N` stops at N entries and writes to `target/bench-partial/`.
+  100k and 1M tiny entries of one memoized `i64 → i64` function, populated by calls, for each
+  store location (`file://<folder>?layout=files` and `file://<folder>?layout=index`; a location
+  the local-disk backend refuses shows its error). For each: populating (time for all), the
+  inodes and disk used, listing every entry (`reduce_size` with a limit that deletes nothing),
+  the median of 2,000 hits on random existing keys, `reduce_size` deleting 10%, and the median
+  of 200 misses. Each store is removed before the next one. `--scaling-max N` stops at N
+  entries and writes to `target/bench-partial/`.
 - Rows that could not run say why (`not run: …`) instead of showing a figure.
 ";

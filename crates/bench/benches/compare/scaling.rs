@@ -4,9 +4,11 @@
 //! the inodes and disk the store uses; for the index layout, also the floor of its hit: an
 //! LMDB get (heed) of a random item of the store's own environment.
 //!
-//! A layout is the location URL a `Memory` is opened on: the plain folder path (the files
-//! layout) and `file://<folder>?layout=index`. A location the backend refuses gives a
-//! `not run: <error>` row, with the backend's error.
+//! A layout is the location URL a `Memory` is opened on: `file://<folder>?layout=files` (the
+//! files layout, the default in a store others may write) and `file://<folder>?layout=index`
+//! (the index layout, the default in a store only the current user may write, as the
+//! harness's scratch folder). A location the backend refuses gives a `not run: <error>` row,
+//! with the backend's error.
 //!
 //! Environment: `CACHETTE_BENCH_SCALING_MAX` stops at that many entries (a quick run:
 //! `--scaling-max 10000`); the stores go below the harness's scratch folder, one at a time,
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 use cachette::{Memory, SizeLimits};
 
 use crate::Res;
+use crate::probe::files_url;
 use crate::report::{duration, thousands};
 
 /// The store sizes, in entries.
@@ -49,7 +52,7 @@ type UrlOf = fn(&Path) -> String;
 /// The layouts compared: their name, and the location URL of a store in `folder`.
 fn layouts() -> Vec<(&'static str, UrlOf)> {
     vec![
-        ("files", |folder| folder.display().to_string()),
+        ("files", files_url),
         ("index", |folder| {
             format!("file://{}?layout=index", folder.display())
         }),
@@ -367,17 +370,20 @@ fn bytes_label(b: u64) -> String {
 fn markdown(runs: &[LayoutRun], sizes: &[usize], max: usize, run_line: &str) -> String {
     let mut md = String::from("## Scaling\n\n");
     md.push_str(&format!(
-        "Measured by `cargo xtask bench --scaling{}` ({run_line}). One memoized `i64 → i64` \
-         function; a store of N tiny entries is populated by N calls (a miss each), then: the \
-         inodes and disk it uses (files and folders below the store's folder, the folder \
-         included), listing every entry (`reduce_size` with a limit that deletes nothing; median \
-         of 3, 1 at 1M), the median of {} hits on random existing keys (each timed alone), \
-         `reduce_size` deleting 10% of the entries, and the median of {} misses on new keys. \
-         For the index layout, the floor of its hit: the median of as many LMDB gets through \
-         heed (a read transaction, a `get`, a copy), each timed alone, of random items of the \
-         store's own environment, opened once the memory is dropped (its pages were walked \
-         once, as the listing walked the memory's). Each store is removed before the next \
-         size.\n",
+        "Measured by `cargo xtask bench --scaling{}` ({run_line}). Each store names its layout \
+         in its location URL: the files layout (`?layout=files`: one file per entry, the \
+         default in a store others may write) and the index layout (`?layout=index`: small \
+         entries in an LMDB index, the default, `layout=auto`, in a store only you may write). \
+         One memoized `i64 → i64` function; a store of N tiny entries is populated by N calls \
+         (a miss each), then: the inodes and disk it uses (files and folders below the store's \
+         folder, the folder included), listing every entry (`reduce_size` with a limit that \
+         deletes nothing; median of 3, 1 at 1M), the median of {} hits on random existing keys \
+         (each timed alone), `reduce_size` deleting 10% of the entries, and the median of {} \
+         misses on new keys. For the index layout, the floor of its hit: the median of as many \
+         LMDB gets through heed (a read transaction, a `get`, a copy), each timed alone, of \
+         random items of the store's own environment, opened once the memory is dropped (its \
+         pages were walked once, as the listing walked the memory's). Each store is removed \
+         before the next size.\n",
         if max < *SIZES.last().unwrap_or(&0) {
             format!(" --scaling-max {max}")
         } else {

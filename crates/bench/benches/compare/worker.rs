@@ -1,13 +1,14 @@
 //! The harness's own worker mode (`compare --worker`), for the concurrent-hits workload: two
 //! such processes hit the same Cachette store (or read the same file, for the floor) at once.
 //!
-//! It speaks the joblib worker's protocol: `conc_setup` (`dir`, `kind`: `cachette`, `cached`
-//! (the `cached` crate's redb store in `dir`) or `floor`, `path` for the floor), then
-//! `conc_run` (`n`, `start_at_ns`): wait for that wall-clock instant, run `n` operations,
-//! answer their time in `ns`.
+//! It speaks the joblib worker's protocol: `conc_setup` (`dir`, `kind`: `cachette` (the store
+//! in `dir`, opened on the files layout, as the harness made it), `cached` (the `cached`
+//! crate's redb store in `dir`) or `floor`, `path` for the floor), then `conc_run` (`n`,
+//! `start_at_ns`): wait for that wall-clock instant, run `n` operations, answer their time in
+//! `ns`.
 
 use std::io::{BufRead, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -17,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::Res;
 use crate::cases::{SquareFn, square_func};
-use crate::probe::{cached_call, redb_cache, square};
+use crate::probe::{cached_call, files_url, redb_cache, square};
 
 /// What this worker does on `conc_run`.
 enum Task {
@@ -60,7 +61,7 @@ fn handle(task: &mut Task, req: &Value) -> Res<Value> {
             let dir = req["dir"].as_str().ok_or("no dir")?;
             *task = match req["kind"].as_str() {
                 Some("cachette") => {
-                    let f = square_func(&Memory::new(dir)?);
+                    let f = square_func(&Memory::from_url(&files_url(Path::new(dir)))?);
                     f.eval(42);
                     Task::Hit(Box::new(f))
                 }

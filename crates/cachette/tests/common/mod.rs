@@ -22,6 +22,20 @@ pub(crate) fn capture(builder: MemoryBuilder) -> (Memory, Reports) {
     (memory, reports)
 }
 
+/// The URL of a store on the local disk at `dir` in the files layout (one file per item), for
+/// tests that look at, damage or time the files of entries (small entries are no files in the
+/// default layout).
+#[allow(dead_code)] // Not every test binary looks at files.
+pub(crate) fn files_url(dir: &Path) -> String {
+    format!("file://{}?layout=files", dir.display())
+}
+
+/// A builder of a memory on the local disk at `dir` in the files layout (see [`files_url`]).
+#[allow(dead_code)] // Not every test binary looks at files.
+pub(crate) fn files_layout(dir: &Path) -> MemoryBuilder {
+    Memory::builder().url(files_url(dir))
+}
+
 /// The warnings among `reports`.
 pub(crate) fn warnings(reports: &Mutex<Vec<Report>>) -> Vec<String> {
     collect(reports, |r| match r {

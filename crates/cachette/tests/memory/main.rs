@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cachette::{
-    Error, FuncId, MemorizedFunc, MemorizedResult, Memory, Shelved, SizeLimits, expires_after,
+    Error, FuncId, MemorizedFunc, MemorizedResult, Memory, MemoryBuilder, Shelved, SizeLimits,
+    expires_after,
 };
-use common::{Reports, capture, lines, warnings};
+use common::{Reports, capture, files_layout, lines, warnings};
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -33,6 +34,23 @@ impl Fixture {
     fn verbose(verbose: u8) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (memory, reports) = capturing(&dir.path().join("cache"), verbose);
+        Fixture {
+            dir,
+            memory,
+            reports,
+        }
+    }
+
+    /// A memory in the files layout (one file per entry), for the tests that look at, damage
+    /// or remove the files of entries.
+    fn files() -> Self {
+        Fixture::on(files_layout)
+    }
+
+    /// A memory that `builder` makes for the folder of the store.
+    fn on(builder: impl FnOnce(&Path) -> MemoryBuilder) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (memory, reports) = capture(builder(&dir.path().join("cache")));
         Fixture {
             dir,
             memory,
@@ -122,7 +140,7 @@ fn runs_once_per_argument_even_after_a_restart() {
 
 #[test]
 fn the_layout_is_a_folder_per_function_and_a_file_per_call() {
-    let fx = Fixture::new();
+    let fx = Fixture::files();
     let f = fx.memory.cache(|x: u8| x).name("my_crate::stats::mean");
     f.eval(1);
     let folder = fx.folder("my_crate::stats::mean");
@@ -193,7 +211,7 @@ fn ignored_arguments_do_not_count() {
 
 #[test]
 fn a_changed_version_invalidates_old_results_and_says_why() {
-    let fx = Fixture::new();
+    let fx = Fixture::files();
     let calls = Calls::default();
     let make = |version: &str| {
         let c = calls.clone();
@@ -347,7 +365,7 @@ fn plus_one(x: i32) -> i32 {
 
 #[test]
 fn eval_on_memory_and_clear() {
-    let fx = Fixture::new();
+    let fx = Fixture::files();
     let calls = || PLUS_ONE_CALLS.load(Ordering::SeqCst);
     // A function item is identified by its path, wherever it is memoized.
     assert_eq!(fx.memory.eval(plus_one, 1), 2);

@@ -4,21 +4,18 @@ use super::*;
 
 /// A memory with a memo of `size`, in a fresh folder.
 fn memo_fixture(size: &str) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let (memory, reports) = capture(
-        Memory::builder()
-            .path(dir.path().join("cache"))
-            .memo_size(size),
-    );
-    Fixture {
-        dir,
-        memory,
-        reports,
-    }
+    Fixture::on(|path| Memory::builder().path(path).memo_size(size))
+}
+
+/// A memory with a memo of `size`, in a fresh folder in the files layout (one file per entry),
+/// whose entries [`remove_entries`] can delete.
+fn files_memo_fixture(size: &str) -> Fixture {
+    Fixture::on(|path| files_layout(path).memo_size(size))
 }
 
 /// Deletes the entries of the function `name` behind the memory's back, as another process
-/// would: what is then returned without a call comes from the memo.
+/// would: what is then returned without a call comes from the memo. The entries are files, so
+/// the memory is in the files layout.
 fn remove_entries(fx: &Fixture, name: &str) -> usize {
     let mut removed = 0;
     for file in std::fs::read_dir(fx.folder(name)).unwrap() {
@@ -53,7 +50,7 @@ fn counted(
 
 #[test]
 fn a_repeated_hit_comes_from_the_memo() {
-    let fx = memo_fixture("1M");
+    let fx = files_memo_fixture("1M");
     let (square, calls) = counted(&fx.memory, "memo_square", |x| x * x);
     assert_eq!(square.eval(3), 9);
     assert_eq!(square.eval(4), 16);
@@ -82,7 +79,7 @@ fn a_repeated_hit_comes_from_the_memo() {
 
 #[test]
 fn without_a_memo_size_memo_does_nothing() {
-    let fx = Fixture::new();
+    let fx = Fixture::files();
     let (f, calls) = counted(&fx.memory, "no_memo_size", |x| x + 1);
     assert_eq!(f.eval(1), 2);
     remove_entries(&fx, "no_memo_size");
@@ -132,7 +129,7 @@ fn values_of_other_code_are_not_used() {
 
 #[test]
 fn validation_runs_on_every_memo_hit() {
-    let fx = memo_fixture("1M");
+    let fx = files_memo_fixture("1M");
     let checks = Calls::default();
     let k = checks.clone();
     let calls = Calls::default();
@@ -203,7 +200,7 @@ fn a_forced_call_replaces_the_memo_value() {
 
 #[test]
 fn values_larger_than_the_memo_are_not_kept() {
-    let fx = memo_fixture("1K");
+    let fx = files_memo_fixture("1K");
     let calls = Calls::default();
     let c = calls.clone();
     let f = fx

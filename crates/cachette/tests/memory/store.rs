@@ -95,7 +95,7 @@ fn damaged_entries_are_reported_once_and_recomputed() {
         ("empty", |b| b.clear()),
     ];
     for (what, damage) in damages {
-        let fx = Fixture::new();
+        let fx = Fixture::files();
         let calls = Calls::default();
         let c = calls.clone();
         let f = fx
