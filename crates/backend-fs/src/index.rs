@@ -1627,6 +1627,24 @@ mod tests {
         }
     }
 
+    /// The data file LMDB opened must be the one of the folder that was checked: another one
+    /// (a folder swapped in between) is refused, naming the swap.
+    #[test]
+    fn a_data_file_other_than_the_one_checked_is_refused() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let env = open_env(a.path(), 1 << 20, false, false).unwrap();
+        let folder = |dir: &Path| std::fs::File::open(dir).unwrap();
+        same_data_file(&env, folder(a.path()).as_fd(), a.path()).unwrap();
+        std::fs::write(b.path().join("data.mdb"), b"").unwrap();
+        match same_data_file(&env, folder(b.path()).as_fd(), b.path()) {
+            Err(Fault::Backend(e)) => {
+                assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+                assert!(e.to_string().contains("replaced"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn times_records_are_checked() {
         assert_eq!(decode_times(&encode_times(1, 2)), Some((1, 2)));
