@@ -82,12 +82,12 @@
 //! writable): named like the user, primary group of nobody else and with no other member in
 //! `/etc/passwd` and `/etc/group`.
 //! - **Made** by the first write of a small item, in a store whose folder belongs to the
-//!   current user, may not be written by others, and is on a local file system. In any other
+//!   current user (or the superuser), may not be written by others, and is on a local file system. In any other
 //!   store no index is made, and items are files: a store shared by several users, one in a
 //!   folder open to all, one on a network file system. So all the processes of a shared store
 //!   use the same layout.
 //! - **Read** only if its folder `.cachette-index/` and its files `data.mdb` and `lock.mdb`
-//!   belong to the current user and may not be written by others. The folder is checked through
+//!   belong to the current user (or the superuser) and may not be written by others. The folder is checked through
 //!   the handle the store opened, and the data file LMDB opened is checked to be that folder's.
 //!   An index that fails the check is not read, nor is the store read past it as files (the
 //!   index may hold the newest items): every operation on the store fails with an error that

@@ -4,8 +4,8 @@
 //! "The default layout").
 //!
 //! A folder or file is the current user's alone when it belongs to the user (the effective user
-//! id of the process), others may not write it, and its group may write it only when that group
-//! is the user's *private group*: the scheme of Debian, Ubuntu and Fedora, where each user's
+//! id of the process) or to the superuser (who may write anything anyway), others may not write
+//! it, and its group may write it only when that group is the user's *private group*: the scheme of Debian, Ubuntu and Fedora, where each user's
 //! primary group has the user's name and nobody else in it, and the usual `umask` of 002 makes
 //! every new folder writable by that group. The private group is read from `/etc/passwd` and
 //! `/etc/group`; users and groups from elsewhere (a directory service) have none, and a folder
@@ -20,13 +20,17 @@ const ACCOUNTS_MAX: u64 = 16 << 20;
 
 /// Why another user than the current one may write the folder or file whose status is `stat`;
 /// `None` if nobody else may (but the superuser).
+pub(crate) fn others_may_write(stat: &rustix::fs::Stat) -> Option<String> {
+    others_may_write_as(rustix::process::geteuid().as_raw(), stat)
+}
+
+/// [`others_may_write`] for the user `me`.
 // The field types of `struct stat` differ between platforms.
 #[allow(clippy::unnecessary_cast)]
-pub(crate) fn others_may_write(stat: &rustix::fs::Stat) -> Option<String> {
-    let me = rustix::process::geteuid().as_raw();
+fn others_may_write_as(me: u32, stat: &rustix::fs::Stat) -> Option<String> {
     let owner = stat.st_uid as u32;
     let mode = stat.st_mode as u32 & 0o7777;
-    if owner != me {
+    if owner != me && owner != 0 {
         return Some(format!(
             "it belongs to user {owner}, and this process runs as user {me}"
         ));
@@ -164,6 +168,18 @@ mod tests {
             rustix::fs::stat(dir.path()).unwrap()
         };
         assert_eq!(others_may_write(&stat(0o700)), None);
+        // Another owner; the superuser is trusted by everybody.
+        let mut st = stat(0o755);
+        st.st_uid = 4242;
+        let why = others_may_write_as(1000, &st).unwrap();
+        assert!(
+            why.contains("user 4242") && why.contains("user 1000"),
+            "{why}"
+        );
+        st.st_uid = 1000;
+        assert_eq!(others_may_write_as(1000, &st), None);
+        st.st_uid = 0;
+        assert_eq!(others_may_write_as(1000, &st), None);
         assert_eq!(others_may_write(&stat(0o755)), None);
         let why = others_may_write(&stat(0o757)).unwrap();
         assert!(why.contains("every user") && why.contains("757"), "{why}");
