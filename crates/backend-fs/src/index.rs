@@ -33,8 +33,8 @@ use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
 use cachette_core::plugin::{
-    BackendError, Blob, Bytes, ClaimAttempt, DateTime, ErrorKind, GetOptions, GetResult, ItemInfo,
-    Key, Prefix, PutMode, PutOutcome, Utc,
+    Blob, Bytes, ClaimAttempt, DateTime, GetOptions, GetResult, ItemInfo, Key, Prefix, PutMode,
+    PutOutcome, Utc,
 };
 use heed::types::Bytes as Raw;
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithTls};
@@ -138,8 +138,6 @@ pub(crate) struct Index {
     /// the process may not write), held by [`READ_ONLY`]: a write that finds the index writable
     /// again closes it, and opens it for writing.
     read_only: Mutex<Weak<Shared>>,
-    /// This store counts among the users of its entry of [`READ_ONLY`].
-    read_only_user: AtomicBool,
     /// The default layout ([`Layout::Auto`](crate::Layout::Auto)): the index is made only in a
     /// store that only the current user can write, and read only if only that user can write it.
     private_only: bool,
@@ -189,7 +187,6 @@ impl Index {
             private: AtomicBool::new(false),
             shared: OnceLock::new(),
             read_only: Mutex::new(Weak::new()),
-            read_only_user: AtomicBool::new(false),
             unusable: AtomicBool::new(false),
             full: AtomicBool::new(false),
         }
@@ -245,25 +242,29 @@ impl Drop for Shared {
 
 impl Drop for Index {
     fn drop(&mut self) {
-        if *self.read_only_user.get_mut() {
-            let mut envs = READ_ONLY.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some((_, users)) = envs.get_mut(&self.dir) {
-                *users = users.saturating_sub(1);
-                if *users == 0 {
-                    envs.remove(&self.dir);
-                }
-            }
+        let mine = self
+            .read_only
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if mine.strong_count() == 0 {
+            return;
+        }
+        // The stores using a read-only environment are its weak references, but for the one of
+        // `OPEN`: the last one closes it.
+        let mut envs = READ_ONLY.lock().unwrap_or_else(PoisonError::into_inner);
+        if envs.get(&self.dir).is_some_and(|env| {
+            std::ptr::eq(Arc::as_ptr(env), mine.as_ptr()) && Arc::weak_count(env) <= 2
+        }) {
+            envs.remove(&self.dir);
         }
     }
 }
 
-/// The environments of this process opened for reading only, by the folder of their index, and
-/// how many stores use each. Held here rather than by the stores, so that a write that finds
+/// The environments of this process opened for reading only, by the folder of their index.
+/// Held here rather than by the stores, which hold weak references, so that a write that finds
 /// the index writable again can close it, whatever other stores of the process on the folder
 /// do (LMDB opens an environment once per process).
-#[allow(clippy::type_complexity)]
-static READ_ONLY: LazyLock<Mutex<HashMap<PathBuf, (Arc<Shared>, usize)>>> =
-    LazyLock::new(Mutex::default);
+static READ_ONLY: LazyLock<Mutex<HashMap<PathBuf, Arc<Shared>>>> = LazyLock::new(Mutex::default);
 
 /// The open environments of this process, by canonical path.
 static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<Shared>>>> = LazyLock::new(Mutex::default);
@@ -578,15 +579,28 @@ fn same_data_file(env: &Env<WithTls>, dir: BorrowedFd<'_>, path: &Path) -> Resul
             None => return Ok(()),
         }
     } else {
-        "the folder was replaced while it was opened".to_owned()
+        "its folder was replaced while it was opened".to_owned()
     };
-    Err(Fault::Backend(Box::new(
-        BackendError::new(
-            ErrorKind::PermissionDenied,
-            format!("{}: the index is not read: {why}", data.display()),
-        )
-        .with_backend(crate::SCHEME),
-    )))
+    Err(untrusted(path, "data.mdb", &why))
+}
+
+/// The refusal of the index in the folder `dir` because of its entry `what` (the folder itself
+/// when empty), which another user may write, for `why`: what it is, and what to do.
+fn untrusted(dir: &Path, what: &str, why: &str) -> Fault {
+    Fault::Untrusted {
+        path: if what.is_empty() {
+            dir.to_path_buf()
+        } else {
+            dir.join(what)
+        },
+        why: format!(
+            "the index of this store may be written by another user: {why}. LMDB trusts its \
+             files, so the default layout does not read them; make the store yours alone, or \
+             choose the layout in the store's URL or configuration: `layout=index` to trust its \
+             writers, or delete the folder {} and use `layout=files`",
+            dir.display()
+        ),
+    }
 }
 
 /// Opens the LMDB environment in the folder `path`: a large map (sparse), many reader slots,
@@ -778,7 +792,6 @@ impl FsBackend {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .remove(&index.dir);
-                index.read_only_user.store(false, Ordering::Relaxed);
                 drop(shared);
             }
             None => {}
@@ -841,13 +854,11 @@ impl FsBackend {
             same_data_file(&shared.env, dir.as_fd(), &index.dir)?;
         }
         if shared.read_only {
-            let mut envs = READ_ONLY.lock().unwrap_or_else(PoisonError::into_inner);
-            let (_, users) = envs
+            READ_ONLY
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
                 .entry(index.dir.clone())
-                .or_insert_with(|| (shared.clone(), 0));
-            if !index.read_only_user.swap(true, Ordering::Relaxed) {
-                *users += 1;
-            }
+                .or_insert_with(|| shared.clone());
             *index
                 .read_only
                 .lock()
@@ -901,35 +912,18 @@ impl FsBackend {
         dir: BorrowedFd<'_>,
         data: Option<&rustix::fs::Stat>,
     ) -> Result<(), Fault> {
-        let untrusted = |what: &str, why: String| {
-            Fault::Backend(Box::new(
-                BackendError::new(
-                    ErrorKind::PermissionDenied,
-                    format!(
-                        "{}: the index of this store ({what}) may be written by another user: {why}. \
-                         LMDB trusts its files, so the default layout does not read them; make \
-                         the store yours alone, or choose the layout in the store's URL or \
-                         configuration: `layout=index` to trust its writers, or delete the \
-                         folder {} and use `layout=files`",
-                        self.location,
-                        index.dir.display()
-                    ),
-                )
-                .with_backend(crate::SCHEME),
-            ))
-        };
         let stat = rustix::fs::fstat(dir).map_err(|e| Fault::io(e, &index.dir))?;
         if let Some(why) = trust::others_may_write(&stat) {
-            return Err(untrusted("its folder", why));
+            return Err(untrusted(&index.dir, "", &why));
         }
         if let Some(why) = data.and_then(trust::others_may_write) {
-            return Err(untrusted("data.mdb", why));
+            return Err(untrusted(&index.dir, "data.mdb", &why));
         }
         let lock = index.dir.join("lock.mdb");
         if let Some(stat) = tree::lstat_at(dir, "lock.mdb").map_err(|e| Fault::io(e, &lock))?
             && let Some(why) = trust::others_may_write(&stat)
         {
-            return Err(untrusted("lock.mdb", why));
+            return Err(untrusted(&index.dir, "lock.mdb", &why));
         }
         Ok(())
     }
@@ -1636,13 +1630,10 @@ mod tests {
         let folder = |dir: &Path| std::fs::File::open(dir).unwrap();
         same_data_file(&env, folder(a.path()).as_fd(), a.path()).unwrap();
         std::fs::write(b.path().join("data.mdb"), b"").unwrap();
-        match same_data_file(&env, folder(b.path()).as_fd(), b.path()) {
-            Err(Fault::Backend(e)) => {
-                assert_eq!(e.kind(), ErrorKind::PermissionDenied);
-                assert!(e.to_string().contains("replaced"), "{e}");
-            }
-            other => panic!("{other:?}"),
-        }
+        let fault = same_data_file(&env, folder(b.path()).as_fd(), b.path()).unwrap_err();
+        let e = fault.into_backend("get", "f/x");
+        assert_eq!(e.kind(), cachette_core::plugin::ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("replaced"), "{e}");
     }
 
     #[test]

@@ -455,7 +455,15 @@ impl FsBackend {
                 dir = next;
                 continue;
             }
-            let created = tree::make_dir(dir.as_fd(), name).map_err(|e| Fault::io(e, &path))?;
+            // The index's folder is writable by its owner only, whatever the `umask` (see
+            // "The default layout").
+            let mode = if depth == 0 && *name == index::INDEX_DIR {
+                0o755
+            } else {
+                0o777
+            };
+            let created =
+                tree::make_dir(dir.as_fd(), name, mode).map_err(|e| Fault::io(e, &path))?;
             if created && self.durable {
                 tree::sync_dir(dir.as_fd()).map_err(|e| Fault::io(e, &path))?;
             }

@@ -53,6 +53,9 @@ pub(crate) enum Fault {
     Link(PathBuf),
     /// An entry that is neither a folder nor a regular file (a named pipe, a socket, a device).
     Special { path: PathBuf, what: &'static str },
+    /// A file or folder another user may write, which this store does not trust (why, and what
+    /// to do).
+    Untrusted { path: PathBuf, why: String },
     /// An error already told in the backend's terms.
     Backend(Box<BackendError>),
 }
@@ -87,6 +90,10 @@ impl Fault {
                     "{} is a symbolic link; the store never follows links below its folder",
                     path.display()
                 ),
+            ),
+            Fault::Untrusted { path, why } => BackendError::new(
+                ErrorKind::PermissionDenied,
+                format!("{}: {why}", path.display()),
             ),
             Fault::Special { path, what } => BackendError::new(
                 ErrorKind::Other,
@@ -403,15 +410,9 @@ pub(crate) fn make_blocking(file: &File) -> io::Result<()> {
     Ok(())
 }
 
-/// Creates the folder `name` in `dir`, writable by whom the `umask` allows; the index's folder
-/// only by its owner, whatever the `umask` (see the crate's documentation, "Trust"). Whether
-/// this call created it (`false` if it existed).
-pub(crate) fn make_dir(dir: BorrowedFd<'_>, name: &str) -> io::Result<bool> {
-    let mode = if name == crate::index::INDEX_DIR {
-        0o755
-    } else {
-        0o777
-    };
+/// Creates the folder `name` in `dir` with `mode` (less the `umask`). Whether this call created
+/// it (`false` if it existed).
+pub(crate) fn make_dir(dir: BorrowedFd<'_>, name: &str, mode: u32) -> io::Result<bool> {
     match rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode)) {
         Ok(()) => Ok(true),
         Err(Errno::EXIST) => Ok(false),
