@@ -778,6 +778,13 @@ fn child_if_asked() -> bool {
                 );
             }
         }
+        "umask" => {
+            // Writes one small item with a `umask` that lets the group write new folders.
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o002));
+            block_on(true, b.put(&key("f/x"), blob(b"small".to_vec())))
+                .unwrap()
+                .unwrap();
+        }
         other => panic!("unknown child task {other}"),
     }
     true
@@ -1148,6 +1155,22 @@ fn the_default_layout_indexes_a_store_that_is_yours_alone() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o022, 0, "{mode:o}");
+}
+
+/// The index's folder is writable by its owner only whatever the `umask`, where the store's own
+/// folder follows it (a process of its own: the `umask` is the process's).
+#[test]
+fn the_index_folder_is_its_owners_alone_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let status = spawn_child(&format!("umask:0:{}", dir.path().display()))
+        .wait()
+        .unwrap();
+    assert!(status.success());
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let store = dir.path().join("store");
+    assert_eq!(mode(&store), 0o775, "the store's folder follows the umask");
+    assert_eq!(mode(&store.join(".cachette-index")), 0o755);
 }
 
 /// A store that other users may write keeps the files layout by default: no index is made.
