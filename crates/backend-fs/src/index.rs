@@ -566,15 +566,15 @@ fn writable(dir: &Path) -> bool {
 /// current user may write it.
 fn same_data_file(env: &Env<WithTls>, dir: BorrowedFd<'_>, path: &Path) -> Result<(), Fault> {
     let data = path.join("data.mdb");
-    let opened = env
+    let file = env
         .try_clone_inner_file()
-        .map_err(|e| lmdb_fault(e, path))
-        .and_then(|file| rustix::fs::fstat(&file).map_err(|e| Fault::io(e, &data)))?;
+        .map_err(|e| lmdb_fault(e, path))?;
+    let opened = rustix::fs::fstat(&file).map_err(|e| Fault::io(e, &data))?;
     let here = tree::lstat_at(dir, "data.mdb").map_err(|e| Fault::io(e, &data))?;
     let same =
         here.is_some_and(|here| here.st_dev == opened.st_dev && here.st_ino == opened.st_ino);
     let why = if same {
-        match trust::others_may_write(&opened) {
+        match trust::others_may_write(trust::Subject::Open(file.as_fd()), &opened) {
             Some(why) => why,
             None => return Ok(()),
         }
@@ -882,7 +882,7 @@ impl FsBackend {
             }
         };
         let stat = rustix::fs::fstat(&root).map_err(|e| Fault::io(e, &self.root))?;
-        let why = match trust::others_may_write(&stat) {
+        let why = match trust::others_may_write(trust::Subject::Open(root.as_fd()), &stat) {
             Some(why) => format!("other users may write the store's folder ({why})"),
             None => match network_fs(root.as_fd()) {
                 Some(name) => format!("the store is on a network file system ({name})"),
@@ -913,15 +913,17 @@ impl FsBackend {
         data: Option<&rustix::fs::Stat>,
     ) -> Result<(), Fault> {
         let stat = rustix::fs::fstat(dir).map_err(|e| Fault::io(e, &index.dir))?;
-        if let Some(why) = trust::others_may_write(&stat) {
+        if let Some(why) = trust::others_may_write(trust::Subject::Open(dir), &stat) {
             return Err(untrusted(&index.dir, "", &why));
         }
-        if let Some(why) = data.and_then(trust::others_may_write) {
+        if let Some(why) =
+            data.and_then(|data| trust::others_may_write(trust::Subject::In(dir, "data.mdb"), data))
+        {
             return Err(untrusted(&index.dir, "data.mdb", &why));
         }
         let lock = index.dir.join("lock.mdb");
         if let Some(stat) = tree::lstat_at(dir, "lock.mdb").map_err(|e| Fault::io(e, &lock))?
-            && let Some(why) = trust::others_may_write(&stat)
+            && let Some(why) = trust::others_may_write(trust::Subject::In(dir, "lock.mdb"), &stat)
         {
             return Err(untrusted(&index.dir, "lock.mdb", &why));
         }

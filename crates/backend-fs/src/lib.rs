@@ -80,7 +80,9 @@
 //! group may write counts as the user's alone when that group is the user's *private group*
 //! (the scheme of Debian, Ubuntu and Fedora, whose `umask` of 002 makes new folders group
 //! writable): named like the user, primary group of nobody else and with no other member in
-//! `/etc/passwd` and `/etc/group`.
+//! `/etc/passwd` and `/etc/group`. Where the group bits allow writing, the POSIX access control
+//! list is read too: one that lets another user or group write (or that cannot be read) makes
+//! the folder or file not the user's alone.
 //! - **Made** by the first write of a small item, in a store whose folder belongs to the
 //!   current user (or the superuser), may not be written by others, and is on a local file system. In any other
 //!   store no index is made, and items are files: a store shared by several users, one in a

@@ -1248,6 +1248,114 @@ fn the_default_layout_does_not_read_an_index_others_may_write() {
     .unwrap();
 }
 
+/// Gives `path` a POSIX access ACL that lets user 4242 write it (read, write and search for
+/// the owner and the owning group, nothing for others): its mode's group bits become the
+/// mask, which allows writing.
+fn let_another_user_write(path: &Path) {
+    const ANY: u32 = u32::MAX;
+    let mut value = 2u32.to_le_bytes().to_vec();
+    // Owner, user 4242, owning group, mask, others: tag, permissions, id.
+    for (tag, perm, id) in [
+        (0x01u16, 7u16, ANY),
+        (0x02, 7, 4242),
+        (0x04, 7, ANY),
+        (0x10, 7, ANY),
+        (0x20, 0, ANY),
+    ] {
+        value.extend(tag.to_le_bytes());
+        value.extend(perm.to_le_bytes());
+        value.extend(id.to_le_bytes());
+    }
+    rustix::fs::setxattr(
+        path,
+        "system.posix_acl_access",
+        &value,
+        rustix::fs::XattrFlags::empty(),
+    )
+    .expect("this file system keeps POSIX ACLs");
+}
+
+/// Whether the default layout makes an index in a store whose folder its owning group may
+/// write (mode 0770): it does when that group is the user's private group.
+fn group_writable_store_gets_an_index(root: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir(root).unwrap();
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o770)).unwrap();
+    let b = FsConfig::new(root).open().unwrap();
+    block_on(true, async {
+        b.put(&key("f/x"), blob(b"small".to_vec())).await.unwrap();
+    })
+    .unwrap();
+    root.join(".cachette-index").exists()
+}
+
+/// A store whose access control list lets another user write it keeps the files layout by
+/// default, though its mode alone would make it the user's (a group-writable folder of the
+/// user's private group): a lab's shared folder with a default ACL gives one to every store
+/// made in it.
+#[test]
+fn the_default_layout_keeps_files_where_an_acl_lets_others_write() {
+    let dir = tempfile::tempdir().unwrap();
+    if !group_writable_store_gets_an_index(&dir.path().join("mine")) {
+        eprintln!(
+            "skipped: this user has no private group, so a group-writable store has no index anyway"
+        );
+        return;
+    }
+    let root = dir.path().join("acl");
+    std::fs::create_dir(&root).unwrap();
+    let_another_user_write(&root);
+    let b = FsConfig::new(&root).open().unwrap();
+    block_on(true, async {
+        b.put(&key("f/x"), blob(b"small".to_vec())).await.unwrap();
+        assert_eq!(&b.get(&key("f/x")).await.unwrap().unwrap()[..], b"small");
+    })
+    .unwrap();
+    assert!(!root.join(".cachette-index").exists());
+    assert!(root.join("f/x").is_file());
+}
+
+/// The default layout refuses an index whose folder or files have an access control list that
+/// lets another user write them, as it refuses one their mode lets others write.
+#[test]
+fn the_default_layout_does_not_read_an_index_an_acl_lets_others_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("store");
+    block_on(true, async {
+        open(&root)
+            .put(&key("f/x"), blob(b"small".to_vec()))
+            .await
+            .unwrap();
+    })
+    .unwrap();
+    let index = root.join(".cachette-index");
+    for what in ["data.mdb", "lock.mdb", ""] {
+        let path = if what.is_empty() {
+            index.clone()
+        } else {
+            index.join(what)
+        };
+        let saved = std::fs::metadata(&path).unwrap().permissions();
+        let_another_user_write(&path);
+        let b = FsConfig::new(&root).open().unwrap();
+        block_on(true, async {
+            let e = b.get(&key("f/x")).await.unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{what}: {e}");
+            assert!(e.to_string().contains("user 4242"), "{what}: {e}");
+        })
+        .unwrap();
+        drop(b);
+        rustix::fs::removexattr(&path, "system.posix_acl_access").unwrap();
+        std::fs::set_permissions(&path, saved).unwrap();
+    }
+    let b = FsConfig::new(&root).open().unwrap();
+    block_on(true, async {
+        let got = b.get(&key("f/x")).await.unwrap().unwrap();
+        assert_eq!(&got[..], b"small", "yours alone again");
+    })
+    .unwrap();
+}
+
 /// An item written for a local file (`PutOptions::local_file`, entries that hold arrays) is a
 /// file however small, so that it can be mapped; it replaces the index's item of its key.
 #[test]
