@@ -751,13 +751,15 @@ const METHOD: &str = "
 - **Floors**: the least a contender could do for the same result, with nothing of a cache
   around it. For a small hit, four of them, each returning the entry's bytes (the bytes of
   Cachette's entry file on the files layout, under its key `function-folder/argument-id`):
-  `open` and a whole `read` of a copy of the entry file; `pread` (`FileExt::read_at`) of that
+  `open`, one `read` of a copy of the entry file into a buffer of 4 KiB kept from call to call
+  (a shorter read is the whole file) and `close`, three system calls; `pread` (`FileExt::read_at`) of that
   file kept open, into a buffer allocated once (no `open`, no allocation: the least a file
   store could do); an LMDB get through heed (one read transaction, one `get`, a copy into a
   `Vec`); and a `redb` table get without the `cached` layer (one read transaction, the table
   opened, one `get`, a copy into a `Vec`). Then write-temp-then-rename for a miss, xxh3-128
-  over the argument's bytes for a large argument, `std::fs::write` and `std::fs::read` of the
-  output, a memmap2 map plus one read for a mapped reload, `read_dir` + `stat` (+ `unlink`) for
+  over the argument's bytes for a large argument, `std::fs::write` of the output, a `read` of it
+  into a fresh anonymous map of its size that asks for huge pages (`MADV_HUGEPAGE`: a 4 KiB page
+  fault per page is most of what `std::fs::read` costs on fresh memory), a memmap2 map plus one read for a mapped reload, `read_dir` + `stat` (+ `unlink`) for
   listing and deleting, a `GET` on a plain `redis::Connection`, and an `object_store` `GET` of
   the same object.
 - **Instructions per operation**: for the small hit (`hit_int`: Cachette on each layout and

@@ -7,7 +7,7 @@
 //! `start_at_ns`): wait for that wall-clock instant, run `n` operations, answer their time in
 //! `ns`.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::Res;
 use crate::cases::{SquareFn, square_func};
-use crate::probe::{cached_call, files_url, redb_cache, square};
+use crate::probe::{cached_call, files_url, open_read, redb_cache, square};
 
 /// What this worker does on `conc_run`.
 enum Task {
@@ -96,11 +96,10 @@ fn handle(task: &mut Task, req: &Value) -> Res<Value> {
                     }
                 }
                 Task::Read(path) => {
-                    let mut buf = Vec::with_capacity(4096);
+                    let mut buf = Vec::new();
                     for _ in 0..n {
-                        buf.clear();
-                        std::fs::File::open(&*path)?.read_to_end(&mut buf)?;
-                        std::hint::black_box(&buf);
+                        let read = open_read(path, &mut buf)?;
+                        std::hint::black_box(&buf[..read]);
                     }
                 }
                 Task::None => return Err("conc_run before conc_setup".into()),
