@@ -45,7 +45,7 @@ use crate::tree::{self, Fault};
 use crate::{FsBackend, has_reserved_segment, trust};
 
 /// The folder of the environment, directly under the store's root. No key may name it.
-pub(crate) const INDEX_DIR: &str = ".cachette-index";
+pub const INDEX_DIR: &str = ".cachette-index";
 
 /// Items of at most this many bytes go to the index, by default.
 pub(crate) const DEFAULT_INDEX_THRESHOLD: u64 = 64 << 10;

@@ -228,6 +228,9 @@ mod trust;
 mod write;
 
 pub use config::{FsConfig, Layout};
+/// The folder of a store's index (the index layout's LMDB environment), directly under its
+/// root: a store that has one may hold small items and no other folder.
+pub use index::INDEX_DIR;
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -244,7 +247,7 @@ use cachette_core::plugin::{
 };
 
 use files::{RecentAccesses, read_range, read_whole, record_access};
-use index::{INDEX_DIR, InIndex};
+use index::InIndex;
 use tree::{Fault, Info};
 
 /// The URL scheme of this backend.

@@ -9,10 +9,8 @@ use serde::Serialize;
 
 use crate::fail::{Code, fail, not_found};
 
-/// The folder of the index of a local-disk store (see `cachette::fs`, "Layouts").
-const INDEX_DIR: &str = ".cachette-index";
-
 /// The folder of the location where the library keeps everything it writes.
+#[cfg(feature = "fs")]
 const NAMESPACE: &str = "cachette";
 
 /// An open store.
@@ -69,7 +67,9 @@ pub(crate) fn open(location: &str) -> Result<Store> {
         .map_or_else(String::new, |b| b.scheme().to_owned());
     let opened = memory.location().unwrap_or(location).to_owned();
     // A `file://` URL or a config file may name a folder that does not exist either.
+    #[cfg(feature = "fs")]
     if backend == "file" {
+        use cachette::fs::INDEX_DIR;
         let root = Path::new(&opened);
         if !root.exists() {
             return Err(not_found(format!(
