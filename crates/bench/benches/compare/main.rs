@@ -37,6 +37,7 @@
 mod callgrind;
 mod cases;
 mod many;
+mod one_cpu;
 mod plot;
 mod probe;
 mod proc;

@@ -15,6 +15,7 @@ use cachette::s3::object_store::ObjectStoreExt;
 use cachette::s3::{S3Backend, S3Config};
 
 use crate::cases::square_func;
+use crate::one_cpu::OneCpu;
 use crate::probe::square;
 use crate::stats::{Contender, Kind, Sampler, run_rounds};
 use crate::{CACHETTE, Ctx, Res, Target, Workload};
@@ -49,6 +50,33 @@ fn timed_fallible(n: u64, mut op: impl FnMut() -> Res<()>) -> Res<Duration> {
         op()?;
     }
     Ok(started.elapsed())
+}
+
+/// The process id of the Redis server at `url`, which `conn` is connected to, if it runs on
+/// this machine: a loopback address, and a process of that id named `redis-server`.
+fn local_server(url: &str, conn: &mut redis::Connection) -> Result<u32, String> {
+    let host = url::Url::parse(url)
+        .map_err(|e| e.to_string())?
+        .host_str()
+        .map(str::to_owned)
+        .unwrap_or_default();
+    if !matches!(host.as_str(), "127.0.0.1" | "localhost" | "[::1]" | "::1") {
+        return Err(format!("the server is not on this machine ({host})"));
+    }
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query(conn)
+        .map_err(|e| e.to_string())?;
+    let pid: u32 = info
+        .lines()
+        .find_map(|line| line.strip_prefix("process_id:"))
+        .and_then(|pid| pid.trim().parse().ok())
+        .ok_or("INFO gives no process_id")?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    if comm.trim() != "redis-server" {
+        return Err(format!("process {pid} is not a redis-server here"));
+    }
+    Ok(pid)
 }
 
 /// A hit of a small entry on Redis, against `GET` of the same bytes on a plain connection.
@@ -86,6 +114,10 @@ pub(crate) fn redis_hit(ctx: &Ctx) -> Workload {
         Ok(conn)
     };
     let mut raw_conn = raw();
+    let server = match &mut raw_conn {
+        Ok(conn) => local_server(&url, conn),
+        Err(e) => Err(e.to_string()),
+    };
     // The transport Cachette uses: a multiplexed connection driven by its I/O runtime,
     // awaited from a plain thread.
     let raw_async = || -> Res<Sampler<'_>> {
@@ -151,7 +183,16 @@ pub(crate) fn redis_hit(ctx: &Ctx) -> Workload {
         ),
         Contender::from_setup(RAW_REDIS_ASYNC, Kind::Floor, raw_async()),
     ];
+    let pinned = server.and_then(OneCpu::pin);
+    let title = match &pinned {
+        Ok(pinned) => format!("{TITLE} (harness and server on CPU {})", pinned.cpu),
+        Err(why) => {
+            eprintln!("  {ID}: the harness and the server are not on one CPU: {why}");
+            format!("{TITLE} (not on one CPU: {why})")
+        }
+    };
     let rows = run_rounds(ID, contenders, ctx.cfg.fast());
+    drop(pinned);
     let _ = memory.clear();
     if let Ok(cache) = &cached_cache {
         let _ = cache.cache_remove(&42);
@@ -159,7 +200,7 @@ pub(crate) fn redis_hit(ctx: &Ctx) -> Workload {
     if let Ok(conn) = &mut raw_conn {
         let _ = redis::cmd("DEL").arg(&raw_key).query::<()>(conn);
     }
-    Workload::new(ID, TITLE, rows).target(Target::Within {
+    Workload::new(ID, &title, rows).target(Target::Within {
         floor: RAW_REDIS,
         factor: 1.3,
     })
