@@ -173,7 +173,7 @@ impl FsConfig {
             root_handle: RwLock::new(None),
             no_openat2: AtomicBool::new(false),
             index,
-            recent: crate::files::RecentAccesses::default(),
+            recent: cachette_core::plugin::RecentAccesses::default(),
             parked: crate::write::Parked::default(),
         })
     }

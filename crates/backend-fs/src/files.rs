@@ -1,16 +1,13 @@
 //! Reading and writing open files: whole reads (large ones into huge pages), ranges, segmented
 //! writes, and the times an item was last written or read.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::hash::BuildHasher;
 use std::io::{self, IoSlice, Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use cachette_core::plugin::{Blob, Bytes, DateTime, Utc, writer_is_gone};
+use cachette_core::plugin::{Blob, Bytes, DateTime, RecentAccesses, Utc, writer_is_gone};
 
 use crate::tree::{self, Info};
 use crate::{ACCESS_GRANULARITY, STALE_TEMP, TEMP_PREFIX};
@@ -140,53 +137,6 @@ pub(super) fn record_access(file: &File, info: &Info, recent: &RecentAccesses, k
         }
     };
     recent.note(key, held_since + ACCESS_GRANULARITY, now);
-}
-
-/// The items whose access this process recorded, or saw recorded, less than
-/// [`ACCESS_GRANULARITY`] ago, with when each record stops counting: a read of one of them
-/// need not learn the item's change time (a `fstat`), so a small item is opened, read and
-/// closed, three system calls. Change times only move forward (every write, rename and
-/// recorded access sets them to now), so a record seen stays true until it is too old.
-///
-/// Keys are kept as 64-bit hashes (two keys that share one would skip each other's record for
-/// at most a second) and at most [`RECENT_MAX`] of them: a full set forgets the records that
-/// ended, or all of them.
-#[derive(Debug, Default)]
-pub(super) struct RecentAccesses {
-    until: Mutex<HashMap<u64, SystemTime, foldhash::fast::FixedState>>,
-}
-
-/// The most items [`RecentAccesses`] keeps.
-const RECENT_MAX: usize = 4096;
-
-impl RecentAccesses {
-    fn hash(key: &str) -> u64 {
-        foldhash::fast::FixedState::default().hash_one(key)
-    }
-
-    /// Whether the access of `key` was recorded recently enough that a read need not record it.
-    pub(super) fn holds(&self, key: &str) -> bool {
-        let hash = Self::hash(key);
-        let until = self.lock().get(&hash).copied();
-        until.is_some_and(|until| SystemTime::now() < until)
-    }
-
-    /// Notes that the access of `key` is recorded until `until` (it is `now`).
-    fn note(&self, key: &str, until: SystemTime, now: SystemTime) {
-        let hash = Self::hash(key);
-        let mut map = self.lock();
-        if map.len() >= RECENT_MAX && !map.contains_key(&hash) {
-            map.retain(|_, until| *until > now);
-            if map.len() >= RECENT_MAX {
-                map.clear();
-            }
-        }
-        map.insert(hash, until);
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, SystemTime, foldhash::fast::FixedState>> {
-        self.until.lock().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 /// When an item was last written or read with `record_access`: the inode's change time,

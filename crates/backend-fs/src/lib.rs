@@ -246,7 +246,7 @@ use cachette_core::plugin::{
     async_trait,
 };
 
-use files::{RecentAccesses, read_range, read_whole, record_access};
+use files::{read_range, read_whole, record_access};
 use index::InIndex;
 use tree::{Fault, Info};
 
@@ -296,7 +296,7 @@ pub struct FsBackend {
     /// The index of small items, with [`Layout::Index`].
     index: Option<index::Index>,
     /// The items whose access was recorded less than a second ago, as this process knows.
-    recent: RecentAccesses,
+    recent: cachette_core::plugin::RecentAccesses,
     /// The items this process made in place, kept open for the write that replaces them.
     parked: write::Parked,
 }

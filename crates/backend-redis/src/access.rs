@@ -14,8 +14,13 @@
 //!   with the read. Times are the clients' clocks; a time in the future is taken as now, one
 //!   that does not parse is ignored.
 //! - **`auto`** reads `maxmemory-policy` once and picks `stored` for an LFU policy.
+//!
+//! Either way an access is known to about a second (Redis's idle times count seconds), so a
+//! process records the access of an item at most once per [`RECORD_HOLDS`]: a read of an item
+//! whose access it recorded less than that ago sends its `GET` alone.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
 
 use cachette_core::plugin::{DateTime, Utc, chrono::TimeDelta};
 use redis::{Cmd, Value};
@@ -26,6 +31,10 @@ use crate::conn::Conn;
 use crate::error::Res;
 use crate::keys;
 use crate::lua;
+
+/// How long an access this process recorded counts for it: its reads of the item within it
+/// record none.
+pub(crate) const RECORD_HOLDS: Duration = Duration::from_secs(1);
 
 const UNDECIDED: u8 = 0;
 const IDLETIME: u8 = 1;
@@ -41,6 +50,19 @@ pub(crate) fn initial(tracking: AccessTracking) -> u8 {
 }
 
 impl Inner {
+    /// Whether a read of `data` with `record_access` must record it: not when this process
+    /// recorded its access less than [`RECORD_HOLDS`] ago.
+    pub(crate) fn must_record(&self, data: &str) -> bool {
+        !self.recent.holds(data)
+    }
+
+    /// Notes that the access of `data` was just recorded (its read's round trip, which sent the
+    /// record, was answered).
+    pub(crate) fn recorded(&self, data: &str) {
+        let now = SystemTime::now();
+        self.recent.note(data, now + RECORD_HOLDS, now);
+    }
+
     /// Whether accesses are stored in the records (else Redis's idle time of the records is
     /// used). Decided once, from the server's eviction policy, when the configuration says
     /// `auto`. Fails only when the server cannot be reached.

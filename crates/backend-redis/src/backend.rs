@@ -8,7 +8,8 @@ use std::sync::atomic::AtomicU8;
 
 use cachette_core::plugin::{
     BackendError, BackendResult, Blob, Capabilities, ErrorKind, GetOptions, GetResult, ItemInfo,
-    Key, PutMode, PutOptions, PutOutcome, StoreBackend, async_trait, block_on, io_handle,
+    Key, PutMode, PutOptions, PutOutcome, RecentAccesses, StoreBackend, async_trait, block_on,
+    io_handle,
 };
 use tokio::runtime::Handle;
 
@@ -45,6 +46,8 @@ pub(crate) struct Inner {
     pub(crate) io: Handle,
     /// How accesses are tracked (see [`crate::access`]).
     pub(crate) access: AtomicU8,
+    /// The data keys whose access this process recorded less than a second ago.
+    pub(crate) recent: RecentAccesses,
 }
 
 impl fmt::Debug for RedisBackend {
@@ -70,6 +73,7 @@ impl RedisBackend {
                 blocking,
                 io,
                 access: AtomicU8::new(access::initial(config.access_tracking)),
+                recent: RecentAccesses::default(),
                 config,
             }),
         })

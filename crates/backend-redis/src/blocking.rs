@@ -213,7 +213,7 @@ impl Inner {
     ) -> Blocking {
         let data = self.layout.data(key);
         let shape = Shape::of(options);
-        let record = if options.record_access {
+        let record = if options.record_access && self.must_record(&data) {
             match self.stored_access_blocking(pool) {
                 Some(Ok(stored)) => Some(access::record_cmd(stored, &data)),
                 Some(Err(e)) => return Blocking::Done(Err(e)),
@@ -222,10 +222,16 @@ impl Inner {
         } else {
             None
         };
+        let recording = record.is_some();
         let pipe = first_request(&data, &shape, record);
         let answer = pool.run(|conn| pipe.query::<Vec<Value>>(conn));
         let values = match answer {
-            Some(Ok(values)) => values,
+            Some(Ok(values)) => {
+                if recording {
+                    self.recorded(&data);
+                }
+                values
+            }
             Some(Err(e)) => return Blocking::Done(Err(e.into())),
             None => return Blocking::Declined,
         };

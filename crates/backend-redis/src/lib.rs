@@ -166,6 +166,11 @@
 //!   `stored` for an LFU policy, `idletime` otherwise; a server that refuses `CONFIG` gets
 //!   `idletime` until a listing meets the LFU error, and `stored` from then on.
 //!
+//! Either way, a process records the access of an item at most once a second (a
+//! [`RecentAccesses`](cachette_core::plugin::RecentAccesses) of the data keys it recorded):
+//! idle times count whole seconds, so a second record within it would tell nothing, and a
+//! repeated hit sends its `GET` alone.
+//!
 //! # Expiry and eviction
 //!
 //! - `PutOptions::ttl` (set by `Memory` when a function has

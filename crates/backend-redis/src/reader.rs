@@ -178,7 +178,7 @@ impl Inner {
         let shape = Shape::of(&options);
         let mut conn = self.connector.conn().await?;
         // The access is recorded once, by the first attempt's round trip.
-        let mut record = if options.record_access && !chunked {
+        let mut record = if options.record_access && !chunked && self.must_record(&data) {
             let stored = self.stored_access(&mut conn).await?;
             Some(access::record_cmd(stored, &data))
         } else {
@@ -189,9 +189,13 @@ impl Inner {
             let first = if std::mem::take(&mut skip_first) {
                 First::Chunked
             } else {
+                let recording = record.is_some();
                 let values: Vec<Value> = first_request(&data, &shape, record.take())
                     .query_async(&mut conn)
                     .await?;
+                if recording {
+                    self.recorded(&data);
+                }
                 first_answer(&data, &shape, values)?
             };
             let step = match first {

@@ -55,6 +55,7 @@ mod map;
 mod memory_backend;
 mod once;
 mod reach;
+mod recent;
 pub mod registry;
 mod report;
 mod rt;
