@@ -171,6 +171,7 @@ impl FsConfig {
             durable: self.durable,
             hard_links_fail: AtomicBool::new(false),
             root_handle: RwLock::new(None),
+            folders: crate::handles::FolderHandles::default(),
             no_openat2: AtomicBool::new(false),
             index,
             recent: cachette_core::plugin::RecentAccesses::default(),

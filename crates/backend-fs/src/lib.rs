@@ -221,6 +221,7 @@ mod claims;
 mod config;
 mod delete;
 mod files;
+mod handles;
 mod index;
 mod list;
 mod tree;
@@ -293,6 +294,8 @@ pub struct FsBackend {
     root_handle: RwLock<Option<Arc<OwnedFd>>>,
     /// `openat2` is not available here: reads walk the folders.
     no_openat2: AtomicBool,
+    /// Handles on the folders of recently read items (see [`handles`]).
+    folders: handles::FolderHandles,
     /// The index of small items, with [`Layout::Index`].
     index: Option<index::Index>,
     /// The items whose access was recorded less than a second ago, as this process knows.
@@ -383,12 +386,31 @@ impl FsBackend {
         true
     }
 
-    /// Opens the item `key` for reading in one call, through the kept root handle; with
-    /// `small`, reads a small item whole instead (see [`tree::open_beneath`]). `None` to walk
-    /// the folders instead (see [`open_file_walking`](Self::open_file_walking)).
+    /// Opens the item `key` for reading in one call: by its name through the kept handle on its
+    /// folder (see [`handles`]), else through the kept root handle, keeping a handle on its
+    /// folder for the next reads; with `small`, reads a small item whole instead (see
+    /// [`tree::open_beneath`]). `None` to walk the folders instead (see
+    /// [`open_file_walking`](Self::open_file_walking)).
     fn open_file_fast(&self, key: &Key, small: bool) -> Option<Option<Opened>> {
         if self.no_openat2.load(Ordering::Relaxed) {
             return None;
+        }
+        let parent = key.as_str().rsplit_once('/');
+        if let Some((folder, name)) = parent
+            && let Some(handle) = self.folders.get(folder)
+        {
+            match tree::open_in(handle.as_fd(), name, small) {
+                tree::Beneath::Found(file, info) => return Some(Some(Opened::File(file, info))),
+                tree::Beneath::Small(bytes) => return Some(Some(Opened::Small(bytes))),
+                tree::Beneath::Missing
+                    if matches!(self.root_handle(), Ok(Some(root))
+                        if handles::is_current(root.as_fd(), folder, &handle)) =>
+                {
+                    return Some(None);
+                }
+                // Removed, replaced, or something to look at closer: through the root.
+                _ => self.folders.forget(folder, &handle),
+            }
         }
         for _ in 0..2 {
             let root = match self.root_handle() {
@@ -396,9 +418,9 @@ impl FsBackend {
                 Ok(None) => return Some(None),
                 Err(_) => return None,
             };
-            match tree::open_beneath(root.as_fd(), key.as_str(), small) {
-                tree::Beneath::Found(file, info) => return Some(Some(Opened::File(file, info))),
-                tree::Beneath::Small(bytes) => return Some(Some(Opened::Small(bytes))),
+            let found = match tree::open_beneath(root.as_fd(), key.as_str(), small) {
+                tree::Beneath::Found(file, info) => Opened::File(file, info),
+                tree::Beneath::Small(bytes) => Opened::Small(bytes),
                 // A miss, unless the kept folder was removed (and maybe made again) meanwhile;
                 // a store whose index is open is not removed under the process using it (the
                 // documented way is `clear`), so its misses take no second look.
@@ -411,7 +433,14 @@ impl FsBackend {
                     self.no_openat2.store(true, Ordering::Relaxed);
                     return None;
                 }
+            };
+            // The next reads in this folder open their item in it.
+            if let Some((folder, _)) = parent
+                && let Some(handle) = tree::open_dir_beneath(root.as_fd(), folder)
+            {
+                self.folders.keep(folder, handle);
             }
+            return Some(Some(found));
         }
         None
     }

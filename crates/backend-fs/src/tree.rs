@@ -228,12 +228,28 @@ pub(crate) enum Beneath {
 pub(crate) fn open_beneath(root: BorrowedFd<'_>, relative: &str, small: bool) -> Beneath {
     use rustix::fs::ResolveFlags;
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-    let fd = match rustix::fs::openat2(root, relative, READ_FLAGS, Mode::empty(), resolve) {
-        Ok(fd) => fd,
-        Err(Errno::NOENT | Errno::NOTDIR) => return Beneath::Missing,
-        Err(Errno::NOSYS) => return Beneath::Unsupported,
-        Err(_) => return Beneath::Walk,
-    };
+    match rustix::fs::openat2(root, relative, READ_FLAGS, Mode::empty(), resolve) {
+        Ok(fd) => opened(fd, small),
+        Err(Errno::NOENT | Errno::NOTDIR) => Beneath::Missing,
+        Err(Errno::NOSYS) => Beneath::Unsupported,
+        Err(_) => Beneath::Walk,
+    }
+}
+
+/// Opens the item `name` (one segment: no `/`, never `.` or `..`) of the folder `dir` as
+/// [`open_beneath`] opens an item below the root: one component for the kernel to resolve, not
+/// followed if it is a link ([`Beneath::Walk`] then).
+pub(crate) fn open_in(dir: BorrowedFd<'_>, name: &str, small: bool) -> Beneath {
+    match rustix::fs::openat(dir, name, READ_FLAGS, Mode::empty()) {
+        Ok(fd) => opened(fd, small),
+        Err(Errno::NOENT) => Beneath::Missing,
+        Err(_) => Beneath::Walk,
+    }
+}
+
+/// What [`open_beneath`] and [`open_in`] found once the entry is open as `fd`: with `small`,
+/// a small item read whole.
+fn opened(fd: OwnedFd, small: bool) -> Beneath {
     if small && let Some(found) = read_small_whole(&fd) {
         return found;
     }
