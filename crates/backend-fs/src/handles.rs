@@ -13,7 +13,7 @@
 //! the process): a store that reads from more folders than that forgets them all and starts
 //! over.
 
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::tree;
@@ -21,17 +21,24 @@ use crate::tree;
 /// The most folder handles a store keeps.
 pub(crate) const MAX_FOLDERS: usize = 16;
 
+/// A kept handle on a folder, with the folder's device and inode.
+#[derive(Debug)]
+pub(crate) struct Folder {
+    pub(crate) handle: OwnedFd,
+    id: (u64, u64),
+}
+
 /// Handles on folders of the store, by their path below its root (`/`-separated), the most
 /// recently kept or found first: a few, compared by their paths (most reads are in the folder
 /// of the read before), not hashed.
 #[derive(Debug, Default)]
 pub(crate) struct FolderHandles {
-    kept: Mutex<Vec<(Box<str>, Arc<OwnedFd>)>>,
+    kept: Mutex<Vec<(Box<str>, Arc<Folder>)>>,
 }
 
 impl FolderHandles {
     /// The handle kept on `folder`, if any.
-    pub(crate) fn get(&self, folder: &str) -> Option<Arc<OwnedFd>> {
+    pub(crate) fn get(&self, folder: &str) -> Option<Arc<Folder>> {
         let mut kept = self.lock();
         let at = kept.iter().position(|(path, _)| **path == *folder)?;
         if at > 0 {
@@ -43,16 +50,23 @@ impl FolderHandles {
     /// Keeps `handle` on `folder`, forgetting every handle kept when there are already
     /// [`MAX_FOLDERS`] of them.
     pub(crate) fn keep(&self, folder: &str, handle: OwnedFd) {
+        let Ok(st) = rustix::fs::fstat(&handle) else {
+            return;
+        };
+        let kept_folder = Arc::new(Folder {
+            handle,
+            id: tree::id_of(&st),
+        });
         let mut kept = self.lock();
         kept.retain(|(path, _)| **path != *folder);
         if kept.len() >= MAX_FOLDERS {
             kept.clear();
         }
-        kept.insert(0, (folder.into(), Arc::new(handle)));
+        kept.insert(0, (folder.into(), kept_folder));
     }
 
     /// Forgets the handle on `folder` if it is still `handle`.
-    pub(crate) fn forget(&self, folder: &str, handle: &Arc<OwnedFd>) {
+    pub(crate) fn forget(&self, folder: &str, handle: &Arc<Folder>) {
         self.lock()
             .retain(|(path, kept)| **path != *folder || !Arc::ptr_eq(kept, handle));
     }
@@ -63,23 +77,18 @@ impl FolderHandles {
         self.lock().len()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<(Box<str>, Arc<OwnedFd>)>> {
+    fn lock(&self) -> MutexGuard<'_, Vec<(Box<str>, Arc<Folder>)>> {
         self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// Whether `handle` is still the folder at `folder` below the root open as `root`: the entry
-/// there, not followed if a link, is a folder of the same device and inode.
-pub(crate) fn is_current(root: BorrowedFd<'_>, folder: &str, handle: &OwnedFd) -> bool {
-    let Ok(Some(there)) = tree::lstat_at(root, folder) else {
-        return false;
-    };
-    rustix::fs::fstat(handle.as_fd()).is_ok_and(|mine| {
-        there.st_dev == mine.st_dev
-            && there.st_ino == mine.st_ino
+/// Whether `kept` is still the folder at `folder` below the root open as `root`: the entry
+/// there, not followed if a link, is a folder of the same device and inode (one `statat`).
+pub(crate) fn is_current(root: BorrowedFd<'_>, folder: &str, kept: &Folder) -> bool {
+    matches!(tree::lstat_at(root, folder), Ok(Some(there))
+        if tree::id_of(&there) == kept.id
             && rustix::fs::FileType::from_raw_mode(there.st_mode as _)
-                == rustix::fs::FileType::Directory
-    })
+                == rustix::fs::FileType::Directory)
 }
 
 #[cfg(test)]

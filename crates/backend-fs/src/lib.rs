@@ -399,7 +399,7 @@ impl FsBackend {
         if let Some((folder, name)) = parent
             && let Some(handle) = self.folders.get(folder)
         {
-            match tree::open_in(handle.as_fd(), name, small) {
+            match tree::open_in(handle.handle.as_fd(), name, small) {
                 tree::Beneath::Found(file, info) => return Some(Some(Opened::File(file, info))),
                 tree::Beneath::Small(bytes) => return Some(Some(Opened::Small(bytes))),
                 tree::Beneath::Missing

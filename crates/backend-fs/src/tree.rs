@@ -361,7 +361,7 @@ fn is_sole_regular(st: &rustix::fs::Stat) -> bool {
 
 // The field types of `struct stat` differ between platforms.
 #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
-fn id_of(st: &rustix::fs::Stat) -> (u64, u64) {
+pub(crate) fn id_of(st: &rustix::fs::Stat) -> (u64, u64) {
     (st.st_dev as u64, st.st_ino as u64)
 }
 
