@@ -1192,14 +1192,9 @@ fn the_default_layout_keeps_files_where_others_may_write() {
     assert!(root.join("f/x").is_file() && root.join("f/y").is_file());
 }
 
-/// The default layout never reads an index that another user may write: every operation on the
-/// store is an error that says why (a read past it could return an item it replaced). The
-/// index layout, asked for, trusts it.
-#[test]
-fn the_default_layout_does_not_read_an_index_others_may_write() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("store");
+/// A store in `dir` with an index that holds `f/x` (`small`): its folder and its index's.
+fn store_with_an_index(dir: &Path) -> (PathBuf, PathBuf) {
+    let root = dir.join("store");
     block_on(true, async {
         open(&root)
             .put(&key("f/x"), blob(b"small".to_vec()))
@@ -1208,6 +1203,17 @@ fn the_default_layout_does_not_read_an_index_others_may_write() {
     })
     .unwrap();
     let index = root.join(".cachette-index");
+    (root, index)
+}
+
+/// The default layout never reads an index that another user may write: every operation on the
+/// store is an error that says why (a read past it could return an item it replaced). The
+/// index layout, asked for, trusts it.
+#[test]
+fn the_default_layout_does_not_read_an_index_others_may_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (root, index) = store_with_an_index(dir.path());
     let set = |path: &Path, mode: u32| {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
     };
@@ -1320,15 +1326,7 @@ fn the_default_layout_keeps_files_where_an_acl_lets_others_write() {
 #[test]
 fn the_default_layout_does_not_read_an_index_an_acl_lets_others_write() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("store");
-    block_on(true, async {
-        open(&root)
-            .put(&key("f/x"), blob(b"small".to_vec()))
-            .await
-            .unwrap();
-    })
-    .unwrap();
-    let index = root.join(".cachette-index");
+    let (root, index) = store_with_an_index(dir.path());
     for what in ["data.mdb", "lock.mdb", ""] {
         let path = if what.is_empty() {
             index.clone()
