@@ -14,6 +14,9 @@ pub(crate) struct OneCpu {
     /// Each thread moved, with the CPUs it had.
     #[cfg(target_os = "linux")]
     saved: Vec<(libc::pid_t, libc::cpu_set_t)>,
+    /// The CPUs of the thread that pinned them, given to threads started meanwhile.
+    #[cfg(target_os = "linux")]
+    original: libc::cpu_set_t,
     /// The CPU they share.
     pub(crate) cpu: usize,
 }
@@ -38,12 +41,10 @@ impl OneCpu {
         };
         let mut pinned = OneCpu {
             saved: Vec::new(),
+            original: mine,
             cpu,
         };
-        let threads = std::fs::read_dir("/proc/self/task").map_err(|e| e.to_string())?;
-        let mut ids: Vec<libc::pid_t> = threads
-            .filter_map(|t| t.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
+        let mut ids = threads()?;
         ids.push(server);
         for id in ids {
             let before = match affinity(id) {
@@ -62,11 +63,27 @@ impl OneCpu {
 #[cfg(target_os = "linux")]
 impl Drop for OneCpu {
     fn drop(&mut self) {
+        // Threads this process started meanwhile inherited the one CPU: they get the CPUs
+        // of the thread that pinned them.
+        for id in threads().unwrap_or_default() {
+            if !self.saved.iter().any(|(saved, _)| *saved == id) {
+                let _ = set_affinity(id, &self.original);
+            }
+        }
         for (id, before) in self.saved.drain(..).rev() {
             // A thread that has ended since has nothing to give back.
             let _ = set_affinity(id, &before);
         }
     }
+}
+
+/// The threads of this process.
+#[cfg(target_os = "linux")]
+fn threads() -> Result<Vec<libc::pid_t>, String> {
+    let tasks = std::fs::read_dir("/proc/self/task").map_err(|e| e.to_string())?;
+    Ok(tasks
+        .filter_map(|t| t.ok()?.file_name().to_str()?.parse().ok())
+        .collect())
 }
 
 /// The CPUs thread `id` may use (0: the calling thread).
