@@ -34,8 +34,8 @@ impl RecentAccesses {
         until.is_some_and(|until| now < until)
     }
 
-    /// Whether the access of `key` is recorded until after now (by a coarse clock: see
-    /// [`coarse_now`]).
+    /// Whether the access of `key` is recorded until after now, by the kernel's coarse clock
+    /// where there is one (read in a few nanoseconds, to within a tick of a few milliseconds).
     pub fn holds(&self, key: &str) -> bool {
         self.holds_at(key, coarse_now())
     }
