@@ -571,9 +571,7 @@ fn same_data_file(env: &Env<WithTls>, dir: BorrowedFd<'_>, path: &Path) -> Resul
         .map_err(|e| lmdb_fault(e, path))?;
     let opened = rustix::fs::fstat(&file).map_err(|e| Fault::io(e, &data))?;
     let here = tree::lstat_at(dir, "data.mdb").map_err(|e| Fault::io(e, &data))?;
-    let same =
-        here.is_some_and(|here| here.st_dev == opened.st_dev && here.st_ino == opened.st_ino);
-    let why = if same {
+    let why = if here.is_some_and(|here| tree::id_of(&here) == tree::id_of(&opened)) {
         match trust::others_may_write(trust::Subject::Open(file.as_fd()), &opened) {
             Some(why) => why,
             None => return Ok(()),
