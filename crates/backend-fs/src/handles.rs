@@ -10,8 +10,12 @@
 //! folder the handle names passes the same entry checks as one reached by its path.
 //!
 //! At most [`MAX_FOLDERS`] handles are kept per store (open files are a bounded resource of
-//! the process): a store that reads from more folders than that forgets them all and starts
-//! over.
+//! the process). When they are all kept, a read in another folder takes the handle of the
+//! least recently used one only if that one has gone unused for the last [`IDLE_READS`] reads
+//! of the store; otherwise it reads through the root, as without handles, and keeps none. A
+//! store that reads from more folders than that, in turn, keeps the handles it has instead of
+//! opening and closing one on every read; one whose reads move to other folders moves its
+//! handles with them.
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -20,6 +24,10 @@ use crate::tree;
 
 /// The most folder handles a store keeps.
 pub(crate) const MAX_FOLDERS: usize = 16;
+
+/// The reads of a store (through [`FolderHandles::get`]) after which a handle not used by any
+/// of them may be let go for another folder's.
+pub(crate) const IDLE_READS: u64 = 4 * MAX_FOLDERS as u64;
 
 /// A kept handle on a folder, with the folder's device and inode.
 #[derive(Debug)]
@@ -33,22 +41,59 @@ pub(crate) struct Folder {
 /// of the read before), not hashed.
 #[derive(Debug, Default)]
 pub(crate) struct FolderHandles {
-    kept: Mutex<Vec<(Box<str>, Arc<Folder>)>>,
+    kept: Mutex<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    /// The reads so far: the clock of [`Slot::used`].
+    reads: u64,
+    slots: Vec<Slot>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    path: Box<str>,
+    folder: Arc<Folder>,
+    /// The value of [`Kept::reads`] when it was last kept or found.
+    used: u64,
+}
+
+impl Kept {
+    /// Whether a handle on another folder may be kept: there is room, or the least recently
+    /// used handle has been idle for [`IDLE_READS`] reads.
+    fn has_room(&self) -> bool {
+        self.slots.len() < MAX_FOLDERS
+            || self
+                .slots
+                .last()
+                .is_some_and(|lru| self.reads.wrapping_sub(lru.used) >= IDLE_READS)
+    }
 }
 
 impl FolderHandles {
-    /// The handle kept on `folder`, if any.
+    /// The handle kept on `folder`, if any. Counts as a read of the store.
     pub(crate) fn get(&self, folder: &str) -> Option<Arc<Folder>> {
         let mut kept = self.lock();
-        let at = kept.iter().position(|(path, _)| **path == *folder)?;
+        kept.reads = kept.reads.wrapping_add(1);
+        let reads = kept.reads;
+        let at = kept.slots.iter().position(|slot| *slot.path == *folder)?;
         if at > 0 {
-            kept[..=at].rotate_right(1);
+            kept.slots[..=at].rotate_right(1);
         }
-        Some(kept[0].1.clone())
+        let slot = &mut kept.slots[0];
+        slot.used = reads;
+        Some(slot.folder.clone())
     }
 
-    /// Keeps `handle` on `folder`, forgetting every handle kept when there are already
-    /// [`MAX_FOLDERS`] of them.
+    /// Whether [`keep`](Self::keep) would keep a handle on another folder now: ask before
+    /// opening one.
+    pub(crate) fn has_room(&self) -> bool {
+        self.lock().has_room()
+    }
+
+    /// Keeps `handle` on `folder`, in place of the least recently used handle if there are
+    /// already [`MAX_FOLDERS`] of them and it is idle; else closes it.
     pub(crate) fn keep(&self, folder: &str, handle: OwnedFd) {
         let Ok(st) = rustix::fs::fstat(&handle) else {
             return;
@@ -58,26 +103,38 @@ impl FolderHandles {
             id: tree::id_of(&st),
         });
         let mut kept = self.lock();
-        kept.retain(|(path, _)| **path != *folder);
-        if kept.len() >= MAX_FOLDERS {
-            kept.clear();
+        kept.slots.retain(|slot| *slot.path != *folder);
+        if !kept.has_room() {
+            return;
         }
-        kept.insert(0, (folder.into(), kept_folder));
+        if kept.slots.len() >= MAX_FOLDERS {
+            kept.slots.pop();
+        }
+        let used = kept.reads;
+        kept.slots.insert(
+            0,
+            Slot {
+                path: folder.into(),
+                folder: kept_folder,
+                used,
+            },
+        );
     }
 
     /// Forgets the handle on `folder` if it is still `handle`.
     pub(crate) fn forget(&self, folder: &str, handle: &Arc<Folder>) {
         self.lock()
-            .retain(|(path, kept)| **path != *folder || !Arc::ptr_eq(kept, handle));
+            .slots
+            .retain(|slot| *slot.path != *folder || !Arc::ptr_eq(&slot.folder, handle));
     }
 
     /// How many handles are kept.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().slots.len()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<(Box<str>, Arc<Folder>)>> {
+    fn lock(&self) -> MutexGuard<'_, Kept> {
         self.kept.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -136,6 +193,47 @@ mod tests {
             assert_eq!(get(&b, &format!("g{i}/x")).as_deref(), Some(&b"x"[..]));
             assert!(b.folders.len() <= super::MAX_FOLDERS);
         }
+    }
+
+    /// Reads in turn from one folder more than handles are kept for: the handles kept stay
+    /// kept (none is opened and closed on every read), and the extra folder's reads go
+    /// through the root. Once reads move to other folders, the idle handles go to them.
+    #[test]
+    fn reads_in_more_folders_than_handles_keep_the_handles_they_have() {
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let b = store(dir.path());
+        let folders = super::MAX_FOLDERS + 1;
+        for i in 0..folders {
+            put(&b, &format!("g{i}/x"), b"x");
+        }
+        let read = |i: usize| assert_eq!(get(&b, &format!("g{i}/x")).as_deref(), Some(&b"x"[..]));
+        for i in 0..super::MAX_FOLDERS {
+            read(i);
+        }
+        let first: Vec<_> = (0..super::MAX_FOLDERS)
+            .map(|i| b.folders.get(&format!("g{i}")).unwrap())
+            .collect();
+        for _ in 0..8 {
+            for i in 0..folders {
+                read(i);
+            }
+        }
+        assert_eq!(b.folders.len(), super::MAX_FOLDERS);
+        assert!(b.folders.get(&format!("g{}", folders - 1)).is_none());
+        for (i, handle) in first.iter().enumerate() {
+            let now = b.folders.get(&format!("g{i}")).unwrap();
+            assert!(Arc::ptr_eq(handle, &now), "g{i} was let go");
+        }
+        // Only the extra folder is read from now on: its reads soon take an idle handle.
+        let extra = folders - 1;
+        let mut reads = 0;
+        while b.folders.get(&format!("g{extra}")).is_none() {
+            read(extra);
+            reads += 1;
+            assert!(reads <= 2 * super::IDLE_READS, "never kept");
+        }
+        assert_eq!(b.folders.len(), super::MAX_FOLDERS);
     }
 
     /// A folder removed and made again, or renamed away and replaced, behind a kept handle: the

@@ -434,8 +434,10 @@ impl FsBackend {
                     return None;
                 }
             };
-            // The next reads in this folder open their item in it.
+            // The next reads in this folder open their item in it, if a handle on it may be
+            // kept (asked before one is opened: see `handles`).
             if let Some((folder, _)) = parent
+                && self.folders.has_room()
                 && let Some(handle) = tree::open_dir_beneath(root.as_fd(), folder)
             {
                 self.folders.keep(folder, handle);

@@ -12,7 +12,7 @@
 //!
 //! The instructions of one hit are the difference of the two totals (callgrind's
 //! `Collected`) divided by 2,000 (`miss` with 0 and 200 for a miss). The operations: `hit`,
-//! `miss` and `memo-hit` (the files layout), `index-hit` and `index-miss` (the index layout),
+//! `hit-folders`, `miss` and `memo-hit` (the files layout), `index-hit` and `index-miss` (the index layout),
 //! `cached-hit`, `cached-miss`, `floor-open-read`, `floor-pread`, `floor-lmdb`, `floor-redb`,
 //! `floor-temp-rename`; an optional third argument is the folder to work in
 //! (default: the system's temporary folder). Built at two commits, the same probe compares

@@ -271,6 +271,11 @@ pub(crate) const OPS: &[(&str, &str, bool)] = &[
         true,
     ),
     (
+        "hit-folders",
+        "Cachette hits of square(42) of 17 functions in turn (one folder each), files layout",
+        true,
+    ),
+    (
         "memo-hit",
         "Cachette repeated hit of square(42) from the in-process memo, files layout",
         true,
@@ -365,6 +370,23 @@ fn run_in(op: &str, n: u64, dir: &Path) -> ProbeRes<()> {
             black_box(f.eval(black_box(42)));
             Ok(())
         }),
+        "hit-folders" => {
+            // One more function, so one more folder, than a store keeps handles on.
+            let fs: Vec<_> = (0..17)
+                .map(|i| {
+                    memory
+                        .cache_fn(square as fn(i64) -> i64)
+                        .name(format!("bench::square{i}"))
+                })
+                .collect();
+            for f in &fs {
+                f.eval(42);
+            }
+            repeat(&mut |i| {
+                black_box(fs[i as usize % fs.len()].eval(black_box(42)));
+                Ok(())
+            })
+        }
         "miss" => repeat(&mut |i| {
             black_box(f.eval(black_box(1_000_000 + i as i64)));
             Ok(())
