@@ -453,14 +453,14 @@ fn clean_up() {
         .reduce_size(&SizeLimits::default().items_limit(3))
         .expect("reduce_size");
     println!(
-        "reduce_size(items_limit=3): deleted {} entries, kept {}",
+        "reduce_size(items_limit=3): entries deleted: {}, kept: {}",
         report.deleted_items, report.kept_items
     );
     let report = MEMORY
         .reduce_size(&SizeLimits::default().bytes_limit("1K").expect("size"))
         .expect("reduce_size");
     println!(
-        "reduce_size(bytes_limit=\"1K\"): deleted {} entries, kept {} bytes",
+        "reduce_size(bytes_limit=\"1K\"): entries deleted: {}, bytes kept: {}",
         report.deleted_items, report.kept_bytes
     );
     MEMORY.clear().expect("clear");
