@@ -757,9 +757,10 @@ const METHOD: &str = "
   store could do); an LMDB get through heed (one read transaction, one `get`, a copy into a
   `Vec`); and a `redb` table get without the `cached` layer (one read transaction, the table
   opened, one `get`, a copy into a `Vec`). Then write-temp-then-rename for a miss, xxh3-128
-  over the argument's bytes for a large argument, `std::fs::write` of the output, a `read` of it
+  over the argument's bytes for a large argument, `std::fs::write` of the output, `pread`s of it
   into a fresh anonymous map of its size that asks for huge pages (`MADV_HUGEPAGE`: a 4 KiB page
-  fault per page is most of what `std::fs::read` costs on fresh memory), a memmap2 map plus one read for a mapped reload, `read_dir` + `stat` (+ `unlink`) for
+  fault per page is most of what `std::fs::read` costs on fresh memory), a part per processor
+  read at once (the copy and the zeroing of new pages are per processor), a memmap2 map plus one read for a mapped reload, `read_dir` + `stat` (+ `unlink`) for
   listing and deleting, a `GET` on a plain `redis::Connection`, and an `object_store` `GET` of
   the same object.
 - **Instructions per operation**: for the small hit (`hit_int`: Cachette on each layout and
