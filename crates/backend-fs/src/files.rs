@@ -68,7 +68,8 @@ fn readers_for(len: usize) -> usize {
 }
 
 /// Reads `buf.len()` bytes from the start of `file` into `buf`, in at most `threads` parts
-/// read at once (see [`read_whole`]): whether the file held that many.
+/// read at once (see [`read_whole`]): whether the file held that many (`false` too when the
+/// system gave no thread for a part).
 fn read_parts(file: &File, buf: &mut [u8], threads: usize) -> io::Result<bool> {
     /// Parts start on a 2 MiB boundary: a huge page is faulted in by one thread.
     const ALIGN: usize = 2 << 20;
@@ -94,19 +95,29 @@ fn read_parts(file: &File, buf: &mut [u8], threads: usize) -> io::Result<bool> {
     if threads <= 1 {
         return read_part((0, buf));
     }
+    let both = |a: io::Result<bool>, b: io::Result<bool>| match (a, b) {
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        (Ok(a), Ok(b)) => Ok(a && b),
+    };
     std::thread::scope(|scope| {
         let mut parts = buf.chunks_mut(part).enumerate();
         let first = parts.next();
-        let others: Vec<_> = parts.map(|p| scope.spawn(move || read_part(p))).collect();
-        let mut whole = first.map_or(Ok(true), read_part);
+        let mut whole = Ok(true);
+        let mut others = Vec::new();
+        for p in parts {
+            match std::thread::Builder::new().spawn_scoped(scope, move || read_part(p)) {
+                Ok(other) => others.push(other),
+                // No thread to be had: the part is not read, and the caller reads the file
+                // the plain way.
+                Err(_) => whole = Ok(false),
+            }
+        }
+        whole = both(whole, first.map_or(Ok(true), read_part));
         for other in others {
             let read = other
                 .join()
                 .unwrap_or_else(|_| Err(io::Error::other("a reading thread panicked")));
-            whole = match (whole, read) {
-                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
-                (Ok(a), Ok(b)) => Ok(a && b),
-            };
+            whole = both(whole, read);
         }
         whole
     })

@@ -560,30 +560,38 @@ fn header_checksum(prefix: &[u8], header: &[u8]) -> u64 {
 }
 
 /// Maps `f` over `items`, on up to as many threads as there are cores when there are several
-/// items.
-fn parallel_map<T: Sync, R: Send + Default + Clone>(
-    items: &[T],
-    f: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
+/// items. A chunk the system gives no thread for is mapped on this one.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(items.len());
     if threads <= 1 {
         return items.iter().map(&f).collect();
     }
-    let mut out = vec![R::default(); items.len()];
     let chunk = items.len().div_ceil(threads);
+    let f = &f;
+    let map = move |ins: &[T]| ins.iter().map(f).collect::<Vec<R>>();
     std::thread::scope(|scope| {
-        for (ins, outs) in items.chunks(chunk).zip(out.chunks_mut(chunk)) {
-            let f = &f;
-            scope.spawn(move || {
-                for (i, o) in ins.iter().zip(outs) {
-                    *o = f(i);
-                }
-            });
+        let spawned: Vec<_> = items
+            .chunks(chunk)
+            .map(|ins| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, move || map(ins))
+                    .map_err(|_| ins)
+            })
+            .collect();
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in spawned {
+            match chunk {
+                Ok(thread) => match thread.join() {
+                    Ok(mapped) => out.extend(mapped),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err(ins) => out.extend(map(ins)),
+            }
         }
-    });
-    out
+        out
+    })
 }
 
 fn decode_metadata(header: &[u8]) -> Result<Metadata, EntryError> {
@@ -594,6 +602,20 @@ fn decode_metadata(header: &[u8]) -> Result<Metadata, EntryError> {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    /// The mapped values come back in the order of the items, however they were shared out.
+    #[test]
+    fn parallel_map_keeps_the_order_of_the_items() {
+        for n in [0, 1, 2, 3, 17, 1000] {
+            let items: Vec<u64> = (0..n).collect();
+            let mapped = parallel_map(&items, |i| i * 3);
+            assert_eq!(
+                mapped,
+                items.iter().map(|i| i * 3).collect::<Vec<_>>(),
+                "{n}"
+            );
+        }
+    }
 
     /// Times are written exactly as chrono writes them, on the stack or not.
     #[test]
