@@ -20,8 +20,10 @@
 //! - **Whole or nothing.** A write goes to a temporary file in the item's own folder, which is
 //!   then renamed into place (a write that deletes an item beside it, as an entry its claim,
 //!   takes that item's file for its temporary one, when it has no other name). A reader sees the old item, the new item, or no item, never part of
-//!   one, whatever the number of threads and processes writing the same key. (In the index
-//!   layout, a small item is written in one LMDB transaction: see [Layouts](#layouts).)
+//!   one, whatever the number of threads and processes writing the same key; the exception is
+//!   a create asked `in_place` (compute-once claims), an exclusive create written where the
+//!   item goes, which a reader may find half written. (In the index layout, a small item is
+//!   written in one LMDB transaction: see [Layouts](#layouts).)
 //! - **Atomic create.** [`PutMode::Create`](cachette_core::plugin::PutMode::Create) publishes the temporary file with a hard link, which
 //!   fails if the name exists: exactly one racer wins.
 //! - **Confined keys.** Keys are validated by [`Key`]: empty segments, `.`, `..`, absolute paths,
