@@ -71,7 +71,9 @@ fn readers_for(len: usize) -> usize {
 /// read at once (see [`read_whole`]): whether the file held that many (`false` too when the
 /// system gave no thread for a part).
 fn read_parts(file: &File, buf: &mut [u8], threads: usize) -> io::Result<bool> {
-    /// Parts start on a 2 MiB boundary: a huge page is faulted in by one thread.
+    /// Parts start on a 2 MiB boundary of the buffer: in a map the kernel places on a huge-page
+    /// boundary (Linux 6.7 and later do so for large anonymous maps), each huge page is faulted
+    /// in by one thread.
     const ALIGN: usize = 2 << 20;
     let part = buf
         .len()
@@ -108,11 +110,16 @@ fn read_parts(file: &File, buf: &mut [u8], threads: usize) -> io::Result<bool> {
             match std::thread::Builder::new().spawn_scoped(scope, move || read_part(p)) {
                 Ok(other) => others.push(other),
                 // No thread to be had: the part is not read, and the caller reads the file
-                // the plain way.
-                Err(_) => whole = Ok(false),
+                // the plain way (no more parts are started).
+                Err(_) => {
+                    whole = Ok(false);
+                    break;
+                }
             }
         }
-        whole = both(whole, first.map_or(Ok(true), read_part));
+        if matches!(whole, Ok(true)) {
+            whole = both(whole, first.map_or(Ok(true), read_part));
+        }
         for other in others {
             let read = other
                 .join()

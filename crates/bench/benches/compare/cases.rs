@@ -678,9 +678,9 @@ const FLOOR_READ_MAP: &str = "floor: read into a fresh map (huge pages), a part 
 /// The least a whole read of a large file into memory of the process's own costs: its size
 /// (`fstat`), an anonymous map of that size that asks for huge pages (a 4 KiB page fault per
 /// page is most of the cost of filling fresh memory; `std::fs::read` takes one each), and
-/// `pread`s into it, its parts (2 MiB aligned) at once on one thread per processor (up to 8):
-/// the kernel's copy and the zeroing of the new pages are most of the time, and each processor
-/// takes its share. Cachette reads a large item so.
+/// `pread`s into it, its parts (2 MiB aligned) at once on one thread per processor (up to 8,
+/// a part of at least 32 MiB each): the kernel's copy and the zeroing of the new pages are most
+/// of the time, and each processor takes its share. Cachette reads a large item so.
 fn read_into_map(path: &Path) -> std::io::Result<memmap2::MmapMut> {
     use std::os::unix::fs::FileExt;
     let file = std::fs::File::open(path)?;
@@ -688,8 +688,11 @@ fn read_into_map(path: &Path) -> std::io::Result<memmap2::MmapMut> {
     let mut map = memmap2::MmapMut::map_anon(len)?;
     #[cfg(target_os = "linux")]
     let _ = map.advise(memmap2::Advice::HugePage);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    let part = len.div_ceil(threads).next_multiple_of(2 << 20).max(1);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get().min(8))
+        .min(len / (32 << 20))
+        .max(1);
+    let part = len.div_ceil(threads).next_multiple_of(2 << 20).max(2 << 20);
     let file = &file;
     std::thread::scope(|scope| {
         let reads: Vec<_> = map
