@@ -91,10 +91,13 @@ impl Fault {
                     path.display()
                 ),
             ),
+            // The refusal of the store's index: every operation meets it until the index is
+            // the user's alone again (or the layout is chosen).
             Fault::Untrusted { path, why } => BackendError::new(
                 ErrorKind::PermissionDenied,
                 format!("{}: {why}", path.display()),
-            ),
+            )
+            .set_whole_store(true),
             Fault::Special { path, what } => BackendError::new(
                 ErrorKind::Other,
                 format!(

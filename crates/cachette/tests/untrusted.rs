@@ -320,6 +320,38 @@ fn a_planted_identity_makes_a_signing_memory_delete_nothing() {
     assert!(String::from_utf8_lossy(&stored).contains("\nsignature "));
 }
 
+/// A store whose index other users may write is refused by the default layout; the calls
+/// compute their values, and the user is told once, not once a call.
+#[test]
+fn an_index_others_may_write_is_refused_with_one_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    // One place that makes the function: the same function, not a name collision.
+    let func = |memory: &Memory| {
+        memory
+            .cache_fn(square as fn(u64) -> u64)
+            .name("refused::square")
+    };
+    func(&Memory::new(store.to_str().unwrap()).unwrap()).eval(3);
+    let index = store.join(cachette::fs::INDEX_DIR);
+    assert!(index.is_dir(), "the default layout made an index");
+    std::fs::set_permissions(&index, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let (memory, reports) = capture(Memory::builder().url(store.to_str().unwrap()));
+    let f = func(&memory);
+    for x in 0..12 {
+        assert_eq!(f.eval(x % 4), (x % 4) * (x % 4));
+    }
+    let warnings = warnings(&reports);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("refuses every operation")
+            && warnings[0].contains(".cachette-index: the index of this store"),
+        "{}",
+        warnings[0]
+    );
+}
+
 // ------------------------------------------------------------------------------------------
 // 5. Secrets and strangers' text are never printed.
 

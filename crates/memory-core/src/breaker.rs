@@ -8,7 +8,8 @@
 //! [`breaker_cooldown`](crate::Options::breaker_cooldown) has passed, one call goes to the store
 //! (the others keep skipping it for another cool-down); its first successful operation closes
 //! the breaker, with one line, and a fault keeps it open. A timeout opens it at once: a hung
-//! store costs its timeout once, not `breaker_threshold` times. A call whose store operation
+//! store costs its timeout once, not `breaker_threshold` times. So does an error of the whole
+//! store ([`BackendError::is_whole_store`]): it is told once. A call whose store operation
 //! failed this way does not go back to the store either: it computes its value without it.
 //!
 //! On the hot path (closed breaker) a call costs one atomic load, and each store operation
@@ -125,7 +126,9 @@ impl Breaker {
     }
 
     /// The store failed with `error`. A timeout opens the breaker at once: the store was given
-    /// its whole timeout already, and a hung store would cost it again on every call.
+    /// its whole timeout already, and a hung store would cost it again on every call. So does
+    /// an error the store gives every operation ([`BackendError::is_whole_store`]): the next
+    /// calls would only meet it again, each with a warning.
     pub(crate) fn fault(&self, error: &BackendError) {
         if self.threshold == 0 || !is_store_fault(error) {
             return;
@@ -134,7 +137,8 @@ impl Breaker {
             .faults
             .fetch_add(1, Ordering::Relaxed)
             .saturating_add(1);
-        if faults < self.threshold && error.kind() != ErrorKind::Timeout {
+        let at_once = error.kind() == ErrorKind::Timeout || error.is_whole_store();
+        if faults < self.threshold && !at_once {
             return;
         }
         if self.retry_at.load(Ordering::Acquire) != 0 {
@@ -146,10 +150,12 @@ impl Breaker {
             .compare_exchange(0, self.deadline(), Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            let failed = if faults < self.threshold {
+            let failed = if faults >= self.threshold {
+                format!("failed {faults} times in a row")
+            } else if error.kind() == ErrorKind::Timeout {
                 "timed out".to_owned()
             } else {
-                format!("failed {faults} times in a row")
+                "refuses every operation".to_owned()
             };
             self.reporter.warn(format!(
                 "{} {failed} (last: {}); calls skip it for {}s, computing their values without storing them",
@@ -225,6 +231,30 @@ mod tests {
         b.success();
         assert_eq!(b.gate(), Gate::Closed);
         assert_eq!(reports.lock().unwrap().len(), 2);
+    }
+
+    /// An error the store gives every operation opens the breaker at its first occurrence,
+    /// with one warning that says so; the same kind of error about one item does not.
+    #[test]
+    fn an_error_of_the_whole_store_opens_it_at_once() {
+        let refused =
+            || BackendError::new(ErrorKind::PermissionDenied, "the index is not yours alone");
+        let (b, reports) = breaker(5, Duration::from_secs(3600));
+        b.fault(&refused());
+        assert_eq!(
+            b.gate(),
+            Gate::Closed,
+            "an item's refusal counts as one fault"
+        );
+        b.fault(&refused().set_whole_store(true));
+        assert!(matches!(b.gate(), Gate::Open(_)));
+        b.fault(&refused().set_whole_store(true));
+        let warnings = reports.lock().unwrap().clone();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let Report::Warning(w) = &warnings[0] else {
+            panic!("{warnings:?}")
+        };
+        assert!(w.contains("refuses every operation"), "{w}");
     }
 
     #[test]

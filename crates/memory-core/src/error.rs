@@ -70,6 +70,7 @@ pub struct BackendError {
     operation: &'static str,
     key: Option<String>,
     temporary: bool,
+    whole_store: bool,
     source: Option<BoxError>,
 }
 
@@ -83,6 +84,7 @@ impl BackendError {
             operation: "",
             key: None,
             temporary: kind.is_usually_temporary(),
+            whole_store: false,
             source: None,
         }
     }
@@ -115,6 +117,23 @@ impl BackendError {
     pub fn set_temporary(mut self, temporary: bool) -> Self {
         self.temporary = temporary;
         self
+    }
+
+    /// Marks the error as one the store gives every operation for now, whatever its key (a
+    /// store the backend refuses to use as it is configured, such as a local index that other
+    /// users may write): the memory's circuit breaker then opens at its first such error, with
+    /// one warning, instead of after `breaker_threshold` of them. Not for errors about one item
+    /// (another user's file that this one may not read), which would make the memory skip a
+    /// store whose other items it can use.
+    pub fn set_whole_store(mut self, whole_store: bool) -> Self {
+        self.whole_store = whole_store;
+        self
+    }
+
+    /// Whether the store gives this error to every operation for now (see
+    /// [`set_whole_store`](Self::set_whole_store)).
+    pub fn is_whole_store(&self) -> bool {
+        self.whole_store
     }
 
     /// The kind of error.
