@@ -84,6 +84,10 @@ pub(crate) fn from_redis(err: RedisError) -> BackendError {
             .set_temporary(true);
     }
     let kind = kind_of(&err);
+    // A wrong password meets every command: the memory is told once (a `NOPERM` of the
+    // server's access lists may concern some keys or commands only, and is not marked).
+    let whole_store = matches!(err.kind(), redis::ErrorKind::AuthenticationFailed)
+        || matches!(err.code(), Some("NOAUTH" | "WRONGPASS"));
     let message = match kind {
         ErrorKind::Unavailable => "the Redis server cannot be reached",
         ErrorKind::Timeout => "the Redis server did not answer in time",
@@ -95,6 +99,7 @@ pub(crate) fn from_redis(err: RedisError) -> BackendError {
     BackendError::new(kind, message)
         .with_backend(SCHEME)
         .with_source(err)
+        .set_whole_store(whole_store)
 }
 
 fn kind_of(err: &RedisError) -> ErrorKind {

@@ -126,6 +126,42 @@ fn passwords_that_are_not_percent_encoded_work() {
     }
 }
 
+/// A wrong password meets every command: a memory's calls compute their values, and the user
+/// is told once, not once a call.
+#[test]
+fn a_wrong_password_is_told_once() {
+    let Some(bin) = testkit::server_from_env("CACHETTE_TEST_REDIS_SERVER_BIN") else {
+        return;
+    };
+    cachette_redis::link();
+    let server = common::Server::start(&bin, &["--requirepass", "the-right-one"]);
+    let warnings = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sink = warnings.clone();
+    let memory = Memory::builder()
+        .url(format!(
+            "redis://:the-wrong-one@127.0.0.1:{}/0?connection_timeout_ms=2000",
+            server.port
+        ))
+        .reporter(Reporter::new(move |r| {
+            if let cachette_core::Report::Warning(w) = r {
+                sink.lock().unwrap().push(w.clone());
+            }
+        }))
+        .build()
+        .unwrap();
+    let f = memory.cache(|x: u32| x + 1).name("secrets.told_once");
+    for x in 0..12 {
+        assert_eq!(f.eval(x % 3), x % 3 + 1);
+    }
+    let warnings = warnings.lock().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("refuses every operation"),
+        "{}",
+        warnings[0]
+    );
+}
+
 /// Failed operations (a wrong password, a server that is not there) and the warnings of a
 /// memory name the store without its password.
 #[test]
