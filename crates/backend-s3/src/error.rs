@@ -14,12 +14,21 @@ pub(crate) fn convert(
     err: object_store::Error,
 ) -> BackendError {
     let (kind, temporary) = classify(&err);
+    // A missing bucket meets every request: the memory is told once. (A refused request may
+    // concern some keys only, by the bucket's policy, and is not marked.)
+    let whole_store = is_missing_bucket(&err);
     BackendError::new(kind, describe(kind))
         .with_backend(scheme)
         .with_operation(operation)
         .with_key(key)
         .with_source(err)
         .set_temporary(temporary)
+        .set_whole_store(whole_store)
+}
+
+/// Whether the error says the bucket does not exist.
+fn is_missing_bucket(err: &object_store::Error) -> bool {
+    matches!(err, object_store::Error::NotFound { .. }) && err.to_string().contains("NoSuchBucket")
 }
 
 fn describe(kind: ErrorKind) -> &'static str {
@@ -93,7 +102,7 @@ fn classify_source(source: &(dyn StdError + Send + Sync + 'static)) -> (ErrorKin
 
 /// Whether an error says that the object is absent (and not the whole bucket).
 pub(crate) fn is_absent(err: &object_store::Error) -> bool {
-    matches!(err, object_store::Error::NotFound { .. }) && !err.to_string().contains("NoSuchBucket")
+    matches!(err, object_store::Error::NotFound { .. }) && !is_missing_bucket(err)
 }
 
 /// The HTTP status code in object_store's message of a failed request

@@ -550,6 +550,35 @@ async fn a_missing_bucket_is_an_error_not_a_miss() {
     }
 }
 
+/// A missing bucket meets every request: a memory's calls compute their values, and the user is
+/// told once, not once a call.
+#[test]
+fn a_missing_bucket_is_told_once() {
+    let Some(server) = server() else { return };
+    cachette_s3::link();
+    let url = format!(
+        "s3://cachette-no-such-bucket/p?endpoint={}&allow_http=true",
+        server.endpoint
+    );
+    let (reporter, warnings) = capture_warnings();
+    let memory = Memory::builder()
+        .url(url)
+        .reporter(reporter)
+        .build()
+        .unwrap();
+    let square = memory.cache_capturing(|x: u32| x * x).name("s3.told_once");
+    for x in 0..12 {
+        assert_eq!(square.eval(x % 3), (x % 3) * (x % 3));
+    }
+    let warnings = warnings.lock().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("refuses every operation"),
+        "{}",
+        warnings[0]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn create_without_conditional_writes_is_not_atomic_but_works() {
     let Some(server) = server() else { return };
