@@ -346,7 +346,7 @@ fn an_index_others_may_write_is_refused_with_one_warning() {
     assert_eq!(warnings.len(), 1, "{warnings:#?}");
     assert!(
         warnings[0].contains("refuses every operation")
-            && warnings[0].contains(".cachette-index: the index of this store"),
+            && warnings[0].contains("the index of this store may be written by another user"),
         "{}",
         warnings[0]
     );

@@ -150,18 +150,26 @@ impl Breaker {
             .compare_exchange(0, self.deadline(), Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
+            let cooldown = self.cooldown.as_secs_f64();
+            if faults < self.threshold && error.is_whole_store() {
+                // The one warning the user gets of it: the error as whole as the reporter's
+                // bound on a warning's length allows, last, since it says why and what to do.
+                self.reporter.warn(format!(
+                    "{} refuses every operation; calls compute their values without it, and try it again every {cooldown}s: {}",
+                    self.location,
+                    crate::report::untrusted_within(&error.to_string(), crate::report::WARNING_LEN),
+                ));
+                return;
+            }
             let failed = if faults >= self.threshold {
                 format!("failed {faults} times in a row")
-            } else if error.kind() == ErrorKind::Timeout {
-                "timed out".to_owned()
             } else {
-                "refuses every operation".to_owned()
+                "timed out".to_owned()
             };
             self.reporter.warn(format!(
-                "{} {failed} (last: {}); calls skip it for {}s, computing their values without storing them",
+                "{} {failed} (last: {}); calls skip it for {cooldown}s, computing their values without storing them",
                 self.location,
                 crate::report::untrusted_within(&error.to_string(), 160),
-                self.cooldown.as_secs_f64()
             ));
         }
     }
