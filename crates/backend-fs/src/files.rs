@@ -81,18 +81,14 @@ fn read_parts(file: &File, buf: &mut [u8], threads: usize) -> io::Result<bool> {
         .next_multiple_of(ALIGN)
         .max(ALIGN);
     let threads = buf.len().div_ceil(part);
+    // `read_exact_at` retries interrupted reads; a file that ends before the part does is
+    // `UnexpectedEof`.
     let read_part = |(i, chunk): (usize, &mut [u8])| -> io::Result<bool> {
-        let start = (i * part) as u64;
-        let mut filled = 0;
-        while filled < chunk.len() {
-            match file.read_at(&mut chunk[filled..], start + filled as u64) {
-                Ok(0) => return Ok(false),
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+        match file.read_exact_at(chunk, (i * part) as u64) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(e),
         }
-        Ok(true)
     };
     if threads <= 1 {
         return read_part((0, buf));

@@ -95,13 +95,10 @@ impl FolderHandles {
     /// Keeps `handle` on `folder`, in place of the least recently used handle if there are
     /// already [`MAX_FOLDERS`] of them and it is idle; else closes it.
     pub(crate) fn keep(&self, folder: &str, handle: OwnedFd) {
-        let Ok(st) = rustix::fs::fstat(&handle) else {
+        let Ok(id) = tree::identity(&handle) else {
             return;
         };
-        let kept_folder = Arc::new(Folder {
-            handle,
-            id: tree::id_of(&st),
-        });
+        let kept_folder = Arc::new(Folder { handle, id });
         let mut kept = self.lock();
         kept.slots.retain(|slot| *slot.path != *folder);
         if !kept.has_room() {

@@ -13,7 +13,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -343,8 +343,8 @@ pub(crate) fn is_same_file(dir: BorrowedFd<'_>, name: &str, file: &File) -> bool
     }
 }
 
-/// The device and inode of the open file `file`.
-pub(crate) fn identity(file: &File) -> io::Result<(u64, u64)> {
+/// The device and inode of the open file or folder `file`.
+pub(crate) fn identity(file: impl AsFd) -> io::Result<(u64, u64)> {
     let st = rustix::fs::fstat(file)?;
     Ok(id_of(&st))
 }
