@@ -451,7 +451,14 @@ mod tests {
     fn closed_days_are_summed_once_and_their_writer_items_deleted() {
         let memory = memory("days");
         let shared = memory.shared().unwrap();
-        let days_ago = |n: i64| Utc::now() - chrono::TimeDelta::days(n);
+        // At noon of each day: a day is closed an hour after it ends, so times counted back
+        // from now would leave the day before open in the first hour of a day.
+        let noon = Utc::now()
+            .date_naive()
+            .and_hms_opt(12, 0, 0)
+            .unwrap()
+            .and_utc();
+        let days_ago = |n: i64| noon - chrono::TimeDelta::days(n);
         // Two writers on a day three days ago, one two days ago.
         let other = Memory::builder()
             .url("memory://usage-days")
