@@ -42,7 +42,10 @@ const TARGET: &str = "cachette::stats";
 ///
 /// - reads (whole, ranged, or of a local file to map): a found item is a hit (its returned
 ///   bytes count as read; a local file counts its whole size), `Ok(None)` a miss; both count in
-///   the read latency;
+///   the read latency. The reads of a backend that does its I/O when polled
+///   ([`Capabilities::blocking_io`], the local disk) are timed on each thread for its first 64,
+///   then one in 16: they take less than a microsecond, and the clock would add a tenth to each.
+///   The latency's `count` says how many were timed, and its mean and maximum are theirs;
 /// - writes: a put and its bytes written when it succeeds (a create that finds the item already
 ///   there writes nothing and counts only in the write latency);
 /// - `delete_many` counts one deletion per key;
@@ -72,15 +75,62 @@ const TARGET: &str = "cachette::stats";
 pub struct Stats {
     inner: DynBackend,
     handle: StatsHandle,
+    /// Whether reads are timed one in [`READ_SAMPLE`]: those of a backend that does its I/O when
+    /// polled (the local disk), which answers in less than a microsecond, where the two clock
+    /// reads of a timing (about 50 ns) would be a tenth of the read.
+    sample_reads: bool,
+}
+
+/// A backend that does its I/O when polled has one read in this many timed on each thread,
+/// after the first [`READ_SAMPLE_FIRST`] of the thread.
+const READ_SAMPLE: u32 = 16;
+/// The reads each thread times before it times one in [`READ_SAMPLE`].
+const READ_SAMPLE_FIRST: u32 = 64;
+
+thread_local! {
+    /// The reads of sampled backends made on this thread, up to the first sampled ones, then
+    /// modulo [`READ_SAMPLE`].
+    static READS_SEEN: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this read of a sampled backend is timed: each of the thread's first
+/// [`READ_SAMPLE_FIRST`], then one in [`READ_SAMPLE`].
+fn sampled_read_is_timed() -> bool {
+    READS_SEEN.with(|seen| {
+        let n = seen.get();
+        if n < READ_SAMPLE_FIRST {
+            seen.set(n + 1);
+            return true;
+        }
+        let next = if n + 1 >= READ_SAMPLE_FIRST + READ_SAMPLE {
+            READ_SAMPLE_FIRST
+        } else {
+            n + 1
+        };
+        seen.set(next);
+        n == READ_SAMPLE_FIRST
+    })
 }
 
 impl Stats {
     /// Wraps `inner`, with counters at zero.
     pub fn new(inner: DynBackend) -> Stats {
+        let sample_reads = inner.capabilities().blocking_io;
         Stats {
             inner,
             handle: StatsHandle::default(),
+            sample_reads,
         }
+    }
+
+    /// When a read starts: now if it is timed (every read of a backend that waits, one in
+    /// [`READ_SAMPLE`] of one that does not, and every read while the per-operation events are
+    /// on, since they give its time).
+    fn read_started(&self) -> Option<Instant> {
+        let timed = !self.sample_reads
+            || sampled_read_is_timed()
+            || tracing::enabled!(target: TARGET, tracing::Level::DEBUG);
+        timed.then(Instant::now)
     }
 
     /// A handle on the counters, to read or reset them while the layer is in use elsewhere.
@@ -97,12 +147,14 @@ impl Stats {
         &self,
         op: &'static str,
         key: &Key,
-        started: Instant,
+        started: Option<Instant>,
         result: BackendResult<Option<GetResult>>,
     ) -> BackendResult<Option<GetResult>> {
-        let elapsed = started.elapsed();
+        let elapsed = started.map(|started| started.elapsed());
         let c = self.counters();
-        c.read_latency.record(elapsed);
+        if let Some(elapsed) = elapsed {
+            c.read_latency.record(elapsed);
+        }
         let (outcome, bytes) = match &result {
             Ok(Some(found)) => {
                 let len = match &found.payload {
@@ -129,7 +181,7 @@ impl Stats {
             key = %key,
             outcome,
             bytes,
-            elapsed_us = micros(elapsed),
+            elapsed_us = elapsed.map(micros),
         );
         result
     }
@@ -229,11 +281,12 @@ impl StoreBackend for Stats {
         if options.bypass_cache {
             return self.inner.get_opts(key, options).await;
         }
-        let started = Instant::now();
         if options.head {
+            let started = Instant::now();
             let result = self.inner.get_opts(key, options).await;
             return self.other("head", key, started, result);
         }
+        let started = self.read_started();
         let op = read_op(&options);
         let result = self.inner.get_opts(key, options).await;
         self.read(op, key, started, result)
@@ -248,13 +301,14 @@ impl StoreBackend for Stats {
         if options.bypass_cache {
             return self.inner.get_now(key, options);
         }
-        let started = Instant::now();
+        if options.head {
+            let started = Instant::now();
+            let result = self.inner.get_now(key, options)?;
+            return Some(self.other("head", key, started, result));
+        }
+        let started = self.read_started();
         let result = self.inner.get_now(key, options)?;
-        Some(if options.head {
-            self.other("head", key, started, result)
-        } else {
-            self.read(read_op(options), key, started, result)
-        })
+        Some(self.read(read_op(options), key, started, result))
     }
 
     async fn put_opts(
@@ -354,10 +408,9 @@ impl StatsLayer {
 
 impl Layer for StatsLayer {
     fn layer(&self, inner: DynBackend) -> Result<DynBackend, BackendError> {
-        Ok(Arc::new(Stats {
-            inner,
-            handle: self.handle.clone(),
-        }))
+        let mut stats = Stats::new(inner);
+        stats.handle = self.handle.clone();
+        Ok(Arc::new(stats))
     }
 }
 
@@ -467,7 +520,8 @@ pub struct BackendStats {
     pub deletes: u64,
     /// Operations of any kind that returned an error.
     pub errors: u64,
-    /// Time spent in reads.
+    /// Time spent in reads: in every read, or in a sample of them for a backend that does its
+    /// I/O when polled (see [`Stats`]).
     pub read_latency: Latency,
     /// Time spent in writes.
     pub write_latency: Latency,
@@ -537,7 +591,7 @@ impl fmt::Display for Size {
 /// The latency of a kind of operation: how many, how long in total, the longest.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Latency {
-    /// Operations timed.
+    /// Operations timed (reads of the local disk are sampled: see [`Stats`]).
     pub count: u64,
     /// Their total duration.
     pub total: Duration,
@@ -677,10 +731,61 @@ mod tests {
             t.join().unwrap();
         }
         let s = stats.handle().snapshot();
+        // Each new thread times its first 64 reads, then one in 16 of its other 186.
         assert_eq!(
             (s.hits, s.bytes_read, s.read_latency.count),
-            (1000, 4000, 1000)
+            (1000, 4000, 4 * (64 + 12))
         );
+    }
+
+    /// Reads `n` times on a thread of its own (whose sample starts afresh), half of them
+    /// through `get_now` if the backend answers it, and gives the latency's count.
+    fn timed_reads(network: bool, n: usize) -> u64 {
+        let backend: DynBackend = if network {
+            let flaky = Arc::new(Flaky::new(
+                Arc::new(InMemoryBackend::new()),
+                ErrorKind::Unavailable,
+            ));
+            flaky.network();
+            flaky
+        } else {
+            Arc::new(InMemoryBackend::new())
+        };
+        let stats = Arc::new(Stats::new(backend));
+        run(stats.put(&key("f/a"), Bytes::from_static(b"abcd").into())).unwrap();
+        let reader = stats.clone();
+        std::thread::spawn(move || {
+            for i in 0..n {
+                let k = key(if i % 2 == 0 { "f/a" } else { "f/b" });
+                let now = (i % 4 >= 2)
+                    .then(|| reader.get_now(&k, &GetOptions::default()))
+                    .flatten();
+                match now {
+                    Some(read) => drop(read.unwrap()),
+                    None => drop(run(reader.get(&k)).unwrap()),
+                }
+            }
+        })
+        .join()
+        .unwrap();
+        let s = stats.handle().snapshot();
+        assert_eq!(s.hits + s.misses, n as u64);
+        s.read_latency.count
+    }
+
+    #[test]
+    fn reads_of_a_backend_that_waits_are_all_timed() {
+        assert_eq!(timed_reads(true, 1000), 1000);
+    }
+
+    #[test]
+    fn reads_of_a_backend_that_never_waits_are_sampled() {
+        assert_eq!(timed_reads(false, 10), 10);
+        assert_eq!(timed_reads(false, 64), 64);
+        assert_eq!(timed_reads(false, 65), 65);
+        assert_eq!(timed_reads(false, 80), 65);
+        assert_eq!(timed_reads(false, 81), 66);
+        assert_eq!(timed_reads(false, 1000), 64 + 59);
     }
 
     #[test]
