@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime};
 
 use cachette_core::plugin::{
     Blob, Bytes, ClaimAttempt, DateTime, GetOptions, GetResult, ItemInfo, Key, Prefix, PutMode,
-    PutOutcome, Utc,
+    PutOutcome, Utc, coarse_unix_nanos,
 };
 use heed::types::Bytes as Raw;
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithTls};
@@ -380,7 +380,7 @@ impl Shared {
     /// Records an access to `key` in memory; writes the pending ones if there are many, or the
     /// oldest is old. Never call it holding a write transaction.
     fn record_access(&self, key: &[u8]) {
-        let now = nanos(SystemTime::now());
+        let now = access_now();
         let due = {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
             // A key read again keeps its entry: no allocation on repeated hits.
@@ -660,6 +660,14 @@ fn lmdb_fault(e: heed::Error, dir: &Path) -> Fault {
 /// Whether an LMDB error says that the value does not fit (in the map, or in one transaction).
 fn is_full(e: &heed::Error) -> bool {
     matches!(e, heed::Error::Mdb(MdbError::MapFull | MdbError::TxnFull))
+}
+
+/// The time of a read, for the least-recently-used order: the coarse clock's
+/// ([`coarse_unix_nanos`]). Its resolution (a few milliseconds) is finer than the order needs,
+/// and it costs a sixth of the precise clock (4 ns against 22 ns here), which would otherwise be
+/// a twentieth of a hit.
+fn access_now() -> u64 {
+    coarse_unix_nanos()
 }
 
 fn nanos(time: SystemTime) -> u64 {

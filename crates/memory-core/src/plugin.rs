@@ -45,7 +45,7 @@ pub use crate::error::{BackendError, BoxError, ErrorKind};
 pub use crate::host::{host_name, owner_tag, writer_is_gone};
 pub use crate::key::{Key, Prefix};
 pub use crate::memory_backend::InMemoryBackend;
-pub use crate::recent::RecentAccesses;
+pub use crate::recent::{RecentAccesses, coarse_unix_nanos};
 pub use crate::register_backend;
 pub use crate::registry::{
     BackendConfig, CloneConfig, InMemoryConfig, Registration, backend_from_url, config_from_url,
