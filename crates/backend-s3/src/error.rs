@@ -14,16 +14,60 @@ pub(crate) fn convert(
     err: object_store::Error,
 ) -> BackendError {
     let (kind, temporary) = classify(&err);
-    // A missing bucket meets every request: the memory is told once. (A refused request may
-    // concern some keys only, by the bucket's policy, and is not marked.)
-    let whole_store = is_missing_bucket(&err);
-    BackendError::new(kind, describe(kind))
+    // A missing bucket, or credentials the store does not know, meet every request: the
+    // memory is told once. (A request refused by the bucket's policy may concern some keys
+    // only, and is not marked.)
+    let refused = refused_credentials(&err);
+    let whole_store = is_missing_bucket(&err) || refused.is_some();
+    let message = match refused {
+        Some(code) => format!(
+            "the store does not accept the credentials ({code}): check the access key, the secret and the session token"
+        ),
+        None => describe(kind).to_owned(),
+    };
+    BackendError::new(kind, message)
         .with_backend(scheme)
         .with_operation(operation)
         .with_key(key)
         .with_source(err)
         .set_temporary(temporary)
         .set_whole_store(whole_store)
+}
+
+/// The S3 error codes of a request whose credentials are refused, whatever it asks: the key
+/// is unknown, the signature does not match the secret, the session token is invalid or
+/// expired.
+const CREDENTIAL_CODES: [&str; 6] = [
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "InvalidClientTokenId",
+];
+
+/// Whether the error says the store does not accept the credentials (for any request), and
+/// how: an unauthenticated request, or a refusal with one of the [`CREDENTIAL_CODES`].
+fn refused_credentials(err: &object_store::Error) -> Option<&'static str> {
+    use object_store::Error as E;
+    match err {
+        E::Unauthenticated { .. } => Some("unauthenticated"),
+        E::PermissionDenied { .. } | E::Generic { .. } => {
+            let mut cause: Option<&(dyn StdError + 'static)> = Some(err);
+            // The code is in the answer's body, which the chain's messages quote; a chain is
+            // a few errors deep, and the walk is bounded all the same.
+            for _ in 0..16 {
+                let Some(e) = cause else { break };
+                let text = e.to_string();
+                if let Some(code) = CREDENTIAL_CODES.iter().find(|code| text.contains(*code)) {
+                    return Some(code);
+                }
+                cause = e.source();
+            }
+            None
+        }
+        _ => None,
+    }
 }
 
 /// Whether the error says the bucket does not exist.
@@ -166,5 +210,30 @@ mod tests {
             assert_eq!(converted.is_temporary(), temporary);
             assert!(converted.to_string().starts_with("s3 get \"a/b\": "));
         }
+    }
+
+    #[test]
+    fn refused_credentials_concern_the_whole_store_and_a_policy_does_not() {
+        let denied = |body: &str| object_store::Error::PermissionDenied {
+            path: "p".into(),
+            source: format!("Server returned non-2xx status code: 403 Forbidden: {body}").into(),
+        };
+        let whole = |err| convert("s3", "get", "a/b", err).is_whole_store();
+        for code in CREDENTIAL_CODES {
+            let body = format!("<Error><Code>{code}</Code></Error>");
+            let err = convert("s3", "get", "a/b", denied(&body));
+            assert!(err.is_whole_store(), "{code}");
+            assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+            let told = format!("does not accept the credentials ({code})");
+            assert!(err.to_string().contains(&told), "{err}");
+        }
+        assert!(whole(object_store::Error::Unauthenticated {
+            path: "p".into(),
+            source: "no".into(),
+        }));
+        assert!(!whole(denied("<Error><Code>AccessDenied</Code></Error>")));
+        assert!(!whole(generic(
+            "Server returned non-2xx status code: 503 Service Unavailable: x"
+        )));
     }
 }

@@ -208,11 +208,22 @@ struct Moto {
     cmd: String,
     port: u16,
     child: Option<std::process::Child>,
+    /// Whether it checks the credentials of requests against its own (empty) IAM users.
+    authenticating: bool,
 }
 
 #[cfg(all(feature = "s3", feature = "testkit"))]
 impl Moto {
     fn start(cmd: &str) -> Moto {
+        Moto::start_with(cmd, false)
+    }
+
+    /// A moto server that refuses every request: it knows no credentials.
+    fn start_authenticating(cmd: &str) -> Moto {
+        Moto::start_with(cmd, true)
+    }
+
+    fn start_with(cmd: &str, authenticating: bool) -> Moto {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .unwrap()
@@ -221,6 +232,7 @@ impl Moto {
             cmd: cmd.to_owned(),
             port,
             child: None,
+            authenticating,
         };
         moto.restart();
         moto
@@ -228,14 +240,24 @@ impl Moto {
 
     fn restart(&mut self) {
         let mut parts = self.cmd.split_whitespace();
-        let child = Command::new(parts.next().unwrap())
+        let mut command = Command::new(parts.next().unwrap());
+        command
             .args(parts)
             .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting moto");
+            .stderr(Stdio::null());
+        if self.authenticating {
+            // moto checks credentials from its first request on.
+            command.env("INITIAL_NO_AUTH_ACTION_COUNT", "0");
+        }
+        let child = command.spawn().expect("starting moto");
         self.child = Some(child);
+        // An authenticating server answers with a refusal: any answer says it is up.
+        let refusal_too = if self.authenticating {
+            "except u.HTTPError: pass"
+        } else {
+            "except u.HTTPError: raise"
+        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             // An unsigned PUT creates the bucket, and says the server answers.
@@ -243,7 +265,7 @@ impl Moto {
                 .args([
                     "-c",
                     &format!(
-                        "import urllib.request as u; u.urlopen(u.Request('http://127.0.0.1:{}/faults', method='PUT'), timeout=2)",
+                        "import urllib.request as u, urllib.error\ntry: u.urlopen(u.Request('http://127.0.0.1:{}/faults', method='PUT'), timeout=2)\n{refusal_too}",
                         self.port
                     ),
                 ])
@@ -271,6 +293,40 @@ impl Drop for Moto {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Credentials the store does not know meet every request: calls compute their values, and
+/// the user is told once, not once a call.
+#[cfg(all(feature = "s3", feature = "testkit"))]
+#[test]
+fn s3_with_unknown_credentials_is_told_once() {
+    let Some(cmd) = cachette::plugin::testkit::server_from_env("CACHETTE_TEST_MOTO_CMD") else {
+        return;
+    };
+    let moto = Moto::start_authenticating(&cmd);
+    let url = format!(
+        "s3://faults/run?endpoint=http://127.0.0.1:{}&allow_http=true",
+        moto.port
+    );
+    let (memory, warnings) = memory(&url);
+    let calls = AtomicUsize::new(0);
+    let square = |x: u64| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        x * x
+    };
+    let f = memory.cache_capturing(&square).name("faults::square");
+    for x in 0..12 {
+        assert_eq!(f.eval(x % 3), (x % 3) * (x % 3));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 12, "nothing is stored");
+    let warnings = warnings.lock().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("refuses every operation")
+            && warnings[0].contains("does not accept the credentials (InvalidAccessKeyId)"),
+        "{}",
+        warnings[0]
+    );
 }
 
 #[cfg(all(feature = "s3", feature = "testkit"))]
