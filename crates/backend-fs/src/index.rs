@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime};
 
 use cachette_core::plugin::{
     Blob, Bytes, ClaimAttempt, DateTime, GetOptions, GetResult, ItemInfo, Key, Prefix, PutMode,
-    PutOutcome, Utc, coarse_unix_nanos,
+    PutOutcome, STRIPES, Utc, coarse_unix_nanos, thread_stripe,
 };
 use heed::types::Bytes as Raw;
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithTls};
@@ -71,10 +71,12 @@ const MAX_READERS: u32 = 8192;
 /// The longest key LMDB stores (its `MDB_MAXKEYSIZE`); longer keys are files.
 pub(crate) const MAX_KEY: usize = 511;
 
-/// Recorded accesses are written once more than this many are pending...
+/// Recorded accesses are written once more than this many are pending in one part (one per
+/// stripe of threads: at most 16,384 in all, about 1.5 MiB, when 16 threads or more hit)...
 const PENDING_MAX: usize = 1024;
 
-/// ...or once the oldest pending one is this old (checked when the next one is recorded).
+/// ...or once the oldest pending one of a part is this old (checked when the next one of the
+/// part is recorded).
 const PENDING_AGE: Duration = Duration::from_secs(5);
 
 /// Keys deleted in one write transaction: a transaction has a limited number of dirty pages.
@@ -211,7 +213,11 @@ struct Shared {
     /// Opened for reading only (`MDB_RDONLY`): the process could not write the index when it
     /// opened it.
     read_only: bool,
-    pending: Mutex<Pending>,
+    /// The accesses recorded and not yet written, one part per stripe of threads
+    /// ([`thread_stripe`]), each behind its own lock, so that hits on several threads rarely
+    /// wait for each other, even on one key (a key read on several stripes is pending in each,
+    /// and the latest time counts).
+    pending: [PendingPart; STRIPES],
     /// The compute-once claims of this process on the environment.
     claims: Arc<Claims>,
 }
@@ -222,6 +228,21 @@ impl fmt::Debug for Shared {
             .field("env", &self.env)
             .field("synced", &self.synced)
             .finish_non_exhaustive()
+    }
+}
+
+/// A part of the accesses pending, alone on its cache lines (two of 64 bytes: what
+/// adjacent-line prefetching moves together), so that threads of other stripes do not share
+/// its lock's line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct PendingPart(Mutex<Pending>);
+
+impl std::ops::Deref for PendingPart {
+    type Target = Mutex<Pending>;
+
+    fn deref(&self) -> &Mutex<Pending> {
+        &self.0
     }
 }
 
@@ -382,7 +403,9 @@ impl Shared {
     fn record_access(&self, key: &[u8]) {
         let now = access_now();
         let due = {
-            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut pending = self.pending[thread_stripe()]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             // A key read again keeps its entry: no allocation on repeated hits.
             match pending.at.get_mut(key) {
                 Some(at) => *at = now,
@@ -402,19 +425,25 @@ impl Shared {
     /// Writes the pending accesses, in one write transaction. Best effort, as in the files
     /// layout. Never call it holding a write transaction.
     fn flush(&self) {
-        let at = {
-            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
-            pending.since = None;
-            std::mem::take(&mut pending.at)
-        };
-        if at.is_empty() {
+        let parts: Vec<_> = self
+            .pending
+            .iter()
+            .map(|part| {
+                let mut pending = part.lock().unwrap_or_else(PoisonError::into_inner);
+                pending.since = None;
+                std::mem::take(&mut pending.at)
+            })
+            .filter(|at| !at.is_empty())
+            .collect();
+        if parts.is_empty() {
             return;
         }
+        let at = parts.iter().flatten();
         let Some(dbs) = self.dbs.get().copied() else {
             return;
         };
         let written = self.env.write_txn().and_then(|mut txn| {
-            for (key, &time) in &at {
+            for (key, &time) in at {
                 if dbs.items.get(&txn, key)?.is_none() {
                     continue; // Deleted since: not brought back.
                 }
@@ -508,7 +537,7 @@ fn open_shared(
         files_everywhere: AtomicBool::new(false),
         synced: durable,
         read_only,
-        pending: Mutex::default(),
+        pending: std::array::from_fn(|_| PendingPart::default()),
         claims: Arc::default(),
     });
     open.insert(path, Arc::downgrade(&shared));

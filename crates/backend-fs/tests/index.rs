@@ -605,6 +605,45 @@ async fn accesses_are_recorded_in_batches() {
     assert_eq!(b.get(&y).await.unwrap(), None);
 }
 
+/// Runs a future of the local disk, which never waits on a reactor.
+fn run<F: std::future::Future + Send>(fut: F) -> F::Output
+where
+    F::Output: Send,
+{
+    cachette_core::plugin::block_on(true, fut).unwrap()
+}
+
+/// Hits on one key from several threads are pending apart (each thread in its stripe): the
+/// latest is the one written.
+#[test]
+fn the_latest_access_of_a_key_from_several_threads_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(open(dir.path()));
+    let x = key("f/x");
+    run(b.put(&x, blob(b"1".to_vec()))).unwrap();
+    let read_on_a_thread = |b: &Arc<FsBackend>| {
+        let (b, x) = (b.clone(), x.clone());
+        std::thread::spawn(move || run(b.get(&x)).unwrap().unwrap())
+            .join()
+            .unwrap();
+    };
+    // More threads than stripes, so that at least two share one.
+    for _ in 0..cachette_core::plugin::STRIPES + 1 {
+        read_on_a_thread(&b);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    let tick = cachette_core::plugin::chrono::TimeDelta::milliseconds(10);
+    let last = cachette_core::plugin::Utc::now() - tick;
+    read_on_a_thread(&b);
+    let listed = run(b.list(&Prefix::root())).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(
+        listed[0].last_access >= last,
+        "{} < {last}",
+        listed[0].last_access
+    );
+}
+
 #[tokio::test]
 async fn stores_on_one_folder_share_the_environment() {
     let dir = tempfile::tempdir().unwrap();

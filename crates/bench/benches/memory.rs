@@ -112,6 +112,39 @@ fn hit_i64() -> i64 {
     HOT.f.eval(black_box(42))
 }
 
+static INDEX: LazyLock<(tempfile::TempDir, Square)> = LazyLock::new(|| {
+    let dir = tempdir();
+    let url = format!("file://{}?layout=index", dir.path().join("cache").display());
+    let memory = Memory::from_url(&url).expect("memory");
+    let f = memory
+        .cache_fn(square as fn(i64) -> i64)
+        .name("bench::square_index");
+    for x in 0..1000 {
+        f.eval(x);
+    }
+    (dir, f)
+});
+
+/// A hit of `f(i64)` on the index layout (the default), on 1,000 keys in turn, from 1 and from
+/// 2 threads at once: hits on several threads take no lock and add to no counter in common
+/// (the time is per hit of one thread; 2 threads on 2 cores should take as long as 1).
+#[divan::bench(threads = [1, 2], sample_count = 50, sample_size = 2000)]
+fn hit_i64_index_threads(bencher: Bencher) {
+    thread_local! {
+        /// This thread's next key: the threads share nothing but the memory.
+        static NEXT: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+    }
+    let f = &INDEX.1;
+    bencher.bench(|| {
+        let x = NEXT.with(|next| {
+            let x = next.get();
+            next.set((x + 7) % 1000);
+            x
+        });
+        f.eval(black_box(x))
+    });
+}
+
 static MAPPED: LazyLock<(tempfile::TempDir, Square)> = LazyLock::new(|| {
     let dir = tempdir();
     let memory = Memory::builder()

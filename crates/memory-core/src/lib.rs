@@ -62,6 +62,7 @@ mod rt;
 mod signing;
 mod size;
 mod store;
+mod stripe;
 #[cfg(feature = "testkit")]
 mod testkit;
 mod usage;

@@ -14,6 +14,7 @@ use crate::backend::{
 };
 use crate::error::BackendError;
 use crate::key::{Key, Prefix};
+use crate::stripe::{STRIPES, thread_stripe};
 
 /// The name a read is counted and traced under.
 fn read_op(options: &GetOptions) -> &'static str {
@@ -55,8 +56,11 @@ const TARGET: &str = "cachette::stats";
 /// store results) are not counted. `head` reads, listings and sweeps count only their errors.
 ///
 /// The counters are atomics shared by every [`StatsHandle`] of the layer, so reading them never
-/// slows the operations down. A snapshot reads each counter on its own: taken while operations
-/// run, it may count an operation in one field and not yet in another.
+/// slows the operations down; each thread adds to those of its stripe (one of 16, alone on
+/// their cache lines), and a snapshot sums them, so that operations on several threads rarely
+/// contend for a counter. A
+/// snapshot reads each counter on its own: taken while operations run, it may count an
+/// operation in one field and not yet in another.
 ///
 /// ```
 /// # futures::executor::block_on(async {
@@ -138,8 +142,9 @@ impl Stats {
         self.handle.clone()
     }
 
+    /// This thread's counters (its stripe's).
     fn counters(&self) -> &Counters {
-        &self.handle.counters
+        &self.handle.counters[thread_stripe()]
     }
 
     /// Counts the outcome of a read and emits its event.
@@ -415,49 +420,65 @@ impl Layer for StatsLayer {
 }
 
 /// A handle on the counters of a [`Stats`] layer. Clones are cheap and share the counters.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct StatsHandle {
-    counters: Arc<Counters>,
+    /// The counters of each stripe of threads ([`thread_stripe`]), summed by a snapshot: an
+    /// operation adds to its thread's, so that operations on several threads rarely contend
+    /// for a counter.
+    counters: Arc<[Counters; STRIPES]>,
+}
+
+impl Default for StatsHandle {
+    fn default() -> StatsHandle {
+        StatsHandle {
+            counters: Arc::new(std::array::from_fn(|_| Counters::default())),
+        }
+    }
 }
 
 impl StatsHandle {
     /// The counters now.
     pub fn snapshot(&self) -> BackendStats {
-        let c = &*self.counters;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        BackendStats {
-            hits: load(&c.hits),
-            misses: load(&c.misses),
-            bytes_read: load(&c.bytes_read),
-            puts: load(&c.puts),
-            bytes_written: load(&c.bytes_written),
-            deletes: load(&c.deletes),
-            errors: load(&c.errors),
-            read_latency: c.read_latency.snapshot(),
-            write_latency: c.write_latency.snapshot(),
+        let mut sum = BackendStats::default();
+        for c in self.counters.iter() {
+            sum.hits += load(&c.hits);
+            sum.misses += load(&c.misses);
+            sum.bytes_read += load(&c.bytes_read);
+            sum.puts += load(&c.puts);
+            sum.bytes_written += load(&c.bytes_written);
+            sum.deletes += load(&c.deletes);
+            sum.errors += load(&c.errors);
+            sum.read_latency.add(c.read_latency.snapshot());
+            sum.write_latency.add(c.write_latency.snapshot());
         }
+        sum
     }
 
     /// Sets every counter back to zero.
     pub fn reset(&self) {
-        let c = &*self.counters;
-        for a in [
-            &c.hits,
-            &c.misses,
-            &c.bytes_read,
-            &c.puts,
-            &c.bytes_written,
-            &c.deletes,
-            &c.errors,
-        ] {
-            a.store(0, Ordering::Relaxed);
+        for c in self.counters.iter() {
+            for a in [
+                &c.hits,
+                &c.misses,
+                &c.bytes_read,
+                &c.puts,
+                &c.bytes_written,
+                &c.deletes,
+                &c.errors,
+            ] {
+                a.store(0, Ordering::Relaxed);
+            }
+            c.read_latency.reset();
+            c.write_latency.reset();
         }
-        c.read_latency.reset();
-        c.write_latency.reset();
     }
 }
 
+/// The counters of a stripe of threads, alone on their cache lines (two of 64 bytes: what adjacent-line
+/// prefetching moves together) so that threads do not share a line.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 struct Counters {
     hits: AtomicU64,
     misses: AtomicU64,
@@ -600,6 +621,13 @@ pub struct Latency {
 }
 
 impl Latency {
+    /// Adds the operations of `other`.
+    fn add(&mut self, other: Latency) {
+        self.count += other.count;
+        self.total += other.total;
+        self.max = self.max.max(other.max);
+    }
+
     /// The mean duration, if any operation was timed.
     pub fn mean(&self) -> Option<Duration> {
         if self.count == 0 {
@@ -736,6 +764,11 @@ mod tests {
             (s.hits, s.bytes_read, s.read_latency.count),
             (1000, 4000, 4 * (64 + 12))
         );
+        // A reset clears the counters of every stripe.
+        stats.handle().reset();
+        assert_eq!(stats.handle().snapshot(), BackendStats::default());
+        run(stats.get(&key("f/a"))).unwrap();
+        assert_eq!(stats.handle().snapshot().hits, 1);
     }
 
     /// Reads `n` times on a thread of its own (whose sample starts afresh), half of them
