@@ -12,15 +12,28 @@ use std::time::SystemTime;
 /// file's change time, Redis's idle time), so a record repeated within it tells nothing.
 ///
 /// Keys are kept as 64-bit hashes (two keys that share one would skip each other's record
-/// until it ends) and at most [`RecentAccesses::MAX`] of them: a full set forgets the records
-/// that ended, or all of them. Memory is bounded whatever the reads.
+/// until it ends) and at most [`RecentAccesses::MAX`] of them, in 16 parts by hash, each behind
+/// its own lock so that reads of different keys on several threads do not wait for each other:
+/// a full part forgets the records that ended, or all of its records. Memory is bounded
+/// whatever the reads.
 #[derive(Debug, Default)]
 pub struct RecentAccesses {
-    until: Mutex<HashMap<u64, SystemTime, foldhash::fast::FixedState>>,
+    /// The records in parts by the keys' hashes, each behind its own lock and on its own cache
+    /// lines, so that reads of different keys on several threads do not wait for each other.
+    parts: [Part; PARTS],
 }
 
+/// How many parts [`RecentAccesses`] keeps its records in.
+const PARTS: usize = 16;
+
+/// Records of one part, alone on their cache lines (two of 64 bytes: what adjacent-line
+/// prefetching moves together).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Part(Mutex<HashMap<u64, SystemTime, foldhash::fast::FixedState>>);
+
 impl RecentAccesses {
-    /// The most items kept.
+    /// The most items kept (a sixteenth of them in each part, by their hashes).
     pub const MAX: usize = 4096;
 
     fn hash(key: &str) -> u64 {
@@ -30,7 +43,7 @@ impl RecentAccesses {
     /// Whether the access of `key` is recorded until after `now`.
     pub fn holds_at(&self, key: &str, now: SystemTime) -> bool {
         let hash = Self::hash(key);
-        let until = self.lock().get(&hash).copied();
+        let until = self.lock(hash).get(&hash).copied();
         until.is_some_and(|until| now < until)
     }
 
@@ -43,18 +56,39 @@ impl RecentAccesses {
     /// Notes that the access of `key` is recorded until `until` (it is `now`).
     pub fn note(&self, key: &str, until: SystemTime, now: SystemTime) {
         let hash = Self::hash(key);
-        let mut map = self.lock();
-        if map.len() >= Self::MAX && !map.contains_key(&hash) {
+        let mut map = self.lock(hash);
+        if map.len() >= Self::MAX / PARTS && !map.contains_key(&hash) {
             map.retain(|_, until| *until > now);
-            if map.len() >= Self::MAX {
+            if map.len() >= Self::MAX / PARTS {
                 map.clear();
             }
         }
         map.insert(hash, until);
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, SystemTime, foldhash::fast::FixedState>> {
-        self.until.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The part of the records of the key whose hash is `hash`: its top 4 bits.
+    fn part_of(hash: u64) -> usize {
+        (hash >> 60) as usize % PARTS
+    }
+
+    /// The part of the records of the key whose hash is `hash`, locked.
+    fn lock(
+        &self,
+        hash: u64,
+    ) -> MutexGuard<'_, HashMap<u64, SystemTime, foldhash::fast::FixedState>> {
+        self.parts[Self::part_of(hash)]
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// How many records are kept.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.parts
+            .iter()
+            .map(|part| part.0.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
     }
 }
 
@@ -100,6 +134,15 @@ mod tests {
 
     use super::*;
 
+    /// `n` keys whose records fall in one part (the first).
+    fn keys_of_one_part(n: usize) -> Vec<String> {
+        (0..)
+            .map(|i: u64| i.to_string())
+            .filter(|k| RecentAccesses::part_of(RecentAccesses::hash(k)) == 0)
+            .take(n)
+            .collect()
+    }
+
     #[test]
     fn a_record_holds_until_it_ends_and_the_set_stays_bounded() {
         let recent = RecentAccesses::default();
@@ -110,25 +153,32 @@ mod tests {
         assert!(recent.holds_at("a", now));
         assert!(!recent.holds_at("a", now + second));
         assert!(!recent.holds_at("b", now));
-        let fill = |recent: &RecentAccesses| {
-            for i in 0..RecentAccesses::MAX - 1 {
-                recent.note(&i.to_string(), now + second, now);
+        let per_part = RecentAccesses::MAX / PARTS;
+        let keys = keys_of_one_part(per_part + 2);
+        let (fill, more) = keys.split_at(per_part);
+        let fill = |recent: &RecentAccesses, now: SystemTime| {
+            for k in fill {
+                recent.note(k, now + second, now);
             }
-            assert_eq!(recent.lock().len(), RecentAccesses::MAX);
+            assert_eq!(recent.lock(RecentAccesses::hash(&fill[0])).len(), per_part);
         };
-        // Full of live records: cleared when one more comes.
-        fill(&recent);
-        recent.note("c", now + second, now);
-        assert_eq!(recent.lock().len(), 1);
-        assert!(recent.holds_at("c", now));
-        // Full of ended records: those are forgotten.
+        // A part full of live records: cleared when one more of its keys comes.
         let recent = RecentAccesses::default();
-        recent.note("a", now + second * 3, now);
-        fill(&recent);
-        let later = now + second * 2;
-        recent.note("d", later + second, later);
-        assert_eq!(recent.lock().len(), 2);
-        assert!(recent.holds_at("a", later) && recent.holds_at("d", later));
+        fill(&recent, now);
+        recent.note(&more[0], now + second, now);
+        assert_eq!(recent.len(), 1);
+        assert!(recent.holds_at(&more[0], now));
+        // A part full of ended records: those are forgotten.
+        let recent = RecentAccesses::default();
+        fill(&recent, now - second * 2);
+        recent.note(&more[1], now + second, now);
+        assert_eq!(recent.len(), 1);
+        // Any number of keys: at most MAX records.
+        let recent = RecentAccesses::default();
+        for i in 0..4 * RecentAccesses::MAX {
+            recent.note(&i.to_string(), now + second, now);
+        }
+        assert!(recent.len() <= RecentAccesses::MAX, "{}", recent.len());
     }
 
     #[test]
