@@ -218,6 +218,14 @@ impl Moto {
         Moto::start_with(cmd, false)
     }
 
+    /// The location of a store in its bucket.
+    fn url(&self) -> String {
+        format!(
+            "s3://faults/run?endpoint=http://127.0.0.1:{}&allow_http=true",
+            self.port
+        )
+    }
+
     /// A moto server that refuses every request: it knows no credentials.
     fn start_authenticating(cmd: &str) -> Moto {
         Moto::start_with(cmd, true)
@@ -295,6 +303,15 @@ impl Drop for Moto {
     }
 }
 
+/// `x * x`, counting its calls in `calls`.
+#[cfg(all(feature = "s3", feature = "testkit"))]
+fn counting_square(calls: &AtomicUsize) -> impl Fn(u64) -> u64 + Sync + '_ {
+    move |x| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        x * x
+    }
+}
+
 /// Credentials the store does not know meet every request: calls compute their values, and
 /// the user is told once, not once a call.
 #[cfg(all(feature = "s3", feature = "testkit"))]
@@ -304,16 +321,10 @@ fn s3_with_unknown_credentials_is_told_once() {
         return;
     };
     let moto = Moto::start_authenticating(&cmd);
-    let url = format!(
-        "s3://faults/run?endpoint=http://127.0.0.1:{}&allow_http=true",
-        moto.port
-    );
+    let url = moto.url();
     let (memory, warnings) = memory(&url);
     let calls = AtomicUsize::new(0);
-    let square = |x: u64| {
-        calls.fetch_add(1, Ordering::SeqCst);
-        x * x
-    };
+    let square = counting_square(&calls);
     let f = memory.cache_capturing(&square).name("faults::square");
     for x in 0..12 {
         assert_eq!(f.eval(x % 3), (x % 3) * (x % 3));
@@ -336,16 +347,10 @@ fn s3_stopped_mid_run_then_back() {
         return;
     };
     let mut moto = Moto::start(&cmd);
-    let url = format!(
-        "s3://faults/run?endpoint=http://127.0.0.1:{}&allow_http=true",
-        moto.port
-    );
+    let url = moto.url();
     let (memory, warnings) = memory(&url);
     let calls = AtomicUsize::new(0);
-    let square = |x: u64| {
-        calls.fetch_add(1, Ordering::SeqCst);
-        x * x
-    };
+    let square = counting_square(&calls);
     let f = memory.cache_capturing(&square).name("faults::square");
     assert_eq!(f.eval(3), 9);
     assert_eq!(f.eval(3), 9);
