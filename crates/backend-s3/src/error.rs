@@ -55,11 +55,19 @@ fn refused_credentials(err: &object_store::Error) -> Option<&'static str> {
         E::PermissionDenied { .. } | E::Generic { .. } => {
             let mut cause: Option<&(dyn StdError + 'static)> = Some(err);
             // The code is in the answer's body, which the chain's messages quote; a chain is
-            // a few errors deep, and the walk is bounded all the same.
+            // a few errors deep, and the walk is bounded all the same. It is looked for as the
+            // body gives it, `<Code>…</Code>`: the messages also quote the object's path, which
+            // may hold any word (a function named `ExpiredToken`).
             for _ in 0..16 {
                 let Some(e) = cause else { break };
                 let text = e.to_string();
-                if let Some(code) = CREDENTIAL_CODES.iter().find(|code| text.contains(*code)) {
+                let quoted = |code: &str| {
+                    text.match_indices(code).any(|(at, _)| {
+                        text[..at].ends_with("<Code>")
+                            && text[at + code.len()..].starts_with("</Code>")
+                    })
+                };
+                if let Some(code) = CREDENTIAL_CODES.into_iter().find(|code| quoted(code)) {
                     return Some(code);
                 }
                 cause = e.source();
@@ -232,6 +240,13 @@ mod tests {
             source: "no".into(),
         }));
         assert!(!whole(denied("<Error><Code>AccessDenied</Code></Error>")));
+        // A path that holds a code's word is not the code.
+        assert!(!whole(object_store::Error::PermissionDenied {
+            path: "p/cachette/ExpiredToken-1f/func_code".into(),
+            source: "Error performing GET p/cachette/ExpiredToken-1f/func_code: 403 Forbidden: \
+                     <Error><Code>AccessDenied</Code></Error>"
+                .into(),
+        }));
         assert!(!whole(generic(
             "Server returned non-2xx status code: 503 Service Unavailable: x"
         )));
