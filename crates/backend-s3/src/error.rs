@@ -19,6 +19,12 @@ pub(crate) fn convert(
     // only, and is not marked.)
     let refused = refused_credentials(&err);
     let whole_store = is_missing_bucket(&err) || refused.is_some();
+    // An expired or invalid token comes with a 400: a refusal all the same.
+    let kind = if refused.is_some() {
+        ErrorKind::PermissionDenied
+    } else {
+        kind
+    };
     let message = match refused {
         Some(code) => format!(
             "the store does not accept the credentials ({code}): check the access key, the secret and the session token"
@@ -35,11 +41,10 @@ pub(crate) fn convert(
 }
 
 /// The S3 error codes of a request whose credentials are refused, whatever it asks: the key
-/// is unknown, the signature does not match the secret, the session token is invalid or
-/// expired.
-const CREDENTIAL_CODES: [&str; 6] = [
+/// is unknown, the session token is invalid or expired. (`SignatureDoesNotMatch` is not one:
+/// servers also give it for one key whose path the client and the server encode apart.)
+const CREDENTIAL_CODES: [&str; 5] = [
     "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
     "InvalidToken",
     "ExpiredToken",
     "TokenRefreshRequired",
@@ -60,7 +65,12 @@ fn refused_credentials(err: &object_store::Error) -> Option<&'static str> {
             // may hold any word (a function named `ExpiredToken`).
             for _ in 0..16 {
                 let Some(e) = cause else { break };
-                let text = e.to_string();
+                let message = e.to_string();
+                // The answer's body comes after its status; the path is named before it.
+                let Some((_, text)) = message.rsplit_once("status code: ") else {
+                    cause = e.source();
+                    continue;
+                };
                 let quoted = |code: &str| {
                     text.match_indices(code).any(|(at, _)| {
                         text[..at].ends_with("<Code>")
@@ -240,13 +250,30 @@ mod tests {
             source: "no".into(),
         }));
         assert!(!whole(denied("<Error><Code>AccessDenied</Code></Error>")));
-        // A path that holds a code's word is not the code.
+        // A path that holds a code, even as the body gives it, is not the code.
         assert!(!whole(object_store::Error::PermissionDenied {
-            path: "p/cachette/ExpiredToken-1f/func_code".into(),
-            source: "Error performing GET p/cachette/ExpiredToken-1f/func_code: 403 Forbidden: \
+            path: "p/cachette/<Code>ExpiredToken</Code>-1f/func_code".into(),
+            source: "Error performing GET p/cachette/<Code>ExpiredToken</Code>-1f/func_code - \
+                     Server returned non-2xx status code: 403 Forbidden: \
                      <Error><Code>AccessDenied</Code></Error>"
                 .into(),
         }));
+        // Nor is a signature that does not match, which may concern one key's path.
+        assert!(!whole(denied(
+            "<Error><Code>SignatureDoesNotMatch</Code></Error>"
+        )));
+        // An expired token comes with a 400, as a generic error: a refusal all the same.
+        let expired = convert(
+            "s3",
+            "get",
+            "a/b",
+            generic(
+                "Server returned non-2xx status code: 400 Bad Request: \
+                 <Error><Code>ExpiredToken</Code></Error>",
+            ),
+        );
+        assert!(expired.is_whole_store());
+        assert_eq!(expired.kind(), ErrorKind::PermissionDenied);
         assert!(!whole(generic(
             "Server returned non-2xx status code: 503 Service Unavailable: x"
         )));
