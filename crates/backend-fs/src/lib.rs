@@ -128,10 +128,11 @@
 //!   item that does not fit in the index ([`FsConfig::index_map_size`], 1 TiB of address space
 //!   by default) and keys longer than LMDB's 511 bytes are written as files instead.
 //! - **Access tracking** is batched: a read with [`GetOptions::record_access`] records the
-//!   access in memory, and the pending accesses are written in one write transaction when
-//!   there are more than 1024, when the oldest is five seconds old (checked on the next
-//!   recorded access), and before a listing or a delete, and when the last store of the process
-//!   on the folder is dropped. Listings report for an index item the later of its write and its
+//!   access in memory, in the part of its stripe of threads (16 parts, each behind its own
+//!   lock), and the pending accesses are written in one write transaction when a part holds
+//!   more than 1024, when the oldest of a part is five seconds old (checked on the next access
+//!   recorded in that part), and before a listing or a delete, and when the last store of the
+//!   process on the folder is dropped. Listings report for an index item the later of its write and its
 //!   last recorded access. Another process sees an access once it is written; accesses pending
 //!   in a process that crashes are lost (the items then look older than they are).
 //! - **Durability.** With [`FsConfig::durable`], every commit is flushed to the device. Without

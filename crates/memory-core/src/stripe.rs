@@ -40,15 +40,15 @@ mod tests {
         let mine = thread_stripe();
         assert!(mine < STRIPES);
         assert_eq!(thread_stripe(), mine);
-        let others: Vec<usize> = (0..STRIPES - 1)
+        let others: Vec<usize> = (0..4 * STRIPES)
             .map(|_| std::thread::spawn(thread_stripe).join().unwrap())
             .collect();
-        // Other tests' threads may take turns in between; the stripes given in one go are
-        // all valid, and most differ.
+        // Other tests' threads may take turns in between; the stripes given are all valid, and
+        // spread.
         assert!(others.iter().all(|&s| s < STRIPES));
         let mut distinct = others.clone();
         distinct.sort_unstable();
         distinct.dedup();
-        assert!(distinct.len() > STRIPES / 2, "{others:?}");
+        assert!(distinct.len() >= 4, "{others:?}");
     }
 }
