@@ -93,28 +93,10 @@ const READ_SAMPLE: u64 = 16;
 /// The reads of a layer each stripe of threads times before it times one in [`READ_SAMPLE`].
 const READ_SAMPLE_FIRST: u64 = 64;
 
-thread_local! {
-    /// This thread's xorshift state for the choice of the reads timed: random, so that reads
-    /// that come in a cycle (two keys in turn, two memories in turn) are all sampled alike.
-    static SAMPLE_STATE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-/// Whether a read after the first ones is timed: one in [`READ_SAMPLE`], at random.
+/// Whether a read after the first ones is timed: one in [`READ_SAMPLE`], at random, so that
+/// reads that come in a cycle (two keys in turn, two memories in turn) are all sampled alike.
 fn sampled_at_random() -> bool {
-    SAMPLE_STATE.with(|state| {
-        let mut x = state.get();
-        if x == 0 {
-            // Seeded from this thread's stack address and the clock: any non-zero value does.
-            let here = std::ptr::from_ref(state).addr() as u64;
-            let now = crate::recent::coarse_unix_nanos();
-            x = (here ^ now.rotate_left(32)) | 1;
-        }
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        state.set(x);
-        x % READ_SAMPLE == 0
-    })
+    fastrand::u64(..READ_SAMPLE) == 0
 }
 
 impl Stats {
