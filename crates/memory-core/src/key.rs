@@ -192,7 +192,11 @@ pub(crate) mod grammar {
             }
             pairs
         };
-        let mut key = String::with_capacity(NAMESPACE.len() + folder.len() + 2 + ARGS_ID_LEN);
+        // The buffer of the thread's last entry key whose call ended in a hit ([`recycle`]):
+        // a hit then allocates no key.
+        let mut key = SPARE.take();
+        key.clear();
+        key.reserve(NAMESPACE.len() + folder.len() + 2 + ARGS_ID_LEN);
         key.push_str(NAMESPACE);
         key.push('/');
         key.push_str(folder);
@@ -205,6 +209,19 @@ pub(crate) mod grammar {
         key.push_str(std::str::from_utf8(&hex).unwrap_or_default());
         debug_assert!(super::validate(&key, false).is_ok(), "{key:?}");
         Key(key)
+    }
+
+    thread_local! {
+        /// A buffer for the next entry key of this thread: the last one given back.
+        static SPARE: std::cell::Cell<String> = const { std::cell::Cell::new(String::new()) };
+    }
+
+    /// Gives `key`'s buffer back for the next entry key of this thread (see [`entry_of`]).
+    /// Only a buffer of at most a few hundred bytes is kept.
+    pub(crate) fn recycle(key: Key) {
+        if key.0.capacity() <= 512 {
+            SPARE.set(key.0);
+        }
     }
 
     /// The key of a function's identity item.

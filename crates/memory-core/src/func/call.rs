@@ -811,6 +811,7 @@ where
             .await
             .map_err(store)?;
         if let Some(out) = found {
+            grammar::recycle(key);
             return Ok(out);
         }
         if self.gave_up() {
