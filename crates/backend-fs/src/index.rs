@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime};
 
 use cachette_core::plugin::{
     Blob, Bytes, ClaimAttempt, DateTime, GetOptions, GetResult, ItemInfo, Key, Prefix, PutMode,
-    PutOutcome, STRIPES, Utc, coarse_unix_nanos, thread_stripe,
+    PutOutcome, Striped, Utc, coarse_unix_nanos,
 };
 use heed::types::Bytes as Raw;
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithTls};
@@ -214,11 +214,10 @@ struct Shared {
     /// Opened for reading only (`MDB_RDONLY`): the process could not write the index when it
     /// opened it.
     read_only: bool,
-    /// The accesses recorded and not yet written, one part per stripe of threads
-    /// ([`thread_stripe`]), each behind its own lock, so that hits on several threads rarely
-    /// wait for each other, even on one key (a key read on several stripes is pending in each,
-    /// and the latest time counts).
-    pending: [PendingPart; STRIPES],
+    /// The accesses recorded and not yet written, one part per stripe of threads, each behind
+    /// its own lock, so that hits on several threads rarely wait for each other, even on one key
+    /// (a key read on several stripes is pending in each, and the latest time counts).
+    pending: Striped<Mutex<Pending>>,
     /// The compute-once claims of this process on the environment.
     claims: Arc<Claims>,
 }
@@ -229,21 +228,6 @@ impl fmt::Debug for Shared {
             .field("env", &self.env)
             .field("synced", &self.synced)
             .finish_non_exhaustive()
-    }
-}
-
-/// A part of the accesses pending, alone on its cache lines (two of 64 bytes: what
-/// adjacent-line prefetching moves together), so that threads of other stripes do not share
-/// its lock's line.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct PendingPart(Mutex<Pending>);
-
-impl std::ops::Deref for PendingPart {
-    type Target = Mutex<Pending>;
-
-    fn deref(&self) -> &Mutex<Pending> {
-        &self.0
     }
 }
 
@@ -402,9 +386,13 @@ impl Shared {
     /// Records an access to `key` in memory; writes the pending ones if there are many, or the
     /// oldest is old. Never call it holding a write transaction.
     fn record_access(&self, key: &[u8]) {
-        let now = access_now();
+        // The coarse clock: its resolution (a few milliseconds) is finer than the
+        // least-recently-used order needs, and it costs a sixth of the precise clock.
+        let now = coarse_unix_nanos();
         let due = {
-            let mut pending = self.pending[thread_stripe()]
+            let mut pending = self
+                .pending
+                .mine()
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             // A key read again keeps its entry: no allocation on repeated hits.
@@ -538,7 +526,7 @@ fn open_shared(
         files_everywhere: AtomicBool::new(false),
         synced: durable,
         read_only,
-        pending: std::array::from_fn(|_| PendingPart::default()),
+        pending: Striped::default(),
         claims: Arc::default(),
     });
     open.insert(path, Arc::downgrade(&shared));
@@ -690,14 +678,6 @@ fn lmdb_fault(e: heed::Error, dir: &Path) -> Fault {
 /// Whether an LMDB error says that the value does not fit (in the map, or in one transaction).
 fn is_full(e: &heed::Error) -> bool {
     matches!(e, heed::Error::Mdb(MdbError::MapFull | MdbError::TxnFull))
-}
-
-/// The time of a read, for the least-recently-used order: the coarse clock's
-/// ([`coarse_unix_nanos`]). Its resolution (a few milliseconds) is finer than the order needs,
-/// and it costs a sixth of the precise clock (4 ns against 22 ns here), which would otherwise be
-/// a twentieth of a hit.
-fn access_now() -> u64 {
-    coarse_unix_nanos()
 }
 
 fn nanos(time: SystemTime) -> u64 {

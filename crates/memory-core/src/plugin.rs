@@ -53,7 +53,7 @@ pub use crate::registry::{
 };
 pub use crate::report::untrusted;
 pub use crate::rt::{block_on, io_handle, io_runtime};
-pub use crate::stripe::{STRIPES, thread_stripe};
+pub use crate::stripe::{STRIPES, Striped, thread_stripe};
 
 /// The entry format: what the core stores in each item, and the codec helpers that read and
 /// write payloads (for tools and fuzzers).

@@ -6,6 +6,8 @@ use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
+use crate::stripe::{STRIPES, Striped};
+
 /// The items whose access a backend recorded, or saw recorded, recently, with until when each
 /// record counts: a read of one of them before then need not record its access again (nor look
 /// at it). Stores track the least recently used items at a granularity of about a second (a
@@ -20,17 +22,8 @@ use std::time::SystemTime;
 pub struct RecentAccesses {
     /// The records in parts by the keys' hashes, each behind its own lock and on its own cache
     /// lines, so that reads of different keys on several threads do not wait for each other.
-    parts: [Part; PARTS],
+    parts: Striped<Mutex<HashMap<u64, SystemTime, foldhash::fast::FixedState>>>,
 }
-
-/// How many parts [`RecentAccesses`] keeps its records in.
-const PARTS: usize = 16;
-
-/// Records of one part, alone on their cache lines (two of 64 bytes: what adjacent-line
-/// prefetching moves together).
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Part(Mutex<HashMap<u64, SystemTime, foldhash::fast::FixedState>>);
 
 impl RecentAccesses {
     /// The most items kept: a sixteenth of them in each part, by their hashes, so that the
@@ -58,18 +51,13 @@ impl RecentAccesses {
     pub fn note(&self, key: &str, until: SystemTime, now: SystemTime) {
         let hash = Self::hash(key);
         let mut map = self.lock(hash);
-        if map.len() >= Self::MAX / PARTS && !map.contains_key(&hash) {
+        if map.len() >= Self::MAX / STRIPES && !map.contains_key(&hash) {
             map.retain(|_, until| *until > now);
-            if map.len() >= Self::MAX / PARTS {
+            if map.len() >= Self::MAX / STRIPES {
                 map.clear();
             }
         }
         map.insert(hash, until);
-    }
-
-    /// The part of the records of the key whose hash is `hash`: its top 4 bits.
-    fn part_of(hash: u64) -> usize {
-        (hash >> 60) as usize % PARTS
     }
 
     /// The part of the records of the key whose hash is `hash`, locked.
@@ -77,8 +65,8 @@ impl RecentAccesses {
         &self,
         hash: u64,
     ) -> MutexGuard<'_, HashMap<u64, SystemTime, foldhash::fast::FixedState>> {
-        self.parts[Self::part_of(hash)]
-            .0
+        self.parts
+            .by_hash(hash)
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
@@ -88,7 +76,7 @@ impl RecentAccesses {
     fn len(&self) -> usize {
         self.parts
             .iter()
-            .map(|part| part.0.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .map(|part| part.lock().unwrap_or_else(PoisonError::into_inner).len())
             .sum()
     }
 }
@@ -134,12 +122,13 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::stripe::part_of_hash;
 
     /// `n` keys whose records fall in one part (the first).
     fn keys_of_one_part(n: usize) -> Vec<String> {
         (0..)
             .map(|i: u64| i.to_string())
-            .filter(|k| RecentAccesses::part_of(RecentAccesses::hash(k)) == 0)
+            .filter(|k| part_of_hash(RecentAccesses::hash(k)) == 0)
             .take(n)
             .collect()
     }
@@ -154,7 +143,7 @@ mod tests {
         assert!(recent.holds_at("a", now));
         assert!(!recent.holds_at("a", now + second));
         assert!(!recent.holds_at("b", now));
-        let per_part = RecentAccesses::MAX / PARTS;
+        let per_part = RecentAccesses::MAX / STRIPES;
         let keys = keys_of_one_part(per_part + 2);
         let (fill, more) = keys.split_at(per_part);
         let fill = |recent: &RecentAccesses, now: SystemTime| {

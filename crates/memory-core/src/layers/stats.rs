@@ -14,7 +14,7 @@ use crate::backend::{
 };
 use crate::error::BackendError;
 use crate::key::{Key, Prefix};
-use crate::stripe::{STRIPES, thread_stripe};
+use crate::stripe::Striped;
 
 /// The name a read is counted and traced under.
 fn read_op(options: &GetOptions) -> &'static str {
@@ -59,9 +59,8 @@ const TARGET: &str = "cachette::stats";
 /// The counters are atomics shared by every [`StatsHandle`] of the layer, so reading them never
 /// slows the operations down; each thread adds to those of its stripe (one of 16, alone on
 /// their cache lines), and a snapshot sums them, so that operations on several threads rarely
-/// contend for a counter. A
-/// snapshot reads each counter on its own: taken while operations run, it may count an
-/// operation in one field and not yet in another.
+/// contend for a counter. A snapshot reads each counter on its own: taken while operations
+/// run, it may count an operation in one field and not yet in another.
 ///
 /// ```
 /// # futures::executor::block_on(async {
@@ -141,7 +140,7 @@ impl Stats {
 
     /// This thread's counters (its stripe's).
     fn counters(&self) -> &Counters {
-        &self.handle.counters[thread_stripe()]
+        self.handle.counters.mine()
     }
 
     /// Counts the outcome of a read and emits its event.
@@ -417,20 +416,11 @@ impl Layer for StatsLayer {
 }
 
 /// A handle on the counters of a [`Stats`] layer. Clones are cheap and share the counters.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StatsHandle {
-    /// The counters of each stripe of threads ([`thread_stripe`]), summed by a snapshot: an
-    /// operation adds to its thread's, so that operations on several threads rarely contend
-    /// for a counter.
-    counters: Arc<[Counters; STRIPES]>,
-}
-
-impl Default for StatsHandle {
-    fn default() -> StatsHandle {
-        StatsHandle {
-            counters: Arc::new(std::array::from_fn(|_| Counters::default())),
-        }
-    }
+    /// The counters of each stripe of threads, summed by a snapshot: an operation adds to its
+    /// thread's, so that operations on several threads rarely contend for a counter.
+    counters: Arc<Striped<Counters>>,
 }
 
 impl StatsHandle {
@@ -473,10 +463,8 @@ impl StatsHandle {
     }
 }
 
-/// The counters of a stripe of threads, alone on their cache lines (two of 64 bytes: what adjacent-line
-/// prefetching moves together) so that threads do not share a line.
+/// The counters of a stripe of threads.
 #[derive(Debug, Default)]
-#[repr(align(128))]
 struct Counters {
     /// The reads of the stripe, up to [`READ_SAMPLE_FIRST`]: the first ones, all timed.
     reads_seen: AtomicU64,
