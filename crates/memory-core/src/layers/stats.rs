@@ -101,10 +101,15 @@ fn sampled_at_random() -> bool {
 impl Stats {
     /// Wraps `inner`, with counters at zero.
     pub fn new(inner: DynBackend) -> Stats {
+        Stats::with_handle(inner, StatsHandle::default())
+    }
+
+    /// Wraps `inner`, counting in `handle`'s counters.
+    fn with_handle(inner: DynBackend, handle: StatsHandle) -> Stats {
         let sample_reads = inner.capabilities().blocking_io;
         Stats {
             inner,
-            handle: StatsHandle::default(),
+            handle,
             sample_reads,
         }
     }
@@ -409,9 +414,7 @@ impl StatsLayer {
 
 impl Layer for StatsLayer {
     fn layer(&self, inner: DynBackend) -> Result<DynBackend, BackendError> {
-        let mut stats = Stats::new(inner);
-        stats.handle = self.handle.clone();
-        Ok(Arc::new(stats))
+        Ok(Arc::new(Stats::with_handle(inner, self.handle.clone())))
     }
 }
 
