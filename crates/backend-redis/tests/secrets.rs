@@ -153,13 +153,7 @@ fn a_wrong_password_is_told_once() {
     for x in 0..12 {
         assert_eq!(f.eval(x % 3), x % 3 + 1);
     }
-    let warnings = warnings.lock().unwrap();
-    assert_eq!(warnings.len(), 1, "{warnings:#?}");
-    assert!(
-        warnings[0].contains("refuses every operation"),
-        "{}",
-        warnings[0]
-    );
+    testkit::the_warning_of_a_refusing_store(&warnings.lock().unwrap());
 }
 
 /// Failed operations (a wrong password, a server that is not there) and the warnings of a

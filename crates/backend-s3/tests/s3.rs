@@ -570,13 +570,7 @@ fn a_missing_bucket_is_told_once() {
     for x in 0..12 {
         assert_eq!(square.eval(x % 3), (x % 3) * (x % 3));
     }
-    let warnings = warnings.lock().unwrap();
-    assert_eq!(warnings.len(), 1, "{warnings:#?}");
-    assert!(
-        warnings[0].contains("refuses every operation"),
-        "{}",
-        warnings[0]
-    );
+    testkit::the_warning_of_a_refusing_store(&warnings.lock().unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -40,6 +40,19 @@ pub fn unique_root(tag: &str) -> String {
     )
 }
 
+/// The one warning a memory gave while its store refused every operation (an error of the
+/// whole store opens its breaker at once): asserts that there is exactly one, and that it says
+/// so. For further checks of its text.
+pub fn the_warning_of_a_refusing_store(warnings: &[String]) -> &str {
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("refuses every operation"),
+        "{}",
+        warnings[0]
+    );
+    &warnings[0]
+}
+
 /// The address of a test server from the environment, or `None` to skip. Under `CI=true` a
 /// missing variable fails the test instead: backends are never skipped in silence there.
 pub fn server_from_env(var: &str) -> Option<String> {
