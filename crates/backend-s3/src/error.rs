@@ -67,7 +67,7 @@ fn refused_credentials(err: &object_store::Error) -> Option<&'static str> {
                 let Some(e) = cause else { break };
                 let message = e.to_string();
                 // The answer's body comes after its status; the path is named before it.
-                let Some((_, text)) = message.rsplit_once("status code: ") else {
+                let Some((_, text)) = message.rsplit_once(STATUS_MARK) else {
                     cause = e.source();
                     continue;
                 };
@@ -167,10 +167,14 @@ pub(crate) fn is_absent(err: &object_store::Error) -> bool {
     matches!(err, object_store::Error::NotFound { .. }) && !is_missing_bucket(err)
 }
 
+/// What object_store's message of a failed request puts before the status, which the
+/// answer's body follows.
+const STATUS_MARK: &str = "status code: ";
+
 /// The HTTP status code in object_store's message of a failed request
 /// (`… Server returned non-2xx status code: 503 Service Unavailable: …`).
 pub(crate) fn status_in(message: &str) -> Option<u16> {
-    let (_, rest) = message.split_once("status code: ")?;
+    let (_, rest) = message.split_once(STATUS_MARK)?;
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
