@@ -3,6 +3,7 @@
 //! (`put_opts`, `delete_many`) and [`list`] (`list`, `sweep`); [`listing`] lists a prefix with
 //! many requests at once.
 
+mod http;
 mod list;
 mod listing;
 mod read;
@@ -18,7 +19,6 @@ use cachette_core::plugin::{
     Key, Prefix, PutOptions, PutOutcome, StoreBackend, async_trait, io_handle,
 };
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
-use object_store::client::SpawnedReqwestConnector;
 use object_store::list::PaginatedListStore;
 use object_store::path::Path;
 use object_store::{ClientConfigKey, ObjectStore};
@@ -149,7 +149,9 @@ impl S3Backend {
         }
         let builder = builder
             .with_retry(config.retry_config())
-            .with_http_connector(SpawnedReqwestConnector::new(runtime.clone()));
+            .with_http_connector(http::Connector {
+                runtime: runtime.clone(),
+            });
         let build = |builder: AmazonS3Builder| {
             builder.build().map_err(|e| {
                 config_error(format!("cannot configure the S3 client: {e}")).with_source(e)

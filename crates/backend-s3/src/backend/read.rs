@@ -7,6 +7,7 @@ use std::ops::Range;
 use cachette_core::plugin::{
     BackendError, BackendResult, Bytes, ErrorKind, GetOptions, GetResult, Key,
 };
+use futures::StreamExt as _;
 use object_store::path::Path;
 use object_store::{GetRange, ObjectStoreExt};
 
@@ -67,11 +68,18 @@ impl S3Backend {
             .get_opts(&path, object_store::GetOptions::default())
             .await
         {
-            Ok(found) => found.bytes().await,
+            Ok(found) => collect(found).await,
             Err(e) => Err(e),
         };
         match read {
-            Ok(bytes) => Ok(Some(GetResult::whole(bytes))),
+            Ok(Some(bytes)) => Ok(Some(GetResult::whole(bytes))),
+            Ok(None) => Err(BackendError::new(
+                ErrorKind::Other,
+                "the store answered more bytes than it announced",
+            )
+            .with_backend(self.scheme)
+            .with_operation("get")
+            .with_key(key)),
             Err(e) if is_absent(&e) => Ok(None),
             Err(e) => Err(self.error("get", key.as_str(), e)),
         }
@@ -128,4 +136,34 @@ impl S3Backend {
             },
         }
     }
+}
+
+/// At most this many bytes are reserved for an answer before they arrive.
+const MAX_RESERVED: u64 = 8 << 20;
+
+/// The bytes of a whole `GET`, or `None` if the server sent more than it announced. The size
+/// an answer announces is the server's word: what is reserved for it is bounded
+/// ([`MAX_RESERVED`]), and grows only with what arrives. (object_store's own `bytes()`
+/// reserves the announced size at once, which a hostile server makes fail.)
+async fn collect(found: object_store::GetResult) -> object_store::Result<Option<Bytes>> {
+    let announced = found.range.end.saturating_sub(found.range.start);
+    let mut chunks = found.into_stream();
+    let Some(first) = chunks.next().await.transpose()? else {
+        return Ok(Some(Bytes::new()));
+    };
+    let Some(second) = chunks.next().await.transpose()? else {
+        return Ok((first.len() as u64 <= announced).then_some(first));
+    };
+    let reserve = usize::try_from(announced.min(MAX_RESERVED)).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(reserve);
+    for chunk in [first, second] {
+        bytes.extend_from_slice(&chunk);
+    }
+    while let Some(chunk) = chunks.next().await.transpose()? {
+        if (bytes.len() + chunk.len()) as u64 > announced {
+            return Ok(None);
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((bytes.len() as u64 <= announced).then(|| Bytes::from(bytes)))
 }
