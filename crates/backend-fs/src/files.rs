@@ -27,6 +27,7 @@ pub(super) const LARGE_READ: u64 = 32 << 20;
 /// read again the plain way. A small file is read in one `read` of `len` bytes.
 pub(super) fn read_whole(file: &mut File, len: u64) -> io::Result<Bytes> {
     if len >= LARGE_READ
+        && len <= physical_memory()
         && let Ok(size) = usize::try_from(len)
         && let Ok(mut map) = memmap2::MmapMut::map_anon(size)
     {
@@ -49,9 +50,53 @@ pub(super) fn read_whole(file: &mut File, len: u64) -> io::Result<Bytes> {
         buf.truncate(n);
         return Ok(Bytes::from(buf));
     }
-    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0).saturating_add(1));
-    file.read_to_end(&mut buf)?;
+    // Large, or a file whose length changed: read to its end, one byte past `len` at most.
+    let mut buf = buffer(len.saturating_add(1))?;
+    file.take(len.saturating_add(1)).read_to_end(&mut buf)?;
     Ok(Bytes::from(buf))
+}
+
+/// An empty buffer with room for `len` bytes, or an error if they cannot be had: more than the
+/// machine's memory, or more than the system gives. A file's size is the store's word (a
+/// sparse file announces any size it likes), and a buffer the system refuses would abort the
+/// process.
+fn buffer(len: u64) -> io::Result<Vec<u8>> {
+    let too_large = |what: String| {
+        io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            format!("cannot read {len} bytes into memory: {what}"),
+        )
+    };
+    let memory = physical_memory();
+    if len > memory {
+        return Err(too_large(format!(
+            "more than this machine's memory ({memory} bytes)"
+        )));
+    }
+    let size = usize::try_from(len).map_err(|_| too_large("more than can be addressed".into()))?;
+    let mut buf = Vec::new();
+    buf.try_reserve_exact(size)
+        .map_err(|_| too_large("the system refused the memory".into()))?;
+    Ok(buf)
+}
+
+/// The machine's physical memory, in bytes (`u64::MAX` if the system does not say).
+fn physical_memory() -> u64 {
+    static MEMORY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MEMORY.get_or_init(|| {
+        // SAFETY: `sysconf` only reads the system's configuration.
+        #[allow(unsafe_code)]
+        let (pages, page) = unsafe {
+            (
+                libc::sysconf(libc::_SC_PHYS_PAGES),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        match (u64::try_from(pages), u64::try_from(page)) {
+            (Ok(pages), Ok(page)) if pages > 0 && page > 0 => pages.saturating_mul(page),
+            _ => u64::MAX,
+        }
+    })
 }
 
 /// The most threads that read the parts of one large file.
@@ -143,9 +188,10 @@ pub(super) fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 pub(super) fn read_range(file: &File, range: &Range<u64>, len: u64) -> io::Result<Bytes> {
     let start = range.start.min(len);
     let end = range.end.clamp(start, len);
-    let size = usize::try_from(end - start)
-        .map_err(|_| io::Error::new(io::ErrorKind::FileTooLarge, "the range is too large"))?;
-    let mut buf = vec![0u8; size];
+    let mut buf = buffer(end - start)?;
+    // Addressable: `buffer` checked it.
+    let size = usize::try_from(end - start).unwrap_or(0);
+    buf.resize(size, 0);
     let mut filled = 0;
     while filled < size {
         match file.read_at(&mut buf[filled..], start + filled as u64) {
@@ -267,10 +313,13 @@ mod tests {
         let len = bytes.len() as u64;
         let read = read_whole(&mut File::open(&path).unwrap(), len).unwrap();
         assert!(read[..] == bytes[..]);
-        // The metadata said more, or less, than the file holds: read the plain way.
+        // The metadata said more, or less, than the file holds: read the plain way, to the
+        // end of the file but never more than one byte past the length given (a file that
+        // grows while it is read is not read for ever; the byte past shows it is longer).
         for wrong in [len + 10, len - 10, LARGE_READ] {
             let read = read_whole(&mut File::open(&path).unwrap(), wrong).unwrap();
-            assert!(read[..] == bytes[..], "length given: {wrong}");
+            let expected = &bytes[..bytes.len().min(usize::try_from(wrong).unwrap() + 1)];
+            assert!(read[..] == *expected, "length given: {wrong}");
         }
         // Small files: the length given is trusted (items are never written in place).
         fs::write(&path, b"small").unwrap();

@@ -1052,3 +1052,33 @@ fn configuration_files_name_the_type() {
         toml::from_str("type = \"file\"\npath = \"/x\"\ncolour = 1\n");
     assert!(unknown.is_err());
 }
+
+/// A file's size is the store's word: a sparse file that announces a terabyte is an error to
+/// read, whole or in part, and never a buffer the system cannot give (which would abort).
+#[tokio::test]
+async fn a_file_larger_than_memory_is_an_error_to_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = files_store(dir.path());
+    let k = key("f/x");
+    b.put(&k, value(b"v")).await.unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dir.path().join("f/x"))
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let err = b.get(&k).await.expect_err("a terabyte read");
+    assert!(err.to_string().contains("into memory"), "{err}");
+    let range = GetOptions::range(0..u64::MAX);
+    let err = b.get_opts(&k, range).await.expect_err("a terabyte range");
+    assert!(err.to_string().contains("into memory"), "{err}");
+    // Its size, and a small range, are still answered.
+    let head = b.get_opts(&k, GetOptions::head()).await.unwrap().unwrap();
+    assert_eq!(head.size, 1 << 40);
+    let start = b
+        .get_opts(&k, GetOptions::range(0..1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(start.size, 1 << 40);
+}

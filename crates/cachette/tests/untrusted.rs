@@ -275,6 +275,59 @@ fn a_planted_claim_with_a_huge_lease_delays_a_caller_one_lease_at_most() {
     );
 }
 
+/// An entry's file that announces a terabyte (a sparse file: it costs the planter nothing)
+/// gives a warning and a recomputation, never an allocation that aborts the reader.
+#[test]
+fn a_planted_terabyte_file_is_a_warning_and_a_recomputation() {
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    fn counted(x: u64) -> u64 {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        x * x
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (memory, reports) = capture(common::files_layout(dir.path()));
+    let f = memory
+        .cache_fn(counted as fn(u64) -> u64)
+        .name("untrusted::terabyte");
+    assert_eq!(f.eval(7), 49);
+    let entry = walk(&dir.path().join("cachette"))
+        .into_iter()
+        .find(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+        .expect("the entry's file");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&entry)
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    assert_eq!(f.eval(7), 49);
+    assert_eq!(f.eval(7), 49);
+    // A store that fails a read is not written over by that call (as for any failed read):
+    // the calls compute.
+    assert_eq!(CALLS.load(Ordering::SeqCst), 3);
+    // One warning for each call that met the file.
+    let w = warnings(&reports);
+    assert_eq!(w.len(), 2, "{w:#?}");
+    assert!(w.iter().all(|w| w.contains("into memory")), "{w:#?}");
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
 #[test]
 fn a_planted_identity_makes_a_signing_memory_delete_nothing() {
     let backend = Arc::new(InMemoryBackend::new());
