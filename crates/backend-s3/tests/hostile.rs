@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cachette_core::plugin::{Key, StoreBackendExt as _, block_on};
+use cachette_core::plugin::{Key, Prefix, StoreBackend as _, StoreBackendExt as _, block_on};
 use cachette_s3::S3Config;
 
 /// The longest a server of these tests waits for its client.
@@ -130,5 +130,38 @@ fn an_error_is_read_only_so_far() {
     assert!(
         written < 32 << 20,
         "the client read {written} bytes of an error's body"
+    );
+}
+
+#[test]
+fn a_listing_longer_than_any_honest_one_is_refused() {
+    // A page of a listing that goes on for 256 MiB: an honest one is a few MiB at most.
+    const BODY: u64 = 256 << 20;
+    let (endpoint, written, server) = serve(|stream| {
+        stream.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n\
+                 Content-Length: {BODY}\r\n\r\n<ListBucketResult><Name>bucket</Name>"
+            )
+            .as_bytes(),
+        )?;
+        let chunk = [b' '; 64 << 10];
+        let mut sent = 0;
+        while sent < BODY {
+            let n = chunk.len().min((BODY - sent) as usize);
+            stream.write_all(&chunk[..n])?;
+            sent += n as u64;
+        }
+        Ok(())
+    });
+    let backend = config(&endpoint).build_backend().unwrap();
+    let listed = block_on(false, async move { backend.list(&Prefix::root()).await }).unwrap();
+    let err = listed.expect_err("a refused listing");
+    assert!(err.to_string().contains("longer than"), "{err}");
+    server.join().unwrap();
+    let written = written.load(Ordering::Relaxed);
+    assert!(
+        written < 64 << 20,
+        "the client read {written} bytes of a listing's page"
     );
 }

@@ -1,9 +1,11 @@
 //! The HTTP client of the S3 backend: object_store's reqwest client, run on the backend's I/O
-//! runtime, that reads at most [`MAX_ERROR_BODY`] bytes of an answer that is not a success.
+//! runtime, that reads at most [`MAX_ERROR_BODY`] bytes of an answer that is not a success,
+//! and at most [`MAX_ANSWER`] of any other answer than an object's bytes.
 //!
-//! object_store reads the whole body of an error to quote it, however long the server makes
-//! it; a store is untrusted input, so the client cuts it short (the quote keeps its start, with
-//! the `<Code>` the error is known by) and hangs up.
+//! object_store reads the whole body of an error to quote it, and of a listing's page to parse
+//! it, however long the server makes them. A store is untrusted input: the client cuts an
+//! error short (the quote keeps its start, with the `<Code>` the error is known by), fails an
+//! answer longer than any an honest server gives, and hangs up.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -12,15 +14,19 @@ use cachette_core::plugin::{Bytes, async_trait};
 use http_body::{Body, Frame, SizeHint};
 use object_store::ClientOptions;
 use object_store::client::{
-    HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpResponseBody, HttpService,
-    ReqwestConnector, SpawnService,
+    HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse,
+    HttpResponseBody, HttpService, ReqwestConnector, SpawnService,
 };
 use tokio::runtime::Handle;
 
 /// The most bytes read of an answer that is not a success (2xx) or "not modified" (304).
 const MAX_ERROR_BODY: u64 = 64 << 10;
 
-/// Connects object_store's reqwest client, run on `runtime`, with error bodies capped.
+/// The longest answer other than an object's bytes: a page of a listing (1,000 keys of at most
+/// 1,024 bytes, escaped, with their sizes, times and tags) is a few MiB at most.
+const MAX_ANSWER: u64 = 16 << 20;
+
+/// Connects object_store's reqwest client, run on `runtime`, with bounded answers.
 #[derive(Debug)]
 pub(super) struct Connector {
     pub(super) runtime: Handle,
@@ -36,8 +42,9 @@ impl HttpConnector for Connector {
     }
 }
 
-/// A client whose error bodies end after [`MAX_ERROR_BODY`] bytes. It runs on the I/O
-/// runtime, under [`SpawnService`], which reads a body as fast as it comes: the cap stops the
+/// A client whose answers' bodies are bounded: an error's ends after [`MAX_ERROR_BODY`] bytes,
+/// and any other answer than an object's bytes fails past [`MAX_ANSWER`]. It runs on the I/O
+/// runtime, under [`SpawnService`], which reads a body as fast as it comes: the bound stops the
 /// reading there, and not only the copy.
 #[derive(Debug, Clone)]
 struct CappedErrors(HttpClient);
@@ -45,24 +52,43 @@ struct CappedErrors(HttpClient);
 #[async_trait]
 impl HttpService for CappedErrors {
     async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let object_read = request.method().as_str() == "GET"
+            && !request
+                .uri()
+                .query()
+                .is_some_and(|query| query.contains("list-type="));
         let response = self.0.execute(request).await?;
         let status = response.status();
-        if status.is_success() || status.as_u16() == 304 {
-            return Ok(response);
-        }
+        let success = status.is_success() || status.as_u16() == 304;
+        let (left, past) = match (success, object_read) {
+            (false, _) => (MAX_ERROR_BODY, Past::End),
+            (true, false) => (MAX_ANSWER, Past::Fail),
+            (true, true) => return Ok(response),
+        };
         let (parts, body) = response.into_parts();
         let body = HttpResponseBody::new(Capped {
             inner: body,
-            left: MAX_ERROR_BODY,
+            left,
+            past,
         });
         Ok(HttpResponse::from_parts(parts, body))
     }
 }
 
-/// A body that ends after `left` more bytes, whatever the server sends or announces.
+/// What a [`Capped`] body does with bytes past its bound.
+#[derive(Clone, Copy)]
+enum Past {
+    /// Ends there (an error's body, quoted from its start).
+    End,
+    /// Fails (an answer that is parsed whole).
+    Fail,
+}
+
+/// A body that gives at most `left` more bytes, whatever the server sends or announces.
 struct Capped {
     inner: HttpResponseBody,
     left: u64,
+    past: Past,
 }
 
 impl Body for Capped {
@@ -86,6 +112,14 @@ impl Body for Capped {
         };
         let room = usize::try_from(self.left).unwrap_or(usize::MAX);
         if data.len() > room {
+            if let Past::Fail = self.past {
+                self.left = 0;
+                let longer = format!("the store's answer is longer than {MAX_ANSWER} bytes");
+                return Poll::Ready(Some(Err(HttpError::new(
+                    HttpErrorKind::Decode,
+                    std::io::Error::other(longer),
+                ))));
+            }
             data.truncate(room);
         }
         self.left -= data.len() as u64;
