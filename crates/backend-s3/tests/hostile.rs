@@ -66,6 +66,21 @@ impl Write for Counting<'_> {
     }
 }
 
+/// Writes `head`, then `fill` up to `len` bytes of body (of which `head` gave the start).
+fn long_answer(stream: &mut dyn Write, head: &str, fill: u8, len: u64) -> std::io::Result<()> {
+    stream.write_all(head.as_bytes())?;
+    let chunk = [fill; 64 << 10];
+    let mut sent = 0;
+    while sent < len {
+        let n = chunk
+            .len()
+            .min(usize::try_from(len - sent).unwrap_or(usize::MAX));
+        stream.write_all(&chunk[..n])?;
+        sent += n as u64;
+    }
+    Ok(())
+}
+
 fn config(endpoint: &str) -> S3Config {
     let mut config = S3Config::new("bucket")
         .with_endpoint(endpoint)
@@ -104,21 +119,11 @@ fn an_error_is_read_only_so_far() {
     // error, and hangs up.
     const BODY: u64 = 256 << 20;
     let (endpoint, written, server) = serve(|stream| {
-        stream.write_all(
-            format!(
-                "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\n\
+        let head = format!(
+            "HTTP/1.1 403 Forbidden\r\nContent-Type: application/xml\r\n\
                  Content-Length: {BODY}\r\n\r\n<Error><Code>AccessDenied</Code><Message>"
-            )
-            .as_bytes(),
-        )?;
-        let chunk = [b'x'; 64 << 10];
-        let mut sent = 0;
-        while sent < BODY {
-            let n = chunk.len().min((BODY - sent) as usize);
-            stream.write_all(&chunk[..n])?;
-            sent += n as u64;
-        }
-        Ok(())
+        );
+        long_answer(stream, &head, b'x', BODY)
     });
     let backend = config(&endpoint).build_backend().unwrap();
     let key = Key::new("f/x").unwrap();
@@ -138,21 +143,11 @@ fn a_listing_longer_than_any_honest_one_is_refused() {
     // A page of a listing that goes on for 256 MiB: an honest one is a few MiB at most.
     const BODY: u64 = 256 << 20;
     let (endpoint, written, server) = serve(|stream| {
-        stream.write_all(
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n\
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n\
                  Content-Length: {BODY}\r\n\r\n<ListBucketResult><Name>bucket</Name>"
-            )
-            .as_bytes(),
-        )?;
-        let chunk = [b' '; 64 << 10];
-        let mut sent = 0;
-        while sent < BODY {
-            let n = chunk.len().min((BODY - sent) as usize);
-            stream.write_all(&chunk[..n])?;
-            sent += n as u64;
-        }
-        Ok(())
+        );
+        long_answer(stream, &head, b' ', BODY)
     });
     let backend = config(&endpoint).build_backend().unwrap();
     let listed = block_on(false, async move { backend.list(&Prefix::root()).await }).unwrap();

@@ -290,13 +290,12 @@ fn a_planted_terabyte_file_is_a_warning_and_a_recomputation() {
         .cache_fn(counted as fn(u64) -> u64)
         .name("untrusted::terabyte");
     assert_eq!(f.eval(7), 49);
-    let entry = walk(&dir.path().join("cachette"))
-        .into_iter()
-        .find(|p| {
-            let name = p.file_name().unwrap().to_str().unwrap();
-            name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
-        })
-        .expect("the entry's file");
+    let entry = common::files_named(&dir.path().join("cachette"), |name| {
+        name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+    .into_iter()
+    .next()
+    .expect("the entry's file");
     std::fs::OpenOptions::new()
         .write(true)
         .open(&entry)
@@ -312,20 +311,6 @@ fn a_planted_terabyte_file_is_a_warning_and_a_recomputation() {
     let w = warnings(&reports);
     assert_eq!(w.len(), 2, "{w:#?}");
     assert!(w.iter().all(|w| w.contains("into memory")), "{w:#?}");
-}
-
-/// Every file under `dir`.
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }
 
 #[test]
