@@ -7,7 +7,9 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, SystemTime};
 
-use cachette_core::plugin::{Blob, Bytes, DateTime, RecentAccesses, Utc, writer_is_gone};
+use cachette_core::plugin::{
+    Blob, Bytes, DateTime, RecentAccesses, Utc, buffer_for, fits_in_memory, writer_is_gone,
+};
 
 use crate::tree::{self, Info};
 use crate::{ACCESS_GRANULARITY, STALE_TEMP, TEMP_PREFIX};
@@ -27,7 +29,7 @@ pub(super) const LARGE_READ: u64 = 32 << 20;
 /// read again the plain way. A small file is read in one `read` of `len` bytes.
 pub(super) fn read_whole(file: &mut File, len: u64) -> io::Result<Bytes> {
     if len >= LARGE_READ
-        && len <= physical_memory()
+        && fits_in_memory(len).is_ok()
         && let Ok(size) = usize::try_from(len)
         && let Ok(mut map) = memmap2::MmapMut::map_anon(size)
     {
@@ -51,52 +53,9 @@ pub(super) fn read_whole(file: &mut File, len: u64) -> io::Result<Bytes> {
         return Ok(Bytes::from(buf));
     }
     // Large, or a file whose length changed: read to its end, one byte past `len` at most.
-    let mut buf = buffer(len.saturating_add(1))?;
+    let mut buf = buffer_for(len.saturating_add(1))?;
     file.take(len.saturating_add(1)).read_to_end(&mut buf)?;
     Ok(Bytes::from(buf))
-}
-
-/// An empty buffer with room for `len` bytes, or an error if they cannot be had: more than the
-/// machine's memory, or more than the system gives. A file's size is the store's word (a
-/// sparse file announces any size it likes), and a buffer the system refuses would abort the
-/// process.
-fn buffer(len: u64) -> io::Result<Vec<u8>> {
-    let too_large = |what: String| {
-        io::Error::new(
-            io::ErrorKind::OutOfMemory,
-            format!("cannot read {len} bytes into memory: {what}"),
-        )
-    };
-    let memory = physical_memory();
-    if len > memory {
-        return Err(too_large(format!(
-            "more than this machine's memory ({memory} bytes)"
-        )));
-    }
-    let size = usize::try_from(len).map_err(|_| too_large("more than can be addressed".into()))?;
-    let mut buf = Vec::new();
-    buf.try_reserve_exact(size)
-        .map_err(|_| too_large("the system refused the memory".into()))?;
-    Ok(buf)
-}
-
-/// The machine's physical memory, in bytes (`u64::MAX` if the system does not say).
-fn physical_memory() -> u64 {
-    static MEMORY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *MEMORY.get_or_init(|| {
-        // SAFETY: `sysconf` only reads the system's configuration.
-        #[allow(unsafe_code)]
-        let (pages, page) = unsafe {
-            (
-                libc::sysconf(libc::_SC_PHYS_PAGES),
-                libc::sysconf(libc::_SC_PAGESIZE),
-            )
-        };
-        match (u64::try_from(pages), u64::try_from(page)) {
-            (Ok(pages), Ok(page)) if pages > 0 && page > 0 => pages.saturating_mul(page),
-            _ => u64::MAX,
-        }
-    })
 }
 
 /// The most threads that read the parts of one large file.
@@ -188,8 +147,8 @@ pub(super) fn read_full(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 pub(super) fn read_range(file: &File, range: &Range<u64>, len: u64) -> io::Result<Bytes> {
     let start = range.start.min(len);
     let end = range.end.clamp(start, len);
-    let mut buf = buffer(end - start)?;
-    // Addressable: `buffer` checked it.
+    let mut buf = buffer_for(end - start)?;
+    // Addressable: `buffer_for` checked it.
     let size = usize::try_from(end - start).unwrap_or(0);
     buf.resize(size, 0);
     let mut filled = 0;

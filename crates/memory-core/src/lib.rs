@@ -45,6 +45,7 @@ mod result;
 mod array;
 mod backend;
 mod breaker;
+mod buffer;
 mod check;
 mod codec;
 mod entry;

@@ -5,7 +5,8 @@
 use std::ops::Range;
 
 use cachette_core::plugin::{
-    BackendError, BackendResult, Bytes, ErrorKind, GetOptions, GetResult, Key,
+    BackendError, BackendResult, Bytes, ErrorKind, GetOptions, GetResult, Key, buffer_for,
+    fits_in_memory, reserve,
 };
 use futures::StreamExt as _;
 use object_store::path::Path;
@@ -69,19 +70,23 @@ impl S3Backend {
             .await
         {
             Ok(found) => collect(found).await,
-            Err(e) => Err(e),
+            Err(e) => Err(Collect::Store(e)),
+        };
+        let fail = |kind, message: String| {
+            BackendError::new(kind, message)
+                .with_backend(self.scheme)
+                .with_operation("get")
+                .with_key(key)
         };
         match read {
-            Ok(Some(bytes)) => Ok(Some(GetResult::whole(bytes))),
-            Ok(None) => Err(BackendError::new(
+            Ok(bytes) => Ok(Some(GetResult::whole(bytes))),
+            Err(Collect::Store(e)) if is_absent(&e) => Ok(None),
+            Err(Collect::Store(e)) => Err(self.error("get", key.as_str(), e)),
+            Err(Collect::Longer) => Err(fail(
                 ErrorKind::Other,
-                "the store answered more bytes than it announced",
-            )
-            .with_backend(self.scheme)
-            .with_operation("get")
-            .with_key(key)),
-            Err(e) if is_absent(&e) => Ok(None),
-            Err(e) => Err(self.error("get", key.as_str(), e)),
+                "the store answered more bytes than it announced".into(),
+            )),
+            Err(Collect::Memory(e)) => Err(fail(ErrorKind::Other, e.to_string()).with_source(e)),
         }
     }
 
@@ -141,29 +146,44 @@ impl S3Backend {
 /// At most this many bytes are reserved for an answer before they arrive.
 const MAX_RESERVED: u64 = 8 << 20;
 
-/// The bytes of a whole `GET`, or `None` if the server sent more than it announced. The size
-/// an answer announces is the server's word: what is reserved for it is bounded
-/// ([`MAX_RESERVED`]), and grows only with what arrives. (object_store's own `bytes()`
-/// reserves the announced size at once, which a hostile server makes fail.)
-async fn collect(found: object_store::GetResult) -> object_store::Result<Option<Bytes>> {
+/// Why the bytes of a whole `GET` were not had.
+enum Collect {
+    Store(object_store::Error),
+    /// The server sent more than it announced.
+    Longer,
+    /// The announced size, or what arrived, cannot be held in memory.
+    Memory(std::io::Error),
+}
+
+/// The bytes of a whole `GET`. The size an answer announces is the server's word: an answer
+/// that announces more than this machine's memory is refused before it is read, what is
+/// reserved for the others is bounded ([`MAX_RESERVED`]) and grows with what arrives, and
+/// no more than the announced size is taken. (object_store's own `bytes()` reserves the
+/// announced size at once, which a hostile server makes fail.)
+async fn collect(found: object_store::GetResult) -> Result<Bytes, Collect> {
     let announced = found.range.end.saturating_sub(found.range.start);
+    fits_in_memory(announced).map_err(Collect::Memory)?;
     let mut chunks = found.into_stream();
-    let Some(first) = chunks.next().await.transpose()? else {
-        return Ok(Some(Bytes::new()));
+    let mut next = async || chunks.next().await.transpose().map_err(Collect::Store);
+    let Some(first) = next().await? else {
+        return Ok(Bytes::new());
     };
-    let Some(second) = chunks.next().await.transpose()? else {
-        return Ok((first.len() as u64 <= announced).then_some(first));
-    };
-    let reserve = usize::try_from(announced.min(MAX_RESERVED)).unwrap_or(0);
-    let mut bytes = Vec::with_capacity(reserve);
-    for chunk in [first, second] {
-        bytes.extend_from_slice(&chunk);
+    if first.len() as u64 >= announced {
+        // The whole answer in one piece: no copy.
+        return if first.len() as u64 == announced {
+            Ok(first)
+        } else {
+            Err(Collect::Longer)
+        };
     }
-    while let Some(chunk) = chunks.next().await.transpose()? {
+    let mut bytes = buffer_for(announced.min(MAX_RESERVED)).map_err(Collect::Memory)?;
+    bytes.extend_from_slice(&first);
+    while let Some(chunk) = next().await? {
         if (bytes.len() + chunk.len()) as u64 > announced {
-            return Ok(None);
+            return Err(Collect::Longer);
         }
+        reserve(&mut bytes, chunk.len() as u64).map_err(Collect::Memory)?;
         bytes.extend_from_slice(&chunk);
     }
-    Ok((bytes.len() as u64 <= announced).then(|| Bytes::from(bytes)))
+    Ok(Bytes::from(bytes))
 }
