@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use cachette_core::plugin::{
     BackendError, BackendResult, Bytes, ErrorKind, GetOptions, GetResult, Key, buffer_for,
-    fits_in_memory, reserve,
+    fits_in_memory,
 };
 use futures::StreamExt as _;
 use object_store::path::Path;
@@ -143,23 +143,19 @@ impl S3Backend {
     }
 }
 
-/// At most this many bytes are reserved for an answer before they arrive.
-const MAX_RESERVED: u64 = 8 << 20;
-
 /// Why the bytes of a whole `GET` were not had.
 enum Collect {
     Store(object_store::Error),
     /// The server sent more than it announced.
     Longer,
-    /// The announced size, or what arrived, cannot be held in memory.
+    /// The announced size cannot be held in memory.
     Memory(std::io::Error),
 }
 
 /// The bytes of a whole `GET`. The size an answer announces is the server's word: an answer
-/// that announces more than this machine's memory is refused before it is read, what is
-/// reserved for the others is bounded ([`MAX_RESERVED`]) and grows with what arrives, and
-/// no more than the announced size is taken. (object_store's own `bytes()` reserves the
-/// announced size at once, which a hostile server makes fail.)
+/// that announces more than this machine's memory is refused before it is read, the buffer
+/// of the others is asked of the system first (an error if refused, where object_store's own
+/// `bytes()` would abort the process), and no more than the announced size is taken.
 async fn collect(found: object_store::GetResult) -> Result<Bytes, Collect> {
     let announced = found.range.end.saturating_sub(found.range.start);
     fits_in_memory(announced).map_err(Collect::Memory)?;
@@ -176,13 +172,12 @@ async fn collect(found: object_store::GetResult) -> Result<Bytes, Collect> {
             Err(Collect::Longer)
         };
     }
-    let mut bytes = buffer_for(announced.min(MAX_RESERVED)).map_err(Collect::Memory)?;
+    let mut bytes = buffer_for(announced).map_err(Collect::Memory)?;
     bytes.extend_from_slice(&first);
     while let Some(chunk) = next().await? {
         if (bytes.len() + chunk.len()) as u64 > announced {
             return Err(Collect::Longer);
         }
-        reserve(&mut bytes, chunk.len() as u64).map_err(Collect::Memory)?;
         bytes.extend_from_slice(&chunk);
     }
     Ok(Bytes::from(bytes))
