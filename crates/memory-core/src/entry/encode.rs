@@ -4,8 +4,9 @@ use bytes::Bytes;
 use xxhash_rust::xxh3::Xxh3Default;
 
 use super::{
-    ARRAY_BLOCK, FLAG_ARRAYS, FLAG_SIGNED, FLAG_ZSTD, FORMAT_VERSION, HEAD_FIXED, MAGIC, Metadata,
-    PAYLOAD_ALIGN, PREFIX_LEN, ZEROS, ZSTD_WINDOW_LOG_MAX, header_checksum, parallel_map,
+    ARRAY_BLOCK, FLAG_ARRAYS, FLAG_SIGNED, FLAG_ZSTD, FORMAT_VERSION, HEAD_FIXED, MAGIC,
+    MAX_HEADER_LEN, Metadata, PAYLOAD_ALIGN, PREFIX_LEN, ZEROS, ZSTD_WINDOW_LOG_MAX,
+    header_checksum, parallel_map,
 };
 use crate::backend::Blob;
 use crate::signing::{SIGNATURE_LEN, SigningKey};
@@ -73,8 +74,10 @@ pub fn encode_signed(
     head.extend_from_slice(&[0; PREFIX_LEN]);
     rmp_serde::encode::write_named(&mut head, metadata).map_err(|e| e.to_string())?;
     let header_end = head.len();
-    let header_len =
-        u32::try_from(header_end - PREFIX_LEN).map_err(|_| "metadata too large".to_owned())?;
+    let header_len = u32::try_from(header_end - PREFIX_LEN)
+        .ok()
+        .filter(|len| *len <= MAX_HEADER_LEN)
+        .ok_or_else(|| format!("metadata of more than {MAX_HEADER_LEN} bytes"))?;
     let signature_len = if key.is_some() { SIGNATURE_LEN } else { 0 };
     let payload_offset = (header_end + signature_len).next_multiple_of(PAYLOAD_ALIGN);
     let payload_offset_u32 =

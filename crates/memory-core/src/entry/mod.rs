@@ -5,7 +5,7 @@
 //!  0      8   magic  b"CACHETTE"
 //!  8      2   format version (u16, little-endian), currently 1
 //! 10      2   flags (u16); unknown bits are refused
-//! 12      4   header length H (u32)
+//! 12      4   header length H (u32), at most 16 MiB ([`MAX_HEADER_LEN`])
 //! 16      8   payload length P (u64)
 //! 24      8   header checksum: xxh3-64 of bytes 0..24, 40..48 and the header
 //! 32      8   payload checksum: xxh3-64 of the payload
@@ -76,6 +76,11 @@ pub const PREFIX_LEN: usize = 48;
 pub const PAYLOAD_ALIGN: usize = 64;
 /// A read of this many bytes holds the metadata of nearly every entry.
 pub const HEADER_READ_HINT: u64 = 4096;
+/// The longest metadata header, 16 MiB: writers refuse to write a longer one, and readers
+/// refuse an entry that announces one before they read it (a metadata-only read reads the
+/// first `O` bytes, and `H` is the store's word). An honest header is a few KiB: the readable
+/// arguments are cut to 200 characters each.
+pub const MAX_HEADER_LEN: u32 = 16 << 20;
 
 /// Flag: the output's arrays are stored out of line (see the module documentation).
 pub const FLAG_ARRAYS: u16 = 1;
@@ -813,6 +818,26 @@ mod tests {
             Entry::parse(Bytes::from(bytes)).unwrap_err(),
             EntryError::Corrupted(_)
         ));
+    }
+
+    /// A prefix may announce metadata of up to 4 GiB, consistent with its offsets and the
+    /// item's size (a sparse file costs nothing): refused before anything past it is read.
+    #[test]
+    fn metadata_longer_than_the_bound_is_refused_from_the_prefix() {
+        let (_, bytes) = sample();
+        for (header_len, refused) in [(MAX_HEADER_LEN, false), (MAX_HEADER_LEN + 1, true)] {
+            let mut prefix = bytes[..PREFIX_LEN].to_vec();
+            let offset = (PREFIX_LEN + header_len as usize).next_multiple_of(PAYLOAD_ALIGN);
+            prefix[12..16].copy_from_slice(&header_len.to_le_bytes());
+            prefix[40..44].copy_from_slice(&u32::try_from(offset).unwrap().to_le_bytes());
+            let total = offset as u64 + 8;
+            let parsed = Prefix::parse(&prefix, Some(total));
+            assert_eq!(parsed.is_err(), refused, "{header_len}: {parsed:?}");
+        }
+        let (mut meta, _) = sample();
+        meta.input_args = vec![("x".into(), "1".repeat(MAX_HEADER_LEN as usize))];
+        let err = encode_parts(&meta, b"payload!".to_vec(), Vec::new(), None).unwrap_err();
+        assert!(err.contains("metadata"), "{err}");
     }
 
     #[test]

@@ -6,8 +6,9 @@ use bytes::Bytes;
 
 use super::{
     ARRAY_BLOCK, DEFAULT_MAX_DECOMPRESSED, Expected, FLAG_ARRAYS, FLAG_SIGNED, FLAG_ZSTD,
-    FORMAT_VERSION, HEAD_FIXED, KNOWN_FLAGS, MAGIC, Metadata, PAYLOAD_ALIGN, PREFIX_LEN, ZEROS,
-    ZSTD_WINDOW_LOG_MAX, check_answers, decode_metadata, header_checksum, parallel_map,
+    FORMAT_VERSION, HEAD_FIXED, KNOWN_FLAGS, MAGIC, MAX_HEADER_LEN, Metadata, PAYLOAD_ALIGN,
+    PREFIX_LEN, ZEROS, ZSTD_WINDOW_LOG_MAX, check_answers, decode_metadata, header_checksum,
+    parallel_map,
 };
 use crate::error::EntryError;
 use crate::signing::{SIGNATURE_LEN, SigningKey};
@@ -60,6 +61,12 @@ impl Prefix {
             payload_checksum: u64_at(32),
             payload_offset: u32_at(40),
         };
+        if prefix.header_len > MAX_HEADER_LEN {
+            return Err(EntryError::Corrupted(format!(
+                "metadata of {} bytes, more than the {MAX_HEADER_LEN} a writer makes",
+                prefix.header_len
+            )));
+        }
         if prefix.flags & !KNOWN_FLAGS != 0 {
             return Err(EntryError::Corrupted(format!(
                 "unknown flags {:#x}",
