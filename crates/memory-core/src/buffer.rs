@@ -5,42 +5,38 @@
 use std::io;
 use std::sync::OnceLock;
 
-/// This machine's physical memory, in bytes (`u64::MAX` if the system does not say): no read
-/// into memory can be larger.
-pub fn physical_memory() -> u64 {
-    static MEMORY: OnceLock<u64> = OnceLock::new();
-    *MEMORY.get_or_init(|| {
+/// The most memory this process may use, in bytes: the machine's physical memory, or less if
+/// its control group (cgroup v2 `memory.max` or v1 `memory.limit_in_bytes`, of its own group
+/// and the groups above it) or its address-space limit (`RLIMIT_AS`) says so; `u64::MAX` if
+/// the system says nothing. No read into memory can be larger.
+pub fn memory_limit() -> u64 {
+    static LIMIT: OnceLock<u64> = OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let mut limit = u64::MAX;
         #[cfg(unix)]
         {
-            // SAFETY: `sysconf` only reads the system's configuration.
-            #[allow(unsafe_code)]
-            let (pages, page) = unsafe {
-                (
-                    libc::sysconf(libc::_SC_PHYS_PAGES),
-                    libc::sysconf(libc::_SC_PAGESIZE),
-                )
-            };
-            if let (Ok(pages), Ok(page)) = (u64::try_from(pages), u64::try_from(page))
-                && pages > 0
-                && page > 0
-            {
-                return pages.saturating_mul(page);
-            }
+            limit = limit.min(physical_memory()).min(address_space_limit());
         }
-        u64::MAX
+        #[cfg(target_os = "linux")]
+        {
+            limit = limit.min(cgroup_limit());
+        }
+        limit
     })
 }
 
-/// An empty buffer with room for `len` bytes, or an error ([`io::ErrorKind::OutOfMemory`])
-/// that says why they cannot be had: more than this machine's memory, more than can be
-/// addressed, or refused by the system.
+/// An empty buffer with room for `len` bytes, or an error ([`io::ErrorKind::FileTooLarge`])
+/// that says why they cannot be had: more than [`memory_limit`], more than can be addressed,
+/// or refused by the system.
 pub fn buffer_for(len: u64) -> io::Result<Vec<u8>> {
     let mut buf = Vec::new();
     reserve(&mut buf, len)?;
     Ok(buf)
 }
 
-/// Makes room in `buf` for `more` bytes, or says why they cannot be had (see [`buffer_for`]).
+/// Makes room in `buf` for exactly `more` more bytes, or says why they cannot be had (see
+/// [`buffer_for`]). A buffer that grows as bytes arrive should grow geometrically, up to the
+/// length it expects.
 pub fn reserve(buf: &mut Vec<u8>, more: u64) -> io::Result<()> {
     let len = (buf.len() as u64).saturating_add(more);
     fits_in_memory(len)?;
@@ -49,13 +45,14 @@ pub fn reserve(buf: &mut Vec<u8>, more: u64) -> io::Result<()> {
         .map_err(|_| too_large(len, "the system refused the memory"))
 }
 
-/// Whether `len` bytes may be read into memory: no more than this machine's memory.
+/// Whether `len` bytes may be read into memory: no more than [`memory_limit`]. The error's
+/// kind is [`io::ErrorKind::FileTooLarge`]: an item too large to read, not a failing store.
 pub fn fits_in_memory(len: u64) -> io::Result<()> {
-    let memory = physical_memory();
-    if len > memory {
+    let limit = memory_limit();
+    if len > limit {
         return Err(too_large(
             len,
-            &format!("more than this machine's memory ({memory} bytes)"),
+            &format!("more than this process may use ({limit} bytes)"),
         ));
     }
     Ok(())
@@ -63,9 +60,81 @@ pub fn fits_in_memory(len: u64) -> io::Result<()> {
 
 fn too_large(len: u64, why: &str) -> io::Error {
     io::Error::new(
-        io::ErrorKind::OutOfMemory,
+        io::ErrorKind::FileTooLarge,
         format!("cannot read {len} bytes into memory: {why}"),
     )
+}
+
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn physical_memory() -> u64 {
+    // SAFETY: `sysconf` only reads the system's configuration.
+    let (pages, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_PHYS_PAGES),
+            libc::sysconf(libc::_SC_PAGESIZE),
+        )
+    };
+    match (u64::try_from(pages), u64::try_from(page)) {
+        (Ok(pages), Ok(page)) if pages > 0 && page > 0 => pages.saturating_mul(page),
+        _ => u64::MAX,
+    }
+}
+
+#[cfg(unix)]
+#[allow(unsafe_code)]
+fn address_space_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes the limit into the struct it is given.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut limit) };
+    if read != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
+        return u64::MAX;
+    }
+    // `rlim_t` is not `u64` on every system.
+    #[allow(clippy::useless_conversion)]
+    u64::try_from(limit.rlim_cur).unwrap_or(u64::MAX)
+}
+
+/// The smallest memory limit of this process's control groups, from its own up to the root.
+#[cfg(target_os = "linux")]
+fn cgroup_limit() -> u64 {
+    let Ok(groups) = std::fs::read_to_string("/proc/self/cgroup") else {
+        return u64::MAX;
+    };
+    let mut limit = u64::MAX;
+    for line in groups.lines().take(64) {
+        // `0::<path>` (v2), or `<id>:<controllers>:<path>` (v1).
+        let mut fields = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let (root, file) = if controllers.is_empty() {
+            ("/sys/fs/cgroup", "memory.max")
+        } else if controllers.split(',').any(|c| c == "memory") {
+            ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+        } else {
+            continue;
+        };
+        let mut dir = std::path::PathBuf::from(root);
+        dir.extend(path.split('/').filter(|p| !p.is_empty() && *p != ".."));
+        for _ in 0..64 {
+            let set = std::fs::read_to_string(dir.join(file))
+                .ok()
+                .and_then(|text| text.trim().parse::<u64>().ok());
+            if let Some(set) = set {
+                limit = limit.min(set);
+            }
+            if dir.as_os_str().len() <= root.len() || !dir.pop() {
+                break;
+            }
+        }
+    }
+    limit
 }
 
 #[cfg(test)]
@@ -73,17 +142,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn more_than_the_machine_has_is_an_error() {
-        assert!(physical_memory() > 1 << 20);
+    fn more_than_the_process_may_use_is_an_error() {
+        assert!(memory_limit() > 1 << 20);
+        #[cfg(unix)]
+        assert!(memory_limit() <= physical_memory());
         let err = buffer_for(u64::MAX).unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::OutOfMemory);
-        assert!(err.to_string().contains("machine's memory"), "{err}");
+        assert_eq!(err.kind(), io::ErrorKind::FileTooLarge);
+        assert!(err.to_string().contains("may use"), "{err}");
         let buf = buffer_for(4096).unwrap();
         assert!(buf.is_empty() && buf.capacity() >= 4096);
         let mut grown = vec![1u8; 10];
         reserve(&mut grown, 100).unwrap();
         assert!(grown.capacity() >= 110);
-        assert!(reserve(&mut grown, physical_memory()).is_err());
+        assert!(reserve(&mut grown, memory_limit()).is_err());
         assert!(fits_in_memory(1 << 20).is_ok() && fits_in_memory(u64::MAX).is_err());
     }
 }

@@ -41,7 +41,7 @@ pub use crate::backend::{
     GetPayload, GetResult, ItemInfo, Layer, LayerFn, LocalFile, PutMode, PutOptions, PutOutcome,
     StoreBackend, StoreBackendExt,
 };
-pub use crate::buffer::{buffer_for, fits_in_memory, physical_memory, reserve};
+pub use crate::buffer::{buffer_for, fits_in_memory, memory_limit, reserve};
 pub use crate::error::{BackendError, BoxError, ErrorKind};
 pub use crate::host::{host_name, owner_tag, writer_is_gone};
 pub use crate::key::{Key, Prefix};
