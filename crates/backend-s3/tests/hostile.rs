@@ -91,27 +91,49 @@ fn config(endpoint: &str) -> S3Config {
 }
 
 #[test]
-fn an_announced_size_is_not_reserved_before_it_arrives() {
+fn an_announced_size_larger_than_memory_is_refused_before_it_is_read() {
     // 2^63 bytes announced, two small pieces sent, then the connection closes: the client must
-    // neither reserve the announced size (which cannot be) nor hand out what came.
-    let (endpoint, _, server) = serve(|stream| {
-        stream.write_all(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 9223372036854775808\r\nETag: \"e\"\r\n\
-              Last-Modified: Tue, 01 Dec 2026 00:00:00 GMT\r\n\r\n",
-        )?;
-        for _ in 0..2 {
-            stream.write_all(&[b'x'; 16])?;
-            stream.flush()?;
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(())
-    });
-    let backend = config(&endpoint).build_backend().unwrap();
-    let key = Key::new("f/x").unwrap();
-    let read = block_on(false, async move { backend.get(&key).await }).unwrap();
-    let err = read.expect_err("an answer of 2^63 bytes");
-    assert!(err.to_string().contains("into memory"), "{err}");
-    server.join().unwrap();
+    // neither reserve the announced size (which cannot be) nor hand out what came. The same
+    // for a whole read and for a range that the answer clamps to that size.
+    const SIZE: u64 = 1 << 63;
+    for ranged in [false, true] {
+        let (endpoint, _, server) = serve(move |stream| {
+            let status = if ranged {
+                format!(
+                    "206 Partial Content\r\nContent-Range: bytes 0-{}/{SIZE}",
+                    SIZE - 1
+                )
+            } else {
+                "200 OK".to_owned()
+            };
+            stream.write_all(
+                format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {SIZE}\r\nETag: \"e\"\r\n\
+                     Last-Modified: Tue, 01 Dec 2026 00:00:00 GMT\r\n\r\n"
+                )
+                .as_bytes(),
+            )?;
+            for _ in 0..2 {
+                stream.write_all(&[b'x'; 16])?;
+                stream.flush()?;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(())
+        });
+        let backend = config(&endpoint).build_backend().unwrap();
+        let key = Key::new("f/x").unwrap();
+        let read = block_on(false, async move {
+            if ranged {
+                backend.get_range(&key, 0..u64::MAX).await
+            } else {
+                backend.get(&key).await
+            }
+        })
+        .unwrap();
+        let err = read.expect_err("an answer of 2^63 bytes");
+        assert!(err.to_string().contains("into memory"), "{ranged}: {err}");
+        server.join().unwrap();
+    }
 }
 
 #[test]
@@ -160,4 +182,32 @@ fn a_listing_longer_than_any_honest_one_is_refused() {
         written < 64 << 20,
         "the client read {written} bytes of a listing's page"
     );
+}
+
+#[test]
+fn an_answer_of_another_length_than_it_announces_is_an_error() {
+    // `Content-Length` with a chunked body, which the client reads as chunks: 50 and 150 bytes
+    // where 100 are announced.
+    for sent in [50, 150] {
+        let (endpoint, _, server) = serve(move |stream| {
+            let body = "x".repeat(sent);
+            stream.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\
+                     ETag: \"e\"\r\nLast-Modified: Tue, 01 Dec 2026 00:00:00 GMT\r\n\r\n\
+                     {sent:x}\r\n{body}\r\n0\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+        });
+        let backend = config(&endpoint).build_backend().unwrap();
+        let key = Key::new("f/x").unwrap();
+        let read = block_on(false, async move { backend.get(&key).await }).unwrap();
+        let err = read.expect_err("an answer of another length");
+        assert!(
+            err.to_string().contains("announced 100 bytes"),
+            "{sent}: {err}"
+        );
+        server.join().unwrap();
+    }
 }

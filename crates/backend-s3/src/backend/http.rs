@@ -66,11 +66,7 @@ impl HttpService for CappedErrors {
             (true, true) => return Ok(response),
         };
         let (parts, body) = response.into_parts();
-        let body = HttpResponseBody::new(Capped {
-            inner: body,
-            left,
-            past,
-        });
+        let body = HttpResponseBody::new(Capped::new(body, left, past));
         Ok(HttpResponse::from_parts(parts, body))
     }
 }
@@ -89,6 +85,19 @@ struct Capped {
     inner: HttpResponseBody,
     left: u64,
     past: Past,
+    /// Ended, or failed: nothing more is read.
+    done: bool,
+}
+
+impl Capped {
+    fn new(inner: HttpResponseBody, left: u64, past: Past) -> Capped {
+        Capped {
+            inner,
+            left,
+            past,
+            done: false,
+        }
+    }
 }
 
 impl Body for Capped {
@@ -99,7 +108,7 @@ impl Body for Capped {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
-        if self.left == 0 {
+        if self.done {
             return Poll::Ready(None);
         }
         let frame = match Pin::new(&mut self.inner).poll_frame(cx) {
@@ -108,26 +117,33 @@ impl Body for Capped {
         };
         let Ok(mut data) = frame.into_data() else {
             // Trailers end the body.
+            self.done = true;
             return Poll::Ready(None);
         };
         let room = usize::try_from(self.left).unwrap_or(usize::MAX);
-        if data.len() > room {
-            if let Past::Fail = self.past {
-                self.left = 0;
+        match self.past {
+            Past::Fail if data.len() > room => {
+                self.done = true;
                 let longer = format!("the store's answer is longer than {MAX_ANSWER} bytes");
                 return Poll::Ready(Some(Err(HttpError::new(
                     HttpErrorKind::Decode,
                     std::io::Error::other(longer),
                 ))));
             }
-            data.truncate(room);
+            Past::End if data.len() >= room => {
+                // The last piece: the quote is read as text, so it ends where a character
+                // does, not inside one.
+                self.done = true;
+                data.truncate(whole_characters(&data, room));
+            }
+            _ => {}
         }
         self.left -= data.len() as u64;
         Poll::Ready(Some(Ok(Frame::data(data))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.left == 0 || self.inner.is_end_stream()
+        self.done || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -135,5 +151,82 @@ impl Body for Capped {
         let mut hint = SizeHint::new();
         hint.set_lower(self.inner.size_hint().lower().min(self.left));
         hint
+    }
+}
+
+/// The longest start of `bytes[..at]` that does not end inside a UTF-8 character (judged by
+/// the character's first byte, when it is among the last four).
+fn whole_characters(bytes: &[u8], at: usize) -> usize {
+    let Some(first) = (at.saturating_sub(4)..at)
+        .rev()
+        .find(|&i| bytes[i] & 0xc0 != 0x80)
+    else {
+        return at;
+    };
+    let len = match bytes[first] {
+        0x00..=0x7f => 1,
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        _ => 4,
+    };
+    if first + len <= at { at } else { first }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// A body of the given pieces.
+    struct Pieces(VecDeque<Bytes>);
+
+    impl Body for Pieces {
+        type Data = Bytes;
+        type Error = HttpError;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+            Poll::Ready(self.0.pop_front().map(|piece| Ok(Frame::data(piece))))
+        }
+    }
+
+    /// What a capped body of `pieces` gives: its bytes, or its error.
+    fn read(pieces: &[&[u8]], left: u64, past: Past) -> Result<Vec<u8>, HttpError> {
+        let pieces = pieces.iter().map(|p| Bytes::copy_from_slice(p)).collect();
+        let mut body = Capped::new(HttpResponseBody::new(Pieces(pieces)), left, past);
+        let mut out = Vec::new();
+        futures::executor::block_on(async {
+            while let Some(frame) =
+                std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
+            {
+                out.extend_from_slice(&frame?.into_data().unwrap_or_default());
+            }
+            Ok(out)
+        })
+    }
+
+    #[test]
+    fn an_error_is_cut_where_a_character_starts() {
+        // "é" is two bytes, "€" three: a cut inside either keeps the text before it.
+        let text = "ab\u{e9}cd\u{20ac}".as_bytes();
+        for left in 0..=text.len() as u64 + 1 {
+            let got = read(&[&text[..3], &text[3..]], left, Past::End).unwrap();
+            assert!(got.len() as u64 <= left, "{left}");
+            let got = std::str::from_utf8(&got).unwrap_or_else(|e| panic!("{left}: {e}"));
+            assert!(std::str::from_utf8(text).unwrap().starts_with(got));
+        }
+    }
+
+    #[test]
+    fn an_answer_may_fill_its_bound_and_not_pass_it() {
+        assert_eq!(read(&[b"abc", b"de"], 5, Past::Fail).unwrap(), b"abcde");
+        // Exactly the bound, then more: refused, whichever piece passes it.
+        assert!(read(&[b"abc", b"de", b"f"], 5, Past::Fail).is_err());
+        assert!(read(&[b"abc", b"def"], 5, Past::Fail).is_err());
+        // An error's body ends at its bound.
+        assert_eq!(read(&[b"abc", b"def"], 5, Past::End).unwrap(), b"abcde");
     }
 }

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use cachette_core::plugin::{
     BackendError, BackendResult, Bytes, ErrorKind, GetOptions, GetResult, Key, buffer_for,
-    fits_in_memory,
+    fits_in_memory, reserve,
 };
 use futures::StreamExt as _;
 use object_store::path::Path;
@@ -72,21 +72,29 @@ impl S3Backend {
             Ok(found) => collect(found).await,
             Err(e) => Err(Collect::Store(e)),
         };
-        let fail = |kind, message: String| {
-            BackendError::new(kind, message)
-                .with_backend(self.scheme)
-                .with_operation("get")
-                .with_key(key)
-        };
         match read {
             Ok(bytes) => Ok(Some(GetResult::whole(bytes))),
             Err(Collect::Store(e)) if is_absent(&e) => Ok(None),
-            Err(Collect::Store(e)) => Err(self.error("get", key.as_str(), e)),
-            Err(Collect::Longer) => Err(fail(
+            Err(e) => Err(self.collect_error("get", key, e)),
+        }
+    }
+
+    /// The error of a `GET` whose bytes were not had.
+    fn collect_error(&self, operation: &'static str, key: &Key, e: Collect) -> BackendError {
+        let fail = |kind, message: String| {
+            BackendError::new(kind, message)
+                .with_backend(self.scheme)
+                .with_operation(operation)
+                .with_key(key)
+        };
+        match e {
+            Collect::Store(e) => self.error(operation, key.as_str(), e),
+            Collect::Length { announced, got } => fail(
                 ErrorKind::Other,
-                "the store answered more bytes than it announced".into(),
-            )),
-            Err(Collect::Memory(e)) => Err(fail(ErrorKind::Other, e.to_string()).with_source(e)),
+                format!("the store announced {announced} bytes and answered {got}"),
+            ),
+            // An item too large to read here, not a failing store.
+            Collect::Memory(e) => fail(ErrorKind::TooLarge, e.to_string()).with_source(e),
         }
     }
 
@@ -105,34 +113,25 @@ impl S3Backend {
             ..object_store::GetOptions::default()
         };
         let read = match self.store.get_opts(&path, options).await {
+            // object_store checked that the answered range is the one asked for, clamped to
+            // the size the answer gives; `collect` checks the bytes against it.
             Ok(found) => {
                 let size = found.meta.size;
-                found.bytes().await.map(|bytes| (bytes, size))
+                collect(found).await.map(|bytes| (bytes, size))
             }
-            Err(e) => Err(e),
+            Err(e) => Err(Collect::Store(e)),
+        };
+        let read = match read {
+            Ok((bytes, size)) => return Ok(Some(GetResult::part(bytes, size))),
+            Err(Collect::Store(e)) => e,
+            Err(e) => return Err(self.collect_error(OPERATION, key, e)),
         };
         match read {
-            Ok((bytes, size)) if bytes.len() as u64 <= range.end - range.start => {
-                Ok(Some(GetResult::part(bytes, size)))
-            }
-            Ok((bytes, _)) => Err(BackendError::new(
-                ErrorKind::Other,
-                format!(
-                    "the store answered {} bytes for a range of {}",
-                    bytes.len(),
-                    range.end - range.start
-                ),
-            )
-            .with_backend(self.scheme)
-            .with_operation(OPERATION)
-            .with_key(key)),
-            Err(e) if is_absent(&e) => Ok(None),
-            Err(e @ object_store::Error::NotFound { .. }) => {
-                Err(self.error(OPERATION, key.as_str(), e))
-            }
+            e if is_absent(&e) => Ok(None),
+            e @ object_store::Error::NotFound { .. } => Err(self.error(OPERATION, key.as_str(), e)),
             // A range starting at or past the end is refused (416): whether the item exists,
             // and how long it is, says what to answer.
-            Err(e) => match self.store.head(&path).await {
+            e => match self.store.head(&path).await {
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Ok(meta) if meta.size <= range.start => {
                     Ok(Some(GetResult::part(Bytes::new(), meta.size)))
@@ -143,42 +142,69 @@ impl S3Backend {
     }
 }
 
-/// Why the bytes of a whole `GET` were not had.
+/// At most this many bytes are reserved for an answer before they arrive.
+const MAX_RESERVED: u64 = 8 << 20;
+
+/// Why the bytes of a `GET` were not had.
 enum Collect {
     Store(object_store::Error),
-    /// The server sent more than it announced.
-    Longer,
+    /// The answer held more, or fewer, bytes than it announced.
+    Length {
+        announced: u64,
+        got: u64,
+    },
     /// The announced size cannot be held in memory.
     Memory(std::io::Error),
 }
 
-/// The bytes of a whole `GET`. The size an answer announces is the server's word: an answer
-/// that announces more than this machine's memory is refused before it is read, the buffer
-/// of the others is asked of the system first (an error if refused, where object_store's own
-/// `bytes()` would abort the process), and no more than the announced size is taken.
+/// The bytes of a `GET`, whole or ranged. The size an answer announces is the server's word:
+/// - an answer that announces more than this process may use is refused before it is read;
+/// - for the others, at most [`MAX_RESERVED`] is reserved before bytes arrive, and the buffer
+///   grows with them (twice as large each time, up to the announced size), each growth asked
+///   of the system first;
+/// - an answer of more, or fewer, bytes than it announced is an error.
+///
+/// object_store's own `bytes()` reserves the announced size at once, and a size a server
+/// makes up then panics (more than can be addressed) or aborts (more than the system gives).
 async fn collect(found: object_store::GetResult) -> Result<Bytes, Collect> {
     let announced = found.range.end.saturating_sub(found.range.start);
     fits_in_memory(announced).map_err(Collect::Memory)?;
     let mut chunks = found.into_stream();
     let mut next = async || chunks.next().await.transpose().map_err(Collect::Store);
+    let wrong = |got: usize| Collect::Length {
+        announced,
+        got: got as u64,
+    };
     let Some(first) = next().await? else {
-        return Ok(Bytes::new());
+        return if announced == 0 {
+            Ok(Bytes::new())
+        } else {
+            Err(wrong(0))
+        };
     };
     if first.len() as u64 >= announced {
         // The whole answer in one piece: no copy.
-        return if first.len() as u64 == announced {
-            Ok(first)
-        } else {
-            Err(Collect::Longer)
+        return match next().await? {
+            None if first.len() as u64 == announced => Ok(first),
+            more => Err(wrong(first.len() + more.map_or(0, |m| m.len()))),
         };
     }
-    let mut bytes = buffer_for(announced).map_err(Collect::Memory)?;
+    let mut bytes = buffer_for(announced.min(MAX_RESERVED)).map_err(Collect::Memory)?;
     bytes.extend_from_slice(&first);
     while let Some(chunk) = next().await? {
-        if (bytes.len() + chunk.len()) as u64 > announced {
-            return Err(Collect::Longer);
+        let len = bytes.len() + chunk.len();
+        if len as u64 > announced {
+            return Err(wrong(len));
+        }
+        if len > bytes.capacity() {
+            let target = (bytes.capacity() as u64 * 2).max(len as u64).min(announced);
+            let more = target - bytes.len() as u64;
+            reserve(&mut bytes, more).map_err(Collect::Memory)?;
         }
         bytes.extend_from_slice(&chunk);
+    }
+    if bytes.len() as u64 != announced {
+        return Err(wrong(bytes.len()));
     }
     Ok(Bytes::from(bytes))
 }
