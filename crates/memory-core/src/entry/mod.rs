@@ -9,7 +9,8 @@
 //! 16      8   payload length P (u64)
 //! 24      8   header checksum: xxh3-64 of bytes 0..24, 40..48 and the header
 //! 32      8   payload checksum: xxh3-64 of the payload
-//! 40      4   payload offset O (u32), a multiple of 64, at least 48 + H
+//! 40      4   payload offset O (u32): the first multiple of 64 from 48 + H (from 48 + H + 32
+//!             in a signed entry)
 //! 44      4   reserved, zero
 //! 48      H   header: the metadata, MessagePack
 //! 48+H        zero padding up to O (up to O - 32 in a signed entry)
@@ -820,8 +821,8 @@ mod tests {
         ));
     }
 
-    /// A prefix may announce metadata of up to 4 GiB, consistent with its offsets and the
-    /// item's size (a sparse file costs nothing): refused before anything past it is read.
+    /// A prefix may announce metadata of up to 4 GiB, or a payload that far, consistent with
+    /// the item's size (a sparse file costs nothing): refused before anything past it is read.
     #[test]
     fn metadata_longer_than_the_bound_is_refused_from_the_prefix() {
         let (_, bytes) = sample();
@@ -838,6 +839,12 @@ mod tests {
         meta.input_args = vec![("x".into(), "1".repeat(MAX_HEADER_LEN as usize))];
         let err = encode_parts(&meta, b"payload!".to_vec(), Vec::new(), None).unwrap_err();
         assert!(err.contains("metadata"), "{err}");
+        // A short header with a payload placed 4 GiB further: the padding would be read too.
+        let mut prefix = bytes[..PREFIX_LEN].to_vec();
+        let far = u32::MAX - 63;
+        prefix[40..44].copy_from_slice(&far.to_le_bytes());
+        let parsed = Prefix::parse(&prefix, Some(u64::from(far) + 8));
+        assert!(parsed.is_err(), "{parsed:?}");
     }
 
     #[test]

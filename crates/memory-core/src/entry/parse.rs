@@ -80,7 +80,10 @@ impl Prefix {
         } else {
             0
         };
-        if offset < header_end + room || offset % PAYLOAD_ALIGN as u64 != 0 || u32_at(44) != 0 {
+        // The payload starts at the first aligned offset after the header (and signature), as
+        // writers place it: the padding before it is shorter than one alignment, so that the
+        // metadata's bound also bounds a metadata-only read (the first `O` bytes).
+        if offset != (header_end + room).next_multiple_of(PAYLOAD_ALIGN as u64) || u32_at(44) != 0 {
             return Err(EntryError::Corrupted("inconsistent prefix".into()));
         }
         if let Some(total) = total_len {
