@@ -1081,4 +1081,10 @@ async fn a_file_larger_than_memory_is_an_error_to_read() {
         .unwrap()
         .unwrap();
     assert_eq!(start.size, 1 << 40);
+    // Given as an open file, it is an error to read into memory too (the core does so when a
+    // map fails).
+    let local = GetOptions::default().with_local_file(true);
+    let file = b.get_opts(&k, local).await.unwrap().unwrap();
+    let err = file.into_bytes().expect_err("a terabyte file");
+    assert!(err.to_string().contains("into memory"), "{err}");
 }

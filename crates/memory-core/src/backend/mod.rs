@@ -218,11 +218,10 @@ impl LocalFile {
     /// past it), read from where the file stands: its start, as a backend gives it.
     pub(crate) fn read_bytes(&self, size: u64) -> std::io::Result<Bytes> {
         use std::io::Read;
-        let len = usize::try_from(size)
-            .map_err(|_| std::io::Error::other("the item is too large to read"))?;
-        let mut buf = Vec::with_capacity(len);
+        // The size is the store's word: asked of the system first, never an abort.
+        let mut buf = crate::buffer::buffer_for(size)?;
         (&self.file).take(size).read_to_end(&mut buf)?;
-        if buf.len() != len {
+        if buf.len() as u64 != size {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 "the item's file changed while it was read",
