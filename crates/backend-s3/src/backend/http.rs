@@ -130,13 +130,20 @@ impl Body for Capped {
                     std::io::Error::other(longer),
                 ))));
             }
+            // The quote is read as text, so it ends where a character does, not inside one:
+            // at the bound, or before a character this piece starts and the bound would cut.
             Past::End if data.len() >= room => {
-                // The last piece: the quote is read as text, so it ends where a character
-                // does, not inside one.
                 self.done = true;
-                data.truncate(whole_characters(&data, room));
+                data.truncate(utf8_end(&data, room).0);
             }
-            _ => {}
+            Past::End => {
+                let (end, missing) = utf8_end(&data, data.len());
+                if missing > room - data.len() {
+                    self.done = true;
+                    data.truncate(end);
+                }
+            }
+            Past::Fail => {}
         }
         self.left -= data.len() as u64;
         Poll::Ready(Some(Ok(Frame::data(data))))
@@ -154,14 +161,15 @@ impl Body for Capped {
     }
 }
 
-/// The longest start of `bytes[..at]` that does not end inside a UTF-8 character (judged by
-/// the character's first byte, when it is among the last four).
-fn whole_characters(bytes: &[u8], at: usize) -> usize {
+/// Where the last whole UTF-8 character of `bytes[..at]` ends, and how many bytes the one
+/// that starts there lacks (judged by its first byte, when that is among the last four; a
+/// character begun in an earlier piece was whole, or ended that piece: see `poll_frame`).
+fn utf8_end(bytes: &[u8], at: usize) -> (usize, usize) {
     let Some(first) = (at.saturating_sub(4)..at)
         .rev()
         .find(|&i| bytes[i] & 0xc0 != 0x80)
     else {
-        return at;
+        return (at, 0);
     };
     let len = match bytes[first] {
         0x00..=0x7f => 1,
@@ -169,7 +177,11 @@ fn whole_characters(bytes: &[u8], at: usize) -> usize {
         0xe0..=0xef => 3,
         _ => 4,
     };
-    if first + len <= at { at } else { first }
+    if first + len <= at {
+        (at, 0)
+    } else {
+        (first, first + len - at)
+    }
 }
 
 #[cfg(test)]
@@ -210,13 +222,18 @@ mod tests {
 
     #[test]
     fn an_error_is_cut_where_a_character_starts() {
-        // "é" is two bytes, "€" three: a cut inside either keeps the text before it.
-        let text = "ab\u{e9}cd\u{20ac}".as_bytes();
-        for left in 0..=text.len() as u64 + 1 {
-            let got = read(&[&text[..3], &text[3..]], left, Past::End).unwrap();
-            assert!(got.len() as u64 <= left, "{left}");
-            let got = std::str::from_utf8(&got).unwrap_or_else(|e| panic!("{left}: {e}"));
-            assert!(std::str::from_utf8(text).unwrap().starts_with(got));
+        // "é" is two bytes, "€" three: a cut inside either keeps the text before it, wherever
+        // the pieces split the text.
+        let text = "ab\u{e9}cd\u{20ac}x\u{20ac}".as_bytes();
+        let ends: Vec<usize> = (0..=text.len())
+            .filter(|&i| i == text.len() || text[i] & 0xc0 != 0x80)
+            .collect();
+        for split in 1..text.len() {
+            for left in 0..=text.len() as u64 + 1 {
+                let got = read(&[&text[..split], &text[split..]], left, Past::End).unwrap();
+                let expected = ends.iter().rev().find(|&&e| e as u64 <= left).unwrap();
+                assert_eq!(got, &text[..*expected], "split {split}, bound {left}");
+            }
         }
     }
 

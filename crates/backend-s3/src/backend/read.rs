@@ -94,7 +94,11 @@ impl S3Backend {
                 format!("the store announced {announced} bytes and answered {got}"),
             ),
             // An item too large to read here, not a failing store.
-            Collect::Memory(e) => fail(ErrorKind::TooLarge, e.to_string()).with_source(e),
+            Collect::Memory(e) => fail(
+                ErrorKind::TooLarge,
+                "the answer is too large to read".into(),
+            )
+            .with_source(e),
         }
     }
 
@@ -170,7 +174,13 @@ async fn collect(found: object_store::GetResult) -> Result<Bytes, Collect> {
     let announced = found.range.end.saturating_sub(found.range.start);
     fits_in_memory(announced).map_err(Collect::Memory)?;
     let mut chunks = found.into_stream();
-    let mut next = async || chunks.next().await.transpose().map_err(Collect::Store);
+    // Empty pieces (an HTTP/2 frame that only ends the stream) are no bytes at all.
+    let mut next = async || loop {
+        match chunks.next().await.transpose().map_err(Collect::Store)? {
+            Some(chunk) if chunk.is_empty() => {}
+            chunk => return Ok(chunk),
+        }
+    };
     let wrong = |got: usize| Collect::Length {
         announced,
         got: got as u64,
@@ -207,4 +217,75 @@ async fn collect(found: object_store::GetResult) -> Result<Bytes, Collect> {
         return Err(wrong(bytes.len()));
     }
     Ok(Bytes::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use cachette_core::plugin::Utc;
+    use futures::StreamExt as _;
+    use object_store::{GetResultPayload, ObjectMeta};
+
+    use super::*;
+
+    /// What `collect` makes of an answer that announces `announced` bytes and sends `pieces`:
+    /// its bytes, or `Err(())`.
+    fn collected(announced: u64, pieces: &[&[u8]]) -> Result<Vec<u8>, ()> {
+        let pieces: Vec<object_store::Result<Bytes>> = pieces
+            .iter()
+            .map(|p| Ok(Bytes::copy_from_slice(p)))
+            .collect();
+        let found = object_store::GetResult {
+            payload: GetResultPayload::Stream(futures::stream::iter(pieces).boxed()),
+            meta: ObjectMeta {
+                location: Path::from("x"),
+                last_modified: Utc::now(),
+                size: announced,
+                e_tag: None,
+                version: None,
+            },
+            range: 0..announced,
+            attributes: Default::default(),
+            extensions: Default::default(),
+        };
+        match futures::executor::block_on(collect(found)) {
+            Ok(bytes) => Ok(bytes.to_vec()),
+            Err(Collect::Length { .. }) => Err(()),
+            Err(_) => panic!("not a length error"),
+        }
+    }
+
+    #[test]
+    fn an_answer_is_taken_at_its_announced_length_only() {
+        let ok: [(u64, &[&[u8]]); 6] = [
+            (0, &[]),
+            (0, &[b""]),
+            (3, &[b"abc"]),
+            // An empty last piece (an HTTP/2 frame that only ends the stream) is no byte.
+            (3, &[b"abc", b""]),
+            (5, &[b"ab", b"", b"cde"]),
+            (5, &[b"a", b"b", b"c", b"d", b"e"]),
+        ];
+        for (announced, pieces) in ok {
+            assert_eq!(collected(announced, pieces).unwrap(), pieces.concat());
+        }
+        let wrong: [(u64, &[&[u8]]); 6] = [
+            (3, &[]),
+            (3, &[b"ab"]),
+            (3, &[b"abcd"]),
+            (3, &[b"abc", b"d"]),
+            (3, &[b"a", b"bcd"]),
+            (0, &[b"a"]),
+        ];
+        for (announced, pieces) in wrong {
+            assert!(
+                collected(announced, pieces).is_err(),
+                "{announced} {pieces:?}"
+            );
+        }
+        // Past the first reservation: the buffer grows with what arrives.
+        let piece = vec![7u8; 3 << 20];
+        let pieces = [&piece[..]; 5];
+        let got = collected(15 << 20, &pieces).unwrap();
+        assert!(got.len() == 15 << 20 && got.iter().all(|&b| b == 7));
+    }
 }
