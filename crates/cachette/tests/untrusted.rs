@@ -276,8 +276,8 @@ fn a_planted_claim_with_a_huge_lease_delays_a_caller_one_lease_at_most() {
 }
 
 /// An entry's file that announces a terabyte (a sparse file: it costs the planter nothing)
-/// gives one warning and a recomputation, never an allocation that aborts the reader, and
-/// never a breaker that turns the store off.
+/// gives one warning and a recomputation, never an allocation that aborts the reader, and its
+/// result replaces the file.
 #[test]
 fn a_planted_terabyte_file_is_a_warning_and_a_recomputation() {
     static CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -304,8 +304,9 @@ fn a_planted_terabyte_file_is_a_warning_and_a_recomputation() {
         .set_len(1 << 40)
         .unwrap();
     // The file is an item too large to read, not a failing store: the call computes, its
-    // result replaces the file, and the next calls read it. More calls than the faults that
-    // open the breaker (5) leave the store in use.
+    // result replaces the file, and the next calls read it. (Were it a store fault, nothing
+    // would replace the file, every call would compute, and the fifth would open the breaker
+    // for every function of the store.)
     for _ in 0..10 {
         assert_eq!(f.eval(7), 49);
     }
