@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use cachette_core::plugin::{Bytes, async_trait};
-use http_body::{Body, Frame, SizeHint};
+use http_body::{Body, Frame};
 use object_store::ClientOptions;
 use object_store::client::{
     HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse,
@@ -36,7 +36,7 @@ impl HttpConnector for Connector {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
         let client = ReqwestConnector::default().connect(options)?;
         Ok(HttpClient::new(SpawnService::new(
-            CappedErrors(client),
+            BoundedAnswers(client),
             self.runtime.clone(),
         )))
     }
@@ -47,10 +47,10 @@ impl HttpConnector for Connector {
 /// runtime, under [`SpawnService`], which reads a body as fast as it comes: the bound stops the
 /// reading there, and not only the copy.
 #[derive(Debug, Clone)]
-struct CappedErrors(HttpClient);
+struct BoundedAnswers(HttpClient);
 
 #[async_trait]
-impl HttpService for CappedErrors {
+impl HttpService for BoundedAnswers {
     async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let object_read = request.method().as_str() == "GET"
             && !request
@@ -151,13 +151,6 @@ impl Body for Capped {
 
     fn is_end_stream(&self) -> bool {
         self.done || self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        // The server's announced length, no more than the cap: what a reader may reserve.
-        let mut hint = SizeHint::new();
-        hint.set_lower(self.inner.size_hint().lower().min(self.left));
-        hint
     }
 }
 
