@@ -99,14 +99,103 @@ fn address_space_limit() -> u64 {
     u64::try_from(limit.rlim_cur).unwrap_or(u64::MAX)
 }
 
-/// The smallest memory limit of this process's control groups, from its own up to the root,
-/// where the hierarchies are usually mounted (`/sys/fs/cgroup` for v2,
-/// `/sys/fs/cgroup/memory` for v1's memory controller).
+/// The smallest memory limit of this process's control groups, from its own up to the root
+/// of each hierarchy, wherever the hierarchies are mounted (`/proc/self/mountinfo`; the usual
+/// mount points if it cannot be read).
 #[cfg(target_os = "linux")]
 fn cgroup_limit() -> u64 {
     let Ok(groups) = std::fs::read_to_string("/proc/self/cgroup") else {
         return u64::MAX;
     };
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    cgroup_limit_in(&groups, &mounts, |path| std::fs::read_to_string(path).ok())
+}
+
+/// A control-group hierarchy mounted at `point`, showing the group `root` of the hierarchy
+/// at its top (not `/` in a container without its own cgroup namespace).
+#[cfg(target_os = "linux")]
+struct CgroupMount {
+    root: String,
+    point: std::path::PathBuf,
+    /// cgroup v2, or v1's memory controller.
+    v2: bool,
+}
+
+/// The control-group hierarchies in `mountinfo` (`/proc/self/mountinfo`'s text): cgroup v2,
+/// and cgroup v1 with the memory controller. At most 4,096 lines are read.
+#[cfg(target_os = "linux")]
+fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
+    let mut mounts = Vec::new();
+    for line in mountinfo.lines().take(4096) {
+        // `<id> <parent> <major:minor> <root> <point> <options> [optional...] - <type>
+        // <source> <super options>`
+        let Some((mount, fs)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut fields = mount.split(' ').skip(3);
+        let (Some(root), Some(point)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let mut fs = fs.split(' ');
+        let v2 = match (fs.next(), fs.nth(1)) {
+            (Some("cgroup2"), _) => true,
+            (Some("cgroup"), Some(options)) if options.split(',').any(|o| o == "memory") => false,
+            _ => continue,
+        };
+        mounts.push(CgroupMount {
+            root: unescape(root),
+            point: unescape(point).into(),
+            v2,
+        });
+    }
+    mounts
+}
+
+/// A path of `mountinfo`, whose spaces, tabs, newlines and backslashes are octal escapes.
+#[cfg(target_os = "linux")]
+fn unescape(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let code = bytes.get(i + 1..i + 4).and_then(|digits| {
+            let digits = std::str::from_utf8(digits).ok()?;
+            u8::from_str_radix(digits, 8).ok()
+        });
+        match (bytes[i], code) {
+            (b'\\', Some(code)) => {
+                out.push(code);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// [`cgroup_limit`] from the texts of `/proc/self/cgroup` and `/proc/self/mountinfo`, reading
+/// files with `read`.
+#[cfg(target_os = "linux")]
+fn cgroup_limit_in(
+    groups: &str,
+    mountinfo: &str,
+    read: impl Fn(&std::path::Path) -> Option<String>,
+) -> u64 {
+    let mut mounts = cgroup_mounts(mountinfo);
+    if mounts.is_empty() {
+        mounts = ["/sys/fs/cgroup", "/sys/fs/cgroup/memory"]
+            .into_iter()
+            .zip([true, false])
+            .map(|(point, v2)| CgroupMount {
+                root: "/".into(),
+                point: point.into(),
+                v2,
+            })
+            .collect();
+    }
     let mut limit = u64::MAX;
     for line in groups.lines().take(64) {
         // `0::<path>` (v2), or `<id>:<controllers>:<path>` (v1).
@@ -116,10 +205,10 @@ fn cgroup_limit() -> u64 {
         else {
             continue;
         };
-        let (root, file) = if controllers.is_empty() {
-            ("/sys/fs/cgroup", "memory.max")
+        let (v2, file) = if controllers.is_empty() {
+            (true, "memory.max")
         } else if controllers.split(',').any(|c| c == "memory") {
-            ("/sys/fs/cgroup/memory", "memory.limit_in_bytes")
+            (false, "memory.limit_in_bytes")
         } else {
             continue;
         };
@@ -127,17 +216,23 @@ fn cgroup_limit() -> u64 {
         if path.split('/').any(|part| part == "..") {
             continue;
         }
-        let mut dir = std::path::PathBuf::from(root);
-        dir.extend(path.split('/').filter(|part| !part.is_empty()));
-        for _ in 0..64 {
-            let set = std::fs::read_to_string(dir.join(file))
-                .ok()
-                .and_then(|text| text.trim().parse::<u64>().ok());
-            if let Some(set) = set {
-                limit = limit.min(set);
-            }
-            if dir.as_os_str().len() <= root.len() || !dir.pop() {
-                break;
+        let path: Vec<&str> = path.split('/').filter(|part| !part.is_empty()).collect();
+        for mount in mounts.iter().filter(|mount| mount.v2 == v2).take(16) {
+            // The mount shows the groups under its root only.
+            let root: Vec<&str> = mount.root.split('/').filter(|p| !p.is_empty()).collect();
+            let Some(below) = path.strip_prefix(root.as_slice()) else {
+                continue;
+            };
+            let mut dir = mount.point.clone();
+            dir.extend(below);
+            for _ in 0..64 {
+                let set = read(&dir.join(file)).and_then(|text| text.trim().parse::<u64>().ok());
+                if let Some(set) = set {
+                    limit = limit.min(set);
+                }
+                if dir == mount.point || !dir.pop() {
+                    break;
+                }
             }
         }
     }
@@ -161,5 +256,62 @@ mod tests {
         assert!(grown.capacity() >= 110);
         assert!(reserve(&mut grown, memory_limit()).is_err());
         assert!(fits_in_memory(1 << 20).is_ok() && fits_in_memory(u64::MAX).is_err());
+    }
+
+    /// Files of a made-up system: path → text.
+    #[cfg(target_os = "linux")]
+    fn files(set: &[(&str, &str)]) -> impl Fn(&std::path::Path) -> Option<String> + use<> {
+        let set: std::collections::HashMap<std::path::PathBuf, String> = set
+            .iter()
+            .map(|(path, text)| (path.into(), text.to_string()))
+            .collect();
+        move |path| set.get(path).cloned()
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_control_group_mounted_at_an_unusual_place_is_found() {
+        // cgroup v2 at a place of the system's choosing, with a space in its name.
+        let mounts = "30 1 0:26 / /run/my\\040groups rw,nosuid shared:4 - cgroup2 cgroup2 rw\n\
+                      31 1 8:1 / / rw - ext4 /dev/sda1 rw\n";
+        let read = files(&[
+            ("/run/my groups/user.slice/memory.max", "max\n"),
+            ("/run/my groups/user.slice/job/memory.max", "1048576000\n"),
+            ("/sys/fs/cgroup/user.slice/job/memory.max", "5\n"),
+        ]);
+        assert_eq!(
+            cgroup_limit_in("0::/user.slice/job\n", mounts, &read),
+            1_048_576_000
+        );
+        // No hierarchy in the mount table: the usual mount points.
+        assert_eq!(cgroup_limit_in("0::/user.slice/job\n", "", &read), 5);
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_v1_mount_that_shows_its_group_at_the_top_is_read_from_its_top() {
+        // A container without its own cgroup namespace: the group is `/docker/abc`, and the
+        // mount shows that group at its top, with an unrelated group's limit further up.
+        let mounts = "40 30 0:35 /docker/abc /cg/memory ro - cgroup cgroup rw,memory\n\
+                      41 30 0:36 / /cg/cpu ro - cgroup cgroup rw,cpu,cpuacct\n";
+        let read = files(&[
+            ("/cg/memory/memory.limit_in_bytes", "536870912\n"),
+            ("/cg/cpu/docker/abc/memory.limit_in_bytes", "5\n"),
+        ]);
+        let groups = "5:cpu,cpuacct:/docker/abc\n4:memory:/docker/abc\n";
+        assert_eq!(cgroup_limit_in(groups, mounts, &read), 536_870_912);
+        // A group outside the mount's root is not read from it.
+        assert_eq!(
+            cgroup_limit_in("4:memory:/other\n", mounts, &read),
+            u64::MAX
+        );
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn mount_paths_are_unescaped() {
+        assert_eq!(unescape("/a\\040b\\011c\\134d"), "/a b\tc\\d");
+        assert_eq!(unescape("/trailing\\04"), "/trailing\\04");
+        assert_eq!(unescape("/bad\\9zz"), "/bad\\9zz");
     }
 }
