@@ -76,7 +76,7 @@ pub(crate) fn inspect(
     let total = Totals {
         functions: funcs.len(),
         entries: funcs.iter().map(|f| f.entries).sum(),
-        bytes: funcs.iter().map(|f| f.bytes).sum(),
+        bytes: funcs.iter().map(|f| f.bytes).fold(0, u64::saturating_add),
     };
     if json {
         return to_json(&StoreReport {
@@ -176,7 +176,7 @@ fn inspect_function(store: &Store, func: &Func, sort: SortBy, json: bool) -> Res
     out.push_str(&format!(
         "{}, {}",
         human::count(entries.len(), "entry", "entries"),
-        human::size(entries.iter().map(|e| e.bytes).sum())
+        human::size(entries.iter().map(|e| e.bytes).fold(0, u64::saturating_add))
     ));
     Ok(out)
 }

@@ -42,7 +42,7 @@ impl Plan {
         let mut plan = Plan::default();
         for e in entries {
             plan.entries += 1;
-            plan.bytes += e.size;
+            plan.bytes = plan.bytes.saturating_add(e.size);
             let func = by_folder.entry(&e.func).or_insert_with(|| Func {
                 name: funcs
                     .iter()
@@ -54,7 +54,7 @@ impl Plan {
                 last_access: None,
             });
             func.entries += 1;
-            func.bytes += e.size;
+            func.bytes = func.bytes.saturating_add(e.size);
             func.last_access = func.last_access.max(Some(e.last_access));
         }
         plan.functions = by_folder.into_values().collect();
@@ -154,7 +154,10 @@ pub(crate) fn clear(
     }
     let plan = Plan {
         entries: selected.iter().map(|f| f.entries).sum(),
-        bytes: selected.iter().map(|f| f.bytes).sum(),
+        bytes: selected
+            .iter()
+            .map(|f| f.bytes)
+            .fold(0, u64::saturating_add),
         functions: selected,
     };
     let report = |deleted| ClearReport {
@@ -280,10 +283,9 @@ fn plan_reduction(mut entries: Vec<EntryInfo>, limits: &SizeLimits) -> (Vec<Entr
             .then_with(|| a.func.cmp(&b.func))
             .then_with(|| a.args_id.cmp(&b.args_id))
     });
-    let mut kept = Deleted {
-        entries: entries.len(),
-        bytes: entries.iter().map(|e| e.size).sum(),
-    };
+    let mut kept_entries = entries.len();
+    // Listed sizes are the store's word: summed in 128 bits, where they cannot overflow.
+    let mut kept_bytes: u128 = entries.iter().map(|e| u128::from(e.size)).sum();
     let cutoff: Option<DateTime<Utc>> = limits.age_limit.map(|age| {
         Utc::now()
             .checked_sub_signed(age)
@@ -292,14 +294,20 @@ fn plan_reduction(mut entries: Vec<EntryInfo>, limits: &SizeLimits) -> (Vec<Entr
     let mut doomed = Vec::new();
     for entry in entries {
         let too_old = cutoff.is_some_and(|c| entry.last_access <= c);
-        let too_many = limits.items_limit.is_some_and(|n| kept.entries > n);
-        let too_big = limits.bytes_limit.is_some_and(|b| kept.bytes > b.0);
+        let too_many = limits.items_limit.is_some_and(|n| kept_entries > n);
+        let too_big = limits
+            .bytes_limit
+            .is_some_and(|b| kept_bytes > u128::from(b.0));
         if too_old || too_many || too_big {
-            kept.entries -= 1;
-            kept.bytes -= entry.size;
+            kept_entries -= 1;
+            kept_bytes -= u128::from(entry.size);
             doomed.push(entry);
         }
     }
+    let kept = Deleted {
+        entries: kept_entries,
+        bytes: u64::try_from(kept_bytes).unwrap_or(u64::MAX),
+    };
     (doomed, kept)
 }
 

@@ -108,7 +108,7 @@ pub(crate) fn verify(
         location: &store.location,
         backend: &store.backend,
         checked: entries.len(),
-        bytes: entries.iter().map(|e| e.size).sum(),
+        bytes: entries.iter().map(|e| e.size).fold(0, u64::saturating_add),
         intact,
         gone,
         damaged,
@@ -116,7 +116,11 @@ pub(crate) fn verify(
         dry_run: delete && careful.dry_run,
         deleted: None,
     };
-    let damaged_bytes: u64 = report.damaged.iter().map(|d| d.bytes).sum();
+    let damaged_bytes = report
+        .damaged
+        .iter()
+        .map(|d| d.bytes)
+        .fold(0, u64::saturating_add);
     let mut text = format!(
         "checked {} ({}) in {}: ",
         human::count(report.checked, "entry", "entries"),

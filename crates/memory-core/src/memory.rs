@@ -433,7 +433,7 @@ impl Memory {
                 });
             if grammar::is_entry(&item.key) {
                 info.entries += 1;
-                info.bytes += item.size;
+                info.bytes = info.bytes.saturating_add(item.size);
                 info.last_access = info.last_access.max(Some(item.last_access));
             }
         }
