@@ -226,9 +226,11 @@ pub(super) fn record_access(file: &File, info: &Info, recent: &RecentAccesses, k
 /// it to the current time on every write, rename, link and time change, so it follows every
 /// write (the temporary file is written, then renamed or linked into place) and every recorded
 /// access (which sets the access time, and with it the change time). Clamping to now covers a
-/// clock that went back, or another machine's clock on a network file system.
+/// clock that went back, or another machine's clock on a network file system; clamping to the
+/// epoch covers a file system that reports a time of its files' choosing (a FUSE mount of an
+/// object store), which could be out of the calendar's range.
 pub(super) fn last_access(info: &Info, now: SystemTime) -> DateTime<Utc> {
-    DateTime::<Utc>::from(info.ctime.min(now))
+    DateTime::<Utc>::from(info.ctime.min(now).max(SystemTime::UNIX_EPOCH))
 }
 
 /// A temporary file left by a writer that will never rename it: one of this host whose process
@@ -256,6 +258,26 @@ mod tests {
     use crate::config::canonical;
     use crate::write::temp_name;
     use crate::{TEMP_NAME_PART, TEMP_PREFIX, has_reserved_segment, is_reserved};
+
+    /// A file system that reports a change time of its files' choosing (a FUSE mount) could
+    /// report one outside the calendar's range: listing panicked on it.
+    #[test]
+    fn a_change_time_out_of_range_is_an_old_access() {
+        let now = SystemTime::now();
+        let file = |ctime| Info {
+            kind: rustix::fs::FileType::RegularFile,
+            size: 0,
+            ctime,
+            mtime: SystemTime::UNIX_EPOCH,
+        };
+        let epoch = DateTime::<Utc>::from(SystemTime::UNIX_EPOCH);
+        for secs in [i64::MIN, -(1 << 62), -1] {
+            let at = last_access(&file(tree::time(secs, 0)), now);
+            assert_eq!(at, epoch, "{secs}");
+        }
+        let at = last_access(&file(tree::time(i64::MAX, 999_999_999)), now);
+        assert_eq!(at, DateTime::<Utc>::from(now));
+    }
 
     /// `LARGE_READ` and a bit more, in a pattern that shows misplaced bytes.
     fn large_bytes() -> Vec<u8> {

@@ -119,7 +119,8 @@ pub(crate) struct Info {
     pub(crate) kind: FileType,
     pub(crate) size: u64,
     /// The inode's change time: set by the kernel to the current time on every write, rename,
-    /// link and time change, and settable by nobody.
+    /// link and time change, and settable by nobody on a local file system (a FUSE file system
+    /// reports what it likes).
     pub(crate) ctime: SystemTime,
     pub(crate) mtime: SystemTime,
 }
@@ -137,7 +138,7 @@ impl Info {
     }
 }
 
-fn time(secs: i64, nanos: i64) -> SystemTime {
+pub(crate) fn time(secs: i64, nanos: i64) -> SystemTime {
     let nanos = u32::try_from(nanos.clamp(0, 999_999_999)).unwrap_or(0);
     if secs >= 0 {
         SystemTime::UNIX_EPOCH + Duration::new(secs.unsigned_abs(), nanos)

@@ -542,9 +542,15 @@ fn record_access(file: &File, meta: &Metadata) {
     }
 }
 
-/// When the item was last read (or written), as [`record_access`] sets it.
+/// When the item was last read (or written), as [`record_access`] sets it. Anyone who can
+/// write the folder can set a file's modification time, on some file systems to a time outside
+/// the calendar's range: it is taken between the epoch and now.
 fn last_access(meta: &Metadata) -> DateTime<Utc> {
-    DateTime::<Utc>::from(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH))
+    let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    DateTime::<Utc>::from(modified.clamp(
+        SystemTime::UNIX_EPOCH,
+        SystemTime::now().max(SystemTime::UNIX_EPOCH),
+    ))
 }
 
 fn io_error(e: io::Error, op: &'static str, key: impl fmt::Display) -> BackendError {
