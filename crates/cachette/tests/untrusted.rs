@@ -258,7 +258,7 @@ fn a_planted_claim_with_a_huge_lease_delays_a_caller_one_lease_at_most() {
     f.clear().unwrap();
     let year = 365 * 24 * 3600 * 1000u64;
     let planted = format!(
-        "cachette claim 1\nhost elsewhere\npid 1\ntoken planted\nlease_ms {year}\nexpires_ms {}\nrenewals 0\n",
+        "cachette claim 1\nhost else\u{1b}]0;owned\u{7}\u{202e}where\npid 1\ntoken planted\nlease_ms {year}\nexpires_ms {}\nrenewals 0\n",
         u64::MAX / 2
     );
     let claim = Key::new(format!("{key}.claim")).unwrap();
@@ -268,6 +268,17 @@ fn a_planted_claim_with_a_huge_lease_delays_a_caller_one_lease_at_most() {
     assert_eq!(f.eval(5), 25);
     let w = warnings(&reports);
     assert!(w.iter().any(|w| w.contains("stale")), "{w:?}");
+    // The planted host is quoted escaped: no terminal code reaches the user's terminal.
+    assert!(
+        w.iter()
+            .any(|w| w.contains(r"else\u{1b}]0;owned\u{7}\u{202e}where")),
+        "{w:?}"
+    );
+    assert!(
+        !w.iter()
+            .any(|w| w.contains(['\u{1b}', '\u{7}', '\u{202e}'])),
+        "{w:?}"
+    );
     assert!(
         !w.iter()
             .any(|w| w.contains("waited") || w.contains("timed out")),

@@ -117,6 +117,9 @@ impl Reporter {
     }
 
     fn emit(&self, message: String) {
+        // Warnings quote the store (names, keys, errors of a server): each site escapes and
+        // cuts what it quotes, and this is the last guard, for a quote a site missed.
+        let message = printable(message);
         tracing::warn!(target: "cachette", "{message}");
         match &self.0 {
             Some(sink) => sink(&Report::Warning(message)),
@@ -179,6 +182,26 @@ pub(crate) fn untrusted_within(text: &str, max: usize) -> String {
     out
 }
 
+/// `text` with its control characters but line breaks, and the characters that reorder text,
+/// escaped: safe to print on a terminal.
+fn printable(text: String) -> String {
+    if !text
+        .chars()
+        .any(|c| (c.is_control() && c != '\n') || reorders(c))
+    {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if (c.is_control() && c != '\n') || reorders(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The characters that change the order text is shown in (Unicode's bidirectional controls).
 fn reorders(c: char) -> bool {
     matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
@@ -225,6 +248,22 @@ mod tests {
             assert!(!redact_url(url).contains("s3cret"));
         }
         assert_eq!(untrusted("a\u{1b}[31mred"), "a\\u{1b}[31mred");
+    }
+
+    #[test]
+    fn warnings_never_carry_terminal_codes() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let reporter = Reporter::new(move |r| {
+            if let Report::Warning(w) = r {
+                sink.lock().unwrap().push(w.clone());
+            }
+        });
+        reporter.warn("held by \u{1b}]0;owned\u{7} on \u{202e}x\ttwo\nlines".into());
+        assert_eq!(
+            seen.lock().unwrap().as_slice(),
+            ["held by \\u{1b}]0;owned\\u{7} on \\u{202e}x\\ttwo\nlines"]
+        );
     }
 
     #[test]

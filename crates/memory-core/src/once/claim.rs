@@ -289,7 +289,10 @@ impl Once {
         }
         let owner = holder.map_or_else(
             || "an unreadable owner".to_owned(),
-            |h| format!("process {} on {}", h.pid, h.host),
+            |h| {
+                let host = crate::report::untrusted_within(&h.host, 100);
+                format!("process {} on {host}", h.pid)
+            },
         );
         self.reporter.warn(format!(
             "the claim on computing '{func}' ({claim_key}) held by {owner} is stale (its lease ran out): taking it over"

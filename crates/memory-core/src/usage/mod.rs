@@ -149,10 +149,11 @@ struct Counts {
     saved_nanos: AtomicU64,
 }
 
-/// Adds `n` to a counter only this thread writes; gives what it held.
+/// Adds `n` to a counter only this thread writes, saturating (a planted entry may say it took
+/// a hundred years); gives what it held.
 fn bump(counter: &AtomicU64, n: u64) -> u64 {
     let before = counter.load(Ordering::Relaxed);
-    counter.store(before.wrapping_add(n), Ordering::Relaxed);
+    counter.store(before.saturating_add(n), Ordering::Relaxed);
     before
 }
 
@@ -244,7 +245,7 @@ impl Tally {
             ]
             .map(|c| c.load(Ordering::Relaxed));
             for (total, value) in sum.iter_mut().zip(values) {
-                *total = total.wrapping_add(value);
+                *total = total.saturating_add(value);
             }
         }
         let [hits, misses, uncached, compute_nanos, saved_nanos] = sum;
@@ -490,6 +491,24 @@ mod tests {
         );
         assert_eq!(stats.time_saved, Duration::from_millis(500));
         assert_eq!(stats.compute_time, Duration::from_millis(5));
+    }
+
+    /// A planted entry may say it took a hundred years: the time saved saturates, it never
+    /// wraps to less than one hit saved.
+    #[test]
+    fn time_saved_saturates() {
+        let tally = Tally::default();
+        tally.hit(1e10);
+        let once = tally.snapshot().time_saved;
+        tally.hit(1e10);
+        let twice = tally.snapshot().time_saved;
+        assert!(twice >= once, "{twice:?} < {once:?}");
+        assert_eq!(twice, Duration::from_nanos(u64::MAX));
+        // Counts of several threads saturate as well.
+        std::thread::scope(|scope| {
+            scope.spawn(|| tally.hit(1e10));
+        });
+        assert_eq!(tally.snapshot().time_saved, Duration::from_nanos(u64::MAX));
     }
 
     /// The counts of every thread are summed, those of threads that ended included.
