@@ -533,6 +533,30 @@ fn open_shared(
     Ok(Ok(shared))
 }
 
+/// The fewest bytes of a data file: its two meta pages, of the smallest page size LMDB uses.
+const MIN_DATA_LEN: u64 = 2 * 4096;
+
+/// The status of the file `name` in the index's folder `dir` (whose path is `path`): `None` if
+/// there is none, an error if it is a link or not a regular file.
+fn regular_file(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    name: &str,
+) -> Result<Option<rustix::fs::Stat>, Fault> {
+    let file = path.join(name);
+    match tree::lstat_at(dir, name).map_err(|e| Fault::io(e, &file))? {
+        None => Ok(None),
+        Some(st) => match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => Ok(Some(st)),
+            FileType::Symlink => Err(Fault::Link(file)),
+            _ => Err(Fault::Special {
+                path: file,
+                what: "file that is not a regular file",
+            }),
+        },
+    }
+}
+
 /// Why the environment's data file cannot be read, if it cannot: LMDB maps the file and reads
 /// the pages its last commit uses where they would be, and one past the file's end kills the
 /// process (`SIGBUS`). A data file cut short (a copy that ran out of room, a hostile writer) is
@@ -827,22 +851,29 @@ impl FsBackend {
                 self.make_folders(&[INDEX_DIR])?
             }
         };
-        let data = index.dir.join("data.mdb");
-        let data_stat =
-            match tree::lstat_at(dir.as_fd(), "data.mdb").map_err(|e| Fault::io(e, &data))? {
-                None if !create => return Ok(None),
-                None => None,
-                Some(st) => match FileType::from_raw_mode(st.st_mode) {
-                    FileType::RegularFile => Some(st),
-                    FileType::Symlink => return Err(Fault::Link(data)),
-                    _ => {
-                        return Err(Fault::Special {
-                            path: data,
-                            what: "file that is not a regular file",
-                        });
-                    }
-                },
-            };
+        // LMDB opens its files by their paths, and follows links: neither may be one. (A link
+        // swapped in after this check takes a writer of the index's folder, whom `layout=index`
+        // trusts and the default layout refuses.)
+        let data_stat = regular_file(dir.as_fd(), &index.dir, "data.mdb")?;
+        regular_file(dir.as_fd(), &index.dir, "lock.mdb")?;
+        match data_stat.as_ref().map(tree::size) {
+            None if !create => return Ok(None),
+            // An empty data file, as a process that is making the index leaves it for a moment:
+            // LMDB would make a new index in it, which a read must not.
+            Some(0) if !create => return Ok(None),
+            // Shorter than the two pages that begin every index: damaged, never opened (LMDB
+            // refuses it on every call).
+            Some(len @ 1..MIN_DATA_LEN) => {
+                self.forgo_index(
+                    index,
+                    &format!(
+                        "the index is damaged (its data file holds {len} bytes, fewer than its two first pages); it is not read"
+                    ),
+                );
+                return Ok(None);
+            }
+            _ => {}
+        }
         if index.private_only {
             self.check_private(index, dir.as_fd(), data_stat.as_ref())?;
         }
@@ -852,8 +883,14 @@ impl FsBackend {
             self.forgo_index(index, &why);
             return Ok(None);
         }
-        let opened = open_shared(&index.dir, index.map_size, index.durable)
-            .map_err(|e| lmdb_fault(e, &index.dir))?;
+        let opened = match open_shared(&index.dir, index.map_size, index.durable) {
+            // Not an index LMDB can read (its first pages are not meta pages, or of another
+            // version of the format): damaged, as below.
+            Err(e @ heed::Error::Mdb(MdbError::Invalid | MdbError::VersionMismatch)) => {
+                Err(e.to_string())
+            }
+            opened => opened.map_err(|e| lmdb_fault(e, &index.dir))?,
+        };
         let shared = match opened {
             Ok(shared) => shared,
             // Damaged: never read, never written over; the files layout takes its

@@ -111,7 +111,10 @@
 //!   refused like `.gitignore`, and listings, sweeps and clears leave the folder alone. The
 //!   first write creates it; opening, reading and listing a store without one create nothing
 //!   and find only the files. (Reading a store that has one uses LMDB's lock file,
-//!   `lock.mdb`, to register as a reader, and creates it if it is missing.)
+//!   `lock.mdb`, to register as a reader, and creates it if it is missing.) Neither file is
+//!   opened when it is a link, in either layout. An empty `data.mdb` is no index to a read
+//!   (a write makes it one); one shorter than two pages, or that LMDB cannot read, is
+//!   damaged: never read nor written over, the files layout takes its place.
 //! - **Reads** look in the index first (one read transaction), then for a file. An item in
 //!   the index is read into memory, never mapped: [`GetOptions::local_file`] gives its bytes.
 //!   Ranged and `head` reads work on both. A thread that reads takes one of LMDB's reader

@@ -125,13 +125,20 @@ pub(crate) struct Info {
     pub(crate) mtime: SystemTime,
 }
 
+/// The size of the file whose status is `st` (0 if the status says a negative one).
+// The field types of `struct stat` differ between platforms.
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn size(st: &rustix::fs::Stat) -> u64 {
+    u64::try_from(st.st_size as i64).unwrap_or(0)
+}
+
 impl Info {
     // The field types of `struct stat` differ between platforms.
     #[allow(clippy::unnecessary_cast, clippy::cast_lossless)]
     fn of(st: &rustix::fs::Stat) -> Self {
         Info {
             kind: FileType::from_raw_mode(st.st_mode as _),
-            size: u64::try_from(st.st_size as i64).unwrap_or(0),
+            size: size(st),
             ctime: time(st.st_ctime as i64, st.st_ctime_nsec as i64),
             mtime: time(st.st_mtime as i64, st.st_mtime_nsec as i64),
         }

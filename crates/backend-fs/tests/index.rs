@@ -1131,6 +1131,85 @@ fn claims_refuse_a_linked_lock_file() {
     }
 }
 
+/// LMDB opens the index's files by their paths and follows links: a planted `lock.mdb` link
+/// made the first read of a store truncate and write the file it named, outside the store.
+/// Neither file is opened when it is a link, in any layout.
+#[test]
+fn the_index_files_are_never_reached_through_links() {
+    for (linked, other) in [("lock.mdb", "data.mdb"), ("data.mdb", "lock.mdb")] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("store");
+        let index = store.join(".cachette-index");
+        std::fs::create_dir_all(&index).unwrap();
+        std::fs::write(index.join(other), b"").unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        std::os::unix::fs::symlink(&victim, index.join(linked)).unwrap();
+        for config in [config(&store), FsConfig::new(&store)] {
+            let b = config.open().unwrap();
+            let refused = |e: cachette_core::plugin::BackendError| {
+                assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
+            };
+            block_on(true, async {
+                b.get(&key("f/x"))
+                    .await
+                    .map(|_| ())
+                    .map_err(refused)
+                    .unwrap_err();
+                b.list(&Prefix::root())
+                    .await
+                    .map(|_| ())
+                    .map_err(refused)
+                    .unwrap_err();
+                b.put(&key("f/y"), blob(vec![1; 8]))
+                    .await
+                    .map(|_| ())
+                    .map_err(refused)
+                    .unwrap_err();
+            })
+            .unwrap();
+            assert_eq!(std::fs::read(&victim).unwrap(), b"keep", "{linked}");
+        }
+    }
+}
+
+/// A data file that is empty (as a process making the index leaves it for a moment), shorter
+/// than an index's two first pages (a copy that ran out of room) or no index at all: a read
+/// made a new index in the empty one, and the others failed every call. Now a read writes neither; a write
+/// makes the empty one an index, and takes the files layout beside the short one.
+#[test]
+fn a_read_never_makes_an_empty_data_file_an_index() {
+    for layout in [Layout::Index, Layout::Auto] {
+        for len in [0, 100, 8191, 3 * 4096] {
+            let dir = tempfile::tempdir().unwrap();
+            let index = dir.path().join(".cachette-index");
+            std::fs::create_dir(&index).unwrap();
+            let data = index.join("data.mdb");
+            std::fs::File::create(&data).unwrap().set_len(len).unwrap();
+            let b = FsConfig::new(dir.path())
+                .with_layout(layout)
+                .open()
+                .unwrap();
+            block_on(true, async {
+                assert_eq!(b.get(&key("f/x")).await.unwrap(), None);
+                assert!(b.list(&Prefix::root()).await.unwrap().is_empty());
+            })
+            .unwrap();
+            assert_eq!(std::fs::metadata(&data).unwrap().len(), len, "a read wrote");
+            block_on(true, b.put(&key("f/x"), blob(vec![3; 8])))
+                .unwrap()
+                .unwrap();
+            let got = block_on(true, b.get(&key("f/x"))).unwrap().unwrap();
+            assert_eq!(got.as_deref(), Some(&[3u8; 8][..]));
+            let as_file = dir.path().join("f/x").is_file();
+            assert_eq!(as_file, len != 0, "{layout:?} {len}");
+            if len != 0 {
+                assert_eq!(std::fs::metadata(&data).unwrap().len(), len, "written over");
+            }
+        }
+    }
+}
+
 /// An index whose data file was cut short (a copy that ran out of room) is refused when a
 /// process opens it, not read past its end (which kills the process with `SIGBUS`): reads find
 /// nothing, writes go to files, and the index's files are left as they are.

@@ -4,7 +4,8 @@
 //! `redis://host:port/db`) whose backend is enabled by this build's features, or a config file
 //! (`cachette.toml`, as `Memory::from_config` reads, without the environment's overrides).
 //!
-//! Reads (`inspect`, `show`, `stats`, `verify`, `explain`) create and change nothing; `check`
+//! Reads (`inspect`, `show`, `stats`, `verify`, `explain`) create and change nothing (but for
+//! the reader's registration in the lock file of a local store's index); `check`
 //! writes one small item of its own under `cachette/_check/` and deletes it. Deletions (`clear`,
 //! `reduce-size`, `verify --delete`) print what they will delete, stop there with `--dry-run`,
 //! and ask first unless `--yes` is given. `--json` prints one JSON document instead of text.
