@@ -179,9 +179,27 @@ impl Default for Options {
     }
 }
 
+/// The longest duration an option may have: a hundred years, longer than any wait, lease or
+/// interval needs, and short enough that no clock's arithmetic overflows with it.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 impl Options {
     /// Checks the options; gives the first problem, naming its config key.
     pub(crate) fn validate(&self) -> Result<(), String> {
+        for (key, duration) in [
+            ("lease_secs", self.lease),
+            ("wait_timeout_secs", self.wait_timeout),
+            ("limits_interval_secs", self.limits_interval),
+            ("call_stats_interval_secs", self.call_stats_interval),
+            ("breaker_cooldown_secs", self.breaker_cooldown),
+        ] {
+            if duration > MAX_DURATION {
+                return Err(format!(
+                    "key `{key}`: {} s is longer than a hundred years",
+                    duration.as_secs()
+                ));
+            }
+        }
         if self.lease.is_zero() {
             return Err(
                 "key `lease_secs`: the lease of compute-once claims must be longer than zero"
@@ -367,6 +385,19 @@ mod tests {
             ..Options::default()
         };
         assert!(zero.validate().unwrap_err().contains("lease_secs"));
+        // A wait of 1e19 s panicked when its deadline was computed.
+        let long = Options {
+            wait_timeout: Duration::from_secs(10_000_000_000_000_000_000),
+            ..Options::default()
+        };
+        assert!(long.validate().unwrap_err().contains("wait_timeout_secs"));
+        let text = "breaker_cooldown_secs = 1e12";
+        let far: Options = toml::from_str(text).unwrap();
+        assert!(
+            far.validate()
+                .unwrap_err()
+                .contains("breaker_cooldown_secs")
+        );
     }
 
     #[test]

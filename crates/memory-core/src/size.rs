@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use std::time::Duration;
 
-use chrono::{TimeDelta, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::backend::ItemInfo;
 use crate::key::{Key, grammar};
@@ -252,7 +252,12 @@ fn plan_entries(items: Vec<ItemInfo>, limits: &SizeLimits) -> (Vec<Key>, ReduceR
         .into_iter()
         .filter(|i| grammar::is_entry(&i.key))
         .collect();
-    let cutoff = limits.age_limit.map(|age| Utc::now() - age);
+    // An age beyond the calendar's range (a `TimeDelta` may be 292 million years) keeps all.
+    let cutoff = limits.age_limit.map(|age| {
+        Utc::now()
+            .checked_sub_signed(age)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    });
     let over = |items: usize, bytes: u128| {
         limits.items_limit.is_some_and(|n| items > n)
             || limits.bytes_limit.is_some_and(|b| bytes > u128::from(b.0))
@@ -387,6 +392,16 @@ mod reduction_tests {
         );
         assert_eq!((report.kept_items, report.kept_bytes), (1, 10));
         assert_eq!(report.deleted_bytes, u64::MAX - 1);
+    }
+
+    /// An age limit past the calendar's range panicked; it keeps everything.
+    #[test]
+    fn an_age_limit_longer_than_the_calendar_keeps_all() {
+        let items = vec![info(&format!("cachette/f/{H1}"), 10, 0)];
+        let limits = SizeLimits::default().age_limit(TimeDelta::MAX);
+        let (doomed, report) = plan_entries(items, &limits);
+        assert!(doomed.is_empty());
+        assert_eq!(report.kept_items, 1);
     }
 
     #[test]
