@@ -271,3 +271,84 @@ fn a_memory_without_limits_never_starts_the_thread() {
     );
     assert!(text.contains("1 passed"), "{text}");
 }
+
+/// Forwards everything to an in-memory store, but its listing panics on the thread that keeps
+/// the limits: a backend's bug.
+#[derive(Debug)]
+struct PanickingList(cachette::plugin::InMemoryBackend);
+
+#[cachette::plugin::async_trait]
+impl cachette::plugin::StoreBackend for PanickingList {
+    fn scheme(&self) -> &'static str {
+        "panicking"
+    }
+
+    fn location(&self) -> String {
+        "panicking://".to_owned()
+    }
+
+    fn capabilities(&self) -> cachette::plugin::Capabilities {
+        self.0.capabilities()
+    }
+
+    async fn get_opts(
+        &self,
+        key: &cachette::plugin::Key,
+        options: cachette::plugin::GetOptions,
+    ) -> cachette::plugin::BackendResult<Option<cachette::plugin::GetResult>> {
+        self.0.get_opts(key, options).await
+    }
+
+    async fn put_opts(
+        &self,
+        key: &cachette::plugin::Key,
+        value: cachette::plugin::Blob,
+        options: cachette::plugin::PutOptions,
+    ) -> cachette::plugin::BackendResult<cachette::plugin::PutOutcome> {
+        self.0.put_opts(key, value, options).await
+    }
+
+    async fn delete_many(
+        &self,
+        keys: &[cachette::plugin::Key],
+    ) -> cachette::plugin::BackendResult<()> {
+        self.0.delete_many(keys).await
+    }
+
+    async fn list(
+        &self,
+        prefix: &cachette::plugin::Prefix,
+    ) -> cachette::plugin::BackendResult<Vec<cachette::plugin::ItemInfo>> {
+        if std::thread::current().name() == Some("cachette-limits") {
+            panic!("a listing that panics");
+        }
+        self.0.list(prefix).await
+    }
+}
+
+/// A clean-up that panics (a backend's bug) ends the thread that keeps the limits, and
+/// `wait_for_clean_up` returns: it waited for ever.
+#[test]
+fn a_clean_up_that_panics_does_not_leave_waiters_waiting() {
+    let backend = std::sync::Arc::new(PanickingList(cachette::plugin::InMemoryBackend::new()));
+    let memory = Memory::builder()
+        .backend(backend)
+        .items_limit(1)
+        .build()
+        .unwrap();
+    let f = memory
+        .cache_fn(square as fn(u32) -> u32)
+        .name("limits::panicking");
+    for x in 0..3 {
+        assert_eq!(f.eval(x), x * x);
+    }
+    let (done, waited) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        memory.wait_for_clean_up();
+        done.send(()).unwrap();
+    });
+    // Not a measure: a bound on a wait that never ended before the fix.
+    waited
+        .recv_timeout(Duration::from_secs(60))
+        .expect("wait_for_clean_up still waits for a thread that panicked");
+}

@@ -197,6 +197,19 @@ impl Drop for Keeper {
     }
 }
 
+/// Marks the keeper's thread ended when dropped.
+struct Ends<'a>(&'a Core);
+
+impl Drop for Ends<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.alive = false;
+        state.running = false;
+        drop(state);
+        self.0.idle.notify_all();
+    }
+}
+
 impl Core {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
@@ -205,6 +218,9 @@ impl Core {
     /// The keeper's thread: waits for a clean-up to be due, runs it, and again, until the
     /// memory is gone.
     fn run(&self, shared: &Weak<Shared>, limits: &SizeLimits, interval: Duration) {
+        // However the thread ends (a panic of a backend's listing included), it says so, and
+        // the callers of `wait_for_clean_up` stop waiting for it.
+        let _ends = Ends(self);
         let mut failing = false;
         while self.next(interval) {
             let Some(memory) = shared.upgrade() else {
@@ -250,11 +266,6 @@ impl Core {
             drop(state);
             self.idle.notify_all();
         }
-        let mut state = self.lock();
-        state.alive = false;
-        state.running = false;
-        drop(state);
-        self.idle.notify_all();
     }
 
     /// Waits until a clean-up is due and marks it under way (`true`), or until the memory is
