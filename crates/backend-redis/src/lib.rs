@@ -102,7 +102,9 @@
 //! read stops at the first missing chunk. Fields of manifests and records are transferred only
 //! when short; an access time that does not parse is ignored, and one in the future is taken as
 //! now. The scripts that follow a manifest to its chunks (deleting, replacing) apply the same
-//! bounds on the server, so a forged manifest cannot keep Redis busy.
+//! bounds on the server and stop at the first chunk that does not exist, so a forged manifest
+//! costs a script one command per chunk actually there (plus one), not one per chunk it names,
+//! and cannot keep Redis busy.
 //!
 //! # Consistency
 //!

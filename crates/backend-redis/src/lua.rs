@@ -4,27 +4,43 @@
 //! on a cluster.
 //!
 //! The store is untrusted: a script that follows a manifest to its chunks first checks the
-//! manifest's write id and chunk count (the bounds of [`crate::manifest`]), so that a forged
-//! manifest can neither make a script loop for ever nor name keys of another item; a script
-//! that reads fields for the client returns them only when they are short.
+//! manifest's write id, chunk count, size and chunk size (the bounds of [`crate::manifest`]),
+//! and stops at the first chunk that does not exist, so that a forged manifest can neither name
+//! keys of another item nor make a script send more commands than there are chunks (a well-formed
+//! manifest may still name 1,048,576 chunks, and a batch holds 256 items); a script that reads
+//! fields for the client returns them only when they are short.
 
 use redis::Cmd;
 
-/// The Lua function `each_chunk(data, f)`: calls `f` on the name of every chunk that the
-/// manifest in `data` names, when `data` holds a well-formed manifest (a write id of at most
-/// 128 letters, digits and `-`, and at most 1048576 chunks; see [`crate::manifest`]), and on
-/// none otherwise.
+/// The Lua function `each_chunk(data, f)`: calls `f` on the names of the chunks that the
+/// manifest in `data` names, in order, when `data` holds a well-formed manifest (a write id of
+/// at most 128 letters, digits and `-`; a size, a chunk size between 1 byte and 512 MiB and a
+/// chunk count of at most 1048576 that match, written in decimal digits; see
+/// [`crate::manifest`]), and on none otherwise. `f` is a command on the chunk that answers 0
+/// when the key does not exist (`UNLINK`, `PEXPIRE`): the walk stops at the first chunk that
+/// does not exist, so that it costs at most one command more than the chunks there are. (A
+/// forged manifest of 1048576 chunks under each of a batch's 256 keys would otherwise make one
+/// atomic script send 2^28 commands.) The chunks after a missing one, which only eviction or
+/// another writer of the store leaves, are not followed: like the chunks of a dead writer they
+/// go by expiry or eviction.
 macro_rules! each_chunk {
     () => {
         r"
+local function digits(v)
+  if not v or string.len(v) > 20 or not string.find(v, '^%d+$') then return nil end
+  return tonumber(v)
+end
 local function each_chunk(data, f)
   if redis.call('TYPE', data)['ok'] ~= 'hash' then return end
-  local m = redis.call('HMGET', data, 'w', 'n')
-  local id, n = m[1], tonumber(m[2])
-  if not id or not n or string.len(id) > 128 or not string.find(id, '^[%w%-]+$') then return end
-  if n < 0 or n > 1048576 or n ~= math.floor(n) then return end
+  local m = redis.call('HMGET', data, 'w', 'n', 's', 'c')
+  local id, n, s, c = m[1], digits(m[2]), digits(m[3]), digits(m[4])
+  if not id or string.len(id) > 128 or not string.find(id, '^[%w%-]+$') then return end
+  if not n or not s or not c or c < 1 or c > 536870912 or n > 1048576 then return end
+  if n * c < s or (n > 0 and (n - 1) * c >= s) then return end
   local head = '{' .. data .. '}:c:' .. id .. ':'
-  for i = 0, n - 1 do f(head .. i) end
+  for i = 0, n - 1 do
+    if f(head .. i) == 0 then return end
+  end
 end
 "
     };
@@ -136,7 +152,7 @@ pub(crate) const WRITE: &str = concat!(
     each_chunk!(),
     r"
 local data, record, ttl = KEYS[1], KEYS[2], tonumber(ARGV[3])
-each_chunk(data, function(chunk) redis.call('PEXPIRE', chunk, ARGV[5]) end)
+each_chunk(data, function(chunk) return redis.call('PEXPIRE', chunk, ARGV[5]) end)
 if ttl > 0 then
   redis.call('SET', data, ARGV[1], 'PX', ttl)
 else
@@ -175,7 +191,7 @@ pub(crate) const DELETE: &str = concat!(
     r"
 local deleted = 0
 for _, data in ipairs(KEYS) do
-  each_chunk(data, function(chunk) redis.call('UNLINK', chunk) end)
+  each_chunk(data, function(chunk) return redis.call('UNLINK', chunk) end)
   deleted = deleted + redis.call('UNLINK', data)
   redis.call('UNLINK', '{' .. data .. '}:s')
 end
@@ -208,7 +224,7 @@ end
 local current = false
 if redis.call('TYPE', data)['ok'] == 'hash' then current = redis.call('HGET', data, 'w') end
 if current ~= id then
-  each_chunk(data, function(chunk) redis.call('PEXPIRE', chunk, ARGV[8]) end)
+  each_chunk(data, function(chunk) return redis.call('PEXPIRE', chunk, ARGV[8]) end)
 end
 for i = 0, n - 1 do
   local chunk = head .. id .. ':' .. i
@@ -249,6 +265,7 @@ pub(crate) fn eval<K: redis::ToRedisArgs>(script: &str, keys: &[K]) -> Cmd {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MAX_CHUNK_SIZE;
     use crate::manifest::{MAX_CHUNKS, MAX_ID_LEN};
 
     /// The bounds written into the scripts are those the client checks.
@@ -257,6 +274,14 @@ mod tests {
         let each = each_chunk!();
         assert!(each.contains(&format!("string.len(id) > {MAX_ID_LEN}")));
         assert!(each.contains(&format!("n > {MAX_CHUNKS}")));
+        assert!(each.contains(&format!("c > {MAX_CHUNK_SIZE}")));
+        // The walk stops at the first chunk that does not exist, and every walker says so.
+        assert!(each.contains("if f(head .. i) == 0 then return end"));
+        for script in [WRITE, DELETE, PUBLISH] {
+            let walkers = script.matches("each_chunk(data, function(chunk) return redis.call(");
+            let all = script.matches("each_chunk(data, function").count();
+            assert!(all > 0 && walkers.count() == all, "{script}");
+        }
         for script in [WRITE, DELETE, PUBLISH] {
             assert!(script.starts_with(each), "{script}");
         }

@@ -455,6 +455,106 @@ async fn forged_manifests_fail_fast() {
     }
 }
 
+/// A manifest may name at most 1,048,576 chunks, and one that names that many is well-formed:
+/// the scripts that follow a manifest (deleting, replacing) must still do no more work than the
+/// chunks that exist, so that ~100 bytes planted under many keys cannot make one atomic script
+/// send millions of commands (and block the server for every client). A chunk planted far
+/// beyond the first missing one shows it: the scripts stop before it, and leave it untouched
+/// (no `UNLINK`, no expiry). The chunks that exist before the gap still go with the item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_size_forged_manifests_bound_the_scripts() {
+    for (kind, b) in common::both("bounded", |c| {
+        c.with_chunk_size(CHUNK)
+            .with_chunk_grace(Duration::from_secs(600))
+    }) {
+        let ns = prefix_of(&b);
+        let mut raw = common::Raw::of(&b).await;
+        let id = "0".repeat(32);
+        let n = cachette_redis::MAX_CHUNKS;
+        let consistent = (n * CHUNK).to_string();
+        let (n, chunk) = (n.to_string(), CHUNK.to_string());
+        // (name, size, chunk size, chunks planted from 0, how it is removed)
+        let cases: &[(&str, &str, &str, u64, &str)] = &[
+            ("bytes-del", &n, "1", 0, "delete"),
+            ("bytes-put", &n, "1", 0, "put"),
+            ("bytes-big", &n, "1", 0, "put chunked"),
+            ("bytes-pre", &n, "1", 0, "delete_prefix"),
+            ("kilo-del", &consistent, &chunk, 3, "delete"),
+            ("kilo-put", &consistent, &chunk, 3, "put"),
+            ("kilo-big", &consistent, &chunk, 3, "put chunked"),
+            ("kilo-pre", &consistent, &chunk, 3, "delete_prefix"),
+        ];
+        let chunk_key = |name: &str, i: u64| format!("{{{ns}:g/{name}}}:c:{id}:{i}");
+        const FAR: u64 = 100_000;
+        for (name, size, c, planted, _) in cases {
+            raw.query::<()>(
+                redis::cmd("HSET")
+                    .arg(format!("{ns}:g/{name}"))
+                    .arg(&["w", &id, "n", &n, "s", size, "c", c]),
+            )
+            .await;
+            for i in (0..*planted).chain([FAR]) {
+                raw.query::<()>(redis::cmd("SET").arg(chunk_key(name, i)).arg("sentinel"))
+                    .await;
+            }
+        }
+        for (name, _, _, _, how) in cases {
+            let key = Key::new(format!("g/{name}")).unwrap();
+            match *how {
+                "delete" => soon("delete", b.delete(&key)).await.unwrap(),
+                "put" => soon("put", b.put(&key, pattern(50).into()))
+                    .await
+                    .map(|_| ())
+                    .unwrap(),
+                "put chunked" => soon("put", b.put(&key, pattern(2500).into()))
+                    .await
+                    .map(|_| ())
+                    .unwrap(),
+                _ => {}
+            }
+        }
+        let pre = cases.iter().filter(|c| c.4 == "delete_prefix").count();
+        let deleted = soon("delete_prefix", b.delete_prefix(&Prefix::new("g").unwrap()))
+            .await
+            .unwrap();
+        // The replaced items are deleted too, with the planted ones.
+        assert_eq!(deleted, (pre + 4) as u64, "{kind}");
+        for (name, _, _, planted, how) in cases {
+            let far: Option<String> = raw.query(redis::cmd("GET").arg(chunk_key(name, FAR))).await;
+            assert_eq!(
+                far.as_deref(),
+                Some("sentinel"),
+                "{kind}: {how} of {name} walked its manifest to chunk {FAR}"
+            );
+            let ttl: i64 = raw
+                .query(redis::cmd("PTTL").arg(chunk_key(name, FAR)))
+                .await;
+            assert_eq!(
+                ttl, -1,
+                "{kind}: {how} of {name} set an expiry on chunk {FAR}"
+            );
+            for i in 0..*planted {
+                let gone: i64 = raw
+                    .query(redis::cmd("EXISTS").arg(chunk_key(name, i)))
+                    .await;
+                if how.starts_with("delete") {
+                    assert_eq!(gone, 0, "{kind}: {how} of {name} left chunk {i}");
+                } else {
+                    let ttl: i64 = raw.query(redis::cmd("PTTL").arg(chunk_key(name, i))).await;
+                    assert!(ttl > 0, "{kind}: {how} of {name} did not retire chunk {i}");
+                }
+            }
+        }
+        for (name, _, _, planted, _) in cases {
+            for i in (0..*planted).chain([FAR]) {
+                raw.query::<()>(redis::cmd("UNLINK").arg(chunk_key(name, i)))
+                    .await;
+            }
+        }
+        assert!(raw.keys(&format!("*{ns}:g/*")).await.is_empty(), "{kind}");
+    }
+}
+
 /// Writes larger than the largest item are refused, before anything is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn items_above_the_limit_are_refused() {
