@@ -108,7 +108,8 @@ impl InMemoryBackend {
         Item {
             value,
             last_access: AtomicI64::new(Utc::now().timestamp_micros()),
-            expires_at: options.ttl.map(|ttl| Instant::now() + ttl),
+            // A lifetime past the clock's range never ends.
+            expires_at: options.ttl.and_then(|ttl| Instant::now().checked_add(ttl)),
         }
     }
 

@@ -97,7 +97,8 @@ pub struct ExpiresAfter {
 }
 
 impl ExpiresAfter {
-    /// The total, as a duration (negative or non-finite totals become zero).
+    /// The total, as a duration: negative or undefined (NaN) totals become zero, and totals
+    /// too long for a `Duration` (an infinite one among them) become [`Duration::MAX`].
     pub fn to_duration(&self) -> Duration {
         let secs = self.days * 86_400.0
             + self.hours * 3_600.0
@@ -105,7 +106,11 @@ impl ExpiresAfter {
             + self.seconds
             + self.milliseconds / 1e3
             + self.microseconds / 1e6;
-        Duration::try_from_secs_f64(secs).unwrap_or_default()
+        if secs > 0.0 {
+            Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+        } else {
+            Duration::ZERO
+        }
     }
 }
 
@@ -136,11 +141,23 @@ impl From<TimeDelta> for ExpiresAfter {
 /// let one_day = expires_after(std::time::Duration::from_secs(86_400));
 /// # let _ = (half_a_second, one_day);
 /// ```
+///
+/// A lifetime longer than a hundred years never ends: entries are accepted whatever their age,
+/// and written without a native lifetime (stores refuse some longer ones).
 pub fn expires_after(after: impl Into<ExpiresAfter>) -> Validation {
     let lifetime = after.into().to_duration();
+    if lifetime > MAX_LIFETIME {
+        return Validation {
+            check: Arc::new(|_: &Metadata| true),
+            ttl: None,
+        };
+    }
     let delta = TimeDelta::from_std(lifetime).unwrap_or(TimeDelta::MAX);
     Validation {
         check: Arc::new(move |meta: &Metadata| Utc::now() - meta.time < delta),
         ttl: Some(lifetime),
     }
 }
+
+/// The longest lifetime [`expires_after`] gives entries; a longer one never ends.
+const MAX_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 3600);

@@ -584,6 +584,53 @@ fn expires_after_takes_joblib_units() {
     assert!(got.abs_diff(expected) <= 1, "{got} vs {expected}");
 }
 
+/// Lifetimes too long for a clock: `Duration::MAX` panicked on the first write to an in-memory
+/// store, and a total beyond a `Duration` became a lifetime of zero (nothing was reused).
+#[test]
+fn a_lifetime_longer_than_a_clock_never_ends() {
+    let endless = cachette::ExpiresAfter {
+        days: 1e15,
+        ..Default::default()
+    };
+    assert_eq!(endless.to_duration(), Duration::MAX);
+    let nothing = cachette::ExpiresAfter {
+        days: f64::NAN,
+        ..Default::default()
+    };
+    assert_eq!(nothing.to_duration(), Duration::ZERO);
+    for lifetime in [
+        expires_after(endless),
+        expires_after(Duration::MAX),
+        expires_after(Duration::from_secs(10_000_000_000_000_000_000)),
+        expires_after(TimeDelta::MAX),
+    ] {
+        assert_eq!(
+            lifetime.ttl(),
+            None,
+            "no native lifetime past a hundred years"
+        );
+        let memory = Memory::builder()
+            .url(format!("memory://endless-{}", std::process::id()))
+            .build()
+            .unwrap();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        let f = memory
+            .cache_capturing(move |x: i32| {
+                c.fetch_add(1, Ordering::SeqCst);
+                x
+            })
+            .validate(lifetime);
+        assert_eq!((f.eval(3), f.eval(3)), (3, 3));
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "the stored result is reused"
+        );
+        memory.clear().unwrap();
+    }
+}
+
 #[test]
 fn verbose_output_follows_joblib() {
     let fx = Fixture::verbose(2);
