@@ -352,7 +352,9 @@ impl MemoryBuilder {
     /// default). Every compressed entry announces its size; one that announces more, or holds
     /// another size than it announces, is refused as damaged (a warning and a recomputation),
     /// so an entry of a few kilobytes written by someone else cannot make this memory
-    /// allocate gigabytes. Raise it for outputs larger than 4 GiB that are compressed.
+    /// allocate gigabytes. This memory writes an output larger than the limit uncompressed,
+    /// so that it stays readable; raise the limit for outputs larger than 4 GiB that should be
+    /// compressed.
     pub fn max_decompressed_size(mut self, bytes: u64) -> Self {
         self.options.max_decompressed_size = bytes;
         self

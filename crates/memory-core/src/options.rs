@@ -89,7 +89,7 @@ pub struct Options {
     pub wait_timeout: Duration,
     /// The most bytes a compressed entry may decompress to (`max_decompressed_size`, default
     /// 4 GiB). A larger entry is refused as damaged, so a hostile entry of a few kilobytes
-    /// cannot make a reader allocate gigabytes. See
+    /// cannot make a reader allocate gigabytes; a larger output is written uncompressed. See
     /// [`MemoryBuilder::max_decompressed_size`](crate::MemoryBuilder::max_decompressed_size).
     #[serde(skip_serializing_if = "is_default_max_decompressed")]
     pub max_decompressed_size: u64,

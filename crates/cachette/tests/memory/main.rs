@@ -631,6 +631,34 @@ fn a_lifetime_longer_than_a_clock_never_ends() {
     }
 }
 
+/// A memory that compresses, with a decompression limit below its outputs: every entry it
+/// wrote was refused on its next read as damaged (a warning and a recomputation, every call).
+/// Such outputs are written uncompressed.
+#[test]
+fn outputs_larger_than_the_decompression_limit_are_stored_readable() {
+    let (memory, reports) = capture(
+        Memory::builder()
+            .url(format!("memory://decompress-{}", std::process::id()))
+            .compress(3)
+            .max_decompressed_size(100),
+    );
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let f = memory.cache_capturing(move |x: u8| {
+        c.fetch_add(1, Ordering::SeqCst);
+        vec![x; 1000]
+    });
+    for x in [1, 2] {
+        assert_eq!(f.eval(x), vec![x; 1000]);
+        assert_eq!(f.eval(x), vec![x; 1000]);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "each output computed once");
+    assert!(warnings(&reports).is_empty(), "{:?}", warnings(&reports));
+    // A small output is still compressed, and read back.
+    let small = memory.cache(|x: u8| x);
+    assert_eq!((small.eval(7), small.eval(7)), (7, 7));
+}
+
 #[test]
 fn verbose_output_follows_joblib() {
     let fx = Fixture::verbose(2);

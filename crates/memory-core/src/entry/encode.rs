@@ -37,6 +37,20 @@ pub fn encode_signed(
     zstd_level: Option<i32>,
     key: Option<&SigningKey>,
 ) -> Result<Blob, String> {
+    encode_within(metadata, structure, arrays, zstd_level, key, u64::MAX)
+}
+
+/// [`encode_signed`], compressed only if the payload is at most `max_decompressed` bytes: a
+/// reader refuses to decompress more (`max_decompressed_size`), so a larger payload is written
+/// as it is, and stays readable.
+pub(crate) fn encode_within(
+    metadata: &Metadata,
+    structure: Vec<u8>,
+    arrays: Vec<Bytes>,
+    zstd_level: Option<i32>,
+    key: Option<&SigningKey>,
+    max_decompressed: u64,
+) -> Result<Blob, String> {
     let mut flags = 0u16;
     if key.is_some() {
         flags |= FLAG_SIGNED;
@@ -48,7 +62,7 @@ pub fn encode_signed(
         flags |= FLAG_ARRAYS;
         array_payload(&structure, arrays)?
     };
-    if let Some(level) = zstd_level {
+    if let Some(level) = zstd_level.filter(|_| payload.len() <= max_decompressed) {
         flags |= FLAG_ZSTD;
         let capacity = usize::try_from(payload.len() / 2).unwrap_or(0);
         let mut encoder = zstd::stream::Encoder::new(Vec::with_capacity(capacity), level)

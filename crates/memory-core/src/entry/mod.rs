@@ -64,6 +64,7 @@ use xxhash_rust::xxh3::Xxh3Default;
 
 use crate::error::EntryError;
 
+pub(crate) use encode::encode_within;
 pub use encode::{encode_parts, encode_signed};
 pub use parse::{Entry, Payload, Prefix, parse_metadata};
 

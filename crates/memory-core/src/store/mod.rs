@@ -335,12 +335,13 @@ impl EntryStore {
             codec::encode_value(self.codec(), out, &mut structure).map(|()| structure)
         });
         let structure = structure.map_err(|e| Error::Codec(e.0))?;
-        entry::encode_signed(
+        entry::encode_within(
             metadata,
             structure,
             arrays,
             self.compress,
             self.signing.as_ref(),
+            self.max_decompressed,
         )
         .map_err(Error::Codec)
     }
