@@ -21,7 +21,8 @@ use crate::rt;
 ///
 /// The wait before the `n`-th retry is a random duration between zero and
 /// `min(max_backoff_ms, initial_backoff_ms × 2ⁿ⁻¹)` milliseconds ("full jitter"), so that
-/// clients that failed together do not come back together.
+/// clients that failed together do not come back together. No wait is longer than an hour,
+/// whatever the policy says.
 ///
 /// In a configuration file (every field optional; unknown fields are refused):
 ///
@@ -59,9 +60,12 @@ impl RetryPolicy {
             1u64.checked_shl(retry.saturating_sub(1))
                 .unwrap_or(u64::MAX),
         );
-        Duration::from_millis(doubled.min(self.max_backoff_ms))
+        Duration::from_millis(doubled.min(self.max_backoff_ms).min(MAX_BACKOFF_MS))
     }
 }
+
+/// The longest wait between two attempts: an hour.
+const MAX_BACKOFF_MS: u64 = 3_600_000;
 
 /// Retries operations that fail with a transient error ([`ErrorKind::is_usually_temporary`]:
 /// `Unavailable`, `Timeout`), and only those.
@@ -148,7 +152,7 @@ impl Retry {
                 target: "cachette",
                 "{} {operation} {target}: attempt {retries} of {} failed ({err}); retrying in {delay:?}",
                 self.inner.scheme(),
-                self.policy.max_retries + 1,
+                self.policy.max_retries.saturating_add(1),
             );
             self.pause(delay).await;
         }
@@ -335,6 +339,15 @@ mod tests {
         let bounds: Vec<u128> = (1..=8).map(|n| policy.bound(n).as_millis()).collect();
         assert_eq!(bounds, [50, 100, 200, 400, 800, 1600, 2000, 2000]);
         assert_eq!(policy.bound(200), Duration::from_millis(2000));
+        // A policy of waits for ever waits an hour at most.
+        let endless = RetryPolicy {
+            max_retries: u32::MAX,
+            initial_backoff_ms: u64::MAX,
+            max_backoff_ms: u64::MAX,
+        };
+        for n in [1, 2, 64, u32::MAX] {
+            assert_eq!(endless.bound(n), Duration::from_secs(3600), "{n}");
+        }
         for _ in 0..100 {
             assert!(jitter(Duration::from_millis(5)) <= Duration::from_millis(5));
         }
