@@ -55,6 +55,10 @@ fn default_index_threshold() -> u64 {
     DEFAULT_INDEX_THRESHOLD
 }
 
+/// The largest memory map of an index: 64 TiB, half the address space of a process on x86-64
+/// (and less on 32-bit systems).
+const MAX_INDEX_MAP_SIZE: u64 = 1 << 46;
+
 fn default_index_map_size() -> u64 {
     DEFAULT_INDEX_MAP_SIZE
 }
@@ -138,12 +142,14 @@ impl FsConfig {
                         self.index_threshold
                     )));
                 }
+                // A map larger than the address space fails every operation of the index.
+                let most = MAX_INDEX_MAP_SIZE.min(usize::MAX as u64 / 2);
                 let map_size = usize::try_from(self.index_map_size)
                     .ok()
-                    .filter(|&size| size >= 1 << 20)
+                    .filter(|&size| size >= 1 << 20 && size as u64 <= most)
                     .ok_or_else(|| {
                         invalid(format!(
-                            "index_map_size is {} bytes; it must be at least 1 MiB and fit in memory",
+                            "index_map_size is {} bytes; it must be at least 1 MiB and at most {most} (the address space it maps)",
                             self.index_map_size
                         ))
                     })?;

@@ -1034,6 +1034,14 @@ fn configuration() {
         .open()
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::ConfigInvalid, "{e}");
+    // A map larger than the address space was accepted, and every operation of the index
+    // then failed (`ENOMEM`).
+    for bad in [u64::MAX, 1 << 50] {
+        let url = format!("file://{}?index_map_size={bad}", path.display());
+        let e = FsConfig::from_url(&url).unwrap().open().unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ConfigInvalid, "{bad}: {e}");
+        assert!(e.to_string().contains("index_map_size"), "{e}");
+    }
 
     let text = "type = \"file\"\npath = \"/var/cache/x\"\nlayout = \"index\"\n";
     let config: Box<dyn BackendConfig> = toml::from_str(text).unwrap();
