@@ -34,6 +34,9 @@ pub const DEFAULT_MAX_ITEM_SIZE: u64 = 64 * 1024 * MIB;
 pub const DEFAULT_RETRY_BUSY: Duration = Duration::from_secs(3);
 /// The longest `retry_busy_ms` accepted: 1 min.
 pub const MAX_RETRY_BUSY: Duration = Duration::from_secs(60);
+/// The longest `default_ttl_secs` and `chunk_grace_secs` accepted: 100 years, as the core bounds
+/// its own durations. (Redis refuses an expiry above `i64::MAX` ms, or whose end overflows.)
+const MAX_EXPIRY_SECS: u64 = 100 * 365 * 24 * 3600;
 
 /// The query parameters a URL may carry (the field names of [`RedisConfig`]).
 pub(crate) const URL_PARAMS: &[&str] = &[
@@ -142,13 +145,13 @@ pub struct RedisConfig {
     pub connection_timeout_ms: u64,
     /// How long the answer to one command may take, in milliseconds. Default 5000.
     pub response_timeout_ms: u64,
-    /// An expiry, in seconds, for items written without one. Default: none (items written
-    /// without an expiry stay until deleted or evicted).
+    /// An expiry, in seconds, for items written without one: at least 1, at most 100 years.
+    /// Default: none (items written without an expiry stay until deleted or evicted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_ttl_secs: Option<u64>,
     /// How long chunks being written, and chunks just replaced by another write, are kept, in
     /// seconds: it must exceed the time it takes to transfer the largest item. Chunks of a
-    /// writer that died expire after it. Default 300.
+    /// writer that died expire after it. At least 1, at most 100 years. Default 300.
     pub chunk_grace_secs: u64,
     /// How the last access of items is tracked. Default `auto`.
     pub access_tracking: AccessTracking,
@@ -258,13 +261,13 @@ impl RedisConfig {
 
     /// Sets the expiry of items written without one (whole seconds, rounded up).
     pub fn with_default_ttl(mut self, ttl: Option<Duration>) -> Self {
-        self.default_ttl_secs = ttl.map(|t| t.as_secs() + u64::from(t.subsec_nanos() > 0));
+        self.default_ttl_secs = ttl.map(whole_secs);
         self
     }
 
     /// Sets the lifetime of chunks in transit (whole seconds, rounded up).
     pub fn with_chunk_grace(mut self, grace: Duration) -> Self {
-        self.chunk_grace_secs = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
+        self.chunk_grace_secs = whole_secs(grace);
         self
     }
 
@@ -509,11 +512,19 @@ impl RedisConfig {
         if self.connection_timeout_ms == 0 || self.response_timeout_ms == 0 {
             return Err(invalid("timeouts must be at least 1 ms"));
         }
-        if self.chunk_grace_secs == 0 {
-            return Err(invalid("chunk_grace_secs must be at least 1"));
-        }
-        if self.default_ttl_secs == Some(0) {
-            return Err(invalid("default_ttl_secs must be at least 1"));
+        for (key, secs) in [
+            ("chunk_grace_secs", Some(self.chunk_grace_secs)),
+            ("default_ttl_secs", self.default_ttl_secs),
+        ] {
+            match secs {
+                Some(0) => return Err(invalid(format!("{key} must be at least 1"))),
+                Some(secs) if secs > MAX_EXPIRY_SECS => {
+                    return Err(invalid(format!(
+                        "{key} must be at most {MAX_EXPIRY_SECS} (100 years), not {secs}"
+                    )));
+                }
+                _ => {}
+            }
         }
         if self.max_item_size == 0 {
             return Err(invalid("max_item_size must be at least 1 byte"));
@@ -584,6 +595,12 @@ fn cluster_url(urls: &[String], show: &impl Fn(&str) -> String) -> String {
     format!("{scheme}+cluster://{userinfo}{}{tail}", hosts.join(","))
 }
 
+/// Whole seconds, rounded up (saturating: `Duration::MAX` gives `u64::MAX`, which
+/// [`RedisConfig::validate`] refuses).
+fn whole_secs(d: Duration) -> u64 {
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }
@@ -638,5 +655,90 @@ mod tests {
             config.location(),
             "rediss+cluster://u:***@a:1,b:2/?prefix=x#insecure"
         );
+    }
+
+    /// 100 years in seconds, the longest expiry and chunk grace accepted.
+    const HUNDRED_YEARS: u64 = 100 * 365 * 24 * 3600;
+
+    /// The message of the validation error of `config`, which must be a `ConfigInvalid` one.
+    fn refusal(config: &RedisConfig) -> String {
+        let err = config.validate().expect_err("refused");
+        assert_eq!(err.kind(), ErrorKind::ConfigInvalid, "{err}");
+        err.message().to_owned()
+    }
+
+    #[test]
+    fn builder_durations_of_duration_max_are_refused_naming_the_key() {
+        let base = RedisConfig::new("redis://127.0.0.1:6379/0");
+        for huge in [Duration::MAX, Duration::new(u64::MAX, 1)] {
+            let config = base.clone().with_default_ttl(Some(huge));
+            assert_eq!(config.default_ttl_secs, Some(u64::MAX));
+            let message = refusal(&config);
+            assert!(
+                message.contains("default_ttl_secs") && message.contains("100 years"),
+                "{message}"
+            );
+
+            let config = base.clone().with_chunk_grace(huge);
+            assert_eq!(config.chunk_grace_secs, u64::MAX);
+            let message = refusal(&config);
+            assert!(
+                message.contains("chunk_grace_secs") && message.contains("100 years"),
+                "{message}"
+            );
+        }
+        // Rounded up to whole seconds, up to 100 years included.
+        let config = base
+            .with_default_ttl(Some(Duration::new(HUNDRED_YEARS - 1, 1)))
+            .with_chunk_grace(Duration::from_secs(HUNDRED_YEARS));
+        assert_eq!(config.default_ttl_secs, Some(HUNDRED_YEARS));
+        assert_eq!(config.chunk_grace_secs, HUNDRED_YEARS);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn expiries_above_100_years_are_refused_from_a_url() {
+        for key in ["default_ttl_secs", "chunk_grace_secs"] {
+            let ok = format!("redis://127.0.0.1:6379/0?{key}={HUNDRED_YEARS}");
+            RedisConfig::from_url(&ok).unwrap().validate().unwrap();
+            for value in [HUNDRED_YEARS + 1, 9_300_000_000_000_000, u64::MAX] {
+                let url = format!("redis://127.0.0.1:6379/0?{key}={value}");
+                let message = refusal(&RedisConfig::from_url(&url).unwrap());
+                assert!(
+                    message.contains(key) && message.contains("100 years"),
+                    "{message}"
+                );
+                // The path a `Memory` takes: the registered URL parser, then `build`.
+                let Err(err) = cachette_core::plugin::config_from_url(&url)
+                    .unwrap()
+                    .build()
+                else {
+                    panic!("{url} accepted");
+                };
+                assert_eq!(err.kind(), ErrorKind::ConfigInvalid, "{err}");
+                assert!(err.message().contains(key), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn expiries_above_100_years_are_refused_from_a_config_file() {
+        for key in ["default_ttl_secs", "chunk_grace_secs"] {
+            let ok: RedisConfig = toml::from_str(&format!(
+                "urls = \"redis://127.0.0.1/\"\n{key} = {HUNDRED_YEARS}"
+            ))
+            .unwrap();
+            ok.validate().unwrap();
+            for value in [HUNDRED_YEARS + 1, i64::MAX as u64] {
+                let config: RedisConfig =
+                    toml::from_str(&format!("urls = \"redis://127.0.0.1/\"\n{key} = {value}"))
+                        .unwrap();
+                let message = refusal(&config);
+                assert!(
+                    message.contains(key) && message.contains("100 years"),
+                    "{message}"
+                );
+            }
+        }
     }
 }
