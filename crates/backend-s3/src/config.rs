@@ -89,23 +89,26 @@ pub struct S3Config {
     pub multipart_part_size: u64,
     /// How many parts of one item are uploaded at once. Default 8.
     pub multipart_concurrency: usize,
-    /// Seconds allowed to connect to the server. Default 3.
+    /// Seconds allowed to connect to the server (1 s to 100 years). Default 3.
     pub connect_timeout_secs: u64,
-    /// Seconds allowed for one whole request, body included. Default 300.
+    /// Seconds allowed for one whole request, body included (1 s to 100
+    /// years). Default 300.
     pub request_timeout_secs: u64,
-    /// Seconds a transfer may stall before it fails; 0 for no limit. Default 30.
+    /// Seconds a transfer may stall before it fails (at most 100 years); 0 for no limit.
+    /// Default 30.
     pub read_timeout_secs: u64,
     /// How many times a failed request (a connection error, a timeout of a safe request, a 5xx
     /// answer such as S3's `503 SlowDown`, a 429 or a 408) is retried, with jittered
     /// exponential backoff. Default 5.
     pub max_retries: usize,
-    /// No retry starts later than this many seconds after the first attempt. Default 10.
+    /// No retry starts later than this many seconds after the first attempt (at most 100
+    /// years). Default 10.
     pub retry_timeout_secs: u64,
     /// The first pause before a retry, in milliseconds (at least 1). Each next pause is drawn at
     /// random between this and twice the previous one ("decorrelated jitter"). Default 100.
     pub retry_init_backoff_ms: u64,
-    /// The longest pause before a retry, in milliseconds (at least `retry_init_backoff_ms`).
-    /// Default 3000.
+    /// The longest pause before a retry, in milliseconds (at least `retry_init_backoff_ms`, at
+    /// most 3600000: one hour). Default 3000.
     pub retry_max_backoff_ms: u64,
     /// How `reduce_size` learns which entries were read last (see the crate docs): `"log"`
     /// (the default) batches the reads of each process into access logs, written at most once
@@ -115,11 +118,12 @@ pub struct S3Config {
     pub access_tracking: AccessTracking,
     /// The period of the access logs: each process writes at most one access log per this many
     /// seconds (more only when its batch outgrows one log), and records one key's reads at most
-    /// once per period. 0 writes the reads of each hit soon after it. Default 60.
+    /// once per period (at most 100 years). 0 writes the reads of each hit soon after it.
+    /// Default 60.
     pub access_granularity_secs: u64,
     /// Access logs older than this many seconds are deleted by `sweep` (which `reduce_size`,
     /// `clear` and housekeeping run), and not read by listings: reads older than this are
-    /// forgotten. Default 604800 (7 days).
+    /// forgotten. From 1 s to 100 years. Default 604800 (7 days).
     pub access_log_retention_secs: u64,
     /// A listing reads at most this many access logs, the newest first. Default 10000.
     pub access_log_max_objects: usize,
@@ -430,11 +434,32 @@ impl S3Config {
                 "connect_timeout_secs and request_timeout_secs must be at least 1",
             ));
         }
+        // Longer durations overflow the clocks they are added to (and mean nothing anyway).
+        for (key, secs) in [
+            ("connect_timeout_secs", self.connect_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
+            ("read_timeout_secs", self.read_timeout_secs),
+            ("retry_timeout_secs", self.retry_timeout_secs),
+            ("access_granularity_secs", self.access_granularity_secs),
+            ("access_log_retention_secs", self.access_log_retention_secs),
+        ] {
+            if secs > MAX_DURATION_SECS {
+                return Err(invalid(format!(
+                    "{key} must be at most {MAX_DURATION_SECS} (100 years), got {secs}"
+                )));
+            }
+        }
         if self.retry_init_backoff_ms == 0 || self.retry_max_backoff_ms < self.retry_init_backoff_ms
         {
             return Err(invalid(format!(
                 "retry_init_backoff_ms must be at least 1 and at most retry_max_backoff_ms, got {} and {}",
                 self.retry_init_backoff_ms, self.retry_max_backoff_ms
+            )));
+        }
+        if self.retry_max_backoff_ms > MAX_BACKOFF_MS {
+            return Err(invalid(format!(
+                "retry_max_backoff_ms must be at most {MAX_BACKOFF_MS} (one hour), got {}",
+                self.retry_max_backoff_ms
             )));
         }
         if !(1..=MAX_LIST_CONCURRENCY).contains(&self.list_concurrency) {
@@ -587,6 +612,12 @@ impl S3Config {
 
 /// The most listing requests in flight that [`S3Config::list_concurrency`] allows.
 pub const MAX_LIST_CONCURRENCY: usize = 256;
+
+/// The longest duration a `*_secs` setting may give: 100 years, as for the core's options.
+const MAX_DURATION_SECS: u64 = 100 * 365 * 24 * 3600;
+
+/// The longest pause before a retry that [`S3Config::retry_max_backoff_ms`] allows: one hour.
+const MAX_BACKOFF_MS: u64 = 3600 * 1000;
 
 /// A URL without the `user:password@` part of its authority, as it may be shown: everything
 /// before the last `@` ahead of the query is replaced by `***`. Secret keys hold `/` and `+`,
@@ -796,5 +827,72 @@ mod tests {
         assert_eq!(retry.max_retries, 5);
         assert_eq!(retry.retry_timeout, Duration::from_secs(10));
         assert_eq!(retry.backoff.max_backoff, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn refuses_durations_beyond_a_hundred_years() {
+        let hundred_years = 100 * 365 * 24 * 3600;
+        type Field = fn(&mut S3Config) -> &mut u64;
+        let fields: [(&str, Field); 6] = [
+            ("connect_timeout_secs", |c| &mut c.connect_timeout_secs),
+            ("request_timeout_secs", |c| &mut c.request_timeout_secs),
+            ("read_timeout_secs", |c| &mut c.read_timeout_secs),
+            ("retry_timeout_secs", |c| &mut c.retry_timeout_secs),
+            ("access_granularity_secs", |c| {
+                &mut c.access_granularity_secs
+            }),
+            ("access_log_retention_secs", |c| {
+                &mut c.access_log_retention_secs
+            }),
+        ];
+        for (key, field) in fields {
+            let mut c = S3Config::new("b");
+            *field(&mut c) = hundred_years;
+            c.validate().unwrap();
+            for value in [hundred_years + 1, i64::MAX as u64, u64::MAX] {
+                *field(&mut c) = value;
+                let err = c.validate().unwrap_err();
+                assert_eq!(err.kind(), ErrorKind::ConfigInvalid, "{key}={value}");
+                let shown = err.to_string();
+                assert!(
+                    shown.contains(key) && shown.contains("100 years"),
+                    "{shown}"
+                );
+                let url = format!("s3://b/p?{key}={value}");
+                let err = S3Config::from_url(&url).unwrap_err();
+                assert!(err.to_string().contains(key), "{url}: {err}");
+            }
+        }
+        let err = S3Config::from_url("s3://b/p?access_log_retention_secs=18446744073709551615")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("access_log_retention_secs"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn refuses_backoffs_beyond_an_hour() {
+        let mut c = S3Config::new("b");
+        c.retry_max_backoff_ms = 3_600_000;
+        c.validate().unwrap();
+        for (init, max) in [
+            (100, 3_600_001),
+            (3_600_001, 3_600_001),
+            (100, u64::MAX),
+            (u64::MAX, u64::MAX),
+        ] {
+            c.retry_init_backoff_ms = init;
+            c.retry_max_backoff_ms = max;
+            let err = c.validate().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ConfigInvalid);
+            let shown = err.to_string();
+            assert!(
+                shown.contains("retry_max_backoff_ms") && shown.contains("one hour"),
+                "{init}, {max}: {shown}"
+            );
+        }
+        let err = S3Config::from_url("s3://b/p?retry_max_backoff_ms=3600001").unwrap_err();
+        assert!(err.to_string().contains("retry_max_backoff_ms"), "{err}");
     }
 }

@@ -152,15 +152,21 @@ impl AccessLog {
                 let pending = lock(&self.pending);
                 let full = pending.reads.len() >= log::MAX_KEYS_PER_LOG;
                 match pending.since {
-                    Some(since) if !full => Some(since + self.period),
+                    Some(since) if !full => Some(due_after(since, self.period)),
                     _ => None,
                 }
             };
-            if let Some(due) = due {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(due.into()) => {}
-                    _ = self.full.notified() => {}
+            match due {
+                Some(Some(due)) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(due.into()) => {}
+                        _ = self.full.notified() => {}
+                    }
                 }
+                // A period beyond the clock's range never ends: the batch is written when it
+                // is full (or flushed).
+                Some(None) => self.full.notified().await,
+                None => {}
             }
             self.flush().await;
             self.scheduled.store(false, Ordering::Release);
@@ -235,7 +241,7 @@ impl AccessLog {
             .reads
             .iter()
             .filter(|(k, _)| prefix.matches(k))
-            .map(|(k, t)| (k.clone(), wall - delta(now.saturating_duration_since(*t))))
+            .map(|(k, t)| (k.clone(), before(wall, now.saturating_duration_since(*t))))
             .collect()
     }
 
@@ -249,8 +255,19 @@ impl AccessLog {
     }
 }
 
-fn delta(d: Duration) -> TimeDelta {
-    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+/// When a batch begun at `since` is due: one `period` later, or `None` when that is beyond the
+/// clock's range (a period no configuration allows, but a builder may set).
+fn due_after(since: Instant, period: Duration) -> Option<Instant> {
+    since.checked_add(period)
+}
+
+/// `at - d`, or the earliest time there is when that is out of range: a retention or an age
+/// too long for the calendar reaches back to the beginning of time, and never panics.
+pub(crate) fn before(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(d)
+        .ok()
+        .and_then(|d| at.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 /// Where access logs are, and how to read them.
@@ -309,7 +326,7 @@ impl LogReader<'_> {
         wanted: impl Fn(&str) -> bool,
         now: DateTime<Utc>,
     ) -> object_store::Result<Reads> {
-        let oldest = now - delta(self.limits.retention);
+        let oldest = before(now, self.limits.retention);
         let mut chosen: Vec<ObjectMeta> = Vec::new();
         let mut reads = Reads::default();
         for (hour, folder) in self.hours().await? {
@@ -372,7 +389,7 @@ impl LogReader<'_> {
                 if !wanted(&key) {
                     return;
                 }
-                let at = (written - delta(age)).min(now);
+                let at = before(written, age).min(now);
                 reads
                     .last
                     .entry(key)
@@ -397,7 +414,7 @@ impl LogReader<'_> {
     /// last-modified time, in hour folders that ended before the retention began). Gives how
     /// many went.
     pub(crate) async fn sweep(&self, now: DateTime<Utc>) -> object_store::Result<u64> {
-        let oldest = now - delta(self.limits.retention);
+        let oldest = before(now, self.limits.retention);
         let mut old: Vec<Path> = Vec::new();
         for (hour, folder) in self.hours().await? {
             if hour + TimeDelta::hours(1) >= oldest {
@@ -424,5 +441,40 @@ impl LogReader<'_> {
             }
         }
         Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn before_saturates() {
+        let now = Utc::now();
+        assert_eq!(
+            before(now, Duration::from_secs(60)),
+            now - TimeDelta::seconds(60)
+        );
+        assert_eq!(before(now, Duration::ZERO), now);
+        // `TimeDelta::MAX` is in range of `TimeDelta` but not of `now - it`.
+        let too_long = TimeDelta::MAX.to_std().unwrap();
+        for d in [too_long, Duration::from_secs(u64::MAX), Duration::MAX] {
+            assert_eq!(before(now, d), DateTime::<Utc>::MIN_UTC, "{d:?}");
+        }
+        assert_eq!(
+            before(DateTime::<Utc>::MIN_UTC, Duration::from_secs(1)),
+            DateTime::<Utc>::MIN_UTC
+        );
+    }
+
+    #[test]
+    fn due_after_does_not_overflow() {
+        let now = Instant::now();
+        assert_eq!(
+            due_after(now, Duration::from_secs(60)),
+            Some(now + Duration::from_secs(60))
+        );
+        assert_eq!(due_after(now, Duration::MAX), None);
+        assert_eq!(due_after(now, Duration::from_secs(u64::MAX)), None);
     }
 }

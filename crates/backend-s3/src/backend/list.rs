@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use cachette_core::plugin::chrono::TimeDelta;
 use cachette_core::plugin::{
     BackendError, BackendResult, DateTime, ItemInfo, Key, Prefix, StoreBackendExt as _, Utc,
 };
@@ -13,7 +12,7 @@ use object_store::ObjectMeta;
 use object_store::path::Path;
 
 use super::{MARKER_DIR, S3Backend, join};
-use crate::access::{LogReader, Reads};
+use crate::access::{LogReader, Reads, before};
 
 /// Items checked at once by a sweep before their markers go.
 const SWEEP_CONCURRENCY: usize = 16;
@@ -104,7 +103,7 @@ impl S3Backend {
             )
             .await
             .map_err(|e| self.error(OPERATION, prefix.as_str(), e))?;
-        let oldest = now - TimeDelta::from_std(self.log_limits.retention).unwrap_or(TimeDelta::MAX);
+        let oldest = before(now, self.log_limits.retention);
         let candidates: Vec<(Key, Path, bool)> = markers
             .into_iter()
             .filter(|m| m.size == 0)
@@ -189,5 +188,32 @@ mod tests {
         // A server clock an hour ahead.
         assert_eq!(last_access(ago(-3600), [], now), now);
         assert_eq!(last_access(ago(60), [&ago(-3600)], now), now);
+    }
+
+    /// A retention set by the builder, which no validation bounds, too long for the calendar
+    /// (`now - retention` out of range, or the retention out of `TimeDelta`'s range).
+    #[tokio::test]
+    async fn a_retention_beyond_the_calendar_lists_and_sweeps() {
+        use std::sync::Arc;
+        use std::time::Duration;
+
+        use cachette_core::plugin::{Bytes, StoreBackend};
+        use object_store::ObjectStoreExt;
+        let store = Arc::new(object_store::memory::InMemory::new());
+        store
+            .put(
+                &Path::parse("p/cachette/f/00ff").unwrap(),
+                Bytes::from_static(b"v").into(),
+            )
+            .await
+            .unwrap();
+        for retention in [Duration::from_secs(10_000_000_000_000), Duration::MAX] {
+            let backend = S3Backend::from_store(store.clone(), "p")
+                .unwrap()
+                .with_access_log_limits(retention, 10, 1 << 20);
+            let items = backend.list(&Prefix::root()).await.unwrap();
+            assert_eq!(items.len(), 1, "{retention:?}");
+            backend.sweep(&Prefix::root()).await.unwrap();
+        }
     }
 }
