@@ -57,40 +57,44 @@ fn refused_credentials(err: &object_store::Error) -> Option<&'static str> {
     use object_store::Error as E;
     match err {
         E::Unauthenticated { .. } => Some("unauthenticated"),
-        E::PermissionDenied { .. } | E::Generic { .. } => {
-            let mut cause: Option<&(dyn StdError + 'static)> = Some(err);
-            // The code is in the answer's body, which the chain's messages quote; a chain is
-            // a few errors deep, and the walk is bounded all the same. It is looked for as the
-            // body gives it, `<Code>…</Code>`: the messages also quote the object's path, which
-            // may hold any word (a function named `ExpiredToken`).
-            for _ in 0..16 {
-                let Some(e) = cause else { break };
-                let message = e.to_string();
-                // The answer's body comes after its status; the path is named before it.
-                let Some((_, text)) = message.rsplit_once(STATUS_MARK) else {
-                    cause = e.source();
-                    continue;
-                };
-                let quoted = |code: &str| {
-                    text.match_indices(code).any(|(at, _)| {
-                        text[..at].ends_with("<Code>")
-                            && text[at + code.len()..].starts_with("</Code>")
-                    })
-                };
-                if let Some(code) = CREDENTIAL_CODES.into_iter().find(|code| quoted(code)) {
-                    return Some(code);
-                }
-                cause = e.source();
-            }
-            None
-        }
+        E::PermissionDenied { .. } | E::Generic { .. } => answer_code(err, &CREDENTIAL_CODES),
         _ => None,
     }
 }
 
-/// Whether the error says the bucket does not exist.
+/// Whether the error says the bucket does not exist: a `NotFound` whose answer gives the code
+/// `NoSuchBucket` (and not a missing object whose path holds that word).
 fn is_missing_bucket(err: &object_store::Error) -> bool {
-    matches!(err, object_store::Error::NotFound { .. }) && err.to_string().contains("NoSuchBucket")
+    matches!(err, object_store::Error::NotFound { .. })
+        && answer_code(err, &["NoSuchBucket"]).is_some()
+}
+
+/// The first of `codes` that the answer to the failed request gives as its S3 error code.
+///
+/// The code is in the answer's body, which the messages of the error's chain quote; a chain is
+/// a few errors deep, and the walk is bounded all the same. It is looked for as the body gives
+/// it, `<Code>…</Code>`, after the status: the messages also quote the object's path, which may
+/// hold any word (a function named `ExpiredToken` or `NoSuchBucket`), and which they name
+/// before the status. (A key the body quotes is escaped: `<` is `&lt;` there.)
+fn answer_code(err: &object_store::Error, codes: &[&'static str]) -> Option<&'static str> {
+    let mut cause: Option<&(dyn StdError + 'static)> = Some(err);
+    for _ in 0..16 {
+        let e = cause?;
+        let message = e.to_string();
+        // The answer's body comes after its status; the path is named before it.
+        if let Some((_, text)) = message.rsplit_once(STATUS_MARK) {
+            let quoted = |code: &str| {
+                text.match_indices(code).any(|(at, _)| {
+                    text[..at].ends_with("<Code>") && text[at + code.len()..].starts_with("</Code>")
+                })
+            };
+            if let Some(code) = codes.iter().copied().find(|code| quoted(code)) {
+                return Some(code);
+            }
+        }
+        cause = e.source();
+    }
+    None
 }
 
 fn describe(kind: ErrorKind) -> &'static str {
@@ -281,5 +285,45 @@ mod tests {
         assert!(!whole(generic(
             "Server returned non-2xx status code: 503 Service Unavailable: x"
         )));
+    }
+
+    /// A miss on a key whose path holds `NoSuchBucket` (a function named so) is a miss, not a
+    /// missing bucket; the code `NoSuchBucket` in the answer is one.
+    #[test]
+    fn a_missing_bucket_is_told_by_its_code_not_by_a_path() {
+        let not_found = |path: &str, body: &str| object_store::Error::NotFound {
+            path: path.to_owned(),
+            source: format!(
+                "Error performing GET http://s3/b/{path} in 2ms - \
+                 Server returned non-2xx status code: 404 Not Found: {body}"
+            )
+            .into(),
+        };
+        let path = "p/cachette/NoSuchBucket-1f/func_code";
+        let miss = not_found(
+            path,
+            "<Error><Code>NoSuchKey</Code><Key>p/cachette/NoSuchBucket-1f/func_code</Key></Error>",
+        );
+        assert!(is_absent(&miss), "{miss}");
+        assert!(!convert("s3", "get", "a/b", miss).is_whole_store());
+        // Nor does a path holding the code as the body gives it make one.
+        let tricky = "p/cachette/<Code>NoSuchBucket</Code>/x";
+        let miss = not_found(
+            tricky,
+            "<Error><Code>NoSuchKey</Code><Key>p/cachette/&lt;Code&gt;NoSuchBucket\
+             &lt;/Code&gt;/x</Key></Error>",
+        );
+        assert!(is_absent(&miss), "{miss}");
+        for path in [path, "p/cachette/f-1f/00ff"] {
+            let missing = not_found(
+                path,
+                "<Error><Code>NoSuchBucket</Code><BucketName>b</BucketName></Error>",
+            );
+            assert!(!is_absent(&missing), "{missing}");
+            let err = convert("s3", "get", "a/b", missing);
+            assert!(err.is_whole_store());
+            assert_eq!(err.kind(), ErrorKind::ConfigInvalid);
+            assert!(err.to_string().contains("does the bucket exist"), "{err}");
+        }
     }
 }

@@ -166,14 +166,18 @@ pub(crate) fn new_name(at: DateTime<Utc>) -> String {
     )
 }
 
-/// The start of the hour a log folder name stands for, if it is one (`YYYYMMDDTHH`).
+/// The start of the hour a log folder name stands for, if it is one (`YYYYMMDDTHH`, as this
+/// library writes it: no other name stands for the same hour, so that there is at most one
+/// folder an hour, whatever the store holds).
 pub(crate) fn hour_of_folder(name: &str) -> Option<DateTime<Utc>> {
     if name.len() != "20250101T00".len() {
         return None;
     }
-    NaiveDateTime::parse_from_str(&format!("{name}0000"), "%Y%m%dT%H%M%S")
-        .ok()
-        .map(|t| t.and_utc())
+    let hour = NaiveDateTime::parse_from_str(&format!("{name}0000"), "%Y%m%dT%H%M%S")
+        .ok()?
+        .and_utc();
+    // The parser also takes spaces for zeros (`202501 1T05`, `20250101T5 `).
+    (hour.format(HOUR_FORMAT).to_string() == name).then_some(hour)
 }
 
 /// The time in the name of a log (relative to the log directory: `<hour>/<time>-…`), if the
@@ -259,6 +263,15 @@ mod tests {
             hour_of_folder("20250304T05"),
             Some("2025-03-04T05:00:00Z".parse().unwrap())
         );
+        for other in [
+            "202503 4T05",
+            "2025 304T05",
+            "20250304T5 ",
+            "20250304T24",
+            "2025030405",
+        ] {
+            assert_eq!(hour_of_folder(other), None, "{other}");
+        }
         for foreign in [
             "20250304T05/notatime-x",
             "20250304T06/20250304T050607.089Z-x",

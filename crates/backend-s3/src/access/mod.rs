@@ -24,10 +24,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use cachette_core::plugin::chrono::TimeDelta;
-use cachette_core::plugin::{DateTime, Key, Prefix, Utc};
+use cachette_core::plugin::{Bytes, DateTime, Key, Prefix, Utc};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{GetResult, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 
@@ -37,6 +37,17 @@ pub const MARKER_DIR: &str = ".cachette-access";
 
 /// The folder of access logs, under [`MARKER_DIR`].
 pub const LOG_DIR: &str = "log";
+
+/// How far ahead of this machine's clock an hour folder of logs may be and still be listed: a
+/// writer whose clock is a little ahead names its logs by an hour still to come here. A later
+/// folder is no writer's (or one whose clock is wrong): it is neither listed nor read, so
+/// objects planted under hours to come cost no request and do not pass for the newest logs.
+const FUTURE_FOLDERS: TimeDelta = TimeDelta::hours(1);
+
+/// A sweep lists at most this many hour folders older than the retention (the newest of them
+/// first), so that folders planted in the past do not make each sweep one request per folder.
+/// A store left unswept for longer than this many hours is cleaned over several sweeps.
+const MAX_SWEPT_FOLDERS: usize = 1_000;
 
 /// At most this many distinct keys wait to be written; reads of more are dropped (and those
 /// items look less recently read).
@@ -270,6 +281,25 @@ pub(crate) fn before(at: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// The body of `found`, read until it ends or holds at least `limit` bytes: a store that answers
+/// more than it was asked is not read to its end.
+async fn read_at_most(found: GetResult, limit: u64) -> object_store::Result<Bytes> {
+    let mut chunks = found.into_stream();
+    let mut body: Vec<Bytes> = Vec::new();
+    let mut len: u64 = 0;
+    while len < limit {
+        let Some(chunk) = chunks.try_next().await? else {
+            break;
+        };
+        len = len.saturating_add(chunk.len() as u64);
+        body.push(chunk);
+    }
+    Ok(match body.len() {
+        1 => body.remove(0),
+        _ => Bytes::from(body.concat()),
+    })
+}
+
 /// Where access logs are, and how to read them.
 pub(crate) struct LogReader<'a> {
     pub(crate) store: &'a Arc<dyn ObjectStore>,
@@ -295,13 +325,19 @@ impl LogReader<'_> {
         Ok(Path::parse(self.log_dir)?)
     }
 
-    /// The hour folders of the log directory, newest first, with their start.
-    async fn hours(&self) -> object_store::Result<Vec<(DateTime<Utc>, Path)>> {
+    /// The hour folders of the log directory, newest first, with their start; not those later
+    /// than `now` by more than [`FUTURE_FOLDERS`]. Folder names are canonical
+    /// ([`log::hour_of_folder`]): one folder an hour at most.
+    async fn hours(&self, now: DateTime<Utc>) -> object_store::Result<Vec<(DateTime<Utc>, Path)>> {
+        let latest = now
+            .checked_add_signed(FUTURE_FOLDERS)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
         let listed = self.store.list_with_delimiter(Some(&self.dir()?)).await?;
         let mut hours: Vec<(DateTime<Utc>, Path)> = listed
             .common_prefixes
             .into_iter()
             .filter_map(|p| Some((log::hour_of_folder(p.filename()?)?, p)))
+            .filter(|(hour, _)| *hour <= latest)
             .collect();
         hours.sort_by_key(|h| std::cmp::Reverse(h.0));
         Ok(hours)
@@ -321,6 +357,11 @@ impl LogReader<'_> {
     /// are listed hour folder by hour folder, newest first, until [`LogLimits`] are reached,
     /// then read `concurrency` at a time. A read's time is its log's last-modified time (the
     /// store's clock) minus its age, never later than `now`.
+    ///
+    /// The store is untrusted, and every cost is bounded: folders of hours to come are skipped
+    /// and names are canonical, so a listing lists at most one folder per hour of the retention
+    /// (plus three); each log is read only up to one byte past its listed size (a longer one is
+    /// skipped), so the bytes received are at most `max_bytes` plus one per log.
     pub(crate) async fn read(
         &self,
         wanted: impl Fn(&str) -> bool,
@@ -329,7 +370,9 @@ impl LogReader<'_> {
         let oldest = before(now, self.limits.retention);
         let mut chosen: Vec<ObjectMeta> = Vec::new();
         let mut reads = Reads::default();
-        for (hour, folder) in self.hours().await? {
+        // The bytes of the logs chosen, by their listed sizes.
+        let mut planned: u64 = 0;
+        for (hour, folder) in self.hours(now).await? {
             if hour + TimeDelta::hours(1) < oldest {
                 break;
             }
@@ -349,9 +392,9 @@ impl LogReader<'_> {
             logs.sort_by(|a, b| b.location.cmp(&a.location));
             for meta in logs {
                 let fits = chosen.len() < self.limits.max_objects
-                    && reads.bytes_read + meta.size <= self.limits.max_bytes;
+                    && planned.saturating_add(meta.size) <= self.limits.max_bytes;
                 if fits {
-                    reads.bytes_read += meta.size;
+                    planned += meta.size;
                     chosen.push(meta);
                 } else {
                     reads.logs_left += 1;
@@ -363,16 +406,17 @@ impl LogReader<'_> {
         }
         let mut bodies = futures::stream::iter(chosen)
             .map(|meta| async move {
-                // A log may be replaced between the listing and this read: never more than
-                // one byte past the largest log read, whatever the object holds now.
+                // The listing's size is the store's word, and a log may be replaced between
+                // the listing and this read: never more than one byte past the size listed
+                // (which is at most `MAX_READ_LOG_BYTES`), so that a longer body is seen, and
+                // skipped, without being read.
+                let limit = meta.size + 1;
                 let bounded = object_store::GetOptions {
-                    range: Some(object_store::GetRange::Bounded(
-                        0..log::MAX_READ_LOG_BYTES + 1,
-                    )),
+                    range: Some(object_store::GetRange::Bounded(0..limit)),
                     ..Default::default()
                 };
                 match self.store.get_opts(&meta.location, bounded).await {
-                    Ok(found) => found.bytes().await.map(|b| Some((meta, b))),
+                    Ok(found) => read_at_most(found, limit).await.map(|b| Some((meta, b))),
                     // Swept meanwhile.
                     Err(object_store::Error::NotFound { .. }) => Ok(None),
                     Err(e) => Err(e),
@@ -380,8 +424,11 @@ impl LogReader<'_> {
             })
             .buffer_unordered(self.concurrency.max(1));
         while let Some((meta, body)) = bodies.try_next().await?.flatten() {
+            // What was received counts, not what was listed.
+            reads.bytes_read = reads.bytes_read.saturating_add(body.len() as u64);
             // The store may answer more than it listed.
-            if body.len() as u64 > log::MAX_READ_LOG_BYTES {
+            if body.len() as u64 > meta.size {
+                tracing::debug!(target: "cachette", log = %meta.location, listed = meta.size, "an access log longer than listed; ignored");
                 continue;
             }
             let written = meta.last_modified;
@@ -411,15 +458,14 @@ impl LogReader<'_> {
     }
 
     /// Deletes the logs this library wrote that are older than the retention (by their
-    /// last-modified time, in hour folders that ended before the retention began). Gives how
-    /// many went.
+    /// last-modified time, in hour folders that ended before the retention began), listing at
+    /// most [`MAX_SWEPT_FOLDERS`] folders, the newest first. Gives how many went.
     pub(crate) async fn sweep(&self, now: DateTime<Utc>) -> object_store::Result<u64> {
         let oldest = before(now, self.limits.retention);
         let mut old: Vec<Path> = Vec::new();
-        for (hour, folder) in self.hours().await? {
-            if hour + TimeDelta::hours(1) >= oldest {
-                continue;
-            }
+        let folders = self.hours(now).await?.into_iter();
+        let old_folders = folders.filter(|(hour, _)| *hour + TimeDelta::hours(1) < oldest);
+        for (_, folder) in old_folders.take(MAX_SWEPT_FOLDERS) {
             let logs: Vec<ObjectMeta> = self.store.list(Some(&folder)).try_collect().await?;
             old.extend(
                 logs.into_iter()
@@ -476,5 +522,228 @@ mod tests {
         );
         assert_eq!(due_after(now, Duration::MAX), None);
         assert_eq!(due_after(now, Duration::from_secs(u64::MAX)), None);
+    }
+
+    /// A store that anyone may write: an in-memory store that counts the folders listed and
+    /// the bytes it serves, and may list every object with a size of its own.
+    mod hostile {
+        use std::fmt;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+        use std::time::Duration;
+
+        use cachette_core::plugin::{Bytes, DateTime, Utc};
+        use futures::StreamExt;
+        use futures::stream::BoxStream;
+        use object_store::memory::InMemory;
+        use object_store::path::Path;
+        use object_store::{
+            CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta,
+            ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+            Result,
+        };
+
+        use super::super::{LogLimits, LogReader, MAX_SWEPT_FOLDERS, log};
+        use cachette_core::plugin::chrono::TimeDelta;
+
+        const DIR: &str = "p/.cachette-access/log";
+
+        #[derive(Debug, Default)]
+        struct Watched {
+            inner: InMemory,
+            /// The size every object is listed with, if not its own.
+            listed_size: Option<u64>,
+            lists: AtomicUsize,
+            served: AtomicU64,
+        }
+
+        impl fmt::Display for Watched {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("Watched")
+            }
+        }
+
+        #[cachette_core::plugin::async_trait]
+        impl ObjectStore for Watched {
+            async fn put_opts(&self, p: &Path, v: PutPayload, o: PutOptions) -> Result<PutResult> {
+                self.inner.put_opts(p, v, o).await
+            }
+            async fn put_multipart_opts(
+                &self,
+                p: &Path,
+                o: PutMultipartOptions,
+            ) -> Result<Box<dyn MultipartUpload>> {
+                self.inner.put_multipart_opts(p, o).await
+            }
+            async fn get_opts(&self, p: &Path, o: GetOptions) -> Result<GetResult> {
+                let found = self.inner.get_opts(p, o).await?;
+                self.served
+                    .fetch_add(found.range.end - found.range.start, Ordering::SeqCst);
+                Ok(found)
+            }
+            fn delete_stream(
+                &self,
+                locations: BoxStream<'static, Result<Path>>,
+            ) -> BoxStream<'static, Result<Path>> {
+                self.inner.delete_stream(locations)
+            }
+            fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+                self.lists.fetch_add(1, Ordering::SeqCst);
+                let size = self.listed_size;
+                self.inner
+                    .list(prefix)
+                    .map(move |meta| {
+                        meta.map(|mut meta| {
+                            meta.size = size.unwrap_or(meta.size);
+                            meta
+                        })
+                    })
+                    .boxed()
+            }
+            async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+                self.inner.list_with_delimiter(prefix).await
+            }
+            async fn copy_opts(&self, from: &Path, to: &Path, o: CopyOptions) -> Result<()> {
+                self.inner.copy_opts(from, to, o).await
+            }
+        }
+
+        async fn put(store: &Watched, name: &str, body: Bytes) {
+            let path = Path::parse(format!("{DIR}/{name}")).unwrap();
+            store.inner.put(&path, body.into()).await.unwrap();
+        }
+
+        fn log_of(keys: &[&str]) -> Bytes {
+            let reads: Vec<(String, u64)> = keys.iter().map(|k| (k.to_string(), 0)).collect();
+            log::encode(&reads).remove(0)
+        }
+
+        fn hour(at: DateTime<Utc>) -> String {
+            at.format("%Y%m%dT%H").to_string()
+        }
+
+        fn reader(
+            store: &Arc<dyn ObjectStore>,
+            max_objects: usize,
+            max_bytes: u64,
+        ) -> LogReader<'_> {
+            LogReader {
+                store,
+                log_dir: DIR,
+                limits: LogLimits {
+                    retention: Duration::from_secs(24 * 3600),
+                    max_objects,
+                    max_bytes,
+                },
+                concurrency: 4,
+            }
+        }
+
+        /// Objects planted under hours to come (junk, and logs named as this library names
+        /// them) cost no request and do not take the place of the newest logs.
+        #[tokio::test]
+        async fn folders_of_hours_to_come_are_neither_listed_nor_read() {
+            let watched = Arc::new(Watched::default());
+            let now = Utc::now();
+            put(&watched, &log::new_name(now), log_of(&["a/real"])).await;
+            let far = "2098-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+            for i in 0..10 {
+                let at = far + TimeDelta::hours(i);
+                put(&watched, &log::new_name(at), log_of(&["a/planted"])).await;
+            }
+            for i in 0..50 {
+                let at = far + TimeDelta::days(400) + TimeDelta::hours(i);
+                put(
+                    &watched,
+                    &format!("{}/junk", hour(at)),
+                    Bytes::from_static(b"x"),
+                )
+                .await;
+            }
+            // Two hours ahead: more than a clock ahead of this one.
+            let ahead = now + TimeDelta::hours(2);
+            put(&watched, &log::new_name(ahead), log_of(&["a/ahead"])).await;
+            let store: Arc<dyn ObjectStore> = watched.clone();
+            let reads = reader(&store, 3, 1 << 20)
+                .read(|_| true, now)
+                .await
+                .unwrap();
+            assert!(reads.last.contains_key("a/real"), "{reads:?}");
+            assert!(!reads.last.contains_key("a/planted"), "{reads:?}");
+            assert!(!reads.last.contains_key("a/ahead"), "{reads:?}");
+            // The folder of this hour only.
+            assert_eq!(watched.lists.load(Ordering::SeqCst), 1);
+            // A sweep lists none of them either, and deletes nothing.
+            assert_eq!(reader(&store, 3, 1 << 20).sweep(now).await.unwrap(), 0);
+            assert_eq!(watched.lists.load(Ordering::SeqCst), 1);
+        }
+
+        /// Folders planted in the past make a sweep list at most `MAX_SWEPT_FOLDERS` folders,
+        /// and the newest old logs still go.
+        #[tokio::test]
+        async fn a_sweep_lists_a_bounded_number_of_old_folders() {
+            let watched = Arc::new(Watched::default());
+            let now = Utc::now();
+            let old = now - TimeDelta::hours(1);
+            put(&watched, &log::new_name(old), log_of(&["a/old"])).await;
+            let past = "1990-01-01T00:00:00Z".parse::<DateTime<Utc>>().unwrap();
+            for i in 0..MAX_SWEPT_FOLDERS as i64 + 10 {
+                let at = past + TimeDelta::hours(i);
+                put(
+                    &watched,
+                    &format!("{}/junk", hour(at)),
+                    Bytes::from_static(b"x"),
+                )
+                .await;
+            }
+            let store: Arc<dyn ObjectStore> = watched.clone();
+            // Two days later, with a retention of one: the log is old.
+            let later = now + TimeDelta::days(2);
+            assert_eq!(reader(&store, 3, 1 << 20).sweep(later).await.unwrap(), 1);
+            assert_eq!(watched.lists.load(Ordering::SeqCst), MAX_SWEPT_FOLDERS);
+        }
+
+        /// The bytes a listing receives are bounded by `max_bytes` (plus one a log), whatever
+        /// sizes the store lists: a log listed as one byte and holding a quarter of a MiB is
+        /// read no further than two bytes, and skipped.
+        #[tokio::test]
+        async fn logs_are_read_no_further_than_their_listed_size() {
+            let keys: Vec<String> = (0..10_000).map(|i| format!("a/key-{i:08}")).collect();
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let body = log_of(&keys);
+            assert!(body.len() > 100_000);
+            let now = Utc::now();
+            for listed_size in [None, Some(1)] {
+                let watched = Arc::new(Watched {
+                    listed_size,
+                    ..Watched::default()
+                });
+                for i in 0..8 {
+                    let at = now - TimeDelta::milliseconds(i);
+                    put(&watched, &log::new_name(at), body.clone()).await;
+                }
+                let store: Arc<dyn ObjectStore> = watched.clone();
+                let max_bytes = 16 * body.len() as u64;
+                let reads = reader(&store, 8, max_bytes)
+                    .read(|_| true, now)
+                    .await
+                    .unwrap();
+                let served = watched.served.load(Ordering::SeqCst);
+                assert_eq!(reads.bytes_read, served);
+                match listed_size {
+                    None => {
+                        assert_eq!(reads.logs_read, 8);
+                        assert_eq!(reads.last.len(), keys.len());
+                        assert_eq!(served, 8 * body.len() as u64);
+                    }
+                    Some(_) => {
+                        assert_eq!(reads.logs_read, 0);
+                        assert!(reads.last.is_empty());
+                        // One byte past the one listed, a log.
+                        assert_eq!(served, 8 * 2);
+                    }
+                }
+            }
+        }
     }
 }
