@@ -6,6 +6,9 @@
 //! it, however long the server makes them. A store is untrusted input: the client cuts an
 //! error short (the quote keeps its start, with the `<Code>` the error is known by), fails an
 //! answer longer than any an honest server gives, and hangs up.
+//!
+//! It also reads a listing's page whole, and drops from it the names object_store would refuse
+//! (see [`list_page`](super::list_page)): one such object would fail every listing.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -18,6 +21,8 @@ use object_store::client::{
     HttpResponseBody, HttpService, ReqwestConnector, SpawnService,
 };
 use tokio::runtime::Handle;
+
+use super::list_page::without_refused_names;
 
 /// The most bytes read of an answer that is not a success (2xx) or "not modified" (304).
 const MAX_ERROR_BODY: u64 = 64 << 10;
@@ -52,11 +57,13 @@ struct BoundedAnswers(HttpClient);
 #[async_trait]
 impl HttpService for BoundedAnswers {
     async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
-        let object_read = request.method().as_str() == "GET"
-            && !request
+        let get = request.method().as_str() == "GET";
+        let listing = get
+            && request
                 .uri()
                 .query()
                 .is_some_and(|query| query.contains("list-type="));
+        let object_read = get && !listing;
         let response = self.0.execute(request).await?;
         let status = response.status();
         let success = status.is_success() || status.as_u16() == 304;
@@ -65,9 +72,19 @@ impl HttpService for BoundedAnswers {
             (true, false) => (MAX_ANSWER, Past::Fail),
             (true, true) => return Ok(response),
         };
-        let (parts, body) = response.into_parts();
+        let (mut parts, body) = response.into_parts();
         let body = HttpResponseBody::new(Capped::new(body, left, past));
-        Ok(HttpResponse::from_parts(parts, body))
+        if !(listing && status.is_success()) {
+            return Ok(HttpResponse::from_parts(parts, body));
+        }
+        // A page of a listing, at most `MAX_ANSWER` bytes.
+        let page = body.bytes().await?;
+        let len = page.len();
+        let kept = without_refused_names(page);
+        if kept.len() != len {
+            parts.headers.insert("content-length", kept.len().into());
+        }
+        Ok(HttpResponse::from_parts(parts, kept.into()))
     }
 }
 

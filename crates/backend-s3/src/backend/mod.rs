@@ -5,6 +5,7 @@
 
 mod http;
 mod list;
+mod list_page;
 mod listing;
 mod read;
 mod write;
