@@ -733,9 +733,12 @@ macro_rules! at_one_place {
 fn cache_tells_closures_apart_by_their_tokens() {
     let (memory, reports) = reporting_memory("closures");
 
-    // `Memory::cache` identifies a closure by its place: these two are one function to it.
+    // `Memory::cache` names a closure after its place: these two have one name, and the
+    // second, another closure, runs without the cache rather than share the first's results.
     let (a, b) = at_one_place!(plain, memory, |x: u64| x + 1, |x: u64| x + 2);
-    assert_eq!(a.id(), b.id());
+    assert_eq!(a.id().name(), b.id().name());
+    assert_eq!((a.eval(1), b.eval(1), b.eval(1)), (2, 3, 3));
+    assert!(a.check_call_in_cache(&1) && !b.check_call_in_cache(&1));
 
     // `cache!` adds the hash of the tokens: same place and name, another identity.
     let (old, new) = at_one_place!(cache!, memory, |x: u64| x + 1, |x: u64| x + 2);

@@ -659,6 +659,49 @@ fn outputs_larger_than_the_decompression_limit_are_stored_readable() {
     assert_eq!((small.eval(7), small.eval(7)), (7, 7));
 }
 
+/// Two functions memoized at one place (a function pointer given to `cache_fn`, a closure
+/// given to a helper without `#[track_caller]`) are named after that place: the second one
+/// returned the first one's results. It now runs without the cache, with a warning; named,
+/// each has its own results.
+#[test]
+fn two_functions_memoized_at_one_place_never_share_results() {
+    static SQUARES: AtomicUsize = AtomicUsize::new(0);
+    fn square(x: u64) -> u64 {
+        SQUARES.fetch_add(1, Ordering::SeqCst);
+        x * x
+    }
+    fn cube(x: u64) -> u64 {
+        x * x * x
+    }
+    let (memory, reports) =
+        capture(Memory::builder().url(format!("memory://one-place-{}", std::process::id())));
+    let at_one_place = |f: fn(u64) -> u64| memory.cache_fn(f);
+    assert_eq!(at_one_place(square).eval(3), 9);
+    assert_eq!(at_one_place(cube).eval(3), 27, "the square's result");
+    assert_eq!(at_one_place(cube).eval(3), 27);
+    // The first one memoized there keeps the cache.
+    assert_eq!(at_one_place(square).eval(3), 9);
+    assert_eq!(SQUARES.load(Ordering::SeqCst), 1);
+    let w = warnings(&reports);
+    assert!(w.iter().any(|w| w.contains("give each a name")), "{w:?}");
+
+    fn helper<F: Fn(u64) -> u64>(memory: &Memory, f: F) -> cachette::MemorizedFunc<u64, F> {
+        memory.cache(f)
+    }
+    assert_eq!(helper(&memory, |x: u64| x + 1).eval(3), 4);
+    assert_eq!(
+        helper(&memory, |x: u64| x + 2).eval(3),
+        5,
+        "the other closure's result"
+    );
+
+    let square = at_one_place(square).name("one_place::square");
+    let cube = at_one_place(cube).name("one_place::cube");
+    assert_eq!((square.eval(4), cube.eval(4)), (16, 64));
+    assert!(square.check_call_in_cache(&4) && cube.check_call_in_cache(&4));
+    assert_eq!((square.eval(4), cube.eval(4)), (16, 64));
+}
+
 #[test]
 fn verbose_output_follows_joblib() {
     let fx = Fixture::verbose(2);

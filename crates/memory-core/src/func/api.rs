@@ -53,7 +53,7 @@ impl Memory {
         F: Fn(A) -> R,
     {
         const { assert!(size_of::<F>() == 0, captures_refused!()) };
-        let id = FuncId::of_callable::<F>(std::panic::Location::caller());
+        let id = FuncId::of_callable::<F>(std::panic::Location::caller(), &typeid::of::<F>());
         MemorizedFunc::with_function(self, id, f)
     }
 
@@ -75,7 +75,7 @@ impl Memory {
         F: Fn(&S, A) -> R,
     {
         const { assert!(size_of::<F>() == 0, captures_refused!()) };
-        let id = FuncId::of_callable::<F>(std::panic::Location::caller());
+        let id = FuncId::of_callable::<F>(std::panic::Location::caller(), &typeid::of::<F>());
         // With the memory's own algorithm: keyed, with hardened keys.
         let salt = match self.shared() {
             Some(shared) => cachette_hashing::hash_with(&*shared.hasher, &state),
@@ -88,10 +88,14 @@ impl Memory {
 
     /// Memoizes a function pointer: it captures nothing, and its type can be named, for a
     /// struct that holds the memoized function (`MemorizedFunc<R, fn(A) -> R>`). It is
-    /// identified like a closure, by where this is called.
+    /// identified like a closure, by where this is called, not by the function it points to:
+    /// give it a name with [`MemorizedFunc::name`] when this place memoizes more than one
+    /// function. (A second function memoized at one place in a process runs without the
+    /// cache, with a warning; in two processes, unnamed, they would share results.)
     #[track_caller]
     pub fn cache_fn<A, R>(&self, f: fn(A) -> R) -> MemorizedFunc<R, fn(A) -> R> {
-        let id = FuncId::of_callable::<fn(A) -> R>(std::panic::Location::caller());
+        let which = f as *const ();
+        let id = FuncId::of_callable::<fn(A) -> R>(std::panic::Location::caller(), &which);
         MemorizedFunc::with_function(self, id, f)
     }
 
@@ -103,7 +107,7 @@ impl Memory {
     where
         F: Fn(A) -> R,
     {
-        let id = FuncId::of_callable::<F>(std::panic::Location::caller());
+        let id = FuncId::of_callable::<F>(std::panic::Location::caller(), &typeid::of::<F>());
         MemorizedFunc::with_function(self, id, f)
     }
 
@@ -118,7 +122,7 @@ impl Memory {
         R: Serialize + DeserializeOwned,
     {
         const { assert!(size_of::<F>() == 0, captures_refused!()) };
-        let id = FuncId::of_callable::<F>(std::panic::Location::caller());
+        let id = FuncId::of_callable::<F>(std::panic::Location::caller(), &typeid::of::<F>());
         MemorizedFunc::with_function(self, id, f).eval(args)
     }
 
@@ -132,7 +136,7 @@ impl Memory {
         R: Serialize + DeserializeOwned,
     {
         const { assert!(size_of::<F>() == 0, captures_refused!()) };
-        let id = FuncId::of_callable::<F>(std::panic::Location::caller());
+        let id = FuncId::of_callable::<F>(std::panic::Location::caller(), &typeid::of::<F>());
         MemorizedFunc::with_function(self, id, f).try_eval(args)
     }
 }

@@ -190,6 +190,15 @@ impl<R, F> Call<'_, R, F> {
     }
 
     pub(super) fn digest<A: Serialize + ?Sized>(&self, args: &A) -> Result<Digest, Error> {
+        // A hash of the code tells the two apart in their entries (`cachette::cache!`).
+        if let Some(first) = &self.func.id.ambiguous
+            && self.func.id.code_hash.is_none()
+        {
+            return Err(Error::InvalidArgument(format!(
+                "'{}' is named after the place it was memoized at, where another function was memoized first in this process ({first}): they would share results, so it runs without the cache; give each a name with `.name()`",
+                self.func.id.name
+            )));
+        }
         let state = self
             .func
             .state

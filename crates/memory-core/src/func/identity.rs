@@ -19,6 +19,12 @@ pub struct FuncId {
     pub(super) code_hash: Option<String>,
     pub(super) version: Option<String>,
     pub(super) origin: String,
+    /// Whether the name was made from the place where the function was memoized (a closure, a
+    /// function pointer): another function memoized at that place would get the same name.
+    pub(super) by_site: bool,
+    /// The function memoized first at the same place in this process, when it is another one
+    /// than this: the two would share results, so this one runs without the cache.
+    pub(super) ambiguous: Option<String>,
 }
 
 impl FuncId {
@@ -31,6 +37,8 @@ impl FuncId {
             name,
             code_hash: None,
             version: None,
+            by_site: false,
+            ambiguous: None,
         }
     }
 
@@ -54,8 +62,13 @@ impl FuncId {
 
     /// Identity of a callable passed to [`Memory::cache`]: its path for a function item; the
     /// enclosing function plus the call site for a closure (or a function pointer or trait
-    /// object, whose type says nothing about which function it is).
-    pub(crate) fn of_callable<F>(caller: &Location<'_>) -> Self {
+    /// object, whose type says nothing about which function it is). `which` tells apart two
+    /// callables memoized at one place (a closure's type, a pointer's address): it is not part
+    /// of the name, which must be the same in every process.
+    pub(crate) fn of_callable<F: ?Sized>(
+        caller: &Location<'_>,
+        which: &dyn std::fmt::Debug,
+    ) -> Self {
         let type_name = std::any::type_name::<F>();
         let anonymous = type_name.contains("{{closure}}")
             || type_name.starts_with("fn(")
@@ -76,8 +89,11 @@ impl FuncId {
             "closure".to_owned()
         };
         let name = format!("{base}@{file}:{}:{}", caller.line(), caller.column());
-        let origin = format!("{type_name} at {caller}");
-        FuncId::new(name).with_origin(origin)
+        let origin = format!("{type_name} ({which:?}) at {caller}");
+        FuncId {
+            by_site: true,
+            ..FuncId::new(name).with_origin(origin)
+        }
     }
 
     /// The name.
@@ -113,6 +129,27 @@ impl FuncId {
             self.code_hash.as_deref().unwrap_or("-"),
             self.version.as_deref().unwrap_or("-"),
         )
+    }
+}
+
+/// Marks `id` ambiguous when another callable was memoized first at the same place, for a store
+/// at `location`, in this process (a function pointer passed to `cache_fn`, a closure passed
+/// through a helper): the name comes from that place, so both would read and write the same
+/// results.
+pub(super) fn register_site(location: &str, id: &mut FuncId) {
+    if !id.by_site {
+        return;
+    }
+    static FIRST: OnceLock<Mutex<HashMap<(String, String), String>>> = OnceLock::new();
+    let mut first = FIRST
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let there = first
+        .entry((location.to_owned(), id.folder.clone()))
+        .or_insert_with(|| id.origin.clone());
+    if *there != id.origin {
+        id.ambiguous = Some(there.clone());
     }
 }
 

@@ -153,7 +153,10 @@ where
 }
 
 impl<R, F> MemorizedFunc<R, F> {
-    pub(crate) fn with_function(memory: &Memory, id: FuncId, f: F) -> Self {
+    pub(crate) fn with_function(memory: &Memory, mut id: FuncId, f: F) -> Self {
+        if let Some(shared) = memory.shared() {
+            identity::register_site(shared.store.location(), &mut id);
+        }
         MemorizedFunc {
             memory: memory.clone(),
             id,
