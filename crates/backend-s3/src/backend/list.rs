@@ -5,13 +5,14 @@
 use std::collections::HashMap;
 
 use cachette_core::plugin::{
-    BackendError, BackendResult, DateTime, ItemInfo, Key, Prefix, StoreBackendExt as _, Utc,
+    BackendError, BackendResult, DateTime, ErrorKind, ItemInfo, Key, Prefix, StoreBackendExt as _,
+    Utc,
 };
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectMeta;
 use object_store::path::Path;
 
-use super::{MARKER_DIR, S3Backend, join};
+use super::{MARKER_DIR, S3Backend, join, listing};
 use crate::access::{LogReader, Reads, before};
 
 /// Items checked at once by a sweep before their markers go.
@@ -102,7 +103,7 @@ impl S3Backend {
                     .as_ref(),
             )
             .await
-            .map_err(|e| self.error(OPERATION, prefix.as_str(), e))?;
+            .map_err(|e| self.listing_error(OPERATION, prefix.as_str(), e))?;
         let oldest = before(now, self.log_limits.retention);
         let candidates: Vec<(Key, Path, bool)> = markers
             .into_iter()
@@ -132,6 +133,24 @@ impl S3Backend {
         Ok(logs + deleted.len() as u64)
     }
 
+    /// The error of a listing: a [`listing::Refused`] one (the store's answers would make the
+    /// listing endless or unbounded) is not temporary, the same answers would come again.
+    fn listing_error(
+        &self,
+        operation: &'static str,
+        key: &str,
+        err: object_store::Error,
+    ) -> BackendError {
+        match listing::refusal(&err) {
+            Some(refused) => BackendError::new(ErrorKind::Other, refused.to_string())
+                .with_backend(self.scheme)
+                .with_operation(operation)
+                .with_key(key)
+                .set_temporary(false),
+            None => self.error(operation, key, err),
+        }
+    }
+
     /// Item objects under a prefix of keys, and the markers (of older versions) of those
     /// items. For the whole store, one listing gives both.
     async fn objects_under(
@@ -144,7 +163,7 @@ impl S3Backend {
             self.lister
                 .list(path.as_ref())
                 .await
-                .map_err(|e| self.error(operation, &shown, e))
+                .map_err(|e| self.listing_error(operation, &shown, e))
         };
         if prefix.is_root() {
             let all = list(self.prefix_path(operation, "")?).await?;
