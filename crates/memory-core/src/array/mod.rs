@@ -36,7 +36,7 @@ use bytes::Bytes;
 use memmap2::MmapMut;
 
 pub use dtype::{DType, Element, MmapMode};
-pub(crate) use serde::{RegionMaps, Source, decoding, encoding};
+pub(crate) use serde::{RegionMaps, Source, decoding, encoding, outside_entries};
 
 /// Where an array's numbers live. See [`Array::storage`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

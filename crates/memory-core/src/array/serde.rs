@@ -23,13 +23,54 @@ thread_local! {
     static SOURCE: RefCell<Option<Source>> = const { RefCell::new(None) };
 }
 
+/// Puts back the sink it holds when dropped, a panic included: a sink left in place would make
+/// every later array of the thread serialize as an index.
+struct RestoreSink(Option<Option<Vec<Bytes>>>);
+
+impl RestoreSink {
+    /// Puts `sink` in place, keeping the one it replaces.
+    fn put(sink: Option<Vec<Bytes>>) -> RestoreSink {
+        RestoreSink(Some(
+            SINK.with(|s| std::mem::replace(&mut *s.borrow_mut(), sink)),
+        ))
+    }
+
+    /// Puts back the sink replaced; gives the one in place.
+    fn end(mut self) -> Option<Vec<Bytes>> {
+        let previous = self.0.take().flatten();
+        SINK.with(|s| std::mem::replace(&mut *s.borrow_mut(), previous))
+    }
+}
+
+impl Drop for RestoreSink {
+    fn drop(&mut self) {
+        if let Some(previous) = self.0.take() {
+            SINK.with(|s| *s.borrow_mut() = previous);
+        }
+    }
+}
+
 /// Runs `encode` with arrays diverted out of line; gives its result and the arrays' bytes, in
 /// the order of their descriptors.
 pub(crate) fn encoding<R>(encode: impl FnOnce() -> R) -> (R, Vec<Bytes>) {
-    let previous = SINK.with(|s| s.borrow_mut().replace(Vec::new()));
+    let restore = RestoreSink::put(Some(Vec::new()));
     let result = encode();
-    let blobs = SINK.with(|s| std::mem::replace(&mut *s.borrow_mut(), previous));
-    (result, blobs.unwrap_or_default())
+    (result, restore.end().unwrap_or_default())
+}
+
+/// Runs `f` with arrays serialized inline, as they are outside an entry: the arguments of a
+/// call hashed while an output is encoded (a memoized call made by an output's `Serialize`)
+/// are hashed by their numbers, not by the place their bytes would take in the entry.
+#[inline]
+pub(crate) fn outside_entries<R>(f: impl FnOnce() -> R) -> R {
+    // Most calls are made outside any encoding: one look, no swap.
+    if SINK.with(|s| s.borrow().is_none()) {
+        return f();
+    }
+    let restore = RestoreSink::put(None);
+    let result = f();
+    restore.end();
+    result
 }
 
 /// Runs `decode` with out-of-line array descriptors resolved against `source`.
@@ -265,5 +306,45 @@ impl<'de, T: Element> Deserialize<'de> for Array<T> {
         }
 
         d.deserialize_struct(STRUCT_NAME, FIELDS, V(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(array: &Array<f64>) -> cachette_hashing::Digest {
+        cachette_hashing::hash(array).unwrap()
+    }
+
+    /// Arrays hashed while an output is encoded (a memoized call made by an output's
+    /// `Serialize`) hashed as the index their bytes would take in the entry: two arrays of other
+    /// numbers had one key.
+    #[test]
+    fn arrays_hash_by_their_numbers_while_an_output_is_encoded() {
+        let (one, two) = (Array::from(vec![1.0f64]), Array::from(vec![2.0f64]));
+        let outside = (digest(&one), digest(&two));
+        assert_ne!(outside.0, outside.1);
+        let (inside, blobs) = encoding(|| outside_entries(|| (digest(&one), digest(&two))));
+        assert_eq!(inside, outside);
+        assert!(blobs.is_empty(), "nothing diverted by the hashing");
+        // The sink is back in place after it: the output's own arrays still go out of line.
+        let (_, blobs) = encoding(|| {
+            outside_entries(|| digest(&one));
+            rmp_serde::to_vec(&two).unwrap()
+        });
+        assert_eq!(blobs.len(), 1);
+    }
+
+    /// An encoding that panics left its sink in place: every later array of the thread (on a
+    /// pool's thread that goes on) serialized, and hashed, as an index.
+    #[test]
+    fn an_encoding_that_panics_leaves_no_sink() {
+        let one = Array::from(vec![1.0f64]);
+        let before = digest(&one);
+        let panicked = std::panic::catch_unwind(|| encoding(|| panic!("an output's Serialize")));
+        assert!(panicked.is_err());
+        assert_eq!(digest(&one), before);
+        assert_ne!(digest(&one), digest(&Array::from(vec![2.0f64])));
     }
 }

@@ -209,13 +209,16 @@ impl<R, F> Call<'_, R, F> {
                 Error::InvalidArgument(format!("the state of the function cannot be hashed: {e}"))
             })?;
         let hasher = LazyHasher::new(&*self.shared.hasher);
-        Ok(CanonicalHasher::digest(hasher, |hasher| {
-            if let Some(state) = state {
-                hasher.add_raw(b"state");
-                hasher.add_raw(state.as_bytes());
-            }
-            hasher.add_args(args, &self.func.ignore)
-        })?)
+        let digest = crate::array::outside_entries(|| {
+            CanonicalHasher::digest(hasher, |hasher| {
+                if let Some(state) = state {
+                    hasher.add_raw(b"state");
+                    hasher.add_raw(state.as_bytes());
+                }
+                hasher.add_args(args, &self.func.ignore)
+            })
+        });
+        Ok(digest?)
     }
 
     /// The readable form of each argument, by name.
