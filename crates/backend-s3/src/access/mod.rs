@@ -26,10 +26,13 @@ use std::time::{Duration, Instant};
 use cachette_core::plugin::chrono::TimeDelta;
 use cachette_core::plugin::{Bytes, DateTime, Key, Prefix, Utc};
 use futures::{StreamExt, TryStreamExt};
+use object_store::list::PaginatedListStore;
 use object_store::path::Path;
-use object_store::{GetResult, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{GetResult, ListResult, ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
+
+use crate::backend::listing;
 
 /// The folder, under the backend's prefix, that holds access logs (and the markers of older
 /// versions). Keys under it are reserved.
@@ -303,6 +306,9 @@ async fn read_at_most(found: GetResult, limit: u64) -> object_store::Result<Byte
 /// Where access logs are, and how to read them.
 pub(crate) struct LogReader<'a> {
     pub(crate) store: &'a Arc<dyn ObjectStore>,
+    /// The store's pages, when it gives them: listings then go one page after another, each
+    /// checked (see [`listing::list_one`]).
+    pub(crate) pages: Option<&'a Arc<dyn PaginatedListStore>>,
     /// `<prefix>/.cachette-access/log`.
     pub(crate) log_dir: &'a str,
     pub(crate) limits: LogLimits,
@@ -325,6 +331,13 @@ impl LogReader<'_> {
         Ok(Path::parse(self.log_dir)?)
     }
 
+    /// One listing of the log folder (`delimiter`: its hour folders) or of an hour folder,
+    /// bounded by the limits of the logs: the store's answers cannot make it endless.
+    async fn list(&self, prefix: &Path, delimiter: bool) -> object_store::Result<ListResult> {
+        let limits = listing::log_listing_limits(self.limits.max_objects);
+        listing::list_one(self.store.as_ref(), self.pages, prefix, delimiter, limits).await
+    }
+
     /// The hour folders of the log directory, newest first, with their start; not those later
     /// than `now` by more than [`FUTURE_FOLDERS`]. Folder names are canonical
     /// ([`log::hour_of_folder`]): one folder an hour at most.
@@ -332,7 +345,7 @@ impl LogReader<'_> {
         let latest = now
             .checked_add_signed(FUTURE_FOLDERS)
             .unwrap_or(DateTime::<Utc>::MAX_UTC);
-        let listed = self.store.list_with_delimiter(Some(&self.dir()?)).await?;
+        let listed = self.list(&self.dir()?, true).await?;
         let mut hours: Vec<(DateTime<Utc>, Path)> = listed
             .common_prefixes
             .into_iter()
@@ -376,19 +389,13 @@ impl LogReader<'_> {
             if hour + TimeDelta::hours(1) < oldest {
                 break;
             }
-            let mut logs: Vec<ObjectMeta> = self
-                .store
-                .list(Some(&folder))
-                .try_filter(|meta| {
-                    futures::future::ready(
-                        self.log_time(meta).is_some()
-                            && meta.size > 0
-                            && meta.size <= log::MAX_READ_LOG_BYTES
-                            && meta.last_modified >= oldest,
-                    )
-                })
-                .try_collect()
-                .await?;
+            let mut logs: Vec<ObjectMeta> = self.list(&folder, false).await?.objects;
+            logs.retain(|meta| {
+                self.log_time(meta).is_some()
+                    && meta.size > 0
+                    && meta.size <= log::MAX_READ_LOG_BYTES
+                    && meta.last_modified >= oldest
+            });
             logs.sort_by(|a, b| b.location.cmp(&a.location));
             for meta in logs {
                 let fits = chosen.len() < self.limits.max_objects
@@ -466,7 +473,7 @@ impl LogReader<'_> {
         let folders = self.hours(now).await?.into_iter();
         let old_folders = folders.filter(|(hour, _)| *hour + TimeDelta::hours(1) < oldest);
         for (_, folder) in old_folders.take(MAX_SWEPT_FOLDERS) {
-            let logs: Vec<ObjectMeta> = self.store.list(Some(&folder)).try_collect().await?;
+            let logs = self.list(&folder, false).await?.objects;
             old.extend(
                 logs.into_iter()
                     .filter(|meta| self.log_time(meta).is_some() && meta.last_modified < oldest)
@@ -629,6 +636,7 @@ mod tests {
         ) -> LogReader<'_> {
             LogReader {
                 store,
+                pages: None,
                 log_dir: DIR,
                 limits: LogLimits {
                     retention: Duration::from_secs(24 * 3600),

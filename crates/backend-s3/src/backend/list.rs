@@ -22,6 +22,7 @@ impl S3Backend {
     fn log_reader(&self) -> LogReader<'_> {
         LogReader {
             store: &self.store,
+            pages: self.lister.pages.as_ref(),
             log_dir: self.log_dir_str(),
             limits: self.log_limits,
             concurrency: self.lister.concurrency,
@@ -44,7 +45,7 @@ impl S3Backend {
             self.log_reader()
                 .read(|key| prefix.matches(key), now)
                 .await
-                .map_err(|e| self.error(OPERATION, MARKER_DIR, e))
+                .map_err(|e| self.listing_error(OPERATION, MARKER_DIR, e))
         };
         let ((items, markers), reads) =
             futures::future::try_join(self.objects_under(OPERATION, prefix), logs).await?;
@@ -95,7 +96,7 @@ impl S3Backend {
             .log_reader()
             .sweep(now)
             .await
-            .map_err(|e| self.error(OPERATION, MARKER_DIR, e))?;
+            .map_err(|e| self.listing_error(OPERATION, MARKER_DIR, e))?;
         let markers = self
             .lister
             .list(

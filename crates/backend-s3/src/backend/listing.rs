@@ -46,7 +46,7 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, TryStreamExt};
 use object_store::list::{PaginatedListOptions, PaginatedListResult, PaginatedListStore};
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore};
+use object_store::{ListResult, ObjectMeta, ObjectStore};
 use tokio::sync::Semaphore;
 
 /// The largest character: `start-after` `<p>9\u{10FFFF}` comes after every name starting with
@@ -65,7 +65,7 @@ const MAX_LISTING_NAMES: u64 = 1 << 28;
 
 /// What one listing may cost, at most.
 #[derive(Debug, Clone, Copy)]
-struct Limits {
+pub(crate) struct Limits {
     pages: u64,
     names: u64,
 }
@@ -152,6 +152,78 @@ impl Lister {
             run.folder(start, 0).await
         } else {
             run.sequential(&start).await
+        }
+    }
+}
+
+/// What one listing of the access logs (the hour folders of the log folder, or the logs of one
+/// hour) may receive beyond the logs a listing reads: about a million, some 300 logs a second
+/// for an hour. A folder holding more is refused, and its listing fails; the bound is what a
+/// store that gives names without end can make one listing hold.
+const LOG_LISTING_SLACK: u64 = 1 << 20;
+
+/// The limits of one listing of the access logs, which reads at most `max_objects` logs:
+/// `max_objects` names and [`LOG_LISTING_SLACK`] more, and a page per name (and one), which an
+/// honest listing never exceeds, each of its pages holding a name.
+pub(crate) fn log_listing_limits(max_objects: usize) -> Limits {
+    let names = (max_objects as u64).saturating_add(LOG_LISTING_SLACK);
+    Limits {
+        pages: names.saturating_add(1),
+        names,
+    }
+}
+
+/// The objects directly under `prefix` and its folders (`delimiter`), or every object under
+/// it, one page after another within `limits`, through the store's pages when it gives them
+/// (`pages`): a token given again fails the listing, as in [`Lister::list`]. Without pages,
+/// object_store's own listing, bounded by its names only: failing past `limits.names` of them
+/// (with the delimiter, once it is done).
+pub(crate) async fn list_one(
+    store: &dyn ObjectStore,
+    pages: Option<&Arc<dyn PaginatedListStore>>,
+    prefix: &Path,
+    delimiter: bool,
+    limits: Limits,
+) -> object_store::Result<ListResult> {
+    let Some(pages) = pages else {
+        if delimiter {
+            let listed = store.list_with_delimiter(Some(prefix)).await?;
+            let names = (listed.objects.len() + listed.common_prefixes.len()) as u64;
+            if names > limits.names {
+                return Err(too_many_names(limits.names));
+            }
+            return Ok(listed);
+        }
+        return Ok(ListResult {
+            common_prefixes: Vec::new(),
+            objects: at_most(store.list(Some(prefix)), limits.names).await?,
+            extensions: Default::default(),
+        });
+    };
+    let run = Run {
+        pages: Arc::clone(pages),
+        permits: Semaphore::new(1),
+        split_levels: 1,
+        limits,
+        pages_asked: AtomicU64::new(0),
+        names_received: AtomicU64::new(0),
+    };
+    let start = format!("{prefix}/");
+    let mut out = ListResult {
+        common_prefixes: Vec::new(),
+        objects: Vec::new(),
+        extensions: Default::default(),
+    };
+    // In key order or not (S3 Express directory buckets): only tokens are checked.
+    let mut pager = Pager::new(false);
+    let mut token = None;
+    loop {
+        let page = run.page(&start, delimiter, None, token).await?;
+        token = pager.next(&page)?;
+        out.objects.extend(page.result.objects);
+        out.common_prefixes.extend(page.result.common_prefixes);
+        if token.is_none() {
+            return Ok(out);
         }
     }
 }
@@ -607,7 +679,6 @@ impl Run {
 mod tests {
     use std::sync::atomic::AtomicUsize;
 
-    use object_store::ListResult;
     use object_store::memory::InMemory;
     use object_store::{ObjectStoreExt, PutPayload};
 

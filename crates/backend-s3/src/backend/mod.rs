@@ -6,7 +6,7 @@
 mod http;
 mod list;
 mod list_page;
-mod listing;
+pub(crate) mod listing;
 mod read;
 mod write;
 
