@@ -166,7 +166,19 @@ impl<H: StableHasher> Staging<H> {
 struct Entry {
     hash: u64,
     start: usize,
+    /// Where the key of a map entry ends (the end of a set element).
+    key_end: usize,
     end: usize,
+}
+
+/// What a collection of entries in canonical order is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Collection {
+    Set,
+    /// A map of a type whose keys are distinct.
+    Map,
+    /// A map that may give a key twice.
+    AnyMap,
 }
 
 /// Bookkeeping of one map or set being encoded.
@@ -399,16 +411,22 @@ impl<H: StableHasher> CanonicalHasher<H> {
         }
     }
 
-    /// Records the entry encoded in the arena from `start` to its end.
+    /// Records the entry encoded in the arena from `start` to its end, its key ending at
+    /// `key_end`.
     #[inline]
-    fn push_entry(&mut self, start: usize) {
+    fn push_entry(&mut self, start: usize, key_end: usize) {
         let end = self.arena.len();
         let hash = xxhash_rust::xxh3::xxh3_64(&self.arena[start..end]);
-        self.entries.push(Entry { hash, start, end });
+        self.entries.push(Entry {
+            hash,
+            start,
+            key_end,
+            end,
+        });
     }
 
     /// Sorts the entries of a finished map or set and writes the collection.
-    fn end_unordered(&mut self, tag: u8, u: Unordered) {
+    fn end_unordered(&mut self, kind: Collection, u: Unordered) {
         let CanonicalHasher {
             out,
             arena,
@@ -416,11 +434,22 @@ impl<H: StableHasher> CanonicalHasher<H> {
             depth,
         } = self;
         let list = &mut entries[u.base..];
-        list.sort_unstable_by(|a, b| {
-            a.hash
-                .cmp(&b.hash)
-                .then_with(|| arena[a.start..a.end].cmp(&arena[b.start..b.end]))
-        });
+        // A map that gives a key twice (a `#[serde(flatten)]` field beside a field of the same
+        // name, say) is a different value in another order, as its deserializer keeps the last
+        // one: its entries stay in the order given, under their own tag.
+        let tag = if kind == Collection::AnyMap && repeated_key(arena, list) {
+            tag::MAP_IN_ORDER
+        } else {
+            list.sort_unstable_by(|a, b| {
+                a.hash
+                    .cmp(&b.hash)
+                    .then_with(|| arena[a.start..a.end].cmp(&arena[b.start..b.end]))
+            });
+            match kind {
+                Collection::Set => tag::SET,
+                Collection::Map | Collection::AnyMap => tag::MAP,
+            }
+        };
         let mut head = [0u8; 9];
         head[0] = tag;
         head[1..].copy_from_slice(&(list.len() as u64).to_le_bytes());
@@ -447,6 +476,25 @@ impl<H: StableHasher> CanonicalHasher<H> {
     }
 }
 
+/// Whether two of the map entries `list` have the same key.
+fn repeated_key(arena: &[u8], list: &[Entry]) -> bool {
+    let key = |e: &Entry| &arena[e.start..e.key_end];
+    // The usual map is small: compared pair by pair, with no allocation.
+    const PAIRWISE: usize = 16;
+    if list.len() <= PAIRWISE {
+        return list
+            .iter()
+            .enumerate()
+            .any(|(i, a)| list[..i].iter().any(|b| key(a) == key(b)));
+    }
+    let mut keys: Vec<(u64, &[u8])> = list
+        .iter()
+        .map(|e| (xxhash_rust::xxh3::xxh3_64(key(e)), key(e)))
+        .collect();
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w[0] == w[1])
+}
+
 /// Type names (prefixes) that serialize as a seq but are sets.
 const SET_TYPES: [&str; 3] = [
     "std::collections::hash::set::HashSet<",
@@ -462,9 +510,31 @@ const WRAPPERS: [&str; 4] = [
     "alloc::borrow::Cow<",
 ];
 
+/// Maps whose keys are distinct: their entries need no check for a repeated key.
+const MAP_TYPES: [&str; 5] = [
+    "std::collections::hash::map::HashMap<",
+    "hashbrown::map::HashMap<",
+    "alloc::collections::btree::map::BTreeMap<",
+    "indexmap::map::IndexMap<",
+    "serde_json::map::Map",
+];
+
 /// Whether a type name (from `std::any::type_name`) names a set, possibly
 /// behind references and smart pointers.
-fn is_set_type(mut name: &str) -> bool {
+fn is_set_type(name: &str) -> bool {
+    let name = pointee(name);
+    SET_TYPES.iter().any(|p| name.starts_with(p))
+}
+
+/// Whether a type name names a map whose keys are distinct, possibly behind
+/// references and smart pointers.
+fn is_map_type(name: &str) -> bool {
+    let name = pointee(name);
+    MAP_TYPES.iter().any(|p| name.starts_with(p))
+}
+
+/// A type name without the references and smart pointers around it.
+fn pointee(mut name: &str) -> &str {
     'strip: loop {
         if let Some(rest) = name.strip_prefix('&') {
             name = rest.strip_prefix("mut ").unwrap_or(rest);
@@ -485,7 +555,7 @@ fn is_set_type(mut name: &str) -> bool {
         }
         break;
     }
-    SET_TYPES.iter().any(|p| name.starts_with(p))
+    name
 }
 
 /// The serializer for one value.
@@ -553,6 +623,8 @@ struct Map<'a, H: StableHasher> {
     c: &'a mut CanonicalHasher<H>,
     u: Unordered,
     entry_start: usize,
+    /// A map of a known type, or one that may give a key twice.
+    kind: Collection,
 }
 
 macro_rules! scalar {
@@ -751,6 +823,11 @@ impl<'a, H: StableHasher> ser::Serializer for Ser<'a, H> {
             c: self.c,
             u,
             entry_start: u.start,
+            kind: if is_map_type(self.type_name) {
+                Collection::Map
+            } else {
+                Collection::AnyMap
+            },
         })
     }
 
@@ -801,7 +878,8 @@ impl<H: StableHasher> ser::SerializeSeq for Seq<'_, H> {
         if self.set.is_some() {
             let start = self.c.arena.len();
             self.c.encode(value)?;
-            self.c.push_entry(start);
+            let end = self.c.arena.len();
+            self.c.push_entry(start, end);
             Ok(())
         } else {
             self.c.encode(value)
@@ -810,7 +888,7 @@ impl<H: StableHasher> ser::SerializeSeq for Seq<'_, H> {
 
     fn end(self) -> Result<(), HashError> {
         match self.set {
-            Some(u) => self.c.end_unordered(tag::SET, u),
+            Some(u) => self.c.end_unordered(Collection::Set, u),
             None => self.c.put(&[tag::SEQ_END]),
         }
         Ok(())
@@ -907,13 +985,14 @@ impl<H: StableHasher> ser::SerializeMap for Map<'_, H> {
 
     #[inline]
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), HashError> {
+        let key_end = self.c.arena.len();
         self.c.encode(value)?;
-        self.c.push_entry(self.entry_start);
+        self.c.push_entry(self.entry_start, key_end);
         Ok(())
     }
 
     fn end(self) -> Result<(), HashError> {
-        self.c.end_unordered(tag::MAP, self.u);
+        self.c.end_unordered(self.kind, self.u);
         Ok(())
     }
 }

@@ -144,6 +144,17 @@ fn set_type_names() {
 }
 
 #[test]
+fn map_type_names() {
+    use std::collections::BTreeMap;
+    assert!(is_map_type(std::any::type_name::<HashMap<i32, i32>>()));
+    assert!(is_map_type(std::any::type_name::<&BTreeMap<i32, i32>>()));
+    assert!(is_map_type(std::any::type_name::<Arc<HashMap<i32, i32>>>()));
+    assert!(!is_map_type(std::any::type_name::<Vec<HashMap<i32, i32>>>()));
+    assert!(!is_map_type(std::any::type_name::<HashSet<i32>>()));
+    assert!(!is_map_type(std::any::type_name::<Pairs<'_>>()));
+}
+
+#[test]
 fn nested_maps_are_sorted_in_place() {
     let mut a: HashMap<String, HashMap<u32, Vec<String>>> = HashMap::new();
     let mut b = HashMap::new();
@@ -219,4 +230,85 @@ fn digest_in_one_go_is_new_add_finish() {
     }
     let failed = CanonicalHasher::digest(LazyHasher::new(&Xxh3), |_| Err("no"));
     assert_eq!(failed, Err("no"));
+}
+
+/// Entries given in order, as a `Serialize` impl may give them: a key may come twice.
+struct Pairs<'a>(&'a [(&'a str, i32)]);
+
+impl Serialize for Pairs<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+/// A map that gives a key twice is another value in another order (its deserializer keeps
+/// the last): `{"a": 1, "a": 2}` and `{"a": 2, "a": 1}` had one digest, so two calls whose
+/// arguments deserialize differently shared a result.
+#[test]
+fn a_map_that_repeats_a_key_keeps_its_order() {
+    let one = encode(&Pairs(&[("a", 1), ("a", 2)]));
+    let other = encode(&Pairs(&[("a", 2), ("a", 1)]));
+    assert_ne!(one, other);
+    assert_eq!(one[0], tag::MAP_IN_ORDER);
+    // Entries in the order given: the key's bytes, then the value's.
+    let mut spelled = vec![tag::MAP_IN_ORDER, 2, 0, 0, 0, 0, 0, 0, 0];
+    for v in [1i32, 2] {
+        spelled.extend(encode("a"));
+        spelled.extend(encode(&v));
+    }
+    assert_eq!(one, spelled);
+    // A map with distinct keys still hashes whatever its order.
+    assert_eq!(
+        encode(&Pairs(&[("a", 1), ("b", 2)])),
+        encode(&Pairs(&[("b", 2), ("a", 1)]))
+    );
+    assert_eq!(encode(&Pairs(&[("a", 1), ("b", 2)]))[0], tag::MAP);
+    // Maps of known types have distinct keys: the same bytes, with no check.
+    assert_eq!(
+        encode(&HashMap::from([("a", 1), ("b", 2)])),
+        encode(&Pairs(&[("b", 2), ("a", 1)]))
+    );
+
+    // Past the pairwise comparison: a repeated key among many, found by its hash.
+    let mut many: Vec<(String, i32)> = (0..100).map(|i| (format!("k{i}"), i)).collect();
+    let distinct: Vec<(&str, i32)> = many.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let mut reversed = distinct.clone();
+    reversed.reverse();
+    assert_eq!(encode(&Pairs(&distinct)), encode(&Pairs(&reversed)));
+    many.push(("k7".into(), -1));
+    let repeated: Vec<(&str, i32)> = many.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let mut swapped = repeated.clone();
+    let last = swapped.len() - 1;
+    swapped.swap(7, last);
+    assert_ne!(encode(&Pairs(&repeated)), encode(&Pairs(&swapped)));
+    assert_eq!(encode(&Pairs(&repeated))[0], tag::MAP_IN_ORDER);
+}
+
+/// serde's derive repeats a key when a flattened map holds a name of the struct: the two
+/// structs below deserialize to different values and had one digest.
+#[test]
+fn a_flattened_map_that_holds_a_field_name_keeps_its_order() {
+    #[derive(Serialize)]
+    struct Config {
+        name: &'static str,
+        #[serde(flatten)]
+        extra: HashMap<&'static str, &'static str>,
+    }
+    let one = Config {
+        name: "a",
+        extra: HashMap::from([("name", "b")]),
+    };
+    let other = Config {
+        name: "b",
+        extra: HashMap::from([("name", "a")]),
+    };
+    assert_ne!(encode(&one), encode(&other));
+    // Nested in another map, as well.
+    let outer = |c: Config| HashMap::from([("config", c)]);
+    assert_ne!(encode(&outer(one)), encode(&outer(other)));
 }

@@ -48,6 +48,7 @@
 //! | tuple struct | `0x1C`, name, `u64` LE length, each field |
 //! | tuple variant | `0x1D`, enum name, variant name, `u64` LE length, each field |
 //! | map | `0x1E`, `u64` LE entry count, the entries in canonical order (below); an entry is the key's encoding followed by the value's |
+//! | map giving a key more than once | `0x26`, `u64` LE entry count, the entries in the order given |
 //! | struct | `0x1F`, name, `u64` LE field count, then per field: field name, value |
 //! | struct variant | `0x20`, enum name, variant name, `u64` LE field count, then per field: field name, value |
 //! | set | `0x21`, `u64` LE element count, the element encodings in canonical order |
@@ -70,6 +71,16 @@
 //! are sorted by the `xxh3_64` of their bytes, ties broken by comparing the
 //! bytes; then the header and the entries are written in that order. A
 //! `HashMap` and a `BTreeMap` with the same entries hash the same.
+//!
+//! A map that gives one key twice is no map: its deserializer keeps one of the
+//! values, so the order of its entries is part of its value. serde's derive
+//! makes such maps from a `#[serde(flatten)]` field beside a field of the same
+//! name (a struct with a flattened `HashMap` of extra settings that holds one
+//! of the struct's own names, say). Its entries are written in the order given,
+//! with tag `0x26`: `{"a": 1, "a": 2}` and `{"a": 2, "a": 1}` differ. The
+//! check costs a comparison of the keys; maps whose type guarantees distinct
+//! keys (`HashMap`, `hashbrown::HashMap`, `BTreeMap`, `IndexMap`,
+//! `serde_json::Map`, recognised by their static type as sets are) skip it.
 //!
 //! serde hands sets over as plain sequences, so they are recognised by the
 //! static type of the value handed to the encoder
@@ -173,4 +184,5 @@ pub(crate) mod tag {
     pub(crate) const RAW: u8 = 0x24;
     #[cfg(feature = "ndarray")]
     pub(crate) const ND_ARRAY: u8 = 0x25;
+    pub(crate) const MAP_IN_ORDER: u8 = 0x26;
 }

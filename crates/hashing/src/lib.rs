@@ -110,8 +110,9 @@ pub use keyed::{
 pub use readable::{readable, readable_args};
 
 /// Version of the canonical encoding; bumped whenever the bytes of any value
-/// change (see [`encoding`]).
-pub const FORMAT_VERSION: u32 = 1;
+/// change (see [`encoding`]). Version 2 changed only maps that give a key more
+/// than once (tag `0x26`); every other value hashes as in version 1.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Digest of one value with the default algorithm (xxh3-128).
 pub fn hash<T: serde::Serialize + ?Sized>(value: &T) -> Result<Digest, HashError> {

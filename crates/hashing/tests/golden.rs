@@ -32,6 +32,14 @@ struct Outer {
     maybe: Option<Box<Outer>>,
 }
 
+/// A struct whose flattened map gives one of its own names again.
+#[derive(Serialize)]
+struct Flattened {
+    name: &'static str,
+    #[serde(flatten)]
+    extra: BTreeMap<&'static str, &'static str>,
+}
+
 #[derive(Serialize)]
 enum Kind {
     Unit,
@@ -139,6 +147,13 @@ fn cases() -> Vec<(&'static str, Digest)> {
         ),
         ("add_raw + add", raw.finish()),
         ("add_args skip [1]", args.finish()),
+        (
+            "map with a repeated key",
+            d(&Flattened {
+                name: "a",
+                extra: BTreeMap::from([("name", "b")]),
+            }),
+        ),
     ]
 }
 
@@ -204,12 +219,16 @@ const GOLDEN: &[(&str, &str)] = &[
     ("struct with Vec<f64>", "d00b1655ebea6c371587576cd96c8d4c"),
     ("add_raw + add", "10a9ab758d3b0bfa7931eb84d8b21731"),
     ("add_args skip [1]", "6d78809bf8c438d860ec5adb5a3880e2"),
+    (
+        "map with a repeated key",
+        "72f433d1da78839bc166bbf4d7e98f5c",
+    ),
 ];
 
 #[test]
 fn golden_digests_never_change() {
     assert_eq!(
-        FORMAT_VERSION, 1,
+        FORMAT_VERSION, 2,
         "regenerate GOLDEN for the new format version"
     );
     let got = cases();
