@@ -3,146 +3,17 @@
 //! ranges between them, a second level of cuts. Every listing must give exactly the objects a
 //! sequential listing gives, whatever their names.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
 
 use cachette_core::plugin::{Bytes, Prefix, StoreBackend, StoreBackendExt};
 use cachette_s3::S3Backend;
-use cachette_s3::object_store::list::{
-    PaginatedListOptions, PaginatedListResult, PaginatedListStore,
-};
-use cachette_s3::object_store::memory::InMemory;
+use cachette_s3::object_store::ObjectStoreExt;
 use cachette_s3::object_store::path::Path;
-use cachette_s3::object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
-};
-use futures::TryStreamExt;
-use futures::stream::BoxStream;
-
-/// An in-memory store that lists in pages of `page` names, in key order, as S3 does, and
-/// counts its listing requests and the most in flight at once.
-#[derive(Debug)]
-struct Paged {
-    inner: InMemory,
-    page: usize,
-    requests: AtomicUsize,
-    in_flight: AtomicUsize,
-    most_in_flight: AtomicUsize,
-}
-
-impl Paged {
-    fn new(page: usize) -> Self {
-        Paged {
-            inner: InMemory::new(),
-            page,
-            requests: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
-            most_in_flight: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl fmt::Display for Paged {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Paged({})", self.page)
-    }
-}
-
-#[cachette_core::plugin::async_trait]
-impl ObjectStore for Paged {
-    async fn put_opts(&self, p: &Path, v: PutPayload, o: PutOptions) -> Result<PutResult> {
-        self.inner.put_opts(p, v, o).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        p: &Path,
-        o: PutMultipartOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(p, o).await
-    }
-    async fn get_opts(&self, p: &Path, o: GetOptions) -> Result<GetResult> {
-        self.inner.get_opts(p, o).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, Result<Path>>,
-    ) -> BoxStream<'static, Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(&self, from: &Path, to: &Path, o: CopyOptions) -> Result<()> {
-        self.inner.copy_opts(from, to, o).await
-    }
-}
-
-#[cachette_core::plugin::async_trait]
-impl PaginatedListStore for Paged {
-    async fn list_paginated(
-        &self,
-        prefix: Option<&str>,
-        opts: PaginatedListOptions,
-    ) -> Result<PaginatedListResult> {
-        self.requests.fetch_add(1, Ordering::SeqCst);
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
-        if self.page >= 10 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        } else {
-            tokio::task::yield_now().await;
-        }
-        let prefix = prefix.unwrap_or("");
-        let mut all: Vec<ObjectMeta> = self.inner.list(None).try_collect().await?;
-        all.retain(|m| m.location.as_ref().starts_with(prefix));
-        all.sort_by(|a, b| a.location.cmp(&b.location));
-        // Names (objects and common prefixes) in order, after the token or offset.
-        let after = opts.page_token.clone().or(opts.offset.clone());
-        let mut names: Vec<(String, Option<ObjectMeta>)> = Vec::new();
-        for meta in all {
-            let name = meta.location.as_ref().to_owned();
-            let rest = &name[prefix.len()..];
-            let entry = match (&opts.delimiter, rest.find('/')) {
-                (Some(_), Some(slash)) => (name[..prefix.len() + slash].to_owned(), None),
-                _ => (name.clone(), Some(meta)),
-            };
-            if names
-                .last()
-                .is_some_and(|(n, m)| m.is_none() && *n == entry.0)
-            {
-                continue;
-            }
-            names.push(entry);
-        }
-        names.retain(|(n, _)| after.as_deref().is_none_or(|a| n.as_str() > a));
-        let more = names.len() > self.page;
-        names.truncate(self.page);
-        let token = more.then(|| names.last().unwrap().0.clone());
-        let mut result = ListResult {
-            common_prefixes: Vec::new(),
-            objects: Vec::new(),
-            extensions: Default::default(),
-        };
-        for (name, meta) in names {
-            match meta {
-                Some(meta) => result.objects.push(meta),
-                None => result.common_prefixes.push(Path::from(name)),
-            }
-        }
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        Ok(PaginatedListResult {
-            result,
-            page_token: token,
-        })
-    }
-}
+use support::paged::Paged;
 
 /// Names under the backend's prefix: folders of hex entries (with claims and identity
 /// items), odd names around the cuts, nested folders.

@@ -8,8 +8,9 @@
 //! its listing requests. Nothing here measures time: a listing that would never end is cut by a
 //! guard, and costs are counted in requests.
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::fmt;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,18 +20,11 @@ use std::time::Duration;
 use cachette_core::plugin::{
     BackendResult, Bytes, ErrorKind, ItemInfo, Prefix, StoreBackend, block_on,
 };
-use cachette_s3::object_store::list::{
-    PaginatedListOptions, PaginatedListResult, PaginatedListStore,
-};
-use cachette_s3::object_store::memory::InMemory;
+use cachette_s3::object_store::ObjectStoreExt;
 use cachette_s3::object_store::path::Path;
-use cachette_s3::object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
-};
 use cachette_s3::{S3Backend, S3Config};
-use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
+use support::paged::Paged;
 
 /// The longest a listing of these tests may take before it is taken for one that never ends
 /// (a guard against a hang, not a measure: each listing here takes a few requests).
@@ -231,12 +225,31 @@ fn page(keys: &[&str], folders: &[&str], token: Option<&str>) -> String {
 /// Lists the whole store in a thread of its own, and gives what the listing gave, or `None`
 /// if it did not end within the [`GUARD`].
 fn list_guarded(backend: S3Backend) -> Option<BackendResult<Vec<ItemInfo>>> {
+    guarded(backend, |backend| async move {
+        backend.list(&Prefix::root()).await
+    })
+}
+
+/// Runs `run` on `backend` in a thread of its own, and gives what it gave, or `None` if it did
+/// not end within the [`GUARD`].
+fn guarded<T: Send + 'static, F: Future<Output = T> + Send + 'static>(
+    backend: S3Backend,
+    run: impl FnOnce(S3Backend) -> F + Send + 'static,
+) -> Option<T> {
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
-        let listed = block_on(false, async move { backend.list(&Prefix::root()).await }).unwrap();
-        let _ = sender.send(listed);
+        let done = block_on(false, run(backend)).unwrap();
+        let _ = sender.send(done);
     });
     receiver.recv_timeout(GUARD).ok()
+}
+
+/// Checks that `err` ends a listing given a token it gave before: not temporary, since a retry
+/// would get the same answers.
+fn assert_token_given_again(err: &cachette_core::plugin::BackendError) {
+    assert_eq!(err.kind(), ErrorKind::Other, "{err}");
+    assert!(!err.is_temporary(), "{err}");
+    assert!(err.to_string().contains("continuation token"), "{err}");
 }
 
 /// A listing whose every page gives the same continuation token would never end: it fails,
@@ -248,10 +261,7 @@ fn a_token_given_again_ends_the_listing_with_an_error() {
         let server = Server::start(|_| page(&["cachette/f/00"], &[], Some("t")));
         let listed = list_guarded(server.backend(concurrency))
             .unwrap_or_else(|| panic!("concurrency {concurrency}: the listing never ends"));
-        let err = listed.expect_err("a listing that never ends");
-        assert_eq!(err.kind(), ErrorKind::Other, "{err}");
-        assert!(!err.is_temporary(), "{err}");
-        assert!(err.to_string().contains("continuation token"), "{err}");
+        assert_token_given_again(&listed.expect_err("a listing that never ends"));
         // The listing of the items, and that of the access logs beside it.
         let listings = server.listings.load(Ordering::SeqCst);
         assert!(
@@ -275,28 +285,13 @@ fn a_token_given_again_by_the_access_log_listing_ends_sweeps_and_listings() {
                 page(&[], &[], None)
             }
         });
-        let backend = server.backend(concurrency);
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            let done = block_on(false, async move {
-                let swept = backend.sweep(&Prefix::root()).await;
-                let listed = backend.list(&Prefix::root()).await;
-                (swept, listed)
-            })
-            .unwrap();
-            let _ = sender.send(done);
-        });
-        let (swept, listed) = receiver.recv_timeout(GUARD).unwrap_or_else(|_| {
-            panic!("concurrency {concurrency}: the sweep or listing never ends")
-        });
-        for err in [
-            swept.expect_err("a sweep whose log listing never ends"),
-            listed.expect_err("a listing whose log listing never ends"),
-        ] {
-            assert_eq!(err.kind(), ErrorKind::Other, "{err}");
-            assert!(!err.is_temporary(), "{err}");
-            assert!(err.to_string().contains("continuation token"), "{err}");
-        }
+        let (swept, listed) = guarded(server.backend(concurrency), |backend| async move {
+            let swept = backend.sweep(&Prefix::root()).await;
+            (swept, backend.list(&Prefix::root()).await)
+        })
+        .unwrap_or_else(|| panic!("concurrency {concurrency}: the sweep or listing never ends"));
+        assert_token_given_again(&swept.expect_err("a sweep whose log listing never ends"));
+        assert_token_given_again(&listed.expect_err("a listing whose log listing never ends"));
         let listings = server.listings.load(Ordering::SeqCst);
         assert!(
             listings < 100,
@@ -392,141 +387,6 @@ fn an_empty_token_ends_the_listing() {
         let mut keys: Vec<String> = items.iter().map(|i| i.key.to_string()).collect();
         keys.sort();
         assert_eq!(keys, stored(), "concurrency {concurrency}");
-    }
-}
-
-/// An in-memory store that lists in pages of `page` names, in key order, as S3 does, and counts
-/// its listing requests (those of [`ObjectStore::list`] too, by the pages S3 would give) and
-/// the most in flight at once.
-#[derive(Debug)]
-struct Paged {
-    inner: InMemory,
-    page: usize,
-    requests: Arc<AtomicUsize>,
-    in_flight: AtomicUsize,
-    most_in_flight: AtomicUsize,
-}
-
-impl Paged {
-    fn new(page: usize) -> Self {
-        Paged {
-            inner: InMemory::new(),
-            page,
-            requests: Arc::new(AtomicUsize::new(0)),
-            in_flight: AtomicUsize::new(0),
-            most_in_flight: AtomicUsize::new(0),
-        }
-    }
-}
-
-impl fmt::Display for Paged {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Paged({})", self.page)
-    }
-}
-
-#[cachette_core::plugin::async_trait]
-impl ObjectStore for Paged {
-    async fn put_opts(&self, p: &Path, v: PutPayload, o: PutOptions) -> Result<PutResult> {
-        self.inner.put_opts(p, v, o).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        p: &Path,
-        o: PutMultipartOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(p, o).await
-    }
-    async fn get_opts(&self, p: &Path, o: GetOptions) -> Result<GetResult> {
-        self.inner.get_opts(p, o).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, Result<Path>>,
-    ) -> BoxStream<'static, Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        // Counted as the pages of S3's listing, one at least.
-        let (listing, page, requests) = (
-            self.inner.list(prefix),
-            self.page,
-            Arc::clone(&self.requests),
-        );
-        futures::stream::once(async move {
-            let all: Vec<ObjectMeta> = listing.try_collect().await?;
-            requests.fetch_add(all.len().div_ceil(page).max(1), Ordering::SeqCst);
-            Ok::<_, cachette_s3::object_store::Error>(futures::stream::iter(
-                all.into_iter().map(Ok),
-            ))
-        })
-        .try_flatten()
-        .boxed()
-    }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(&self, from: &Path, to: &Path, o: CopyOptions) -> Result<()> {
-        self.inner.copy_opts(from, to, o).await
-    }
-}
-
-#[cachette_core::plugin::async_trait]
-impl PaginatedListStore for Paged {
-    async fn list_paginated(
-        &self,
-        prefix: Option<&str>,
-        opts: PaginatedListOptions,
-    ) -> Result<PaginatedListResult> {
-        self.requests.fetch_add(1, Ordering::SeqCst);
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        let prefix = prefix.unwrap_or("");
-        let mut all: Vec<ObjectMeta> = self.inner.list(None).try_collect().await?;
-        all.retain(|m| m.location.as_ref().starts_with(prefix));
-        all.sort_by(|a, b| a.location.cmp(&b.location));
-        // Names (objects and common prefixes) in order, after the token or offset.
-        let after = opts.page_token.clone().or(opts.offset.clone());
-        let mut names: Vec<(String, Option<ObjectMeta>)> = Vec::new();
-        for meta in all {
-            let name = meta.location.as_ref().to_owned();
-            let rest = &name[prefix.len()..];
-            let entry = match (&opts.delimiter, rest.find('/')) {
-                // A folder as S3 names it, with its `/` (and its token too).
-                (Some(_), Some(slash)) => (name[..prefix.len() + slash + 1].to_owned(), None),
-                _ => (name.clone(), Some(meta)),
-            };
-            if names
-                .last()
-                .is_some_and(|(n, m)| m.is_none() && *n == entry.0)
-            {
-                continue;
-            }
-            names.push(entry);
-        }
-        names.retain(|(n, _)| after.as_deref().is_none_or(|a| n.as_str() > a));
-        let more = names.len() > self.page;
-        names.truncate(self.page);
-        let token = more.then(|| names.last().unwrap().0.clone());
-        let mut result = ListResult {
-            common_prefixes: Vec::new(),
-            objects: Vec::new(),
-            extensions: Default::default(),
-        };
-        for (name, meta) in names {
-            match meta {
-                Some(meta) => result.objects.push(meta),
-                None => result
-                    .common_prefixes
-                    .push(Path::parse(&name[..name.len() - 1]).unwrap()),
-            }
-        }
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        Ok(PaginatedListResult {
-            result,
-            page_token: token,
-        })
     }
 }
 

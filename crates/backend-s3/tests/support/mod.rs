@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod paged;
 pub(crate) mod proxy;
 
 use std::io::{Read, Write};
