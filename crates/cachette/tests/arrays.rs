@@ -597,3 +597,43 @@ mod macro_option {
         assert_eq!(by_expr(20).1[0], 0.0);
     }
 }
+
+/// The sums a memoized `sum` gave inside the `Serialize` of [`Total`].
+static SUMS: std::sync::Mutex<Vec<f64>> = std::sync::Mutex::new(Vec::new());
+/// A sum of an array's numbers.
+type Sum = Box<dyn Fn(&Array<f64>) -> f64 + Send + Sync>;
+/// The memoized `sum` that [`Total`]'s `Serialize` calls.
+static SUM: std::sync::OnceLock<Sum> = std::sync::OnceLock::new();
+
+/// An output whose `Serialize` makes a memoized call with an array argument.
+#[derive(Debug, Deserialize)]
+struct Total(f64);
+
+impl Serialize for Total {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let sum = SUM.get().expect("set by the test")(&Array::from(vec![self.0, 1.0]));
+        SUMS.lock().unwrap().push(sum);
+        s.serialize_f64(sum)
+    }
+}
+
+/// A memoized call made while an output is encoded hashed its array arguments as the places
+/// their bytes would take in the entry being written: `sum([5, 1])` had the key of
+/// `sum([2, 1])` and gave 3.
+#[test]
+fn a_memoized_call_inside_an_outputs_serialize_hashes_its_arrays_by_their_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let memory = fs_memory(dir.path(), MmapMode::None);
+    fn sum_of(x: &Array<f64>) -> f64 {
+        x.iter().sum()
+    }
+    let sum = memory.cache(sum_of).name("sum");
+    assert!(
+        SUM.set(Box::new(move |x: &Array<f64>| sum.eval(x))).is_ok(),
+        "set once"
+    );
+    let total = memory.cache(Total).name("total");
+    total.eval(2.0);
+    total.eval(5.0);
+    assert_eq!(*SUMS.lock().unwrap(), [3.0, 6.0]);
+}
