@@ -204,7 +204,8 @@ return deleted
 /// after the grace period, so that readers still reading them finish), and writes the manifest
 /// and the record. Returns 1 when published, 0 when an item exists and `only if absent` was
 /// asked (the new chunks are deleted), -1 when a chunk is missing (expired before the
-/// publication).
+/// publication). Safe to run twice: a second run of an `only if absent` publication finds its
+/// own manifest and returns 1, keeping its chunks.
 ///
 /// `KEYS`: data key, record. `ARGV`: write id, chunk count, size, chunk size, expiry in ms (0 for
 /// none), now in ms, only if absent (`1`/`0`), grace in ms.
@@ -218,6 +219,10 @@ for i = 0, n - 1 do
   if redis.call('EXISTS', head .. id .. ':' .. i) == 0 then return -1 end
 end
 if ARGV[7] == '1' and redis.call('EXISTS', data) == 1 then
+  -- This very write, published by a first run whose reply was lost: done.
+  if redis.call('TYPE', data)['ok'] == 'hash' and redis.call('HGET', data, 'w') == id then
+    return 1
+  end
   for i = 0, n - 1 do redis.call('UNLINK', head .. id .. ':' .. i) end
   return 0
 end

@@ -298,3 +298,33 @@ fn a_cluster_node_as_a_single_server_is_reported_at_once() {
     assert!(started.elapsed() < Duration::from_secs(5), "retried");
     assert!(err.to_string().contains("redis+cluster://"), "{err}");
 }
+
+/// A script that ran but whose reply was lost is sent again: a client of a cluster resends a
+/// command whose reply timed out. The publication of a chunked item written only if absent,
+/// run a second time, found its own manifest, took it for another writer's and deleted its
+/// own chunks: the item stayed, naming chunks that were gone, and read as missing until it
+/// expired. Run twice, it now publishes once, and the item reads whole.
+#[test]
+fn a_chunked_create_published_twice_keeps_its_chunks() {
+    let Some(proxy) = proxy() else { return };
+    let backend = RedisConfig::new(proxy.url("/0"))
+        .with_prefix(common::unique_prefix("bp-publish-twice"))
+        .with_chunk_size(1024)
+        .with_retry_busy(Duration::from_secs(3))
+        .build_backend()
+        .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let value: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    proxy.lose_reply_only(1, "EVAL publish", REFUSALS[0]);
+    let outcome = rt
+        .block_on(backend.put_opts(
+            &key("chunked"),
+            Blob::from(value.clone()),
+            PutOptions::create(),
+        ))
+        .expect("create");
+    assert_eq!(proxy.refused(), 1, "the publication's reply was not lost");
+    assert_eq!(outcome, cachette_core::plugin::PutOutcome::Created);
+    let got = rt.block_on(backend.get(&key("chunked"))).expect("get");
+    assert_eq!(got.as_deref(), Some(&value[..]), "the item lost its chunks");
+}

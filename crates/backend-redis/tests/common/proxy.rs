@@ -40,6 +40,9 @@ struct State {
     reply: Mutex<String>,
     /// Only commands whose name (see [`name_of`]) is this are refused, when set.
     only: Mutex<Option<String>>,
+    /// Whether a refused command is first run by the server (its reply lost), as a command
+    /// whose reply timed out or whose connection dropped was.
+    run_refused: AtomicBool,
     /// Commands refused so far.
     refused: AtomicU64,
     /// Commands forwarded, by name (`EVAL` is named after its script, see [`name_of`]).
@@ -113,6 +116,7 @@ impl Proxy {
     pub(crate) fn refuse(&self, n: u64, reply: &str) {
         *self.state.reply.lock().unwrap() = reply.to_owned();
         *self.state.only.lock().unwrap() = None;
+        self.state.run_refused.store(false, Ordering::SeqCst);
         self.state.faults.store(n, Ordering::SeqCst);
     }
 
@@ -121,6 +125,17 @@ impl Proxy {
     pub(crate) fn refuse_only(&self, n: u64, name: &str, reply: &str) {
         *self.state.reply.lock().unwrap() = reply.to_owned();
         *self.state.only.lock().unwrap() = Some(name.to_owned());
+        self.state.run_refused.store(false, Ordering::SeqCst);
+        self.state.faults.store(n, Ordering::SeqCst);
+    }
+
+    /// Like [`refuse_only`](Self::refuse_only), but each of those commands is run by the
+    /// server first and its reply dropped: the client is told `reply` for a command that ran,
+    /// as when a reply is lost, and a client that sends it again runs it twice.
+    pub(crate) fn lose_reply_only(&self, n: u64, name: &str, reply: &str) {
+        *self.state.reply.lock().unwrap() = reply.to_owned();
+        *self.state.only.lock().unwrap() = Some(name.to_owned());
+        self.state.run_refused.store(true, Ordering::SeqCst);
         self.state.faults.store(n, Ordering::SeqCst);
     }
 
@@ -197,6 +212,10 @@ fn serve(state: &State, client: TcpStream, upstream: SocketAddr) -> io::Result<(
                 .is_ok()
         {
             state.refused.fetch_add(1, Ordering::SeqCst);
+            if state.run_refused.load(Ordering::SeqCst) {
+                to_server.write_all(&command)?;
+                read_reply(&mut from_server, &mut Vec::new())?;
+            }
             let reply = format!("-{}\r\n", state.reply.lock().unwrap());
             to_client.write_all(reply.as_bytes())?;
             continue;
