@@ -486,6 +486,7 @@ impl Memory {
             return Ok(0);
         };
         let prefix = grammar::folder(func)?;
+        shared.store.forget_memo_of(func);
         finish(shared.store.delete_ours(Reach::Blocking, &prefix))
     }
 

@@ -102,6 +102,30 @@ fn a_clear_drops_the_memo() {
     assert_eq!(calls.get(), 3, "the function's clear reached the memo");
 }
 
+/// A clear of the function dropped only the memo values of the entries it found in the store:
+/// a value whose entry another process had already deleted was still served after the clear.
+/// `clear_function` likewise.
+#[test]
+fn a_clear_drops_the_memo_values_whose_entries_were_gone() {
+    let fx = files_memo_fixture("1M");
+    let (f, calls) = counted(&fx.memory, "memo_gone", |x| x + 1);
+    assert_eq!(f.eval(1), 2);
+    assert_eq!(remove_entries(&fx, "memo_gone"), 1);
+    f.clear().unwrap();
+    assert_eq!(f.eval(1), 2);
+    assert_eq!(calls.get(), 2, "a value of before the clear was served");
+    assert_eq!(remove_entries(&fx, "memo_gone"), 1);
+    fx.memory
+        .clear_function(&FuncId::new("memo_gone").folder())
+        .unwrap();
+    assert_eq!(f.eval(1), 2);
+    assert_eq!(
+        calls.get(),
+        3,
+        "a value of before clear_function was served"
+    );
+}
+
 #[test]
 fn values_of_other_code_are_not_used() {
     let fx = memo_fixture("1M");

@@ -241,6 +241,7 @@ impl EntryStore {
         identity: &str,
     ) -> Result<(), Error> {
         self.write_identity(reach, folder, identity).await?;
+        self.forget_memo_of(folder);
         let keys: Vec<_> = self
             .items(reach, &grammar::folder(folder)?)
             .await?

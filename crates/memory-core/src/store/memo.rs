@@ -243,6 +243,15 @@ impl Memo {
         }
     }
 
+    /// Drops every value of the function whose folder is `folder`, whatever entries its
+    /// store still holds (a clear of the function must not leave a value whose entry was
+    /// already gone).
+    pub(crate) fn forget_folder(&self, folder: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let folder = folder_hash(folder);
+        self.cache.retain(|key, _| key.folder != folder);
+    }
+
     /// Drops every value.
     pub(crate) fn clear(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);

@@ -494,6 +494,13 @@ impl EntryStore {
         Ok(n)
     }
 
+    /// Drops the decoded values the memo holds of the function whose folder is `folder`.
+    pub(crate) fn forget_memo_of(&self, folder: &str) {
+        if let Some(memo) = &self.memo {
+            memo.forget_folder(folder);
+        }
+    }
+
     /// Deletes every entry of every function; functions check their identity again afterwards.
     pub(crate) async fn clear(&self, reach: Reach) -> Result<(), Error> {
         let swept = self.sweep(reach).await;
