@@ -137,6 +137,84 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    /// A codec of another id that reads MessagePack, as a new release of a codec, or another
+    /// codec that happens to parse those bytes, would.
+    #[derive(Debug)]
+    struct Another;
+
+    impl Codec for Another {
+        fn id(&self) -> &'static str {
+            "another"
+        }
+
+        fn encode(
+            &self,
+            value: &dyn erased_serde::Serialize,
+            out: &mut Vec<u8>,
+        ) -> Result<(), CodecError> {
+            MessagePack.encode(value, out)
+        }
+
+        fn decode<'de>(
+            &self,
+            bytes: &'de [u8],
+            visit: &mut dyn FnMut(
+                &mut dyn erased_serde::Deserializer<'de>,
+            ) -> Result<(), erased_serde::Error>,
+        ) -> Result<(), CodecError> {
+            MessagePack.decode(bytes, visit)
+        }
+    }
+
+    /// A hit decoded an entry with this memory's codec whatever codec wrote it: a codec that
+    /// parses another's bytes gave another value, silently. An entry of another codec is now
+    /// unusable for this memory (it warns and computes again), and a `MemorizedResult` of it
+    /// does not load; the writer's own memory still hits.
+    #[test]
+    fn an_entry_of_another_codec_is_not_decoded() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        static RUNS: AtomicUsize = AtomicUsize::new(0);
+        fn double(x: i64) -> i64 {
+            RUNS.fetch_add(1, Ordering::SeqCst);
+            x * 2
+        }
+        let backend = Arc::new(crate::plugin::InMemoryBackend::new());
+        let warnings = Arc::new(AtomicUsize::new(0));
+        let memory = |codec: Arc<dyn Codec>| {
+            let warnings = warnings.clone();
+            crate::Memory::builder()
+                .backend(backend.clone())
+                .codec(codec)
+                .reporter(crate::Reporter::new(move |_| {
+                    warnings.fetch_add(1, Ordering::SeqCst);
+                }))
+                .build()
+                .unwrap()
+        };
+        let ours = memory(Arc::new(MessagePack));
+        let theirs = memory(Arc::new(Another));
+        let f = ours.cache_fn(double).name("double");
+        let g = theirs.cache_fn(double).name("double");
+        assert_eq!(f.eval(21), 42);
+        let crate::Shelved::Memorized(shelved) = f.call_and_shelve(21) else {
+            panic!("not stored");
+        };
+        assert_eq!(RUNS.load(Ordering::SeqCst), 1);
+        assert!(
+            theirs.resolve(&shelved).get().is_err(),
+            "loaded with another codec"
+        );
+        assert_eq!(shelved.get().unwrap(), 42);
+        assert_eq!(g.eval(21), 42);
+        assert_eq!(RUNS.load(Ordering::SeqCst), 2, "decoded with another codec");
+        assert!(warnings.load(Ordering::SeqCst) >= 1, "no warning");
+        // Its own result now: a hit for it.
+        assert_eq!(g.eval(21), 42);
+        assert_eq!(RUNS.load(Ordering::SeqCst), 2);
+    }
+
     #[test]
     fn round_trip() {
         let value: (Vec<f64>, BTreeMap<String, Option<i64>>, String) = (

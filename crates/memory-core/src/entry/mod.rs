@@ -106,7 +106,8 @@ static ZEROS: [u8; PAYLOAD_ALIGN] = [0; PAYLOAD_ALIGN];
 /// The metadata of a cached call, stored in its entry.
 ///
 /// Written in the order of its fields: those a load checks (`func`, `args_id`, `name`, `code`,
-/// `version`) and `duration` come first, so that a load reads them and stops there.
+/// `version`), `duration` and `codec` come first, so that a load reads them and stops there
+/// (entries of earlier versions have `codec` last).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Metadata {
@@ -125,6 +126,8 @@ pub struct Metadata {
     pub version: Option<String>,
     /// How long the call took, in seconds.
     pub duration: f64,
+    /// The id of the output codec.
+    pub codec: String,
     /// When the call was made.
     #[serde(serialize_with = "serialize_time")]
     pub time: DateTime<Utc>,
@@ -132,8 +135,6 @@ pub struct Metadata {
     pub input_args: Vec<(String, String)>,
     /// The id of the argument hasher.
     pub hasher: String,
-    /// The id of the output codec.
-    pub codec: String,
 }
 
 /// Serializes `time` as chrono does (RFC 3339 in UTC with `Z`, and the fraction of a second
@@ -220,6 +221,9 @@ pub struct Expected<'a> {
     pub args_id: &'a str,
     /// The code, when the reader knows which code it runs.
     pub code: Option<CodeIdentity<'a>>,
+    /// The id of the codec that will decode the output, when it will be decoded: an output
+    /// written with another codec may decode into another value.
+    pub codec: Option<&'a str>,
 }
 
 /// The fields of a header that say what an entry answers for, decoded without allocating.
@@ -231,6 +235,8 @@ struct Answers<'a> {
     version: Option<&'a str>,
     /// How long the call took, in seconds (a value of the store: see [`Answers::duration`]).
     duration: f64,
+    /// The id of the codec of the output (`None` when the header has none).
+    codec: Option<&'a str>,
 }
 
 /// The keys of [`Answers`], in the order [`Metadata`] writes them.
@@ -246,6 +252,10 @@ struct Leading<'a> {
     code: Option<&'a [u8]>,
     version: Option<&'a [u8]>,
     duration: f64,
+    /// The codec, when asked for.
+    codec: Option<&'a [u8]>,
+    /// Whether `codec` was found to be the one asked for.
+    codec_wanted: bool,
 }
 
 impl<'a> Leading<'a> {
@@ -254,7 +264,9 @@ impl<'a> Leading<'a> {
     /// written by this library), which [`from_header`] then decodes whole. The rest of the
     /// header is covered by its checksum and decoded by whoever reads the whole metadata, who
     /// refuses a key seen twice.
-    fn parse(header: &'a [u8]) -> Option<Leading<'a>> {
+    /// With `codec` (the id a reader expects), the codec's id is read too: next, or in
+    /// entries of earlier versions past the time, the arguments and the hasher.
+    fn parse(header: &'a [u8], codec: Option<&str>) -> Option<Leading<'a>> {
         /// Takes the key `want` (as its MessagePack bytes: a fixstr, which is how every writer
         /// of this library spells a short key; another spelling makes the header decoded whole).
         fn key(rest: &mut &[u8], want: &[u8]) -> Option<()> {
@@ -316,7 +328,69 @@ impl<'a> Leading<'a> {
         let (&F64, after) = rest.split_first()? else {
             return None;
         };
-        let duration = f64::from_be_bytes(*after.first_chunk::<8>()?);
+        let (duration, after) = after.split_first_chunk::<8>()?;
+        let duration = f64::from_be_bytes(*duration);
+        rest = after;
+        let Some(wanted) = codec else {
+            return Some(Leading {
+                func,
+                args_id,
+                name,
+                code,
+                version,
+                duration,
+                codec: None,
+                codec_wanted: false,
+            });
+        };
+        // The codec next, as the id expected (a short string: one look at a few bytes)...
+        if let Some((codec_key, after)) = rest.split_first_chunk::<6>()
+            && codec_key == b"\xa5codec"
+            && let Some((&marker, id)) = after.split_first()
+            && wanted.len() < 32
+            && usize::from(marker) == 0xa0 | wanted.len()
+            && id.starts_with(wanted.as_bytes())
+        {
+            return Some(Leading {
+                func,
+                args_id,
+                name,
+                code,
+                version,
+                duration,
+                codec: Some(&id[..wanted.len()]),
+                codec_wanted: true,
+            });
+        }
+        // ... or another; in entries of earlier versions, last: after the time, the
+        // arguments' readable forms (pairs of texts, each taking bytes of the header: as many
+        // as it holds, at most) and the hasher, skipped.
+        if key(&mut rest, b"\xa5codec").is_some() {
+            return Some(Leading {
+                func,
+                args_id,
+                name,
+                code,
+                version,
+                duration,
+                codec: Some(text(&mut rest)?),
+                codec_wanted: false,
+            });
+        }
+        key(&mut rest, b"\xa4time")?;
+        text(&mut rest)?;
+        key(&mut rest, b"\xaainput_args")?;
+        for _ in 0..rmp::decode::read_array_len(&mut rest).ok()? {
+            if rmp::decode::read_array_len(&mut rest).ok()? != 2 {
+                return None;
+            }
+            text(&mut rest)?;
+            text(&mut rest)?;
+        }
+        key(&mut rest, b"\xa6hasher")?;
+        text(&mut rest)?;
+        key(&mut rest, b"\xa5codec")?;
+        let codec = Some(text(&mut rest)?);
         Some(Leading {
             func,
             args_id,
@@ -324,6 +398,8 @@ impl<'a> Leading<'a> {
             code,
             version,
             duration,
+            codec,
+            codec_wanted: false,
         })
     }
 
@@ -335,6 +411,9 @@ impl<'a> Leading<'a> {
             |stored: Option<&[u8]>, wanted: Option<&str>| stored == wanted.map(str::as_bytes);
         self.func == expected.func.as_bytes()
             && self.args_id == expected.args_id.as_bytes()
+            && expected
+                .codec
+                .is_none_or(|codec| self.codec_wanted || self.codec == Some(codec.as_bytes()))
             && expected.code.as_ref().is_none_or(|code| {
                 self.name == code.name.as_bytes()
                     && same(self.code, code.code)
@@ -356,6 +435,10 @@ impl<'a> Leading<'a> {
             code: optional(self.code)?,
             version: optional(self.version)?,
             duration: self.duration,
+            codec: match self.codec {
+                Some(codec) => Some(text(codec)?),
+                None => None,
+            },
         })
     }
 }
@@ -382,6 +465,7 @@ impl<'de> Deserialize<'de> for Answers<'de> {
                 let mut code: Option<Option<&'de str>> = None;
                 let mut version: Option<Option<&'de str>> = None;
                 let mut duration: Option<f64> = None;
+                let mut codec: Option<&'de str> = None;
                 while let Some(key) = map.next_key::<&'de str>()? {
                     macro_rules! once {
                         ($slot:ident) => {{
@@ -398,6 +482,7 @@ impl<'de> Deserialize<'de> for Answers<'de> {
                         "code" => once!(code),
                         "version" => once!(version),
                         "duration" => once!(duration),
+                        "codec" => once!(codec),
                         _ => {
                             map.next_value::<IgnoredAny>()?;
                         }
@@ -410,6 +495,7 @@ impl<'de> Deserialize<'de> for Answers<'de> {
                     code: code.flatten(),
                     version: version.flatten(),
                     duration: duration.unwrap_or(0.0),
+                    codec,
                 })
             }
         }
@@ -429,6 +515,14 @@ impl Answers<'_> {
             return Err(EntryError::Corrupted(format!(
                 "written for {}/{}, found under {}/{}",
                 self.func, self.args_id, expected.func, expected.args_id
+            )));
+        }
+        if let Some(codec) = expected.codec
+            && self.codec != Some(codec)
+        {
+            return Err(EntryError::Decode(format!(
+                "written with the codec {}, this memory's is {codec}",
+                self.codec.unwrap_or("-")
             )));
         }
         if let Some(code) = &expected.code
@@ -452,7 +546,7 @@ impl Answers<'_> {
 /// Checks that the metadata header `header` (MessagePack) answers for `expected`; gives the
 /// duration of the call it records (zero when it records none that makes sense).
 fn check_answers(header: &[u8], expected: &Expected<'_>) -> Result<f64, EntryError> {
-    let leading = Leading::parse(header);
+    let leading = Leading::parse(header, expected.codec);
     let answers = match &leading {
         Some(leading) if leading.matches(expected) => {
             return Ok(call_duration(leading.duration));
@@ -506,6 +600,7 @@ impl Metadata {
             code: self.code.as_deref(),
             version: self.version.as_deref(),
             duration: self.duration,
+            codec: Some(&self.codec),
         }
         .check(expected)
     }
@@ -913,7 +1008,92 @@ mod tests {
                 code: meta.code.as_deref(),
                 version: meta.version.as_deref(),
             }),
+            codec: None,
         }
+    }
+
+    /// An entry written with another codec was decoded with this memory's: a codec that could
+    /// read its bytes gave another value. A load that names its codec refuses it, on the fast
+    /// path and on headers decoded whole, and takes one of its own.
+    #[test]
+    fn a_load_refuses_an_entry_of_another_codec() {
+        let (meta, _) = sample();
+        let meta = meta.with_code(CodeIdentity {
+            name: "m::f",
+            code: Some("c0de"),
+            version: None,
+        });
+        let header = rmp_serde::to_vec_named(&meta).unwrap();
+        let ours = Expected {
+            codec: Some(&meta.codec),
+            ..expected(&meta)
+        };
+        let theirs = Expected {
+            codec: Some("another-codec"),
+            ..expected(&meta)
+        };
+        assert!(
+            Leading::parse(&header, Some("x")).is_some(),
+            "the fast path"
+        );
+        assert_eq!(check_answers(&header, &ours).unwrap(), 0.5);
+        let err = check_answers(&header, &theirs).unwrap_err();
+        assert!(err.to_string().contains("another-codec"), "{err}");
+        assert!(meta.check(&theirs).is_err() && meta.check(&ours).is_ok());
+        // Entries of the previous version have the codec last: read on the fast path too.
+        #[derive(Serialize)]
+        struct Previous<'a> {
+            func: &'a str,
+            args_id: &'a str,
+            name: &'a str,
+            code: Option<&'a str>,
+            version: Option<&'a str>,
+            duration: f64,
+            time: &'a str,
+            input_args: &'a [(String, String)],
+            hasher: &'a str,
+            codec: &'a str,
+        }
+        let previous = rmp_serde::to_vec_named(&Previous {
+            func: &meta.func,
+            args_id: &meta.args_id,
+            name: &meta.name,
+            code: meta.code.as_deref(),
+            version: meta.version.as_deref(),
+            duration: meta.duration,
+            time: "2026-01-01T00:00:00Z",
+            input_args: &meta.input_args,
+            hasher: &meta.hasher,
+            codec: &meta.codec,
+        })
+        .unwrap();
+        assert!(
+            Leading::parse(&previous, Some(&meta.codec)).is_some(),
+            "the fast path"
+        );
+        assert_eq!(check_answers(&previous, &ours).unwrap(), 0.5);
+        assert!(check_answers(&previous, &theirs).is_err());
+        // A header decoded whole (its keys in another order) is checked the same way.
+        let mut reordered = vec![0x8a];
+        let pairs: Vec<(&str, Vec<u8>)> = vec![
+            ("codec", rmp_serde::to_vec(&meta.codec).unwrap()),
+            ("func", rmp_serde::to_vec(&meta.func).unwrap()),
+            ("args_id", rmp_serde::to_vec(&meta.args_id).unwrap()),
+            ("name", rmp_serde::to_vec(&meta.name).unwrap()),
+            ("code", rmp_serde::to_vec(&meta.code).unwrap()),
+            ("version", rmp_serde::to_vec(&meta.version).unwrap()),
+            ("duration", rmp_serde::to_vec(&meta.duration).unwrap()),
+            ("time", rmp_serde::to_vec(&"2026-01-01T00:00:00Z").unwrap()),
+            ("input_args", rmp_serde::to_vec(&meta.input_args).unwrap()),
+            ("hasher", rmp_serde::to_vec(&meta.hasher).unwrap()),
+        ];
+        for (key, value) in pairs {
+            reordered.extend(rmp_serde::to_vec(key).unwrap());
+            reordered.extend(value);
+        }
+        assert!(Leading::parse(&reordered, Some(&meta.codec)).is_none());
+        assert_eq!(check_answers(&reordered, &ours).unwrap(), 0.5);
+        assert!(check_answers(&reordered, &theirs).is_err());
     }
 
     /// A load reads the six fields it checks and stops: what follows them in the header is
@@ -986,7 +1166,7 @@ mod tests {
             header.extend(spell("duration", key_form));
             header.extend(rmp_serde::to_vec(&0.5f64).unwrap());
             assert_eq!(
-                Leading::parse(&header).is_some(),
+                Leading::parse(&header, None).is_some(),
                 key_form == 0,
                 "keys {key_form}, values {value_form}"
             );

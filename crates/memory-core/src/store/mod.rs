@@ -192,7 +192,8 @@ impl EntryStore {
         };
         let read = read::into_read(key, found, mode)
             .map_err(|e| BackendError::from_io(e, format!("cannot read {key}")))?;
-        Checked::parse(read, key, code, self.signing.as_ref(), verify_arrays)
+        let codec = Some(self.codec().id());
+        Checked::parse(read, key, code, codec, self.signing.as_ref(), verify_arrays)
             .map(Some)
             .map_err(|source| entry_error(key, source))
     }
@@ -245,9 +246,11 @@ impl EntryStore {
         let Some(bytes) = self.read_whole(reach, key).await? else {
             return Ok(false);
         };
+        // Whatever codec wrote it: a check of the entry, not of what a load would decode.
         let checked = Checked::parse(
             read::Read::whole(bytes),
             key,
+            None,
             None,
             self.signing.as_ref(),
             true,
@@ -297,7 +300,7 @@ impl EntryStore {
             return Ok(None);
         };
         let checked = entry::parse_metadata(&head, Some(size)).and_then(|meta| {
-            meta.check(&read::expected(key, code)?)?;
+            meta.check(&read::expected(key, code, Some(self.codec().id()))?)?;
             Ok(meta)
         });
         checked.map(Some).map_err(|source| entry_error(key, source))
@@ -318,6 +321,7 @@ impl EntryStore {
             read::Read::whole(bytes),
             key,
             code,
+            Some(self.codec().id()),
             self.signing.as_ref(),
             true,
         )

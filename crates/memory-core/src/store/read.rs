@@ -55,12 +55,14 @@ impl Checked {
     /// Parses and checks an entry: every checksum for an entry in memory; for a mapped entry,
     /// all but the arrays' unless `verify_arrays` (the arrays' pages are then only read when
     /// they are used).
-    /// The entry must have been written for `key`, by `code` when given (see
-    /// [`Entry::check_written_for`]), and signed with `signing` if that is given.
+    /// The entry must have been written for `key`, by `code` when given, with the codec
+    /// `codec` when given (see [`Entry::check_written_for`]), and signed with `signing` if
+    /// that is given.
     pub(crate) fn parse(
         read: Read,
         key: &Key,
         code: Option<CodeIdentity<'_>>,
+        codec: Option<&str>,
         signing: Option<&SigningKey>,
         verify_arrays: bool,
     ) -> Result<Checked, EntryError> {
@@ -72,7 +74,7 @@ impl Checked {
         if let Some(signing) = signing {
             entry.verify_signature(signing)?;
         }
-        let duration = entry.check_written_for(&expected(key, code)?)?;
+        let duration = entry.check_written_for(&expected(key, code, codec)?)?;
         Ok(Checked {
             entry,
             duration,
@@ -164,6 +166,7 @@ impl Checked {
 pub(super) fn expected<'a>(
     key: &'a Key,
     code: Option<CodeIdentity<'a>>,
+    codec: Option<&'a str>,
 ) -> Result<Expected<'a>, EntryError> {
     let (func, args_id) = crate::key::grammar::split(key)
         .ok_or_else(|| EntryError::Corrupted(format!("{key} is not the key of an entry")))?;
@@ -171,6 +174,7 @@ pub(super) fn expected<'a>(
         func,
         args_id,
         code,
+        codec,
     })
 }
 

@@ -449,6 +449,7 @@ impl Stage {
                 code: None,
                 version: None,
             }),
+            codec: Some("msgpack"),
         };
         Entry::parse(Bytes::copy_from_slice(input))
             .and_then(|e| e.check_written_for(&expected))
