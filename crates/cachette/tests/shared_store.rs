@@ -679,3 +679,48 @@ fn an_index_others_may_write_is_not_read_by_default() {
     assert_eq!(f.eval(3), 9);
     assert_eq!(calls.load(Ordering::SeqCst), 3, "loaded");
 }
+
+/// A function whose identity is longer than the 4 KiB a read of its identity item takes (a
+/// version string of kilobytes here; a name of many generic types does it too): the identity
+/// read back was cut, differed from the function's, and each new process took it for a code
+/// change and deleted all its results. Its long fields are now written as their beginning and
+/// digest, and a second memory on the store hits.
+#[test]
+fn a_function_with_a_long_identity_keeps_its_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let version = "v".repeat(5000);
+    let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let memory = || {
+        let reports = reports.clone();
+        Memory::builder()
+            .path(dir.path())
+            .reporter(cachette::Reporter::new(move |r| {
+                reports.lock().unwrap().push(format!("{r:?}"))
+            }))
+            .build()
+            .unwrap()
+    };
+    for process in 0..2 {
+        let runs = runs.clone();
+        let f = memory()
+            .cache_capturing(move |x: u64| {
+                runs.fetch_add(1, Ordering::SeqCst);
+                x + 1
+            })
+            .name("shared::long")
+            .version(&version);
+        assert_eq!(f.eval(1), 2, "process {process}");
+    }
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "{:?}",
+        reports.lock().unwrap()
+    );
+    assert!(
+        reports.lock().unwrap().is_empty(),
+        "{:?}",
+        reports.lock().unwrap()
+    );
+}

@@ -121,15 +121,39 @@ impl FuncId {
         }
     }
 
-    /// What is stored in the function's `func_code` item.
+    /// What is stored in the function's `func_code` item. A field longer than
+    /// [`MAX_IDENTITY_FIELD`] (a name of generic types, a version of kilobytes) is written as
+    /// its beginning and its digest, which compares as the whole field does: the item stays
+    /// within what a read of it takes (4 KiB).
     pub(crate) fn identity(&self) -> String {
         format!(
             "cachette function {}\ncode: {}\nversion: {}\n",
-            self.name,
-            self.code_hash.as_deref().unwrap_or("-"),
-            self.version.as_deref().unwrap_or("-"),
+            bounded_field(&self.name),
+            bounded_field(self.code_hash.as_deref().unwrap_or("-")),
+            bounded_field(self.version.as_deref().unwrap_or("-")),
         )
     }
+}
+
+/// The longest field of an identity written as it is.
+const MAX_IDENTITY_FIELD: usize = 1024;
+
+/// `field`, or when longer than [`MAX_IDENTITY_FIELD`], its first 64 bytes (to a character) and
+/// the digest of the whole.
+fn bounded_field(field: &str) -> std::borrow::Cow<'_, str> {
+    if field.len() <= MAX_IDENTITY_FIELD {
+        return field.into();
+    }
+    let cut = (0..=64)
+        .rev()
+        .find(|&i| field.is_char_boundary(i))
+        .unwrap_or(0);
+    format!(
+        "{}… (xxh3 {:032x})",
+        &field[..cut],
+        xxhash_rust::xxh3::xxh3_128(field.as_bytes())
+    )
+    .into()
 }
 
 /// Marks `id` ambiguous when another callable was memoized first at the same place, for a store

@@ -24,8 +24,8 @@ use crate::key::grammar;
 use crate::reach::Reach;
 use crate::signing::{SIGNATURE_LEN, SigningKey};
 
-/// The longest identity item read. An identity is three short lines; a longer item is not one
-/// the core wrote, and reads as another identity.
+/// The longest identity item read. An identity is three lines, each field at most 1 KiB (see
+/// `FuncId::identity`); a longer item is not one the core wrote, and is not trusted.
 pub(crate) const MAX_IDENTITY_LEN: u64 = 4096;
 
 /// What an identity signature covers first: the context, then the folder and the identity.
@@ -162,7 +162,7 @@ impl EntryStore {
     }
 
     /// The identity stored in `folder`, read and not changed; no access is recorded. At most
-    /// [`MAX_IDENTITY_LEN`] bytes are read: an identity is a few lines. An item this memory
+    /// [`MAX_IDENTITY_LEN`] bytes (and one) are read: an identity is a few lines. An item this memory
     /// cannot trust (see the [module documentation](self)) reads as `Some(Untrusted)`.
     pub(crate) async fn stored_identity(
         &self,
@@ -172,6 +172,10 @@ impl EntryStore {
         let Some(stored) = self.stored_identity_item(reach, folder).await? else {
             return Ok(None);
         };
+        if stored.len() as u64 > MAX_IDENTITY_LEN {
+            // Read in part, it would read as another identity: not one to act on.
+            return Ok(Some(StoredIdentity::Untrusted));
+        }
         Ok(Some(match open(folder, &stored, self.signing()) {
             Some(identity) => StoredIdentity::Trusted(identity.to_owned()),
             None => StoredIdentity::Untrusted,
@@ -187,7 +191,7 @@ impl EntryStore {
         let found = self
             .run(reach, move |b| {
                 Box::pin(async move {
-                    b.get_opts(&key, GetOptions::range(0..MAX_IDENTITY_LEN))
+                    b.get_opts(&key, GetOptions::range(0..MAX_IDENTITY_LEN + 1))
                         .await
                 })
             })
