@@ -116,7 +116,7 @@ fn a_clear_drops_the_memo_values_whose_entries_were_gone() {
     assert_eq!(calls.get(), 2, "a value of before the clear was served");
     assert_eq!(remove_entries(&fx, "memo_gone"), 1);
     fx.memory
-        .clear_function(&FuncId::new("memo_gone").folder())
+        .clear_function(FuncId::new("memo_gone").folder())
         .unwrap();
     assert_eq!(f.eval(1), 2);
     assert_eq!(
