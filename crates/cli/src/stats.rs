@@ -54,6 +54,21 @@ struct Totals {
     saved_secs: f64,
 }
 
+impl Totals {
+    /// The totals of `rows`. Counts read from the store may be as large as a `u64` holds:
+    /// their sums saturate.
+    fn of(rows: &[Row]) -> Totals {
+        let sum = |count: fn(&Row) -> u64| rows.iter().map(count).fold(0, u64::saturating_add);
+        Totals {
+            calls: sum(|r| r.calls),
+            hits: sum(|r| r.hits),
+            misses: sum(|r| r.misses),
+            compute_secs: rows.iter().map(|r| r.compute_secs).sum(),
+            saved_secs: rows.iter().map(|r| r.saved_secs).sum(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Report<'a> {
     location: &'a str,
@@ -116,13 +131,7 @@ pub(crate) fn stats(
         SortBy::Calls => rows.sort_by_key(|r| std::cmp::Reverse(r.calls)),
         SortBy::Size => rows.sort_by_key(|r| std::cmp::Reverse(r.bytes)),
     }
-    let total = Totals {
-        calls: rows.iter().map(|r| r.calls).sum(),
-        hits: rows.iter().map(|r| r.hits).sum(),
-        misses: rows.iter().map(|r| r.misses).sum(),
-        compute_secs: rows.iter().map(|r| r.compute_secs).sum(),
-        saved_secs: rows.iter().map(|r| r.saved_secs).sum(),
-    };
+    let total = Totals::of(&rows);
     if let Some(path) = svg {
         draw(path, &rows, &store.location)
             .with_context(|| format!("cannot draw {}", path.display()))?;
@@ -296,4 +305,34 @@ fn draw(path: &Path, rows: &[Row], location: &str) -> Result<()> {
     )?;
     root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two functions whose stored counts are past half of a `u64` (counts read from a store
+    /// saturate there): their total overflowed, a panic in a debug build.
+    #[test]
+    fn totals_of_huge_counts_saturate() {
+        let row = |name: &str| Row {
+            name: name.to_owned(),
+            folder: name.to_owned(),
+            calls: u64::MAX - 1,
+            hits: u64::MAX / 2 + 1,
+            misses: u64::MAX / 2 + 1,
+            uncached: 0,
+            hit_ratio: None,
+            compute_secs: 1.0,
+            saved_secs: 2.0,
+            entries: 0,
+            bytes: 0,
+        };
+        let total = Totals::of(&[row("a"), row("b")]);
+        assert_eq!(
+            (total.calls, total.hits, total.misses),
+            (u64::MAX, u64::MAX, u64::MAX)
+        );
+        assert_eq!((total.compute_secs, total.saved_secs), (2.0, 4.0));
+    }
 }
