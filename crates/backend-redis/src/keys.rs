@@ -152,6 +152,13 @@ impl Layout {
         let (data, rest) = redis_key.strip_prefix('{')?.split_once("}:c:")?;
         let key = self.key_of(data.as_bytes())?;
         let (id, index) = rest.rsplit_once(':')?;
+        // A chunk's index as a writer spells it: decimal digits, no sign, no leading zero.
+        let canonical = !index.is_empty()
+            && index.bytes().all(|b| b.is_ascii_digit())
+            && (index == "0" || !index.starts_with('0'));
+        if !canonical {
+            return None;
+        }
         index.parse::<u64>().ok()?;
         if !valid_write_id(id) {
             return None;
@@ -329,6 +336,13 @@ mod tests {
         assert_eq!(Layout::new("other").chunk_of(&name), None);
         assert_eq!(layout.chunk_of("{ns:f/x}:c:id:notanumber"), None);
         assert_eq!(layout.chunk_of("{ns:f/x}:c:bad id:0"), None);
+        // Indices no writer spells: a sign, a leading zero, nothing.
+        for index in ["+1", "01", "", "1 "] {
+            let odd = format!("{{{data}}}:c:{id}:{index}");
+            assert_eq!(layout.chunk_of(&odd), None, "{odd}");
+        }
+        let first = chunk(&data, &id, 0);
+        assert!(layout.chunk_of(&first).is_some(), "{first}");
         let tag = owner_tag();
         assert_eq!(
             layout.chunk_pattern(&Prefix::root()),

@@ -50,9 +50,11 @@ impl Manifest {
                 "the write id is not 1 to {MAX_ID_LEN} letters, digits and '-'"
             ));
         }
+        // Digits only, as the scripts that follow a manifest on the server read them (`+3`
+        // parses in Rust, not in Lua: the scripts would skip chunks the reader reads).
         let number = |name: &str, text: &str| {
-            if text.len() > 20 {
-                return Err(format!("the {name} is not a number"));
+            if text.len() > 20 || text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("the {name} {text:?} is not a number"));
             }
             text.parse::<u64>()
                 .map_err(|_| format!("the {name} {text:?} is not a number"))
@@ -135,6 +137,9 @@ mod tests {
             (&id, "1", "10", "1073741824", "chunk size"),
             (&id, "2", "2500", "1000", "does not match"),
             (&id, "-1", "10", "10", "not a number"),
+            (&id, "+1", "5", "5", "not a number"),
+            (&id, "1", " 5", "5", "not a number"),
+            (&id, "1", "5", "", "not a number"),
             (&id, "1", "1e3", "1000", "not a number"),
             (&id, "1", &"9".repeat(400), "1000", "not a number"),
             ("", "1", "5", "5", "write id"),

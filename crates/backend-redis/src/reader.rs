@@ -246,10 +246,8 @@ impl Inner {
             .iter()
             .map(|v| access::text_of(v).and_then(|b| String::from_utf8(b).ok()))
             .collect();
-        if text.iter().all(Option::is_none) {
-            // Deleted between the type check and the read (the script is atomic, so never).
-            return Ok(Lookup::Missing);
-        }
+        // A hash without the fields of a manifest (or whose fields are not text) is not one
+        // this library wrote: refused, with the error of the field missing.
         Manifest::parse(
             text[0].as_deref(),
             text[1].as_deref(),

@@ -390,6 +390,17 @@ async fn forged_manifests_fail_fast() {
                 ["w", &long_id, "n", "1", "s", "10", "c", "10"],
                 "too long",
             ),
+            // A hash with none of the fields: a miss, silently, and for ever.
+            (
+                "fieldless",
+                ["x", "1", "y", "2", "z", "3", "q", "4"],
+                "field is missing",
+            ),
+            (
+                "signed",
+                ["w", &id, "n", "+1", "s", "10", "c", "10"],
+                "not a number",
+            ),
         ];
         for (name, fields, _) in cases {
             raw.query::<()>(
