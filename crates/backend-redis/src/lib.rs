@@ -135,7 +135,9 @@
 //! of 256 items, eight batches at once. On a cluster a script touches one slot, so a batch
 //! holds the keys of one master and goes to it as one pipeline of a script per slot (a script
 //! refused there, as when its slot moved meanwhile, is sent again on its own). It writes
-//! nothing. No command is sent per item: `OBJECT IDLETIME` runs inside the script.
+//! nothing. No command is sent per item: `OBJECT IDLETIME` runs inside the script. A scan
+//! ends: a server that gives a cursor it gave before, or more than 2^22 pages on one master,
+//! fails it with an error that is not temporary.
 //! `delete_many` deletes in batches with a script that `UNLINK`s the keys, batched per slot on a
 //! cluster. `sweep` walks the chunks written from this host under the prefix the same way, and
 //! deletes those of dead writers (see above), one script per write that checks the item's

@@ -33,6 +33,11 @@ use crate::manifest::MAX_FIELD_LEN;
 pub(crate) const SCAN_COUNT: usize = 1000;
 /// Masters scanned at once.
 pub(crate) const SCAN_PARALLELISM: usize = 4;
+
+/// The most `SCAN` pages of one target in one scan: some 4,000 times what 10^8 keys take. A
+/// scan is refused past it, as when a cursor comes back: a server whose cursors never reach 0
+/// would keep a listing (and what it gathers) going for ever.
+pub(crate) const MAX_SCAN_PAGES: u64 = 1 << 22;
 /// Items per batch of listing probes or deletions.
 pub(crate) const BATCH: usize = 256;
 /// Batches in flight at once.
@@ -334,19 +339,41 @@ where
     stream::iter(targets)
         .map(move |target| -> BoxStream<'static, Res<Page<Vec<u8>>>> {
             let fetch = fetch.clone();
-            stream::try_unfold(Some(0u64), move |cursor| {
+            // The cursors given so far: one given again would start a loop.
+            let seen = std::collections::HashSet::new();
+            stream::try_unfold((Some(0u64), seen), move |(cursor, mut seen)| {
                 let fetch = fetch.clone();
                 async move {
                     let Some(cursor) = cursor else {
                         return Ok(None);
                     };
+                    if seen.len() as u64 >= MAX_SCAN_PAGES {
+                        return Err(endless_scan(&format!(
+                            "it takes more than {MAX_SCAN_PAGES} pages"
+                        )));
+                    }
                     let (next, found) = fetch(target, cursor).await?;
-                    Ok(Some(((target, found), (next != 0).then_some(next))))
+                    if next != 0 && !seen.insert(next) {
+                        return Err(endless_scan("it gives a cursor it gave before"));
+                    }
+                    Ok(Some(((target, found), ((next != 0).then_some(next), seen))))
                 }
             })
             .boxed()
         })
         .flatten_unordered(SCAN_PARALLELISM)
+}
+
+/// The error of a scan that would not end: not temporary, since a scan started again would
+/// get the same answers.
+fn endless_scan(why: &str) -> Fail {
+    Fail::Backend(
+        cachette_core::plugin::BackendError::new(
+            cachette_core::plugin::ErrorKind::Other,
+            format!("the server's SCAN does not end: {why}; the listing is given up"),
+        )
+        .with_backend(crate::SCHEME),
+    )
 }
 
 /// What is probed together: the target of the pages its keys came from, and the keys in
@@ -490,6 +517,35 @@ mod tests {
         assert_eq!(most.load(Ordering::SeqCst), SCAN_PARALLELISM);
         // 18 pages of 30 ms one after the other would take 540 ms; at most 4 at once, 180 ms.
         assert!(took < Duration::from_millis(450), "{took:?}");
+    }
+
+    /// A server whose cursor comes back (the same one, or a cycle of a few) made a scan, and
+    /// the listing or sweep gathering its keys, go on for ever: it fails after the cycle.
+    #[test]
+    fn a_cursor_given_again_ends_the_scan_with_an_error() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for cycle in [1u64, 3] {
+            let pages_asked = std::sync::Arc::new(AtomicUsize::new(0));
+            let asked = pages_asked.clone();
+            let fetch = move |_: Option<u16>, cursor: u64| {
+                asked.fetch_add(1, Ordering::SeqCst);
+                async move { Ok((cursor % cycle + 7, vec![b"k".to_vec()])) }
+            };
+            let result = rt.block_on(
+                pages(vec![None], fetch)
+                    .map_ok(|(_, keys)| keys)
+                    .try_concat(),
+            );
+            let err = match result {
+                Err(Fail::Backend(err)) => err,
+                other => panic!("cycle {cycle}: {other:?}"),
+            };
+            assert!(err.to_string().contains("cursor it gave before"), "{err}");
+            assert!(!err.is_temporary());
+            assert!(pages_asked.load(Ordering::SeqCst) <= cycle as usize + 2);
+        }
     }
 
     #[test]
