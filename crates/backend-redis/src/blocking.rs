@@ -235,7 +235,7 @@ impl Inner {
             Some(Err(e)) => return Blocking::Done(Err(e.into())),
             None => return Blocking::Declined,
         };
-        match first_answer(&data, &shape, values) {
+        match first_answer(&data, &shape, values, self.max_item_size()) {
             Ok(First::Read(ChunkRead::Bytes(bytes, size))) => {
                 Blocking::Done(Ok(Some(shape.result(bytes, size))))
             }

@@ -115,14 +115,32 @@ pub(crate) fn first_request(data: &str, shape: &Shape, record: Option<Cmd>) -> P
     pipe
 }
 
-/// Reads the answer to [`first_request`].
-pub(crate) fn first_answer(data: &str, shape: &Shape, values: Vec<Value>) -> Res<First> {
+/// Reads the answer to [`first_request`]. A value larger than `max_size` (`max_item_size`)
+/// is refused, as a manifest of such a size is: Redis bounds what a `GET` transfers (512 MiB
+/// by default), the backend what it accepts.
+pub(crate) fn first_answer(
+    data: &str,
+    shape: &Shape,
+    values: Vec<Value>,
+    max_size: u64,
+) -> Res<First> {
+    let too_large = |size: u64| {
+        corrupted(
+            data,
+            &format!(
+                "its value of {size} bytes exceeds the largest item accepted ({max_size} bytes, max_item_size)"
+            ),
+        )
+    };
     let mut values = values.into_iter();
     match shape {
         Shape::Whole => match values.next().map(Value::extract_error) {
             None | Some(Ok(Value::Nil)) => Ok(First::Read(ChunkRead::Missing)),
             Some(Ok(Value::BulkString(bytes))) => {
                 let size = bytes.len() as u64;
+                if size > max_size {
+                    return Err(too_large(size));
+                }
                 Ok(First::Read(ChunkRead::Bytes(Bytes::from(bytes), size)))
             }
             Some(Ok(other)) => Err(unexpected("GET", &other).into()),
@@ -147,6 +165,9 @@ pub(crate) fn first_answer(data: &str, shape: &Shape, values: Vec<Value>) -> Res
                         Some(other) => return Err(unexpected("STRLEN", &other).into()),
                         None => return Err(unexpected("STRLEN", &Value::Nil).into()),
                     };
+                    if size > max_size {
+                        return Err(too_large(size));
+                    }
                     let bytes = match shape {
                         Shape::Range(range) if range.end > range.start => match fields.next() {
                             Some(Value::BulkString(bytes)) => Bytes::from(bytes),
@@ -196,7 +217,7 @@ impl Inner {
                 if recording {
                     self.recorded(&data);
                 }
-                first_answer(&data, &shape, values)?
+                first_answer(&data, &shape, values, self.max_item_size())?
             };
             let step = match first {
                 First::Read(step) => step,

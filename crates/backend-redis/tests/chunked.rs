@@ -584,6 +584,31 @@ async fn items_above_the_limit_are_refused() {
         b.put(&key, pattern(5000).into()).await.unwrap();
         assert_eq!(b.get(&key).await.unwrap(), Some(pattern(5000)), "{kind}");
         b.delete(&key).await.unwrap();
+        // A whole value above the limit, written by someone else: refused by every read,
+        // as a manifest of that size is (it was read and returned whole).
+        let mut raw = common::Raw::of(&b).await;
+        raw.query::<()>(
+            redis::cmd("SET")
+                .arg(format!("{}:l/big", prefix_of(&b)))
+                .arg(&pattern(6000)[..]),
+        )
+        .await;
+        for (read, options) in [
+            ("get", GetOptions::hit()),
+            ("get_range", GetOptions::range(0..10)),
+            ("head", GetOptions::head()),
+        ] {
+            let err = b
+                .get_opts(&key, options)
+                .await
+                .expect_err(&format!("{kind}: {read} of a value above the limit"));
+            assert!(err.to_string().contains("exceeds"), "{kind} {read}: {err}");
+        }
+        let err = cachette_core::plugin::block_on(false, b.get(&key))
+            .unwrap()
+            .expect_err("a synchronous get of a value above the limit");
+        assert!(err.to_string().contains("exceeds"), "{kind}: {err}");
+        b.delete(&key).await.unwrap();
     }
     // No more than `MAX_CHUNKS` chunks, whatever `max_item_size` says.
     if let Some(b) = common::single("limit-chunks", |c| c.with_chunk_size(1)) {
