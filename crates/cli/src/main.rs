@@ -192,13 +192,32 @@ fn main() -> ExitCode {
             if json {
                 print_error(code, format!("{e:#}"));
             }
-            eprintln!("cachette: {e:#}");
+            eprintln!("cachette: {}", printable_error(&format!("{e:#}")));
             code.into()
         }
     }
 }
 
 /// The JSON document of an error, on stdout.
+/// The most lines of an error printed, and the most characters of each.
+const ERROR_LINES: usize = 20;
+const ERROR_LINE_LEN: usize = 1000;
+
+/// An error's text made safe for a terminal: it may quote a store or a server (an object
+/// store's error body, say), so its control characters and the characters that reorder text
+/// are escaped, line by line, and its length bounded.
+fn printable_error(text: &str) -> String {
+    let mut lines: Vec<String> = text
+        .lines()
+        .take(ERROR_LINES)
+        .map(|line| cachette::plugin::untrusted_within(line, ERROR_LINE_LEN))
+        .collect();
+    if text.lines().nth(ERROR_LINES).is_some() {
+        lines.push("…".to_owned());
+    }
+    lines.join("\n")
+}
+
 fn print_error(code: Code, message: String) {
     #[derive(Serialize)]
     struct ErrorReport {
@@ -291,5 +310,21 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// An error quoting a server's answer went to the terminal as it was: an escape sequence in
+    /// an object store's error body (a clipboard write, a screen clear) reached the terminal.
+    #[test]
+    fn errors_are_printed_escaped_and_bounded() {
+        let hostile = "cannot list: server said \u{1b}]52;c;aGk=\u{7}\u{1b}[2J \u{202e}txt.exe";
+        let shown = printable_error(hostile);
+        assert!(!shown.chars().any(|c| c.is_control()), "{shown:?}");
+        assert!(!shown.contains('\u{202e}'), "{shown:?}");
+        assert!(shown.contains("\\u{1b}]52"), "{shown:?}");
+        // Lines stay lines; a flood of them, or a line of megabytes, is cut.
+        assert_eq!(printable_error("a\nb"), "a\nb");
+        let flood = "x\n".repeat(1000);
+        assert!(printable_error(&flood).lines().count() <= ERROR_LINES + 1);
+        assert!(printable_error(&"y".repeat(1 << 20)).len() < 2 * ERROR_LINE_LEN);
     }
 }

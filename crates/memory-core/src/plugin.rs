@@ -52,7 +52,7 @@ pub use crate::registry::{
     BackendConfig, CloneConfig, InMemoryConfig, Registration, backend_from_url, config_from_url,
     register, registrations, scheme_of,
 };
-pub use crate::report::untrusted;
+pub use crate::report::{untrusted, untrusted_within};
 pub use crate::rt::{block_on, io_handle, io_runtime};
 pub use crate::stripe::{STRIPES, Striped, thread_stripe};
 

@@ -166,7 +166,7 @@ pub fn untrusted(text: &str) -> String {
 pub(crate) const WARNING_LEN: usize = 500;
 
 /// [`untrusted`], cut to `max` characters.
-pub(crate) fn untrusted_within(text: &str, max: usize) -> String {
+pub fn untrusted_within(text: &str, max: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max + 8));
     for (i, c) in text.chars().enumerate() {
         if i == max {
