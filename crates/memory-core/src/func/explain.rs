@@ -29,6 +29,34 @@ use crate::validation::Validation;
 /// a store is untrusted, and may hold any number of them.
 pub const MAX_EXAMINED: usize = 1_000;
 
+/// The most arguments of an examined entry kept, and the longest name or readable form kept
+/// (in bytes): a header of a store may hold millions of arguments of megabytes, and an
+/// explanation keeps [`MAX_EXAMINED`] of them at once. This library writes readable forms of
+/// at most [`READABLE_ARG_LEN`] characters, which fit.
+const MAX_EXAMINED_ARGS: usize = 64;
+const MAX_EXAMINED_ARG_LEN: usize = 4 * READABLE_ARG_LEN + 8;
+
+/// `meta` with its arguments bounded as [`MAX_EXAMINED_ARGS`] and [`MAX_EXAMINED_ARG_LEN`] say.
+fn bounded_args(mut meta: Metadata) -> Metadata {
+    fn cut(text: &mut String) {
+        if text.len() > MAX_EXAMINED_ARG_LEN {
+            let at = (0..=MAX_EXAMINED_ARG_LEN)
+                .rev()
+                .find(|&i| text.is_char_boundary(i))
+                .unwrap_or(0);
+            text.truncate(at);
+            text.push('…');
+        }
+    }
+    meta.input_args.truncate(MAX_EXAMINED_ARGS);
+    for (name, value) in &mut meta.input_args {
+        cut(name);
+        cut(value);
+    }
+    meta.input_args.shrink_to_fit();
+    meta
+}
+
 /// Why a call would load a stored result or not, as [`MemorizedFunc::explain`] and
 /// [`Memory::explain`] find it: whether it is a hit, and if not, the causes.
 ///
@@ -474,7 +502,7 @@ impl Examined {
             };
             let args_id = args_id.to_owned();
             match store.metadata(reach, &item.key, None).await {
-                Ok(Some(meta)) => entries.push((args_id, Ok(meta))),
+                Ok(Some(meta)) => entries.push((args_id, Ok(bounded_args(meta)))),
                 Ok(None) => {} // deleted meanwhile
                 Err(e) => entries.push((args_id, Err(e))),
             }
@@ -891,5 +919,25 @@ mod tests {
         let diff = differing(&stored, &[]);
         assert!(!diff[0].name.contains('\u{1b}'), "{:?}", diff[0].name);
         assert!(!diff[0].stored.as_deref().unwrap().contains('\u{202e}'));
+    }
+
+    /// An examined entry kept every argument its header held, whole: a store's header of
+    /// 16 MiB holds millions, and an explanation keeps a thousand entries at once. Their
+    /// number and length are now bounded, and a readable form this library writes is kept
+    /// whole.
+    #[test]
+    fn examined_arguments_are_bounded() {
+        let mut meta = Metadata::new(1.0, Utc::now(), Vec::new(), "f", "a", "h", "c");
+        meta.input_args = (0..100_000)
+            .map(|i| (format!("x{i}"), "é".repeat(10_000)))
+            .collect();
+        meta.input_args[0].1 = "y".repeat(4 * READABLE_ARG_LEN);
+        let meta = bounded_args(meta);
+        assert_eq!(meta.input_args.len(), MAX_EXAMINED_ARGS);
+        assert_eq!(meta.input_args[0].1.len(), 4 * READABLE_ARG_LEN, "cut");
+        assert!(meta.input_args.iter().all(
+            |(n, v)| n.len() <= MAX_EXAMINED_ARG_LEN + 3 && v.len() <= MAX_EXAMINED_ARG_LEN + 3
+        ));
+        assert!(meta.input_args[1].1.ends_with('…'));
     }
 }
