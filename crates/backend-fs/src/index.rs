@@ -80,6 +80,10 @@ const PENDING_MAX: usize = 1024;
 /// part is recorded).
 const PENDING_AGE: Duration = Duration::from_secs(5);
 
+/// The most accesses a part keeps while they wait to be written (the index's write lock held
+/// by another process): beyond, accesses are not recorded.
+const PENDING_HELD: usize = 4 * PENDING_MAX;
+
 /// Keys deleted in one write transaction: a transaction has a limited number of dirty pages.
 const DELETE_BATCH: usize = 8192;
 
@@ -220,6 +224,8 @@ struct Shared {
     pending: Striped<Mutex<Pending>>,
     /// The compute-once claims of this process on the environment.
     claims: Arc<Claims>,
+    /// A thread is writing the pending accesses (see [`Shared::record_access`]).
+    flushing: AtomicBool,
 }
 
 impl fmt::Debug for Shared {
@@ -383,9 +389,12 @@ impl Shared {
         }
     }
 
-    /// Records an access to `key` in memory; writes the pending ones if there are many, or the
-    /// oldest is old. Never call it holding a write transaction.
-    fn record_access(&self, key: &[u8]) {
+    /// Records an access to `key` in memory; has the pending ones written if there are many,
+    /// or the oldest is old, by a thread of their own: a read never waits for the index's write
+    /// lock, which another process may hold for long (stopped, or on a hung disk). While the
+    /// writing waits, at most [`PENDING_HELD`] accesses a part are kept; later ones are not
+    /// recorded (accesses are best effort).
+    fn record_access(self: &Arc<Self>, key: &[u8]) {
         // The coarse clock: its resolution (a few milliseconds) is finer than the
         // least-recently-used order needs, and it costs a sixth of the precise clock.
         let now = coarse_unix_nanos();
@@ -396,8 +405,10 @@ impl Shared {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             // A key read again keeps its entry: no allocation on repeated hits.
+            let held = pending.at.len();
             match pending.at.get_mut(key) {
                 Some(at) => *at = now,
+                None if held >= PENDING_HELD => {}
                 None => {
                     pending.at.insert(key.to_vec(), now);
                 }
@@ -407,7 +418,26 @@ impl Shared {
                 || Duration::from_nanos(now.saturating_sub(since)) >= PENDING_AGE
         };
         if due {
+            self.flush_in_background();
+        }
+    }
+
+    /// Writes the pending accesses on a thread of its own, unless one is at it.
+    fn flush_in_background(self: &Arc<Self>) {
+        if self.flushing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name("cachette-index-accesses".into())
+            .spawn(move || {
+                shared.flush();
+                shared.flushing.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            // No thread to be had: written here.
             self.flush();
+            self.flushing.store(false, Ordering::Release);
         }
     }
 
@@ -528,6 +558,7 @@ fn open_shared(
         read_only,
         pending: Striped::default(),
         claims: Arc::default(),
+        flushing: AtomicBool::new(false),
     });
     open.insert(path, Arc::downgrade(&shared));
     Ok(Ok(shared))
@@ -574,9 +605,19 @@ fn cut_short(env: &Env<WithTls>) -> heed::Result<Option<String>> {
 enum EnvRef<'i> {
     /// The environment opened for writing, kept for the store's life: borrowed, so a hit takes
     /// no reference count.
-    Kept(&'i Shared),
+    Kept(&'i Arc<Shared>),
     /// An environment opened for reading only, which a later write may replace.
     ReadOnly(Arc<Shared>),
+}
+
+impl EnvRef<'_> {
+    /// The environment, shared.
+    fn arc(&self) -> &Arc<Shared> {
+        match self {
+            EnvRef::Kept(shared) => shared,
+            EnvRef::ReadOnly(shared) => shared,
+        }
+    }
 }
 
 impl std::ops::Deref for EnvRef<'_> {
@@ -1123,7 +1164,7 @@ impl FsBackend {
             }
         };
         if options.record_access {
-            shared.record_access(k);
+            shared.arc().record_access(k);
         }
         Ok(InIndex::Found(found))
     }
@@ -1500,6 +1541,65 @@ mod tests {
         #[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)]
         let expected = network_fs_name(st.f_type as u64);
         assert_eq!(network_fs(handle.as_fd()), expected);
+    }
+
+    /// A read that had accesses to write wrote them itself, waiting for the index's write
+    /// lock: a process stopped (or on a hung disk) while holding it stopped every hit too. The
+    /// accesses are now written by a thread of their own, and the reads go on; they are written
+    /// once the lock is free. Here another thread holds the lock (LMDB's lock is the same
+    /// across threads and processes) until the reads are done, or for a guard's time.
+    #[test]
+    fn reads_never_wait_for_the_write_lock() {
+        use std::sync::mpsc;
+        let dir = tempfile::tempdir().unwrap();
+        let b = crate::FsConfig::new(dir.path())
+            .with_layout(crate::Layout::Index)
+            .open()
+            .unwrap();
+        use cachette_core::plugin::{GetOptions, StoreBackend, StoreBackendExt};
+        let keys: Vec<Key> = (0..PENDING_MAX * 2)
+            .map(|i| Key::new(format!("f/k{i}")).unwrap())
+            .collect();
+        for key in &keys {
+            run(b.put(key, b"1".to_vec().into())).unwrap();
+        }
+        let index = b.index.as_ref().unwrap();
+        let shared = Arc::clone(index.shared.get().unwrap());
+        let (locked, lock_taken) = mpsc::channel();
+        let (reads_done, done) = mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let txn = shared.env.write_txn().unwrap();
+            locked.send(()).unwrap();
+            // Until the reads are done, or a guard against a hang: whichever comes first.
+            let done_first = done.recv_timeout(Duration::from_secs(60)).is_ok();
+            drop(txn);
+            done_first
+        });
+        lock_taken.recv().unwrap();
+        for key in &keys {
+            let got = b.get_now(key, &GetOptions::hit()).unwrap().unwrap();
+            assert!(got.is_some());
+        }
+        let _ = reads_done.send(());
+        assert!(
+            holder.join().unwrap(),
+            "the reads waited for the write lock"
+        );
+        // Written once the lock is free.
+        b.flush_accesses();
+        let (shared, dbs) = b.index_handles(index, false).unwrap().unwrap();
+        let txn = shared.env.read_txn().unwrap();
+        let accessed = keys
+            .iter()
+            .filter(|k| {
+                dbs.times
+                    .get(&txn, k.as_str().as_bytes())
+                    .unwrap()
+                    .and_then(decode_times)
+                    .is_some_and(|(_, accessed)| accessed > 0)
+            })
+            .count();
+        assert_eq!(accessed, keys.len());
     }
 
     #[test]
