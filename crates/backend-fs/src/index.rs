@@ -357,8 +357,12 @@ impl Shared {
             .then_some((*folders, folder.as_bytes()))
     }
 
-    /// Whether `key` may be a file, as the registry says (yes if it cannot answer).
+    /// Whether `key` may be a file, as the registry says (yes if it cannot answer). A key too
+    /// long for the index is always a file, published without its folder recorded.
     fn may_be_file(&self, txn: &heed::RoTxn<'_>, key: &Key) -> heed::Result<bool> {
+        if key.as_str().len() > MAX_KEY {
+            return Ok(true);
+        }
         let Some((folders, folder)) = self.folder_record(key) else {
             return Ok(true);
         };
@@ -1600,6 +1604,34 @@ mod tests {
             })
             .count();
         assert_eq!(accessed, keys.len());
+    }
+
+    /// A key too long for the index is a file, published without its folder recorded: a write
+    /// that also deletes it took the registry's word that it had no file, said it was deleted,
+    /// and left it to be read.
+    #[test]
+    fn a_write_that_deletes_a_long_key_deletes_its_file() {
+        use cachette_core::plugin::{StoreBackend, StoreBackendExt};
+        let dir = tempfile::tempdir().unwrap();
+        let b = crate::FsConfig::new(dir.path())
+            .with_layout(crate::Layout::Index)
+            .open()
+            .unwrap();
+        // A key in a folder of its own, whose folder no write records.
+        let segment = "x".repeat(200);
+        let long = Key::new(format!("long/{segment}/{segment}/{segment}/z")).unwrap();
+        assert!(long.as_str().len() > MAX_KEY);
+        let small = Key::new("f/small").unwrap();
+        run(b.put(&small, b"0".to_vec().into())).unwrap();
+        run(b.put(&long, b"1".to_vec().into())).unwrap();
+        let options = cachette_core::plugin::PutOptions::default();
+        run(b.put_then_delete(&small, b"2".to_vec().into(), options, &long)).unwrap();
+        assert_eq!(
+            run(b.get(&long)).unwrap(),
+            None,
+            "the long key is still read"
+        );
+        assert_eq!(run(b.get(&small)).unwrap().as_deref(), Some(&b"2"[..]));
     }
 
     #[test]
