@@ -137,14 +137,15 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    /// A codec of another id that reads MessagePack, as a new release of a codec, or another
-    /// codec that happens to parse those bytes, would.
+    /// Another codec's type that writes MessagePack, under the id it holds: decoded through
+    /// type erasure. Under another id than `msgpack`, it is a codec that parses another's bytes,
+    /// as a new release of a codec may.
     #[derive(Debug)]
-    struct Another;
+    struct Erased(&'static str);
 
-    impl Codec for Another {
+    impl Codec for Erased {
         fn id(&self) -> &'static str {
-            "another"
+            self.0
         }
 
         fn encode(
@@ -194,7 +195,7 @@ mod tests {
                 .unwrap()
         };
         let ours = memory(Arc::new(MessagePack));
-        let theirs = memory(Arc::new(Another));
+        let theirs = memory(Arc::new(Erased("another")));
         let f = ours.cache_fn(double).name("double");
         let g = theirs.cache_fn(double).name("double");
         assert_eq!(f.eval(21), 42);
@@ -260,34 +261,6 @@ mod tests {
             .unwrap();
     }
 
-    /// Another codec's type that writes MessagePack: decoded through type erasure.
-    #[derive(Debug)]
-    struct Erased;
-
-    impl Codec for Erased {
-        fn id(&self) -> &'static str {
-            "msgpack"
-        }
-
-        fn encode(
-            &self,
-            value: &dyn erased_serde::Serialize,
-            out: &mut Vec<u8>,
-        ) -> Result<(), CodecError> {
-            MessagePack.encode(value, out)
-        }
-
-        fn decode<'de>(
-            &self,
-            bytes: &'de [u8],
-            visit: &mut dyn FnMut(
-                &mut dyn erased_serde::Deserializer<'de>,
-            ) -> Result<(), erased_serde::Error>,
-        ) -> Result<(), CodecError> {
-            MessagePack.decode(bytes, visit)
-        }
-    }
-
     /// The default codec runs without type erasure: the same bytes, values and refusals as
     /// through it.
     #[test]
@@ -308,21 +281,24 @@ mod tests {
         );
         let (mut typed, mut erased) = (Vec::new(), Vec::new());
         encode_value(&MessagePack, &value, &mut typed).unwrap();
-        encode_value(&Erased, &value, &mut erased).unwrap();
+        encode_value(&Erased("msgpack"), &value, &mut erased).unwrap();
         assert_eq!(typed, erased);
         let back: Value = decode_value(&MessagePack, &typed).unwrap();
-        assert_eq!(back, decode_value::<Value>(&Erased, &typed).unwrap());
+        assert_eq!(
+            back,
+            decode_value::<Value>(&Erased("msgpack"), &typed).unwrap()
+        );
         assert_eq!(back, value);
         for bad in [&typed[..typed.len() - 1], &[0xc1], &nested(1024)[..]] {
             let (a, b) = (
                 decode_value::<Value>(&MessagePack, bad).unwrap_err(),
-                decode_value::<Value>(&Erased, bad).unwrap_err(),
+                decode_value::<Value>(&Erased("msgpack"), bad).unwrap_err(),
             );
             assert!(!a.0.is_empty() && !b.0.is_empty(), "{a:?} {b:?}");
         }
         let deep = nested(MessagePack::MAX_DEPTH + 1);
         assert!(
-            decode_value::<Nested>(&Erased, &deep)
+            decode_value::<Nested>(&Erased("msgpack"), &deep)
                 .unwrap_err()
                 .0
                 .contains("depth")
