@@ -207,6 +207,13 @@ mod tests {
             theirs.resolve(&shelved).get().is_err(),
             "loaded with another codec"
         );
+        // A call would not use it; its metadata still reads (nothing of it needs the codec).
+        assert!(!g.check_call_in_cache(&21));
+        let meta = theirs
+            .entry_metadata(shelved.func(), shelved.args_id())
+            .unwrap()
+            .expect("the metadata");
+        assert_eq!(meta.codec, "msgpack");
         assert_eq!(shelved.get().unwrap(), 42);
         assert_eq!(g.eval(21), 42);
         assert_eq!(RUNS.load(Ordering::SeqCst), 2, "decoded with another codec");

@@ -277,8 +277,14 @@ impl EntryStore {
         }
     }
 
+    /// The codec a metadata read checks: this memory's when it checks for a call (`code`
+    /// given: would the call decode the output?), none when it only reads the metadata.
+    fn codec_for(&self, code: Option<CodeIdentity<'_>>) -> Option<&'static str> {
+        code.is_some().then(|| self.codec().id())
+    }
+
     /// Reads and checks the metadata of the entry under `key`, recording no access: that it
-    /// answers for its key (and `code` when given), its length and the checksum of its head;
+    /// answers for its key (and `code` when given, with this memory's codec), its length and the checksum of its head;
     /// with a signing key, its signature, which takes a read of the whole entry. Without one,
     /// two ranged reads at most. `Ok(None)` when there is none.
     pub(crate) async fn metadata(
@@ -300,7 +306,7 @@ impl EntryStore {
             return Ok(None);
         };
         let checked = entry::parse_metadata(&head, Some(size)).and_then(|meta| {
-            meta.check(&read::expected(key, code, Some(self.codec().id()))?)?;
+            meta.check(&read::expected(key, code, self.codec_for(code))?)?;
             Ok(meta)
         });
         checked.map(Some).map_err(|source| entry_error(key, source))
@@ -321,7 +327,7 @@ impl EntryStore {
             read::Read::whole(bytes),
             key,
             code,
-            Some(self.codec().id()),
+            self.codec_for(code),
             self.signing.as_ref(),
             true,
         )
