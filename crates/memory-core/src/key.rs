@@ -395,6 +395,10 @@ fn validate(key: &str, is_prefix: bool) -> Result<(), BackendError> {
         // Keys are printed in messages; no item Cachette writes has one.
         return refuse("it contains a control character");
     }
+    if !printable && key.chars().any(crate::report::reorders) {
+        // A folder name is printed as it is: it must not reorder what it is printed in.
+        return refuse("it contains a character that reorders text (a bidirectional control)");
+    }
     if !printable && key.contains('\\') {
         return refuse("it contains a backslash");
     }
@@ -452,6 +456,9 @@ mod tests {
             "del\x7f",
             "c1\u{85}x",
             "é\\x",
+            "f/exe.\u{202e}txt",
+            "\u{2066}f/x",
+            "f\u{200f}/x",
         ] {
             let err = Key::new(bad).unwrap_err();
             assert_eq!(err.kind(), ErrorKind::InvalidKey, "{bad:?}");

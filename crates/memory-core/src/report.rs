@@ -203,7 +203,7 @@ fn printable(text: String) -> String {
 }
 
 /// The characters that change the order text is shown in (Unicode's bidirectional controls).
-fn reorders(c: char) -> bool {
+pub(crate) fn reorders(c: char) -> bool {
     matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
