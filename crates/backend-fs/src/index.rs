@@ -226,6 +226,9 @@ struct Shared {
     claims: Arc<Claims>,
     /// A thread is writing the pending accesses (see [`Shared::record_access`]).
     flushing: AtomicBool,
+    /// Held while pending accesses are taken and written: a flush (before a listing, say) waits
+    /// for one under way, whose accesses are otherwise neither pending nor written.
+    writing: Mutex<()>,
 }
 
 impl fmt::Debug for Shared {
@@ -448,6 +451,7 @@ impl Shared {
     /// Writes the pending accesses, in one write transaction. Best effort, as in the files
     /// layout. Never call it holding a write transaction.
     fn flush(&self) {
+        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         let parts: Vec<_> = self
             .pending
             .iter()
@@ -563,6 +567,7 @@ fn open_shared(
         pending: Striped::default(),
         claims: Arc::default(),
         flushing: AtomicBool::new(false),
+        writing: Mutex::new(()),
     });
     open.insert(path, Arc::downgrade(&shared));
     Ok(Ok(shared))
