@@ -633,10 +633,7 @@ impl std::ops::Deref for EnvRef<'_> {
     type Target = Shared;
 
     fn deref(&self) -> &Shared {
-        match self {
-            EnvRef::Kept(shared) => shared,
-            EnvRef::ReadOnly(shared) => shared,
-        }
+        self.arc()
     }
 }
 
@@ -1561,10 +1558,7 @@ mod tests {
     fn reads_never_wait_for_the_write_lock() {
         use std::sync::mpsc;
         let dir = tempfile::tempdir().unwrap();
-        let b = crate::FsConfig::new(dir.path())
-            .with_layout(crate::Layout::Index)
-            .open()
-            .unwrap();
+        let b = index_store(dir.path());
         use cachette_core::plugin::{GetOptions, StoreBackend, StoreBackendExt};
         let keys: Vec<Key> = (0..PENDING_MAX * 2)
             .map(|i| Key::new(format!("f/k{i}")).unwrap())
@@ -1618,10 +1612,7 @@ mod tests {
     fn a_write_that_deletes_a_long_key_deletes_its_file() {
         use cachette_core::plugin::{StoreBackend, StoreBackendExt};
         let dir = tempfile::tempdir().unwrap();
-        let b = crate::FsConfig::new(dir.path())
-            .with_layout(crate::Layout::Index)
-            .open()
-            .unwrap();
+        let b = index_store(dir.path());
         // A key in a folder of its own, whose folder no write records.
         let segment = "x".repeat(200);
         let long = Key::new(format!("long/{segment}/{segment}/{segment}/z")).unwrap();
@@ -1642,10 +1633,7 @@ mod tests {
     #[test]
     fn damaged_records_are_refused_or_ignored() {
         let dir = tempfile::tempdir().unwrap();
-        let b = crate::FsConfig::new(dir.path())
-            .with_layout(crate::Layout::Index)
-            .open()
-            .unwrap();
+        let b = index_store(dir.path());
         use cachette_core::plugin::{StoreBackend, StoreBackendExt};
         let (x, y) = (Key::new("f/x").unwrap(), Key::new("f/y").unwrap());
         run(b.put(&x, b"1".to_vec().into())).unwrap();
