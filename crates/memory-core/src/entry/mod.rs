@@ -254,8 +254,6 @@ struct Leading<'a> {
     duration: f64,
     /// The codec, when asked for.
     codec: Option<&'a [u8]>,
-    /// Whether `codec` was found to be the one asked for.
-    codec_wanted: bool,
 }
 
 impl<'a> Leading<'a> {
@@ -264,9 +262,9 @@ impl<'a> Leading<'a> {
     /// written by this library), which [`from_header`] then decodes whole. The rest of the
     /// header is covered by its checksum and decoded by whoever reads the whole metadata, who
     /// refuses a key seen twice.
-    /// With `codec` (the id a reader expects), the codec's id is read too: next, or in
-    /// entries of earlier versions past the time, the arguments and the hasher.
-    fn parse(header: &'a [u8], codec: Option<&str>) -> Option<Leading<'a>> {
+    /// With `codec`, the codec's id is read too: next, or in entries of earlier versions past
+    /// the time, the arguments and the hasher.
+    fn parse(header: &'a [u8], codec: bool) -> Option<Leading<'a>> {
         /// Takes the key `want` (as its MessagePack bytes: a fixstr, which is how every writer
         /// of this library spells a short key; another spelling makes the header decoded whole).
         fn key(rest: &mut &[u8], want: &[u8]) -> Option<()> {
@@ -329,78 +327,39 @@ impl<'a> Leading<'a> {
             return None;
         };
         let (duration, after) = after.split_first_chunk::<8>()?;
-        let duration = f64::from_be_bytes(*duration);
         rest = after;
-        let Some(wanted) = codec else {
-            return Some(Leading {
-                func,
-                args_id,
-                name,
-                code,
-                version,
-                duration,
-                codec: None,
-                codec_wanted: false,
-            });
-        };
-        // The codec next, as the id expected (a short string: one look at a few bytes)...
-        if let Some((codec_key, after)) = rest.split_first_chunk::<6>()
-            && codec_key == b"\xa5codec"
-            && let Some((&marker, id)) = after.split_first()
-            && wanted.len() < 32
-            && usize::from(marker) == 0xa0 | wanted.len()
-            && id.starts_with(wanted.as_bytes())
-        {
-            return Some(Leading {
-                func,
-                args_id,
-                name,
-                code,
-                version,
-                duration,
-                codec: Some(&id[..wanted.len()]),
-                codec_wanted: true,
-            });
-        }
-        // ... or another; in entries of earlier versions, last: after the time, the
-        // arguments' readable forms (pairs of texts, each taking bytes of the header: as many
-        // as it holds, at most) and the hasher, skipped.
-        if key(&mut rest, b"\xa5codec").is_some() {
-            return Some(Leading {
-                func,
-                args_id,
-                name,
-                code,
-                version,
-                duration,
-                codec: Some(text(&mut rest)?),
-                codec_wanted: false,
-            });
-        }
-        key(&mut rest, b"\xa4time")?;
-        text(&mut rest)?;
-        key(&mut rest, b"\xaainput_args")?;
-        for _ in 0..rmp::decode::read_array_len(&mut rest).ok()? {
-            if rmp::decode::read_array_len(&mut rest).ok()? != 2 {
-                return None;
-            }
-            text(&mut rest)?;
-            text(&mut rest)?;
-        }
-        key(&mut rest, b"\xa6hasher")?;
-        text(&mut rest)?;
-        key(&mut rest, b"\xa5codec")?;
-        let codec = Some(text(&mut rest)?);
-        Some(Leading {
+        let mut leading = Leading {
             func,
             args_id,
             name,
             code,
             version,
-            duration,
-            codec,
-            codec_wanted: false,
-        })
+            duration: f64::from_be_bytes(*duration),
+            codec: None,
+        };
+        if !codec {
+            return Some(leading);
+        }
+        // The codec next; in entries of earlier versions, last: after the time, the
+        // arguments' readable forms (pairs of texts, each taking bytes of the header: as many
+        // as it holds, at most) and the hasher, skipped.
+        if key(&mut rest, b"\xa5codec").is_none() {
+            key(&mut rest, b"\xa4time")?;
+            text(&mut rest)?;
+            key(&mut rest, b"\xaainput_args")?;
+            for _ in 0..rmp::decode::read_array_len(&mut rest).ok()? {
+                if rmp::decode::read_array_len(&mut rest).ok()? != 2 {
+                    return None;
+                }
+                text(&mut rest)?;
+                text(&mut rest)?;
+            }
+            key(&mut rest, b"\xa6hasher")?;
+            text(&mut rest)?;
+            key(&mut rest, b"\xa5codec")?;
+        }
+        leading.codec = Some(text(&mut rest)?);
+        Some(leading)
     }
 
     /// Whether the fields are, byte for byte, those `expected` asks for: then they are its
@@ -413,7 +372,7 @@ impl<'a> Leading<'a> {
             && self.args_id == expected.args_id.as_bytes()
             && expected
                 .codec
-                .is_none_or(|codec| self.codec_wanted || self.codec == Some(codec.as_bytes()))
+                .is_none_or(|codec| self.codec == Some(codec.as_bytes()))
             && expected.code.as_ref().is_none_or(|code| {
                 self.name == code.name.as_bytes()
                     && same(self.code, code.code)
@@ -435,10 +394,7 @@ impl<'a> Leading<'a> {
             code: optional(self.code)?,
             version: optional(self.version)?,
             duration: self.duration,
-            codec: match self.codec {
-                Some(codec) => Some(text(codec)?),
-                None => None,
-            },
+            codec: optional(self.codec)?,
         })
     }
 }
@@ -546,7 +502,7 @@ impl Answers<'_> {
 /// Checks that the metadata header `header` (MessagePack) answers for `expected`; gives the
 /// duration of the call it records (zero when it records none that makes sense).
 fn check_answers(header: &[u8], expected: &Expected<'_>) -> Result<f64, EntryError> {
-    let leading = Leading::parse(header, expected.codec);
+    let leading = Leading::parse(header, expected.codec.is_some());
     let answers = match &leading {
         Some(leading) if leading.matches(expected) => {
             return Ok(call_duration(leading.duration));
@@ -1032,10 +988,7 @@ mod tests {
             codec: Some("another-codec"),
             ..expected(&meta)
         };
-        assert!(
-            Leading::parse(&header, Some("x")).is_some(),
-            "the fast path"
-        );
+        assert!(Leading::parse(&header, true).is_some(), "the fast path");
         assert_eq!(check_answers(&header, &ours).unwrap(), 0.5);
         let err = check_answers(&header, &theirs).unwrap_err();
         assert!(err.to_string().contains("another-codec"), "{err}");
@@ -1067,10 +1020,7 @@ mod tests {
             codec: &meta.codec,
         })
         .unwrap();
-        assert!(
-            Leading::parse(&previous, Some(&meta.codec)).is_some(),
-            "the fast path"
-        );
+        assert!(Leading::parse(&previous, true).is_some(), "the fast path");
         assert_eq!(check_answers(&previous, &ours).unwrap(), 0.5);
         assert!(check_answers(&previous, &theirs).is_err());
         // A header decoded whole (its keys in another order) is checked the same way.
@@ -1091,7 +1041,7 @@ mod tests {
             reordered.extend(rmp_serde::to_vec(key).unwrap());
             reordered.extend(value);
         }
-        assert!(Leading::parse(&reordered, Some(&meta.codec)).is_none());
+        assert!(Leading::parse(&reordered, true).is_none());
         assert_eq!(check_answers(&reordered, &ours).unwrap(), 0.5);
         assert!(check_answers(&reordered, &theirs).is_err());
     }
@@ -1166,7 +1116,7 @@ mod tests {
             header.extend(spell("duration", key_form));
             header.extend(rmp_serde::to_vec(&0.5f64).unwrap());
             assert_eq!(
-                Leading::parse(&header, None).is_some(),
+                Leading::parse(&header, false).is_some(),
                 key_form == 0,
                 "keys {key_form}, values {value_form}"
             );
