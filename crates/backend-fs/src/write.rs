@@ -384,10 +384,7 @@ fn delete_beside(dir: BorrowedFd<'_>, key: &Key, beside: Option<&Key>) {
 /// and the start of the item's name (see [`is_leftover`]).
 pub(crate) fn temp_name(name: &str) -> String {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut end = name.len().min(TEMP_NAME_PART);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = name.floor_char_boundary(TEMP_NAME_PART);
     format!(
         "{TEMP_PREFIX}{}.{}-{n}-{}",
         owner_tag(),

@@ -40,11 +40,7 @@ const MAX_EXAMINED_ARG_LEN: usize = 4 * READABLE_ARG_LEN + 8;
 fn bounded_args(mut meta: Metadata) -> Metadata {
     fn cut(text: &mut String) {
         if text.len() > MAX_EXAMINED_ARG_LEN {
-            let at = (0..=MAX_EXAMINED_ARG_LEN)
-                .rev()
-                .find(|&i| text.is_char_boundary(i))
-                .unwrap_or(0);
-            text.truncate(at);
+            text.truncate(text.floor_char_boundary(MAX_EXAMINED_ARG_LEN));
             text.push('…');
         }
     }

@@ -144,13 +144,9 @@ fn bounded_field(field: &str) -> std::borrow::Cow<'_, str> {
     if field.len() <= MAX_IDENTITY_FIELD {
         return field.into();
     }
-    let cut = (0..=64)
-        .rev()
-        .find(|&i| field.is_char_boundary(i))
-        .unwrap_or(0);
     format!(
         "{}… (xxh3 {:032x})",
-        &field[..cut],
+        &field[..field.floor_char_boundary(64)],
         xxhash_rust::xxh3::xxh3_128(field.as_bytes())
     )
     .into()
