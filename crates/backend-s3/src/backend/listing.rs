@@ -139,19 +139,12 @@ impl Lister {
             // names can be counted.
             return at_most(self.store.list(prefix), limits.names).await;
         };
-        let run = Run {
-            pages: Arc::clone(pages),
-            permits: Semaphore::new(self.concurrency),
-            split_levels: if self.concurrency > HEX.len() { 2 } else { 1 },
-            limits,
-            pages_asked: AtomicU64::new(0),
-            names_received: AtomicU64::new(0),
-        };
+        let run = Run::new(pages, self.concurrency, limits);
         let start = prefix.map(|p| format!("{p}/")).unwrap_or_default();
         if self.concurrency > 1 {
             run.folder(start, 0).await
         } else {
-            run.sequential(&start).await
+            Ok(run.sequential(&start, false).await?.objects)
         }
     }
 }
@@ -200,32 +193,9 @@ pub(crate) async fn list_one(
             extensions: Default::default(),
         });
     };
-    let run = Run {
-        pages: Arc::clone(pages),
-        permits: Semaphore::new(1),
-        split_levels: 1,
-        limits,
-        pages_asked: AtomicU64::new(0),
-        names_received: AtomicU64::new(0),
-    };
-    let start = format!("{prefix}/");
-    let mut out = ListResult {
-        common_prefixes: Vec::new(),
-        objects: Vec::new(),
-        extensions: Default::default(),
-    };
-    // In key order or not (S3 Express directory buckets): only tokens are checked.
-    let mut pager = Pager::new(false);
-    let mut token = None;
-    loop {
-        let page = run.page(&start, delimiter, None, token).await?;
-        token = pager.next(&page)?;
-        out.objects.extend(page.result.objects);
-        out.common_prefixes.extend(page.result.common_prefixes);
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
+    Run::new(pages, 1, limits)
+        .sequential(&format!("{prefix}/"), delimiter)
+        .await
 }
 
 /// The objects of `listing`, failing past `most` of them.
@@ -360,6 +330,18 @@ impl Level {
 }
 
 impl Run {
+    /// A listing through `pages`, with up to `concurrency` requests at once, within `limits`.
+    fn new(pages: &Arc<dyn PaginatedListStore>, concurrency: usize, limits: Limits) -> Run {
+        Run {
+            pages: Arc::clone(pages),
+            permits: Semaphore::new(concurrency),
+            split_levels: if concurrency > HEX.len() { 2 } else { 1 },
+            limits,
+            pages_asked: AtomicU64::new(0),
+            names_received: AtomicU64::new(0),
+        }
+    }
+
     /// One page: objects whose name starts with `prefix` (a string prefix, not only whole
     /// segments), after `offset`. Counted against the listing's [`Limits`]; an empty token is
     /// none.
@@ -398,16 +380,22 @@ impl Run {
         Ok(page)
     }
 
-    /// Everything under `prefix`, one page after another.
-    async fn sequential(&self, prefix: &str) -> object_store::Result<Vec<ObjectMeta>> {
-        let mut out = Vec::new();
+    /// Everything under `prefix` (with `delimiter`: the objects directly under it and its
+    /// folders), one page after another.
+    async fn sequential(&self, prefix: &str, delimiter: bool) -> object_store::Result<ListResult> {
+        let mut out = ListResult {
+            common_prefixes: Vec::new(),
+            objects: Vec::new(),
+            extensions: Default::default(),
+        };
         // S3 Express directory buckets do not list in key order.
         let mut pager = Pager::new(false);
         let mut token = None;
         loop {
-            let page = self.page(prefix, false, None, token).await?;
+            let page = self.page(prefix, delimiter, None, token).await?;
             token = pager.next(&page)?;
-            out.extend(page.result.objects);
+            out.objects.extend(page.result.objects);
+            out.common_prefixes.extend(page.result.common_prefixes);
             if token.is_none() {
                 return Ok(out);
             }
