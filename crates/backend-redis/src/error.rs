@@ -66,6 +66,18 @@ pub(crate) fn corrupted(data: &str, why: &str) -> Fail {
     )
 }
 
+/// A scan that would not end, for `why`: not temporary, since a scan started again would get
+/// the same answers.
+pub(crate) fn endless_scan(why: &str) -> Fail {
+    Fail::Backend(
+        BackendError::new(
+            ErrorKind::Other,
+            format!("the server's SCAN does not end: {why}; the listing is given up"),
+        )
+        .with_backend(SCHEME),
+    )
+}
+
 /// Maps a Redis error to a backend error of the right kind: connection problems and timeouts
 /// are temporary, so that a retry layer may retry them; a wrong password or a full server are
 /// not.

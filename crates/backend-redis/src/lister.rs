@@ -24,7 +24,7 @@ use redis::cluster_routing::Slot;
 use crate::access;
 use crate::backend::Inner;
 use crate::conn::Conn;
-use crate::error::{Fail, Res, unexpected};
+use crate::error::{Fail, Res, endless_scan, unexpected};
 use crate::keys::{self, Layout};
 use crate::lua;
 use crate::manifest::MAX_FIELD_LEN;
@@ -362,18 +362,6 @@ where
             .boxed()
         })
         .flatten_unordered(SCAN_PARALLELISM)
-}
-
-/// The error of a scan that would not end: not temporary, since a scan started again would
-/// get the same answers.
-fn endless_scan(why: &str) -> Fail {
-    Fail::Backend(
-        cachette_core::plugin::BackendError::new(
-            cachette_core::plugin::ErrorKind::Other,
-            format!("the server's SCAN does not end: {why}; the listing is given up"),
-        )
-        .with_backend(crate::SCHEME),
-    )
 }
 
 /// What is probed together: the target of the pages its keys came from, and the keys in
