@@ -198,7 +198,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// The JSON document of an error, on stdout.
 /// The most lines of an error printed, and the most characters of each.
 const ERROR_LINES: usize = 20;
 const ERROR_LINE_LEN: usize = 1000;
@@ -218,6 +217,7 @@ fn printable_error(text: &str) -> String {
     lines.join("\n")
 }
 
+/// The JSON document of an error, on stdout.
 fn print_error(code: Code, message: String) {
     #[derive(Serialize)]
     struct ErrorReport {
