@@ -37,10 +37,11 @@ use cachette_core::plugin::{
     PutOutcome, Striped, Utc, coarse_unix_nanos,
 };
 use heed::types::Bytes as Raw;
-use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithTls};
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, RwTxn, WithoutTls};
 use rustix::fs::FileType;
 
 use crate::claims::{self, Claims};
+use crate::readers::Readers;
 use crate::tree::{self, Fault};
 use crate::{FsBackend, has_reserved_segment, trust};
 
@@ -62,10 +63,10 @@ pub(crate) const DEFAULT_INDEX_MAP_SIZE: u64 = 1 << 40;
 #[cfg(not(target_pointer_width = "64"))]
 pub(crate) const DEFAULT_INDEX_MAP_SIZE: u64 = 1 << 30;
 
-/// Reader slots of an environment, for all the processes using it. A thread keeps its slot
-/// from its first read until it ends (read transactions use the thread's slot), so this bounds
-/// the threads that read the store at once, across processes; the lock file holds 64 bytes
-/// per slot (512 KiB).
+/// Reader slots of an environment, for all the processes using it: each read transaction under
+/// way or kept (at most one per stripe of threads, see [`crate::readers`]) holds one, so this
+/// bounds the reads of the store at once, across processes; the lock file holds 64 bytes per
+/// slot (512 KiB).
 const MAX_READERS: u32 = 8192;
 
 /// The longest key LMDB stores (its `MDB_MAXKEYSIZE`); longer keys are files.
@@ -131,6 +132,16 @@ pub(crate) enum InIndex {
     Nowhere,
     /// Not in the index: it may be a file.
     NotHere,
+}
+
+/// What a read transaction found under a key.
+enum Read {
+    Found(GetResult),
+    Absent {
+        may_be_file: bool,
+    },
+    /// A value longer than any the index stores: the index is damaged.
+    TooLong(u64),
 }
 
 /// The index of a store: where its environment is, and the environment once opened.
@@ -203,7 +214,9 @@ impl Index {
 /// An open environment, shared by every store of this process on the same folder: LMDB must
 /// not open one environment twice in a process.
 struct Shared {
-    env: Env<WithTls>,
+    env: Env<WithoutTls>,
+    /// The read transactions kept between reads (see [`crate::readers`]).
+    readers: Arc<Readers>,
     dbs: OnceLock<Dbs>,
     /// The registry, once known to exist.
     registry: OnceLock<Registry>,
@@ -252,6 +265,8 @@ struct Pending {
 impl Drop for Shared {
     fn drop(&mut self) {
         self.flush();
+        // They hold the environment open.
+        self.readers.drop_kept();
     }
 }
 
@@ -352,7 +367,16 @@ impl Shared {
     /// records folders, this process could write to it, and `key` has a folder (a key at the
     /// root has none to record: it is always looked for).
     fn folder_record<'k>(&self, key: &'k Key) -> Option<(Db, &'k [u8])> {
-        let Some(Registry::Folders(folders)) = self.registry.get() else {
+        self.folder_record_in(self.registry.get(), key)
+    }
+
+    /// [`folder_record`](Self::folder_record), with `registry` as this process knew it.
+    fn folder_record_in<'k>(
+        &self,
+        registry: Option<&Registry>,
+        key: &'k Key,
+    ) -> Option<(Db, &'k [u8])> {
+        let Some(Registry::Folders(folders)) = registry else {
             return None;
         };
         let folder = key.parent();
@@ -363,10 +387,21 @@ impl Shared {
     /// Whether `key` may be a file, as the registry says (yes if it cannot answer). A key too
     /// long for the index is always a file, published without its folder recorded.
     fn may_be_file(&self, txn: &heed::RoTxn<'_>, key: &Key) -> heed::Result<bool> {
+        self.may_be_file_in(txn, self.registry.get(), key)
+    }
+
+    /// [`may_be_file`](Self::may_be_file), with `registry` as this process knew it when `txn`
+    /// began: a database opened since cannot be read in `txn`.
+    fn may_be_file_in(
+        &self,
+        txn: &heed::RoTxn<'_>,
+        registry: Option<&Registry>,
+        key: &Key,
+    ) -> heed::Result<bool> {
         if key.as_str().len() > MAX_KEY {
             return Ok(true);
         }
-        let Some((folders, folder)) = self.folder_record(key) else {
+        let Some((folders, folder)) = self.folder_record_in(registry, key) else {
             return Ok(true);
         };
         Ok(folders.get(txn, folder)?.is_some())
@@ -558,6 +593,7 @@ fn open_shared(
     }
     let shared = Arc::new(Shared {
         env,
+        readers: Arc::default(),
         dbs: OnceLock::new(),
         registry: OnceLock::new(),
         no_registry_read: AtomicBool::new(false),
@@ -601,7 +637,7 @@ fn regular_file(
 /// the pages its last commit uses where they would be, and one past the file's end kills the
 /// process (`SIGBUS`). A data file cut short (a copy that ran out of room, a hostile writer) is
 /// refused before any page but the two first is read. Only the meta pages are read here.
-fn cut_short(env: &Env<WithTls>) -> heed::Result<Option<String>> {
+fn cut_short(env: &Env<WithoutTls>) -> heed::Result<Option<String>> {
     let page_size = env.unnamed_database_stat().page_size as u64;
     let pages = (env.info().last_page_number as u64).saturating_add(1);
     let needed = pages.saturating_mul(page_size);
@@ -653,7 +689,7 @@ fn writable(dir: &Path) -> bool {
 /// Checks that the data file LMDB opened for `env` is the file `data.mdb` of the folder `dir`
 /// (whose path is `path`), which was checked before it was opened by its path, and that only the
 /// current user may write it.
-fn same_data_file(env: &Env<WithTls>, dir: BorrowedFd<'_>, path: &Path) -> Result<(), Fault> {
+fn same_data_file(env: &Env<WithoutTls>, dir: BorrowedFd<'_>, path: &Path) -> Result<(), Fault> {
     let data = path.join("data.mdb");
     let file = env
         .try_clone_inner_file()
@@ -691,17 +727,17 @@ fn untrusted(dir: &Path, what: &str, why: &str) -> Fault {
 }
 
 /// Opens the LMDB environment in the folder `path`: a large map (sparse), many reader slots,
-/// read transactions on the slot of their thread (a read then takes no lock: a thread reserves
-/// its slot once, and a transaction never moves between threads, `RoTxn<WithTls>` is not
-/// `Send`), and no flush on commit unless `durable`; for reading only if `read_only`.
+/// read transactions that may move between threads (`MDB_NOTLS`: each takes a slot of its own,
+/// under LMDB's reader lock, and is kept between reads, see [`crate::readers`]), and no flush on
+/// commit unless `durable`; for reading only if `read_only`.
 #[allow(unsafe_code)]
 fn open_env(
     path: &Path,
     map_size: usize,
     durable: bool,
     read_only: bool,
-) -> heed::Result<Env<WithTls>> {
-    let mut options = EnvOpenOptions::new().read_txn_with_tls();
+) -> heed::Result<Env<WithoutTls>> {
+    let mut options = EnvOpenOptions::new().read_txn_without_tls();
     options
         .map_size(map_size)
         .max_readers(MAX_READERS)
@@ -1136,17 +1172,37 @@ impl FsBackend {
             return Ok(InIndex::NotHere);
         };
         let fail = |e| lmdb_fault(e, &index.dir);
-        let found = {
-            let txn = shared.env.read_txn().map_err(fail)?;
-            let Some(value) = dbs.items.get(&txn, k).map_err(fail)? else {
-                return Ok(if shared.may_be_file(&txn, key).map_err(fail)? {
-                    InIndex::NotHere
+        // The registry as known now: one opened later is not read in a transaction begun before.
+        let registry = shared.registry.get().copied();
+        let read = shared
+            .readers
+            .read(&shared.env, registry.is_some(), |txn| {
+                let Some(value) = dbs.items.get(txn, k)? else {
+                    return Ok(Read::Absent {
+                        may_be_file: shared.may_be_file_in(txn, registry.as_ref(), key)?,
+                    });
+                };
+                let size = value.len() as u64;
+                Ok(if size > MAX_INDEX_THRESHOLD {
+                    Read::TooLong(size)
+                } else if options.head {
+                    Read::Found(GetResult::head(size))
+                } else if let Some(range) = &options.range {
+                    let start = range.start.min(size);
+                    let end = range.end.clamp(start, size);
+                    // Both are at most the length of a slice.
+                    let part = value.get(start as usize..end as usize).unwrap_or_default();
+                    Read::Found(GetResult::part(Bytes::copy_from_slice(part), size))
                 } else {
-                    InIndex::Nowhere
-                });
-            };
-            let size = value.len() as u64;
-            if size > MAX_INDEX_THRESHOLD {
+                    Read::Found(GetResult::whole(Bytes::copy_from_slice(value)))
+                })
+            })
+            .map_err(fail)?;
+        let found = match read {
+            Read::Found(found) => found,
+            Read::Absent { may_be_file: true } => return Ok(InIndex::NotHere),
+            Read::Absent { may_be_file: false } => return Ok(InIndex::Nowhere),
+            Read::TooLong(size) => {
                 return Err(Fault::io(
                     io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -1156,17 +1212,6 @@ impl FsBackend {
                     ),
                     &index.dir,
                 ));
-            }
-            if options.head {
-                GetResult::head(size)
-            } else if let Some(range) = &options.range {
-                let start = range.start.min(size);
-                let end = range.end.clamp(start, size);
-                // Both are at most the length of a slice.
-                let part = value.get(start as usize..end as usize).unwrap_or_default();
-                GetResult::part(Bytes::copy_from_slice(part), size)
-            } else {
-                GetResult::whole(Bytes::copy_from_slice(value))
             }
         };
         if options.record_access {

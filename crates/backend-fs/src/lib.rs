@@ -117,9 +117,13 @@
 //!   damaged: never read nor written over, the files layout takes its place.
 //! - **Reads** look in the index first (one read transaction), then for a file. An item in
 //!   the index is read into memory, never mapped: [`GetOptions::local_file`] gives its bytes.
-//!   Ranged and `head` reads work on both. A thread that reads takes one of LMDB's reader
-//!   slots in `lock.mdb` and keeps it until it ends, so that its reads take no lock; 8192
-//!   threads, across the processes using the store, may read it at once. An index the process
+//!   Ranged and `head` reads work on both. A read transaction takes one of LMDB's reader
+//!   slots in `lock.mdb`; 8192 reads, across the processes using the store, may run at once.
+//!   Each stripe of threads keeps the read transaction of its last read, and the next read uses
+//!   it when no commit has been made since (it then sees what a new one would), so a run of hits
+//!   takes no lock and begins no transaction. A kept transaction pins its snapshot: the pages
+//!   later commits free are not reused while it lives, so a thread of the process drops them
+//!   about 20 ms after a read kept one. An index the process
 //!   may not write (a read-only mount) is opened for reading: its items are read, and writes
 //!   fail; the first write after it becomes writable closes it and opens it for writing.
 //! - **Writes** of a small item put it in the index in one write transaction and remove a
@@ -230,6 +234,7 @@ mod files;
 mod handles;
 mod index;
 mod list;
+mod readers;
 mod tree;
 mod trust;
 mod write;

@@ -819,6 +819,13 @@ fn child_if_asked() -> bool {
                 );
             }
         }
+        "overwrite" => {
+            // Writes over the parent's small item, then says so.
+            block_on(true, b.put(&key("seen/x"), blob(vec![2; 10])))
+                .unwrap()
+                .unwrap();
+            std::fs::write(dir.join("written"), b"").unwrap();
+        }
         "umask" => {
             // Writes one small item with a `umask` that lets the group write new folders.
             rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o002));
@@ -941,6 +948,41 @@ fn files_written_by_another_process_are_found_after_misses() {
         .unwrap();
     }
     std::fs::write(dir.path().join("go"), b"").unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+/// A process reading an item over and over (its read transaction kept between reads) reads the
+/// value another process writes over it as soon as that write is done.
+#[test]
+fn reads_see_another_process_write_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(&dir.path().join("store"));
+    let k = key("seen/x");
+    block_on(true, b.put(&k, blob(vec![1; 10])))
+        .unwrap()
+        .unwrap();
+    let read = || block_on(true, b.get(&k)).unwrap().unwrap().unwrap();
+    assert_eq!(read(), vec![1; 10]);
+    let mut child = spawn_child(&format!("overwrite:0:{}", dir.path().display()));
+    let written = dir.path().join("written");
+    let start = Instant::now();
+    loop {
+        // Whether the write was done before this read began.
+        let done = written.exists();
+        let value = read();
+        if done {
+            assert_eq!(
+                value,
+                vec![2; 10],
+                "a read after the write found the old value"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the child never wrote"
+        );
+    }
     assert!(child.wait().unwrap().success());
 }
 
