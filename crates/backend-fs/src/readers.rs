@@ -218,6 +218,28 @@ mod tests {
             .unwrap()
     }
 
+    /// An environment in a folder of its own (kept while the test runs), whose database holds
+    /// `k` = `one`.
+    fn holding_one() -> (tempfile::TempDir, Env<WithoutTls>, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env(dir.path());
+        let db = database(&env, "items");
+        put(&env, db, b"one");
+        (dir, env, db)
+    }
+
+    /// Waits (at most 30 s) until the sweeper has ended every kept transaction.
+    fn wait_until_none_kept(readers: &Readers) {
+        let start = Instant::now();
+        while readers.kept() > 0 {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "a read transaction is still kept"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     fn begun(readers: &Readers) -> usize {
         readers.begun.load(Ordering::Relaxed)
     }
@@ -230,10 +252,7 @@ mod tests {
 
     #[test]
     fn a_run_of_reads_begins_one_transaction() {
-        let dir = tempfile::tempdir().unwrap();
-        let env = env(dir.path());
-        let db = database(&env, "items");
-        put(&env, db, b"one");
+        let (_dir, env, db) = holding_one();
         let readers = unswept();
         for _ in 0..10 {
             assert_eq!(get(&readers, &env, db), b"one");
@@ -259,10 +278,7 @@ mod tests {
 
     #[test]
     fn a_transaction_begun_without_the_registry_is_not_kept_for_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let env = env(dir.path());
-        let db = database(&env, "items");
-        put(&env, db, b"one");
+        let (_dir, env, db) = holding_one();
         let readers = unswept();
         let read = |registry| {
             readers
@@ -283,36 +299,19 @@ mod tests {
 
     #[test]
     fn the_sweeper_ends_kept_transactions() {
-        let dir = tempfile::tempdir().unwrap();
-        let env = env(dir.path());
-        let db = database(&env, "items");
-        put(&env, db, b"one");
+        let (_dir, env, db) = holding_one();
         let readers = Arc::new(Readers::default());
         assert_eq!(get(&readers, &env, db), b"one");
-        let start = Instant::now();
-        while readers.kept() > 0 {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "a read transaction is still kept"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until_none_kept(&readers);
         // The next read begins a new one, which is dropped in turn.
         assert_eq!(get(&readers, &env, db), b"one");
         assert_eq!(begun(&readers), 2);
-        let start = Instant::now();
-        while readers.kept() > 0 {
-            assert!(start.elapsed() < Duration::from_secs(30));
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until_none_kept(&readers);
     }
 
     #[test]
     fn threads_of_one_stripe_read_side_by_side() {
-        let dir = tempfile::tempdir().unwrap();
-        let env = env(dir.path());
-        let db = database(&env, "items");
-        put(&env, db, b"one");
+        let (_dir, env, db) = holding_one();
         let readers = unswept();
         // A read inside a read of the same thread finds the stripe's transaction taken, and
         // begins its own.
