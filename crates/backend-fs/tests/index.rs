@@ -644,6 +644,47 @@ fn the_latest_access_of_a_key_from_several_threads_counts() {
     );
 }
 
+/// Threads that read one key over and over (each keeping its read transaction) while another
+/// writes it again and again never read a value older than one they or the writer saw done.
+#[test]
+fn reads_on_many_threads_never_go_back_while_a_writer_writes() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    const WRITES: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(open(dir.path()));
+    let x = key("f/x");
+    run(b.put(&x, blob(0u64.to_le_bytes().to_vec()))).unwrap();
+    // The last value whose write is done.
+    let done = Arc::new(AtomicU64::new(0));
+    let read = |b: &FsBackend| -> u64 {
+        let value = run(b.get(&x)).unwrap().unwrap();
+        u64::from_le_bytes(value[..].try_into().unwrap())
+    };
+    std::thread::scope(|scope| {
+        for _ in 0..cachette_core::plugin::STRIPES + 2 {
+            let (b, done) = (&b, &done);
+            scope.spawn(move || {
+                let mut last = 0;
+                loop {
+                    let floor = done.load(Ordering::Acquire);
+                    let value = read(b);
+                    assert!(value >= floor, "read {value} after {floor} was written");
+                    assert!(value >= last, "read {value} after {last}");
+                    last = value;
+                    if floor == WRITES {
+                        break;
+                    }
+                }
+            });
+        }
+        for v in 1..=WRITES {
+            run(b.put(&x, blob(v.to_le_bytes().to_vec()))).unwrap();
+            done.store(v, Ordering::Release);
+        }
+    });
+    assert_eq!(read(&b), WRITES);
+}
+
 #[tokio::test]
 async fn stores_on_one_folder_share_the_environment() {
     let dir = tempfile::tempdir().unwrap();
