@@ -101,9 +101,9 @@
 //! - **Permissions.** The index's folder is made writable by its owner only, whatever the
 //!   `umask`, and LMDB makes its files readable and writable by their owner only.
 //!
-//! The default is the index layout in a store of your own because it wins every small-entry
-//! figure of the benchmarks (see `BENCHMARKS.md`): a hit with no system call, a store of a
-//! million small items in two files, listings in a fraction of the time.
+//! The default is the index layout in a store of your own because it beats the files layout
+//! on every small-entry figure of the benchmarks (see `BENCHMARKS.md`): a hit with no system
+//! call, a store of a million small items in two files, listings in a fraction of the time.
 //!
 //! In the index layout:
 //! - **Where.** The environment is the folder `.cachette-index/` directly under the store's
