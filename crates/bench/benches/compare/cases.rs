@@ -97,8 +97,9 @@ fn floor_contender<'a, T: 'a>(
 
 /// The floors of a small hit on the entry of `store` (a Cachette store with one entry), each
 /// doing the least a store could do to return the entry's bytes: open and read a copy of the
-/// entry file; `pread` it from a file kept open; an LMDB get (heed) and a raw redb table get
-/// of the same bytes under the same key, each in one read transaction and copied into a `Vec`.
+/// entry file; `pread` it from a file kept open; an LMDB get (heed), in a read transaction
+/// kept open, and a raw redb table get, in a read transaction of its own, of the same bytes
+/// under the same key, each copied into a `Vec`.
 fn small_hit_floors<'a>(store: &Path, dir: &Path) -> Vec<Contender<'a>> {
     let entry = any_entry(store).and_then(|path| {
         let copy = dir.join("entry-copy");

@@ -173,9 +173,10 @@ impl PreadFloor {
 }
 
 /// The floor of a small hit in LMDB (heed): an environment holding the entry's bytes under its
-/// key; one read transaction, one `get` and a copy into a `Vec` per hit.
+/// key; one `get` and a copy into a `Vec` per hit, in a read transaction kept open (nothing
+/// writes the environment, so it always reads the newest commit: no transaction to begin).
 pub(crate) struct LmdbFloor {
-    env: &'static heed::Env,
+    rtxn: heed::RoTxn<'static, heed::WithTls>,
     db: heed::Database<'static, Bytes, Bytes>,
     key: String,
 }
@@ -200,7 +201,7 @@ impl LmdbFloor {
         db.put(&mut wtxn, entry.key.as_bytes(), &entry.bytes)?;
         wtxn.commit()?;
         Ok(LmdbFloor {
-            env,
+            rtxn: env.read_txn()?,
             db,
             key: entry.key.clone(),
         })
@@ -208,10 +209,9 @@ impl LmdbFloor {
 
     /// One hit: the entry's bytes, copied out of the map.
     pub(crate) fn get(&self) -> ProbeRes<Vec<u8>> {
-        let rtxn = self.env.read_txn()?;
         let bytes = self
             .db
-            .get(&rtxn, black_box(self.key.as_bytes()))?
+            .get(&self.rtxn, black_box(self.key.as_bytes()))?
             .ok_or("the LMDB entry is gone")?;
         Ok(bytes.to_vec())
     }

@@ -754,8 +754,9 @@ const METHOD: &str = "
   `open`, one `read` of a copy of the entry file into a buffer of 4 KiB kept from call to call
   (a shorter read is the whole file) and `close`, three system calls; `pread` (`FileExt::read_at`) of that
   file kept open, into a buffer allocated once (no `open`, no allocation: the least a file
-  store could do); an LMDB get through heed (one read transaction, one `get`, a copy into a
-  `Vec`); and a `redb` table get without the `cached` layer (one read transaction, the table
+  store could do); an LMDB get through heed (one `get` and a copy into a `Vec`, in a read
+  transaction kept open: nothing writes the floor's environment, so no transaction need
+  begin); and a `redb` table get without the `cached` layer (one read transaction, the table
   opened, one `get`, a copy into a `Vec`). Then write-temp-then-rename for a miss, xxh3-128
   over the argument's bytes for a large argument, `std::fs::write` of the output, `pread`s of it
   into a fresh anonymous map of its size that asks for huge pages (`MADV_HUGEPAGE`: a 4 KiB page
