@@ -654,29 +654,39 @@ fn reads_on_many_threads_never_go_back_while_a_writer_writes() {
     let b = Arc::new(open(dir.path()));
     let x = key("f/x");
     run(b.put(&x, blob(0u64.to_le_bytes().to_vec()))).unwrap();
-    // The last value whose write is done.
+    // The last value whose write is done, and whether the writer is done (or gave up).
     let done = Arc::new(AtomicU64::new(0));
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    /// Says the writer is done however it ends, so that no reader waits for ever.
+    struct Finished<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Finished<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Release);
+        }
+    }
     let read = |b: &FsBackend| -> u64 {
         let value = run(b.get(&x)).unwrap().unwrap();
         u64::from_le_bytes(value[..].try_into().unwrap())
     };
     std::thread::scope(|scope| {
         for _ in 0..cachette_core::plugin::STRIPES + 2 {
-            let (b, done) = (&b, &done);
+            let (b, done, finished) = (&b, &done, &finished);
             scope.spawn(move || {
                 let mut last = 0;
                 loop {
+                    let over = finished.load(Ordering::Acquire);
                     let floor = done.load(Ordering::Acquire);
                     let value = read(b);
                     assert!(value >= floor, "read {value} after {floor} was written");
                     assert!(value >= last, "read {value} after {last}");
                     last = value;
-                    if floor == WRITES {
+                    if over {
                         break;
                     }
                 }
             });
         }
+        let _finished = Finished(&finished);
         for v in 1..=WRITES {
             run(b.put(&x, blob(v.to_le_bytes().to_vec()))).unwrap();
             done.store(v, Ordering::Release);
