@@ -134,16 +134,6 @@ pub(crate) enum InIndex {
     NotHere,
 }
 
-/// What a read transaction found under a key.
-enum Read {
-    Found(GetResult),
-    Absent {
-        may_be_file: bool,
-    },
-    /// A value longer than any the index stores: the index is damaged.
-    TooLong(u64),
-}
-
 /// The index of a store: where its environment is, and the environment once opened.
 pub(crate) struct Index {
     dir: PathBuf,
@@ -1174,36 +1164,38 @@ impl FsBackend {
         let fail = |e| lmdb_fault(e, &index.dir);
         // The registry as known now: one opened later is not read in a transaction begun before.
         let registry = shared.registry.get().copied();
-        let read = shared
+        // A value longer than any the index stores, its length: the index is damaged.
+        let in_index = shared
             .readers
             .read(&shared.env, registry.is_some(), |txn| {
                 let Some(value) = dbs.items.get(txn, k)? else {
-                    return Ok(Read::Absent {
-                        may_be_file: shared.may_be_file_in(txn, registry.as_ref(), key)?,
-                    });
+                    return Ok(Ok(
+                        if shared.may_be_file_in(txn, registry.as_ref(), key)? {
+                            InIndex::NotHere
+                        } else {
+                            InIndex::Nowhere
+                        },
+                    ));
                 };
                 let size = value.len() as u64;
-                Ok(if size > MAX_INDEX_THRESHOLD {
-                    Read::TooLong(size)
-                } else if options.head {
-                    Read::Found(GetResult::head(size))
+                if size > MAX_INDEX_THRESHOLD {
+                    return Ok(Err(size));
+                }
+                Ok(Ok(InIndex::Found(if options.head {
+                    GetResult::head(size)
                 } else if let Some(range) = &options.range {
                     let start = range.start.min(size);
                     let end = range.end.clamp(start, size);
                     // Both are at most the length of a slice.
                     let part = value.get(start as usize..end as usize).unwrap_or_default();
-                    Read::Found(GetResult::part(Bytes::copy_from_slice(part), size))
+                    GetResult::part(Bytes::copy_from_slice(part), size)
                 } else {
-                    Read::Found(GetResult::whole(Bytes::copy_from_slice(value)))
-                })
+                    GetResult::whole(Bytes::copy_from_slice(value))
+                })))
             })
-            .map_err(fail)?;
-        let found = match read {
-            Read::Found(found) => found,
-            Read::Absent { may_be_file: true } => return Ok(InIndex::NotHere),
-            Read::Absent { may_be_file: false } => return Ok(InIndex::Nowhere),
-            Read::TooLong(size) => {
-                return Err(Fault::io(
+            .map_err(fail)?
+            .map_err(|size| {
+                Fault::io(
                     io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!(
@@ -1211,13 +1203,12 @@ impl FsBackend {
                         ),
                     ),
                     &index.dir,
-                ));
-            }
-        };
-        if options.record_access {
+                )
+            })?;
+        if options.record_access && matches!(in_index, InIndex::Found(_)) {
             shared.arc().record_access(k);
         }
-        Ok(InIndex::Found(found))
+        Ok(in_index)
     }
 
     /// Writes `key` to the index if it belongs there (a small value, a short key, not asked to be
