@@ -75,7 +75,7 @@ impl Readers {
                 // The old one ends before the new one begins: a stripe holds one reader slot.
                 drop(old);
                 Kept {
-                    txn: self.begin_static(env)?,
+                    txn: self.begin(env)?,
                     registry,
                 }
             }
@@ -106,13 +106,8 @@ impl Readers {
         }
     }
 
-    fn begin<'e>(&self, env: &'e Env<WithoutTls>) -> heed::Result<RoTxn<'e, WithoutTls>> {
-        #[cfg(test)]
-        self.begun.fetch_add(1, Ordering::Relaxed);
-        env.read_txn()
-    }
-
-    fn begin_static(&self, env: &Env<WithoutTls>) -> heed::Result<RoTxn<'static, WithoutTls>> {
+    /// A new read transaction of the newest commit, which may be kept.
+    fn begin(&self, env: &Env<WithoutTls>) -> heed::Result<RoTxn<'static, WithoutTls>> {
         #[cfg(test)]
         self.begun.fetch_add(1, Ordering::Relaxed);
         env.clone().static_read_txn()
