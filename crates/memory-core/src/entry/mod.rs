@@ -968,17 +968,32 @@ mod tests {
         }
     }
 
+    /// The sample's metadata, recording the code `m::f` of hash `c0de`.
+    fn coded_sample() -> Metadata {
+        sample().0.with_code(CodeIdentity {
+            name: "m::f",
+            code: Some("c0de"),
+            version: None,
+        })
+    }
+
+    /// A MessagePack map that announces 10 entries (a header's) and holds `pairs`, each a key
+    /// and its value already encoded.
+    fn map_of(pairs: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut map = vec![0x8a];
+        for (key, value) in pairs {
+            map.extend(rmp_serde::to_vec(key).unwrap());
+            map.extend(value);
+        }
+        map
+    }
+
     /// An entry written with another codec was decoded with this memory's: a codec that could
     /// read its bytes gave another value. A load that names its codec refuses it, on the fast
     /// path and on headers decoded whole, and takes one of its own.
     #[test]
     fn a_load_refuses_an_entry_of_another_codec() {
-        let (meta, _) = sample();
-        let meta = meta.with_code(CodeIdentity {
-            name: "m::f",
-            code: Some("c0de"),
-            version: None,
-        });
+        let meta = coded_sample();
         let header = rmp_serde::to_vec_named(&meta).unwrap();
         let ours = Expected {
             codec: Some(&meta.codec),
@@ -1024,8 +1039,7 @@ mod tests {
         assert_eq!(check_answers(&previous, &ours).unwrap(), 0.5);
         assert!(check_answers(&previous, &theirs).is_err());
         // A header decoded whole (its keys in another order) is checked the same way.
-        let mut reordered = vec![0x8a];
-        let pairs: Vec<(&str, Vec<u8>)> = vec![
+        let reordered = map_of(&[
             ("codec", rmp_serde::to_vec(&meta.codec).unwrap()),
             ("func", rmp_serde::to_vec(&meta.func).unwrap()),
             ("args_id", rmp_serde::to_vec(&meta.args_id).unwrap()),
@@ -1036,11 +1050,7 @@ mod tests {
             ("time", rmp_serde::to_vec(&"2026-01-01T00:00:00Z").unwrap()),
             ("input_args", rmp_serde::to_vec(&meta.input_args).unwrap()),
             ("hasher", rmp_serde::to_vec(&meta.hasher).unwrap()),
-        ];
-        for (key, value) in pairs {
-            reordered.extend(rmp_serde::to_vec(key).unwrap());
-            reordered.extend(value);
-        }
+        ]);
         assert!(Leading::parse(&reordered, true).is_none());
         assert_eq!(check_answers(&reordered, &ours).unwrap(), 0.5);
         assert!(check_answers(&reordered, &theirs).is_err());
@@ -1050,29 +1060,18 @@ mod tests {
     /// never decoded (here, a map announcing more entries than the bytes hold).
     #[test]
     fn answers_stop_after_the_fields_a_load_checks() {
-        let (meta, _) = sample();
-        let meta = meta.with_code(CodeIdentity {
-            name: "m::f",
-            code: Some("c0de"),
-            version: None,
-        });
+        let meta = coded_sample();
         let full = rmp_serde::to_vec_named(&meta).unwrap();
         assert_eq!(check_answers(&full, &expected(&meta)).unwrap(), 0.5);
         // The same six fields, in a map that announces 10 entries and holds 6.
-        let mut cut = vec![0x8a];
-        let mut six = Vec::new();
-        for (key, value) in [
+        let cut = map_of(&[
             ("func", rmp_serde::to_vec(&meta.func).unwrap()),
             ("args_id", rmp_serde::to_vec(&meta.args_id).unwrap()),
             ("name", rmp_serde::to_vec(&meta.name).unwrap()),
             ("code", rmp_serde::to_vec(&meta.code).unwrap()),
             ("version", rmp_serde::to_vec(&meta.version).unwrap()),
             ("duration", rmp_serde::to_vec(&meta.duration).unwrap()),
-        ] {
-            six.extend(rmp_serde::to_vec(key).unwrap());
-            six.extend(value);
-        }
-        cut.extend(&six);
+        ]);
         assert_eq!(check_answers(&cut, &expected(&meta)).unwrap(), 0.5);
     }
 
@@ -1081,12 +1080,7 @@ mod tests {
     /// decoded whole, with the same answer.
     #[test]
     fn answers_read_every_spelling_of_a_string() {
-        let (meta, _) = sample();
-        let meta = meta.with_code(CodeIdentity {
-            name: "m::f",
-            code: Some("c0de"),
-            version: None,
-        });
+        let meta = coded_sample();
         let spell = |text: &str, form: u8| -> Vec<u8> {
             let len = text.len();
             let mut out = match form {
