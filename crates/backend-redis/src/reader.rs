@@ -124,23 +124,12 @@ pub(crate) fn first_answer(
     values: Vec<Value>,
     max_size: u64,
 ) -> Res<First> {
-    let too_large = |size: u64| {
-        corrupted(
-            data,
-            &format!(
-                "its value of {size} bytes exceeds the largest item accepted ({max_size} bytes, max_item_size)"
-            ),
-        )
-    };
     let mut values = values.into_iter();
-    match shape {
+    let first = match shape {
         Shape::Whole => match values.next().map(Value::extract_error) {
             None | Some(Ok(Value::Nil)) => Ok(First::Read(ChunkRead::Missing)),
             Some(Ok(Value::BulkString(bytes))) => {
                 let size = bytes.len() as u64;
-                if size > max_size {
-                    return Err(too_large(size));
-                }
                 Ok(First::Read(ChunkRead::Bytes(Bytes::from(bytes), size)))
             }
             Some(Ok(other)) => Err(unexpected("GET", &other).into()),
@@ -165,9 +154,6 @@ pub(crate) fn first_answer(
                         Some(other) => return Err(unexpected("STRLEN", &other).into()),
                         None => return Err(unexpected("STRLEN", &Value::Nil).into()),
                     };
-                    if size > max_size {
-                        return Err(too_large(size));
-                    }
                     let bytes = match shape {
                         Shape::Range(range) if range.end > range.start => match fields.next() {
                             Some(Value::BulkString(bytes)) => Bytes::from(bytes),
@@ -183,7 +169,19 @@ pub(crate) fn first_answer(
                 other => Err(corrupted(data, &format!("the key holds a {other}"))),
             }
         }
+    }?;
+    // A whole value, as a `GET` gives it or as the probe script measures it.
+    if let First::Read(ChunkRead::Bytes(_, size)) = &first
+        && *size > max_size
+    {
+        return Err(corrupted(
+            data,
+            &format!(
+                "its value of {size} bytes exceeds the largest item accepted ({max_size} bytes, max_item_size)"
+            ),
+        ));
     }
+    Ok(first)
 }
 
 impl Inner {
