@@ -271,6 +271,11 @@ pub(crate) const OPS: &[(&str, &str, bool)] = &[
         true,
     ),
     (
+        "index-hit-spread",
+        "Cachette hits of square(x), index layout, x over 1,000 values in turn",
+        true,
+    ),
+    (
         "hit-folders",
         "Cachette hits of square(42) of 17 functions in turn (one folder each), files layout",
         true,
@@ -297,6 +302,10 @@ pub(crate) const OPS: &[(&str, &str, bool)] = &[
         false,
     ),
 ];
+
+/// The arguments `index-hit-spread` hits in turn: more than a store keeps checked entries of,
+/// so that no hit is of the entry checked last in its place.
+const SPREAD: i64 = 1_000;
 
 /// Operations run before the counted ones, in both the `n = 0` run and the `n` run.
 const WARM_UP: u64 = 20;
@@ -352,6 +361,15 @@ fn run_in(op: &str, n: u64, dir: &Path) -> ProbeRes<()> {
             index_f.eval(42);
             repeat(&mut |_| {
                 black_box(index_f.eval(black_box(42)));
+                Ok(())
+            })
+        }
+        "index-hit-spread" => {
+            for x in 0..SPREAD {
+                index_f.eval(x);
+            }
+            repeat(&mut |i| {
+                black_box(index_f.eval(black_box((i % SPREAD as u64) as i64)));
                 Ok(())
             })
         }
