@@ -88,6 +88,7 @@ pub async fn run_all(backend: DynBackend) {
     missing_is_a_value(&*backend, &root).await;
     ranged_reads(&*backend, &root).await;
     reads_now_agree(&*backend, &root).await;
+    expected_bytes_change_nothing(&*backend, &root).await;
     writes_that_delete(&*backend, &root).await;
     own_claims(&*backend, &root).await;
     prefix_listing(&*backend, &root).await;
@@ -247,6 +248,45 @@ pub async fn reads_now_agree(b: &dyn StoreBackend, root: &str) {
             })
         };
         assert_eq!(shape(now), shape(awaited), "{name}");
+    }
+}
+
+/// A read with [`GetOptions::expected`] gives what the same read without it gives, whether the
+/// item holds the expected bytes or others, through `get_opts` and `get_now` alike.
+pub async fn expected_bytes_change_nothing(b: &dyn StoreBackend, root: &str) {
+    let k = key(root, "expected/item");
+    let value: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+    b.put(&k, Bytes::from(value.clone()).into())
+        .await
+        .expect("put");
+    let mut changed = value.clone();
+    changed[150] ^= 1;
+    let expectations = [
+        ("the same bytes", Bytes::from(value.clone())),
+        ("a changed byte", Bytes::from(changed)),
+        ("fewer bytes", Bytes::from(value[..299].to_vec())),
+        ("none", Bytes::new()),
+    ];
+    for (what, expected) in expectations {
+        for (name, options) in [
+            ("hit", GetOptions::hit()),
+            ("range", GetOptions::range(10..50)),
+            ("head", GetOptions::head()),
+        ] {
+            let shape = |found: Option<GetResult>| {
+                found.map(|found| {
+                    let size = found.size;
+                    (size, found.into_bytes().expect("read the payload"))
+                })
+            };
+            let plain = shape(b.get_opts(&k, options.clone()).await.expect("get_opts"));
+            let with = options.with_expected(Some(expected.clone()));
+            if let Some(now) = b.get_now(&k, &with) {
+                assert_eq!(shape(now.expect("get_now")), plain, "{what}, {name}, now");
+            }
+            let awaited = shape(b.get_opts(&k, with).await.expect("get_opts"));
+            assert_eq!(awaited, plain, "{what}, {name}");
+        }
     }
 }
 

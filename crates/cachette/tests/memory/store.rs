@@ -122,6 +122,51 @@ fn damaged_entries_are_reported_once_and_recomputed() {
     }
 }
 
+/// A hit reuses the checks of an entry it read before only when it reads exactly the same
+/// bytes: an entry damaged, or replaced by another call's, after many hits is refused.
+#[test]
+fn an_entry_hit_many_times_is_still_checked_at_every_hit() {
+    /// A change of the bytes of an entry, given another entry's bytes, by name.
+    type Change = (&'static str, fn(&mut Vec<u8>, &[u8]));
+    let changes: [Change; 3] = [
+        ("bit flip in the metadata", |b, _| b[60] ^= 1),
+        ("bit flip in the output", |b, _| {
+            let n = b.len() - 1;
+            b[n] ^= 1;
+        }),
+        ("another call's entry", |b, other| *b = other.to_vec()),
+    ];
+    for (what, change) in changes {
+        let fx = Fixture::files();
+        let calls = Calls::default();
+        let c = calls.clone();
+        let f = fx
+            .memory
+            .cache_capturing(move |x: i32| {
+                c.hit();
+                x.to_string()
+            })
+            .name("tests::hit_often");
+        f.eval(2);
+        let other = std::fs::read(only_entry(&fx.folder("tests::hit_often"))).unwrap();
+        std::fs::remove_file(only_entry(&fx.folder("tests::hit_often"))).unwrap();
+        for _ in 0..5 {
+            assert_eq!(f.eval(1), "1");
+        }
+        assert_eq!(calls.get(), 2, "{what}");
+        let entry = only_entry(&fx.folder("tests::hit_often"));
+        let mut bytes = std::fs::read(&entry).unwrap();
+        change(&mut bytes, &other);
+        std::fs::write(&entry, bytes).unwrap();
+
+        assert_eq!(f.eval(1), "1", "{what}");
+        assert_eq!(calls.get(), 3, "{what}: recomputed");
+        let warnings = fx.warnings();
+        assert_eq!(warnings.len(), 1, "{what}: {warnings:?}");
+        assert!(warnings[0].contains("unusable"), "{what}: {}", warnings[0]);
+    }
+}
+
 #[test]
 fn an_output_of_another_type_is_recomputed() {
     let fx = Fixture::new();

@@ -102,6 +102,12 @@ pub struct GetOptions {
     /// serves nor keeps a copy. For coordination state that must be current, such as
     /// compute-once claims. Counting layers leave such operations out.
     pub bypass_cache: bool,
+    /// Bytes the caller holds and expects the item to hold. A backend that can compare them
+    /// with the item where it lies, without a copy (the local disk's index, in its memory map),
+    /// gives back a clone of them when the two are equal, rather than a copy of the item: what
+    /// the read gives is the same either way. Any backend may ignore it; ignored with a range
+    /// or `head`.
+    pub expected: Option<Bytes>,
 }
 
 impl GetOptions {
@@ -138,6 +144,12 @@ impl GetOptions {
     /// Sets [`local_file`](Self::local_file).
     pub fn with_local_file(mut self, on: bool) -> Self {
         self.local_file = on;
+        self
+    }
+
+    /// Sets [`expected`](Self::expected).
+    pub fn with_expected(mut self, expected: Option<Bytes>) -> Self {
+        self.expected = expected;
         self
     }
 

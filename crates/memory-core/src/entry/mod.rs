@@ -66,6 +66,7 @@ use crate::error::EntryError;
 
 pub(crate) use encode::encode_within;
 pub use encode::{encode_parts, encode_signed};
+pub(crate) use parse::Parsed;
 pub use parse::{Entry, Payload, Prefix, parse_metadata};
 
 /// The first bytes of every entry.

@@ -152,6 +152,13 @@ pub struct Entry {
     layout: Option<Layout>,
 }
 
+/// What parsing an entry found, without its bytes: an [`Entry`] again, given the same bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct Parsed {
+    prefix: Prefix,
+    layout: Option<Layout>,
+}
+
 /// Where the parts of a payload with out-of-line arrays are, relative to the payload.
 #[derive(Debug, Clone)]
 struct Layout {
@@ -278,6 +285,24 @@ impl Entry {
             layout.verify_arrays(&entry.bytes[entry.prefix.payload_offset as usize..])?;
         }
         Ok(entry)
+    }
+
+    /// What parsing this entry found, without its bytes.
+    pub(crate) fn parsed(&self) -> Parsed {
+        Parsed {
+            prefix: self.prefix,
+            layout: self.layout.clone(),
+        }
+    }
+
+    /// The entry `parsed` was found in, given its bytes again: `bytes` must be exactly the
+    /// bytes that were parsed (nothing is checked).
+    pub(crate) fn from_parsed(parsed: &Parsed, bytes: Bytes) -> Entry {
+        Entry {
+            prefix: parsed.prefix,
+            bytes,
+            layout: parsed.layout.clone(),
+        }
     }
 
     /// Parses a whole entry and checks every checksum except those of out-of-line arrays, so

@@ -6,6 +6,8 @@
 //! - **reading** ([`read`](EntryStore::read)): one `get_opts` (a map of the local file when the
 //!   mode maps and the stack has local files, else the bytes), then parsing, checking (checksums,
 //!   the key the entry was written for, the signature) and, in [`Checked::decode`], decoding;
+//!   bytes equal to those of the entry checked last for the same key and code reuse what their
+//!   checks found ([`verified`]);
 //!   [`metadata`](EntryStore::metadata) does the same for an entry's head only, recording no
 //!   access;
 //! - **writing** ([`encode`](EntryStore::encode), [`save`](EntryStore::save));
@@ -23,6 +25,7 @@
 mod identity;
 pub(crate) mod memo;
 mod read;
+mod verified;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +67,8 @@ pub(crate) struct EntryStore {
     breaker: Breaker,
     /// The decoded values of this process's hits and misses, with `memo_size`.
     memo: Option<memo::Memo>,
+    /// The entries checked last, whose bytes a read need not check again.
+    verified: verified::Verified,
 }
 
 impl EntryStore {
@@ -85,6 +90,7 @@ impl EntryStore {
             identities: identity::Checks::default(),
             breaker: Breaker::new(0, Duration::ZERO, Reporter::default(), ""),
             memo: None,
+            verified: verified::Verified::default(),
         }
     }
 
@@ -186,16 +192,31 @@ impl EntryStore {
         code: Option<CodeIdentity<'_>>,
         verify_arrays: bool,
     ) -> Result<Option<Checked>, Error> {
-        let options = GetOptions::hit().with_local_file(self.maps(mode));
+        let spot = verified::Spot::of(key);
+        let known = self.verified.find(spot, key, code);
+        let options = GetOptions::hit()
+            .with_local_file(self.maps(mode))
+            .with_expected(known.as_ref().map(|known| known.bytes.clone()));
         let Some(found) = self.get(reach, key, options).await? else {
             return Ok(None);
         };
         let read = read::into_read(key, found, mode)
             .map_err(|e| BackendError::from_io(e, format!("cannot read {key}")))?;
+        if let Some(known) = &known
+            && let Some(bytes) = read.whole_bytes()
+            && let Some((parsed, duration)) = known.reuse(bytes)
+        {
+            return Ok(Some(Checked::again(read, parsed, duration)));
+        }
         let codec = Some(self.codec().id());
-        Checked::parse(read, key, code, codec, self.signing.as_ref(), verify_arrays)
-            .map(Some)
-            .map_err(|source| entry_error(key, source))
+        let checked = Checked::parse(read, key, code, codec, self.signing.as_ref(), verify_arrays)
+            .map_err(|source| entry_error(key, source))?;
+        if let Some(bytes) = checked.whole_bytes() {
+            let parsed = || checked.parsed();
+            self.verified
+                .checked(spot, bytes, key, code, parsed, checked.duration());
+        }
+        Ok(Some(checked))
     }
 
     /// One read of the item under `key`.

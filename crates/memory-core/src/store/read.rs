@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 use crate::array::{self, MmapMode, RegionMaps, Source};
 use crate::backend::{GetPayload, GetResult, LocalFile};
 use crate::codec::{self, Codec};
-use crate::entry::{CodeIdentity, Entry, Expected, FLAG_ARRAYS, Metadata, Prefix};
+use crate::entry::{CodeIdentity, Entry, Expected, FLAG_ARRAYS, Metadata, Parsed, Prefix};
 use crate::error::{EntryError, Error};
 use crate::key::Key;
 use crate::signing::SigningKey;
@@ -36,6 +36,11 @@ impl Read {
             mapped: false,
             writable: false,
         }
+    }
+
+    /// The bytes of an entry read whole into memory; `None` for a map.
+    pub(super) fn whole_bytes(&self) -> Option<&Bytes> {
+        (!self.mapped && self.file.is_none()).then_some(&self.bytes)
     }
 }
 
@@ -82,6 +87,29 @@ impl Checked {
             mapped: read.mapped,
             writable: read.writable,
         })
+    }
+
+    /// The entry read whole in `read`, whose bytes are exactly those of an entry that passed
+    /// [`parse`](Checked::parse) with `parsed` and `duration` for the same key, code, codec
+    /// and signing key (see [`super::verified`]).
+    pub(super) fn again(read: Read, parsed: &Parsed, duration: f64) -> Checked {
+        Checked {
+            entry: Entry::from_parsed(parsed, read.bytes),
+            duration,
+            file: None,
+            mapped: false,
+            writable: false,
+        }
+    }
+
+    /// The bytes of an entry read whole into memory; `None` for a map.
+    pub(super) fn whole_bytes(&self) -> Option<&[u8]> {
+        (!self.mapped && self.file.is_none()).then(|| &self.entry.as_bytes()[..])
+    }
+
+    /// What the checks found, without the bytes.
+    pub(super) fn parsed(&self) -> Parsed {
+        self.entry.parsed()
     }
 
     /// The size of the entry in bytes.
