@@ -566,7 +566,11 @@ fn run() -> Res<ExitCode> {
         results,
         instructions,
         report::scaling_section(&committed),
-    );
+    )
+    .after(&committed);
+    if let Some(note) = report.other_machine_note() {
+        eprintln!("compare: {note}");
+    }
     println!("{}", report.terminal_table());
     println!("{}", report.target_lines().join("\n"));
     // A partial run leaves the committed BENCHMARKS.md alone and writes beside the build.

@@ -296,6 +296,8 @@ pub(crate) struct Report {
     instructions: Vec<Counted>,
     /// The `## Scaling` section, kept from the previous `BENCHMARKS.md` or new.
     scaling: Option<String>,
+    /// The date and CPU of the previous run, when it was on another CPU.
+    other_machine: Option<(String, String)>,
 }
 
 impl Report {
@@ -318,7 +320,39 @@ impl Report {
             results,
             instructions,
             scaling,
+            other_machine: None,
         }
+    }
+
+    /// The report, noting whether the run of `previous` (the committed `BENCHMARKS.md`) was
+    /// on another CPU: times, and targets that compare with other software, move between
+    /// machines.
+    pub(crate) fn after(mut self, previous: &str) -> Report {
+        let field = |name: &str| {
+            let prefix = format!("| {name} | ");
+            let run = previous
+                .split("\n## ")
+                .find(|part| part.starts_with("The run"))?;
+            run.lines()
+                .find_map(|line| line.strip_prefix(&prefix)?.strip_suffix(" |"))
+                .map(str::to_owned)
+        };
+        self.other_machine = match (field("date"), field("CPU")) {
+            (Some(date), Some(cpu)) if cpu != self.machine.cpu => Some((date, cpu)),
+            _ => None,
+        };
+        self
+    }
+
+    /// The warning that the previous run was on another CPU, if it was.
+    pub(crate) fn other_machine_note(&self) -> Option<String> {
+        let (date, cpu) = self.other_machine.as_ref()?;
+        Some(format!(
+            "**Another machine.** The run before this one ({date}) was on another CPU ({cpu}). \
+             Times, and the targets that compare Cachette with other software, move between \
+             machines (the price of a system call above all): compare the rows of this run with \
+             each other, not with that run's."
+        ))
     }
 
     /// The note under the table naming the rows whose median is off their calibration, if
@@ -579,6 +613,9 @@ impl Report {
             ("numpy", or_none(&v.numpy)),
         ] {
             md.push_str(&format!("| {k} | {val} |\n"));
+        }
+        if let Some(note) = self.other_machine_note() {
+            md.push_str(&format!("\n{note}\n"));
         }
         md.push_str("\n## Results\n\n");
         md.push_str(
