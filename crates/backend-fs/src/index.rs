@@ -3,9 +3,14 @@
 //! each as in the files layout (see the crate's documentation, "Layouts").
 //!
 //! The environment holds three databases:
-//! - `items`, keyed by the item's key (its UTF-8 bytes): the item's bytes, unchanged;
-//! - `times`, keyed the same: when the item was written and last read with `record_access`, in
-//!   nanoseconds since the Unix epoch (two little-endian `u64`s);
+//! - `items`, keyed by the item's key (its UTF-8 bytes): the item's bytes, unchanged; and, keyed
+//!   by the item's key followed by a NUL byte (which no key holds, so the record sorts right
+//!   after its item, on the same page as a rule), the item's times: when it was written and
+//!   last read with `record_access`, in nanoseconds since the Unix epoch (two little-endian
+//!   `u64`s). A write of an item so changes one tree, not two;
+//! - `times`, keyed by the item's key: the times of items whose key is too long for a record
+//!   beside them ([`MAX_KEY`] bytes), and those written by versions before the records beside
+//!   the items (read, merged, and deleted with their items);
 //! - `folders`, the registry: the folders (keys' parents) that may hold files, each recorded
 //!   by the write that publishes the first file in it, in the same transaction. A key missing
 //!   from `items` whose folder is not recorded has no file either: a miss is answered from the
@@ -112,6 +117,63 @@ type Db = Database<'static, Raw, Raw>;
 struct Dbs {
     items: Db,
     times: Db,
+}
+
+/// The key of the times record kept beside the item `k` in `items`, or `None` when `k` is too
+/// long for it (then its times are in `times`).
+fn times_key(k: &[u8]) -> Option<Vec<u8>> {
+    (k.len() < MAX_KEY).then(|| {
+        let mut key = Vec::with_capacity(k.len() + 1);
+        key.extend_from_slice(k);
+        key.push(0);
+        key
+    })
+}
+
+/// The item whose times record is under `k` in `items`, if `k` is such a record's key.
+fn times_of(k: &[u8]) -> Option<&[u8]> {
+    k.strip_suffix(&[0])
+}
+
+impl Dbs {
+    /// The times of the item `k`: beside it, or in `times` (an older record, or a long key),
+    /// the later of each when both are there; a malformed record is ignored.
+    fn times(&self, txn: &heed::RoTxn<'_>, k: &[u8]) -> heed::Result<Option<(u64, u64)>> {
+        let beside = match times_key(k) {
+            Some(tk) => self.items.get(txn, &tk)?.and_then(decode_times),
+            None => None,
+        };
+        let apart = self.times.get(txn, k)?.and_then(decode_times);
+        Ok(match (beside, apart) {
+            (Some((w, a)), Some((w2, a2))) => Some((w.max(w2), a.max(a2))),
+            (one, other) => one.or(other),
+        })
+    }
+
+    /// Writes the times of the item `k`, beside it when its key allows.
+    fn put_times(
+        &self,
+        txn: &mut RwTxn<'_>,
+        k: &[u8],
+        written: u64,
+        accessed: u64,
+    ) -> heed::Result<()> {
+        let record = encode_times(written, accessed);
+        match times_key(k) {
+            Some(tk) => self.items.put(txn, &tk, &record),
+            None => self.times.put(txn, k, &record),
+        }
+    }
+
+    /// Deletes the item `k` and its times; whether the item was there.
+    fn delete_item(&self, txn: &mut RwTxn<'_>, k: &[u8]) -> heed::Result<bool> {
+        let deleted = self.items.delete(txn, k)?;
+        if let Some(tk) = times_key(k) {
+            self.items.delete(txn, &tk)?;
+        }
+        self.times.delete(txn, k)?;
+        Ok(deleted)
+    }
 }
 
 /// What the registry of an environment says of folders.
@@ -521,13 +583,9 @@ impl Shared {
                 if dbs.items.get(&txn, key)?.is_none() {
                     continue; // Deleted since: not brought back.
                 }
-                let (written, accessed) = dbs
-                    .times
-                    .get(&txn, key)?
-                    .and_then(decode_times)
-                    .unwrap_or((0, 0));
+                let (written, accessed) = dbs.times(&txn, key)?.unwrap_or((0, 0));
                 if time > accessed {
-                    dbs.times.put(&mut txn, key, &encode_times(written, time))?;
+                    dbs.put_times(&mut txn, key, written, time)?;
                 }
             }
             txn.commit()
@@ -1307,7 +1365,8 @@ impl FsBackend {
             })
             .and_then(|()| {
                 let now = nanos(SystemTime::now());
-                dbs.times.put(&mut txn, k, &encode_times(now, 0))
+                // Beside the item: on its page as a rule, so the write changes one tree.
+                dbs.put_times(&mut txn, k, now, 0)
             });
         match stored {
             Ok(()) => {}
@@ -1321,8 +1380,7 @@ impl FsBackend {
             let d = delete.as_str().as_bytes();
             let delete_file = !no_file(&txn, delete)?;
             if d.len() <= MAX_KEY {
-                dbs.items.delete(&mut txn, d).map_err(fail)?;
-                dbs.times.delete(&mut txn, d).map_err(fail)?;
+                dbs.delete_item(&mut txn, d).map_err(fail)?;
             }
             // Not an error of the write (see `StoreBackend::put_then_delete`).
             if delete_file && let Err(e) = self.delete_many_blocking(std::slice::from_ref(delete)) {
@@ -1378,8 +1436,7 @@ impl FsBackend {
         let outcome = publish()?;
         let mut deleted = false;
         if outcome == PutOutcome::Created {
-            deleted |= dbs.items.delete(&mut txn, k).map_err(fail)?;
-            deleted |= dbs.times.delete(&mut txn, k).map_err(fail)?;
+            deleted |= dbs.delete_item(&mut txn, k).map_err(fail)?;
         }
         if registered || deleted {
             match shared.commit(txn, index.durable) {
@@ -1467,12 +1524,33 @@ impl FsBackend {
                 Box::new(db.prefix_iter(&txn, &start).map_err(fail)?)
             })
         };
+        let latest = |record: &[u8]| decode_times(record).map_or(0, |(w, a)| w.max(a));
+        let to_info = |(key, size, at): (Key, u64, u64)| ItemInfo {
+            key,
+            size,
+            last_access: DateTime::<Utc>::from(
+                (SystemTime::UNIX_EPOCH + Duration::from_nanos(at)).min(now),
+            ),
+        };
+        // The item met last, its size and its time so far: its times record comes right after
+        // it (its key and a NUL byte).
+        let mut last: Option<(Key, u64, u64)> = None;
         // Both databases are in key order: their records are met side by side, one pass
         // over each, instead of a lookup in `times` per item.
         let mut times = scan(&dbs.times)?;
         let mut time = times.next().transpose().map_err(fail)?;
         for item in scan(&dbs.items)? {
             let (k, value) = item.map_err(fail)?;
+            if let Some(of) = times_of(k) {
+                // One whose item is not the one before it (deleted by an older version) is
+                // ignored.
+                if let Some((key, _, at)) = &mut last
+                    && key.as_str().as_bytes() == of
+                {
+                    *at = (*at).max(latest(value));
+                }
+                continue;
+            }
             let mut at = 0;
             while let Some((tk, record)) = time {
                 let order = tk.cmp(k);
@@ -1480,8 +1558,7 @@ impl FsBackend {
                     break;
                 }
                 if order.is_eq() {
-                    at =
-                        decode_times(record).map_or(0, |(written, accessed)| written.max(accessed));
+                    at = latest(record);
                 }
                 time = times.next().transpose().map_err(fail)?;
             }
@@ -1492,13 +1569,11 @@ impl FsBackend {
             else {
                 continue; // No key of this store.
             };
-            let at = (SystemTime::UNIX_EPOCH + Duration::from_nanos(at)).min(now);
-            items.push(ItemInfo {
-                key,
-                size: value.len() as u64,
-                last_access: DateTime::<Utc>::from(at),
-            });
+            if let Some(done) = last.replace((key, value.len() as u64, at)) {
+                items.push(to_info(done));
+            }
         }
+        items.extend(last.map(to_info));
         Ok(items)
     }
 
@@ -1527,8 +1602,7 @@ impl FsBackend {
                 for key in batch {
                     let k = key.as_str().as_bytes();
                     if k.len() <= MAX_KEY {
-                        dbs.items.delete(&mut txn, k).map_err(fail)?;
-                        dbs.times.delete(&mut txn, k).map_err(fail)?;
+                        dbs.delete_item(&mut txn, k).map_err(fail)?;
                     }
                 }
                 // One key whose folder does not exist has no file (a claim, mostly).
@@ -1657,10 +1731,8 @@ mod tests {
         let accessed = keys
             .iter()
             .filter(|k| {
-                dbs.times
-                    .get(&txn, k.as_str().as_bytes())
+                dbs.times(&txn, k.as_str().as_bytes())
                     .unwrap()
-                    .and_then(decode_times)
                     .is_some_and(|(_, accessed)| accessed > 0)
             })
             .count();
@@ -1703,7 +1775,9 @@ mod tests {
         let index = b.index.as_ref().unwrap();
         let (shared, dbs) = b.index_handles(index, false).unwrap().unwrap();
         let mut txn = shared.env.write_txn().unwrap();
-        // An access record of the wrong length, and a value longer than any item.
+        // Access records of the wrong length (beside the item, and apart as an older version
+        // wrote them), and a value longer than any item.
+        dbs.items.put(&mut txn, b"f/x\0", &[1, 2, 3]).unwrap();
         dbs.times.put(&mut txn, b"f/x", &[1, 2, 3]).unwrap();
         let long = vec![0u8; MAX_INDEX_THRESHOLD as usize + 1];
         dbs.items.put(&mut txn, b"f/y", &long).unwrap();
@@ -1720,6 +1794,96 @@ mod tests {
         let listed = run(b.list(&Prefix::root())).unwrap();
         let x_at = listed.iter().find(|i| i.key == x).unwrap().last_access;
         assert!(x_at > DateTime::<Utc>::from(SystemTime::UNIX_EPOCH));
+    }
+
+    /// A write puts the item's times beside it, in the same database (one tree changed), and
+    /// nothing in `times`; listing and deleting see them.
+    #[test]
+    fn times_are_kept_beside_their_items() {
+        use cachette_core::plugin::{StoreBackend, StoreBackendExt};
+        let dir = tempfile::tempdir().unwrap();
+        let b = index_store(dir.path());
+        let keys: Vec<Key> = (0..5)
+            .map(|i| Key::new(format!("f/{i}")).unwrap())
+            .collect();
+        for key in &keys {
+            run(b.put(key, b"v".to_vec().into())).unwrap();
+        }
+        let index = b.index.as_ref().unwrap();
+        let (shared, dbs) = b.index_handles(index, false).unwrap().unwrap();
+        let txn = shared.env.read_txn().unwrap();
+        assert_eq!(dbs.times.len(&txn).unwrap(), 0, "nothing in `times`");
+        assert_eq!(
+            dbs.items.len(&txn).unwrap(),
+            10,
+            "an item and its times each"
+        );
+        for key in &keys {
+            let k = key.as_str().as_bytes();
+            assert!(
+                dbs.times(&txn, k)
+                    .unwrap()
+                    .is_some_and(|(written, _)| written > 0)
+            );
+        }
+        drop(txn);
+        assert_eq!(run(b.list(&Prefix::root())).unwrap().len(), 5);
+        run(b.delete(&keys[0])).unwrap();
+        let txn = shared.env.read_txn().unwrap();
+        assert_eq!(dbs.items.len(&txn).unwrap(), 8, "deleted with its times");
+    }
+
+    /// Times an older version wrote in `times` are read, merged with those beside the items,
+    /// and deleted with their items; a record beside no item is ignored.
+    #[test]
+    fn times_written_apart_by_older_versions_are_read_and_deleted() {
+        use cachette_core::plugin::{StoreBackend, StoreBackendExt};
+        let dir = tempfile::tempdir().unwrap();
+        let b = index_store(dir.path());
+        let (x, y) = (Key::new("f/x").unwrap(), Key::new("f/y").unwrap());
+        run(b.put(&x, b"1".to_vec().into())).unwrap();
+        run(b.put(&y, b"2".to_vec().into())).unwrap();
+        let index = b.index.as_ref().unwrap();
+        let (shared, dbs) = b.index_handles(index, false).unwrap().unwrap();
+        let second = |s: u64| s * 1_000_000_000;
+        // As an older version writes: times apart only; `x` read after `y` was written.
+        let mut txn = shared.env.write_txn().unwrap();
+        for (k, written, accessed) in [(b"f/x", 1, 3), (b"f/y", 2, 0)] {
+            dbs.items.delete(&mut txn, &times_key(k).unwrap()).unwrap();
+            dbs.times
+                .put(
+                    &mut txn,
+                    k,
+                    &encode_times(second(written), second(accessed)),
+                )
+                .unwrap();
+        }
+        // A record beside an item that is gone: ignored.
+        dbs.items
+            .put(&mut txn, b"f/w\0", &encode_times(second(9), 0))
+            .unwrap();
+        txn.commit().unwrap();
+        let at = |listed: &[ItemInfo], key: &Key| {
+            let info = listed.iter().find(|i| &i.key == key).unwrap();
+            let since = info
+                .last_access
+                .signed_duration_since(DateTime::<Utc>::UNIX_EPOCH);
+            since.num_seconds()
+        };
+        let listed = run(b.list(&Prefix::root())).unwrap();
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert_eq!((at(&listed, &x), at(&listed, &y)), (3, 2));
+        // A later record beside the item wins.
+        let mut txn = shared.env.write_txn().unwrap();
+        dbs.put_times(&mut txn, b"f/y", second(4), 0).unwrap();
+        txn.commit().unwrap();
+        let listed = run(b.list(&Prefix::root())).unwrap();
+        assert_eq!((at(&listed, &x), at(&listed, &y)), (3, 4));
+        // Deleted with its item, wherever it is.
+        run(b.delete(&x)).unwrap();
+        let txn = shared.env.read_txn().unwrap();
+        assert!(dbs.times.get(&txn, b"f/x").unwrap().is_none());
+        assert!(dbs.times(&txn, b"f/x").unwrap().is_none());
     }
 
     fn run<T: Send>(f: impl std::future::Future<Output = T> + Send) -> T {
