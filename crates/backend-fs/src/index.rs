@@ -136,14 +136,28 @@ fn times_of(k: &[u8]) -> Option<&[u8]> {
 }
 
 impl Dbs {
-    /// The times of the item `k`: beside it, or in `times` (an older record, or a long key),
-    /// the later of each when both are there; a malformed record is ignored.
-    fn times(&self, txn: &heed::RoTxn<'_>, k: &[u8]) -> heed::Result<Option<(u64, u64)>> {
+    /// Whether `times` holds any record (most indexes have none: they are read only then).
+    fn any_apart(&self, txn: &heed::RoTxn<'_>) -> heed::Result<bool> {
+        Ok(!self.times.is_empty(txn)?)
+    }
+
+    /// The times of the item `k`: beside it, or in `times` (an older record, or a long key)
+    /// when `apart` ([`any_apart`](Self::any_apart)), the later of each when both are there; a
+    /// malformed record is ignored.
+    fn times(
+        &self,
+        txn: &heed::RoTxn<'_>,
+        k: &[u8],
+        apart: bool,
+    ) -> heed::Result<Option<(u64, u64)>> {
         let beside = match times_key(k) {
             Some(tk) => self.items.get(txn, &tk)?.and_then(decode_times),
             None => None,
         };
-        let apart = self.times.get(txn, k)?.and_then(decode_times);
+        let apart = match apart {
+            true => self.times.get(txn, k)?.and_then(decode_times),
+            false => None,
+        };
         Ok(match (beside, apart) {
             (Some((w, a)), Some((w2, a2))) => Some((w.max(w2), a.max(a2))),
             (one, other) => one.or(other),
@@ -579,11 +593,12 @@ impl Shared {
             return;
         };
         let written = self.env.write_txn().and_then(|mut txn| {
+            let apart = dbs.any_apart(&txn)?;
             for (key, &time) in at {
                 if dbs.items.get(&txn, key)?.is_none() {
                     continue; // Deleted since: not brought back.
                 }
-                let (written, accessed) = dbs.times(&txn, key)?.unwrap_or((0, 0));
+                let (written, accessed) = dbs.times(&txn, key, apart)?.unwrap_or((0, 0));
                 if time > accessed {
                     dbs.put_times(&mut txn, key, written, time)?;
                 }
@@ -1731,7 +1746,7 @@ mod tests {
         let accessed = keys
             .iter()
             .filter(|k| {
-                dbs.times(&txn, k.as_str().as_bytes())
+                dbs.times(&txn, k.as_str().as_bytes(), true)
                     .unwrap()
                     .is_some_and(|(_, accessed)| accessed > 0)
             })
@@ -1821,7 +1836,7 @@ mod tests {
         for key in &keys {
             let k = key.as_str().as_bytes();
             assert!(
-                dbs.times(&txn, k)
+                dbs.times(&txn, k, true)
                     .unwrap()
                     .is_some_and(|(written, _)| written > 0)
             );
@@ -1883,7 +1898,7 @@ mod tests {
         run(b.delete(&x)).unwrap();
         let txn = shared.env.read_txn().unwrap();
         assert!(dbs.times.get(&txn, b"f/x").unwrap().is_none());
-        assert!(dbs.times(&txn, b"f/x").unwrap().is_none());
+        assert!(dbs.times(&txn, b"f/x", true).unwrap().is_none());
     }
 
     fn run<T: Send>(f: impl std::future::Future<Output = T> + Send) -> T {

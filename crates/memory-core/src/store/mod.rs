@@ -194,9 +194,12 @@ impl EntryStore {
     ) -> Result<Option<Checked>, Error> {
         let spot = verified::Spot::of(key);
         let known = self.verified.find(spot, key, code);
-        let options = GetOptions::hit()
-            .with_local_file(self.maps(mode))
-            .with_expected(known.as_ref().map(|known| known.bytes.clone()));
+        let options = GetOptions {
+            record_access: true,
+            local_file: self.maps(mode),
+            expected: known.as_ref().map(|known| known.bytes.clone()),
+            ..GetOptions::default()
+        };
         let Some(found) = self.get(reach, key, options).await? else {
             return Ok(None);
         };

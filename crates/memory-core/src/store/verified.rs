@@ -21,7 +21,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 
@@ -56,10 +56,8 @@ struct Kept {
     name: String,
     code: Option<String>,
     version: Option<String>,
-    /// A copy of the bytes that were checked.
-    bytes: Bytes,
-    parsed: Parsed,
-    duration: f64,
+    /// A copy of the bytes that were checked, and what the checks found.
+    known: Arc<Known>,
 }
 
 impl Kept {
@@ -79,7 +77,7 @@ impl Kept {
         }
     }
 
-    fn set(&mut self, tag: u64, bytes: &[u8], key: &Key, code: Option<CodeIdentity<'_>>) {
+    fn set(&mut self, tag: u64, key: &Key, code: Option<CodeIdentity<'_>>, known: Arc<Known>) {
         fn set_str(to: &mut String, from: &str) {
             if to != from {
                 to.clear();
@@ -98,7 +96,7 @@ impl Kept {
         set_str(&mut self.name, code.map_or("", |c| c.name));
         set_opt(&mut self.code, code.and_then(|c| c.code));
         set_opt(&mut self.version, code.and_then(|c| c.version));
-        self.bytes = Bytes::copy_from_slice(bytes);
+        self.known = known;
     }
 }
 
@@ -152,7 +150,8 @@ impl Spot {
     }
 }
 
-/// An entry kept for a key and code: its bytes, and what the checks found in them.
+/// An entry kept for a key and code: its bytes, and what the checks found in them. Shared, so
+/// that a read takes it with one reference count.
 #[derive(Debug)]
 pub(crate) struct Known {
     /// The bytes that passed the checks.
@@ -180,7 +179,7 @@ impl Verified {
         spot: Spot,
         key: &Key,
         code: Option<CodeIdentity<'_>>,
-    ) -> Option<Known> {
+    ) -> Option<Arc<Known>> {
         let Spot { tag, place } = spot;
         let place = &self.places[place];
         if place.kept_tag.load(Ordering::Relaxed) != tag {
@@ -188,11 +187,7 @@ impl Verified {
         }
         let kept = place.kept.lock().unwrap_or_else(PoisonError::into_inner);
         let kept = kept.as_deref()?;
-        kept.is_for(tag, key, code).then(|| Known {
-            bytes: kept.bytes.clone(),
-            parsed: kept.parsed.clone(),
-            duration: kept.duration,
-        })
+        kept.is_for(tag, key, code).then(|| Arc::clone(&kept.known))
     }
 
     /// Tells that `bytes`, read for `key` and `code`, passed the checks with `parsed` and
@@ -214,13 +209,14 @@ impl Verified {
         if place.last.swap(tag, Ordering::Relaxed) != tag {
             return;
         }
+        let known = Arc::new(Known {
+            bytes: Bytes::copy_from_slice(bytes),
+            parsed: parsed(),
+            duration,
+        });
         let mut kept = place.kept.lock().unwrap_or_else(PoisonError::into_inner);
         match kept.as_deref_mut() {
-            Some(kept) => {
-                kept.set(tag, bytes, key, code);
-                kept.parsed = parsed();
-                kept.duration = duration;
-            }
+            Some(kept) => kept.set(tag, key, code, known),
             None => {
                 let mut new = Box::new(Kept {
                     tag,
@@ -229,11 +225,9 @@ impl Verified {
                     name: String::new(),
                     code: None,
                     version: None,
-                    bytes: Bytes::new(),
-                    parsed: parsed(),
-                    duration,
+                    known: Arc::clone(&known),
                 });
-                new.set(tag, bytes, key, code);
+                new.set(tag, key, code, known);
                 *kept = Some(new);
             }
         }
@@ -311,7 +305,7 @@ mod tests {
             assert!(!reused(&v, &changed, &key, Some(CODE)), "byte {at}");
         }
         // Cut short, even sharing the kept bytes' memory.
-        let kept = v.find(Spot::of(&key), &key, Some(CODE)).unwrap().bytes;
+        let kept = v.find(Spot::of(&key), &key, Some(CODE)).unwrap().bytes.clone();
         assert!(!reused(&v, &kept.slice(..kept.len() - 1), &key, Some(CODE)));
         // Other code, or none.
         let other = CodeIdentity {
