@@ -5,12 +5,14 @@
 //! The environment holds three databases:
 //! - `items`, keyed by the item's key (its UTF-8 bytes): the item's bytes, unchanged; and, keyed
 //!   by the item's key followed by a NUL byte (which no key holds, so the record sorts right
-//!   after its item, on the same page as a rule), the item's times: when it was written and
-//!   last read with `record_access`, in nanoseconds since the Unix epoch (two little-endian
-//!   `u64`s). A write of an item so changes one tree, not two;
-//! - `times`, keyed by the item's key: the times of items whose key is too long for a record
-//!   beside them ([`MAX_KEY`] bytes), and those written by versions before the records beside
-//!   the items (read, merged, and deleted with their items);
+//!   after its item, on the same page as a rule), when it was written: a write of an item so
+//!   changes one tree, not two;
+//! - `times`, keyed by the item's key: when the item was last read with `record_access`, and
+//!   for a key too long for a record beside it ([`MAX_KEY`] bytes) when it was written, in
+//!   nanoseconds since the Unix epoch (two little-endian `u64`s, written then read). The
+//!   accesses are written in batches, in this database of small records, so that a batch
+//!   writes few pages. Versions before the records beside the items kept both times here.
+//!   Listing takes the latest of an item's times;
 //! - `folders`, the registry: the folders (keys' parents) that may hold files, each recorded
 //!   by the write that publishes the first file in it, in the same transaction. A key missing
 //!   from `items` whose folder is not recorded has no file either: a miss is answered from the
@@ -136,43 +138,9 @@ fn times_of(k: &[u8]) -> Option<&[u8]> {
 }
 
 impl Dbs {
-    /// Whether `times` holds any record (most indexes have none: they are read only then).
-    fn any_apart(&self, txn: &heed::RoTxn<'_>) -> heed::Result<bool> {
-        Ok(!self.times.is_empty(txn)?)
-    }
-
-    /// The times of the item `k`: beside it, or in `times` (an older record, or a long key)
-    /// when `apart` ([`any_apart`](Self::any_apart)), the later of each when both are there; a
-    /// malformed record is ignored.
-    fn times(
-        &self,
-        txn: &heed::RoTxn<'_>,
-        k: &[u8],
-        apart: bool,
-    ) -> heed::Result<Option<(u64, u64)>> {
-        let beside = match times_key(k) {
-            Some(tk) => self.items.get(txn, &tk)?.and_then(decode_times),
-            None => None,
-        };
-        let apart = match apart {
-            true => self.times.get(txn, k)?.and_then(decode_times),
-            false => None,
-        };
-        Ok(match (beside, apart) {
-            (Some((w, a)), Some((w2, a2))) => Some((w.max(w2), a.max(a2))),
-            (one, other) => one.or(other),
-        })
-    }
-
-    /// Writes the times of the item `k`, beside it when its key allows.
-    fn put_times(
-        &self,
-        txn: &mut RwTxn<'_>,
-        k: &[u8],
-        written: u64,
-        accessed: u64,
-    ) -> heed::Result<()> {
-        let record = encode_times(written, accessed);
+    /// Records when the item `k` was written: beside it when its key allows, else in `times`.
+    fn put_written(&self, txn: &mut RwTxn<'_>, k: &[u8], written: u64) -> heed::Result<()> {
+        let record = encode_times(written, 0);
         match times_key(k) {
             Some(tk) => self.items.put(txn, &tk, &record),
             None => self.times.put(txn, k, &record),
@@ -593,14 +561,19 @@ impl Shared {
             return;
         };
         let written = self.env.write_txn().and_then(|mut txn| {
-            let apart = dbs.any_apart(&txn)?;
             for (key, &time) in at {
                 if dbs.items.get(&txn, key)?.is_none() {
                     continue; // Deleted since: not brought back.
                 }
-                let (written, accessed) = dbs.times(&txn, key, apart)?.unwrap_or((0, 0));
+                // In `times`, whose records are small, so that this writes few pages (the write
+                // time beside the item is left as it is).
+                let (written, accessed) = dbs
+                    .times
+                    .get(&txn, key)?
+                    .and_then(decode_times)
+                    .unwrap_or((0, 0));
                 if time > accessed {
-                    dbs.put_times(&mut txn, key, written, time)?;
+                    dbs.times.put(&mut txn, key, &encode_times(written, time))?;
                 }
             }
             txn.commit()
@@ -1381,7 +1354,7 @@ impl FsBackend {
             .and_then(|()| {
                 let now = nanos(SystemTime::now());
                 // Beside the item: on its page as a rule, so the write changes one tree.
-                dbs.put_times(&mut txn, k, now, 0)
+                dbs.put_written(&mut txn, k, now)
             });
         match stored {
             Ok(()) => {}
@@ -1746,8 +1719,10 @@ mod tests {
         let accessed = keys
             .iter()
             .filter(|k| {
-                dbs.times(&txn, k.as_str().as_bytes(), true)
+                dbs.times
+                    .get(&txn, k.as_str().as_bytes())
                     .unwrap()
+                    .and_then(decode_times)
                     .is_some_and(|(_, accessed)| accessed > 0)
             })
             .count();
@@ -1811,11 +1786,11 @@ mod tests {
         assert!(x_at > DateTime::<Utc>::from(SystemTime::UNIX_EPOCH));
     }
 
-    /// A write puts the item's times beside it, in the same database (one tree changed), and
-    /// nothing in `times`; listing and deleting see them.
+    /// A write puts the item's write time beside it, in the same database (one tree changed),
+    /// and nothing in `times`, where accesses go; listing and deleting see both.
     #[test]
     fn times_are_kept_beside_their_items() {
-        use cachette_core::plugin::{StoreBackend, StoreBackendExt};
+        use cachette_core::plugin::{GetOptions, StoreBackend, StoreBackendExt};
         let dir = tempfile::tempdir().unwrap();
         let b = index_store(dir.path());
         let keys: Vec<Key> = (0..5)
@@ -1828,28 +1803,32 @@ mod tests {
         let (shared, dbs) = b.index_handles(index, false).unwrap().unwrap();
         let txn = shared.env.read_txn().unwrap();
         assert_eq!(dbs.times.len(&txn).unwrap(), 0, "nothing in `times`");
-        assert_eq!(
-            dbs.items.len(&txn).unwrap(),
-            10,
-            "an item and its times each"
-        );
+        assert_eq!(dbs.items.len(&txn).unwrap(), 10, "each item and its time");
         for key in &keys {
-            let k = key.as_str().as_bytes();
-            assert!(
-                dbs.times(&txn, k, true)
-                    .unwrap()
-                    .is_some_and(|(written, _)| written > 0)
-            );
+            let tk = times_key(key.as_str().as_bytes()).unwrap();
+            let record = dbs.items.get(&txn, &tk).unwrap().and_then(decode_times);
+            assert!(record.is_some_and(|(written, _)| written > 0));
         }
         drop(txn);
-        assert_eq!(run(b.list(&Prefix::root())).unwrap().len(), 5);
-        run(b.delete(&keys[0])).unwrap();
+        // Accesses go to `times`.
+        b.get_now(&keys[1], &GetOptions::hit()).unwrap().unwrap();
+        b.flush_accesses();
         let txn = shared.env.read_txn().unwrap();
-        assert_eq!(dbs.items.len(&txn).unwrap(), 8, "deleted with its times");
+        let record = dbs.times.get(&txn, b"f/1").unwrap().and_then(decode_times);
+        assert!(record.is_some_and(|(_, accessed)| accessed > 0));
+        drop(txn);
+        assert_eq!(run(b.list(&Prefix::root())).unwrap().len(), 5);
+        for key in &keys[..2] {
+            run(b.delete(key)).unwrap();
+        }
+        let txn = shared.env.read_txn().unwrap();
+        assert_eq!(dbs.items.len(&txn).unwrap(), 6, "deleted with their times");
+        assert_eq!(dbs.times.len(&txn).unwrap(), 0, "deleted with their times");
     }
 
-    /// Times an older version wrote in `times` are read, merged with those beside the items,
-    /// and deleted with their items; a record beside no item is ignored.
+    /// Times in `times` (accesses, and both times as older versions wrote them) are read,
+    /// merged with those beside the items, and deleted with their items; a record beside no
+    /// item is ignored.
     #[test]
     fn times_written_apart_by_older_versions_are_read_and_deleted() {
         use cachette_core::plugin::{StoreBackend, StoreBackendExt};
@@ -1890,7 +1869,7 @@ mod tests {
         assert_eq!((at(&listed, &x), at(&listed, &y)), (3, 2));
         // A later record beside the item wins.
         let mut txn = shared.env.write_txn().unwrap();
-        dbs.put_times(&mut txn, b"f/y", second(4), 0).unwrap();
+        dbs.put_written(&mut txn, b"f/y", second(4)).unwrap();
         txn.commit().unwrap();
         let listed = run(b.list(&Prefix::root())).unwrap();
         assert_eq!((at(&listed, &x), at(&listed, &y)), (3, 4));
@@ -1898,7 +1877,7 @@ mod tests {
         run(b.delete(&x)).unwrap();
         let txn = shared.env.read_txn().unwrap();
         assert!(dbs.times.get(&txn, b"f/x").unwrap().is_none());
-        assert!(dbs.times(&txn, b"f/x", true).unwrap().is_none());
+        assert!(dbs.items.get(&txn, b"f/x\0").unwrap().is_none());
     }
 
     fn run<T: Send>(f: impl std::future::Future<Output = T> + Send) -> T {
