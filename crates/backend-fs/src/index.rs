@@ -1756,12 +1756,9 @@ mod tests {
 
     #[test]
     fn damaged_records_are_refused_or_ignored() {
-        let dir = tempfile::tempdir().unwrap();
-        let b = index_store(dir.path());
         use cachette_core::plugin::{StoreBackend, StoreBackendExt};
-        let (x, y) = (Key::new("f/x").unwrap(), Key::new("f/y").unwrap());
-        run(b.put(&x, b"1".to_vec().into())).unwrap();
-        run(b.put(&y, b"2".to_vec().into())).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (b, x, y) = two_items(dir.path());
         let index = b.index.as_ref().unwrap();
         let (shared, dbs) = b.index_handles(index, false).unwrap().unwrap();
         let mut txn = shared.env.write_txn().unwrap();
@@ -1833,10 +1830,7 @@ mod tests {
     fn times_written_apart_by_older_versions_are_read_and_deleted() {
         use cachette_core::plugin::{StoreBackend, StoreBackendExt};
         let dir = tempfile::tempdir().unwrap();
-        let b = index_store(dir.path());
-        let (x, y) = (Key::new("f/x").unwrap(), Key::new("f/y").unwrap());
-        run(b.put(&x, b"1".to_vec().into())).unwrap();
-        run(b.put(&y, b"2".to_vec().into())).unwrap();
+        let (b, x, y) = two_items(dir.path());
         let index = b.index.as_ref().unwrap();
         let (shared, dbs) = b.index_handles(index, false).unwrap().unwrap();
         let second = |s: u64| s * 1_000_000_000;
@@ -1878,6 +1872,16 @@ mod tests {
         let txn = shared.env.read_txn().unwrap();
         assert!(dbs.times.get(&txn, b"f/x").unwrap().is_none());
         assert!(dbs.items.get(&txn, b"f/x\0").unwrap().is_none());
+    }
+
+    /// A store in the index layout in `dir`, holding the items `f/x` and `f/y`.
+    fn two_items(dir: &Path) -> (FsBackend, Key, Key) {
+        use cachette_core::plugin::StoreBackendExt;
+        let b = index_store(dir);
+        let (x, y) = (Key::new("f/x").unwrap(), Key::new("f/y").unwrap());
+        run(b.put(&x, b"1".to_vec().into())).unwrap();
+        run(b.put(&y, b"2".to_vec().into())).unwrap();
+        (b, x, y)
     }
 
     fn run<T: Send>(f: impl std::future::Future<Output = T> + Send) -> T {

@@ -80,6 +80,20 @@ fn only_entry(folder: &Path) -> PathBuf {
         .unwrap()
 }
 
+/// `x.to_string()` memoized as `name` in `fx`, and its calls.
+fn counted_to_string(fx: &Fixture, name: &str) -> (Calls, impl Fn(i32) -> String) {
+    let calls = Calls::default();
+    let c = calls.clone();
+    let f = fx
+        .memory
+        .cache_capturing(move |x: i32| {
+            c.hit();
+            x.to_string()
+        })
+        .name(name);
+    (calls, move |x| f.eval(x))
+}
+
 /// A way to damage the bytes of an entry, by name.
 type Damage = (&'static str, fn(&mut Vec<u8>));
 
@@ -96,28 +110,20 @@ fn damaged_entries_are_reported_once_and_recomputed() {
     ];
     for (what, damage) in damages {
         let fx = Fixture::files();
-        let calls = Calls::default();
-        let c = calls.clone();
-        let f = fx
-            .memory
-            .cache_capturing(move |x: i32| {
-                c.hit();
-                x.to_string()
-            })
-            .name("tests::damaged");
-        f.eval(1);
+        let (calls, f) = counted_to_string(&fx, "tests::damaged");
+        f(1);
         let entry = only_entry(&fx.folder("tests::damaged"));
         let mut bytes = std::fs::read(&entry).unwrap();
         damage(&mut bytes);
         std::fs::write(&entry, bytes).unwrap();
 
-        assert_eq!(f.eval(1), "1", "{what}");
+        assert_eq!(f(1), "1", "{what}");
         assert_eq!(calls.get(), 2, "{what}: recomputed");
         let warnings = fx.warnings();
         assert_eq!(warnings.len(), 1, "{what}: {warnings:?}");
         assert!(warnings[0].contains("unusable"), "{what}: {}", warnings[0]);
         // The recomputed result replaced the damaged one.
-        assert_eq!(f.eval(1), "1");
+        assert_eq!(f(1), "1");
         assert_eq!(calls.get(), 2, "{what}");
     }
 }
@@ -138,20 +144,12 @@ fn an_entry_hit_many_times_is_still_checked_at_every_hit() {
     ];
     for (what, change) in changes {
         let fx = Fixture::files();
-        let calls = Calls::default();
-        let c = calls.clone();
-        let f = fx
-            .memory
-            .cache_capturing(move |x: i32| {
-                c.hit();
-                x.to_string()
-            })
-            .name("tests::hit_often");
-        f.eval(2);
+        let (calls, f) = counted_to_string(&fx, "tests::hit_often");
+        f(2);
         let other = std::fs::read(only_entry(&fx.folder("tests::hit_often"))).unwrap();
         std::fs::remove_file(only_entry(&fx.folder("tests::hit_often"))).unwrap();
         for _ in 0..5 {
-            assert_eq!(f.eval(1), "1");
+            assert_eq!(f(1), "1");
         }
         assert_eq!(calls.get(), 2, "{what}");
         let entry = only_entry(&fx.folder("tests::hit_often"));
@@ -159,7 +157,7 @@ fn an_entry_hit_many_times_is_still_checked_at_every_hit() {
         change(&mut bytes, &other);
         std::fs::write(&entry, bytes).unwrap();
 
-        assert_eq!(f.eval(1), "1", "{what}");
+        assert_eq!(f(1), "1", "{what}");
         assert_eq!(calls.get(), 3, "{what}: recomputed");
         let warnings = fx.warnings();
         assert_eq!(warnings.len(), 1, "{what}: {warnings:?}");

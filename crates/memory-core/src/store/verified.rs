@@ -305,7 +305,11 @@ mod tests {
             assert!(!reused(&v, &changed, &key, Some(CODE)), "byte {at}");
         }
         // Cut short, even sharing the kept bytes' memory.
-        let kept = v.find(Spot::of(&key), &key, Some(CODE)).unwrap().bytes.clone();
+        let kept = v
+            .find(Spot::of(&key), &key, Some(CODE))
+            .unwrap()
+            .bytes
+            .clone();
         assert!(!reused(&v, &kept.slice(..kept.len() - 1), &key, Some(CODE)));
         // Other code, or none.
         let other = CodeIdentity {
