@@ -94,6 +94,21 @@ fn counted_to_string(fx: &Fixture, name: &str) -> (Calls, impl Fn(i32) -> String
     (calls, move |x| f.eval(x))
 }
 
+/// Rewrites the only entry in `folder` with `change` made to its bytes.
+fn rewrite_entry(folder: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+    let entry = only_entry(folder);
+    let mut bytes = std::fs::read(&entry).unwrap();
+    change(&mut bytes);
+    std::fs::write(&entry, bytes).unwrap();
+}
+
+/// That `fx` warned once, of an unusable entry (`what` names the case).
+fn assert_one_unusable_warning(fx: &Fixture, what: &str) {
+    let warnings = fx.warnings();
+    assert_eq!(warnings.len(), 1, "{what}: {warnings:?}");
+    assert!(warnings[0].contains("unusable"), "{what}: {}", warnings[0]);
+}
+
 /// A way to damage the bytes of an entry, by name.
 type Damage = (&'static str, fn(&mut Vec<u8>));
 
@@ -112,16 +127,11 @@ fn damaged_entries_are_reported_once_and_recomputed() {
         let fx = Fixture::files();
         let (calls, f) = counted_to_string(&fx, "tests::damaged");
         f(1);
-        let entry = only_entry(&fx.folder("tests::damaged"));
-        let mut bytes = std::fs::read(&entry).unwrap();
-        damage(&mut bytes);
-        std::fs::write(&entry, bytes).unwrap();
+        rewrite_entry(&fx.folder("tests::damaged"), damage);
 
         assert_eq!(f(1), "1", "{what}");
         assert_eq!(calls.get(), 2, "{what}: recomputed");
-        let warnings = fx.warnings();
-        assert_eq!(warnings.len(), 1, "{what}: {warnings:?}");
-        assert!(warnings[0].contains("unusable"), "{what}: {}", warnings[0]);
+        assert_one_unusable_warning(&fx, what);
         // The recomputed result replaced the damaged one.
         assert_eq!(f(1), "1");
         assert_eq!(calls.get(), 2, "{what}");
@@ -152,16 +162,11 @@ fn an_entry_hit_many_times_is_still_checked_at_every_hit() {
             assert_eq!(f(1), "1");
         }
         assert_eq!(calls.get(), 2, "{what}");
-        let entry = only_entry(&fx.folder("tests::hit_often"));
-        let mut bytes = std::fs::read(&entry).unwrap();
-        change(&mut bytes, &other);
-        std::fs::write(&entry, bytes).unwrap();
+        rewrite_entry(&fx.folder("tests::hit_often"), |b| change(b, &other));
 
         assert_eq!(f(1), "1", "{what}");
         assert_eq!(calls.get(), 3, "{what}: recomputed");
-        let warnings = fx.warnings();
-        assert_eq!(warnings.len(), 1, "{what}: {warnings:?}");
-        assert!(warnings[0].contains("unusable"), "{what}: {}", warnings[0]);
+        assert_one_unusable_warning(&fx, what);
     }
 }
 
@@ -169,16 +174,8 @@ fn an_entry_hit_many_times_is_still_checked_at_every_hit() {
 fn an_output_of_another_type_is_recomputed() {
     let fx = Fixture::new();
     fx.memory.cache(|x: i32| x).name("tests::retyped").eval(1);
-    let calls = Calls::default();
-    let c = calls.clone();
-    let f = fx
-        .memory
-        .cache_capturing(move |x: i32| {
-            c.hit();
-            format!("{x}")
-        })
-        .name("tests::retyped");
-    assert_eq!(f.eval(1), "1");
+    let (calls, f) = counted_to_string(&fx, "tests::retyped");
+    assert_eq!(f(1), "1");
     assert_eq!(calls.get(), 1);
     assert!(fx.warnings().iter().any(|w| w.contains("cannot decode")));
 }
