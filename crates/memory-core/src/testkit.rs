@@ -76,6 +76,19 @@ fn key(root: &str, rest: &str) -> Key {
     Key::new(format!("{root}/{rest}")).expect("valid test key")
 }
 
+/// `len` bytes of a pattern whose period (251) is no power of two, so a misplaced range shows.
+fn pattern(len: u32) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// What a read gave, comparable: the item's size and the bytes read.
+fn shape(found: Option<GetResult>) -> Option<(u64, Bytes)> {
+    found.map(|found| {
+        let size = found.size;
+        (size, found.into_bytes().expect("read the payload"))
+    })
+}
+
 fn prefix(root: &str, rest: &str) -> Prefix {
     Prefix::new(format!("{root}/{rest}")).expect("valid test prefix")
 }
@@ -206,7 +219,7 @@ pub async fn missing_is_a_value(b: &dyn StoreBackend, root: &str) {
 /// Ranged reads give the requested bytes, clamped to the item.
 pub async fn ranged_reads(b: &dyn StoreBackend, root: &str) {
     let k = key(root, "range/item");
-    let value: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let value = pattern(10_000);
     b.put(&k, Bytes::from(value.clone()).into())
         .await
         .expect("put");
@@ -226,7 +239,7 @@ pub async fn ranged_reads(b: &dyn StoreBackend, root: &str) {
 /// whole, ranged, a head, or a miss.
 pub async fn reads_now_agree(b: &dyn StoreBackend, root: &str) {
     let k = key(root, "now/item");
-    let value: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+    let value = pattern(300);
     b.put(&k, Bytes::from(value).into()).await.expect("put");
     let missing = key(root, "now/missing");
     for (name, key, options) in [
@@ -241,12 +254,6 @@ pub async fn reads_now_agree(b: &dyn StoreBackend, root: &str) {
         };
         let now = now.expect("get_now");
         let awaited = b.get_opts(key, options).await.expect("get_opts");
-        let shape = |found: Option<GetResult>| {
-            found.map(|found| {
-                let size = found.size;
-                (size, found.into_bytes().expect("read the payload"))
-            })
-        };
         assert_eq!(shape(now), shape(awaited), "{name}");
     }
 }
@@ -255,7 +262,7 @@ pub async fn reads_now_agree(b: &dyn StoreBackend, root: &str) {
 /// item holds the expected bytes or others, through `get_opts` and `get_now` alike.
 pub async fn expected_bytes_change_nothing(b: &dyn StoreBackend, root: &str) {
     let k = key(root, "expected/item");
-    let value: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+    let value = pattern(300);
     b.put(&k, Bytes::from(value.clone()).into())
         .await
         .expect("put");
@@ -273,12 +280,6 @@ pub async fn expected_bytes_change_nothing(b: &dyn StoreBackend, root: &str) {
             ("range", GetOptions::range(10..50)),
             ("head", GetOptions::head()),
         ] {
-            let shape = |found: Option<GetResult>| {
-                found.map(|found| {
-                    let size = found.size;
-                    (size, found.into_bytes().expect("read the payload"))
-                })
-            };
             let plain = shape(b.get_opts(&k, options.clone()).await.expect("get_opts"));
             let with = options.with_expected(Some(expected.clone()));
             if let Some(now) = b.get_now(&k, &with) {
