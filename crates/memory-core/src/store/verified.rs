@@ -51,52 +51,39 @@ struct Kept {
     /// The [tag](Spot) of `key`, compared first.
     tag: u64,
     key: String,
-    /// Whether it was read for a code: then its name, code and version.
-    with_code: bool,
-    name: String,
-    code: Option<String>,
-    version: Option<String>,
+    /// The code it was read for, if any: its name, code and version.
+    code: Option<(String, Option<String>, Option<String>)>,
     /// A copy of the bytes that were checked, and what the checks found.
     known: Arc<Known>,
 }
 
 impl Kept {
+    fn new(tag: u64, key: &Key, code: Option<CodeIdentity<'_>>, known: Arc<Known>) -> Kept {
+        Kept {
+            tag,
+            key: key.as_str().to_owned(),
+            code: code.map(|c| {
+                let owned = |s: Option<&str>| s.map(str::to_owned);
+                (c.name.to_owned(), owned(c.code), owned(c.version))
+            }),
+            known,
+        }
+    }
+
     /// Whether this entry was kept for `key` and `code`.
     fn is_for(&self, tag: u64, key: &Key, code: Option<CodeIdentity<'_>>) -> bool {
         if self.tag != tag || self.key != key.as_str() {
             return false;
         }
-        match code {
-            None => !self.with_code,
-            Some(code) => {
-                self.with_code
-                    && self.name == code.name
-                    && self.code.as_deref() == code.code
-                    && self.version.as_deref() == code.version
+        match (&self.code, code) {
+            (None, None) => true,
+            (Some((name, hash, version)), Some(code)) => {
+                name == code.name
+                    && hash.as_deref() == code.code
+                    && version.as_deref() == code.version
             }
+            _ => false,
         }
-    }
-
-    fn set(&mut self, tag: u64, key: &Key, code: Option<CodeIdentity<'_>>, known: Arc<Known>) {
-        fn set_str(to: &mut String, from: &str) {
-            if to != from {
-                to.clear();
-                to.push_str(from);
-            }
-        }
-        fn set_opt(to: &mut Option<String>, from: Option<&str>) {
-            match (to.as_mut(), from) {
-                (Some(to), Some(from)) => set_str(to, from),
-                (_, from) => *to = from.map(str::to_owned),
-            }
-        }
-        self.tag = tag;
-        set_str(&mut self.key, key.as_str());
-        self.with_code = code.is_some();
-        set_str(&mut self.name, code.map_or("", |c| c.name));
-        set_opt(&mut self.code, code.and_then(|c| c.code));
-        set_opt(&mut self.version, code.and_then(|c| c.version));
-        self.known = known;
     }
 }
 
@@ -214,23 +201,8 @@ impl Verified {
             parsed: parsed(),
             duration,
         });
-        let mut kept = place.kept.lock().unwrap_or_else(PoisonError::into_inner);
-        match kept.as_deref_mut() {
-            Some(kept) => kept.set(tag, key, code, known),
-            None => {
-                let mut new = Box::new(Kept {
-                    tag,
-                    key: String::new(),
-                    with_code: false,
-                    name: String::new(),
-                    code: None,
-                    version: None,
-                    known: Arc::clone(&known),
-                });
-                new.set(tag, key, code, known);
-                *kept = Some(new);
-            }
-        }
+        let kept = Box::new(Kept::new(tag, key, code, known));
+        *place.kept.lock().unwrap_or_else(PoisonError::into_inner) = Some(kept);
         place.kept_tag.store(tag, Ordering::Relaxed);
     }
 }
