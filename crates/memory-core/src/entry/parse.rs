@@ -148,15 +148,16 @@ impl Prefix {
 pub struct Entry {
     prefix: Prefix,
     bytes: Bytes,
-    /// The layout of an uncompressed payload with arrays.
-    layout: Option<Layout>,
+    /// The layout of an uncompressed payload with arrays: boxed, so that an entry without
+    /// arrays, the common small one, is cheap to move.
+    layout: Option<Box<Layout>>,
 }
 
 /// What parsing an entry found, without its bytes: an [`Entry`] again, given the same bytes.
 #[derive(Debug, Clone)]
 pub(crate) struct Parsed {
     prefix: Prefix,
-    layout: Option<Layout>,
+    layout: Option<Box<Layout>>,
 }
 
 /// Where the parts of a payload with out-of-line arrays are, relative to the payload.
@@ -316,7 +317,7 @@ impl Entry {
         {
             let layout = Layout::parse(payload)?;
             let head_end = layout.arrays.first().map_or(payload.len(), |a| a.start);
-            (Some(layout), &payload[..head_end])
+            (Some(Box::new(layout)), &payload[..head_end])
         } else {
             (None, payload)
         };
@@ -398,7 +399,7 @@ impl Entry {
             };
             (bytes, layout)
         } else {
-            (stored, self.layout.clone())
+            (stored, self.layout.as_deref().cloned())
         };
         Ok(match layout {
             Some(layout) => Payload {
