@@ -98,6 +98,19 @@ fn sampled_at_random() -> bool {
     fastrand::u64(..READ_SAMPLE) == 0
 }
 
+/// Whether this read is one of the first [`READ_SAMPLE_FIRST`] of its layer on the stripe of
+/// counters `c`, which are all timed. A load and a store of the stripe's count: threads that
+/// share a stripe may miscount a read, which only moves the end of the first ones.
+fn first_reads(c: &Counters) -> bool {
+    let seen = &c.reads_seen;
+    let n = seen.load(Ordering::Relaxed);
+    if n >= READ_SAMPLE_FIRST {
+        return false;
+    }
+    seen.store(n + 1, Ordering::Relaxed);
+    true
+}
+
 impl Stats {
     /// Wraps `inner`, with counters at zero.
     pub fn new(inner: DynBackend) -> Stats {
@@ -117,25 +130,12 @@ impl Stats {
     /// When a read starts: now if it is timed (every read of a backend that waits, one in
     /// [`READ_SAMPLE`] of one that does not, and every read while the per-operation events are
     /// on, since they give its time).
-    fn read_started(&self) -> Option<Instant> {
+    fn read_started(&self, c: &Counters) -> Option<Instant> {
         let timed = !self.sample_reads
-            || self.first_reads()
+            || first_reads(c)
             || sampled_at_random()
             || tracing::enabled!(target: TARGET, tracing::Level::DEBUG);
         timed.then(Instant::now)
-    }
-
-    /// Whether this read is one of the first [`READ_SAMPLE_FIRST`] of this layer on this
-    /// thread's stripe, which are all timed. A load and a store of the stripe's count: threads
-    /// that share a stripe may miscount a read, which only moves the end of the first ones.
-    fn first_reads(&self) -> bool {
-        let seen = &self.counters().reads_seen;
-        let n = seen.load(Ordering::Relaxed);
-        if n >= READ_SAMPLE_FIRST {
-            return false;
-        }
-        seen.store(n + 1, Ordering::Relaxed);
-        true
     }
 
     /// A handle on the counters, to read or reset them while the layer is in use elsewhere.
@@ -148,20 +148,21 @@ impl Stats {
         self.handle.counters.mine()
     }
 
-    /// Counts the outcome of a read and emits its event.
+    /// Counts the outcome of a read in `c` and emits its event. Takes the result by reference:
+    /// a read's result is moved through every layer, and this one need not move it twice.
     fn read(
         &self,
+        c: &Counters,
         op: &'static str,
         key: &Key,
         started: Option<Instant>,
-        result: BackendResult<Option<GetResult>>,
-    ) -> BackendResult<Option<GetResult>> {
+        result: &BackendResult<Option<GetResult>>,
+    ) {
         let elapsed = started.map(|started| started.elapsed());
-        let c = self.counters();
         if let Some(elapsed) = elapsed {
             c.read_latency.record(elapsed);
         }
-        let (outcome, bytes) = match &result {
+        let (outcome, bytes) = match result {
             Ok(Some(found)) => {
                 let len = match &found.payload {
                     GetPayload::Bytes(bytes) => bytes.len() as u64,
@@ -189,7 +190,6 @@ impl Stats {
             bytes,
             elapsed_us = elapsed.map(micros),
         );
-        result
     }
 
     /// Counts the outcome of a write of `len` bytes (`stored` says whether a success stored
@@ -292,10 +292,14 @@ impl StoreBackend for Stats {
             let result = self.inner.get_opts(key, options).await;
             return self.other("head", key, started, result);
         }
-        let started = self.read_started();
+        // This thread's counters: a read of a task that moves to another thread meanwhile
+        // still counts in them, which a snapshot sums all the same.
+        let c = self.counters();
+        let started = self.read_started(c);
         let op = read_op(&options);
         let result = self.inner.get_opts(key, options).await;
-        self.read(op, key, started, result)
+        self.read(c, op, key, started, &result);
+        result
     }
 
     /// Claims are not entries: not counted.
@@ -312,9 +316,11 @@ impl StoreBackend for Stats {
             let result = self.inner.get_now(key, options)?;
             return Some(self.other("head", key, started, result));
         }
-        let started = self.read_started();
+        let c = self.counters();
+        let started = self.read_started(c);
         let result = self.inner.get_now(key, options)?;
-        Some(self.read(read_op(options), key, started, result))
+        self.read(c, read_op(options), key, started, &result);
+        Some(result)
     }
 
     async fn put_opts(
