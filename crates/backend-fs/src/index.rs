@@ -35,7 +35,7 @@ use std::io::{self, Write};
 use std::ops::ControlFlow;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -268,7 +268,7 @@ struct Shared {
     /// The accesses recorded and not yet written, one part per stripe of threads, each behind
     /// its own lock, so that hits on several threads rarely wait for each other, even on one key
     /// (a key read on several stripes is pending in each, and the latest time counts).
-    pending: Striped<Mutex<Pending>>,
+    pending: Striped<PendingPart>,
     /// The compute-once claims of this process on the environment.
     claims: Arc<Claims>,
     /// A thread is writing the pending accesses (see [`Shared::record_access`]).
@@ -287,6 +287,17 @@ impl fmt::Debug for Shared {
     }
 }
 
+/// A part of the accesses recorded in memory, with a stamp of the last one: a key and a time
+/// (see [`access_stamp`]).
+#[derive(Debug, Default)]
+struct PendingPart {
+    /// The stamp of the access this part recorded last: an access to the same key at the same
+    /// time again (a run of hits within a tick of the coarse clock) changes nothing, pending or
+    /// written, and is skipped without taking the lock.
+    last: AtomicU64,
+    accesses: Mutex<Pending>,
+}
+
 /// Accesses recorded in memory, not yet written.
 #[derive(Debug, Default)]
 struct Pending {
@@ -294,10 +305,20 @@ struct Pending {
     at: HashMap<Vec<u8>, u64, foldhash::fast::RandomState>,
     /// When the oldest of them was recorded (nanoseconds since the epoch).
     since: Option<u64>,
-    /// The key whose access this part recorded last, and when: an access to it at the same
-    /// time again (a run of hits within a tick of the coarse clock) changes nothing, pending or
-    /// written, and is skipped.
-    last: (Vec<u8>, u64),
+}
+
+/// The stamp of an access to `key` at `now` (nanoseconds since the epoch): 40 bits of a hash
+/// of the key's last 8 bytes (where keys of entries differ: the arguments' digest), and the
+/// time in milliseconds, modulo 2^24 (about four and a half hours); never zero. Two accesses
+/// with one stamp are, but for one chance in 2^40, of one key within one millisecond: skipping
+/// the second leaves the key's recorded time less than a millisecond early.
+fn access_stamp(key: &[u8], now: u64) -> u64 {
+    let word = match key.last_chunk::<8>() {
+        Some(last) => u64::from_le_bytes(*last),
+        None => key.iter().fold(0, |word, &b| (word << 8) | u64::from(b)),
+    };
+    let tag = word.wrapping_mul(0x9E37_79B9_7F4A_7C15) | (1 << 24);
+    (tag & !((1 << 24) - 1)) | ((now / 1_000_000) & ((1 << 24) - 1))
 }
 
 impl Drop for Shared {
@@ -478,20 +499,13 @@ impl Shared {
         // The coarse clock: its resolution (a few milliseconds) is finer than the
         // least-recently-used order needs, and it costs a sixth of the precise clock.
         let now = coarse_unix_nanos();
+        let part = self.pending.mine();
+        let stamp = access_stamp(key, now);
+        if part.last.load(Ordering::Relaxed) == stamp {
+            return;
+        }
         let due = {
-            let mut pending = self
-                .pending
-                .mine()
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            // Keys of entries differ in their last bytes (the arguments' digest): compared
-            // first.
-            if pending.last.1 == now
-                && pending.last.0.last_chunk::<8>() == key.last_chunk::<8>()
-                && pending.last.0 == key
-            {
-                return;
-            }
+            let mut pending = part.accesses.lock().unwrap_or_else(PoisonError::into_inner);
             // A key read again keeps its entry: no allocation on repeated hits.
             let held = pending.at.len();
             let recorded = match pending.at.get_mut(key) {
@@ -506,10 +520,7 @@ impl Shared {
                 }
             };
             if recorded {
-                let last = &mut pending.last;
-                last.0.clear();
-                last.0.extend_from_slice(key);
-                last.1 = now;
+                part.last.store(stamp, Ordering::Relaxed);
             }
             let since = *pending.since.get_or_insert(now);
             pending.at.len() > PENDING_MAX
@@ -547,7 +558,7 @@ impl Shared {
             .pending
             .iter()
             .map(|part| {
-                let mut pending = part.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut pending = part.accesses.lock().unwrap_or_else(PoisonError::into_inner);
                 pending.since = None;
                 std::mem::take(&mut pending.at)
             })
@@ -1628,6 +1639,20 @@ pub(crate) enum Written {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_access_stamp_tells_the_key_and_the_millisecond() {
+        let key = b"cachette/m.f/0123456789abcdef0123456789abcdef";
+        let other = b"cachette/m.f/0123456789abcdef0123456789abcdee";
+        let now = 1_765_000_000_123_456_789;
+        assert_eq!(access_stamp(key, now), access_stamp(key, now + 500_000));
+        assert_ne!(access_stamp(key, now), access_stamp(key, now + 1_000_000));
+        assert_ne!(access_stamp(key, now), access_stamp(other, now));
+        // Short keys, and the first moment, have stamps too, never the empty part's zero.
+        for (key, now) in [(&b"k"[..], 0), (&b""[..], 0), (&key[..], 0)] {
+            assert_ne!(access_stamp(key, now), 0);
+        }
+    }
 
     #[test]
     fn network_file_systems_are_recognised() {
