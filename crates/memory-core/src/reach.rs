@@ -6,6 +6,9 @@
 //! (through [`rt::block_on`]) and so never leave the future pending; [`finish`] then completes
 //! them on the caller's thread. Async methods await them with [`Reach::Task`], whose operations
 //! never block the runtime. A store operation goes `MemorizedFunc` → `EntryStore` → `rt`.
+//!
+//! One step has a synchronous twin: a blocking lookup is begun without a future as far as its
+//! first read, when its backend answers now (`Call::begin_now`), so that a small hit makes none.
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -65,6 +68,8 @@ pub(crate) fn finish<F: Future>(future: F) -> F::Output {
 /// [`finish`] of a future pinned where its caller made it: a call's lookup is a large future,
 /// and moving it into [`finish`] cost a hit more than a hundred instructions of copying.
 pub(crate) fn finish_pinned<F: Future>(mut future: Pin<&mut F>) -> F::Output {
+    #[cfg(test)]
+    FINISHED.set(FINISHED.get() + 1);
     if let Poll::Ready(out) = future
         .as_mut()
         .poll(&mut Context::from_waker(Waker::noop()))
@@ -92,6 +97,12 @@ impl Wake for Unpark {
     fn wake_by_ref(self: &Arc<Self>) {
         self.0.unpark();
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The futures [`finish_pinned`] completed on this thread.
+    pub(crate) static FINISHED: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 #[cfg(test)]

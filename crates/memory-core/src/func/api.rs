@@ -8,10 +8,10 @@ use std::pin::pin;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::call::{Call, Stored, unstored_metadata};
+use super::call::{Begun, Call, Stored, unstored_metadata};
 use std::sync::atomic::AtomicBool;
 
-use super::faults::{Failed, Faults, Lenient, Strictness};
+use super::faults::{Failed, Faults, Lenient, Strictness, store};
 use super::{FuncId, MemorizedFunc, TakesArgs};
 use crate::entry::Metadata;
 use crate::error::{CallError, Error, Result};
@@ -494,9 +494,11 @@ where
         }
     }
 
-    /// The lookup of a synchronous call the memo did not answer, completed on this thread. Its
-    /// future is large: it is pinned in this function's frame, where it is made (never moved),
-    /// and a frame of its own keeps the memo's answer from setting up room for it.
+    /// The lookup of a synchronous call the memo did not answer, completed on this thread: begun
+    /// without a future ([`Call::begin_now`]), which answers a hit, then, if need be, as the
+    /// future of the rest. That future is large: it is pinned in this function's frame, where
+    /// it is made (never moved), and a frame of its own keeps the memo's answer from setting up
+    /// room for it.
     #[inline(never)]
     fn look_up_now<A, E, P: Faults>(
         call: Call<'_, R, F>,
@@ -508,7 +510,20 @@ where
     where
         A: Serialize,
     {
-        finish_pinned(pin!(call.lookup(digest, args, now(compute), faults)))
+        match call.begin_now(digest, faults).map_err(store)? {
+            Begun::Hit(out) => Ok(out),
+            Begun::Missed { key, absent } => finish_pinned(pin!(call.after_miss(
+                key,
+                absent,
+                None,
+                args,
+                now(compute),
+                faults
+            ))),
+            Begun::Later(digest) => {
+                finish_pinned(pin!(call.lookup(digest, args, now(compute), faults)))
+            }
+        }
     }
 
     /// A call's forced run, or the function alone with a disabled memory.
@@ -560,4 +575,49 @@ where
 /// functions (see [`Reach`]).
 fn now<A, T>(f: impl FnOnce(A) -> T) -> impl FnOnce(A) -> std::future::Ready<T> {
     move |a| std::future::ready(f(a))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::Memory;
+    use crate::reach::FINISHED;
+
+    /// The futures completed on this thread while `f` runs.
+    fn futures_of<T>(f: impl FnOnce() -> T) -> (T, u64) {
+        let before = FINISHED.get();
+        let out = f();
+        (out, FINISHED.get() - before)
+    }
+
+    #[test]
+    fn a_blocking_hit_makes_no_future_and_a_miss_goes_on_from_its_read() {
+        let memory = Memory::builder().url("memory://begin-now").build().unwrap();
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        let f = memory
+            .cache(|x: i64| {
+                CALLS.fetch_add(1, Ordering::Relaxed);
+                x * x
+            })
+            .name("square");
+        // The first call checks the function's identity: the whole lookup runs as a future.
+        let (out, futures) = futures_of(|| f.eval(3));
+        assert_eq!(out, 9);
+        assert!(futures > 0);
+        // A miss goes on as a future, from what its read found.
+        let (out, futures) = futures_of(|| f.eval(4));
+        assert_eq!(out, 16);
+        assert!(futures > 0);
+        // A hit makes none.
+        let (out, futures) = futures_of(|| f.eval(4));
+        assert_eq!((out, futures), (16, 0));
+        assert_eq!(CALLS.load(Ordering::Relaxed), 2);
+        // After a clear, the identity is checked again, by the whole lookup.
+        memory.clear().unwrap();
+        let (out, futures) = futures_of(|| f.eval(4));
+        assert_eq!(out, 16);
+        assert!(futures > 0);
+        assert_eq!(CALLS.load(Ordering::Relaxed), 3);
+    }
 }

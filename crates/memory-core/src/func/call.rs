@@ -660,10 +660,15 @@ where
         faults: P,
     ) -> Result<(Option<R>, bool), P::Fault> {
         let code = Some(self.func.id.code_identity());
-        let verify = self.shared.options.verify_maps || faults.is_strict();
+        let verify = self.verifies_arrays(faults);
         let found = self.store().read(self.reach, key, mode, code, verify).await;
         let absent = matches!(found, Ok(None));
         Ok((self.use_stored(key, found, mode, started, faults)?, absent))
+    }
+
+    /// Whether a read checks a mapped entry's arrays against their block checksums.
+    fn verifies_arrays<P: Faults>(&self, faults: P) -> bool {
+        self.shared.options.verify_maps || faults.is_strict()
     }
 
     /// Runs the function, times it, and encodes the entry.
@@ -826,12 +831,71 @@ where
             grammar::recycle(key);
             return Ok(out);
         }
+        self.after_miss(key, absent, started, args, compute, faults)
+            .await
+    }
+
+    /// The lookup of a blocking call, as far as its first read, done on this thread without a
+    /// future when none of its steps has to wait: a hit, or a miss to go on with
+    /// ([`after_miss`](Self::after_miss)). A lookup whose function's identity is due to be
+    /// checked, whose store is skipped or gave up, whose load is reported, or whose backend
+    /// cannot answer now is left to [`lookup`](Self::lookup), from its start.
+    pub(super) fn begin_now<P: Faults>(
+        &self,
+        digest: Result<Digest, Error>,
+        faults: P,
+    ) -> Result<Begun<R>, P::Fault> {
+        let Ok(d) = &digest else {
+            return Ok(Begun::Later(digest));
+        };
+        if self.reach != Reach::Blocking
+            || self.store().breaker().is_open()
+            || self.check_due().is_some()
+            || self.gave_up()
+            || self.verbosity() > 1
+        {
+            return Ok(Begun::Later(digest));
+        }
+        let key = grammar::entry_of(&self.func.id.folder, d);
+        let mode = self.func.effective_mmap_mode();
+        let code = Some(self.func.id.code_identity());
+        let verify = self.verifies_arrays(faults);
+        let Some(found) = self.store().read_now(&key, mode, code, verify) else {
+            grammar::recycle(key);
+            return Ok(Begun::Later(digest));
+        };
+        let absent = matches!(found, Ok(None));
+        Ok(match self.use_stored(&key, found, mode, None, faults)? {
+            Some(out) => {
+                grammar::recycle(key);
+                Begun::Hit(out)
+            }
+            None => Begun::Missed { key, absent },
+        })
+    }
+
+    /// The rest of a lookup that found no usable entry under `key` (`absent`: none at all):
+    /// computes, once when asked, and stores. `started` as for [`load`](Self::load).
+    pub(super) async fn after_miss<A, E, Fut, P: Faults>(
+        &self,
+        key: Key,
+        absent: bool,
+        started: Option<Instant>,
+        args: A,
+        compute: impl FnOnce(A) -> Fut,
+        faults: P,
+    ) -> Result<R, Failed<E, P::Fault>>
+    where
+        A: Serialize,
+        Fut: Future<Output = Result<R, E>>,
+    {
         if self.gave_up() {
             return self.uncached(args, compute).await.map_err(Failed::Function);
         }
         if absent && self.verbosity() > 0 {
             verbose::not_stored(&self.shared.reporter, &self.func.id);
         }
+        let mode = self.func.effective_mmap_mode();
         // The miss's state lives in a box of its own: the lookup's future, which every hit
         // builds and moves, stays small.
         if !self.computes_once() {
@@ -1006,4 +1070,14 @@ pub(super) fn unstored_metadata<R, F>(
             call.store().codec().id(),
         ),
     }
+}
+
+/// How a blocking lookup begun without a future went ([`Call::begin_now`]).
+pub(super) enum Begun<R> {
+    /// The stored output.
+    Hit(R),
+    /// No usable entry is stored under `key`; `absent`: none at all.
+    Missed { key: Key, absent: bool },
+    /// A step has to wait, or is rare: the whole lookup runs, from the arguments' digest.
+    Later(Result<Digest, Error>),
 }

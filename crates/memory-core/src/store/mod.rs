@@ -192,6 +192,35 @@ impl EntryStore {
         code: Option<CodeIdentity<'_>>,
         verify_arrays: bool,
     ) -> Result<Option<Checked>, Error> {
+        let (spot, known, options) = self.read_plan(key, mode, code);
+        let found = self.get(reach, key, options).await?;
+        self.read_checked(key, found, mode, code, verify_arrays, spot, known)
+    }
+
+    /// [`read`](Self::read) with [`Reach::Blocking`], done on this thread without a future
+    /// when the backend answers now ([`get_now`](crate::backend::StoreBackend::get_now)):
+    /// `None` when it does not, and nothing was read.
+    pub(crate) fn read_now(
+        &self,
+        key: &Key,
+        mode: MmapMode,
+        code: Option<CodeIdentity<'_>>,
+        verify_arrays: bool,
+    ) -> Option<Result<Option<Checked>, Error>> {
+        let (spot, known, options) = self.read_plan(key, mode, code);
+        let found = self.get_now(key, &options)?;
+        Some(found.and_then(|found| {
+            self.read_checked(key, found, mode, code, verify_arrays, spot, known)
+        }))
+    }
+
+    /// What a read of `key` asks the backend, and the entry checked last in its place.
+    fn read_plan(
+        &self,
+        key: &Key,
+        mode: MmapMode,
+        code: Option<CodeIdentity<'_>>,
+    ) -> (verified::Spot, Option<Arc<verified::Known>>, GetOptions) {
         let spot = verified::Spot::of(key);
         let known = self.verified.find(spot, key, code);
         let options = GetOptions {
@@ -200,7 +229,22 @@ impl EntryStore {
             expected: known.as_ref().map(|known| known.bytes.clone()),
             ..GetOptions::default()
         };
-        let Some(found) = self.get(reach, key, options).await? else {
+        (spot, known, options)
+    }
+
+    /// Checks what a read of `key` found (see [`read`](Self::read)).
+    #[allow(clippy::too_many_arguments)]
+    fn read_checked(
+        &self,
+        key: &Key,
+        found: Option<GetResult>,
+        mode: MmapMode,
+        code: Option<CodeIdentity<'_>>,
+        verify_arrays: bool,
+        spot: verified::Spot,
+        known: Option<Arc<verified::Known>>,
+    ) -> Result<Option<Checked>, Error> {
+        let Some(found) = found else {
             return Ok(None);
         };
         let read = read::into_read(key, found, mode)
@@ -230,13 +274,9 @@ impl EntryStore {
         options: GetOptions,
     ) -> Result<Option<GetResult>, Error> {
         if reach == Reach::Blocking
-            && let Some(found) = self.backend.get_now(key, &options)
+            && let Some(found) = self.get_now(key, &options)
         {
-            match &found {
-                Ok(_) => self.breaker.success(),
-                Err(e) => self.breaker.fault(e),
-            }
-            return Ok(found?);
+            return found;
         }
         let k = key.clone();
         let found = self
@@ -245,6 +285,16 @@ impl EntryStore {
             })
             .await?;
         Ok(found)
+    }
+
+    /// One read of the item under `key` done on this thread, if the backend answers now.
+    fn get_now(&self, key: &Key, options: &GetOptions) -> Option<Result<Option<GetResult>, Error>> {
+        let found = self.backend.get_now(key, options)?;
+        match &found {
+            Ok(_) => self.breaker.success(),
+            Err(e) => self.breaker.fault(e),
+        }
+        Some(found.map_err(Error::from))
     }
 
     /// What a read of `key` gave, in memory.
