@@ -61,9 +61,14 @@ impl fmt::Display for ErrorKind {
     }
 }
 
-/// An error of a storage backend.
+/// An error of a storage backend. One pointer wide: every result of a backend operation
+/// carries room for it, and is moved through each layer of a read.
 #[derive(Debug)]
-pub struct BackendError {
+pub struct BackendError(Box<Details>);
+
+/// What a [`BackendError`] says.
+#[derive(Debug)]
+struct Details {
     kind: ErrorKind,
     message: String,
     backend: &'static str,
@@ -77,7 +82,7 @@ pub struct BackendError {
 impl BackendError {
     /// A new error of `kind` with a message. Temporary if the kind usually is.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        BackendError {
+        BackendError(Box::new(Details {
             kind,
             message: message.into(),
             backend: "",
@@ -86,36 +91,36 @@ impl BackendError {
             temporary: kind.is_usually_temporary(),
             whole_store: false,
             source: None,
-        }
+        }))
     }
 
     /// Sets the backend scheme (`"fs"`, `"s3"`, `"redis"`, …).
     pub fn with_backend(mut self, backend: &'static str) -> Self {
-        self.backend = backend;
+        self.0.backend = backend;
         self
     }
 
     /// Sets the operation (`"get"`, `"put"`, …).
     pub fn with_operation(mut self, operation: &'static str) -> Self {
-        self.operation = operation;
+        self.0.operation = operation;
         self
     }
 
     /// Sets the key the operation was about.
     pub fn with_key(mut self, key: impl fmt::Display) -> Self {
-        self.key = Some(key.to_string());
+        self.0.key = Some(key.to_string());
         self
     }
 
     /// Sets the underlying cause.
     pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
-        self.source = Some(source.into());
+        self.0.source = Some(source.into());
         self
     }
 
     /// Marks the error as temporary (a retry may succeed) or permanent.
     pub fn set_temporary(mut self, temporary: bool) -> Self {
-        self.temporary = temporary;
+        self.0.temporary = temporary;
         self
     }
 
@@ -126,44 +131,44 @@ impl BackendError {
     /// (another user's file that this one may not read), which would make the memory skip a
     /// store whose other items it can use.
     pub fn set_whole_store(mut self, whole_store: bool) -> Self {
-        self.whole_store = whole_store;
+        self.0.whole_store = whole_store;
         self
     }
 
     /// Whether the store gives this error to every operation for now (see
     /// [`set_whole_store`](Self::set_whole_store)).
     pub fn is_whole_store(&self) -> bool {
-        self.whole_store
+        self.0.whole_store
     }
 
     /// The kind of error.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 
     /// Whether a retry may succeed.
     pub fn is_temporary(&self) -> bool {
-        self.temporary
+        self.0.temporary
     }
 
     /// The backend scheme, if set.
     pub fn backend(&self) -> &'static str {
-        self.backend
+        self.0.backend
     }
 
     /// The operation, if set.
     pub fn operation(&self) -> &'static str {
-        self.operation
+        self.0.operation
     }
 
     /// The key, if set.
     pub fn key(&self) -> Option<&str> {
-        self.key.as_deref()
+        self.0.key.as_deref()
     }
 
     /// The message, without context.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// Builds an error from an I/O error, mapping its kind.
@@ -193,21 +198,21 @@ impl BackendError {
 
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if !self.backend.is_empty() {
-            write!(f, "{}", self.backend)?;
-            if !self.operation.is_empty() {
-                write!(f, " {}", self.operation)?;
+        if !self.0.backend.is_empty() {
+            write!(f, "{}", self.0.backend)?;
+            if !self.0.operation.is_empty() {
+                write!(f, " {}", self.0.operation)?;
             }
-            if let Some(key) = &self.key {
+            if let Some(key) = &self.0.key {
                 write!(f, " {key:?}")?;
             }
             f.write_str(": ")?;
         }
-        write!(f, "{}: {}", self.kind, self.message)?;
-        if let Some(source) = &self.source {
+        write!(f, "{}: {}", self.0.kind, self.0.message)?;
+        if let Some(source) = &self.0.source {
             write!(f, ": {source}")?;
         }
-        if self.temporary {
+        if self.0.temporary {
             f.write_str(" (temporary)")?;
         }
         Ok(())
@@ -216,7 +221,8 @@ impl fmt::Display for BackendError {
 
 impl std::error::Error for BackendError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
+        self.0
+            .source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
