@@ -307,17 +307,13 @@ struct Pending {
     since: Option<u64>,
 }
 
-/// The stamp of an access to `key` at `now` (nanoseconds since the epoch): 40 bits of a hash
-/// of the key's last 8 bytes (where keys of entries differ: the arguments' digest), and the
+/// The stamp of an access to `key` at `now` (nanoseconds since the epoch): 40 bits of its
+/// [tail tag](Key::tail_tag) (where keys of entries differ: the arguments' digest), and the
 /// time in milliseconds, modulo 2^24 (about four and a half hours); never zero. Two accesses
 /// with one stamp are, but for one chance in 2^40, of one key within one millisecond: skipping
 /// the second leaves the key's recorded time less than a millisecond early.
-fn access_stamp(key: &[u8], now: u64) -> u64 {
-    let word = match key.last_chunk::<8>() {
-        Some(last) => u64::from_le_bytes(*last),
-        None => key.iter().fold(0, |word, &b| (word << 8) | u64::from(b)),
-    };
-    let tag = word.wrapping_mul(0x9E37_79B9_7F4A_7C15) | (1 << 24);
+fn access_stamp(key: &Key, now: u64) -> u64 {
+    let tag = key.tail_tag() | (1 << 24);
     (tag & !((1 << 24) - 1)) | ((now / 1_000_000) & ((1 << 24) - 1))
 }
 
@@ -495,7 +491,7 @@ impl Shared {
     /// lock, which another process may hold for long (stopped, or on a hung disk). While the
     /// writing waits, at most [`PENDING_HELD`] accesses a part are kept; later ones are not
     /// recorded (accesses are best effort).
-    fn record_access(self: &Arc<Self>, key: &[u8]) {
+    fn record_access(self: &Arc<Self>, key: &Key) {
         // The coarse clock: its resolution (a few milliseconds) is finer than the
         // least-recently-used order needs, and it costs a sixth of the precise clock.
         let now = coarse_unix_nanos();
@@ -504,6 +500,7 @@ impl Shared {
         if part.last.load(Ordering::Relaxed) == stamp {
             return;
         }
+        let key = key.as_str().as_bytes();
         let due = {
             let mut pending = part.accesses.lock().unwrap_or_else(PoisonError::into_inner);
             // A key read again keeps its entry: no allocation on repeated hits.
@@ -1289,7 +1286,7 @@ impl FsBackend {
                 )
             })?;
         if options.record_access && matches!(in_index, InIndex::Found(_)) {
-            shared.arc().record_access(k);
+            shared.arc().record_access(key);
         }
         Ok(in_index)
     }
@@ -1642,14 +1639,15 @@ mod tests {
 
     #[test]
     fn an_access_stamp_tells_the_key_and_the_millisecond() {
-        let key = b"cachette/m.f/0123456789abcdef0123456789abcdef";
-        let other = b"cachette/m.f/0123456789abcdef0123456789abcdee";
+        let key = &Key::new("cachette/m.f/0123456789abcdef0123456789abcdef").unwrap();
+        let other = &Key::new("cachette/m.f/0123456789abcdef0123456789abcdee").unwrap();
         let now = 1_765_000_000_123_456_789;
         assert_eq!(access_stamp(key, now), access_stamp(key, now + 500_000));
         assert_ne!(access_stamp(key, now), access_stamp(key, now + 1_000_000));
         assert_ne!(access_stamp(key, now), access_stamp(other, now));
         // Short keys, and the first moment, have stamps too, never the empty part's zero.
-        for (key, now) in [(&b"k"[..], 0), (&b""[..], 0), (&key[..], 0)] {
+        let short = &Key::new("k").unwrap();
+        for (key, now) in [(short, 0), (key, 0)] {
             assert_ne!(access_stamp(key, now), 0);
         }
     }

@@ -49,6 +49,19 @@ impl Key {
     pub fn starts_with(&self, prefix: &Prefix) -> bool {
         prefix.matches(&self.0)
     }
+
+    /// A mix of the key's last eight bytes (of all of it, when shorter), with no hash of the
+    /// whole: the keys of one function's entries differ there (the arguments' digest), other
+    /// keys that end alike share it. For choosing a place, or telling a key seen just before,
+    /// where the key itself is compared after, or a rare confusion is harmless.
+    pub fn tail_tag(&self) -> u64 {
+        let bytes = self.0.as_bytes();
+        let word = match bytes.last_chunk::<8>() {
+            Some(last) => u64::from_le_bytes(*last),
+            None => bytes.iter().fold(0, |word, &b| (word << 8) | u64::from(b)),
+        };
+        word.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
 }
 
 impl fmt::Display for Key {

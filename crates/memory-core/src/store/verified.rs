@@ -113,9 +113,9 @@ fn keeps(len: usize) -> bool {
     len <= MAX_LEN
 }
 
-/// Where the entries of a key are looked for and kept: its tag, a mix of its last eight bytes
-/// (the arguments' digest in an entry's key; other keys only share tags and places more
-/// often), and its place, the tag's top bits.
+/// Where the entries of a key are looked for and kept: its tag ([`Key::tail_tag`]: the
+/// arguments' digest in an entry's key; other keys only share tags and places more often), and
+/// its place, the tag's top bits.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Spot {
     tag: u64,
@@ -125,12 +125,7 @@ pub(crate) struct Spot {
 impl Spot {
     /// The spot of `key`.
     pub(crate) fn of(key: &Key) -> Spot {
-        let bytes = key.as_str().as_bytes();
-        let word = match bytes.last_chunk::<8>() {
-            Some(last) => u64::from_le_bytes(*last),
-            None => bytes.iter().fold(0, |word, &b| (word << 8) | u64::from(b)),
-        };
-        let tag = word.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let tag = key.tail_tag();
         // `PLACES` is a power of two.
         let place = (tag >> (64 - PLACES.trailing_zeros())) as usize;
         Spot { tag, place }
