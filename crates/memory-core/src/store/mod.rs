@@ -71,6 +71,13 @@ pub(crate) struct EntryStore {
     verified: verified::Verified,
 }
 
+/// What a read knows before it asks the backend: the spot of its key, and the entry checked
+/// last there for its key and code, if any.
+struct ReadPlan {
+    spot: verified::Spot,
+    known: Option<Arc<verified::Known>>,
+}
+
 impl EntryStore {
     pub(crate) fn new(
         backend: DynBackend,
@@ -192,9 +199,9 @@ impl EntryStore {
         code: Option<CodeIdentity<'_>>,
         verify_arrays: bool,
     ) -> Result<Option<Checked>, Error> {
-        let (spot, known, options) = self.read_plan(key, mode, code);
+        let (plan, options) = self.read_plan(key, mode, code);
         let found = self.get(reach, key, options).await?;
-        self.read_checked(key, found, mode, code, verify_arrays, spot, known)
+        self.read_checked(key, found, mode, code, verify_arrays, &plan)
     }
 
     /// [`read`](Self::read) with [`Reach::Blocking`], done on this thread without a future
@@ -207,33 +214,29 @@ impl EntryStore {
         code: Option<CodeIdentity<'_>>,
         verify_arrays: bool,
     ) -> Option<Result<Option<Checked>, Error>> {
-        let (spot, known, options) = self.read_plan(key, mode, code);
+        let (plan, options) = self.read_plan(key, mode, code);
         let found = self.get_now(key, &options)?;
-        Some(found.and_then(|found| {
-            self.read_checked(key, found, mode, code, verify_arrays, spot, known)
-        }))
+        Some(
+            found.and_then(|found| self.read_checked(key, found, mode, code, verify_arrays, &plan)),
+        )
     }
 
-    /// What a read of `key` asks the backend, and the entry checked last in its place.
+    /// What a read of `key` knows before it asks the backend, and what it asks.
     fn read_plan(
         &self,
         key: &Key,
         mode: MmapMode,
         code: Option<CodeIdentity<'_>>,
-    ) -> (verified::Spot, Option<Arc<verified::Known>>, GetOptions) {
+    ) -> (ReadPlan, GetOptions) {
         let spot = verified::Spot::of(key);
         let known = self.verified.find(spot, key, code);
-        let options = GetOptions {
-            record_access: true,
-            local_file: self.maps(mode),
-            expected: known.as_ref().map(|known| known.bytes.clone()),
-            ..GetOptions::default()
-        };
-        (spot, known, options)
+        let options = GetOptions::hit()
+            .with_local_file(self.maps(mode))
+            .with_expected(known.as_ref().map(|known| known.bytes.clone()));
+        (ReadPlan { spot, known }, options)
     }
 
     /// Checks what a read of `key` found (see [`read`](Self::read)).
-    #[allow(clippy::too_many_arguments)]
     fn read_checked(
         &self,
         key: &Key,
@@ -241,15 +244,14 @@ impl EntryStore {
         mode: MmapMode,
         code: Option<CodeIdentity<'_>>,
         verify_arrays: bool,
-        spot: verified::Spot,
-        known: Option<Arc<verified::Known>>,
+        plan: &ReadPlan,
     ) -> Result<Option<Checked>, Error> {
         let Some(found) = found else {
             return Ok(None);
         };
         let read = read::into_read(key, found, mode)
             .map_err(|e| BackendError::from_io(e, format!("cannot read {key}")))?;
-        if let Some(known) = &known
+        if let Some(known) = &plan.known
             && let Some(bytes) = read.whole_bytes()
             && let Some((parsed, duration)) = known.reuse(bytes)
         {
@@ -261,7 +263,7 @@ impl EntryStore {
         if let Some(bytes) = checked.whole_bytes() {
             let parsed = || checked.parsed();
             self.verified
-                .checked(spot, bytes, key, code, parsed, checked.duration());
+                .checked(plan.spot, bytes, key, code, parsed, checked.duration());
         }
         Ok(Some(checked))
     }
