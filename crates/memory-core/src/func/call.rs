@@ -23,7 +23,7 @@ use super::{MemorizedFunc, verbose};
 use crate::array::MmapMode;
 use crate::backend::Blob;
 use crate::breaker::Gate;
-use crate::entry::Metadata;
+use crate::entry::{CodeIdentity, Metadata};
 use crate::error::{EntryError, Error};
 use crate::key::{Key, grammar};
 use crate::memory::Shared;
@@ -659,16 +659,32 @@ where
         started: Option<Instant>,
         faults: P,
     ) -> Result<(Option<R>, bool), P::Fault> {
-        let code = Some(self.func.id.code_identity());
-        let verify = self.verifies_arrays(faults);
+        let (code, verify) = self.read_for(faults);
         let found = self.store().read(self.reach, key, mode, code, verify).await;
-        let absent = matches!(found, Ok(None));
-        Ok((self.use_stored(key, found, mode, started, faults)?, absent))
+        self.loaded(key, found, mode, started, faults)
     }
 
-    /// Whether a read checks a mapped entry's arrays against their block checksums.
-    fn verifies_arrays<P: Faults>(&self, faults: P) -> bool {
-        self.shared.options.verify_maps || faults.is_strict()
+    /// What a load reads for: the function's code, and whether a mapped entry's arrays are
+    /// checked against their block checksums.
+    #[inline]
+    fn read_for<P: Faults>(&self, faults: P) -> (Option<CodeIdentity<'_>>, bool) {
+        let verify = self.shared.options.verify_maps || faults.is_strict();
+        (Some(self.func.id.code_identity()), verify)
+    }
+
+    /// What a load found under `key` ([`load`](Self::load)): the output if usable, and
+    /// whether nothing was stored (as opposed to an unusable entry).
+    #[inline]
+    fn loaded<P: Faults>(
+        &self,
+        key: &Key,
+        found: Result<Option<crate::store::Checked>, Error>,
+        mode: MmapMode,
+        started: Option<Instant>,
+        faults: P,
+    ) -> Result<(Option<R>, bool), P::Fault> {
+        let absent = matches!(found, Ok(None));
+        Ok((self.use_stored(key, found, mode, started, faults)?, absent))
     }
 
     /// Runs the function, times it, and encodes the entry.
@@ -858,19 +874,17 @@ where
         }
         let key = grammar::entry_of(&self.func.id.folder, d);
         let mode = self.func.effective_mmap_mode();
-        let code = Some(self.func.id.code_identity());
-        let verify = self.verifies_arrays(faults);
+        let (code, verify) = self.read_for(faults);
         let Some(found) = self.store().read_now(&key, mode, code, verify) else {
             grammar::recycle(key);
             return Ok(Begun::Later(digest));
         };
-        let absent = matches!(found, Ok(None));
-        Ok(match self.use_stored(&key, found, mode, None, faults)? {
-            Some(out) => {
+        Ok(match self.loaded(&key, found, mode, None, faults)? {
+            (Some(out), _) => {
                 grammar::recycle(key);
                 Begun::Hit(out)
             }
-            None => Begun::Missed { key, absent },
+            (None, absent) => Begun::Missed { key, absent },
         })
     }
 
