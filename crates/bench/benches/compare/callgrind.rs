@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::cases::{FLOOR_LMDB, FLOOR_OPEN_READ, FLOOR_PREAD, FLOOR_REDB, FLOOR_TEMP_RENAME};
+use crate::cases::{
+    FLOOR_LMDB, FLOOR_LMDB_MISS, FLOOR_OPEN_READ, FLOOR_PREAD, FLOOR_REDB, FLOOR_TEMP_RENAME,
+};
 use crate::{CACHED_REDB, CACHETTE, CACHETTE_INDEX, CACHETTE_MEMO, Res};
 
 /// Hits counted per run (one run with none, one with these).
@@ -31,6 +33,7 @@ const COUNTED: &[(&str, &str, &str)] = &[
     ("miss_tiny", CACHETTE_INDEX, "index-miss"),
     ("miss_tiny", CACHED_REDB, "cached-miss"),
     ("miss_tiny", FLOOR_TEMP_RENAME, "floor-temp-rename"),
+    ("miss_tiny", FLOOR_LMDB_MISS, "floor-lmdb-miss"),
 ];
 
 /// A count of one operation under a tool: the tool, the harness, the scratch folder, the

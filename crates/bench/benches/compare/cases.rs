@@ -6,14 +6,14 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cached::ConcurrentCached;
+use cached::{ConcurrentCached, RedbCache};
 use cachette::{Array, FuncId, MemorizedFunc, Memory, MmapMode};
 use memmap2::Mmap;
 use serde_json::json;
 
 use crate::probe::{
-    LmdbFloor, PreadFloor, RedbFloor, SmallEntry, cached_call, entry_file, open_read,
-    redb_cache as redb, square,
+    LmdbFloor, LmdbMissFloor, PreadFloor, RedbFloor, SmallEntry, cached_call, entry_file,
+    open_read, redb_cache as redb, square,
 };
 use crate::probe::{any_entry, files_url, temp_rename};
 use crate::proc::Worker;
@@ -71,8 +71,14 @@ pub(crate) const FLOOR_OPEN_READ: &str = "floor: open+read of the entry";
 pub(crate) const FLOOR_PREAD: &str = "floor: pread of the entry on a file kept open";
 pub(crate) const FLOOR_LMDB: &str = "floor: LMDB get (heed)";
 pub(crate) const FLOOR_REDB: &str = "floor: redb get";
-/// The floor row of a tiny miss.
+/// The floor rows of a tiny miss: of the files layout, and of the index layout (with its
+/// promises: seen by every process, kept when the process is killed, computed once).
 pub(crate) const FLOOR_TEMP_RENAME: &str = "floor: write temp, rename";
+pub(crate) const FLOOR_LMDB_MISS: &str =
+    "floor: claim lock, LMDB get + put + commit (heed, no fsync), unlock";
+/// The rows of a tiny miss flushed to the device before the call returns.
+const CACHETTE_INDEX_DURABLE: &str = "Cachette, index layout, durable (fsync per write)";
+const CACHED_REDB_DURABLE: &str = "cached (redb), durable (its default: fsync per write)";
 
 /// A floor contender of a small hit that reads the entry with `read`, once set up.
 fn floor_contender<'a, T: 'a>(
@@ -361,6 +367,15 @@ pub(crate) fn hit_array(ctx: &Ctx, id: &'static str, title: &str, bytes: usize) 
     Workload::new(id, title, rows).arg_bytes(bytes as f64)
 }
 
+/// A `cached` redb store in `dir` as `cached` builds it by default: `durable(true)`, each write
+/// committed with `Durability::Immediate` (flushed to the device before it returns).
+fn durable_redb_cache(dir: &Path, name: &str) -> Res<RedbCache<String, i64>> {
+    Ok(RedbCache::builder(name)
+        .disk_dir(dir)
+        .durable(true)
+        .build()?)
+}
+
 /// A miss whose output is a small int: hash, look up, run, encode, write.
 pub(crate) fn miss_tiny(ctx: &Ctx) -> Workload {
     let ws = ctx.workspace("miss_tiny");
@@ -373,6 +388,14 @@ pub(crate) fn miss_tiny(ctx: &Ctx) -> Workload {
     let index_f = square_func(&index);
     index_f.eval(0);
     let mut next_index = 1_000_000i64;
+    let durable = Memory::from_url(&format!(
+        "file://{}?layout=index&durable=true",
+        ws.join("cachette-durable").display()
+    ))
+    .expect("memory");
+    let durable_f = square_func(&durable);
+    durable_f.eval(0);
+    let mut next_durable = 1_000_000i64;
     let mut contenders = vec![
         Contender::new(CACHETTE, Kind::Cachette, move |n| {
             Ok(timed(n, || {
@@ -384,6 +407,12 @@ pub(crate) fn miss_tiny(ctx: &Ctx) -> Workload {
             Ok(timed(n, || {
                 black_box(index_f.eval(next_index));
                 next_index += 1;
+            }))
+        }),
+        Contender::new(CACHETTE_INDEX_DURABLE, Kind::Cachette, move |n| {
+            Ok(timed(n, || {
+                black_box(durable_f.eval(next_durable));
+                next_durable += 1;
             }))
         }),
     ];
@@ -405,6 +434,23 @@ pub(crate) fn miss_tiny(ctx: &Ctx) -> Workload {
             }) as Sampler<'_>
         }),
     ));
+    let mut next_cached_durable = 1_000_000i64;
+    contenders.push(Contender::from_setup(
+        CACHED_REDB_DURABLE,
+        Kind::Cached,
+        durable_redb_cache(&ws, "miss_tiny_durable").map(|cache| {
+            Box::new(move |n| {
+                let mut r = Ok(0);
+                let t = timed(n, || {
+                    let x = next_cached_durable;
+                    next_cached_durable += 1;
+                    r = cached_call(&cache, x.to_string(), || square(x));
+                });
+                r?;
+                Ok(t)
+            }) as Sampler<'_>
+        }),
+    ));
     let floor_dir = ws.join("floor");
     let mut k = 0u64;
     contenders.push(match entry_bytes {
@@ -418,6 +464,19 @@ pub(crate) fn miss_tiny(ctx: &Ctx) -> Workload {
             Ok(started.elapsed())
         }),
         Err(e) => Contender::unavailable(FLOOR_TEMP_RENAME, Kind::Floor, e.to_string()),
+    });
+    let lmdb_floor = any_entry(&ws.join("cachette"))
+        .and_then(|p| SmallEntry::read(&p))
+        .and_then(|entry| LmdbMissFloor::new(&ws.join("floor-lmdb-miss"), &entry));
+    contenders.push(match lmdb_floor {
+        Ok(mut floor) => Contender::new(FLOOR_LMDB_MISS, Kind::Floor, move |n| {
+            let started = Instant::now();
+            for _ in 0..n {
+                floor.miss()?;
+            }
+            Ok(started.elapsed())
+        }),
+        Err(e) => Contender::unavailable(FLOOR_LMDB_MISS, Kind::Floor, e.to_string()),
     });
     let rows = run_rounds("miss_tiny", contenders, ctx.cfg.fast());
     ctx.done(&ws);

@@ -217,6 +217,113 @@ impl LmdbFloor {
     }
 }
 
+/// The floor of a tiny miss that keeps the promises of the index layout: the entry is seen by
+/// every process once the call returns, kept by the system if the process is killed then, and
+/// computed once. Per miss: a claim (an open-file-description lock of one byte of a file, at
+/// the key's hash, as the index's claims), a write transaction that finds the key absent, puts
+/// the entry's bytes and commits without fsync (LMDB through heed, flags as the index's, the
+/// environment's unnamed database: no named database's record to rewrite), and the claim's
+/// release. Its keys are of the store's shape (the entry's function folder, `/`, 32 hex digits
+/// of a hash), so each lands at a random place of the tree, as Cachette's do.
+pub(crate) struct LmdbMissFloor {
+    env: &'static heed::Env<heed::WithoutTls>,
+    db: heed::Database<'static, Bytes, Bytes>,
+    claims: File,
+    folder: String,
+    value: Vec<u8>,
+    key: String,
+    next: u64,
+}
+
+impl LmdbMissFloor {
+    /// An empty LMDB environment and a claims file in `dir` (created), storing `entry`'s bytes
+    /// under keys of the folder of `entry`'s key. The environment is left open until the
+    /// process ends (heed's databases borrow it).
+    pub(crate) fn new(dir: &Path, entry: &SmallEntry) -> ProbeRes<LmdbMissFloor> {
+        std::fs::create_dir_all(dir)?;
+        let mut options = heed::EnvOpenOptions::new().read_txn_without_tls();
+        // A map of 1 GiB: valgrind cannot reserve the index's default 1 TiB of address space.
+        options.map_size(1 << 30);
+        // SAFETY: the environment is opened once in this process, nothing else maps or writes
+        // its files, and `MDB_NOSYNC` only gives up durability across a system crash.
+        let env = unsafe {
+            options.flags(heed::EnvFlags::NO_SYNC | heed::EnvFlags::NO_READ_AHEAD);
+            options.open(dir)?
+        };
+        let env: &'static heed::Env<heed::WithoutTls> = Box::leak(Box::new(env));
+        let wtxn = env.write_txn()?;
+        let db: heed::Database<'static, Bytes, Bytes> = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| {
+                opener
+                    .create_database(wtxn, None)
+                    .map(heed::CommitOrAbort::<_, ()>::Commit)
+            })?
+            .unwrap_commit();
+        let claims = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join("claims"))?;
+        let (folder, _) = entry
+            .key
+            .split_once('/')
+            .ok_or("an entry key without a folder")?;
+        Ok(LmdbMissFloor {
+            env,
+            db,
+            claims,
+            folder: folder.to_owned(),
+            value: entry.bytes.clone(),
+            key: String::new(),
+            next: 0,
+        })
+    }
+
+    /// One miss, of a key not stored before.
+    pub(crate) fn miss(&mut self) -> ProbeRes<()> {
+        use std::fmt::Write as _;
+        self.next += 1;
+        let id = xxhash_rust::xxh3::xxh3_128(&self.next.to_le_bytes());
+        self.key.clear();
+        write!(self.key, "{}/{id:032x}", self.folder)?;
+        let offset = xxhash_rust::xxh3::xxh3_64(self.key.as_bytes()) >> 2;
+        ofd_lock(&self.claims, offset, true)?;
+        let stored = (|| -> ProbeRes<()> {
+            let mut wtxn = self.env.write_txn()?;
+            if self.db.get(&wtxn, self.key.as_bytes())?.is_some() {
+                return Err(format!("{} is stored already", self.key).into());
+            }
+            self.db.put(&mut wtxn, self.key.as_bytes(), &self.value)?;
+            wtxn.commit()?;
+            Ok(())
+        })();
+        ofd_lock(&self.claims, offset, false)?;
+        stored
+    }
+}
+
+/// Takes (`on`) or releases the open-file-description lock of the byte at `offset` of `file`,
+/// never waiting: one `fcntl`. A lock taken elsewhere is an error.
+fn ofd_lock(file: &File, offset: u64, on: bool) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `flock` is a plain C struct, for which all zero bytes are a valid value (and the
+    // value `F_OFD_SETLK` requires of `l_pid`).
+    let mut range: libc::flock = unsafe { std::mem::zeroed() };
+    range.l_type = if on { libc::F_WRLCK } else { libc::F_UNLCK } as libc::c_short;
+    range.l_whence = libc::SEEK_SET as libc::c_short;
+    range.l_start = libc::off_t::try_from(offset).map_err(std::io::Error::other)?;
+    range.l_len = 1;
+    // SAFETY: the descriptor is open for the call, and `range` a valid `flock` that outlives
+    // it; `F_OFD_SETLK` reads it and never waits.
+    let done = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &raw const range) };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// The table of the redb floor.
 const REDB_TABLE: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("entries");
 
@@ -296,6 +403,11 @@ pub(crate) const OPS: &[(&str, &str, bool)] = &[
         false,
     ),
     ("cached-miss", "cached (redb) miss, new x each time", false),
+    (
+        "floor-lmdb-miss",
+        "claim lock, LMDB get + put + commit (heed, no fsync), unlock, new key each time",
+        false,
+    ),
     (
         "floor-temp-rename",
         "write temp, rename of the entry",
@@ -451,6 +563,10 @@ fn run_in(op: &str, n: u64, dir: &Path) -> ProbeRes<()> {
                 black_box(floor.get()?);
                 Ok(())
             })
+        }
+        "floor-lmdb-miss" => {
+            let mut floor = LmdbMissFloor::new(&dir.join("lmdb-miss"), &entry)?;
+            repeat(&mut |_| floor.miss())
         }
         "floor-temp-rename" => {
             let out = dir.join("floor");

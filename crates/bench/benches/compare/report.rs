@@ -784,7 +784,10 @@ const METHOD: &str = "
   though: redb keeps such commits in the process's memory until a durable one (its miss makes
   no write to the file: see the system calls below), so a process that is killed loses them,
   while Cachette's commits without fsync are in the system's page cache, which survives the
-  process (only a system crash loses them).
+  process (only a system crash loses them). The tiny miss also has both stores durable, each
+  write flushed to the device before the call returns: `cached`'s redb store as `cached`
+  builds it by default (`durable(true)`: `Durability::Immediate`), and Cachette's index
+  layout with `durable=true` in its URL.
 - **Floors**: the least a contender could do for the same result, with nothing of a cache
   around it. For a small hit, four of them, each returning the entry's bytes (the bytes of
   Cachette's entry file on the files layout, under its key `function-folder/argument-id`):
@@ -794,7 +797,13 @@ const METHOD: &str = "
   store could do); an LMDB get through heed (one `get` and a copy into a `Vec`, in a read
   transaction kept open: nothing writes the floor's environment, so no transaction need
   begin); and a `redb` table get without the `cached` layer (one read transaction, the table
-  opened, one `get`, a copy into a `Vec`). Then write-temp-then-rename for a miss, xxh3-128
+  opened, one `get`, a copy into a `Vec`). For a tiny miss, two: write-temp-then-rename (the
+  files layout's), and the least work that keeps the index layout's promises (the entry seen
+  by every process once the call returns, kept when the process is killed, computed once):
+  the open-file-description lock of a claim, an LMDB write transaction (heed, no fsync, the
+  environment's unnamed database) that finds the key absent, puts the entry's bytes and
+  commits, then the unlock; its keys have the store's shape (the entry's function folder and
+  32 hex digits of a hash), so each lands at a random place of the tree. Then xxh3-128
   over the argument's bytes for a large argument, `std::fs::write` of the output, `pread`s of it
   into a fresh anonymous map of its size that asks for huge pages (`MADV_HUGEPAGE`: a 4 KiB page
   fault per page is most of what `std::fs::read` costs on fresh memory), a part per processor
@@ -803,7 +812,7 @@ const METHOD: &str = "
   the same object.
 - **Instructions per operation**: for the small hit (`hit_int`: Cachette on each layout and
   from its in-process memo, `cached` (redb) and the four floors) and the tiny miss
-  (`miss_tiny`: Cachette on each layout, `cached` (redb) and write-temp-then-rename), the
+  (`miss_tiny`: Cachette on each layout, `cached` (redb) and the two floors), the
   harness runs itself as a probe (`--probe <op> <n>`, the code in `benches/compare/probe.rs`;
   `examples/probe.rs` builds it alone) under `valgrind --tool=callgrind`, once with no
   operation and once with 2,000 hits or 200 misses, after the same set-up and 20 warm-up
