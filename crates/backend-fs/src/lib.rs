@@ -305,7 +305,7 @@ pub struct FsBackend {
     root_handle: RwLock<Option<Arc<OwnedFd>>>,
     /// `openat2` is not available here: reads walk the folders.
     no_openat2: AtomicBool,
-    /// Handles on the folders of recently read items (see [`handles`]).
+    /// Handles on the folders of recently read and written items (see [`handles`]).
     folders: handles::FolderHandles,
     /// The index of small items, with [`Layout::Index`].
     index: Option<index::Index>,
@@ -475,17 +475,47 @@ impl FsBackend {
         Ok(Some(dir))
     }
 
-    /// Opens the folders `folders` (which `relative` joins with `/`) below the root in one
-    /// call through the kept root handle, when they all exist and the kernel resolves a path
-    /// beneath a handle (see [`tree::open_dir_beneath`]); `None` to walk them instead. A
-    /// root removed meanwhile holds nothing, so its kept handle finds no folder here, and the
-    /// walk opens the root again through its path.
-    fn open_folders_fast(&self, relative: &str) -> Option<OwnedFd> {
-        if relative.is_empty() || self.no_openat2.load(Ordering::Relaxed) {
-            return None;
+    /// The folder `relative` below the root (its folders `folders`), for a write in it:
+    /// through the handle kept on it while it is still the folder at that path (one `lstat`,
+    /// see [`handles`]), else opened in one call through the kept root handle (see
+    /// [`tree::open_dir_beneath`]), or made (see [`make_folders`](Self::make_folders)), and
+    /// kept for the next reads and writes when there is room. A root removed meanwhile holds
+    /// nothing, so its kept handle finds no folder here, and the folders are made from the
+    /// root opened again through its path.
+    fn folder_for_write(
+        &self,
+        relative: &str,
+        folders: &[&str],
+    ) -> Result<handles::WriteDir, Fault> {
+        let fast = !relative.is_empty() && !self.no_openat2.load(Ordering::Relaxed);
+        let root = if fast {
+            self.root_handle().ok().flatten()
+        } else {
+            None
+        };
+        let opened = match &root {
+            Some(root) => {
+                if let Some(kept) = self.folders.get(relative) {
+                    if handles::is_current(root.as_fd(), relative, &kept) {
+                        return Ok(handles::WriteDir::Kept(kept));
+                    }
+                    self.folders.forget(relative, &kept);
+                }
+                tree::open_dir_beneath(root.as_fd(), relative)
+            }
+            None => None,
+        };
+        let opened = match opened {
+            Some(opened) => opened,
+            None => self.make_folders(folders)?,
+        };
+        if !fast || !self.folders.has_room() {
+            return Ok(handles::WriteDir::Own(opened));
         }
-        let root = self.root_handle().ok()??;
-        tree::open_dir_beneath(root.as_fd(), relative)
+        Ok(match self.folders.keep_shared(relative, opened) {
+            Ok(kept) => handles::WriteDir::Kept(kept),
+            Err(opened) => handles::WriteDir::Own(opened),
+        })
     }
 
     /// Opens the folders `folders` below the root, creating those that are missing (and the

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -13,6 +13,7 @@ use cachette_core::plugin::{
 };
 
 use crate::files::write_parts;
+use crate::handles::WriteDir;
 use crate::index::Written;
 use crate::tree::{self, Fault};
 use crate::{FsBackend, TEMP_COUNTER, TEMP_NAME_PART, TEMP_PREFIX, err, segments};
@@ -110,10 +111,7 @@ impl FsBackend {
         {
             return Ok(PutOutcome::Created);
         }
-        let owned_dir = match self.open_folders_fast(key.parent()) {
-            Some(dir) => dir,
-            None => self.make_folders(folders)?,
-        };
+        let owned_dir = self.folder_for_write(key.parent(), folders)?;
         let dir = owned_dir.as_fd();
         // Without an index, whose lock a create takes, a create asked in place is one.
         if create && options.in_place && self.index.is_none() {
@@ -409,7 +407,7 @@ pub(crate) struct Parked {
 pub(crate) struct ParkedFile {
     key: Box<str>,
     /// The folder it was made in.
-    dir: OwnedFd,
+    dir: WriteDir,
     file: File,
     /// The bytes written in it.
     len: u64,
@@ -419,7 +417,7 @@ pub(crate) struct ParkedFile {
 
 impl Parked {
     /// Keeps `file`, just made as the item `key` of the folder `dir` with `len` bytes.
-    fn park(&self, key: &Key, dir: OwnedFd, file: File, len: u64) {
+    fn park(&self, key: &Key, dir: WriteDir, file: File, len: u64) {
         let Ok(id) = tree::identity(&file) else {
             return;
         };

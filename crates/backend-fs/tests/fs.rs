@@ -921,8 +921,11 @@ async fn claims_made_in_place_are_taken_by_their_entry_while_they_are_theirs() {
     let bounded = dir.path().join("bounded");
     let b = files_store(&bounded);
     let in_place = PutOptions::create().with_in_place(true);
-    // The handle on the store's folder that reads keep, opened first.
+    // The handles that reads and writes keep, on the store's folder and on the item's, opened
+    // first (a write in a folder the store has just made keeps the folder's, and the next one
+    // checks it through the root's).
     b.put(&key("f/first"), value(b"v")).await.unwrap();
+    b.put(&key("f/second"), value(b"v")).await.unwrap();
     b.get(&key("f/first")).await.unwrap().unwrap();
     let before = open_descriptors(&bounded);
     let claims: Vec<Key> = (0..100).map(|i| key(&format!("f/{i}.claim"))).collect();
