@@ -376,6 +376,28 @@ fn durable_redb_cache(dir: &Path, name: &str) -> Res<RedbCache<String, i64>> {
         .build()?)
 }
 
+/// The `cached` contender `name` of a tiny miss, on the redb store `cache` (once made): misses
+/// of `square` on new arguments.
+fn cached_misses<'a>(name: &str, cache: Res<RedbCache<String, i64>>) -> Contender<'a> {
+    let mut next = 1_000_000i64;
+    Contender::from_setup(
+        name,
+        Kind::Cached,
+        cache.map(|cache| {
+            Box::new(move |n| {
+                let mut r = Ok(0);
+                let t = timed(n, || {
+                    let x = next;
+                    next += 1;
+                    r = cached_call(&cache, x.to_string(), || square(x));
+                });
+                r?;
+                Ok(t)
+            }) as Sampler<'a>
+        }),
+    )
+}
+
 /// A miss whose output is a small int: hash, look up, run, encode, write.
 pub(crate) fn miss_tiny(ctx: &Ctx) -> Workload {
     let ws = ctx.workspace("miss_tiny");
@@ -417,39 +439,13 @@ pub(crate) fn miss_tiny(ctx: &Ctx) -> Workload {
         }),
     ];
     contenders.push(ctx.joblib(json!({"w": "miss_tiny", "dir": ws.join("joblib")})));
-    let mut next_cached = 1_000_000i64;
-    contenders.push(Contender::from_setup(
+    contenders.push(cached_misses(
         CACHED_REDB,
-        Kind::Cached,
-        redb::<String, i64>(&ws, "miss_tiny").map(|cache| {
-            Box::new(move |n| {
-                let mut r = Ok(0);
-                let t = timed(n, || {
-                    let x = next_cached;
-                    next_cached += 1;
-                    r = cached_call(&cache, x.to_string(), || square(x));
-                });
-                r?;
-                Ok(t)
-            }) as Sampler<'_>
-        }),
+        redb::<String, i64>(&ws, "miss_tiny"),
     ));
-    let mut next_cached_durable = 1_000_000i64;
-    contenders.push(Contender::from_setup(
+    contenders.push(cached_misses(
         CACHED_REDB_DURABLE,
-        Kind::Cached,
-        durable_redb_cache(&ws, "miss_tiny_durable").map(|cache| {
-            Box::new(move |n| {
-                let mut r = Ok(0);
-                let t = timed(n, || {
-                    let x = next_cached_durable;
-                    next_cached_durable += 1;
-                    r = cached_call(&cache, x.to_string(), || square(x));
-                });
-                r?;
-                Ok(t)
-            }) as Sampler<'_>
-        }),
+        durable_redb_cache(&ws, "miss_tiny_durable"),
     ));
     let floor_dir = ws.join("floor");
     let mut k = 0u64;

@@ -172,6 +172,21 @@ impl PreadFloor {
     }
 }
 
+/// Creates the unnamed database of `env`, which stays open until the process ends, and
+/// commits.
+fn unnamed_database<T>(
+    env: &'static heed::Env<T>,
+) -> ProbeRes<heed::Database<'static, Bytes, Bytes>> {
+    let wtxn = env.write_txn()?;
+    Ok(env
+        .create_databases_and_commit(wtxn, |opener, wtxn| {
+            opener
+                .create_database(wtxn, None)
+                .map(heed::CommitOrAbort::<_, ()>::Commit)
+        })?
+        .unwrap_commit())
+}
+
 /// The floor of a small hit in LMDB (heed): an environment holding the entry's bytes under its
 /// key; one `get` and a copy into a `Vec` per hit, in a read transaction kept open (nothing
 /// writes the environment, so it always reads the newest commit: no transaction to begin).
@@ -189,14 +204,7 @@ impl LmdbFloor {
         // SAFETY: the environment is opened once in this process, and nothing else maps it.
         let env = unsafe { heed::EnvOpenOptions::new().map_size(16 << 20).open(dir)? };
         let env: &'static heed::Env = Box::leak(Box::new(env));
-        let wtxn = env.write_txn()?;
-        let db: heed::Database<'static, Bytes, Bytes> = env
-            .create_databases_and_commit(wtxn, |opener, wtxn| {
-                opener
-                    .create_database(wtxn, None)
-                    .map(heed::CommitOrAbort::<_, ()>::Commit)
-            })?
-            .unwrap_commit();
+        let db = unnamed_database(env)?;
         let mut wtxn = env.write_txn()?;
         db.put(&mut wtxn, entry.key.as_bytes(), &entry.bytes)?;
         wtxn.commit()?;
@@ -251,14 +259,7 @@ impl LmdbMissFloor {
             options.open(dir)?
         };
         let env: &'static heed::Env<heed::WithoutTls> = Box::leak(Box::new(env));
-        let wtxn = env.write_txn()?;
-        let db: heed::Database<'static, Bytes, Bytes> = env
-            .create_databases_and_commit(wtxn, |opener, wtxn| {
-                opener
-                    .create_database(wtxn, None)
-                    .map(heed::CommitOrAbort::<_, ()>::Commit)
-            })?
-            .unwrap_commit();
+        let db = unnamed_database(env)?;
         let claims = File::options()
             .read(true)
             .write(true)
