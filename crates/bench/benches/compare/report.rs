@@ -822,9 +822,11 @@ const METHOD: &str = "
   `not measured`. The system calls are counted the same way (two runs, the difference over the
   operations) under `strace -f -c`, every thread of the process included (a Redis or S3 call
   would count its network calls; these rows make none). A valgrind that does not know the
-  `openat2` system call (3.19 does not), with which the local disk opens an item in one call,
-  makes the files layout walk the item's folders one `openat` at a time instead: its counts
-  (not its times) then include that walk.
+  `openat2` system call (3.19 does not), with which the local disk opens a folder or an item
+  below the store's folder in one call, makes the files layout walk there one `openat` at a
+  time instead, where it keeps no handle on the item's folder: the counts (not the times) of
+  such an operation then include that walk. The rows above keep one (their folder's first
+  write made it).
 - **Misses and large outputs**: each sample first empties the contender's cache (untimed), so
   that every timed call is a real miss and the disk holds one large output at a time.
 - **reduce_size**: each sample starts from a copy (untimed) of a store of 10,000 entries.
