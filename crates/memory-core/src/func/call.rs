@@ -563,7 +563,8 @@ where
         memo.put(place, slot, epoch);
     }
 
-    /// Interprets what the store gave for `key`: the output, or `None` to compute it. A load
+    /// Interprets what a load found under `key` ([`load`](Self::load)): the output, or `None`
+    /// to compute it, and whether nothing was stored (as opposed to an unusable entry). A load
     /// is reported, with the time since `started`, when that is given.
     fn use_stored<P: Faults>(
         &self,
@@ -572,7 +573,7 @@ where
         mode: MmapMode,
         started: Option<Instant>,
         faults: P,
-    ) -> Result<Option<R>, P::Fault> {
+    ) -> Result<(Option<R>, bool), P::Fault> {
         let unusable = |e: Error| {
             let warning = match &e {
                 Error::Entry { source, .. } => format!(
@@ -585,16 +586,16 @@ where
                     self.store().location()
                 ),
             };
-            self.fault(faults, e, warning).map(|()| None)
+            self.fault(faults, e, warning).map(|()| (None, false))
         };
         let entry = match found {
             Ok(Some(entry)) => entry,
-            Ok(None) => return Ok(None),
+            Ok(None) => return Ok((None, true)),
             Err(e) if is_other_code(&e) => {
                 if self.verbosity() > 0 {
                     verbose::other_code(&self.shared.reporter, &self.func.id, &e);
                 }
-                return Ok(None);
+                return Ok((None, false));
             }
             Err(e) => return unusable(e),
         };
@@ -619,7 +620,7 @@ where
                         &meta,
                     );
                 }
-                return Ok(None);
+                return Ok((None, false));
             }
             validated = Some(meta);
         }
@@ -647,7 +648,7 @@ where
                 started.elapsed().as_secs_f64(),
             );
         }
-        Ok(Some(out))
+        Ok((Some(out), false))
     }
 
     /// Loads the output stored under `key`, if usable; `absent` tells whether nothing was found
@@ -661,7 +662,7 @@ where
     ) -> Result<(Option<R>, bool), P::Fault> {
         let (code, verify) = self.read_for(faults);
         let found = self.store().read(self.reach, key, mode, code, verify).await;
-        self.loaded(key, found, mode, started, faults)
+        self.use_stored(key, found, mode, started, faults)
     }
 
     /// What a load reads for: the function's code, and whether a mapped entry's arrays are
@@ -670,21 +671,6 @@ where
     fn read_for<P: Faults>(&self, faults: P) -> (Option<CodeIdentity<'_>>, bool) {
         let verify = self.shared.options.verify_maps || faults.is_strict();
         (Some(self.func.id.code_identity()), verify)
-    }
-
-    /// What a load found under `key` ([`load`](Self::load)): the output if usable, and
-    /// whether nothing was stored (as opposed to an unusable entry).
-    #[inline]
-    fn loaded<P: Faults>(
-        &self,
-        key: &Key,
-        found: Result<Option<crate::store::Checked>, Error>,
-        mode: MmapMode,
-        started: Option<Instant>,
-        faults: P,
-    ) -> Result<(Option<R>, bool), P::Fault> {
-        let absent = matches!(found, Ok(None));
-        Ok((self.use_stored(key, found, mode, started, faults)?, absent))
     }
 
     /// Runs the function, times it, and encodes the entry.
@@ -879,7 +865,7 @@ where
             grammar::recycle(key);
             return Ok(Begun::Later(digest));
         };
-        Ok(match self.loaded(&key, found, mode, None, faults)? {
+        Ok(match self.use_stored(&key, found, mode, None, faults)? {
             (Some(out), _) => {
                 grammar::recycle(key);
                 Begun::Hit(out)
