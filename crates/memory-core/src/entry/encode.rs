@@ -5,7 +5,7 @@ use xxhash_rust::xxh3::Xxh3Default;
 
 use super::{
     ARRAY_BLOCK, FLAG_ARRAYS, FLAG_SIGNED, FLAG_ZSTD, FORMAT_VERSION, HEAD_FIXED, MAGIC,
-    MAX_HEADER_LEN, Metadata, PAYLOAD_ALIGN, PREFIX_LEN, ZEROS, ZSTD_WINDOW_LOG_MAX,
+    MAX_HEADER_LEN, Metadata, MetadataRef, PAYLOAD_ALIGN, PREFIX_LEN, ZEROS, ZSTD_WINDOW_LOG_MAX,
     header_checksum, parallel_map,
 };
 use crate::backend::Blob;
@@ -37,14 +37,21 @@ pub fn encode_signed(
     zstd_level: Option<i32>,
     key: Option<&SigningKey>,
 ) -> Result<Blob, String> {
-    encode_within(metadata, structure, arrays, zstd_level, key, u64::MAX)
+    encode_within(
+        &metadata.borrowed(),
+        structure,
+        arrays,
+        zstd_level,
+        key,
+        u64::MAX,
+    )
 }
 
 /// [`encode_signed`], compressed only if the payload is at most `max_decompressed` bytes: a
 /// reader refuses to decompress more (`max_decompressed_size`), so a larger payload is written
 /// as it is, and stays readable.
 pub(crate) fn encode_within(
-    metadata: &Metadata,
+    metadata: &MetadataRef<'_>,
     structure: Vec<u8>,
     arrays: Vec<Bytes>,
     zstd_level: Option<i32>,

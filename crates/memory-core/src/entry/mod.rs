@@ -138,6 +138,60 @@ pub struct Metadata {
     pub hasher: String,
 }
 
+/// A [`Metadata`] whose text is borrowed: it serializes to the same bytes (the same fields,
+/// in the same order), so that a miss writes its entry's metadata without copying the
+/// function's identity, the key's name and the ids into strings of their own.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct MetadataRef<'a> {
+    pub(crate) func: &'a str,
+    pub(crate) args_id: &'a str,
+    pub(crate) name: &'a str,
+    pub(crate) code: Option<&'a str>,
+    pub(crate) version: Option<&'a str>,
+    pub(crate) duration: f64,
+    pub(crate) codec: &'a str,
+    #[serde(serialize_with = "serialize_time")]
+    pub(crate) time: DateTime<Utc>,
+    pub(crate) input_args: &'a [(String, String)],
+    pub(crate) hasher: &'a str,
+}
+
+impl MetadataRef<'_> {
+    /// The metadata, owned.
+    pub(crate) fn to_owned(self) -> Metadata {
+        Metadata {
+            func: self.func.to_owned(),
+            args_id: self.args_id.to_owned(),
+            name: self.name.to_owned(),
+            code: self.code.map(str::to_owned),
+            version: self.version.map(str::to_owned),
+            duration: self.duration,
+            codec: self.codec.to_owned(),
+            time: self.time,
+            input_args: self.input_args.to_vec(),
+            hasher: self.hasher.to_owned(),
+        }
+    }
+}
+
+impl Metadata {
+    /// This metadata, borrowed.
+    pub(crate) fn borrowed(&self) -> MetadataRef<'_> {
+        MetadataRef {
+            func: &self.func,
+            args_id: &self.args_id,
+            name: &self.name,
+            code: self.code.as_deref(),
+            version: self.version.as_deref(),
+            duration: self.duration,
+            codec: &self.codec,
+            time: self.time,
+            input_args: &self.input_args,
+            hasher: &self.hasher,
+        }
+    }
+}
+
 /// Serializes `time` as chrono does (RFC 3339 in UTC with `Z`, and the fraction of a second
 /// in 0, 3, 6 or 9 digits, as `SecondsFormat::AutoSi`), written on the stack: chrono's own
 /// goes through a `String` grown three times. Years outside 0–9999 take chrono's way.
@@ -661,6 +715,35 @@ fn decode_metadata(header: &[u8]) -> Result<Metadata, EntryError> {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    /// A miss writes the borrowed metadata: its bytes are those of the owned one, whatever
+    /// fields are set, and it reads back as the owned one.
+    #[test]
+    fn borrowed_metadata_is_written_as_the_owned_one() {
+        let time = "2026-12-06T09:41:07.123456Z"
+            .parse::<DateTime<Utc>>()
+            .unwrap();
+        let args = vec![
+            ("x".to_owned(), "1".to_owned()),
+            ("name".to_owned(), "'ab'".to_owned()),
+        ];
+        let bare = Metadata::new(0.25, time, Vec::new(), "m/f", "0f", "xxh3-128", "msgpack");
+        let full = Metadata::new(1.5, time, args, "m/f", "0f", "xxh3-128", "msgpack").with_code(
+            CodeIdentity {
+                name: "m::f",
+                code: Some("c0de"),
+                version: Some("2"),
+            },
+        );
+        for meta in [bare, full] {
+            let owned = rmp_serde::encode::to_vec_named(&meta).unwrap();
+            let borrowed = rmp_serde::encode::to_vec_named(&meta.borrowed()).unwrap();
+            assert_eq!(owned, borrowed);
+            assert_eq!(meta.borrowed().to_owned(), meta);
+            let read: Metadata = rmp_serde::from_slice(&borrowed).unwrap();
+            assert_eq!(read, meta);
+        }
+    }
 
     /// The mapped values come back in the order of the items, however they were shared out.
     #[test]

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use cachette_hashing::{CanonicalHasher, Digest, LazyHasher};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -23,7 +23,7 @@ use super::{MemorizedFunc, verbose};
 use crate::array::MmapMode;
 use crate::backend::Blob;
 use crate::breaker::Gate;
-use crate::entry::{CodeIdentity, Metadata};
+use crate::entry::{CodeIdentity, Metadata, MetadataRef};
 use crate::error::{EntryError, Error};
 use crate::key::{Key, grammar};
 use crate::memory::Shared;
@@ -57,7 +57,12 @@ pub(super) struct Call<'a, R, F> {
 /// policy lets the call go on).
 struct Computed<R> {
     out: R,
-    meta: Metadata,
+    /// How long the call took, in seconds.
+    duration: f64,
+    /// When the call was made.
+    time: DateTime<Utc>,
+    /// The readable form of its arguments.
+    readable: Vec<(String, String)>,
     entry: Option<Blob>,
 }
 
@@ -364,7 +369,6 @@ impl<R, F> Call<'_, R, F> {
     async fn save<P: Faults>(
         &self,
         key: &Key,
-        meta: &Metadata,
         entry: Blob,
         faults: P,
         claim: &WriteRelease,
@@ -392,7 +396,7 @@ impl<R, F> Call<'_, R, F> {
                 let warning = format!(
                     "cannot store the result of '{}' (args {}) in {}: {e}; it is returned but not stored",
                     self.name(),
-                    meta.args_id,
+                    key.file_name(),
                     self.store().location()
                 );
                 self.fault(faults, e, warning).map(|()| false)
@@ -696,16 +700,7 @@ where
         self.count_miss(took);
         let out = out.map_err(Failed::Function)?;
         let duration = took.as_secs_f64();
-        let meta = Metadata::new(
-            duration,
-            time,
-            readable,
-            self.func.id.folder.clone(),
-            key.file_name(),
-            self.shared.hasher.id(),
-            self.store().codec().id(),
-        )
-        .with_code(self.func.id.code_identity());
+        let meta = self.metadata(key, duration, time, &readable);
         let entry = match self.store().encode(&meta, &out) {
             Ok(entry) => Some(entry),
             Err(e) => {
@@ -720,7 +715,36 @@ where
         if verbosity > 0 {
             verbose::call_footer(&self.shared.reporter, &self.func.id, duration);
         }
-        Ok(Computed { out, meta, entry })
+        Ok(Computed {
+            out,
+            duration,
+            time,
+            readable,
+            entry,
+        })
+    }
+
+    /// The metadata of a call of `key` made at `time`, which took `duration` seconds.
+    fn metadata<'a>(
+        &'a self,
+        key: &'a Key,
+        duration: f64,
+        time: DateTime<Utc>,
+        readable: &'a [(String, String)],
+    ) -> MetadataRef<'a> {
+        let code = self.func.id.code_identity();
+        MetadataRef {
+            func: &self.func.id.folder,
+            args_id: key.file_name(),
+            name: code.name,
+            code: code.code,
+            version: code.version,
+            duration,
+            codec: self.store().codec().id(),
+            time,
+            input_args: readable,
+            hasher: self.shared.hasher.id(),
+        }
     }
 
     /// The output loaded back from the store after a miss, so that the miss gives the same
@@ -767,17 +791,18 @@ where
         Fut: Future<Output = Result<R, E>>,
     {
         let readable = self.readable_args(&args);
-        let Computed { out, meta, entry } =
-            self.compute(key, readable, args, compute, faults).await?;
+        let Computed {
+            out,
+            duration,
+            time,
+            readable,
+            entry,
+        } = self.compute(key, readable, args, compute, faults).await?;
         let Some(entry) = entry else {
             return Ok((out, false));
         };
         let weight = entry.len();
-        if !self
-            .save(key, &meta, entry, faults, &claim)
-            .await
-            .map_err(store)?
-        {
+        if !self.save(key, entry, faults, &claim).await.map_err(store)? {
             return Ok((out, false));
         }
         if self.store().maps(mode) {
@@ -785,9 +810,13 @@ where
         }
         if let (Some((place, _)), Some(memo)) = (self.memo_ticket, self.store().memo()) {
             // The epoch after this call's own write: a later write or delete drops the value.
-            let (secs, epoch) = (meta.duration, memo.epoch());
-            let meta = self.func.validation.is_some().then_some(meta);
-            self.keep(&out, place, epoch, meta, secs, weight);
+            // The memo keeps the metadata of a value only for a validation callback.
+            let meta = self
+                .func
+                .validation
+                .is_some()
+                .then(|| self.metadata(key, duration, time, &readable).to_owned());
+            self.keep(&out, place, memo.epoch(), meta, duration, weight);
         }
         Ok((out, true))
     }
@@ -953,17 +982,20 @@ where
         Fut: Future<Output = Result<R, E>>,
     {
         let readable = self.readable_args(&args);
-        let Computed { out, meta, entry } =
-            self.compute(key, readable, args, compute, faults).await?;
+        let Computed {
+            out,
+            duration,
+            time,
+            readable,
+            entry,
+        } = self.compute(key, readable, args, compute, faults).await?;
         let mut stored = None;
         if let Some(entry) = entry
-            && self
-                .save(key, &meta, entry, faults, &claim)
-                .await
-                .map_err(store)?
+            && self.save(key, entry, faults, &claim).await.map_err(store)?
         {
             stored = Some(key.clone());
         }
+        let meta = self.metadata(key, duration, time, &readable).to_owned();
         Ok(((out, meta), stored))
     }
 
@@ -1054,7 +1086,7 @@ fn is_other_code(e: &Error) -> bool {
 /// be hashed).
 pub(super) fn unstored_metadata<R, F>(
     call: Option<&Call<'_, R, F>>,
-    time: chrono::DateTime<Utc>,
+    time: DateTime<Utc>,
     t0: Instant,
 ) -> Metadata {
     let duration = t0.elapsed().as_secs_f64();

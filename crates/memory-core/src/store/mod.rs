@@ -40,7 +40,7 @@ use crate::backend::{
 };
 use crate::breaker::Breaker;
 use crate::codec::{self, Codec};
-use crate::entry::{self, CodeIdentity, HEADER_READ_HINT, Metadata};
+use crate::entry::{self, CodeIdentity, HEADER_READ_HINT, Metadata, MetadataRef};
 use crate::error::{BackendError, EntryError, Error};
 use crate::key::{Key, Prefix, grammar};
 use crate::reach::Reach;
@@ -414,7 +414,11 @@ impl EntryStore {
 
     /// The entry of an output: its metadata, then its payload, signed and compressed as the
     /// store says.
-    pub(crate) fn encode<R: Serialize>(&self, metadata: &Metadata, out: &R) -> Result<Blob, Error> {
+    pub(crate) fn encode<R: Serialize>(
+        &self,
+        metadata: &MetadataRef<'_>,
+        out: &R,
+    ) -> Result<Blob, Error> {
         let (structure, arrays) = array::encoding(|| {
             // Room for a small output without growing.
             let mut structure = Vec::with_capacity(64);
