@@ -123,13 +123,29 @@ struct Dbs {
 
 /// The key of the times record kept beside the item `k` in `items`, or `None` when `k` is too
 /// long for it (then its times are in `times`).
-fn times_key(k: &[u8]) -> Option<Vec<u8>> {
+fn times_key(k: &[u8]) -> Option<TimesKey> {
     (k.len() < MAX_KEY).then(|| {
-        let mut key = Vec::with_capacity(k.len() + 1);
-        key.extend_from_slice(k);
-        key.push(0);
+        let mut key = TimesKey {
+            bytes: [0; MAX_KEY],
+            len: k.len() + 1,
+        };
+        key.bytes[..k.len()].copy_from_slice(k);
         key
     })
+}
+
+/// The key of a times record beside its item: the item's key and a NUL byte, on the stack.
+struct TimesKey {
+    bytes: [u8; MAX_KEY],
+    len: usize,
+}
+
+impl std::ops::Deref for TimesKey {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
 }
 
 /// The item whose times record is under `k` in `items`, if `k` is such a record's key.
@@ -1342,28 +1358,34 @@ impl FsBackend {
                 self.surely_no_file(of)
             })
         };
-        if mode == PutMode::Create
-            && (dbs.items.get(&txn, k).map_err(fail)?.is_some()
-                || (shared.may_be_file(&txn, key).map_err(fail)?
-                    && self.has_file(key, segments)?))
-        {
+        let create = mode == PutMode::Create;
+        if create && shared.may_be_file(&txn, key).map_err(fail)? && self.has_file(key, segments)? {
             return Ok(Some(Written::Alone(PutOutcome::AlreadyExists)));
         }
         // At most `MAX_INDEX_THRESHOLD`, checked by the configuration.
         let len = value.len() as usize;
-        let stored = dbs
-            .items
-            .put_reserved(&mut txn, k, len, |space| {
-                for part in value.parts() {
-                    space.write_all(part)?;
-                }
-                Ok(())
-            })
-            .and_then(|()| {
-                let now = nanos(SystemTime::now());
-                // Beside the item: on its page as a rule, so the write changes one tree.
-                dbs.put_written(&mut txn, k, now)
-            });
+        let fill = |space: &mut heed::ReservedSpace<'_>| {
+            for part in value.parts() {
+                space.write_all(part)?;
+            }
+            Ok(())
+        };
+        // A create looks for the key and puts it in one search of the tree: a key found is
+        // left as it is, and the transaction, which changed nothing, is dropped.
+        let put = if create {
+            match dbs.items.get_or_put_reserved(&mut txn, k, len, fill) {
+                Ok(Some(_)) => return Ok(Some(Written::Alone(PutOutcome::AlreadyExists))),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            }
+        } else {
+            dbs.items.put_reserved(&mut txn, k, len, fill)
+        };
+        let stored = put.and_then(|()| {
+            let now = nanos(SystemTime::now());
+            // Beside the item: on its page as a rule, so the write changes one tree.
+            dbs.put_written(&mut txn, k, now)
+        });
         match stored {
             Ok(()) => {}
             Err(e) if is_full(&e) => return full(e),
