@@ -292,6 +292,20 @@ struct Shared {
     /// Held while pending accesses are taken and written: a flush (before a listing, say) waits
     /// for one under way, whose accesses are otherwise neither pending nor written.
     writing: Mutex<()>,
+    /// The last key a read of each stripe of threads found nowhere, with the commit it read
+    /// (see [`Shared::still_nowhere`]).
+    nowhere: Striped<Mutex<Nowhere>>,
+    /// Lookups in the databases by reads (to test those answered without one).
+    #[cfg(test)]
+    lookups: std::sync::atomic::AtomicUsize,
+}
+
+/// A key found nowhere by a read, and the commit that read saw (`None`: no key yet). Kept in
+/// a buffer that the next such key reuses.
+#[derive(Debug, Default)]
+struct Nowhere {
+    key: Vec<u8>,
+    txn: Option<usize>,
 }
 
 impl fmt::Debug for Shared {
@@ -502,6 +516,36 @@ impl Shared {
         }
     }
 
+    /// Whether the read of this thread's stripe that last found a key nowhere was of `k`, and no
+    /// commit was made since, by any process (the environment's last transaction, read from its
+    /// meta page, with no system call and no lock): then `k` is still nowhere, as a new read
+    /// would find. A compute-once miss reads its key twice, before and after taking its claim,
+    /// and the second read, which only asks whether the key exists, is mostly answered so. Every change to where an item is commits: an
+    /// item put or deleted, a folder recorded in the registry before its first file. A file
+    /// published in a folder already recorded commits nothing, but a read of a key of that
+    /// folder never finds it nowhere. A process that could not record a folder looks for files
+    /// everywhere, and no longer trusts these answers.
+    fn still_nowhere(&self, k: &[u8]) -> bool {
+        let Ok(last) = self.nowhere.mine().try_lock() else {
+            return false;
+        };
+        last.key == k
+            && last
+                .txn
+                .is_some_and(|txn| txn == self.env.info().last_txn_id)
+            && !self.files_everywhere.load(Ordering::Relaxed)
+    }
+
+    /// Keeps `k` as found nowhere by a read of the commit `txn` (see
+    /// [`still_nowhere`](Self::still_nowhere)).
+    fn found_nowhere(&self, k: &[u8], txn: usize) {
+        if let Ok(mut last) = self.nowhere.mine().try_lock() {
+            last.key.clear();
+            last.key.extend_from_slice(k);
+            last.txn = Some(txn);
+        }
+    }
+
     /// Records an access to `key` in memory; has the pending ones written if there are many,
     /// or the oldest is old, by a thread of their own: a read never waits for the index's write
     /// lock, which another process may hold for long (stopped, or on a hung disk). While the
@@ -686,6 +730,9 @@ fn open_shared(
         claims: Arc::default(),
         flushing: AtomicBool::new(false),
         writing: Mutex::new(()),
+        nowhere: Striped::default(),
+        #[cfg(test)]
+        lookups: std::sync::atomic::AtomicUsize::new(0),
     });
     open.insert(path, Arc::downgrade(&shared));
     Ok(Ok(shared))
@@ -1254,17 +1301,25 @@ impl FsBackend {
             return Ok(InIndex::NotHere);
         };
         let fail = |e| lmdb_fault(e, &index.dir);
+        // Only asked of a read of whether the key exists, as a compute-once miss makes once it
+        // holds its claim: a hit pays nothing for it.
+        if options.head && shared.still_nowhere(k) {
+            return Ok(InIndex::Nowhere);
+        }
         // The registry as known now: one opened later is not read in a transaction begun before.
         let registry = shared.registry.get().copied();
         // A value longer than any the index stores, its length: the index is damaged.
         let in_index = shared
             .readers
             .read(&shared.env, registry.is_some(), |txn| {
+                #[cfg(test)]
+                shared.lookups.fetch_add(1, Ordering::Relaxed);
                 let Some(value) = dbs.items.get(txn, k)? else {
                     return Ok(Ok(
                         if shared.may_be_file_in(txn, registry.as_ref(), key)? {
                             InIndex::NotHere
                         } else {
+                            shared.found_nowhere(k, txn.id());
                             InIndex::Nowhere
                         },
                     ));
@@ -1797,6 +1852,48 @@ mod tests {
             "the long key is still read"
         );
         assert_eq!(run(b.get(&small)).unwrap().as_deref(), Some(&b"2"[..]));
+    }
+
+    /// A key read nowhere twice with no commit between is looked up once; a commit since (an
+    /// item put in the index, a file whose folder the write records) has it looked up again,
+    /// and found.
+    #[test]
+    fn a_key_found_nowhere_is_looked_up_again_only_after_a_commit() {
+        use cachette_core::plugin::{StoreBackend, StoreBackendExt};
+        let dir = tempfile::tempdir().unwrap();
+        let (b, _, _) = two_items(dir.path());
+        let shared = b.index.as_ref().unwrap().shared.get().unwrap().clone();
+        let lookups = || shared.lookups.load(Ordering::Relaxed);
+        // As a compute-once miss reads once it holds its claim.
+        let found = |key: &Key| {
+            b.get_now(key, &GetOptions::head())
+                .unwrap()
+                .unwrap()
+                .map(|got| got.size)
+        };
+        let (small, large) = (Key::new("g/small").unwrap(), Key::new("h/large").unwrap());
+        for key in [&small, &large] {
+            assert_eq!(found(key), None);
+            let before = lookups();
+            assert_eq!(found(key), None);
+            assert_eq!(
+                lookups(),
+                before,
+                "{key}: looked up again with no commit since"
+            );
+        }
+        // A file, in a folder the registry did not know.
+        let len = DEFAULT_INDEX_THRESHOLD * 2;
+        run(b.put(&large, vec![7; len as usize].into())).unwrap();
+        let before = lookups();
+        assert_eq!(found(&large), Some(len));
+        assert_eq!(lookups(), before + 1);
+        // An item of the index.
+        assert_eq!(found(&small), None);
+        run(b.put(&small, b"3".to_vec().into())).unwrap();
+        let before = lookups();
+        assert_eq!(found(&small), Some(1));
+        assert_eq!(lookups(), before + 1);
     }
 
     #[test]
