@@ -23,6 +23,8 @@
 //! - `CACHETTE_BENCH_NO_CALLGRIND`: leave out the instruction and system-call counts of the
 //!   small-entry rows (otherwise measured with `valgrind --tool=callgrind` and `strace -f -c`
 //!   when they are on `PATH`, whenever `hit_int` or `miss_tiny` runs; see `callgrind.rs`);
+//! - `CACHETTE_BENCH_NO_SETTLE`: begin at once, without waiting for the file system to create
+//!   files at its usual speed (see `settle.rs`; the report says what the wait found);
 //! - `CACHETTE_BENCH_SCALING`: run the scaling table instead of the workloads (`scaling.rs`),
 //!   up to `CACHETTE_BENCH_SCALING_MAX` entries (default 1,000,000); a complete run rewrites
 //!   the `## Scaling` section of `BENCHMARKS.md`, a shorter one writes to
@@ -44,6 +46,7 @@ mod proc;
 mod remote;
 mod report;
 mod scaling;
+mod settle;
 mod stats;
 mod worker;
 
@@ -500,6 +503,13 @@ fn run() -> Res<ExitCode> {
     std::fs::create_dir_all(&scratch)?;
     let committed = std::fs::read_to_string(root.join("BENCHMARKS.md")).unwrap_or_default();
 
+    let settled = if flag("CACHETTE_BENCH_NO_SETTLE") {
+        None
+    } else {
+        let settled = settle::settle(&scratch)?;
+        eprintln!("compare: {}", settled.note());
+        Some(settled)
+    };
     if flag("CACHETTE_BENCH_SCALING") {
         return run_scaling(&root, &scratch, &committed);
     }
@@ -542,6 +552,9 @@ fn run() -> Res<ExitCode> {
     }
     let mode = ctx.cfg.mode;
     let mut notes = Vec::new();
+    if let Some(settled) = settled {
+        notes.push(settled.note());
+    }
     if ctx.cfg.big_bytes != 1 << 30 {
         notes.push(format!(
             "Quick mode: the 1 GiB workloads (hashing, persisting, reloading) ran at {}; \

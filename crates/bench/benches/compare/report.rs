@@ -764,7 +764,11 @@ const METHOD: &str = "
   ends), not deleted between samples or between workloads: on ext4, a file made after many
   were deleted steps over the inodes freed in the last minutes, so a store deleted between the
   samples of `populate`, or a workload's stores deleted before the next workload's misses,
-  would slow the samples after it.
+  would slow the samples after it. For the same reason, the run begins by creating 2,048
+  files in fresh folders and timing the last 256, and waits (at most 5½ minutes) while they
+  take more than 100 µs each, as they do in the minutes after many deletions made before the
+  run (a build, a test run, an earlier run's clean-up); the notes after the table say what it
+  found.
 - **Same work outside the clock**: what a memoized function returns is ready before a timed
   miss starts, for every contender: Cachette's function returns a shared view of the prepared
   array, joblib's the prepared array, and `cached`'s gets its own copy of it made before the
