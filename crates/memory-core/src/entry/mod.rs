@@ -604,14 +604,15 @@ impl Metadata {
 
     /// Checks that this metadata answers for `expected`: the call, and the code when given.
     pub fn check(&self, expected: &Expected<'_>) -> Result<(), EntryError> {
+        let meta = self.borrowed();
         Answers {
-            func: &self.func,
-            args_id: &self.args_id,
-            name: &self.name,
-            code: self.code.as_deref(),
-            version: self.version.as_deref(),
-            duration: self.duration,
-            codec: Some(&self.codec),
+            func: meta.func,
+            args_id: meta.args_id,
+            name: meta.name,
+            code: meta.code,
+            version: meta.version,
+            duration: meta.duration,
+            codec: Some(meta.codec),
         }
         .check(expected)
     }

@@ -681,14 +681,15 @@ where
     async fn compute<A, E, Fut, P: Faults>(
         &self,
         key: &Key,
-        readable: Vec<(String, String)>,
         args: A,
         compute: impl FnOnce(A) -> Fut,
         faults: P,
     ) -> Result<Computed<R>, Failed<E, P::Fault>>
     where
+        A: Serialize,
         Fut: Future<Output = Result<R, E>>,
     {
+        let readable = self.readable_args(&args);
         let verbosity = self.verbosity();
         if verbosity > 0 {
             verbose::call_header(&self.shared.reporter, &self.func.id, &readable);
@@ -790,15 +791,9 @@ where
         A: Serialize,
         Fut: Future<Output = Result<R, E>>,
     {
-        let readable = self.readable_args(&args);
-        let Computed {
-            out,
-            duration,
-            time,
-            readable,
-            entry,
-        } = self.compute(key, readable, args, compute, faults).await?;
-        let Some(entry) = entry else {
+        let computed = self.compute(key, args, compute, faults).await?;
+        let out = computed.out;
+        let Some(entry) = computed.entry else {
             return Ok((out, false));
         };
         let weight = entry.len();
@@ -811,11 +806,11 @@ where
         if let (Some((place, _)), Some(memo)) = (self.memo_ticket, self.store().memo()) {
             // The epoch after this call's own write: a later write or delete drops the value.
             // The memo keeps the metadata of a value only for a validation callback.
-            let meta = self
-                .func
-                .validation
-                .is_some()
-                .then(|| self.metadata(key, duration, time, &readable).to_owned());
+            let (duration, time) = (computed.duration, computed.time);
+            let meta = self.func.validation.is_some().then(|| {
+                self.metadata(key, duration, time, &computed.readable)
+                    .to_owned()
+            });
             self.keep(&out, place, memo.epoch(), meta, duration, weight);
         }
         Ok((out, true))
@@ -981,22 +976,16 @@ where
         A: Serialize,
         Fut: Future<Output = Result<R, E>>,
     {
-        let readable = self.readable_args(&args);
-        let Computed {
-            out,
-            duration,
-            time,
-            readable,
-            entry,
-        } = self.compute(key, readable, args, compute, faults).await?;
+        let computed = self.compute(key, args, compute, faults).await?;
         let mut stored = None;
-        if let Some(entry) = entry
+        if let Some(entry) = computed.entry
             && self.save(key, entry, faults, &claim).await.map_err(store)?
         {
             stored = Some(key.clone());
         }
-        let meta = self.metadata(key, duration, time, &readable).to_owned();
-        Ok(((out, meta), stored))
+        let (duration, time) = (computed.duration, computed.time);
+        let meta = self.metadata(key, duration, time, &computed.readable);
+        Ok(((computed.out, meta.to_owned()), stored))
     }
 
     /// The body of `call_and_shelve_with`.
