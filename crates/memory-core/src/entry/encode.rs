@@ -93,7 +93,7 @@ pub(crate) fn encode_within(
     // The metadata is written in place after the prefix, in a buffer that most headers fit.
     let mut head = Vec::with_capacity(HEAD_CAPACITY);
     head.extend_from_slice(&[0; PREFIX_LEN]);
-    rmp_serde::encode::write_named(&mut head, metadata).map_err(|e| e.to_string())?;
+    metadata.write_to(&mut head)?;
     let header_end = head.len();
     let header_len = u32::try_from(header_end - PREFIX_LEN)
         .ok()

@@ -157,6 +157,60 @@ pub(crate) struct MetadataRef<'a> {
 }
 
 impl MetadataRef<'_> {
+    /// Appends the metadata's encoding to `out`: the bytes of `rmp_serde`'s `write_named` (a
+    /// map of the fields by name, in their order), written with `rmp`'s functions, which
+    /// spares every miss the serializer's machinery. A time `rmp_serde` would write otherwise
+    /// (a year outside 0–9999) goes through `rmp_serde`.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>) -> Result<(), String> {
+        let mut text = [0u8; TIME_TEXT_LEN];
+        let written = match time_text(&self.time, &mut text) {
+            Some(time) => self.write_fields(time, out),
+            None => return rmp_serde::encode::write_named(out, self).map_err(|e| e.to_string()),
+        };
+        written.map_err(|e| e.to_string())
+    }
+
+    fn write_fields(
+        &self,
+        time: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), rmp::encode::ValueWriteError> {
+        use rmp::encode::{
+            ValueWriteError, write_array_len, write_f64, write_map_len, write_nil, write_str,
+        };
+        let text = |out: &mut Vec<u8>, name: &str, value: Option<&str>| {
+            write_str(out, name)?;
+            match value {
+                Some(value) => write_str(out, value),
+                None => write_nil(out).map_err(ValueWriteError::InvalidMarkerWrite),
+            }
+        };
+        // A count that does not fit is refused, as `rmp_serde` refuses it.
+        let count = |n: usize| {
+            u32::try_from(n).map_err(|_| {
+                ValueWriteError::InvalidDataWrite(std::io::Error::other("too many arguments"))
+            })
+        };
+        write_map_len(out, 10)?;
+        text(out, "func", Some(self.func))?;
+        text(out, "args_id", Some(self.args_id))?;
+        text(out, "name", Some(self.name))?;
+        text(out, "code", self.code)?;
+        text(out, "version", self.version)?;
+        write_str(out, "duration")?;
+        write_f64(out, self.duration)?;
+        text(out, "codec", Some(self.codec))?;
+        text(out, "time", Some(time))?;
+        write_str(out, "input_args")?;
+        write_array_len(out, count(self.input_args.len())?)?;
+        for (name, value) in self.input_args {
+            write_array_len(out, 2)?;
+            write_str(out, name)?;
+            write_str(out, value)?;
+        }
+        text(out, "hasher", Some(self.hasher))
+    }
+
     /// The metadata, owned.
     pub(crate) fn to_owned(self) -> Metadata {
         Metadata {
@@ -199,35 +253,46 @@ fn serialize_time<S: serde::Serializer>(
     time: &DateTime<Utc>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    use chrono::{Datelike, Timelike};
-    let year = time.year();
-    let Ok(year) = u32::try_from(year) else {
-        return time.serialize(serializer);
-    };
-    if year > 9999 {
-        return time.serialize(serializer);
+    let mut text = [0u8; TIME_TEXT_LEN];
+    match time_text(time, &mut text) {
+        Some(text) => serializer.serialize_str(text),
+        None => time.serialize(serializer),
     }
-    let (mut second, mut nano) = (time.second(), time.nanosecond());
+}
+
+/// The longest text of [`time_text`].
+const TIME_TEXT_LEN: usize = 30;
+
+/// `time` as chrono serializes it (see [`serialize_time`]), written in `text`; `None` for a
+/// year outside 0–9999, which chrono writes otherwise.
+fn time_text<'t>(time: &DateTime<Utc>, text: &'t mut [u8; TIME_TEXT_LEN]) -> Option<&'t str> {
+    use chrono::{Datelike, Timelike};
+    // The fields read from the naive time once: each accessor of a `DateTime` applies its
+    // offset again.
+    let naive = time.naive_utc();
+    let (date, clock) = (naive.date(), naive.time());
+    let year = u32::try_from(date.year())
+        .ok()
+        .filter(|year| *year <= 9999)?;
+    let (mut second, mut nano) = (clock.second(), clock.nanosecond());
     // A leap second, as chrono writes it.
     if nano >= 1_000_000_000 {
         second += 1;
         nano -= 1_000_000_000;
     }
-    let mut text = [0u8; 30];
-    let mut put = |at: usize, value: u32, digits: u32| {
-        for i in 0..digits {
-            let place = 10u32.pow(digits - 1 - i);
-            // A decimal digit.
-            text[at + i as usize] = b'0' + (value / place % 10) as u8;
-        }
+    // Two decimal digits of a value below 100, from `at`.
+    let mut two = |at: usize, value: u32| {
+        text[at] = b'0' + (value / 10 % 10) as u8;
+        text[at + 1] = b'0' + (value % 10) as u8;
     };
-    put(0, year, 4);
-    put(5, time.month(), 2);
-    put(8, time.day(), 2);
-    put(11, time.hour(), 2);
-    put(14, time.minute(), 2);
-    put(17, second, 2);
-    let (fraction, digits) = if nano == 0 {
+    two(0, year / 100);
+    two(2, year % 100);
+    two(5, date.month());
+    two(8, date.day());
+    two(11, clock.hour());
+    two(14, clock.minute());
+    two(17, second);
+    let (mut fraction, digits) = if nano == 0 {
         (0, 0)
     } else if nano % 1_000_000 == 0 {
         (nano / 1_000_000, 3)
@@ -236,7 +301,10 @@ fn serialize_time<S: serde::Serializer>(
     } else {
         (nano, 9)
     };
-    put(20, fraction, digits);
+    for digit in text[20..20 + digits].iter_mut().rev() {
+        *digit = b'0' + (fraction % 10) as u8;
+        fraction /= 10;
+    }
     text[4] = b'-';
     text[7] = b'-';
     text[10] = b'T';
@@ -245,13 +313,10 @@ fn serialize_time<S: serde::Serializer>(
     let mut len = 19;
     if digits > 0 {
         text[19] = b'.';
-        len = 20 + digits as usize;
+        len = 20 + digits;
     }
     text[len] = b'Z';
-    match std::str::from_utf8(&text[..=len]) {
-        Ok(text) => serializer.serialize_str(text),
-        Err(_) => time.serialize(serializer),
-    }
+    std::str::from_utf8(&text[..=len]).ok()
 }
 
 /// The code an entry must have been written by: the exact name, code hash and version of a
@@ -717,8 +782,9 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    /// A miss writes the borrowed metadata: its bytes are those of the owned one, whatever
-    /// fields are set, and it reads back as the owned one.
+    /// A miss writes the borrowed metadata with `rmp`'s functions: its bytes are those
+    /// `rmp_serde` gives the owned one, whatever fields are set and however long, and it reads
+    /// back as the owned one.
     #[test]
     fn borrowed_metadata_is_written_as_the_owned_one() {
         let time = "2026-12-06T09:41:07.123456Z"
@@ -736,12 +802,38 @@ mod tests {
                 version: Some("2"),
             },
         );
-        for meta in [bare, full] {
+        // Strings of each of msgpack's lengths, many arguments, each kind of time.
+        let long = |n: usize| "f".repeat(n);
+        let many = (0..70_000)
+            .map(|i| (i.to_string(), long(i % 40)))
+            .collect::<Vec<_>>();
+        let mut wide = Metadata::new(
+            f64::MAX,
+            "2026-12-06T09:41:07Z".parse().unwrap(),
+            many,
+            long(40),
+            long(300),
+            long(70_000),
+            long(31),
+        );
+        wide.name = long(32);
+        wide.code = Some(long(255));
+        wide.version = Some(long(256));
+        let mut times = ["2026-12-06T09:41:07.5Z", "0001-01-01T00:00:00.000000001Z"]
+            .map(|t| Metadata::new(0.0, t.parse().unwrap(), Vec::new(), "m/f", "0f", "", ""))
+            .to_vec();
+        // A year chrono writes with a sign: the encoder takes `rmp_serde`'s way.
+        let far = DateTime::<Utc>::MAX_UTC;
+        times.push(Metadata::new(-0.0, far, Vec::new(), "m/f", "0f", "h", "c"));
+        for meta in [bare, full, wide].into_iter().chain(times) {
             let owned = rmp_serde::encode::to_vec_named(&meta).unwrap();
             let borrowed = rmp_serde::encode::to_vec_named(&meta.borrowed()).unwrap();
             assert_eq!(owned, borrowed);
+            let mut written = Vec::new();
+            meta.borrowed().write_to(&mut written).unwrap();
+            assert!(owned == written, "{} differs", meta.time);
             assert_eq!(meta.borrowed().to_owned(), meta);
-            let read: Metadata = rmp_serde::from_slice(&borrowed).unwrap();
+            let read: Metadata = rmp_serde::from_slice(&written).unwrap();
             assert_eq!(read, meta);
         }
     }
