@@ -223,21 +223,7 @@ pub(crate) fn hit_int(ctx: &Ctx) -> Workload {
     ];
     contenders.push(ctx.joblib(json!({"w": "hit_int", "dir": ws.join("joblib")})));
     let cache = redb::<String, i64>(&ws, "hit_int");
-    contenders.push(Contender::from_setup(
-        CACHED_REDB,
-        Kind::Cached,
-        cache.map(|cache| {
-            Box::new(move |n| {
-                let mut r = Ok(0);
-                let t = timed(n, || {
-                    let x = black_box(42i64);
-                    r = cached_call(&cache, x.to_string(), || square(x));
-                });
-                r?;
-                Ok(t)
-            }) as Sampler<'_>
-        }),
-    ));
+    contenders.push(cached_calls(CACHED_REDB, cache, || black_box(42i64)));
     contenders.extend(small_hit_floors(&ws.join("cachette"), &ws));
     let rows = run_rounds("hit_int", contenders, ctx.cfg.fast());
     ctx.done(&ws);
@@ -376,10 +362,13 @@ fn durable_redb_cache(dir: &Path, name: &str) -> Res<RedbCache<String, i64>> {
         .build()?)
 }
 
-/// The `cached` contender `name` of a tiny miss, on the redb store `cache` (once made): misses
-/// of `square` on new arguments.
-fn cached_misses<'a>(name: &str, cache: Res<RedbCache<String, i64>>) -> Contender<'a> {
-    let mut next = 1_000_000i64;
+/// The `cached` contender `name` on the redb store `cache` (once made): calls of `square`
+/// memoized by `cached`, each on the argument `arg` gives.
+fn cached_calls<'a>(
+    name: &str,
+    cache: Res<RedbCache<String, i64>>,
+    mut arg: impl FnMut() -> i64 + 'a,
+) -> Contender<'a> {
     Contender::from_setup(
         name,
         Kind::Cached,
@@ -387,8 +376,7 @@ fn cached_misses<'a>(name: &str, cache: Res<RedbCache<String, i64>>) -> Contende
             Box::new(move |n| {
                 let mut r = Ok(0);
                 let t = timed(n, || {
-                    let x = next;
-                    next += 1;
+                    let x = arg();
                     r = cached_call(&cache, x.to_string(), || square(x));
                 });
                 r?;
@@ -396,6 +384,16 @@ fn cached_misses<'a>(name: &str, cache: Res<RedbCache<String, i64>>) -> Contende
             }) as Sampler<'a>
         }),
     )
+}
+
+/// The `cached` contender `name` of a tiny miss, on the redb store `cache` (once made): misses
+/// of `square` on new arguments.
+fn cached_misses<'a>(name: &str, cache: Res<RedbCache<String, i64>>) -> Contender<'a> {
+    let mut next = 1_000_000i64;
+    cached_calls(name, cache, move || {
+        next += 1;
+        next - 1
+    })
 }
 
 /// A miss whose output is a small int: hash, look up, run, encode, write.
