@@ -520,11 +520,12 @@ impl Shared {
     /// commit was made since, by any process (the environment's last transaction, read from its
     /// meta page, with no system call and no lock): then `k` is still nowhere, as a new read
     /// would find. A compute-once miss reads its key twice, before and after taking its claim,
-    /// and the second read, which only asks whether the key exists, is mostly answered so. Every change to where an item is commits: an
-    /// item put or deleted, a folder recorded in the registry before its first file. A file
-    /// published in a folder already recorded commits nothing, but a read of a key of that
-    /// folder never finds it nowhere. A process that could not record a folder looks for files
-    /// everywhere, and no longer trusts these answers.
+    /// and the second read, which only asks whether the key exists, is mostly answered so.
+    /// Every change to where an item is commits: an item put or deleted, a folder recorded in
+    /// the registry before its first file. A file published in a folder already recorded
+    /// commits nothing, but a read of a key of that folder never finds it nowhere. A process
+    /// that could not record a folder looks for files everywhere, and no longer trusts these
+    /// answers.
     fn still_nowhere(&self, k: &[u8]) -> bool {
         let Ok(last) = self.nowhere.mine().try_lock() else {
             return false;
