@@ -86,9 +86,22 @@ pub struct FsConfig {
     pub index_threshold: u64,
     /// When the index is used, the size of the index's memory map in bytes, so the most the
     /// index can hold (default 1 TiB on 64-bit systems, 1 GiB on others; the file is sparse and
-    /// grows with what it holds). Items that do not fit any more are written as files.
+    /// grows with what it holds; written through the map, the map grows in steps up to this).
+    /// Items that do not fit any more are written as files.
     #[serde(default = "default_index_map_size")]
     pub index_map_size: u64,
+    /// When the index is used, write it through its memory map (LMDB's `MDB_WRITEMAP`) on file
+    /// systems where `fallocate` reserves blocks for good: ext4, XFS and tmpfs (default `true`).
+    /// A commit then makes no system call, and the data file is allocated whole, up to its
+    /// map, which grows in steps. Elsewhere, with [`durable`](Self::durable) (whose commits
+    /// wait for the device anyway), or with `false`, the index is written with `pwrite`. Every
+    /// process using one store should agree on it.
+    #[serde(default = "default_true")]
+    pub index_write_map: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl FsConfig {
@@ -100,6 +113,7 @@ impl FsConfig {
             layout: Layout::Auto,
             index_threshold: DEFAULT_INDEX_THRESHOLD,
             index_map_size: DEFAULT_INDEX_MAP_SIZE,
+            index_write_map: true,
         }
     }
 
@@ -158,6 +172,8 @@ impl FsConfig {
                     self.index_threshold,
                     map_size,
                     self.durable,
+                    // A durable commit waits for the device, and a map would be flushed whole.
+                    self.index_write_map && !self.durable,
                     self.layout == Layout::Auto,
                 ))
             }
@@ -186,7 +202,8 @@ impl FsConfig {
     }
 
     /// Parses a plain path or a `file://` URL. A URL's query may set `durable`, `layout`,
-    /// `index_threshold` and `index_map_size`: `file:///var/cache/pipeline?layout=index`.
+    /// `index_threshold`, `index_map_size` and `index_write_map`:
+    /// `file:///var/cache/pipeline?layout=index`.
     pub fn from_url(location: &str) -> BackendResult<Self> {
         if !location.contains("://") {
             return Ok(FsConfig::new(location));
@@ -224,9 +241,14 @@ impl FsConfig {
                         invalid(format!("index_map_size={value} is not a number of bytes"))
                     })?;
                 }
+                "index_write_map" => {
+                    config.index_write_map = value.parse().map_err(|_| {
+                        invalid(format!("index_write_map={value} is not true or false"))
+                    })?;
+                }
                 _ => {
                     return Err(invalid(format!(
-                        "unknown option {name:?} (known: durable, layout, index_threshold, index_map_size)"
+                        "unknown option {name:?} (known: durable, layout, index_threshold, index_map_size, index_write_map)"
                     )));
                 }
             }

@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
-use std::ops::ControlFlow;
+use std::ops::{ControlFlow, Deref, DerefMut};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -49,6 +49,7 @@ use rustix::fs::FileType;
 
 use crate::claims::{self, Claims};
 use crate::readers::Readers;
+use crate::room::{self, Entered, Gate};
 use crate::tree::{self, Fault};
 use crate::{FsBackend, has_reserved_segment, trust};
 
@@ -95,6 +96,13 @@ const PENDING_HELD: usize = 4 * PENDING_MAX;
 /// Keys deleted in one write transaction: a transaction has a limited number of dirty pages.
 const DELETE_BATCH: usize = 8192;
 
+/// The room a map keeps for a write of a few records (see [`Shared::write_txn`]), beyond the
+/// value it writes.
+const SMALL_WRITE: u64 = 64 << 10;
+
+/// The room a map keeps for each key a batch of writes changes (two pages).
+const PER_KEY: u64 = 8 << 10;
+
 /// The length of a record of the `times` database.
 const TIMES_LEN: usize = 16;
 
@@ -111,6 +119,9 @@ const EVERYWHERE: &[u8] = INDEX_DIR.as_bytes();
 const REGISTRY_WALK_MAX: usize = 1_000_000;
 #[cfg(test)]
 const REGISTRY_WALK_MAX: usize = 64;
+
+/// The room a map makes for the registry's records, when they do not fit in its free room.
+const REGISTRY_ROOM: u64 = 64 << 20;
 
 type Db = Database<'static, Raw, Raw>;
 
@@ -200,6 +211,8 @@ pub(crate) struct Index {
     threshold: u64,
     map_size: usize,
     durable: bool,
+    /// Written through its memory map where the file system allows (see [`crate::room`]).
+    write_map: bool,
     /// The environment, once opened for reading and writing: kept for the store's life.
     shared: OnceLock<Arc<Shared>>,
     /// The environment while it can only be opened for reading (a read-only mount, a folder
@@ -240,6 +253,7 @@ impl Index {
         threshold: u64,
         map_size: usize,
         durable: bool,
+        write_map: bool,
         private_only: bool,
     ) -> Self {
         // LMDB wants a multiple of the page size: a multiple of 1 MiB is one on every system.
@@ -251,6 +265,7 @@ impl Index {
             threshold,
             map_size,
             durable,
+            write_map,
             private_only,
             private: AtomicBool::new(false),
             shared: OnceLock::new(),
@@ -295,9 +310,91 @@ struct Shared {
     /// The last key a read of each stripe of threads found nowhere, with the commit it read
     /// (see [`Shared::still_nowhere`]).
     nowhere: Striped<Mutex<Nowhere>>,
+    /// The index written through its map, and how its map grows (see [`crate::room`]);
+    /// `None` when it is written with `pwrite`.
+    room: Option<Room>,
+    /// The transactions of this process under way, held back while the map changes.
+    gate: Gate,
     /// Lookups in the databases by reads (to test those answered without one).
     #[cfg(test)]
     lookups: std::sync::atomic::AtomicUsize,
+}
+
+/// What an index written through its map keeps to make its map longer.
+#[derive(Debug)]
+struct Room {
+    /// The index's folder, whose lock (`flock`) orders the changes of the data file's length
+    /// between processes.
+    dir: rustix::fd::OwnedFd,
+    /// The data file (LMDB's, duplicated): only its length and its blocks are changed through
+    /// it, never its bytes.
+    data: std::fs::File,
+    /// The longest the map grows: [`FsConfig::index_map_size`](crate::FsConfig).
+    most: u64,
+    /// LMDB's page size.
+    page: u64,
+    /// Held by each write transaction of this process from before it begins (it may wait there
+    /// for the write lock of another process) until it ends, and by a change of the map, which
+    /// so never waits for a writer of this process, holding reads back meanwhile.
+    writer: Mutex<()>,
+    /// The end of the pages read ahead (see [`Room::read_ahead`]).
+    ahead: AtomicU64,
+}
+
+impl Room {
+    /// Has the system read the pages past `used` (the end of the pages the index uses) into
+    /// its page cache, [`room::AHEAD`] bytes at a time, before writes take them: the map is read
+    /// at random (`MDB_NORDAHEAD`), so a first write to a page not read yet would wait for it
+    /// (a major fault), one page at a time. Best effort.
+    fn read_ahead(&self, used: u64) {
+        let ahead = self.ahead.load(Ordering::Relaxed);
+        if used.saturating_add(room::AHEAD / 2) <= ahead {
+            return;
+        }
+        let from = ahead.max(used);
+        if let Some(len) = std::num::NonZeroU64::new(room::AHEAD) {
+            let _ = rustix::fs::fadvise(&self.data, from, Some(len), rustix::fs::Advice::WillNeed);
+        }
+        self.ahead
+            .fetch_max(from.saturating_add(room::AHEAD), Ordering::Relaxed);
+    }
+}
+
+/// A write transaction, counted by the environment's [`Gate`] until it ends.
+struct Writing<'e> {
+    // Dropped before the count and the lock, as fields are in their order.
+    txn: RwTxn<'e>,
+    _entered: Option<Entered<'e>>,
+    _writer: Option<std::sync::MutexGuard<'e, ()>>,
+}
+
+impl<'e> Deref for Writing<'e> {
+    type Target = RwTxn<'e>;
+
+    fn deref(&self) -> &RwTxn<'e> {
+        &self.txn
+    }
+}
+
+impl<'e> DerefMut for Writing<'e> {
+    fn deref_mut(&mut self) -> &mut RwTxn<'e> {
+        &mut self.txn
+    }
+}
+
+/// A read transaction, counted by the environment's [`Gate`] until it ends.
+struct Reading<'e> {
+    // Dropped before the count, as fields are in their order.
+    txn: heed::RoTxn<'e, WithoutTls>,
+    _entered: Option<Entered<'e>>,
+}
+
+impl<'e> Deref for Reading<'e> {
+    type Target = heed::RoTxn<'e, WithoutTls>;
+
+    fn deref(&self) -> &heed::RoTxn<'e, WithoutTls> {
+        &self.txn
+    }
 }
 
 /// A key found nowhere by a read, and the commit that read saw (`None`: no key yet). Kept in
@@ -385,6 +482,152 @@ static READ_ONLY: LazyLock<Mutex<HashMap<PathBuf, Arc<Shared>>>> = LazyLock::new
 static OPEN: LazyLock<Mutex<HashMap<PathBuf, Weak<Shared>>>> = LazyLock::new(Mutex::default);
 
 impl Shared {
+    /// Counts a transaction about to begin (see [`Gate`]): nothing to count when the map never
+    /// changes.
+    fn enter(&self) -> heed::Result<Option<Entered<'_>>> {
+        match self.room {
+            Some(_) => Ok(Some(self.gate.enter()?)),
+            None => Ok(None),
+        }
+    }
+
+    /// A write transaction that may add about `extra` bytes to the index, once the map has
+    /// room for them and some more (see [`crate::room`]).
+    fn write_txn(&self, extra: u64) -> heed::Result<Writing<'_>> {
+        let mut tries = 0;
+        loop {
+            self.make_room(extra)?;
+            let writer = self
+                .room
+                .as_ref()
+                .map(|room| room.writer.lock().unwrap_or_else(PoisonError::into_inner));
+            let entered = self.enter()?;
+            match self.env.write_txn() {
+                Ok(txn) => {
+                    return Ok(Writing {
+                        txn,
+                        _entered: entered,
+                        _writer: writer,
+                    });
+                }
+                Err(heed::Error::Mdb(MdbError::MapResized)) if tries < 3 => {
+                    tries += 1;
+                    drop(entered);
+                    drop(writer);
+                    self.remap(None)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// A read transaction of the newest commit.
+    fn read_txn(&self) -> heed::Result<Reading<'_>> {
+        let mut tries = 0;
+        loop {
+            let entered = self.enter()?;
+            match self.env.read_txn() {
+                Ok(txn) => {
+                    return Ok(Reading {
+                        txn,
+                        _entered: entered,
+                    });
+                }
+                Err(heed::Error::Mdb(MdbError::MapResized)) if tries < 3 => {
+                    tries += 1;
+                    drop(entered);
+                    self.remap(None)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Makes the map longer if a write of `extra` bytes would leave it less free room than
+    /// [`room::wanted`] asks, or if another process committed more than it maps. Never call it
+    /// during a transaction of this process.
+    fn make_room(&self, extra: u64) -> heed::Result<()> {
+        let Some(room) = &self.room else {
+            return Ok(());
+        };
+        // Counted while it reads the meta page, in the map.
+        let info = {
+            let _entered = self.enter()?;
+            self.env.info()
+        };
+        let used = (info.last_page_number as u64)
+            .saturating_add(1)
+            .saturating_mul(room.page);
+        let wanted = room::wanted(used, extra);
+        if wanted > info.map_size as u64 {
+            self.remap(Some(wanted))?;
+        }
+        room.read_ahead(used);
+        Ok(())
+    }
+
+    /// Maps the data file again: longer, to hold `wanted` bytes (allocated first), or, with
+    /// `None`, as long as the file is (another process made it longer). A device without room
+    /// for the new length leaves the map as it is; so does a transaction of this process that
+    /// does not end within a while. Never call it during a transaction of this process.
+    #[allow(unsafe_code)]
+    fn remap(&self, wanted: Option<u64>) -> heed::Result<()> {
+        let Some(room) = &self.room else {
+            return Ok(());
+        };
+        // Growths wait for the writers of this process; a read that follows the map of another
+        // process waits at most a while.
+        let _writer = match wanted {
+            Some(_) => room.writer.lock().unwrap_or_else(PoisonError::into_inner),
+            None => room::lock_within(&room.writer)?,
+        };
+        // Read in the map, which only this function changes, under the lock just taken.
+        let map = self.env.info().map_size as u64;
+        if wanted.is_some_and(|wanted| wanted <= map) {
+            return Ok(()); // Another thread made it longer meanwhile.
+        }
+        let Some(shut) = self.gate.shut() else {
+            tracing::debug!(target: "cachette", "{}: the index's map was not made longer: transactions of this process did not end", self.env.path().display());
+            return Ok(());
+        };
+        // Kept transactions are not under way, but none outlives the map it began in.
+        self.readers.drop_kept();
+        let _locked = room::Locked::new(&room.dir)?;
+        let len = room::length(&room.data)?;
+        let mut target = match wanted {
+            Some(wanted) => room::grown(map, wanted, room.most, len),
+            None => len,
+        };
+        if target > len
+            && let Err(e) = room::allocate(&room.data, target)
+        {
+            tracing::debug!(target: "cachette", "{}: cannot make the index's data file {target} bytes long: {e}", self.env.path().display());
+            target = len;
+        }
+        if target <= map {
+            return Ok(());
+        }
+        let Ok(target) = usize::try_from(target) else {
+            return Ok(());
+        };
+        // SAFETY: no transaction of this process is under way: the gate is shut once every one
+        // counted ended, kept read transactions were just ended, and every transaction of the
+        // environment is counted (`enter` in `read_txn`, `write_txn`, and around every use of
+        // the kept ones). Every byte of the new length has blocks on the device, allocated
+        // before (here, or by the process that made the file this long, under the same lock).
+        if let Err(e) = unsafe { self.env.resize(target) } {
+            // `EINVAL`: LMDB saw a write transaction under way, and changed nothing (none is, as
+            // said above). Any other error: it unmapped the old map before it failed, and
+            // nothing may use the environment.
+            if !matches!(&e, heed::Error::Io(io) if io.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()))
+            {
+                Gate::break_down(shut);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// The databases, created if `create` (which takes the write lock once per process). `None`
     /// if they do not exist and `create` is false.
     fn dbs(&self, create: bool) -> heed::Result<Option<Dbs>> {
@@ -392,7 +635,11 @@ impl Shared {
             return Ok(Some(*dbs));
         }
         let opened = if create {
-            let txn = self.env.write_txn()?;
+            let Writing {
+                txn,
+                _entered,
+                _writer,
+            } = self.write_txn(SMALL_WRITE)?;
             self.env
                 .create_databases_and_commit(txn, |opener, txn| -> heed::Result<_> {
                     let items = opener.create_database::<Raw, Raw>(txn, Some("items"))?;
@@ -400,7 +647,7 @@ impl Shared {
                     Ok(CommitOrAbort::<_, ()>::Commit((items, times)))
                 })?
         } else {
-            let txn = self.env.read_txn()?;
+            let Reading { txn, _entered } = self.read_txn()?;
             self.env
                 .open_databases_and_commit(txn, |opener, txn| -> heed::Result<_> {
                     let items = opener.open_database::<Raw, Raw>(txn, Some("items"))?;
@@ -420,7 +667,7 @@ impl Shared {
 
     /// Finds the registry if it exists, without writing. `None` if there is none.
     fn open_registry(&self) -> heed::Result<Option<Registry>> {
-        let txn = self.env.read_txn()?;
+        let Reading { txn, _entered } = self.read_txn()?;
         let opened = self
             .env
             .open_databases_and_commit(txn, |opener, txn| -> heed::Result<_> {
@@ -431,6 +678,7 @@ impl Shared {
                     },
                 )
             })?;
+        drop(_entered);
         let CommitOrAbort::Commit(folders) = opened else {
             return Ok(None);
         };
@@ -439,7 +687,7 @@ impl Shared {
 
     /// Keeps the registry `folders` (which exists), as its records say.
     fn known_registry(&self, folders: Db) -> heed::Result<Registry> {
-        let txn = self.env.read_txn()?;
+        let txn = self.read_txn()?;
         let registry = if folders.get(&txn, EVERYWHERE)?.is_some() {
             Registry::Everywhere
         } else {
@@ -525,7 +773,7 @@ impl Shared {
     /// the registry before its first file. A file published in a folder already recorded
     /// commits nothing, but a read of a key of that folder never finds it nowhere. A process
     /// that could not record a folder looks for files everywhere, and no longer trusts these
-    /// answers.
+    /// answers. It reads the meta page in the map: call it counted in by the [`Gate`].
     fn still_nowhere(&self, k: &[u8]) -> bool {
         let Ok(last) = self.nowhere.mine().try_lock() else {
             return false;
@@ -629,7 +877,8 @@ impl Shared {
         let Some(dbs) = self.dbs.get().copied() else {
             return;
         };
-        let written = self.env.write_txn().and_then(|mut txn| {
+        let keys = parts.iter().map(HashMap::len).sum::<usize>() as u64;
+        let written = self.write_txn(PER_KEY * keys).and_then(|mut txn| {
             for (key, &time) in at {
                 if dbs.items.get(&txn, key)?.is_none() {
                     continue; // Deleted since: not brought back.
@@ -645,7 +894,7 @@ impl Shared {
                     dbs.times.put(&mut txn, key, &encode_times(written, time))?;
                 }
             }
-            txn.commit()
+            self.commit(txn, false)
         });
         if let Err(e) = written {
             tracing::debug!(target: "cachette", "cannot record accesses in {}: {e}", self.env.path().display());
@@ -654,7 +903,13 @@ impl Shared {
 
     /// Commits `txn`, flushed to the device if the store is durable and the environment does
     /// not flush its commits itself.
-    fn commit(&self, txn: RwTxn<'_>, durable: bool) -> heed::Result<()> {
+    fn commit(&self, txn: Writing<'_>, durable: bool) -> heed::Result<()> {
+        // The environment is synced with its map, counted in by the gate till then.
+        let Writing {
+            txn,
+            _entered,
+            _writer,
+        } = txn;
         txn.commit()?;
         if durable && !self.synced {
             self.env.force_sync()?;
@@ -669,6 +924,7 @@ fn open_shared(
     dir: &Path,
     map_size: usize,
     durable: bool,
+    write_map: bool,
 ) -> heed::Result<Result<Arc<Shared>, String>> {
     let path = std::fs::canonicalize(dir)?;
     let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
@@ -676,36 +932,22 @@ fn open_shared(
     if let Some(shared) = open.get(&path).and_then(Weak::upgrade) {
         return Ok(Ok(shared));
     }
-    let mut tries = 0;
     let mut read_only = false;
-    let env = loop {
-        match open_env(&path, map_size, durable, read_only) {
-            // A store this process may read but not write (a read-only mount, another user's
-            // store): read it; writes fail, as they do in the files layout.
-            Err(heed::Error::Io(e))
-                if !read_only
-                    && matches!(
-                        e.kind(),
-                        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
-                    ) =>
-            {
-                read_only = true;
+    let mut room = None;
+    let env = match write_map {
+        true => match open_mapped(&path, map_size, durable)? {
+            Mapped::Opened(env, mapped) => {
+                room = Some(mapped);
+                env
             }
-            // The last store of this process on the folder was dropped, and its environment is
-            // being closed: wait for it.
-            Err(heed::Error::EnvAlreadyOpened) if tries < 100 => {
-                tries += 1;
-                match heed::env_closing_event(&path) {
-                    Some(closing) => {
-                        closing.wait_timeout(Duration::from_millis(100));
-                    }
-                    None => std::thread::sleep(Duration::from_millis(1)),
-                }
-            }
-            other => break other?,
-        }
+            Mapped::CutShort(why) => return Ok(Err(why)),
+            Mapped::NotHere => open_waiting(&path, map_size, durable, &mut read_only)?,
+        },
+        false => open_waiting(&path, map_size, durable, &mut read_only)?,
     };
-    if let Some(why) = cut_short(&env)? {
+    if room.is_none()
+        && let Some(why) = cut_short(&env)?
+    {
         return Ok(Err(why));
     }
     // Reader slots of processes that died (a crash, `kill -9`) would pin old pages for ever.
@@ -732,11 +974,159 @@ fn open_shared(
         flushing: AtomicBool::new(false),
         writing: Mutex::new(()),
         nowhere: Striped::default(),
+        room,
+        gate: Gate::default(),
         #[cfg(test)]
         lookups: std::sync::atomic::AtomicUsize::new(0),
     });
     open.insert(path, Arc::downgrade(&shared));
     Ok(Ok(shared))
+}
+
+/// How [`open_mapped`] opened an environment.
+enum Mapped {
+    /// Written through its map, which covers the whole data file, allocated.
+    Opened(Env<WithoutTls>, Room),
+    /// Its data file is cut short (see [`cut_short`]): why.
+    CutShort(String),
+    /// Not on a file system that reserves blocks, or the blocks could not be had: to be opened
+    /// to write with `pwrite`.
+    NotHere,
+}
+
+/// Opens the environment in the folder `path` (canonical) to be written through its
+/// map (see [`crate::room`]): its map as long as its data file (or [`room::INITIAL`] for a new
+/// one, at most `most`), all of it allocated, holding the folder's lock.
+fn open_mapped(path: &Path, most: usize, durable: bool) -> heed::Result<Mapped> {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    let dir = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(io::Error::from)?;
+    if !room::reserves_blocks(&dir) {
+        return Ok(Mapped::NotHere);
+    }
+    let locked = room::Locked::new(&dir)?;
+    let len = match rustix::fs::statat(&dir, "data.mdb", AtFlags::SYMLINK_NOFOLLOW) {
+        // Never negative.
+        #[allow(clippy::cast_sign_loss)]
+        Ok(st) => st.st_size as u64,
+        Err(rustix::io::Errno::NOENT) => 0,
+        Err(e) => return Err(io::Error::from(e).into()),
+    };
+    if len > 0 {
+        // Checked before it is mapped, which makes the file as long as the map: a file cut
+        // short would be made whole with zeros. Read only: nothing is written.
+        let mut read_only = true;
+        let env = open_waiting(path, most, durable, &mut read_only)?;
+        let why = cut_short(&env);
+        env.prepare_for_closing().wait();
+        if let Some(why) = why? {
+            return Ok(Mapped::CutShort(why));
+        }
+    }
+    // As long as the file (a whole number of pages: a file LMDB wrote is), so that a read,
+    // which opens the environment too, does not make it longer.
+    let page = rustix::param::page_size() as u64;
+    let map = match len {
+        0 => room::INITIAL.min(most as u64),
+        len => len.next_multiple_of(page),
+    };
+    let Ok(map) = usize::try_from(map) else {
+        return Ok(Mapped::NotHere);
+    };
+    let mut read_only = false;
+    let env = match open_env_waiting(path, map, durable, &mut read_only, true) {
+        Ok(env) => env,
+        // Not to be written by this process: opened to be read.
+        Err(heed::Error::Io(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            return Ok(Mapped::NotHere);
+        }
+        Err(e) => return Err(e),
+    };
+    let data = env.try_clone_inner_file()?;
+    let mapped = env.info().map_size as u64;
+    // Blocks for every byte the map covers, before anything is written through it (a file
+    // allocated already, as they mostly are, is left as it is).
+    if let Err(e) = room::allocate(&data, mapped) {
+        tracing::debug!(target: "cachette", "{}: cannot allocate the index's data file ({e}); it is written with pwrite", path.display());
+        drop(data);
+        env.prepare_for_closing().wait();
+        return Ok(Mapped::NotHere);
+    }
+    drop(locked);
+    let page = env.unnamed_database_stat().page_size as u64;
+    Ok(Mapped::Opened(
+        env,
+        Room {
+            dir,
+            data,
+            most: most as u64,
+            page,
+            writer: Mutex::new(()),
+            ahead: AtomicU64::new(0),
+        },
+    ))
+}
+
+/// Opens the environment in the folder `path` to be written with `pwrite`, or read only when
+/// `read_only` is or when this process may not write it (then sets it).
+fn open_waiting(
+    path: &Path,
+    map_size: usize,
+    durable: bool,
+    read_only: &mut bool,
+) -> heed::Result<Env<WithoutTls>> {
+    open_env_waiting(path, map_size, durable, read_only, false)
+}
+
+/// Opens the environment in the folder `path`, written through its map if `write_map`, and
+/// waits for this process's last one on the folder to be closed.
+fn open_env_waiting(
+    path: &Path,
+    map_size: usize,
+    durable: bool,
+    read_only: &mut bool,
+    write_map: bool,
+) -> heed::Result<Env<WithoutTls>> {
+    let mut tries = 0;
+    loop {
+        match open_env(path, map_size, durable, *read_only, write_map) {
+            // A store this process may read but not write (a read-only mount, another user's
+            // store): read it; writes fail, as they do in the files layout.
+            Err(heed::Error::Io(e))
+                if !*read_only
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
+                    ) =>
+            {
+                if write_map {
+                    return Err(heed::Error::Io(e));
+                }
+                *read_only = true;
+            }
+            // The last store of this process on the folder was dropped, and its environment is
+            // being closed: wait for it.
+            Err(heed::Error::EnvAlreadyOpened) if tries < 100 => {
+                tries += 1;
+                match heed::env_closing_event(path) {
+                    Some(closing) => {
+                        closing.wait_timeout(Duration::from_millis(100));
+                    }
+                    None => std::thread::sleep(Duration::from_millis(1)),
+                }
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The fewest bytes of a data file: its two meta pages, of the smallest page size LMDB uses.
@@ -866,6 +1256,7 @@ fn open_env(
     map_size: usize,
     durable: bool,
     read_only: bool,
+    write_map: bool,
 ) -> heed::Result<Env<WithoutTls>> {
     let mut options = EnvOpenOptions::new().read_txn_without_tls();
     options
@@ -878,6 +1269,8 @@ fn open_env(
     }
     if read_only {
         flags |= EnvFlags::READ_ONLY;
+    } else if write_map {
+        flags |= EnvFlags::WRITE_MAP;
     }
     // SAFETY: heed marks opening unsafe because the memory map would be undefined behaviour if
     // the file were changed other than by LMDB, or the environment used in ways LMDB forbids.
@@ -890,8 +1283,13 @@ fn open_env(
     // - It is not on a network file system (checked with `statfs` before this call), and it
     //   keeps LMDB's own locking (no `MDB_NOLOCK`).
     // - `MDB_NOSYNC` only gives up durability across a system crash, which the crate's
-    //   documentation states; `MDB_WRITEMAP` is not used, so a process crash never leaves a
-    //   partial commit.
+    //   documentation states. A process crash never leaves a partial commit, with or without
+    //   `MDB_WRITEMAP`: a transaction writes pages no commit uses, and its commit is the write
+    //   of the meta page that names them.
+    // - With `MDB_WRITEMAP` (`write_map`), the map never covers a hole of the file, whose
+    //   first write would kill the process on a full device: `open_mapped` and
+    //   `Shared::remap` allocate every byte before they map it (see `crate::room`), and the
+    //   map changes only while no transaction of the process is under way (`Gate`).
     // - Values are only read through heed inside a transaction, and copied out before it ends.
     unsafe {
         options.flags(flags);
@@ -1009,7 +1407,14 @@ impl FsBackend {
         };
         if shared.registry.get().is_none() {
             if create {
-                match self.make_registry(&shared) {
+                // Mostly a few records: room for more once they do not fit.
+                let made = match self.make_registry(&shared, SMALL_WRITE) {
+                    Err(e) if is_full(&e) && shared.room.is_some() => {
+                        self.make_registry(&shared, REGISTRY_ROOM)
+                    }
+                    made => made,
+                };
+                match made {
                     Ok(()) => {}
                     // A full index has no room for it: misses look for files, as without one.
                     Err(e) if is_full(&e) => {}
@@ -1096,7 +1501,7 @@ impl FsBackend {
             self.forgo_index(index, &why);
             return Ok(None);
         }
-        let opened = match open_shared(&index.dir, index.map_size, index.durable) {
+        let opened = match open_shared(&index.dir, index.map_size, index.durable, index.write_map) {
             // Not an index LMDB can read (its first pages are not meta pages, or of another
             // version of the format): damaged, as below.
             Err(e @ heed::Error::Mdb(MdbError::Invalid | MdbError::VersionMismatch)) => {
@@ -1211,9 +1616,14 @@ impl FsBackend {
     /// database, and a record of every folder of the store that holds an entry that is not a
     /// folder, found by one walk, all in one write transaction (which no file is published
     /// without). A store with more than [`REGISTRY_WALK_MAX`] such entries, or one the walk
-    /// cannot read whole, records [`EVERYWHERE`] instead.
-    fn make_registry(&self, shared: &Shared) -> heed::Result<()> {
-        let txn = shared.env.write_txn()?;
+    /// cannot read whole, records [`EVERYWHERE`] instead. The map is first made to have `room`
+    /// bytes free.
+    fn make_registry(&self, shared: &Shared, room: u64) -> heed::Result<()> {
+        let Writing {
+            txn,
+            _entered,
+            _writer,
+        } = shared.write_txn(room)?;
         let made = shared
             .env
             .create_databases_and_commit(txn, |opener, txn| -> heed::Result<_> {
@@ -1266,6 +1676,7 @@ impl FsBackend {
                 }
                 Ok(CommitOrAbort::Commit(folders))
             })?;
+        drop((_entered, _writer));
         if let CommitOrAbort::Commit(folders) = made {
             shared.known_registry(folders)?;
         }
@@ -1302,28 +1713,27 @@ impl FsBackend {
             return Ok(InIndex::NotHere);
         };
         let fail = |e| lmdb_fault(e, &index.dir);
-        // Only asked of a read of whether the key exists, as a compute-once miss makes once it
-        // holds its claim: a hit pays nothing for it.
-        if options.head && shared.still_nowhere(k) {
-            return Ok(InIndex::Nowhere);
-        }
         // The registry as known now: one opened later is not read in a transaction begun before.
         let registry = shared.registry.get().copied();
         // A value longer than any the index stores, its length: the index is damaged.
-        let in_index = shared
-            .readers
-            .read(&shared.env, registry.is_some(), |txn| {
+        let read = || {
+            // Counted from here: the meta page is read in the map.
+            let _entered = shared.enter()?;
+            // Only asked of a read of whether the key exists, as a compute-once miss makes once
+            // it holds its claim: a hit pays nothing for it.
+            if options.head && shared.still_nowhere(k) {
+                return Ok(Ok(InIndex::Nowhere));
+            }
+            shared.readers.read(&shared.env, registry.is_some(), |txn| {
                 #[cfg(test)]
                 shared.lookups.fetch_add(1, Ordering::Relaxed);
                 let Some(value) = dbs.items.get(txn, k)? else {
-                    return Ok(Ok(
-                        if shared.may_be_file_in(txn, registry.as_ref(), key)? {
-                            InIndex::NotHere
-                        } else {
-                            shared.found_nowhere(k, txn.id());
-                            InIndex::Nowhere
-                        },
-                    ));
+                    return Ok(Ok(if shared.may_be_file_in(txn, registry.as_ref(), key)? {
+                        InIndex::NotHere
+                    } else {
+                        shared.found_nowhere(k, txn.id());
+                        InIndex::Nowhere
+                    }));
                 };
                 let size = value.len() as u64;
                 if size > MAX_INDEX_THRESHOLD {
@@ -1345,8 +1755,17 @@ impl FsBackend {
                     })
                 })))
             })
-            .map_err(fail)?
-            .map_err(|size| {
+        };
+        let in_index = match read() {
+            // Another process made the map longer, and committed past the end of this one's.
+            Err(heed::Error::Mdb(MdbError::MapResized)) => {
+                shared.remap(None).map_err(fail)?;
+                read()
+            }
+            read => read,
+        }
+        .map_err(fail)?
+        .map_err(|size| {
                 Fault::io(
                     io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -1400,7 +1819,7 @@ impl FsBackend {
         };
         // The write transaction is also the lock that orders this write with those of the
         // other representation, in every process.
-        let mut txn = shared.env.write_txn().map_err(fail)?;
+        let mut txn = shared.write_txn(value.len() + SMALL_WRITE).map_err(fail)?;
         // Whether `of` surely has no file: its folder is not in the registry, or does not exist
         // (asked once: the item to delete is mostly in the same folder as `key`).
         let no_folder = std::cell::OnceCell::new();
@@ -1490,7 +1909,7 @@ impl FsBackend {
         };
         let fail = |e| lmdb_fault(e, &index.dir);
         let (mut txn, registered) = loop {
-            let mut txn = shared.env.write_txn().map_err(fail)?;
+            let mut txn = shared.write_txn(SMALL_WRITE).map_err(fail)?;
             if create && dbs.items.get(&txn, k).map_err(fail)?.is_some() {
                 return Ok(PutOutcome::AlreadyExists);
             }
@@ -1587,7 +2006,7 @@ impl FsBackend {
             format!("{}/", prefix.as_str()).into_bytes()
         };
         let now = SystemTime::now();
-        let txn = shared.env.read_txn().map_err(fail)?;
+        let txn = shared.read_txn().map_err(fail)?;
         let mut items = Vec::new();
         // LMDB refuses an empty key, so the root is a plain scan.
         type Scan<'t> = Box<dyn Iterator<Item = heed::Result<(&'t [u8], &'t [u8])>> + 't>;
@@ -1672,21 +2091,24 @@ impl FsBackend {
                 continue;
             };
             let fail = |e| lmdb_fault(e, &index.dir).into_backend("delete", batch_first);
-            let deleted = shared.env.write_txn().map_err(fail).and_then(|mut txn| {
-                for key in batch {
-                    let k = key.as_str().as_bytes();
-                    if k.len() <= MAX_KEY {
-                        dbs.delete_item(&mut txn, k).map_err(fail)?;
+            let deleted = shared
+                .write_txn(PER_KEY * batch.len() as u64)
+                .map_err(fail)
+                .and_then(|mut txn| {
+                    for key in batch {
+                        let k = key.as_str().as_bytes();
+                        if k.len() <= MAX_KEY {
+                            dbs.delete_item(&mut txn, k).map_err(fail)?;
+                        }
                     }
-                }
-                // One key whose folder does not exist has no file (a claim, mostly).
-                let files = match batch {
-                    [key] if self.surely_no_file(key) => Ok(()),
-                    _ => files(batch),
-                };
-                shared.commit(txn, index.durable).map_err(fail)?;
-                files
-            });
+                    // One key whose folder does not exist has no file (a claim, mostly).
+                    let files = match batch {
+                        [key] if self.surely_no_file(key) => Ok(()),
+                        _ => files(batch),
+                    };
+                    shared.commit(txn, index.durable).map_err(fail)?;
+                    files
+                });
             if let Err(e) = deleted {
                 first_error.get_or_insert(e);
             }
@@ -1796,7 +2218,7 @@ mod tests {
         let (locked, lock_taken) = mpsc::channel();
         let (reads_done, done) = mpsc::channel::<()>();
         let holder = std::thread::spawn(move || {
-            let txn = shared.env.write_txn().unwrap();
+            let txn = shared.write_txn(0).unwrap();
             locked.send(()).unwrap();
             // Until the reads are done, or a guard against a hang: whichever comes first.
             let done_first = done.recv_timeout(Duration::from_secs(60)).is_ok();
@@ -1904,6 +2326,8 @@ mod tests {
         let (b, x, y) = two_items(dir.path());
         let index = b.index.as_ref().unwrap();
         let (shared, dbs) = b.index_handles(index, false).unwrap().unwrap();
+        // Room in the map for the long value.
+        shared.make_room(MAX_INDEX_THRESHOLD + 1).unwrap();
         let mut txn = shared.env.write_txn().unwrap();
         // Access records of the wrong length (beside the item, and apart as an older version
         // wrote them), and a value longer than any item.
@@ -2052,7 +2476,7 @@ mod tests {
         let env_dir = dir.path().join(INDEX_DIR);
         std::fs::create_dir(&env_dir).unwrap();
         {
-            let env = open_env(&env_dir, 1 << 24, false, false).unwrap();
+            let env = open_env(&env_dir, 1 << 24, false, false, false).unwrap();
             let txn = env.write_txn().unwrap();
             let (items, times) = env
                 .create_databases_and_commit(txn, |opener, txn| -> heed::Result<_> {
@@ -2138,6 +2562,61 @@ mod tests {
         assert_eq!(run(b.get(&by_hand)).unwrap().as_deref(), Some(&b"2"[..]));
     }
 
+    /// On a file system whose `fallocate` reserves blocks (ext4, XFS, tmpfs: the temporary
+    /// folder of the machines the tests run on), the index is written through its map, which
+    /// is as long as its data file, allocated whole; the map grows as items come, allocated
+    /// first; with `index_write_map = false`, the index is written with `pwrite`.
+    #[test]
+    fn the_index_is_written_through_its_map_allocated_whole() {
+        use std::os::unix::fs::MetadataExt;
+
+        use cachette_core::plugin::StoreBackendExt;
+        let dir = tempfile::tempdir().unwrap();
+        let folder = std::fs::File::open(dir.path()).unwrap();
+        assert!(
+            room::reserves_blocks(&folder),
+            "the tests need their temporary folder on ext4, XFS or tmpfs"
+        );
+        let write_map =
+            |shared: &Shared| shared.env.get_flags().unwrap() & EnvFlags::WRITE_MAP.bits() != 0;
+        // The map's length, once checked that it is the file's, with a block for every byte.
+        let allocated = |shared: &Shared| {
+            let data = shared
+                .env
+                .try_clone_inner_file()
+                .unwrap()
+                .metadata()
+                .unwrap();
+            assert_eq!(data.len(), shared.env.info().map_size as u64);
+            assert!(data.blocks() * 512 >= data.len(), "the data file has holes");
+            data.len()
+        };
+        let b = index_store(dir.path());
+        let key = |i: usize| Key::new(format!("f/k{i}")).unwrap();
+        let value = |i: usize| vec![i as u8; 20_000];
+        run(b.put(&key(0), value(0).into())).unwrap();
+        let shared = b.index.as_ref().unwrap().shared.get().unwrap();
+        assert!(shared.room.is_some() && write_map(shared));
+        let first = allocated(shared);
+        assert_eq!(first, room::INITIAL);
+        // 20 MB: the map grows.
+        for i in 1..1000 {
+            run(b.put(&key(i), value(i).into())).unwrap();
+        }
+        assert!(allocated(shared) > first);
+        for i in 0..1000 {
+            assert!(run(b.get(&key(i))).unwrap().unwrap()[..] == value(i)[..]);
+        }
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::FsConfig::new(dir.path()).with_layout(crate::Layout::Index);
+        config.index_write_map = false;
+        let b = config.open().unwrap();
+        run(b.put(&key(0), value(0).into())).unwrap();
+        let shared = b.index.as_ref().unwrap().shared.get().unwrap();
+        assert!(shared.room.is_none() && !write_map(shared));
+    }
+
     /// A full index stores small items as files, in folders the registry holds and in new
     /// ones, and finds them again: the process that could not record a folder looks for files
     /// in every folder.
@@ -2173,7 +2652,7 @@ mod tests {
     #[test]
     fn a_data_file_other_than_the_one_checked_is_refused() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let env = open_env(a.path(), 1 << 20, false, false).unwrap();
+        let env = open_env(a.path(), 1 << 20, false, false, false).unwrap();
         let folder = |dir: &Path| std::fs::File::open(dir).unwrap();
         same_data_file(&env, folder(a.path()).as_fd(), a.path()).unwrap();
         std::fs::write(b.path().join("data.mdb"), b"").unwrap();

@@ -132,8 +132,27 @@
 //!   write that may move a key between the two places runs holding it, so readers see the old
 //!   or the new item, and [`PutMode::Create`](cachette_core::plugin::PutMode::Create) checks
 //!   both places and writes while holding it: exactly one racer wins, across processes. A small
-//!   item that does not fit in the index ([`FsConfig::index_map_size`], 1 TiB of address space
-//!   by default) and keys longer than LMDB's 511 bytes are written as files instead.
+//!   item that does not fit in the index ([`FsConfig::index_map_size`], 1 TiB by default) and
+//!   keys longer than LMDB's 511 bytes are written as files instead.
+//! - **Written through the map.** On ext4, XFS and tmpfs, file systems whose `fallocate`
+//!   reserves blocks for good, the index is written through its memory map (LMDB's
+//!   `MDB_WRITEMAP`): a commit makes no system call, where a `pwrite` of each page it changed
+//!   and of the meta page took most of a small miss. A write through a map to a page with no
+//!   block yet kills the process (`SIGBUS`) when the device is full, so no map covers one: the
+//!   data file is allocated whole (`fallocate`) before it is mapped, and the map is as long as
+//!   the file. The map grows in steps (by half, 8 MiB at least, up to
+//!   [`FsConfig::index_map_size`]) before a write that would leave it less free room than
+//!   4 MiB or an eighth of what it holds: the new length is allocated first, and a device
+//!   without room for it leaves the map as it is (an item that does not fit is then written as
+//!   a file, which fails with a clear error on a full device). The processes of a store take
+//!   turns to grow it with a lock (`flock`) on `.cachette-index/`, and one whose map is
+//!   shorter than what another committed maps the longer file again. A map changes only while
+//!   no transaction of the process is under way: reads wait for it (once per step). So the
+//!   data file is as long as its map, all of it allocated (8 MiB for a new index), rather than
+//!   as long as the pages in use. Elsewhere, in a durable store (whose commits wait for the
+//!   device anyway), or with [`FsConfig::index_write_map`] off, the index is written with
+//!   `pwrite`, LMDB's default. Every process using a store should agree
+//!   on it (they do by default: the file system decides).
 //! - **Access tracking** is batched: a read with [`GetOptions::record_access`] records the
 //!   access in memory, in the part of its stripe of threads (16 parts, each behind its own
 //!   lock), and the pending accesses are written in one write transaction when a part holds
@@ -235,6 +254,7 @@ mod handles;
 mod index;
 mod list;
 mod readers;
+mod room;
 mod tree;
 mod trust;
 mod write;

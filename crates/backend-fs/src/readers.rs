@@ -58,7 +58,8 @@ impl Readers {
     /// Runs `read` in a read transaction of the newest commit of `env`: the one kept for this
     /// thread's stripe if it still is one, begun with the registry known when `registry`, or a
     /// new one. `read` runs while the stripe's transaction is taken: a thread of the stripe
-    /// that reads meanwhile begins one of its own.
+    /// that reads meanwhile begins one of its own. The caller holds the environment's count of
+    /// transactions under way (see [`crate::room::Gate`]) until this returns.
     pub(crate) fn read<T>(
         self: &Arc<Self>,
         env: &Env<WithoutTls>,

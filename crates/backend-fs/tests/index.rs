@@ -877,6 +877,38 @@ fn child_if_asked() -> bool {
                 .unwrap();
             std::fs::write(dir.join("written"), b"").unwrap();
         }
+        "grow" => {
+            // Writes enough to make the index's map grow, several times.
+            for i in 0..GROWN {
+                block_on(true, b.put(&key(&format!("grown/{i}")), grown_value(i)))
+                    .unwrap()
+                    .unwrap();
+            }
+        }
+        "fill" => {
+            // Writes until the device is full, then reads back what was written: a write
+            // through the index's map to a page with no block would kill the process instead.
+            let value = |i: usize| vec![(i % 251) as u8; 20_000];
+            let (mut written, mut refused) = (Vec::new(), 0);
+            for i in 0..2_000 {
+                match block_on(true, b.put(&key(&format!("fill/{i}")), blob(value(i)))).unwrap() {
+                    Ok(()) => written.push(i),
+                    Err(_) => refused += 1,
+                }
+                if refused >= 50 {
+                    break;
+                }
+            }
+            assert!(refused >= 50, "the device never filled");
+            assert!(written.len() >= 100, "only {} items written", written.len());
+            for &i in &written {
+                let got = block_on(true, b.get(&key(&format!("fill/{i}"))))
+                    .unwrap()
+                    .unwrap();
+                assert!(got.as_deref() == Some(&value(i)[..]), "fill/{i}");
+            }
+            println!("written {}, refused {refused}", written.len());
+        }
         "umask" => {
             // Writes one small item with a `umask` that lets the group write new folders.
             rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o002));
@@ -887,6 +919,32 @@ fn child_if_asked() -> bool {
         other => panic!("unknown child task {other}"),
     }
     true
+}
+
+/// Items of [`grown_value`] that a writer writes to make the index's map grow: 18 MB, more
+/// than twice the map of a new index.
+const GROWN: usize = 600;
+
+/// The bytes of the item `i` of those that make the index's map grow.
+fn grown_bytes(i: usize) -> Vec<u8> {
+    vec![(i % 251) as u8; 30_000]
+}
+
+/// The item `i` of those that make the index's map grow.
+fn grown_value(i: usize) -> Blob {
+    blob(grown_bytes(i))
+}
+
+/// Fails unless every byte of the index's data file below `store` has blocks on the device.
+fn assert_allocated(store: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let data = std::fs::metadata(store.join(".cachette-index/data.mdb")).unwrap();
+    assert!(
+        data.blocks() * 512 >= data.len(),
+        "the data file has holes: {} bytes, {} blocks",
+        data.len(),
+        data.blocks()
+    );
 }
 
 /// The sizes of the items the killed child writes: small (index) and large (files) ones.
@@ -979,6 +1037,139 @@ fn create_is_exactly_once_between_processes() {
             "race/{k}: the winner's value is not stored"
         );
     }
+}
+
+/// Two processes write at once, each making the index's map grow: each reads what the other
+/// wrote past the end of its own map, and the data file never has a hole (a write through the
+/// map to one would kill the process on a full device).
+#[test]
+fn the_map_grows_in_two_processes_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let b = open(&store);
+    block_on(true, b.put(&key("mine/first"), blob(vec![7; 10])))
+        .unwrap()
+        .unwrap();
+    let mut child = spawn_child(&format!("grow:0:{}", dir.path().display()));
+    for i in 0..GROWN {
+        block_on(true, b.put(&key(&format!("mine/{i}")), grown_value(i)))
+            .unwrap()
+            .unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    for i in 0..GROWN {
+        for k in [format!("mine/{i}"), format!("grown/{i}")] {
+            let got = block_on(true, b.get(&key(&k))).unwrap().unwrap().unwrap();
+            assert!(got == grown_bytes(i), "{k}: not what was written");
+        }
+    }
+    assert_eq!(
+        block_on(true, b.get(&key("mine/first")))
+            .unwrap()
+            .unwrap()
+            .as_deref(),
+        Some(&[7u8; 10][..])
+    );
+    assert!(files_under(&store).iter().all(|f| f.starts_with(".")));
+    assert_allocated(&store);
+}
+
+/// Reads on several threads go on, each finding what was written, while writes on others make
+/// the index's map grow (which changes only while no transaction is under way).
+#[test]
+fn the_map_grows_while_other_threads_read() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let b = Arc::new(open(dir.path()));
+    for i in 0..50u8 {
+        block_on(true, b.put(&key(&format!("small/{i}")), blob(vec![i; 100])))
+            .unwrap()
+            .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let reads = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let (b, stop, reads) = (Arc::clone(&b), Arc::clone(&stop), Arc::clone(&reads));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    for i in 0..50u8 {
+                        let got = block_on(true, b.get(&key(&format!("small/{i}"))))
+                            .unwrap()
+                            .unwrap();
+                        assert_eq!(got.as_deref(), Some(&[i; 100][..]));
+                        reads.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let b = Arc::clone(&b);
+            std::thread::spawn(move || {
+                for i in (w..GROWN).step_by(2) {
+                    block_on(true, b.put(&key(&format!("grown/{i}")), grown_value(i)))
+                        .unwrap()
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    assert!(reads.load(Ordering::Relaxed) >= 50);
+    for i in 0..GROWN {
+        let got = block_on(true, b.get(&key(&format!("grown/{i}"))))
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(got == grown_bytes(i), "grown/{i}");
+    }
+    assert!(files_under(dir.path()).iter().all(|f| f.starts_with(".")));
+    assert_allocated(dir.path());
+}
+
+/// On a full device, writes fail with an error, and the process goes on: the index written
+/// through its map never writes to a page without a block (which would kill it with
+/// `SIGBUS`). Runs in a child with a private mount of a tmpfs of 12 MiB, which takes the
+/// superuser (`unshare`); under `CI=true` it must be able to.
+#[test]
+fn a_full_device_fails_writes_and_kills_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("small");
+    std::fs::create_dir(&mount).unwrap();
+    let test = std::env::current_exe().unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=12m tmpfs '{}' && exec '{}' --exact child_task --nocapture --test-threads=1",
+        mount.display(),
+        test.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env(CHILD, format!("fill:0:{}", mount.display()))
+        .output();
+    let can_mount = out.as_ref().is_ok_and(|out| {
+        !String::from_utf8_lossy(&out.stderr).contains("mount")
+            || String::from_utf8_lossy(&out.stdout).contains("written")
+    });
+    if !can_mount && std::env::var("CI").as_deref() != Ok("true") {
+        eprintln!("skipped: this test mounts a tmpfs, which takes the superuser and unshare");
+        return;
+    }
+    let out = out.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("written"),
+        "the child failed ({}): {stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A process that missed keys in a folder with no file, its registry open, finds the files
@@ -1114,9 +1305,16 @@ fn configuration() {
     let backend = backend_from_url(&url).unwrap();
     assert_eq!(backend.scheme(), "file");
     assert!(!path.exists(), "building a backend creates nothing");
+    assert!(
+        FsConfig::new(&path).index_write_map,
+        "written through the map by default"
+    );
+    let no_map = format!("file://{}?index_write_map=false", path.display());
+    assert!(!FsConfig::from_url(&no_map).unwrap().index_write_map);
     for bad in [
         format!("file://{}?layout=tree", path.display()),
         format!("file://{}?index_threshold=lots", path.display()),
+        format!("file://{}?index_write_map=maybe", path.display()),
     ] {
         let e = FsConfig::from_url(&bad).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConfigInvalid, "{bad}: {e}");
@@ -1326,13 +1524,15 @@ fn an_index_cut_short_is_not_read() {
                 .unwrap();
         }
     }
+    // Far shorter than the pages in use (about 1 MB), whatever room the file has past them.
     let data = dir.path().join(".cachette-index/data.mdb");
-    let len = std::fs::metadata(&data).unwrap().len();
+    let len = 64 << 10;
+    assert!(std::fs::metadata(&data).unwrap().len() > 16 * len);
     std::fs::OpenOptions::new()
         .write(true)
         .open(&data)
         .unwrap()
-        .set_len(len / 3)
+        .set_len(len)
         .unwrap();
 
     let b = open(dir.path());
@@ -1350,7 +1550,7 @@ fn an_index_cut_short_is_not_read() {
     assert!(dir.path().join("f/new").is_file(), "stored as a file");
     assert_eq!(
         std::fs::metadata(&data).unwrap().len(),
-        len / 3,
+        len,
         "left as it was"
     );
 }
