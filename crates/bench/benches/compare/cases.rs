@@ -74,8 +74,7 @@ pub(crate) const FLOOR_REDB: &str = "floor: redb get";
 /// The floor rows of a tiny miss: of the files layout, and of the index layout (with its
 /// promises: seen by every process, kept when the process is killed, computed once).
 pub(crate) const FLOOR_TEMP_RENAME: &str = "floor: write temp, rename";
-pub(crate) const FLOOR_LMDB_MISS: &str =
-    "floor: claim lock, LMDB get + put + commit (heed, no fsync), unlock";
+pub(crate) const FLOOR_LMDB_MISS: &str = "floor: claim lock, LMDB get + put + commit through its map (heed, MDB_WRITEMAP, no fsync), unlock";
 /// The rows of a tiny miss flushed to the device before the call returns.
 const CACHETTE_INDEX_DURABLE: &str = "Cachette, index layout, durable (fsync per write)";
 const CACHED_REDB_DURABLE: &str = "cached (redb), durable (its default: fsync per write)";

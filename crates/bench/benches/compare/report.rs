@@ -806,7 +806,9 @@ const METHOD: &str = "
   by every process once the call returns, kept when the process is killed, computed once):
   the open-file-description lock of a claim, an LMDB write transaction (heed, no fsync, the
   environment's unnamed database) that finds the key absent, puts the entry's bytes and
-  commits, then the unlock; its keys have the store's shape (the entry's function folder and
+  commits, then the unlock; written through its map (`MDB_WRITEMAP`), as the index is on the
+  file systems where it runs, with its whole data file (1 GiB) allocated and read into the page
+  cache beforehand, so that it pays neither for blocks nor for page faults; its keys have the store's shape (the entry's function folder and
   32 hex digits of a hash), so each lands at a random place of the tree. Then xxh3-128
   over the argument's bytes for a large argument, `std::fs::write` of the output, `pread`s of it
   into a fresh anonymous map of its size that asks for huge pages (`MADV_HUGEPAGE`: a 4 KiB page
