@@ -583,8 +583,18 @@ impl Shared {
         };
         // Read in the map, which only this function changes, under the lock just taken.
         let map = self.env.info().map_size as u64;
-        if wanted.is_some_and(|wanted| wanted <= map) {
-            return Ok(()); // Another thread made it longer meanwhile.
+        // A whole number of the system's pages, as a map is.
+        let target = |len: u64| {
+            let len = len.next_multiple_of(room::os_page());
+            match wanted {
+                Some(wanted) => room::grown(map, wanted, room.most, len),
+                None => len,
+            }
+        };
+        // Nothing to do (another thread made it longer meanwhile, the map is as long as it may
+        // be, no other process made the file longer): reads are not held back.
+        if target(room::length(&room.data)?) <= map {
+            return Ok(());
         }
         let Some(shut) = self.gate.shut() else {
             tracing::debug!(target: "cachette", "{}: the index's map was not made longer: transactions of this process did not end", self.env.path().display());
@@ -594,10 +604,7 @@ impl Shared {
         self.readers.drop_kept();
         let _locked = room::Locked::new(&room.dir)?;
         let len = room::length(&room.data)?;
-        let mut target = match wanted {
-            Some(wanted) => room::grown(map, wanted, room.most, len),
-            None => len,
-        };
+        let mut target = target(len);
         if target > len
             && let Err(e) = room::allocate(&room.data, target)
         {
@@ -616,11 +623,10 @@ impl Shared {
         // the kept ones). Every byte of the new length has blocks on the device, allocated
         // before (here, or by the process that made the file this long, under the same lock).
         if let Err(e) = unsafe { self.env.resize(target) } {
-            // `EINVAL`: LMDB saw a write transaction under way, and changed nothing (none is, as
-            // said above). Any other error: it unmapped the old map before it failed, and
-            // nothing may use the environment.
-            if !matches!(&e, heed::Error::Io(io) if io.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()))
-            {
+            // An invalid length (heed's check), or `EINVAL` (LMDB saw a write transaction under
+            // way, none is, as said above): nothing was changed. Any other error: LMDB
+            // unmapped the old map before it failed, and nothing may use the environment.
+            if !matches!(&e, heed::Error::Io(e) if e.kind() == io::ErrorKind::InvalidInput) {
                 Gate::break_down(shut);
             }
             return Err(e);
@@ -1029,10 +1035,9 @@ fn open_mapped(path: &Path, most: usize, durable: bool) -> heed::Result<Mapped> 
     }
     // As long as the file (a whole number of pages: a file LMDB wrote is), so that a read,
     // which opens the environment too, does not make it longer.
-    let page = rustix::param::page_size() as u64;
     let map = match len {
         0 => room::INITIAL.min(most as u64),
-        len => len.next_multiple_of(page),
+        len => len.next_multiple_of(room::os_page()),
     };
     let Ok(map) = usize::try_from(map) else {
         return Ok(Mapped::NotHere);

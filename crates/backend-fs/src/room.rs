@@ -53,6 +53,11 @@ const HEADROOM_SHARE: u64 = 8;
 /// the map stays as it is (a write that does not fit then finds it full).
 const QUIESCE_WAIT: Duration = Duration::from_secs(10);
 
+/// The system's page size: a map's length is a whole number of them.
+pub(crate) fn os_page() -> u64 {
+    rustix::param::page_size() as u64
+}
+
 /// What a map holds before a write that may add `extra` bytes: it grows when less room than this
 /// would be left after it.
 pub(crate) fn wanted(used: u64, extra: u64) -> u64 {
