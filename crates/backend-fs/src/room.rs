@@ -4,8 +4,9 @@
 //! A commit of LMDB writes each page it changed with a system call of its own, then the meta page
 //! with one more: about five `pwrite`s for a small item, most of the time a small miss takes. With
 //! `MDB_WRITEMAP` a transaction writes its pages in the shared memory map, and a commit makes no
-//! system call (unless the store is durable). Other processes see the pages at once (there is one
-//! page cache), and a process killed loses nothing it committed: the kernel holds the pages.
+//! system call. Other processes see the pages at once (there is one page cache), and a process
+//! killed loses nothing it committed: the kernel holds the pages. (A durable store keeps
+//! `pwrite`: each of its commits waits for the device anyway.)
 //!
 //! A write through a map has one danger that a `pwrite` has not: a page of the file that has no
 //! block on the device (a hole) gets one when it is first written, and when the device is full
@@ -16,7 +17,7 @@
 //!   new block); elsewhere the index writes with `pwrite`, as LMDB does by default;
 //! - the map is the size of the data file, and every block of the file is allocated: LMDB
 //!   makes the file as long as the map, and `fallocate` allocates it before any write;
-//! - the map grows in steps ([`grow_to`]): the new length is allocated first, then mapped; a
+//! - the map grows in steps ([`grown`]): the new length is allocated first, then mapped; a
 //!   device without room for it leaves the map as it is, and a write that does not fit finds
 //!   the map full, which LMDB reports as an error (the item is then written as a file);
 //! - LMDB never writes a page past the end of its map.

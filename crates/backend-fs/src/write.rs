@@ -379,7 +379,7 @@ fn delete_beside(dir: BorrowedFd<'_>, key: &Key, beside: Option<&Key>) {
 }
 
 /// A new name for a temporary file beside the item `name`: `<prefix><owner tag>.<pid>-<n>-`
-/// and the start of the item's name (see [`is_leftover`]).
+/// and the start of the item's name (see [`is_leftover`](crate::files::is_leftover)).
 pub(crate) fn temp_name(name: &str) -> String {
     let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
     let end = name.floor_char_boundary(TEMP_NAME_PART);
