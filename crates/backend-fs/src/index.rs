@@ -494,51 +494,44 @@ impl Shared {
     /// A write transaction that may add about `extra` bytes to the index, once the map has
     /// room for them and some more (see [`crate::room`]).
     fn write_txn(&self, extra: u64) -> heed::Result<Writing<'_>> {
-        let mut tries = 0;
-        loop {
+        self.following_growth(|| {
             self.make_room(extra)?;
             let writer = self
                 .room
                 .as_ref()
                 .map(|room| room.writer.lock().unwrap_or_else(PoisonError::into_inner));
             let entered = self.enter()?;
-            match self.env.write_txn() {
-                Ok(txn) => {
-                    return Ok(Writing {
-                        txn,
-                        _entered: entered,
-                        _writer: writer,
-                    });
-                }
-                Err(heed::Error::Mdb(MdbError::MapResized)) if tries < 3 => {
-                    tries += 1;
-                    drop(entered);
-                    drop(writer);
-                    self.remap(None)?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+            Ok(Writing {
+                txn: self.env.write_txn()?,
+                _entered: entered,
+                _writer: writer,
+            })
+        })
     }
 
     /// A read transaction of the newest commit.
     fn read_txn(&self) -> heed::Result<Reading<'_>> {
+        self.following_growth(|| {
+            let entered = self.enter()?;
+            Ok(Reading {
+                txn: self.env.read_txn()?,
+                _entered: entered,
+            })
+        })
+    }
+
+    /// Runs `begin`, which begins a transaction and ends what it counted when it fails, again
+    /// (three times at most) once this process maps the file as long as another process made
+    /// it, when that one committed past the end of this one's map (`MDB_MAP_RESIZED`).
+    fn following_growth<T>(&self, mut begin: impl FnMut() -> heed::Result<T>) -> heed::Result<T> {
         let mut tries = 0;
         loop {
-            let entered = self.enter()?;
-            match self.env.read_txn() {
-                Ok(txn) => {
-                    return Ok(Reading {
-                        txn,
-                        _entered: entered,
-                    });
-                }
+            match begin() {
                 Err(heed::Error::Mdb(MdbError::MapResized)) if tries < 3 => {
                     tries += 1;
-                    drop(entered);
                     self.remap(None)?;
                 }
-                Err(e) => return Err(e),
+                done => return done,
             }
         }
     }
@@ -1761,12 +1754,11 @@ impl FsBackend {
                 })))
             })
         };
+        // Tried once first, out of `following_growth`: a hit moves its result once less.
         let in_index = match read() {
-            // Another process made the map longer, and committed past the end of this one's.
-            Err(heed::Error::Mdb(MdbError::MapResized)) => {
-                shared.remap(None).map_err(fail)?;
-                read()
-            }
+            Err(heed::Error::Mdb(MdbError::MapResized)) => shared
+                .remap(None)
+                .and_then(|()| shared.following_growth(read)),
             read => read,
         }
         .map_err(fail)?
