@@ -100,8 +100,32 @@ const DELETE_BATCH: usize = 8192;
 /// value it writes.
 const SMALL_WRITE: u64 = 64 << 10;
 
-/// The room a map keeps for each key a batch of writes changes (two pages).
-const PER_KEY: u64 = 8 << 10;
+/// What a write transaction may add to the index, for the room its map keeps (see
+/// [`Shared::write_txn`]).
+#[derive(Debug, Clone, Copy)]
+enum Adds {
+    /// About this many bytes.
+    Bytes(u64),
+    /// Changes to this many small records of existing items (deletes, access times): each
+    /// copies at most the pages on its way (two of them, say, once the ones above are copied),
+    /// and no more pages than the index has, and adds at most a small record.
+    Records(usize),
+}
+
+impl Adds {
+    /// The bytes added, at most, to an index that uses `used`.
+    fn bytes(self, used: u64) -> u64 {
+        match self {
+            Adds::Bytes(bytes) => bytes,
+            Adds::Records(n) => {
+                let n = n as u64;
+                n.saturating_mul(8 << 10)
+                    .min(used)
+                    .saturating_add(n.saturating_mul(512))
+            }
+        }
+    }
+}
 
 /// The length of a record of the `times` database.
 const TIMES_LEN: usize = 16;
@@ -491,11 +515,11 @@ impl Shared {
         }
     }
 
-    /// A write transaction that may add about `extra` bytes to the index, once the map has
-    /// room for them and some more (see [`crate::room`]).
-    fn write_txn(&self, extra: u64) -> heed::Result<Writing<'_>> {
+    /// A write transaction that may add what `adds` says to the index, once the map has room
+    /// for it and some more (see [`crate::room`]).
+    fn write_txn(&self, adds: Adds) -> heed::Result<Writing<'_>> {
         self.following_growth(|| {
-            self.make_room(extra)?;
+            self.make_room(adds)?;
             let writer = self
                 .room
                 .as_ref()
@@ -539,7 +563,7 @@ impl Shared {
     /// Makes the map longer if a write of `extra` bytes would leave it less free room than
     /// [`room::wanted`] asks, or if another process committed more than it maps. Never call it
     /// during a transaction of this process.
-    fn make_room(&self, extra: u64) -> heed::Result<()> {
+    fn make_room(&self, adds: Adds) -> heed::Result<()> {
         let Some(room) = &self.room else {
             return Ok(());
         };
@@ -551,7 +575,7 @@ impl Shared {
         let used = (info.last_page_number as u64)
             .saturating_add(1)
             .saturating_mul(room.page);
-        let wanted = room::wanted(used, extra);
+        let wanted = room::wanted(used, adds.bytes(used));
         if wanted > info.map_size as u64 {
             self.remap(Some(wanted))?;
         }
@@ -638,7 +662,7 @@ impl Shared {
                 txn,
                 _entered,
                 _writer,
-            } = self.write_txn(SMALL_WRITE)?;
+            } = self.write_txn(Adds::Bytes(SMALL_WRITE))?;
             self.env
                 .create_databases_and_commit(txn, |opener, txn| -> heed::Result<_> {
                     let items = opener.create_database::<Raw, Raw>(txn, Some("items"))?;
@@ -876,8 +900,8 @@ impl Shared {
         let Some(dbs) = self.dbs.get().copied() else {
             return;
         };
-        let keys = parts.iter().map(HashMap::len).sum::<usize>() as u64;
-        let written = self.write_txn(PER_KEY * keys).and_then(|mut txn| {
+        let keys = parts.iter().map(HashMap::len).sum::<usize>();
+        let written = self.write_txn(Adds::Records(keys)).and_then(|mut txn| {
             for (key, &time) in at {
                 if dbs.items.get(&txn, key)?.is_none() {
                     continue; // Deleted since: not brought back.
@@ -1621,7 +1645,7 @@ impl FsBackend {
             txn,
             _entered,
             _writer,
-        } = shared.write_txn(room)?;
+        } = shared.write_txn(Adds::Bytes(room))?;
         let made = shared
             .env
             .create_databases_and_commit(txn, |opener, txn| -> heed::Result<_> {
@@ -1816,7 +1840,9 @@ impl FsBackend {
         };
         // The write transaction is also the lock that orders this write with those of the
         // other representation, in every process.
-        let mut txn = shared.write_txn(value.len() + SMALL_WRITE).map_err(fail)?;
+        let mut txn = shared
+            .write_txn(Adds::Bytes(value.len() + SMALL_WRITE))
+            .map_err(fail)?;
         // Whether `of` surely has no file: its folder is not in the registry, or does not exist
         // (asked once: the item to delete is mostly in the same folder as `key`).
         let no_folder = std::cell::OnceCell::new();
@@ -1906,7 +1932,7 @@ impl FsBackend {
         };
         let fail = |e| lmdb_fault(e, &index.dir);
         let (mut txn, registered) = loop {
-            let mut txn = shared.write_txn(SMALL_WRITE).map_err(fail)?;
+            let mut txn = shared.write_txn(Adds::Bytes(SMALL_WRITE)).map_err(fail)?;
             if create && dbs.items.get(&txn, k).map_err(fail)?.is_some() {
                 return Ok(PutOutcome::AlreadyExists);
             }
@@ -2089,7 +2115,7 @@ impl FsBackend {
             };
             let fail = |e| lmdb_fault(e, &index.dir).into_backend("delete", batch_first);
             let deleted = shared
-                .write_txn(PER_KEY * batch.len() as u64)
+                .write_txn(Adds::Records(batch.len()))
                 .map_err(fail)
                 .and_then(|mut txn| {
                     for key in batch {
@@ -2215,7 +2241,7 @@ mod tests {
         let (locked, lock_taken) = mpsc::channel();
         let (reads_done, done) = mpsc::channel::<()>();
         let holder = std::thread::spawn(move || {
-            let txn = shared.write_txn(0).unwrap();
+            let txn = shared.write_txn(Adds::Bytes(0)).unwrap();
             locked.send(()).unwrap();
             // Until the reads are done, or a guard against a hang: whichever comes first.
             let done_first = done.recv_timeout(Duration::from_secs(60)).is_ok();
@@ -2324,7 +2350,9 @@ mod tests {
         let index = b.index.as_ref().unwrap();
         let (shared, dbs) = b.index_handles(index, false).unwrap().unwrap();
         // Room in the map for the long value.
-        shared.make_room(MAX_INDEX_THRESHOLD + 1).unwrap();
+        shared
+            .make_room(Adds::Bytes(MAX_INDEX_THRESHOLD + 1))
+            .unwrap();
         let mut txn = shared.env.write_txn().unwrap();
         // Access records of the wrong length (beside the item, and apart as an older version
         // wrote them), and a value longer than any item.
@@ -2612,6 +2640,30 @@ mod tests {
         run(b.put(&key(0), value(0).into())).unwrap();
         let shared = b.index.as_ref().unwrap().shared.get().unwrap();
         assert!(shared.room.is_none() && !write_map(shared));
+    }
+
+    /// A delete of many keys keeps room in the map for the pages it copies, which are no more
+    /// than the index has: deleting 2,000 small items from a new index does not make its data
+    /// file longer (it grew by 16 MiB when each key was given two pages).
+    #[test]
+    fn deleting_many_small_items_leaves_the_map_as_long() {
+        use cachette_core::plugin::{StoreBackend, StoreBackendExt};
+        let dir = tempfile::tempdir().unwrap();
+        let b = index_store(dir.path());
+        let keys: Vec<Key> = (0..2000)
+            .map(|i| Key::new(format!("f/k{i}")).unwrap())
+            .collect();
+        for key in &keys {
+            run(b.put(key, b"tiny".to_vec().into())).unwrap();
+        }
+        let shared = b.index.as_ref().unwrap().shared.get().unwrap();
+        let before = shared.env.info().map_size;
+        assert_eq!(before as u64, room::INITIAL);
+        run(b.delete_many(&keys)).unwrap();
+        assert!(run(b.get(&keys[0])).unwrap().is_none());
+        assert_eq!(shared.env.info().map_size, before);
+        assert_eq!(Adds::Records(2000).bytes(1 << 20), (1 << 20) + 2000 * 512);
+        assert_eq!(Adds::Bytes(5).bytes(0), 5);
     }
 
     /// A full index stores small items as files, in folders the registry holds and in new
