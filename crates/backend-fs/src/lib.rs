@@ -139,8 +139,8 @@
 //!   `MDB_WRITEMAP`): a commit makes no system call, where a `pwrite` of each page it changed
 //!   and of the meta page took most of a small miss. A write through a map to a page with no
 //!   block yet kills the process (`SIGBUS`) when the device is full, so no map covers one: the
-//!   data file is allocated whole (`fallocate`) before it is mapped, and the map is as long as
-//!   the file. The map grows in steps (by half, 8 MiB at least, up to
+//!   data file is allocated whole (`fallocate`, and blocks shared with a copy unshared) before
+//!   it is mapped, and the map is as long as the file. The map grows in steps (by half, 8 MiB at least, up to
 //!   [`FsConfig::index_map_size`]) before a write that would leave it less free room than
 //!   4 MiB or an eighth of what it holds: the new length is allocated first, and a device
 //!   without room for it leaves the map as it is (an item that does not fit is then written as

@@ -156,15 +156,23 @@ pub(crate) fn length(data: &impl rustix::fd::AsFd) -> std::io::Result<u64> {
     Ok(st.st_size as u64)
 }
 
-/// Gives the data file `data` blocks on the device for its first `len` bytes (and makes it that
-/// long if it is shorter).
+/// Gives the data file `data` blocks on the device of its own for its first `len` bytes (and
+/// makes it that long if it is shorter).
 pub(crate) fn allocate(data: &impl rustix::fd::AsFd, len: u64) -> std::io::Result<()> {
-    loop {
-        match rustix::fs::fallocate(data, rustix::fs::FallocateFlags::empty(), 0, len) {
-            Ok(()) => return Ok(()),
+    use rustix::fs::FallocateFlags;
+    let call = |flags| loop {
+        match rustix::fs::fallocate(data, flags, 0, len) {
             Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(e.into()),
+            done => return done,
         }
+    };
+    call(FallocateFlags::empty())?;
+    // Blocks shared with another file (a copy made with `cp --reflink`, on XFS) would be
+    // copied on the first write, which may then find no room: unshared now. A file system
+    // that shares no blocks (ext4, tmpfs) refuses the call, and has nothing to unshare.
+    match call(FallocateFlags::UNSHARE_RANGE) {
+        Ok(()) | Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::INVAL) => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
