@@ -96,6 +96,12 @@ const PENDING_HELD: usize = 4 * PENDING_MAX;
 /// Keys deleted in one write transaction: a transaction has a limited number of dirty pages.
 const DELETE_BATCH: usize = 8192;
 
+/// Keys deleted in one write transaction of an index written through its map: a commit costs
+/// no system call there, and the room a transaction keeps in the map for the pages it may copy
+/// (see [`Adds::Records`]) stays within the free room a map has, so a delete does not make the
+/// data file longer.
+const MAPPED_DELETE_BATCH: usize = 1024;
+
 /// The room a map keeps for a write of a few records (see [`Shared::write_txn`]), beyond the
 /// value it writes.
 const SMALL_WRITE: u64 = 64 << 10;
@@ -367,20 +373,25 @@ struct Room {
 
 impl Room {
     /// Has the system read the pages past `used` (the end of the pages the index uses) into
-    /// its page cache, [`room::AHEAD`] bytes at a time, before writes take them: the map is read
-    /// at random (`MDB_NORDAHEAD`), so a first write to a page not read yet would wait for it
-    /// (a major fault), one page at a time. Best effort.
-    fn read_ahead(&self, used: u64) {
+    /// its page cache before a write that may add `adds` bytes takes them: at least
+    /// [`room::AHEAD`] bytes at a time. The map is read at random (`MDB_NORDAHEAD`), so a first
+    /// write to a page not read yet would wait for it (a major fault), one page at a time: a
+    /// batch of deletes, which copies thousands of pages, took 10,000 of them. Best effort.
+    fn read_ahead(&self, used: u64, adds: u64) {
+        let want = used.saturating_add(adds.max(room::AHEAD / 2));
         let ahead = self.ahead.load(Ordering::Relaxed);
-        if used.saturating_add(room::AHEAD / 2) <= ahead {
+        if want <= ahead {
             return;
         }
         let from = ahead.max(used);
-        if let Some(len) = std::num::NonZeroU64::new(room::AHEAD) {
-            let _ = rustix::fs::fadvise(&self.data, from, Some(len), rustix::fs::Advice::WillNeed);
+        let to = used.saturating_add(adds.max(room::AHEAD));
+        // The system reads at most its read-ahead window a call.
+        let mut at = from;
+        while let Some(len) = std::num::NonZeroU64::new(to.saturating_sub(at).min(room::AHEAD)) {
+            let _ = rustix::fs::fadvise(&self.data, at, Some(len), rustix::fs::Advice::WillNeed);
+            at += len.get();
         }
-        self.ahead
-            .fetch_max(from.saturating_add(room::AHEAD), Ordering::Relaxed);
+        self.ahead.fetch_max(to, Ordering::Relaxed);
     }
 }
 
@@ -575,11 +586,12 @@ impl Shared {
         let used = (info.last_page_number as u64)
             .saturating_add(1)
             .saturating_mul(room.page);
-        let wanted = room::wanted(used, adds.bytes(used));
+        let adds = adds.bytes(used);
+        let wanted = room::wanted(used, adds);
         if wanted > info.map_size as u64 {
             self.remap(Some(wanted))?;
         }
-        room.read_ahead(used);
+        room.read_ahead(used, adds);
         Ok(())
     }
 
@@ -2094,7 +2106,8 @@ impl FsBackend {
     }
 
     /// Deletes `keys` from the index, and calls `files` to delete their files, holding the
-    /// index's write lock (in batches of [`DELETE_BATCH`] keys). `None` when there is no index:
+    /// index's write lock (in batches of [`DELETE_BATCH`] keys, or [`MAPPED_DELETE_BATCH`]).
+    /// `None` when there is no index:
     /// the caller deletes the files alone.
     pub(crate) fn index_delete(
         &self,
@@ -2109,7 +2122,11 @@ impl FsBackend {
         };
         shared.flush();
         let mut first_error = None;
-        for batch in keys.chunks(DELETE_BATCH) {
+        let batch = match shared.room {
+            Some(_) => MAPPED_DELETE_BATCH,
+            None => DELETE_BATCH,
+        };
+        for batch in keys.chunks(batch) {
             let Some(batch_first) = batch.first() else {
                 continue;
             };

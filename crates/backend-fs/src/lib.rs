@@ -140,9 +140,9 @@
 //!   and of the meta page took most of a small miss. A write through a map to a page with no
 //!   block yet kills the process (`SIGBUS`) when the device is full, so no map covers one: the
 //!   data file is allocated whole (`fallocate`, and blocks shared with a copy unshared) before
-//!   it is mapped, and the map is as long as the file. The map grows in steps (by half, 8 MiB at least, up to
-//!   [`FsConfig::index_map_size`]) before a write that would leave it less free room than
-//!   4 MiB or an eighth of what it holds: the new length is allocated first, and a device
+//!   it is mapped, and the map is as long as the file. The map grows in steps (by a quarter,
+//!   8 MiB at least, up to [`FsConfig::index_map_size`]) before a write that would leave it
+//!   less free room than 4 MiB or an eighth of what it holds: the new length is allocated first, and a device
 //!   without room for it leaves the map as it is (an item that does not fit is then written as
 //!   a file, which fails with a clear error on a full device). The processes of a store take
 //!   turns to grow it with a lock (`flock`) on `.cachette-index/`, and one whose map is

@@ -66,11 +66,14 @@ pub(crate) fn wanted(used: u64, extra: u64) -> u64 {
         .saturating_add(HEADROOM_MIN.max(used / HEADROOM_SHARE))
 }
 
-/// The length a map that holds `map` bytes and must hold `wanted` grows to: by half, 8 MiB at
-/// least, and to a whole number of MiB; at most `most`, but never less than `at_least` (the data
-/// file's length, which another process may have made longer than `most`).
+/// The length a map that holds `map` bytes and must hold `wanted` grows to: by a quarter,
+/// 8 MiB at least, and to a whole number of MiB; at most `most`, but never less than
+/// `at_least` (the data file's length, which another process may have made longer than
+/// `most`). A quarter: the file is allocated whole, so a larger step leaves more of the device
+/// unused, and a smaller one maps the file again more often (each time, the pages of the map
+/// are faulted in again).
 pub(crate) fn grown(map: u64, wanted: u64, most: u64, at_least: u64) -> u64 {
-    let step = map.saturating_add((map / 2).max(8 << 20));
+    let step = map.saturating_add((map / 4).max(8 << 20));
     let target = wanted
         .max(step)
         .checked_next_multiple_of(1 << 20)
@@ -287,9 +290,9 @@ mod tests {
     fn a_map_keeps_room_and_grows_by_half() {
         assert_eq!(wanted(0, 0), HEADROOM_MIN);
         assert_eq!(wanted(80 << 20, 1 << 20), (81 << 20) + (10 << 20));
-        // Small: by 8 MiB; large: by half; never past the most, but never below the file.
+        // Small: by 8 MiB; large: by a quarter; never past the most, but never below the file.
         assert_eq!(grown(8 << 20, 9 << 20, 1 << 40, 0), 16 << 20);
-        assert_eq!(grown(1 << 30, (1 << 30) + 1, 1 << 40, 0), 3 << 29);
+        assert_eq!(grown(1 << 30, (1 << 30) + 1, 1 << 40, 0), 5 << 28);
         assert_eq!(grown(1 << 30, 5 << 30, 1 << 40, 0), 5 << 30);
         assert_eq!(grown(8 << 20, 9 << 20, 12 << 20, 0), 12 << 20);
         assert_eq!(grown(8 << 20, 9 << 20, 12 << 20, 20 << 20), 20 << 20);
