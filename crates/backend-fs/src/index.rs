@@ -98,8 +98,8 @@ const DELETE_BATCH: usize = 8192;
 
 /// Keys deleted in one write transaction of an index written through its map: a commit costs
 /// no system call there, and the room a transaction keeps in the map for the pages it may copy
-/// (see [`Adds::Records`]) stays within the free room a map has, so a delete does not make the
-/// data file longer.
+/// (see [`Adds::Records`]) stays within the free room a map has, so a batch of deletes does not
+/// grow the map ahead of the pages it writes.
 const MAPPED_DELETE_BATCH: usize = 1024;
 
 /// The room a map keeps for a write of a few records (see [`Shared::write_txn`]), beyond the
