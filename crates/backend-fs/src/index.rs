@@ -1040,7 +1040,7 @@ fn open_mapped(path: &Path, most: usize, durable: bool) -> heed::Result<Mapped> 
         Mode::empty(),
     )
     .map_err(io::Error::from)?;
-    if !room::reserves_blocks(&dir) {
+    if !fs_magic(dir.as_fd()).is_some_and(room::reserves_blocks) {
         return Ok(Mapped::NotHere);
     }
     let locked = room::Locked::new(&dir)?;
@@ -1399,19 +1399,24 @@ pub(crate) fn network_fs_name(f_type: u64) -> Option<&'static str> {
     Some(name)
 }
 
-/// The network file system the folder `dir` is on, if it is on one.
+/// The type of the file system the folder `dir` is on (`statfs`'s magic number), if known.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn network_fs(dir: BorrowedFd<'_>) -> Option<&'static str> {
+pub(crate) fn fs_magic(dir: BorrowedFd<'_>) -> Option<u64> {
     let st = rustix::fs::fstatfs(dir).ok()?;
     // The type of `f_type` differs between platforms.
     #[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)]
-    network_fs_name(st.f_type as u64)
+    Some(st.f_type as u64)
 }
 
-/// The network file system the folder `dir` is on: not detected on this system.
+/// The type of the file system the folder `dir` is on: not known on this system.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn network_fs(_dir: BorrowedFd<'_>) -> Option<&'static str> {
+pub(crate) fn fs_magic(_dir: BorrowedFd<'_>) -> Option<u64> {
     None
+}
+
+/// The network file system the folder `dir` is on, if it is on one.
+fn network_fs(dir: BorrowedFd<'_>) -> Option<&'static str> {
+    fs_magic(dir).and_then(network_fs_name)
 }
 
 impl FsBackend {
@@ -2617,7 +2622,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let folder = std::fs::File::open(dir.path()).unwrap();
         assert!(
-            room::reserves_blocks(&folder),
+            fs_magic(folder.as_fd()).is_some_and(room::reserves_blocks),
             "the tests need their temporary folder on ext4, XFS or tmpfs"
         );
         let write_map =

@@ -81,25 +81,13 @@ pub(crate) fn grown(map: u64, wanted: u64, most: u64, at_least: u64) -> u64 {
     target.min(most).max(at_least)
 }
 
-/// Whether the file system of `dir` (an open folder) reserves blocks with `fallocate` for good,
-/// so that a write through a map of an allocated file never needs a new block.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) fn reserves_blocks(dir: &impl rustix::fd::AsFd) -> bool {
-    let Ok(st) = rustix::fs::fstatfs(dir) else {
-        return false;
-    };
-    // The type of `f_type` differs between platforms; magic numbers are 32 bits.
-    #[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)]
-    let kind = (st.f_type as u64) & 0xFFFF_FFFF;
+/// Whether the file system of the type `magic` (`statfs`'s, see
+/// [`fs_magic`](crate::index::fs_magic)) reserves blocks with `fallocate` for good, so that a
+/// write through a map of an allocated file never needs a new block.
+pub(crate) fn reserves_blocks(magic: u64) -> bool {
     // ext2, ext3 and ext4 (one magic number: `fallocate` fails on files without extents, and
     // the index then writes with `pwrite`), XFS, tmpfs.
-    matches!(kind, 0xEF53 | 0x5846_5342 | 0x0102_1994)
-}
-
-/// Whether the file system of `dir` reserves blocks for good: not known on this system.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) fn reserves_blocks(_dir: &impl rustix::fd::AsFd) -> bool {
-    false
+    matches!(magic & 0xFFFF_FFFF, 0xEF53 | 0x5846_5342 | 0x0102_1994)
 }
 
 /// Locks `lock` within [`QUIESCE_WAIT`], or fails.
