@@ -633,12 +633,25 @@ impl Shared {
         self.readers.drop_kept();
         let _locked = room::Locked::new(&room.dir)?;
         let len = room::length(&room.data)?;
+        let longest = room.most.max(map);
+        if len > longest {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the index's data file is {len} bytes long, more than its map may be ({longest} bytes, index_map_size)"),
+            )
+            .into());
+        }
         let mut target = target(len);
-        if target > len
-            && let Err(e) = room::allocate(&room.data, target)
-        {
+        // Every byte mapped has blocks: what another process made is allocated too (a no-op
+        // but for what a process killed while it opened a new index left).
+        if let Err(e) = room::allocate(&room.data, target) {
             tracing::debug!(target: "cachette", "{}: cannot make the index's data file {target} bytes long: {e}", self.env.path().display());
-            target = len;
+            let made = len.next_multiple_of(room::os_page());
+            if made <= map {
+                return Ok(());
+            }
+            room::allocate(&room.data, made)?;
+            target = made;
         }
         if target <= map {
             return Ok(());
@@ -650,7 +663,7 @@ impl Shared {
         // counted ended, kept read transactions were just ended, and every transaction of the
         // environment is counted (`enter` in `read_txn`, `write_txn`, and around every use of
         // the kept ones). Every byte of the new length has blocks on the device, allocated
-        // before (here, or by the process that made the file this long, under the same lock).
+        // above, under the lock that every process holds to make the file longer.
         if let Err(e) = unsafe { self.env.resize(target) } {
             // An invalid length (heed's check), or `EINVAL` (LMDB saw a write transaction under
             // way, none is, as said above): nothing was changed. Any other error: LMDB
@@ -1045,11 +1058,22 @@ fn open_mapped(path: &Path, most: usize, durable: bool) -> heed::Result<Mapped> 
     }
     let locked = room::Locked::new(&dir)?;
     let len = match rustix::fs::statat(&dir, "data.mdb", AtFlags::SYMLINK_NOFOLLOW) {
-        // Never negative.
-        #[allow(clippy::cast_sign_loss)]
-        Ok(st) => st.st_size as u64,
-        Err(rustix::io::Errno::NOENT) => 0,
+        Ok(st) => room::checked_length(&st),
+        Err(rustix::io::Errno::NOENT) => Ok(0),
         Err(e) => return Err(io::Error::from(e).into()),
+    };
+    // Longer than its map may be, or made longer by another program: not allocated nor mapped
+    // whole here, but written with `pwrite`, which reads only the pages in use.
+    let len = match len {
+        Ok(len) if len <= most as u64 => len,
+        Ok(len) => {
+            tracing::debug!(target: "cachette", "{}: the index's data file is {len} bytes long, more than index_map_size; it is written with pwrite", path.display());
+            return Ok(Mapped::NotHere);
+        }
+        Err(e) => {
+            tracing::debug!(target: "cachette", "{}: {e}; the index is written with pwrite", path.display());
+            return Ok(Mapped::NotHere);
+        }
     };
     if len > 0 {
         // Checked before it is mapped, which makes the file as long as the map: a file cut

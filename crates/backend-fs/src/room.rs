@@ -136,7 +136,18 @@ impl Drop for Locked<'_> {
 
 /// The length of the data file `data`.
 pub(crate) fn length(data: &impl rustix::fd::AsFd) -> std::io::Result<u64> {
-    let st = rustix::fs::fstat(data)?;
+    checked_length(&rustix::fs::fstat(data)?)
+}
+
+/// The most of a data file that may have no blocks on the device when it is mapped (then
+/// allocated): a new index's map, which LMDB makes the file as long as before it is allocated
+/// (a process killed in between leaves it so). A file with more was made longer by another
+/// program than Cachette: allocating, then mapping it, could fill the device for nothing.
+pub(crate) const MOST_UNALLOCATED: u64 = INITIAL;
+
+/// The length of the data file whose status is `st`: an error if it is not a regular file, or
+/// if more than [`MOST_UNALLOCATED`] bytes of it have no blocks on the device.
+pub(crate) fn checked_length(st: &rustix::fs::Stat) -> std::io::Result<u64> {
     if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
         return Err(std::io::Error::other(
             "the index's data file is not a regular file",
@@ -144,7 +155,17 @@ pub(crate) fn length(data: &impl rustix::fd::AsFd) -> std::io::Result<u64> {
     }
     // Never negative.
     #[allow(clippy::cast_sign_loss)]
-    Ok(st.st_size as u64)
+    let (len, blocks) = (st.st_size as u64, st.st_blocks as u64);
+    let unallocated = len.saturating_sub(blocks.saturating_mul(512));
+    if unallocated > MOST_UNALLOCATED {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "the index's data file is {len} bytes long, and {unallocated} of them have no blocks on the device: another program made it longer"
+            ),
+        ));
+    }
+    Ok(len)
 }
 
 /// Gives the data file `data` blocks on the device of its own for its first `len` bytes (and

@@ -1074,6 +1074,50 @@ fn the_map_grows_in_two_processes_at_once() {
     assert_allocated(&store);
 }
 
+/// A data file that another program made longer (sparse: the blocks of the new length are not
+/// allocated) is neither allocated nor mapped whole: the process that opens it writes with
+/// `pwrite`, and its items are read and written as before. (It was allocated whole, whatever
+/// its length: a file of a terabyte would have filled the device.)
+#[test]
+fn a_data_file_made_longer_by_another_program_is_not_allocated() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let b = open(dir.path());
+        block_on(true, b.put(&key("f/a"), blob(vec![1; 100])))
+            .unwrap()
+            .unwrap();
+    }
+    let data = dir.path().join(".cachette-index/data.mdb");
+    let file = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
+    let len = file.metadata().unwrap().len();
+    file.set_len(len + (256 << 20)).unwrap();
+    drop(file);
+    let b = open(dir.path());
+    assert_eq!(
+        block_on(true, b.get(&key("f/a")))
+            .unwrap()
+            .unwrap()
+            .as_deref(),
+        Some(&[1u8; 100][..])
+    );
+    block_on(true, b.put(&key("f/b"), blob(vec![2; 100])))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        block_on(true, b.get(&key("f/b")))
+            .unwrap()
+            .unwrap()
+            .as_deref(),
+        Some(&[2u8; 100][..])
+    );
+    let allocated = std::fs::metadata(&data).unwrap().blocks() * 512;
+    assert!(
+        allocated < 64 << 20,
+        "{allocated} bytes of the data file were allocated"
+    );
+}
+
 /// Reads on several threads go on, each finding what was written, while writes on others make
 /// the index's map grow (which changes only while no transaction is under way).
 #[test]
