@@ -1056,7 +1056,16 @@ fn open_mapped(path: &Path, most: usize, durable: bool) -> heed::Result<Mapped> 
     if !fs_magic(dir.as_fd()).is_some_and(room::reserves_blocks) {
         return Ok(Mapped::NotHere);
     }
-    let locked = room::Locked::new(&dir)?;
+    // Another process that holds the lock too long (stopped, hung): opened to write with
+    // `pwrite`, which takes none.
+    let locked = match room::Locked::new(&dir) {
+        Ok(locked) => locked,
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            tracing::debug!(target: "cachette", "{}: {e}; the index is written with pwrite", path.display());
+            return Ok(Mapped::NotHere);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let len = match rustix::fs::statat(&dir, "data.mdb", AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => room::checked_length(&st),
         Err(rustix::io::Errno::NOENT) => Ok(0),

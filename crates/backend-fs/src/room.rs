@@ -24,7 +24,8 @@
 //!
 //! Processes agree through a lock (`flock`) on the index's folder: the one that makes the file
 //! longer holds it while it allocates and maps the new length, and one that opens the index
-//! holds it while it reads the file's length, maps it and allocates it. A process whose map is
+//! holds it while it reads the file's length, maps it and allocates it. Nobody waits for it
+//! longer than [`QUIESCE_WAIT`] (a process may be stopped while it holds it). A process whose map is
 //! shorter than what another committed since maps the longer file again (LMDB says
 //! `MDB_MAP_RESIZED`). No process makes the file shorter.
 //!
@@ -52,7 +53,11 @@ const HEADROOM_SHARE: u64 = 8;
 
 /// The longest a growth waits for the transactions under way in this process to end. Past it,
 /// the map stays as it is (a write that does not fit then finds it full).
+#[cfg(not(test))]
 const QUIESCE_WAIT: Duration = Duration::from_secs(10);
+/// The longest a growth waits (shorter in this crate's tests).
+#[cfg(test)]
+const QUIESCE_WAIT: Duration = Duration::from_millis(500);
 
 /// The system's page size: a map's length is a whole number of them.
 pub(crate) fn os_page() -> u64 {
@@ -115,12 +120,29 @@ pub(crate) fn lock_within(lock: &Mutex<()>) -> std::io::Result<std::sync::MutexG
 pub(crate) struct Locked<'d>(&'d OwnedFd);
 
 impl<'d> Locked<'d> {
-    /// Waits for the lock of the folder `dir`.
+    /// Takes the lock of the folder `dir`, waiting at most [`QUIESCE_WAIT`] for the process
+    /// that holds it (which holds it for a growth: a stopped or hung one would hold it for
+    /// ever); then an error of kind `TimedOut`.
     pub(crate) fn new(dir: &'d OwnedFd) -> std::io::Result<Self> {
+        let start = Instant::now();
+        let mut pause = Duration::from_micros(50);
         loop {
-            match rustix::fs::flock(dir, rustix::fs::FlockOperation::LockExclusive) {
+            match rustix::fs::flock(dir, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => return Ok(Locked(dir)),
                 Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::WOULDBLOCK) if start.elapsed() < QUIESCE_WAIT => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(10));
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "another process has held the lock of the index's folder for more than {} ms",
+                            QUIESCE_WAIT.as_millis()
+                        ),
+                    ));
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -306,6 +328,33 @@ mod tests {
         assert_eq!(grown(8 << 20, 9 << 20, 12 << 20, 0), 12 << 20);
         assert_eq!(grown(8 << 20, 9 << 20, 12 << 20, 20 << 20), 20 << 20);
         assert_eq!(grown(u64::MAX - 5, u64::MAX, u64::MAX, 0) % (1 << 20), 0);
+    }
+
+    /// A process that holds the folder's lock (stopped, say) makes the others wait a while, not
+    /// for ever.
+    #[test]
+    fn the_folder_lock_is_waited_for_a_while_only() {
+        use rustix::fs::{Mode, OFlags};
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            rustix::fs::open(dir.path(), flags, Mode::empty()).unwrap()
+        };
+        // Two open file descriptions: two holders, as two processes.
+        let (held, other) = (open(), open());
+        let holder = Locked::new(&held).unwrap();
+        let (sent, got) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let kind = Locked::new(&other).err().map(|e| e.kind());
+            let _ = sent.send(kind);
+        });
+        let kind = got
+            .recv_timeout(QUIESCE_WAIT * 20)
+            .expect("the lock was waited for with no end");
+        assert_eq!(kind, Some(std::io::ErrorKind::TimedOut));
+        drop(holder);
+        let again = open();
+        Locked::new(&again).unwrap();
     }
 
     #[test]
