@@ -631,7 +631,16 @@ impl Shared {
         };
         // Kept transactions are not under way, but none outlives the map it began in.
         self.readers.drop_kept();
-        let _locked = room::Locked::new(&room.dir)?;
+        let _locked = match room::Locked::new(&room.dir) {
+            Ok(locked) => locked,
+            // A growth is left out (a write that does not fit finds the map full); a process
+            // that must follow another's growth cannot read without it.
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && wanted.is_some() => {
+                tracing::debug!(target: "cachette", "{}: {e}; the index's map was not made longer", self.env.path().display());
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let len = room::length(&room.data)?;
         let longest = room.most.max(map);
         if len > longest {
